@@ -1,0 +1,482 @@
+//! Driving one client connection: the reader (parse, authenticate, route)
+//! and the writer (drain the outbound buffer to the socket).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep, Instant};
+use tracing::{debug, error, trace};
+
+use super::deliver::{deliver_to_match, FlushSet, Msg, QueueRng};
+use super::{ClientShared, ClosedState};
+use crate::accounts::Account;
+use crate::auth;
+use crate::protocol::{errors, err_line, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO};
+use crate::server::Server;
+use crate::sublist::MatchCache;
+use crate::subject;
+use crate::subscription::Subscription;
+
+/// Read buffer bounds: start small so idle connections cost little memory,
+/// grow under load so bursts are read in few syscalls.
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 64 * 1024;
+
+/// Settings a connection snapshots from the server options when it starts.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub auth_required: bool,
+    pub auth_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub write_deadline: Duration,
+    pub max_subs: usize,
+    pub headers_supported: bool,
+    pub no_fast_producer_stall: bool,
+}
+
+/// Run a client connection to completion. `info` is the INFO line to greet with.
+pub async fn run_client<S>(server: Arc<Server>, shared: Arc<ClientShared>, stream: S, info: Vec<u8>, cfg: ClientConfig, parser: Parser)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    shared.send(&info);
+    let writer = tokio::spawn(write_loop(server.clone(), shared.clone(), wr, cfg.write_deadline));
+    let account = server.global_account();
+    *shared.account.lock() = Some(account.clone());
+    let mut reader = Reader {
+        rng: QueueRng::new(shared.cid.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        server,
+        shared,
+        account,
+        parser,
+        cfg,
+        connect: ConnectOptions::default(),
+        connect_received: false,
+        cache: MatchCache::default(),
+        flush: FlushSet::default(),
+        pings_out: 0,
+        in_msgs: 0,
+        in_bytes: 0,
+    };
+    let reason = reader.run(rd).await;
+    reader.shared.close(reason);
+    let _ = writer.await;
+    reader.cleanup();
+}
+
+struct Reader {
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    account: Arc<Account>,
+    parser: Parser,
+    cfg: ClientConfig,
+    connect: ConnectOptions,
+    connect_received: bool,
+    cache: MatchCache,
+    flush: FlushSet,
+    rng: QueueRng,
+    pings_out: u32,
+    in_msgs: u64,
+    in_bytes: u64,
+}
+
+/// Control flow out of processing one operation.
+enum Flow {
+    Continue,
+    Close(ClosedState),
+}
+
+impl Reader {
+    fn tag(&self) -> String {
+        self.shared.tag()
+    }
+
+    async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R) -> ClosedState {
+        let mut buf = BytesMut::with_capacity(READ_MIN);
+        let mut read_size = READ_MIN;
+        let auth_deadline = sleep(self.cfg.auth_timeout);
+        tokio::pin!(auth_deadline);
+        let start = Instant::now() + self.cfg.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.cfg.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if buf.capacity() - buf.len() < read_size {
+                buf.reserve(read_size);
+            }
+            let waiting_auth = self.cfg.auth_required && !self.connect_received;
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => {
+                    let n = match r {
+                        Ok(0) => return ClosedState::ClientClosed,
+                        Ok(n) => n,
+                        Err(e) => {
+                            debug!("{} - Client read error: {e}", self.tag());
+                            return ClosedState::ReadError;
+                        }
+                    };
+                    if n >= read_size && read_size < READ_MAX {
+                        read_size *= 2;
+                    } else if n < read_size / 4 && read_size > READ_MIN {
+                        read_size /= 2;
+                    }
+                    self.shared.touch();
+                    let flow = self.process(&mut buf);
+                    self.flush.flush();
+                    self.publish_stats();
+                    self.stall_for_slow_consumers().await;
+                    if let Flow::Close(reason) = flow {
+                        return reason;
+                    }
+                    if buf.is_empty() && buf.capacity() > 4 * read_size {
+                        buf = BytesMut::with_capacity(read_size);
+                    }
+                }
+                _ = self.shared.kill.notified() => {
+                    return self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown);
+                }
+                _ = &mut auth_deadline, if waiting_auth => {
+                    debug!("{} - Authentication Timeout", self.tag());
+                    self.send_err(errors::AUTH_TIMEOUT);
+                    return ClosedState::AuthenticationTimeout;
+                }
+                _ = ping.tick() => {
+                    if self.pings_out + 1 > self.cfg.ping_max {
+                        debug!("{} - Stale Client Connection - Closing", self.tag());
+                        self.send_err(errors::STALE_CONNECTION);
+                        return ClosedState::StaleConnection;
+                    }
+                    self.pings_out += 1;
+                    trace!("{} - ->> [PING]", self.tag());
+                    self.shared.send(b"PING\r\n");
+                }
+            }
+        }
+    }
+
+    /// Fast-producer stall, as nats-server does it: when a consumer we just
+    /// fed is over three quarters of its pending limit, pause reading for a
+    /// few milliseconds (at most 10 ms per batch) so it can drain, rather
+    /// than cut off a consumer that is merely a little slower than us.
+    async fn stall_for_slow_consumers(&mut self) {
+        const MIN: Duration = Duration::from_millis(2);
+        const MAX: Duration = Duration::from_millis(5);
+        const TOTAL: Duration = Duration::from_millis(10);
+        let stalled = self.flush.take_stalled();
+        if stalled.is_empty() || self.cfg.no_fast_producer_stall {
+            return;
+        }
+        let start = Instant::now();
+        for c in stalled {
+            let spent = start.elapsed();
+            if spent >= TOTAL {
+                break;
+            }
+            let drained = c.drained.notified();
+            let ttl = {
+                let out = c.out.lock();
+                if !out.should_stall() || out.is_closed() {
+                    continue;
+                }
+                if out.is_full() { MAX } else { MIN }
+            };
+            let _ = tokio::time::timeout(ttl.min(TOTAL - spent), drained).await;
+        }
+    }
+
+    /// Parse and handle every complete operation in `buf`.
+    fn process(&mut self, buf: &mut BytesMut) -> Flow {
+        loop {
+            let step = match self.parser.next(&buf[..]) {
+                Ok(s) => s,
+                Err(e) => return self.parse_error(e),
+            };
+            match step {
+                Step::NeedMore(n) => {
+                    buf.advance(n);
+                    return Flow::Continue;
+                }
+                Step::Op(op, n) => {
+                    let flow = self.handle(op);
+                    buf.advance(n);
+                    if let Flow::Close(_) = flow {
+                        return flow;
+                    }
+                }
+            }
+        }
+    }
+
+    fn parse_error(&mut self, e: ParseError) -> Flow {
+        // Before CONNECT on a server that requires auth, anything but a
+        // CONNECT is an authorization failure, not a parse error.
+        if self.cfg.auth_required && !self.connect_received {
+            return self.auth_violation();
+        }
+        match e {
+            ParseError::UnknownOp { snippet } => {
+                self.send_err(errors::UNKNOWN_OP);
+                error!("{} - Client parser ERROR: proto='{snippet}...'", self.tag());
+                Flow::Close(ClosedState::ProtocolViolation)
+            }
+            ParseError::MaxControlLine { len } => {
+                self.send_err(errors::MAX_CONTROL_LINE);
+                error!("{} - {}: {} vs {}", self.tag(), errors::MAX_CONTROL_LINE, len, self.parser.max_control_line);
+                Flow::Close(ClosedState::MaxControlLineExceeded)
+            }
+            ParseError::MaxPayload { size, max } => {
+                error!("{} - maximum payload exceeded: {size} vs {max}", self.tag());
+                self.send_err(errors::MAX_PAYLOAD);
+                Flow::Close(ClosedState::MaxPayloadExceeded)
+            }
+            ParseError::BadArgs(msg) => {
+                error!("{} - {msg}", self.tag());
+                Flow::Close(ClosedState::ProtocolViolation)
+            }
+        }
+    }
+
+    fn send_err(&self, text: &str) {
+        self.shared.send(&err_line(text));
+    }
+
+    fn auth_violation(&mut self) -> Flow {
+        error!("{} - authentication error", self.tag());
+        self.send_err(errors::AUTH_VIOLATION);
+        self.server.stats.auth_errors.fetch_add(1, Ordering::Relaxed);
+        Flow::Close(ClosedState::AuthenticationViolation)
+    }
+
+    fn handle(&mut self, op: Op<'_>) -> Flow {
+        if self.cfg.auth_required && !self.connect_received && !matches!(op, Op::Connect(_)) {
+            return self.auth_violation();
+        }
+        match op {
+            Op::Connect(arg) => self.on_connect(arg),
+            Op::Pub { subject, reply, hdr_len, msg, is_hpub: _ } => {
+                self.on_pub(Msg { subject, reply, hdr_len, body: msg });
+                Flow::Continue
+            }
+            Op::Sub { subject, queue, sid } => self.on_sub(subject, queue, sid),
+            Op::Unsub { sid, max } => {
+                self.on_unsub(sid, max);
+                Flow::Continue
+            }
+            Op::Ping => {
+                trace!("{} - <<- [PING]", self.tag());
+                self.shared.send(b"PONG\r\n");
+                Flow::Continue
+            }
+            Op::Pong => {
+                trace!("{} - <<- [PONG]", self.tag());
+                self.pings_out = 0;
+                Flow::Continue
+            }
+            Op::Ok | Op::Info => Flow::Continue,
+            Op::Err(text) => {
+                error!("{} - Client Error {}", self.tag(), String::from_utf8_lossy(text));
+                Flow::Close(ClosedState::ParseError)
+            }
+        }
+    }
+
+    fn on_connect(&mut self, arg: &[u8]) -> Flow {
+        let c = match ConnectOptions::parse(arg) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{} - {e}", self.tag());
+                return Flow::Close(ClosedState::ProtocolViolation);
+            }
+        };
+        let opts = self.server.opts();
+        let identity = match auth::authenticate(&opts, &c) {
+            Some(id) => id,
+            None if c.user.is_none() && c.auth_token.is_none() && c.pass.is_none() => {
+                match auth::no_auth_identity(&opts) {
+                    Some(id) => id,
+                    None => return self.auth_violation(),
+                }
+            }
+            None => return self.auth_violation(),
+        };
+        self.connect_received = true;
+        let headers = c.headers && self.cfg.headers_supported;
+        self.parser.headers = headers;
+        self.shared.headers.store(headers, Ordering::Relaxed);
+        self.shared.echo.store(c.echo, Ordering::Relaxed);
+        {
+            let mut meta = self.shared.meta.lock();
+            meta.name = c.name.clone();
+            meta.lang = c.lang.clone();
+            meta.version = c.version.clone();
+            meta.user = identity.user.clone();
+            meta.account = self.account.name.clone();
+        }
+        if c.protocol < 0 || c.protocol > CLIENT_PROTO_INFO {
+            self.send_err(errors::BAD_CLIENT_PROTOCOL);
+            return Flow::Close(ClosedState::BadClientProtocolVersion);
+        }
+        if c.no_responders && !headers {
+            self.send_err(errors::NO_RESPONDERS_REQUIRES_HEADERS);
+            return Flow::Close(ClosedState::NoRespondersRequiresHeaders);
+        }
+        if c.verbose {
+            self.shared.send(b"+OK\r\n");
+        }
+        self.connect = c;
+        Flow::Continue
+    }
+
+    fn on_pub(&mut self, msg: Msg<'_>) {
+        self.in_msgs += 1;
+        self.in_bytes += msg.body.len() as u64;
+        if self.connect.pedantic && !subject::is_valid_literal(msg.subject) {
+            self.send_err(errors::INVALID_PUB_SUBJECT);
+        }
+        if self.connect.verbose {
+            self.shared.send(b"+OK\r\n");
+        }
+        let result = self.cache.get(&self.account.sublist, msg.subject);
+        let echo = self.connect.echo;
+        let delivered = if result.is_empty() {
+            0
+        } else {
+            deliver_to_match(&result, &msg, self.shared.cid, echo, &mut self.rng, &mut self.flush, &*self.server)
+        };
+        if delivered > 0 {
+            self.server.stats.out_msgs.fetch_add(delivered as u64, Ordering::Relaxed);
+            self.server.stats.out_bytes.fetch_add((delivered * (msg.body.len() - msg.hdr_len)) as u64, Ordering::Relaxed);
+        } else if let Some(reply) = msg.reply {
+            if self.connect.no_responders {
+                self.no_responders(msg.subject, reply);
+            }
+        }
+    }
+
+    /// Tell a requester nobody is listening: a 503 status to its own
+    /// subscription on the reply subject, as nats-server does.
+    fn no_responders(&mut self, subject: &[u8], reply: &[u8]) {
+        let r = self.account.sublist.match_subject(reply);
+        let Some(sub) = r.psubs.iter().find(|s| s.client.cid == self.shared.cid) else {
+            return;
+        };
+        let hdr_len = 32 + subject.len();
+        let mut out = Vec::with_capacity(64 + reply.len() + 2 * subject.len());
+        out.extend_from_slice(b"HMSG ");
+        out.extend_from_slice(reply);
+        out.push(b' ');
+        out.extend_from_slice(&sub.sid);
+        out.extend_from_slice(format!(" {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\nNats-Subject: ").as_bytes());
+        out.extend_from_slice(subject);
+        out.extend_from_slice(b"\r\n\r\n\r\n");
+        self.shared.send(&out);
+    }
+
+    fn on_sub(&mut self, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Flow {
+        if self.cfg.max_subs > 0 && self.shared.num_subs() >= self.cfg.max_subs {
+            error!("{} - {}", self.tag(), errors::MAX_SUBS);
+            self.send_err(errors::MAX_SUBS);
+            return Flow::Continue;
+        }
+        let sub = Arc::new(Subscription::new(self.shared.clone(), subj, queue, sid));
+        {
+            let mut subs = self.shared.subs.lock();
+            if !subs.contains_key(sid) {
+                if self.account.sublist.insert(sub.clone()).is_err() {
+                    drop(subs);
+                    self.send_err(errors::INVALID_SUBJECT);
+                    return Flow::Continue;
+                }
+                subs.insert(Box::from(sid), sub);
+            }
+        }
+        if self.connect.verbose {
+            self.shared.send(b"+OK\r\n");
+        }
+        Flow::Continue
+    }
+
+    fn on_unsub(&mut self, sid: &[u8], max: Option<u64>) {
+        let existing = self.shared.subs.lock().get(sid).cloned();
+        if let Some(sub) = existing {
+            match max {
+                Some(m) if m > sub.delivered.load(Ordering::Acquire) => sub.max.store(m, Ordering::Release),
+                _ => self.server.remove_subscription(&sub),
+            }
+        }
+        if self.connect.verbose {
+            self.shared.send(b"+OK\r\n");
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        if self.in_msgs > 0 {
+            let s = &self.server.stats;
+            s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
+            s.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
+            self.shared.stats.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
+            self.shared.stats.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
+            self.in_msgs = 0;
+            self.in_bytes = 0;
+        }
+    }
+
+    /// Remove every subscription and forget the connection.
+    fn cleanup(&mut self) {
+        self.cache.clear();
+        let subs: Vec<Arc<Subscription>> = self.shared.subs.lock().drain().map(|(_, s)| s).collect();
+        for s in &subs {
+            s.close();
+        }
+        self.account.sublist.remove_batch(&subs);
+        self.server.unregister(&self.shared);
+    }
+}
+
+/// Drain the outbound buffer to the socket until the connection closes.
+async fn write_loop<W: AsyncWrite + Unpin>(server: Arc<Server>, shared: Arc<ClientShared>, mut wr: W, deadline: Duration) {
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        let closing = {
+            let mut out = shared.out.lock();
+            if out.pending() == 0 {
+                if out.is_closed() {
+                    break;
+                }
+                None
+            } else {
+                out.take(&mut batch);
+                Some(out.is_closed())
+            }
+        };
+        let Some(closing) = closing else {
+            shared.wake.notified().await;
+            continue;
+        };
+        match tokio::time::timeout(deadline, wr.write_all(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!("{} - Error writing to client: {e}", shared.tag());
+                shared.close(ClosedState::WriteError);
+                break;
+            }
+            Err(_) => {
+                server.note_slow_consumer(&shared, ClosedState::SlowConsumerWriteDeadline);
+                break;
+            }
+        }
+        super::Outbound::recycle(&mut batch);
+        if shared.out.lock().written() {
+            shared.drained.notify_waiters();
+        }
+        if closing && shared.pending_bytes() == 0 {
+            break;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,306 @@
+//! Fan a published message out to the subscriptions that match it.
+//!
+//! This is the hot path. It formats each `MSG`/`HMSG` straight into the
+//! subscriber's outbound buffer (one short lock per delivery, no allocation)
+//! and records which writers need waking; the reader wakes them once per read
+//! batch via [`FlushSet`], so a burst of small messages becomes one write.
+
+use std::sync::Arc;
+
+use super::outbound::Queued;
+use super::ClientShared;
+use crate::sublist::MatchResult;
+use crate::subscription::{Delivery, Subscription};
+
+/// A message as it arrived: subject, optional reply, and body, whose first
+/// `hdr_len` bytes are the header block.
+#[derive(Debug, Clone, Copy)]
+pub struct Msg<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub hdr_len: usize,
+    pub body: &'a [u8],
+}
+
+/// What the router needs from the server when a delivery has side effects.
+pub trait DeliverHooks {
+    /// The subscriber's buffer is over its pending limit: cut it off.
+    fn slow_consumer(&self, client: &Arc<ClientShared>);
+    /// The subscription reached its `UNSUB` max: remove it.
+    fn auto_unsubscribe(&self, sub: &Arc<Subscription>);
+}
+
+/// Writers to wake at the end of a read batch, and consumers that are
+/// falling behind, which the producer waits on briefly before reading more.
+#[derive(Default)]
+pub struct FlushSet {
+    clients: Vec<Arc<ClientShared>>,
+    stalled: Vec<Arc<ClientShared>>,
+}
+
+impl FlushSet {
+    #[inline]
+    pub fn add(&mut self, client: &Arc<ClientShared>) {
+        self.clients.push(client.clone());
+    }
+
+    /// Wake every writer that was handed data since the last flush.
+    pub fn flush(&mut self) {
+        for c in self.clients.drain(..) {
+            c.wake.notify_one();
+        }
+    }
+
+    /// Consumers over three quarters of their pending limit, to wait on.
+    pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
+        std::mem::take(&mut self.stalled)
+    }
+}
+
+/// A tiny xorshift generator for picking queue members: fast, per-reader,
+/// and good enough to spread load evenly (it is not used for secrets).
+#[derive(Debug, Clone)]
+pub struct QueueRng(u64);
+
+impl QueueRng {
+    pub fn new(seed: u64) -> Self {
+        QueueRng(seed | 1)
+    }
+
+    #[inline]
+    pub fn below(&mut self, n: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x % n as u64) as usize
+    }
+}
+
+/// Write `n` in decimal into `out`.
+#[inline]
+pub fn put_usize(out: &mut Vec<u8>, mut n: usize) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+#[inline]
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Offer `msg` to one subscription. Returns whether it was queued.
+pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet, hooks: &dyn DeliverHooks) -> bool {
+    let verdict = sub.offer();
+    if verdict == Delivery::Skip {
+        return false;
+    }
+    let client = &sub.client;
+    let with_headers = msg.hdr_len > 0 && client.headers.load(std::sync::atomic::Ordering::Relaxed);
+    // Subscribers that did not ask for headers get the payload alone.
+    let (body, hdr_len) = if with_headers { (msg.body, msg.hdr_len) } else { (&msg.body[msg.hdr_len..], 0) };
+
+    let reply_len = msg.reply.map_or(0, |r| r.len() + 1);
+    let size_field = if with_headers { digits(hdr_len) + 1 + digits(body.len()) } else { digits(body.len()) };
+    let op_len = if with_headers { 5 } else { 4 };
+    let total = op_len + msg.subject.len() + 1 + sub.sid.len() + 1 + reply_len + size_field + 2 + body.len() + 2;
+
+    let mut out = client.out.lock();
+    match out.reserve(total) {
+        Queued::Ok { wake } => {
+            let b = out.buf_mut();
+            b.extend_from_slice(if with_headers { b"HMSG " } else { b"MSG " });
+            b.extend_from_slice(msg.subject);
+            b.push(b' ');
+            b.extend_from_slice(&sub.sid);
+            b.push(b' ');
+            if let Some(r) = msg.reply {
+                b.extend_from_slice(r);
+                b.push(b' ');
+            }
+            if with_headers {
+                put_usize(b, hdr_len);
+                b.push(b' ');
+            }
+            put_usize(b, body.len());
+            b.extend_from_slice(b"\r\n");
+            b.extend_from_slice(body);
+            b.extend_from_slice(b"\r\n");
+            out.count_out(body.len());
+            let stall = out.should_stall();
+            if stall {
+                out.set_stalled();
+            }
+            drop(out);
+            if wake {
+                flush.add(client);
+            }
+            if stall && !flush.stalled.iter().any(|c| Arc::ptr_eq(c, client)) {
+                flush.stalled.push(client.clone());
+            }
+            if verdict == Delivery::DeliverLast {
+                hooks.auto_unsubscribe(sub);
+            }
+            true
+        }
+        Queued::SlowConsumer => {
+            drop(out);
+            hooks.slow_consumer(client);
+            false
+        }
+        Queued::Closed => false,
+    }
+}
+
+/// Deliver to every plain subscriber and one member of each queue group.
+/// `publisher`/`echo` suppress delivery back to the publishing connection
+/// when it asked for `echo: false`. Returns how many deliveries were queued.
+pub fn deliver_to_match(
+    result: &MatchResult,
+    msg: &Msg<'_>,
+    publisher: u64,
+    echo: bool,
+    rng: &mut QueueRng,
+    flush: &mut FlushSet,
+    hooks: &dyn DeliverHooks,
+) -> usize {
+    let mut delivered = 0;
+    for sub in &result.psubs {
+        if !echo && sub.client.cid == publisher {
+            continue;
+        }
+        delivered += usize::from(deliver_one(sub, msg, flush, hooks));
+    }
+    for group in &result.qsubs {
+        let n = group.len();
+        if n == 0 {
+            continue;
+        }
+        // Start at a random member and move on if that one cannot take it.
+        let start = rng.below(n);
+        for i in 0..n {
+            let sub = &group[(start + i) % n];
+            if !echo && sub.client.cid == publisher {
+                continue;
+            }
+            if deliver_one(sub, msg, flush, hooks) {
+                delivered += 1;
+                break;
+            }
+        }
+    }
+    delivered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sublist::Sublist;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder {
+        slow: Mutex<Vec<u64>>,
+        unsubbed: Mutex<Vec<String>>,
+    }
+
+    impl DeliverHooks for Recorder {
+        fn slow_consumer(&self, c: &Arc<ClientShared>) {
+            self.slow.lock().unwrap().push(c.cid);
+        }
+        fn auto_unsubscribe(&self, sub: &Arc<Subscription>) {
+            self.unsubbed.lock().unwrap().push(sub.sid_str());
+        }
+    }
+
+    fn drain(c: &ClientShared) -> String {
+        let mut v = Vec::new();
+        c.out.lock().take(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn formats_msg_and_hmsg_and_strips_headers() {
+        let plain = Arc::new(ClientShared::new(1, None, 1 << 20));
+        let hdrs = Arc::new(ClientShared::new(2, None, 1 << 20));
+        hdrs.headers.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sl = Sublist::new();
+        sl.insert(Arc::new(Subscription::new(plain.clone(), b"a.*", None, b"7"))).unwrap();
+        sl.insert(Arc::new(Subscription::new(hdrs.clone(), b"a.b", None, b"9"))).unwrap();
+        let body = b"NATS/1.0\r\nk: v\r\n\r\nhello";
+        let msg = Msg { subject: b"a.b", reply: Some(b"_INBOX.1"), hdr_len: 18, body };
+        let rec = Recorder::default();
+        let mut fs = FlushSet::default();
+        let r = sl.match_subject(b"a.b");
+        assert_eq!(deliver_to_match(&r, &msg, 99, true, &mut QueueRng::new(1), &mut fs, &rec), 2);
+        assert_eq!(drain(&plain), "MSG a.b 7 _INBOX.1 5\r\nhello\r\n");
+        assert_eq!(drain(&hdrs), "HMSG a.b 9 _INBOX.1 18 23\r\nNATS/1.0\r\nk: v\r\n\r\nhello\r\n");
+        assert_eq!(fs.clients.len(), 2);
+    }
+
+    #[test]
+    fn queue_group_gets_exactly_one_and_spreads() {
+        let sl = Sublist::new();
+        let members: Vec<_> = (0..4).map(|i| Arc::new(ClientShared::new(i, None, 1 << 20))).collect();
+        for m in &members {
+            sl.insert(Arc::new(Subscription::new(m.clone(), b"q", Some(b"g"), b"1"))).unwrap();
+        }
+        let r = sl.match_subject(b"q");
+        let rec = Recorder::default();
+        let mut rng = QueueRng::new(42);
+        let mut fs = FlushSet::default();
+        let msg = Msg { subject: b"q", reply: None, hdr_len: 0, body: b"x" };
+        for _ in 0..4000 {
+            deliver_to_match(&r, &msg, 99, true, &mut rng, &mut fs, &rec);
+        }
+        let counts: Vec<usize> = members.iter().map(|m| drain(m).matches("MSG").count()).collect();
+        assert_eq!(counts.iter().sum::<usize>(), 4000);
+        assert!(counts.iter().all(|&c| c > 800), "uneven spread {counts:?}");
+    }
+
+    #[test]
+    fn auto_unsubscribe_and_slow_consumer() {
+        let c = Arc::new(ClientShared::new(5, None, 40));
+        let sub = Arc::new(Subscription::new(c.clone(), b"x", None, b"1"));
+        sub.max.store(2, std::sync::atomic::Ordering::Relaxed);
+        let rec = Recorder::default();
+        let mut fs = FlushSet::default();
+        let msg = Msg { subject: b"x", reply: None, hdr_len: 0, body: b"12345" };
+        assert!(deliver_one(&sub, &msg, &mut fs, &rec));
+        assert!(deliver_one(&sub, &msg, &mut fs, &rec));
+        assert_eq!(*rec.unsubbed.lock().unwrap(), vec!["1".to_string()]);
+        assert!(!deliver_one(&sub, &msg, &mut fs, &rec), "past max");
+        let sub2 = Arc::new(Subscription::new(c.clone(), b"x", None, b"2"));
+        assert!(!deliver_one(&sub2, &msg, &mut fs, &rec), "over the 40-byte pending limit");
+        assert_eq!(*rec.slow.lock().unwrap(), vec![5]);
+    }
+
+    #[test]
+    fn echo_off_skips_own_subs() {
+        let me = Arc::new(ClientShared::new(3, None, 1 << 20));
+        let sl = Sublist::new();
+        sl.insert(Arc::new(Subscription::new(me.clone(), b"e", None, b"1"))).unwrap();
+        let r = sl.match_subject(b"e");
+        let msg = Msg { subject: b"e", reply: None, hdr_len: 0, body: b"" };
+        let rec = Recorder::default();
+        let mut fs = FlushSet::default();
+        assert_eq!(deliver_to_match(&r, &msg, 3, false, &mut QueueRng::new(1), &mut fs, &rec), 0);
+        assert_eq!(deliver_to_match(&r, &msg, 3, true, &mut QueueRng::new(1), &mut fs, &rec), 1);
+        assert_eq!(drain(&me), "MSG e 1 0\r\n\r\n");
+    }
+}

@@ -1,0 +1,149 @@
+//! A client connection.
+//!
+//! Each connection is two tasks: a reader that parses and routes inbound
+//! messages, and a writer that drains the connection's outbound buffer to the
+//! socket. Routing a message to a subscriber means appending bytes to that
+//! subscriber's [`ClientShared`] outbound buffer under a short mutex and, once
+//! per read batch, waking its writer. No lock is ever held across I/O: the
+//! writer swaps the buffer out under the lock and writes it after releasing it.
+
+mod conn;
+mod deliver;
+mod outbound;
+
+pub use conn::{run_client, ClientConfig};
+pub use deliver::{deliver_to_match, DeliverHooks, FlushSet, Msg, QueueRng};
+pub use outbound::{ClosedState, Outbound};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::accounts::Account;
+use crate::subscription::Subscription;
+
+/// Per-connection counters, read by monitoring.
+#[derive(Debug, Default)]
+/// Outbound counters live in [`Outbound`], under the lock producers hold anyway.
+pub struct ClientStats {
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+}
+
+/// Descriptive details, filled in at CONNECT and read by `/connz`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub user: Option<String>,
+    pub account: String,
+    pub rtt_nanos: u64,
+}
+
+/// The part of a connection that other connections touch: its outbound
+/// buffer, its subscriptions and its counters.
+pub struct ClientShared {
+    pub cid: u64,
+    pub addr: Option<SocketAddr>,
+    pub start: SystemTime,
+    pub out: Mutex<Outbound>,
+    /// Wakes the writer task when data or a close is queued.
+    pub(crate) wake: Notify,
+    /// Wakes the reader task when someone else closes the connection.
+    pub(crate) kill: Notify,
+    /// Wakes producers stalled on this consumer once it has drained.
+    pub(crate) drained: Notify,
+    /// Echo our own publishes back to our subscriptions.
+    pub echo: AtomicBool,
+    /// The client understands HMSG.
+    pub headers: AtomicBool,
+    pub stats: ClientStats,
+    pub subs: Mutex<std::collections::HashMap<Box<[u8]>, Arc<Subscription>>>,
+    pub meta: Mutex<ClientMeta>,
+    /// Unix nanos of the last inbound or outbound activity.
+    pub last_activity: AtomicU64,
+    /// The account the client is bound to, set when it starts and on auth.
+    pub account: Mutex<Option<Arc<Account>>>,
+}
+
+pub(crate) fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl ClientShared {
+    pub fn new(cid: u64, addr: Option<SocketAddr>, max_pending: usize) -> Self {
+        ClientShared {
+            cid,
+            addr,
+            start: SystemTime::now(),
+            out: Mutex::new(Outbound::new(max_pending)),
+            wake: Notify::new(),
+            kill: Notify::new(),
+            drained: Notify::new(),
+            echo: AtomicBool::new(true),
+            headers: AtomicBool::new(false),
+            stats: ClientStats::default(),
+            subs: Mutex::new(Default::default()),
+            meta: Mutex::new(ClientMeta::default()),
+            last_activity: AtomicU64::new(now_nanos()),
+            account: Mutex::new(None),
+        }
+    }
+
+    /// A client with no socket, for unit tests of routing structures.
+    pub fn detached() -> Self {
+        Self::new(0, None, crate::options::MAX_PENDING)
+    }
+
+    /// Queue raw protocol bytes (e.g. `+OK`, `PONG`, `-ERR`) and wake the writer now.
+    pub fn send(&self, bytes: &[u8]) {
+        let queued = self.out.lock().push_control(bytes);
+        if queued {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Close with a reason: stop accepting output, let the writer flush what is
+    /// queued, and stop the reader. Returns false if already closed.
+    pub fn close(&self, reason: ClosedState) -> bool {
+        let first = self.out.lock().mark_closed(reason);
+        if first {
+            self.wake.notify_one();
+            self.kill.notify_one();
+        }
+        first
+    }
+
+    /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7`.
+    pub fn tag(&self) -> String {
+        match self.addr {
+            Some(a) => format!("{a} - cid:{}", self.cid),
+            None => format!("cid:{}", self.cid),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.out.lock().is_closed()
+    }
+
+    pub fn closed_reason(&self) -> Option<ClosedState> {
+        self.out.lock().closed_reason()
+    }
+
+    pub fn touch(&self) {
+        self.last_activity.store(now_nanos(), Ordering::Relaxed);
+    }
+
+    pub fn num_subs(&self) -> usize {
+        self.subs.lock().len()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.out.lock().pending()
+    }
+}

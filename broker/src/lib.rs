@@ -1,0 +1,27 @@
+//! tribune-broker: a NATS-compatible message broker.
+//!
+//! The crate is laid out one module per concern: [`protocol`] parses the
+//! client protocol, [`subject`] and [`sublist`] match subjects, [`client`]
+//! drives a connection, [`server`] owns listeners and life cycle,
+//! [`accounts`] and [`auth`] decide who may do what, [`monitor`] serves the
+//! HTTP endpoints, and [`config`]/[`cli`] turn files and flags into
+//! [`options::Options`].
+
+pub mod accounts;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod logging;
+pub mod monitor;
+pub mod options;
+pub mod ports;
+pub mod protocol;
+pub mod server;
+pub mod signals;
+pub mod subject;
+pub mod sublist;
+pub mod subscription;
+
+/// Tribune's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

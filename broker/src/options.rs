@@ -1,0 +1,163 @@
+//! Server options: the single source of truth for how a node is configured.
+//!
+//! Options come from three places, applied in this order, exactly as nats-server
+//! does it: built-in defaults, then the configuration file (`-c`), then the
+//! command-line flags, which always win. The config module fills this struct
+//! from a file and the cli module overlays flags on top.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default client port, as nats-server.
+pub const DEFAULT_PORT: u16 = 4222;
+/// Default monitoring port when `-m` is given without a number in config.
+pub const DEFAULT_HTTP_PORT: u16 = 8222;
+/// Default maximum payload: 1 MB.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// Default maximum control line length.
+pub const MAX_CONTROL_LINE: usize = 4096;
+/// Default per-connection outbound pending limit: 64 MB.
+pub const MAX_PENDING: usize = 64 * 1024 * 1024;
+/// Default maximum number of client connections.
+pub const MAX_CONNECTIONS: usize = 64 * 1024;
+
+/// A user entry from `authorization { users = [...] }` or `--user/--pass`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct User {
+    pub username: String,
+    /// Plain text, or a bcrypt hash (`$2a$...`) as nats-server accepts.
+    pub password: String,
+    /// Account the user is bound to; `None` means the global account.
+    pub account: Option<String>,
+}
+
+/// `cluster { ... }` settings. Parsed and validated now; routes are issue 4.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterOptions {
+    pub name: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Route URLs, e.g. `nats-route://10.0.1.5:6222`.
+    pub routes: Vec<String>,
+    pub no_advertise: bool,
+}
+
+/// `jetstream { ... }` settings. Parsed and validated now; storage is issue 6.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JetStreamOptions {
+    pub enabled: bool,
+    pub store_dir: Option<PathBuf>,
+    pub max_memory_store: Option<i64>,
+    pub max_file_store: Option<i64>,
+}
+
+/// Every option a tribune-broker node understands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Path of the configuration file, if any; used for reload.
+    pub config_file: Option<PathBuf>,
+
+    pub server_name: Option<String>,
+    pub host: String,
+    /// Client port. `-1` on the command line means "pick a random port",
+    /// which is stored here as 0.
+    pub port: u16,
+    /// Advertised client address, overriding what goes into connect_urls.
+    pub client_advertise: Option<String>,
+
+    pub http_host: String,
+    /// Monitoring port; `None` disables monitoring. `Some(0)` picks a random port.
+    pub http_port: Option<u16>,
+    /// Base path for the monitoring endpoints, like nats-server's `http_base_path`.
+    pub http_base_path: String,
+
+    pub debug: bool,
+    pub trace: bool,
+    /// Prefix each log line with a timestamp (nats-server `logtime`).
+    pub logtime: bool,
+    /// Use UTC timestamps in logs (nats-server `logtime_utc`).
+    pub logtime_utc: bool,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub ports_file_dir: Option<PathBuf>,
+
+    // Authorization for the global account.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub authorization: Option<String>,
+    pub users: Vec<User>,
+    pub no_auth_user: Option<String>,
+    pub auth_timeout: Duration,
+
+    // Limits.
+    /// Maximum client connections. 0 refuses every client, which is what
+    /// `max_connections: 0` (or a negative value) means to nats-server.
+    pub max_connections: usize,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    pub max_pending: usize,
+    /// Maximum subscriptions per connection; 0 means unlimited.
+    pub max_subs: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub write_deadline: Duration,
+    pub no_header_support: bool,
+    /// Drop messages for a consumer over its pending limit instead of
+    /// briefly stalling the producer (nats-server `no_fast_producer_stall`).
+    pub no_fast_producer_stall: bool,
+
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace_period: Duration,
+
+    pub cluster: ClusterOptions,
+    pub jetstream: JetStreamOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_file: None,
+            server_name: None,
+            host: "0.0.0.0".to_string(),
+            port: DEFAULT_PORT,
+            client_advertise: None,
+            http_host: "0.0.0.0".to_string(),
+            http_port: None,
+            http_base_path: String::new(),
+            debug: false,
+            trace: false,
+            logtime: true,
+            logtime_utc: false,
+            log_file: None,
+            pid_file: None,
+            ports_file_dir: None,
+            username: None,
+            password: None,
+            authorization: None,
+            users: Vec::new(),
+            no_auth_user: None,
+            auth_timeout: Duration::from_secs(2),
+            max_connections: MAX_CONNECTIONS,
+            max_payload: MAX_PAYLOAD,
+            max_control_line: MAX_CONTROL_LINE,
+            max_pending: MAX_PENDING,
+            max_subs: 0,
+            ping_interval: Duration::from_secs(120),
+            ping_max: 2,
+            write_deadline: Duration::from_secs(10),
+            no_header_support: false,
+            no_fast_producer_stall: false,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            cluster: ClusterOptions::default(),
+            jetstream: JetStreamOptions::default(),
+        }
+    }
+}
+
+impl Options {
+    /// True when clients must authenticate on the global account.
+    pub fn auth_required(&self) -> bool {
+        self.username.is_some() || self.authorization.is_some() || !self.users.is_empty()
+    }
+}

@@ -1,0 +1,105 @@
+//! The `CONNECT` document a client sends after the server's `INFO`.
+
+use serde::{Deserialize, Deserializer};
+
+/// Go's decoder leaves a field at its default when the JSON says `null`,
+/// and clients (async-nats among them) do send `"name":null`. Do the same.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// For the fields whose default is true (verbose, pedantic, echo).
+fn null_is_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+/// Client options from `CONNECT`. Fields a client omits keep nats-server's
+/// defaults: verbose, pedantic and echo all start out true, so a bare
+/// `CONNECT {}` is answered with `+OK` just as nats-server answers it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ConnectOptions {
+    #[serde(deserialize_with = "null_is_true")]
+    pub verbose: bool,
+    #[serde(deserialize_with = "null_is_true")]
+    pub pedantic: bool,
+    #[serde(deserialize_with = "null_is_default")]
+    pub tls_required: bool,
+    #[serde(deserialize_with = "null_is_true")]
+    pub echo: bool,
+    #[serde(deserialize_with = "null_is_default")]
+    pub headers: bool,
+    #[serde(deserialize_with = "null_is_default")]
+    pub no_responders: bool,
+    #[serde(deserialize_with = "null_is_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_is_default")]
+    pub lang: String,
+    #[serde(deserialize_with = "null_is_default")]
+    pub version: String,
+    #[serde(deserialize_with = "null_is_default")]
+    pub protocol: i32,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub auth_token: Option<String>,
+    pub nkey: Option<String>,
+    pub sig: Option<String>,
+    pub jwt: Option<String>,
+    pub account: Option<String>,
+    #[serde(deserialize_with = "null_is_default")]
+    pub new_account: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: true,
+            pedantic: true,
+            tls_required: false,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            protocol: 0,
+            user: None,
+            pass: None,
+            auth_token: None,
+            nkey: None,
+            sig: None,
+            jwt: None,
+            account: None,
+            new_account: false,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Parse a CONNECT argument. Unknown fields are ignored, as in Go.
+    pub fn parse(arg: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(arg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_nats_server() {
+        let c = ConnectOptions::parse(b"{}").unwrap();
+        assert!(c.verbose && c.pedantic && c.echo && !c.headers);
+        let c = ConnectOptions::parse(br#"{"verbose":false,"pedantic":false,"echo":false,"headers":true,"no_responders":true,"name":"n","lang":"rust","version":"1","protocol":1,"user":"u","pass":"p","extra":[1]}"#).unwrap();
+        assert!(!c.verbose && !c.pedantic && !c.echo && c.headers && c.no_responders);
+        assert_eq!((c.name.as_str(), c.protocol, c.user.as_deref()), ("n", 1, Some("u")));
+        assert!(ConnectOptions::parse(b"").is_err());
+        let c = ConnectOptions::parse(br#"{"name":null,"user":null,"echo":null,"protocol":null}"#).unwrap();
+        assert!(c.name.is_empty() && c.user.is_none() && c.echo && c.protocol == 0);
+        assert!(ConnectOptions::parse(b"{\"verbose\":\"x\"}").is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! One subscription: a subject (maybe with wildcards), an optional queue
+//! group, the client's sid, and the auto-unsubscribe limit from `UNSUB sid max`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::client::ClientShared;
+
+pub struct Subscription {
+    /// The connection that receives the messages.
+    pub client: Arc<ClientShared>,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    pub sid: Box<[u8]>,
+    /// Auto-unsubscribe after this many deliveries; 0 means never.
+    pub max: AtomicU64,
+    /// Messages delivered so far.
+    pub delivered: AtomicU64,
+    /// Set once removed, so that stale cached match results skip it.
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("cid", &self.client.cid)
+            .field("subject", &String::from_utf8_lossy(&self.subject))
+            .field("queue", &self.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned()))
+            .field("sid", &String::from_utf8_lossy(&self.sid))
+            .finish()
+    }
+}
+
+/// What happened when a message was offered to a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Deliver it.
+    Deliver,
+    /// Deliver it; it was the last one allowed, so remove the subscription.
+    DeliverLast,
+    /// Do not deliver: the subscription is closed or past its limit.
+    Skip,
+}
+
+impl Subscription {
+    pub fn new(client: Arc<ClientShared>, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Self {
+        Subscription {
+            client,
+            subject: Box::from(subject),
+            queue: queue.map(Box::from),
+            sid: Box::from(sid),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// A subscription owned by a client with no connection, for tests.
+    pub fn detached(subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Self {
+        Self::new(Arc::new(ClientShared::detached()), subject, queue, sid)
+    }
+
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Count one delivery against the auto-unsubscribe limit.
+    #[inline]
+    pub fn offer(&self) -> Delivery {
+        if self.is_closed() {
+            return Delivery::Skip;
+        }
+        let n = self.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+        let max = self.max.load(Ordering::Acquire);
+        if max == 0 || n < max {
+            Delivery::Deliver
+        } else if n == max {
+            Delivery::DeliverLast
+        } else {
+            Delivery::Skip
+        }
+    }
+
+    pub fn subject_str(&self) -> String {
+        String::from_utf8_lossy(&self.subject).into_owned()
+    }
+
+    pub fn queue_str(&self) -> Option<String> {
+        self.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned())
+    }
+
+    pub fn sid_str(&self) -> String {
+        String::from_utf8_lossy(&self.sid).into_owned()
+    }
+}
