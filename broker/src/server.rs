@@ -272,7 +272,7 @@ impl Server {
             no_fast_producer_stall: opts.no_fast_producer_stall,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
-        tokio::spawn(run_client(self, shared, stream, info, cfg, parser));
+        tokio::spawn(run_client(self, shared, stream.into_split(), info, cfg, parser));
     }
 
     /// Forget a closed connection, remembering it for `/connz?state=closed`.

@@ -38,12 +38,20 @@ pub struct ClientConfig {
     pub no_fast_producer_stall: bool,
 }
 
-/// Run a client connection to completion. `info` is the INFO line to greet with.
-pub async fn run_client<S>(server: Arc<Server>, shared: Arc<ClientShared>, stream: S, info: Vec<u8>, cfg: ClientConfig, parser: Parser)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+/// Run a client connection to completion over its two halves (for TCP,
+/// `into_split`, which needs no lock between them). `info` is the INFO line
+/// to greet with.
+pub async fn run_client<R, W>(
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    (rd, wr): (R, W),
+    info: Vec<u8>,
+    cfg: ClientConfig,
+    parser: Parser,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (rd, wr) = tokio::io::split(stream);
     shared.send(&info);
     let writer = tokio::spawn(write_loop(server.clone(), shared.clone(), wr, cfg.write_deadline));
     let account = server.global_account();

@@ -1,0 +1,232 @@
+//! Side-by-side runs of nats-server and tribune-broker, and the report.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::scenarios::{self, Outcome, Params, Scenario};
+
+/// A server process started for one measurement; killed on drop.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Start `bin` on loopback with the settings both servers share.
+fn start(bin: &Path) -> io::Result<Running> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io::Error::other(format!("could not start {}: {e}", bin.display())))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let running = Running { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!("{} did not start listening", bin.display())));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(running)
+}
+
+/// Let the idle-connection scenario open enough sockets.
+pub fn raise_fd_limit(conns: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = (conns * 2 + 1024).min(hard);
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
+}
+
+/// One line describing an outcome.
+pub fn describe(o: &Outcome) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = o.rate {
+        parts.push(format!("{r:.0}/s"));
+    }
+    if let Some(c) = o.cpu_per_million {
+        parts.push(format!("{c:.3} server cpu-s per M deliveries"));
+    }
+    if let Some((p50, p99, p999)) = o.latency_us {
+        parts.push(format!("p50 {p50:.1}us p99 {p99:.1}us p99.9 {p999:.1}us"));
+    }
+    if let Some(rss) = o.rss {
+        parts.push(format!("rss {:.1} MiB", rss as f64 / 1048576.0));
+    }
+    parts.push(format!("(bench cpu {:.2}s, wall {:.2}s)", o.bench_cpu, o.elapsed.as_secs_f64()));
+    parts.join("  ")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One table row: a metric for both servers.
+struct Row {
+    scenario: &'static str,
+    metric: &'static str,
+    nats: f64,
+    tribune: f64,
+    /// Ratio tribune/nats-server, and the target as text.
+    target: &'static str,
+    higher_is_better: bool,
+}
+
+fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
+    let pick = |v: &[Outcome], f: &dyn Fn(&Outcome) -> Option<f64>| median(v.iter().filter_map(f).collect());
+    let row = |metric, f: &dyn Fn(&Outcome) -> Option<f64>, target, higher_is_better| Row {
+        scenario: s.title(),
+        metric,
+        nats: pick(nats, f),
+        tribune: pick(tri, f),
+        target,
+        higher_is_better,
+    };
+    match s {
+        Scenario::Fanout => vec![
+            row("deliveries/s", &|o| o.rate, ">= 2.0x", true),
+            row("server CPU s / M deliveries", &|o| o.cpu_per_million, "<= 0.4x", false),
+        ],
+        Scenario::ReqRep => vec![
+            row("p50 latency (us)", &|o| o.latency_us.map(|l| l.0), "-", false),
+            row("p99 latency (us)", &|o| o.latency_us.map(|l| l.1), "<= 0.8x", false),
+            row("p99.9 latency (us)", &|o| o.latency_us.map(|l| l.2), "-", false),
+        ],
+        Scenario::Idle => vec![row("server RSS (MiB)", &|o| o.rss.map(|r| r as f64 / 1048576.0), "<= 0.5x", false)],
+        _ => vec![row("msgs/s", &|o| o.rate, ">= 1.25x", true)],
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{nproc} cores, {cpu}")
+}
+
+fn version_of(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Path) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Generated by `make bench` on {} UTC.\n\n- Machine: {}\n- nats-server: {}\n- tribune-broker: {}\n- Method: both servers on 127.0.0.1 with default settings, \
+         scenarios alternating between them, {} rounds, medians shown; {} messages per throughput run, {} requests, {} idle connections.\n\n",
+        chrono_now(),
+        machine(),
+        version_of(nats_bin),
+        version_of(tri_bin),
+        rounds,
+        p.msgs,
+        p.requests,
+        p.idle_conns
+    ));
+    out.push_str("| scenario | metric | nats-server | tribune | tribune/nats | target | met |\n|---|---|---:|---:|---:|---|---|\n");
+    for r in rows {
+        let ratio = r.tribune / r.nats;
+        let met = match r.target {
+            "-" => "".to_string(),
+            t => {
+                let bound: f64 = t.trim_start_matches(['>', '<', '=', ' ']).trim_end_matches('x').parse().unwrap_or(f64::NAN);
+                let ok = if r.higher_is_better { ratio >= bound } else { ratio <= bound };
+                if ok { "yes".into() } else { "no".into() }
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2}x | {} | {} |\n",
+            r.scenario,
+            r.metric,
+            fmt_num(r.nats),
+            fmt_num(r.tribune),
+            ratio,
+            r.target,
+            met
+        ));
+    }
+    out
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M").to_string()
+}
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Replace the generated block of `path`, keeping the hand-written analysis.
+fn write_report(path: &Path, body: &str) -> io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{body}{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], block, &old[b + END.len()..]),
+        _ => format!("# Benchmarks\n\n{block}\n{old}"),
+    };
+    std::fs::write(path, new)
+}
+
+pub fn compare(nats_bin: &Path, tri_bin: &Path, rounds: usize, list: &[Scenario], p: Params, write: Option<&Path>) -> io::Result<()> {
+    raise_fd_limit(p.idle_conns);
+    let bins: [(&str, PathBuf); 2] = [("nats-server", nats_bin.to_path_buf()), ("tribune", tri_bin.to_path_buf())];
+    let mut rows = Vec::new();
+    for &s in list {
+        let mut results: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            // Alternate who goes first so warm caches and thermal drift even out.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let server = start(&bins[i].1)?;
+                let pid = server.child.id();
+                let o = scenarios::run(s, server.addr, Some(pid), p)?;
+                eprintln!("round {} {:<12} {:<32} {}", round + 1, bins[i].0, s.title(), describe(&o));
+                results[i].push(o);
+            }
+        }
+        rows.extend(rows_for(s, &results[0], &results[1]));
+    }
+    let report = render(&rows, rounds, p, nats_bin, tri_bin);
+    println!("{report}");
+    if let Some(path) = write {
+        write_report(path, &report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `tribune-bench`: a load generator for any NATS server, and the
+//! side-by-side comparison behind `make bench` and BENCHMARKS.md.
+//!
+//! `run` drives one server that is already up; `compare` starts nats-server
+//! and tribune-broker with equivalent settings, runs every scenario against
+//! both in alternating order over several rounds, and reports medians and
+//! ratios; `smoke` runs every scenario with a handful of messages so the
+//! tool is exercised by `make test` and cannot rot.
+
+mod compare;
+mod proc_stats;
+mod scenarios;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scenarios::{Params, Scenario};
+
+#[derive(Parser)]
+#[command(name = "tribune-bench", about = "Load generator and nats-server comparison for Tribune")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenarios against a server that is already running.
+    Run {
+        /// Server address, host:port.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        addr: SocketAddr,
+        /// Pid of the server, to report its CPU and memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
+        scenario: Vec<Scenario>,
+        #[arg(long, default_value_t = 1_000_000)]
+        msgs: u64,
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 10_000)]
+        idle_conns: u64,
+    },
+    /// Start nats-server and tribune-broker and compare them.
+    Compare {
+        #[arg(long)]
+        nats_server: PathBuf,
+        #[arg(long)]
+        tribune: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
+        scenario: Vec<Scenario>,
+        #[arg(long, default_value_t = 1_000_000)]
+        msgs: u64,
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 10_000)]
+        idle_conns: u64,
+        /// Rewrite the generated part of this file with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// Every scenario with a few messages against an already running server.
+    Smoke {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run { addr, server_pid, scenario, msgs, requests, idle_conns } => {
+            let p = Params { msgs, requests, idle_conns };
+            compare::raise_fd_limit(idle_conns);
+            scenario.iter().try_for_each(|&s| {
+                let o = scenarios::run(s, addr, server_pid, p)?;
+                println!("{:<32} {}", s.title(), compare::describe(&o));
+                Ok::<_, std::io::Error>(())
+            })
+        }
+        Cmd::Compare { nats_server, tribune, rounds, scenario, msgs, requests, idle_conns, write } => {
+            let p = Params { msgs, requests, idle_conns };
+            compare::compare(&nats_server, &tribune, rounds, &scenario, p, write.as_deref())
+        }
+        Cmd::Smoke { addr } => {
+            let p = Params { msgs: 2_000, requests: 200, idle_conns: 20 };
+            Scenario::ALL.iter().try_for_each(|&s| {
+                let o = scenarios::run(s, addr, None, p)?;
+                println!("smoke {:<32} {}", s.title(), compare::describe(&o));
+                Ok::<_, std::io::Error>(())
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tribune-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

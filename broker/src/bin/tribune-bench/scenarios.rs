@@ -1,0 +1,268 @@
+//! Benchmark scenarios. Each drives a server over the wire and reports
+//! one [`Outcome`]; adding a row to the benchmark table means adding a
+//! variant to [`Scenario`] and a function here.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::proc_stats;
+use crate::wire::{count_msgs, pub_batch, Conn};
+
+/// What a scenario measured.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Messages (or deliveries) per second.
+    pub rate: Option<f64>,
+    /// Server CPU seconds per million deliveries.
+    pub cpu_per_million: Option<f64>,
+    /// Latency percentiles in microseconds: p50, p99, p99.9.
+    pub latency_us: Option<(f64, f64, f64)>,
+    /// Server resident memory in bytes.
+    pub rss: Option<u64>,
+    /// CPU seconds the load generator itself used.
+    pub bench_cpu: f64,
+    /// Wall time of the measured part.
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Publish only, 16-byte payloads.
+    Pub16,
+    /// Publish only, 128-byte payloads.
+    Pub128,
+    /// One publisher to one subscriber, 128 bytes.
+    PubSub,
+    /// One publisher to ten subscribers, 128 bytes.
+    Fanout,
+    /// One publisher to a queue group of four, 128 bytes.
+    Queue,
+    /// Request/reply round trips, one outstanding at a time.
+    ReqRep,
+    /// Many idle connections with one subscription each.
+    Idle,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] =
+        [Scenario::Pub16, Scenario::Pub128, Scenario::PubSub, Scenario::Fanout, Scenario::Queue, Scenario::ReqRep, Scenario::Idle];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::Pub16 => "pub only, 16 B",
+            Scenario::Pub128 => "pub only, 128 B",
+            Scenario::PubSub => "1 pub -> 1 sub, 128 B",
+            Scenario::Fanout => "1 pub -> 10 subs, 128 B",
+            Scenario::Queue => "1 pub -> 4 queue subs, 128 B",
+            Scenario::ReqRep => "request/reply, 1 requester",
+            Scenario::Idle => "idle connections, 1 sub each",
+        }
+    }
+}
+
+/// Knobs shared by all scenarios.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub msgs: u64,
+    pub requests: u64,
+    pub idle_conns: u64,
+}
+
+const BATCH: usize = 512;
+
+pub fn run(s: Scenario, addr: SocketAddr, server_pid: Option<u32>, p: Params) -> io::Result<Outcome> {
+    let cpu0 = proc_stats::self_cpu();
+    let srv0 = server_pid.and_then(proc_stats::proc_cpu);
+    let mut out = match s {
+        Scenario::Pub16 => pub_only(addr, 16, p.msgs)?,
+        Scenario::Pub128 => pub_only(addr, 128, p.msgs)?,
+        Scenario::PubSub => fan(addr, 1, None, p.msgs)?,
+        Scenario::Fanout => fan(addr, 10, None, p.msgs)?,
+        Scenario::Queue => fan(addr, 4, Some("workers"), p.msgs)?,
+        Scenario::ReqRep => req_rep(addr, p.requests)?,
+        Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
+    };
+    out.bench_cpu = proc_stats::self_cpu() - cpu0;
+    if s == Scenario::Fanout {
+        if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
+            out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6));
+        }
+    }
+    Ok(out)
+}
+
+fn publish_all(conn: &mut Conn, subject: &str, size: usize, msgs: u64) -> io::Result<()> {
+    let payload = vec![b'x'; size];
+    let batch = pub_batch(subject, None, &payload, BATCH);
+    let mut left = msgs;
+    while left >= BATCH as u64 {
+        conn.writer.write_all(&batch)?;
+        left -= BATCH as u64;
+    }
+    if left > 0 {
+        conn.writer.write_all(&pub_batch(subject, None, &payload, left as usize))?;
+    }
+    Ok(())
+}
+
+fn pub_only(addr: SocketAddr, size: usize, msgs: u64) -> io::Result<Outcome> {
+    let mut c = Conn::connect(addr, "bench-pub")?;
+    let start = Instant::now();
+    publish_all(&mut c, "bench.pub", size, msgs)?;
+    c.ping()?;
+    let elapsed = start.elapsed();
+    Ok(Outcome { rate: Some(msgs as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+}
+
+/// One publisher, `subs` subscribers (a queue group when `queue` is set).
+/// The clock runs from the first publish to the last delivery.
+fn fan(addr: SocketAddr, subs: usize, queue: Option<&'static str>, msgs: u64) -> io::Result<Outcome> {
+    let mut conns = Vec::new();
+    for i in 0..subs {
+        let mut c = Conn::connect(addr, &format!("bench-sub-{i}"))?;
+        c.sub("bench.fan", queue, 1)?;
+        c.ping()?;
+        conns.push(c);
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(Barrier::new(subs + 1));
+    let want_each = if queue.is_some() { u64::MAX } else { msgs };
+    let mut shutdowns = Vec::new();
+    let mut handles = Vec::new();
+    for mut c in conns {
+        shutdowns.push(c.writer.try_clone()?);
+        let total = total.clone();
+        let ready = ready.clone();
+        handles.push(thread::spawn(move || {
+            ready.wait();
+            count_msgs(&mut c, want_each, |_| {
+                total.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+    }
+    let mut publisher = Conn::connect(addr, "bench-pub")?;
+    ready.wait();
+    let start = Instant::now();
+    publish_all(&mut publisher, "bench.fan", 128, msgs)?;
+    let expected = if queue.is_some() { msgs } else { msgs * subs as u64 };
+    if queue.is_some() {
+        // Queue members do not know their share: watch the shared count.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while total.load(Ordering::Relaxed) < expected {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("queue group got {} of {expected}", total.load(Ordering::Relaxed))));
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        let elapsed = start.elapsed();
+        for s in &shutdowns {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        return Ok(Outcome { rate: Some(expected as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() });
+    }
+    for h in handles {
+        h.join().map_err(|_| io::Error::other("subscriber panicked"))??;
+    }
+    let elapsed = start.elapsed();
+    Ok(Outcome { rate: Some(expected as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+}
+
+fn req_rep(addr: SocketAddr, requests: u64) -> io::Result<Outcome> {
+    let mut responder = Conn::connect(addr, "bench-responder")?;
+    responder.sub("bench.svc", None, 1)?;
+    responder.ping()?;
+    let stop = responder.writer.try_clone()?;
+    let handle = thread::spawn(move || -> io::Result<()> {
+        let mut replies: Vec<Vec<u8>> = Vec::new();
+        loop {
+            // Answer each request with an empty reply to its inbox.
+            let r = count_msgs_with_reply(&mut responder, &mut replies);
+            match r {
+                Ok(()) => {
+                    for reply in replies.drain(..) {
+                        responder.writer.write_all(b"PUB ")?;
+                        responder.writer.write_all(&reply)?;
+                        responder.writer.write_all(b" 0\r\n\r\n")?;
+                    }
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    });
+    let mut requester = Conn::connect(addr, "bench-requester")?;
+    requester.sub("bench.inbox.*", None, 1)?;
+    requester.ping()?;
+    let frame = pub_batch("bench.svc", Some("bench.inbox.1"), &[b'x'; 128], 1);
+    let mut lat = Vec::with_capacity(requests as usize);
+    // Warm up so connection setup does not skew the tail.
+    for _ in 0..100 {
+        requester.writer.write_all(&frame)?;
+        count_msgs(&mut requester, 1, |_| {})?;
+    }
+    let start = Instant::now();
+    for _ in 0..requests {
+        let t = Instant::now();
+        requester.writer.write_all(&frame)?;
+        count_msgs(&mut requester, 1, |_| {})?;
+        lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    let elapsed = start.elapsed();
+    let _ = stop.shutdown(Shutdown::Both);
+    let _ = handle.join();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    Ok(Outcome {
+        rate: Some(requests as f64 / elapsed.as_secs_f64()),
+        latency_us: Some((pct(0.50), pct(0.99), pct(0.999))),
+        elapsed,
+        ..Default::default()
+    })
+}
+
+/// Read one message and remember its reply subject.
+fn count_msgs_with_reply(c: &mut Conn, replies: &mut Vec<Vec<u8>>) -> io::Result<()> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if c.reader.read_until(b'\n', &mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        if line.starts_with(b"MSG ") {
+            let parts: Vec<&[u8]> = line.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty()).collect();
+            let size = crate::wire::frame_size(&line)?;
+            let mut body = vec![0u8; size + 2];
+            c.reader.read_exact(&mut body)?;
+            if parts.len() == 5 {
+                replies.push(parts[3].to_vec());
+            }
+            return Ok(());
+        } else if line.starts_with(b"PING") {
+            c.writer.write_all(b"PONG\r\n")?;
+        }
+    }
+}
+
+fn idle(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let mut c = Conn::connect(addr, "idle")?;
+        c.sub(&format!("bench.idle.{i}"), None, 1)?;
+        conns.push(c);
+    }
+    for c in &mut conns {
+        c.ping()?;
+    }
+    let elapsed = start.elapsed();
+    let rss = server_pid.and_then(proc_stats::proc_rss);
+    drop(conns);
+    Ok(Outcome { rss, elapsed, rate: Some(n as f64 / elapsed.as_secs_f64()), ..Default::default() })
+}
