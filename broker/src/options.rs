@@ -65,6 +65,8 @@ pub struct Options {
     /// Advertised client address, overriding what goes into connect_urls.
     pub client_advertise: Option<String>,
 
+    /// Monitoring host; empty means "the client host", resolved after the
+    /// flags are applied, as nats-server does.
     pub http_host: String,
     /// Monitoring port; `None` disables monitoring. `Some(0)` picks a random port.
     pub http_port: Option<u16>,
@@ -121,7 +123,7 @@ impl Default for Options {
             host: "0.0.0.0".to_string(),
             port: DEFAULT_PORT,
             client_advertise: None,
-            http_host: "0.0.0.0".to_string(),
+            http_host: String::new(),
             http_port: None,
             http_base_path: String::new(),
             debug: false,
@@ -156,6 +158,15 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The host the monitoring listener binds to.
+    pub fn monitor_host(&self) -> &str {
+        if self.http_host.is_empty() {
+            &self.host
+        } else {
+            &self.http_host
+        }
+    }
+
     /// True when clients must authenticate on the global account.
     pub fn auth_required(&self) -> bool {
         self.username.is_some() || self.authorization.is_some() || !self.users.is_empty()

@@ -67,7 +67,7 @@ fn urls(scheme: &str, host: &str, port: u16) -> Vec<String> {
 pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
     Ports {
         nats: l.client.map(|a| urls("nats", &opts.host, a.port())).unwrap_or_default(),
-        monitoring: l.http.map(|a| urls("http", &opts.http_host, a.port())).unwrap_or_default(),
+        monitoring: l.http.map(|a| urls("http", opts.monitor_host(), a.port())).unwrap_or_default(),
         ..Default::default()
     }
 }

@@ -161,10 +161,10 @@ impl Server {
         }
 
         if let Some(http_port) = opts.http_port {
-            let addr = format!("{}:{}", opts.http_host, http_port);
+            let addr = format!("{}:{}", opts.monitor_host(), http_port);
             let listener = TcpListener::bind(&addr).await.with_context(|| format!("could not listen on {addr} for monitoring"))?;
             let local = listener.local_addr()?;
-            info!("Starting http monitor on {}", join_host_port(&opts.http_host, local.port()));
+            info!("Starting http monitor on {}", join_host_port(opts.monitor_host(), local.port()));
             self.listeners.write().http = Some(local);
             let srv = self.clone();
             tokio::spawn(async move {

@@ -47,8 +47,6 @@ pub(super) struct Ctx {
     pub(super) warnings: Vec<String>,
     /// `store_dir` may be given at the top level or in `jetstream {}`, not both.
     pub(super) store_dir_set: bool,
-    /// Whether the file gave a monitoring host; if not it follows `host`.
-    http_host_set: bool,
 }
 
 impl Ctx {
@@ -172,16 +170,12 @@ impl Ctx {
 
 /// Applies every top-level entry, then runs the cross-option checks.
 pub(super) fn apply_map(opts: &mut Options, root: &Map, file: &Path) -> Result<Vec<String>, ConfigErrors> {
-    let mut cx = Ctx { errors: Vec::new(), warnings: Vec::new(), store_dir_set: false, http_host_set: false };
+    let mut cx = Ctx { errors: Vec::new(), warnings: Vec::new(), store_dir_set: false };
     if root.is_empty() {
         cx.warnings.push(format!("{}: config has no values or is empty", file.display()));
     }
     for (key, node) in root.iter() {
         apply_top(opts, &mut cx, key, node);
-    }
-    if !cx.http_host_set && root.iter().any(|(k, _)| is_any(k, &["host", "net", "listen"])) {
-        // nats-server binds monitoring to the client host unless told otherwise.
-        opts.http_host = opts.host.clone();
     }
     validate::check_applied(opts, root, file, &mut cx);
     if cx.errors.is_empty() {
@@ -226,7 +220,6 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
             if let Some((host, port)) = listen(cx, key, node) {
                 if !host.is_empty() {
                     opts.http_host = host;
-                    cx.http_host_set = true;
                 }
                 if let Some(p) = http_port(cx, node, port) {
                     opts.http_port = p;

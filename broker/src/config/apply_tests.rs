@@ -89,14 +89,14 @@ fn listen_forms() {
 #[test]
 fn http_forms() {
     let (o, _) = apply("http: 8222\n");
-    assert_eq!((o.http_host.as_str(), o.http_port), ("0.0.0.0", Some(8222)));
+    assert_eq!((o.monitor_host(), o.http_port), ("0.0.0.0", Some(8222)));
     let (o, _) = apply("http: \"localhost:8223\"\n");
     assert_eq!((o.http_host.as_str(), o.http_port), ("localhost", Some(8223)));
     let (o, _) = apply("http_port: 8224\n");
     assert_eq!(o.http_port, Some(8224));
     // Without its own host, monitoring binds where clients do.
     let (o, _) = apply("host: 127.0.0.1\nhttp: 8222\n");
-    assert_eq!(o.http_host, "127.0.0.1");
+    assert_eq!(o.monitor_host(), "127.0.0.1");
     let (o, _) = apply("http_port: -1\n");
     assert_eq!(o.http_port, Some(0));
 }

@@ -191,7 +191,7 @@ fn realistic_full_config() {
     );
     assert_eq!(o.server_name.as_deref(), Some("tribune-1"));
     assert_eq!((o.host.as_str(), o.port), ("0.0.0.0", 4222));
-    assert_eq!((o.http_host.as_str(), o.http_port), ("127.0.0.1", Some(8222)));
+    assert_eq!((o.monitor_host(), o.http_port), ("127.0.0.1", Some(8222)));
     assert_eq!(o.max_connections, 10_000);
     assert_eq!(o.max_payload, 4 << 20);
     assert_eq!(o.max_pending, 128 << 20);
