@@ -36,8 +36,19 @@ pub struct ServerStats {
     pub out_msgs: AtomicU64,
     pub out_bytes: AtomicU64,
     pub slow_consumers: AtomicU64,
+    pub stale_connections: AtomicU64,
     pub total_connections: AtomicU64,
     pub auth_errors: AtomicU64,
+}
+
+/// A subscription as it stood when its connection closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSub {
+    pub subject: String,
+    pub queue: Option<String>,
+    pub sid: String,
+    pub msgs: u64,
+    pub max: u64,
 }
 
 /// What `/connz?state=closed` shows about a connection that is gone.
@@ -47,13 +58,14 @@ pub struct ClosedClient {
     pub addr: Option<SocketAddr>,
     pub start: SystemTime,
     pub stop: SystemTime,
+    pub last_activity: SystemTime,
     pub reason: String,
     pub meta: crate::client::ClientMeta,
     pub in_msgs: u64,
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
-    pub subs: Vec<String>,
+    pub subs: Vec<ClosedSub>,
 }
 
 /// Bound addresses, known once the listeners are up.
@@ -82,6 +94,7 @@ pub struct Server {
     done: watch::Sender<bool>,
     listeners: RwLock<Listeners>,
     ports_file: Mutex<Option<PathBuf>>,
+    config_load_time: RwLock<SystemTime>,
 }
 
 impl Server {
@@ -105,6 +118,7 @@ impl Server {
             done: watch::channel(false).0,
             listeners: RwLock::new(Listeners::default()),
             ports_file: Mutex::new(None),
+            config_load_time: RwLock::new(SystemTime::now()),
         })
     }
 
@@ -119,6 +133,15 @@ impl Server {
 
     pub fn listeners(&self) -> Listeners {
         self.listeners.read().clone()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// When the configuration was last loaded (start or reload).
+    pub fn config_load_time(&self) -> SystemTime {
+        *self.config_load_time.read()
     }
 
     pub fn is_lame_duck(&self) -> bool {
@@ -275,8 +298,9 @@ impl Server {
         tokio::spawn(run_client(self, shared, stream.into_split(), info, cfg, parser));
     }
 
-    /// Forget a closed connection, remembering it for `/connz?state=closed`.
-    pub fn unregister(&self, c: &Arc<ClientShared>) {
+    /// Forget a closed connection, remembering it (and the subscriptions it
+    /// had) for `/connz?state=closed`.
+    pub fn unregister(&self, c: &Arc<ClientShared>, subs: &[Arc<Subscription>]) {
         self.clients.lock().remove(&c.cid);
         let reason = c.closed_reason().unwrap_or(ClosedState::ClientClosed);
         debug!("{} - Client connection closed: {reason}", c.tag());
@@ -286,13 +310,23 @@ impl Server {
             addr: c.addr,
             start: c.start,
             stop: SystemTime::now(),
+            last_activity: SystemTime::UNIX_EPOCH + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed)),
             reason: reason.to_string(),
             meta: c.meta.lock().clone(),
             in_msgs: c.stats.in_msgs.load(Ordering::Relaxed),
             in_bytes: c.stats.in_bytes.load(Ordering::Relaxed),
             out_msgs,
             out_bytes,
-            subs: Vec::new(),
+            subs: subs
+                .iter()
+                .map(|s| ClosedSub {
+                    subject: s.subject_str(),
+                    queue: s.queue_str(),
+                    sid: s.sid_str(),
+                    msgs: s.delivered.load(Ordering::Relaxed),
+                    max: s.max.load(Ordering::Relaxed),
+                })
+                .collect(),
         };
         let mut list = self.closed.lock();
         if list.len() >= MAX_CLOSED_CLIENTS {
@@ -343,6 +377,7 @@ impl Server {
             info!("Reloaded: authorization users");
         }
         *self.opts.write() = Arc::new(new_opts);
+        *self.config_load_time.write() = SystemTime::now();
         info!("Reloaded server configuration");
     }
 

@@ -68,8 +68,12 @@ pub async fn run_client<R, W>(
         cache: MatchCache::default(),
         flush: FlushSet::default(),
         pings_out: 0,
+        ping_sent: None,
+        accepted: Instant::now(),
         in_msgs: 0,
         in_bytes: 0,
+        out_msgs: 0,
+        out_bytes: 0,
     };
     let reason = reader.run(rd).await;
     reader.shared.close(reason);
@@ -89,8 +93,13 @@ struct Reader {
     flush: FlushSet,
     rng: QueueRng,
     pings_out: u32,
+    /// When our outstanding PING went out, for the round-trip time.
+    ping_sent: Option<Instant>,
+    accepted: Instant,
     in_msgs: u64,
     in_bytes: u64,
+    out_msgs: u64,
+    out_bytes: u64,
 }
 
 /// Control flow out of processing one operation.
@@ -156,9 +165,11 @@ impl Reader {
                     if self.pings_out + 1 > self.cfg.ping_max {
                         debug!("{} - Stale Client Connection - Closing", self.tag());
                         self.send_err(errors::STALE_CONNECTION);
+                        self.server.stats.stale_connections.fetch_add(1, Ordering::Relaxed);
                         return ClosedState::StaleConnection;
                     }
                     self.pings_out += 1;
+                    self.ping_sent = Some(Instant::now());
                     trace!("{} - ->> [PING]", self.tag());
                     self.shared.send(b"PING\r\n");
                 }
@@ -282,6 +293,9 @@ impl Reader {
             Op::Pong => {
                 trace!("{} - <<- [PONG]", self.tag());
                 self.pings_out = 0;
+                if let Some(sent) = self.ping_sent.take() {
+                    self.shared.meta.lock().rtt_nanos = sent.elapsed().as_nanos() as u64;
+                }
                 Flow::Continue
             }
             Op::Ok | Op::Info => Flow::Continue,
@@ -323,6 +337,10 @@ impl Reader {
             meta.version = c.version.clone();
             meta.user = identity.user.clone();
             meta.account = self.account.name.clone();
+            // First estimate, as nats-server makes it: connect to CONNECT.
+            if meta.rtt_nanos == 0 {
+                meta.rtt_nanos = self.accepted.elapsed().as_nanos() as u64;
+            }
         }
         if c.protocol < 0 || c.protocol > CLIENT_PROTO_INFO {
             self.send_err(errors::BAD_CLIENT_PROTOCOL);
@@ -350,14 +368,14 @@ impl Reader {
         }
         let result = self.cache.get(&self.account.sublist, msg.subject);
         let echo = self.connect.echo;
-        let delivered = if result.is_empty() {
-            0
+        let (delivered, bytes) = if result.is_empty() {
+            (0, 0)
         } else {
             deliver_to_match(&result, &msg, self.shared.cid, echo, &mut self.rng, &mut self.flush, &*self.server)
         };
         if delivered > 0 {
-            self.server.stats.out_msgs.fetch_add(delivered as u64, Ordering::Relaxed);
-            self.server.stats.out_bytes.fetch_add((delivered * (msg.body.len() - msg.hdr_len)) as u64, Ordering::Relaxed);
+            self.out_msgs += delivered as u64;
+            self.out_bytes += bytes as u64;
         } else if let Some(reply) = msg.reply {
             if self.connect.no_responders {
                 self.no_responders(msg.subject, reply);
@@ -422,6 +440,12 @@ impl Reader {
     }
 
     fn publish_stats(&mut self) {
+        if self.out_msgs > 0 {
+            self.server.stats.out_msgs.fetch_add(self.out_msgs, Ordering::Relaxed);
+            self.server.stats.out_bytes.fetch_add(self.out_bytes, Ordering::Relaxed);
+            self.out_msgs = 0;
+            self.out_bytes = 0;
+        }
         if self.in_msgs > 0 {
             let s = &self.server.stats;
             s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
@@ -441,7 +465,7 @@ impl Reader {
             s.close();
         }
         self.account.sublist.remove_batch(&subs);
-        self.server.unregister(&self.shared);
+        self.server.unregister(&self.shared, &subs);
     }
 }
 

@@ -104,11 +104,12 @@ fn digits(mut n: usize) -> usize {
     d
 }
 
-/// Offer `msg` to one subscription. Returns whether it was queued.
-pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet, hooks: &dyn DeliverHooks) -> bool {
+/// Offer `msg` to one subscription. Returns the bytes queued (headers
+/// included when the subscriber takes them), or `None` if not delivered.
+pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet, hooks: &dyn DeliverHooks) -> Option<usize> {
     let verdict = sub.offer();
     if verdict == Delivery::Skip {
-        return false;
+        return None;
     }
     let client = &sub.client;
     let with_headers = msg.hdr_len > 0 && client.headers.load(std::sync::atomic::Ordering::Relaxed);
@@ -156,20 +157,21 @@ pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet,
             if verdict == Delivery::DeliverLast {
                 hooks.auto_unsubscribe(sub);
             }
-            true
+            Some(body.len())
         }
         Queued::SlowConsumer => {
             drop(out);
             hooks.slow_consumer(client);
-            false
+            None
         }
-        Queued::Closed => false,
+        Queued::Closed => None,
     }
 }
 
 /// Deliver to every plain subscriber and one member of each queue group.
 /// `publisher`/`echo` suppress delivery back to the publishing connection
-/// when it asked for `echo: false`. Returns how many deliveries were queued.
+/// when it asked for `echo: false`. Returns how many deliveries were
+/// queued and their total size.
 pub fn deliver_to_match(
     result: &MatchResult,
     msg: &Msg<'_>,
@@ -178,13 +180,16 @@ pub fn deliver_to_match(
     rng: &mut QueueRng,
     flush: &mut FlushSet,
     hooks: &dyn DeliverHooks,
-) -> usize {
-    let mut delivered = 0;
+) -> (usize, usize) {
+    let (mut delivered, mut bytes) = (0, 0);
     for sub in &result.psubs {
         if !echo && sub.client.cid == publisher {
             continue;
         }
-        delivered += usize::from(deliver_one(sub, msg, flush, hooks));
+        if let Some(n) = deliver_one(sub, msg, flush, hooks) {
+            delivered += 1;
+            bytes += n;
+        }
     }
     for group in &result.qsubs {
         let n = group.len();
@@ -198,13 +203,14 @@ pub fn deliver_to_match(
             if !echo && sub.client.cid == publisher {
                 continue;
             }
-            if deliver_one(sub, msg, flush, hooks) {
+            if let Some(n) = deliver_one(sub, msg, flush, hooks) {
                 delivered += 1;
+                bytes += n;
                 break;
             }
         }
     }
-    delivered
+    (delivered, bytes)
 }
 
 #[cfg(test)]
@@ -247,7 +253,7 @@ mod tests {
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
         let r = sl.match_subject(b"a.b");
-        assert_eq!(deliver_to_match(&r, &msg, 99, true, &mut QueueRng::new(1), &mut fs, &rec), 2);
+        assert_eq!(deliver_to_match(&r, &msg, 99, true, &mut QueueRng::new(1), &mut fs, &rec), (2, 5 + 23));
         assert_eq!(drain(&plain), "MSG a.b 7 _INBOX.1 5\r\nhello\r\n");
         assert_eq!(drain(&hdrs), "HMSG a.b 9 _INBOX.1 18 23\r\nNATS/1.0\r\nk: v\r\n\r\nhello\r\n");
         assert_eq!(fs.clients.len(), 2);
@@ -281,12 +287,12 @@ mod tests {
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
         let msg = Msg { subject: b"x", reply: None, hdr_len: 0, body: b"12345" };
-        assert!(deliver_one(&sub, &msg, &mut fs, &rec));
-        assert!(deliver_one(&sub, &msg, &mut fs, &rec));
+        assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), Some(5));
+        assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), Some(5));
         assert_eq!(*rec.unsubbed.lock().unwrap(), vec!["1".to_string()]);
-        assert!(!deliver_one(&sub, &msg, &mut fs, &rec), "past max");
+        assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), None, "past max");
         let sub2 = Arc::new(Subscription::new(c.clone(), b"x", None, b"2"));
-        assert!(!deliver_one(&sub2, &msg, &mut fs, &rec), "over the 40-byte pending limit");
+        assert_eq!(deliver_one(&sub2, &msg, &mut fs, &rec), None, "over the 40-byte pending limit");
         assert_eq!(*rec.slow.lock().unwrap(), vec![5]);
     }
 
@@ -299,8 +305,8 @@ mod tests {
         let msg = Msg { subject: b"e", reply: None, hdr_len: 0, body: b"" };
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
-        assert_eq!(deliver_to_match(&r, &msg, 3, false, &mut QueueRng::new(1), &mut fs, &rec), 0);
-        assert_eq!(deliver_to_match(&r, &msg, 3, true, &mut QueueRng::new(1), &mut fs, &rec), 1);
+        assert_eq!(deliver_to_match(&r, &msg, 3, false, &mut QueueRng::new(1), &mut fs, &rec), (0, 0));
+        assert_eq!(deliver_to_match(&r, &msg, 3, true, &mut QueueRng::new(1), &mut fs, &rec), (1, 0));
         assert_eq!(drain(&me), "MSG e 1 0\r\n\r\n");
     }
 }

@@ -1,12 +1,408 @@
-//! HTTP monitoring endpoints (placeholder until the monitoring module lands).
+//! HTTP monitoring endpoints, compatible with nats-server's (`/varz`,
+//! `/connz`, `/subsz`, `/routez`, `/healthz`), plus a Prometheus `/metrics`.
+//!
+//! Field names, query parameters, error texts and JSON formatting follow
+//! nats-server's `monitor.go`, so that dashboards, `nats server` CLI commands
+//! and exporters written for nats-server work unchanged. Everything is read
+//! from the live [`Server`]; nothing here mutates broker state.
 
+mod connz;
+mod gofmt;
+mod metrics;
+mod procstat;
+mod query;
+mod subsz;
+mod varz;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::Response;
+use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::accounts::Account;
 use crate::server::Server;
 
-pub async fn serve(_server: Arc<Server>, _listener: TcpListener) -> Result<()> {
+use gofmt::GoTime;
+use query::Params;
+
+/// The endpoints, by path relative to the base path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Root,
+    Varz,
+    Connz,
+    Routez,
+    Subsz,
+    Healthz,
+    Metrics,
+}
+
+const ENDPOINTS: &[(&str, Endpoint)] = &[
+    ("/varz", Endpoint::Varz),
+    ("/connz", Endpoint::Connz),
+    ("/routez", Endpoint::Routez),
+    ("/subsz", Endpoint::Subsz),
+    ("/subscriptionsz", Endpoint::Subsz),
+    ("/healthz", Endpoint::Healthz),
+    ("/metrics", Endpoint::Metrics),
+];
+
+/// Keys of `http_req_stats` (nats-server counts `/subscriptionsz` as `/subsz`).
+mod stat_key {
+    pub const ROOT: &str = "/";
+    pub const VARZ: &str = "/varz";
+    pub const CONNZ: &str = "/connz";
+    pub const ROUTEZ: &str = "/routez";
+    pub const SUBSZ: &str = "/subsz";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const METRICS: &str = "/metrics";
+}
+
+/// State shared by the HTTP handlers.
+pub(crate) struct Monitor {
+    server: Arc<Server>,
+    /// Normalized base path: `/` or `/prefix` (nats-server's `normalizeBasePath`).
+    base: String,
+    req_stats: Mutex<BTreeMap<&'static str, u64>>,
+    cpu: procstat::CpuSampler,
+}
+
+impl Monitor {
+    fn new(server: Arc<Server>) -> Monitor {
+        let base = normalize_base_path(&server.opts().http_base_path);
+        Monitor { server, base, req_stats: Mutex::new(BTreeMap::new()), cpu: procstat::CpuSampler::new() }
+    }
+
+    fn route(&self, path: &str) -> Option<Endpoint> {
+        if path == self.base {
+            return Some(Endpoint::Root);
+        }
+        ENDPOINTS.iter().find(|(p, _)| join_path(&self.base, p) == path).map(|(_, e)| *e)
+    }
+
+    fn count(&self, key: &'static str) {
+        *self.req_stats.lock().entry(key).or_insert(0) += 1;
+    }
+
+    fn req_stats(&self) -> BTreeMap<&'static str, u64> {
+        self.req_stats.lock().clone()
+    }
+
+    /// When the current configuration took effect (start or last reload).
+    fn config_load_time(&self) -> SystemTime {
+        self.server.config_load_time()
+    }
+
+    /// Periodic work: CPU sampling.
+    fn tick(&self) {
+        self.cpu.sample();
+    }
+
+    fn base_path(&self, p: &str) -> String {
+        join_path(&self.base, p)
+    }
+
+    fn now() -> GoTime {
+        GoTime(SystemTime::now())
+    }
+}
+
+/// nats-server's `normalizeBasePath`: leading slash, `path.Clean`ed.
+fn normalize_base_path(p: &str) -> String {
+    let p = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
+    clean_path(&p)
+}
+
+/// Go's `path.Clean` for absolute paths.
+fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Go's `path.Join(base, p)` for an absolute, clean `base` and `p`.
+fn join_path(base: &str, p: &str) -> String {
+    if base == "/" {
+        p.to_string()
+    } else {
+        format!("{base}{p}")
+    }
+}
+
+/// Every account with local subscriptions or clients: the global account
+/// plus any other account a connected client is bound to.
+fn accounts(server: &Server) -> Vec<Arc<Account>> {
+    let mut out = vec![server.global_account()];
+    for c in server.clients() {
+        if let Some(acc) = c.account.lock().clone() {
+            if !out.iter().any(|a| Arc::ptr_eq(a, &acc) || a.name == acc.name) {
+                out.push(acc);
+            }
+        }
+    }
+    out
+}
+
+/// `200 OK` with a JSON body, headers as nats-server's `ResponseHandler`.
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+fn json_ok<T: Serialize>(v: &T) -> Response {
+    json_response(StatusCode::OK, gofmt::to_json_pretty(v))
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A parameter error: nats-server writes the bare message with status 400.
+fn bad_request(msg: String) -> Response {
+    text_response(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", msg)
+}
+
+/// Go's `http.NotFound`.
+fn not_found() -> Response {
+    let mut r = text_response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 page not found\n".into());
+    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
+    let Some(ep) = m.route(uri.path()) else { return not_found() };
+    let params = Params::parse(uri.query());
+    match ep {
+        Endpoint::Root => root(&m),
+        Endpoint::Varz => varz::handle(&m),
+        Endpoint::Connz => connz::handle(&m, &params),
+        Endpoint::Routez => routez(&m, &params),
+        Endpoint::Subsz => subsz::handle(&m, &params),
+        Endpoint::Healthz => healthz(&m, &params),
+        Endpoint::Metrics => metrics::handle(&m),
+    }
+}
+
+/// Serve the monitoring endpoints on `listener` until the server shuts down.
+pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
+    let monitor = Arc::new(Monitor::new(server.clone()));
+    let sampler = {
+        let m = Arc::downgrade(&monitor);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match m.upgrade() {
+                    Some(m) => m.tick(),
+                    None => break,
+                }
+            }
+        })
+    };
+    let app = axum::Router::new().fallback(handle).with_state(monitor);
+    let stopped = async move { server.wait_for_shutdown().await };
+    let result = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+    sampler.abort();
+    result?;
     Ok(())
+}
+
+// ---------------------------------------------------------------- `/`
+
+fn root(m: &Monitor) -> Response {
+    m.count(stat_key::ROOT);
+    let links = [
+        ("General", "/varz"),
+        ("Connections", "/connz"),
+        ("Subscriptions", "/subsz"),
+        ("Routes", "/routez"),
+        ("Health Probe", "/healthz"),
+        ("Metrics (Prometheus)", "/metrics"),
+    ];
+    let mut body = String::from(
+        "<html lang=\"en\">\n  <head>\n    <title>tribune-broker monitoring</title>\n    <style type=\"text/css\">\n      body { font-family: ui-sans-serif, system-ui, sans-serif; margin-left: 32px }\n      a { display: block; margin-left: 7px; padding-bottom: 6px; color: rgb(72 72 92); text-decoration: none }\n      a:hover { font-weight: 600; color: rgb(59 50 202) }\n      .endpoint { font-size: 12px; color: #999; font-family: monospace }\n    </style>\n  </head>\n  <body>\n",
+    );
+    body.push_str(&format!(
+        "    <h1>tribune-broker</h1>\n    <p class=\"version\">v{} (nats-server {} compatible)</p>\n",
+        crate::VERSION,
+        crate::server::NATS_COMPAT_VERSION
+    ));
+    for (label, p) in links {
+        body.push_str(&format!("    <a href=.{}>{label}<span class=\"endpoint\"> {p}</span></a>\n", m.base_path(p)));
+    }
+    body.push_str("    <a href=https://docs.nats.io/running-a-nats-service/nats_admin/monitoring>Help</a>\n  </body>\n</html>\n");
+    text_response(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+// ---------------------------------------------------------------- `/routez`
+
+/// `/routez`. Clustering is not implemented yet, so the list is empty; the
+/// shapes are here so that routes only have to be filled in.
+#[derive(Serialize)]
+struct Routez {
+    server_id: String,
+    server_name: String,
+    now: GoTime,
+    num_routes: usize,
+    routes: Vec<RouteInfo>,
+}
+
+/// One route, in nats-server's shape.
+#[derive(Serialize)]
+#[allow(dead_code)] // Filled in once clustering lands.
+struct RouteInfo {
+    rid: u64,
+    remote_id: String,
+    remote_name: String,
+    did_solicit: bool,
+    is_configured: bool,
+    ip: String,
+    port: u16,
+    start: GoTime,
+    last_activity: GoTime,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    rtt: String,
+    uptime: String,
+    idle: String,
+    pending_size: usize,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    subscriptions: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions_list: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions_list_detail: Vec<connz::SubDetail>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    account: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    compression: String,
+}
+
+fn routez(m: &Monitor, p: &Params) -> Response {
+    if let Err(e) = p.subs() {
+        return bad_request(e);
+    }
+    m.count(stat_key::ROUTEZ);
+    let routes: Vec<RouteInfo> = Vec::new();
+    json_ok(&Routez {
+        server_id: m.server.id.clone(),
+        server_name: m.server.name.clone(),
+        now: Monitor::now(),
+        num_routes: routes.len(),
+        routes,
+    })
+}
+
+// ---------------------------------------------------------------- `/healthz`
+
+#[derive(Serialize, Default)]
+struct HealthStatus {
+    status: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<HealthzError>,
+}
+
+#[derive(Serialize)]
+struct HealthzError {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: String,
+}
+
+/// `/healthz`, as nats-server answers it with JetStream disabled: `ok` once
+/// the client listener is up, and the readiness error (status 500) before
+/// that and in lame-duck mode, when the client listener is closed.
+fn healthz(m: &Monitor, p: &Params) -> Response {
+    m.count(stat_key::HEALTHZ);
+    // Decoded for their 400s only: without JetStream they change nothing.
+    for key in ["js-enabled", "js-enabled-only", "js-server-only", "js-meta-only"] {
+        if let Err(e) = p.bool(key) {
+            return bad_request(e);
+        }
+    }
+    let details = match p.bool("details") {
+        Ok(d) => d,
+        Err(e) => return bad_request(e),
+    };
+    let (code, problem, kind) = if p.get("account").is_empty() && !p.get("stream").is_empty() {
+        (StatusCode::BAD_REQUEST, "\"account\" must not be empty when checking stream health".to_string(), "BAD_REQUEST")
+    } else if p.get("stream").is_empty() && !p.get("consumer").is_empty() {
+        (StatusCode::BAD_REQUEST, "\"stream\" must not be empty when checking consumer health".to_string(), "BAD_REQUEST")
+    } else if m.server.listeners().client.is_none() || m.server.is_lame_duck() || m.server.is_shutting_down() {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to be ready for connections after 1ms: server".to_string(),
+            "CONNECTION",
+        )
+    } else {
+        return json_response(StatusCode::OK, gofmt::to_json(&HealthStatus { status: "ok", ..Default::default() }));
+    };
+    let hs = if details {
+        HealthStatus { status: "error", errors: vec![HealthzError { kind, error: problem }], ..Default::default() }
+    } else {
+        HealthStatus { status: "error", error: problem, ..Default::default() }
+    };
+    json_response(code, gofmt::to_json(&hs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Options;
+
+    #[test]
+    fn base_paths_normalize_like_nats_server() {
+        assert_eq!(normalize_base_path(""), "/");
+        assert_eq!(normalize_base_path("/"), "/");
+        assert_eq!(normalize_base_path("mon"), "/mon");
+        assert_eq!(normalize_base_path("/mon/"), "/mon");
+        assert_eq!(normalize_base_path("/a//b/../c"), "/a/c");
+        assert_eq!(join_path("/", "/varz"), "/varz");
+        assert_eq!(join_path("/mon", "/varz"), "/mon/varz");
+    }
+
+    #[test]
+    fn routing_is_exact() {
+        let opts = Options { http_base_path: "/mon".into(), ..Default::default() };
+        let m = Monitor::new(Server::new(opts));
+        assert_eq!(m.route("/mon"), Some(Endpoint::Root));
+        assert_eq!(m.route("/mon/varz"), Some(Endpoint::Varz));
+        assert_eq!(m.route("/mon/subscriptionsz"), Some(Endpoint::Subsz));
+        assert_eq!(m.route("/mon/varz/"), None);
+        assert_eq!(m.route("/varz"), None);
+        assert_eq!(m.route("/"), None);
+        let m = Monitor::new(Server::new(Options::default()));
+        assert_eq!(m.route("/"), Some(Endpoint::Root));
+        assert_eq!(m.route("/metrics"), Some(Endpoint::Metrics));
+        assert_eq!(m.route("/nope"), None);
+    }
 }

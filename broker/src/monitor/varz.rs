@@ -1,0 +1,216 @@
+//! `/varz`: general server information and counters, in nats-server's shape.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::response::Response;
+use serde::Serialize;
+
+use super::gofmt::{my_uptime, GoFloat, GoTime};
+use super::{accounts, json_ok, procstat, stat_key, Monitor};
+use crate::server::NATS_COMPAT_VERSION;
+
+/// TLS is not supported yet; nats-server reports its default handshake
+/// timeout (2s) even when TLS is off, and so do we.
+const DEFAULT_TLS_TIMEOUT_SECS: f64 = 2.0;
+
+#[derive(Serialize)]
+pub(super) struct Varz {
+    server_id: String,
+    server_name: String,
+    version: &'static str,
+    proto: u32,
+    go: String,
+    host: String,
+    port: u16,
+    #[serde(skip_serializing_if = "is_false")]
+    auth_required: bool,
+    max_connections: usize,
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    max_subscriptions: usize,
+    /// Nanoseconds, as Go encodes a `time.Duration`.
+    ping_interval: u64,
+    ping_max: u32,
+    http_host: String,
+    http_port: u16,
+    http_base_path: String,
+    https_port: u16,
+    auth_timeout: GoFloat,
+    max_control_line: usize,
+    max_payload: usize,
+    max_pending: usize,
+    cluster: ClusterVarz,
+    gateway: Empty,
+    leaf: Empty,
+    mqtt: Empty,
+    websocket: Empty,
+    jetstream: Empty,
+    tls_timeout: GoFloat,
+    write_deadline: u64,
+    start: GoTime,
+    now: GoTime,
+    uptime: String,
+    mem: u64,
+    cores: usize,
+    gomaxprocs: usize,
+    cpu: GoFloat,
+    connections: usize,
+    total_connections: u64,
+    routes: usize,
+    remotes: usize,
+    leafnodes: usize,
+    in_msgs: u64,
+    in_bytes: u64,
+    in_client_msgs: u64,
+    in_client_bytes: u64,
+    out_msgs: u64,
+    out_bytes: u64,
+    out_client_msgs: u64,
+    out_client_bytes: u64,
+    slow_consumers: u64,
+    stale_connections: u64,
+    stalled_clients: u64,
+    subscriptions: u64,
+    http_req_stats: BTreeMap<&'static str, u64>,
+    config_load_time: GoTime,
+    config_digest: String,
+    slow_consumer_stats: PerKind,
+    stale_connection_stats: PerKind,
+    disk_io_wait_stats: DiskIoWait,
+}
+
+/// A feature block that is off: nats-server emits `{}`.
+#[derive(Serialize, Default)]
+struct Empty {}
+
+/// `cluster` of `/varz`. Empty until routes exist (configured-but-ignored
+/// cluster settings are not reported, since nothing listens for them).
+#[derive(Serialize, Default)]
+struct ClusterVarz {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_port: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    urls: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct PerKind {
+    clients: u64,
+    routes: u64,
+    gateways: u64,
+    leafs: u64,
+}
+
+#[derive(Serialize, Default)]
+struct DiskIoWait {
+    waiters: i64,
+    waits: u64,
+    wait_time: u64,
+    max_wait_time: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The worker threads of the runtime, Tribune's counterpart of GOMAXPROCS.
+pub(super) fn worker_threads() -> usize {
+    tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+}
+
+pub(super) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Connections closed as stale since start.
+pub(super) fn stale_connections(m: &Monitor) -> u64 {
+    m.server.stats.stale_connections.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(super) fn build(m: &Monitor) -> Varz {
+    let s = &m.server;
+    let opts = s.opts();
+    let l = s.listeners();
+    let now = SystemTime::now();
+    let st = &s.stats;
+    let in_msgs = st.in_msgs.load(Ordering::Relaxed);
+    let in_bytes = st.in_bytes.load(Ordering::Relaxed);
+    let out_msgs = st.out_msgs.load(Ordering::Relaxed);
+    let out_bytes = st.out_bytes.load(Ordering::Relaxed);
+    let slow = st.slow_consumers.load(Ordering::Relaxed);
+    let stale = stale_connections(m);
+    Varz {
+        server_id: s.id.clone(),
+        server_name: s.name.clone(),
+        version: NATS_COMPAT_VERSION,
+        proto: 1,
+        go: format!("tribune-broker {}", crate::VERSION),
+        host: opts.host.clone(),
+        port: l.client.map_or(opts.port, |a| a.port()),
+        auth_required: opts.auth_required(),
+        max_connections: opts.max_connections,
+        max_subscriptions: opts.max_subs,
+        ping_interval: opts.ping_interval.as_nanos() as u64,
+        ping_max: opts.ping_max,
+        http_host: opts.http_host.clone(),
+        http_port: l.http.map(|a| a.port()).or(opts.http_port).unwrap_or(0),
+        http_base_path: opts.http_base_path.clone(),
+        https_port: 0,
+        auth_timeout: GoFloat(opts.auth_timeout.as_secs_f64()),
+        max_control_line: opts.max_control_line,
+        max_payload: opts.max_payload,
+        max_pending: opts.max_pending,
+        cluster: ClusterVarz::default(),
+        gateway: Empty {},
+        leaf: Empty {},
+        mqtt: Empty {},
+        websocket: Empty {},
+        jetstream: Empty {},
+        tls_timeout: GoFloat(DEFAULT_TLS_TIMEOUT_SECS),
+        write_deadline: opts.write_deadline.as_nanos() as u64,
+        start: GoTime(s.start_time),
+        now: GoTime(now),
+        uptime: my_uptime(now.duration_since(s.start_time).unwrap_or_default()),
+        mem: procstat::rss_bytes(),
+        cores: cores(),
+        gomaxprocs: worker_threads(),
+        cpu: GoFloat(m.cpu.percent()),
+        connections: s.num_clients(),
+        total_connections: st.total_connections.load(Ordering::Relaxed),
+        routes: 0,
+        remotes: 0,
+        leafnodes: 0,
+        in_msgs,
+        in_bytes,
+        in_client_msgs: in_msgs,
+        in_client_bytes: in_bytes,
+        out_msgs,
+        out_bytes,
+        out_client_msgs: out_msgs,
+        out_client_bytes: out_bytes,
+        slow_consumers: slow,
+        stale_connections: stale,
+        stalled_clients: 0,
+        subscriptions: accounts(s).iter().map(|a| a.sublist.count()).sum(),
+        http_req_stats: m.req_stats(),
+        config_load_time: GoTime(m.config_load_time()),
+        config_digest: String::new(),
+        slow_consumer_stats: PerKind { clients: slow, ..Default::default() },
+        stale_connection_stats: PerKind { clients: stale, ..Default::default() },
+        disk_io_wait_stats: DiskIoWait::default(),
+    }
+}
+
+pub(super) fn handle(m: &Monitor) -> Response {
+    m.count(stat_key::VARZ);
+    json_ok(&build(m))
+}
