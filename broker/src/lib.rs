@@ -25,3 +25,6 @@ pub mod subscription;
 
 /// Tribune's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this binary was built from (empty outside a checkout).
+pub const GIT_COMMIT: &str = env!("TRIBUNE_GIT_COMMIT");

@@ -78,6 +78,9 @@ pub struct Listeners {
 pub struct Server {
     /// Public NKEY of this server (its identity on the wire).
     pub id: String,
+    /// The server's curve key: its public half goes out in INFO as `xkey`,
+    /// for encrypting auth-callout exchanges.
+    pub xkey: nkeys::XKey,
     pub name: String,
     pub start_time: SystemTime,
     opts: RwLock<Arc<Options>>,
@@ -104,6 +107,7 @@ impl Server {
         let (stop_accepting, _) = watch::channel(false);
         Arc::new(Server {
             id,
+            xkey: nkeys::XKey::new(),
             name,
             start_time: SystemTime::now(),
             opts: RwLock::new(Arc::new(opts)),
@@ -243,6 +247,7 @@ impl Server {
             server_name: self.name.clone(),
             version: NATS_COMPAT_VERSION.to_string(),
             proto: 1,
+            git_commit: crate::GIT_COMMIT.to_string(),
             go: format!("tribune-broker {VERSION}"),
             host: opts.host.clone(),
             port,
@@ -252,6 +257,7 @@ impl Server {
             client_id: cid,
             client_ip: addr.ip().to_string(),
             ldm: self.is_lame_duck(),
+            xkey: self.xkey.public_key(),
             ..Default::default()
         }
     }

@@ -65,6 +65,7 @@ pub async fn run_client<R, W>(
         cfg,
         connect: ConnectOptions::default(),
         connect_received: false,
+        first_pong_sent: false,
         cache: MatchCache::default(),
         flush: FlushSet::default(),
         pings_out: 0,
@@ -89,6 +90,7 @@ struct Reader {
     cfg: ClientConfig,
     connect: ConnectOptions,
     connect_received: bool,
+    first_pong_sent: bool,
     cache: MatchCache,
     flush: FlushSet,
     rng: QueueRng,
@@ -288,6 +290,14 @@ impl Reader {
             Op::Ping => {
                 trace!("{} - <<- [PING]", self.tag());
                 self.shared.send(b"PONG\r\n");
+                // The first PONG after CONNECT is followed, for clients that
+                // take async INFO, by an INFO naming their account.
+                if self.connect_received && !self.first_pong_sent {
+                    self.first_pong_sent = true;
+                    if self.connect.protocol >= CLIENT_PROTO_INFO {
+                        self.send_connect_info();
+                    }
+                }
                 Flow::Continue
             }
             Op::Pong => {
@@ -304,6 +314,14 @@ impl Reader {
                 Flow::Close(ClosedState::ParseError)
             }
         }
+    }
+
+    fn send_connect_info(&self) {
+        let addr = self.shared.addr.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let mut info = self.server.client_info(self.shared.cid, &addr);
+        info.connect_info = true;
+        info.remote_account = self.account.name.clone();
+        self.shared.send(&info.to_line());
     }
 
     fn on_connect(&mut self, arg: &[u8]) -> Flow {
@@ -325,6 +343,12 @@ impl Reader {
             }
             None => return self.auth_violation(),
         };
+        if self.connect_received {
+            // nats-server re-registers the connection on a second CONNECT
+            // and its existing subscriptions stop receiving; do the same so
+            // that clients see identical behaviour.
+            self.drop_all_subscriptions();
+        }
         self.connect_received = true;
         let headers = c.headers && self.cfg.headers_supported;
         self.parser.headers = headers;
@@ -457,14 +481,20 @@ impl Reader {
         }
     }
 
-    /// Remove every subscription and forget the connection.
-    fn cleanup(&mut self) {
+    /// Remove every subscription of this connection; returns them.
+    fn drop_all_subscriptions(&mut self) -> Vec<Arc<Subscription>> {
         self.cache.clear();
         let subs: Vec<Arc<Subscription>> = self.shared.subs.lock().drain().map(|(_, s)| s).collect();
         for s in &subs {
             s.close();
         }
         self.account.sublist.remove_batch(&subs);
+        subs
+    }
+
+    /// Remove every subscription and forget the connection.
+    fn cleanup(&mut self) {
+        let subs = self.drop_all_subscriptions();
         self.server.unregister(&self.shared, &subs);
     }
 }

@@ -56,6 +56,10 @@ pub struct Info {
     #[serde(skip_serializing_if = "is_false")]
     pub connect_info: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub remote_account: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub acc_is_sys: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub xkey: String,
 }
 
