@@ -243,6 +243,10 @@ impl Cli {
             let (host, port) = parse_cluster_url(c)?;
             opts.cluster.host = host;
             opts.cluster.port = Some(port);
+            if let Some(creds) = cluster_credentials(c) {
+                opts.cluster.username = Some(creds.0);
+                opts.cluster.password = Some(creds.1);
+            }
         }
         if let Some(n) = &self.cluster_name {
             opts.cluster.name = Some(n.clone());
@@ -262,6 +266,14 @@ fn port_value(p: i32, what: &str) -> Result<u16, String> {
         0..=65535 => Ok(p as u16),
         _ => Err(format!("invalid {what}: {p}")),
     }
+}
+
+/// `nats://user:pass@host:port` in `--cluster` sets route authorization.
+fn cluster_credentials(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (creds, _) = rest.rsplit_once('@')?;
+    let (u, p) = creds.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
 }
 
 /// `nats://host:port` (or `host:port`) from `--cluster`.

@@ -31,15 +31,31 @@ pub struct User {
     pub account: Option<String>,
 }
 
-/// `cluster { ... }` settings. Parsed and validated now; routes are issue 4.
+/// `cluster { ... }`: where this node listens for routes, which peers it
+/// dials, and how it finds them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterOptions {
     pub name: Option<String>,
     pub host: String,
+    /// Route port; `None` means clustering is off, `Some(0)` a random port.
     pub port: Option<u16>,
-    /// Route URLs, e.g. `nats-route://10.0.1.5:6222`.
+    /// Route URLs, e.g. `nats-route://10.0.1.5:6222`. May include this node.
     pub routes: Vec<String>,
+    /// Do not advertise this node's client URLs to clients.
     pub no_advertise: bool,
+    /// `host:port` other members should dial (`cluster_advertise`).
+    pub advertise: Option<String>,
+    /// Credentials peers must present (`authorization { user, password }`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Find peers from EC2 instance tags.
+    pub discovery: Option<crate::discovery::Ec2DiscoveryConfig>,
+}
+
+impl ClusterOptions {
+    pub fn enabled(&self) -> bool {
+        self.port.is_some()
+    }
 }
 
 /// `jetstream { ... }` settings. Parsed and validated now; storage is issue 6.

@@ -68,6 +68,7 @@ pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
     Ports {
         nats: l.client.map(|a| urls("nats", &opts.host, a.port())).unwrap_or_default(),
         monitoring: l.http.map(|a| urls("http", opts.monitor_host(), a.port())).unwrap_or_default(),
+        cluster: l.cluster.map(|a| urls("nats", if opts.cluster.host.is_empty() { "0.0.0.0" } else { &opts.cluster.host }, a.port())).unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -91,7 +92,7 @@ mod tests {
     #[test]
     fn specific_host_is_used_as_is() {
         let opts = Options { host: "127.0.0.1".into(), http_host: "127.0.0.1".into(), ..Default::default() };
-        let l = Listeners { client: Some("127.0.0.1:4222".parse().unwrap()), http: Some("127.0.0.1:8222".parse().unwrap()) };
+        let l = Listeners { client: Some("127.0.0.1:4222".parse().unwrap()), http: Some("127.0.0.1:8222".parse().unwrap()), cluster: None };
         let p = ports_for(&opts, &l);
         assert_eq!(
             serde_json::to_string(&p).unwrap(),

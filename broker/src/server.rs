@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::accounts::{Account, GLOBAL_ACCOUNT};
-use crate::client::{run_client, ClientConfig, ClientShared, ClosedState, DeliverHooks};
+use crate::client::{run_client, ClientConfig, ClientShared, ClosedState, ConnKind, DeliverHooks};
+use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::options::Options;
 use crate::protocol::{errors, err_line, Info, Parser};
 use crate::subscription::Subscription;
@@ -73,6 +74,7 @@ pub struct ClosedClient {
 pub struct Listeners {
     pub client: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    pub cluster: Option<SocketAddr>,
 }
 
 pub struct Server {
@@ -98,6 +100,12 @@ pub struct Server {
     listeners: RwLock<Listeners>,
     ports_file: Mutex<Option<PathBuf>>,
     config_load_time: RwLock<SystemTime>,
+    /// The cluster: peers, their interest, and ours to advertise.
+    pub routes: Routes,
+    cluster_name: String,
+    /// Explicit or discovered routes being kept up, by URL; dropping the
+    /// sender (or sending false) stops the redial loop.
+    route_keepers: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
 impl Server {
@@ -105,6 +113,8 @@ impl Server {
         let id = nkeys::KeyPair::new_server().public_key();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         let (stop_accepting, _) = watch::channel(false);
+        // Without a configured name the cluster gets a generated one, as in nats-server.
+        let cluster_name = opts.cluster.name.clone().unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
         Arc::new(Server {
             id,
             xkey: nkeys::XKey::new(),
@@ -123,6 +133,9 @@ impl Server {
             listeners: RwLock::new(Listeners::default()),
             ports_file: Mutex::new(None),
             config_load_time: RwLock::new(SystemTime::now()),
+            routes: Routes::default(),
+            cluster_name,
+            route_keepers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -133,6 +146,201 @@ impl Server {
 
     pub fn global_account(&self) -> Arc<Account> {
         self.global.clone()
+    }
+
+    /// The account named on the wire (routes name it in every message).
+    pub fn account(&self, name: &[u8]) -> Option<Arc<Account>> {
+        (name == self.global.name.as_bytes()).then(|| self.global.clone())
+    }
+
+    pub fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn cluster_name(&self) -> String {
+        self.cluster_name.clone()
+    }
+
+    /// This server's client URLs (`host:port`), as peers and clients see them.
+    pub fn own_client_urls(&self) -> Vec<String> {
+        let opts = self.opts();
+        if let Some(adv) = &opts.client_advertise {
+            return vec![adv.clone()];
+        }
+        let port = self.listeners().client.map_or(opts.port, |a| a.port());
+        crate::ports::reachable_hosts(&opts.host).iter().map(|h| join_host_port(h, port)).collect()
+    }
+
+    /// URLs clients may fail over to: ours first, then each peer's, in the
+    /// order the peers joined. Empty while the server is alone.
+    pub fn client_connect_urls(&self) -> Vec<String> {
+        let peers = self.routes.peer_client_urls();
+        if peers.is_empty() || self.opts().cluster.no_advertise {
+            return Vec::new();
+        }
+        let mut urls = self.own_client_urls();
+        for u in peers {
+            if !urls.contains(&u) {
+                urls.push(u);
+            }
+        }
+        urls
+    }
+
+    /// The INFO this server sends on routes.
+    pub fn route_info(&self) -> RouteInfo {
+        let opts = self.opts();
+        let port = self.listeners().cluster.map_or(opts.cluster.port.unwrap_or(0), |a| a.port());
+        RouteInfo {
+            server_id: self.id.clone(),
+            server_name: self.name.clone(),
+            version: NATS_COMPAT_VERSION.to_string(),
+            proto: route::ROUTE_PROTO,
+            go: format!("tribune-broker {VERSION}"),
+            host: if opts.cluster.host.is_empty() { "0.0.0.0".to_string() } else { opts.cluster.host.clone() },
+            port,
+            headers: !opts.no_header_support,
+            max_payload: opts.max_payload as i64,
+            ip: opts.cluster.advertise.as_ref().map(|a| format!("nats-route://{a}/")).unwrap_or_default(),
+            cluster: self.cluster_name(),
+            connect_urls: if opts.cluster.no_advertise { Vec::new() } else { self.own_client_urls() },
+            compression: "off".to_string(),
+            ldm: self.is_lame_duck(),
+            ..Default::default()
+        }
+    }
+
+    /// Send every client that takes async INFO the current INFO (e.g. the
+    /// cluster's client URLs changed).
+    pub fn broadcast_client_info(&self) {
+        for c in self.clients() {
+            if c.async_info.load(Ordering::Relaxed) {
+                if let Some(addr) = c.addr {
+                    c.send(&self.client_info(c.cid, &addr).to_line());
+                }
+            }
+        }
+    }
+
+    /// A peer registered: tell the other peers about it (gossip), and
+    /// clients about its URLs.
+    pub fn route_registered(&self, peer: &Peer) {
+        if !peer.solicited || peer.configured {
+            for other in self.routes.peers() {
+                if other.id == peer.id {
+                    continue;
+                }
+                let mut info = peer.info.clone();
+                info.ip = peer.url.clone();
+                info.gossip_mode = if other.configured { 2 } else if !peer.solicited { 1 } else { 0 };
+                other.conn.send(&info.to_line());
+            }
+        }
+        self.broadcast_client_info();
+    }
+
+    pub fn route_unregistered(&self, _peer: &Peer) {
+        self.broadcast_client_info();
+    }
+
+    /// A local client's subscription was added: advertise it to the cluster.
+    pub fn local_sub_added(&self, account: &Account, sub: &Subscription) {
+        if sub.client.kind == ConnKind::Client && self.opts.read().cluster.enabled() {
+            self.routes.add_local(&account.name, sub);
+        }
+    }
+
+    /// Local client subscriptions went away: withdraw them from the cluster.
+    pub fn local_subs_removed(&self, account: &Account, subs: &[Arc<Subscription>]) {
+        if !self.opts.read().cluster.enabled() {
+            return;
+        }
+        for sub in subs.iter().filter(|s| s.client.kind == ConnKind::Client) {
+            self.routes.remove_local(&account.name, sub);
+        }
+    }
+
+    /// Keep a route to `url` up until [`Self::drop_route`] (or shutdown).
+    pub fn keep_route(self: &Arc<Self>, url: &str) {
+        let mut keepers = self.route_keepers.lock();
+        if keepers.contains_key(url) {
+            return;
+        }
+        let parsed = match RouteUrl::parse(url) {
+            Ok(u) => u,
+            Err(e) => {
+                error!("Invalid route URL {url:?}: {e}");
+                return;
+            }
+        };
+        let (tx, rx) = watch::channel(true);
+        keepers.insert(url.to_string(), tx);
+        tokio::spawn(route::solicit_forever(self.clone(), parsed, rx));
+    }
+
+    /// Stop redialling `url` (e.g. discovery saw the instance go).
+    pub fn drop_route(&self, url: &str) {
+        if let Some(tx) = self.route_keepers.lock().remove(url) {
+            let _ = tx.send(false);
+        }
+    }
+
+    async fn start_cluster(self: &Arc<Self>, opts: &Options) -> Result<()> {
+        let Some(port) = opts.cluster.port else { return Ok(()) };
+        let host = if opts.cluster.host.is_empty() { "0.0.0.0" } else { opts.cluster.host.as_str() };
+        let addr = join_host_port(host, port);
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("could not listen on {addr} for routes"))?;
+        let local = listener.local_addr()?;
+        self.listeners.write().cluster = Some(local);
+        info!("Cluster name is {}", self.cluster_name());
+        info!("Listening for route connections on {}", join_host_port(host, local.port()));
+        let srv = self.clone();
+        tokio::spawn(async move {
+            let mut stop = srv.stop_accepting.subscribe();
+            loop {
+                tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((stream, addr)) => route::accept(srv.clone(), stream, addr),
+                        Err(e) => {
+                            error!("Temporary Route Accept Error ({e}), sleeping 10ms");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        for url in &opts.cluster.routes {
+            self.keep_route(url);
+        }
+        if let Some(cfg) = opts.cluster.discovery.clone() {
+            self.start_discovery(cfg).await?;
+        }
+        Ok(())
+    }
+
+    /// Dial the peers EC2 tags name, and follow the set as it changes.
+    async fn start_discovery(self: &Arc<Self>, cfg: crate::discovery::Ec2DiscoveryConfig) -> Result<()> {
+        let me = crate::discovery::detect_self().await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        crate::discovery::spawn_refresher(cfg, me, move |change| {
+            let _ = tx.send(change);
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let srv = self.clone();
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                for url in &change.added {
+                    info!("Discovered route {url}");
+                    srv.keep_route(url);
+                }
+                for url in &change.removed {
+                    info!("Route {url} no longer discovered, removing it");
+                    srv.drop_route(url);
+                }
+            }
+        });
+        Ok(())
     }
 
     pub fn listeners(&self) -> Listeners {
@@ -183,8 +391,8 @@ impl Server {
         if opts.jetstream.enabled {
             warn!("JetStream is not available in this tribune-broker release yet; -js/jetstream is accepted and ignored");
         }
-        if opts.cluster.port.is_some() || !opts.cluster.routes.is_empty() {
-            warn!("Clustering is not available in this tribune-broker release yet; cluster/routes are accepted and ignored");
+        if !opts.cluster.enabled() && !opts.cluster.routes.is_empty() {
+            warn!("Routes are configured but no cluster listen port is: routes will not be dialled");
         }
 
         if let Some(http_port) = opts.http_port {
@@ -211,6 +419,7 @@ impl Server {
         }
         let srv = self.clone();
         tokio::spawn(async move { srv.accept_loop(listener).await });
+        self.start_cluster(&opts).await?;
 
         if let Some(dir) = &opts.ports_file_dir {
             let path = ports::write_ports_file(dir, &opts, &self.listeners())?;
@@ -258,6 +467,8 @@ impl Server {
             client_ip: addr.ip().to_string(),
             ldm: self.is_lame_duck(),
             xkey: self.xkey.public_key(),
+            cluster: if opts.cluster.enabled() { self.cluster_name() } else { String::new() },
+            connect_urls: self.client_connect_urls(),
             ..Default::default()
         }
     }
@@ -344,10 +555,12 @@ impl Server {
     /// Remove a subscription from its client and its account.
     pub fn remove_subscription(&self, sub: &Arc<Subscription>) {
         sub.close();
-        sub.client.subs.lock().remove(&sub.sid);
+        let was_there = sub.client.subs.lock().remove(&sub.sid).is_some();
         let account = sub.client.account.lock().clone();
         if let Some(acc) = account {
-            acc.sublist.remove(sub);
+            if acc.sublist.remove(sub) && was_there {
+                self.local_subs_removed(&acc, std::slice::from_ref(sub));
+            }
         }
     }
 
@@ -405,6 +618,10 @@ impl Server {
         for c in &clients {
             c.send(&line);
         }
+        let route_ldm = self.route_info().to_line();
+        for p in self.routes.peers() {
+            p.conn.send(&route_ldm);
+        }
         let grace = opts.lame_duck_grace_period;
         let mut spread = opts.lame_duck_duration.saturating_sub(grace);
         if spread.is_zero() {
@@ -433,6 +650,10 @@ impl Server {
         let _ = self.stop_accepting.send(true);
         for c in self.clients() {
             c.close(ClosedState::ServerShutdown);
+        }
+        self.route_keepers.lock().clear();
+        for p in self.routes.peers() {
+            p.conn.close(ClosedState::ServerShutdown);
         }
         // Give writers a moment to flush their last bytes.
         for _ in 0..50 {

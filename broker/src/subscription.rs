@@ -1,7 +1,7 @@
 //! One subscription: a subject (maybe with wildcards), an optional queue
 //! group, the client's sid, and the auto-unsubscribe limit from `UNSUB sid max`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::client::ClientShared;
@@ -16,6 +16,10 @@ pub struct Subscription {
     pub max: AtomicU64,
     /// Messages delivered so far.
     pub delivered: AtomicU64,
+    /// For a queue subscription that stands for a route peer's interest:
+    /// how many members the peer has in that group, which weights the
+    /// cluster-wide choice of a member. 1 for a local subscription.
+    pub weight: AtomicU32,
     /// Set once removed, so that stale cached match results skip it.
     closed: AtomicBool,
 }
@@ -51,6 +55,7 @@ impl Subscription {
             sid: Box::from(sid),
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            weight: AtomicU32::new(1),
             closed: AtomicBool::new(false),
         }
     }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Instant};
 use tracing::{debug, error, trace};
 
-use super::deliver::{deliver_to_match, FlushSet, Msg, QueueRng};
+use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
 use super::{ClientShared, ClosedState};
 use crate::accounts::Account;
 use crate::auth;
@@ -68,6 +68,7 @@ pub async fn run_client<R, W>(
         first_pong_sent: false,
         cache: MatchCache::default(),
         flush: FlushSet::default(),
+        fanout: RouteFanout::default(),
         pings_out: 0,
         ping_sent: None,
         accepted: Instant::now(),
@@ -93,6 +94,7 @@ struct Reader {
     first_pong_sent: bool,
     cache: MatchCache,
     flush: FlushSet,
+    fanout: RouteFanout,
     rng: QueueRng,
     pings_out: u32,
     /// When our outstanding PING went out, for the round-trip time.
@@ -322,6 +324,7 @@ impl Reader {
         info.connect_info = true;
         info.remote_account = self.account.name.clone();
         self.shared.send(&info.to_line());
+        self.shared.async_info.store(true, Ordering::Relaxed);
     }
 
     fn on_connect(&mut self, arg: &[u8]) -> Flow {
@@ -395,7 +398,9 @@ impl Reader {
         let (delivered, bytes) = if result.is_empty() {
             (0, 0)
         } else {
-            deliver_to_match(&result, &msg, self.shared.cid, echo, &mut self.rng, &mut self.flush, &*self.server)
+            let origin = Origin::Client { cid: self.shared.cid, echo };
+            let acc = self.account.name.as_bytes();
+            deliver_to_match(&result, &msg, acc, origin, &mut self.rng, &mut self.flush, &mut self.fanout, &*self.server)
         };
         if delivered > 0 {
             self.out_msgs += delivered as u64;
@@ -441,7 +446,9 @@ impl Reader {
                     self.send_err(errors::INVALID_SUBJECT);
                     return Flow::Continue;
                 }
-                subs.insert(Box::from(sid), sub);
+                subs.insert(Box::from(sid), sub.clone());
+                drop(subs);
+                self.server.local_sub_added(&self.account, &sub);
             }
         }
         if self.connect.verbose {
@@ -489,6 +496,7 @@ impl Reader {
             s.close();
         }
         self.account.sublist.remove_batch(&subs);
+        self.server.local_subs_removed(&self.account, &subs);
         subs
     }
 
@@ -500,7 +508,7 @@ impl Reader {
 }
 
 /// Drain the outbound buffer to the socket until the connection closes.
-async fn write_loop<W: AsyncWrite + Unpin>(server: Arc<Server>, shared: Arc<ClientShared>, mut wr: W, deadline: Duration) {
+pub async fn write_loop<W: AsyncWrite + Unpin>(server: Arc<Server>, shared: Arc<ClientShared>, mut wr: W, deadline: Duration) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
         let closing = {

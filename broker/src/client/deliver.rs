@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use super::outbound::Queued;
-use super::ClientShared;
+use super::{ClientShared, ConnKind};
 use crate::sublist::MatchResult;
 use crate::subscription::{Delivery, Subscription};
 
@@ -20,6 +22,50 @@ pub struct Msg<'a> {
     pub reply: Option<&'a [u8]>,
     pub hdr_len: usize,
     pub body: &'a [u8],
+}
+
+/// Where a message came from, which decides where it may go.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// Published by a local client: deliver locally and forward to routes.
+    Client { cid: u64, echo: bool },
+    /// Received from a route: deliver to local clients only (one hop), and
+    /// to queue groups only if the sender chose this server for them.
+    Route { queues: Option<&'a [u8]> },
+}
+
+/// The route peers a message must be forwarded to, each with the queue
+/// groups it was chosen for. Reused across messages to avoid allocating.
+#[derive(Default)]
+pub struct RouteFanout {
+    targets: Vec<(Arc<ClientShared>, Vec<Arc<Subscription>>)>,
+    len: usize,
+}
+
+impl RouteFanout {
+    fn entry(&mut self, route: &Arc<ClientShared>) -> &mut Vec<Arc<Subscription>> {
+        let i = match self.targets[..self.len].iter().position(|(r, _)| Arc::ptr_eq(r, route)) {
+            Some(i) => i,
+            None => {
+                if self.len == self.targets.len() {
+                    self.targets.push((route.clone(), Vec::new()));
+                } else {
+                    self.targets[self.len].0 = route.clone();
+                    self.targets[self.len].1.clear();
+                }
+                self.len += 1;
+                self.len - 1
+            }
+        };
+        &mut self.targets[i].1
+    }
+
+    fn clear(&mut self) {
+        for (_, q) in &mut self.targets[..self.len] {
+            q.clear();
+        }
+        self.len = 0;
+    }
 }
 
 /// What the router needs from the server when a delivery has side effects.
@@ -112,7 +158,7 @@ pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet,
         return None;
     }
     let client = &sub.client;
-    let with_headers = msg.hdr_len > 0 && client.headers.load(std::sync::atomic::Ordering::Relaxed);
+    let with_headers = msg.hdr_len > 0 && client.headers.load(Ordering::Relaxed);
     // Subscribers that did not ask for headers get the payload alone.
     let (body, hdr_len) = if with_headers { (msg.body, msg.hdr_len) } else { (&msg.body[msg.hdr_len..], 0) };
 
@@ -168,22 +214,38 @@ pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet,
     }
 }
 
-/// Deliver to every plain subscriber and one member of each queue group.
-/// `publisher`/`echo` suppress delivery back to the publishing connection
-/// when it asked for `echo: false`. Returns how many deliveries were
-/// queued and their total size.
+/// Deliver to every plain subscriber and one member of each queue group,
+/// cluster-wide. Local subscribers get `MSG`/`HMSG`; each route peer with
+/// interest gets at most one `RMSG`/`HMSG` naming the queue groups it was
+/// chosen for. `account` names the account on the wire. Returns how many
+/// deliveries were queued and their total size.
+#[allow(clippy::too_many_arguments)]
 pub fn deliver_to_match(
     result: &MatchResult,
     msg: &Msg<'_>,
-    publisher: u64,
-    echo: bool,
+    account: &[u8],
+    origin: Origin<'_>,
     rng: &mut QueueRng,
     flush: &mut FlushSet,
+    fanout: &mut RouteFanout,
     hooks: &dyn DeliverHooks,
 ) -> (usize, usize) {
     let (mut delivered, mut bytes) = (0, 0);
+    let from_route = matches!(origin, Origin::Route { .. });
+    let skip_own = match origin {
+        Origin::Client { cid, echo } if !echo => Some(cid),
+        _ => None,
+    };
+    fanout.clear();
     for sub in &result.psubs {
-        if !echo && sub.client.cid == publisher {
+        if sub.client.kind == ConnKind::Route {
+            // One hop only: what came from a route never goes back out.
+            if !from_route {
+                fanout.entry(&sub.client);
+            }
+            continue;
+        }
+        if skip_own == Some(sub.client.cid) {
             continue;
         }
         if let Some(n) = deliver_one(sub, msg, flush, hooks) {
@@ -192,25 +254,137 @@ pub fn deliver_to_match(
         }
     }
     for group in &result.qsubs {
-        let n = group.len();
-        if n == 0 {
+        if group.is_empty() {
             continue;
         }
-        // Start at a random member and move on if that one cannot take it.
-        let start = rng.below(n);
-        for i in 0..n {
-            let sub = &group[(start + i) % n];
-            if !echo && sub.client.cid == publisher {
-                continue;
+        if let Origin::Route { queues } = origin {
+            // Only the groups the sending server picked this server for.
+            let name = group[0].queue.as_deref().unwrap_or_default();
+            let listed = queues.is_some_and(|q| q.split(|b| *b == b' ').any(|n| n == name));
+            if listed {
+                if let Some(n) = deliver_to_one_local(group, msg, None, rng, flush, hooks) {
+                    delivered += 1;
+                    bytes += n;
+                }
             }
-            if let Some(n) = deliver_one(sub, msg, flush, hooks) {
-                delivered += 1;
-                bytes += n;
+            continue;
+        }
+        // A uniform pick over members, each route counting as many members
+        // as it has in the group, so the load spreads evenly cluster-wide.
+        let total: u64 = group.iter().map(|s| u64::from(s.weight.load(Ordering::Relaxed).max(1))).sum();
+        let mut pick = rng.below(total as usize) as u64;
+        let mut chosen = &group[0];
+        for s in group {
+            let w = u64::from(s.weight.load(Ordering::Relaxed).max(1));
+            if pick < w {
+                chosen = s;
                 break;
             }
+            pick -= w;
+        }
+        if chosen.client.kind == ConnKind::Route && !chosen.is_closed() {
+            fanout.entry(&chosen.client).push(chosen.clone());
+            continue;
+        }
+        let first = if skip_own == Some(chosen.client.cid) { None } else { Some(chosen) };
+        if let Some(n) = first.and_then(|c| deliver_one(c, msg, flush, hooks)).or_else(|| deliver_to_one_local(group, msg, skip_own, rng, flush, hooks)) {
+            delivered += 1;
+            bytes += n;
+        }
+    }
+    for (route, queues) in &fanout.targets[..fanout.len] {
+        if let Some(n) = deliver_route(route, account, msg, queues, flush, hooks) {
+            delivered += 1;
+            bytes += n;
         }
     }
     (delivered, bytes)
+}
+
+/// Deliver to one local member of a queue group, starting at a random one
+/// and moving on past members that cannot take it.
+fn deliver_to_one_local(
+    group: &[Arc<Subscription>],
+    msg: &Msg<'_>,
+    skip_own: Option<u64>,
+    rng: &mut QueueRng,
+    flush: &mut FlushSet,
+    hooks: &dyn DeliverHooks,
+) -> Option<usize> {
+    let n = group.len();
+    let start = rng.below(n);
+    (0..n).map(|i| &group[(start + i) % n]).find_map(|sub| {
+        if sub.client.kind == ConnKind::Route || skip_own == Some(sub.client.cid) {
+            return None;
+        }
+        deliver_one(sub, msg, flush, hooks)
+    })
+}
+
+/// Queue one `RMSG`/`HMSG` for a route peer:
+/// `RMSG <acc> <subject> [reply | + reply q… | | q…] <size>`.
+fn deliver_route(
+    route: &Arc<ClientShared>,
+    account: &[u8],
+    msg: &Msg<'_>,
+    queues: &[Arc<Subscription>],
+    flush: &mut FlushSet,
+    hooks: &dyn DeliverHooks,
+) -> Option<usize> {
+    let with_headers = msg.hdr_len > 0 && route.headers.load(Ordering::Relaxed);
+    let (body, hdr_len) = if with_headers { (msg.body, msg.hdr_len) } else { (&msg.body[msg.hdr_len..], 0) };
+    let queue_len: usize = queues.iter().map(|q| q.queue.as_ref().map_or(0, |n| n.len() + 1)).sum();
+    let total = 64 + account.len() + msg.subject.len() + msg.reply.map_or(0, |r| r.len()) + queue_len + body.len();
+    let mut out = route.out.lock();
+    match out.reserve(total) {
+        Queued::Ok { wake } => {
+            let b = out.buf_mut();
+            b.extend_from_slice(if with_headers { b"HMSG " } else { b"RMSG " });
+            b.extend_from_slice(account);
+            b.push(b' ');
+            b.extend_from_slice(msg.subject);
+            b.push(b' ');
+            if !queues.is_empty() {
+                match msg.reply {
+                    Some(r) => {
+                        b.extend_from_slice(b"+ ");
+                        b.extend_from_slice(r);
+                        b.push(b' ');
+                    }
+                    None => b.extend_from_slice(b"| "),
+                }
+                for q in queues {
+                    if let Some(name) = &q.queue {
+                        b.extend_from_slice(name);
+                        b.push(b' ');
+                    }
+                }
+            } else if let Some(r) = msg.reply {
+                b.extend_from_slice(r);
+                b.push(b' ');
+            }
+            if with_headers {
+                put_usize(b, hdr_len);
+                b.push(b' ');
+            }
+            put_usize(b, body.len());
+            b.extend_from_slice(b"\r\n");
+            b.extend_from_slice(body);
+            b.extend_from_slice(b"\r\n");
+            out.count_out(body.len());
+            drop(out);
+            if wake {
+                flush.add(route);
+            }
+            Some(body.len())
+        }
+        Queued::SlowConsumer => {
+            drop(out);
+            hooks.slow_consumer(route);
+            None
+        }
+        Queued::Closed => None,
+    }
 }
 
 #[cfg(test)]
@@ -253,7 +427,7 @@ mod tests {
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
         let r = sl.match_subject(b"a.b");
-        assert_eq!(deliver_to_match(&r, &msg, 99, true, &mut QueueRng::new(1), &mut fs, &rec), (2, 5 + 23));
+        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 99, echo: true }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (2, 5 + 23));
         assert_eq!(drain(&plain), "MSG a.b 7 _INBOX.1 5\r\nhello\r\n");
         assert_eq!(drain(&hdrs), "HMSG a.b 9 _INBOX.1 18 23\r\nNATS/1.0\r\nk: v\r\n\r\nhello\r\n");
         assert_eq!(fs.clients.len(), 2);
@@ -272,7 +446,7 @@ mod tests {
         let mut fs = FlushSet::default();
         let msg = Msg { subject: b"q", reply: None, hdr_len: 0, body: b"x" };
         for _ in 0..4000 {
-            deliver_to_match(&r, &msg, 99, true, &mut rng, &mut fs, &rec);
+            deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 99, echo: true }, &mut rng, &mut fs, &mut RouteFanout::default(), &rec);
         }
         let counts: Vec<usize> = members.iter().map(|m| drain(m).matches("MSG").count()).collect();
         assert_eq!(counts.iter().sum::<usize>(), 4000);
@@ -305,8 +479,8 @@ mod tests {
         let msg = Msg { subject: b"e", reply: None, hdr_len: 0, body: b"" };
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
-        assert_eq!(deliver_to_match(&r, &msg, 3, false, &mut QueueRng::new(1), &mut fs, &rec), (0, 0));
-        assert_eq!(deliver_to_match(&r, &msg, 3, true, &mut QueueRng::new(1), &mut fs, &rec), (1, 0));
+        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 3, echo: false }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (0, 0));
+        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 3, echo: true }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (1, 0));
         assert_eq!(drain(&me), "MSG e 1 0\r\n\r\n");
     }
 }

@@ -11,8 +11,8 @@ mod conn;
 mod deliver;
 mod outbound;
 
-pub use conn::{run_client, ClientConfig};
-pub use deliver::{deliver_to_match, DeliverHooks, FlushSet, Msg, QueueRng};
+pub use conn::{run_client, write_loop, ClientConfig};
+pub use deliver::{deliver_to_match, put_usize, DeliverHooks, FlushSet, Msg, Origin, QueueRng, RouteFanout};
 pub use outbound::{ClosedState, Outbound};
 
 use std::net::SocketAddr;
@@ -45,10 +45,20 @@ pub struct ClientMeta {
     pub rtt_nanos: u64,
 }
 
+/// What is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    /// An application client speaking the client protocol.
+    Client,
+    /// Another server of the cluster speaking the route protocol.
+    Route,
+}
+
 /// The part of a connection that other connections touch: its outbound
 /// buffer, its subscriptions and its counters.
 pub struct ClientShared {
     pub cid: u64,
+    pub kind: ConnKind,
     pub addr: Option<SocketAddr>,
     pub start: SystemTime,
     pub out: Mutex<Outbound>,
@@ -60,8 +70,11 @@ pub struct ClientShared {
     pub(crate) drained: Notify,
     /// Echo our own publishes back to our subscriptions.
     pub echo: AtomicBool,
-    /// The client understands HMSG.
+    /// The client (or route peer) understands HMSG.
     pub headers: AtomicBool,
+    /// The client takes asynchronous INFO updates (protocol 1, after its
+    /// first PONG), e.g. when cluster members come and go.
+    pub async_info: AtomicBool,
     pub stats: ClientStats,
     pub subs: Mutex<std::collections::HashMap<Box<[u8]>, Arc<Subscription>>>,
     pub meta: Mutex<ClientMeta>,
@@ -75,10 +88,21 @@ pub(crate) fn now_nanos() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
+impl std::fmt::Debug for ClientShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientShared").field("cid", &self.cid).field("kind", &self.kind).field("addr", &self.addr).finish()
+    }
+}
+
 impl ClientShared {
     pub fn new(cid: u64, addr: Option<SocketAddr>, max_pending: usize) -> Self {
+        Self::with_kind(ConnKind::Client, cid, addr, max_pending)
+    }
+
+    pub fn with_kind(kind: ConnKind, cid: u64, addr: Option<SocketAddr>, max_pending: usize) -> Self {
         ClientShared {
             cid,
+            kind,
             addr,
             start: SystemTime::now(),
             out: Mutex::new(Outbound::new(max_pending)),
@@ -87,6 +111,7 @@ impl ClientShared {
             drained: Notify::new(),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
+            async_info: AtomicBool::new(false),
             stats: ClientStats::default(),
             subs: Mutex::new(Default::default()),
             meta: Mutex::new(ClientMeta::default()),
@@ -119,11 +144,12 @@ impl ClientShared {
         first
     }
 
-    /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7`.
+    /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid` for routes).
     pub fn tag(&self) -> String {
+        let id = if self.kind == ConnKind::Route { "rid" } else { "cid" };
         match self.addr {
-            Some(a) => format!("{a} - cid:{}", self.cid),
-            None => format!("cid:{}", self.cid),
+            Some(a) => format!("{a} - {id}:{}", self.cid),
+            None => format!("{id}:{}", self.cid),
         }
     }
 

@@ -27,6 +27,7 @@ pub enum ClosedState {
     MaxControlLineExceeded,
     ServerShutdown,
     NoRespondersRequiresHeaders,
+    DuplicateRoute,
 }
 
 impl fmt::Display for ClosedState {
@@ -48,6 +49,7 @@ impl fmt::Display for ClosedState {
             ClosedState::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             ClosedState::ServerShutdown => "Server Shutdown",
             ClosedState::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            ClosedState::DuplicateRoute => "Duplicate Route",
         })
     }
 }

@@ -185,13 +185,42 @@ pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) 
             }
             "routes" => c.routes = routes(cx, k, v),
             "no_advertise" => c.no_advertise = cx.bool(k, v).unwrap_or(c.no_advertise),
-            "authorization" | "tls" | "cluster_advertise" | "advertise" | "connect_retries"
-            | "connect_backoff" | "permissions" | "pool_size" | "accounts" | "compression"
-            | "ping_interval" | "ping_max" | "write_deadline" | "write_timeout" => {
-                cx.unsupported(&format!("{key}.{k}"), v)
-            }
+            "cluster_advertise" | "advertise" => c.advertise = cx.string(k, v),
+            "authorization" => cluster_authorization(cx, k, v, c),
+            "discovery" => match crate::discovery::parse_discovery_block(v) {
+                Ok(d) => c.discovery = Some(d),
+                Err(errs) => cx.errors.extend(errs),
+            },
+            // Security: routes must not silently run without TLS or permissions.
+            "tls" | "permissions" => cx.refuse(&format!("{key}.{k}"), v),
+            "connect_retries" | "connect_backoff" | "pool_size" | "accounts" | "compression" | "ping_interval"
+            | "ping_max" | "write_deadline" | "write_timeout" => cx.unsupported(&format!("{key}.{k}"), v),
             _ => cx.unknown(k, v),
         }
+    }
+    // `listen` may come after `discovery`: resolve the port at the end.
+    if let Some(d) = c.discovery.as_mut() {
+        if let Err(e) = d.resolve_port(c.port) {
+            cx.error(&node.pos, e.to_string());
+        }
+    }
+}
+
+/// `cluster { authorization { user, password, timeout } }`: what peers must
+/// present in their route CONNECT.
+fn cluster_authorization(cx: &mut Ctx, key: &str, node: &Node, c: &mut crate::options::ClusterOptions) {
+    let Some(map) = map_or_error(cx, node, "Expected map to define cluster authorization") else { return };
+    for (k, v) in map.iter() {
+        match k.to_ascii_lowercase().as_str() {
+            "user" | "username" => c.username = cx.string(k, v),
+            "pass" | "password" => c.password = cx.string(k, v),
+            "timeout" => {}
+            "users" | "token" | "permissions" => cx.refuse(&format!("cluster.{key}.{k}"), v),
+            _ => cx.unknown(k, v),
+        }
+    }
+    if c.username.is_some() != c.password.is_some() {
+        cx.error(&node.pos, "cluster authorization requires both user and password");
     }
 }
 

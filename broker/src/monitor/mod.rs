@@ -261,8 +261,7 @@ fn root(m: &Monitor) -> Response {
 
 // ---------------------------------------------------------------- `/routez`
 
-/// `/routez`. Clustering is not implemented yet, so the list is empty; the
-/// shapes are here so that routes only have to be filled in.
+/// `/routez`: one entry per route peer (Tribune keeps one connection per peer).
 #[derive(Serialize)]
 struct Routez {
     server_id: String,
@@ -274,7 +273,6 @@ struct Routez {
 
 /// One route, in nats-server's shape.
 #[derive(Serialize)]
-#[allow(dead_code)] // Filled in once clustering lands.
 struct RouteInfo {
     rid: u64,
     remote_id: String,
@@ -309,8 +307,13 @@ fn routez(m: &Monitor, p: &Params) -> Response {
     if let Err(e) = p.subs() {
         return bad_request(e);
     }
+    let (subs, detail) = match p.subs() {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
     m.count(stat_key::ROUTEZ);
-    let routes: Vec<RouteInfo> = Vec::new();
+    let now = SystemTime::now();
+    let routes: Vec<RouteInfo> = m.server.routes.peers().iter().map(|peer| route_entry(peer, now, subs, detail)).collect();
     json_ok(&Routez {
         server_id: m.server.id.clone(),
         server_name: m.server.name.clone(),
@@ -318,6 +321,53 @@ fn routez(m: &Monitor, p: &Params) -> Response {
         num_routes: routes.len(),
         routes,
     })
+}
+
+fn route_entry(peer: &crate::route::Peer, now: SystemTime, subs: bool, detail: bool) -> RouteInfo {
+    use std::sync::atomic::Ordering;
+    let c = &peer.conn;
+    let last = SystemTime::UNIX_EPOCH + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed));
+    let (out_msgs, out_bytes, pending) = {
+        let out = c.out.lock();
+        let (m, b) = out.out_counts();
+        (m, b, out.pending())
+    };
+    let list: Vec<Arc<crate::subscription::Subscription>> = c.subs.lock().values().cloned().collect();
+    let elapsed = |a: SystemTime, b: SystemTime| a.duration_since(b).unwrap_or_default();
+    let (ip, port) = match url_host_port(&peer.url) {
+        Some(hp) => hp,
+        None => (c.addr.map(|a| a.ip().to_string()).unwrap_or_default(), c.addr.map_or(0, |a| a.port())),
+    };
+    RouteInfo {
+        rid: c.cid,
+        remote_id: peer.id.clone(),
+        remote_name: peer.name.clone(),
+        did_solicit: peer.solicited,
+        is_configured: peer.configured,
+        ip,
+        port,
+        start: GoTime(peer.start),
+        last_activity: GoTime(last),
+        rtt: gofmt::rtt_string(c.meta.lock().rtt_nanos),
+        uptime: gofmt::my_uptime(elapsed(now, peer.start)),
+        idle: gofmt::my_uptime(elapsed(now, last)),
+        pending_size: pending,
+        in_msgs: c.stats.in_msgs.load(Ordering::Relaxed),
+        out_msgs,
+        in_bytes: c.stats.in_bytes.load(Ordering::Relaxed),
+        out_bytes,
+        subscriptions: list.len() as u32,
+        subscriptions_list: if subs && !detail { list.iter().map(|s| s.subject_str()).collect() } else { Vec::new() },
+        subscriptions_list_detail: if detail { list.iter().map(|s| connz::SubDetail::of(s)).collect() } else { Vec::new() },
+        account: String::new(),
+        compression: "off".to_string(),
+    }
+}
+
+/// `(host, port)` of a route URL.
+fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let u = crate::route::RouteUrl::parse(url).ok()?;
+    Some((u.host, u.port))
 }
 
 // ---------------------------------------------------------------- `/healthz`

@@ -136,6 +136,21 @@ pub(super) fn stale_connections(m: &Monitor) -> u64 {
     m.server.stats.stale_connections.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The `cluster` section: name, route listen address and configured routes.
+fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
+    let opts = s.opts();
+    if !opts.cluster.enabled() {
+        return ClusterVarz::default();
+    }
+    let port = s.listeners().cluster.map(|a| a.port()).or(opts.cluster.port);
+    ClusterVarz {
+        name: Some(s.cluster_name()),
+        addr: Some(if opts.cluster.host.is_empty() { "0.0.0.0".to_string() } else { opts.cluster.host.clone() }),
+        cluster_port: port,
+        urls: opts.cluster.routes.clone(),
+    }
+}
+
 pub(super) fn build(m: &Monitor) -> Varz {
     let s = &m.server;
     let opts = s.opts();
@@ -169,7 +184,7 @@ pub(super) fn build(m: &Monitor) -> Varz {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
-        cluster: ClusterVarz::default(),
+        cluster: cluster_varz(s),
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
@@ -186,7 +201,7 @@ pub(super) fn build(m: &Monitor) -> Varz {
         cpu: GoFloat(m.cpu.percent()),
         connections: s.num_clients(),
         total_connections: st.total_connections.load(Ordering::Relaxed),
-        routes: 0,
+        routes: s.routes.num_peers(),
         remotes: 0,
         leafnodes: 0,
         in_msgs,

@@ -108,7 +108,7 @@ pub struct Parser {
 
 const SNIPPET: usize = 32;
 
-fn snippet(buf: &[u8]) -> String {
+pub(crate) fn snippet(buf: &[u8]) -> String {
     let end = buf.len().min(SNIPPET);
     format!("{:?}", String::from_utf8_lossy(&buf[..end]))
 }
@@ -120,7 +120,7 @@ fn unknown(buf: &[u8]) -> ParseError {
 /// Match an upper-case keyword case-insensitively at the start of `buf`.
 /// `Ok(None)` means the buffer ended before the keyword did.
 #[inline]
-fn keyword(buf: &[u8], kw: &[u8]) -> Result<Option<usize>, ()> {
+pub(crate) fn keyword(buf: &[u8], kw: &[u8]) -> Result<Option<usize>, ()> {
     for (i, k) in kw.iter().enumerate() {
         match buf.get(i) {
             None => return Ok(None),
@@ -133,7 +133,7 @@ fn keyword(buf: &[u8], kw: &[u8]) -> Result<Option<usize>, ()> {
 
 /// Split arguments on runs of spaces and tabs (and stray CR/LF, which
 /// nats-server also treats as separators for SUB and UNSUB).
-fn split_args<'a>(arg: &'a [u8], out: &mut [&'a [u8]; 6]) -> usize {
+pub(crate) fn split_args<'a, const N: usize>(arg: &'a [u8], out: &mut [&'a [u8]; N]) -> usize {
     let mut n = 0;
     for part in arg.split(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
         if part.is_empty() {
@@ -165,7 +165,7 @@ pub fn parse_size(d: &[u8]) -> Option<usize> {
 }
 
 /// Offset of `part` inside `base`; both must come from the same buffer.
-fn offset_in(base: &[u8], part: &[u8]) -> usize {
+pub(crate) fn offset_in(base: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - base.as_ptr() as usize
 }
 
