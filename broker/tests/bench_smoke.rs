@@ -15,5 +15,5 @@ fn every_scenario_runs() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), server.log_excerpt());
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("smoke ")).count(), 7, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("smoke ")).count(), 8, "{stdout}");
 }

@@ -28,13 +28,17 @@ fn free_port() -> io::Result<u16> {
 /// Start `bin` on loopback with the settings both servers share.
 fn start(bin: &Path) -> io::Result<Running> {
     let port = free_port()?;
+    spawn(bin, ([127, 0, 0, 1], port).into(), &[])
+}
+
+fn spawn(bin: &Path, addr: SocketAddr, extra: &[String]) -> io::Result<Running> {
     let child = Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| io::Error::other(format!("could not start {}: {e}", bin.display())))?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let running = Running { child, addr };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
@@ -44,6 +48,33 @@ fn start(bin: &Path) -> io::Result<Running> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(running)
+}
+
+/// Start a 3-node cluster of `bin` on 127.0.0.1-3, each listing all routes.
+fn start_cluster(bin: &Path) -> io::Result<Vec<Running>> {
+    let mut nodes = Vec::new();
+    let mut plan = Vec::new();
+    for i in 1..=3u8 {
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, i);
+        let client = TcpListener::bind((ip, 0))?.local_addr()?.port();
+        let cluster = TcpListener::bind((ip, 0))?.local_addr()?.port();
+        plan.push((SocketAddr::from((ip, client)), SocketAddr::from((ip, cluster))));
+    }
+    let routes: Vec<String> = plan.iter().map(|(_, c)| format!("nats-route://{c}")).collect();
+    for (i, (client, cluster)) in plan.iter().enumerate() {
+        let extra = vec![
+            "--cluster".to_string(),
+            format!("nats://{cluster}"),
+            "--routes".to_string(),
+            routes.join(","),
+            "--cluster_name".to_string(),
+            "bench".to_string(),
+            "-n".to_string(),
+            format!("bench-{}", i + 1),
+        ];
+        nodes.push(spawn(bin, *client, &extra)?);
+    }
+    Ok(nodes)
 }
 
 /// Let the idle-connection scenario open enough sockets.
@@ -116,6 +147,7 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
             row("p99.9 latency (us)", &|o| o.latency_us.map(|l| l.2), "-", false),
         ],
         Scenario::Idle => vec![row("server RSS (MiB)", &|o| o.rss.map(|r| r as f64 / 1048576.0), "<= 0.5x", false)],
+        Scenario::CrossNode => vec![row("msgs/s", &|o| o.rate, "-", true)],
         _ => vec![row("msgs/s", &|o| o.rate, ">= 1.25x", true)],
     }
 }
@@ -213,9 +245,10 @@ pub fn compare(nats_bin: &Path, tri_bin: &Path, rounds: usize, list: &[Scenario]
             // Alternate who goes first so warm caches and thermal drift even out.
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
-                let server = start(&bins[i].1)?;
-                let pid = server.child.id();
-                let o = scenarios::run(s, server.addr, Some(pid), p)?;
+                let nodes = if s.clustered() { start_cluster(&bins[i].1)? } else { vec![start(&bins[i].1)?] };
+                let pid = nodes[0].child.id();
+                let peer = nodes.get(1).map(|n| n.addr);
+                let o = scenarios::run(s, nodes[0].addr, peer, Some(pid), p)?;
                 eprintln!("round {} {:<12} {:<32} {}", round + 1, bins[i].0, s.title(), describe(&o));
                 results[i].push(o);
             }

@@ -37,6 +37,9 @@ enum Cmd {
         /// Pid of the server, to report its CPU and memory.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Another node of the same cluster, for the cross-node scenario.
+        #[arg(long)]
+        peer: Option<SocketAddr>,
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
         scenario: Vec<Scenario>,
         #[arg(long, default_value_t = 1_000_000)]
@@ -76,11 +79,11 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run { addr, server_pid, scenario, msgs, requests, idle_conns } => {
+        Cmd::Run { addr, server_pid, peer, scenario, msgs, requests, idle_conns } => {
             let p = Params { msgs, requests, idle_conns };
             compare::raise_fd_limit(idle_conns);
             scenario.iter().try_for_each(|&s| {
-                let o = scenarios::run(s, addr, server_pid, p)?;
+                let o = scenarios::run(s, addr, peer, server_pid, p)?;
                 println!("{:<32} {}", s.title(), compare::describe(&o));
                 Ok::<_, std::io::Error>(())
             })
@@ -92,7 +95,7 @@ fn main() -> ExitCode {
         Cmd::Smoke { addr } => {
             let p = Params { msgs: 2_000, requests: 200, idle_conns: 20 };
             Scenario::ALL.iter().try_for_each(|&s| {
-                let o = scenarios::run(s, addr, None, p)?;
+                let o = scenarios::run(s, addr, None, None, p)?;
                 println!("smoke {:<32} {}", s.title(), compare::describe(&o));
                 Ok::<_, std::io::Error>(())
             })

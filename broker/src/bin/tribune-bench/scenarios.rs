@@ -45,11 +45,26 @@ pub enum Scenario {
     ReqRep,
     /// Many idle connections with one subscription each.
     Idle,
+    /// Publisher on one node of a 3-node cluster, subscriber on another.
+    CrossNode,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] =
-        [Scenario::Pub16, Scenario::Pub128, Scenario::PubSub, Scenario::Fanout, Scenario::Queue, Scenario::ReqRep, Scenario::Idle];
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Pub16,
+        Scenario::Pub128,
+        Scenario::PubSub,
+        Scenario::Fanout,
+        Scenario::Queue,
+        Scenario::ReqRep,
+        Scenario::Idle,
+        Scenario::CrossNode,
+    ];
+
+    /// Whether the scenario needs a 3-node cluster rather than one server.
+    pub fn clustered(self) -> bool {
+        self == Scenario::CrossNode
+    }
 
     pub fn title(self) -> &'static str {
         match self {
@@ -60,6 +75,7 @@ impl Scenario {
             Scenario::Queue => "1 pub -> 4 queue subs, 128 B",
             Scenario::ReqRep => "request/reply, 1 requester",
             Scenario::Idle => "idle connections, 1 sub each",
+            Scenario::CrossNode => "cross-node pub(A) -> sub(B), 128 B",
         }
     }
 }
@@ -74,7 +90,9 @@ pub struct Params {
 
 const BATCH: usize = 512;
 
-pub fn run(s: Scenario, addr: SocketAddr, server_pid: Option<u32>, p: Params) -> io::Result<Outcome> {
+/// Run one scenario. `peer` is a second node of the same cluster, for the
+/// clustered scenarios (without one, they run against `addr` alone).
+pub fn run(s: Scenario, addr: SocketAddr, peer: Option<SocketAddr>, server_pid: Option<u32>, p: Params) -> io::Result<Outcome> {
     let cpu0 = proc_stats::self_cpu();
     let srv0 = server_pid.and_then(proc_stats::proc_cpu);
     let mut out = match s {
@@ -85,6 +103,7 @@ pub fn run(s: Scenario, addr: SocketAddr, server_pid: Option<u32>, p: Params) ->
         Scenario::Queue => fan(addr, 4, Some("workers"), p.msgs)?,
         Scenario::ReqRep => req_rep(addr, p.requests)?,
         Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
+        Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
     if s == Scenario::Fanout {
@@ -172,6 +191,45 @@ fn fan(addr: SocketAddr, subs: usize, queue: Option<&'static str>, msgs: u64) ->
     }
     let elapsed = start.elapsed();
     Ok(Outcome { rate: Some(expected as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+}
+
+/// Publisher on `a`, subscriber on `b`. Interest crosses the route
+/// asynchronously, so first send probes until one arrives.
+fn cross_node(a: SocketAddr, b: SocketAddr, msgs: u64) -> io::Result<Outcome> {
+    let mut sub = Conn::connect(b, "bench-sub")?;
+    sub.sub("bench.cross", None, 1)?;
+    sub.sub("bench.probe", None, 2)?;
+    sub.ping()?;
+    let mut publisher = Conn::connect(a, "bench-pub")?;
+    sub.reader.get_ref().set_read_timeout(Some(Duration::from_millis(100)))?;
+    let probe = pub_batch("bench.probe", None, b"p", 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        publisher.writer.write_all(&probe)?;
+        match count_msgs(&mut sub, 1, |_| {}) {
+            Ok(_) => break,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && Instant::now() < deadline => continue,
+            Err(e) => return Err(io::Error::other(format!("interest never crossed the route: {e}"))),
+        }
+    }
+    sub.reader.get_ref().set_read_timeout(Some(Duration::from_secs(60)))?;
+    // Every probe is through A once the publisher's PONG arrives; the
+    // subscriber's own PONG then comes after any probe B had queued.
+    publisher.ping()?;
+    sub.writer.write_all(b"UNSUB 2\r\n")?;
+    sub.ping()?;
+    let ready = Arc::new(Barrier::new(2));
+    let r2 = ready.clone();
+    let handle = thread::spawn(move || {
+        r2.wait();
+        count_msgs(&mut sub, msgs, |_| {})
+    });
+    ready.wait();
+    let start = Instant::now();
+    publish_all(&mut publisher, "bench.cross", 128, msgs)?;
+    handle.join().map_err(|_| io::Error::other("subscriber panicked"))??;
+    let elapsed = start.elapsed();
+    Ok(Outcome { rate: Some(msgs as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
 }
 
 fn req_rep(addr: SocketAddr, requests: u64) -> io::Result<Outcome> {
