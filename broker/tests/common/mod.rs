@@ -5,6 +5,7 @@
 //! every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod scenario;
 
 use std::collections::BTreeMap;
