@@ -111,6 +111,8 @@ fn lame_duck_mode_announces_and_drains() {
     let (mut r, mut w, _) = raw(s.port);
     w.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n").unwrap();
     assert_eq!(read_line(&mut r), "PONG\r\n");
+    // Protocol-1 clients get an INFO naming their account after the first PONG.
+    assert!(read_line(&mut r).contains("\"connect_info\":true"));
     signal(s.pid(), "USR2");
     let ldm = read_line(&mut r);
     assert!(ldm.starts_with("INFO ") && ldm.contains("\"ldm\":true"), "{ldm}");
