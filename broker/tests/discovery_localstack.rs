@@ -11,6 +11,8 @@
 //! long-lived LocalStack (state is kept between runs) do not see each other.
 #![cfg(feature = "ec2-discovery")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -361,4 +363,109 @@ async fn api_errors_carry_context_and_do_not_panic() {
     eprintln!("error as logged: {text}");
     assert!(text.starts_with("EC2 DescribeInstances failed (region us-east-1, endpoint http://127.0.0.1:9)"), "{text}");
     assert!(text.contains("unreachable"), "{text}");
+}
+
+/// The whole path, end to end: three real brokers boot with nothing but a
+/// `cluster { discovery { ec2 {...} } }` block, find each other through
+/// LocalStack's EC2 API and form a full mesh that carries messages.
+///
+/// LocalStack accepts a VPC in 127.0.0.0/8 and hands instances loopback
+/// private IPs, so each broker listens on the private IP of "its" instance
+/// and every route the brokers dial stays on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_discover_each_other_and_form_a_cluster() {
+    let Some(endpoint) = localstack() else { return };
+    init_logging();
+    let tag = unique("e2e");
+    let cfg = config(&endpoint, &tag, None);
+    let ec2 = Ec2::new(client(&cfg).await).await;
+    // A random /16 inside 127/8, so runs against a long-lived LocalStack
+    // do not hand out addresses another run still holds.
+    let octet = 10 + (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() % 240);
+    let vpc = ec2.vpc(&format!("127.{octet}.0.0/16")).await;
+    let subnet = ec2.subnet(&vpc, &format!("127.{octet}.1.0/24"), "us-east-1a").await;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(ec2.launch(&subnet, Some(&tag)).await);
+    }
+    let ids: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
+    ec2.wait_running(&ids).await;
+
+    // One cluster port that is free on all three addresses.
+    let ips: Vec<std::net::Ipv4Addr> = instances
+        .iter()
+        .map(|(_, ip)| match ip {
+            IpAddr::V4(v4) => *v4,
+            other => panic!("LocalStack gave a non-IPv4 address {other}"),
+        })
+        .collect();
+    assert!(ips.iter().all(|ip| ip.is_loopback()), "LocalStack must hand out loopback IPs here: {ips:?}");
+    let cluster_port = (0..50)
+        .find_map(|_| {
+            let p = std::net::TcpListener::bind((ips[0], 0)).ok()?.local_addr().ok()?.port();
+            ips[1..].iter().all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok()).then_some(p)
+        })
+        .expect("a cluster port free on every address");
+
+    // Brokers read AWS credentials from the environment, like on a laptop.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let mut nodes = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let conf = format!(
+            "server_name: e2e-{i}\ncluster {{\n  name: e2e\n  listen: \"{ip}:{cluster_port}\"\n  discovery {{\n    ec2 {{\n      tag_key: \"{TAG_KEY}\"\n      tag_value: \"{tag}\"\n      region: \"{REGION}\"\n      endpoint: \"{endpoint}\"\n      vpc_id: \"{vpc}\"\n      refresh: \"1s\"\n    }}\n  }}\n}}\n"
+        );
+        let node = common::ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
+            .config(conf)
+            .args(["-a".to_string(), ip.to_string(), "-m".to_string(), "-1".to_string()])
+            .start()
+            .expect("broker starts");
+        nodes.push(node);
+    }
+
+    // Every node sees the other two as routes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut counts = Vec::new();
+        for n in &nodes {
+            let addr: std::net::SocketAddr = n.addr_of("monitoring").expect("monitoring url").parse().expect("addr");
+            let routez = common::cluster::get_json(addr, "/routez").await.unwrap_or_default();
+            counts.push(routez["num_routes"].as_u64().unwrap_or(0));
+        }
+        if counts.iter().all(|&c| c == 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full mesh from discovery: routes per node {counts:?}\n{}",
+            nodes.iter().map(|n| n.log_excerpt()).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in &nodes {
+        assert!(n.log().contains("Discovered route nats-route://"), "{}", n.log_excerpt());
+    }
+
+    // And it carries messages: subscribe on the last node, publish on the first.
+    let sub_nc = async_nats::connect(format!("nats://{}:{}", ips[2], nodes[2].port)).await.unwrap();
+    let mut sub = sub_nc.subscribe("sports.football.*").await.unwrap();
+    sub_nc.flush().await.unwrap();
+    let pub_nc = async_nats::connect(format!("nats://{}:{}", ips[0], nodes[0].port)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        // Interest crosses the route asynchronously: publish until it lands.
+        loop {
+            pub_nc.publish("sports.football.42", "goal".into()).await.unwrap();
+            pub_nc.flush().await.unwrap();
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut sub)).await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("a message crosses the discovered route");
+    assert_eq!(got.subject.as_str(), "sports.football.42");
+    for id in ids {
+        ec2.terminate(id).await;
+    }
 }
