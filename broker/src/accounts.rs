@@ -17,12 +17,18 @@ pub struct Account {
 
 impl Account {
     pub fn new(name: &str) -> Arc<Self> {
-        Arc::new(Account { name: name.to_string(), sublist: Sublist::new() })
+        Arc::new(Account {
+            name: name.to_string(),
+            sublist: Sublist::new(),
+        })
     }
 }
 
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account").field("name", &self.name).field("subs", &self.sublist.count()).finish()
+        f.debug_struct("Account")
+            .field("name", &self.name)
+            .field("subs", &self.sublist.count())
+            .finish()
     }
 }

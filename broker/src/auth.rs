@@ -41,19 +41,29 @@ pub fn authenticate(opts: &Options, c: &ConnectOptions) -> Option<Identity> {
         return same(c.auth_token.as_deref(), token).then(Identity::default);
     }
     if let Some(user) = &opts.username {
-        let ok = same(c.user.as_deref(), user) & same(c.pass.as_deref(), opts.password.as_deref().unwrap_or(""));
-        return ok.then(|| Identity { user: Some(user.clone()), account: None });
+        let ok = same(c.user.as_deref(), user)
+            & same(c.pass.as_deref(), opts.password.as_deref().unwrap_or(""));
+        return ok.then(|| Identity {
+            user: Some(user.clone()),
+            account: None,
+        });
     }
     let name = c.user.as_deref()?;
     let u = opts.users.iter().find(|u| u.username == name)?;
-    same(c.pass.as_deref(), &u.password).then(|| Identity { user: Some(u.username.clone()), account: u.account.clone() })
+    same(c.pass.as_deref(), &u.password).then(|| Identity {
+        user: Some(u.username.clone()),
+        account: u.account.clone(),
+    })
 }
 
 /// The identity for a client that sent no credentials, via `no_auth_user`.
 pub fn no_auth_identity(opts: &Options) -> Option<Identity> {
     let name = opts.no_auth_user.as_deref()?;
     let u = opts.users.iter().find(|u| u.username == name)?;
-    Some(Identity { user: Some(u.username.clone()), account: u.account.clone() })
+    Some(Identity {
+        user: Some(u.username.clone()),
+        account: u.account.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -77,7 +87,10 @@ mod tests {
 
     #[test]
     fn token() {
-        let opts = Options { authorization: Some("s3cret".into()), ..Default::default() };
+        let opts = Options {
+            authorization: Some("s3cret".into()),
+            ..Default::default()
+        };
         assert!(authenticate(&opts, &connect(None, None, Some("s3cret"))).is_some());
         assert!(authenticate(&opts, &connect(None, None, Some("s3cre"))).is_none());
         assert!(authenticate(&opts, &connect(None, None, None)).is_none());
@@ -85,16 +98,30 @@ mod tests {
 
     #[test]
     fn user_pass_and_users() {
-        let opts = Options { username: Some("a".into()), password: Some("b".into()), ..Default::default() };
+        let opts = Options {
+            username: Some("a".into()),
+            password: Some("b".into()),
+            ..Default::default()
+        };
         assert!(authenticate(&opts, &connect(Some("a"), Some("b"), None)).is_some());
         assert!(authenticate(&opts, &connect(Some("a"), Some("x"), None)).is_none());
         assert!(authenticate(&opts, &connect(Some("z"), Some("b"), None)).is_none());
         let opts = Options {
-            users: vec![User { username: "u1".into(), password: "p1".into(), account: None }],
+            users: vec![User {
+                username: "u1".into(),
+                password: "p1".into(),
+                account: None,
+            }],
             no_auth_user: Some("u1".into()),
             ..Default::default()
         };
-        assert_eq!(authenticate(&opts, &connect(Some("u1"), Some("p1"), None)).unwrap().user.as_deref(), Some("u1"));
+        assert_eq!(
+            authenticate(&opts, &connect(Some("u1"), Some("p1"), None))
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("u1")
+        );
         assert!(authenticate(&opts, &connect(Some("u1"), Some("p2"), None)).is_none());
         assert!(authenticate(&opts, &connect(None, None, None)).is_none());
         assert_eq!(no_auth_identity(&opts).unwrap().user.as_deref(), Some("u1"));

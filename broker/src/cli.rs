@@ -169,7 +169,9 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
             }
         } else if let Some((_, canon)) = BOOL_FLAGS.iter().find(|(n, _)| *n == name) {
             match value {
-                Some(v) if canon.starts_with("--") && *canon != "--DV" => out.push(format!("{canon}={v}")),
+                Some(v) if canon.starts_with("--") && *canon != "--DV" => {
+                    out.push(format!("{canon}={v}"))
+                }
                 _ => out.push(canon.to_string()),
             }
         } else {
@@ -237,7 +239,12 @@ impl Cli {
             opts.jetstream.store_dir = Some(sd.clone());
         }
         if let Some(r) = &self.routes {
-            opts.cluster.routes = r.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            opts.cluster.routes = r
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
         }
         if let Some(c) = &self.cluster {
             let (host, port) = parse_cluster_url(c)?;
@@ -280,9 +287,17 @@ fn cluster_credentials(url: &str) -> Option<(String, String)> {
 fn parse_cluster_url(url: &str) -> Result<(String, u16), String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("cluster url {url:?} has no port"))?;
-    let port: i32 = port.trim_end_matches('/').parse().map_err(|_| format!("cluster url {url:?} has a bad port"))?;
-    Ok((host.trim_matches(['[', ']']).to_string(), port_value(port, "cluster port")?))
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("cluster url {url:?} has no port"))?;
+    let port: i32 = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| format!("cluster url {url:?} has a bad port"))?;
+    Ok((
+        host.trim_matches(['[', ']']).to_string(),
+        port_value(port, "cluster port")?,
+    ))
 }
 
 #[cfg(test)]
@@ -290,40 +305,89 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        let v: Vec<String> = std::iter::once("tribune-broker").chain(args.iter().copied()).map(String::from).collect();
+        let v: Vec<String> = std::iter::once("tribune-broker")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
         Cli::try_parse_from(normalize(v)).unwrap()
     }
 
     #[test]
     fn go_flag_forms() {
-        let c = parse(&["-p", "-1", "-a=127.0.0.1", "--http_port", "8222", "-DV", "-js", "-sd", "/tmp/js", "-port=5000"]);
+        let c = parse(&[
+            "-p",
+            "-1",
+            "-a=127.0.0.1",
+            "--http_port",
+            "8222",
+            "-DV",
+            "-js",
+            "-sd",
+            "/tmp/js",
+            "-port=5000",
+        ]);
         assert_eq!(c.port, Some(5000));
         assert_eq!(c.addr.as_deref(), Some("127.0.0.1"));
         assert_eq!(c.http_port, Some(8222));
         assert!(c.debug_and_trace);
         assert_eq!(c.jetstream, Some(true));
         assert_eq!(c.store_dir, Some(PathBuf::from("/tmp/js")));
-        let c = parse(&["-D", "-V=false", "--ports_file_dir", "/tmp", "-signal", "ldm=123", "--cluster", "nats://0.0.0.0:6222", "--cluster_name", "c1"]);
+        let c = parse(&[
+            "-D",
+            "-V=false",
+            "--ports_file_dir",
+            "/tmp",
+            "-signal",
+            "ldm=123",
+            "--cluster",
+            "nats://0.0.0.0:6222",
+            "--cluster_name",
+            "c1",
+        ]);
         assert_eq!((c.debug, c.trace), (Some(true), Some(false)));
         assert_eq!(c.signal.as_deref(), Some("ldm=123"));
     }
 
     #[test]
     fn apply_overlays_options() {
-        let c = parse(&["-p", "-1", "-m", "-1", "--user", "u", "--pass", "p", "--routes", "nats://a:6222, nats://b:6222", "--cluster", "nats://127.0.0.1:6222"]);
+        let c = parse(&[
+            "-p",
+            "-1",
+            "-m",
+            "-1",
+            "--user",
+            "u",
+            "--pass",
+            "p",
+            "--routes",
+            "nats://a:6222, nats://b:6222",
+            "--cluster",
+            "nats://127.0.0.1:6222",
+        ]);
         let mut o = Options::default();
         c.apply(&mut o).unwrap();
         assert_eq!(o.port, 0);
         assert_eq!(o.http_port, Some(0));
-        assert_eq!((o.username.as_deref(), o.password.as_deref()), (Some("u"), Some("p")));
+        assert_eq!(
+            (o.username.as_deref(), o.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
         assert_eq!(o.cluster.routes, vec!["nats://a:6222", "nats://b:6222"]);
-        assert_eq!((o.cluster.host.as_str(), o.cluster.port), ("127.0.0.1", Some(6222)));
-        assert!(parse(&["-p", "70000"]).apply(&mut Options::default()).is_err());
+        assert_eq!(
+            (o.cluster.host.as_str(), o.cluster.port),
+            ("127.0.0.1", Some(6222))
+        );
+        assert!(parse(&["-p", "70000"])
+            .apply(&mut Options::default())
+            .is_err());
     }
 
     #[test]
     fn unknown_flag_is_an_error() {
-        let v: Vec<String> = ["tribune-broker", "--bogus"].iter().map(|s| s.to_string()).collect();
+        let v: Vec<String> = ["tribune-broker", "--bogus"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(Cli::try_parse_from(normalize(v)).is_err());
     }
 }

@@ -45,7 +45,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         write!(w, "[{}] ", self.pid)?;
         if self.logtime {
             const FMT: &str = "%Y/%m/%d %H:%M:%S%.6f";
@@ -85,9 +90,19 @@ impl LogHandle {
 }
 
 /// Install the global logger: stderr, or append to `log_file`.
-pub fn init(debug: bool, trace: bool, logtime: bool, utc: bool, log_file: Option<&Path>) -> Result<LogHandle> {
+pub fn init(
+    debug: bool,
+    trace: bool,
+    logtime: bool,
+    utc: bool,
+    log_file: Option<&Path>,
+) -> Result<LogHandle> {
     let (filter, handle) = reload::Layer::new(level_for(debug, trace));
-    let format = NatsFormat { pid: std::process::id(), logtime, utc };
+    let format = NatsFormat {
+        pid: std::process::id(),
+        logtime,
+        utc,
+    };
     let layer = tracing_subscriber::fmt::layer().event_format(format);
     match log_file {
         Some(path) => {
@@ -97,11 +112,17 @@ pub fn init(debug: bool, trace: bool, logtime: bool, utc: bool, log_file: Option
                 .open(path)
                 .with_context(|| format!("could not open log file {}", path.display()))?;
             let layer = layer.with_ansi(false).with_writer(Arc::new(file));
-            tracing_subscriber::registry().with(filter).with(layer).try_init()?;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init()?;
         }
         None => {
             let layer = layer.with_ansi(false).with_writer(std::io::stderr);
-            tracing_subscriber::registry().with(filter).with(layer).try_init()?;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init()?;
         }
     }
     Ok(LogHandle {

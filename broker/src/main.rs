@@ -57,11 +57,21 @@ fn main() -> ExitCode {
         for w in &warnings {
             eprintln!("tribune-broker: {w}");
         }
-        let name = cli.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        let name = cli
+            .config
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         println!("tribune-broker: configuration file {name} test is successful");
         return ExitCode::SUCCESS;
     }
-    let log = match logging::init(opts.debug, opts.trace, opts.logtime, opts.logtime_utc, opts.log_file.as_deref()) {
+    let log = match logging::init(
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+        opts.logtime_utc,
+        opts.log_file.as_deref(),
+    ) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("tribune-broker: {e:#}");
@@ -71,7 +81,10 @@ fn main() -> ExitCode {
     for w in &warnings {
         warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tribune-broker: could not start the runtime: {e}");

@@ -43,7 +43,8 @@ pub fn reachable_hosts(host: &str) -> Vec<String> {
             } else {
                 continue;
             };
-            let is_link_local_v6 = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            let is_link_local_v6 =
+                matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
             if ip.is_loopback() || is_link_local_v6 || (ip.is_ipv6() && !want_v6) {
                 continue;
             }
@@ -60,15 +61,37 @@ pub fn reachable_hosts(host: &str) -> Vec<String> {
 }
 
 fn urls(scheme: &str, host: &str, port: u16) -> Vec<String> {
-    reachable_hosts(host).iter().map(|h| format!("{scheme}://{}", join_host_port(h, port))).collect()
+    reachable_hosts(host)
+        .iter()
+        .map(|h| format!("{scheme}://{}", join_host_port(h, port)))
+        .collect()
 }
 
 /// Build the ports document for the bound listeners.
 pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
     Ports {
-        nats: l.client.map(|a| urls("nats", &opts.host, a.port())).unwrap_or_default(),
-        monitoring: l.http.map(|a| urls("http", opts.monitor_host(), a.port())).unwrap_or_default(),
-        cluster: l.cluster.map(|a| urls("nats", if opts.cluster.host.is_empty() { "0.0.0.0" } else { &opts.cluster.host }, a.port())).unwrap_or_default(),
+        nats: l
+            .client
+            .map(|a| urls("nats", &opts.host, a.port()))
+            .unwrap_or_default(),
+        monitoring: l
+            .http
+            .map(|a| urls("http", opts.monitor_host(), a.port()))
+            .unwrap_or_default(),
+        cluster: l
+            .cluster
+            .map(|a| {
+                urls(
+                    "nats",
+                    if opts.cluster.host.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &opts.cluster.host
+                    },
+                    a.port(),
+                )
+            })
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -77,11 +100,16 @@ pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
 pub fn write_ports_file(dir: &Path, opts: &Options, l: &Listeners) -> Result<PathBuf> {
     let exe = std::env::args()
         .next()
-        .and_then(|a| Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "tribune-broker".to_string());
     let path = dir.join(format!("{exe}_{}.ports", std::process::id()));
     let json = serde_json::to_vec(&ports_for(opts, l))?;
-    std::fs::write(&path, json).with_context(|| format!("could not write ports file {}", path.display()))?;
+    std::fs::write(&path, json)
+        .with_context(|| format!("could not write ports file {}", path.display()))?;
     Ok(path)
 }
 
@@ -91,8 +119,16 @@ mod tests {
 
     #[test]
     fn specific_host_is_used_as_is() {
-        let opts = Options { host: "127.0.0.1".into(), http_host: "127.0.0.1".into(), ..Default::default() };
-        let l = Listeners { client: Some("127.0.0.1:4222".parse().unwrap()), http: Some("127.0.0.1:8222".parse().unwrap()), cluster: None };
+        let opts = Options {
+            host: "127.0.0.1".into(),
+            http_host: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let l = Listeners {
+            client: Some("127.0.0.1:4222".parse().unwrap()),
+            http: Some("127.0.0.1:8222".parse().unwrap()),
+            cluster: None,
+        };
         let p = ports_for(&opts, &l);
         assert_eq!(
             serde_json::to_string(&p).unwrap(),

@@ -16,9 +16,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::accounts::{Account, GLOBAL_ACCOUNT};
 use crate::client::{run_client, ClientConfig, ClientShared, ClosedState, ConnKind, DeliverHooks};
-use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::options::Options;
-use crate::protocol::{errors, err_line, Info, Parser};
+use crate::protocol::{err_line, errors, Info, Parser};
+use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::subscription::Subscription;
 use crate::{ports, VERSION};
 
@@ -114,7 +114,11 @@ impl Server {
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         let (stop_accepting, _) = watch::channel(false);
         // Without a configured name the cluster gets a generated one, as in nats-server.
-        let cluster_name = opts.cluster.name.clone().unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
+        let cluster_name = opts
+            .cluster
+            .name
+            .clone()
+            .unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
         Arc::new(Server {
             id,
             xkey: nkeys::XKey::new(),
@@ -168,7 +172,10 @@ impl Server {
             return vec![adv.clone()];
         }
         let port = self.listeners().client.map_or(opts.port, |a| a.port());
-        crate::ports::reachable_hosts(&opts.host).iter().map(|h| join_host_port(h, port)).collect()
+        crate::ports::reachable_hosts(&opts.host)
+            .iter()
+            .map(|h| join_host_port(h, port))
+            .collect()
     }
 
     /// URLs clients may fail over to: ours first, then each peer's, in the
@@ -190,20 +197,36 @@ impl Server {
     /// The INFO this server sends on routes.
     pub fn route_info(&self) -> RouteInfo {
         let opts = self.opts();
-        let port = self.listeners().cluster.map_or(opts.cluster.port.unwrap_or(0), |a| a.port());
+        let port = self
+            .listeners()
+            .cluster
+            .map_or(opts.cluster.port.unwrap_or(0), |a| a.port());
         RouteInfo {
             server_id: self.id.clone(),
             server_name: self.name.clone(),
             version: NATS_COMPAT_VERSION.to_string(),
             proto: route::ROUTE_PROTO,
             go: format!("tribune-broker {VERSION}"),
-            host: if opts.cluster.host.is_empty() { "0.0.0.0".to_string() } else { opts.cluster.host.clone() },
+            host: if opts.cluster.host.is_empty() {
+                "0.0.0.0".to_string()
+            } else {
+                opts.cluster.host.clone()
+            },
             port,
             headers: !opts.no_header_support,
             max_payload: opts.max_payload as i64,
-            ip: opts.cluster.advertise.as_ref().map(|a| format!("nats-route://{a}/")).unwrap_or_default(),
+            ip: opts
+                .cluster
+                .advertise
+                .as_ref()
+                .map(|a| format!("nats-route://{a}/"))
+                .unwrap_or_default(),
             cluster: self.cluster_name(),
-            connect_urls: if opts.cluster.no_advertise { Vec::new() } else { self.own_client_urls() },
+            connect_urls: if opts.cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.own_client_urls()
+            },
             compression: "off".to_string(),
             ldm: self.is_lame_duck(),
             ..Default::default()
@@ -232,7 +255,13 @@ impl Server {
                 }
                 let mut info = peer.info.clone();
                 info.ip = peer.url.clone();
-                info.gossip_mode = if other.configured { 2 } else if !peer.solicited { 1 } else { 0 };
+                info.gossip_mode = if other.configured {
+                    2
+                } else if !peer.solicited {
+                    1
+                } else {
+                    0
+                };
                 other.conn.send(&info.to_line());
             }
         }
@@ -286,14 +315,25 @@ impl Server {
     }
 
     async fn start_cluster(self: &Arc<Self>, opts: &Options) -> Result<()> {
-        let Some(port) = opts.cluster.port else { return Ok(()) };
-        let host = if opts.cluster.host.is_empty() { "0.0.0.0" } else { opts.cluster.host.as_str() };
+        let Some(port) = opts.cluster.port else {
+            return Ok(());
+        };
+        let host = if opts.cluster.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            opts.cluster.host.as_str()
+        };
         let addr = join_host_port(host, port);
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("could not listen on {addr} for routes"))?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} for routes"))?;
         let local = listener.local_addr()?;
         self.listeners.write().cluster = Some(local);
         info!("Cluster name is {}", self.cluster_name());
-        info!("Listening for route connections on {}", join_host_port(host, local.port()));
+        info!(
+            "Listening for route connections on {}",
+            join_host_port(host, local.port())
+        );
         let srv = self.clone();
         tokio::spawn(async move {
             let mut stop = srv.stop_accepting.subscribe();
@@ -320,7 +360,10 @@ impl Server {
     }
 
     /// Dial the peers EC2 tags name, and follow the set as it changes.
-    async fn start_discovery(self: &Arc<Self>, cfg: crate::discovery::Ec2DiscoveryConfig) -> Result<()> {
+    async fn start_discovery(
+        self: &Arc<Self>,
+        cfg: crate::discovery::Ec2DiscoveryConfig,
+    ) -> Result<()> {
         let me = crate::discovery::detect_self().await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         crate::discovery::spawn_refresher(cfg, me, move |change| {
@@ -392,14 +435,21 @@ impl Server {
             warn!("JetStream is not available in this tribune-broker release yet; -js/jetstream is accepted and ignored");
         }
         if !opts.cluster.enabled() && !opts.cluster.routes.is_empty() {
-            warn!("Routes are configured but no cluster listen port is: routes will not be dialled");
+            warn!(
+                "Routes are configured but no cluster listen port is: routes will not be dialled"
+            );
         }
 
         if let Some(http_port) = opts.http_port {
             let addr = format!("{}:{}", opts.monitor_host(), http_port);
-            let listener = TcpListener::bind(&addr).await.with_context(|| format!("could not listen on {addr} for monitoring"))?;
+            let listener = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("could not listen on {addr} for monitoring"))?;
             let local = listener.local_addr()?;
-            info!("Starting http monitor on {}", join_host_port(opts.monitor_host(), local.port()));
+            info!(
+                "Starting http monitor on {}",
+                join_host_port(opts.monitor_host(), local.port())
+            );
             self.listeners.write().http = Some(local);
             let srv = self.clone();
             tokio::spawn(async move {
@@ -410,10 +460,15 @@ impl Server {
         }
 
         let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("could not listen on {addr}"))?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("could not listen on {addr}"))?;
         let local = listener.local_addr()?;
         self.listeners.write().client = Some(local);
-        info!("Listening for client connections on {}", join_host_port(&opts.host, local.port()));
+        info!(
+            "Listening for client connections on {}",
+            join_host_port(&opts.host, local.port())
+        );
         if opts.auth_required() {
             debug!("Client authentication is required");
         }
@@ -467,7 +522,11 @@ impl Server {
             client_ip: addr.ip().to_string(),
             ldm: self.is_lame_duck(),
             xkey: self.xkey.public_key(),
-            cluster: if opts.cluster.enabled() { self.cluster_name() } else { String::new() },
+            cluster: if opts.cluster.enabled() {
+                self.cluster_name()
+            } else {
+                String::new()
+            },
             connect_urls: self.client_connect_urls(),
             ..Default::default()
         }
@@ -512,7 +571,14 @@ impl Server {
             no_fast_producer_stall: opts.no_fast_producer_stall,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
-        tokio::spawn(run_client(self, shared, stream.into_split(), info, cfg, parser));
+        tokio::spawn(run_client(
+            self,
+            shared,
+            stream.into_split(),
+            info,
+            cfg,
+            parser,
+        ));
     }
 
     /// Forget a closed connection, remembering it (and the subscriptions it
@@ -527,7 +593,8 @@ impl Server {
             addr: c.addr,
             start: c.start,
             stop: SystemTime::now(),
-            last_activity: SystemTime::UNIX_EPOCH + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed)),
+            last_activity: SystemTime::UNIX_EPOCH
+                + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed)),
             reason: reason.to_string(),
             meta: c.meta.lock().clone(),
             in_msgs: c.stats.in_msgs.load(Ordering::Relaxed),
@@ -571,9 +638,17 @@ impl Server {
             let opts = self.opts();
             match reason {
                 ClosedState::SlowConsumerWriteDeadline => {
-                    info!("{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded", c.tag(), opts.write_deadline)
+                    info!(
+                        "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+                        c.tag(),
+                        opts.write_deadline
+                    )
                 }
-                _ => info!("{} - Slow Consumer Detected: MaxPending of {} Exceeded", c.tag(), opts.max_pending),
+                _ => info!(
+                    "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                    c.tag(),
+                    opts.max_pending
+                ),
             }
         }
     }
@@ -584,7 +659,10 @@ impl Server {
     pub fn reload(&self, new_opts: Options) {
         let old = self.opts();
         if old.host != new_opts.host || old.port != new_opts.port {
-            warn!("Reload: changing the client listen address requires a restart; keeping {}:{}", old.host, old.port);
+            warn!(
+                "Reload: changing the client listen address requires a restart; keeping {}:{}",
+                old.host, old.port
+            );
         }
         if old.debug != new_opts.debug {
             info!("Reloaded: debug = {}", new_opts.debug);
@@ -592,7 +670,10 @@ impl Server {
         if old.trace != new_opts.trace {
             info!("Reloaded: trace = {}", new_opts.trace);
         }
-        if old.users != new_opts.users || old.username != new_opts.username || old.authorization != new_opts.authorization {
+        if old.users != new_opts.users
+            || old.username != new_opts.username
+            || old.authorization != new_opts.authorization
+        {
             info!("Reloaded: authorization users");
         }
         *self.opts.write() = Arc::new(new_opts);
@@ -686,7 +767,12 @@ impl DeliverHooks for Server {
     }
 
     fn auto_unsubscribe(&self, sub: &Arc<Subscription>) {
-        debug!("{} - Auto-unsubscribe limit of {} reached for sid '{}'", sub.client.tag(), sub.max.load(Ordering::Relaxed), sub.sid_str());
+        debug!(
+            "{} - Auto-unsubscribe limit of {} reached for sid '{}'",
+            sub.client.tag(),
+            sub.max.load(Ordering::Relaxed),
+            sub.sid_str()
+        );
         self.remove_subscription(sub);
     }
 }

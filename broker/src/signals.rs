@@ -35,8 +35,12 @@ fn resolve_pid(target: &str) -> Result<i32> {
         if let Ok(pid) = target.parse::<i32>() {
             return Ok(pid);
         }
-        let text = std::fs::read_to_string(target).with_context(|| format!("could not read pid file {target}"))?;
-        return text.trim().parse::<i32>().map_err(|_| anyhow!("invalid pid in {target}: {:?}", text.trim()));
+        let text = std::fs::read_to_string(target)
+            .with_context(|| format!("could not read pid file {target}"))?;
+        return text
+            .trim()
+            .parse::<i32>()
+            .map_err(|_| anyhow!("invalid pid in {target}: {:?}", text.trim()));
     }
     let me = std::process::id() as i32;
     let exe = std::env::current_exe().ok();
@@ -48,8 +52,13 @@ fn resolve_pid(target: &str) -> Result<i32> {
     // /proc/<pid>/comm holds at most 15 bytes of the name.
     let comm: String = name.chars().take(15).collect();
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").context("could not list processes")?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+    for entry in std::fs::read_dir("/proc")
+        .context("could not list processes")?
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }

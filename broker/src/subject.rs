@@ -91,10 +91,24 @@ mod tests {
 
     #[test]
     fn validity_follows_nats_server() {
-        for ok in ["foo", "foo.bar", "foo.*", "foo.>", "*", ">", "foo*.bar", "*.*.>", "$SYS.x", "a.b*c"] {
+        for ok in [
+            "foo", "foo.bar", "foo.*", "foo.>", "*", ">", "foo*.bar", "*.*.>", "$SYS.x", "a.b*c",
+        ] {
             assert!(is_valid(ok.as_bytes()), "{ok} should be valid");
         }
-        for bad in ["", ".", "foo.", ".foo", "foo..bar", "foo.>.bar", "> .x", "foo bar", "foo\tbar", ">.foo", "a. b"] {
+        for bad in [
+            "",
+            ".",
+            "foo.",
+            ".foo",
+            "foo..bar",
+            "foo.>.bar",
+            "> .x",
+            "foo bar",
+            "foo\tbar",
+            ">.foo",
+            "a. b",
+        ] {
             assert!(!is_valid(bad.as_bytes()), "{bad:?} should be invalid");
         }
     }

@@ -53,7 +53,9 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.psubs.is_empty() && self.qsubs.is_empty() && self.next.as_ref().is_none_or(|l| l.is_empty())
+        self.psubs.is_empty()
+            && self.qsubs.is_empty()
+            && self.next.as_ref().is_none_or(|l| l.is_empty())
     }
 }
 
@@ -339,7 +341,11 @@ fn remove_sub(node: &mut Node, sub: &Arc<Subscription>) -> bool {
 }
 
 fn collect_level(level: &Level, out: &mut Vec<Arc<Subscription>>) {
-    let nodes = level.literals.values().chain(level.pwc.as_deref()).chain(level.fwc.as_deref());
+    let nodes = level
+        .literals
+        .values()
+        .chain(level.pwc.as_deref())
+        .chain(level.fwc.as_deref());
     for node in nodes {
         out.extend(node.psubs.iter().cloned());
         for (_, members) in &node.qsubs {
@@ -397,11 +403,19 @@ mod tests {
     use crate::subscription::Subscription;
 
     fn sub(subject: &str, queue: Option<&str>) -> Arc<Subscription> {
-        Arc::new(Subscription::detached(subject.as_bytes(), queue.map(str::as_bytes), b"1"))
+        Arc::new(Subscription::detached(
+            subject.as_bytes(),
+            queue.map(str::as_bytes),
+            b"1",
+        ))
     }
 
     fn subjects(r: &MatchResult) -> Vec<String> {
-        let mut v: Vec<String> = r.psubs.iter().map(|s| String::from_utf8_lossy(&s.subject).into_owned()).collect();
+        let mut v: Vec<String> = r
+            .psubs
+            .iter()
+            .map(|s| String::from_utf8_lossy(&s.subject).into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -409,11 +423,25 @@ mod tests {
     #[test]
     fn literal_and_wildcards() {
         let sl = Sublist::new();
-        for s in ["foo.bar", "foo.*", "foo.>", ">", "*.bar", "foo.bar.baz", "*"] {
+        for s in [
+            "foo.bar",
+            "foo.*",
+            "foo.>",
+            ">",
+            "*.bar",
+            "foo.bar.baz",
+            "*",
+        ] {
             sl.insert(sub(s, None)).unwrap();
         }
-        assert_eq!(subjects(&sl.match_subject(b"foo.bar")), vec!["*.bar", ">", "foo.*", "foo.>", "foo.bar"]);
-        assert_eq!(subjects(&sl.match_subject(b"foo.bar.baz")), vec![">", "foo.>", "foo.bar.baz"]);
+        assert_eq!(
+            subjects(&sl.match_subject(b"foo.bar")),
+            vec!["*.bar", ">", "foo.*", "foo.>", "foo.bar"]
+        );
+        assert_eq!(
+            subjects(&sl.match_subject(b"foo.bar.baz")),
+            vec![">", "foo.>", "foo.bar.baz"]
+        );
         assert_eq!(subjects(&sl.match_subject(b"foo")), vec!["*", ">"]);
         assert!(sl.match_subject(b"foo..bar").is_empty());
         assert_eq!(sl.count(), 7);
@@ -431,7 +459,11 @@ mod tests {
     fn rejects_bad_subjects() {
         let sl = Sublist::new();
         for s in ["foo..bar", "foo.>.bar", ".foo", "foo."] {
-            assert_eq!(sl.insert(sub(s, None)), Err(SublistError::InvalidSubject), "{s}");
+            assert_eq!(
+                sl.insert(sub(s, None)),
+                Err(SublistError::InvalidSubject),
+                "{s}"
+            );
         }
         assert_eq!(sl.count(), 0);
     }

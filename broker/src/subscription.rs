@@ -29,7 +29,13 @@ impl std::fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("cid", &self.client.cid)
             .field("subject", &String::from_utf8_lossy(&self.subject))
-            .field("queue", &self.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned()))
+            .field(
+                "queue",
+                &self
+                    .queue
+                    .as_ref()
+                    .map(|q| String::from_utf8_lossy(q).into_owned()),
+            )
             .field("sid", &String::from_utf8_lossy(&self.sid))
             .finish()
     }
@@ -47,7 +53,12 @@ pub enum Delivery {
 }
 
 impl Subscription {
-    pub fn new(client: Arc<ClientShared>, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Self {
+    pub fn new(
+        client: Arc<ClientShared>,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+    ) -> Self {
         Subscription {
             client,
             subject: Box::from(subject),
@@ -96,7 +107,9 @@ impl Subscription {
     }
 
     pub fn queue_str(&self) -> Option<String> {
-        self.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned())
+        self.queue
+            .as_ref()
+            .map(|q| String::from_utf8_lossy(q).into_owned())
     }
 
     pub fn sid_str(&self) -> String {

@@ -32,7 +32,10 @@ async fn default_server() -> (Arc<Server>, String) {
 }
 
 async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    timeout(DEADLINE, sub.next()).await.expect("message in time").expect("subscription open")
+    timeout(DEADLINE, sub.next())
+        .await
+        .expect("message in time")
+        .expect("subscription open")
 }
 
 #[tokio::test]
@@ -45,19 +48,37 @@ async fn pub_sub_and_wildcards() {
     let mut other = nc.subscribe("sports.tennis.*").await.unwrap();
     nc.flush().await.unwrap();
 
-    nc.publish("sports.football.42", "goal".into()).await.unwrap();
-    nc.publish("sports.football.42.stats", "x".into()).await.unwrap();
+    nc.publish("sports.football.42", "goal".into())
+        .await
+        .unwrap();
+    nc.publish("sports.football.42.stats", "x".into())
+        .await
+        .unwrap();
     nc.publish("sports.tennis.7", "ace".into()).await.unwrap();
     nc.flush().await.unwrap();
 
     assert_eq!(next_msg(&mut exact).await.payload, "goal");
     assert_eq!(next_msg(&mut star).await.payload, "goal");
-    let got: Vec<String> = vec![next_msg(&mut tail).await, next_msg(&mut tail).await, next_msg(&mut tail).await]
-        .into_iter()
-        .map(|m| m.subject.to_string())
-        .collect();
-    assert_eq!(got, vec!["sports.football.42", "sports.football.42.stats", "sports.tennis.7"]);
-    assert_eq!(next_msg(&mut other).await.subject.as_str(), "sports.tennis.7");
+    let got: Vec<String> = vec![
+        next_msg(&mut tail).await,
+        next_msg(&mut tail).await,
+        next_msg(&mut tail).await,
+    ]
+    .into_iter()
+    .map(|m| m.subject.to_string())
+    .collect();
+    assert_eq!(
+        got,
+        vec![
+            "sports.football.42",
+            "sports.football.42.stats",
+            "sports.tennis.7"
+        ]
+    );
+    assert_eq!(
+        next_msg(&mut other).await.subject.as_str(),
+        "sports.tennis.7"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +96,10 @@ async fn queue_group_delivers_each_message_once() {
     publisher.flush().await.unwrap();
     const N: usize = 2000;
     for i in 0..N {
-        publisher.publish("work", i.to_string().into()).await.unwrap();
+        publisher
+            .publish("work", i.to_string().into())
+            .await
+            .unwrap();
     }
     publisher.flush().await.unwrap();
 
@@ -89,14 +113,19 @@ async fn queue_group_delivers_each_message_once() {
         nc.flush().await.unwrap();
         let mut n = 0;
         while let Ok(Some(m)) = timeout(Duration::from_millis(300), sub.next()).await {
-            *seen.entry(String::from_utf8_lossy(&m.payload).into_owned()).or_default() += 1;
+            *seen
+                .entry(String::from_utf8_lossy(&m.payload).into_owned())
+                .or_default() += 1;
             n += 1;
         }
         per_member.push(n);
     }
     assert_eq!(seen.len(), N, "every message delivered to the group");
     assert!(seen.values().all(|&c| c == 1), "no message delivered twice");
-    assert!(per_member.iter().all(|&n| n > N / 10), "spread evenly: {per_member:?}");
+    assert!(
+        per_member.iter().all(|&n| n > N / 10),
+        "spread evenly: {per_member:?}"
+    );
 }
 
 #[tokio::test]
@@ -116,10 +145,16 @@ async fn request_reply_and_no_responders() {
         }
     });
     let requester = async_nats::connect(&url).await.unwrap();
-    let resp = timeout(DEADLINE, requester.request("svc.echo", "hi".into())).await.unwrap().unwrap();
+    let resp = timeout(DEADLINE, requester.request("svc.echo", "hi".into()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.payload, "echo:hi");
 
-    let err = timeout(DEADLINE, requester.request("svc.nobody", "hi".into())).await.unwrap().unwrap_err();
+    let err = timeout(DEADLINE, requester.request("svc.nobody", "hi".into()))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
 }
 
@@ -132,7 +167,9 @@ async fn headers_pass_through() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "abc-1");
     headers.insert("X-Match", "42");
-    nc.publish_with_headers("h.test", headers, "body".into()).await.unwrap();
+    nc.publish_with_headers("h.test", headers, "body".into())
+        .await
+        .unwrap();
     let m = next_msg(&mut sub).await;
     let h = m.headers.expect("headers delivered");
     assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some("abc-1"));
@@ -142,7 +179,10 @@ async fn headers_pass_through() {
 
 #[tokio::test]
 async fn payload_up_to_max() {
-    let opts = Options { max_payload: 64 * 1024, ..Default::default() };
+    let opts = Options {
+        max_payload: 64 * 1024,
+        ..Default::default()
+    };
     let (_s, url) = start(opts).await;
     let nc = async_nats::connect(&url).await.unwrap();
     assert_eq!(nc.server_info().max_payload, 64 * 1024);
@@ -173,13 +213,21 @@ async fn unsubscribe_after_max() {
         got.push(String::from_utf8_lossy(&m.payload).into_owned());
     }
     assert_eq!(got, vec!["0", "1", "2"]);
-    assert_eq!(s.global_account().sublist.count(), 0, "the server removed the subscription");
+    assert_eq!(
+        s.global_account().sublist.count(),
+        0,
+        "the server removed the subscription"
+    );
 }
 
 #[tokio::test]
 async fn echo_off_suppresses_own_messages() {
     let (_s, url) = default_server().await;
-    let nc = async_nats::ConnectOptions::new().no_echo().connect(&url).await.unwrap();
+    let nc = async_nats::ConnectOptions::new()
+        .no_echo()
+        .connect(&url)
+        .await
+        .unwrap();
     let mut sub = nc.subscribe("echo").await.unwrap();
     let other = async_nats::connect(&url).await.unwrap();
     nc.flush().await.unwrap();
@@ -194,17 +242,25 @@ async fn echo_off_suppresses_own_messages() {
 /// limit; the publisher and a healthy subscriber carry on.
 #[tokio::test]
 async fn slow_consumer_is_disconnected_and_isolated() {
-    let opts = Options { max_pending: 256 * 1024, ..Default::default() };
+    let opts = Options {
+        max_pending: 256 * 1024,
+        ..Default::default()
+    };
     let (s, url) = start(opts).await;
     let addr = s.listeners().client.unwrap();
 
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"CONNECT {\"verbose\":false}\r\nSUB flood 1\r\nPING\r\n").await.unwrap();
+    slow.write_all(b"CONNECT {\"verbose\":false}\r\nSUB flood 1\r\nPING\r\n")
+        .await
+        .unwrap();
     // Wait for PONG so the subscription is in place, then stop reading.
     let mut buf = vec![0u8; 4096];
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("PONG") {
-        let n = timeout(DEADLINE, slow.read(&mut buf)).await.unwrap().unwrap();
+        let n = timeout(DEADLINE, slow.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         seen.extend_from_slice(&buf[..n]);
     }
@@ -231,16 +287,33 @@ async fn slow_consumer_is_disconnected_and_isolated() {
         }
     }
     publisher.flush().await.unwrap();
-    assert_eq!(reader.await.unwrap(), N, "the healthy subscriber got everything");
-    assert!(s.stats.slow_consumers.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(
+        reader.await.unwrap(),
+        N,
+        "the healthy subscriber got everything"
+    );
+    assert!(
+        s.stats
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     // The slow connection is torn down asynchronously; wait for it.
     let gone = timeout(DEADLINE, async {
-        while !s.closed_clients().iter().any(|c| c.reason.starts_with("Slow Consumer")) {
+        while !s
+            .closed_clients()
+            .iter()
+            .any(|c| c.reason.starts_with("Slow Consumer"))
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert!(gone.is_ok(), "closed as slow consumer: {:?}", s.closed_clients());
+    assert!(
+        gone.is_ok(),
+        "closed as slow consumer: {:?}",
+        s.closed_clients()
+    );
     // Its socket is closed: reading drains what was queued, then hits EOF.
     let eof = timeout(DEADLINE, async {
         loop {
@@ -256,12 +329,24 @@ async fn slow_consumer_is_disconnected_and_isolated() {
 
 #[tokio::test]
 async fn user_password_auth() {
-    let opts = Options { username: Some("app".into()), password: Some("s3cret".into()), ..Default::default() };
+    let opts = Options {
+        username: Some("app".into()),
+        password: Some("s3cret".into()),
+        ..Default::default()
+    };
     let (_s, url) = start(opts).await;
-    let ok = async_nats::ConnectOptions::with_user_and_password("app".into(), "s3cret".into()).connect(&url).await;
+    let ok = async_nats::ConnectOptions::with_user_and_password("app".into(), "s3cret".into())
+        .connect(&url)
+        .await;
     assert!(ok.is_ok());
     // async-nats reports the server's "Authorization Violation" as an auth error.
-    let bad = async_nats::ConnectOptions::with_user_and_password("app".into(), "wrong".into()).connect(&url).await;
+    let bad = async_nats::ConnectOptions::with_user_and_password("app".into(), "wrong".into())
+        .connect(&url)
+        .await;
     let err = bad.expect_err("wrong password is rejected");
-    assert_eq!(err.kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{err}");
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{err}"
+    );
 }

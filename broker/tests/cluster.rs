@@ -40,7 +40,9 @@ use async_nats::{HeaderMap, Message, ServerAddr, Subscriber};
 use futures::StreamExt;
 use tokio::time::timeout;
 
-use common::cluster::{flavor_selected, Cluster, Flavor, InfoWatcher, CLUSTER_DEADLINE, CLUSTER_NAME};
+use common::cluster::{
+    flavor_selected, Cluster, Flavor, InfoWatcher, CLUSTER_DEADLINE, CLUSTER_NAME,
+};
 
 /// Guard against hanging; never an expectation about speed.
 const DEADLINE: Duration = CLUSTER_DEADLINE;
@@ -57,7 +59,10 @@ fn skip(kind: &str) -> bool {
     if flavor_selected(kind) {
         return false;
     }
-    eprintln!("skipped: CLUSTER_FLAVOR={:?} excludes {kind}", std::env::var("CLUSTER_FLAVOR").unwrap_or_default());
+    eprintln!(
+        "skipped: CLUSTER_FLAVOR={:?} excludes {kind}",
+        std::env::var("CLUSTER_FLAVOR").unwrap_or_default()
+    );
     true
 }
 
@@ -98,7 +103,10 @@ async fn next_msg(sub: &mut Subscriber, what: &str) -> Message {
 /// Nothing more arrives on `sub` for a short while.
 async fn assert_quiet(sub: &mut Subscriber, what: &str) {
     if let Ok(Some(m)) = timeout(QUIET, sub.next()).await {
-        panic!("{what}: unexpected extra message on {:?}: {:?}", m.subject, m.payload);
+        panic!(
+            "{what}: unexpected extra message on {:?}: {:?}",
+            m.subject, m.payload
+        );
     }
 }
 
@@ -107,7 +115,10 @@ fn text(m: &Message) -> String {
 }
 
 async fn flush(nc: &async_nats::Client) {
-    timeout(DEADLINE, nc.flush()).await.expect("flush in time").expect("flush");
+    timeout(DEADLINE, nc.flush())
+        .await
+        .expect("flush in time")
+        .expect("flush");
 }
 
 // ---------------------------------------------------------------------------
@@ -132,14 +143,23 @@ async fn pubsub_body(c: &Cluster, tag: &str, publisher: usize) {
     }
     let p = c.connect(publisher).await;
     for i in 0..N {
-        p.publish(subject.clone(), i.to_string().into()).await.unwrap();
+        p.publish(subject.clone(), i.to_string().into())
+            .await
+            .unwrap();
     }
     p.publish(subject.clone(), "end".into()).await.unwrap();
     flush(&p).await;
 
-    let want: Vec<String> = (0..N).map(|i| i.to_string()).chain(["end".to_string()]).collect();
+    let want: Vec<String> = (0..N)
+        .map(|i| i.to_string())
+        .chain(["end".to_string()])
+        .collect();
     for (node, _nc, sub) in &mut subs {
-        let what = format!("[{tag}] subscriber on {} (publisher on {})", c.node(*node).name, c.node(publisher).name);
+        let what = format!(
+            "[{tag}] subscriber on {} (publisher on {})",
+            c.node(*node).name,
+            c.node(publisher).name
+        );
         let mut got = Vec::new();
         while got.last().map(String::as_str) != Some("end") {
             got.push(text(&next_msg(sub, &what).await));
@@ -161,7 +181,10 @@ async fn queue_body(c: &Cluster, tag: &str, publishers: &[usize]) {
     let mut member_clients = Vec::new();
     for node in 0..c.len() {
         let nc = c.connect(node).await;
-        let mut sub = nc.queue_subscribe(subject.clone(), "workers".into()).await.unwrap();
+        let mut sub = nc
+            .queue_subscribe(subject.clone(), "workers".into())
+            .await
+            .unwrap();
         flush(&nc).await;
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -183,7 +206,8 @@ async fn queue_body(c: &Cluster, tag: &str, publishers: &[usize]) {
             c.wait_for_route_interest(p, node, &subject).await;
         }
         if p != watch_node {
-            c.wait_for_route_interest(p, watch_node, &watch_subject).await;
+            c.wait_for_route_interest(p, watch_node, &watch_subject)
+                .await;
         }
     }
 
@@ -193,26 +217,41 @@ async fn queue_body(c: &Cluster, tag: &str, publishers: &[usize]) {
     }
     for (p, nc) in &pub_clients {
         for i in 0..N {
-            nc.publish(subject.clone(), format!("{p}-{i}").into()).await.unwrap();
+            nc.publish(subject.clone(), format!("{p}-{i}").into())
+                .await
+                .unwrap();
         }
     }
     for (_, nc) in &pub_clients {
         flush(nc).await;
     }
     let total = N * publishers.len();
-    let all: BTreeSet<String> = publishers.iter().flat_map(|p| (0..N).map(move |i| format!("{p}-{i}"))).collect();
+    let all: BTreeSet<String> = publishers
+        .iter()
+        .flat_map(|p| (0..N).map(move |i| format!("{p}-{i}")))
+        .collect();
 
     // The plain subscriber sees everything, each publisher's stream in order.
-    let what = format!("[{tag}] plain subscriber {watch_subject} on {}", c.node(watch_node).name);
+    let what = format!(
+        "[{tag}] plain subscriber {watch_subject} on {}",
+        c.node(watch_node).name
+    );
     let mut per_pub: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for _ in 0..total {
         let m = next_msg(&mut watch, &what).await;
         let t = text(&m);
         let (p, i) = t.split_once('-').unwrap();
-        per_pub.entry(p.to_string()).or_default().push(i.parse().unwrap());
+        per_pub
+            .entry(p.to_string())
+            .or_default()
+            .push(i.parse().unwrap());
     }
     for (p, seq) in &per_pub {
-        assert_eq!(seq, &(0..N).collect::<Vec<_>>(), "{what}: messages of publisher on node {p}");
+        assert_eq!(
+            seq,
+            &(0..N).collect::<Vec<_>>(),
+            "{what}: messages of publisher on node {p}"
+        );
     }
     assert_quiet(&mut watch, &what).await;
 
@@ -228,7 +267,11 @@ async fn queue_body(c: &Cluster, tag: &str, publishers: &[usize]) {
                 seen.entry(t).or_default().push(node);
             }
             _ => {
-                let missing: Vec<&String> = all.iter().filter(|m| !seen.contains_key(*m)).take(10).collect();
+                let missing: Vec<&String> = all
+                    .iter()
+                    .filter(|m| !seen.contains_key(*m))
+                    .take(10)
+                    .collect();
                 panic!("[{tag}] queue group got {} of {total} messages; missing e.g. {missing:?}; per member {per_member:?}", seen.len());
             }
         }
@@ -236,9 +279,17 @@ async fn queue_body(c: &Cluster, tag: &str, publishers: &[usize]) {
     if let Ok(Some((node, t))) = timeout(QUIET, rx.recv()).await {
         seen.entry(t).or_default().push(node);
     }
-    let dups: Vec<(&String, &Vec<usize>)> = seen.iter().filter(|(_, v)| v.len() > 1).take(10).collect();
-    assert!(dups.is_empty(), "[{tag}] queue messages delivered more than once (message, nodes): {dups:?}");
-    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), all, "[{tag}] the group got exactly the published messages");
+    let dups: Vec<(&String, &Vec<usize>)> =
+        seen.iter().filter(|(_, v)| v.len() > 1).take(10).collect();
+    assert!(
+        dups.is_empty(),
+        "[{tag}] queue messages delivered more than once (message, nodes): {dups:?}"
+    );
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        all,
+        "[{tag}] the group got exactly the published messages"
+    );
     assert!(
         per_member.iter().all(|&n| n > 0),
         "[{tag}] every member (one per node) should get some of {total} messages: {per_member:?}"
@@ -254,7 +305,8 @@ async fn reqrep_body(c: &Cluster, tag: &str, requester: usize, responder: usize)
     let rc = c.connect(responder).await;
     let mut svc = rc.subscribe(subject.clone()).await.unwrap();
     flush(&rc).await;
-    c.wait_for_route_interest(requester, responder, &subject).await;
+    c.wait_for_route_interest(requester, responder, &subject)
+        .await;
 
     // The requester's reply interest (_INBOX.<id>.*) is subscribed just before
     // the first request goes out on the same client connection; a server must
@@ -262,16 +314,30 @@ async fn reqrep_body(c: &Cluster, tag: &str, requester: usize, responder: usize)
     // the same route connection), so no extra wait is needed here.
     let q = c.connect(requester).await;
     for i in 0..20 {
-        let what = format!("[{tag}] request {i} from {} to {}", c.node(requester).name, c.node(responder).name);
-        let req = timeout(DEADLINE, q.request(subject.clone(), format!("hi-{i}").into()));
+        let what = format!(
+            "[{tag}] request {i} from {} to {}",
+            c.node(requester).name,
+            c.node(responder).name
+        );
+        let req = timeout(
+            DEADLINE,
+            q.request(subject.clone(), format!("hi-{i}").into()),
+        );
         let serve = async {
             let m = next_msg(&mut svc, &what).await;
-            let reply = m.reply.clone().unwrap_or_else(|| panic!("{what}: request without reply subject"));
-            rc.publish(reply, format!("echo:{}", text(&m)).into()).await.unwrap();
+            let reply = m
+                .reply
+                .clone()
+                .unwrap_or_else(|| panic!("{what}: request without reply subject"));
+            rc.publish(reply, format!("echo:{}", text(&m)).into())
+                .await
+                .unwrap();
             flush(&rc).await;
         };
         let (resp, ()) = tokio::join!(req, serve);
-        let resp = resp.unwrap_or_else(|_| panic!("{what}: no reply")).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let resp = resp
+            .unwrap_or_else(|_| panic!("{what}: no reply"))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(text(&resp), format!("echo:hi-{i}"), "{what}");
     }
 
@@ -280,18 +346,27 @@ async fn reqrep_body(c: &Cluster, tag: &str, requester: usize, responder: usize)
         .await
         .expect("no-responders answer in time")
         .expect_err("nobody serves svc.*.nobody");
-    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders, "[{tag}] {err}");
+    assert_eq!(
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "[{tag}] {err}"
+    );
 
     // The only responder leaves; once its RS- has reached the requester's
     // node, requests get no responders too.
     svc.unsubscribe().await.unwrap();
     flush(&rc).await;
-    c.wait_for_no_route_interest(requester, responder, &subject).await;
+    c.wait_for_no_route_interest(requester, responder, &subject)
+        .await;
     let err = timeout(DEADLINE, q.request(subject.clone(), "x".into()))
         .await
         .expect("no-responders answer in time")
         .expect_err("the responder unsubscribed");
-    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders, "[{tag}] after unsubscribe: {err}");
+    assert_eq!(
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "[{tag}] after unsubscribe: {err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -347,7 +422,12 @@ async fn wildcards(flavor: Flavor) {
         got
     }
     assert_eq!(
-        until(&mut football, "sports.football.end", "sports.football.* on B").await,
+        until(
+            &mut football,
+            "sports.football.end",
+            "sports.football.* on B"
+        )
+        .await,
         ["sports.football.42", "sports.football.end"]
     );
     assert_eq!(
@@ -356,7 +436,13 @@ async fn wildcards(flavor: Flavor) {
     );
     assert_eq!(
         until(&mut sports, "sports.football.end", "sports.> on C").await,
-        ["sports.football.42", "sports.football.42.stats", "sports.tennis.7", "sports.football", "sports.football.end"]
+        [
+            "sports.football.42",
+            "sports.football.42.stats",
+            "sports.tennis.7",
+            "sports.football",
+            "sports.football.end"
+        ]
     );
 }
 on_both_flavors!(
@@ -407,10 +493,14 @@ async fn headers(flavor: Flavor) {
     h.insert("X-Id", "1");
     h.append("X-Multi", "a");
     h.append("X-Multi", "b");
-    p.publish_with_headers("hdr.data", h, "payload".into()).await.unwrap();
+    p.publish_with_headers("hdr.data", h, "payload".into())
+        .await
+        .unwrap();
     let mut h = HeaderMap::new();
     h.insert("X-Id", "2");
-    p.publish_with_headers("hdr.data", h, "".into()).await.unwrap();
+    p.publish_with_headers("hdr.data", h, "".into())
+        .await
+        .unwrap();
     p.publish("hdr.data", "plain".into()).await.unwrap();
     flush(&p).await;
 
@@ -421,10 +511,20 @@ async fn headers(flavor: Flavor) {
     assert_eq!(multi, ["a", "b"]);
     assert_eq!(text(&m), "payload");
     let m = next_msg(&mut sub, "HMSG 2 on B").await;
-    assert_eq!(m.headers.as_ref().and_then(|h| h.get("X-Id")).map(|v| v.as_str()), Some("2"));
+    assert_eq!(
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get("X-Id"))
+            .map(|v| v.as_str()),
+        Some("2")
+    );
     assert!(m.payload.is_empty());
     let m = next_msg(&mut sub, "plain MSG on B").await;
-    assert!(m.headers.as_ref().is_none_or(|h| h.is_empty()), "no headers on a plain message: {:?}", m.headers);
+    assert!(
+        m.headers.as_ref().is_none_or(|h| h.is_empty()),
+        "no headers on a plain message: {:?}",
+        m.headers
+    );
     assert_eq!(text(&m), "plain");
     assert_quiet(&mut sub, "hdr.data on B").await;
 
@@ -434,15 +534,29 @@ async fn headers(flavor: Flavor) {
     let req = timeout(DEADLINE, p.request_with_headers("hdr.svc", h, "q".into()));
     let serve = async {
         let m = next_msg(&mut svc, "request on C").await;
-        assert_eq!(m.headers.as_ref().and_then(|h| h.get("X-Req")).map(|v| v.as_str()), Some("ping"));
+        assert_eq!(
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get("X-Req"))
+                .map(|v| v.as_str()),
+            Some("ping")
+        );
         let mut h = HeaderMap::new();
         h.insert("X-Resp", "pong");
-        nc.publish_with_headers(m.reply.clone().expect("reply subject"), h, "a".into()).await.unwrap();
+        nc.publish_with_headers(m.reply.clone().expect("reply subject"), h, "a".into())
+            .await
+            .unwrap();
         flush(&nc).await;
     };
     let (resp, ()) = tokio::join!(req, serve);
     let resp = resp.expect("reply in time").expect("reply");
-    assert_eq!(resp.headers.as_ref().and_then(|h| h.get("X-Resp")).map(|v| v.as_str()), Some("pong"));
+    assert_eq!(
+        resp.headers
+            .as_ref()
+            .and_then(|h| h.get("X-Resp"))
+            .map(|v| v.as_str()),
+        Some("pong")
+    );
     assert_eq!(text(&resp), "a");
 }
 on_both_flavors!(
@@ -458,14 +572,21 @@ async fn kill_and_heal(flavor: Flavor) {
     let subject = "stream.data";
 
     // A subscriber on B that knows all three servers (B first, kept first).
-    let addrs: Vec<ServerAddr> = [B, A, C].iter().map(|&i| c.client_url(i).parse().unwrap()).collect();
+    let addrs: Vec<ServerAddr> = [B, A, C]
+        .iter()
+        .map(|&i| c.client_url(i).parse().unwrap())
+        .collect();
     let sc = async_nats::ConnectOptions::new()
         .name("failover-sub")
         .retain_servers_order()
         .connect(addrs)
         .await
         .expect("connect the failover subscriber");
-    assert_eq!(sc.server_info().port, c.node(B).client_port, "the subscriber starts on B");
+    assert_eq!(
+        sc.server_info().port,
+        c.node(B).client_port,
+        "the subscriber starts on B"
+    );
     let mut sub = sc.subscribe(subject).await.unwrap();
     flush(&sc).await;
     c.wait_for_route_interest(A, B, subject).await;
@@ -504,7 +625,10 @@ async fn kill_and_heal(flavor: Flavor) {
             }
             if Instant::now() > deadline {
                 let last = received.lock().unwrap().last().copied();
-                panic!("{what}: nothing above {above} arrived (last received {last:?})\n{}", c.diagnostics().await);
+                panic!(
+                    "{what}: nothing above {above} arrived (last received {last:?})\n{}",
+                    c.diagnostics().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -514,7 +638,13 @@ async fn kill_and_heal(flavor: Flavor) {
     // kill -9 B.
     c.kill(B);
     let at_kill = last_sent.load(Ordering::Relaxed);
-    wait_received_above(&received, at_kill, "after B was killed (failover to A or C)", &c).await;
+    wait_received_above(
+        &received,
+        at_kill,
+        "after B was killed (failover to A or C)",
+        &c,
+    )
+    .await;
     assert_eq!(sc.connection_state(), State::Connected);
     let now_on = sc.server_info().port;
     assert!(
@@ -541,13 +671,27 @@ async fn kill_and_heal(flavor: Flavor) {
         }
     }
     // And the failed-over subscriber is still fed.
-    wait_received_above(&received, after_heal, "failed-over subscriber after the heal", &c).await;
+    wait_received_above(
+        &received,
+        after_heal,
+        "failed-over subscriber after the heal",
+        &c,
+    )
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     pub_task.await.unwrap();
     let got = received.lock().unwrap().clone();
-    let bad: Vec<(u64, u64)> = got.windows(2).filter(|w| w[1] <= w[0]).map(|w| (w[0], w[1])).take(10).collect();
-    assert!(bad.is_empty(), "per-publisher order (no duplicates, no reordering) across the failover: {bad:?}");
+    let bad: Vec<(u64, u64)> = got
+        .windows(2)
+        .filter(|w| w[1] <= w[0])
+        .map(|w| (w[0], w[1]))
+        .take(10)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "per-publisher order (no duplicates, no reordering) across the failover: {bad:?}"
+    );
 }
 on_both_flavors!(
     /// Publisher on A, subscriber on B with all URLs; kill -9 B; restart B.
@@ -565,22 +709,45 @@ async fn connect_urls(flavor: Flavor) {
     // asynchronous INFOs are watched on a raw protocol connection to A.
     let mut w = InfoWatcher::connect(c.node(A).client_addr()).await;
     let order = w.wait_for_connect_urls(&all).await;
-    eprintln!("{}: connect_urls on A with the full mesh: {order:?}", flavor.label());
+    eprintln!(
+        "{}: connect_urls on A with the full mesh: {order:?}",
+        flavor.label()
+    );
     // A fresh async-nats client gets them in its first INFO.
     let nc = c.connect(A).await;
-    assert_eq!(nc.server_info().connect_urls.into_iter().collect::<BTreeSet<_>>(), all, "first INFO of a new client on A");
+    assert_eq!(
+        nc.server_info()
+            .connect_urls
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        all,
+        "first INFO of a new client on A"
+    );
 
     c.kill(C);
     let mut without_c = all.clone();
     without_c.remove(&c.node(C).client_hostport());
     let order = w.wait_for_connect_urls(&without_c).await;
-    eprintln!("{}: connect_urls on A after C died: {order:?}", flavor.label());
+    eprintln!(
+        "{}: connect_urls on A after C died: {order:?}",
+        flavor.label()
+    );
 
     c.restart(C).await;
     c.wait_for_mesh().await;
     let order = w.wait_for_connect_urls(&all).await;
-    eprintln!("{}: connect_urls on A after C came back: {order:?}", flavor.label());
-    eprintln!("{}: INFO connect_urls history on A: {:?}", flavor.label(), w.infos.iter().map(|i| i["connect_urls"].clone()).collect::<Vec<_>>());
+    eprintln!(
+        "{}: connect_urls on A after C came back: {order:?}",
+        flavor.label()
+    );
+    eprintln!(
+        "{}: INFO connect_urls history on A: {:?}",
+        flavor.label(),
+        w.infos
+            .iter()
+            .map(|i| i["connect_urls"].clone())
+            .collect::<Vec<_>>()
+    );
 }
 on_both_flavors!(
     /// A client of A sees all three client URLs, then two when C dies, then three.
@@ -597,9 +764,19 @@ async fn check_monitoring(c: &Cluster, when: &str) {
     for &i in &live {
         let n = c.node(i);
         let v = c.json(i, "/routez").await;
-        assert_eq!(v["server_id"].as_str(), Some(c.server_id(i)), "{when}: {} /routez server_id", n.name);
+        assert_eq!(
+            v["server_id"].as_str(),
+            Some(c.server_id(i)),
+            "{when}: {} /routez server_id",
+            n.name
+        );
         let routes = v["routes"].as_array().expect("routes is an array");
-        assert_eq!(v["num_routes"].as_u64(), Some(routes.len() as u64), "{when}: {} num_routes = routes.len()", n.name);
+        assert_eq!(
+            v["num_routes"].as_u64(),
+            Some(routes.len() as u64),
+            "{when}: {} num_routes = routes.len()",
+            n.name
+        );
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in routes {
             names
@@ -610,22 +787,55 @@ async fn check_monitoring(c: &Cluster, when: &str) {
         let want: BTreeMap<String, BTreeSet<String>> = live
             .iter()
             .filter(|&&j| j != i)
-            .map(|&j| (c.server_id(j).to_string(), BTreeSet::from([c.node(j).name.clone()])))
+            .map(|&j| {
+                (
+                    c.server_id(j).to_string(),
+                    BTreeSet::from([c.node(j).name.clone()]),
+                )
+            })
             .collect();
-        assert_eq!(names, want, "{when}: {} /routez remote_id → remote_name", n.name);
+        assert_eq!(
+            names, want,
+            "{when}: {} /routez remote_id → remote_name",
+            n.name
+        );
 
         let varz = c.json(i, "/varz").await;
         assert_eq!(varz["server_id"].as_str(), Some(c.server_id(i)));
-        assert_eq!(varz["server_name"].as_str(), Some(n.name.as_str()), "{when}: {} /varz server_name", n.name);
+        assert_eq!(
+            varz["server_name"].as_str(),
+            Some(n.name.as_str()),
+            "{when}: {} /varz server_name",
+            n.name
+        );
         let cl = &varz["cluster"];
-        assert_eq!(cl["name"].as_str(), Some(CLUSTER_NAME), "{when}: {} /varz cluster.name: {cl}", n.name);
-        assert_eq!(cl["cluster_port"].as_u64(), Some(n.cluster_port as u64), "{when}: {} /varz cluster.cluster_port: {cl}", n.name);
-        assert_eq!(cl["addr"].as_str(), Some(n.ip.to_string().as_str()), "{when}: {} /varz cluster.addr: {cl}", n.name);
+        assert_eq!(
+            cl["name"].as_str(),
+            Some(CLUSTER_NAME),
+            "{when}: {} /varz cluster.name: {cl}",
+            n.name
+        );
+        assert_eq!(
+            cl["cluster_port"].as_u64(),
+            Some(n.cluster_port as u64),
+            "{when}: {} /varz cluster.cluster_port: {cl}",
+            n.name
+        );
+        assert_eq!(
+            cl["addr"].as_str(),
+            Some(n.ip.to_string().as_str()),
+            "{when}: {} /varz cluster.addr: {cl}",
+            n.name
+        );
 
         // nats-server 2.15.1 writes the cluster URL as nats://host:port.
-        let cluster_urls = n.ports.get("cluster").unwrap_or_else(|| panic!("{}: ports file has no cluster entry: {:?}", n.name, n.ports));
+        let cluster_urls = n.ports.get("cluster").unwrap_or_else(|| {
+            panic!("{}: ports file has no cluster entry: {:?}", n.name, n.ports)
+        });
         assert!(
-            cluster_urls.iter().any(|u| u.trim_end_matches('/').ends_with(&format!("{}:{}", n.ip, n.cluster_port))),
+            cluster_urls.iter().any(|u| u
+                .trim_end_matches('/')
+                .ends_with(&format!("{}:{}", n.ip, n.cluster_port))),
             "{}: ports file cluster entry {cluster_urls:?}",
             n.name
         );
@@ -643,7 +853,11 @@ async fn routez_truth(flavor: Flavor) {
 
     c.restart(C).await;
     c.wait_for_mesh().await;
-    assert_ne!(c.server_id(C), old_c, "a restarted node is a new server (new ID)");
+    assert_ne!(
+        c.server_id(C),
+        old_c,
+        "a restarted node is a new server (new ID)"
+    );
     check_monitoring(&c, "after C was restarted").await;
 }
 on_both_flavors!(
@@ -666,9 +880,23 @@ async fn interop(flavors: [Flavor; 3]) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| format!("{}{}", r["remote_name"].as_str().unwrap_or("?"), r["account"].as_str().map(|a| format!("[{a}]")).unwrap_or_default()))
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r["remote_name"].as_str().unwrap_or("?"),
+                    r["account"]
+                        .as_str()
+                        .map(|a| format!("[{a}]"))
+                        .unwrap_or_default()
+                )
+            })
             .collect();
-        eprintln!("{} ({}) num_routes={} {per_peer:?}", c.node(i).name, c.node(i).flavor.label(), v["num_routes"]);
+        eprintln!(
+            "{} ({}) num_routes={} {per_peer:?}",
+            c.node(i).name,
+            c.node(i).flavor.label(),
+            v["num_routes"]
+        );
     }
     // Pub/sub in every direction: each node publishes once to all others.
     for p in 0..c.len() {

@@ -23,8 +23,8 @@ use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecificati
 use aws_sdk_ec2::Client;
 use tokio::sync::mpsc;
 use tribune_broker::discovery::{
-    client_from_loader, describe_peers, describe_peers_paged, route_url, route_urls, spawn_refresher_with_client,
-    Ec2DiscoveryConfig, RouteSetChange, SelfIdentity,
+    client_from_loader, describe_peers, describe_peers_paged, route_url, route_urls,
+    spawn_refresher_with_client, Ec2DiscoveryConfig, RouteSetChange, SelfIdentity,
 };
 
 const TAG_KEY: &str = "tribune:cluster";
@@ -34,13 +34,21 @@ const REGION: &str = "us-east-1";
 /// LocalStack's URL, or `None` if the test should skip. Panics (fails the
 /// test) when LocalStack is down and skipping was not asked for.
 fn localstack() -> Option<String> {
-    let url = std::env::var("TRIBUNE_LOCALSTACK").unwrap_or_else(|_| "http://127.0.0.1:4566".to_string());
-    let hostport = url.trim_start_matches("http://").trim_start_matches("https://").split('/').next().unwrap_or("");
+    let url =
+        std::env::var("TRIBUNE_LOCALSTACK").unwrap_or_else(|_| "http://127.0.0.1:4566".to_string());
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or("");
     let reach = hostport
         .to_socket_addrs()
         .map_err(|e| e.to_string())
         .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_string()))
-        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).map_err(|e| e.to_string()));
+        .and_then(|a| {
+            TcpStream::connect_timeout(&a, Duration::from_secs(2)).map_err(|e| e.to_string())
+        });
     match reach {
         Ok(_) => Some(url),
         Err(e) if std::env::var("TRIBUNE_SKIP_LOCALSTACK").as_deref() == Ok("1") => {
@@ -56,12 +64,18 @@ fn localstack() -> Option<String> {
 }
 
 fn init_logging() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_max_level(tracing::Level::DEBUG).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init();
 }
 
 /// A tag value no other run has used.
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
@@ -76,13 +90,8 @@ fn config(endpoint: &str, tag_value: &str, vpc_id: Option<&str>) -> Ec2Discovery
 /// A client with explicit dummy credentials: nothing read from or written
 /// to the process environment, no IMDS lookups.
 async fn client(cfg: &Ec2DiscoveryConfig) -> Client {
-    let loader = aws_config::defaults(BehaviorVersion::latest()).credentials_provider(Credentials::new(
-        "test",
-        "test",
-        None,
-        None,
-        "tribune-test",
-    ));
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new("test", "test", None, None, "tribune-test"));
     client_from_loader(cfg, loader).await
 }
 
@@ -94,7 +103,11 @@ struct Ec2 {
 
 impl Ec2 {
     async fn new(client: Client) -> Self {
-        let images = client.describe_images().send().await.expect("DescribeImages against LocalStack");
+        let images = client
+            .describe_images()
+            .send()
+            .await
+            .expect("DescribeImages against LocalStack");
         let ami = images
             .images()
             .iter()
@@ -106,8 +119,17 @@ impl Ec2 {
     }
 
     async fn vpc(&self, cidr: &str) -> String {
-        let out = self.client.create_vpc().cidr_block(cidr).send().await.expect("CreateVpc");
-        out.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string()
+        let out = self
+            .client
+            .create_vpc()
+            .cidr_block(cidr)
+            .send()
+            .await
+            .expect("CreateVpc");
+        out.vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string()
     }
 
     async fn subnet(&self, vpc: &str, cidr: &str, az: &str) -> String {
@@ -120,7 +142,10 @@ impl Ec2 {
             .send()
             .await
             .expect("CreateSubnet");
-        out.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string()
+        out.subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_string()
     }
 
     /// Launches one instance in `subnet`; `tag_value: None` means untagged.
@@ -146,16 +171,30 @@ impl Ec2 {
         let out = req.send().await.expect("RunInstances");
         let inst = &out.instances()[0];
         let id = inst.instance_id().expect("instance id").to_string();
-        let ip = inst.private_ip_address().expect("private ip").parse().expect("ip parses");
+        let ip = inst
+            .private_ip_address()
+            .expect("private ip")
+            .parse()
+            .expect("ip parses");
         (id, ip)
     }
 
     async fn terminate(&self, id: &str) {
-        self.client.terminate_instances().instance_ids(id).send().await.expect("TerminateInstances");
+        self.client
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("TerminateInstances");
     }
 
     async fn stop(&self, id: &str) {
-        self.client.stop_instances().instance_ids(id).send().await.expect("StopInstances");
+        self.client
+            .stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("StopInstances");
     }
 
     /// Instances are reported "pending" by RunInstances; wait until EC2 (the
@@ -166,11 +205,20 @@ impl Ec2 {
                 .client
                 .describe_instances()
                 .set_instance_ids(Some(ids.iter().map(|s| s.to_string()).collect()))
-                .filters(Filter::builder().name("instance-state-name").values("running").build())
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
                 .send()
                 .await
                 .expect("DescribeInstances");
-            let n = out.reservations().iter().map(|r| r.instances().len()).sum::<usize>();
+            let n = out
+                .reservations()
+                .iter()
+                .map(|r| r.instances().len())
+                .sum::<usize>();
             if n == ids.len() {
                 return;
             }
@@ -215,13 +263,25 @@ async fn describe_peers_returns_running_tagged_instances_in_the_vpc() {
     let (untagged, _) = ec2.launch(&sub_a, None).await;
     let (stopped, _) = ec2.launch(&sub_b, Some(&tag)).await;
     let (terminated, _) = ec2.launch(&sub_b, Some(&tag)).await;
-    ec2.wait_running(&[&n1, &n2, &n3, &other_value, &elsewhere, &untagged, &stopped, &terminated]).await;
+    ec2.wait_running(&[
+        &n1,
+        &n2,
+        &n3,
+        &other_value,
+        &elsewhere,
+        &untagged,
+        &stopped,
+        &terminated,
+    ])
+    .await;
     ec2.stop(&stopped).await;
     ec2.terminate(&terminated).await;
 
     // In the VPC: exactly the three running cluster nodes.
     let in_vpc = config(&endpoint, &tag, Some(&vpc));
-    let peers = describe_peers(&ec2.client, &in_vpc).await.expect("describe_peers");
+    let peers = describe_peers(&ec2.client, &in_vpc)
+        .await
+        .expect("describe_peers");
     assert_eq!(ids(&peers), set([&n1, &n2, &n3]), "peers: {peers:#?}");
     let p1 = peers.iter().find(|p| p.instance_id == n1).unwrap();
     assert_eq!(p1.private_ip, ip1);
@@ -230,15 +290,30 @@ async fn describe_peers_returns_running_tagged_instances_in_the_vpc() {
     assert_eq!(p2.availability_zone.as_deref(), Some("us-east-1b"));
 
     // Without the VPC filter the same-tagged instance in the other VPC joins.
-    let anywhere = describe_peers(&ec2.client, &cfg).await.expect("describe_peers without vpc");
+    let anywhere = describe_peers(&ec2.client, &cfg)
+        .await
+        .expect("describe_peers without vpc");
     assert_eq!(ids(&anywhere), set([&n1, &n2, &n3, &elsewhere]));
 
     // Route URLs leave "self" out, by address or by instance id.
-    let by_ip = route_urls(&in_vpc, &peers, &SelfIdentity::from_ips([ip1, "127.0.0.1".parse().unwrap()]));
+    let by_ip = route_urls(
+        &in_vpc,
+        &peers,
+        &SelfIdentity::from_ips([ip1, "127.0.0.1".parse().unwrap()]),
+    );
     assert_eq!(by_ip, set([url(ip2), url(ip3)]));
-    let by_id = route_urls(&in_vpc, &peers, &SelfIdentity::default().with_instance_id(&n2));
+    let by_id = route_urls(
+        &in_vpc,
+        &peers,
+        &SelfIdentity::default().with_instance_id(&n2),
+    );
     assert_eq!(by_id, set([url(ip1), url(ip3)]));
-    assert!(by_id.iter().all(|u| u.starts_with("nats-route://10.") && u.ends_with(":6222")), "{by_id:?}");
+    assert!(
+        by_id
+            .iter()
+            .all(|u| u.starts_with("nats-route://10.") && u.ends_with(":6222")),
+        "{by_id:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +339,12 @@ async fn describe_peers_follows_pagination() {
     let first = ec2
         .client
         .describe_instances()
-        .filters(Filter::builder().name(format!("tag:{TAG_KEY}")).values(&tag).build())
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_KEY}"))
+                .values(&tag)
+                .build(),
+        )
         .max_results(5)
         .send()
         .await
@@ -273,9 +353,14 @@ async fn describe_peers_follows_pagination() {
         eprintln!("note: this EC2 endpoint ignored MaxResults; pagination is not exercised");
     }
 
-    let peers = describe_peers_paged(&ec2.client, &cfg, 5).await.expect("describe_peers_paged");
+    let peers = describe_peers_paged(&ec2.client, &cfg, 5)
+        .await
+        .expect("describe_peers_paged");
     assert_eq!(ids(&peers), launched);
-    assert_eq!(ids(&describe_peers(&ec2.client, &cfg).await.unwrap()), launched);
+    assert_eq!(
+        ids(&describe_peers(&ec2.client, &cfg).await.unwrap()),
+        launched
+    );
 }
 
 /// Receives changes until `known` (the route set the callback has built up)
@@ -298,7 +383,11 @@ async fn wait_for(
         for a in &change.added {
             assert!(known.insert(a.clone()), "added {a} twice");
         }
-        assert_eq!(known.iter().cloned().collect::<Vec<_>>(), change.current, "current disagrees with the diffs");
+        assert_eq!(
+            known.iter().cloned().collect::<Vec<_>>(),
+            change.current,
+            "current disagrees with the diffs"
+        );
         if done(known, &change) {
             return change;
         }
@@ -325,7 +414,10 @@ async fn refresher_reports_boot_set_then_added_and_removed_peers() {
     })
     .expect("spawn_refresher");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(rx.try_recv().is_err(), "reported routes while only this node exists");
+    assert!(
+        rx.try_recv().is_err(),
+        "reported routes while only this node exists"
+    );
 
     // The other two nodes come up: the first report adds them.
     let (_p1, ip1) = ec2.launch(&sub, Some(&tag)).await;
@@ -337,18 +429,30 @@ async fn refresher_reports_boot_set_then_added_and_removed_peers() {
 
     // A replacement node appears.
     let (p3, ip3) = ec2.launch(&sub, Some(&tag)).await;
-    let added = wait_for(&mut rx, &mut known, "the added peer", |k, _| k.contains(&url(ip3))).await;
+    let added = wait_for(&mut rx, &mut known, "the added peer", |k, _| {
+        k.contains(&url(ip3))
+    })
+    .await;
     assert_eq!(added.added, [url(ip3)]);
     assert!(added.removed.is_empty());
 
     // A node is terminated, another stopped: both routes go away.
     ec2.terminate(&p2).await;
-    let removed = wait_for(&mut rx, &mut known, "the terminated peer", |k, _| !k.contains(&url(ip2))).await;
+    let removed = wait_for(&mut rx, &mut known, "the terminated peer", |k, _| {
+        !k.contains(&url(ip2))
+    })
+    .await;
     assert_eq!(removed.removed, [url(ip2)]);
     ec2.stop(&p3).await;
-    wait_for(&mut rx, &mut known, "the stopped peer", |k, _| !k.contains(&url(ip3))).await;
+    wait_for(&mut rx, &mut known, "the stopped peer", |k, _| {
+        !k.contains(&url(ip3))
+    })
+    .await;
     assert_eq!(known, set([url(ip1)]));
-    assert!(!known.contains(&url(me_ip)), "routes include this node itself");
+    assert!(
+        !known.contains(&url(me_ip)),
+        "routes include this node itself"
+    );
 
     handle.abort();
 }
@@ -358,10 +462,17 @@ async fn api_errors_carry_context_and_do_not_panic() {
     // Needs no LocalStack: a closed port on localhost.
     init_logging();
     let cfg = config("http://127.0.0.1:9", "x", None);
-    let err = describe_peers(&client(&cfg).await, &cfg).await.expect_err("nothing listens on port 9");
+    let err = describe_peers(&client(&cfg).await, &cfg)
+        .await
+        .expect_err("nothing listens on port 9");
     let text = err.to_string();
     eprintln!("error as logged: {text}");
-    assert!(text.starts_with("EC2 DescribeInstances failed (region us-east-1, endpoint http://127.0.0.1:9)"), "{text}");
+    assert!(
+        text.starts_with(
+            "EC2 DescribeInstances failed (region us-east-1, endpoint http://127.0.0.1:9)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("unreachable"), "{text}");
 }
 
@@ -381,9 +492,16 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
     let ec2 = Ec2::new(client(&cfg).await).await;
     // A random /16 inside 127/8, so runs against a long-lived LocalStack
     // do not hand out addresses another run still holds.
-    let octet = 10 + (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() % 240);
+    let octet = 10
+        + (SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % 240);
     let vpc = ec2.vpc(&format!("127.{octet}.0.0/16")).await;
-    let subnet = ec2.subnet(&vpc, &format!("127.{octet}.1.0/24"), "us-east-1a").await;
+    let subnet = ec2
+        .subnet(&vpc, &format!("127.{octet}.1.0/24"), "us-east-1a")
+        .await;
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(ec2.launch(&subnet, Some(&tag)).await);
@@ -399,11 +517,21 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
             other => panic!("LocalStack gave a non-IPv4 address {other}"),
         })
         .collect();
-    assert!(ips.iter().all(|ip| ip.is_loopback()), "LocalStack must hand out loopback IPs here: {ips:?}");
+    assert!(
+        ips.iter().all(|ip| ip.is_loopback()),
+        "LocalStack must hand out loopback IPs here: {ips:?}"
+    );
     let cluster_port = (0..50)
         .find_map(|_| {
-            let p = std::net::TcpListener::bind((ips[0], 0)).ok()?.local_addr().ok()?.port();
-            ips[1..].iter().all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok()).then_some(p)
+            let p = std::net::TcpListener::bind((ips[0], 0))
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            ips[1..]
+                .iter()
+                .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
+                .then_some(p)
         })
         .expect("a cluster port free on every address");
 
@@ -416,11 +544,17 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
         let conf = format!(
             "server_name: e2e-{i}\ncluster {{\n  name: e2e\n  listen: \"{ip}:{cluster_port}\"\n  discovery {{\n    ec2 {{\n      tag_key: \"{TAG_KEY}\"\n      tag_value: \"{tag}\"\n      region: \"{REGION}\"\n      endpoint: \"{endpoint}\"\n      vpc_id: \"{vpc}\"\n      refresh: \"1s\"\n    }}\n  }}\n}}\n"
         );
-        let node = common::ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
-            .config(conf)
-            .args(["-a".to_string(), ip.to_string(), "-m".to_string(), "-1".to_string()])
-            .start()
-            .expect("broker starts");
+        let node =
+            common::ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
+                .config(conf)
+                .args([
+                    "-a".to_string(),
+                    ip.to_string(),
+                    "-m".to_string(),
+                    "-1".to_string(),
+                ])
+                .start()
+                .expect("broker starts");
         nodes.push(node);
     }
 
@@ -429,8 +563,14 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
     loop {
         let mut counts = Vec::new();
         for n in &nodes {
-            let addr: std::net::SocketAddr = n.addr_of("monitoring").expect("monitoring url").parse().expect("addr");
-            let routez = common::cluster::get_json(addr, "/routez").await.unwrap_or_default();
+            let addr: std::net::SocketAddr = n
+                .addr_of("monitoring")
+                .expect("monitoring url")
+                .parse()
+                .expect("addr");
+            let routez = common::cluster::get_json(addr, "/routez")
+                .await
+                .unwrap_or_default();
             counts.push(routez["num_routes"].as_u64().unwrap_or(0));
         }
         if counts.iter().all(|&c| c == 2) {
@@ -439,25 +579,45 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
         assert!(
             std::time::Instant::now() < deadline,
             "no full mesh from discovery: routes per node {counts:?}\n{}",
-            nodes.iter().map(|n| n.log_excerpt()).collect::<Vec<_>>().join("\n")
+            nodes
+                .iter()
+                .map(|n| n.log_excerpt())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for n in &nodes {
-        assert!(n.log().contains("Discovered route nats-route://"), "{}", n.log_excerpt());
+        assert!(
+            n.log().contains("Discovered route nats-route://"),
+            "{}",
+            n.log_excerpt()
+        );
     }
 
     // And it carries messages: subscribe on the last node, publish on the first.
-    let sub_nc = async_nats::connect(format!("nats://{}:{}", ips[2], nodes[2].port)).await.unwrap();
+    let sub_nc = async_nats::connect(format!("nats://{}:{}", ips[2], nodes[2].port))
+        .await
+        .unwrap();
     let mut sub = sub_nc.subscribe("sports.football.*").await.unwrap();
     sub_nc.flush().await.unwrap();
-    let pub_nc = async_nats::connect(format!("nats://{}:{}", ips[0], nodes[0].port)).await.unwrap();
+    let pub_nc = async_nats::connect(format!("nats://{}:{}", ips[0], nodes[0].port))
+        .await
+        .unwrap();
     let got = tokio::time::timeout(Duration::from_secs(20), async {
         // Interest crosses the route asynchronously: publish until it lands.
         loop {
-            pub_nc.publish("sports.football.42", "goal".into()).await.unwrap();
+            pub_nc
+                .publish("sports.football.42", "goal".into())
+                .await
+                .unwrap();
             pub_nc.flush().await.unwrap();
-            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut sub)).await {
+            if let Ok(Some(m)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                futures::StreamExt::next(&mut sub),
+            )
+            .await
+            {
                 return m;
             }
         }

@@ -53,17 +53,29 @@ fn read_to_close(r: &mut BufReader<TcpStream>) -> String {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill -{sig} {pid}");
 }
 
 #[test]
 fn startup_lines_ports_and_pid_files() {
-    let s = tribune().args(["-m", "-1", "-P", "{dir}/server.pid"]).start().unwrap();
+    let s = tribune()
+        .args(["-m", "-1", "-P", "{dir}/server.pid"])
+        .start()
+        .unwrap();
     let log = s.log();
-    let mport = s.addr_of("monitoring").expect("monitoring port in ports file");
+    let mport = s
+        .addr_of("monitoring")
+        .expect("monitoring port in ports file");
     for want in [
-        format!("[INF] Listening for client connections on 127.0.0.1:{}", s.port),
+        format!(
+            "[INF] Listening for client connections on 127.0.0.1:{}",
+            s.port
+        ),
         format!("[INF] Starting http monitor on {mport}"),
         "[INF] Server is ready".to_string(),
     ] {
@@ -74,19 +86,32 @@ fn startup_lines_ports_and_pid_files() {
     assert!(first.starts_with(&format!("[{}] ", s.pid())), "{first}");
     let pid = std::fs::read_to_string(s.dir().join("server.pid")).unwrap();
     assert_eq!(pid, s.pid().to_string());
-    let ports = std::fs::read_dir(s.dir().join("ports")).unwrap().next().unwrap().unwrap().file_name();
-    assert_eq!(ports.to_string_lossy(), format!("tribune-broker_{}.ports", s.pid()));
+    let ports = std::fs::read_dir(s.dir().join("ports"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    assert_eq!(
+        ports.to_string_lossy(),
+        format!("tribune-broker_{}.ports", s.pid())
+    );
 }
 
 #[test]
 fn sigterm_stops_cleanly_and_removes_files() {
     let mut s = tribune().args(["-P", "{dir}/server.pid"]).start().unwrap();
     let (mut r, mut w, _) = raw(s.port);
-    w.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n").unwrap();
+    w.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
     assert_eq!(read_line(&mut r), "PONG\r\n");
     signal(s.pid(), "TERM");
     eventually("server exits", || s.has_exited());
-    assert_eq!(read_to_close(&mut r), "", "client closed without further bytes");
+    assert_eq!(
+        read_to_close(&mut r),
+        "",
+        "client closed without further bytes"
+    );
     assert!(!s.dir().join("server.pid").exists(), "pid file removed");
     let log = s.log();
     assert!(log.contains("Server Exiting.."), "{log}");
@@ -96,10 +121,20 @@ fn sigterm_stops_cleanly_and_removes_files() {
 fn signal_flag_reaches_the_server_by_pid_file() {
     let mut s = tribune().args(["-P", "{dir}/server.pid"]).start().unwrap();
     let pid_file = s.dir().join("server.pid");
-    let out = Command::new(BIN).arg(format!("--signal=quit={}", pid_file.display())).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg(format!("--signal=quit={}", pid_file.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eventually("server exits on --signal quit", || s.has_exited());
-    let bad = Command::new(BIN).args(["--signal", "bogus=1"]).output().unwrap();
+    let bad = Command::new(BIN)
+        .args(["--signal", "bogus=1"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown signal"));
 }
@@ -109,40 +144,63 @@ fn lame_duck_mode_announces_and_drains() {
     let conf = "lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"\n";
     let mut s = tribune().config(conf).start().unwrap();
     let (mut r, mut w, _) = raw(s.port);
-    w.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n").unwrap();
+    w.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
+        .unwrap();
     assert_eq!(read_line(&mut r), "PONG\r\n");
     // Protocol-1 clients get an INFO naming their account after the first PONG.
     assert!(read_line(&mut r).contains("\"connect_info\":true"));
     signal(s.pid(), "USR2");
     let ldm = read_line(&mut r);
-    assert!(ldm.starts_with("INFO ") && ldm.contains("\"ldm\":true"), "{ldm}");
+    assert!(
+        ldm.starts_with("INFO ") && ldm.contains("\"ldm\":true"),
+        "{ldm}"
+    );
     // New connections are refused while the old one drains.
-    eventually("listener closed", || TcpStream::connect(("127.0.0.1", s.port)).is_err());
+    eventually("listener closed", || {
+        TcpStream::connect(("127.0.0.1", s.port)).is_err()
+    });
     assert_eq!(read_to_close(&mut r), "");
     eventually("server exits after lame duck", || s.has_exited());
-    assert!(s.log().contains("Entering lame duck mode, stop accepting new clients"));
+    assert!(s
+        .log()
+        .contains("Entering lame duck mode, stop accepting new clients"));
 }
 
 #[test]
 fn sighup_reloads_users_and_log_level() {
-    let s = tribune().config("authorization { user: a, password: one }\n").start().unwrap();
+    let s = tribune()
+        .config("authorization { user: a, password: one }\n")
+        .start()
+        .unwrap();
     let conf = s.dir().join("server.conf");
     let try_auth = |pass: &str| {
         let (mut r, mut w, _) = raw(s.port);
-        w.write_all(format!("CONNECT {{\"verbose\":false,\"user\":\"a\",\"pass\":\"{pass}\"}}\r\nPING\r\n").as_bytes()).unwrap();
+        w.write_all(
+            format!("CONNECT {{\"verbose\":false,\"user\":\"a\",\"pass\":\"{pass}\"}}\r\nPING\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         read_line(&mut r)
     };
     assert_eq!(try_auth("one"), "PONG\r\n");
-    std::fs::write(&conf, "authorization { user: a, password: two }\ndebug: true\n").unwrap();
+    std::fs::write(
+        &conf,
+        "authorization { user: a, password: two }\ndebug: true\n",
+    )
+    .unwrap();
     signal(s.pid(), "HUP");
-    eventually("reload logged", || s.log().contains("Reloaded server configuration"));
+    eventually("reload logged", || {
+        s.log().contains("Reloaded server configuration")
+    });
     assert_eq!(try_auth("one"), "-ERR 'Authorization Violation'\r\n");
     assert_eq!(try_auth("two"), "PONG\r\n");
     eventually("debug lines after reload", || s.log().contains("[DBG]"));
     // A broken file is reported and the running config is kept.
     std::fs::write(&conf, "authorization { user: a, password: two\n").unwrap();
     signal(s.pid(), "HUP");
-    eventually("reload failure logged", || s.log().contains("Failed to reload server configuration"));
+    eventually("reload failure logged", || {
+        s.log().contains("Failed to reload server configuration")
+    });
     assert_eq!(try_auth("two"), "PONG\r\n");
 }
 
@@ -150,11 +208,15 @@ fn sighup_reloads_users_and_log_level() {
 fn max_connections_enforced() {
     let s = tribune().config("max_connections: 1\n").start().unwrap();
     let (mut r1, mut w1, _) = raw(s.port);
-    w1.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n").unwrap();
+    w1.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
     assert_eq!(read_line(&mut r1), "PONG\r\n");
     let (mut r2, _w2, info) = raw(s.port);
     assert!(info.starts_with("INFO "));
-    assert_eq!(read_to_close(&mut r2), "-ERR 'maximum connections exceeded'\r\n");
+    assert_eq!(
+        read_to_close(&mut r2),
+        "-ERR 'maximum connections exceeded'\r\n"
+    );
 }
 
 #[test]
@@ -169,7 +231,8 @@ fn auth_timeout_and_stale_connection() {
     assert_eq!(read_to_close(&mut r), "-ERR 'Authentication Timeout'\r\n");
     // Authenticates but never answers the server's PINGs.
     let (mut r, mut w, _) = raw(s.port);
-    w.write_all(b"CONNECT {\"verbose\":false,\"auth_token\":\"t\"}\r\n").unwrap();
+    w.write_all(b"CONNECT {\"verbose\":false,\"auth_token\":\"t\"}\r\n")
+        .unwrap();
     let rest = read_to_close(&mut r);
     assert!(rest.starts_with("PING\r\n"), "{rest:?}");
     assert!(rest.ends_with("-ERR 'Stale Connection'\r\n"), "{rest:?}");
@@ -183,11 +246,26 @@ fn bad_config_is_reported_with_file_and_line() {
     let out = Command::new(BIN).arg("-c").arg(&conf).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:2:1: unknown field \"bogus_option\"", conf.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:1: unknown field \"bogus_option\"",
+            conf.display()
+        )),
+        "{err}"
+    );
     // -t checks a good file and exits.
     std::fs::write(&conf, "port: 4222\n").unwrap();
-    let out = Command::new(BIN).arg("-c").arg(&conf).arg("-t").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -196,7 +274,13 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tribune-broker: v"));
     let out = Command::new(BIN).arg("-h").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--port", "--http_port", "--ports_file_dir", "--signal", "--cluster_name"] {
+    for flag in [
+        "--port",
+        "--http_port",
+        "--ports_file_dir",
+        "--signal",
+        "--cluster_name",
+    ] {
         assert!(help.contains(flag), "help lists {flag}");
     }
 }

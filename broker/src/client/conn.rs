@@ -14,10 +14,12 @@ use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFan
 use super::{ClientShared, ClosedState};
 use crate::accounts::Account;
 use crate::auth;
-use crate::protocol::{errors, err_line, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO};
+use crate::protocol::{
+    err_line, errors, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO,
+};
 use crate::server::Server;
-use crate::sublist::MatchCache;
 use crate::subject;
+use crate::sublist::MatchCache;
 use crate::subscription::Subscription;
 
 /// Read buffer bounds: start small so idle connections cost little memory,
@@ -53,7 +55,12 @@ pub async fn run_client<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     shared.send(&info);
-    let writer = tokio::spawn(write_loop(server.clone(), shared.clone(), wr, cfg.write_deadline));
+    let writer = tokio::spawn(write_loop(
+        server.clone(),
+        shared.clone(),
+        wr,
+        cfg.write_deadline,
+    ));
     let account = server.global_account();
     *shared.account.lock() = Some(account.clone());
     let mut reader = Reader {
@@ -205,7 +212,11 @@ impl Reader {
                 if !out.should_stall() || out.is_closed() {
                     continue;
                 }
-                if out.is_full() { MAX } else { MIN }
+                if out.is_full() {
+                    MAX
+                } else {
+                    MIN
+                }
             };
             let _ = tokio::time::timeout(ttl.min(TOTAL - spent), drained).await;
         }
@@ -248,7 +259,13 @@ impl Reader {
             }
             ParseError::MaxControlLine { len } => {
                 self.send_err(errors::MAX_CONTROL_LINE);
-                error!("{} - {}: {} vs {}", self.tag(), errors::MAX_CONTROL_LINE, len, self.parser.max_control_line);
+                error!(
+                    "{} - {}: {} vs {}",
+                    self.tag(),
+                    errors::MAX_CONTROL_LINE,
+                    len,
+                    self.parser.max_control_line
+                );
                 Flow::Close(ClosedState::MaxControlLineExceeded)
             }
             ParseError::MaxPayload { size, max } => {
@@ -270,7 +287,10 @@ impl Reader {
     fn auth_violation(&mut self) -> Flow {
         error!("{} - authentication error", self.tag());
         self.send_err(errors::AUTH_VIOLATION);
-        self.server.stats.auth_errors.fetch_add(1, Ordering::Relaxed);
+        self.server
+            .stats
+            .auth_errors
+            .fetch_add(1, Ordering::Relaxed);
         Flow::Close(ClosedState::AuthenticationViolation)
     }
 
@@ -280,11 +300,26 @@ impl Reader {
         }
         match op {
             Op::Connect(arg) => self.on_connect(arg),
-            Op::Pub { subject, reply, hdr_len, msg, is_hpub: _ } => {
-                self.on_pub(Msg { subject, reply, hdr_len, body: msg });
+            Op::Pub {
+                subject,
+                reply,
+                hdr_len,
+                msg,
+                is_hpub: _,
+            } => {
+                self.on_pub(Msg {
+                    subject,
+                    reply,
+                    hdr_len,
+                    body: msg,
+                });
                 Flow::Continue
             }
-            Op::Sub { subject, queue, sid } => self.on_sub(subject, queue, sid),
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.on_sub(subject, queue, sid),
             Op::Unsub { sid, max } => {
                 self.on_unsub(sid, max);
                 Flow::Continue
@@ -312,14 +347,21 @@ impl Reader {
             }
             Op::Ok | Op::Info => Flow::Continue,
             Op::Err(text) => {
-                error!("{} - Client Error {}", self.tag(), String::from_utf8_lossy(text));
+                error!(
+                    "{} - Client Error {}",
+                    self.tag(),
+                    String::from_utf8_lossy(text)
+                );
                 Flow::Close(ClosedState::ParseError)
             }
         }
     }
 
     fn send_connect_info(&self) {
-        let addr = self.shared.addr.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let addr = self
+            .shared
+            .addr
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let mut info = self.server.client_info(self.shared.cid, &addr);
         info.connect_info = true;
         info.remote_account = self.account.name.clone();
@@ -398,9 +440,21 @@ impl Reader {
         let (delivered, bytes) = if result.is_empty() {
             (0, 0)
         } else {
-            let origin = Origin::Client { cid: self.shared.cid, echo };
+            let origin = Origin::Client {
+                cid: self.shared.cid,
+                echo,
+            };
             let acc = self.account.name.as_bytes();
-            deliver_to_match(&result, &msg, acc, origin, &mut self.rng, &mut self.flush, &mut self.fanout, &*self.server)
+            deliver_to_match(
+                &result,
+                &msg,
+                acc,
+                origin,
+                &mut self.rng,
+                &mut self.flush,
+                &mut self.fanout,
+                &*self.server,
+            )
         };
         if delivered > 0 {
             self.out_msgs += delivered as u64;
@@ -425,7 +479,9 @@ impl Reader {
         out.extend_from_slice(reply);
         out.push(b' ');
         out.extend_from_slice(&sub.sid);
-        out.extend_from_slice(format!(" {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\nNats-Subject: ").as_bytes());
+        out.extend_from_slice(
+            format!(" {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\nNats-Subject: ").as_bytes(),
+        );
         out.extend_from_slice(subject);
         out.extend_from_slice(b"\r\n\r\n\r\n");
         self.shared.send(&out);
@@ -461,7 +517,9 @@ impl Reader {
         let existing = self.shared.subs.lock().get(sid).cloned();
         if let Some(sub) = existing {
             match max {
-                Some(m) if m > sub.delivered.load(Ordering::Acquire) => sub.max.store(m, Ordering::Release),
+                Some(m) if m > sub.delivered.load(Ordering::Acquire) => {
+                    sub.max.store(m, Ordering::Release)
+                }
                 _ => self.server.remove_subscription(&sub),
             }
         }
@@ -472,8 +530,14 @@ impl Reader {
 
     fn publish_stats(&mut self) {
         if self.out_msgs > 0 {
-            self.server.stats.out_msgs.fetch_add(self.out_msgs, Ordering::Relaxed);
-            self.server.stats.out_bytes.fetch_add(self.out_bytes, Ordering::Relaxed);
+            self.server
+                .stats
+                .out_msgs
+                .fetch_add(self.out_msgs, Ordering::Relaxed);
+            self.server
+                .stats
+                .out_bytes
+                .fetch_add(self.out_bytes, Ordering::Relaxed);
             self.out_msgs = 0;
             self.out_bytes = 0;
         }
@@ -481,8 +545,14 @@ impl Reader {
             let s = &self.server.stats;
             s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
             s.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.shared.stats.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
-            self.shared.stats.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
+            self.shared
+                .stats
+                .in_msgs
+                .fetch_add(self.in_msgs, Ordering::Relaxed);
+            self.shared
+                .stats
+                .in_bytes
+                .fetch_add(self.in_bytes, Ordering::Relaxed);
             self.in_msgs = 0;
             self.in_bytes = 0;
         }
@@ -491,7 +561,8 @@ impl Reader {
     /// Remove every subscription of this connection; returns them.
     fn drop_all_subscriptions(&mut self) -> Vec<Arc<Subscription>> {
         self.cache.clear();
-        let subs: Vec<Arc<Subscription>> = self.shared.subs.lock().drain().map(|(_, s)| s).collect();
+        let subs: Vec<Arc<Subscription>> =
+            self.shared.subs.lock().drain().map(|(_, s)| s).collect();
         for s in &subs {
             s.close();
         }
@@ -508,7 +579,12 @@ impl Reader {
 }
 
 /// Drain the outbound buffer to the socket until the connection closes.
-pub async fn write_loop<W: AsyncWrite + Unpin>(server: Arc<Server>, shared: Arc<ClientShared>, mut wr: W, deadline: Duration) {
+pub async fn write_loop<W: AsyncWrite + Unpin>(
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    mut wr: W,
+    deadline: Duration,
+) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
         let closing = {

@@ -44,7 +44,10 @@ pub struct RouteFanout {
 
 impl RouteFanout {
     fn entry(&mut self, route: &Arc<ClientShared>) -> &mut Vec<Arc<Subscription>> {
-        let i = match self.targets[..self.len].iter().position(|(r, _)| Arc::ptr_eq(r, route)) {
+        let i = match self.targets[..self.len]
+            .iter()
+            .position(|(r, _)| Arc::ptr_eq(r, route))
+        {
             Some(i) => i,
             None => {
                 if self.len == self.targets.len() {
@@ -152,7 +155,12 @@ fn digits(mut n: usize) -> usize {
 
 /// Offer `msg` to one subscription. Returns the bytes queued (headers
 /// included when the subscriber takes them), or `None` if not delivered.
-pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet, hooks: &dyn DeliverHooks) -> Option<usize> {
+pub fn deliver_one(
+    sub: &Arc<Subscription>,
+    msg: &Msg<'_>,
+    flush: &mut FlushSet,
+    hooks: &dyn DeliverHooks,
+) -> Option<usize> {
     let verdict = sub.offer();
     if verdict == Delivery::Skip {
         return None;
@@ -160,12 +168,29 @@ pub fn deliver_one(sub: &Arc<Subscription>, msg: &Msg<'_>, flush: &mut FlushSet,
     let client = &sub.client;
     let with_headers = msg.hdr_len > 0 && client.headers.load(Ordering::Relaxed);
     // Subscribers that did not ask for headers get the payload alone.
-    let (body, hdr_len) = if with_headers { (msg.body, msg.hdr_len) } else { (&msg.body[msg.hdr_len..], 0) };
+    let (body, hdr_len) = if with_headers {
+        (msg.body, msg.hdr_len)
+    } else {
+        (&msg.body[msg.hdr_len..], 0)
+    };
 
     let reply_len = msg.reply.map_or(0, |r| r.len() + 1);
-    let size_field = if with_headers { digits(hdr_len) + 1 + digits(body.len()) } else { digits(body.len()) };
+    let size_field = if with_headers {
+        digits(hdr_len) + 1 + digits(body.len())
+    } else {
+        digits(body.len())
+    };
     let op_len = if with_headers { 5 } else { 4 };
-    let total = op_len + msg.subject.len() + 1 + sub.sid.len() + 1 + reply_len + size_field + 2 + body.len() + 2;
+    let total = op_len
+        + msg.subject.len()
+        + 1
+        + sub.sid.len()
+        + 1
+        + reply_len
+        + size_field
+        + 2
+        + body.len()
+        + 2;
 
     let mut out = client.out.lock();
     match out.reserve(total) {
@@ -271,7 +296,10 @@ pub fn deliver_to_match(
         }
         // A uniform pick over members, each route counting as many members
         // as it has in the group, so the load spreads evenly cluster-wide.
-        let total: u64 = group.iter().map(|s| u64::from(s.weight.load(Ordering::Relaxed).max(1))).sum();
+        let total: u64 = group
+            .iter()
+            .map(|s| u64::from(s.weight.load(Ordering::Relaxed).max(1)))
+            .sum();
         let mut pick = rng.below(total as usize) as u64;
         let mut chosen = &group[0];
         for s in group {
@@ -286,8 +314,15 @@ pub fn deliver_to_match(
             fanout.entry(&chosen.client).push(chosen.clone());
             continue;
         }
-        let first = if skip_own == Some(chosen.client.cid) { None } else { Some(chosen) };
-        if let Some(n) = first.and_then(|c| deliver_one(c, msg, flush, hooks)).or_else(|| deliver_to_one_local(group, msg, skip_own, rng, flush, hooks)) {
+        let first = if skip_own == Some(chosen.client.cid) {
+            None
+        } else {
+            Some(chosen)
+        };
+        if let Some(n) = first
+            .and_then(|c| deliver_one(c, msg, flush, hooks))
+            .or_else(|| deliver_to_one_local(group, msg, skip_own, rng, flush, hooks))
+        {
             delivered += 1;
             bytes += n;
         }
@@ -332,9 +367,21 @@ fn deliver_route(
     hooks: &dyn DeliverHooks,
 ) -> Option<usize> {
     let with_headers = msg.hdr_len > 0 && route.headers.load(Ordering::Relaxed);
-    let (body, hdr_len) = if with_headers { (msg.body, msg.hdr_len) } else { (&msg.body[msg.hdr_len..], 0) };
-    let queue_len: usize = queues.iter().map(|q| q.queue.as_ref().map_or(0, |n| n.len() + 1)).sum();
-    let total = 64 + account.len() + msg.subject.len() + msg.reply.map_or(0, |r| r.len()) + queue_len + body.len();
+    let (body, hdr_len) = if with_headers {
+        (msg.body, msg.hdr_len)
+    } else {
+        (&msg.body[msg.hdr_len..], 0)
+    };
+    let queue_len: usize = queues
+        .iter()
+        .map(|q| q.queue.as_ref().map_or(0, |n| n.len() + 1))
+        .sum();
+    let total = 64
+        + account.len()
+        + msg.subject.len()
+        + msg.reply.map_or(0, |r| r.len())
+        + queue_len
+        + body.len();
     let mut out = route.out.lock();
     match out.reserve(total) {
         Queued::Ok { wake } => {
@@ -418,37 +465,101 @@ mod tests {
     fn formats_msg_and_hmsg_and_strips_headers() {
         let plain = Arc::new(ClientShared::new(1, None, 1 << 20));
         let hdrs = Arc::new(ClientShared::new(2, None, 1 << 20));
-        hdrs.headers.store(true, std::sync::atomic::Ordering::Relaxed);
+        hdrs.headers
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let sl = Sublist::new();
-        sl.insert(Arc::new(Subscription::new(plain.clone(), b"a.*", None, b"7"))).unwrap();
-        sl.insert(Arc::new(Subscription::new(hdrs.clone(), b"a.b", None, b"9"))).unwrap();
+        sl.insert(Arc::new(Subscription::new(
+            plain.clone(),
+            b"a.*",
+            None,
+            b"7",
+        )))
+        .unwrap();
+        sl.insert(Arc::new(Subscription::new(
+            hdrs.clone(),
+            b"a.b",
+            None,
+            b"9",
+        )))
+        .unwrap();
         let body = b"NATS/1.0\r\nk: v\r\n\r\nhello";
-        let msg = Msg { subject: b"a.b", reply: Some(b"_INBOX.1"), hdr_len: 18, body };
+        let msg = Msg {
+            subject: b"a.b",
+            reply: Some(b"_INBOX.1"),
+            hdr_len: 18,
+            body,
+        };
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
         let r = sl.match_subject(b"a.b");
-        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 99, echo: true }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (2, 5 + 23));
+        assert_eq!(
+            deliver_to_match(
+                &r,
+                &msg,
+                b"$G",
+                Origin::Client {
+                    cid: 99,
+                    echo: true
+                },
+                &mut QueueRng::new(1),
+                &mut fs,
+                &mut RouteFanout::default(),
+                &rec
+            ),
+            (2, 5 + 23)
+        );
         assert_eq!(drain(&plain), "MSG a.b 7 _INBOX.1 5\r\nhello\r\n");
-        assert_eq!(drain(&hdrs), "HMSG a.b 9 _INBOX.1 18 23\r\nNATS/1.0\r\nk: v\r\n\r\nhello\r\n");
+        assert_eq!(
+            drain(&hdrs),
+            "HMSG a.b 9 _INBOX.1 18 23\r\nNATS/1.0\r\nk: v\r\n\r\nhello\r\n"
+        );
         assert_eq!(fs.clients.len(), 2);
     }
 
     #[test]
     fn queue_group_gets_exactly_one_and_spreads() {
         let sl = Sublist::new();
-        let members: Vec<_> = (0..4).map(|i| Arc::new(ClientShared::new(i, None, 1 << 20))).collect();
+        let members: Vec<_> = (0..4)
+            .map(|i| Arc::new(ClientShared::new(i, None, 1 << 20)))
+            .collect();
         for m in &members {
-            sl.insert(Arc::new(Subscription::new(m.clone(), b"q", Some(b"g"), b"1"))).unwrap();
+            sl.insert(Arc::new(Subscription::new(
+                m.clone(),
+                b"q",
+                Some(b"g"),
+                b"1",
+            )))
+            .unwrap();
         }
         let r = sl.match_subject(b"q");
         let rec = Recorder::default();
         let mut rng = QueueRng::new(42);
         let mut fs = FlushSet::default();
-        let msg = Msg { subject: b"q", reply: None, hdr_len: 0, body: b"x" };
+        let msg = Msg {
+            subject: b"q",
+            reply: None,
+            hdr_len: 0,
+            body: b"x",
+        };
         for _ in 0..4000 {
-            deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 99, echo: true }, &mut rng, &mut fs, &mut RouteFanout::default(), &rec);
+            deliver_to_match(
+                &r,
+                &msg,
+                b"$G",
+                Origin::Client {
+                    cid: 99,
+                    echo: true,
+                },
+                &mut rng,
+                &mut fs,
+                &mut RouteFanout::default(),
+                &rec,
+            );
         }
-        let counts: Vec<usize> = members.iter().map(|m| drain(m).matches("MSG").count()).collect();
+        let counts: Vec<usize> = members
+            .iter()
+            .map(|m| drain(m).matches("MSG").count())
+            .collect();
         assert_eq!(counts.iter().sum::<usize>(), 4000);
         assert!(counts.iter().all(|&c| c > 800), "uneven spread {counts:?}");
     }
@@ -460,13 +571,22 @@ mod tests {
         sub.max.store(2, std::sync::atomic::Ordering::Relaxed);
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
-        let msg = Msg { subject: b"x", reply: None, hdr_len: 0, body: b"12345" };
+        let msg = Msg {
+            subject: b"x",
+            reply: None,
+            hdr_len: 0,
+            body: b"12345",
+        };
         assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), Some(5));
         assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), Some(5));
         assert_eq!(*rec.unsubbed.lock().unwrap(), vec!["1".to_string()]);
         assert_eq!(deliver_one(&sub, &msg, &mut fs, &rec), None, "past max");
         let sub2 = Arc::new(Subscription::new(c.clone(), b"x", None, b"2"));
-        assert_eq!(deliver_one(&sub2, &msg, &mut fs, &rec), None, "over the 40-byte pending limit");
+        assert_eq!(
+            deliver_one(&sub2, &msg, &mut fs, &rec),
+            None,
+            "over the 40-byte pending limit"
+        );
         assert_eq!(*rec.slow.lock().unwrap(), vec![5]);
     }
 
@@ -474,13 +594,46 @@ mod tests {
     fn echo_off_skips_own_subs() {
         let me = Arc::new(ClientShared::new(3, None, 1 << 20));
         let sl = Sublist::new();
-        sl.insert(Arc::new(Subscription::new(me.clone(), b"e", None, b"1"))).unwrap();
+        sl.insert(Arc::new(Subscription::new(me.clone(), b"e", None, b"1")))
+            .unwrap();
         let r = sl.match_subject(b"e");
-        let msg = Msg { subject: b"e", reply: None, hdr_len: 0, body: b"" };
+        let msg = Msg {
+            subject: b"e",
+            reply: None,
+            hdr_len: 0,
+            body: b"",
+        };
         let rec = Recorder::default();
         let mut fs = FlushSet::default();
-        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 3, echo: false }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (0, 0));
-        assert_eq!(deliver_to_match(&r, &msg, b"$G", Origin::Client { cid: 3, echo: true }, &mut QueueRng::new(1), &mut fs, &mut RouteFanout::default(), &rec), (1, 0));
+        assert_eq!(
+            deliver_to_match(
+                &r,
+                &msg,
+                b"$G",
+                Origin::Client {
+                    cid: 3,
+                    echo: false
+                },
+                &mut QueueRng::new(1),
+                &mut fs,
+                &mut RouteFanout::default(),
+                &rec
+            ),
+            (0, 0)
+        );
+        assert_eq!(
+            deliver_to_match(
+                &r,
+                &msg,
+                b"$G",
+                Origin::Client { cid: 3, echo: true },
+                &mut QueueRng::new(1),
+                &mut fs,
+                &mut RouteFanout::default(),
+                &rec
+            ),
+            (1, 0)
+        );
         assert_eq!(drain(&me), "MSG e 1 0\r\n\r\n");
     }
 }

@@ -12,7 +12,9 @@ mod deliver;
 mod outbound;
 
 pub use conn::{run_client, write_loop, ClientConfig};
-pub use deliver::{deliver_to_match, put_usize, DeliverHooks, FlushSet, Msg, Origin, QueueRng, RouteFanout};
+pub use deliver::{
+    deliver_to_match, put_usize, DeliverHooks, FlushSet, Msg, Origin, QueueRng, RouteFanout,
+};
 pub use outbound::{ClosedState, Outbound};
 
 use std::net::SocketAddr;
@@ -85,12 +87,19 @@ pub struct ClientShared {
 }
 
 pub(crate) fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 impl std::fmt::Debug for ClientShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientShared").field("cid", &self.cid).field("kind", &self.kind).field("addr", &self.addr).finish()
+        f.debug_struct("ClientShared")
+            .field("cid", &self.cid)
+            .field("kind", &self.kind)
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -99,7 +108,12 @@ impl ClientShared {
         Self::with_kind(ConnKind::Client, cid, addr, max_pending)
     }
 
-    pub fn with_kind(kind: ConnKind, cid: u64, addr: Option<SocketAddr>, max_pending: usize) -> Self {
+    pub fn with_kind(
+        kind: ConnKind,
+        cid: u64,
+        addr: Option<SocketAddr>,
+        max_pending: usize,
+    ) -> Self {
         ClientShared {
             cid,
             kind,
@@ -146,7 +160,11 @@ impl ClientShared {
 
     /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid` for routes).
     pub fn tag(&self) -> String {
-        let id = if self.kind == ConnKind::Route { "rid" } else { "cid" };
+        let id = if self.kind == ConnKind::Route {
+            "rid"
+        } else {
+            "cid"
+        };
         match self.addr {
             Some(a) => format!("{a} - {id}:{}", self.cid),
             None => format!("{id}:{}", self.cid),

@@ -88,7 +88,16 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(max_pending: usize) -> Self {
-        Outbound { buf: Vec::new(), inflight: 0, max_pending, closed: None, wake_pending: false, out_msgs: 0, out_bytes: 0, stalled: false }
+        Outbound {
+            buf: Vec::new(),
+            inflight: 0,
+            max_pending,
+            closed: None,
+            wake_pending: false,
+            out_msgs: 0,
+            out_bytes: 0,
+            stalled: false,
+        }
     }
 
     /// Bytes queued or being written.
@@ -217,7 +226,11 @@ mod tests {
         let mut spare = Vec::new();
         o.take(&mut spare);
         assert_eq!(spare, b"abcdefgh");
-        assert_eq!(o.reserve(4), Queued::SlowConsumer, "in-flight bytes still count");
+        assert_eq!(
+            o.reserve(4),
+            Queued::SlowConsumer,
+            "in-flight bytes still count"
+        );
         assert!(o.should_stall());
         o.set_stalled();
         assert!(o.written(), "drained: release stalled producers");

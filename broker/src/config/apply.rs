@@ -18,27 +18,89 @@ use crate::options::{Options, DEFAULT_PORT};
 
 /// Top-level options nats-server accepts that Tribune ignores for now.
 const UNSUPPORTED_TOP: &[&str] = &[
-    "trace_verbose", "trace_headers", "mappings", "maps", "disable_sublist_cache",
-    "no_sublist_cache", "accounts", "default_sentinel", "https", "https_port", "gateway",
-    "leaf", "leafnodes", "logfile_size_limit", "log_size_limit", "logfile_max_num",
-    "log_max_num", "syslog", "remote_syslog", "prof_port", "prof_block_rate",
-    "proxy_protocol", "max_traced_msg_len", "max_sub_tokens", "max_subscription_tokens",
-    "tls", "ocsp", "allow_non_tls", "write_timeout", "operator", "operators", "roots",
-    "root", "root_operators", "root_operator", "resolver", "account_resolver",
-    "accounts_resolver", "resolver_tls", "resolver_preload", "resolver_pinned_accounts",
-    "system_account", "system", "no_system_account", "no_system", "no_sys_acc", "trusted",
-    "trusted_keys", "connect_error_reports", "reconnect_error_reports", "websocket", "ws",
-    "mqtt", "server_tags", "server_metadata", "feature_flags", "default_js_domain",
-    "ocsp_cache", "max_closed_clients", "proxies",
+    "trace_verbose",
+    "trace_headers",
+    "mappings",
+    "maps",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "accounts",
+    "default_sentinel",
+    "https",
+    "https_port",
+    "gateway",
+    "leaf",
+    "leafnodes",
+    "logfile_size_limit",
+    "log_size_limit",
+    "logfile_max_num",
+    "log_max_num",
+    "syslog",
+    "remote_syslog",
+    "prof_port",
+    "prof_block_rate",
+    "proxy_protocol",
+    "max_traced_msg_len",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "tls",
+    "ocsp",
+    "allow_non_tls",
+    "write_timeout",
+    "operator",
+    "operators",
+    "roots",
+    "root",
+    "root_operators",
+    "root_operator",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "resolver_tls",
+    "resolver_preload",
+    "resolver_pinned_accounts",
+    "system_account",
+    "system",
+    "no_system_account",
+    "no_system",
+    "no_sys_acc",
+    "trusted",
+    "trusted_keys",
+    "connect_error_reports",
+    "reconnect_error_reports",
+    "websocket",
+    "ws",
+    "mqtt",
+    "server_tags",
+    "server_metadata",
+    "feature_flags",
+    "default_js_domain",
+    "ocsp_cache",
+    "max_closed_clients",
+    "proxies",
 ];
 
 /// Options that protect the server. Running without them would silently
 /// weaken security (plain text instead of TLS, one shared account instead of
 /// isolated ones), so until Tribune supports them it refuses to start.
 const SECURITY_TOP: &[&str] = &[
-    "accounts", "tls", "https", "https_port", "operator", "operators", "roots", "root",
-    "root_operators", "root_operator", "resolver", "account_resolver", "accounts_resolver",
-    "trusted", "trusted_keys", "system_account", "system",
+    "accounts",
+    "tls",
+    "https",
+    "https_port",
+    "operator",
+    "operators",
+    "roots",
+    "root",
+    "root_operators",
+    "root_operator",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "trusted",
+    "trusted_keys",
+    "system_account",
+    "system",
 ];
 
 /// Collects errors and warnings while options are applied.
@@ -60,11 +122,17 @@ impl Ctx {
 
     /// nats-server's "invalid use of field" warning.
     pub(super) fn warn_field(&mut self, pos: &Pos, field: &str, reason: impl AsRef<str>) {
-        self.warn(pos, format!("invalid use of field {field:?}: {}", reason.as_ref()));
+        self.warn(
+            pos,
+            format!("invalid use of field {field:?}: {}", reason.as_ref()),
+        );
     }
 
     pub(super) fn unsupported(&mut self, path: &str, node: &Node) {
-        self.warn(&node.pos, format!("option {path:?} is not supported by tribune-broker yet; ignoring"));
+        self.warn(
+            &node.pos,
+            format!("option {path:?} is not supported by tribune-broker yet; ignoring"),
+        );
     }
 
     /// A security option Tribune cannot honour yet: an error, never a silent downgrade.
@@ -81,7 +149,10 @@ impl Ctx {
 
     pub(super) fn type_error(&mut self, key: &str, node: &Node, expected: &str) {
         let got = node.value.type_name();
-        self.error(&node.pos, format!("invalid type for field {key:?}: expected {expected}, got {got}"));
+        self.error(
+            &node.pos,
+            format!("invalid type for field {key:?}: expected {expected}, got {got}"),
+        );
     }
 
     pub(super) fn string(&mut self, key: &str, node: &Node) -> Option<String> {
@@ -132,7 +203,11 @@ impl Ctx {
     pub(super) fn duration(&mut self, key: &str, node: &Node) -> Option<Duration> {
         match &node.value {
             Value::Int(secs) => {
-                self.warn_field(&node.pos, key, format!("{key} should be converted to a duration"));
+                self.warn_field(
+                    &node.pos,
+                    key,
+                    format!("{key} should be converted to a duration"),
+                );
                 match u64::try_from(*secs) {
                     Ok(s) => Some(Duration::from_secs(s)),
                     Err(_) => {
@@ -169,10 +244,21 @@ impl Ctx {
 }
 
 /// Applies every top-level entry, then runs the cross-option checks.
-pub(super) fn apply_map(opts: &mut Options, root: &Map, file: &Path) -> Result<Vec<String>, ConfigErrors> {
-    let mut cx = Ctx { errors: Vec::new(), warnings: Vec::new(), store_dir_set: false };
+pub(super) fn apply_map(
+    opts: &mut Options,
+    root: &Map,
+    file: &Path,
+) -> Result<Vec<String>, ConfigErrors> {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        store_dir_set: false,
+    };
     if root.is_empty() {
-        cx.warnings.push(format!("{}: config has no values or is empty", file.display()));
+        cx.warnings.push(format!(
+            "{}: config has no values or is empty",
+            file.display()
+        ));
     }
     for (key, node) in root.iter() {
         apply_top(opts, &mut cx, key, node);
@@ -215,7 +301,9 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
                 }
             }
         }
-        "client_advertise" => opts.client_advertise = cx.string(key, node).or(opts.client_advertise.take()),
+        "client_advertise" => {
+            opts.client_advertise = cx.string(key, node).or(opts.client_advertise.take())
+        }
         "http" => {
             if let Some((host, port)) = listen(cx, key, node) {
                 if !host.is_empty() {
@@ -239,31 +327,52 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
         "logfile" | "log_file" => set_path(&mut opts.log_file, cx.string(key, node)),
         "pidfile" | "pid_file" => set_path(&mut opts.pid_file, cx.string(key, node)),
         "ports_file_dir" => set_path(&mut opts.ports_file_dir, cx.string(key, node)),
-        "max_control_line" => {
-            set(&mut opts.max_control_line, cx.limit(key, node, i32::MAX.into()).map(|v| or(v, d.max_control_line)))
-        }
-        "max_payload" => set(&mut opts.max_payload, cx.limit(key, node, i32::MAX.into()).map(|v| or(v, d.max_payload))),
-        "max_pending" => set(&mut opts.max_pending, cx.limit(key, node, i64::MAX).map(|v| or(v, d.max_pending))),
+        "max_control_line" => set(
+            &mut opts.max_control_line,
+            cx.limit(key, node, i32::MAX.into())
+                .map(|v| or(v, d.max_control_line)),
+        ),
+        "max_payload" => set(
+            &mut opts.max_payload,
+            cx.limit(key, node, i32::MAX.into())
+                .map(|v| or(v, d.max_payload)),
+        ),
+        "max_pending" => set(
+            &mut opts.max_pending,
+            cx.limit(key, node, i64::MAX).map(|v| or(v, d.max_pending)),
+        ),
         // Zero or less refuses every client, as in nats-server.
-        "max_connections" | "max_conn" => {
-            set(&mut opts.max_connections, cx.int(key, node).map(|v| usize::try_from(v).unwrap_or(0)))
-        }
+        "max_connections" | "max_conn" => set(
+            &mut opts.max_connections,
+            cx.int(key, node).map(|v| usize::try_from(v).unwrap_or(0)),
+        ),
         "max_subscriptions" | "max_subs" => set(&mut opts.max_subs, cx.limit(key, node, i64::MAX)),
-        "ping_interval" => {
-            set(&mut opts.ping_interval, cx.duration(key, node).map(|v| or_dur(v, d.ping_interval)))
-        }
+        "ping_interval" => set(
+            &mut opts.ping_interval,
+            cx.duration(key, node).map(|v| or_dur(v, d.ping_interval)),
+        ),
         "ping_max" => set(
             &mut opts.ping_max,
-            cx.limit(key, node, u32::MAX.into()).and_then(|v| u32::try_from(v).ok()).map(|v| or(v, d.ping_max)),
+            cx.limit(key, node, u32::MAX.into())
+                .and_then(|v| u32::try_from(v).ok())
+                .map(|v| or(v, d.ping_max)),
         ),
-        "write_deadline" => {
-            set(&mut opts.write_deadline, cx.duration(key, node).map(|v| or_dur(v, d.write_deadline)))
-        }
+        "write_deadline" => set(
+            &mut opts.write_deadline,
+            cx.duration(key, node).map(|v| or_dur(v, d.write_deadline)),
+        ),
         "lame_duck_duration" => {
             if let Some((neg, dur)) = cx.duration_str(key, node) {
                 if neg || dur < Duration::from_secs(30) {
-                    let shown = format!("{}{}", if neg { "-" } else { "" }, super::format_go_duration(dur));
-                    cx.error(&node.pos, format!("invalid lame_duck_duration of {shown}, minimum is 30 seconds"));
+                    let shown = format!(
+                        "{}{}",
+                        if neg { "-" } else { "" },
+                        super::format_go_duration(dur)
+                    );
+                    cx.error(
+                        &node.pos,
+                        format!("invalid lame_duck_duration of {shown}, minimum is 30 seconds"),
+                    );
                 } else {
                     opts.lame_duck_duration = dur;
                 }
@@ -272,7 +381,10 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
         "lame_duck_grace_period" => {
             if let Some((neg, dur)) = cx.duration_str(key, node) {
                 if neg {
-                    cx.error(&node.pos, "invalid lame_duck_grace_period, needs to be positive");
+                    cx.error(
+                        &node.pos,
+                        "invalid lame_duck_grace_period, needs to be positive",
+                    );
                 } else {
                     opts.lame_duck_grace_period = or_dur(dur, d.lame_duck_grace_period);
                 }
@@ -343,7 +455,10 @@ pub(super) fn listen(cx: &mut Ctx, key: &str, node: &Node) -> Option<(String, i6
         },
         other => {
             let _ = key;
-            cx.error(&node.pos, format!("expected port or host:port, got {}", other.type_name()));
+            cx.error(
+                &node.pos,
+                format!("expected port or host:port, got {}", other.type_name()),
+            );
             None
         }
     }
@@ -385,7 +500,10 @@ pub(super) fn checked_port(cx: &mut Ctx, node: &Node, v: i64) -> Option<u16> {
     match u16::try_from(v) {
         Ok(p) => Some(p),
         Err(_) => {
-            cx.error(&node.pos, format!("invalid port {v}, must be between -1 and 65535"));
+            cx.error(
+                &node.pos,
+                format!("invalid port {v}, must be between -1 and 65535"),
+            );
             None
         }
     }

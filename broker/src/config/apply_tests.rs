@@ -81,9 +81,18 @@ fn listen_forms() {
     let (o, _) = apply("listen: 4224\n");
     assert_eq!((o.host.as_str(), o.port), ("0.0.0.0", 4224));
     // nats-server 2.15 wording for all three.
-    assert_eq!(errors("listen: \"abc\"\n"), ["x.conf:1:1: could not parse address string \"abc\""]);
-    assert_eq!(errors("listen: \"a:b\"\n"), ["x.conf:1:1: could not parse port \"b\""]);
-    assert_eq!(errors("listen: true\n"), ["x.conf:1:1: expected port or host:port, got boolean"]);
+    assert_eq!(
+        errors("listen: \"abc\"\n"),
+        ["x.conf:1:1: could not parse address string \"abc\""]
+    );
+    assert_eq!(
+        errors("listen: \"a:b\"\n"),
+        ["x.conf:1:1: could not parse port \"b\""]
+    );
+    assert_eq!(
+        errors("listen: true\n"),
+        ["x.conf:1:1: expected port or host:port, got boolean"]
+    );
 }
 
 #[test]
@@ -91,7 +100,10 @@ fn http_forms() {
     let (o, _) = apply("http: 8222\n");
     assert_eq!((o.monitor_host(), o.http_port), ("0.0.0.0", Some(8222)));
     let (o, _) = apply("http: \"localhost:8223\"\n");
-    assert_eq!((o.http_host.as_str(), o.http_port), ("localhost", Some(8223)));
+    assert_eq!(
+        (o.http_host.as_str(), o.http_port),
+        ("localhost", Some(8223))
+    );
     let (o, _) = apply("http_port: 8224\n");
     assert_eq!(o.http_port, Some(8224));
     // Without its own host, monitoring binds where clients do.
@@ -104,14 +116,18 @@ fn http_forms() {
 #[test]
 fn zero_means_default_like_nats_server() {
     let d = Options::default();
-    let (o, _) = apply("port: 0\nmax_payload: 0\nmax_pending: 0\nping_max: 0\nping_interval: \"0s\"\n");
+    let (o, _) =
+        apply("port: 0\nmax_payload: 0\nmax_pending: 0\nping_max: 0\nping_interval: \"0s\"\n");
     assert_eq!(o.port, d.port);
     assert_eq!(o.max_payload, d.max_payload);
     assert_eq!(o.max_pending, d.max_pending);
     assert_eq!(o.ping_max, d.ping_max);
     assert_eq!(o.ping_interval, d.ping_interval);
     let (o, _) = apply("max_connections: 0\n");
-    assert_eq!(o.max_connections, 0, "zero refuses clients, as in nats-server");
+    assert_eq!(
+        o.max_connections, 0,
+        "zero refuses clients, as in nats-server"
+    );
 }
 
 #[test]
@@ -158,7 +174,10 @@ fn variable_only_keys_are_not_unknown() {
     let (o, _) = apply("PASS: secret\nauthorization { user: u, password: $PASS }\n");
     assert_eq!(o.password.as_deref(), Some("secret"));
     // ... but an unused one is.
-    assert_eq!(errors("PASS: secret\n"), ["x.conf:1:1: unknown field \"PASS\""]);
+    assert_eq!(
+        errors("PASS: secret\n"),
+        ["x.conf:1:1: unknown field \"PASS\""]
+    );
 }
 
 #[test]
@@ -178,10 +197,22 @@ fn type_errors_are_collected() {
 #[test]
 fn limits() {
     // nats-server 2.15: "max_payload value is too big".
-    assert_eq!(errors("max_payload: 3GB\n"), ["x.conf:1:1: max_payload value is too big"]);
-    assert_eq!(errors("max_subs: -1\n"), ["x.conf:1:1: max_subs value can not be negative"]);
-    assert_eq!(errors("port: 70000\n"), ["x.conf:1:1: invalid port 70000, must be between -1 and 65535"]);
-    assert_eq!(errors("server_name: \"a b\"\n"), ["x.conf:1:1: server name cannot contain spaces"]);
+    assert_eq!(
+        errors("max_payload: 3GB\n"),
+        ["x.conf:1:1: max_payload value is too big"]
+    );
+    assert_eq!(
+        errors("max_subs: -1\n"),
+        ["x.conf:1:1: max_subs value can not be negative"]
+    );
+    assert_eq!(
+        errors("port: 70000\n"),
+        ["x.conf:1:1: invalid port 70000, must be between -1 and 65535"]
+    );
+    assert_eq!(
+        errors("server_name: \"a b\"\n"),
+        ["x.conf:1:1: server name cannot contain spaces"]
+    );
 }
 
 #[test]
@@ -199,7 +230,10 @@ fn cross_option_validation() {
         ["x.conf:1:1: no_auth_user: \"bob\" present, but users/nkeys are not defined"]
     );
     let (_, w) = apply("max_payload: 16MB\n");
-    assert!(w[0].contains("Maximum payloads over 8.00 MB are generally discouraged"), "{w:?}");
+    assert!(
+        w[0].contains("Maximum payloads over 8.00 MB are generally discouraged"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -230,7 +264,10 @@ fn unsupported_security_options_are_errors() {
 fn authorization_single_user_and_token() {
     let (o, w) = apply("authorization { user: u, password: p, timeout: 1.5 }\n");
     assert!(w.is_empty());
-    assert_eq!((o.username.as_deref(), o.password.as_deref()), (Some("u"), Some("p")));
+    assert_eq!(
+        (o.username.as_deref(), o.password.as_deref()),
+        (Some("u"), Some("p"))
+    );
     assert_eq!(o.auth_timeout, Duration::from_millis(1500));
     let (o, _) = apply("authorization { token: \"t0k\" }\n");
     assert_eq!(o.authorization.as_deref(), Some("t0k"));
@@ -258,8 +295,16 @@ fn authorization_users() {
     assert_eq!(
         o.users,
         vec![
-            User { username: "alice".into(), password: "a1".into(), account: None },
-            User { username: "bob".into(), password: "$2a$11$xyz".into(), account: Some("SALES".into()) },
+            User {
+                username: "alice".into(),
+                password: "a1".into(),
+                account: None
+            },
+            User {
+                username: "bob".into(),
+                password: "$2a$11$xyz".into(),
+                account: Some("SALES".into())
+            },
         ]
     );
     assert_eq!(o.no_auth_user.as_deref(), Some("alice"));
@@ -268,7 +313,10 @@ fn authorization_users() {
         errors("authorization { users: [ {user: a}, {user: a} ] }\n"),
         ["x.conf:1:1: Duplicate user \"a\" detected"]
     );
-    assert_eq!(errors("authorization { users: [ {password: a} ] }\n"), ["x.conf:1:26: User entry requires a user"]);
+    assert_eq!(
+        errors("authorization { users: [ {password: a} ] }\n"),
+        ["x.conf:1:26: User entry requires a user"]
+    );
     assert_eq!(
         errors("authorization { users: [ {user: a} ] }\nno_auth_user: b\n"),
         ["x.conf:2:1: no_auth_user: \"b\" not present as user or nkey in authorization block or account configuration"]
@@ -282,15 +330,30 @@ fn cluster_block() {
         "  routes: [\n    nats-route://a:6222\n    nats-route://b:6222\n    nats-route://a:6222\n  ]\n}\n",
     ));
     assert_eq!(o.cluster.name.as_deref(), Some("east"));
-    assert_eq!((o.cluster.host.as_str(), o.cluster.port), ("0.0.0.0", Some(6222)));
+    assert_eq!(
+        (o.cluster.host.as_str(), o.cluster.port),
+        ("0.0.0.0", Some(6222))
+    );
     assert!(o.cluster.no_advertise);
-    assert_eq!(o.cluster.routes, ["nats-route://a:6222", "nats-route://b:6222"]);
+    assert_eq!(
+        o.cluster.routes,
+        ["nats-route://a:6222", "nats-route://b:6222"]
+    );
     // nats-server 2.15 warns about the duplicate with this text.
     assert_eq!(w, ["x.conf:8:5: invalid use of field \"nats-route://a:6222\": Duplicate route entry detected"]);
     let (o, _) = apply("cluster { host: 10.1.1.1, port: 7222 }\n");
-    assert_eq!((o.cluster.host.as_str(), o.cluster.port), ("10.1.1.1", Some(7222)));
-    assert_eq!(errors("cluster: 5\n"), ["x.conf:1:1: Expected map to define cluster, got integer"]);
-    assert_eq!(errors("cluster { name: \"a b\" }\n"), ["x.conf:1:11: cluster name cannot contain spaces"]);
+    assert_eq!(
+        (o.cluster.host.as_str(), o.cluster.port),
+        ("10.1.1.1", Some(7222))
+    );
+    assert_eq!(
+        errors("cluster: 5\n"),
+        ["x.conf:1:1: Expected map to define cluster, got integer"]
+    );
+    assert_eq!(
+        errors("cluster { name: \"a b\" }\n"),
+        ["x.conf:1:11: cluster name cannot contain spaces"]
+    );
 }
 
 #[test]
@@ -298,7 +361,8 @@ fn jetstream_forms() {
     assert!(apply("jetstream: true\n").0.jetstream.enabled);
     assert!(apply("jetstream: enabled\n").0.jetstream.enabled);
     assert!(!apply("jetstream: disabled\n").0.jetstream.enabled);
-    let (o, _) = apply("jetstream { store_dir: /data, max_memory_store: 1GB, max_file_store: \"10G\" }\n");
+    let (o, _) =
+        apply("jetstream { store_dir: /data, max_memory_store: 1GB, max_file_store: \"10G\" }\n");
     let js = &o.jetstream;
     assert!(js.enabled);
     assert_eq!(js.store_dir, Some(PathBuf::from("/data")));
@@ -316,7 +380,10 @@ fn jetstream_forms() {
         errors("jetstream { max_mem: \"1X\" }\n"),
         ["x.conf:1:13: max_mem_store sizes defined as strings must end in K, M, G, T"]
     );
-    assert_eq!(errors("jetstream { max_mem: 1.5 }\n"), ["x.conf:1:13: max_mem_store must be int64 or string"]);
+    assert_eq!(
+        errors("jetstream { max_mem: 1.5 }\n"),
+        ["x.conf:1:13: max_mem_store must be int64 or string"]
+    );
     assert_eq!(
         errors("store_dir: /a\njetstream { store_dir: /b }\n"),
         ["x.conf:2:13: Duplicate 'store_dir' configuration"]

@@ -27,7 +27,9 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
-    let Some(map) = map_or_error(cx, node, "Expected map to define authorization") else { return };
+    let Some(map) = map_or_error(cx, node, "Expected map to define authorization") else {
+        return;
+    };
     let (mut user, mut pass, mut token) = (String::new(), String::new(), String::new());
     let mut timeout = 0f64;
     let mut users: Option<Vec<User>> = None;
@@ -38,7 +40,10 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             "token" => token = cx.string(k, v).unwrap_or_default(),
             "timeout" => timeout = auth_timeout(cx, k, v).unwrap_or(timeout),
             "users" => users = Some(parse_users(cx, key, v)),
-            "default_permission" | "default_permissions" | "permissions" | "auth_callout"
+            "default_permission"
+            | "default_permissions"
+            | "permissions"
+            | "auth_callout"
             | "auth_hook" => cx.refuse(&format!("{key}.{k}"), v),
             "proxy_required" => cx.unsupported(&format!("{key}.{k}"), v),
             _ => cx.unknown(k, v),
@@ -50,7 +55,10 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
     }
     if let Some(users) = &users {
         if !user.is_empty() {
-            cx.error(&node.pos, "Can not have a single user/pass and a users array");
+            cx.error(
+                &node.pos,
+                "Can not have a single user/pass and a users array",
+            );
             return;
         }
         if !token.is_empty() {
@@ -60,7 +68,10 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
         let mut seen: Vec<&str> = opts.users.iter().map(|u| u.username.as_str()).collect();
         for u in users {
             if seen.contains(&u.username.as_str()) {
-                cx.error(&node.pos, format!("Duplicate user {:?} detected", u.username));
+                cx.error(
+                    &node.pos,
+                    format!("Duplicate user {:?} detected", u.username),
+                );
                 return;
             }
             seen.push(&u.username);
@@ -83,17 +94,26 @@ fn auth_timeout(cx: &mut Ctx, k: &str, v: &Node) -> Option<f64> {
         Value::String(s) => match super::parse_go_duration(s) {
             Ok((neg, d)) => d.as_secs_f64() * if neg { -1.0 } else { 1.0 },
             Err(e) => {
-                cx.error(&v.pos, format!("error parsing authorization config, 'timeout' {e}"));
+                cx.error(
+                    &v.pos,
+                    format!("error parsing authorization config, 'timeout' {e}"),
+                );
                 return None;
             }
         },
         _ => {
-            cx.error(&v.pos, "error parsing authorization config, 'timeout' wrong type");
+            cx.error(
+                &v.pos,
+                "error parsing authorization config, 'timeout' wrong type",
+            );
             return None;
         }
     };
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        cx.error(&v.pos, "error parsing authorization config, 'timeout' out of range");
+        cx.error(
+            &v.pos,
+            "error parsing authorization config, 'timeout' out of range",
+        );
         return None;
     }
     if secs > 60.0 {
@@ -111,13 +131,25 @@ fn auth_timeout(cx: &mut Ctx, k: &str, v: &Node) -> Option<f64> {
 
 fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
     let Some(items) = node.value.as_array() else {
-        cx.error(&node.pos, format!("Expected users field to be an array, got {}", node.value.type_name()));
+        cx.error(
+            &node.pos,
+            format!(
+                "Expected users field to be an array, got {}",
+                node.value.type_name()
+            ),
+        );
         return Vec::new();
     };
     let mut users = Vec::new();
     for item in items {
         let Some(map) = item.value.as_map() else {
-            cx.error(&item.pos, format!("Expected user entry to be a map/struct, got {}", item.value.type_name()));
+            cx.error(
+                &item.pos,
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    item.value.type_name()
+                ),
+            );
             continue;
         };
         let mut user = User::default();
@@ -130,8 +162,12 @@ fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
                 // binding a user to an account before `accounts {}` exists.
                 "account" => user.account = cx.string(k, v),
                 "nkey" => nkey = Some(v),
-                "permission" | "permissions" | "authorization" | "allowed_connection_types"
-                | "connection_types" | "clients" => cx.refuse(&format!("{block}.users.{k}"), v),
+                "permission"
+                | "permissions"
+                | "authorization"
+                | "allowed_connection_types"
+                | "connection_types"
+                | "clients" => cx.refuse(&format!("{block}.users.{k}"), v),
                 "proxy_required" => cx.unsupported(&format!("{block}.users.{k}"), v),
                 _ => cx.unknown(k, v),
             }
@@ -154,7 +190,9 @@ fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
 }
 
 pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
-    let Some(map) = map_or_error(cx, node, "Expected map to define cluster") else { return };
+    let Some(map) = map_or_error(cx, node, "Expected map to define cluster") else {
+        return;
+    };
     let c = &mut opts.cluster;
     for (k, v) in map.iter() {
         match k.to_ascii_lowercase().as_str() {
@@ -193,8 +231,10 @@ pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) 
             },
             // Security: routes must not silently run without TLS or permissions.
             "tls" | "permissions" => cx.refuse(&format!("{key}.{k}"), v),
-            "connect_retries" | "connect_backoff" | "pool_size" | "accounts" | "compression" | "ping_interval"
-            | "ping_max" | "write_deadline" | "write_timeout" => cx.unsupported(&format!("{key}.{k}"), v),
+            "connect_retries" | "connect_backoff" | "pool_size" | "accounts" | "compression"
+            | "ping_interval" | "ping_max" | "write_deadline" | "write_timeout" => {
+                cx.unsupported(&format!("{key}.{k}"), v)
+            }
             _ => cx.unknown(k, v),
         }
     }
@@ -208,8 +248,15 @@ pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) 
 
 /// `cluster { authorization { user, password, timeout } }`: what peers must
 /// present in their route CONNECT.
-fn cluster_authorization(cx: &mut Ctx, key: &str, node: &Node, c: &mut crate::options::ClusterOptions) {
-    let Some(map) = map_or_error(cx, node, "Expected map to define cluster authorization") else { return };
+fn cluster_authorization(
+    cx: &mut Ctx,
+    key: &str,
+    node: &Node,
+    c: &mut crate::options::ClusterOptions,
+) {
+    let Some(map) = map_or_error(cx, node, "Expected map to define cluster authorization") else {
+        return;
+    };
     for (k, v) in map.iter() {
         match k.to_ascii_lowercase().as_str() {
             "user" | "username" => c.username = cx.string(k, v),
@@ -220,7 +267,10 @@ fn cluster_authorization(cx: &mut Ctx, key: &str, node: &Node, c: &mut crate::op
         }
     }
     if c.username.is_some() != c.password.is_some() {
-        cx.error(&node.pos, "cluster authorization requires both user and password");
+        cx.error(
+            &node.pos,
+            "cluster authorization requires both user and password",
+        );
     }
 }
 
@@ -240,7 +290,9 @@ fn routes(cx: &mut Ctx, k: &str, v: &Node) -> Vec<String> {
     };
     let mut out: Vec<String> = Vec::new();
     for item in items {
-        let Some(url) = cx.string(k, item) else { continue };
+        let Some(url) = cx.string(k, item) else {
+            continue;
+        };
         let url = url.trim().to_string();
         if out.contains(&url) {
             cx.warn_field(&item.pos, &url, "Duplicate route entry detected");
@@ -265,10 +317,29 @@ pub(super) fn set_store_dir(opts: &mut Options, cx: &mut Ctx, node: &Node, dir: 
 }
 
 const UNSUPPORTED_JS: &[&str] = &[
-    "strict", "sync", "sync_interval", "domain", "key", "ek", "encryption_key", "prev_key",
-    "prev_ek", "prev_encryption_key", "cipher", "extension_hint", "limits", "tpm", "unique_tag",
-    "max_outstanding_catchup", "max_buffered_size", "max_buffered_msgs", "request_queue_limit",
-    "info_queue_limit", "meta_compact", "meta_compact_size", "meta_compact_sync",
+    "strict",
+    "sync",
+    "sync_interval",
+    "domain",
+    "key",
+    "ek",
+    "encryption_key",
+    "prev_key",
+    "prev_ek",
+    "prev_encryption_key",
+    "cipher",
+    "extension_hint",
+    "limits",
+    "tpm",
+    "unique_tag",
+    "max_outstanding_catchup",
+    "max_buffered_size",
+    "max_buffered_msgs",
+    "request_queue_limit",
+    "info_queue_limit",
+    "meta_compact",
+    "meta_compact_size",
+    "meta_compact_sync",
     "max_concurrent_io",
 ];
 
@@ -279,7 +350,10 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "enabled" | "enable" => opts.jetstream.enabled = true,
             "disabled" | "disable" => opts.jetstream.enabled = false,
-            _ => cx.error(&node.pos, format!("Expected 'enabled' or 'disabled' for string value, got '{s}'")),
+            _ => cx.error(
+                &node.pos,
+                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+            ),
         },
         Value::Map(map) => {
             let mut enable = true;
@@ -309,7 +383,10 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
         }
         other => cx.error(
             &node.pos,
-            format!("Expected map, bool or string to define JetStream, got {}", other.type_name()),
+            format!(
+                "Expected map, bool or string to define JetStream, got {}",
+                other.type_name()
+            ),
         ),
     }
 }
@@ -332,10 +409,14 @@ fn storage_size(cx: &mut Ctx, label: &str, v: &Node) -> Option<i64> {
             match (num.parse::<i64>(), shift) {
                 (Err(_), _) => Err(format!("strconv.ParseInt: parsing {num:?}: invalid syntax")),
                 (Ok(_), None) => Err("sizes defined as strings must end in K, M, G, T".to_string()),
-                (Ok(n), Some(sh)) => n.checked_mul(1i64 << sh).ok_or_else(|| format!("size {s:?} is out of range")),
+                (Ok(n), Some(sh)) => n
+                    .checked_mul(1i64 << sh)
+                    .ok_or_else(|| format!("size {s:?} is out of range")),
             }
         }
         _ => Err("must be int64 or string".to_string()),
     };
-    parsed.map_err(|e| cx.error(&v.pos, format!("{label} {e}"))).ok()
+    parsed
+        .map_err(|e| cx.error(&v.pos, format!("{label} {e}")))
+        .ok()
 }

@@ -47,7 +47,9 @@ pub fn parse_go_duration(s: &str) -> Result<(bool, Duration), String> {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(invalid());
         }
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         if unit.is_empty() {
             return Err(format!("time: missing unit in duration \"{s}\""));
@@ -57,7 +59,11 @@ pub fn parse_go_duration(s: &str) -> Result<(bool, Duration), String> {
             .find(|(u, _)| *u == unit)
             .map(|(_, n)| *n)
             .ok_or_else(|| format!("time: unknown unit \"{unit}\" in duration \"{s}\""))?;
-        let whole: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| invalid())? };
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
         let mut nanos = whole.checked_mul(scale).ok_or_else(invalid)?;
         // Fraction: only as many digits as can matter, rounded down like Go.
         let mut frac_scale = scale;
@@ -135,17 +141,32 @@ mod tests {
         assert_eq!(ok("3µs"), Duration::from_micros(3));
         assert_eq!(ok(".5s"), Duration::from_millis(500));
         assert_eq!(ok("0"), Duration::ZERO);
-        assert_eq!(parse_go_duration("-10s"), Ok((true, Duration::from_secs(10))));
+        assert_eq!(
+            parse_go_duration("-10s"),
+            Ok((true, Duration::from_secs(10)))
+        );
     }
 
     #[test]
     fn errors_read_like_go() {
         // Verified against nats-server 2.15: `ping_interval: "1x"` reports
         // `error parsing ping_interval: time: unknown unit "x" in duration "1x"`.
-        assert_eq!(parse_go_duration("1x").unwrap_err(), "time: unknown unit \"x\" in duration \"1x\"");
-        assert_eq!(parse_go_duration("10").unwrap_err(), "time: missing unit in duration \"10\"");
-        assert_eq!(parse_go_duration("").unwrap_err(), "time: invalid duration \"\"");
-        assert_eq!(parse_go_duration("s").unwrap_err(), "time: invalid duration \"s\"");
+        assert_eq!(
+            parse_go_duration("1x").unwrap_err(),
+            "time: unknown unit \"x\" in duration \"1x\""
+        );
+        assert_eq!(
+            parse_go_duration("10").unwrap_err(),
+            "time: missing unit in duration \"10\""
+        );
+        assert_eq!(
+            parse_go_duration("").unwrap_err(),
+            "time: invalid duration \"\""
+        );
+        assert_eq!(
+            parse_go_duration("s").unwrap_err(),
+            "time: invalid duration \"s\""
+        );
         assert!(parse_go_duration("99999999999999h").is_err());
     }
 

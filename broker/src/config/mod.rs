@@ -65,7 +65,12 @@ impl ConfigError {
     }
 
     pub(crate) fn in_file(file: &Path, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_path_buf(), line: 0, col: 0, message: message.into() }
+        ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+        }
     }
 }
 
@@ -74,7 +79,14 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
         }
     }
 }

@@ -36,9 +36,8 @@ use super::ConfigError;
 pub(crate) const MAX_DEPTH: usize = 100;
 
 pub(crate) fn parse_file(path: &Path) -> Result<Map, ConfigError> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::in_file(path, format!("error opening config file: {e}"))
-    })?;
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::in_file(path, format!("error opening config file: {e}")))?;
     let mut env_refs = HashSet::new();
     let chain = vec![canonical(path)];
     Parser::new(&src, path, &mut env_refs, chain, 0).parse_document()
@@ -99,7 +98,12 @@ impl<'e> Parser<'e> {
     ) -> Self {
         let src: Vec<char> = src.chars().collect();
         let mut line_starts = vec![0];
-        line_starts.extend(src.iter().enumerate().filter(|(_, c)| **c == '\n').map(|(i, _)| i + 1));
+        line_starts.extend(
+            src.iter()
+                .enumerate()
+                .filter(|(_, c)| **c == '\n')
+                .map(|(i, _)| i + 1),
+        );
         Parser {
             src,
             pos: 0,
@@ -131,8 +135,16 @@ impl<'e> Parser<'e> {
 
     pub(super) fn pos_at(&self, idx: usize) -> Pos {
         let line = self.line_starts.partition_point(|&s| s <= idx);
-        let start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
-        Pos { file: self.file.clone(), line: line.max(1), col: idx.saturating_sub(start) + 1 }
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        Pos {
+            file: self.file.clone(),
+            line: line.max(1),
+            col: idx.saturating_sub(start) + 1,
+        }
     }
 
     pub(super) fn err_at(&self, idx: usize, msg: impl Into<String>) -> ConfigError {
@@ -173,7 +185,9 @@ impl<'e> Parser<'e> {
     fn enter(&mut self) -> Result<(), ConfigError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err(format!("configuration nested deeper than {MAX_DEPTH} levels")));
+            return Err(self.err(format!(
+                "configuration nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         Ok(())
     }
@@ -258,7 +272,10 @@ impl<'e> Parser<'e> {
         match self.peek() {
             None if scope == Scope::Map => return Err(self.err("Unexpected EOF processing map.")),
             None | Some('}') => {
-                return Err(ConfigError::at(&key_pos, format!("config is invalid: no value for key \"{key}\"")))
+                return Err(ConfigError::at(
+                    &key_pos,
+                    format!("config is invalid: no value for key \"{key}\""),
+                ))
             }
             Some(',') if scope == Scope::Map => {
                 return Err(self.err("Unexpected map value terminator ','."))
@@ -277,7 +294,9 @@ impl<'e> Parser<'e> {
     /// include keyword (a key named "include" needs a separator or quotes).
     fn parse_key(&mut self, scope: Scope) -> Result<Key, ConfigError> {
         let quote = match self.peek() {
-            Some(c @ ('=' | ':')) => return Err(self.err(format!("Unexpected key separator '{c}'"))),
+            Some(c @ ('=' | ':')) => {
+                return Err(self.err(format!("Unexpected key separator '{c}'")))
+            }
             Some(']') if scope == Scope::Map => {
                 return Err(self.err("Unexpected array end ']' processing map."))
             }
@@ -320,7 +339,8 @@ impl<'e> Parser<'e> {
     /// The operand of `include`: quoted (no escapes) or a bare word.
     fn parse_include_path(&mut self) -> Result<String, ConfigError> {
         self.skip_blanks();
-        let fail = |p: &Self, what: &str| Err(p.err(format!("Expected include value but found {what}")));
+        let fail =
+            |p: &Self, what: &str| Err(p.err(format!("Expected include value but found {what}")));
         match self.peek() {
             None => fail(self, "EOF"),
             Some('[') => fail(self, "start of an array"),
@@ -366,18 +386,31 @@ impl<'e> Parser<'e> {
         let path = self.dir.join(rel);
         let canon = canonical(&path);
         if self.chain.contains(&canon) {
-            return Err(self.err_at(at, format!("error parsing include file '{rel}', include cycle detected")));
+            return Err(self.err_at(
+                at,
+                format!("error parsing include file '{rel}', include cycle detected"),
+            ));
         }
         if self.depth + 1 > MAX_DEPTH {
-            return Err(self.err_at(at, format!("error parsing include file '{rel}', includes nested too deeply")));
+            return Err(self.err_at(
+                at,
+                format!("error parsing include file '{rel}', includes nested too deeply"),
+            ));
         }
         let src = std::fs::read_to_string(&path).map_err(|e| {
-            self.err_at(at, format!("error parsing include file '{rel}', open {}: {e}", path.display()))
+            self.err_at(
+                at,
+                format!(
+                    "error parsing include file '{rel}', open {}: {e}",
+                    path.display()
+                ),
+            )
         })?;
         let mut chain = self.chain.clone();
         chain.push(canon);
         let mut env_refs = HashSet::new();
-        let included = Parser::new(&src, &path, &mut env_refs, chain, self.depth + 1).parse_document()?;
+        let included =
+            Parser::new(&src, &path, &mut env_refs, chain, self.depth + 1).parse_document()?;
         if let Some(frame) = self.frames.last_mut() {
             for (k, v) in included {
                 frame.insert(k, v);
@@ -504,26 +537,39 @@ impl<'e> Parser<'e> {
             )));
         }
         let Some(raw) = std::env::var_os(name) else {
-            return Err(ConfigError::at(pos, format!(
-                "variable reference for '{name}' on line {line} can not be found"
-            )));
+            return Err(ConfigError::at(
+                pos,
+                format!("variable reference for '{name}' on line {line} can not be found"),
+            ));
         };
         let text = raw.to_string_lossy();
         // Parse the value as nats-server does: as the right-hand side of an
         // entry in a one-line config of its own.
         self.env_refs.insert(name.to_string());
         let doc = format!("pk={text}");
-        let parsed = Parser::new(&doc, &self.file, &mut *self.env_refs, self.chain.clone(), self.depth + 1)
-            .parse_document();
+        let parsed = Parser::new(
+            &doc,
+            &self.file,
+            &mut *self.env_refs,
+            self.chain.clone(),
+            self.depth + 1,
+        )
+        .parse_document();
         self.env_refs.remove(name);
         let mut map = parsed.map_err(|e| {
-            ConfigError::at(pos, format!(
-                "variable reference for '{name}' on line {line} could not be parsed: {}",
-                e.message
-            ))
+            ConfigError::at(
+                pos,
+                format!(
+                    "variable reference for '{name}' on line {line} could not be parsed: {}",
+                    e.message
+                ),
+            )
         })?;
         let mut node = map.get_mut("pk").cloned().ok_or_else(|| {
-            ConfigError::at(pos, format!("variable reference for '{name}' on line {line} can not be found"))
+            ConfigError::at(
+                pos,
+                format!("variable reference for '{name}' on line {line} can not be found"),
+            )
         })?;
         node.relocate(pos);
         Ok(node)

@@ -22,7 +22,9 @@ fn parse_err(src: &str) -> ConfigError {
 }
 
 fn get<'m>(m: &'m Map, key: &str) -> &'m Value {
-    &m.get(key).unwrap_or_else(|| panic!("no key {key} in {m:?}")).value
+    &m.get(key)
+        .unwrap_or_else(|| panic!("no key {key} in {m:?}"))
+        .value
 }
 
 fn s(v: &str) -> Value {
@@ -32,7 +34,15 @@ fn s(v: &str) -> Value {
 #[test]
 fn key_separators() {
     let m = parse("a: 1\nb = 2\nc 3\nd:4\ne=5\n\"f g\": 6\n'h' = 7\n");
-    for (k, v) in [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5), ("f g", 6), ("h", 7)] {
+    for (k, v) in [
+        ("a", 1),
+        ("b", 2),
+        ("c", 3),
+        ("d", 4),
+        ("e", 5),
+        ("f g", 6),
+        ("h", 7),
+    ] {
         assert_eq!(get(&m, k), &Value::Int(v), "{k}");
     }
 }
@@ -53,13 +63,23 @@ fn value_on_next_line_only_without_separator() {
     // nats-server 2.15: `port\n4222` is valid, `port =\n4222` is
     // "Expected value but found new line".
     assert_eq!(get(&parse("port\n4222\n"), "port"), &Value::Int(4222));
-    assert_eq!(parse_err("port =\n4222\n").message, "Expected value but found new line");
+    assert_eq!(
+        parse_err("port =\n4222\n").message,
+        "Expected value but found new line"
+    );
 }
 
 #[test]
 fn booleans() {
     let m = parse("a: true\nb: FALSE\nc: yes\nd: No\ne: on\nf: off\ng: \"true\"\n");
-    for (k, v) in [("a", true), ("b", false), ("c", true), ("d", false), ("e", true), ("f", false)] {
+    for (k, v) in [
+        ("a", true),
+        ("b", false),
+        ("c", true),
+        ("d", false),
+        ("e", true),
+        ("f", false),
+    ] {
         assert_eq!(get(&m, k), &Value::Bool(v), "{k}");
     }
     assert_eq!(get(&m, "g"), &s("true"));
@@ -88,9 +108,15 @@ fn strings() {
 #[test]
 fn bad_escape() {
     let e = parse_err("a: \"\\q\"\n");
-    assert!(e.message.starts_with("Invalid escape character 'q'."), "{e}");
+    assert!(
+        e.message.starts_with("Invalid escape character 'q'."),
+        "{e}"
+    );
     let e = parse_err("a: \"\\xZZ\"\n");
-    assert_eq!(e.message, "Expected two hexadecimal digits after '\\x', but got 'ZZ'");
+    assert_eq!(
+        e.message,
+        "Expected two hexadecimal digits after '\\x', but got 'ZZ'"
+    );
 }
 
 #[test]
@@ -108,9 +134,17 @@ fn numbers() {
     assert_eq!(get(&m, "c"), &Value::Float(1.5));
     assert_eq!(get(&m, "d"), &Value::Float(-0.25));
     assert_eq!(get(&m, "e"), &Value::Int(0));
-    assert_eq!(parse_err("a: 99999999999999999999\n").message, "integer '99999999999999999999' is out of the range");
-    assert_eq!(parse_err("a: .5\n").message, "Floats must start with a digit");
-    assert!(parse_err("a: 1.x\n").message.starts_with("Floats must have a digit after the '.'"));
+    assert_eq!(
+        parse_err("a: 99999999999999999999\n").message,
+        "integer '99999999999999999999' is out of the range"
+    );
+    assert_eq!(
+        parse_err("a: .5\n").message,
+        "Floats must start with a digit"
+    );
+    assert!(parse_err("a: 1.x\n")
+        .message
+        .starts_with("Floats must have a digit after the '.'"));
 }
 
 #[test]
@@ -141,8 +175,14 @@ fn size_suffixes() {
         let m = parse(&format!("v: {text}\n"));
         assert_eq!(get(&m, "v"), &Value::Int(want), "{text}");
     }
-    assert_eq!(parse_err("v: 8EB\n").message, "integer '8EB' is out of the range");
-    assert_eq!(parse_err("v: 1kbi\n").message, "invalid size suffix in integer '1kbi'");
+    assert_eq!(
+        parse_err("v: 8EB\n").message,
+        "integer '8EB' is out of the range"
+    );
+    assert_eq!(
+        parse_err("v: 1kbi\n").message,
+        "invalid size suffix in integer '1kbi'"
+    );
 }
 
 #[test]
@@ -165,24 +205,45 @@ fn words_that_start_with_digits_are_strings() {
 fn datetimes_are_strings() {
     let m = parse("t: 2024-05-01T10:20:30Z\n");
     assert_eq!(get(&m, "t"), &s("2024-05-01T10:20:30Z"));
-    assert!(parse_err("t: 2024-13-01T10:20:30Z\n").message.starts_with("expected Zulu"));
-    assert_eq!(parse_err("t: 24-01\n").message, "All ISO8601 dates must be in full Zulu form.");
+    assert!(parse_err("t: 2024-13-01T10:20:30Z\n")
+        .message
+        .starts_with("expected Zulu"));
+    assert_eq!(
+        parse_err("t: 24-01\n").message,
+        "All ISO8601 dates must be in full Zulu form."
+    );
 }
 
 #[test]
 fn arrays() {
     let m = parse("a: [1, 2, 3]\nb: [\n  x\n  y, z,\n  # comment\n]\nc: []\nd: [[1], {k: v}]\n");
-    let ints = |v: &Value| -> Vec<i64> { v.as_array().unwrap_or(&[]).iter().filter_map(|n| n.value.as_int()).collect() };
+    let ints = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|n| n.value.as_int())
+            .collect()
+    };
     assert_eq!(ints(get(&m, "a")), vec![1, 2, 3]);
-    let b: Vec<&str> = get(&m, "b").as_array().unwrap_or(&[]).iter().filter_map(|n| n.value.as_str()).collect();
+    let b: Vec<&str> = get(&m, "b")
+        .as_array()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|n| n.value.as_str())
+        .collect();
     assert_eq!(b, vec!["x", "y", "z"]);
     assert_eq!(get(&m, "c"), &Value::Array(vec![]));
     let d = get(&m, "d").as_array().unwrap_or(&[]);
     assert_eq!(d.len(), 2);
     assert!(matches!(&d[1].value, Value::Map(inner) if inner.get("k").is_some()));
-    assert_eq!(parse_err("a: [,1]\n").message, "Unexpected array value terminator ','.");
-    assert_eq!(parse_err("a: [1 2]\n").message,
-        "Expected an array value terminator ',' or an array terminator ']', but got '2' instead.");
+    assert_eq!(
+        parse_err("a: [,1]\n").message,
+        "Unexpected array value terminator ','."
+    );
+    assert_eq!(
+        parse_err("a: [1 2]\n").message,
+        "Expected an array value terminator ',' or an array terminator ']', but got '2' instead."
+    );
 }
 
 #[test]
@@ -190,9 +251,15 @@ fn maps_nested_and_separators() {
     let m = parse("a {\n  b: 1, c = 2; d 3\n  e {\n f: { g: true } }\n}\nh: {}\n");
     let a = get(&m, "a").as_map().map(|x| x.len());
     assert_eq!(a, Some(4));
-    let Value::Map(a) = get(&m, "a") else { unreachable!() };
-    let Value::Map(e) = get(a, "e") else { panic!("e") };
-    let Value::Map(f) = get(e, "f") else { panic!("f") };
+    let Value::Map(a) = get(&m, "a") else {
+        unreachable!()
+    };
+    let Value::Map(e) = get(a, "e") else {
+        panic!("e")
+    };
+    let Value::Map(f) = get(e, "f") else {
+        panic!("f")
+    };
     assert_eq!(get(f, "g"), &Value::Bool(true));
     assert_eq!(get(&m, "h"), &Value::Map(Map::new()));
 }
@@ -218,10 +285,15 @@ fn positions_point_at_keys() {
     let m = parse("a: 1\n  bb: {\n    c: [x,\n  y]\n  }\n");
     let bb = m.get("bb").map(|n| (n.pos.line, n.pos.col));
     assert_eq!(bb, Some((2, 3)));
-    let Value::Map(inner) = get(&m, "bb") else { panic!() };
+    let Value::Map(inner) = get(&m, "bb") else {
+        panic!()
+    };
     let c = inner.get("c").map(|n| (n.pos.line, n.pos.col));
     assert_eq!(c, Some((3, 5)));
-    let items = inner.get("c").and_then(|n| n.value.as_array()).unwrap_or(&[]);
+    let items = inner
+        .get("c")
+        .and_then(|n| n.value.as_array())
+        .unwrap_or(&[]);
     assert_eq!((items[1].pos.line, items[1].pos.col), (4, 3));
     assert_eq!(&*items[1].pos.file, Path::new("test.conf"));
 }
@@ -229,7 +301,10 @@ fn positions_point_at_keys() {
 #[test]
 fn parse_errors_name_file_line_col() {
     let e = parse_err("port: 4222\nfoo {\n  bar: 1\n");
-    assert_eq!(e.to_string(), "test.conf:4:1: Unexpected EOF processing map.");
+    assert_eq!(
+        e.to_string(),
+        "test.conf:4:1: Unexpected EOF processing map."
+    );
     let e = parse_err("port 4222 x\n");
     // nats-server 2.15: same text, without position.
     assert_eq!(
@@ -239,13 +314,18 @@ fn parse_errors_name_file_line_col() {
     assert_eq!((e.line, e.col), (1, 11));
     assert_eq!(parse_err("a: \"abc\n").message, "Unexpected EOF.");
     assert_eq!(parse_err("= 1\n").message, "Unexpected key separator '='");
-    assert_eq!(parse_err("foo\n").message, "config is invalid: no value for key \"foo\"");
+    assert_eq!(
+        parse_err("foo\n").message,
+        "config is invalid: no value for key \"foo\""
+    );
 }
 
 #[test]
 fn variables_from_same_and_enclosing_blocks() {
     let m = parse("pass = 's3cr3t'\nport = 4222\nauth {\n  inner = 9\n  password: $pass\n  n: $inner\n  list: [$port]\n}\n");
-    let Value::Map(auth) = get(&m, "auth") else { panic!() };
+    let Value::Map(auth) = get(&m, "auth") else {
+        panic!()
+    };
     assert_eq!(get(auth, "password"), &s("s3cr3t"));
     assert_eq!(get(auth, "n"), &Value::Int(9));
     let list = get(auth, "list").as_array().unwrap_or(&[]);
@@ -260,9 +340,15 @@ fn variables_from_same_and_enclosing_blocks() {
 #[test]
 fn variables_only_see_earlier_definitions() {
     let e = parse_err("a: $later\nlater: 1\n");
-    assert_eq!(e.message, "variable reference for 'later' on line 1 can not be found");
+    assert_eq!(
+        e.message,
+        "variable reference for 'later' on line 1 can not be found"
+    );
     let e = parse_err("a { x: 1 }\nb: $x\n");
-    assert_eq!(e.to_string(), "test.conf:2:4: variable reference for 'x' on line 2 can not be found");
+    assert_eq!(
+        e.to_string(),
+        "test.conf:2:4: variable reference for 'x' on line 2 can not be found"
+    );
 }
 
 #[test]

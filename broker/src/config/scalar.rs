@@ -116,10 +116,13 @@ impl Parser<'_> {
             Some('x') => {
                 let hex: String = (0..2).filter_map(|i| self.peek_at(i)).collect();
                 if hex.chars().count() < 2 || hex.chars().any(is_nl) {
-                    return Err(self.err("Expected two hexadecimal digits after '\\x', but hit end of line"));
+                    return Err(self
+                        .err("Expected two hexadecimal digits after '\\x', but hit end of line"));
                 }
                 let byte = u8::from_str_radix(&hex, 16).map_err(|_| {
-                    self.err(format!("Expected two hexadecimal digits after '\\x', but got '{hex}'"))
+                    self.err(format!(
+                        "Expected two hexadecimal digits after '\\x', but got '{hex}'"
+                    ))
                 })?;
                 self.pos += 2;
                 buf.push(byte);
@@ -141,7 +144,8 @@ impl Parser<'_> {
     }
 
     fn utf8(&self, buf: Vec<u8>) -> Result<String, ConfigError> {
-        String::from_utf8(buf).map_err(|_| self.err("string is not valid UTF-8 (check its \\x escapes)"))
+        String::from_utf8(buf)
+            .map_err(|_| self.err("string is not valid UTF-8 (check its \\x escapes)"))
     }
 
     /// `( ... )`: raw text up to a `)` alone on its line. The text keeps its
@@ -234,7 +238,10 @@ impl Parser<'_> {
             Some(c) if c.is_ascii_digit() => {}
             Some('.') => return Err(self.err("Floats must start with a digit, not '.'.")),
             c => {
-                return Err(self.err(format!("Expected a digit but got '{}'.", c.map(String::from).unwrap_or_default())))
+                return Err(self.err(format!(
+                    "Expected a digit but got '{}'.",
+                    c.map(String::from).unwrap_or_default()
+                )))
             }
         }
         self.digits();
@@ -252,14 +259,19 @@ impl Parser<'_> {
     }
 
     fn int(&self, start: usize) -> Result<Value, ConfigError> {
-        integer_value(&self.text_from(start)).map(Value::Int).map_err(|m| self.err_at(start, m))
+        integer_value(&self.text_from(start))
+            .map(Value::Int)
+            .map_err(|m| self.err_at(start, m))
     }
 
     /// Digits then a size letter: `1k`, `64MB`, `2GiB`. `None` if what
     /// follows shows it is a word such as `1ms`, `5min` or `2m30s`.
     fn sized(&mut self, start: usize) -> Result<Option<Value>, ConfigError> {
         self.pos += 1;
-        while self.peek().is_some_and(|c| matches!(c, 'b' | 'B' | 'i' | 'I')) {
+        while self
+            .peek()
+            .is_some_and(|c| matches!(c, 'b' | 'B' | 'i' | 'I'))
+        {
             self.pos += 1;
         }
         // A digit after the suffix (`2m30s`) makes it a word; nats-server
@@ -284,7 +296,10 @@ impl Parser<'_> {
         }
         self.digits();
         if self.peek() == Some('.') {
-            while self.peek().is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '-')) {
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '-'))
+            {
                 self.pos += 1;
             }
             return Ok(Value::String(self.text_from(start)));
@@ -306,19 +321,32 @@ impl Parser<'_> {
             };
             if !ok {
                 let got = got.map(String::from).unwrap_or_default();
-                let want = if expected == '0' { "digit".to_string() } else { format!("'{expected}'") };
-                return Err(self.err(format!("Expected {want} in ISO8601 datetime, but found '{got}' instead.")));
+                let want = if expected == '0' {
+                    "digit".to_string()
+                } else {
+                    format!("'{expected}'")
+                };
+                return Err(self.err(format!(
+                    "Expected {want} in ISO8601 datetime, but found '{got}' instead."
+                )));
             }
         }
         let text = self.text_from(start);
-        let field = |r: std::ops::Range<usize>| text.get(r).and_then(|s| s.parse::<u32>().ok()).unwrap_or(99);
+        let field = |r: std::ops::Range<usize>| {
+            text.get(r)
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(99)
+        };
         let valid = (1..=12).contains(&field(5..7))
             && (1..=31).contains(&field(8..10))
             && field(11..13) < 24
             && field(14..16) < 60
             && field(17..19) < 60;
         if !valid {
-            return Err(self.err_at(start, format!("expected Zulu formatted DateTime, but got '{text}'")));
+            return Err(self.err_at(
+                start,
+                format!("expected Zulu formatted DateTime, but got '{text}'"),
+            ));
         }
         Ok(Value::String(text))
     }

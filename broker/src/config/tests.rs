@@ -34,7 +34,11 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 #[test]
 fn include_is_relative_to_the_including_file() {
     let dir = scratch_dir();
-    write(&dir, "conf/auth.conf", "authorization {\n  user: admin\n  password: $ADMIN_PASS\n}\n");
+    write(
+        &dir,
+        "conf/auth.conf",
+        "authorization {\n  user: admin\n  password: $ADMIN_PASS\n}\n",
+    );
     write(&dir, "conf/limits.conf", "max_payload: 2MB\n");
     let main = write(
         &dir,
@@ -44,10 +48,22 @@ fn include_is_relative_to_the_including_file() {
     // The included file cannot see the includer's variables (nats-server
     // parses includes on their own), so ADMIN_PASS must come from elsewhere.
     let err = parse_file(&main).expect_err("variable is not visible in include");
-    assert!(err.to_string().contains("auth.conf:3:13: variable reference for 'ADMIN_PASS'"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("auth.conf:3:13: variable reference for 'ADMIN_PASS'"),
+        "{err}"
+    );
 
-    write(&dir, "conf/auth.conf", "authorization {\n  user: admin\n  password: secret\n}\n");
-    let main = write(&dir, "conf/main.conf", "port: 4333\ninclude ./limits.conf\ninclude 'auth.conf'\n");
+    write(
+        &dir,
+        "conf/auth.conf",
+        "authorization {\n  user: admin\n  password: secret\n}\n",
+    );
+    let main = write(
+        &dir,
+        "conf/main.conf",
+        "port: 4333\ninclude ./limits.conf\ninclude 'auth.conf'\n",
+    );
     let mut o = Options::default();
     let warnings = apply_file(&mut o, &main).expect("valid");
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -61,11 +77,18 @@ fn include_is_relative_to_the_including_file() {
 fn include_inside_a_block_and_errors_point_into_the_included_file() {
     let dir = scratch_dir();
     write(&dir, "routes.conf", "routes: [ nats://a:6222 ]\nbogus: 1\n");
-    let main = write(&dir, "main.conf", "cluster {\n  port: 6222\n  include routes.conf\n}\n");
+    let main = write(
+        &dir,
+        "main.conf",
+        "cluster {\n  port: 6222\n  include routes.conf\n}\n",
+    );
     let mut o = Options::default();
     let errs = apply_file(&mut o, &main).expect_err("bogus is unknown");
     let text = errs.to_string();
-    let want = format!("{}:2:1: unknown field \"bogus\"", dir.join("routes.conf").display());
+    let want = format!(
+        "{}:2:1: unknown field \"bogus\"",
+        dir.join("routes.conf").display()
+    );
     assert_eq!(text, want);
 }
 
@@ -75,7 +98,11 @@ fn missing_and_cyclic_includes() {
     let main = write(&dir, "main.conf", "port: 1\ninclude ./nope.conf\n");
     let err = parse_file(&main).expect_err("missing include");
     // nats-server 2.15: "error parsing include file './nope.conf', open nope.conf: no such file or directory"
-    assert!(err.message.starts_with("error parsing include file './nope.conf', open "), "{err}");
+    assert!(
+        err.message
+            .starts_with("error parsing include file './nope.conf', open "),
+        "{err}"
+    );
     assert_eq!((err.line, err.col), (2, 1));
 
     let a = write(&dir, "a.conf", "include b.conf\n");
@@ -88,13 +115,18 @@ fn missing_and_cyclic_includes() {
 fn missing_file() {
     let mut o = Options::default();
     let errs = apply_file(&mut o, Path::new("/nonexistent/tribune.conf")).expect_err("no file");
-    assert!(errs.to_string().starts_with("/nonexistent/tribune.conf: error opening config file: "), "{errs}");
+    assert!(
+        errs.to_string()
+            .starts_with("/nonexistent/tribune.conf: error opening config file: "),
+        "{errs}"
+    );
 }
 
 #[test]
 fn all_errors_are_reported_one_per_line() {
     let mut o = Options::default();
-    let errs = apply_str(&mut o, "foo: 1\nport: x\nbar: 2\n", Path::new("t.conf")).expect_err("errors");
+    let errs =
+        apply_str(&mut o, "foo: 1\nport: x\nbar: 2\n", Path::new("t.conf")).expect_err("errors");
     assert_eq!(errs.errors().len(), 3);
     assert_eq!(
         errs.to_string(),
@@ -106,9 +138,18 @@ fn all_errors_are_reported_one_per_line() {
 
 #[test]
 fn parse_str_exposes_the_tree_for_later_blocks() {
-    let root = parse_str("accounts {\n  A: { users: [ {user: a} ] }\n}\n", Path::new("t.conf")).expect("parse");
-    let Value::Map(root) = root else { panic!("root must be a map") };
-    let accounts = root.get("accounts").and_then(|n| n.value.as_map()).expect("accounts");
+    let root = parse_str(
+        "accounts {\n  A: { users: [ {user: a} ] }\n}\n",
+        Path::new("t.conf"),
+    )
+    .expect("parse");
+    let Value::Map(root) = root else {
+        panic!("root must be a map")
+    };
+    let accounts = root
+        .get("accounts")
+        .and_then(|n| n.value.as_map())
+        .expect("accounts");
     let a = accounts.get("A").expect("A");
     assert_eq!((a.pos.line, a.pos.col), (2, 3));
 }
@@ -123,7 +164,10 @@ fn reload_is_apply_on_fresh_defaults() {
     let mut second = Options::default();
     apply_file(&mut second, &path).expect("reload");
     assert_eq!(second.port, 4301);
-    assert!(!second.debug, "options removed from the file go back to defaults");
+    assert!(
+        !second.debug,
+        "options removed from the file go back to defaults"
+    );
 }
 
 /// A production-looking config using most supported syntax at once.
@@ -214,7 +258,16 @@ fn realistic_full_config() {
 #[test]
 fn truncated_and_garbage_input_never_panics() {
     let mut inputs: Vec<String> = Vec::new();
-    let samples = [FULL, "a: \"\\x4", "a: (\nb\n", "{ { a: [ { b: $", "a: 2024-01-0", "a: -", "x: 1e", "include "];
+    let samples = [
+        FULL,
+        "a: \"\\x4",
+        "a: (\nb\n",
+        "{ { a: [ { b: $",
+        "a: 2024-01-0",
+        "a: -",
+        "x: 1e",
+        "include ",
+    ];
     for s in samples {
         let chars: Vec<char> = s.chars().collect();
         for end in 0..=chars.len() {
@@ -222,7 +275,9 @@ fn truncated_and_garbage_input_never_panics() {
         }
     }
     // Byte substitutions with structural characters.
-    let specials = ['{', '}', '[', ']', '"', '\'', '$', '\\', '\n', '=', ':', ',', '(', ')', '#', '-', '.', 'k'];
+    let specials = [
+        '{', '}', '[', ']', '"', '\'', '$', '\\', '\n', '=', ':', ',', '(', ')', '#', '-', '.', 'k',
+    ];
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let base: Vec<char> = FULL.chars().collect();
     for _ in 0..3000 {

@@ -25,8 +25,10 @@ struct Problem {
 
 fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut push = |keys: &'static [&'static str], message: String| out.push(Problem { keys, message });
-    if !opts.lame_duck_duration.is_zero() && opts.lame_duck_grace_period >= opts.lame_duck_duration {
+    let mut push =
+        |keys: &'static [&'static str], message: String| out.push(Problem { keys, message });
+    if !opts.lame_duck_duration.is_zero() && opts.lame_duck_grace_period >= opts.lame_duck_duration
+    {
         push(
             &["lame_duck_grace_period", "lame_duck_duration"],
             format!(
@@ -39,18 +41,35 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
     if opts.max_payload > opts.max_pending {
         push(
             &["max_payload", "max_pending"],
-            format!("max_payload ({}) cannot be higher than max_pending ({})", opts.max_payload, opts.max_pending),
+            format!(
+                "max_payload ({}) cannot be higher than max_pending ({})",
+                opts.max_payload, opts.max_pending
+            ),
         );
     }
     if opts.server_name.as_deref().is_some_and(|n| n.contains(' ')) {
-        push(&["server_name"], "server name cannot contain spaces".to_string());
+        push(
+            &["server_name"],
+            "server name cannot contain spaces".to_string(),
+        );
     }
-    if opts.cluster.name.as_deref().is_some_and(|n| n.contains(' ')) {
-        push(&["cluster"], "cluster name cannot contain spaces".to_string());
+    if opts
+        .cluster
+        .name
+        .as_deref()
+        .is_some_and(|n| n.contains(' '))
+    {
+        push(
+            &["cluster"],
+            "cluster name cannot contain spaces".to_string(),
+        );
     }
     if let (Some(nau), true) = (&opts.no_auth_user, check_no_auth_user) {
         if opts.users.is_empty() {
-            push(&["no_auth_user"], format!("no_auth_user: {nau:?} present, but users/nkeys are not defined"));
+            push(
+                &["no_auth_user"],
+                format!("no_auth_user: {nau:?} present, but users/nkeys are not defined"),
+            );
         } else if !opts.users.iter().any(|u| &u.username == nau) {
             push(
                 &["no_auth_user"],
@@ -66,7 +85,10 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
 /// Cross-option checks for the final options (file plus flags). Returns the
 /// messages, worded as nats-server's.
 pub fn validate_options(opts: &Options) -> Result<(), Vec<String>> {
-    let msgs: Vec<String> = problems(opts, true).into_iter().map(|p| p.message).collect();
+    let msgs: Vec<String> = problems(opts, true)
+        .into_iter()
+        .map(|p| p.message)
+        .collect();
     if msgs.is_empty() {
         Ok(())
     } else {
@@ -87,14 +109,20 @@ pub(super) fn check_applied(opts: &Options, root: &Map, file: &Path, cx: &mut Ct
         if duplicate {
             continue;
         }
-        let at = p.keys.iter().find_map(|k| root.iter().find(|(rk, _)| is_any(rk, &[k])));
+        let at = p
+            .keys
+            .iter()
+            .find_map(|k| root.iter().find(|(rk, _)| is_any(rk, &[k])));
         match at {
             Some((_, node)) => cx.error(&node.pos, p.message),
             None => cx.errors.push(ConfigError::in_file(file, p.message)),
         }
     }
     if opts.max_payload > MAX_PAYLOAD_WARN {
-        if let Some((_, node)) = root.iter().find(|(k, _)| k.eq_ignore_ascii_case("max_payload")) {
+        if let Some((_, node)) = root
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("max_payload"))
+        {
             cx.warn(&node.pos, "Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance");
         }
     }

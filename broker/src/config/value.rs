@@ -102,7 +102,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(value: Value, pos: Pos) -> Self {
-        Node { value, pos, used_as_variable: false }
+        Node {
+            value,
+            pos,
+            used_as_variable: false,
+        }
     }
 
     /// Moves this node and everything under it to `pos`. Used for values
@@ -143,13 +147,20 @@ impl Map {
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.entries.iter_mut().find(|(k, _)| k == key).map(|(_, n)| n)
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, n)| n)
     }
 
     /// Case-insensitive lookup, as option names are matched. If several keys
     /// differ only by case, the last one in the file wins.
     pub fn get_ignore_case(&self, key: &str) -> Option<&Node> {
-        self.entries.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, n)| n)
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, n)| n)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {

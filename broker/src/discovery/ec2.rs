@@ -40,8 +40,10 @@ pub async fn client_from_loader(cfg: &Ec2DiscoveryConfig, mut loader: ConfigLoad
     if let Some(endpoint) = &cfg.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let timeouts =
-        TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).operation_timeout(OPERATION_TIMEOUT).build();
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
     let sdk = loader.timeout_config(timeouts).load().await;
     Client::new(&sdk)
 }
@@ -49,7 +51,10 @@ pub async fn client_from_loader(cfg: &Ec2DiscoveryConfig, mut loader: ConfigLoad
 /// Running instances tagged `tag_key=tag_value` (in `vpc_id` if set), sorted
 /// by instance id. Instances without a private IP are skipped (there is
 /// nothing to route to). Follows every page of the answer.
-pub async fn describe_peers(client: &Client, cfg: &Ec2DiscoveryConfig) -> Result<Vec<Peer>, DiscoveryError> {
+pub async fn describe_peers(
+    client: &Client,
+    cfg: &Ec2DiscoveryConfig,
+) -> Result<Vec<Peer>, DiscoveryError> {
     describe_peers_paged(client, cfg, PAGE_SIZE).await
 }
 
@@ -60,8 +65,10 @@ pub async fn describe_peers_paged(
     cfg: &Ec2DiscoveryConfig,
     page_size: i32,
 ) -> Result<Vec<Peer>, DiscoveryError> {
-    let mut filters =
-        vec![filter(&format!("tag:{}", cfg.tag_key), &cfg.tag_value), filter("instance-state-name", "running")];
+    let mut filters = vec![
+        filter(&format!("tag:{}", cfg.tag_key), &cfg.tag_value),
+        filter("instance-state-name", "running"),
+    ];
     if let Some(vpc) = &cfg.vpc_id {
         filters.push(filter("vpc-id", vpc));
     }
@@ -80,13 +87,28 @@ pub async fn describe_peers_paged(
             .map_err(|e| api_error(cfg, e))?;
         pages += 1;
         for inst in out.reservations().iter().flat_map(|r| r.instances()) {
-            let Some(id) = inst.instance_id() else { continue };
-            let Some(ip) = inst.private_ip_address().and_then(|s| s.parse::<IpAddr>().ok()) else {
+            let Some(id) = inst.instance_id() else {
+                continue;
+            };
+            let Some(ip) = inst
+                .private_ip_address()
+                .and_then(|s| s.parse::<IpAddr>().ok())
+            else {
                 tracing::debug!("Cluster discovery: instance {id} has no private IP yet, skipping");
                 continue;
             };
-            let az = inst.placement().and_then(|p| p.availability_zone()).map(str::to_string);
-            peers.insert(id.to_string(), Peer { instance_id: id.to_string(), private_ip: ip, availability_zone: az });
+            let az = inst
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .map(str::to_string);
+            peers.insert(
+                id.to_string(),
+                Peer {
+                    instance_id: id.to_string(),
+                    private_ip: ip,
+                    availability_zone: az,
+                },
+            );
         }
         match out.next_token() {
             Some(next) if !next.is_empty() => {
@@ -132,16 +154,25 @@ where
         Some("AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch") => {
             Some("check the AWS credentials; on EC2 the instance profile")
         }
-        Some("RequestLimitExceeded" | "Throttling") => Some("EC2 API throttling; consider a longer refresh"),
+        Some("RequestLimitExceeded" | "Throttling") => {
+            Some("EC2 API throttling; consider a longer refresh")
+        }
         _ => match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Some("EC2 API endpoint unreachable"),
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                Some("EC2 API endpoint unreachable")
+            }
             SdkError::ConstructionFailure(_) if cfg.region.is_none() => {
                 Some("no region configured: set discovery.ec2.region or AWS_REGION")
             }
             _ => None,
         },
     };
-    DiscoveryError::Api { operation: "DescribeInstances", target: target(cfg), detail: error_chain(&err), hint }
+    DiscoveryError::Api {
+        operation: "DescribeInstances",
+        target: target(cfg),
+        detail: error_chain(&err),
+        hint,
+    }
 }
 
 /// One line for the log: the service's code and message for API errors,
@@ -183,6 +214,9 @@ pub async fn imds_instance_id() -> Result<String, DiscoveryError> {
         .build();
     match imds.get("/latest/meta-data/instance-id").await {
         Ok(id) => Ok(AsRef::<str>::as_ref(&id).trim().to_string()),
-        Err(e) => Err(DiscoveryError::Imds(format!("could not read the instance id: {}", chain(&e)))),
+        Err(e) => Err(DiscoveryError::Imds(format!(
+            "could not read the instance id: {}",
+            chain(&e)
+        ))),
     }
 }

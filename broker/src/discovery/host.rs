@@ -41,7 +41,9 @@ pub async fn detect_self() -> super::SelfIdentity {
     let instance_id = match super::ec2::imds_instance_id().await {
         Ok(id) => Some(id),
         Err(e) => {
-            tracing::debug!("Not on EC2 or IMDS unavailable ({e}); excluding this node by address only");
+            tracing::debug!(
+                "Not on EC2 or IMDS unavailable ({e}); excluding this node by address only"
+            );
             None
         }
     };

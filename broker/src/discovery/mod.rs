@@ -47,7 +47,9 @@ pub use parse::parse_discovery_block;
 pub use routes::{diff_routes, route_url, route_urls};
 
 #[cfg(feature = "ec2-discovery")]
-pub use ec2::{client_for, client_from_loader, describe_peers, describe_peers_paged, imds_instance_id};
+pub use ec2::{
+    client_for, client_from_loader, describe_peers, describe_peers_paged, imds_instance_id,
+};
 #[cfg(feature = "ec2-discovery")]
 pub use refresher::{spawn_refresher, spawn_refresher_with_client};
 #[cfg(not(feature = "ec2-discovery"))]
@@ -92,7 +94,11 @@ pub struct Ec2DiscoveryConfig {
 
 impl Ec2DiscoveryConfig {
     /// A config with the defaults for everything but the tag and port.
-    pub fn new(tag_key: impl Into<String>, tag_value: impl Into<String>, cluster_port: u16) -> Self {
+    pub fn new(
+        tag_key: impl Into<String>,
+        tag_value: impl Into<String>,
+        cluster_port: u16,
+    ) -> Self {
         Ec2DiscoveryConfig {
             tag_key: tag_key.into(),
             tag_value: tag_value.into(),
@@ -145,7 +151,10 @@ impl Ec2DiscoveryConfig {
             return bad("cluster discovery: refresh can not be zero".into());
         }
         if self.scheme.is_empty() || self.scheme.contains("://") {
-            return bad(format!("cluster discovery: invalid route scheme {:?}", self.scheme));
+            return bad(format!(
+                "cluster discovery: invalid route scheme {:?}",
+                self.scheme
+            ));
         }
         Ok(())
     }
@@ -182,7 +191,10 @@ pub struct SelfIdentity {
 
 impl SelfIdentity {
     pub fn from_ips(ips: impl IntoIterator<Item = IpAddr>) -> Self {
-        SelfIdentity { ips: ips.into_iter().collect(), instance_id: None }
+        SelfIdentity {
+            ips: ips.into_iter().collect(),
+            instance_id: None,
+        }
     }
 
     pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
@@ -191,7 +203,8 @@ impl SelfIdentity {
     }
 
     pub fn is_me(&self, peer: &Peer) -> bool {
-        self.instance_id.as_deref() == Some(peer.instance_id.as_str()) || self.ips.contains(&peer.private_ip)
+        self.instance_id.as_deref() == Some(peer.instance_id.as_str())
+            || self.ips.contains(&peer.private_ip)
     }
 }
 
@@ -225,7 +238,12 @@ pub enum DiscoveryError {
     InvalidConfig(String),
     /// An EC2 API call failed. `target` names region/endpoint, `detail` is the
     /// SDK's full error chain, `hint` what usually fixes it.
-    Api { operation: &'static str, target: String, detail: String, hint: Option<&'static str> },
+    Api {
+        operation: &'static str,
+        target: String,
+        detail: String,
+        hint: Option<&'static str>,
+    },
     /// The instance metadata service could not be read.
     Imds(String),
 }

@@ -30,7 +30,9 @@
 
 use std::time::Duration;
 
-use super::{Ec2DiscoveryConfig, DEFAULT_REFRESH, DEFAULT_SCHEME, MIN_REFRESH, PORT_FROM_CLUSTER_LISTEN};
+use super::{
+    Ec2DiscoveryConfig, DEFAULT_REFRESH, DEFAULT_SCHEME, MIN_REFRESH, PORT_FROM_CLUSTER_LISTEN,
+};
 use crate::config::{format_go_duration, parse_go_duration, ConfigError, Map, Node, Pos, Value};
 
 /// Route URL schemes nats-server accepts in `routes`.
@@ -44,7 +46,9 @@ const SCHEMES: &[&str] = &["nats-route", "nats", "tls"];
 /// cannot do it must not start a node that silently has no peers.
 pub fn parse_discovery_block(node: &Node) -> Result<Ec2DiscoveryConfig, Vec<ConfigError>> {
     let mut p = Errors::default();
-    let Some(map) = p.map(node, "Expected map to define cluster discovery") else { return Err(p.0) };
+    let Some(map) = p.map(node, "Expected map to define cluster discovery") else {
+        return Err(p.0);
+    };
     let mut ec2 = None;
     for (k, v) in map.iter() {
         match k.to_ascii_lowercase().as_str() {
@@ -54,7 +58,10 @@ pub fn parse_discovery_block(node: &Node) -> Result<Ec2DiscoveryConfig, Vec<Conf
     }
     let cfg = match ec2 {
         None => {
-            p.at(&node.pos, "cluster discovery requires a provider block: ec2 { tag_key: ..., tag_value: ... }");
+            p.at(
+                &node.pos,
+                "cluster discovery requires a provider block: ec2 { tag_key: ..., tag_value: ... }",
+            );
             None
         }
         Some((_, v)) if !super::EC2_DISCOVERY_BUILT => {
@@ -90,7 +97,9 @@ fn parse_ec2(p: &mut Errors, node: &Node) -> Option<Ec2DiscoveryConfig> {
             "endpoint" => cfg.endpoint = p.endpoint(k, v),
             "vpc_id" | "vpc" => cfg.vpc_id = p.non_empty(k, v),
             "port" => cfg.cluster_port = p.port(k, v).unwrap_or(cfg.cluster_port),
-            "refresh" | "refresh_interval" => cfg.refresh = p.refresh(k, v).unwrap_or(DEFAULT_REFRESH),
+            "refresh" | "refresh_interval" => {
+                cfg.refresh = p.refresh(k, v).unwrap_or(DEFAULT_REFRESH)
+            }
             "scheme" => cfg.scheme = p.scheme(k, v).unwrap_or_else(|| DEFAULT_SCHEME.to_string()),
             _ => p.unknown(k, v),
         }
@@ -111,7 +120,12 @@ struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn at(&mut self, pos: &Pos, msg: impl Into<String>) {
-        self.0.push(ConfigError { file: pos.file.to_path_buf(), line: pos.line, col: pos.col, message: msg.into() });
+        self.0.push(ConfigError {
+            file: pos.file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+            message: msg.into(),
+        });
     }
 
     fn unknown(&mut self, key: &str, node: &Node) {
@@ -122,7 +136,10 @@ impl Errors {
 
     fn type_error(&mut self, key: &str, node: &Node, expected: &str) {
         let got = node.value.type_name();
-        self.at(&node.pos, format!("invalid type for field {key:?}: expected {expected}, got {got}"));
+        self.at(
+            &node.pos,
+            format!("invalid type for field {key:?}: expected {expected}, got {got}"),
+        );
     }
 
     fn map<'n>(&mut self, node: &'n Node, msg: &str) -> Option<&'n Map> {
@@ -156,8 +173,13 @@ impl Errors {
 
     fn endpoint(&mut self, key: &str, node: &Node) -> Option<String> {
         let s = self.non_empty(key, node)?;
-        if !(s.starts_with("http://") || s.starts_with("https://")) || s.chars().any(char::is_whitespace) {
-            self.at(&node.pos, format!("invalid {key} {s:?}: expected an http:// or https:// URL"));
+        if !(s.starts_with("http://") || s.starts_with("https://"))
+            || s.chars().any(char::is_whitespace)
+        {
+            self.at(
+                &node.pos,
+                format!("invalid {key} {s:?}: expected an http:// or https:// URL"),
+            );
             return None;
         }
         Some(s)
@@ -171,7 +193,10 @@ impl Errors {
         match u16::try_from(v) {
             Ok(p) if p != 0 => Some(p),
             _ => {
-                self.at(&node.pos, format!("invalid port {v}, must be between 1 and 65535"));
+                self.at(
+                    &node.pos,
+                    format!("invalid port {v}, must be between 1 and 65535"),
+                );
                 None
             }
         }
@@ -189,7 +214,10 @@ impl Errors {
             }
             Ok((neg, d)) if neg || d < MIN_REFRESH => {
                 let shown = format!("{}{}", if neg { "-" } else { "" }, format_go_duration(d));
-                self.at(&node.pos, format!("invalid {key} of {shown}, minimum is 1 second"));
+                self.at(
+                    &node.pos,
+                    format!("invalid {key} of {shown}, minimum is 1 second"),
+                );
                 None
             }
             Ok((_, d)) => Some(d),
@@ -202,7 +230,13 @@ impl Errors {
         if SCHEMES.contains(&lower.as_str()) {
             Some(lower)
         } else {
-            self.at(&node.pos, format!("invalid {key} {s:?}, expected one of: {}", SCHEMES.join(", ")));
+            self.at(
+                &node.pos,
+                format!(
+                    "invalid {key} {s:?}, expected one of: {}",
+                    SCHEMES.join(", ")
+                ),
+            );
             None
         }
     }

@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 use crate::config::format_go_duration;
 
 use super::{
-    describe_peers, diff_routes, route_urls, DiscoveryError, Ec2DiscoveryConfig, RouteSetChange, SelfIdentity,
+    describe_peers, diff_routes, route_urls, DiscoveryError, Ec2DiscoveryConfig, RouteSetChange,
+    SelfIdentity,
 };
 
 /// First boot retry delay; doubled up to [`MAX_BOOT_BACKOFF`] (or `refresh`
@@ -78,9 +79,16 @@ where
     F: Fn(RouteSetChange) + Send + 'static,
 {
     let selector = cfg.describe_selector();
-    info!("Starting cluster discovery from EC2 {selector}, refreshing every {}", format_go_duration(cfg.refresh));
+    info!(
+        "Starting cluster discovery from EC2 {selector}, refreshing every {}",
+        format_go_duration(cfg.refresh)
+    );
     let mut known = wait_for_peers(&client, &cfg, &me, &selector).await;
-    info!("Discovered {} cluster peer(s) from EC2 {selector}: {}", known.len(), join(&known));
+    info!(
+        "Discovered {} cluster peer(s) from EC2 {selector}: {}",
+        known.len(),
+        join(&known)
+    );
     on_change(diff_routes(&BTreeSet::new(), &known));
 
     let mut ticks = tokio::time::interval_at(Instant::now() + cfg.refresh, cfg.refresh);
@@ -103,7 +111,10 @@ where
                 known = next;
                 on_change(change);
             }
-            Err(e) => warn!("Error refreshing cluster peers from EC2: {e}; keeping {} known route(s)", known.len()),
+            Err(e) => warn!(
+                "Error refreshing cluster peers from EC2: {e}; keeping {} known route(s)",
+                known.len()
+            ),
         }
     }
 }
@@ -152,5 +163,9 @@ fn jitter(d: Duration) -> Duration {
 }
 
 fn join(routes: &BTreeSet<String>) -> String {
-    routes.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    routes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

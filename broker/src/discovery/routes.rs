@@ -18,7 +18,11 @@ pub fn route_url(scheme: &str, ip: IpAddr, port: u16) -> String {
 /// instances can never share a private IP, but a stale answer during an ENI
 /// move could list one twice, and a route must not be dialled twice.
 pub fn route_urls(cfg: &Ec2DiscoveryConfig, peers: &[Peer], me: &SelfIdentity) -> BTreeSet<String> {
-    peers.iter().filter(|p| !me.is_me(p)).map(|p| route_url(&cfg.scheme, p.private_ip, cfg.cluster_port)).collect()
+    peers
+        .iter()
+        .filter(|p| !me.is_me(p))
+        .map(|p| route_url(&cfg.scheme, p.private_ip, cfg.cluster_port))
+        .collect()
 }
 
 /// What changed from `prev` to `next`; `current` is `next`.

@@ -11,10 +11,19 @@ use crate::config::{parse_str, Node};
 
 /// Parses `src` (a whole config file) and returns `cluster.discovery`'s result.
 fn parse(src: &str) -> Result<Ec2DiscoveryConfig, Vec<String>> {
-    let root = parse_str(src, Path::new("x.conf")).unwrap_or_else(|e| panic!("config does not parse: {e}\n{src}"));
-    let cluster = root.as_map().unwrap().get("cluster").expect("no cluster block");
-    let disc: &Node =
-        cluster.value.as_map().expect("cluster is a map").get_ignore_case("discovery").expect("no discovery");
+    let root = parse_str(src, Path::new("x.conf"))
+        .unwrap_or_else(|e| panic!("config does not parse: {e}\n{src}"));
+    let cluster = root
+        .as_map()
+        .unwrap()
+        .get("cluster")
+        .expect("no cluster block");
+    let disc: &Node = cluster
+        .value
+        .as_map()
+        .expect("cluster is a map")
+        .get_ignore_case("discovery")
+        .expect("no discovery");
     parse_discovery_block(disc).map_err(|es| es.iter().map(ToString::to_string).collect())
 }
 
@@ -24,7 +33,10 @@ fn errors(src: &str) -> Vec<String> {
     match parse(src) {
         Ok(c) => panic!("expected errors, got {c:?}"),
         Err(e) if EC2_DISCOVERY_BUILT => e,
-        Err(e) => e.into_iter().filter(|m| !m.contains("built without EC2 discovery")).collect(),
+        Err(e) => e
+            .into_iter()
+            .filter(|m| !m.contains("built without EC2 discovery"))
+            .collect(),
     }
 }
 
@@ -71,7 +83,10 @@ fn full_block() {
 fn minimal_block_gets_defaults() {
     // One-line form, separators and case as loose as the rest of the format.
     let c = parse("cluster { Discovery { EC2 { TAG_KEY = role, tag_value: broker } } }\n").unwrap();
-    assert_eq!(c, Ec2DiscoveryConfig::new("role", "broker", PORT_FROM_CLUSTER_LISTEN));
+    assert_eq!(
+        c,
+        Ec2DiscoveryConfig::new("role", "broker", PORT_FROM_CLUSTER_LISTEN)
+    );
     assert_eq!(c.refresh, DEFAULT_REFRESH);
     assert_eq!(c.scheme, "nats-route");
     assert_eq!((c.region, c.endpoint, c.vpc_id), (None, None, None));
@@ -80,7 +95,12 @@ fn minimal_block_gets_defaults() {
 #[cfg(feature = "ec2-discovery")]
 #[test]
 fn empty_tag_value_is_allowed() {
-    assert_eq!(parse("cluster { discovery { ec2 { tag_key: k, tag_value: \"\" } } }\n").unwrap().tag_value, "");
+    assert_eq!(
+        parse("cluster { discovery { ec2 { tag_key: k, tag_value: \"\" } } }\n")
+            .unwrap()
+            .tag_value,
+        ""
+    );
 }
 
 #[test]
@@ -187,9 +207,21 @@ fn variables_work_inside_the_block() {
 #[test]
 fn resolve_port_from_cluster_listener() {
     let mut c = Ec2DiscoveryConfig::new("k", "v", PORT_FROM_CLUSTER_LISTEN);
-    assert!(c.validate().unwrap_err().to_string().contains("cluster port is not set"));
-    assert!(c.resolve_port(None).unwrap_err().to_string().contains("needs a cluster port"));
-    assert!(c.resolve_port(Some(0)).unwrap_err().to_string().contains("random one"));
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("cluster port is not set"));
+    assert!(c
+        .resolve_port(None)
+        .unwrap_err()
+        .to_string()
+        .contains("needs a cluster port"));
+    assert!(c
+        .resolve_port(Some(0))
+        .unwrap_err()
+        .to_string()
+        .contains("random one"));
     c.resolve_port(Some(6222)).unwrap();
     assert_eq!(c.cluster_port, 6222);
     c.validate().unwrap();
@@ -205,7 +237,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn peer(id: &str, addr: &str) -> Peer {
-    Peer { instance_id: id.into(), private_ip: ip(addr), availability_zone: Some("eu-west-1a".into()) }
+    Peer {
+        instance_id: id.into(),
+        private_ip: ip(addr),
+        availability_zone: Some("eu-west-1a".into()),
+    }
 }
 
 fn set(urls: &[&str]) -> BTreeSet<String> {
@@ -215,24 +251,42 @@ fn set(urls: &[&str]) -> BTreeSet<String> {
 #[test]
 fn route_urls_exclude_self_by_ip_or_instance_id() {
     let cfg = Ec2DiscoveryConfig::new("k", "v", 6222);
-    let peers = [peer("i-a", "10.0.1.5"), peer("i-b", "10.0.2.6"), peer("i-c", "10.0.3.7"), peer("i-d", "fd00::8")];
+    let peers = [
+        peer("i-a", "10.0.1.5"),
+        peer("i-b", "10.0.2.6"),
+        peer("i-c", "10.0.3.7"),
+        peer("i-d", "fd00::8"),
+    ];
     let me = SelfIdentity::from_ips([ip("10.0.2.6"), ip("172.17.0.1")]);
     assert_eq!(
         route_urls(&cfg, &peers, &me),
-        set(&["nats-route://10.0.1.5:6222", "nats-route://10.0.3.7:6222", "nats-route://[fd00::8]:6222"])
+        set(&[
+            "nats-route://10.0.1.5:6222",
+            "nats-route://10.0.3.7:6222",
+            "nats-route://[fd00::8]:6222"
+        ])
     );
     let me = SelfIdentity::default().with_instance_id("i-a");
     assert_eq!(route_urls(&cfg, &peers, &me).len(), 3);
     assert!(!route_urls(&cfg, &peers, &me).contains("nats-route://10.0.1.5:6222"));
     // Nobody excluded, duplicates collapse.
     let dup = [peer("i-a", "10.0.1.5"), peer("i-a2", "10.0.1.5")];
-    assert_eq!(route_urls(&cfg, &dup, &SelfIdentity::default()), set(&["nats-route://10.0.1.5:6222"]));
+    assert_eq!(
+        route_urls(&cfg, &dup, &SelfIdentity::default()),
+        set(&["nats-route://10.0.1.5:6222"])
+    );
 }
 
 #[test]
 fn route_url_uses_scheme_and_port() {
-    assert_eq!(route_url("tls", ip("10.1.2.3"), 7000), "tls://10.1.2.3:7000");
-    assert_eq!(route_url("nats-route", ip("::1"), 6222), "nats-route://[::1]:6222");
+    assert_eq!(
+        route_url("tls", ip("10.1.2.3"), 7000),
+        "tls://10.1.2.3:7000"
+    );
+    assert_eq!(
+        route_url("nats-route", ip("::1"), 6222),
+        "nats-route://[::1]:6222"
+    );
 }
 
 #[test]
@@ -242,13 +296,19 @@ fn diff_reports_added_removed_and_current() {
     let d = diff_routes(&a, &b);
     assert_eq!(d.added, ["nats-route://10.0.0.3:6222"]);
     assert_eq!(d.removed, ["nats-route://10.0.0.1:6222"]);
-    assert_eq!(d.current, ["nats-route://10.0.0.2:6222", "nats-route://10.0.0.3:6222"]);
+    assert_eq!(
+        d.current,
+        ["nats-route://10.0.0.2:6222", "nats-route://10.0.0.3:6222"]
+    );
     assert!(!d.is_empty());
 
     let boot = diff_routes(&BTreeSet::new(), &a);
     assert_eq!((boot.added.len(), boot.removed.len()), (2, 0));
     let gone = diff_routes(&a, &BTreeSet::new());
-    assert_eq!((gone.added.len(), gone.removed.len(), gone.current.len()), (0, 2, 0));
+    assert_eq!(
+        (gone.added.len(), gone.removed.len(), gone.current.len()),
+        (0, 2, 0)
+    );
     assert!(diff_routes(&a, &a.clone()).is_empty());
 }
 
@@ -286,6 +346,10 @@ fn local_ips_have_no_loopback() {
 #[cfg(not(feature = "ec2-discovery"))]
 #[tokio::test]
 async fn stub_refuses_to_spawn() {
-    let r = spawn_refresher(Ec2DiscoveryConfig::new("k", "v", 6222), SelfIdentity::default(), |_| {});
+    let r = spawn_refresher(
+        Ec2DiscoveryConfig::new("k", "v", 6222),
+        SelfIdentity::default(),
+        |_| {},
+    );
     assert_eq!(r.unwrap_err(), DiscoveryError::NotBuilt);
 }

@@ -209,7 +209,13 @@ fn client_account(c: &ClientShared) -> String {
     c.meta.lock().account.clone()
 }
 
-fn open_info(c: &Arc<ClientShared>, now: SystemTime, auth: bool, subs: bool, detail: bool) -> ConnInfo {
+fn open_info(
+    c: &Arc<ClientShared>,
+    now: SystemTime,
+    auth: bool,
+    subs: bool,
+    detail: bool,
+) -> ConnInfo {
     let meta = c.meta.lock().clone();
     let (out_msgs, out_bytes, pending) = {
         let out = c.out.lock();
@@ -245,9 +251,13 @@ fn open_info(c: &Arc<ClientShared>, now: SystemTime, auth: bool, subs: bool, det
         ci.subscriptions = map.len() as u32;
         if detail {
             ci.subscriptions_list_detail = map.values().map(|s| SubDetail::of(s)).collect();
-            ci.subscriptions_list_detail.sort_by(|a, b| sid_order(&a.sid, &b.sid));
+            ci.subscriptions_list_detail
+                .sort_by(|a, b| sid_order(&a.sid, &b.sid));
         } else if subs {
-            let mut v: Vec<(String, String)> = map.values().map(|s| (s.sid_str(), s.subject_str())).collect();
+            let mut v: Vec<(String, String)> = map
+                .values()
+                .map(|s| (s.sid_str(), s.subject_str()))
+                .collect();
             v.sort_by(|a, b| sid_order(&a.0, &b.0));
             ci.subscriptions_list = v.into_iter().map(|(_, subj)| subj).collect();
         }
@@ -352,7 +362,11 @@ impl ConnzOpts {
             subs,
             detail,
             offset: offset.max(0) as usize,
-            limit: if limit <= 0 { DEFAULT_LIST_SIZE } else { limit as usize },
+            limit: if limit <= 0 {
+                DEFAULT_LIST_SIZE
+            } else {
+                limit as usize
+            },
             cid,
             state,
             user: p.get("user").to_string(),
@@ -409,7 +423,11 @@ fn connz(m: &Monitor, o: &ConnzOpts) -> Connz {
     let want_open = matches!(o.state, ConnState::Open | ConnState::Any);
     let want_closed = matches!(o.state, ConnState::Closed | ConnState::Any);
     let mut open: Vec<Arc<ClientShared>> = if want_open { s.clients() } else { Vec::new() };
-    let mut closed: Vec<ClosedClient> = if want_closed { s.closed_clients() } else { Vec::new() };
+    let mut closed: Vec<ClosedClient> = if want_closed {
+        s.closed_clients()
+    } else {
+        Vec::new()
+    };
     if !o.acc.is_empty() {
         open.retain(|c| client_account(c) == o.acc);
         closed.retain(|c| c.meta.account == o.acc);
@@ -430,8 +448,15 @@ fn connz(m: &Monitor, o: &ConnzOpts) -> Connz {
         closed.retain(|c| c.meta.user.as_deref() == Some(o.user.as_str()));
     }
 
-    let mut conns: Vec<ConnInfo> = open.iter().map(|c| open_info(c, now, o.auth, o.subs, o.detail)).collect();
-    conns.extend(closed.iter().map(|c| closed_info(c, o.auth, o.subs, o.detail)));
+    let mut conns: Vec<ConnInfo> = open
+        .iter()
+        .map(|c| open_info(c, now, o.auth, o.subs, o.detail))
+        .collect();
+    conns.extend(
+        closed
+            .iter()
+            .map(|c| closed_info(c, o.auth, o.subs, o.detail)),
+    );
     sort_conns(&mut conns, o.sort, now);
     let (lo, hi) = page_bounds(o.offset, out.limit, conns.len());
     let page: Vec<ConnInfo> = conns.drain(lo..hi).collect();
@@ -456,7 +481,14 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
 mod tests {
     use super::*;
 
-    fn ci(cid: u64, subs: u32, start_s: u64, last_s: u64, stop_s: Option<u64>, reason: &str) -> ConnInfo {
+    fn ci(
+        cid: u64,
+        subs: u32,
+        start_s: u64,
+        last_s: u64,
+        stop_s: Option<u64>,
+        reason: &str,
+    ) -> ConnInfo {
         let t = |s: u64| GoTime(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
         ConnInfo {
             cid,
@@ -505,10 +537,29 @@ mod tests {
 
     #[test]
     fn sort_option_names() {
-        for name in ["cid", "start", "subs", "pending", "msgs_to", "msgs_from", "bytes_to", "bytes_from", "last", "idle", "uptime", "stop", "reason", "rtt", ""] {
+        for name in [
+            "cid",
+            "start",
+            "subs",
+            "pending",
+            "msgs_to",
+            "msgs_from",
+            "bytes_to",
+            "bytes_from",
+            "last",
+            "idle",
+            "uptime",
+            "stop",
+            "reason",
+            "rtt",
+            "",
+        ] {
             assert!(SortOpt::parse(name).is_ok(), "{name}");
         }
-        assert_eq!(SortOpt::parse("bogus").unwrap_err(), "invalid sorting option: bogus");
+        assert_eq!(
+            SortOpt::parse("bogus").unwrap_err(),
+            "invalid sorting option: bogus"
+        );
     }
 
     #[test]
@@ -516,12 +567,28 @@ mod tests {
         let p = Params::parse(Some("sort=stop&limit=0&offset=-4&cid=0"));
         let o = ConnzOpts::from_params(&p).unwrap();
         assert_eq!((o.offset, o.limit), (0, DEFAULT_LIST_SIZE));
-        let o = ConnzOpts { sort: SortOpt::Stop, ..o };
-        assert_eq!(o.validate("stop").unwrap_err(), "sort by stop only valid on closed connections");
-        let o = ConnzOpts { state: ConnState::Closed, ..o };
+        let o = ConnzOpts {
+            sort: SortOpt::Stop,
+            ..o
+        };
+        assert_eq!(
+            o.validate("stop").unwrap_err(),
+            "sort by stop only valid on closed connections"
+        );
+        let o = ConnzOpts {
+            state: ConnState::Closed,
+            ..o
+        };
         assert!(o.validate("stop").is_ok());
-        let o = ConnzOpts { sort: SortOpt::Reason, state: ConnState::Any, ..o };
-        assert_eq!(o.validate("reason").unwrap_err(), "sort by reason only valid on closed connections");
+        let o = ConnzOpts {
+            sort: SortOpt::Reason,
+            state: ConnState::Any,
+            ..o
+        };
+        assert_eq!(
+            o.validate("reason").unwrap_err(),
+            "sort by reason only valid on closed connections"
+        );
     }
 
     #[test]

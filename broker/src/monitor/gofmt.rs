@@ -56,7 +56,13 @@ pub fn my_uptime(d: Duration) -> String {
     let tdays = thrs / 24;
     let tyrs = tdays / 365;
     if tyrs > 0 {
-        format!("{tyrs}y{}d{}h{}m{}s", tdays % 365, thrs % 24, tmins % 60, tsecs % 60)
+        format!(
+            "{tyrs}y{}d{}h{}m{}s",
+            tdays % 365,
+            thrs % 24,
+            tmins % 60,
+            tsecs % 60
+        )
     } else if tdays > 0 {
         format!("{tdays}d{}h{}m{}s", thrs % 24, tmins % 60, tsecs % 60)
     } else if thrs > 0 {
@@ -114,7 +120,11 @@ pub fn go_duration(nanos: u64) -> String {
 
 /// nats-server's RTT display rounding: microseconds when between 1µs and 1ms.
 pub fn rtt_string(nanos: u64) -> String {
-    let rtt = if nanos > 1_000 && nanos < 1_000_000 { nanos / 1_000 * 1_000 } else { nanos };
+    let rtt = if nanos > 1_000 && nanos < 1_000_000 {
+        nanos / 1_000 * 1_000
+    } else {
+        nanos
+    };
     go_duration(rtt)
 }
 
@@ -201,7 +211,10 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("strconv.ParseBool: parsing {}: invalid syntax", go_quote(s))),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing {}: invalid syntax",
+            go_quote(s)
+        )),
     }
 }
 
@@ -209,17 +222,29 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 pub fn atoi(s: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.Atoi: parsing {}: invalid syntax", go_quote(s)));
+        return Err(format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            go_quote(s)
+        ));
     }
-    s.parse::<i64>().map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", go_quote(s)))
+    s.parse::<i64>()
+        .map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", go_quote(s)))
 }
 
 /// Go's `strconv.ParseUint(s, 10, 64)`.
 pub fn parse_uint64(s: &str) -> Result<u64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.ParseUint: parsing {}: invalid syntax", go_quote(s)));
+        return Err(format!(
+            "strconv.ParseUint: parsing {}: invalid syntax",
+            go_quote(s)
+        ));
     }
-    s.parse::<u64>().map_err(|_| format!("strconv.ParseUint: parsing {}: value out of range", go_quote(s)))
+    s.parse::<u64>().map_err(|_| {
+        format!(
+            "strconv.ParseUint: parsing {}: value out of range",
+            go_quote(s)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -232,8 +257,14 @@ mod tests {
         assert_eq!(my_uptime(Duration::from_secs(59)), "59s");
         assert_eq!(my_uptime(Duration::from_secs(60)), "1m0s");
         assert_eq!(my_uptime(Duration::from_secs(3600 + 2)), "1h0m2s");
-        assert_eq!(my_uptime(Duration::from_secs(86400 + 7200 + 180 + 4)), "1d2h3m4s");
-        assert_eq!(my_uptime(Duration::from_secs(366 * 86400 + 5)), "1y1d0h0m5s");
+        assert_eq!(
+            my_uptime(Duration::from_secs(86400 + 7200 + 180 + 4)),
+            "1d2h3m4s"
+        );
+        assert_eq!(
+            my_uptime(Duration::from_secs(366 * 86400 + 5)),
+            "1y1d0h0m5s"
+        );
     }
 
     #[test]
@@ -255,8 +286,14 @@ mod tests {
     fn times_like_go() {
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 658_483_000);
         assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20.658483Z");
-        assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::from_secs(1)), "1970-01-01T00:00:01Z");
-        assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::new(1, 5)), "1970-01-01T00:00:01.000000005Z");
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::from_secs(1)),
+            "1970-01-01T00:00:01Z"
+        );
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::new(1, 5)),
+            "1970-01-01T00:00:01.000000005Z"
+        );
     }
 
     #[test]
@@ -264,7 +301,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&GoFloat(2.0)).unwrap(), "2");
         assert_eq!(serde_json::to_string(&GoFloat(0.0)).unwrap(), "0");
         assert_eq!(serde_json::to_string(&GoFloat(0.5)).unwrap(), "0.5");
-        assert_eq!(serde_json::to_string(&GoFloat(0.16666666666666666)).unwrap(), "0.16666666666666666");
+        assert_eq!(
+            serde_json::to_string(&GoFloat(0.16666666666666666)).unwrap(),
+            "0.16666666666666666"
+        );
     }
 
     #[test]
@@ -277,14 +317,26 @@ mod tests {
 
     #[test]
     fn strconv_errors() {
-        assert_eq!(parse_bool("x").unwrap_err(), r#"strconv.ParseBool: parsing "x": invalid syntax"#);
+        assert_eq!(
+            parse_bool("x").unwrap_err(),
+            r#"strconv.ParseBool: parsing "x": invalid syntax"#
+        );
         assert_eq!(parse_bool("True"), Ok(true));
         assert_eq!(parse_bool("0"), Ok(false));
         assert_eq!(atoi("-3"), Ok(-3));
         assert_eq!(atoi("+3"), Ok(3));
-        assert_eq!(atoi("x").unwrap_err(), r#"strconv.Atoi: parsing "x": invalid syntax"#);
-        assert_eq!(atoi("99999999999999999999").unwrap_err(), r#"strconv.Atoi: parsing "99999999999999999999": value out of range"#);
-        assert_eq!(parse_uint64("-1").unwrap_err(), r#"strconv.ParseUint: parsing "-1": invalid syntax"#);
+        assert_eq!(
+            atoi("x").unwrap_err(),
+            r#"strconv.Atoi: parsing "x": invalid syntax"#
+        );
+        assert_eq!(
+            atoi("99999999999999999999").unwrap_err(),
+            r#"strconv.Atoi: parsing "99999999999999999999": value out of range"#
+        );
+        assert_eq!(
+            parse_uint64("-1").unwrap_err(),
+            r#"strconv.ParseUint: parsing "-1": invalid syntax"#
+        );
         assert_eq!(parse_uint64("7"), Ok(7));
         assert_eq!(go_quote("a\"b\u{1}"), r#""a\"b\x01""#);
     }

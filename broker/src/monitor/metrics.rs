@@ -39,7 +39,11 @@ pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -59,7 +63,13 @@ pub struct Exposition {
 
 impl Exposition {
     /// A family with samples `(labels, value)`.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str, samples: &[(&[(&str, &str)], f64)]) {
+    pub fn family(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: &[(&[(&str, &str)], f64)],
+    ) {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
@@ -98,8 +108,15 @@ fn render(m: &Monitor) -> String {
     let opts = s.opts();
     let st = &s.stats;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let start = s.start_time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let uptime = SystemTime::now().duration_since(s.start_time).unwrap_or_default().as_secs_f64();
+    let start = s
+        .start_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let uptime = SystemTime::now()
+        .duration_since(s.start_time)
+        .unwrap_or_default()
+        .as_secs_f64();
     let clients = s.clients();
     let pending: usize = clients.iter().map(|c| c.pending_bytes()).sum();
     let accs = accounts(s);
@@ -127,40 +144,169 @@ fn render(m: &Monitor) -> String {
             1.0,
         )],
     );
-    e.single("tribune_start_time_seconds", Gauge, "Start time of the server since the Unix epoch, in seconds.", start);
-    e.single("tribune_uptime_seconds", Gauge, "Time since the server started, in seconds.", uptime);
-    e.single("tribune_lame_duck", Gauge, "1 while the server is in lame-duck mode, else 0.", if s.is_lame_duck() { 1.0 } else { 0.0 });
-    e.single("tribune_connections", Gauge, "Client connections currently open.", clients.len() as f64);
-    e.single("tribune_connections_total", Counter, "Client connections accepted since start.", load(&st.total_connections));
-    e.single("tribune_max_connections", Gauge, "Maximum number of client connections allowed.", opts.max_connections as f64);
-    e.single("tribune_subscriptions", Gauge, "Subscriptions currently registered.", subs as f64);
-    e.single("tribune_routes", Gauge, "Cluster routes currently connected.", 0.0);
-    e.single("tribune_messages_received_total", Counter, "Messages received from clients.", load(&st.in_msgs));
-    e.single("tribune_messages_sent_total", Counter, "Messages delivered to clients.", load(&st.out_msgs));
-    e.single("tribune_bytes_received_total", Counter, "Payload bytes received from clients.", load(&st.in_bytes));
-    e.single("tribune_bytes_sent_total", Counter, "Payload bytes delivered to clients.", load(&st.out_bytes));
-    e.single("tribune_slow_consumers_total", Counter, "Clients disconnected for being slow consumers.", load(&st.slow_consumers));
+    e.single(
+        "tribune_start_time_seconds",
+        Gauge,
+        "Start time of the server since the Unix epoch, in seconds.",
+        start,
+    );
+    e.single(
+        "tribune_uptime_seconds",
+        Gauge,
+        "Time since the server started, in seconds.",
+        uptime,
+    );
+    e.single(
+        "tribune_lame_duck",
+        Gauge,
+        "1 while the server is in lame-duck mode, else 0.",
+        if s.is_lame_duck() { 1.0 } else { 0.0 },
+    );
+    e.single(
+        "tribune_connections",
+        Gauge,
+        "Client connections currently open.",
+        clients.len() as f64,
+    );
+    e.single(
+        "tribune_connections_total",
+        Counter,
+        "Client connections accepted since start.",
+        load(&st.total_connections),
+    );
+    e.single(
+        "tribune_max_connections",
+        Gauge,
+        "Maximum number of client connections allowed.",
+        opts.max_connections as f64,
+    );
+    e.single(
+        "tribune_subscriptions",
+        Gauge,
+        "Subscriptions currently registered.",
+        subs as f64,
+    );
+    e.single(
+        "tribune_routes",
+        Gauge,
+        "Cluster routes currently connected.",
+        0.0,
+    );
+    e.single(
+        "tribune_messages_received_total",
+        Counter,
+        "Messages received from clients.",
+        load(&st.in_msgs),
+    );
+    e.single(
+        "tribune_messages_sent_total",
+        Counter,
+        "Messages delivered to clients.",
+        load(&st.out_msgs),
+    );
+    e.single(
+        "tribune_bytes_received_total",
+        Counter,
+        "Payload bytes received from clients.",
+        load(&st.in_bytes),
+    );
+    e.single(
+        "tribune_bytes_sent_total",
+        Counter,
+        "Payload bytes delivered to clients.",
+        load(&st.out_bytes),
+    );
+    e.single(
+        "tribune_slow_consumers_total",
+        Counter,
+        "Clients disconnected for being slow consumers.",
+        load(&st.slow_consumers),
+    );
     e.single(
         "tribune_stale_connections",
         Gauge,
         "Stale connections among the recently closed connections remembered for /connz.",
         varz::stale_connections(m) as f64,
     );
-    e.single("tribune_auth_errors_total", Counter, "Failed client authentications.", load(&st.auth_errors));
-    e.single("tribune_pending_bytes", Gauge, "Bytes queued for delivery to clients, not yet written.", pending as f64);
-    e.single("tribune_max_payload_bytes", Gauge, "Maximum message payload size allowed.", opts.max_payload as f64);
-    e.single("tribune_max_pending_bytes", Gauge, "Maximum bytes queued per client before it is a slow consumer.", opts.max_pending as f64);
-    e.single("tribune_sublist_inserts_total", Counter, "Subscriptions added to the subscription index.", inserts as f64);
-    e.single("tribune_sublist_removes_total", Counter, "Subscriptions removed from the subscription index.", removes as f64);
-    e.single("tribune_sublist_matches_total", Counter, "Subject lookups in the subscription index (per-connection cache misses).", matches as f64);
-    e.single("tribune_resident_memory_bytes", Gauge, "Resident memory size, in bytes.", procstat::rss_bytes() as f64);
-    e.single("tribune_cpu_seconds_total", Counter, "User and system CPU time used by the process, in seconds.", procstat::cpu_seconds());
-    e.single("tribune_cpu_cores", Gauge, "CPU cores available to the process.", varz::cores() as f64);
-    e.single("tribune_worker_threads", Gauge, "Runtime worker threads.", varz::worker_threads() as f64);
+    e.single(
+        "tribune_auth_errors_total",
+        Counter,
+        "Failed client authentications.",
+        load(&st.auth_errors),
+    );
+    e.single(
+        "tribune_pending_bytes",
+        Gauge,
+        "Bytes queued for delivery to clients, not yet written.",
+        pending as f64,
+    );
+    e.single(
+        "tribune_max_payload_bytes",
+        Gauge,
+        "Maximum message payload size allowed.",
+        opts.max_payload as f64,
+    );
+    e.single(
+        "tribune_max_pending_bytes",
+        Gauge,
+        "Maximum bytes queued per client before it is a slow consumer.",
+        opts.max_pending as f64,
+    );
+    e.single(
+        "tribune_sublist_inserts_total",
+        Counter,
+        "Subscriptions added to the subscription index.",
+        inserts as f64,
+    );
+    e.single(
+        "tribune_sublist_removes_total",
+        Counter,
+        "Subscriptions removed from the subscription index.",
+        removes as f64,
+    );
+    e.single(
+        "tribune_sublist_matches_total",
+        Counter,
+        "Subject lookups in the subscription index (per-connection cache misses).",
+        matches as f64,
+    );
+    e.single(
+        "tribune_resident_memory_bytes",
+        Gauge,
+        "Resident memory size, in bytes.",
+        procstat::rss_bytes() as f64,
+    );
+    e.single(
+        "tribune_cpu_seconds_total",
+        Counter,
+        "User and system CPU time used by the process, in seconds.",
+        procstat::cpu_seconds(),
+    );
+    e.single(
+        "tribune_cpu_cores",
+        Gauge,
+        "CPU cores available to the process.",
+        varz::cores() as f64,
+    );
+    e.single(
+        "tribune_worker_threads",
+        Gauge,
+        "Runtime worker threads.",
+        varz::worker_threads() as f64,
+    );
     let reqs = m.req_stats();
-    let samples: Vec<(Vec<(&str, &str)>, f64)> = reqs.iter().map(|(path, n)| (vec![("path", *path)], *n as f64)).collect();
-    let samples: Vec<(&[(&str, &str)], f64)> = samples.iter().map(|(l, v)| (l.as_slice(), *v)).collect();
-    e.family("tribune_http_requests_total", Counter, "Monitoring HTTP requests, by endpoint.", &samples);
+    let samples: Vec<(Vec<(&str, &str)>, f64)> = reqs
+        .iter()
+        .map(|(path, n)| (vec![("path", *path)], *n as f64))
+        .collect();
+    let samples: Vec<(&[(&str, &str)], f64)> =
+        samples.iter().map(|(l, v)| (l.as_slice(), *v)).collect();
+    e.family(
+        "tribune_http_requests_total",
+        Counter,
+        "Monitoring HTTP requests, by endpoint.",
+        &samples,
+    );
     e.finish()
 }
 
@@ -193,7 +339,12 @@ mod tests {
     fn exposition_layout() {
         let mut e = Exposition::default();
         e.single("x_total", Kind::Counter, "Things.", 3.0);
-        e.family("y", Kind::Gauge, "Ys.", &[(&[("a", "1"), ("b", "q\"")], 0.5)]);
+        e.family(
+            "y",
+            Kind::Gauge,
+            "Ys.",
+            &[(&[("a", "1"), ("b", "q\"")], 0.5)],
+        );
         assert_eq!(e.finish(), "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP y Ys.\n# TYPE y gauge\ny{a=\"1\",b=\"q\\\"\"} 0.5\n");
     }
 
@@ -205,7 +356,10 @@ mod tests {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 families += 1;
-                assert!(rest.ends_with(" counter") || rest.ends_with(" gauge"), "{line}");
+                assert!(
+                    rest.ends_with(" counter") || rest.ends_with(" gauge"),
+                    "{line}"
+                );
             } else if !line.starts_with("# HELP ") {
                 let (name, value) = line.rsplit_once(' ').expect(line);
                 assert!(name.starts_with("tribune_"), "{line}");

@@ -78,14 +78,22 @@ pub(crate) struct Monitor {
 impl Monitor {
     fn new(server: Arc<Server>) -> Monitor {
         let base = normalize_base_path(&server.opts().http_base_path);
-        Monitor { server, base, req_stats: Mutex::new(BTreeMap::new()), cpu: procstat::CpuSampler::new() }
+        Monitor {
+            server,
+            base,
+            req_stats: Mutex::new(BTreeMap::new()),
+            cpu: procstat::CpuSampler::new(),
+        }
     }
 
     fn route(&self, path: &str) -> Option<Endpoint> {
         if path == self.base {
             return Some(Endpoint::Root);
         }
-        ENDPOINTS.iter().find(|(p, _)| join_path(&self.base, p) == path).map(|(_, e)| *e)
+        ENDPOINTS
+            .iter()
+            .find(|(p, _)| join_path(&self.base, p) == path)
+            .map(|(_, e)| *e)
     }
 
     fn count(&self, key: &'static str) {
@@ -117,7 +125,11 @@ impl Monitor {
 
 /// nats-server's `normalizeBasePath`: leading slash, `path.Clean`ed.
 fn normalize_base_path(p: &str) -> String {
-    let p = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
+    let p = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
     clean_path(&p)
 }
 
@@ -151,7 +163,10 @@ fn accounts(server: &Server) -> Vec<Arc<Account>> {
     let mut out = vec![server.global_account()];
     for c in server.clients() {
         if let Some(acc) = c.account.lock().clone() {
-            if !out.iter().any(|a| Arc::ptr_eq(a, &acc) || a.name == acc.name) {
+            if !out
+                .iter()
+                .any(|a| Arc::ptr_eq(a, &acc) || a.name == acc.name)
+            {
                 out.push(acc);
             }
         }
@@ -164,8 +179,14 @@ fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     r
 }
 
@@ -176,7 +197,8 @@ fn json_ok<T: Serialize>(v: &T) -> Response {
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -187,13 +209,22 @@ fn bad_request(msg: String) -> Response {
 
 /// Go's `http.NotFound`.
 fn not_found() -> Response {
-    let mut r = text_response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 page not found\n".into());
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    let mut r = text_response(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "404 page not found\n".into(),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
 async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
-    let Some(ep) = m.route(uri.path()) else { return not_found() };
+    let Some(ep) = m.route(uri.path()) else {
+        return not_found();
+    };
     let params = Params::parse(uri.query());
     match ep {
         Endpoint::Root => root(&m),
@@ -226,7 +257,9 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
     };
     let app = axum::Router::new().fallback(handle).with_state(monitor);
     let stopped = async move { server.wait_for_shutdown().await };
-    let result = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await;
     sampler.abort();
     result?;
     Ok(())
@@ -253,7 +286,10 @@ fn root(m: &Monitor) -> Response {
         crate::server::NATS_COMPAT_VERSION
     ));
     for (label, p) in links {
-        body.push_str(&format!("    <a href=.{}>{label}<span class=\"endpoint\"> {p}</span></a>\n", m.base_path(p)));
+        body.push_str(&format!(
+            "    <a href=.{}>{label}<span class=\"endpoint\"> {p}</span></a>\n",
+            m.base_path(p)
+        ));
     }
     body.push_str("    <a href=https://docs.nats.io/running-a-nats-service/nats_admin/monitoring>Help</a>\n  </body>\n</html>\n");
     text_response(StatusCode::OK, "text/html; charset=utf-8", body)
@@ -313,7 +349,13 @@ fn routez(m: &Monitor, p: &Params) -> Response {
     };
     m.count(stat_key::ROUTEZ);
     let now = SystemTime::now();
-    let routes: Vec<RouteInfo> = m.server.routes.peers().iter().map(|peer| route_entry(peer, now, subs, detail)).collect();
+    let routes: Vec<RouteInfo> = m
+        .server
+        .routes
+        .peers()
+        .iter()
+        .map(|peer| route_entry(peer, now, subs, detail))
+        .collect();
     json_ok(&Routez {
         server_id: m.server.id.clone(),
         server_name: m.server.name.clone(),
@@ -326,17 +368,22 @@ fn routez(m: &Monitor, p: &Params) -> Response {
 fn route_entry(peer: &crate::route::Peer, now: SystemTime, subs: bool, detail: bool) -> RouteInfo {
     use std::sync::atomic::Ordering;
     let c = &peer.conn;
-    let last = SystemTime::UNIX_EPOCH + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed));
+    let last =
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(c.last_activity.load(Ordering::Relaxed));
     let (out_msgs, out_bytes, pending) = {
         let out = c.out.lock();
         let (m, b) = out.out_counts();
         (m, b, out.pending())
     };
-    let list: Vec<Arc<crate::subscription::Subscription>> = c.subs.lock().values().cloned().collect();
+    let list: Vec<Arc<crate::subscription::Subscription>> =
+        c.subs.lock().values().cloned().collect();
     let elapsed = |a: SystemTime, b: SystemTime| a.duration_since(b).unwrap_or_default();
     let (ip, port) = match url_host_port(&peer.url) {
         Some(hp) => hp,
-        None => (c.addr.map(|a| a.ip().to_string()).unwrap_or_default(), c.addr.map_or(0, |a| a.port())),
+        None => (
+            c.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+            c.addr.map_or(0, |a| a.port()),
+        ),
     };
     RouteInfo {
         rid: c.cid,
@@ -357,8 +404,16 @@ fn route_entry(peer: &crate::route::Peer, now: SystemTime, subs: bool, detail: b
         in_bytes: c.stats.in_bytes.load(Ordering::Relaxed),
         out_bytes,
         subscriptions: list.len() as u32,
-        subscriptions_list: if subs && !detail { list.iter().map(|s| s.subject_str()).collect() } else { Vec::new() },
-        subscriptions_list_detail: if detail { list.iter().map(|s| connz::SubDetail::of(s)).collect() } else { Vec::new() },
+        subscriptions_list: if subs && !detail {
+            list.iter().map(|s| s.subject_str()).collect()
+        } else {
+            Vec::new()
+        },
+        subscriptions_list_detail: if detail {
+            list.iter().map(|s| connz::SubDetail::of(s)).collect()
+        } else {
+            Vec::new()
+        },
         account: String::new(),
         compression: "off".to_string(),
     }
@@ -394,7 +449,12 @@ struct HealthzError {
 fn healthz(m: &Monitor, p: &Params) -> Response {
     m.count(stat_key::HEALTHZ);
     // Decoded for their 400s only: without JetStream they change nothing.
-    for key in ["js-enabled", "js-enabled-only", "js-server-only", "js-meta-only"] {
+    for key in [
+        "js-enabled",
+        "js-enabled-only",
+        "js-server-only",
+        "js-meta-only",
+    ] {
         if let Err(e) = p.bool(key) {
             return bad_request(e);
         }
@@ -404,22 +464,50 @@ fn healthz(m: &Monitor, p: &Params) -> Response {
         Err(e) => return bad_request(e),
     };
     let (code, problem, kind) = if p.get("account").is_empty() && !p.get("stream").is_empty() {
-        (StatusCode::BAD_REQUEST, "\"account\" must not be empty when checking stream health".to_string(), "BAD_REQUEST")
+        (
+            StatusCode::BAD_REQUEST,
+            "\"account\" must not be empty when checking stream health".to_string(),
+            "BAD_REQUEST",
+        )
     } else if p.get("stream").is_empty() && !p.get("consumer").is_empty() {
-        (StatusCode::BAD_REQUEST, "\"stream\" must not be empty when checking consumer health".to_string(), "BAD_REQUEST")
-    } else if m.server.listeners().client.is_none() || m.server.is_lame_duck() || m.server.is_shutting_down() {
+        (
+            StatusCode::BAD_REQUEST,
+            "\"stream\" must not be empty when checking consumer health".to_string(),
+            "BAD_REQUEST",
+        )
+    } else if m.server.listeners().client.is_none()
+        || m.server.is_lame_duck()
+        || m.server.is_shutting_down()
+    {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "failed to be ready for connections after 1ms: server".to_string(),
             "CONNECTION",
         )
     } else {
-        return json_response(StatusCode::OK, gofmt::to_json(&HealthStatus { status: "ok", ..Default::default() }));
+        return json_response(
+            StatusCode::OK,
+            gofmt::to_json(&HealthStatus {
+                status: "ok",
+                ..Default::default()
+            }),
+        );
     };
     let hs = if details {
-        HealthStatus { status: "error", errors: vec![HealthzError { kind, error: problem }], ..Default::default() }
+        HealthStatus {
+            status: "error",
+            errors: vec![HealthzError {
+                kind,
+                error: problem,
+            }],
+            ..Default::default()
+        }
     } else {
-        HealthStatus { status: "error", error: problem, ..Default::default() }
+        HealthStatus {
+            status: "error",
+            error: problem,
+            ..Default::default()
+        }
     };
     json_response(code, gofmt::to_json(&hs))
 }
@@ -442,7 +530,10 @@ mod tests {
 
     #[test]
     fn routing_is_exact() {
-        let opts = Options { http_base_path: "/mon".into(), ..Default::default() };
+        let opts = Options {
+            http_base_path: "/mon".into(),
+            ..Default::default()
+        };
         let m = Monitor::new(Server::new(opts));
         assert_eq!(m.route("/mon"), Some(Endpoint::Root));
         assert_eq!(m.route("/mon/varz"), Some(Endpoint::Varz));

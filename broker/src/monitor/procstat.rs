@@ -33,7 +33,9 @@ pub fn cpu_seconds() -> f64 {
 
 /// Resident set size in bytes (`VmRSS` of `/proc/self/status`).
 pub fn rss_bytes() -> u64 {
-    let Ok(text) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
     parse_vmrss(&text).unwrap_or(0)
 }
 
@@ -45,7 +47,12 @@ fn parse_vmrss(text: &str) -> Option<u64> {
 
 /// Seconds since boot (`/proc/uptime`).
 fn boot_uptime() -> Option<f64> {
-    std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CPU usage in percent of one core over the last sampling window, like
@@ -77,12 +84,20 @@ impl CpuSampler {
                 percent = round_percent(ticks as f64 / TICKS_PER_SEC / alive * 100.0);
             }
         }
-        CpuSampler { state: Mutex::new(CpuState { last_ticks: ticks, last_at: Instant::now(), percent }) }
+        CpuSampler {
+            state: Mutex::new(CpuState {
+                last_ticks: ticks,
+                last_at: Instant::now(),
+                percent,
+            }),
+        }
     }
 
     /// Take a sample; the percentage covers the time since the previous one.
     pub fn sample(&self) {
-        let Some((ticks, _)) = stat_ticks() else { return };
+        let Some((ticks, _)) = stat_ticks() else {
+            return;
+        };
         let now = Instant::now();
         let mut st = self.state.lock();
         let secs = now.duration_since(st.last_at).as_secs_f64();
@@ -117,7 +132,10 @@ mod tests {
 
     #[test]
     fn parses_vmrss() {
-        assert_eq!(parse_vmrss("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234 * 1024));
+        assert_eq!(
+            parse_vmrss("Name:\tx\nVmRSS:\t  1234 kB\n"),
+            Some(1234 * 1024)
+        );
         assert_eq!(parse_vmrss("Name:\tx\n"), None);
     }
 

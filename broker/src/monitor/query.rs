@@ -17,7 +17,9 @@ pub enum ConnState {
 
 impl Params {
     pub fn parse(query: Option<&str>) -> Params {
-        let Some(q) = query else { return Params::default() };
+        let Some(q) = query else {
+            return Params::default();
+        };
         let uri: axum::http::Uri = match format!("/?{q}").parse() {
             Ok(u) => u,
             Err(_) => return Params::default(),
@@ -30,7 +32,10 @@ impl Params {
 
     /// The first value of `key`, or "".
     pub fn get(&self, key: &str) -> &str {
-        self.0.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
     }
 
     /// nats-server's `decodeBool`.
@@ -106,11 +111,23 @@ mod tests {
     #[test]
     fn errors_match_nats_server() {
         let p = Params::parse(Some("auth=x&offset=y&cid=-1&state=xx&subs=maybe"));
-        assert_eq!(p.bool("auth").unwrap_err(), r#"Error decoding boolean for 'auth': strconv.ParseBool: parsing "x": invalid syntax"#);
-        assert_eq!(p.int("offset").unwrap_err(), r#"Error decoding int for 'offset': strconv.Atoi: parsing "y": invalid syntax"#);
-        assert_eq!(p.uint64("cid").unwrap_err(), r#"Error decoding uint64 for 'cid': strconv.ParseUint: parsing "-1": invalid syntax"#);
+        assert_eq!(
+            p.bool("auth").unwrap_err(),
+            r#"Error decoding boolean for 'auth': strconv.ParseBool: parsing "x": invalid syntax"#
+        );
+        assert_eq!(
+            p.int("offset").unwrap_err(),
+            r#"Error decoding int for 'offset': strconv.Atoi: parsing "y": invalid syntax"#
+        );
+        assert_eq!(
+            p.uint64("cid").unwrap_err(),
+            r#"Error decoding uint64 for 'cid': strconv.ParseUint: parsing "-1": invalid syntax"#
+        );
         assert_eq!(p.state().unwrap_err(), "Error decoding state for xx");
-        assert_eq!(p.subs().unwrap_err(), r#"Error decoding boolean for 'subs': strconv.ParseBool: parsing "maybe": invalid syntax"#);
+        assert_eq!(
+            p.subs().unwrap_err(),
+            r#"Error decoding boolean for 'subs': strconv.ParseBool: parsing "maybe": invalid syntax"#
+        );
         assert_eq!(Params::parse(Some("state=ALL")).state(), Ok(ConnState::Any));
         assert_eq!(Params::parse(None).state(), Ok(ConnState::Open));
     }

@@ -53,7 +53,9 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
     };
     let test = p.get("test");
     if !test.is_empty() && !is_literal_subject(test) {
-        return bad_request(format!("invalid test subject, must be valid publish subject: {test}"));
+        return bad_request(format!(
+            "invalid test subject, must be valid publish subject: {test}"
+        ));
     }
     let filter_acc = p.get("acc");
 
@@ -102,7 +104,12 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
     if subs {
         // The index has no stable order; list by account, connection and sid
         // so that paging is consistent between requests.
-        details.sort_by(|a, b| a.account.cmp(&b.account).then(a.cid.cmp(&b.cid)).then_with(|| sid_order(&a.sid, &b.sid)));
+        details.sort_by(|a, b| {
+            a.account
+                .cmp(&b.account)
+                .then(a.cid.cmp(&b.cid))
+                .then_with(|| sid_order(&a.sid, &b.sid))
+        });
         out.total = details.len();
         let (lo, hi) = page_bounds(offset, limit, details.len());
         out.subscriptions_list = details.drain(lo..hi).collect();

@@ -133,7 +133,10 @@ pub(super) fn cores() -> usize {
 
 /// Connections closed as stale since start.
 pub(super) fn stale_connections(m: &Monitor) -> u64 {
-    m.server.stats.stale_connections.load(std::sync::atomic::Ordering::Relaxed)
+    m.server
+        .stats
+        .stale_connections
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The `cluster` section: name, route listen address and configured routes.
@@ -142,10 +145,18 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
     if !opts.cluster.enabled() {
         return ClusterVarz::default();
     }
-    let port = s.listeners().cluster.map(|a| a.port()).or(opts.cluster.port);
+    let port = s
+        .listeners()
+        .cluster
+        .map(|a| a.port())
+        .or(opts.cluster.port);
     ClusterVarz {
         name: Some(s.cluster_name()),
-        addr: Some(if opts.cluster.host.is_empty() { "0.0.0.0".to_string() } else { opts.cluster.host.clone() }),
+        addr: Some(if opts.cluster.host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            opts.cluster.host.clone()
+        }),
         cluster_port: port,
         urls: opts.cluster.routes.clone(),
     }
@@ -219,8 +230,14 @@ pub(super) fn build(m: &Monitor) -> Varz {
         http_req_stats: m.req_stats(),
         config_load_time: GoTime(m.config_load_time()),
         config_digest: String::new(),
-        slow_consumer_stats: PerKind { clients: slow, ..Default::default() },
-        stale_connection_stats: PerKind { clients: stale, ..Default::default() },
+        slow_consumer_stats: PerKind {
+            clients: slow,
+            ..Default::default()
+        },
+        stale_connection_stats: PerKind {
+            clients: stale,
+            ..Default::default()
+        },
         disk_io_wait_stats: DiskIoWait::default(),
     }
 }

@@ -96,9 +96,13 @@ mod tests {
         assert!(c.verbose && c.pedantic && c.echo && !c.headers);
         let c = ConnectOptions::parse(br#"{"verbose":false,"pedantic":false,"echo":false,"headers":true,"no_responders":true,"name":"n","lang":"rust","version":"1","protocol":1,"user":"u","pass":"p","extra":[1]}"#).unwrap();
         assert!(!c.verbose && !c.pedantic && !c.echo && c.headers && c.no_responders);
-        assert_eq!((c.name.as_str(), c.protocol, c.user.as_deref()), ("n", 1, Some("u")));
+        assert_eq!(
+            (c.name.as_str(), c.protocol, c.user.as_deref()),
+            ("n", 1, Some("u"))
+        );
         assert!(ConnectOptions::parse(b"").is_err());
-        let c = ConnectOptions::parse(br#"{"name":null,"user":null,"echo":null,"protocol":null}"#).unwrap();
+        let c = ConnectOptions::parse(br#"{"name":null,"user":null,"echo":null,"protocol":null}"#)
+            .unwrap();
         assert!(c.name.is_empty() && c.user.is_none() && c.echo && c.protocol == 0);
         assert!(ConnectOptions::parse(b"{\"verbose\":\"x\"}").is_err());
     }

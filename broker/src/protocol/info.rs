@@ -84,7 +84,12 @@ mod tests {
 
     #[test]
     fn omits_empty_optional_fields() {
-        let info = Info { server_id: "N".into(), proto: 1, max_payload: 1024, ..Default::default() };
+        let info = Info {
+            server_id: "N".into(),
+            proto: 1,
+            max_payload: 1024,
+            ..Default::default()
+        };
         let line = String::from_utf8(info.to_line()).unwrap();
         assert_eq!(
             line,

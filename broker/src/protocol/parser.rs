@@ -114,7 +114,9 @@ pub(crate) fn snippet(buf: &[u8]) -> String {
 }
 
 fn unknown(buf: &[u8]) -> ParseError {
-    ParseError::UnknownOp { snippet: snippet(buf) }
+    ParseError::UnknownOp {
+        snippet: snippet(buf),
+    }
 }
 
 /// Match an upper-case keyword case-insensitively at the start of `buf`.
@@ -171,7 +173,12 @@ pub(crate) fn offset_in(base: &[u8], part: &[u8]) -> usize {
 
 impl Parser {
     pub fn new(max_control_line: usize, max_payload: Option<usize>) -> Self {
-        Parser { state: State::Start, max_control_line, max_payload, headers: false }
+        Parser {
+            state: State::Start,
+            max_control_line,
+            max_payload,
+            headers: false,
+        }
     }
 
     /// Parse the next operation from `buf`, the unconsumed bytes.
@@ -220,7 +227,11 @@ impl Parser {
             Some(_) if kind == Kind::Connect => {}
             Some(_) => return Err(unknown(buf)),
         }
-        let arg_start = after + buf[after..].iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+        let arg_start = after
+            + buf[after..]
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t'))
+                .count();
         let Some(nl) = memchr::memchr(b'\n', &buf[arg_start..]) else {
             let pending = buf.len() - arg_start;
             if pending > self.max_control_line {
@@ -243,17 +254,49 @@ impl Parser {
             Kind::Sub => {
                 let mut a = [&[][..]; 6];
                 match split_args(arg, &mut a) {
-                    2 => Ok(Step::Op(Op::Sub { subject: a[0], queue: None, sid: a[1] }, line_end)),
-                    3 => Ok(Step::Op(Op::Sub { subject: a[0], queue: Some(a[1]), sid: a[2] }, line_end)),
-                    _ => Err(ParseError::BadArgs(format!("processSub Parse Error: {:?}", String::from_utf8_lossy(arg)))),
+                    2 => Ok(Step::Op(
+                        Op::Sub {
+                            subject: a[0],
+                            queue: None,
+                            sid: a[1],
+                        },
+                        line_end,
+                    )),
+                    3 => Ok(Step::Op(
+                        Op::Sub {
+                            subject: a[0],
+                            queue: Some(a[1]),
+                            sid: a[2],
+                        },
+                        line_end,
+                    )),
+                    _ => Err(ParseError::BadArgs(format!(
+                        "processSub Parse Error: {:?}",
+                        String::from_utf8_lossy(arg)
+                    ))),
                 }
             }
             Kind::Unsub => {
                 let mut a = [&[][..]; 6];
                 match split_args(arg, &mut a) {
-                    1 => Ok(Step::Op(Op::Unsub { sid: a[0], max: None }, line_end)),
-                    2 => Ok(Step::Op(Op::Unsub { sid: a[0], max: parse_size(a[1]).map(|m| m as u64) }, line_end)),
-                    _ => Err(ParseError::BadArgs(format!("processUnsub Parse Error: {:?}", String::from_utf8_lossy(arg)))),
+                    1 => Ok(Step::Op(
+                        Op::Unsub {
+                            sid: a[0],
+                            max: None,
+                        },
+                        line_end,
+                    )),
+                    2 => Ok(Step::Op(
+                        Op::Unsub {
+                            sid: a[0],
+                            max: parse_size(a[1]).map(|m| m as u64),
+                        },
+                        line_end,
+                    )),
+                    _ => Err(ParseError::BadArgs(format!(
+                        "processUnsub Parse Error: {:?}",
+                        String::from_utf8_lossy(arg)
+                    ))),
                 }
             }
             Kind::Pub | Kind::HPub => {
@@ -265,8 +308,18 @@ impl Parser {
     }
 
     /// Validate a PUB/HPUB control line and remember where its body starts.
-    fn pub_line(&self, buf: &[u8], arg: &[u8], body_start: usize, is_hpub: bool) -> Result<PendingPub, ParseError> {
-        let name = if is_hpub { "processHeaderPub" } else { "processPub" };
+    fn pub_line(
+        &self,
+        buf: &[u8],
+        arg: &[u8],
+        body_start: usize,
+        is_hpub: bool,
+    ) -> Result<PendingPub, ParseError> {
+        let name = if is_hpub {
+            "processHeaderPub"
+        } else {
+            "processPub"
+        };
         let lossy = || String::from_utf8_lossy(arg).into_owned();
         if is_hpub && !self.headers {
             return Err(ParseError::BadArgs("message headers not supported".into()));
@@ -278,19 +331,28 @@ impl Parser {
             (false, 3) => (a[0], Some(a[1]), None, a[2]),
             (true, 3) => (a[0], None, Some(a[1]), a[2]),
             (true, 4) => (a[0], Some(a[1]), Some(a[2]), a[3]),
-            _ => return Err(ParseError::BadArgs(format!("{name} Parse Error: {:?}", lossy()))),
+            _ => {
+                return Err(ParseError::BadArgs(format!(
+                    "{name} Parse Error: {:?}",
+                    lossy()
+                )))
+            }
         };
         let hdr_len = match hdr {
             None => 0,
-            Some(h) => parse_size(h)
-                .ok_or_else(|| ParseError::BadArgs(format!("{name} Bad or Missing Header Size: {:?}", lossy())))?,
+            Some(h) => parse_size(h).ok_or_else(|| {
+                ParseError::BadArgs(format!("{name} Bad or Missing Header Size: {:?}", lossy()))
+            })?,
         };
         let size = parse_size(size).ok_or_else(|| {
             let what = if is_hpub { "Total Size" } else { "Size" };
             ParseError::BadArgs(format!("{name} Bad or Missing {what}: {:?}", lossy()))
         })?;
         if hdr_len > size {
-            return Err(ParseError::BadArgs(format!("{name} Header Size larger then TotalSize: {:?}", lossy())));
+            return Err(ParseError::BadArgs(format!(
+                "{name} Header Size larger then TotalSize: {:?}",
+                lossy()
+            )));
         }
         if let Some(max) = self.max_payload {
             if size > max {
@@ -301,7 +363,14 @@ impl Parser {
             let o = offset_in(buf, p);
             o..o + p.len()
         };
-        Ok(PendingPub { subject: range(subject), reply: reply.map(range), hdr_len, size, body_start, is_hpub })
+        Ok(PendingPub {
+            subject: range(subject),
+            reply: reply.map(range),
+            hdr_len,
+            size,
+            body_start,
+            is_hpub,
+        })
     }
 
     fn body<'a>(&mut self, buf: &'a [u8], p: PendingPub) -> Result<Step<'a>, ParseError> {
@@ -421,8 +490,27 @@ mod tests {
         let mut p = parser();
         let buf = b"PUB a.b r.1 3\r\nabc\r\n";
         match p.next(buf).unwrap() {
-            Step::Op(Op::Pub { subject, reply, hdr_len, msg, is_hpub }, n) => {
-                assert_eq!((subject, reply, hdr_len, msg, is_hpub, n), (&b"a.b"[..], Some(&b"r.1"[..]), 0, &b"abc"[..], false, buf.len()));
+            Step::Op(
+                Op::Pub {
+                    subject,
+                    reply,
+                    hdr_len,
+                    msg,
+                    is_hpub,
+                },
+                n,
+            ) => {
+                assert_eq!(
+                    (subject, reply, hdr_len, msg, is_hpub, n),
+                    (
+                        &b"a.b"[..],
+                        Some(&b"r.1"[..]),
+                        0,
+                        &b"abc"[..],
+                        false,
+                        buf.len()
+                    )
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -430,8 +518,18 @@ mod tests {
 
     #[test]
     fn unknown_ops_fail_fast() {
-        for bad in [&b"FOO\r\n"[..], b"PX", b"PUBX foo 1\r\n", b"MSG foo 1 1\r\n", b"SUBfoo 1\r\n", b"*"] {
-            assert!(matches!(parser().next(bad), Err(ParseError::UnknownOp { .. })), "{bad:?}");
+        for bad in [
+            &b"FOO\r\n"[..],
+            b"PX",
+            b"PUBX foo 1\r\n",
+            b"MSG foo 1 1\r\n",
+            b"SUBfoo 1\r\n",
+            b"*",
+        ] {
+            assert!(
+                matches!(parser().next(bad), Err(ParseError::UnknownOp { .. })),
+                "{bad:?}"
+            );
         }
         // Partial but valid so far.
         assert_eq!(parser().next(b"PU").unwrap(), Step::NeedMore(0));
@@ -440,32 +538,70 @@ mod tests {
 
     #[test]
     fn payload_size_mismatch_is_unknown_op() {
-        assert!(matches!(feed_whole(b"PUB foo 3\r\nabcd\r\n"), Err(ParseError::UnknownOp { .. })));
-        assert!(matches!(feed_bytewise(b"PUB foo 3\r\nabcd\r\n"), Err(ParseError::UnknownOp { .. })));
+        assert!(matches!(
+            feed_whole(b"PUB foo 3\r\nabcd\r\n"),
+            Err(ParseError::UnknownOp { .. })
+        ));
+        assert!(matches!(
+            feed_bytewise(b"PUB foo 3\r\nabcd\r\n"),
+            Err(ParseError::UnknownOp { .. })
+        ));
     }
 
     #[test]
     fn limits() {
         let mut p = Parser::new(16, Some(10));
-        assert_eq!(p.next(b"PUB foo 11\r\n"), Err(ParseError::MaxPayload { size: 11, max: 10 }));
+        assert_eq!(
+            p.next(b"PUB foo 11\r\n"),
+            Err(ParseError::MaxPayload { size: 11, max: 10 })
+        );
         let mut p = Parser::new(16, Some(10));
-        assert!(matches!(p.next(b"SUB aaaaaaaaaaaaaaaaaaaaaaaaa"), Err(ParseError::MaxControlLine { .. })));
+        assert!(matches!(
+            p.next(b"SUB aaaaaaaaaaaaaaaaaaaaaaaaa"),
+            Err(ParseError::MaxControlLine { .. })
+        ));
         let mut p = Parser::new(16, Some(10));
-        assert!(matches!(p.next(b"SUB aaaaaaaaaaaaaaaaaaaaaaaaa 1\r\n"), Err(ParseError::MaxControlLine { .. })));
+        assert!(matches!(
+            p.next(b"SUB aaaaaaaaaaaaaaaaaaaaaaaaa 1\r\n"),
+            Err(ParseError::MaxControlLine { .. })
+        ));
     }
 
     #[test]
     fn bad_arguments() {
-        for bad in [&b"PUB foo\r\n"[..], b"PUB foo bar\r\n", b"PUB a b c d\r\n", b"SUB foo\r\n", b"UNSUB\t\r\n", b"HPUB foo 10 5\r\n", b"PUB foo -1\r\n"] {
-            assert!(matches!(parser().next(bad), Err(ParseError::BadArgs(_))), "{bad:?}");
+        for bad in [
+            &b"PUB foo\r\n"[..],
+            b"PUB foo bar\r\n",
+            b"PUB a b c d\r\n",
+            b"SUB foo\r\n",
+            b"UNSUB\t\r\n",
+            b"HPUB foo 10 5\r\n",
+            b"PUB foo -1\r\n",
+        ] {
+            assert!(
+                matches!(parser().next(bad), Err(ParseError::BadArgs(_))),
+                "{bad:?}"
+            );
         }
         let mut p = Parser::new(4096, None);
-        assert!(matches!(p.next(b"HPUB foo 2 2\r\n"), Err(ParseError::BadArgs(_))), "headers not negotiated");
+        assert!(
+            matches!(p.next(b"HPUB foo 2 2\r\n"), Err(ParseError::BadArgs(_))),
+            "headers not negotiated"
+        );
     }
 
     #[test]
     fn unsub_bad_max_means_now() {
-        assert_eq!(parser().next(b"UNSUB 1 x\r\n").unwrap(), Step::Op(Op::Unsub { sid: b"1", max: None }, 11));
+        assert_eq!(
+            parser().next(b"UNSUB 1 x\r\n").unwrap(),
+            Step::Op(
+                Op::Unsub {
+                    sid: b"1",
+                    max: None
+                },
+                11
+            )
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ use tracing::{debug, error, info};
 use super::parser::{RouteOp, RouteParseError, RouteParser, RouteStep};
 use super::{Peer, RegisterError, RouteConnect, RouteInfo, RouteUrl};
 use crate::auth::constant_time_eq;
-use crate::client::{deliver_to_match, write_loop, ClientShared, ClosedState, ConnKind, FlushSet, Msg, Origin, QueueRng, RouteFanout};
+use crate::client::{
+    deliver_to_match, write_loop, ClientShared, ClosedState, ConnKind, FlushSet, Msg, Origin,
+    QueueRng, RouteFanout,
+};
 use crate::protocol::err_line;
 use crate::server::Server;
 use crate::sublist::MatchCache;
@@ -49,13 +52,29 @@ pub fn accept(server: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
     tokio::spawn(async move { run(server, stream, addr, None, false).await });
 }
 
-async fn run(server: Arc<Server>, stream: TcpStream, addr: SocketAddr, url: Option<&RouteUrl>, configured: bool) {
+async fn run(
+    server: Arc<Server>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    url: Option<&RouteUrl>,
+    configured: bool,
+) {
     let _ = stream.set_nodelay(true);
     let opts = server.opts();
-    let shared = Arc::new(ClientShared::with_kind(ConnKind::Route, server.next_cid(), Some(addr), opts.max_pending));
+    let shared = Arc::new(ClientShared::with_kind(
+        ConnKind::Route,
+        server.next_cid(),
+        Some(addr),
+        opts.max_pending,
+    ));
     debug!("{} - Route connection created", shared.tag());
     let (rd, wr) = stream.into_split();
-    let writer = tokio::spawn(write_loop(server.clone(), shared.clone(), wr, opts.write_deadline));
+    let writer = tokio::spawn(write_loop(
+        server.clone(),
+        shared.clone(),
+        wr,
+        opts.write_deadline,
+    ));
     let info = server.route_info().to_line();
     if let Some(url) = url {
         let connect = RouteConnect {
@@ -179,8 +198,12 @@ impl RouteReader<'_> {
                 Ok(s) => s,
                 Err(e) => {
                     let text = match &e {
-                        RouteParseError::UnknownOp(snip) => format!("Route parser ERROR: proto='{snip}...'"),
-                        RouteParseError::MaxControlLine(n) => format!("maximum control line exceeded: {n}"),
+                        RouteParseError::UnknownOp(snip) => {
+                            format!("Route parser ERROR: proto='{snip}...'")
+                        }
+                        RouteParseError::MaxControlLine(n) => {
+                            format!("maximum control line exceeded: {n}")
+                        }
                         RouteParseError::BadArgs(m) => m.clone(),
                     };
                     error!("{} - {text}", self.tag());
@@ -236,16 +259,41 @@ impl RouteReader<'_> {
                 error!("{} - Route sent data before its INFO", self.tag());
                 Flow::Close(ClosedState::ProtocolViolation)
             }
-            RouteOp::Sub { account, subject, queue, weight } => {
+            RouteOp::Sub {
+                account,
+                subject,
+                queue,
+                weight,
+            } => {
                 self.on_remote_sub(account, subject, queue, weight);
                 Flow::Continue
             }
-            RouteOp::Unsub { account, subject, queue } => {
+            RouteOp::Unsub {
+                account,
+                subject,
+                queue,
+            } => {
                 self.on_remote_unsub(account, subject, queue);
                 Flow::Continue
             }
-            RouteOp::Msg { account, subject, reply, queues, hdr_len, body } => {
-                self.on_msg(account, Msg { subject, reply, hdr_len, body }, queues);
+            RouteOp::Msg {
+                account,
+                subject,
+                reply,
+                queues,
+                hdr_len,
+                body,
+            } => {
+                self.on_msg(
+                    account,
+                    Msg {
+                        subject,
+                        reply,
+                        hdr_len,
+                        body,
+                    },
+                    queues,
+                );
                 Flow::Continue
             }
         }
@@ -264,13 +312,17 @@ impl RouteReader<'_> {
             }
         };
         if c.lang.is_some() {
-            self.shared.send(&err_line("attempted to connect to route port"));
+            self.shared
+                .send(&err_line("attempted to connect to route port"));
             return Flow::Close(ClosedState::ProtocolViolation);
         }
         let opts = self.server.opts();
         if let Some(user) = &opts.cluster.username {
             let ok = constant_time_eq(c.user.as_deref().unwrap_or("").as_bytes(), user.as_bytes())
-                & constant_time_eq(c.pass.as_deref().unwrap_or("").as_bytes(), opts.cluster.password.as_deref().unwrap_or("").as_bytes());
+                & constant_time_eq(
+                    c.pass.as_deref().unwrap_or("").as_bytes(),
+                    opts.cluster.password.as_deref().unwrap_or("").as_bytes(),
+                );
             if !ok {
                 error!("{} - Route authentication error", self.tag());
                 self.shared.send(&err_line("Authorization Violation"));
@@ -279,7 +331,10 @@ impl RouteReader<'_> {
         }
         let ours = self.server.cluster_name();
         if !c.cluster.is_empty() && c.cluster != ours {
-            let text = format!("Rejecting connection, cluster name {:?} does not match {:?}", c.cluster, ours);
+            let text = format!(
+                "Rejecting connection, cluster name {:?} does not match {:?}",
+                c.cluster, ours
+            );
             error!("{} - {text}", self.tag());
             self.shared.send(&err_line(&text));
             return Flow::Close(ClosedState::ProtocolViolation);
@@ -300,8 +355,16 @@ impl RouteReader<'_> {
             None => self.register(info),
             Some(id) if *id != info.server_id => {
                 // Gossip: the peer tells us about another member.
-                if info.route_account.is_empty() && info.server_id != self.server.id && !self.server.routes.has_peer(&info.server_id) {
-                    debug!("{} - Learned of route {} ({}) through gossip", self.tag(), info.server_name, info.server_id);
+                if info.route_account.is_empty()
+                    && info.server_id != self.server.id
+                    && !self.server.routes.has_peer(&info.server_id)
+                {
+                    debug!(
+                        "{} - Learned of route {} ({}) through gossip",
+                        self.tag(),
+                        info.server_name,
+                        info.server_id
+                    );
                     super::dial_gossiped(&self.server, info.route_url(None));
                 }
                 Flow::Continue
@@ -325,12 +388,20 @@ impl RouteReader<'_> {
         }
         let ours = self.server.cluster_name();
         if !info.cluster.is_empty() && info.cluster != ours {
-            error!("{} - Rejecting connection, cluster name {:?} does not match {:?}", self.tag(), info.cluster, ours);
+            error!(
+                "{} - Rejecting connection, cluster name {:?} does not match {:?}",
+                self.tag(),
+                info.cluster,
+                ours
+            );
             return Flow::Close(ClosedState::ProtocolViolation);
         }
         if !info.route_account.is_empty() || info.route_pool_idx != 0 {
             // A pooled peer's extra connection; the main one carries everything.
-            debug!("{} - Not accepting a pooled or pinned route connection", self.tag());
+            debug!(
+                "{} - Not accepting a pooled or pinned route connection",
+                self.tag()
+            );
             return Flow::Close(ClosedState::ClientClosed);
         }
         self.shared.headers.store(info.headers, Ordering::Relaxed);
@@ -359,7 +430,11 @@ impl RouteReader<'_> {
                 Flow::Continue
             }
             Err(RegisterError::Duplicate) => {
-                debug!("{} - Detected duplicate remote route {:?}", self.tag(), peer.id);
+                debug!(
+                    "{} - Detected duplicate remote route {:?}",
+                    self.tag(),
+                    peer.id
+                );
                 Flow::Close(ClosedState::DuplicateRoute)
             }
         }
@@ -379,7 +454,12 @@ impl RouteReader<'_> {
 
     fn on_remote_sub(&mut self, account: &[u8], subject: &[u8], queue: Option<&[u8]>, weight: u32) {
         let Some(acc) = self.server.account(account) else {
-            debug!("{} - Unknown account {:?} for remote subject {:?}", self.tag(), String::from_utf8_lossy(account), String::from_utf8_lossy(subject));
+            debug!(
+                "{} - Unknown account {:?} for remote subject {:?}",
+                self.tag(),
+                String::from_utf8_lossy(account),
+                String::from_utf8_lossy(subject)
+            );
             return;
         };
         let sid = Self::sid_for(account, subject, queue);
@@ -391,7 +471,11 @@ impl RouteReader<'_> {
         let sub = Arc::new(Subscription::new(self.shared.clone(), subject, queue, &sid));
         sub.weight.store(weight.max(1), Ordering::Relaxed);
         if acc.sublist.insert(sub.clone()).is_err() {
-            debug!("{} - Invalid remote subject {:?}", self.tag(), String::from_utf8_lossy(subject));
+            debug!(
+                "{} - Invalid remote subject {:?}",
+                self.tag(),
+                String::from_utf8_lossy(subject)
+            );
             return;
         }
         subs.insert(sid.into_boxed_slice(), sub);
@@ -409,15 +493,32 @@ impl RouteReader<'_> {
     fn on_msg(&mut self, account: &[u8], msg: Msg<'_>, queues: Option<&[u8]>) {
         self.in_msgs += 1;
         self.in_bytes += msg.body.len() as u64;
-        let Some(acc) = self.server.account(account) else { return };
+        let Some(acc) = self.server.account(account) else {
+            return;
+        };
         let result = self.cache.get(&acc.sublist, msg.subject);
         if result.is_empty() {
             return;
         }
-        let (n, bytes) = deliver_to_match(&result, &msg, account, Origin::Route { queues }, &mut self.rng, &mut self.flush, &mut self.fanout, &*self.server);
+        let (n, bytes) = deliver_to_match(
+            &result,
+            &msg,
+            account,
+            Origin::Route { queues },
+            &mut self.rng,
+            &mut self.flush,
+            &mut self.fanout,
+            &*self.server,
+        );
         if n > 0 {
-            self.server.stats.out_msgs.fetch_add(n as u64, Ordering::Relaxed);
-            self.server.stats.out_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.server
+                .stats
+                .out_msgs
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.server
+                .stats
+                .out_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
 
@@ -426,8 +527,14 @@ impl RouteReader<'_> {
             let s = &self.server.stats;
             s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
             s.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.shared.stats.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
-            self.shared.stats.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
+            self.shared
+                .stats
+                .in_msgs
+                .fetch_add(self.in_msgs, Ordering::Relaxed);
+            self.shared
+                .stats
+                .in_bytes
+                .fetch_add(self.in_bytes, Ordering::Relaxed);
             self.in_msgs = 0;
             self.in_bytes = 0;
         }
@@ -436,7 +543,8 @@ impl RouteReader<'_> {
     /// Drop the peer's interest and, if it was registered, the peer.
     fn cleanup(&mut self, reason: ClosedState) {
         self.cache.clear();
-        let subs: Vec<Arc<Subscription>> = self.shared.subs.lock().drain().map(|(_, s)| s).collect();
+        let subs: Vec<Arc<Subscription>> =
+            self.shared.subs.lock().drain().map(|(_, s)| s).collect();
         for s in &subs {
             s.close();
         }

@@ -104,7 +104,10 @@ impl RouteInfo {
             ("" | "0.0.0.0" | "::", Some(a)) => a.ip().to_string(),
             (h, _) => h.to_string(),
         };
-        format!("nats-route://{}/", crate::server::join_host_port(&host, self.port))
+        format!(
+            "nats-route://{}/",
+            crate::server::join_host_port(&host, self.port)
+        )
     }
 }
 
@@ -167,11 +170,21 @@ pub struct Routes {
 
 impl Default for Routes {
     fn default() -> Self {
-        Routes { state: Mutex::new(State::default()), changed: watch::channel(0).0, self_urls: Mutex::new(HashSet::new()) }
+        Routes {
+            state: Mutex::new(State::default()),
+            changed: watch::channel(0).0,
+            self_urls: Mutex::new(HashSet::new()),
+        }
     }
 }
 
-fn interest_line(sub: bool, account: &str, subject: &[u8], queue: Option<&[u8]>, weight: u32) -> Vec<u8> {
+fn interest_line(
+    sub: bool,
+    account: &str,
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    weight: u32,
+) -> Vec<u8> {
     let mut l = Vec::with_capacity(16 + account.len() + subject.len());
     l.extend_from_slice(if sub { b"RS+ " } else { b"RS- " });
     l.extend_from_slice(account.as_bytes());
@@ -216,7 +229,9 @@ impl Routes {
     pub fn remove_local(&self, account: &str, sub: &Subscription) {
         let mut st = self.state.lock();
         let key = (account.to_string(), sub.subject.clone(), sub.queue.clone());
-        let Some(n) = st.interest.get_mut(&key) else { return };
+        let Some(n) = st.interest.get_mut(&key) else {
+            return;
+        };
         *n -= 1;
         let count = *n;
         if count == 0 {
@@ -294,7 +309,9 @@ impl Routes {
     /// the client URLs the cluster advertises.
     pub fn update_peer_info(&self, conn: &Arc<ClientShared>, info: RouteInfo) -> bool {
         let mut st = self.state.lock();
-        let Some(p) = st.peers.iter_mut().find(|p| Arc::ptr_eq(&p.conn, conn)) else { return false };
+        let Some(p) = st.peers.iter_mut().find(|p| Arc::ptr_eq(&p.conn, conn)) else {
+            return false;
+        };
         let changed = p.info.ldm != info.ldm || p.info.connect_urls != info.connect_urls;
         p.info = info;
         changed
@@ -304,7 +321,11 @@ impl Routes {
     /// are left out so clients do not reconnect to a server that is leaving.
     pub fn peer_client_urls(&self) -> Vec<String> {
         let st = self.state.lock();
-        st.peers.iter().filter(|p| !p.info.ldm).flat_map(|p| p.info.connect_urls.iter().cloned()).collect()
+        st.peers
+            .iter()
+            .filter(|p| !p.info.ldm)
+            .flat_map(|p| p.info.connect_urls.iter().cloned())
+            .collect()
     }
 
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
@@ -337,7 +358,11 @@ pub async fn solicit_forever(server: Arc<Server>, url: RouteUrl, mut keep: watch
             debug!("Route {} is this server itself, not dialling it", url.text);
             return;
         }
-        let peer_known = url.peer_id.lock().clone().is_some_and(|id| server.routes.has_peer(&id));
+        let peer_known = url
+            .peer_id
+            .lock()
+            .clone()
+            .is_some_and(|id| server.routes.has_peer(&id));
         if peer_known {
             // Connected already (maybe through the peer dialling us): wait
             // until the set of peers changes, then look again.
@@ -384,7 +409,10 @@ pub fn dial_gossiped(server: &Arc<Server>, url: String) {
         for attempt in 0..3u32 {
             match conn::dial(&server, &parsed, false).await {
                 Ok(()) => break,
-                Err(e) => debug!("Error trying to connect to route {url} (attempt {}): {e:#}", attempt + 1),
+                Err(e) => debug!(
+                    "Error trying to connect to route {url} (attempt {}): {e:#}",
+                    attempt + 1
+                ),
             }
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt + 1))).await;
         }

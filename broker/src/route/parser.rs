@@ -19,12 +19,28 @@ pub enum RouteOp<'a> {
     Ok,
     Err(&'a [u8]),
     /// `RS+`: `queue` and `weight` for queue interest.
-    Sub { account: &'a [u8], subject: &'a [u8], queue: Option<&'a [u8]>, weight: u32 },
+    Sub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+        weight: u32,
+    },
     /// `RS-`.
-    Unsub { account: &'a [u8], subject: &'a [u8], queue: Option<&'a [u8]> },
+    Unsub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+    },
     /// `RMSG`/`HMSG`. `queues` is the space-separated list of queue groups
     /// the sender picked this server for, if any.
-    Msg { account: &'a [u8], subject: &'a [u8], reply: Option<&'a [u8]>, queues: Option<&'a [u8]>, hdr_len: usize, body: &'a [u8] },
+    Msg {
+        account: &'a [u8],
+        subject: &'a [u8],
+        reply: Option<&'a [u8]>,
+        queues: Option<&'a [u8]>,
+        hdr_len: usize,
+        body: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,19 +91,27 @@ enum Kind {
 }
 
 fn bad(what: &str, arg: &[u8]) -> RouteParseError {
-    RouteParseError::BadArgs(format!("{what} Parse Error: {:?}", String::from_utf8_lossy(arg)))
+    RouteParseError::BadArgs(format!(
+        "{what} Parse Error: {:?}",
+        String::from_utf8_lossy(arg)
+    ))
 }
 
 impl RouteParser {
     pub fn new(max_control_line: usize) -> Self {
-        RouteParser { pending: None, max_control_line }
+        RouteParser {
+            pending: None,
+            max_control_line,
+        }
     }
 
     pub fn next<'a>(&mut self, buf: &'a [u8]) -> Result<RouteStep<'a>, RouteParseError> {
         if let Some(p) = self.pending.take() {
             return self.body(buf, p);
         }
-        let Some(&first) = buf.first() else { return Ok(RouteStep::NeedMore) };
+        let Some(&first) = buf.first() else {
+            return Ok(RouteStep::NeedMore);
+        };
         let second = buf.get(1).map(u8::to_ascii_uppercase);
         let (kw, kind): (&[u8], Kind) = match (first.to_ascii_uppercase(), second) {
             (_, None) => return Ok(RouteStep::NeedMore),
@@ -127,7 +151,10 @@ impl RouteParser {
             return Err(RouteParseError::MaxControlLine(arg.len()));
         }
         let trimmed = {
-            let start = arg.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(arg.len());
+            let start = arg
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t'))
+                .unwrap_or(arg.len());
             &arg[start..]
         };
         let op = match kind {
@@ -140,10 +167,22 @@ impl RouteParser {
             Kind::Sub => {
                 let mut a = [&[][..]; 5];
                 match split_args(arg, &mut a) {
-                    2 => RouteOp::Sub { account: a[0], subject: a[1], queue: None, weight: 0 },
+                    2 => RouteOp::Sub {
+                        account: a[0],
+                        subject: a[1],
+                        queue: None,
+                        weight: 0,
+                    },
                     4 => {
-                        let weight = parse_size(a[3]).and_then(|w| u32::try_from(w).ok()).ok_or_else(|| bad("processRemoteSub", arg))?;
-                        RouteOp::Sub { account: a[0], subject: a[1], queue: Some(a[2]), weight }
+                        let weight = parse_size(a[3])
+                            .and_then(|w| u32::try_from(w).ok())
+                            .ok_or_else(|| bad("processRemoteSub", arg))?;
+                        RouteOp::Sub {
+                            account: a[0],
+                            subject: a[1],
+                            queue: Some(a[2]),
+                            weight,
+                        }
                     }
                     _ => return Err(bad("processRemoteSub", arg)),
                 }
@@ -151,8 +190,16 @@ impl RouteParser {
             Kind::Unsub => {
                 let mut a = [&[][..]; 4];
                 match split_args(arg, &mut a) {
-                    2 => RouteOp::Unsub { account: a[0], subject: a[1], queue: None },
-                    3 => RouteOp::Unsub { account: a[0], subject: a[1], queue: Some(a[2]) },
+                    2 => RouteOp::Unsub {
+                        account: a[0],
+                        subject: a[1],
+                        queue: None,
+                    },
+                    3 => RouteOp::Unsub {
+                        account: a[0],
+                        subject: a[1],
+                        queue: Some(a[2]),
+                    },
                     _ => return Err(bad("processRemoteUnsub", arg)),
                 }
             }
@@ -186,7 +233,12 @@ impl RouteParser {
 }
 
 /// Parse the arguments of `RMSG`/`HMSG`.
-fn msg_line(buf: &[u8], arg: &[u8], body_start: usize, hmsg: bool) -> Result<PendingMsg, RouteParseError> {
+fn msg_line(
+    buf: &[u8],
+    arg: &[u8],
+    body_start: usize,
+    hmsg: bool,
+) -> Result<PendingMsg, RouteParseError> {
     const MAX: usize = 64;
     let mut a = [&[][..]; MAX];
     let n = split_args(arg, &mut a);
@@ -209,12 +261,14 @@ fn msg_line(buf: &[u8], arg: &[u8], body_start: usize, hmsg: bool) -> Result<Pen
             match a[2] {
                 b"+" if n - sizes >= 5 => {
                     let first_queue = a[4];
-                    let q = offset_in(buf, first_queue)..offset_in(buf, last_queue) + last_queue.len();
+                    let q =
+                        offset_in(buf, first_queue)..offset_in(buf, last_queue) + last_queue.len();
                     (Some(range(a[3])), Some(q))
                 }
                 b"|" => {
                     let first_queue = a[3];
-                    let q = offset_in(buf, first_queue)..offset_in(buf, last_queue) + last_queue.len();
+                    let q =
+                        offset_in(buf, first_queue)..offset_in(buf, last_queue) + last_queue.len();
                     (None, Some(q))
                 }
                 _ => return Err(bad("processRoutedMsgArgs", arg)),
@@ -222,11 +276,23 @@ fn msg_line(buf: &[u8], arg: &[u8], body_start: usize, hmsg: bool) -> Result<Pen
         }
     };
     let size = parse_size(a[n - 1]).ok_or_else(|| bad("processRoutedMsgArgs", arg))?;
-    let hdr_len = if hmsg { parse_size(a[n - 2]).ok_or_else(|| bad("processRoutedHeaderMsgArgs", arg))? } else { 0 };
+    let hdr_len = if hmsg {
+        parse_size(a[n - 2]).ok_or_else(|| bad("processRoutedHeaderMsgArgs", arg))?
+    } else {
+        0
+    };
     if hdr_len > size {
         return Err(bad("processRoutedHeaderMsgArgs", arg));
     }
-    Ok(PendingMsg { account: range(a[0]), subject: range(a[1]), reply, queues, hdr_len, size, body_start })
+    Ok(PendingMsg {
+        account: range(a[0]),
+        subject: range(a[1]),
+        reply,
+        queues,
+        hdr_len,
+        size,
+        body_start,
+    })
 }
 
 #[cfg(test)]
@@ -260,7 +326,8 @@ mod tests {
 
     #[test]
     fn captured_nats_server_traffic() {
-        let input: &[u8] = b"INFO {\"server_id\":\"X\"} \r\nCONNECT {\"name\":\"X\"}\r\nPING\r\nPONG\r\n\
+        let input: &[u8] =
+            b"INFO {\"server_id\":\"X\"} \r\nCONNECT {\"name\":\"X\"}\r\nPING\r\nPONG\r\n\
             RS+ $G foo\r\nRS+ $G q.sub grp 2\r\nRS- $G foo\r\nRS- $G q.sub grp\r\n\
             RMSG $G foo 5\r\nhello\r\nRMSG $G foo rep.1 5\r\nhello\r\n\
             HMSG $G foo 20 25\r\nNATS/1.0\r\nX-K: v\r\n\r\nhello\r\n\
@@ -271,22 +338,58 @@ mod tests {
         assert_eq!(ops, bytewise(input));
         let mut p = RouteParser::new(4096);
         match p.next(b"RMSG $G q.sub + rr grp g2 1\r\nq\r\n").unwrap() {
-            RouteStep::Op(RouteOp::Msg { account, subject, reply, queues, hdr_len, body }, _) => {
-                assert_eq!((account, subject, reply, queues, hdr_len, body), (&b"$G"[..], &b"q.sub"[..], Some(&b"rr"[..]), Some(&b"grp g2"[..]), 0, &b"q"[..]));
+            RouteStep::Op(
+                RouteOp::Msg {
+                    account,
+                    subject,
+                    reply,
+                    queues,
+                    hdr_len,
+                    body,
+                },
+                _,
+            ) => {
+                assert_eq!(
+                    (account, subject, reply, queues, hdr_len, body),
+                    (
+                        &b"$G"[..],
+                        &b"q.sub"[..],
+                        Some(&b"rr"[..]),
+                        Some(&b"grp g2"[..]),
+                        0,
+                        &b"q"[..]
+                    )
+                );
             }
             other => panic!("{other:?}"),
         }
         match p.next(b"RS+ $G q.sub grp 3\r\n").unwrap() {
-            RouteStep::Op(RouteOp::Sub { weight, queue, .. }, _) => assert_eq!((weight, queue), (3, Some(&b"grp"[..]))),
+            RouteStep::Op(RouteOp::Sub { weight, queue, .. }, _) => {
+                assert_eq!((weight, queue), (3, Some(&b"grp"[..])))
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in [&b"RMSG $G foo\r\n"[..], b"RMSG $G foo x y 1\r\n", b"RS+ $G\r\n", b"RS+ $G a q x\r\n", b"HMSG $G a 5 2\r\n", b"XYZ\r\n"] {
-            assert!(RouteParser::new(4096).next(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"RMSG $G foo\r\n"[..],
+            b"RMSG $G foo x y 1\r\n",
+            b"RS+ $G\r\n",
+            b"RS+ $G a q x\r\n",
+            b"HMSG $G a 5 2\r\n",
+            b"XYZ\r\n",
+        ] {
+            assert!(
+                RouteParser::new(4096).next(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert!(matches!(RouteParser::new(8).next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"), Err(RouteParseError::MaxControlLine(_))));
+        assert!(matches!(
+            RouteParser::new(8).next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"),
+            Err(RouteParseError::MaxControlLine(_))
+        ));
     }
 }

@@ -40,19 +40,36 @@ impl RouteUrl {
             },
             None => (None, None),
         };
-        let (host, port) = hostport.rsplit_once(':').ok_or_else(|| anyhow!("route URL {text:?} has no port"))?;
-        let port: u16 = port.parse().map_err(|_| anyhow!("route URL {text:?} has a bad port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("route URL {text:?} has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| anyhow!("route URL {text:?} has a bad port"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if host.is_empty() {
             bail!("route URL {text:?} has no host");
         }
-        Ok(RouteUrl { text: text.to_string(), host, port, user, pass, peer_id: Mutex::new(None) })
+        Ok(RouteUrl {
+            text: text.to_string(),
+            host,
+            port,
+            user,
+            pass,
+            peer_id: Mutex::new(None),
+        })
     }
 
     /// The URL without its password, for logs.
     pub fn redacted(&self) -> String {
         match &self.user {
-            Some(u) => format!("nats-route://{u}:xxxxx@{}", crate::server::join_host_port(&self.host, self.port)),
+            Some(u) => format!(
+                "nats-route://{u}:xxxxx@{}",
+                crate::server::join_host_port(&self.host, self.port)
+            ),
             None => self.text.clone(),
         }
     }
@@ -69,13 +86,26 @@ mod tests {
     #[test]
     fn forms() {
         let u = RouteUrl::parse("nats-route://ruser:T0pS3cr3t@10.0.1.5:6222/").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.user.as_deref(), u.pass.as_deref()), ("10.0.1.5", 6222, Some("ruser"), Some("T0pS3cr3t")));
+        assert_eq!(
+            (
+                u.host.as_str(),
+                u.port,
+                u.user.as_deref(),
+                u.pass.as_deref()
+            ),
+            ("10.0.1.5", 6222, Some("ruser"), Some("T0pS3cr3t"))
+        );
         assert!(!u.redacted().contains("T0pS3cr3t"));
         let u = RouteUrl::parse("nats://127.0.0.2:6222").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("127.0.0.2", 6222));
         let u = RouteUrl::parse("[::1]:6222").unwrap();
         assert_eq!(u.host_port(), "[::1]:6222");
-        for bad in ["nats-route://host", "http://a:1", "nats://:6222", "nats://a:99999"] {
+        for bad in [
+            "nats-route://host",
+            "http://a:1",
+            "nats://:6222",
+            "nats://a:99999",
+        ] {
             assert!(RouteUrl::parse(bad).is_err(), "{bad}");
         }
     }

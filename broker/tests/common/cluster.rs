@@ -101,7 +101,9 @@ pub fn flavor_selected(kind: &str) -> bool {
     if words.is_empty() || words.iter().any(|w| w == "both" || w == "all") {
         return true;
     }
-    words.iter().any(|w| w == kind || (kind == "nats" && w == "nats-server"))
+    words
+        .iter()
+        .any(|w| w == kind || (kind == "nats" && w == "nats-server"))
 }
 
 /// One node of a [`Cluster`]: fixed addresses, and the process if running.
@@ -159,7 +161,9 @@ impl Node {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join(format!("server-{}.log", self.generation))
+        self.dir
+            .path()
+            .join(format!("server-{}.log", self.generation))
     }
 
     /// The last lines of the current log, labelled.
@@ -173,7 +177,11 @@ impl Node {
             lines.len() - start,
             self.name,
             self.flavor.label(),
-            if self.is_running() { "running" } else { "stopped" },
+            if self.is_running() {
+                "running"
+            } else {
+                "stopped"
+            },
             path.display(),
             lines[start..].join("\n")
         )
@@ -223,7 +231,9 @@ impl Cluster {
             }
             match failure {
                 None => return c,
-                Some(e) if attempt < 3 => eprintln!("cluster start attempt {attempt} failed, retrying on new ports: {e}"),
+                Some(e) if attempt < 3 => {
+                    eprintln!("cluster start attempt {attempt} failed, retrying on new ports: {e}")
+                }
                 Some(e) => panic!("cluster did not start after {attempt} attempts: {e}"),
             }
         }
@@ -254,7 +264,11 @@ impl Cluster {
                 dir,
             });
         }
-        let routes = nodes.iter().map(Node::route_url).collect::<Vec<_>>().join(",");
+        let routes = nodes
+            .iter()
+            .map(Node::route_url)
+            .collect::<Vec<_>>()
+            .join(",");
         Cluster { nodes, routes }
     }
 
@@ -268,7 +282,9 @@ impl Cluster {
 
     /// Indices of the nodes whose process is running.
     pub fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect()
     }
 
     pub fn client_url(&self, i: usize) -> String {
@@ -302,7 +318,10 @@ impl Cluster {
     /// in the sense that [`Cluster::restart`] reuses them.
     pub fn kill(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let mut child = node.child.take().unwrap_or_else(|| panic!("{} is not running", node.name));
+        let mut child = node
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", node.name));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         if let Some(id) = node.server_id.take() {
@@ -315,7 +334,11 @@ impl Cluster {
     /// hence a new server ID). Waits for its ports file and /varz, not for the
     /// mesh: call [`Cluster::wait_for_mesh`] for that.
     pub async fn restart(&mut self, i: usize) {
-        assert!(!self.nodes[i].is_running(), "{} is still running", self.nodes[i].name);
+        assert!(
+            !self.nodes[i].is_running(),
+            "{} is still running",
+            self.nodes[i].name
+        );
         // The listening sockets of a SIGKILLed process are gone at once, and
         // both Go and Rust listeners set SO_REUSEADDR, so TIME_WAIT
         // connections on the port do not block the bind. Retry anyway if the
@@ -359,10 +382,15 @@ impl Cluster {
             .arg(CLUSTER_NAME)
             .arg("--routes")
             .arg(&routes);
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} ({cmd:?})", node.flavor.bin().display()));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} ({cmd:?})",
+                node.flavor.bin().display()
+            )
+        });
         node.child = Some(child);
     }
 
@@ -382,9 +410,19 @@ impl Cluster {
         let suffix = format!("_{pid}.ports");
         let mut problem = String::from("no ports file yet");
         loop {
-            if let Some(status) = node.child.as_mut().unwrap().try_wait().map_err(|e| e.to_string())? {
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .map_err(|e| e.to_string())?
+            {
                 node.child = None;
-                return Err(format!("{} exited ({status}) before becoming ready\n{}", node.name, node.log_excerpt()));
+                return Err(format!(
+                    "{} exited ({status}) before becoming ready\n{}",
+                    node.name,
+                    node.log_excerpt()
+                ));
             }
             let found = fs::read_dir(&ports_dir)
                 .map_err(|e| e.to_string())?
@@ -392,7 +430,10 @@ impl Cluster {
                 .map(|e| e.path())
                 .find(|p| p.to_string_lossy().ends_with(&suffix));
             if let Some(path) = found {
-                match fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|s| parse_ports_file(&s)) {
+                match fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| parse_ports_file(&s))
+                {
                     Ok((ports, _)) => {
                         node.ports = ports;
                         break;
@@ -401,7 +442,11 @@ impl Cluster {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("{} not ready ({problem})\n{}", node.name, node.log_excerpt()));
+                return Err(format!(
+                    "{} not ready ({problem})\n{}",
+                    node.name,
+                    node.log_excerpt()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -415,7 +460,11 @@ impl Cluster {
                 Err(e) => problem = e,
             }
             if Instant::now() > deadline {
-                return Err(format!("{}: /varz not answering ({problem})\n{}", node.name, node.log_excerpt()));
+                return Err(format!(
+                    "{}: /varz not answering ({problem})\n{}",
+                    node.name,
+                    node.log_excerpt()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -430,7 +479,11 @@ impl Cluster {
     pub async fn json(&self, i: usize, path: &str) -> Value {
         match self.get_json(i, path).await {
             Ok(v) => v,
-            Err(e) => panic!("{} GET {path}: {e}\n{}", self.nodes[i].name, self.nodes[i].log_excerpt()),
+            Err(e) => panic!(
+                "{} GET {path}: {e}\n{}",
+                self.nodes[i].name,
+                self.nodes[i].log_excerpt()
+            ),
         }
     }
 
@@ -446,8 +499,11 @@ impl Cluster {
     pub async fn mesh_state(&self) -> Result<(), String> {
         let live = self.live();
         for &i in &live {
-            let want: BTreeSet<String> =
-                live.iter().filter(|&&j| j != i).map(|&j| self.server_id(j).to_string()).collect();
+            let want: BTreeSet<String> = live
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| self.server_id(j).to_string())
+                .collect();
             let have = self.route_ids(i).await?;
             if have != want {
                 return Err(format!(
@@ -471,11 +527,18 @@ impl Cluster {
             match state {
                 Ok(()) => {
                     // Informational (visible with --nocapture), never asserted.
-                    eprintln!("mesh of {:?} complete after {:?} of polling", self.live(), start.elapsed());
+                    eprintln!(
+                        "mesh of {:?} complete after {:?} of polling",
+                        self.live(),
+                        start.elapsed()
+                    );
                     return;
                 }
                 Err(e) if Instant::now() > deadline => {
-                    panic!("the cluster did not form a full mesh: {e}\n{}", self.diagnostics().await)
+                    panic!(
+                        "the cluster did not form a full mesh: {e}\n{}",
+                        self.diagnostics().await
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -505,27 +568,48 @@ impl Cluster {
     /// (see [`Cluster::route_interest`]). Use this before publishing on `at`
     /// to a subscriber on `from`: interest crosses routes asynchronously.
     pub async fn wait_for_route_interest(&self, at: usize, from: usize, subject: &str) {
-        self.wait_for_route_interest_count(at, from, subject, 1).await
+        self.wait_for_route_interest_count(at, from, subject, 1)
+            .await
     }
 
     /// Like [`Cluster::wait_for_route_interest`], but for at least `n` entries.
-    pub async fn wait_for_route_interest_count(&self, at: usize, from: usize, subject: &str, n: usize) {
-        self.poll_route_interest(at, from, subject, |c| c >= n, &format!("at least {n}")).await
+    pub async fn wait_for_route_interest_count(
+        &self,
+        at: usize,
+        from: usize,
+        subject: &str,
+        n: usize,
+    ) {
+        self.poll_route_interest(at, from, subject, |c| c >= n, &format!("at least {n}"))
+            .await
     }
 
     /// Poll until node `at` no longer lists `subject` among `from`'s interest.
     pub async fn wait_for_no_route_interest(&self, at: usize, from: usize, subject: &str) {
-        self.poll_route_interest(at, from, subject, |c| c == 0, "none").await
+        self.poll_route_interest(at, from, subject, |c| c == 0, "none")
+            .await
     }
 
-    async fn poll_route_interest(&self, at: usize, from: usize, subject: &str, ok: impl Fn(usize) -> bool, what: &str) {
+    async fn poll_route_interest(
+        &self,
+        at: usize,
+        from: usize,
+        subject: &str,
+        ok: impl Fn(usize) -> bool,
+        what: &str,
+    ) {
         let start = Instant::now();
         let deadline = start + CLUSTER_DEADLINE;
         loop {
             let got = self.route_interest(at, from).await;
             if let Ok(list) = &got {
                 if ok(list.iter().filter(|s| *s == subject).count()) {
-                    eprintln!("{}: {what} interest in {subject:?} from {} after {:?}", self.nodes[at].name, self.nodes[from].name, start.elapsed());
+                    eprintln!(
+                        "{}: {what} interest in {subject:?} from {} after {:?}",
+                        self.nodes[at].name,
+                        self.nodes[from].name,
+                        start.elapsed()
+                    );
                     return;
                 }
             }
@@ -568,14 +652,24 @@ impl Cluster {
                 match get_json(n.http_addr(), "/routez").await {
                     Ok(v) => {
                         let ids = routez_remote_ids(&v);
-                        format!("num_routes={} remotes={:?}", v["num_routes"], self.names_of(&ids))
+                        format!(
+                            "num_routes={} remotes={:?}",
+                            v["num_routes"],
+                            self.names_of(&ids)
+                        )
                     }
                     Err(e) => e,
                 }
             } else {
                 "not running".into()
             };
-            out += &format!("== {} ({}) {}: /routez {routez}\n{}\n", n.name, n.flavor.label(), n.client_url(), n.log_excerpt());
+            out += &format!(
+                "== {} ({}) {}: /routez {routez}\n{}\n",
+                n.name,
+                n.flavor.label(),
+                n.client_url(),
+                n.log_excerpt()
+            );
         }
         out
     }
@@ -611,12 +705,14 @@ fn node_letter(i: usize) -> char {
 /// reserved for the life of the process, which also keeps a restarted node's
 /// ports from going to another test).
 pub fn free_ports(ip: Ipv4Addr) -> [u16; 3] {
-    static GIVEN: std::sync::Mutex<BTreeSet<(Ipv4Addr, u16)>> = std::sync::Mutex::new(BTreeSet::new());
+    static GIVEN: std::sync::Mutex<BTreeSet<(Ipv4Addr, u16)>> =
+        std::sync::Mutex::new(BTreeSet::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let mut held = Vec::new();
     let mut out = Vec::new();
     while out.len() < 3 {
-        let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e} (is 127/8 routed to lo?)"));
+        let l = TcpListener::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("bind {ip}:0: {e} (is 127/8 routed to lo?)"));
         let port = l.local_addr().unwrap().port();
         // Keep every listener open until all three are chosen, so the
         // kernel cannot hand the same port out again meanwhile.
@@ -642,14 +738,20 @@ pub fn routez_remote_ids(v: &Value) -> BTreeSet<String> {
 /// after answering. Errors (refused, timeout, garbage) are `Err`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .map_err(|e| format!("write {addr}: {e}"))?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| format!("read {addr}{path}: {e}"))?;
+        s.read_to_end(&mut raw)
+            .await
+            .map_err(|e| format!("read {addr}{path}: {e}"))?;
         let text = String::from_utf8(raw).map_err(|e| format!("{addr}{path}: not utf-8: {e}"))?;
-        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{addr}{path}: no header end in {text:?}"))?;
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("{addr}{path}: no header end in {text:?}"))?;
         let status = head
             .split_whitespace()
             .nth(1)
@@ -687,8 +789,14 @@ pub struct InfoWatcher {
 
 impl InfoWatcher {
     pub async fn connect(addr: SocketAddr) -> InfoWatcher {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        let mut w = InfoWatcher { reader: tokio::io::BufReader::new(stream), last_info: Value::Null, infos: Vec::new() };
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let mut w = InfoWatcher {
+            reader: tokio::io::BufReader::new(stream),
+            last_info: Value::Null,
+            infos: Vec::new(),
+        };
         let first = w.read_op(CLUSTER_DEADLINE).await.expect("first line");
         assert!(first.starts_with("INFO "), "expected INFO, got {first:?}");
         w.reader
@@ -728,7 +836,13 @@ impl InfoWatcher {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!("connect_urls never became {want:?}; INFOs seen: {:#?}", self.infos.iter().map(|i| &i["connect_urls"]).collect::<Vec<_>>());
+                panic!(
+                    "connect_urls never became {want:?}; INFOs seen: {:#?}",
+                    self.infos
+                        .iter()
+                        .map(|i| &i["connect_urls"])
+                        .collect::<Vec<_>>()
+                );
             }
             match self.read_op(left).await {
                 Some(_) => {}
@@ -741,7 +855,8 @@ impl InfoWatcher {
     }
 
     fn record_info(&mut self, line: &str) {
-        let v: Value = serde_json::from_str(line["INFO ".len()..].trim()).unwrap_or_else(|e| panic!("bad INFO {line:?}: {e}"));
+        let v: Value = serde_json::from_str(line["INFO ".len()..].trim())
+            .unwrap_or_else(|e| panic!("bad INFO {line:?}: {e}"));
         self.last_info = v.clone();
         self.infos.push(v);
     }
@@ -752,7 +867,10 @@ impl InfoWatcher {
     async fn read_op(&mut self, within: Duration) -> Option<String> {
         use tokio::io::AsyncBufReadExt;
         let mut line = String::new();
-        let n = tokio::time::timeout(within, self.reader.read_line(&mut line)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(within, self.reader.read_line(&mut line))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }

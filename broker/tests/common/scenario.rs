@@ -86,9 +86,10 @@ pub const INFO_IGNORED_VALUES: &[(&str, &str)] = &[
 /// Fields of the `INFO` JSON whose presence is not compared either (only their
 /// value when both sides send them). Empty: every key must match. Put a key
 /// here, with the reason, only after deciding tribune need not send it.
-pub const INFO_OPTIONAL_KEYS: &[(&str, &str)] = &[
-    ("api_lvl", "the JetStream API level: Tribune announces it once JetStream exists (issue 6)"),
-];
+pub const INFO_OPTIONAL_KEYS: &[(&str, &str)] = &[(
+    "api_lvl",
+    "the JetStream API level: Tribune announces it once JetStream exists (issue 6)",
+)];
 
 /// [`INFO_OPTIONAL_KEYS`] plus the comma-separated keys of the environment
 /// variable `DIFF_INFO_OPTIONAL` (an exploration aid: look past INFO

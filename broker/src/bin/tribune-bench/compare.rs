@@ -43,7 +43,10 @@ fn spawn(bin: &Path, addr: SocketAddr, extra: &[String]) -> io::Result<Running> 
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
-            return Err(io::Error::other(format!("{} did not start listening", bin.display())));
+            return Err(io::Error::other(format!(
+                "{} did not start listening",
+                bin.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -58,9 +61,15 @@ fn start_cluster(bin: &Path) -> io::Result<Vec<Running>> {
         let ip = std::net::Ipv4Addr::new(127, 0, 0, i);
         let client = TcpListener::bind((ip, 0))?.local_addr()?.port();
         let cluster = TcpListener::bind((ip, 0))?.local_addr()?.port();
-        plan.push((SocketAddr::from((ip, client)), SocketAddr::from((ip, cluster))));
+        plan.push((
+            SocketAddr::from((ip, client)),
+            SocketAddr::from((ip, cluster)),
+        ));
     }
-    let routes: Vec<String> = plan.iter().map(|(_, c)| format!("nats-route://{c}")).collect();
+    let routes: Vec<String> = plan
+        .iter()
+        .map(|(_, c)| format!("nats-route://{c}"))
+        .collect();
     for (i, (client, cluster)) in plan.iter().enumerate() {
         let extra = vec![
             "--cluster".to_string(),
@@ -103,7 +112,11 @@ pub fn describe(o: &Outcome) -> String {
     if let Some(rss) = o.rss {
         parts.push(format!("rss {:.1} MiB", rss as f64 / 1048576.0));
     }
-    parts.push(format!("(bench cpu {:.2}s, wall {:.2}s)", o.bench_cpu, o.elapsed.as_secs_f64()));
+    parts.push(format!(
+        "(bench cpu {:.2}s, wall {:.2}s)",
+        o.bench_cpu,
+        o.elapsed.as_secs_f64()
+    ));
     parts.join("  ")
 }
 
@@ -127,7 +140,9 @@ struct Row {
 }
 
 fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
-    let pick = |v: &[Outcome], f: &dyn Fn(&Outcome) -> Option<f64>| median(v.iter().filter_map(f).collect());
+    let pick = |v: &[Outcome], f: &dyn Fn(&Outcome) -> Option<f64>| {
+        median(v.iter().filter_map(f).collect())
+    };
     let row = |metric, f: &dyn Fn(&Outcome) -> Option<f64>, target, higher_is_better| Row {
         scenario: s.title(),
         metric,
@@ -139,14 +154,39 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
     match s {
         Scenario::Fanout => vec![
             row("deliveries/s", &|o| o.rate, ">= 2.0x", true),
-            row("server CPU s / M deliveries", &|o| o.cpu_per_million, "<= 0.4x", false),
+            row(
+                "server CPU s / M deliveries",
+                &|o| o.cpu_per_million,
+                "<= 0.4x",
+                false,
+            ),
         ],
         Scenario::ReqRep => vec![
-            row("p50 latency (us)", &|o| o.latency_us.map(|l| l.0), "-", false),
-            row("p99 latency (us)", &|o| o.latency_us.map(|l| l.1), "<= 0.8x", false),
-            row("p99.9 latency (us)", &|o| o.latency_us.map(|l| l.2), "-", false),
+            row(
+                "p50 latency (us)",
+                &|o| o.latency_us.map(|l| l.0),
+                "-",
+                false,
+            ),
+            row(
+                "p99 latency (us)",
+                &|o| o.latency_us.map(|l| l.1),
+                "<= 0.8x",
+                false,
+            ),
+            row(
+                "p99.9 latency (us)",
+                &|o| o.latency_us.map(|l| l.2),
+                "-",
+                false,
+            ),
         ],
-        Scenario::Idle => vec![row("server RSS (MiB)", &|o| o.rss.map(|r| r as f64 / 1048576.0), "<= 0.5x", false)],
+        Scenario::Idle => vec![row(
+            "server RSS (MiB)",
+            &|o| o.rss.map(|r| r as f64 / 1048576.0),
+            "<= 0.5x",
+            false,
+        )],
         Scenario::CrossNode => vec![row("msgs/s", &|o| o.rate, "-", true)],
         _ => vec![row("msgs/s", &|o| o.rate, ">= 1.25x", true)],
     }
@@ -155,9 +195,15 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{nproc} cores, {cpu}")
 }
 
@@ -190,9 +236,21 @@ fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Pat
         let met = match r.target {
             "-" => "".to_string(),
             t => {
-                let bound: f64 = t.trim_start_matches(['>', '<', '=', ' ']).trim_end_matches('x').parse().unwrap_or(f64::NAN);
-                let ok = if r.higher_is_better { ratio >= bound } else { ratio <= bound };
-                if ok { "yes".into() } else { "no".into() }
+                let bound: f64 = t
+                    .trim_start_matches(['>', '<', '=', ' '])
+                    .trim_end_matches('x')
+                    .parse()
+                    .unwrap_or(f64::NAN);
+                let ok = if r.higher_is_better {
+                    ratio >= bound
+                } else {
+                    ratio <= bound
+                };
+                if ok {
+                    "yes".into()
+                } else {
+                    "no".into()
+                }
             }
         };
         out.push_str(&format!(
@@ -235,9 +293,19 @@ fn write_report(path: &Path, body: &str) -> io::Result<()> {
     std::fs::write(path, new)
 }
 
-pub fn compare(nats_bin: &Path, tri_bin: &Path, rounds: usize, list: &[Scenario], p: Params, write: Option<&Path>) -> io::Result<()> {
+pub fn compare(
+    nats_bin: &Path,
+    tri_bin: &Path,
+    rounds: usize,
+    list: &[Scenario],
+    p: Params,
+    write: Option<&Path>,
+) -> io::Result<()> {
     raise_fd_limit(p.idle_conns);
-    let bins: [(&str, PathBuf); 2] = [("nats-server", nats_bin.to_path_buf()), ("tribune", tri_bin.to_path_buf())];
+    let bins: [(&str, PathBuf); 2] = [
+        ("nats-server", nats_bin.to_path_buf()),
+        ("tribune", tri_bin.to_path_buf()),
+    ];
     let mut rows = Vec::new();
     for &s in list {
         let mut results: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
@@ -245,11 +313,21 @@ pub fn compare(nats_bin: &Path, tri_bin: &Path, rounds: usize, list: &[Scenario]
             // Alternate who goes first so warm caches and thermal drift even out.
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
-                let nodes = if s.clustered() { start_cluster(&bins[i].1)? } else { vec![start(&bins[i].1)?] };
+                let nodes = if s.clustered() {
+                    start_cluster(&bins[i].1)?
+                } else {
+                    vec![start(&bins[i].1)?]
+                };
                 let pid = nodes[0].child.id();
                 let peer = nodes.get(1).map(|n| n.addr);
                 let o = scenarios::run(s, nodes[0].addr, peer, Some(pid), p)?;
-                eprintln!("round {} {:<12} {:<32} {}", round + 1, bins[i].0, s.title(), describe(&o));
+                eprintln!(
+                    "round {} {:<12} {:<32} {}",
+                    round + 1,
+                    bins[i].0,
+                    s.title(),
+                    describe(&o)
+                );
                 results[i].push(o);
             }
         }

@@ -21,7 +21,10 @@ use clap::{Parser, Subcommand};
 use scenarios::{Params, Scenario};
 
 #[derive(Parser)]
-#[command(name = "tribune-bench", about = "Load generator and nats-server comparison for Tribune")]
+#[command(
+    name = "tribune-bench",
+    about = "Load generator and nats-server comparison for Tribune"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -79,8 +82,20 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run { addr, server_pid, peer, scenario, msgs, requests, idle_conns } => {
-            let p = Params { msgs, requests, idle_conns };
+        Cmd::Run {
+            addr,
+            server_pid,
+            peer,
+            scenario,
+            msgs,
+            requests,
+            idle_conns,
+        } => {
+            let p = Params {
+                msgs,
+                requests,
+                idle_conns,
+            };
             compare::raise_fd_limit(idle_conns);
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, peer, server_pid, p)?;
@@ -88,12 +103,36 @@ fn main() -> ExitCode {
                 Ok::<_, std::io::Error>(())
             })
         }
-        Cmd::Compare { nats_server, tribune, rounds, scenario, msgs, requests, idle_conns, write } => {
-            let p = Params { msgs, requests, idle_conns };
-            compare::compare(&nats_server, &tribune, rounds, &scenario, p, write.as_deref())
+        Cmd::Compare {
+            nats_server,
+            tribune,
+            rounds,
+            scenario,
+            msgs,
+            requests,
+            idle_conns,
+            write,
+        } => {
+            let p = Params {
+                msgs,
+                requests,
+                idle_conns,
+            };
+            compare::compare(
+                &nats_server,
+                &tribune,
+                rounds,
+                &scenario,
+                p,
+                write.as_deref(),
+            )
         }
         Cmd::Smoke { addr } => {
-            let p = Params { msgs: 2_000, requests: 200, idle_conns: 20 };
+            let p = Params {
+                msgs: 2_000,
+                requests: 200,
+                idle_conns: 20,
+            };
             Scenario::ALL.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;
                 println!("smoke {:<32} {}", s.title(), compare::describe(&o));

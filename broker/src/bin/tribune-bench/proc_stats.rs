@@ -20,7 +20,10 @@ pub fn proc_cpu(pid: u32) -> Option<f64> {
 
 /// CPU seconds used so far by this process.
 pub fn self_cpu() -> f64 {
-    std::fs::read_to_string("/proc/self/stat").ok().and_then(|t| stat_cpu(&t)).unwrap_or(0.0)
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| stat_cpu(&t))
+        .unwrap_or(0.0)
 }
 
 /// Resident memory of `pid` in bytes.

@@ -92,7 +92,13 @@ const BATCH: usize = 512;
 
 /// Run one scenario. `peer` is a second node of the same cluster, for the
 /// clustered scenarios (without one, they run against `addr` alone).
-pub fn run(s: Scenario, addr: SocketAddr, peer: Option<SocketAddr>, server_pid: Option<u32>, p: Params) -> io::Result<Outcome> {
+pub fn run(
+    s: Scenario,
+    addr: SocketAddr,
+    peer: Option<SocketAddr>,
+    server_pid: Option<u32>,
+    p: Params,
+) -> io::Result<Outcome> {
     let cpu0 = proc_stats::self_cpu();
     let srv0 = server_pid.and_then(proc_stats::proc_cpu);
     let mut out = match s {
@@ -123,7 +129,8 @@ fn publish_all(conn: &mut Conn, subject: &str, size: usize, msgs: u64) -> io::Re
         left -= BATCH as u64;
     }
     if left > 0 {
-        conn.writer.write_all(&pub_batch(subject, None, &payload, left as usize))?;
+        conn.writer
+            .write_all(&pub_batch(subject, None, &payload, left as usize))?;
     }
     Ok(())
 }
@@ -134,12 +141,21 @@ fn pub_only(addr: SocketAddr, size: usize, msgs: u64) -> io::Result<Outcome> {
     publish_all(&mut c, "bench.pub", size, msgs)?;
     c.ping()?;
     let elapsed = start.elapsed();
-    Ok(Outcome { rate: Some(msgs as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+    Ok(Outcome {
+        rate: Some(msgs as f64 / elapsed.as_secs_f64()),
+        elapsed,
+        ..Default::default()
+    })
 }
 
 /// One publisher, `subs` subscribers (a queue group when `queue` is set).
 /// The clock runs from the first publish to the last delivery.
-fn fan(addr: SocketAddr, subs: usize, queue: Option<&'static str>, msgs: u64) -> io::Result<Outcome> {
+fn fan(
+    addr: SocketAddr,
+    subs: usize,
+    queue: Option<&'static str>,
+    msgs: u64,
+) -> io::Result<Outcome> {
     let mut conns = Vec::new();
     for i in 0..subs {
         let mut c = Conn::connect(addr, &format!("bench-sub-{i}"))?;
@@ -167,13 +183,20 @@ fn fan(addr: SocketAddr, subs: usize, queue: Option<&'static str>, msgs: u64) ->
     ready.wait();
     let start = Instant::now();
     publish_all(&mut publisher, "bench.fan", 128, msgs)?;
-    let expected = if queue.is_some() { msgs } else { msgs * subs as u64 };
+    let expected = if queue.is_some() {
+        msgs
+    } else {
+        msgs * subs as u64
+    };
     if queue.is_some() {
         // Queue members do not know their share: watch the shared count.
         let deadline = Instant::now() + Duration::from_secs(120);
         while total.load(Ordering::Relaxed) < expected {
             if Instant::now() > deadline {
-                return Err(io::Error::other(format!("queue group got {} of {expected}", total.load(Ordering::Relaxed))));
+                return Err(io::Error::other(format!(
+                    "queue group got {} of {expected}",
+                    total.load(Ordering::Relaxed)
+                )));
             }
             thread::sleep(Duration::from_micros(200));
         }
@@ -184,13 +207,22 @@ fn fan(addr: SocketAddr, subs: usize, queue: Option<&'static str>, msgs: u64) ->
         for h in handles {
             let _ = h.join();
         }
-        return Ok(Outcome { rate: Some(expected as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() });
+        return Ok(Outcome {
+            rate: Some(expected as f64 / elapsed.as_secs_f64()),
+            elapsed,
+            ..Default::default()
+        });
     }
     for h in handles {
-        h.join().map_err(|_| io::Error::other("subscriber panicked"))??;
+        h.join()
+            .map_err(|_| io::Error::other("subscriber panicked"))??;
     }
     let elapsed = start.elapsed();
-    Ok(Outcome { rate: Some(expected as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+    Ok(Outcome {
+        rate: Some(expected as f64 / elapsed.as_secs_f64()),
+        elapsed,
+        ..Default::default()
+    })
 }
 
 /// Publisher on `a`, subscriber on `b`. Interest crosses the route
@@ -201,18 +233,33 @@ fn cross_node(a: SocketAddr, b: SocketAddr, msgs: u64) -> io::Result<Outcome> {
     sub.sub("bench.probe", None, 2)?;
     sub.ping()?;
     let mut publisher = Conn::connect(a, "bench-pub")?;
-    sub.reader.get_ref().set_read_timeout(Some(Duration::from_millis(100)))?;
+    sub.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))?;
     let probe = pub_batch("bench.probe", None, b"p", 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         publisher.writer.write_all(&probe)?;
         match count_msgs(&mut sub, 1, |_| {}) {
             Ok(_) => break,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && Instant::now() < deadline => continue,
-            Err(e) => return Err(io::Error::other(format!("interest never crossed the route: {e}"))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && Instant::now() < deadline =>
+            {
+                continue
+            }
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "interest never crossed the route: {e}"
+                )))
+            }
         }
     }
-    sub.reader.get_ref().set_read_timeout(Some(Duration::from_secs(60)))?;
+    sub.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(60)))?;
     // Every probe is through A once the publisher's PONG arrives; the
     // subscriber's own PONG then comes after any probe B had queued.
     publisher.ping()?;
@@ -227,9 +274,15 @@ fn cross_node(a: SocketAddr, b: SocketAddr, msgs: u64) -> io::Result<Outcome> {
     ready.wait();
     let start = Instant::now();
     publish_all(&mut publisher, "bench.cross", 128, msgs)?;
-    handle.join().map_err(|_| io::Error::other("subscriber panicked"))??;
+    handle
+        .join()
+        .map_err(|_| io::Error::other("subscriber panicked"))??;
     let elapsed = start.elapsed();
-    Ok(Outcome { rate: Some(msgs as f64 / elapsed.as_secs_f64()), elapsed, ..Default::default() })
+    Ok(Outcome {
+        rate: Some(msgs as f64 / elapsed.as_secs_f64()),
+        elapsed,
+        ..Default::default()
+    })
 }
 
 fn req_rep(addr: SocketAddr, requests: u64) -> io::Result<Outcome> {
@@ -294,7 +347,10 @@ fn count_msgs_with_reply(c: &mut Conn, replies: &mut Vec<Vec<u8>>) -> io::Result
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
         }
         if line.starts_with(b"MSG ") {
-            let parts: Vec<&[u8]> = line.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty()).collect();
+            let parts: Vec<&[u8]> = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|p| !p.is_empty())
+                .collect();
             let size = crate::wire::frame_size(&line)?;
             let mut body = vec![0u8; size + 2];
             c.reader.read_exact(&mut body)?;
@@ -317,7 +373,9 @@ fn idle(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome
     let mut conns = Vec::with_capacity(n as usize);
     for i in 0..n {
         let mut s = std::net::TcpStream::connect(addr)?;
-        let hello = format!("CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB bench.idle.{i} 1\r\nPING\r\n");
+        let hello = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB bench.idle.{i} 1\r\nPING\r\n"
+        );
         s.write_all(hello.as_bytes())?;
         conns.push(s);
     }
@@ -329,7 +387,10 @@ fn idle(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome
         while !seen.windows(6).any(|w| w == b"PONG\r\n") {
             let k = s.read(&mut buf)?;
             if k == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed an idle connection"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed an idle connection",
+                ));
             }
             seen.extend_from_slice(&buf[..k]);
         }
@@ -337,5 +398,10 @@ fn idle(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome
     let elapsed = start.elapsed();
     let rss = server_pid.and_then(proc_stats::proc_rss);
     drop(conns);
-    Ok(Outcome { rss, elapsed, rate: Some(n as f64 / elapsed.as_secs_f64()), ..Default::default() })
+    Ok(Outcome {
+        rss,
+        elapsed,
+        rate: Some(n as f64 / elapsed.as_secs_f64()),
+        ..Default::default()
+    })
 }

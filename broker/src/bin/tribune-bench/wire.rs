@@ -23,7 +23,10 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let writer = stream.try_clone()?;
-        let mut c = Conn { reader: BufReader::with_capacity(1 << 20, stream), writer };
+        let mut c = Conn {
+            reader: BufReader::with_capacity(1 << 20, stream),
+            writer,
+        };
         let mut line = String::new();
         c.reader.read_line(&mut line)?;
         if !line.starts_with("INFO ") {
@@ -50,13 +53,18 @@ impl Conn {
             line.clear();
             let n = self.reader.read_until(b'\n', &mut line)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed",
+                ));
             }
             if line.starts_with(b"PONG") {
                 return Ok(());
             }
             if line.starts_with(b"-ERR") {
-                return Err(io::Error::other(String::from_utf8_lossy(&line).trim().to_string()));
+                return Err(io::Error::other(
+                    String::from_utf8_lossy(&line).trim().to_string(),
+                ));
             }
             if line.starts_with(b"MSG ") || line.starts_with(b"HMSG ") {
                 let size = frame_size(&line)?;
@@ -88,7 +96,10 @@ fn skip<R: Read>(r: &mut R, mut n: usize) -> io::Result<()> {
     while n > 0 {
         let k = r.read(&mut buf[..n.min(8192)])?;
         if k == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed",
+            ));
         }
         n -= k;
     }
@@ -119,7 +130,10 @@ pub fn count_msgs(conn: &mut Conn, want: u64, mut on_msg: impl FnMut(&[u8])) -> 
         line.clear();
         let n = conn.reader.read_until(b'\n', &mut line)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("server closed after {got} of {want}")));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("server closed after {got} of {want}"),
+            ));
         }
         if line.starts_with(b"MSG ") || line.starts_with(b"HMSG ") {
             let size = frame_size(&line)?;
@@ -136,7 +150,9 @@ pub fn count_msgs(conn: &mut Conn, want: u64, mut on_msg: impl FnMut(&[u8])) -> 
         } else if line.starts_with(b"PING") {
             conn.writer.write_all(b"PONG\r\n")?;
         } else if line.starts_with(b"-ERR") {
-            return Err(io::Error::other(String::from_utf8_lossy(&line).trim().to_string()));
+            return Err(io::Error::other(
+                String::from_utf8_lossy(&line).trim().to_string(),
+            ));
         }
     }
     Ok(got)
