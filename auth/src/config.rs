@@ -1,0 +1,372 @@
+//! Configuration file (TOML). See `auth/README.md` for a documented example.
+//!
+//! Secrets (nkey seeds, passwords, HMAC secrets) can be given inline for dev,
+//! but production configs should point at a file or an environment variable
+//! so the config itself can be world-readable and checked in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub callout: CalloutConfig,
+    pub token: TokenConfig,
+    #[serde(default)]
+    pub permissions: PermissionsConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// A secret value: inline (dev only), from a file, or from an environment variable.
+/// Exactly one of the three must be set wherever a `Secret` is required.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub value: Option<String>,
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+impl std::fmt::Debug for Secret {
+    // Never print the inline value: configs get logged on startup errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .finish()
+    }
+}
+
+impl Secret {
+    /// Resolve the secret, trimming surrounding whitespace (seed files end in a newline).
+    pub fn load(&self, what: &str) -> Result<String> {
+        let set = [
+            self.value.is_some(),
+            self.file.is_some(),
+            self.env.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            bail!("{what}: set exactly one of value, file, env");
+        }
+        let raw = if let Some(v) = &self.value {
+            v.clone()
+        } else if let Some(p) = &self.file {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("{what}: reading {}", p.display()))?
+        } else {
+            let name = self.env.as_ref().expect("checked above");
+            std::env::var(name).with_context(|| format!("{what}: environment variable {name}"))?
+        };
+        let s = raw.trim().to_string();
+        if s.is_empty() {
+            bail!("{what}: empty secret");
+        }
+        Ok(s)
+    }
+}
+
+/// How tribune-auth itself connects to NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), e.g. `nats://127.0.0.1:4222` or `tls://nats:4222`.
+    pub servers: Vec<String>,
+    /// NKEY seed (`SU...`) of the auth user. Preferred in production.
+    pub nkey_seed: Option<Secret>,
+    /// Dev alternative to `nkey_seed`.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// CA bundle to verify the server with (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate + key (PEM) for mutual TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse to talk to a server that does not offer TLS.
+    #[serde(default)]
+    pub tls_required: bool,
+    /// Connection name shown in the server's monitoring.
+    #[serde(default = "default_conn_name")]
+    pub name: String,
+}
+
+fn default_conn_name() -> String {
+    "tribune-auth".into()
+}
+
+/// The callout itself: which key signs, which key decrypts, where users go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalloutConfig {
+    /// Account nkey seed (`SA...`) whose public key is the server's `auth_callout.issuer`.
+    /// Signs both the authorization response and the user JWT.
+    pub issuer_seed: Secret,
+    /// Curve (xkey) seed (`SX...`) whose public key is the server's `auth_callout.xkey`.
+    /// When set, encrypted requests are decrypted and their responses encrypted.
+    pub xkey_seed: Option<Secret>,
+    /// When true, refuse plaintext requests (only meaningful with `xkey_seed`).
+    #[serde(default)]
+    pub require_encryption: bool,
+    /// Account web users are placed in (non-operator mode: the account *name*,
+    /// which nats-server reads from the user JWT's `aud`).
+    pub account: String,
+    /// Upper bound on a user JWT's lifetime; the web token's own `exp` may cut it shorter.
+    #[serde(default = "default_max_ttl")]
+    pub max_user_ttl_secs: u64,
+    /// If non-empty, only requests signed by these server public keys (`N...`) are served.
+    #[serde(default)]
+    pub allowed_servers: Vec<String>,
+    /// Subject the service listens on. Only change it for tests.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// Queue group, so several replicas share the load.
+    #[serde(default = "default_queue")]
+    pub queue_group: String,
+}
+
+fn default_max_ttl() -> u64 {
+    3600
+}
+fn default_subject() -> String {
+    "$SYS.REQ.USER.AUTH".into()
+}
+fn default_queue() -> String {
+    "tribune-auth".into()
+}
+
+/// Validation of the identity provider's token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Accepted `iss` values (at least one).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (at least one).
+    pub audiences: Vec<String>,
+    /// JWKS file with the IdP's RSA / EC public keys.
+    pub jwks_file: Option<PathBuf>,
+    /// Shared HS256 secret (for IdPs or dev setups that use HMAC).
+    pub hs256_secret: Option<Secret>,
+    /// Clock skew allowance for exp / nbf, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Claim used as the user's display name (NATS `name` of the user JWT and in logs).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+/// Mapping from web-token claims to NATS permissions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsConfig {
+    /// Each rule turns the values of one claim into subscribe subjects.
+    #[serde(default)]
+    pub claims: Vec<ClaimRule>,
+    /// Subjects every authenticated web user may subscribe to.
+    #[serde(default)]
+    pub static_subscribe: Vec<String>,
+    /// Reply subjects (e.g. `_INBOX.>`) added to the subscribe allow list.
+    /// Web users cannot publish, so this only matters for services that push
+    /// replies to them; note `_INBOX.>` lets a user see every inbox in the account.
+    #[serde(default)]
+    pub reply_subjects: Vec<String>,
+    /// Max subscriptions per connection (-1 = unlimited).
+    #[serde(default = "default_max_subs")]
+    pub max_subscriptions: i64,
+    /// Max message payload bytes (-1 = unlimited).
+    #[serde(default = "default_max_payload")]
+    pub max_payload: i64,
+    /// Max data bytes (-1 = unlimited).
+    #[serde(default = "unlimited")]
+    pub max_data: i64,
+    /// Deny (rather than admit with only static subjects) a token that maps to no subject.
+    #[serde(default)]
+    pub deny_if_empty: bool,
+}
+
+impl Default for PermissionsConfig {
+    fn default() -> Self {
+        PermissionsConfig {
+            claims: Vec::new(),
+            static_subscribe: Vec::new(),
+            reply_subjects: Vec::new(),
+            max_subscriptions: default_max_subs(),
+            max_payload: default_max_payload(),
+            max_data: unlimited(),
+            deny_if_empty: false,
+        }
+    }
+}
+
+fn default_max_subs() -> i64 {
+    100
+}
+fn default_max_payload() -> i64 {
+    1024 * 1024
+}
+fn unlimited() -> i64 {
+    -1
+}
+
+/// One claim → subjects rule, e.g. `claim = "sports"`, `subject = "sports.{value}.>"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRule {
+    /// Claim name (top level of the token's payload). String or array of strings.
+    pub claim: String,
+    /// Subject template; `{value}` is replaced by each claim value. Values must be a
+    /// single plain subject token (letters, digits, `-`, `_`), so a value like `*`
+    /// or `a.>` can never widen the grant.
+    pub subject: String,
+}
+
+/// Prometheus and health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to listen on; empty disables the HTTP endpoint.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).context("parsing config")?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Static sanity checks, so mistakes fail at startup rather than per request.
+    fn check(&self) -> Result<()> {
+        if self.nats.servers.is_empty() {
+            bail!("nats.servers must not be empty");
+        }
+        if self.nats.nkey_seed.is_some()
+            && (self.nats.user.is_some() || self.nats.password.is_some())
+        {
+            bail!("nats: use either nkey_seed or user/password, not both");
+        }
+        if self.nats.user.is_some() != self.nats.password.is_some() {
+            bail!("nats: user and password go together");
+        }
+        if self.nats.tls_cert_file.is_some() != self.nats.tls_key_file.is_some() {
+            bail!("nats: tls_cert_file and tls_key_file go together");
+        }
+        if self.token.issuers.is_empty() || self.token.audiences.is_empty() {
+            bail!("token.issuers and token.audiences must not be empty");
+        }
+        if self.token.jwks_file.is_none() && self.token.hs256_secret.is_none() {
+            bail!("token: set jwks_file and/or hs256_secret");
+        }
+        if self.callout.require_encryption && self.callout.xkey_seed.is_none() {
+            bail!("callout.require_encryption needs callout.xkey_seed");
+        }
+        if self.callout.account.is_empty() {
+            bail!("callout.account must not be empty");
+        }
+        if self.callout.max_user_ttl_secs == 0 {
+            bail!("callout.max_user_ttl_secs must be > 0");
+        }
+        for r in &self.permissions.claims {
+            crate::permissions::check_template(&r.subject)
+                .with_context(|| format!("permissions rule for claim {:?}", r.claim))?;
+        }
+        for s in self
+            .permissions
+            .static_subscribe
+            .iter()
+            .chain(&self.permissions.reply_subjects)
+        {
+            crate::permissions::check_subject(s)
+                .with_context(|| format!("permissions subject {s:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+        [nats]
+        servers = ["nats://127.0.0.1:4222"]
+        user = "auth"
+        password = { value = "pwd" }
+        [callout]
+        issuer_seed = { env = "X" }
+        account = "APP"
+        [token]
+        issuers = ["https://idp"]
+        audiences = ["tribune"]
+        jwks_file = "jwks.json"
+        [[permissions.claims]]
+        claim = "sports"
+        subject = "sports.{value}.>"
+    "#;
+
+    #[test]
+    fn parses_minimal_config_with_defaults() {
+        let c = Config::from_toml(MIN).unwrap();
+        assert_eq!(c.callout.subject, "$SYS.REQ.USER.AUTH");
+        assert_eq!(c.callout.max_user_ttl_secs, 3600);
+        assert_eq!(c.permissions.max_subscriptions, 100);
+        assert_eq!(c.permissions.claims[0].claim, "sports");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_templates() {
+        assert!(Config::from_toml(&format!("{MIN}\nbogus = 1")).is_err());
+        let bad = MIN.replace("sports.{value}.>", "sports.>.{value}");
+        assert!(Config::from_toml(&bad).is_err());
+    }
+
+    #[test]
+    fn secret_needs_exactly_one_source_and_is_redacted() {
+        let s = Secret {
+            value: Some("hunter2".into()),
+            file: None,
+            env: None,
+        };
+        assert_eq!(s.load("x").unwrap(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let two = Secret {
+            value: Some("a".into()),
+            env: Some("B".into()),
+            file: None,
+        };
+        assert!(two.load("x").is_err());
+    }
+}

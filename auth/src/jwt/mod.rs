@@ -1,0 +1,197 @@
+//! NATS JWTs (`alg: ed25519-nkey`), the format nats-server uses for auth-callout
+//! requests, responses and user JWTs.
+//!
+//! `jsonwebtoken` cannot produce or check these (the signature is a raw
+//! ed25519 signature by an nkey over `header.payload`, and the key is the
+//! `iss` claim itself), so they are built here from nkeys + base64url, with the
+//! `jti` computed the way nats-io/jwt v2 does (base32 of SHA-512/256 over the
+//! standard claims with an empty `jti`).
+
+pub mod claims;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use nkeys::KeyPair;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512_256};
+
+pub use claims::*;
+
+/// The `alg` nats-io/jwt v2 writes; the older `ed25519` is accepted on read as it does.
+pub const ALG_NKEY: &str = "ed25519-nkey";
+const ALG_NKEY_OLD: &str = "ed25519";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    typ: String,
+    alg: String,
+}
+
+/// The standard claims in the exact field order Go's `json.Marshal(ClaimsData)`
+/// emits, so the `jti` hash matches what nats-io/jwt would compute.
+#[derive(Serialize)]
+struct StdClaimsForHash<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    aud: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    exp: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    jti: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    iat: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    iss: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    nbf: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    sub: &'a str,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Sign `claims` with `kp`: sets `iss` (the signer's public key), `iat` and `jti`.
+pub fn encode<C: NatsClaims + Serialize>(claims: &mut C, kp: &KeyPair) -> Result<String> {
+    {
+        let std = claims.std_mut();
+        if std.sub.is_empty() {
+            bail!("subject is not set");
+        }
+        std.iss = kp.public_key();
+        std.iat = now_unix();
+        std.jti.clear();
+        let h = StdClaimsForHash {
+            aud: &std.aud,
+            exp: std.exp,
+            jti: "",
+            iat: std.iat,
+            iss: &std.iss,
+            name: &std.name,
+            nbf: std.nbf,
+            sub: &std.sub,
+        };
+        let digest = Sha512_256::digest(serde_json::to_vec(&h)?);
+        std.jti = data_encoding::BASE32_NOPAD.encode(&digest);
+    }
+    let header = Header {
+        typ: "JWT".into(),
+        alg: ALG_NKEY.into(),
+    };
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
+    );
+    let sig = kp
+        .sign(signing_input.as_bytes())
+        .map_err(|e| anyhow!("signing: {e}"))?;
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+}
+
+/// Decode a NATS JWT and verify its signature against its own `iss` key.
+///
+/// This proves only that the holder of `iss` signed it; callers must still
+/// check that `iss` is someone they trust, and the claim times/audience.
+pub fn decode_verified<C: NatsClaims + DeserializeOwned>(token: &str) -> Result<C> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        bail!("not a JWT (expected 3 parts)");
+    };
+    let header: Header =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).context("header base64")?)
+            .context("header json")?;
+    if !header.typ.eq_ignore_ascii_case("JWT") {
+        bail!("unsupported typ {:?}", header.typ);
+    }
+    let alg = header.alg.to_ascii_lowercase();
+    if alg != ALG_NKEY && alg != ALG_NKEY_OLD {
+        bail!("unexpected alg {:?}", header.alg);
+    }
+    let claims: C = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).context("payload base64")?)
+        .context("payload json")?;
+    let sig = URL_SAFE_NO_PAD.decode(s).context("signature base64")?;
+    let iss = &claims.std().iss;
+    let kp =
+        KeyPair::from_public_key(iss).map_err(|e| anyhow!("issuer {iss:?} is not an nkey: {e}"))?;
+    let signed = &token[..h.len() + 1 + p.len()];
+    kp.verify(signed.as_bytes(), &sig)
+        .map_err(|_| anyhow!("bad signature"))?;
+    Ok(claims)
+}
+
+/// The public-key type of an nkey string, if it is a valid public nkey.
+pub fn public_key_type(key: &str) -> Option<nkeys::KeyPairType> {
+    KeyPair::from_public_key(key)
+        .ok()
+        .map(|k| k.key_pair_type())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_jwt_roundtrip_and_tamper_detection() {
+        let acc = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        let mut uc = UserClaims::new(&user.public_key(), "APP");
+        uc.nats.sub.allow = vec!["a.>".into()];
+        let tok = encode(&mut uc, &acc).unwrap();
+        let back: UserClaims = decode_verified(&tok).unwrap();
+        assert_eq!(back.std.iss, acc.public_key());
+        assert_eq!(back.std.sub, user.public_key());
+        assert_eq!(back.std.aud, "APP");
+        assert_eq!(back.nats.kind, "user");
+        assert_eq!(back.std.jti.len(), 52);
+
+        // Change the payload but keep the signature: must fail.
+        let parts: Vec<&str> = tok.split('.').collect();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        v["aud"] = "OTHER".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(v.to_string()),
+            parts[2]
+        );
+        assert!(decode_verified::<UserClaims>(&forged).is_err());
+    }
+
+    #[test]
+    fn jti_matches_go_hashing_of_std_claims() {
+        // jti must be base32(sha512/256(json of std claims with empty jti)).
+        let acc = KeyPair::new_account();
+        let mut rc = AuthorizationResponseClaims::error("UABC", "SRV", "nope");
+        encode(&mut rc, &acc).unwrap();
+        let expect = format!(
+            r#"{{"aud":"SRV","exp":{},"iat":{},"iss":"{}","sub":"UABC"}}"#,
+            rc.std.exp,
+            rc.std.iat,
+            acc.public_key()
+        );
+        let d = Sha512_256::digest(expect.as_bytes());
+        assert_eq!(rc.std.jti, data_encoding::BASE32_NOPAD.encode(&d));
+    }
+
+    #[test]
+    fn rejects_other_algs() {
+        let h = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"none"}"#);
+        let p = URL_SAFE_NO_PAD.encode(r#"{"iss":"x","sub":"y"}"#);
+        assert!(decode_verified::<UserClaims>(&format!("{h}.{p}.")).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Prometheus metrics and the health endpoint.
+//!
+//! Hand-rolled text exposition (a handful of counters and one histogram) so
+//! the service does not pull in a metrics framework for five numbers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+/// Latency bucket upper bounds, seconds. Callouts are on the connect path and
+/// the server's auth timeout is typically 1-2 s, so resolution is in ms.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    /// result label ("allow" / "deny" / "invalid") -> count.
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    /// reason label -> count, for deny and invalid.
+    reasons: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+    nats_connected: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let m = Metrics::default();
+        {
+            let mut r = m.requests.lock().unwrap();
+            for l in ["allow", "deny", "invalid"] {
+                r.insert(l, 0);
+            }
+        }
+        Arc::new(m)
+    }
+
+    pub fn record(&self, result: &'static str, reason: Option<&'static str>, latency: Duration) {
+        *self.requests.lock().unwrap().entry(result).or_default() += 1;
+        if let Some(reason) = reason {
+            *self
+                .reasons
+                .lock()
+                .unwrap()
+                .entry((result, reason))
+                .or_default() += 1;
+        }
+        let secs = latency.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(latency.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.nats_connected.store(up, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.nats_connected.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        o.push_str("# HELP tribune_auth_requests_total Auth callout requests by result.\n");
+        o.push_str("# TYPE tribune_auth_requests_total counter\n");
+        for (k, v) in self.requests.lock().unwrap().iter() {
+            let _ = writeln!(o, "tribune_auth_requests_total{{result=\"{k}\"}} {v}");
+        }
+        o.push_str("# HELP tribune_auth_rejections_total Denied or invalid requests by reason.\n");
+        o.push_str("# TYPE tribune_auth_rejections_total counter\n");
+        for ((res, reason), v) in self.reasons.lock().unwrap().iter() {
+            let _ = writeln!(
+                o,
+                "tribune_auth_rejections_total{{result=\"{res}\",reason=\"{reason}\"}} {v}"
+            );
+        }
+        o.push_str("# HELP tribune_auth_request_duration_seconds Time to handle one request.\n");
+        o.push_str("# TYPE tribune_auth_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "tribune_auth_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "tribune_auth_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "tribune_auth_request_duration_seconds_sum {}",
+            self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(o, "tribune_auth_request_duration_seconds_count {count}");
+        o.push_str("# HELP tribune_auth_nats_connected 1 while connected to NATS.\n");
+        o.push_str("# TYPE tribune_auth_nats_connected gauge\n");
+        let _ = writeln!(
+            o,
+            "tribune_auth_nats_connected {}",
+            u8::from(self.connected())
+        );
+        o
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+}
+
+/// 200 while connected to NATS and subscribed; 503 otherwise, so an
+/// orchestrator does not route "ready" to an instance that cannot answer.
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.connected() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "nats disconnected\n")
+    }
+}
+
+pub fn router(m: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::new();
+        m.record("allow", None, Duration::from_micros(700));
+        m.record("deny", Some("expired"), Duration::from_millis(30));
+        let t = m.render();
+        assert!(t.contains("tribune_auth_requests_total{result=\"allow\"} 1"));
+        assert!(t.contains("tribune_auth_requests_total{result=\"invalid\"} 0"));
+        assert!(t.contains("tribune_auth_rejections_total{result=\"deny\",reason=\"expired\"} 1"));
+        assert!(t.contains("tribune_auth_request_duration_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(t.contains("tribune_auth_request_duration_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(t.contains("tribune_auth_request_duration_seconds_count 2"));
+    }
+}
