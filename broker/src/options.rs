@@ -21,14 +21,55 @@ pub const MAX_PENDING: usize = 64 * 1024 * 1024;
 /// Default maximum number of client connections.
 pub const MAX_CONNECTIONS: usize = 64 * 1024;
 
-/// A user entry from `authorization { users = [...] }` or `--user/--pass`.
+/// A user entry from `authorization { users = [...] }`, an account's
+/// `users`, or `--user/--pass`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
+    /// Empty for NKEY users.
     pub username: String,
     /// Plain text, or a bcrypt hash (`$2a$...`) as nats-server accepts.
     pub password: String,
+    /// NKEY user: the public key (`U...`) that must sign the server's nonce.
+    pub nkey: Option<String>,
     /// Account the user is bound to; `None` means the global account.
     pub account: Option<String>,
+    /// `None`: the default permissions apply (or none at all).
+    pub permissions: Option<crate::permissions::Permissions>,
+}
+
+/// Whether an account shares a stream of messages or a request/reply service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Stream,
+    Service,
+}
+
+/// `exports: [ {stream: "sports.>"}, {service: "svc.>", accounts: [B]} ]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub kind: ExportKind,
+    pub subject: String,
+    /// Accounts allowed to import it; empty means any.
+    pub accounts: Vec<String>,
+}
+
+/// `imports: [ {stream: {account: A, subject: "x.>"}, prefix: "p"}, {service: {account: A, subject: "svc"}, to: "local.svc"} ]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub kind: ExportKind,
+    pub account: String,
+    pub subject: String,
+    /// Stream imports: prefix added to the subject. Service imports: the
+    /// local subject the importer publishes requests on.
+    pub to: Option<String>,
+}
+
+/// One entry of `accounts { NAME { users, exports, imports } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountConfig {
+    pub name: String,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
 }
 
 /// `cluster { ... }`: where this node listens for routes, which peers it
@@ -50,6 +91,8 @@ pub struct ClusterOptions {
     pub password: Option<String>,
     /// Find peers from EC2 instance tags.
     pub discovery: Option<crate::discovery::Ec2DiscoveryConfig>,
+    /// `cluster { tls {} }`: mutual TLS on every route, both directions.
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 impl ClusterOptions {
@@ -105,6 +148,12 @@ pub struct Options {
     pub authorization: Option<String>,
     pub users: Vec<User>,
     pub no_auth_user: Option<String>,
+    /// Permissions for users that have none of their own.
+    pub default_permissions: Option<crate::permissions::Permissions>,
+    /// Accounts beyond the global `$G`; their users are in `users`.
+    pub accounts: Vec<AccountConfig>,
+    /// The system account (`$SYS` when not configured).
+    pub system_account: Option<String>,
     pub auth_timeout: Duration,
 
     // Limits.
@@ -129,6 +178,13 @@ pub struct Options {
 
     pub cluster: ClusterOptions,
     pub jetstream: JetStreamOptions,
+
+    /// Client-port TLS (`tls {}`); also the certificates of the https monitor.
+    pub tls: Option<crate::tls::TlsOptions>,
+    /// Accept plain-text clients on a TLS port too (`allow_non_tls`).
+    pub allow_non_tls: bool,
+    /// Monitoring over https (`https`, `https_port`); `Some(0)` picks a random port.
+    pub https_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -154,6 +210,9 @@ impl Default for Options {
             authorization: None,
             users: Vec::new(),
             no_auth_user: None,
+            default_permissions: None,
+            accounts: Vec::new(),
+            system_account: None,
             auth_timeout: Duration::from_secs(2),
             max_connections: MAX_CONNECTIONS,
             max_payload: MAX_PAYLOAD,
@@ -169,6 +228,9 @@ impl Default for Options {
             lame_duck_grace_period: Duration::from_secs(10),
             cluster: ClusterOptions::default(),
             jetstream: JetStreamOptions::default(),
+            tls: None,
+            allow_non_tls: false,
+            https_port: None,
         }
     }
 }
@@ -186,5 +248,10 @@ impl Options {
     /// True when clients must authenticate on the global account.
     pub fn auth_required(&self) -> bool {
         self.username.is_some() || self.authorization.is_some() || !self.users.is_empty()
+    }
+
+    /// NKEY users need a nonce in INFO to sign.
+    pub fn nonce_required(&self) -> bool {
+        self.users.iter().any(|u| u.nkey.is_some())
     }
 }

@@ -22,6 +22,9 @@ pub struct Subscription {
     pub weight: AtomicU32,
     /// Set once removed, so that stale cached match results skip it.
     closed: AtomicBool,
+    /// Subjects this subscription's wildcard may match but its user may not
+    /// receive (a deny permission that overlaps it); checked on delivery.
+    deny: std::sync::OnceLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -68,12 +71,23 @@ impl Subscription {
             delivered: AtomicU64::new(0),
             weight: AtomicU32::new(1),
             closed: AtomicBool::new(false),
+            deny: std::sync::OnceLock::new(),
         }
     }
 
     /// A subscription owned by a client with no connection, for tests.
     pub fn detached(subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Self {
         Self::new(Arc::new(ClientShared::detached()), subject, queue, sid)
+    }
+
+    pub fn set_deny(&self, filters: Vec<String>) {
+        let _ = self.deny.set(filters);
+    }
+
+    /// Is delivery of `subject` to this subscription forbidden?
+    #[inline]
+    pub fn denies(&self, subject: &[u8]) -> bool {
+        self.deny.get().is_some_and(|d| d.iter().any(|f| crate::subject::matches(f.as_bytes(), subject)))
     }
 
     #[inline]

@@ -20,6 +20,7 @@ use crate::protocol::{
 use crate::server::Server;
 use crate::subject;
 use crate::sublist::MatchCache;
+use crate::permissions::{self, Permissions, SubVerdict};
 use crate::subscription::Subscription;
 
 /// Read buffer bounds: start small so idle connections cost little memory,
@@ -38,6 +39,8 @@ pub struct ClientConfig {
     pub max_subs: usize,
     pub headers_supported: bool,
     pub no_fast_producer_stall: bool,
+    /// The nonce sent in INFO, which NKEY users sign (empty when unused).
+    pub nonce: String,
 }
 
 /// Run a client connection to completion over its two halves (for TCP,
@@ -73,6 +76,8 @@ pub async fn run_client<R, W>(
         connect: ConnectOptions::default(),
         connect_received: false,
         first_pong_sent: false,
+        perms: None,
+        pub_cache: Default::default(),
         cache: MatchCache::default(),
         flush: FlushSet::default(),
         fanout: RouteFanout::default(),
@@ -99,6 +104,10 @@ struct Reader {
     connect: ConnectOptions,
     connect_received: bool,
     first_pong_sent: bool,
+    /// The user's permissions, if restricted.
+    perms: Option<Arc<Permissions>>,
+    /// Publish verdicts by subject.
+    pub_cache: std::collections::HashMap<Vec<u8>, bool>,
     cache: MatchCache,
     flush: FlushSet,
     fanout: RouteFanout,
@@ -357,6 +366,18 @@ impl Reader {
         }
     }
 
+    /// Move the connection into `account` (from `$G`, where it starts).
+    fn bind_account(&mut self, account: Arc<Account>) {
+        if Arc::ptr_eq(&account, &self.account) {
+            return;
+        }
+        // Subscriptions made before CONNECT belonged to the old account.
+        self.drop_all_subscriptions();
+        *self.shared.account.lock() = Some(account.clone());
+        self.account = account;
+        self.cache.clear();
+    }
+
     fn send_connect_info(&self) {
         let addr = self
             .shared
@@ -378,7 +399,7 @@ impl Reader {
             }
         };
         let opts = self.server.opts();
-        let identity = match auth::authenticate(&opts, &c) {
+        let identity = match auth::authenticate(&opts, &c, &self.cfg.nonce) {
             Some(id) => id,
             None if c.user.is_none() && c.auth_token.is_none() && c.pass.is_none() => {
                 match auth::no_auth_identity(&opts) {
@@ -393,6 +414,20 @@ impl Reader {
             // and its existing subscriptions stop receiving; do the same so
             // that clients see identical behaviour.
             self.drop_all_subscriptions();
+        }
+        if let Some(name) = &identity.account {
+            match self.server.account(name.as_bytes()) {
+                Some(acc) => self.bind_account(acc),
+                None => {
+                    error!("{} - Account {name:?} of user {:?} does not exist", self.tag(), identity.user);
+                    return self.auth_violation();
+                }
+            }
+        }
+        self.perms = identity.permissions.clone().map(Arc::new);
+        self.pub_cache.clear();
+        if let Some(rp) = identity.permissions.as_ref().and_then(|p| p.allow_responses) {
+            self.shared.allow_replies(rp);
         }
         self.connect_received = true;
         let headers = c.headers && self.cfg.headers_supported;
@@ -432,8 +467,21 @@ impl Reader {
         if self.connect.pedantic && !subject::is_valid_literal(msg.subject) {
             self.send_err(errors::INVALID_PUB_SUBJECT);
         }
+        if !self.may_publish(msg.subject) {
+            let subj = String::from_utf8_lossy(msg.subject);
+            error!("{} - Publish Violation - Subject {subj:?}", self.tag());
+            self.send_err(&permissions::publish_violation(&subj));
+            return;
+        }
         if self.connect.verbose {
             self.shared.send(b"+OK\r\n");
+        }
+        let mut crossed = 0;
+        if self.account.has_cross() {
+            match self.cross_account(&msg) {
+                None => return,
+                Some(n) => crossed = n,
+            }
         }
         let result = self.cache.get(&self.account.sublist, msg.subject);
         let echo = self.connect.echo;
@@ -460,10 +508,85 @@ impl Reader {
             self.out_msgs += delivered as u64;
             self.out_bytes += bytes as u64;
         } else if let Some(reply) = msg.reply {
-            if self.connect.no_responders {
+            // A request served through a service import was delivered.
+            if self.connect.no_responders && crossed == 0 {
                 self.no_responders(msg.subject, reply);
             }
         }
+    }
+
+    /// Publish permission, with a per-connection cache of verdicts, and the
+    /// one-time allowance to answer requests this client received.
+    fn may_publish(&mut self, subject: &[u8]) -> bool {
+        let Some(perms) = &self.perms else { return true };
+        let allowed = match self.pub_cache.get(subject) {
+            Some(v) => *v,
+            None => {
+                let v = perms.can_publish(&String::from_utf8_lossy(subject));
+                if self.pub_cache.len() >= 1024 {
+                    self.pub_cache.clear();
+                }
+                self.pub_cache.insert(subject.to_vec(), v);
+                v
+            }
+        };
+        allowed || self.shared.use_reply_allowance(subject)
+    }
+
+    /// Cross-account delivery for this publish: a service response going
+    /// back to its importer, stream exports into importers, and requests to
+    /// imported services. `None` when the message was a response and is
+    /// fully handled, else how many deliveries it made in other accounts.
+    fn cross_account(&mut self, msg: &Msg<'_>) -> Option<usize> {
+        let acc = self.account.clone();
+        if let Some(resp) = acc.take_response(msg.subject) {
+            let m = Msg { subject: &resp.reply, reply: None, ..*msg };
+            self.deliver_into(&resp.importer, &m, true);
+            return None;
+        }
+        let mut n = 0;
+        for (importer, subject) in acc.stream_targets(msg.subject) {
+            let m = Msg { subject: &subject, ..*msg };
+            n += self.deliver_into(&importer, &m, true);
+        }
+        if let Some((exporter, subject)) = acc.service_for(msg.subject) {
+            let mapped = msg.reply.map(|r| {
+                let mapped = self.server.response_subject();
+                exporter.add_response(mapped.clone(), acc.clone(), r.to_vec());
+                mapped
+            });
+            let m = Msg { subject: &subject, reply: mapped.as_deref(), ..*msg };
+            n += self.deliver_into(&exporter, &m, false);
+        }
+        Some(n)
+    }
+
+    /// Deliver into another account; `local_only` keeps it off the routes
+    /// (every node applies stream imports itself, so forwarding would
+    /// deliver twice).
+    fn deliver_into(&mut self, account: &Arc<Account>, msg: &Msg<'_>, local_only: bool) -> usize {
+        let result = account.sublist.match_subject(msg.subject);
+        if result.is_empty() {
+            return 0;
+        }
+        let origin = if local_only {
+            Origin::Route { queues: None }
+        } else {
+            Origin::Client { cid: self.shared.cid, echo: true }
+        };
+        let (n, bytes) = deliver_to_match(
+            &result,
+            msg,
+            account.name.as_bytes(),
+            origin,
+            &mut self.rng,
+            &mut self.flush,
+            &mut self.fanout,
+            &*self.server,
+        );
+        self.out_msgs += n as u64;
+        self.out_bytes += bytes as u64;
+        n
     }
 
     /// Tell a requester nobody is listening: a 503 status to its own
@@ -494,6 +617,21 @@ impl Reader {
             return Flow::Continue;
         }
         let sub = Arc::new(Subscription::new(self.shared.clone(), subj, queue, sid));
+        if let Some(perms) = &self.perms {
+            let subject = String::from_utf8_lossy(subj);
+            let q = queue.map(String::from_utf8_lossy);
+            match perms.check_subscribe(&subject, q.as_deref()) {
+                SubVerdict::Allowed => {}
+                SubVerdict::AllowedExcept(deny) => sub.set_deny(deny),
+                SubVerdict::Denied => {
+                    let text = permissions::subscribe_violation(&subject, q.as_deref());
+                    let sid = String::from_utf8_lossy(sid);
+                    error!("{} - Subscription Violation - Subject {subject:?}, SID {sid}", self.tag());
+                    self.send_err(&text);
+                    return Flow::Continue;
+                }
+            }
+        }
         {
             let mut subs = self.shared.subs.lock();
             if !subs.contains_key(sid) {

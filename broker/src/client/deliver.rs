@@ -161,6 +161,9 @@ pub fn deliver_one(
     flush: &mut FlushSet,
     hooks: &dyn DeliverHooks,
 ) -> Option<usize> {
+    if sub.denies(msg.subject) {
+        return None;
+    }
     let verdict = sub.offer();
     if verdict == Delivery::Skip {
         return None;
@@ -214,6 +217,9 @@ pub fn deliver_one(
             b.extend_from_slice(body);
             b.extend_from_slice(b"\r\n");
             out.count_out(body.len());
+            if let Some(reply) = msg.reply {
+                client.note_reply(reply);
+            }
             let stall = out.should_stall();
             if stall {
                 out.set_stalled();

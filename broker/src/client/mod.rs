@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::accounts::Account;
+use crate::permissions::ResponsePermission;
 use crate::subscription::Subscription;
 
 /// Per-connection counters, read by monitoring.
@@ -84,6 +85,16 @@ pub struct ClientShared {
     pub last_activity: AtomicU64,
     /// The account the client is bound to, set when it starts and on auth.
     pub account: Mutex<Option<Arc<Account>>>,
+    /// `allow_responses`: replies this client may publish to, with how many
+    /// messages each still allows and until when.
+    replies: Mutex<Option<ReplyAllowance>>,
+    tracks_replies: AtomicBool,
+}
+
+/// Reply subjects a client with `allow_responses` may answer.
+struct ReplyAllowance {
+    perm: ResponsePermission,
+    open: std::collections::HashMap<Vec<u8>, (u64, std::time::Instant)>,
 }
 
 pub(crate) fn now_nanos() -> u64 {
@@ -131,6 +142,8 @@ impl ClientShared {
             meta: Mutex::new(ClientMeta::default()),
             last_activity: AtomicU64::new(now_nanos()),
             account: Mutex::new(None),
+            replies: Mutex::new(None),
+            tracks_replies: AtomicBool::new(false),
         }
     }
 
@@ -156,6 +169,44 @@ impl ClientShared {
             self.kill.notify_one();
         }
         first
+    }
+
+    /// Turn on `allow_responses` for this client.
+    pub fn allow_replies(&self, perm: ResponsePermission) {
+        *self.replies.lock() = Some(ReplyAllowance { perm, open: Default::default() });
+        self.tracks_replies.store(true, Ordering::Release);
+    }
+
+    /// A request with this reply subject was delivered to the client.
+    #[inline]
+    pub fn note_reply(&self, reply: &[u8]) {
+        if !self.tracks_replies.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(a) = self.replies.lock().as_mut() {
+            let now = std::time::Instant::now();
+            if a.open.len() >= 10_000 {
+                a.open.retain(|_, (_, until)| *until > now);
+            }
+            let until = now + a.perm.expires;
+            a.open.insert(reply.to_vec(), (a.perm.max_msgs.max(1), until));
+        }
+    }
+
+    /// May the client publish to `subject` as a response? Uses one allowance.
+    pub fn use_reply_allowance(&self, subject: &[u8]) -> bool {
+        if !self.tracks_replies.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut guard = self.replies.lock();
+        let Some(a) = guard.as_mut() else { return false };
+        let Some((left, until)) = a.open.get_mut(subject) else { return false };
+        let ok = *until > std::time::Instant::now();
+        *left = left.saturating_sub(1);
+        if *left == 0 || !ok {
+            a.open.remove(subject);
+        }
+        ok
     }
 
     /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid` for routes).

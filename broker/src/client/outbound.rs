@@ -28,6 +28,7 @@ pub enum ClosedState {
     ServerShutdown,
     NoRespondersRequiresHeaders,
     DuplicateRoute,
+    TlsHandshakeError,
 }
 
 impl fmt::Display for ClosedState {
@@ -50,6 +51,7 @@ impl fmt::Display for ClosedState {
             ClosedState::ServerShutdown => "Server Shutdown",
             ClosedState::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             ClosedState::DuplicateRoute => "Duplicate Route",
+            ClosedState::TlsHandshakeError => "TLS Handshake Failure",
         })
     }
 }

@@ -24,10 +24,8 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    "accounts",
+    
     "default_sentinel",
-    "https",
-    "https_port",
     "gateway",
     "leaf",
     "leafnodes",
@@ -43,9 +41,7 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
-    "tls",
     "ocsp",
-    "allow_non_tls",
     "write_timeout",
     "operator",
     "operators",
@@ -59,8 +55,8 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
-    "system_account",
-    "system",
+    
+    
     "no_system_account",
     "no_system",
     "no_sys_acc",
@@ -84,10 +80,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
 /// weaken security (plain text instead of TLS, one shared account instead of
 /// isolated ones), so until Tribune supports them it refuses to start.
 const SECURITY_TOP: &[&str] = &[
-    "accounts",
-    "tls",
-    "https",
-    "https_port",
     "operator",
     "operators",
     "roots",
@@ -99,8 +91,8 @@ const SECURITY_TOP: &[&str] = &[
     "accounts_resolver",
     "trusted",
     "trusted_keys",
-    "system_account",
-    "system",
+    
+    
 ];
 
 /// Collects errors and warnings while options are applied.
@@ -392,9 +384,15 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
         }
         "no_header_support" => set(&mut opts.no_header_support, cx.bool(key, node)),
         "no_fast_producer_stall" => set(&mut opts.no_fast_producer_stall, cx.bool(key, node)),
+        "accounts" => super::accounts::accounts(opts, cx, node),
+        "system_account" | "system" => opts.system_account = cx.string(key, node),
         "no_auth_user" => opts.no_auth_user = cx.string(key, node).or(opts.no_auth_user.take()),
         "authorization" => blocks::authorization(opts, cx, key, node),
         "cluster" => blocks::cluster(opts, cx, key, node),
+        "tls" => opts.tls = super::tls::tls_block(cx, key, node, super::tls::TlsUse::Client),
+        "allow_non_tls" => set(&mut opts.allow_non_tls, cx.bool(key, node)),
+        "https" => super::tls::https(opts, cx, key, node),
+        "https_port" => super::tls::https_port(opts, cx, key, node),
         "jetstream" => blocks::jetstream(opts, cx, key, node),
         "store_dir" | "storedir" => {
             if let Some(dir) = cx.string(key, node) {

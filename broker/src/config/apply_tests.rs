@@ -249,13 +249,37 @@ fn unsupported_options_warn() {
 }
 
 #[test]
+fn accounts_users_and_permissions() {
+    let (o, w) = apply(concat!(
+        "accounts {\n  APP: { users: [ {user: app, password: a, permissions: { publish: \"sports.>\", subscribe: { allow: [\"svc.>\"], deny: \"svc.x\" }, allow_responses: { max: 2, expires: \"1m\" } }} ],\n",
+        "         exports: [ {stream: \"sports.>\"}, {service: \"svc.time\", accounts: [WEB]} ] }\n",
+        "  WEB: { users: [ {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4} ],\n",
+        "         imports: [ {stream: {account: APP, subject: \"sports.>\"}, prefix: feed}, {service: {account: APP, subject: \"svc.time\"}, to: time} ] }\n",
+        "}\nsystem_account: SYS\nauthorization { default_permissions: { publish: { deny: \">\" } } }\n",
+    ));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(o.accounts.len(), 2);
+    assert_eq!(o.system_account.as_deref(), Some("SYS"));
+    let app = o.users.iter().find(|u| u.username == "app").unwrap();
+    assert_eq!(app.account.as_deref(), Some("APP"));
+    let p = app.permissions.as_ref().unwrap();
+    assert!(p.can_publish("sports.x") && !p.can_publish("other"));
+    assert_eq!(p.allow_responses.unwrap().max_msgs, 2);
+    let web = o.users.iter().find(|u| u.nkey.is_some()).unwrap();
+    assert_eq!(web.account.as_deref(), Some("WEB"));
+    assert_eq!(o.accounts[1].imports[0].to.as_deref(), Some("feed"));
+    assert!(!o.default_permissions.unwrap().can_publish("x"));
+    assert!(!errors("accounts { A: { users: [ {nkey: NOTAKEY} ] } }\n").is_empty());
+}
+
+#[test]
 fn unsupported_security_options_are_errors() {
     assert_eq!(
-        errors("tls { cert_file: x }\naccounts { A: {} }\nauthorization { user: a, pass: b, permissions: {} }\n"),
+        errors("operator: x.jwt\nresolver: MEMORY\nauthorization { users: [ {user: a, pass: b, allowed_connection_types: [\"STANDARD\"]} ] }\n"),
         [
-            "x.conf:1:1: option \"tls\" is not supported by tribune-broker yet; refusing to run without it",
-            "x.conf:2:1: option \"accounts\" is not supported by tribune-broker yet; refusing to run without it",
-            "x.conf:3:35: option \"authorization.permissions\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:1:1: option \"operator\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:2:1: option \"resolver\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:3:45: option \"authorization.users.allowed_connection_types\" is not supported by tribune-broker yet; refusing to run without it",
         ]
     );
 }
@@ -298,12 +322,14 @@ fn authorization_users() {
             User {
                 username: "alice".into(),
                 password: "a1".into(),
-                account: None
+                account: None,
+                ..Default::default()
             },
             User {
                 username: "bob".into(),
                 password: "$2a$11$xyz".into(),
-                account: Some("SALES".into())
+                account: Some("SALES".into()),
+                ..Default::default()
             },
         ]
     );

@@ -1,9 +1,7 @@
 //! The `authorization`, `cluster` and `jetstream` blocks.
 //!
 //! Sub-options nats-server has but Tribune does not are warnings, like
-//! unsupported top-level options; note that this includes user permissions,
-//! so a config relying on them currently grants more than it says. The
-//! warning text says "ignoring" so that this is visible at startup.
+//! unsupported top-level options, except security options, which are errors.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,11 +38,12 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             "token" => token = cx.string(k, v).unwrap_or_default(),
             "timeout" => timeout = auth_timeout(cx, k, v).unwrap_or(timeout),
             "users" => users = Some(parse_users(cx, key, v)),
-            "default_permission"
-            | "default_permissions"
-            | "permissions"
-            | "auth_callout"
-            | "auth_hook" => cx.refuse(&format!("{key}.{k}"), v),
+            "default_permission" | "default_permissions" => {
+                opts.default_permissions = super::accounts::permissions(cx, v)
+            }
+            // Permissions of the single user/password or token user.
+            "permissions" => opts.default_permissions = super::accounts::permissions(cx, v),
+            "auth_callout" | "auth_hook" => cx.refuse(&format!("{key}.{k}"), v),
             "proxy_required" => cx.unsupported(&format!("{key}.{k}"), v),
             _ => cx.unknown(k, v),
         }
@@ -129,7 +128,7 @@ fn auth_timeout(cx: &mut Ctx, k: &str, v: &Node) -> Option<f64> {
     Some(secs)
 }
 
-fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
+pub(super) fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
     let Some(items) = node.value.as_array() else {
         cx.error(
             &node.pos,
@@ -162,12 +161,10 @@ fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
                 // binding a user to an account before `accounts {}` exists.
                 "account" => user.account = cx.string(k, v),
                 "nkey" => nkey = Some(v),
-                "permission"
-                | "permissions"
-                | "authorization"
-                | "allowed_connection_types"
-                | "connection_types"
-                | "clients" => cx.refuse(&format!("{block}.users.{k}"), v),
+                "permission" | "permissions" => user.permissions = super::accounts::permissions(cx, v),
+                "authorization" | "allowed_connection_types" | "connection_types" | "clients" => {
+                    cx.refuse(&format!("{block}.users.{k}"), v)
+                }
                 "proxy_required" => cx.unsupported(&format!("{block}.users.{k}"), v),
                 _ => cx.unknown(k, v),
             }
@@ -175,8 +172,15 @@ fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
         if let Some(nk) = nkey {
             if !user.username.is_empty() || !user.password.is_empty() {
                 cx.error(&item.pos, "Nkey users do not take usernames or passwords");
-            } else {
-                cx.refuse(&format!("{block}.users.nkey"), nk);
+                continue;
+            }
+            match cx.string("nkey", nk) {
+                Some(key) if key.starts_with('U') && nkeys::KeyPair::from_public_key(&key).is_ok() => {
+                    user.nkey = Some(key);
+                    users.push(user);
+                }
+                Some(key) => cx.error(&nk.pos, format!("Not a valid public nkey for a user: {key:?}")),
+                None => {}
             }
             continue;
         }
@@ -230,7 +234,10 @@ pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) 
                 Err(errs) => cx.errors.extend(errs),
             },
             // Security: routes must not silently run without TLS or permissions.
-            "tls" | "permissions" => cx.refuse(&format!("{key}.{k}"), v),
+            "tls" => {
+                c.tls = super::tls::tls_block(cx, &format!("{key}.{k}"), v, super::tls::TlsUse::Route)
+            }
+            "permissions" => cx.refuse(&format!("{key}.{k}"), v),
             "connect_retries" | "connect_backoff" | "pool_size" | "accounts" | "compression"
             | "ping_interval" | "ping_max" | "write_deadline" | "write_timeout" => {
                 cx.unsupported(&format!("{key}.{k}"), v)

@@ -20,11 +20,13 @@
 //! Reloading on SIGHUP is `apply_file` on a fresh `Options::default()`: the
 //! file is the whole truth, nothing carries over from the previous load.
 
+mod accounts;
 mod apply;
 mod blocks;
 mod duration;
 mod parser;
 mod scalar;
+mod tls;
 mod validate;
 mod value;
 

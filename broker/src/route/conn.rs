@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, error, info};
@@ -60,15 +59,48 @@ async fn run(
     configured: bool,
 ) {
     let _ = stream.set_nodelay(true);
-    let opts = server.opts();
     let shared = Arc::new(ClientShared::with_kind(
         ConnKind::Route,
         server.next_cid(),
         Some(addr),
-        opts.max_pending,
+        server.opts().max_pending,
     ));
     debug!("{} - Route connection created", shared.tag());
-    let (rd, wr) = stream.into_split();
+    let Some(tls) = server.tls().route else {
+        serve(server, shared, stream.into_split(), url, configured, false).await;
+        return;
+    };
+    // Route TLS comes first, before any protocol, on both sides.
+    let tag = shared.tag();
+    let stream = match url {
+        Some(u) => crate::tls::route_connect(&tls, &u.host, stream, &tag).await,
+        None => crate::tls::route_accept(&tls, stream, &tag).await,
+    };
+    match stream {
+        Some(s) => serve(server, shared, tokio::io::split(s), url, configured, true).await,
+        None => {
+            shared.close(ClosedState::TlsHandshakeError);
+            debug!(
+                "{tag} - Router connection closed: {}",
+                ClosedState::TlsHandshakeError
+            );
+        }
+    }
+}
+
+/// The route protocol over an established (plain or TLS) connection.
+async fn serve<R, W>(
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    (rd, wr): (R, W),
+    url: Option<&RouteUrl>,
+    configured: bool,
+    tls_required: bool,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = server.opts();
     let writer = tokio::spawn(write_loop(
         server.clone(),
         shared.clone(),
@@ -79,6 +111,7 @@ async fn run(
     if let Some(url) = url {
         let connect = RouteConnect {
             echo: true,
+            tls_required,
             headers: true,
             name: server.id.clone(),
             cluster: server.cluster_name(),
@@ -150,7 +183,7 @@ impl RouteReader<'_> {
         self.shared.tag()
     }
 
-    async fn run(&mut self, mut rd: OwnedReadHalf, ping_every: Duration) -> ClosedState {
+    async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, ping_every: Duration) -> ClosedState {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut ping = tokio::time::interval_at(Instant::now() + FIRST_PING, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -496,13 +529,53 @@ impl RouteReader<'_> {
         let Some(acc) = self.server.account(account) else {
             return;
         };
+        if acc.has_cross() && self.cross_account(&acc, &msg) {
+            return;
+        }
         let result = self.cache.get(&acc.sublist, msg.subject);
         if result.is_empty() {
             return;
         }
+        self.deliver(&result, account, &msg, queues);
+    }
+
+    /// Responses to service requests made here, and stream imports, which
+    /// every node applies for its own clients. True if `msg` was a response.
+    fn cross_account(&mut self, acc: &Arc<crate::accounts::Account>, msg: &Msg<'_>) -> bool {
+        if let Some(resp) = acc.take_response(msg.subject) {
+            let m = Msg {
+                subject: &resp.reply,
+                reply: None,
+                ..*msg
+            };
+            let r = resp.importer.sublist.match_subject(m.subject);
+            self.deliver(&r, resp.importer.name.as_bytes(), &m, None);
+            return true;
+        }
+        for (importer, subject) in acc.stream_targets(msg.subject) {
+            let m = Msg {
+                subject: &subject,
+                ..*msg
+            };
+            let r = importer.sublist.match_subject(m.subject);
+            self.deliver(&r, importer.name.as_bytes(), &m, None);
+        }
+        false
+    }
+
+    fn deliver(
+        &mut self,
+        result: &crate::sublist::MatchResult,
+        account: &[u8],
+        msg: &Msg<'_>,
+        queues: Option<&[u8]>,
+    ) {
+        if result.is_empty() {
+            return;
+        }
         let (n, bytes) = deliver_to_match(
-            &result,
-            &msg,
+            result,
+            msg,
             account,
             Origin::Route { queues },
             &mut self.rng,
@@ -548,8 +621,22 @@ impl RouteReader<'_> {
         for s in &subs {
             s.close();
         }
-        if !subs.is_empty() {
-            self.server.global_account().sublist.remove_batch(&subs);
+        // Remote interest is keyed "<account> <subject> [<queue>]".
+        let mut by_account: std::collections::HashMap<Vec<u8>, Vec<Arc<Subscription>>> =
+            Default::default();
+        for s in subs {
+            let acc = s
+                .sid
+                .split(|b| *b == b' ')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            by_account.entry(acc).or_default().push(s);
+        }
+        for (name, subs) in by_account {
+            if let Some(acc) = self.server.account(&name) {
+                acc.sublist.remove_batch(&subs);
+            }
         }
         if let Some(peer) = self.server.routes.unregister(&self.shared) {
             info!("{} - Router connection closed: {reason}", self.tag());

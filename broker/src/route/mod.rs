@@ -54,6 +54,10 @@ pub struct RouteInfo {
     pub host: String,
     pub port: u16,
     pub headers: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_payload: i64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ip: String,
@@ -219,6 +223,30 @@ impl Routes {
         let count = *n;
         if sub.queue.is_some() || count == 1 {
             let line = interest_line(true, account, &sub.subject, sub.queue.as_deref(), count);
+            for p in &st.peers {
+                p.conn.send(&line);
+            }
+        }
+    }
+
+    /// Interest that is not a client subscription (a stream import's shadow
+    /// interest, service response subjects): counted like one.
+    pub fn add_local_subject(&self, account: &str, subject: &[u8], add: bool) {
+        let mut st = self.state.lock();
+        let key = (account.to_string(), Box::from(subject), None);
+        let n = st.interest.entry(key.clone()).or_insert(0);
+        let line = if add {
+            *n += 1;
+            (*n == 1).then(|| interest_line(true, account, subject, None, 0))
+        } else {
+            *n = n.saturating_sub(1);
+            let gone = *n == 0;
+            if gone {
+                st.interest.remove(&key);
+            }
+            gone.then(|| interest_line(false, account, subject, None, 0))
+        };
+        if let Some(line) = line {
             for p in &st.peers {
                 p.conn.send(&line);
             }
