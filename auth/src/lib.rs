@@ -10,10 +10,16 @@
 //! The binary (`main.rs`) only wires these modules together; everything that
 //! decides anything lives in the library so it can be unit-tested.
 
+#[cfg(feature = "service")]
 pub mod callout;
+#[cfg(feature = "service")]
 pub mod config;
 pub mod jwt;
+#[cfg(feature = "service")]
 pub mod metrics;
+#[cfg(feature = "service")]
 pub mod permissions;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod token;

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod logging;
 pub mod monitor;
 pub mod options;
+pub mod permissions;
 pub mod ports;
 pub mod protocol;
 pub mod route;
@@ -24,6 +25,7 @@ pub mod signals;
 pub mod subject;
 pub mod sublist;
 pub mod subscription;
+pub mod tls;
 
 /// Tribune's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -72,17 +72,31 @@ pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
     Ports {
         nats: l
             .client
-            .map(|a| urls("nats", &opts.host, a.port()))
+            .map(|a| {
+                let tls = opts.tls.is_some() && !opts.allow_non_tls;
+                urls(if tls { "tls" } else { "nats" }, &opts.host, a.port())
+            })
             .unwrap_or_default(),
         monitoring: l
             .http
-            .map(|a| urls("http", opts.monitor_host(), a.port()))
+            .map(|a| {
+                let scheme = if opts.https_port.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                urls(scheme, opts.monitor_host(), a.port())
+            })
             .unwrap_or_default(),
         cluster: l
             .cluster
             .map(|a| {
                 urls(
-                    "nats",
+                    if opts.cluster.tls.is_some() {
+                        "tls"
+                    } else {
+                        "nats"
+                    },
                     if opts.cluster.host.is_empty() {
                         "0.0.0.0"
                     } else {

@@ -87,6 +87,9 @@ pub struct Server {
     pub start_time: SystemTime,
     opts: RwLock<Arc<Options>>,
     global: Arc<Account>,
+    /// Every account by name: `$G`, the system account, configured ones.
+    accounts: HashMap<String, Arc<Account>>,
+    system_account: Arc<Account>,
     clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
     closed: Mutex<VecDeque<ClosedClient>>,
     next_cid: AtomicU64,
@@ -102,10 +105,13 @@ pub struct Server {
     config_load_time: RwLock<SystemTime>,
     /// The cluster: peers, their interest, and ours to advertise.
     pub routes: Routes,
+    response_seq: AtomicU64,
     cluster_name: String,
     /// Explicit or discovered routes being kept up, by URL; dropping the
     /// sender (or sending false) stops the redial loop.
     route_keepers: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// TLS contexts (client port, routes, https), built at start.
+    tls: RwLock<crate::tls::TlsContexts>,
 }
 
 impl Server {
@@ -113,6 +119,21 @@ impl Server {
         let id = nkeys::KeyPair::new_server().public_key();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         let (stop_accepting, _) = watch::channel(false);
+        let global = Account::new(GLOBAL_ACCOUNT);
+        let mut accounts = HashMap::new();
+        accounts.insert(GLOBAL_ACCOUNT.to_string(), global.clone());
+        for a in &opts.accounts {
+            accounts.insert(a.name.clone(), Account::new(&a.name));
+        }
+        let sys_name = opts
+            .system_account
+            .clone()
+            .unwrap_or_else(|| crate::accounts::SYSTEM_ACCOUNT.to_string());
+        let system_account = accounts
+            .entry(sys_name.clone())
+            .or_insert_with(|| Account::new(&sys_name))
+            .clone();
+        crate::accounts::link_imports(&accounts, &opts.accounts);
         // Without a configured name the cluster gets a generated one, as in nats-server.
         let cluster_name = opts
             .cluster
@@ -125,7 +146,9 @@ impl Server {
             name,
             start_time: SystemTime::now(),
             opts: RwLock::new(Arc::new(opts)),
-            global: Account::new(GLOBAL_ACCOUNT),
+            global,
+            accounts,
+            system_account,
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
             next_cid: AtomicU64::new(1),
@@ -138,8 +161,10 @@ impl Server {
             ports_file: Mutex::new(None),
             config_load_time: RwLock::new(SystemTime::now()),
             routes: Routes::default(),
+            response_seq: AtomicU64::new(1),
             cluster_name,
             route_keepers: Mutex::new(HashMap::new()),
+            tls: RwLock::new(crate::tls::TlsContexts::default()),
         })
     }
 
@@ -152,13 +177,28 @@ impl Server {
         self.global.clone()
     }
 
-    /// The account named on the wire (routes name it in every message).
+    /// An account by name (routes name it in every message). Accounts are
+    /// fixed at start: adding one needs a restart.
     pub fn account(&self, name: &[u8]) -> Option<Arc<Account>> {
-        (name == self.global.name.as_bytes()).then(|| self.global.clone())
+        let name = std::str::from_utf8(name).ok()?;
+        self.accounts.get(name).cloned()
+    }
+
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        self.accounts.values().cloned().collect()
+    }
+
+    pub fn system_account(&self) -> Arc<Account> {
+        self.system_account.clone()
     }
 
     pub fn next_cid(&self) -> u64 {
         self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The TLS contexts in force (empty until [`Self::start`]).
+    pub fn tls(&self) -> crate::tls::TlsContexts {
+        self.tls.read().clone()
     }
 
     pub fn cluster_name(&self) -> String {
@@ -214,6 +254,8 @@ impl Server {
             },
             port,
             headers: !opts.no_header_support,
+            tls_required: opts.cluster.tls.is_some(),
+            tls_verify: opts.cluster.tls.is_some(),
             max_payload: opts.max_payload as i64,
             ip: opts
                 .cluster
@@ -272,10 +314,17 @@ impl Server {
         self.broadcast_client_info();
     }
 
-    /// A local client's subscription was added: advertise it to the cluster.
+    /// A local client's subscription was added: advertise it to the
+    /// cluster, in its own account and, for subjects it imports as a
+    /// stream, in the exporting account (so the exporter's messages reach
+    /// this node and are carried across here).
     pub fn local_sub_added(&self, account: &Account, sub: &Subscription) {
-        if sub.client.kind == ConnKind::Client && self.opts.read().cluster.enabled() {
-            self.routes.add_local(&account.name, sub);
+        if sub.client.kind != ConnKind::Client || !self.opts.read().cluster.enabled() {
+            return;
+        }
+        self.routes.add_local(&account.name, sub);
+        for (exporter, filter) in Self::upstream(account, sub) {
+            self.routes.add_local_subject(&exporter, filter.as_bytes(), true);
         }
     }
 
@@ -286,6 +335,57 @@ impl Server {
         }
         for sub in subs.iter().filter(|s| s.client.kind == ConnKind::Client) {
             self.routes.remove_local(&account.name, sub);
+            for (exporter, filter) in Self::upstream(account, sub) {
+                self.routes.add_local_subject(&exporter, filter.as_bytes(), false);
+            }
+        }
+    }
+
+    /// Stream imports a subscription draws on: (exporting account, filter).
+    fn upstream(account: &Account, sub: &Subscription) -> Vec<(String, String)> {
+        if !account.has_cross() {
+            return Vec::new();
+        }
+        let subject = sub.subject_str();
+        account
+            .stream_imports
+            .read()
+            .iter()
+            .filter_map(|(exporter, filter, prefix)| {
+                let local = match prefix {
+                    Some(p) => subject.strip_prefix(p.as_str())?.strip_prefix('.')?.to_string(),
+                    None => subject.clone(),
+                };
+                crate::permissions::overlaps(&local, filter).then(|| (exporter.name.clone(), filter.clone()))
+            })
+            .collect()
+    }
+
+    /// A fresh reply subject for a service request crossing accounts:
+    /// `_R_.<server>.<n>`, unique in the cluster, routed back here.
+    pub fn response_subject(&self) -> Vec<u8> {
+        let n = self.response_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}{}.{n}", crate::accounts::RESPONSE_PREFIX, self.response_token()).into_bytes()
+    }
+
+    fn response_token(&self) -> &str {
+        &self.id[1..9]
+    }
+
+    /// Interest in `_R_.<this server>.>` in every account that exports a
+    /// service we import, so responses made on other nodes come back here.
+    fn advertise_response_interest(&self) {
+        let mut exporters: Vec<String> = Vec::new();
+        for acc in self.accounts.values() {
+            for si in acc.service_imports.read().iter() {
+                if !exporters.contains(&si.exporter.name) {
+                    exporters.push(si.exporter.name.clone());
+                }
+            }
+        }
+        let subject = format!("{}{}.>", crate::accounts::RESPONSE_PREFIX, self.response_token());
+        for e in exporters {
+            self.routes.add_local_subject(&e, subject.as_bytes(), true);
         }
     }
 
@@ -350,6 +450,7 @@ impl Server {
                 }
             }
         });
+        self.advertise_response_interest();
         for url in &opts.cluster.routes {
             self.keep_route(url);
         }
@@ -440,6 +541,10 @@ impl Server {
             );
         }
 
+        *self.tls.write() = crate::tls::TlsContexts::build(&opts)?;
+        if let Some(local) = crate::tls::start_https(self, &opts).await? {
+            self.listeners.write().http = Some(local);
+        }
         if let Some(http_port) = opts.http_port {
             let addr = format!("{}:{}", opts.monitor_host(), http_port);
             let listener = TcpListener::bind(&addr)
@@ -469,6 +574,7 @@ impl Server {
             "Listening for client connections on {}",
             join_host_port(&opts.host, local.port())
         );
+        crate::tls::log_client_tls(&opts);
         if opts.auth_required() {
             debug!("Client authentication is required");
         }
@@ -517,6 +623,16 @@ impl Server {
             port,
             headers: !opts.no_header_support,
             auth_required: opts.auth_required(),
+            // TLS-first overrides allow_non_tls, as in nats-server.
+            tls_required: opts
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.handshake_first || !opts.allow_non_tls),
+            tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
+            tls_available: opts
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.handshake_first && opts.allow_non_tls),
             max_payload: opts.max_payload as i64,
             client_id: cid,
             client_ip: addr.ip().to_string(),
@@ -540,7 +656,11 @@ impl Server {
         let opts = self.opts();
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(ClientShared::new(cid, Some(addr), opts.max_pending));
-        let info = self.client_info(cid, &addr).to_line();
+        // NKEY users prove who they are by signing this connection's nonce.
+        let nonce = if opts.nonce_required() { crate::auth::new_nonce() } else { String::new() };
+        let mut client_info = self.client_info(cid, &addr);
+        client_info.nonce = nonce.clone();
+        let info = client_info.to_line();
         {
             let mut clients = self.clients.lock();
             if clients.len() >= opts.max_connections {
@@ -569,8 +689,23 @@ impl Server {
             max_subs: opts.max_subs,
             headers_supported: !opts.no_header_support,
             no_fast_producer_stall: opts.no_fast_producer_stall,
+            nonce,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
+        if let Some(tls) = self.tls().client {
+            let allow_non_tls = opts.allow_non_tls;
+            tokio::spawn(crate::tls::serve_client(
+                self,
+                shared,
+                stream,
+                info,
+                cfg,
+                parser,
+                tls,
+                allow_non_tls,
+            ));
+            return;
+        }
         tokio::spawn(run_client(
             self,
             shared,
@@ -675,6 +810,19 @@ impl Server {
             || old.authorization != new_opts.authorization
         {
             info!("Reloaded: authorization users");
+        }
+        let mut new_opts = new_opts;
+        // Certificates are re-read on every reload (rotation keeps the paths).
+        // A bad TLS block keeps the running TLS setup, options included, so
+        // INFO and the handshake never disagree.
+        match crate::tls::TlsContexts::build(&new_opts) {
+            Ok(ctx) => *self.tls.write() = ctx,
+            Err(e) => {
+                error!("Reload: keeping the previous TLS configuration: {e:#}");
+                new_opts.tls = old.tls.clone();
+                new_opts.cluster.tls = old.cluster.tls.clone();
+                new_opts.allow_non_tls = old.allow_non_tls;
+            }
         }
         *self.opts.write() = Arc::new(new_opts);
         *self.config_load_time.write() = SystemTime::now();

@@ -239,6 +239,15 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
 
 /// Serve the monitoring endpoints on `listener` until the server shuts down.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
+    serve_on(server, listener).await
+}
+
+/// Serve the endpoints on any listener (plain TCP, or TLS for https).
+pub async fn serve_on<L>(server: Arc<Server>, listener: L) -> Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let monitor = Arc::new(Monitor::new(server.clone()));
     let sampler = {
         let m = Arc::downgrade(&monitor);

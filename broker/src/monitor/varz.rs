@@ -11,8 +11,8 @@ use super::gofmt::{my_uptime, GoFloat, GoTime};
 use super::{accounts, json_ok, procstat, stat_key, Monitor};
 use crate::server::NATS_COMPAT_VERSION;
 
-/// TLS is not supported yet; nats-server reports its default handshake
-/// timeout (2s) even when TLS is off, and so do we.
+/// nats-server reports its default handshake timeout (2s) even when TLS is
+/// off, and so do we.
 const DEFAULT_TLS_TIMEOUT_SECS: f64 = 2.0;
 
 #[derive(Serialize)]
@@ -26,6 +26,10 @@ pub(super) struct Varz {
     port: u16,
     #[serde(skip_serializing_if = "is_false")]
     auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
     max_connections: usize,
     #[serde(skip_serializing_if = "is_zero_usize")]
     max_subscriptions: usize,
@@ -96,6 +100,12 @@ struct ClusterVarz {
     cluster_port: Option<u16>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_timeout: Option<GoFloat>,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
 }
 
 #[derive(Serialize, Default)]
@@ -159,6 +169,16 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
         }),
         cluster_port: port,
         urls: opts.cluster.routes.clone(),
+        // nats-server defaults the route handshake timeout whenever
+        // clustering is on, TLS or not.
+        tls_timeout: Some(GoFloat(
+            opts.cluster
+                .tls
+                .as_ref()
+                .map_or(DEFAULT_TLS_TIMEOUT_SECS, |t| t.timeout.as_secs_f64()),
+        )),
+        tls_required: opts.cluster.tls.is_some(),
+        tls_verify: opts.cluster.tls.is_some(),
     }
 }
 
@@ -183,14 +203,24 @@ pub(super) fn build(m: &Monitor) -> Varz {
         host: opts.host.clone(),
         port: l.client.map_or(opts.port, |a| a.port()),
         auth_required: opts.auth_required(),
+        tls_required: opts.tls.is_some() && !opts.allow_non_tls,
+        tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subs,
         ping_interval: opts.ping_interval.as_nanos() as u64,
         ping_max: opts.ping_max,
         http_host: opts.http_host.clone(),
-        http_port: l.http.map(|a| a.port()).or(opts.http_port).unwrap_or(0),
+        http_port: if opts.https_port.is_some() {
+            0
+        } else {
+            l.http.map(|a| a.port()).or(opts.http_port).unwrap_or(0)
+        },
         http_base_path: opts.http_base_path.clone(),
-        https_port: 0,
+        https_port: if opts.https_port.is_some() {
+            l.http.map(|a| a.port()).or(opts.https_port).unwrap_or(0)
+        } else {
+            0
+        },
         auth_timeout: GoFloat(opts.auth_timeout.as_secs_f64()),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
@@ -201,7 +231,11 @@ pub(super) fn build(m: &Monitor) -> Varz {
         mqtt: Empty {},
         websocket: Empty {},
         jetstream: Empty {},
-        tls_timeout: GoFloat(DEFAULT_TLS_TIMEOUT_SECS),
+        tls_timeout: GoFloat(
+            opts.tls
+                .as_ref()
+                .map_or(DEFAULT_TLS_TIMEOUT_SECS, |t| t.timeout.as_secs_f64()),
+        ),
         write_deadline: opts.write_deadline.as_nanos() as u64,
         start: GoTime(s.start_time),
         now: GoTime(now),
