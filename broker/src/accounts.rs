@@ -116,7 +116,9 @@ impl Account {
     /// The service a request on `subject` in this (importing) account calls.
     pub fn service_for(&self, subject: &[u8]) -> Option<(Arc<Account>, Vec<u8>)> {
         let imports = self.service_imports.read();
-        let si = imports.iter().find(|s| crate::subject::matches(s.local.as_bytes(), subject))?;
+        let si = imports
+            .iter()
+            .find(|s| crate::subject::matches(s.local.as_bytes(), subject))?;
         // A literal mapping renames the subject; a wildcard keeps it.
         let target = if crate::subject::has_wildcard_token(si.subject.as_bytes()) {
             subject.to_vec()
@@ -133,7 +135,14 @@ impl Account {
         if r.len() > 10_000 {
             r.retain(|_, p| p.expires > now);
         }
-        r.insert(mapped, PendingResponse { importer, reply, expires: now + RESPONSE_TTL });
+        r.insert(
+            mapped,
+            PendingResponse {
+                importer,
+                reply,
+                expires: now + RESPONSE_TTL,
+            },
+        );
     }
 
     /// The destination of a response published on `subject`, used once.
@@ -148,7 +157,10 @@ impl Account {
 
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account").field("name", &self.name).field("subs", &self.sublist.count()).finish()
+        f.debug_struct("Account")
+            .field("name", &self.name)
+            .field("subs", &self.sublist.count())
+            .finish()
     }
 }
 
@@ -166,17 +178,30 @@ fn exported(cfg: &AccountConfig, kind: ExportKind, subject: &str, importer: &str
 /// nats-server refuses it.
 pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[AccountConfig]) {
     for cfg in configs {
-        let Some(importer) = accounts.get(&cfg.name) else { continue };
+        let Some(importer) = accounts.get(&cfg.name) else {
+            continue;
+        };
         for imp in &cfg.imports {
-            let (Some(exporter), Some(exp_cfg)) =
-                (accounts.get(&imp.account), configs.iter().find(|c| c.name == imp.account))
-            else {
-                error!("Account {:?}: import from unknown account {:?}", cfg.name, imp.account);
+            let (Some(exporter), Some(exp_cfg)) = (
+                accounts.get(&imp.account),
+                configs.iter().find(|c| c.name == imp.account),
+            ) else {
+                error!(
+                    "Account {:?}: import from unknown account {:?}",
+                    cfg.name, imp.account
+                );
                 continue;
             };
             if !exported(exp_cfg, imp.kind, &imp.subject, &cfg.name) {
-                let what = if imp.kind == ExportKind::Stream { "stream" } else { "service" };
-                error!("Account {:?}: {what} import of {:?} from {:?} not authorized", cfg.name, imp.subject, imp.account);
+                let what = if imp.kind == ExportKind::Stream {
+                    "stream"
+                } else {
+                    "service"
+                };
+                error!(
+                    "Account {:?}: {what} import of {:?} from {:?} not authorized",
+                    cfg.name, imp.subject, imp.account
+                );
                 continue;
             }
             exporter.mark_cross();
@@ -188,7 +213,22 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                         importer: importer.clone(),
                         prefix: imp.to.clone(),
                     });
-                    importer.stream_imports.write().push((exporter.clone(), imp.subject.clone(), imp.to.clone()));
+                    importer.stream_imports.write().push((
+                        exporter.clone(),
+                        imp.subject.clone(),
+                        imp.to.clone(),
+                    ));
+                }
+                ExportKind::Service
+                    if imp.to.as_ref().is_some_and(|to| to != &imp.subject)
+                        && crate::subject::has_wildcard_token(imp.subject.as_bytes()) =>
+                {
+                    // The local subject would be delivered into the exporter
+                    // as is, outside what it exports.
+                    error!(
+                        "Account {:?}: a wildcard service import of {:?} cannot be renamed to {:?}",
+                        cfg.name, imp.subject, imp.to
+                    );
                 }
                 ExportKind::Service => importer.service_imports.write().push(ServiceImport {
                     local: imp.to.clone().unwrap_or_else(|| imp.subject.clone()),
@@ -206,7 +246,11 @@ mod tests {
     use crate::options::{Export, Import};
 
     fn cfg(name: &str, exports: Vec<Export>, imports: Vec<Import>) -> AccountConfig {
-        AccountConfig { name: name.into(), exports, imports }
+        AccountConfig {
+            name: name.into(),
+            exports,
+            imports,
+        }
     }
 
     #[test]
@@ -215,8 +259,16 @@ mod tests {
             cfg(
                 "APP",
                 vec![
-                    Export { kind: ExportKind::Stream, subject: "sports.>".into(), accounts: vec![] },
-                    Export { kind: ExportKind::Service, subject: "svc.time".into(), accounts: vec!["WEB".into()] },
+                    Export {
+                        kind: ExportKind::Stream,
+                        subject: "sports.>".into(),
+                        accounts: vec![],
+                    },
+                    Export {
+                        kind: ExportKind::Service,
+                        subject: "svc.time".into(),
+                        accounts: vec!["WEB".into()],
+                    },
                 ],
                 vec![],
             ),
@@ -224,24 +276,64 @@ mod tests {
                 "WEB",
                 vec![],
                 vec![
-                    Import { kind: ExportKind::Stream, account: "APP".into(), subject: "sports.football.>".into(), to: Some("feed".into()) },
-                    Import { kind: ExportKind::Service, account: "APP".into(), subject: "svc.time".into(), to: Some("time".into()) },
-                    Import { kind: ExportKind::Stream, account: "APP".into(), subject: "secret.>".into(), to: None },
+                    Import {
+                        kind: ExportKind::Stream,
+                        account: "APP".into(),
+                        subject: "sports.football.>".into(),
+                        to: Some("feed".into()),
+                    },
+                    Import {
+                        kind: ExportKind::Service,
+                        account: "APP".into(),
+                        subject: "svc.time".into(),
+                        to: Some("time".into()),
+                    },
+                    Import {
+                        kind: ExportKind::Stream,
+                        account: "APP".into(),
+                        subject: "secret.>".into(),
+                        to: None,
+                    },
                 ],
             ),
-            cfg("OTHER", vec![], vec![Import { kind: ExportKind::Service, account: "APP".into(), subject: "svc.time".into(), to: None }]),
+            cfg(
+                "OTHER",
+                vec![],
+                vec![Import {
+                    kind: ExportKind::Service,
+                    account: "APP".into(),
+                    subject: "svc.time".into(),
+                    to: None,
+                }],
+            ),
         ];
-        let accounts: HashMap<String, Arc<Account>> = configs.iter().map(|c| (c.name.clone(), Account::new(&c.name))).collect();
+        let accounts: HashMap<String, Arc<Account>> = configs
+            .iter()
+            .map(|c| (c.name.clone(), Account::new(&c.name)))
+            .collect();
         link_imports(&accounts, &configs);
         let app = &accounts["APP"];
-        assert_eq!(app.stream_links.read().len(), 1, "the secret.> import is refused");
+        assert_eq!(
+            app.stream_links.read().len(),
+            1,
+            "the secret.> import is refused"
+        );
         let t = app.stream_targets(b"sports.football.1");
         assert_eq!(t.len(), 1);
-        assert_eq!((t[0].0.name.as_str(), t[0].1.as_slice()), ("WEB", &b"feed.sports.football.1"[..]));
+        assert_eq!(
+            (t[0].0.name.as_str(), t[0].1.as_slice()),
+            ("WEB", &b"feed.sports.football.1"[..])
+        );
         assert!(app.stream_targets(b"sports.tennis.1").is_empty());
         let (exp, subj) = accounts["WEB"].service_for(b"time").unwrap();
-        assert_eq!((exp.name.as_str(), subj.as_slice()), ("APP", &b"svc.time"[..]));
-        assert!(accounts["OTHER"].service_for(b"svc.time").is_none(), "export restricted to WEB");
+        assert_eq!(
+            (exp.name.as_str(), subj.as_slice()),
+            ("APP", &b"svc.time"[..])
+        );
+        assert!(
+            accounts["OTHER"].service_for(b"svc.time").is_none(),
+            "export restricted to WEB"
+        );
     }
 
     #[test]

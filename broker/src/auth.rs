@@ -26,7 +26,10 @@ impl Identity {
         Identity {
             user: Some(name),
             account: u.account.clone(),
-            permissions: u.permissions.clone().or_else(|| opts.default_permissions.clone()),
+            permissions: u
+                .permissions
+                .clone()
+                .or_else(|| opts.default_permissions.clone()),
         }
     }
 }
@@ -57,7 +60,9 @@ fn is_bcrypt(s: &str) -> bool {
 /// padding, some send standard encoding; accept both, as nats-server does.
 fn decode_sig(sig: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD].iter().find_map(|e| e.decode(sig).ok())
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD]
+        .iter()
+        .find_map(|e| e.decode(sig).ok())
 }
 
 /// Does `sig` prove possession of `nkey` for this `nonce`?
@@ -110,12 +115,18 @@ pub fn authenticate(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<I
         });
     }
     if let Some(nkey) = c.nkey.as_deref() {
-        let u = opts.users.iter().find(|u| u.nkey.as_deref() == Some(nkey))?;
+        let u = opts
+            .users
+            .iter()
+            .find(|u| u.nkey.as_deref() == Some(nkey))?;
         let sig = c.sig.as_deref().unwrap_or("");
         return nkey_signature_ok(nkey, nonce, sig).then(|| Identity::of(u, opts));
     }
     let name = c.user.as_deref()?;
-    let u = opts.users.iter().find(|u| u.nkey.is_none() && u.username == name)?;
+    let u = opts
+        .users
+        .iter()
+        .find(|u| u.nkey.is_none() && u.username == name)?;
     password_ok(c.pass.as_deref().unwrap_or(""), &u.password).then(|| Identity::of(u, opts))
 }
 
@@ -192,7 +203,11 @@ mod tests {
     fn bcrypt_passwords() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let opts = Options {
-            users: vec![User { username: "b".into(), password: hash, ..Default::default() }],
+            users: vec![User {
+                username: "b".into(),
+                password: hash,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         assert!(authenticate(&opts, &connect(Some("b"), Some("s3cret"), None), "").is_some());
@@ -203,21 +218,42 @@ mod tests {
     fn nkey_users_sign_the_nonce() {
         let kp = nkeys::KeyPair::new_user();
         let opts = Options {
-            users: vec![User { nkey: Some(kp.public_key()), account: Some("APP".into()), ..Default::default() }],
+            users: vec![User {
+                nkey: Some(kp.public_key()),
+                account: Some("APP".into()),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let nonce = new_nonce();
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.sign(nonce.as_bytes()).unwrap());
-        let mut c = ConnectOptions { nkey: Some(kp.public_key()), sig: Some(sig.clone()), ..Default::default() };
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(kp.sign(nonce.as_bytes()).unwrap());
+        let mut c = ConnectOptions {
+            nkey: Some(kp.public_key()),
+            sig: Some(sig.clone()),
+            ..Default::default()
+        };
         let id = authenticate(&opts, &c, &nonce).expect("valid signature");
         assert_eq!(id.account.as_deref(), Some("APP"));
-        assert!(authenticate(&opts, &c, &new_nonce()).is_none(), "a signature replayed against a new nonce fails");
+        assert!(
+            authenticate(&opts, &c, &new_nonce()).is_none(),
+            "a signature replayed against a new nonce fails"
+        );
         c.sig = Some("AAAA".into());
-        assert!(authenticate(&opts, &c, &nonce).is_none(), "a wrong signature fails");
+        assert!(
+            authenticate(&opts, &c, &nonce).is_none(),
+            "a wrong signature fails"
+        );
         let other = nkeys::KeyPair::new_user();
         c.nkey = Some(other.public_key());
-        c.sig = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(other.sign(nonce.as_bytes()).unwrap()));
-        assert!(authenticate(&opts, &c, &nonce).is_none(), "an unknown nkey fails");
+        c.sig = Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(other.sign(nonce.as_bytes()).unwrap()),
+        );
+        assert!(
+            authenticate(&opts, &c, &nonce).is_none(),
+            "an unknown nkey fails"
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub struct ResponsePermission {
 
 impl Default for ResponsePermission {
     fn default() -> Self {
-        ResponsePermission { max_msgs: DEFAULT_RESPONSE_MAX_MSGS, expires: DEFAULT_RESPONSE_EXPIRES }
+        ResponsePermission {
+            max_msgs: DEFAULT_RESPONSE_MAX_MSGS,
+            expires: DEFAULT_RESPONSE_EXPIRES,
+        }
     }
 }
 
@@ -116,12 +119,18 @@ impl SubjectPermission {
     /// May a message be published to the literal `subject`?
     pub fn permits_publish(&self, subject: &str) -> bool {
         let subj = subject.as_bytes();
-        if self.deny.iter().any(|d| crate::subject::matches(d.as_bytes(), subj)) {
+        if self
+            .deny
+            .iter()
+            .any(|d| crate::subject::matches(d.as_bytes(), subj))
+        {
             return false;
         }
         match &self.allow {
             None => true,
-            Some(allow) => allow.iter().any(|a| crate::subject::matches(a.as_bytes(), subj)),
+            Some(allow) => allow
+                .iter()
+                .any(|a| crate::subject::matches(a.as_bytes(), subj)),
         }
     }
 
@@ -158,11 +167,15 @@ impl SubjectPermission {
 
 impl Permissions {
     pub fn can_publish(&self, subject: &str) -> bool {
-        self.publish.as_ref().is_none_or(|p| p.permits_publish(subject))
+        self.publish
+            .as_ref()
+            .is_none_or(|p| p.permits_publish(subject))
     }
 
     pub fn check_subscribe(&self, subject: &str, queue: Option<&str>) -> SubVerdict {
-        self.subscribe.as_ref().map_or(SubVerdict::Allowed, |p| p.check_subscribe(subject, queue))
+        self.subscribe
+            .as_ref()
+            .map_or(SubVerdict::Allowed, |p| p.check_subscribe(subject, queue))
     }
 }
 
@@ -175,7 +188,9 @@ pub fn publish_violation(subject: &str) -> String {
 /// sends it (its log line names the sid; the client error does not).
 pub fn subscribe_violation(subject: &str, queue: Option<&str>) -> String {
     match queue {
-        Some(q) => format!("Permissions Violation for Subscription to {subject:?} using queue {q:?}"),
+        Some(q) => {
+            format!("Permissions Violation for Subscription to {subject:?} using queue {q:?}")
+        }
         None => format!("Permissions Violation for Subscription to {subject:?}"),
     }
 }
@@ -227,24 +242,48 @@ mod tests {
 
     #[test]
     fn subscribe() {
-        let p = perm(Some(&["sports.football.>", "jobs.* workers"]), &["sports.football.secret"]);
-        assert_eq!(p.check_subscribe("sports.football.42", None), SubVerdict::Allowed);
-        assert_eq!(p.check_subscribe("sports.tennis.1", None), SubVerdict::Denied);
+        let p = perm(
+            Some(&["sports.football.>", "jobs.* workers"]),
+            &["sports.football.secret"],
+        );
+        assert_eq!(
+            p.check_subscribe("sports.football.42", None),
+            SubVerdict::Allowed
+        );
+        assert_eq!(
+            p.check_subscribe("sports.tennis.1", None),
+            SubVerdict::Denied
+        );
         assert_eq!(p.check_subscribe("sports.>", None), SubVerdict::Denied);
-        assert_eq!(p.check_subscribe("sports.football.secret", None), SubVerdict::Denied);
+        assert_eq!(
+            p.check_subscribe("sports.football.secret", None),
+            SubVerdict::Denied
+        );
         assert_eq!(
             p.check_subscribe("sports.football.*", None),
             SubVerdict::AllowedExcept(vec!["sports.football.secret".into()])
         );
-        assert_eq!(p.check_subscribe("jobs.a", Some("workers")), SubVerdict::Allowed);
+        assert_eq!(
+            p.check_subscribe("jobs.a", Some("workers")),
+            SubVerdict::Allowed
+        );
         assert_eq!(p.check_subscribe("jobs.a", None), SubVerdict::Denied);
-        assert_eq!(p.check_subscribe("jobs.a", Some("other")), SubVerdict::Denied);
+        assert_eq!(
+            p.check_subscribe("jobs.a", Some("other")),
+            SubVerdict::Denied
+        );
     }
 
     #[test]
     fn error_texts() {
-        assert_eq!(publish_violation("a.b"), r#"Permissions Violation for Publish to "a.b""#);
-        assert_eq!(subscribe_violation("a.*", None), r#"Permissions Violation for Subscription to "a.*""#);
+        assert_eq!(
+            publish_violation("a.b"),
+            r#"Permissions Violation for Publish to "a.b""#
+        );
+        assert_eq!(
+            subscribe_violation("a.*", None),
+            r#"Permissions Violation for Subscription to "a.*""#
+        );
         assert_eq!(
             subscribe_violation("a", Some("q")),
             r#"Permissions Violation for Subscription to "a" using queue "q""#

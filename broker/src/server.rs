@@ -324,7 +324,8 @@ impl Server {
         }
         self.routes.add_local(&account.name, sub);
         for (exporter, filter) in Self::upstream(account, sub) {
-            self.routes.add_local_subject(&exporter, filter.as_bytes(), true);
+            self.routes
+                .add_local_subject(&exporter, filter.as_bytes(), true);
         }
     }
 
@@ -336,7 +337,8 @@ impl Server {
         for sub in subs.iter().filter(|s| s.client.kind == ConnKind::Client) {
             self.routes.remove_local(&account.name, sub);
             for (exporter, filter) in Self::upstream(account, sub) {
-                self.routes.add_local_subject(&exporter, filter.as_bytes(), false);
+                self.routes
+                    .add_local_subject(&exporter, filter.as_bytes(), false);
             }
         }
     }
@@ -353,10 +355,14 @@ impl Server {
             .iter()
             .filter_map(|(exporter, filter, prefix)| {
                 let local = match prefix {
-                    Some(p) => subject.strip_prefix(p.as_str())?.strip_prefix('.')?.to_string(),
+                    Some(p) => subject
+                        .strip_prefix(p.as_str())?
+                        .strip_prefix('.')?
+                        .to_string(),
                     None => subject.clone(),
                 };
-                crate::permissions::overlaps(&local, filter).then(|| (exporter.name.clone(), filter.clone()))
+                crate::permissions::overlaps(&local, filter)
+                    .then(|| (exporter.name.clone(), filter.clone()))
             })
             .collect()
     }
@@ -364,8 +370,15 @@ impl Server {
     /// A fresh reply subject for a service request crossing accounts:
     /// `_R_.<server>.<n>`, unique in the cluster, routed back here.
     pub fn response_subject(&self) -> Vec<u8> {
+        // Unguessable, so no one in the exporting account can answer first.
         let n = self.response_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}{}.{n}", crate::accounts::RESPONSE_PREFIX, self.response_token()).into_bytes()
+        let r: u64 = rand::random();
+        format!(
+            "{}{}.{n:x}{r:016x}",
+            crate::accounts::RESPONSE_PREFIX,
+            self.response_token()
+        )
+        .into_bytes()
     }
 
     fn response_token(&self) -> &str {
@@ -383,7 +396,11 @@ impl Server {
                 }
             }
         }
-        let subject = format!("{}{}.>", crate::accounts::RESPONSE_PREFIX, self.response_token());
+        let subject = format!(
+            "{}{}.>",
+            crate::accounts::RESPONSE_PREFIX,
+            self.response_token()
+        );
         for e in exporters {
             self.routes.add_local_subject(&e, subject.as_bytes(), true);
         }
@@ -657,7 +674,11 @@ impl Server {
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(ClientShared::new(cid, Some(addr), opts.max_pending));
         // NKEY users prove who they are by signing this connection's nonce.
-        let nonce = if opts.nonce_required() { crate::auth::new_nonce() } else { String::new() };
+        let nonce = if opts.nonce_required() {
+            crate::auth::new_nonce()
+        } else {
+            String::new()
+        };
         let mut client_info = self.client_info(cid, &addr);
         client_info.nonce = nonce.clone();
         let info = client_info.to_line();

@@ -87,7 +87,10 @@ impl Subscription {
     /// Is delivery of `subject` to this subscription forbidden?
     #[inline]
     pub fn denies(&self, subject: &[u8]) -> bool {
-        self.deny.get().is_some_and(|d| d.iter().any(|f| crate::subject::matches(f.as_bytes(), subject)))
+        self.deny.get().is_some_and(|d| {
+            d.iter()
+                .any(|f| crate::subject::matches(f.as_bytes(), subject))
+        })
     }
 
     #[inline]

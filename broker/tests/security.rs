@@ -19,7 +19,10 @@ const DEADLINE: Duration = Duration::from_secs(10);
 fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
     vec![
         ("nats-server", common::nats_server_bin()),
-        ("tribune", common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"))),
+        (
+            "tribune",
+            common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")),
+        ),
     ]
 }
 
@@ -42,8 +45,13 @@ fn accounts_conf(web_nkey: &str) -> String {
 /// APP's password, stored as a bcrypt hash (cost 4, for test speed).
 const APP_PASSWORD: &str = "s3cret";
 
-async fn nkey_client(url: &str, seed: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::with_nkey(seed.to_string()).connect(url).await
+async fn nkey_client(
+    url: &str,
+    seed: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::with_nkey(seed.to_string())
+        .connect(url)
+        .await
 }
 
 #[tokio::test]
@@ -51,22 +59,38 @@ async fn nkeys_bcrypt_accounts_and_imports() {
     for (label, bin) in binaries() {
         let web = nkeys::KeyPair::new_user();
         let web_seed = web.seed().unwrap();
-        let server = ServerSpec::new(bin).config(accounts_conf(&web.public_key())).start().unwrap();
+        let server = ServerSpec::new(bin)
+            .config(accounts_conf(&web.public_key()))
+            .start()
+            .unwrap();
         let url = server.client_url();
 
         // bcrypt password user in APP; a wrong password is refused.
-        let app = async_nats::ConnectOptions::with_user_and_password("app".into(), APP_PASSWORD.into())
+        let app =
+            async_nats::ConnectOptions::with_user_and_password("app".into(), APP_PASSWORD.into())
+                .connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: bcrypt user: {e}"));
+        let bad = async_nats::ConnectOptions::with_user_and_password("app".into(), "nope".into())
             .connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: bcrypt user: {e}"));
-        let bad = async_nats::ConnectOptions::with_user_and_password("app".into(), "nope".into()).connect(&url).await;
-        assert_eq!(bad.unwrap_err().kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{label}");
+            .await;
+        assert_eq!(
+            bad.unwrap_err().kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation,
+            "{label}"
+        );
 
         // NKEY user in WEB; an unknown key is refused.
-        let webc = nkey_client(&url, &web_seed).await.unwrap_or_else(|e| panic!("{label}: nkey user: {e}"));
+        let webc = nkey_client(&url, &web_seed)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: nkey user: {e}"));
         let stranger = nkeys::KeyPair::new_user().seed().unwrap();
         let err = nkey_client(&url, &stranger).await.unwrap_err();
-        assert_eq!(err.kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{label}");
+        assert_eq!(
+            err.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation,
+            "{label}"
+        );
 
         // Service: APP answers svc.time; WEB calls it as `time`.
         let mut svc = app.subscribe("svc.time").await.unwrap();
@@ -82,21 +106,37 @@ async fn nkeys_bcrypt_accounts_and_imports() {
         });
         let answer = tokio::time::timeout(DEADLINE, webc.request("time", "?".into()))
             .await
-            .unwrap_or_else(|_| panic!("{label}: service request timed out\n{}", server.log_excerpt()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{label}: service request timed out\n{}",
+                    server.log_excerpt()
+                )
+            })
             .unwrap();
         assert_eq!(answer.payload, "12:00", "{label}: service import");
 
         // Stream: what APP publishes on sports.> reaches WEB under feed.
         let mut feed = webc.subscribe("feed.sports.football.*").await.unwrap();
         webc.flush().await.unwrap();
-        app.publish("sports.football.1", "goal".into()).await.unwrap();
+        app.publish("sports.football.1", "goal".into())
+            .await
+            .unwrap();
         app.flush().await.unwrap();
-        let m = tokio::time::timeout(DEADLINE, feed.next()).await.unwrap().unwrap();
-        assert_eq!((m.subject.as_str(), &m.payload[..]), ("feed.sports.football.1", &b"goal"[..]), "{label}");
+        let m = tokio::time::timeout(DEADLINE, feed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.subject.as_str(), &m.payload[..]),
+            ("feed.sports.football.1", &b"goal"[..]),
+            "{label}"
+        );
         // APP's own subscription on the same subject name as WEB sees is
         // separate: nothing crossed into APP.
         assert!(
-            tokio::time::timeout(Duration::from_millis(300), same_subject.next()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(300), same_subject.next())
+                .await
+                .is_err(),
             "{label}: accounts are isolated"
         );
     }
@@ -108,19 +148,33 @@ async fn nkeys_bcrypt_accounts_and_imports() {
 fn replayed_nkey_signature_is_refused() {
     for (label, bin) in binaries() {
         let user = nkeys::KeyPair::new_user();
-        let server = ServerSpec::new(bin).config(accounts_conf(&user.public_key())).start().unwrap();
+        let server = ServerSpec::new(bin)
+            .config(accounts_conf(&user.public_key()))
+            .start()
+            .unwrap();
         let open = || {
             let s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
             s.set_read_timeout(Some(DEADLINE)).unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut info = String::new();
             r.read_line(&mut info).unwrap();
-            let json: serde_json::Value = serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
-            (s, r, json["nonce"].as_str().expect("nonce in INFO").to_string())
+            let json: serde_json::Value =
+                serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+            (
+                s,
+                r,
+                json["nonce"].as_str().expect("nonce in INFO").to_string(),
+            )
         };
-        let sign = |nonce: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.sign(nonce.as_bytes()).unwrap());
+        let sign = |nonce: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(user.sign(nonce.as_bytes()).unwrap())
+        };
         let connect = |sig: &str| {
-            format!("CONNECT {{\"verbose\":false,\"nkey\":\"{}\",\"sig\":\"{sig}\"}}\r\nPING\r\n", user.public_key())
+            format!(
+                "CONNECT {{\"verbose\":false,\"nkey\":\"{}\",\"sig\":\"{sig}\"}}\r\nPING\r\n",
+                user.public_key()
+            )
         };
         let (mut s1, mut r1, nonce1) = open();
         let sig1 = sign(&nonce1);
@@ -130,11 +184,17 @@ fn replayed_nkey_signature_is_refused() {
         assert_eq!(line, "PONG\r\n", "{label}: a fresh signature is accepted");
 
         let (mut s2, mut r2, nonce2) = open();
-        assert_ne!(nonce1, nonce2, "{label}: every connection gets its own nonce");
+        assert_ne!(
+            nonce1, nonce2,
+            "{label}: every connection gets its own nonce"
+        );
         s2.write_all(connect(&sig1).as_bytes()).unwrap();
         line.clear();
         r2.read_line(&mut line).unwrap();
-        assert_eq!(line, "-ERR 'Authorization Violation'\r\n", "{label}: replay refused");
+        assert_eq!(
+            line, "-ERR 'Authorization Violation'\r\n",
+            "{label}: replay refused"
+        );
     }
 }
 
@@ -147,9 +207,19 @@ async fn accounts_across_a_cluster() {
     let conf = accounts_conf(&web.public_key());
     let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
     let ports: Vec<u16> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
         .collect();
-    let routes = ports.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let routes = ports
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let nodes: Vec<_> = ports
         .iter()
         .map(|p| {
@@ -171,7 +241,9 @@ async fn accounts_across_a_cluster() {
         .connect(nodes[0].client_url())
         .await
         .unwrap();
-    let webc = nkey_client(&nodes[1].client_url(), &web.seed().unwrap()).await.unwrap();
+    let webc = nkey_client(&nodes[1].client_url(), &web.seed().unwrap())
+        .await
+        .unwrap();
     let mut feed = webc.subscribe("feed.sports.>").await.unwrap();
     webc.flush().await.unwrap();
     // Interest crosses the route asynchronously: publish until it lands.
@@ -179,13 +251,20 @@ async fn accounts_across_a_cluster() {
         loop {
             app.publish("sports.tennis.3", "ace".into()).await.unwrap();
             app.flush().await.unwrap();
-            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), feed.next()).await {
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), feed.next()).await
+            {
                 return m;
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("stream import across the route\n{}\n{}", nodes[0].log_excerpt(), nodes[1].log_excerpt()));
+    .unwrap_or_else(|_| {
+        panic!(
+            "stream import across the route\n{}\n{}",
+            nodes[0].log_excerpt(),
+            nodes[1].log_excerpt()
+        )
+    });
     assert_eq!(got.subject.as_str(), "feed.sports.tennis.3");
     // The service import works across nodes too: APP answers on node 0.
     let mut svc = app.subscribe("svc.time").await.unwrap();

@@ -14,13 +14,13 @@ use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFan
 use super::{ClientShared, ClosedState};
 use crate::accounts::Account;
 use crate::auth;
+use crate::permissions::{self, Permissions, SubVerdict};
 use crate::protocol::{
     err_line, errors, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO,
 };
 use crate::server::Server;
 use crate::subject;
 use crate::sublist::MatchCache;
-use crate::permissions::{self, Permissions, SubVerdict};
 use crate::subscription::Subscription;
 
 /// Read buffer bounds: start small so idle connections cost little memory,
@@ -138,7 +138,9 @@ impl Reader {
         let mut read_size = READ_MIN;
         let auth_deadline = sleep(self.cfg.auth_timeout);
         tokio::pin!(auth_deadline);
-        let start = Instant::now() + self.cfg.ping_interval;
+        let start = Instant::now()
+            .checked_add(self.cfg.ping_interval)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let mut ping = tokio::time::interval_at(start, self.cfg.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -419,14 +421,22 @@ impl Reader {
             match self.server.account(name.as_bytes()) {
                 Some(acc) => self.bind_account(acc),
                 None => {
-                    error!("{} - Account {name:?} of user {:?} does not exist", self.tag(), identity.user);
+                    error!(
+                        "{} - Account {name:?} of user {:?} does not exist",
+                        self.tag(),
+                        identity.user
+                    );
                     return self.auth_violation();
                 }
             }
         }
         self.perms = identity.permissions.clone().map(Arc::new);
         self.pub_cache.clear();
-        if let Some(rp) = identity.permissions.as_ref().and_then(|p| p.allow_responses) {
+        if let Some(rp) = identity
+            .permissions
+            .as_ref()
+            .and_then(|p| p.allow_responses)
+        {
             self.shared.allow_replies(rp);
         }
         self.connect_received = true;
@@ -518,7 +528,9 @@ impl Reader {
     /// Publish permission, with a per-connection cache of verdicts, and the
     /// one-time allowance to answer requests this client received.
     fn may_publish(&mut self, subject: &[u8]) -> bool {
-        let Some(perms) = &self.perms else { return true };
+        let Some(perms) = &self.perms else {
+            return true;
+        };
         let allowed = match self.pub_cache.get(subject) {
             Some(v) => *v,
             None => {
@@ -540,13 +552,20 @@ impl Reader {
     fn cross_account(&mut self, msg: &Msg<'_>) -> Option<usize> {
         let acc = self.account.clone();
         if let Some(resp) = acc.take_response(msg.subject) {
-            let m = Msg { subject: &resp.reply, reply: None, ..*msg };
+            let m = Msg {
+                subject: &resp.reply,
+                reply: None,
+                ..*msg
+            };
             self.deliver_into(&resp.importer, &m, true);
             return None;
         }
         let mut n = 0;
         for (importer, subject) in acc.stream_targets(msg.subject) {
-            let m = Msg { subject: &subject, ..*msg };
+            let m = Msg {
+                subject: &subject,
+                ..*msg
+            };
             n += self.deliver_into(&importer, &m, true);
         }
         if let Some((exporter, subject)) = acc.service_for(msg.subject) {
@@ -555,7 +574,11 @@ impl Reader {
                 exporter.add_response(mapped.clone(), acc.clone(), r.to_vec());
                 mapped
             });
-            let m = Msg { subject: &subject, reply: mapped.as_deref(), ..*msg };
+            let m = Msg {
+                subject: &subject,
+                reply: mapped.as_deref(),
+                ..*msg
+            };
             n += self.deliver_into(&exporter, &m, false);
         }
         Some(n)
@@ -570,9 +593,12 @@ impl Reader {
             return 0;
         }
         let origin = if local_only {
-            Origin::Route { queues: None }
+            Origin::Import
         } else {
-            Origin::Client { cid: self.shared.cid, echo: true }
+            Origin::Client {
+                cid: self.shared.cid,
+                echo: true,
+            }
         };
         let (n, bytes) = deliver_to_match(
             &result,
@@ -626,7 +652,10 @@ impl Reader {
                 SubVerdict::Denied => {
                     let text = permissions::subscribe_violation(&subject, q.as_deref());
                     let sid = String::from_utf8_lossy(sid);
-                    error!("{} - Subscription Violation - Subject {subject:?}, SID {sid}", self.tag());
+                    error!(
+                        "{} - Subscription Violation - Subject {subject:?}, SID {sid}",
+                        self.tag()
+                    );
                     self.send_err(&text);
                     return Flow::Continue;
                 }
@@ -656,7 +685,12 @@ impl Reader {
         if let Some(sub) = existing {
             match max {
                 Some(m) if m > sub.delivered.load(Ordering::Acquire) => {
-                    sub.max.store(m, Ordering::Release)
+                    sub.max.store(m, Ordering::Release);
+                    // A delivery may have reached the limit between the
+                    // check and the store: then nothing else will remove it.
+                    if sub.delivered.load(Ordering::Acquire) >= m {
+                        self.server.remove_subscription(&sub);
+                    }
                 }
                 _ => self.server.remove_subscription(&sub),
             }

@@ -32,6 +32,9 @@ pub enum Origin<'a> {
     /// Received from a route: deliver to local clients only (one hop), and
     /// to queue groups only if the sender chose this server for them.
     Route { queues: Option<&'a [u8]> },
+    /// Carried into an importing account: local clients only (every node
+    /// applies imports itself), one local member of each queue group.
+    Import,
 }
 
 /// The route peers a message must be forwarded to, each with the queue
@@ -118,12 +121,18 @@ impl QueueRng {
 
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
+        self.below_u64(n as u64) as usize
+    }
+
+    /// A value in `0..n` (0 when `n` is 0).
+    #[inline]
+    pub fn below_u64(&mut self, n: u64) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.0 = x;
-        (x % n as u64) as usize
+        x.checked_rem(n).unwrap_or(0)
     }
 }
 
@@ -262,7 +271,7 @@ pub fn deliver_to_match(
     hooks: &dyn DeliverHooks,
 ) -> (usize, usize) {
     let (mut delivered, mut bytes) = (0, 0);
-    let from_route = matches!(origin, Origin::Route { .. });
+    let from_route = matches!(origin, Origin::Route { .. } | Origin::Import);
     let skip_own = match origin {
         Origin::Client { cid, echo } if !echo => Some(cid),
         _ => None,
@@ -300,13 +309,20 @@ pub fn deliver_to_match(
             }
             continue;
         }
+        if let Origin::Import = origin {
+            if let Some(n) = deliver_to_one_local(group, msg, None, rng, flush, hooks) {
+                delivered += 1;
+                bytes += n;
+            }
+            continue;
+        }
         // A uniform pick over members, each route counting as many members
         // as it has in the group, so the load spreads evenly cluster-wide.
         let total: u64 = group
             .iter()
             .map(|s| u64::from(s.weight.load(Ordering::Relaxed).max(1)))
             .sum();
-        let mut pick = rng.below(total as usize) as u64;
+        let mut pick = rng.below_u64(total);
         let mut chosen = &group[0];
         for s in group {
             let w = u64::from(s.weight.load(Ordering::Relaxed).max(1));
@@ -316,7 +332,10 @@ pub fn deliver_to_match(
             }
             pick -= w;
         }
-        if chosen.client.kind == ConnKind::Route && !chosen.is_closed() {
+        if chosen.client.kind == ConnKind::Route
+            && !chosen.is_closed()
+            && !chosen.client.is_closed()
+        {
             fanout.entry(&chosen.client).push(chosen.clone());
             continue;
         }

@@ -155,8 +155,16 @@ impl ClientShared {
     /// Queue raw protocol bytes (e.g. `+OK`, `PONG`, `-ERR`) and wake the writer now.
     pub fn send(&self, bytes: &[u8]) {
         let queued = self.out.lock().push_control(bytes);
-        if queued {
-            self.wake.notify_one();
+        match queued {
+            outbound::Queued::Ok { .. } => self.wake.notify_one(),
+            outbound::Queued::Closed => {}
+            outbound::Queued::SlowConsumer => {
+                tracing::info!(
+                    "{} - Slow Consumer Detected: control replies over the pending limit",
+                    self.tag()
+                );
+                self.close(ClosedState::SlowConsumerPendingBytes);
+            }
         }
     }
 
@@ -173,7 +181,10 @@ impl ClientShared {
 
     /// Turn on `allow_responses` for this client.
     pub fn allow_replies(&self, perm: ResponsePermission) {
-        *self.replies.lock() = Some(ReplyAllowance { perm, open: Default::default() });
+        *self.replies.lock() = Some(ReplyAllowance {
+            perm,
+            open: Default::default(),
+        });
         self.tracks_replies.store(true, Ordering::Release);
     }
 
@@ -189,7 +200,8 @@ impl ClientShared {
                 a.open.retain(|_, (_, until)| *until > now);
             }
             let until = now + a.perm.expires;
-            a.open.insert(reply.to_vec(), (a.perm.max_msgs.max(1), until));
+            a.open
+                .insert(reply.to_vec(), (a.perm.max_msgs.max(1), until));
         }
     }
 
@@ -199,8 +211,12 @@ impl ClientShared {
             return false;
         }
         let mut guard = self.replies.lock();
-        let Some(a) = guard.as_mut() else { return false };
-        let Some((left, until)) = a.open.get_mut(subject) else { return false };
+        let Some(a) = guard.as_mut() else {
+            return false;
+        };
+        let Some((left, until)) = a.open.get_mut(subject) else {
+            return false;
+        };
         let ok = *until > std::time::Instant::now();
         *left = left.saturating_sub(1);
         if *left == 0 || !ok {

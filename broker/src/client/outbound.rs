@@ -68,6 +68,9 @@ pub enum Queued {
     Closed,
 }
 
+/// Room for control replies beyond `max_pending`.
+const CONTROL_RESERVE: usize = 64 * 1024;
+
 /// A buffer shrinks back after a burst once it is this large and drained.
 const SHRINK_ABOVE: usize = 1 << 20;
 
@@ -175,16 +178,20 @@ impl Outbound {
         &mut self.buf
     }
 
-    /// Queue protocol control bytes. Control replies are small and must not
-    /// be lost to the pending limit (an `-ERR` explains a close), so they
-    /// bypass it. Returns whether the writer needs waking.
-    pub fn push_control(&mut self, bytes: &[u8]) -> bool {
+    /// Queue protocol control bytes (`PONG`, `+OK`, `-ERR`). They may use a
+    /// small reserve above the pending limit, so that the `-ERR` explaining
+    /// a close still fits; past that, a client that sends PINGs and never
+    /// reads is a slow consumer like any other.
+    pub fn push_control(&mut self, bytes: &[u8]) -> Queued {
         if self.closed.is_some() {
-            return false;
+            return Queued::Closed;
+        }
+        if self.pending() + bytes.len() > self.max_pending.saturating_add(CONTROL_RESERVE) {
+            return Queued::SlowConsumer;
         }
         self.buf.extend_from_slice(bytes);
         self.wake_pending = true;
-        true
+        Queued::Ok { wake: true }
     }
 
     /// Mark closed; returns true the first time.
@@ -240,6 +247,13 @@ mod tests {
         assert!(o.mark_closed(ClosedState::ClientClosed));
         assert!(!o.mark_closed(ClosedState::ReadError));
         assert_eq!(o.reserve(1), Queued::Closed);
-        assert!(!o.push_control(b"x"));
+        assert_eq!(o.push_control(b"x"), Queued::Closed);
+        let mut o = Outbound::new(4);
+        assert_eq!(o.push_control(&[0u8; 1024]), Queued::Ok { wake: true });
+        assert_eq!(
+            o.push_control(&vec![0u8; CONTROL_RESERVE]),
+            Queued::SlowConsumer,
+            "reserve exhausted"
+        );
     }
 }

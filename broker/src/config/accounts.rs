@@ -46,14 +46,23 @@ fn subject_permission(cx: &mut Ctx, key: &str, node: &Node) -> Option<SubjectPer
             }
             Some(p)
         }
-        _ => strings(cx, key, node).map(|allow| SubjectPermission { allow: Some(allow), deny: Vec::new() }),
+        _ => strings(cx, key, node).map(|allow| SubjectPermission {
+            allow: Some(allow),
+            deny: Vec::new(),
+        }),
     }
 }
 
 /// A `permissions {}` block.
 pub(super) fn permissions(cx: &mut Ctx, node: &Node) -> Option<Permissions> {
     let Some(map) = node.value.as_map() else {
-        cx.error(&node.pos, format!("Expected permissions to be a map/struct, got {}", node.value.type_name()));
+        cx.error(
+            &node.pos,
+            format!(
+                "Expected permissions to be a map/struct, got {}",
+                node.value.type_name()
+            ),
+        );
         return None;
     };
     let mut p = Permissions::default();
@@ -71,7 +80,9 @@ pub(super) fn permissions(cx: &mut Ctx, node: &Node) -> Option<Permissions> {
                             "max" | "max_msgs" | "max_messages" | "max_responses" => {
                                 r.max_msgs = cx.int(rk, rv).map_or(r.max_msgs, |n| n.max(0) as u64)
                             }
-                            "expires" | "expiration" | "ttl" => r.expires = cx.duration(rk, rv).unwrap_or(r.expires),
+                            "expires" | "expiration" | "ttl" => {
+                                r.expires = cx.duration(rk, rv).unwrap_or(r.expires)
+                            }
                             _ => cx.unknown(rk, rv),
                         }
                     }
@@ -110,14 +121,22 @@ fn exports(cx: &mut Ctx, node: &Node) -> Vec<Export> {
                     subject = cx.string(k, v).unwrap_or_default();
                 }
                 "accounts" => accounts = strings(cx, k, v).unwrap_or_default(),
-                "response" | "response_type" | "threshold" | "response_threshold" | "latency" | "account_token_position" | "allow_trace" => {
-                    cx.unsupported(&format!("exports.{k}"), v)
-                }
+                "response"
+                | "response_type"
+                | "threshold"
+                | "response_threshold"
+                | "latency"
+                | "account_token_position"
+                | "allow_trace" => cx.unsupported(&format!("exports.{k}"), v),
                 _ => cx.unknown(k, v),
             }
         }
         match kind {
-            Some(kind) if crate::subject::is_valid(subject.as_bytes()) => out.push(Export { kind, subject, accounts }),
+            Some(kind) if crate::subject::is_valid(subject.as_bytes()) => out.push(Export {
+                kind,
+                subject,
+                accounts,
+            }),
             Some(_) => cx.error(&item.pos, format!("invalid export subject {subject:?}")),
             None => cx.error(&item.pos, "Export needs a stream or service"),
         }
@@ -153,8 +172,17 @@ fn imports(cx: &mut Ctx, node: &Node) -> Vec<Import> {
                             _ => cx.unknown(ik, iv),
                         }
                     }
-                    let kind = if kind == "stream" { ExportKind::Stream } else { ExportKind::Service };
-                    import = Some(Import { kind, account, subject, to: None });
+                    let kind = if kind == "stream" {
+                        ExportKind::Stream
+                    } else {
+                        ExportKind::Service
+                    };
+                    import = Some(Import {
+                        kind,
+                        account,
+                        subject,
+                        to: None,
+                    });
                 }
                 "prefix" | "to" => to = cx.string(k, v),
                 "share" | "allow_trace" => cx.unsupported(&format!("imports.{k}"), v),
@@ -162,7 +190,9 @@ fn imports(cx: &mut Ctx, node: &Node) -> Vec<Import> {
             }
         }
         match import {
-            Some(mut i) if !i.account.is_empty() && crate::subject::is_valid(i.subject.as_bytes()) => {
+            Some(mut i)
+                if !i.account.is_empty() && crate::subject::is_valid(i.subject.as_bytes()) =>
+            {
                 i.to = to;
                 out.push(i);
             }
@@ -176,7 +206,13 @@ fn imports(cx: &mut Ctx, node: &Node) -> Vec<Import> {
 /// `accounts { NAME { users, exports, imports } }`.
 pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
     let Some(map) = node.value.as_map() else {
-        cx.error(&node.pos, format!("Expected map to define accounts, got {}", node.value.type_name()));
+        cx.error(
+            &node.pos,
+            format!(
+                "Expected map to define accounts, got {}",
+                node.value.type_name()
+            ),
+        );
         return;
     };
     for (name, v) in map.iter() {
@@ -184,13 +220,17 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
             cx.error(&v.pos, format!("{name:?} is a reserved account name"));
             continue;
         }
-        let mut acc = AccountConfig { name: name.to_string(), ..Default::default() };
+        let mut acc = AccountConfig {
+            name: name.to_string(),
+            ..Default::default()
+        };
         // `NAME: {}` or the short form `NAME: []`-less map.
         if let Some(m) = v.value.as_map() {
             for (k, item) in m.iter() {
                 match k.to_ascii_lowercase().as_str() {
                     "users" => {
-                        let users = super::blocks::parse_users(cx, &format!("accounts.{name}"), item);
+                        let users =
+                            super::blocks::parse_users(cx, &format!("accounts.{name}"), item);
                         for mut u in users {
                             u.account = Some(name.to_string());
                             opts.users.push(u);
@@ -198,14 +238,25 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
                     }
                     "exports" => acc.exports = exports(cx, item),
                     "imports" => acc.imports = imports(cx, item),
-                    "jetstream" | "limits" | "mappings" | "maps" | "default_permissions" | "nkey" | "msg_trace" | "trace_dest" => {
-                        cx.unsupported(&format!("accounts.{name}.{k}"), item)
-                    }
+                    "jetstream"
+                    | "limits"
+                    | "mappings"
+                    | "maps"
+                    | "default_permissions"
+                    | "nkey"
+                    | "msg_trace"
+                    | "trace_dest" => cx.unsupported(&format!("accounts.{name}.{k}"), item),
                     _ => cx.unknown(k, item),
                 }
             }
         } else {
-            cx.error(&v.pos, format!("Expected map to define account {name:?}, got {}", v.value.type_name()));
+            cx.error(
+                &v.pos,
+                format!(
+                    "Expected map to define account {name:?}, got {}",
+                    v.value.type_name()
+                ),
+            );
             continue;
         }
         opts.accounts.push(acc);

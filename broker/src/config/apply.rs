@@ -24,7 +24,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    
     "default_sentinel",
     "gateway",
     "leaf",
@@ -55,8 +54,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
-    
-    
     "no_system_account",
     "no_system",
     "no_sys_acc",
@@ -91,8 +88,6 @@ const SECURITY_TOP: &[&str] = &[
     "accounts_resolver",
     "trusted",
     "trusted_keys",
-    
-    
 ];
 
 /// Collects errors and warnings while options are applied.

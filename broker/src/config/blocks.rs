@@ -161,7 +161,9 @@ pub(super) fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
                 // binding a user to an account before `accounts {}` exists.
                 "account" => user.account = cx.string(k, v),
                 "nkey" => nkey = Some(v),
-                "permission" | "permissions" => user.permissions = super::accounts::permissions(cx, v),
+                "permission" | "permissions" => {
+                    user.permissions = super::accounts::permissions(cx, v)
+                }
                 "authorization" | "allowed_connection_types" | "connection_types" | "clients" => {
                     cx.refuse(&format!("{block}.users.{k}"), v)
                 }
@@ -175,11 +177,16 @@ pub(super) fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
                 continue;
             }
             match cx.string("nkey", nk) {
-                Some(key) if key.starts_with('U') && nkeys::KeyPair::from_public_key(&key).is_ok() => {
+                Some(key)
+                    if key.starts_with('U') && nkeys::KeyPair::from_public_key(&key).is_ok() =>
+                {
                     user.nkey = Some(key);
                     users.push(user);
                 }
-                Some(key) => cx.error(&nk.pos, format!("Not a valid public nkey for a user: {key:?}")),
+                Some(key) => cx.error(
+                    &nk.pos,
+                    format!("Not a valid public nkey for a user: {key:?}"),
+                ),
                 None => {}
             }
             continue;
@@ -235,7 +242,8 @@ pub(super) fn cluster(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) 
             },
             // Security: routes must not silently run without TLS or permissions.
             "tls" => {
-                c.tls = super::tls::tls_block(cx, &format!("{key}.{k}"), v, super::tls::TlsUse::Route)
+                c.tls =
+                    super::tls::tls_block(cx, &format!("{key}.{k}"), v, super::tls::TlsUse::Route)
             }
             "permissions" => cx.refuse(&format!("{key}.{k}"), v),
             "connect_retries" | "connect_backoff" | "pool_size" | "accounts" | "compression"

@@ -132,7 +132,7 @@ async fn serve<R, W>(
         rng: QueueRng::new(shared.cid.wrapping_mul(0x2545_f491_4f6c_dd1d)),
         server: server.clone(),
         shared: shared.clone(),
-        parser: RouteParser::new(opts.max_control_line * 16),
+        parser: RouteParser::new(opts.max_control_line * 16, opts.max_payload),
         url,
         solicited: url.is_some(),
         configured,
@@ -458,6 +458,7 @@ impl RouteReader<'_> {
         match self.server.routes.register(peer.clone()) {
             Ok(()) => {
                 self.peer = Some(peer.id.clone());
+                self.parser.ready = true;
                 super::log_peer_added(&peer);
                 self.server.route_registered(&peer);
                 Flow::Continue
@@ -536,7 +537,7 @@ impl RouteReader<'_> {
         if result.is_empty() {
             return;
         }
-        self.deliver(&result, account, &msg, queues);
+        self.deliver(&result, account, &msg, Origin::Route { queues });
     }
 
     /// Responses to service requests made here, and stream imports, which
@@ -549,7 +550,7 @@ impl RouteReader<'_> {
                 ..*msg
             };
             let r = resp.importer.sublist.match_subject(m.subject);
-            self.deliver(&r, resp.importer.name.as_bytes(), &m, None);
+            self.deliver(&r, resp.importer.name.as_bytes(), &m, Origin::Import);
             return true;
         }
         for (importer, subject) in acc.stream_targets(msg.subject) {
@@ -558,7 +559,7 @@ impl RouteReader<'_> {
                 ..*msg
             };
             let r = importer.sublist.match_subject(m.subject);
-            self.deliver(&r, importer.name.as_bytes(), &m, None);
+            self.deliver(&r, importer.name.as_bytes(), &m, Origin::Import);
         }
         false
     }
@@ -568,7 +569,7 @@ impl RouteReader<'_> {
         result: &crate::sublist::MatchResult,
         account: &[u8],
         msg: &Msg<'_>,
-        queues: Option<&[u8]>,
+        origin: Origin<'_>,
     ) {
         if result.is_empty() {
             return;
@@ -577,7 +578,7 @@ impl RouteReader<'_> {
             result,
             msg,
             account,
-            Origin::Route { queues },
+            origin,
             &mut self.rng,
             &mut self.flush,
             &mut self.fanout,

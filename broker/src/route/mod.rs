@@ -409,7 +409,10 @@ pub async fn solicit_forever(server: Arc<Server>, url: RouteUrl, mut keep: watch
         if server.routes.is_self_url(&url.text) {
             return;
         }
-        let jitter = Duration::from_millis(u64::from(std::process::id() % 100));
+        // Random jitter, so two nodes that dialled each other at once (and
+        // each dropped the other's connection as a duplicate) do not keep
+        // colliding.
+        let jitter = Duration::from_millis(rand::random_range(0..250));
         tokio::select! {
             _ = tokio::time::sleep(backoff + jitter) => {}
             _ = keep.changed() => {}

@@ -74,6 +74,11 @@ pub struct RouteParser {
     /// Arguments longer than this are refused. Route lines carry accounts,
     /// replies and queue lists, so the limit is larger than for clients.
     pub max_control_line: usize,
+    /// Bodies larger than this are refused before they are buffered.
+    pub max_payload: usize,
+    /// Interest and messages are only accepted once the peer is registered,
+    /// so an unauthenticated connection cannot make us buffer a body.
+    pub ready: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -98,10 +103,12 @@ fn bad(what: &str, arg: &[u8]) -> RouteParseError {
 }
 
 impl RouteParser {
-    pub fn new(max_control_line: usize) -> Self {
+    pub fn new(max_control_line: usize, max_payload: usize) -> Self {
         RouteParser {
             pending: None,
             max_control_line,
+            max_payload,
+            ready: false,
         }
     }
 
@@ -136,6 +143,11 @@ impl RouteParser {
             Ok(None) => return Ok(RouteStep::NeedMore),
             Ok(Some(n)) => n,
         };
+        if !self.ready && matches!(kind, Kind::Sub | Kind::Unsub | Kind::Rmsg | Kind::Hmsg) {
+            return Err(RouteParseError::BadArgs(
+                "route sent interest or messages before it was registered".into(),
+            ));
+        }
         let Some(nl) = memchr::memchr(b'\n', &buf[after..]) else {
             if buf.len() - after > self.max_control_line {
                 return Err(RouteParseError::MaxControlLine(buf.len() - after));
@@ -205,6 +217,12 @@ impl RouteParser {
             }
             Kind::Rmsg | Kind::Hmsg => {
                 let p = msg_line(buf, arg, line_end, kind == Kind::Hmsg)?;
+                if p.size > self.max_payload {
+                    return Err(RouteParseError::BadArgs(format!(
+                        "maximum payload exceeded: {} vs {}",
+                        p.size, self.max_payload
+                    )));
+                }
                 return self.body(buf, p);
             }
         };
@@ -239,12 +257,12 @@ fn msg_line(
     body_start: usize,
     hmsg: bool,
 ) -> Result<PendingMsg, RouteParseError> {
-    const MAX: usize = 64;
-    let mut a = [&[][..]; MAX];
-    let n = split_args(arg, &mut a);
-    if n > MAX {
-        return Err(bad("processRoutedMsgArgs", arg));
-    }
+    // Queue lists can be long: split without a fixed cap.
+    let a: Vec<&[u8]> = arg
+        .split(|b| matches!(b, b' ' | b'\t'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let n = a.len();
     let sizes = if hmsg { 2 } else { 1 };
     if n < 2 + sizes {
         return Err(bad("processRoutedMsgArgs", arg));
@@ -300,7 +318,10 @@ mod tests {
     use super::*;
 
     fn all(input: &[u8]) -> Vec<String> {
-        let mut p = RouteParser::new(65536);
+        let mut p = RouteParser {
+            ready: true,
+            ..RouteParser::new(65536, 1 << 20)
+        };
         let mut pos = 0;
         let mut out = Vec::new();
         while let RouteStep::Op(op, n) = p.next(&input[pos..]).unwrap() {
@@ -311,7 +332,10 @@ mod tests {
     }
 
     fn bytewise(input: &[u8]) -> Vec<String> {
-        let mut p = RouteParser::new(65536);
+        let mut p = RouteParser {
+            ready: true,
+            ..RouteParser::new(65536, 1 << 20)
+        };
         let mut buf = Vec::new();
         let mut out = Vec::new();
         for &b in input {
@@ -336,7 +360,10 @@ mod tests {
         let ops = all(input);
         assert_eq!(ops.len(), 15, "{ops:#?}");
         assert_eq!(ops, bytewise(input));
-        let mut p = RouteParser::new(4096);
+        let mut p = RouteParser {
+            ready: true,
+            ..RouteParser::new(4096, 1 << 20)
+        };
         match p.next(b"RMSG $G q.sub + rr grp g2 1\r\nq\r\n").unwrap() {
             RouteStep::Op(
                 RouteOp::Msg {
@@ -382,13 +409,33 @@ mod tests {
             b"XYZ\r\n",
         ] {
             assert!(
-                RouteParser::new(4096).next(bad).is_err(),
+                RouteParser {
+                    ready: true,
+                    ..RouteParser::new(4096, 1 << 20)
+                }
+                .next(bad)
+                .is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
+        assert!(
+            RouteParser::new(4096, 1 << 20)
+                .next(b"RMSG $G a 1\r\nx\r\n")
+                .is_err(),
+            "not before registration"
+        );
+        assert!(
+            RouteParser {
+                ready: true,
+                ..RouteParser::new(4096, 10)
+            }
+            .next(b"RMSG $G a 11\r\n")
+            .is_err(),
+            "over max payload"
+        );
         assert!(matches!(
-            RouteParser::new(8).next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"),
+            RouteParser { ready: true, ..RouteParser::new(8, 1 << 20) }.next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"),
             Err(RouteParseError::MaxControlLine(_))
         ));
     }
