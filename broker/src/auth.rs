@@ -123,11 +123,20 @@ pub fn authenticate(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<I
         return nkey_signature_ok(nkey, nonce, sig).then(|| Identity::of(u, opts));
     }
     let name = c.user.as_deref()?;
-    let u = opts
+    let pass = c.pass.as_deref().unwrap_or("");
+    let Some(u) = opts
         .users
         .iter()
-        .find(|u| u.nkey.is_none() && u.username == name)?;
-    password_ok(c.pass.as_deref().unwrap_or(""), &u.password).then(|| Identity::of(u, opts))
+        .find(|u| u.nkey.is_none() && u.username == name)
+    else {
+        // Spend what a real check would, so timing does not tell which
+        // user names exist.
+        if let Some(hashed) = opts.users.iter().find(|u| is_bcrypt(&u.password)) {
+            let _ = bcrypt::verify(pass, &hashed.password);
+        }
+        return None;
+    };
+    password_ok(pass, &u.password).then(|| Identity::of(u, opts))
 }
 
 /// The identity for a client that sent no credentials, via `no_auth_user`.

@@ -590,11 +590,18 @@ async fn brokers_discover_each_other_and_form_a_cluster() {
     // Every node found its peers itself (the mesh can close before the
     // slowest node's first refresh, through the others dialling it).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !nodes.iter().all(|n| n.log().contains("Discovered route nats-route://")) {
+    while !nodes
+        .iter()
+        .all(|n| n.log().contains("Discovered route nats-route://"))
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "a node never discovered its peers\n{}",
-            nodes.iter().map(|n| n.log_excerpt()).collect::<Vec<_>>().join("\n")
+            nodes
+                .iter()
+                .map(|n| n.log_excerpt())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -432,13 +432,13 @@ impl Reader {
         }
         self.perms = identity.permissions.clone().map(Arc::new);
         self.pub_cache.clear();
-        if let Some(rp) = identity
-            .permissions
-            .as_ref()
-            .and_then(|p| p.allow_responses)
-        {
-            self.shared.allow_replies(rp);
-        }
+        // A later CONNECT as another user must not inherit allowances.
+        self.shared.set_reply_allowance(
+            identity
+                .permissions
+                .as_ref()
+                .and_then(|p| p.allow_responses),
+        );
         self.connect_received = true;
         let headers = c.headers && self.cfg.headers_supported;
         self.parser.headers = headers;

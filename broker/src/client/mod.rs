@@ -179,13 +179,14 @@ impl ClientShared {
         first
     }
 
-    /// Turn on `allow_responses` for this client.
-    pub fn allow_replies(&self, perm: ResponsePermission) {
-        *self.replies.lock() = Some(ReplyAllowance {
+    /// Turn `allow_responses` on (or off) for this client, forgetting any
+    /// replies it could answer before.
+    pub fn set_reply_allowance(&self, perm: Option<ResponsePermission>) {
+        *self.replies.lock() = perm.map(|perm| ReplyAllowance {
             perm,
             open: Default::default(),
         });
-        self.tracks_replies.store(true, Ordering::Release);
+        self.tracks_replies.store(perm.is_some(), Ordering::Release);
     }
 
     /// A request with this reply subject was delivered to the client.

@@ -435,7 +435,11 @@ mod tests {
             "over max payload"
         );
         assert!(matches!(
-            RouteParser { ready: true, ..RouteParser::new(8, 1 << 20) }.next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"),
+            RouteParser {
+                ready: true,
+                ..RouteParser::new(8, 1 << 20)
+            }
+            .next(b"RS+ $G aaaaaaaaaaaaaaaaa\r\n"),
             Err(RouteParseError::MaxControlLine(_))
         ));
     }
