@@ -28,6 +28,8 @@ pub const NATS_COMPAT_VERSION: &str = "2.11.0";
 
 /// How many closed connections `/connz?state=closed` remembers (nats-server's default).
 const MAX_CLOSED_CLIENTS: usize = 10_000;
+/// Subscriptions remembered per closed connection, so the ring stays bounded.
+const MAX_CLOSED_SUBS: usize = 1_000;
 
 /// Server-wide counters, as `/varz` reports them.
 #[derive(Debug, Default)]
@@ -759,6 +761,7 @@ impl Server {
             out_bytes,
             subs: subs
                 .iter()
+                .take(MAX_CLOSED_SUBS)
                 .map(|s| ClosedSub {
                     subject: s.subject_str(),
                     queue: s.queue_str(),
@@ -773,6 +776,26 @@ impl Server {
             list.pop_front();
         }
         list.push_back(closed);
+    }
+
+    /// Fold a read batch's inbound counts into the connection's and the
+    /// server's counters (once per batch, not per message).
+    pub fn count_inbound(&self, conn: &ClientShared, msgs: u64, bytes: u64) {
+        if msgs == 0 {
+            return;
+        }
+        self.stats.in_msgs.fetch_add(msgs, Ordering::Relaxed);
+        self.stats.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+        conn.stats.in_msgs.fetch_add(msgs, Ordering::Relaxed);
+        conn.stats.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count deliveries in the server's counters.
+    pub fn count_outbound(&self, msgs: u64, bytes: u64) {
+        if msgs > 0 {
+            self.stats.out_msgs.fetch_add(msgs, Ordering::Relaxed);
+            self.stats.out_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Remove a subscription from its client and its account.

@@ -701,33 +701,10 @@ impl Reader {
     }
 
     fn publish_stats(&mut self) {
-        if self.out_msgs > 0 {
-            self.server
-                .stats
-                .out_msgs
-                .fetch_add(self.out_msgs, Ordering::Relaxed);
-            self.server
-                .stats
-                .out_bytes
-                .fetch_add(self.out_bytes, Ordering::Relaxed);
-            self.out_msgs = 0;
-            self.out_bytes = 0;
-        }
-        if self.in_msgs > 0 {
-            let s = &self.server.stats;
-            s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
-            s.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.shared
-                .stats
-                .in_msgs
-                .fetch_add(self.in_msgs, Ordering::Relaxed);
-            self.shared
-                .stats
-                .in_bytes
-                .fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.in_msgs = 0;
-            self.in_bytes = 0;
-        }
+        self.server.count_outbound(self.out_msgs, self.out_bytes);
+        self.server
+            .count_inbound(&self.shared, self.in_msgs, self.in_bytes);
+        (self.out_msgs, self.out_bytes, self.in_msgs, self.in_bytes) = (0, 0, 0, 0);
     }
 
     /// Remove every subscription of this connection; returns them.

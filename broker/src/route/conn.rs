@@ -584,34 +584,13 @@ impl RouteReader<'_> {
             &mut self.fanout,
             &*self.server,
         );
-        if n > 0 {
-            self.server
-                .stats
-                .out_msgs
-                .fetch_add(n as u64, Ordering::Relaxed);
-            self.server
-                .stats
-                .out_bytes
-                .fetch_add(bytes as u64, Ordering::Relaxed);
-        }
+        self.server.count_outbound(n as u64, bytes as u64);
     }
 
     fn publish_stats(&mut self) {
-        if self.in_msgs > 0 {
-            let s = &self.server.stats;
-            s.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
-            s.in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.shared
-                .stats
-                .in_msgs
-                .fetch_add(self.in_msgs, Ordering::Relaxed);
-            self.shared
-                .stats
-                .in_bytes
-                .fetch_add(self.in_bytes, Ordering::Relaxed);
-            self.in_msgs = 0;
-            self.in_bytes = 0;
-        }
+        self.server
+            .count_inbound(&self.shared, self.in_msgs, self.in_bytes);
+        (self.in_msgs, self.in_bytes) = (0, 0);
     }
 
     /// Drop the peer's interest and, if it was registered, the peer.
