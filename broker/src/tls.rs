@@ -632,11 +632,21 @@ pub type RouteStream = tokio_rustls::TlsStream<TcpStream>;
 pub async fn route_accept(tls: &RouteTls, stream: TcpStream, tag: &str) -> Option<RouteStream> {
     debug!("{tag} - Starting TLS route server handshake");
     let timeout_text = io_timeout(&stream);
-    match tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)).await {
-        Ok(Ok(s)) => {
-            route_handshake_done(tag, s.get_ref().1);
-            Some(tokio_rustls::TlsStream::Server(s))
-        }
+    let r = tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)).await;
+    route_handshake_result(tag, &timeout_text, r).map(|s| {
+        route_handshake_done(tag, s.get_ref().1);
+        tokio_rustls::TlsStream::Server(s)
+    })
+}
+
+/// Log a failed route handshake (error or timeout) as nats-server does.
+fn route_handshake_result<S>(
+    tag: &str,
+    timeout_text: &str,
+    r: Result<std::io::Result<S>, tokio::time::error::Elapsed>,
+) -> Option<S> {
+    match r {
+        Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             error!("{tag} - TLS route handshake error: {e}");
             None
@@ -665,20 +675,11 @@ pub async fn route_connect(
         }
     };
     let timeout_text = io_timeout(&stream);
-    match tokio::time::timeout(tls.timeout, tls.connector.connect(name, stream)).await {
-        Ok(Ok(s)) => {
-            route_handshake_done(tag, s.get_ref().1);
-            Some(tokio_rustls::TlsStream::Client(s))
-        }
-        Ok(Err(e)) => {
-            error!("{tag} - TLS route handshake error: {e}");
-            None
-        }
-        Err(_) => {
-            error!("{tag} - TLS route handshake error: {timeout_text}");
-            None
-        }
-    }
+    let r = tokio::time::timeout(tls.timeout, tls.connector.connect(name, stream)).await;
+    route_handshake_result(tag, &timeout_text, r).map(|s| {
+        route_handshake_done(tag, s.get_ref().1);
+        tokio_rustls::TlsStream::Client(s)
+    })
 }
 
 fn route_handshake_done(tag: &str, conn: &rustls::CommonState) {

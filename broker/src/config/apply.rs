@@ -16,7 +16,8 @@ use super::value::{Map, Node, Pos, Value};
 use super::{blocks, validate, ConfigError, ConfigErrors};
 use crate::options::{Options, DEFAULT_PORT};
 
-/// Top-level options nats-server accepts that Tribune ignores for now.
+/// Top-level options nats-server accepts that Tribune ignores for now (the
+/// security ones are in `SECURITY_TOP` instead, which is checked first).
 const UNSUPPORTED_TOP: &[&str] = &[
     "trace_verbose",
     "trace_headers",
@@ -42,23 +43,12 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "max_subscription_tokens",
     "ocsp",
     "write_timeout",
-    "operator",
-    "operators",
-    "roots",
-    "root",
-    "root_operators",
-    "root_operator",
-    "resolver",
-    "account_resolver",
-    "accounts_resolver",
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
     "no_system_account",
     "no_system",
     "no_sys_acc",
-    "trusted",
-    "trusted_keys",
     "connect_error_reports",
     "reconnect_error_reports",
     "websocket",
