@@ -1,5 +1,5 @@
-//! `tribune-auth`: an auth-callout service for NATS servers (nats-server, and
-//! tribune-broker once it speaks auth callout).
+//! `tribune-auth`: an auth-callout service for NATS servers (nats-server and
+//! tribune-broker alike).
 //!
 //! Web users connect with a token issued by the company's identity provider.
 //! The NATS server forwards every such CONNECT to `$SYS.REQ.USER.AUTH` as a

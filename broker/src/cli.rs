@@ -78,6 +78,21 @@ pub struct Cli {
     /// Cluster name
     #[arg(long = "cluster_name")]
     pub cluster_name: Option<String>,
+    /// Enable TLS on the client port (with --tlscert and --tlskey)
+    #[arg(long = "tls", num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Enable TLS with client certificate verification
+    #[arg(long = "tlsverify", num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Server certificate file
+    #[arg(long = "tlscert")]
+    pub tlscert: Option<PathBuf>,
+    /// Private key for the server certificate
+    #[arg(long = "tlskey")]
+    pub tlskey: Option<PathBuf>,
+    /// Client certificate CA for verification
+    #[arg(long = "tlscacert")]
+    pub tlscacert: Option<PathBuf>,
     /// Send a signal to a running server: stop, quit, term, reopen, reload, ldm, optionally `=<pid>` or `=<pid file>`
     #[arg(long = "signal", visible_alias = "sl")]
     pub signal: Option<String>,
@@ -115,6 +130,9 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("cluster_name", "--cluster_name"),
     ("signal", "--signal"),
     ("sl", "--signal"),
+    ("tlscert", "--tlscert"),
+    ("tlskey", "--tlskey"),
+    ("tlscacert", "--tlscacert"),
 ];
 
 /// Boolean flags: given alone they mean true; `-flag=false` is allowed.
@@ -133,6 +151,8 @@ const BOOL_FLAGS: &[(&str, &str)] = &[
     ("version", "-v"),
     ("h", "-h"),
     ("help", "-h"),
+    ("tls", "--tls"),
+    ("tlsverify", "--tlsverify"),
 ];
 
 /// Rewrite Go-flag style arguments into the form clap parses.
@@ -183,6 +203,37 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 impl Cli {
+    /// nats-server's TLS flags: `-tls=false` turns client TLS off; any other
+    /// `-tls*` flag replaces the config file's `tls {}` with the flags alone.
+    fn apply_tls(&self, opts: &mut Options) -> Result<(), String> {
+        if self.tls == Some(false) {
+            opts.tls = None;
+            return Ok(());
+        }
+        let any = self.tls.is_some()
+            || self.tlsverify.is_some()
+            || self.tlscert.is_some()
+            || self.tlskey.is_some()
+            || self.tlscacert.is_some();
+        if !any {
+            return Ok(());
+        }
+        let Some(cert) = &self.tlscert else {
+            return Err("TLS Server certificate must be present and valid".into());
+        };
+        let Some(key) = &self.tlskey else {
+            return Err("TLS Server private key must be present and valid".into());
+        };
+        opts.tls = Some(crate::tls::TlsOptions {
+            cert_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+            ca_file: self.tlscacert.clone(),
+            verify: self.tlsverify.unwrap_or(false),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
     pub fn parse_from_env() -> Result<Cli, clap::Error> {
         Cli::try_parse_from(normalize(std::env::args()))
     }
@@ -258,6 +309,7 @@ impl Cli {
         if let Some(n) = &self.cluster_name {
             opts.cluster.name = Some(n.clone());
         }
+        self.apply_tls(opts)?;
         if opts.username.is_some() != opts.password.is_some() && opts.users.is_empty() {
             // nats-server lets a lone --user through with an empty password; so do we.
             opts.password.get_or_insert_with(String::new);
@@ -380,6 +432,34 @@ mod tests {
         assert!(parse(&["-p", "70000"])
             .apply(&mut Options::default())
             .is_err());
+    }
+
+    #[test]
+    fn tls_flags() {
+        let mut o = Options::default();
+        parse(&[
+            "-tlscert",
+            "c.pem",
+            "-tlskey=k.pem",
+            "-tlsverify",
+            "-tlscacert",
+            "ca.pem",
+        ])
+        .apply(&mut o)
+        .unwrap();
+        let t = o.tls.clone().expect("tls on");
+        assert_eq!(t.cert_file.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(t.key_file.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(t.ca_file.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(t.verify);
+        parse(&["-tls=false"]).apply(&mut o).unwrap();
+        assert!(o.tls.is_none(), "-tls=false turns TLS off");
+        let err = parse(&["-tls"]).apply(&mut Options::default()).unwrap_err();
+        assert_eq!(err, "TLS Server certificate must be present and valid");
+        let err = parse(&["--tlscert", "c.pem"])
+            .apply(&mut Options::default())
+            .unwrap_err();
+        assert_eq!(err, "TLS Server private key must be present and valid");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod callout;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod discovery;
+pub mod internal;
 pub mod logging;
 pub mod monitor;
 pub mod options;

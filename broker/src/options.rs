@@ -101,6 +101,26 @@ impl ClusterOptions {
     }
 }
 
+/// How long a client has to authenticate, without TLS.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `authorization { auth_callout { ... } }`: users other than `auth_users`
+/// are authorized by a service answering on `$SYS.REQ.USER.AUTH`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthCalloutOptions {
+    /// Public account nkey that signs the service's responses and user JWTs.
+    pub issuer: String,
+    /// The account the service's requests are published in (`$G` by default).
+    pub account: String,
+    /// Users (names or nkeys) authenticated locally, never sent to the callout:
+    /// the service itself, and internal systems.
+    pub auth_users: Vec<String>,
+    /// Public curve key of the service: requests are sealed to it when set.
+    pub xkey: Option<String>,
+    /// When not empty, only users bound to these accounts go to the callout.
+    pub allowed_accounts: Vec<String>,
+}
+
 /// `jetstream { ... }` settings. Parsed and validated now; storage is issue 6.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JetStreamOptions {
@@ -154,7 +174,10 @@ pub struct Options {
     pub accounts: Vec<AccountConfig>,
     /// The system account (`$SYS` when not configured).
     pub system_account: Option<String>,
+    /// Zero until resolved: then 2 s, or with client TLS its handshake
+    /// timeout plus one second, as nats-server defaults it.
     pub auth_timeout: Duration,
+    pub auth_callout: Option<AuthCalloutOptions>,
 
     // Limits.
     /// Maximum client connections. 0 refuses every client, which is what
@@ -213,7 +236,8 @@ impl Default for Options {
             default_permissions: None,
             accounts: Vec::new(),
             system_account: None,
-            auth_timeout: Duration::from_secs(2),
+            auth_timeout: Duration::ZERO,
+            auth_callout: None,
             max_connections: MAX_CONNECTIONS,
             max_payload: MAX_PAYLOAD,
             max_control_line: MAX_CONTROL_LINE,
@@ -245,6 +269,17 @@ impl Options {
         }
     }
 
+    /// Fill in defaults that depend on other options (nats-server does
+    /// this once the file and the flags are both applied).
+    pub fn resolve_defaults(&mut self) {
+        if self.auth_timeout.is_zero() {
+            self.auth_timeout = match &self.tls {
+                Some(t) => t.timeout + Duration::from_secs(1),
+                None => DEFAULT_AUTH_TIMEOUT,
+            };
+        }
+    }
+
     /// True when clients must authenticate on the global account.
     pub fn auth_required(&self) -> bool {
         self.username.is_some() || self.authorization.is_some() || !self.users.is_empty()
@@ -253,5 +288,32 @@ impl Options {
     /// NKEY users need a nonce in INFO to sign.
     pub fn nonce_required(&self) -> bool {
         self.users.iter().any(|u| u.nkey.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_timeout_defaults_follow_tls() {
+        let mut o = Options::default();
+        o.resolve_defaults();
+        assert_eq!(o.auth_timeout, DEFAULT_AUTH_TIMEOUT);
+        let mut o = Options {
+            tls: Some(crate::tls::TlsOptions {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        o.resolve_defaults();
+        assert_eq!(o.auth_timeout, Duration::from_secs(6));
+        let mut o = Options {
+            auth_timeout: Duration::from_millis(1500),
+            ..o
+        };
+        o.resolve_defaults();
+        assert_eq!(o.auth_timeout, Duration::from_millis(1500), "explicit wins");
     }
 }

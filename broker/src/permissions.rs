@@ -166,6 +166,23 @@ impl SubjectPermission {
 }
 
 impl Permissions {
+    /// nats-server's rule for `allow_responses`: a user who may answer
+    /// requests but has no publish allow list may publish nothing else, and
+    /// a zero max or expiry means the default.
+    pub fn with_response_defaults(mut self) -> Self {
+        if let Some(r) = &mut self.allow_responses {
+            if r.max_msgs == 0 {
+                r.max_msgs = DEFAULT_RESPONSE_MAX_MSGS;
+            }
+            if r.expires.is_zero() {
+                r.expires = DEFAULT_RESPONSE_EXPIRES;
+            }
+            let publish = self.publish.get_or_insert_with(Default::default);
+            publish.allow.get_or_insert_with(Vec::new);
+        }
+        self
+    }
+
     pub fn can_publish(&self, subject: &str) -> bool {
         self.publish
             .as_ref()

@@ -82,6 +82,8 @@ pub struct Listeners {
 pub struct Server {
     /// Public NKEY of this server (its identity on the wire).
     pub id: String,
+    /// The key behind `id`: it signs auth-callout requests.
+    pub key_pair: nkeys::KeyPair,
     /// The server's curve key: its public half goes out in INFO as `xkey`,
     /// for encrypting auth-callout exchanges.
     pub xkey: nkeys::XKey,
@@ -114,11 +116,15 @@ pub struct Server {
     route_keepers: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// TLS contexts (client port, routes, https), built at start.
     tls: RwLock<crate::tls::TlsContexts>,
+    /// Auth callout, when configured; set up at start.
+    callout: std::sync::OnceLock<crate::callout::AuthCallout>,
 }
 
 impl Server {
-    pub fn new(opts: Options) -> Arc<Server> {
-        let id = nkeys::KeyPair::new_server().public_key();
+    pub fn new(mut opts: Options) -> Arc<Server> {
+        opts.resolve_defaults();
+        let key_pair = nkeys::KeyPair::new_server();
+        let id = key_pair.public_key();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         let (stop_accepting, _) = watch::channel(false);
         let global = Account::new(GLOBAL_ACCOUNT);
@@ -144,6 +150,7 @@ impl Server {
             .unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
         Arc::new(Server {
             id,
+            key_pair,
             xkey: nkeys::XKey::new(),
             name,
             start_time: SystemTime::now(),
@@ -167,6 +174,7 @@ impl Server {
             cluster_name,
             route_keepers: Mutex::new(HashMap::new()),
             tls: RwLock::new(crate::tls::TlsContexts::default()),
+            callout: std::sync::OnceLock::new(),
         })
     }
 
@@ -205,6 +213,21 @@ impl Server {
 
     pub fn cluster_name(&self) -> String {
         self.cluster_name.clone()
+    }
+
+    /// The cluster name, or empty when this server is not clustered (as
+    /// INFO and auth-callout requests report it).
+    pub fn cluster_name_if_clustered(&self) -> String {
+        if self.opts.read().cluster.enabled() {
+            self.cluster_name()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Auth callout, when configured and set up.
+    pub fn callout(&self) -> Option<&crate::callout::AuthCallout> {
+        self.callout.get()
     }
 
     /// This server's client URLs (`host:port`), as peers and clients see them.
@@ -321,7 +344,7 @@ impl Server {
     /// stream, in the exporting account (so the exporter's messages reach
     /// this node and are carried across here).
     pub fn local_sub_added(&self, account: &Account, sub: &Subscription) {
-        if sub.client.kind != ConnKind::Client || !self.opts.read().cluster.enabled() {
+        if sub.client.kind == ConnKind::Route || !self.opts.read().cluster.enabled() {
             return;
         }
         self.routes.add_local(&account.name, sub);
@@ -336,7 +359,7 @@ impl Server {
         if !self.opts.read().cluster.enabled() {
             return;
         }
-        for sub in subs.iter().filter(|s| s.client.kind == ConnKind::Client) {
+        for sub in subs.iter().filter(|s| s.client.kind != ConnKind::Route) {
             self.routes.remove_local(&account.name, sub);
             for (exporter, filter) in Self::upstream(account, sub) {
                 self.routes
@@ -561,6 +584,9 @@ impl Server {
         }
 
         *self.tls.write() = crate::tls::TlsContexts::build(&opts)?;
+        if let Some(callout) = crate::callout::AuthCallout::start(self, &opts) {
+            let _ = self.callout.set(callout);
+        }
         if let Some(local) = crate::tls::start_https(self, &opts).await? {
             self.listeners.write().http = Some(local);
         }
@@ -657,11 +683,7 @@ impl Server {
             client_ip: addr.ip().to_string(),
             ldm: self.is_lame_duck(),
             xkey: self.xkey.public_key(),
-            cluster: if opts.cluster.enabled() {
-                self.cluster_name()
-            } else {
-                String::new()
-            },
+            cluster: self.cluster_name_if_clustered(),
             connect_urls: self.client_connect_urls(),
             ..Default::default()
         }
@@ -835,7 +857,8 @@ impl Server {
     /// Swap in new options (SIGHUP). Listeners and limits that need a restart
     /// keep their old values; auth, logging and per-connection settings for
     /// new connections take effect at once.
-    pub fn reload(&self, new_opts: Options) {
+    pub fn reload(&self, mut new_opts: Options) {
+        new_opts.resolve_defaults();
         let old = self.opts();
         if old.host != new_opts.host || old.port != new_opts.port {
             warn!(

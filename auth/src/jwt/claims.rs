@@ -103,6 +103,9 @@ pub struct ClientInformation {
     pub kind: String,
     #[serde(default, rename = "type")]
     pub client_type: String,
+    /// The nonce the client signed, when it sent a signature.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -123,6 +126,11 @@ pub struct ConnectOptions {
     pub lang: String,
     #[serde(default)]
     pub version: String,
+    /// The client's signature over the server nonce (NKEY clients).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sig: String,
+    #[serde(default)]
+    pub protocol: i64,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -137,6 +145,8 @@ impl std::fmt::Debug for ConnectOptions {
             .field("name", &self.name)
             .field("lang", &self.lang)
             .field("version", &self.version)
+            .field("sig", &red(&self.sig))
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -213,14 +223,61 @@ pub struct User {
     pub pub_: Permission,
     #[serde(default)]
     pub sub: Permission,
+    /// `allow_responses`: how many replies, for how long (nanoseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp: Option<ResponsePermission>,
+    /// Source networks (CIDRs) the user may connect from; empty = anywhere.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_list"
+    )]
+    pub src: Vec<String>,
+    /// Time-of-day windows the user may connect in; empty = always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<serde_json::Value>,
+    #[serde(default = "unlimited")]
     pub subs: i64,
+    #[serde(default = "unlimited")]
     pub data: i64,
+    #[serde(default = "unlimited")]
     pub payload: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub issuer_account: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub version: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+/// nats-io/jwt writes `src` as a list; older tokens carry one comma-separated string.
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// `resp` in a user JWT: `max` replies within `ttl` nanoseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResponsePermission {
+    #[serde(default)]
+    pub max: i64,
+    #[serde(default)]
+    pub ttl: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -244,6 +301,9 @@ impl UserClaims {
             nats: User {
                 pub_: Permission::default(),
                 sub: Permission::default(),
+                resp: None,
+                src: Vec::new(),
+                times: Vec::new(),
                 subs: -1,
                 data: -1,
                 payload: -1,

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Instant};
-use tracing::{debug, error, trace};
+use tracing::{debug, error, trace, warn};
 
 use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
 use super::{ClientShared, ClosedState};
 use crate::accounts::Account;
 use crate::auth;
+use crate::callout;
 use crate::permissions::{self, Permissions, SubVerdict};
 use crate::protocol::{
     err_line, errors, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO,
@@ -83,6 +84,7 @@ pub async fn run_client<R, W>(
         fanout: RouteFanout::default(),
         pings_out: 0,
         ping_sent: None,
+        expires: None,
         accepted: Instant::now(),
         in_msgs: 0,
         in_bytes: 0,
@@ -115,6 +117,8 @@ struct Reader {
     pings_out: u32,
     /// When our outstanding PING went out, for the round-trip time.
     ping_sent: Option<Instant>,
+    /// When the user's credentials expire (a callout user JWT's `exp`).
+    expires: Option<Instant>,
     accepted: Instant,
     in_msgs: u64,
     in_bytes: u64,
@@ -126,6 +130,9 @@ struct Reader {
 enum Flow {
     Continue,
     Close(ClosedState),
+    /// A CONNECT that the auth-callout service must decide; reading pauses
+    /// until it answers.
+    Callout(Box<ConnectOptions>),
 }
 
 impl Reader {
@@ -143,7 +150,16 @@ impl Reader {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let mut ping = tokio::time::interval_at(start, self.cfg.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let expiry = sleep(Duration::ZERO);
+        tokio::pin!(expiry);
+        let mut armed = None;
         loop {
+            if self.expires != armed {
+                armed = self.expires;
+                if let Some(at) = armed {
+                    expiry.as_mut().reset(at);
+                }
+            }
             if buf.capacity() - buf.len() < read_size {
                 buf.reserve(read_size);
             }
@@ -164,7 +180,13 @@ impl Reader {
                         read_size /= 2;
                     }
                     self.shared.touch();
-                    let flow = self.process(&mut buf);
+                    let mut flow = self.process(&mut buf);
+                    while let Flow::Callout(c) = flow {
+                        flow = self.callout(*c).await;
+                        if let Flow::Continue = flow {
+                            flow = self.process(&mut buf);
+                        }
+                    }
                     self.flush.flush();
                     self.publish_stats();
                     self.stall_for_slow_consumers().await;
@@ -177,6 +199,11 @@ impl Reader {
                 }
                 _ = self.shared.kill.notified() => {
                     return self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown);
+                }
+                _ = &mut expiry, if armed.is_some() => {
+                    debug!("{} - {}", self.tag(), errors::AUTH_EXPIRED);
+                    self.send_err(errors::AUTH_EXPIRED);
+                    return ClosedState::AuthenticationExpired;
                 }
                 _ = &mut auth_deadline, if waiting_auth => {
                     debug!("{} - Authentication Timeout", self.tag());
@@ -248,7 +275,7 @@ impl Reader {
                 Step::Op(op, n) => {
                     let flow = self.handle(op);
                     buf.advance(n);
-                    if let Flow::Close(_) = flow {
+                    if !matches!(flow, Flow::Continue) {
                         return flow;
                     }
                 }
@@ -401,16 +428,72 @@ impl Reader {
             }
         };
         let opts = self.server.opts();
-        let identity = match auth::authenticate(&opts, &c, &self.cfg.nonce) {
-            Some(id) => id,
-            None if c.user.is_none() && c.auth_token.is_none() && c.pass.is_none() => {
-                match auth::no_auth_identity(&opts) {
-                    Some(id) => id,
-                    None => return self.auth_violation(),
-                }
+        let no_creds = c.user.is_none() && c.auth_token.is_none() && c.pass.is_none();
+        let local = auth::authenticate(&opts, &c, &self.cfg.nonce)
+            .or_else(|| no_creds.then(|| auth::no_auth_identity(&opts)).flatten());
+        if opts.auth_callout.is_some() {
+            let mut raw_user = callout::raw_auth_user(&c);
+            if raw_user.is_empty() && no_creds {
+                raw_user = opts.no_auth_user.clone().unwrap_or_default();
             }
-            None => return self.auth_violation(),
+            let applies = self
+                .server
+                .callout()
+                .is_none_or(|co| co.applies(&raw_user, local.as_ref()));
+            if applies {
+                return Flow::Callout(Box::new(c));
+            }
+        }
+        match local {
+            Some(identity) => self.complete_connect(c, identity, None),
+            None => self.auth_violation(),
+        }
+    }
+
+    /// Ask the auth-callout service about this CONNECT, then finish it.
+    async fn callout(&mut self, c: ConnectOptions) -> Flow {
+        let server = self.server.clone();
+        let Some(co) = server.callout() else {
+            warn!(
+                "{} - Auth callout is configured but not available",
+                self.tag()
+            );
+            return self.auth_violation();
         };
+        let mut raw_user = callout::raw_auth_user(&c);
+        if raw_user.is_empty() {
+            raw_user = server.opts().no_auth_user.clone().unwrap_or_default();
+        }
+        let req = callout::CalloutClient {
+            cid: self.shared.cid,
+            addr: self.shared.addr,
+            connect: &c,
+            nonce: &self.cfg.nonce,
+            raw_user,
+        };
+        let shared = self.shared.clone();
+        let answer = tokio::select! {
+            r = co.authorize(&server, req, self.cfg.auth_timeout) => r,
+            _ = shared.kill.notified() => {
+                return Flow::Close(shared.closed_reason().unwrap_or(ClosedState::ServerShutdown));
+            }
+        };
+        match answer {
+            Ok(grant) => {
+                let identity = grant.identity.clone();
+                self.complete_connect(c, identity, Some(&grant))
+            }
+            Err(_) => self.auth_violation(),
+        }
+    }
+
+    /// Bind an authenticated CONNECT: account, permissions, options.
+    fn complete_connect(
+        &mut self,
+        c: ConnectOptions,
+        identity: auth::Identity,
+        grant: Option<&callout::Grant>,
+    ) -> Flow {
         if self.connect_received {
             // nats-server re-registers the connection on a second CONNECT
             // and its existing subscriptions stop receiving; do the same so
@@ -430,7 +513,32 @@ impl Reader {
                 }
             }
         }
-        self.perms = identity.permissions.clone().map(Arc::new);
+        let mut perms = identity.permissions.clone();
+        // Users of the callout account may not forge requests to it.
+        if let Some(co) = self.server.callout() {
+            if self.account.name == co.account_name() {
+                let p = perms.get_or_insert_with(Default::default);
+                p.publish
+                    .get_or_insert_with(Default::default)
+                    .deny
+                    .push(callout::AUTH_CALLOUT_SUBJECT.to_string());
+            }
+        }
+        if let Some(g) = grant {
+            if let Some(n) = g.max_subs {
+                self.cfg.max_subs = n;
+            }
+            if let Some(n) = g.max_payload {
+                self.parser.max_payload = Some(self.parser.max_payload.map_or(n, |m| m.min(n)));
+            }
+            self.expires = g.expires.map(|at| {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                Instant::now() + left
+            });
+        }
+        self.perms = perms.map(Arc::new);
         self.pub_cache.clear();
         // A later CONNECT as another user must not inherit allowances.
         self.shared.set_reply_allowance(

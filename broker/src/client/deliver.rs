@@ -178,6 +178,13 @@ pub fn deliver_one(
         return None;
     }
     let client = &sub.client;
+    if let Some(handler) = &client.handler {
+        handler.deliver(sub, msg);
+        if verdict == Delivery::DeliverLast {
+            hooks.auto_unsubscribe(sub);
+        }
+        return Some(msg.body.len());
+    }
     let with_headers = msg.hdr_len > 0 && client.headers.load(Ordering::Relaxed);
     // Subscribers that did not ask for headers get the payload alone.
     let (body, hdr_len) = if with_headers {

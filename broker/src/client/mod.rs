@@ -13,7 +13,8 @@ mod outbound;
 
 pub use conn::{run_client, write_loop, ClientConfig};
 pub use deliver::{
-    deliver_to_match, put_usize, DeliverHooks, FlushSet, Msg, Origin, QueueRng, RouteFanout,
+    deliver_one, deliver_to_match, put_usize, DeliverHooks, FlushSet, Msg, Origin, QueueRng,
+    RouteFanout,
 };
 pub use outbound::{ClosedState, Outbound};
 
@@ -55,6 +56,17 @@ pub enum ConnKind {
     Client,
     /// Another server of the cluster speaking the route protocol.
     Route,
+    /// A part of this server (auth callout, JetStream) that subscribes and
+    /// publishes like a client but is handed messages in-process.
+    Internal,
+}
+
+/// Receives the messages of an internal connection's subscriptions.
+///
+/// It is called on the publisher's task, in the middle of routing, so it must
+/// not block: copy what it needs and hand it to a channel.
+pub trait InternalHandler: Send + Sync {
+    fn deliver(&self, sub: &Subscription, msg: &Msg<'_>);
 }
 
 /// The part of a connection that other connections touch: its outbound
@@ -89,6 +101,8 @@ pub struct ClientShared {
     /// messages each still allows and until when.
     replies: Mutex<Option<ReplyAllowance>>,
     tracks_replies: AtomicBool,
+    /// Set for [`ConnKind::Internal`]: where its messages go instead of a socket.
+    pub(crate) handler: Option<Arc<dyn InternalHandler>>,
 }
 
 /// Reply subjects a client with `allow_responses` may answer.
@@ -144,7 +158,17 @@ impl ClientShared {
             account: Mutex::new(None),
             replies: Mutex::new(None),
             tracks_replies: AtomicBool::new(false),
+            handler: None,
         }
+    }
+
+    /// An internal connection: no socket, messages go to `handler`. It
+    /// takes headers, since internal services read them.
+    pub fn internal(cid: u64, handler: Arc<dyn InternalHandler>) -> Self {
+        let mut c = Self::with_kind(ConnKind::Internal, cid, None, usize::MAX);
+        c.handler = Some(handler);
+        c.headers = AtomicBool::new(true);
+        c
     }
 
     /// A client with no socket, for unit tests of routing structures.

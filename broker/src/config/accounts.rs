@@ -93,7 +93,7 @@ pub(super) fn permissions(cx: &mut Ctx, node: &Node) -> Option<Permissions> {
             _ => cx.unknown(k, v),
         }
     }
-    Some(p)
+    Some(p.with_response_defaults())
 }
 
 fn exports(cx: &mut Ctx, node: &Node) -> Vec<Export> {

@@ -43,7 +43,7 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             }
             // Permissions of the single user/password or token user.
             "permissions" => opts.default_permissions = super::accounts::permissions(cx, v),
-            "auth_callout" | "auth_hook" => cx.refuse(&format!("{key}.{k}"), v),
+            "auth_callout" | "auth_hook" => opts.auth_callout = super::callout::auth_callout(cx, v),
             "proxy_required" => cx.unsupported(&format!("{key}.{k}"), v),
             _ => cx.unknown(k, v),
         }

@@ -23,6 +23,7 @@
 mod accounts;
 mod apply;
 mod blocks;
+mod callout;
 mod duration;
 mod parser;
 mod scalar;

@@ -64,6 +64,18 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
             "cluster name cannot contain spaces".to_string(),
         );
     }
+    if let Some(ac) = &opts.auth_callout {
+        for name in &ac.allowed_accounts {
+            if !opts.accounts.iter().any(|a| &a.name == name) {
+                push(
+                    &["authorization"],
+                    format!(
+                        "auth_callout allowed account {name:?} not found in configured accounts"
+                    ),
+                );
+            }
+        }
+    }
     if let (Some(nau), true) = (&opts.no_auth_user, check_no_auth_user) {
         if opts.users.is_empty() {
             push(

@@ -22,6 +22,7 @@ pub mod errors {
     pub const INVALID_PUB_SUBJECT: &str = "Invalid Publish Subject";
     pub const AUTH_VIOLATION: &str = "Authorization Violation";
     pub const AUTH_TIMEOUT: &str = "Authentication Timeout";
+    pub const AUTH_EXPIRED: &str = "User Authentication Expired";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
     pub const MAX_CONNECTIONS: &str = "maximum connections exceeded";

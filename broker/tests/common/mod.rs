@@ -290,3 +290,39 @@ pub fn parse_ports_file(text: &str) -> Result<(BTreeMap<String, Vec<String>>, u1
         .ok_or_else(|| format!("cannot read a port from {url:?}"))?;
     Ok((ports, port))
 }
+
+/// Wait until the server has processed everything `client` sent so far.
+///
+/// `flush()` in async-nats only empties the client's socket buffer; it is no
+/// round trip. A message the client publishes to its own fresh subscription
+/// comes back only after the server has handled every earlier operation of
+/// that connection, so another client may then rely on them. Needs a user
+/// allowed to publish and subscribe on `_BARRIER.>`.
+pub async fn barrier(client: &async_nats::Client) {
+    use futures::StreamExt;
+    let subject = format!("_BARRIER.{:016x}", rand_u64());
+    let mut sub = client
+        .subscribe(subject.clone())
+        .await
+        .expect("barrier sub");
+    client
+        .publish(subject, bytes::Bytes::new())
+        .await
+        .expect("barrier pub");
+    tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .expect("barrier round trip timed out")
+        .expect("barrier subscription closed");
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

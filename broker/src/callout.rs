@@ -1,0 +1,557 @@
+//! Auth callout: clients that are not `auth_users` are authorized by an
+//! external service, as nats-server does it (ADR-26, `auth_callout.go`).
+//!
+//! For each such CONNECT the server makes an ephemeral user nkey, signs an
+//! `authorization_request` JWT with its own server nkey (`aud`
+//! `nats-authorization-request`, `sub` the configured issuer, expiring after
+//! the auth timeout), optionally seals it to the service's xkey, and
+//! publishes it on `$SYS.REQ.USER.AUTH` in the callout account. The service
+//! answers with an `authorization_response` JWT for that ephemeral key,
+//! carrying either an error or a user JWT whose `aud` names the account the
+//! user lands in and whose `nats` section holds its permissions and limits.
+//!
+//! Every check nats-server makes is made here, plus one it leaves to
+//! operator mode: the response must be signed by the configured issuer.
+//! The replay defence is the ephemeral key: a response (or user JWT) made
+//! for another connection names another key and is refused.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::{debug, error, warn};
+
+use tribune_auth::jwt::{
+    self, AuthorizationRequest, AuthorizationRequestClaims, AuthorizationResponseClaims,
+    ClientInformation, ServerId, StdClaims, UserClaims,
+};
+
+use crate::accounts::Account;
+use crate::auth::Identity;
+use crate::client::{InternalHandler, Msg};
+use crate::internal::InternalClient;
+use crate::options::{AuthCalloutOptions, Options};
+use crate::permissions::{Permissions, ResponsePermission, SubjectPermission};
+use crate::protocol::ConnectOptions;
+use crate::server::Server;
+use crate::subscription::Subscription;
+
+/// Where requests go.
+pub const AUTH_CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+/// The `aud` of every request.
+const AUTH_REQUEST_AUDIENCE: &str = "nats-authorization-request";
+/// Header naming the server's xkey on a sealed request.
+const XKEY_HEADER: &str = "Nats-Server-Xkey";
+/// A JWT starts with the base64 of `{"`: how a plaintext response is told
+/// from a sealed one.
+const JWT_PREFIX: &[u8] = b"eyJ";
+
+/// What a successful callout grants the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub identity: Identity,
+    /// `subs` limit of the user JWT (None: unlimited).
+    pub max_subs: Option<usize>,
+    /// `payload` limit of the user JWT (None: unlimited).
+    pub max_payload: Option<usize>,
+    /// When the user JWT expires, the connection is closed.
+    pub expires: Option<SystemTime>,
+}
+
+/// The connection being authorized, as the request describes it.
+#[derive(Debug)]
+pub struct CalloutClient<'a> {
+    pub cid: u64,
+    pub addr: Option<SocketAddr>,
+    pub connect: &'a ConnectOptions,
+    /// The nonce this connection was sent (signed by NKEY clients).
+    pub nonce: &'a str,
+    /// The name nats-server reports as the client's user: its nkey, user
+    /// name, or `[REDACTED]` for a token.
+    pub raw_user: String,
+}
+
+/// Where one connection waits for its answer.
+type Waiter = oneshot::Sender<Vec<u8>>;
+
+/// Replies by inbox subject, each waited on by one connection.
+#[derive(Default)]
+struct Replies(Mutex<HashMap<Box<[u8]>, Waiter>>);
+
+impl InternalHandler for Replies {
+    fn deliver(&self, _sub: &Subscription, msg: &Msg<'_>) {
+        if let Some(tx) = self.0.lock().remove(msg.subject) {
+            let _ = tx.send(msg.body[msg.hdr_len..].to_vec());
+        }
+    }
+}
+
+/// The server's side of auth callout, built once at start.
+pub struct AuthCallout {
+    cfg: AuthCalloutOptions,
+    client: InternalClient,
+    replies: Arc<Replies>,
+    /// `$SYS._INBOX.<server>.`: each request's reply is this plus a random token.
+    inbox: String,
+    service_xkey: Option<nkeys::XKey>,
+}
+
+impl std::fmt::Debug for AuthCallout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCallout")
+            .field("account", &self.cfg.account)
+            .finish()
+    }
+}
+
+impl AuthCallout {
+    /// Set up the reply subscription in the callout account. Logs, as
+    /// nats-server does, an account or auth user that does not exist.
+    pub fn start(server: &Server, opts: &Options) -> Option<AuthCallout> {
+        let cfg = opts.auth_callout.clone()?;
+        let Some(account) = server.account(cfg.account.as_bytes()) else {
+            error!("Authorization callout account {:?} not valid", cfg.account);
+            return None;
+        };
+        for u in &cfg.auth_users {
+            let known = opts
+                .users
+                .iter()
+                .any(|x| &x.username == u || x.nkey.as_deref() == Some(u.as_str()))
+                || opts.username.as_deref() == Some(u.as_str());
+            if !known {
+                error!("Authorization callout user {u:?} not valid");
+            }
+        }
+        let service_xkey = match cfg.xkey.as_deref().map(nkeys::XKey::from_public_key) {
+            None => None,
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => {
+                error!("Authorization callout xkey not valid: {e}");
+                return None;
+            }
+        };
+        let replies = Arc::new(Replies::default());
+        let client = InternalClient::new(server, account, replies.clone());
+        let inbox = format!("$SYS._INBOX.{}.", &server.id[1..9]);
+        if let Err(e) = client.subscribe(server, &format!("{inbox}*"), None) {
+            error!("Error setting up reply subscription for auth request: {e}");
+            return None;
+        }
+        Some(AuthCallout {
+            cfg,
+            client,
+            replies,
+            inbox,
+            service_xkey,
+        })
+    }
+
+    /// Does this client go to the service? Not if it is an auth user, nor
+    /// (with `allowed_accounts`) if it authenticated into another account.
+    pub fn applies(&self, raw_user: &str, local: Option<&Identity>) -> bool {
+        if self.cfg.auth_users.iter().any(|u| u == raw_user) {
+            return false;
+        }
+        if self.cfg.allowed_accounts.is_empty() {
+            return true;
+        }
+        match local.and_then(|id| id.account.as_deref()) {
+            None | Some(crate::accounts::GLOBAL_ACCOUNT) => true,
+            Some(acc) => self.cfg.allowed_accounts.iter().any(|a| a == acc),
+        }
+    }
+
+    /// The callout account's name (its users may not publish requests).
+    pub fn account_name(&self) -> &str {
+        &self.cfg.account
+    }
+
+    /// Ask the service. `Err` carries the reason, already logged.
+    pub async fn authorize(
+        &self,
+        server: &Server,
+        client: CalloutClient<'_>,
+        timeout: Duration,
+    ) -> Result<Grant, String> {
+        let user = nkeys::KeyPair::new_user();
+        let user_pub = user.public_key();
+        let account = self.client.account().name.clone();
+        let request = match self.request_jwt(server, &client, &user_pub, timeout) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = format!("Error encoding auth request claim on account {account:?}: {e}");
+                warn!("{e}");
+                return Err(e);
+            }
+        };
+        let (headers, body) = match &self.service_xkey {
+            None => (Vec::new(), request.into_bytes()),
+            Some(svc) => match server.xkey.seal(request.as_bytes(), svc) {
+                Ok(sealed) => (
+                    format!(
+                        "NATS/1.0\r\n{XKEY_HEADER}: {}\r\n\r\n",
+                        server.xkey.public_key()
+                    )
+                    .into_bytes(),
+                    sealed,
+                ),
+                Err(e) => {
+                    let e =
+                        format!("Error encrypting auth request claim on account {account:?}: {e}");
+                    warn!("{e}");
+                    return Err(e);
+                }
+            },
+        };
+        let reply = format!("{}{:016x}", self.inbox, rand::random::<u64>());
+        let (tx, rx) = oneshot::channel();
+        self.replies
+            .0
+            .lock()
+            .insert(Box::from(reply.as_bytes()), tx);
+        self.client
+            .publish(server, AUTH_CALLOUT_SUBJECT, Some(&reply), &headers, &body);
+        let response = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            _ => {
+                self.replies.0.lock().remove(reply.as_bytes());
+                let e = format!(
+                    "Authorization callout response not received in time on account {account:?}"
+                );
+                debug!("{e}");
+                return Err(e);
+            }
+        };
+        let result = self.check_response(server, &response, &user_pub, &client);
+        if let Err(e) = &result {
+            warn!("{e}");
+        }
+        result
+    }
+
+    fn request_jwt(
+        &self,
+        server: &Server,
+        client: &CalloutClient<'_>,
+        user_pub: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let c = client.connect;
+        let sig = c.sig.clone().unwrap_or_default();
+        let mut claims = AuthorizationRequestClaims {
+            std: StdClaims {
+                sub: self.cfg.issuer.clone(),
+                aud: AUTH_REQUEST_AUDIENCE.to_string(),
+                exp: jwt::now_unix() + timeout.as_secs().max(1) as i64,
+                ..Default::default()
+            },
+            nats: AuthorizationRequest {
+                server_id: ServerId {
+                    name: server.name.clone(),
+                    host: server.opts().host.clone(),
+                    id: server.id.clone(),
+                    version: crate::server::NATS_COMPAT_VERSION.to_string(),
+                    cluster: server.cluster_name_if_clustered(),
+                    xkey: if self.service_xkey.is_some() {
+                        server.xkey.public_key()
+                    } else {
+                        String::new()
+                    },
+                },
+                user_nkey: user_pub.to_string(),
+                client_info: ClientInformation {
+                    host: client.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+                    id: client.cid,
+                    user: client.raw_user.clone(),
+                    name: c.name.clone(),
+                    kind: "Client".to_string(),
+                    client_type: "nats".to_string(),
+                    nonce: if sig.is_empty() {
+                        String::new()
+                    } else {
+                        client.nonce.to_string()
+                    },
+                },
+                connect_opts: jwt::ConnectOptions {
+                    jwt: c.jwt.clone().unwrap_or_default(),
+                    nkey: c.nkey.clone().unwrap_or_default(),
+                    auth_token: c.auth_token.clone().unwrap_or_default(),
+                    user: c.user.clone().unwrap_or_default(),
+                    pass: c.pass.clone().unwrap_or_default(),
+                    name: c.name.clone(),
+                    lang: c.lang.clone(),
+                    version: c.version.clone(),
+                    sig,
+                    protocol: i64::from(c.protocol),
+                },
+                kind: "authorization_request".to_string(),
+                version: 2,
+            },
+        };
+        jwt::encode(&mut claims, &server.key_pair)
+    }
+
+    /// Every check on the service's answer, in nats-server's order and words.
+    fn check_response(
+        &self,
+        server: &Server,
+        raw: &[u8],
+        user_pub: &str,
+        client: &CalloutClient<'_>,
+    ) -> Result<Grant, String> {
+        let account = &self.client.account().name;
+        if raw.is_empty() {
+            return Err(format!(
+                "Auth callout violation: \"no reason supplied\" on account {account:?}"
+            ));
+        }
+        let opened;
+        let raw = match &self.service_xkey {
+            Some(svc) if !raw.starts_with(JWT_PREFIX) => {
+                opened = server.xkey.open(raw, svc).map_err(|e| {
+                    format!("Error decrypting auth callout response on account {account:?}: {e}")
+                })?;
+                &opened[..]
+            }
+            _ => raw,
+        };
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| "Auth callout response is not a JWT".to_string())?;
+        let resp: AuthorizationResponseClaims = jwt::decode_verified(text)
+            .map_err(|e| format!("Authorization response is not valid: {e}"))?;
+        check_times(&resp.std)
+            .map_err(|e| format!("Authorization response had validation errors: {e}"))?;
+        if resp.std.sub != user_pub {
+            return Err(
+                "Auth callout violation: auth callout response is not for expected user".into(),
+            );
+        }
+        if resp.std.aud != server.id {
+            return Err("Auth callout violation: auth callout response is not for server".into());
+        }
+        if resp.std.iss != self.cfg.issuer {
+            return Err(format!(
+                "Auth callout violation: response on account {account:?} not signed by the configured issuer"
+            ));
+        }
+        if !resp.nats.error.is_empty() {
+            return Err(format!(
+                "Auth callout service returned an error: {}",
+                resp.nats.error
+            ));
+        }
+        let user: UserClaims = jwt::decode_verified(&resp.nats.jwt)
+            .map_err(|e| format!("Error validating user JWT: {e}"))?;
+        self.check_user(server, &user, user_pub, client)
+    }
+
+    fn check_user(
+        &self,
+        server: &Server,
+        user: &UserClaims,
+        user_pub: &str,
+        client: &CalloutClient<'_>,
+    ) -> Result<Grant, String> {
+        let account = &self.client.account().name;
+        check_times(&user.std).map_err(|e| format!("Error validating user JWT: {e}"))?;
+        if user.std.sub != user_pub {
+            return Err(format!(
+                "Expected authorized user of {user_pub:?} but got {:?} on account {account:?}",
+                user.std.sub
+            ));
+        }
+        if !user.nats.times.is_empty() {
+            return Err(format!(
+                "Authorized user on account {account:?} has connect-time windows, which tribune-broker does not enforce"
+            ));
+        }
+        if !user.nats.src.is_empty() {
+            let ip = client.addr.map(|a| a.ip());
+            if !ip.is_some_and(|ip| user.nats.src.iter().any(|c| cidr_contains(c, ip))) {
+                return Err(format!(
+                    "Authorized user on account {account:?} not allowed from this address"
+                ));
+            }
+        }
+        if !user.nats.issuer_account.is_empty() {
+            return Err(format!(
+                "Error non operator mode account {account:?}: attempted to use issuer_account"
+            ));
+        }
+        if user.std.iss != self.cfg.issuer {
+            return Err(format!(
+                "Wrong issuer for auth callout response on account {account:?}, expected {:?} got {:?}",
+                self.cfg.issuer, user.std.iss
+            ));
+        }
+        let placement = &user.std.aud;
+        let target: Arc<Account> = server.account(placement.as_bytes()).ok_or_else(|| {
+            format!(
+                "No valid account {placement:?} for auth callout response on account {account:?}: account not found"
+            )
+        })?;
+        let name = if user.std.name.is_empty() {
+            user_pub.to_string()
+        } else {
+            user.std.name.clone()
+        };
+        let limit = |v: i64| usize::try_from(v).ok().filter(|_| v >= 0);
+        Ok(Grant {
+            identity: Identity {
+                user: Some(name),
+                account: Some(target.name.clone()),
+                permissions: permissions_from_jwt(&user.nats),
+            },
+            max_subs: limit(user.nats.subs),
+            max_payload: limit(user.nats.payload),
+            expires: (user.std.exp > 0)
+                .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(user.std.exp as u64)),
+        })
+    }
+}
+
+/// `exp` and `nbf` against the clock, as nats-io/jwt validates them.
+fn check_times(c: &StdClaims) -> Result<(), &'static str> {
+    let now = jwt::now_unix();
+    if c.exp > 0 && now > c.exp {
+        return Err("claim is expired");
+    }
+    if c.nbf > 0 && now < c.nbf {
+        return Err("claim is not yet valid");
+    }
+    Ok(())
+}
+
+/// A user JWT's permissions as nats-server builds them: a side with neither
+/// allow nor deny is unrestricted, and `resp` turns on `allow_responses`.
+fn permissions_from_jwt(u: &jwt::User) -> Option<Permissions> {
+    let side = |p: &jwt::Permission| {
+        (!p.allow.is_empty() || !p.deny.is_empty()).then(|| SubjectPermission {
+            allow: (!p.allow.is_empty()).then(|| p.allow.clone()),
+            deny: p.deny.clone(),
+        })
+    };
+    let p = Permissions {
+        publish: side(&u.pub_),
+        subscribe: side(&u.sub),
+        allow_responses: u.resp.map(|r| ResponsePermission {
+            max_msgs: r.max.max(0) as u64,
+            expires: Duration::from_nanos(r.ttl.max(0) as u64),
+        }),
+    };
+    (p != Permissions::default()).then(|| p.with_response_defaults())
+}
+
+/// Is `ip` inside `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address)?
+fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    let (net, bits) = match cidr.trim().split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().ok()),
+        None => (cidr.trim(), None),
+    };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The user name nats-server reports for a CONNECT (`getRawAuthUser`).
+pub fn raw_auth_user(c: &ConnectOptions) -> String {
+    if let Some(n) = c.nkey.as_deref().filter(|s| !s.is_empty()) {
+        return n.to_string();
+    }
+    if let Some(u) = c.user.as_deref().filter(|s| !s.is_empty()) {
+        return u.to_string();
+    }
+    if c.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        return "[REDACTED]".to_string();
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(cidr_contains("127.0.0.0/8", ip("127.0.0.1")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("127.0.0.1")));
+        assert!(cidr_contains("0.0.0.0/0", ip("8.8.8.8")));
+        assert!(cidr_contains("192.168.1.7", ip("192.168.1.7")));
+        assert!(cidr_contains("::1/128", ip("::1")));
+        assert!(!cidr_contains("::1/128", ip("127.0.0.1")));
+        assert!(!cidr_contains("garbage", ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn jwt_permissions_follow_nats_server() {
+        let mut u = UserClaims::new("U", "APP").nats;
+        assert_eq!(
+            permissions_from_jwt(&u),
+            None,
+            "no sections: account defaults"
+        );
+        u.sub.allow = vec!["sports.>".into()];
+        u.pub_.deny = vec![">".into()];
+        let p = permissions_from_jwt(&u).unwrap();
+        assert!(!p.can_publish("x"));
+        assert_eq!(
+            p.check_subscribe("sports.a", None),
+            crate::permissions::SubVerdict::Allowed
+        );
+        assert_eq!(
+            p.check_subscribe("news", None),
+            crate::permissions::SubVerdict::Denied
+        );
+        u.pub_.deny.clear();
+        u.resp = Some(jwt::ResponsePermission { max: 0, ttl: 0 });
+        let p = permissions_from_jwt(&u).unwrap();
+        assert!(!p.can_publish("x"), "resp alone turns off blanket publish");
+        assert_eq!(p.allow_responses, Some(ResponsePermission::default()));
+    }
+
+    #[test]
+    fn raw_user_names() {
+        let mut c = ConnectOptions {
+            auth_token: Some("t".into()),
+            ..Default::default()
+        };
+        assert_eq!(raw_auth_user(&c), "[REDACTED]");
+        c.user = Some("bob".into());
+        assert_eq!(raw_auth_user(&c), "bob");
+        c.nkey = Some("UABC".into());
+        assert_eq!(raw_auth_user(&c), "UABC");
+        assert_eq!(raw_auth_user(&ConnectOptions::default()), "");
+    }
+
+    #[test]
+    fn times() {
+        let now = jwt::now_unix();
+        let mut c = StdClaims::default();
+        assert!(check_times(&c).is_ok());
+        c.exp = now - 5;
+        assert!(check_times(&c).is_err());
+        c.exp = now + 60;
+        c.nbf = now + 30;
+        assert!(check_times(&c).is_err());
+        c.nbf = now - 1;
+        assert!(check_times(&c).is_ok());
+    }
+}

@@ -1,0 +1,211 @@
+//! In-process clients: parts of the server (auth callout, JetStream) that
+//! subscribe and publish in an account like any connection.
+//!
+//! Their subscriptions live in the account's sublist and are advertised to
+//! the cluster like a client's, so messages published anywhere reach them;
+//! what matches is handed to an [`InternalHandler`] instead of a socket.
+//! Their publishes go through the same router as a client's.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+
+use crate::accounts::Account;
+use crate::client::{
+    deliver_to_match, ClientShared, FlushSet, InternalHandler, Msg, Origin, QueueRng, RouteFanout,
+};
+use crate::server::Server;
+use crate::subscription::Subscription;
+
+/// One internal connection bound to one account.
+pub struct InternalClient {
+    shared: Arc<ClientShared>,
+    account: Arc<Account>,
+    next_sid: AtomicU64,
+}
+
+impl std::fmt::Debug for InternalClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalClient")
+            .field("cid", &self.shared.cid)
+            .field("account", &self.account.name)
+            .finish()
+    }
+}
+
+impl InternalClient {
+    pub fn new(server: &Server, account: Arc<Account>, handler: Arc<dyn InternalHandler>) -> Self {
+        let shared = Arc::new(ClientShared::internal(server.next_cid(), handler));
+        *shared.account.lock() = Some(account.clone());
+        InternalClient {
+            shared,
+            account,
+            next_sid: AtomicU64::new(1),
+        }
+    }
+
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// Subscribe to `subject` (wildcards allowed), optionally in a queue group.
+    pub fn subscribe(
+        &self,
+        server: &Server,
+        subject: &str,
+        queue: Option<&str>,
+    ) -> Result<Arc<Subscription>> {
+        let sid = self.next_sid.fetch_add(1, Ordering::Relaxed).to_string();
+        let sub = Arc::new(Subscription::new(
+            self.shared.clone(),
+            subject.as_bytes(),
+            queue.map(str::as_bytes),
+            sid.as_bytes(),
+        ));
+        self.account
+            .sublist
+            .insert(sub.clone())
+            .map_err(|_| anyhow!("invalid subject {subject:?}"))?;
+        self.shared
+            .subs
+            .lock()
+            .insert(Box::from(sid.as_bytes()), sub.clone());
+        server.local_sub_added(&self.account, &sub);
+        Ok(sub)
+    }
+
+    pub fn unsubscribe(&self, server: &Server, sub: &Arc<Subscription>) {
+        server.remove_subscription(sub);
+    }
+
+    /// Publish a message; `headers` is a full `NATS/1.0` block or empty.
+    /// Returns how many deliveries were made (local and route).
+    pub fn publish(
+        &self,
+        server: &Server,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> usize {
+        let body;
+        let body_ref: &[u8] = if headers.is_empty() {
+            payload
+        } else {
+            let mut b = Vec::with_capacity(headers.len() + payload.len());
+            b.extend_from_slice(headers);
+            b.extend_from_slice(payload);
+            body = b;
+            &body
+        };
+        let msg = Msg {
+            subject: subject.as_bytes(),
+            reply: reply.map(str::as_bytes),
+            hdr_len: headers.len(),
+            body: body_ref,
+        };
+        let result = self.account.sublist.match_subject(msg.subject);
+        if result.is_empty() {
+            return 0;
+        }
+        let mut flush = FlushSet::default();
+        let (delivered, bytes) = deliver_to_match(
+            &result,
+            &msg,
+            self.account.name.as_bytes(),
+            Origin::Client {
+                cid: self.shared.cid,
+                echo: true,
+            },
+            &mut QueueRng::new(rand::random()),
+            &mut flush,
+            &mut RouteFanout::default(),
+            server,
+        );
+        flush.flush();
+        server.count_outbound(delivered as u64, bytes as u64);
+        delivered
+    }
+}
+
+impl Drop for InternalClient {
+    fn drop(&mut self) {
+        // Nothing may deliver to a dropped handler's owner: close the subs.
+        let subs: Vec<Arc<Subscription>> =
+            self.shared.subs.lock().drain().map(|(_, s)| s).collect();
+        for s in &subs {
+            s.close();
+        }
+        self.account.sublist.remove_batch(&subs);
+    }
+}
+
+/// A handler that copies each message into a channel, for services that
+/// process requests on their own task.
+#[derive(Debug, Clone)]
+pub struct OwnedMsg {
+    pub subject: String,
+    pub reply: Option<String>,
+    /// The header block (`NATS/1.0 ...`), empty when there is none.
+    pub headers: bytes::Bytes,
+    pub payload: bytes::Bytes,
+}
+
+impl OwnedMsg {
+    pub fn from_msg(msg: &Msg<'_>) -> Self {
+        let body = bytes::Bytes::copy_from_slice(msg.body);
+        OwnedMsg {
+            subject: String::from_utf8_lossy(msg.subject).into_owned(),
+            reply: msg.reply.map(|r| String::from_utf8_lossy(r).into_owned()),
+            headers: body.slice(..msg.hdr_len),
+            payload: body.slice(msg.hdr_len..),
+        }
+    }
+}
+
+/// Sends every delivered message, copied, to an unbounded channel. The
+/// receiving service is expected to keep up; the channel only absorbs bursts.
+pub struct ChannelHandler(pub tokio::sync::mpsc::UnboundedSender<OwnedMsg>);
+
+impl InternalHandler for ChannelHandler {
+    fn deliver(&self, _sub: &Subscription, msg: &Msg<'_>) {
+        let _ = self.0.send(OwnedMsg::from_msg(msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Options;
+
+    #[tokio::test]
+    async fn subscribe_receive_publish_unsubscribe() {
+        let server = Server::new(Options::default());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ic = InternalClient::new(
+            &server,
+            server.global_account(),
+            Arc::new(ChannelHandler(tx)),
+        );
+        let sub = ic.subscribe(&server, "svc.*", None).unwrap();
+        assert_eq!(
+            ic.publish(
+                &server,
+                "svc.a",
+                Some("r.1"),
+                b"NATS/1.0\r\nk: v\r\n\r\n",
+                b"hi"
+            ),
+            1
+        );
+        let m = rx.recv().await.unwrap();
+        assert_eq!(m.subject, "svc.a");
+        assert_eq!(m.reply.as_deref(), Some("r.1"));
+        assert_eq!(&m.headers[..], b"NATS/1.0\r\nk: v\r\n\r\n");
+        assert_eq!(&m.payload[..], b"hi");
+        ic.unsubscribe(&server, &sub);
+        assert_eq!(ic.publish(&server, "svc.a", None, b"", b"x"), 0);
+        assert!(ic.subscribe(&server, "bad..subject", None).is_err());
+    }
+}
