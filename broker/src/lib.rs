@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod discovery;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod options;
