@@ -404,8 +404,13 @@ impl MsgStore for FileStore {
         self.removed.take()
     }
 
-    fn delete(self: Box<Self>) -> Result<(), StoreError> {
+    fn delete(mut self: Box<Self>) -> Result<(), StoreError> {
         let dir = self.dir.clone();
+        // Nothing needs to be durable any more.
+        self.active = None;
+        self.dlog_pending.clear();
+        self.retired.clear();
+        self.dir_dirty = false;
         drop(self);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -449,6 +454,15 @@ impl FileStore {
             });
         }
         Ok(out)
+    }
+}
+
+impl Drop for FileStore {
+    /// A clean close makes everything durable; errors can only be logged.
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!(dir = %self.dir.display(), error = %e, "syncing file store on close");
+        }
     }
 }
 
