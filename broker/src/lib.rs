@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod discovery;
 pub mod internal;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod options;
