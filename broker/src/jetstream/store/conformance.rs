@@ -250,7 +250,14 @@ fn last_seq_for_subject_after_removing_the_last(mk: Mk) {
 fn filtered_purges(mk: Mk) {
     let mut h = mk(StoreLimits::default());
     for i in 0..20 {
-        h.put(if i % 2 == 0 { "e.x" } else { "o.x" }, "v");
+        h.put(
+            if (i as u64).is_multiple_of(2) {
+                "e.x"
+            } else {
+                "o.x"
+            },
+            "v",
+        );
     }
     // Purge "e.*" below 10: 1,3,5,7,9.
     assert_eq!(h.s.purge("e.*", 10, 0).expect("purge"), 5);

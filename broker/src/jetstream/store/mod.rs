@@ -135,6 +135,8 @@ pub enum StoreError {
         subject: String,
         reason: &'static str,
     },
+    #[error("store in {path} refuses changes after an earlier failure: {reason}")]
+    Failed { path: PathBuf, reason: String },
     #[error("invalid store configuration: {0}")]
     Config(String),
 }

@@ -130,7 +130,7 @@ impl BloomKey {
 
     fn bits(self) -> [u64; 3] {
         let h1 = self.0;
-        let h2 = (self.0 >> 29 | self.0 << 35) | 1;
+        let h2 = self.0.rotate_right(29) | 1;
         [
             h1 % BLOOM_BITS,
             h1.wrapping_add(h2) % BLOOM_BITS,

@@ -38,7 +38,7 @@ fn content(seq: u64) -> Vec<u8> {
 
 /// After storing `seq`, the child removes this one (if any).
 fn removal_after(seq: u64) -> Option<u64> {
-    (seq % 13 == 0 && seq > 5).then(|| seq - 5)
+    (seq.is_multiple_of(13) && seq > 5).then(|| seq - 5)
 }
 
 /// The child side; a no-op in a normal test run.
@@ -137,7 +137,7 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
         }
         assert_eq!(present.len() as u64, st.msgs);
         for seq in 1..=acked_last {
-            let maybe_removed = (seq + 5) % 13 == 0;
+            let maybe_removed = (seq + 5).is_multiple_of(13);
             if acked_removed.contains(&seq) {
                 assert!(
                     !present.contains(&seq),

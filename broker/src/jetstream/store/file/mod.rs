@@ -111,6 +111,8 @@ pub struct FileStore {
     dir_dirty: bool,
     cache: Mutex<BlockCache>,
     removed: RemovedLog,
+    /// Set when a write or fsync failed; the store then refuses changes.
+    failed: Option<String>,
 }
 
 impl FileStore {
@@ -242,6 +244,7 @@ impl MsgStore for FileStore {
         payload: &[u8],
         ts: i64,
     ) -> Result<u64, StoreError> {
+        self.check_failed()?;
         check_subject(subject)?;
         self.limits.check_size(headers, payload)?;
         let rec_len = record::record_len(subject, headers, payload);
@@ -252,13 +255,20 @@ impl MsgStore for FileStore {
             });
         }
         let seq = self.last_seq + 1;
-        self.ensure_room(rec_len as u64, seq)?;
+        if let Err(e) = self.ensure_room(rec_len as u64, seq) {
+            self.failed = Some(e.to_string());
+            return Err(e);
+        }
         let (Some(active), Some(block)) = (self.active.as_mut(), self.blocks.last_mut()) else {
             return Err(StoreError::Config(
                 "no active block after allocation".into(),
             ));
         };
-        active.append(seq, ts, subject, headers, payload)?;
+        if let Err(e) = active.append(seq, ts, subject, headers, payload) {
+            // The write buffer and the file may now disagree: fail-stop.
+            self.failed = Some(e.to_string());
+            return Err(e);
+        }
         let size = super::file_store_msg_size(subject, headers, payload);
         if block.records() == 0 {
             block.first_ts = ts;
@@ -283,34 +293,16 @@ impl MsgStore for FileStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        if let Some(a) = self.active.as_mut() {
-            a.sync()?;
+        self.check_failed()?;
+        let res = self.sync_inner();
+        if let Err(e) = &res {
+            // After a failed write or fsync the kernel may have dropped the
+            // dirty pages, and a retried fsync would report success: stop
+            // accepting writes instead of acknowledging data that is gone.
+            tracing::error!(dir = %self.dir.display(), error = %e, "file store sync failed; store is now read-only");
+            self.failed = Some(e.to_string());
         }
-        let pending = std::mem::take(&mut self.dlog_pending);
-        for (id, ranges) in &pending {
-            if dlog::append_dlog(&block::dlog_path(&self.dir, *id), ranges)? {
-                self.dir_dirty = true;
-            }
-        }
-        if self.dir_dirty {
-            self.sync_dir()?;
-        }
-        if !self.retired.is_empty() {
-            // The delete logs saying "all gone" are durable: the block files
-            // can go. Their delete logs go only once the unlinks are durable,
-            // so a block can never reappear without its delete log.
-            let retired = std::mem::take(&mut self.retired);
-            for id in &retired {
-                remove_file_if_exists(&block::block_path(&self.dir, *id))?;
-                remove_file_if_exists(&index_path(&self.dir, *id))?;
-            }
-            self.sync_dir()?;
-            for id in &retired {
-                remove_file_if_exists(&block::dlog_path(&self.dir, *id))?;
-            }
-            self.dir_dirty = true;
-        }
-        Ok(())
+        res
     }
 
     fn load(&self, seq: u64) -> Result<Option<StoredMsg>, StoreError> {
@@ -364,10 +356,12 @@ impl MsgStore for FileStore {
     }
 
     fn remove(&mut self, seq: u64) -> Result<bool, StoreError> {
+        self.check_failed()?;
         self.remove_one(seq, false)
     }
 
     fn purge(&mut self, filter: &str, seq: u64, keep: u64) -> Result<u64, StoreError> {
+        self.check_failed()?;
         self.purge_ex(filter, seq, keep)
     }
 
@@ -421,6 +415,50 @@ impl MsgStore for FileStore {
 }
 
 impl FileStore {
+    fn sync_inner(&mut self) -> Result<(), StoreError> {
+        if let Some(a) = self.active.as_mut() {
+            a.sync()?;
+        }
+        // An entry leaves the pending set only once durable; re-appending
+        // after a partial failure is harmless (ranges are idempotent).
+        while let Some((&id, ranges)) = self.dlog_pending.first_key_value() {
+            if dlog::append_dlog(&block::dlog_path(&self.dir, id), ranges)? {
+                self.dir_dirty = true;
+            }
+            self.dlog_pending.remove(&id);
+        }
+        if self.dir_dirty {
+            self.sync_dir()?;
+        }
+        if !self.retired.is_empty() {
+            // The delete logs saying "all gone" are durable: the block files
+            // can go. Their delete logs go only once the unlinks are durable,
+            // so a block can never reappear without its delete log.
+            let retired = std::mem::take(&mut self.retired);
+            for id in &retired {
+                remove_file_if_exists(&block::block_path(&self.dir, *id))?;
+                remove_file_if_exists(&index_path(&self.dir, *id))?;
+            }
+            self.sync_dir()?;
+            for id in &retired {
+                remove_file_if_exists(&block::dlog_path(&self.dir, *id))?;
+            }
+            self.dir_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Refuses changes once a write or fsync has failed.
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::Failed {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn sync_dir(&mut self) -> Result<(), StoreError> {
         self.dir_file
             .sync_all()
@@ -460,6 +498,9 @@ impl FileStore {
 impl Drop for FileStore {
     /// A clean close makes everything durable; errors can only be logged.
     fn drop(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::error!(dir = %self.dir.display(), error = %e, "syncing file store on close");
         }

@@ -449,6 +449,7 @@ pub(super) fn open(dir: &Path, cfg: FileStoreConfig) -> Result<FileStore, StoreE
         retired: Vec::new(),
         dir_dirty: false,
         removed: RemovedLog::default(),
+        failed: None,
     };
     if store.last_seq > 0 || store.floor.is_some() {
         store.recompute_first();

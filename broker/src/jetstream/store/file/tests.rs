@@ -58,7 +58,11 @@ fn restart_recovers_state_messages_and_deletes() {
             let subj = format!("r.{}", rng.random_range(0..9));
             s.store_msg(
                 &subj,
-                if i % 5 == 0 { b"NATS/1.0\r\n\r\n" } else { b"" },
+                if i.is_multiple_of(5) {
+                    b"NATS/1.0\r\n\r\n"
+                } else {
+                    b""
+                },
                 &payload(i + 1),
                 i as i64,
             )
@@ -328,14 +332,14 @@ fn memory_stays_bounded_and_sparse_filters_skip_blocks() {
     {
         let mut s = open(p, 16 * 1024);
         for seq in 1..=n {
-            let subj = if seq % 50_000 == 0 {
+            let subj = if seq.is_multiple_of(50_000) {
                 "rare.x".to_owned()
             } else {
                 format!("bulk.{}", seq % 100)
             };
             s.store_msg(&subj, b"", &seq.to_le_bytes(), seq as i64)
                 .expect("store");
-            if seq % 10_000 == 0 {
+            if seq.is_multiple_of(10_000) {
                 s.sync().expect("sync");
             }
         }
