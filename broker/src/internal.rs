@@ -13,9 +13,11 @@ use anyhow::{anyhow, Result};
 
 use crate::accounts::Account;
 use crate::client::{
-    deliver_to_match, ClientShared, FlushSet, InternalHandler, Msg, Origin, QueueRng, RouteFanout,
+    deliver_to_match, ClientShared, ConnKind, FlushSet, InternalHandler, Msg, Origin, QueueRng,
+    RouteFanout,
 };
 use crate::server::Server;
+use crate::sublist::MatchResult;
 use crate::subscription::Subscription;
 
 /// One internal connection bound to one account.
@@ -89,6 +91,26 @@ impl InternalClient {
         headers: &[u8],
         payload: &[u8],
     ) -> usize {
+        self.deliver(server, subject, subject, reply, headers, payload)
+    }
+
+    /// Deliver to the subscribers of `to` a message that shows `subject`, as
+    /// JetStream delivers a stored message to a consumer's inbox under the
+    /// subject it was published on. Route peers get it on `to`, since they
+    /// route by the subject on the wire.
+    pub fn deliver(
+        &self,
+        server: &Server,
+        to: &str,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> usize {
+        let result = self.account.sublist.match_subject(to.as_bytes());
+        if result.is_empty() {
+            return 0;
+        }
         let body;
         let body_ref: &[u8] = if headers.is_empty() {
             payload
@@ -105,14 +127,43 @@ impl InternalClient {
             hdr_len: headers.len(),
             body: body_ref,
         };
-        let result = self.account.sublist.match_subject(msg.subject);
+        let is_route = |s: &Arc<Subscription>| s.client.kind == ConnKind::Route;
+        let has_route =
+            result.psubs.iter().any(is_route) || result.qsubs.iter().flatten().any(is_route);
+        if to == subject || !has_route {
+            return self.route(server, &result, &msg);
+        }
+        let (mut local, mut remote) = (MatchResult::default(), MatchResult::default());
+        for s in result.psubs {
+            if is_route(&s) {
+                remote.psubs.push(s)
+            } else {
+                local.psubs.push(s)
+            }
+        }
+        for g in result.qsubs {
+            let (r, l): (Vec<_>, Vec<_>) = g.into_iter().partition(is_route);
+            if !l.is_empty() {
+                local.qsubs.push(l);
+            } else if !r.is_empty() {
+                remote.qsubs.push(r);
+            }
+        }
+        let on_wire = Msg {
+            subject: to.as_bytes(),
+            ..msg
+        };
+        self.route(server, &local, &msg) + self.route(server, &remote, &on_wire)
+    }
+
+    fn route(&self, server: &Server, result: &MatchResult, msg: &Msg<'_>) -> usize {
         if result.is_empty() {
             return 0;
         }
         let mut flush = FlushSet::default();
         let (delivered, bytes) = deliver_to_match(
-            &result,
-            &msg,
+            result,
+            msg,
             self.account.name.as_bytes(),
             Origin::Client {
                 cid: self.shared.cid,

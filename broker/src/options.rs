@@ -121,13 +121,26 @@ pub struct AuthCalloutOptions {
     pub allowed_accounts: Vec<String>,
 }
 
-/// `jetstream { ... }` settings. Parsed and validated now; storage is issue 6.
+/// `jetstream { ... }` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JetStreamOptions {
     pub enabled: bool,
     pub store_dir: Option<PathBuf>,
     pub max_memory_store: Option<i64>,
     pub max_file_store: Option<i64>,
+    /// How file streams reach the disk. Tribune's default is [`SyncPolicy::Always`]:
+    /// a publish is acknowledged only once it is fsynced.
+    pub sync: SyncPolicy,
+}
+
+/// `jetstream { sync_interval }`: `always` (the default here; nats-server's
+/// default is a 2-minute interval) or a duration between background fsyncs,
+/// trading the durability of acknowledged messages for throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    #[default]
+    Always,
+    Interval(Duration),
 }
 
 /// Every option a tribune-broker node understands.

@@ -118,6 +118,8 @@ pub struct Server {
     tls: RwLock<crate::tls::TlsContexts>,
     /// Auth callout, when configured; set up at start.
     callout: std::sync::OnceLock<crate::callout::AuthCallout>,
+    /// JetStream, when enabled; set up at start.
+    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
 }
 
 impl Server {
@@ -175,6 +177,7 @@ impl Server {
             route_keepers: Mutex::new(HashMap::new()),
             tls: RwLock::new(crate::tls::TlsContexts::default()),
             callout: std::sync::OnceLock::new(),
+            jetstream: std::sync::OnceLock::new(),
         })
     }
 
@@ -223,6 +226,11 @@ impl Server {
         } else {
             String::new()
         }
+    }
+
+    /// JetStream, when enabled.
+    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
+        self.jetstream.get()
     }
 
     /// Auth callout, when configured and set up.
@@ -574,9 +582,6 @@ impl Server {
             std::fs::write(pid_file, std::process::id().to_string())
                 .with_context(|| format!("could not write pidfile {}", pid_file.display()))?;
         }
-        if opts.jetstream.enabled {
-            warn!("JetStream is not available in this tribune-broker release yet; -js/jetstream is accepted and ignored");
-        }
         if !opts.cluster.enabled() && !opts.cluster.routes.is_empty() {
             warn!(
                 "Routes are configured but no cluster listen port is: routes will not be dialled"
@@ -586,6 +591,10 @@ impl Server {
         *self.tls.write() = crate::tls::TlsContexts::build(&opts)?;
         if let Some(callout) = crate::callout::AuthCallout::start(self, &opts) {
             let _ = self.callout.set(callout);
+        }
+        if opts.jetstream.enabled {
+            let js = crate::jetstream::JetStream::start(self, &opts.jetstream)?;
+            let _ = self.jetstream.set(js);
         }
         if let Some(local) = crate::tls::start_https(self, &opts).await? {
             self.listeners.write().http = Some(local);
@@ -957,6 +966,9 @@ impl Server {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(js) = self.jetstream() {
+            js.shutdown(self);
         }
         let opts = self.opts();
         if let Some(p) = self.ports_file.lock().take() {

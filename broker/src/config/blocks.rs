@@ -333,8 +333,6 @@ pub(super) fn set_store_dir(opts: &mut Options, cx: &mut Ctx, node: &Node, dir: 
 
 const UNSUPPORTED_JS: &[&str] = &[
     "strict",
-    "sync",
-    "sync_interval",
     "domain",
     "key",
     "ek",
@@ -390,6 +388,20 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
                         }
                     }
                     "enable" | "enabled" => enable = cx.bool(k, v).unwrap_or(enable),
+                    "sync" | "sync_interval" => match &v.value {
+                        Value::String(s) if s.eq_ignore_ascii_case("always") => {
+                            opts.jetstream.sync = crate::options::SyncPolicy::Always
+                        }
+                        _ => {
+                            if let Some(d) = cx.duration(k, v) {
+                                opts.jetstream.sync = if d.is_zero() {
+                                    crate::options::SyncPolicy::Always
+                                } else {
+                                    crate::options::SyncPolicy::Interval(d)
+                                };
+                            }
+                        }
+                    },
                     lk if UNSUPPORTED_JS.contains(&lk) => cx.unsupported(&format!("{key}.{k}"), v),
                     _ => cx.unknown(k, v),
                 }

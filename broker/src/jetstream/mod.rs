@@ -1,7 +1,432 @@
-//! JetStream: persistent streams and consumers.
+//! JetStream: persistent streams and consumers, one replica per node.
 //!
-//! [`store`] is the storage engine under a stream: an append-only message log
-//! (on disk or in memory) that enforces the stream's retention limits and
-//! answers the queries the stream and consumer layers need (load by sequence,
-//! next/last by subject filter, pending counts), plus durable consumer state.
+//! - [`store`]: the storage engine under a stream (file or memory).
+//! - [`stream`]: a stream's configuration and its writer (group commit:
+//!   one fsync per batch, acks only after it).
+//! - [`consumer`]: delivery, acknowledgement and redelivery state.
+//! - [`api`]: the `$JS.API.>` request handlers, in nats-server's JSON.
+//!
+//! Each account with JetStream gets a [`JsAccount`]: internal clients that
+//! serve the API and receive acks, and its streams. On disk, an account
+//! keeps `<store_dir>/jetstream/<account>/streams/<stream>/` with
+//! `meta.json` (configuration), `msgs/` (the file store) and
+//! `obs/<consumer>/` (consumer configuration and state), the layout
+//! nats-server uses, so a restart recovers everything.
+
+pub mod api;
+pub mod consumer;
+pub mod errors;
+pub mod headers;
 pub mod store;
+pub mod stream;
+pub mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::accounts::Account;
+use crate::internal::{ChannelHandler, InternalClient};
+use crate::options::{JetStreamOptions, SyncPolicy};
+use crate::server::Server;
+use consumer::Consumer;
+use errors::ApiError;
+use store::{ConsumerStateFile, FileStore, FileStoreConfig, MemStore, MsgStore};
+use stream::Stream;
+use types::{ConsumerConfig, Storage, StreamConfig};
+
+/// What is saved next to a stream's or consumer's data.
+#[derive(Debug, Serialize, Deserialize)]
+struct StreamMeta {
+    config: StreamConfig,
+    created: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ConsumerMeta {
+    name: String,
+    config: ConsumerConfig,
+    created: String,
+}
+
+/// JetStream on this server.
+pub struct JetStream {
+    pub store_dir: PathBuf,
+    pub sync: SyncPolicy,
+    accounts: Mutex<HashMap<String, Arc<JsAccount>>>,
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream")
+            .field("store_dir", &self.store_dir)
+            .finish()
+    }
+}
+
+/// One account's JetStream: its API, its acks, its streams.
+pub struct JsAccount {
+    pub name: String,
+    pub(crate) client: InternalClient,
+    pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    dir: PathBuf,
+    sync: SyncPolicy,
+    /// Serializes API requests that change the account (create/delete).
+    pub(crate) admin: Mutex<()>,
+    pub(crate) api_total: std::sync::atomic::AtomicU64,
+    pub(crate) api_errors: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for JsAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsAccount")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl JetStream {
+    /// Start JetStream: log as nats-server does, then enable every
+    /// account but the system account and recover what is on disk.
+    pub fn start(server: &Arc<Server>, opts: &JetStreamOptions) -> Result<Arc<JetStream>> {
+        let base = match &opts.store_dir {
+            Some(d) => d.clone(),
+            None => std::env::temp_dir().join("nats"),
+        };
+        let store_dir = base.join("jetstream");
+        std::fs::create_dir_all(&store_dir).with_context(|| {
+            format!("could not create storage directory {}", store_dir.display())
+        })?;
+        info!("Starting JetStream");
+        info!("    _ ___ _____ ___ _____ ___ ___   _   __  __");
+        info!(" _ | | __|_   _/ __|_   _| _ \\ __| /_\\ |  \\/  |");
+        info!("| || | _|  | | \\__ \\ | | |   / _| / _ \\| |\\/| |");
+        info!(" \\__/|___| |_| |___/ |_| |_|_\\___/_/ \\_\\_|  |_|");
+        info!("");
+        info!("         https://docs.nats.io/jetstream");
+        info!("");
+        info!("---------------- JETSTREAM ----------------");
+        info!("  Max Memory:      {}", size_text(opts.max_memory_store));
+        info!("  Max Storage:     {}", size_text(opts.max_file_store));
+        info!("  Store Directory: \"{}\"", base.display());
+        match opts.sync {
+            SyncPolicy::Always => {
+                info!("  Sync:            always (fsync before every publish ack)")
+            }
+            SyncPolicy::Interval(d) => info!("  Sync Interval:   {d:?}"),
+        }
+        info!("-------------------------------------------");
+        let js = Arc::new(JetStream {
+            store_dir,
+            sync: opts.sync,
+            accounts: Mutex::new(HashMap::new()),
+        });
+        let sys = server.system_account();
+        for acc in server.accounts() {
+            if Arc::ptr_eq(&acc, &sys) {
+                continue;
+            }
+            js.enable_account(server, acc)?;
+        }
+        info!("JetStream started");
+        Ok(js)
+    }
+
+    fn enable_account(&self, server: &Arc<Server>, account: Arc<Account>) -> Result<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = InternalClient::new(server, account.clone(), Arc::new(ChannelHandler(tx)));
+        client.subscribe(server, "$JS.API.>", None)?;
+        client.subscribe(server, "$JS.ACK.>", None)?;
+        client.subscribe(server, "$JS.FC.>", None)?;
+        let dir = self.store_dir.join(&account.name);
+        let jsa = Arc::new(JsAccount {
+            name: account.name.clone(),
+            client,
+            streams: RwLock::new(BTreeMap::new()),
+            dir,
+            sync: self.sync,
+            admin: Mutex::new(()),
+            api_total: Default::default(),
+            api_errors: Default::default(),
+        });
+        jsa.recover(server);
+        self.accounts
+            .lock()
+            .insert(account.name.clone(), jsa.clone());
+        let srv = Arc::downgrade(server);
+        tokio::spawn(api::serve(jsa, srv, rx));
+        Ok(())
+    }
+
+    pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
+        self.accounts.lock().get(name).cloned()
+    }
+
+    pub fn accounts(&self) -> Vec<Arc<JsAccount>> {
+        self.accounts.lock().values().cloned().collect()
+    }
+
+    /// Save consumer state and stop the writers (shutdown).
+    pub fn shutdown(&self, server: &Server) {
+        for acc in self.accounts() {
+            for s in acc.streams.read().values() {
+                s.stop(server);
+            }
+        }
+    }
+}
+
+fn size_text(v: Option<i64>) -> String {
+    match v {
+        Some(n) if n >= 0 => format!("{n} B"),
+        _ => "unlimited".to_string(),
+    }
+}
+
+impl JsAccount {
+    fn streams_dir(&self) -> PathBuf {
+        self.dir.join("streams")
+    }
+
+    pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams.read().get(name).cloned()
+    }
+
+    /// Reload streams and consumers from disk.
+    fn recover(self: &Arc<Self>, server: &Arc<Server>) {
+        let Ok(entries) = std::fs::read_dir(self.streams_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let dir = e.path();
+            match self.recover_stream(server, &dir) {
+                Ok(name) => info!("  Restored stream {name:?} in account {:?}", self.name),
+                Err(err) => error!(
+                    "JetStream could not restore stream from {}: {err:#}",
+                    dir.display()
+                ),
+            }
+        }
+    }
+
+    fn recover_stream(self: &Arc<Self>, server: &Arc<Server>, dir: &Path) -> Result<String> {
+        let meta: StreamMeta = serde_json::from_slice(
+            &std::fs::read(dir.join("meta.json")).context("reading meta.json")?,
+        )
+        .context("decoding meta.json")?;
+        let created = types::parse_rfc3339(&meta.created).unwrap_or_else(SystemTime::now);
+        let store = FileStore::open(
+            &dir.join("msgs"),
+            stream::limits(&meta.config),
+            FileStoreConfig::default(),
+        )
+        .context("opening the message store")?;
+        let name = meta.config.name.clone();
+        let stream = Stream::new(
+            meta.config,
+            Box::new(store),
+            created,
+            Some(dir.to_path_buf()),
+            self,
+            self.sync,
+        );
+        if let Ok(obs) = std::fs::read_dir(dir.join("obs")) {
+            for o in obs.flatten() {
+                if let Err(err) = self.recover_consumer(&stream, &o.path()) {
+                    warn!(
+                        "JetStream could not restore consumer from {}: {err:#}",
+                        o.path().display()
+                    );
+                }
+            }
+        }
+        stream
+            .start(server)
+            .map_err(|e| anyhow::anyhow!("{}", e.description))?;
+        self.streams.write().insert(name.clone(), stream.clone());
+        for c in stream.consumers.read().values() {
+            c.spawn(server);
+        }
+        Ok(name)
+    }
+
+    fn recover_consumer(self: &Arc<Self>, stream: &Arc<Stream>, dir: &Path) -> Result<()> {
+        let meta: ConsumerMeta = serde_json::from_slice(
+            &std::fs::read(dir.join("meta.json")).context("reading meta.json")?,
+        )
+        .context("decoding meta.json")?;
+        let file = ConsumerStateFile::open(dir)?;
+        let saved = file.load()?;
+        let created = types::parse_rfc3339(&meta.created).unwrap_or_else(SystemTime::now);
+        let c = Consumer::new(
+            meta.name.clone(),
+            meta.config,
+            stream,
+            self,
+            created,
+            saved,
+            Some(file),
+        );
+        stream.consumers.write().insert(meta.name, c);
+        Ok(())
+    }
+
+    /// Create a stream (the config is already validated).
+    pub(crate) fn create_stream(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        config: StreamConfig,
+    ) -> Result<Arc<Stream>, ApiError> {
+        let created = SystemTime::now();
+        let (store, dir): (Box<dyn MsgStore>, Option<PathBuf>) = match config.storage {
+            Storage::Memory => (Box::new(MemStore::new(stream::limits(&config))), None),
+            Storage::File => {
+                let dir = self.streams_dir().join(&config.name);
+                let meta = StreamMeta {
+                    config: config.clone(),
+                    created: types::rfc3339(Some(created)),
+                };
+                write_meta(&dir, &meta).map_err(errors::stream_create)?;
+                let store = FileStore::open(
+                    &dir.join("msgs"),
+                    stream::limits(&config),
+                    FileStoreConfig::default(),
+                )
+                .map_err(errors::stream_create)?;
+                (Box::new(store), Some(dir))
+            }
+        };
+        let stream = Stream::new(config, store, created, dir, self, self.sync);
+        stream.start(server)?;
+        self.streams
+            .write()
+            .insert(stream.name.clone(), stream.clone());
+        Ok(stream)
+    }
+
+    /// Apply a new configuration to an existing stream.
+    pub(crate) fn update_stream(
+        &self,
+        server: &Arc<Server>,
+        stream: &Arc<Stream>,
+        config: StreamConfig,
+    ) -> Result<(), ApiError> {
+        if let Some(dir) = &stream.dir {
+            let meta = StreamMeta {
+                config: config.clone(),
+                created: types::rfc3339(Some(stream.created)),
+            };
+            write_meta(dir, &meta).map_err(errors::stream_update)?;
+        }
+        let subjects_changed;
+        let removed = {
+            let mut inner = stream.inner.lock();
+            subjects_changed = inner.config.subjects != config.subjects;
+            inner
+                .store
+                .update_limits(stream::limits(&config))
+                .map_err(errors::stream_update)?;
+            inner.config = config;
+            inner.store.take_removed()
+        };
+        stream.forget(&removed);
+        if subjects_changed {
+            stream.stop(server);
+            stream.start(server)?;
+            for c in stream.consumers.read().values() {
+                c.spawn(server);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete_stream(&self, server: &Server, name: &str) -> Result<(), ApiError> {
+        let Some(stream) = self.streams.write().remove(name) else {
+            return Err(errors::stream_not_found());
+        };
+        stream.stop(server);
+        // The writer thread ends when its channel closes; the store goes
+        // with the last reference. Remove the files now.
+        if let Some(dir) = &stream.dir {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                warn!("JetStream: removing {}: {e}", dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Add a consumer to `stream` (validated already).
+    pub(crate) fn create_consumer(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        stream: &Arc<Stream>,
+        name: String,
+        config: ConsumerConfig,
+    ) -> Result<Arc<Consumer>, ApiError> {
+        let created = SystemTime::now();
+        let durable_on_disk =
+            config.durable_name.is_some() && stream.dir.is_some() && !config.mem_storage;
+        let state_file = match (&stream.dir, durable_on_disk) {
+            (Some(dir), true) => {
+                let cdir = dir.join("obs").join(&name);
+                let meta = ConsumerMeta {
+                    name: name.clone(),
+                    config: config.clone(),
+                    created: types::rfc3339(Some(created)),
+                };
+                write_meta(&cdir, &meta).map_err(errors::consumer_create)?;
+                Some(ConsumerStateFile::open(&cdir).map_err(errors::consumer_create)?)
+            }
+            _ => None,
+        };
+        let c = Consumer::new(
+            name.clone(),
+            config,
+            stream,
+            self,
+            created,
+            None,
+            state_file,
+        );
+        stream.consumers.write().insert(name, c.clone());
+        c.spawn(server);
+        Ok(c)
+    }
+
+    pub(crate) fn delete_consumer(&self, server: &Server, stream: &str, name: &str) -> bool {
+        let _ = server;
+        let Some(s) = self.stream(stream) else {
+            return false;
+        };
+        let Some(c) = s.consumers.write().remove(name) else {
+            return false;
+        };
+        c.stop();
+        c.delete_files();
+        true
+    }
+}
+
+/// Write `meta.json` into `dir` durably (temp file, fsync, rename).
+fn write_meta<T: Serialize>(dir: &Path, meta: &T) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let body = serde_json::to_vec_pretty(meta).map_err(|e| e.to_string())?;
+    let tmp = dir.join("meta.json.tmp");
+    let path = dir.join("meta.json");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("writing {}: {e}", path.display()))
+}

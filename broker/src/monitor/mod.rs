@@ -7,7 +7,7 @@
 //! from the live [`Server`]; nothing here mutates broker state.
 
 mod connz;
-mod gofmt;
+pub(crate) mod gofmt;
 mod metrics;
 mod procstat;
 mod query;

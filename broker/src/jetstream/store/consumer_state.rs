@@ -59,6 +59,11 @@ impl ConsumerStateFile {
         })
     }
 
+    /// The directory holding this consumer's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Atomically and durably replaces the saved state.
     pub fn save(&self, state: &ConsumerState) -> Result<(), StoreError> {
         let buf = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt {

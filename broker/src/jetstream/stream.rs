@@ -1,0 +1,431 @@
+//! A stream: its configuration, its message store, and the writer that
+//! turns published messages into stored ones.
+//!
+//! Messages on the stream's subjects reach it through an internal
+//! subscription and a channel. One writer thread per stream drains the
+//! channel in batches: it checks each message (dedup, `Nats-Expected-*`,
+//! limits), appends the batch, fsyncs once (group commit) and only then
+//! sends the publish acks. So an acknowledged message is on disk, and a
+//! burst of publishes costs one fsync, not one each.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use super::consumer::Consumer;
+use super::errors::{self, ApiError};
+use super::headers;
+use super::store::{MsgStore, StoreError, StoreLimits};
+use super::types::{self, Discard, Retention, StreamConfig, DEFAULT_DUPLICATE_WINDOW};
+use super::JsAccount;
+use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
+use crate::options::SyncPolicy;
+use crate::server::Server;
+
+/// How many queued publishes one writer pass takes (one fsync each pass).
+const WRITE_BATCH: usize = 1024;
+
+pub(crate) fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The JSON a publisher gets back.
+#[derive(Debug, Serialize)]
+pub struct PubAck<'a> {
+    pub stream: &'a str,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+pub(crate) struct StreamInner {
+    pub config: StreamConfig,
+    pub store: Box<dyn MsgStore>,
+    /// `Nats-Msg-Id` -> sequence, within the duplicate window.
+    dedup: HashMap<String, u64>,
+    dedup_order: VecDeque<(i64, String)>,
+    last_msg_id: String,
+}
+
+pub struct Stream {
+    pub name: String,
+    pub created: SystemTime,
+    pub(crate) inner: Mutex<StreamInner>,
+    pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
+    /// Where the stream keeps its files (None for memory streams).
+    pub dir: Option<PathBuf>,
+    pub(crate) account: Weak<JsAccount>,
+    /// The subscriptions that capture the stream's subjects.
+    client: Mutex<Option<InternalClient>>,
+    sync: SyncPolicy,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("name", &self.name).finish()
+    }
+}
+
+/// What the store enforces, from the stream's configuration.
+pub(crate) fn limits(cfg: &StreamConfig) -> StoreLimits {
+    StoreLimits {
+        max_msgs: cfg.max_msgs,
+        max_bytes: cfg.max_bytes,
+        max_age: types::duration(cfg.max_age),
+        max_msgs_per_subject: cfg.max_msgs_per_subject,
+        max_msg_size: cfg.max_msg_size,
+    }
+}
+
+impl Stream {
+    pub(crate) fn new(
+        config: StreamConfig,
+        store: Box<dyn MsgStore>,
+        created: SystemTime,
+        dir: Option<PathBuf>,
+        account: &Arc<JsAccount>,
+        sync: SyncPolicy,
+    ) -> Arc<Stream> {
+        Arc::new(Stream {
+            name: config.name.clone(),
+            created,
+            inner: Mutex::new(StreamInner {
+                config,
+                store,
+                dedup: HashMap::new(),
+                dedup_order: VecDeque::new(),
+                last_msg_id: String::new(),
+            }),
+            consumers: RwLock::new(BTreeMap::new()),
+            dir,
+            account: Arc::downgrade(account),
+            client: Mutex::new(None),
+            sync,
+        })
+    }
+
+    pub fn config(&self) -> StreamConfig {
+        self.inner.lock().config.clone()
+    }
+
+    /// Subscribe to the stream's subjects and start its writer thread and
+    /// its expiry timer.
+    pub(crate) fn start(self: &Arc<Self>, server: &Arc<Server>) -> Result<(), ApiError> {
+        let Some(acc) = self.account.upgrade() else {
+            return Err(errors::stream_create("account is gone"));
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = InternalClient::new(
+            server,
+            acc.client.account().clone(),
+            Arc::new(ChannelHandler(tx)),
+        );
+        for subject in &self.inner.lock().config.subjects {
+            client
+                .subscribe(server, subject, None)
+                .map_err(|e| errors::stream_create(format!("subscribing to {subject}: {e}")))?;
+        }
+        *self.client.lock() = Some(client);
+        let me = self.clone();
+        let srv = Arc::downgrade(server);
+        std::thread::Builder::new()
+            .name(format!("js-{}", self.name))
+            .spawn(move || me.write_loop(rx, srv))
+            .map_err(|e| errors::stream_create(format!("starting the writer: {e}")))?;
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(s) = me.upgrade() else { return };
+                if s.client.lock().is_none() {
+                    return;
+                }
+                s.expire();
+            }
+        });
+        Ok(())
+    }
+
+    /// Stop capturing messages (stream delete or shutdown).
+    pub(crate) fn stop(&self, server: &Server) {
+        if let Some(client) = self.client.lock().take() {
+            drop(client);
+            let _ = server;
+        }
+        for c in self.consumers.read().values() {
+            c.stop();
+        }
+    }
+
+    fn expire(&self) {
+        let removed = {
+            let mut inner = self.inner.lock();
+            if inner.config.max_age <= 0 {
+                return;
+            }
+            if let Err(e) = inner.store.expire(now_nanos()) {
+                warn!("JetStream stream {:?}: expiring messages: {e}", self.name);
+            }
+            inner.store.take_removed()
+        };
+        self.forget(&removed);
+    }
+
+    /// Tell consumers that these sequences are gone.
+    pub(crate) fn forget(&self, removed: &[std::ops::RangeInclusive<u64>]) {
+        if removed.is_empty() {
+            return;
+        }
+        for c in self.consumers.read().values() {
+            c.forget(removed);
+        }
+    }
+
+    fn write_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<OwnedMsg>,
+        server: Weak<Server>,
+    ) {
+        let mut batch = Vec::with_capacity(64);
+        let mut results: Vec<Result<(u64, bool), ApiError>> = Vec::with_capacity(64);
+        let mut last_sync = std::time::Instant::now();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let (removed, no_ack, stored) = {
+                let mut inner = self.inner.lock();
+                let mut stored = 0;
+                for m in &batch {
+                    let r = self.process(&mut inner, m);
+                    if matches!(r, Ok((_, false))) {
+                        stored += 1;
+                    }
+                    results.push(r);
+                }
+                let must_sync = match self.sync {
+                    SyncPolicy::Always => true,
+                    SyncPolicy::Interval(d) => last_sync.elapsed() >= d,
+                };
+                if stored > 0 && must_sync {
+                    last_sync = std::time::Instant::now();
+                    if let Err(e) = inner.store.sync() {
+                        error!("JetStream stream {:?}: sync failed: {e}", self.name);
+                        let err = errors::store_failed(e);
+                        for r in results.iter_mut() {
+                            if r.is_ok() {
+                                *r = Err(err.clone());
+                            }
+                        }
+                    }
+                }
+                (inner.store.take_removed(), inner.config.no_ack, stored)
+            };
+            self.forget(&removed);
+            if let Some(server) = server.upgrade() {
+                self.send_acks(&server, &batch, &results, no_ack);
+            }
+            if stored > 0 {
+                self.after_store();
+            }
+            batch.clear();
+            results.clear();
+        }
+        debug!("JetStream stream {:?}: writer stopped", self.name);
+    }
+
+    fn send_acks(
+        &self,
+        server: &Server,
+        batch: &[OwnedMsg],
+        results: &[Result<(u64, bool), ApiError>],
+        no_ack: bool,
+    ) {
+        let Some(acc) = self.account.upgrade() else {
+            return;
+        };
+        for (m, r) in batch.iter().zip(results) {
+            let Some(reply) = m.reply.as_deref() else {
+                continue;
+            };
+            let body = match r {
+                Ok(_) if no_ack => continue,
+                Ok((seq, duplicate)) => serde_json::to_vec(&PubAck {
+                    stream: &self.name,
+                    seq: *seq,
+                    duplicate: *duplicate,
+                }),
+                Err(e) => serde_json::to_vec(&serde_json::json!({ "error": e })),
+            };
+            if let Ok(body) = body {
+                acc.client.publish(server, reply, None, b"", &body);
+            }
+        }
+    }
+
+    /// Consumers learn of new messages; interest streams with no one
+    /// interested drop them.
+    fn after_store(&self) {
+        let consumers: Vec<Arc<Consumer>> = self.consumers.read().values().cloned().collect();
+        for c in &consumers {
+            c.wake();
+        }
+    }
+
+    /// Check and store one published message: `Ok((seq, duplicate))`.
+    fn process(&self, inner: &mut StreamInner, m: &OwnedMsg) -> Result<(u64, bool), ApiError> {
+        let cfg = &inner.config;
+        if cfg.sealed {
+            return Err(errors::sealed());
+        }
+        let hdr = &m.headers[..];
+        if hdr.len() > 64 * 1024 {
+            return Err(errors::header_too_large());
+        }
+        if cfg.max_msg_size > 0 && hdr.len() + m.payload.len() > cfg.max_msg_size as usize {
+            return Err(errors::msg_too_large());
+        }
+        let now = now_nanos();
+        let window = match cfg.duplicate_window {
+            0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
+            w => w,
+        };
+        while let Some((ts, _)) = inner.dedup_order.front() {
+            if *ts + window >= now {
+                break;
+            }
+            if let Some((_, id)) = inner.dedup_order.pop_front() {
+                inner.dedup.remove(&id);
+            }
+        }
+        let msg_id = if hdr.is_empty() {
+            None
+        } else {
+            if let Some(s) = headers::get(hdr, headers::EXPECTED_STREAM) {
+                if s != self.name {
+                    return Err(errors::stream_not_match());
+                }
+            }
+            let id = headers::get(hdr, headers::MSG_ID).filter(|s| !s.is_empty());
+            if let Some(id) = id {
+                if let Some(seq) = inner.dedup.get(id) {
+                    return Ok((*seq, true));
+                }
+            }
+            let state = inner.store.state();
+            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_SEQ) {
+                match v.parse::<u64>() {
+                    Ok(want) if want == state.last_seq => {}
+                    Ok(_) => return Err(errors::wrong_last_sequence(state.last_seq)),
+                    Err(_) => return Err(errors::wrong_last_sequence_constant()),
+                }
+            }
+            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_SUBJ_SEQ) {
+                let last = inner.store.last_seq_for_subject(&m.subject);
+                match v.parse::<u64>() {
+                    Ok(want) if want == last => {}
+                    Ok(_) => return Err(errors::wrong_last_sequence(last)),
+                    Err(_) => return Err(errors::wrong_last_sequence_constant()),
+                }
+            }
+            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_MSG_ID) {
+                if v != inner.last_msg_id {
+                    return Err(errors::wrong_last_msg_id(&inner.last_msg_id));
+                }
+            }
+            if let Some(r) = headers::get(hdr, headers::ROLLUP) {
+                if !cfg.allow_rollup_hdrs {
+                    return Err(errors::rollup_failed("rollup not permitted"));
+                }
+                if r != "sub" && r != "all" {
+                    return Err(errors::rollup_failed(format!(
+                        "rollup value invalid: {r:?}"
+                    )));
+                }
+            }
+            id.map(str::to_string)
+        };
+        if cfg.discard == Discard::New {
+            let state = inner.store.state();
+            if cfg.max_msgs > 0 && state.msgs >= cfg.max_msgs as u64 {
+                return Err(errors::store_failed("maximum messages exceeded"));
+            }
+            let size = super::store::file_store_msg_size(&m.subject, hdr, &m.payload);
+            if cfg.max_bytes > 0 && state.bytes + size > cfg.max_bytes as u64 {
+                return Err(errors::store_failed("maximum bytes exceeded"));
+            }
+            if cfg.discard_new_per_subject && cfg.max_msgs_per_subject > 0 {
+                let n = inner
+                    .store
+                    .subjects_totals(&m.subject)
+                    .get(&m.subject)
+                    .copied()
+                    .unwrap_or(0);
+                if n >= cfg.max_msgs_per_subject as u64 {
+                    return Err(errors::store_failed(
+                        "maximum messages per subject exceeded",
+                    ));
+                }
+            }
+        }
+        let rollup = headers::get(hdr, headers::ROLLUP).map(str::to_string);
+        let seq = inner
+            .store
+            .store_msg(&m.subject, hdr, &m.payload, now)
+            .map_err(|e| match e {
+                StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
+                other => errors::store_failed(other),
+            })?;
+        if let Some(r) = rollup {
+            let filter = if r == "all" { "" } else { m.subject.as_str() };
+            if let Err(e) = inner.store.purge(filter, seq, 0) {
+                warn!("JetStream stream {:?}: rollup purge: {e}", self.name);
+            }
+        }
+        if inner.config.retention == Retention::Interest
+            && !self.consumers.read().values().any(|c| c.wants(&m.subject))
+        {
+            // Nobody is interested: acknowledged, counted, not kept.
+            let _ = inner.store.remove(seq);
+        }
+        if let Some(id) = msg_id {
+            inner.dedup.insert(id.clone(), seq);
+            inner.dedup_order.push_back((now, id.clone()));
+            inner.last_msg_id = id;
+        }
+        Ok((seq, false))
+    }
+
+    /// Interest and work-queue retention: drop `seq` once every consumer
+    /// that wants it has acknowledged it. Takes no consumer lock while the
+    /// stream lock is held.
+    pub(crate) fn acked(&self, seq: u64, subject: &str) {
+        let retention = self.inner.lock().config.retention;
+        if retention == Retention::Limits {
+            return;
+        }
+        let consumers: Vec<Arc<Consumer>> = self.consumers.read().values().cloned().collect();
+        let done = consumers
+            .iter()
+            .filter(|c| c.wants(subject))
+            .all(|c| c.has_acked(seq));
+        if done {
+            let _ = self.inner.lock().store.remove(seq);
+        }
+    }
+}

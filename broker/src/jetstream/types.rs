@@ -1,0 +1,397 @@
+//! The JSON shapes of the JetStream API, field for field as nats-server
+//! writes them (durations in nanoseconds, times in RFC 3339), so clients
+//! built for nats-server decode them unchanged.
+//!
+//! Configurations keep fields Tribune does not interpret (`metadata`,
+//! `placement`, ...) in `extra` and echo them back, so a client that reads
+//! its configuration back sees what it sent.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// nanoseconds as nats-server encodes a `time.Duration`.
+pub fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+pub fn duration(ns: i64) -> Duration {
+    Duration::from_nanos(ns.max(0) as u64)
+}
+
+/// A time as Go's `time.Time` marshals it (zero time for "never").
+pub fn rfc3339(t: Option<SystemTime>) -> String {
+    match t {
+        None => "0001-01-01T00:00:00Z".to_string(),
+        Some(t) => crate::monitor::gofmt::rfc3339_nano(t),
+    }
+}
+
+pub fn rfc3339_nanos(ns: i64) -> String {
+    if ns <= 0 {
+        return rfc3339(None);
+    }
+    rfc3339(Some(
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64),
+    ))
+}
+
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| SystemTime::from(d.with_timezone(&chrono::Utc)))
+}
+
+fn neg1() -> i64 {
+    -1
+}
+fn neg1_i32() -> i32 {
+    -1
+}
+fn one() -> i64 {
+    1
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    #[default]
+    Limits,
+    Interest,
+    #[serde(rename = "workqueue")]
+    WorkQueue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    #[default]
+    Old,
+    New,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+/// `StreamConfig` as nats-server reads and writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default = "neg1")]
+    pub max_consumers: i64,
+    #[serde(default = "neg1")]
+    pub max_msgs: i64,
+    #[serde(default = "neg1")]
+    pub max_bytes: i64,
+    #[serde(default)]
+    pub max_age: i64,
+    #[serde(default = "neg1")]
+    pub max_msgs_per_subject: i64,
+    #[serde(default = "neg1_i32")]
+    pub max_msg_size: i32,
+    #[serde(default)]
+    pub discard: Discard,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default = "one")]
+    pub num_replicas: i64,
+    #[serde(default)]
+    pub duplicate_window: i64,
+    #[serde(default)]
+    pub sealed: bool,
+    #[serde(default)]
+    pub deny_delete: bool,
+    #[serde(default)]
+    pub deny_purge: bool,
+    #[serde(default)]
+    pub allow_rollup_hdrs: bool,
+    #[serde(default)]
+    pub allow_direct: bool,
+    #[serde(default)]
+    pub mirror_direct: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_new_per_subject: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
+    /// Everything else, kept and echoed back.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// nats-server's default duplicate window.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamState {
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub first_ts: String,
+    pub last_seq: u64,
+    pub last_ts: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub num_deleted: u64,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub num_subjects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<std::collections::BTreeMap<String, u64>>,
+    pub consumer_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub leader: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    pub config: StreamConfig,
+    pub created: String,
+    pub state: StreamState,
+    pub cluster: ClusterInfo,
+    pub ts: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    #[default]
+    All,
+    Last,
+    New,
+    #[serde(rename = "by_start_sequence")]
+    ByStartSequence,
+    #[serde(rename = "by_start_time")]
+    ByStartTime,
+    #[serde(rename = "last_per_subject")]
+    LastPerSubject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckPolicy {
+    None,
+    All,
+    #[default]
+    Explicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayPolicy {
+    #[default]
+    Instant,
+    Original,
+}
+
+/// `ConsumerConfig` as nats-server reads and writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ConsumerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub deliver_policy: DeliverPolicy,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(default)]
+    pub ack_policy: AckPolicy,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ack_wait: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_deliver: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    #[serde(default)]
+    pub replay_policy: ReplayPolicy,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_waiting: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_group: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flow_control: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_heartbeat: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_threshold: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_replicas: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mem_storage: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoff: Vec<i64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ConsumerConfig {
+    /// The filters this consumer selects with (empty: everything).
+    pub fn filters(&self) -> Vec<String> {
+        let mut f: Vec<String> = self.filter_subjects.clone();
+        if let Some(s) = self.filter_subject.as_ref().filter(|s| !s.is_empty()) {
+            f.push(s.clone());
+        }
+        f
+    }
+
+    pub fn is_pull(&self) -> bool {
+        self.deliver_subject.as_deref().is_none_or(str::is_empty)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequenceInfo {
+    pub consumer_seq: u64,
+    pub stream_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerInfo {
+    pub stream_name: String,
+    pub name: String,
+    pub created: String,
+    pub config: ConsumerConfig,
+    pub delivered: SequenceInfo,
+    pub ack_floor: SequenceInfo,
+    pub num_ack_pending: u64,
+    pub num_redelivered: u64,
+    pub num_waiting: u64,
+    pub num_pending: u64,
+    pub cluster: ClusterInfo,
+    #[serde(skip_serializing_if = "is_false")]
+    pub push_bound: bool,
+    pub ts: String,
+}
+
+/// A pull request (`CONSUMER.MSG.NEXT`) body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NextRequest {
+    #[serde(default)]
+    pub batch: i64,
+    #[serde(default)]
+    pub expires: i64,
+    #[serde(default)]
+    pub no_wait: bool,
+    #[serde(default)]
+    pub max_bytes: i64,
+    #[serde(default)]
+    pub idle_heartbeat: i64,
+}
+
+/// `STREAM.MSG.GET` / `DIRECT.GET` request body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MsgGetRequest {
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub last_by_subj: Option<String>,
+    #[serde(default)]
+    pub next_by_subj: Option<String>,
+}
+
+/// `STREAM.PURGE` request body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub keep: u64,
+}
+
+/// A stored message as `STREAM.MSG.GET` returns it (base64 data and headers).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMsgJson {
+    pub subject: String,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hdrs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    pub time: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_config_defaults_and_extra_fields_round_trip() {
+        let c: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","subjects":["a.>"],"metadata":{"k":"v"}}"#)
+                .unwrap();
+        assert_eq!(c.max_msgs, -1);
+        assert_eq!(c.max_msg_size, -1);
+        assert_eq!(c.num_replicas, 1);
+        assert_eq!(c.retention, Retention::Limits);
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["metadata"]["k"], "v");
+        assert_eq!(back["storage"], "file");
+        assert_eq!(back["discard"], "old");
+    }
+
+    #[test]
+    fn policies_use_nats_names() {
+        let c: ConsumerConfig = serde_json::from_str(
+            r#"{"deliver_policy":"by_start_sequence","opt_start_seq":5,"ack_policy":"none","replay_policy":"original"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.deliver_policy, DeliverPolicy::ByStartSequence);
+        assert_eq!(c.ack_policy, AckPolicy::None);
+        assert_eq!(
+            serde_json::to_value(DeliverPolicy::LastPerSubject).unwrap(),
+            "last_per_subject"
+        );
+        assert_eq!(
+            serde_json::to_value(Retention::WorkQueue).unwrap(),
+            "workqueue"
+        );
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let s = rfc3339(Some(t));
+        assert_eq!(s, "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(parse_rfc3339(&s), Some(t));
+    }
+}
