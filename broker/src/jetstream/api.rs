@@ -795,10 +795,10 @@ fn consumer_create(
     }
     let stream_cfg = s.config();
     check_consumer(&s, &stream_cfg, &mut cfg, &name)?;
-    if let Some(existing) = s.consumers.read().get(&name).cloned() {
-        if existing.config == cfg
-            || req.action.is_empty() && same_ignoring_defaults(&existing.config, &cfg)
-        {
+    let existing = s.consumers.read().get(&name).cloned();
+    if let Some(existing) = existing {
+        let old = existing.config();
+        if same_ignoring_name(&old, &cfg) {
             return Ok(answer(
                 "consumer_create_response",
                 &existing.info(&server.name),
@@ -807,7 +807,13 @@ fn consumer_create(
         if req.action == "create" {
             return Err(errors::consumer_already_exists());
         }
-        return Err(errors::consumer_name_exist());
+        check_update(&old, &cfg)?;
+        existing.update(cfg);
+        acc.save_consumer_meta(&s, &existing)?;
+        return Ok(answer(
+            "consumer_create_response",
+            &existing.info(&server.name),
+        ));
     }
     if req.action == "update" {
         return Err(errors::consumer_does_not_exist());
@@ -819,7 +825,39 @@ fn consumer_create(
     Ok(answer("consumer_create_response", &c.info(&server.name)))
 }
 
-fn same_ignoring_defaults(a: &ConsumerConfig, b: &ConsumerConfig) -> bool {
+/// What an update may not change, with nats-server's complaint.
+fn check_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Result<(), ApiError> {
+    let refuse = |what: &str| Err(errors::consumer_create(format!("{what} can not be updated")));
+    if old.deliver_policy != new.deliver_policy {
+        return refuse("deliver policy");
+    }
+    if old.opt_start_seq != new.opt_start_seq {
+        return refuse("start sequence");
+    }
+    if old.opt_start_time != new.opt_start_time {
+        return refuse("start time");
+    }
+    if old.ack_policy != new.ack_policy {
+        return refuse("ack policy");
+    }
+    if old.replay_policy != new.replay_policy {
+        return refuse("replay policy");
+    }
+    if old.is_pull() != new.is_pull() {
+        return Err(errors::consumer_create(
+            "can not update push consumer to pull based",
+        ));
+    }
+    if old.filters() != new.filters() {
+        return refuse("filter subject");
+    }
+    if old.mem_storage != new.mem_storage {
+        return refuse("mem storage");
+    }
+    Ok(())
+}
+
+fn same_ignoring_name(a: &ConsumerConfig, b: &ConsumerConfig) -> bool {
     let strip = |c: &ConsumerConfig| {
         let mut c = c.clone();
         c.name = None;
@@ -898,7 +936,7 @@ fn check_consumer(
             if other.name == name {
                 continue;
             }
-            let theirs = other.config.filters();
+            let theirs = other.config().filters();
             if filters.is_empty() || theirs.is_empty() {
                 return Err(if filters.is_empty() && theirs.is_empty() {
                     errors::wq_multiple_unfiltered()

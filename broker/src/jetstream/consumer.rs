@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::warn;
@@ -96,7 +96,8 @@ pub struct Consumer {
     pub name: String,
     pub stream_name: String,
     pub created: SystemTime,
-    pub config: ConsumerConfig,
+    /// Mutable fields change on update (`CONSUMER.CREATE` with a new config).
+    config: RwLock<ConsumerConfig>,
     filters: Vec<String>,
     stream: Weak<Stream>,
     account: Weak<JsAccount>,
@@ -264,7 +265,7 @@ impl Consumer {
             name,
             stream_name: stream.name.clone(),
             created,
-            config,
+            config: RwLock::new(config),
             filters,
             stream: Arc::downgrade(stream),
             account: Arc::downgrade(account),
@@ -275,8 +276,27 @@ impl Consumer {
         })
     }
 
+    pub fn config(&self) -> ConsumerConfig {
+        self.config.read_recursive().clone()
+    }
+
+    /// Apply an updated configuration (already checked to change only
+    /// what may change), and save it for restarts.
+    pub(crate) fn update(&self, cfg: ConsumerConfig) {
+        *self.config.write() = cfg;
+        self.wake();
+    }
+
+    /// The consumer is being deleted: pull requests waiting on it hear so.
+    pub(crate) fn close_requests(&self, server: &Server) {
+        let waiting: Vec<Waiting> = self.state.lock().waiting.drain(..).collect();
+        for w in waiting {
+            self.send_status(server, &w.reply, 409, "Consumer Deleted");
+        }
+    }
+
     pub fn is_durable(&self) -> bool {
-        self.config.durable_name.is_some()
+        self.config.read_recursive().durable_name.is_some()
     }
 
     /// Does this consumer select messages on `subject`?
@@ -356,7 +376,7 @@ impl Consumer {
     }
 
     fn inactive_threshold(&self) -> Option<Duration> {
-        match self.config.inactive_threshold {
+        match self.config.read_recursive().inactive_threshold {
             0 if self.is_durable() => None,
             0 => Some(DEFAULT_INACTIVE_THRESHOLD),
             n => Some(types::duration(n)),
@@ -373,7 +393,7 @@ impl Consumer {
 
     /// A pull request arrived.
     pub fn add_request(&self, reply: &str, req: NextRequest, server: &Server) {
-        if !self.config.is_pull() {
+        if !self.config.read_recursive().is_pull() {
             self.send_status(server, reply, 409, "Consumer is push based");
             return;
         }
@@ -388,7 +408,7 @@ impl Consumer {
             self.send_status(server, reply, 404, "No Messages");
             return;
         }
-        let max_waiting = match self.config.max_waiting {
+        let max_waiting = match self.config.read_recursive().max_waiting {
             0 => DEFAULT_MAX_WAITING,
             n => n,
         };
@@ -423,7 +443,7 @@ impl Consumer {
             st.last_active = Instant::now();
             match ack {
                 Ack::Ack | Ack::Next(_) => {
-                    if self.config.ack_policy == AckPolicy::All {
+                    if self.config.read_recursive().ack_policy == AckPolicy::All {
                         let done: Vec<u64> = st.pending.range(..=sseq).map(|(s, _)| *s).collect();
                         for s in done {
                             st.pending.remove(&s);
@@ -455,7 +475,7 @@ impl Consumer {
                     }
                 }
                 Ack::InProgress => {
-                    let wait = ack_wait(&self.config);
+                    let wait = ack_wait(&self.config.read_recursive());
                     if let Some(p) = st.pending.get_mut(&sseq) {
                         p.deadline = Instant::now() + wait;
                     }
@@ -570,7 +590,7 @@ impl Consumer {
                 }
             }
             // Redeliveries that are due.
-            if self.config.ack_policy != AckPolicy::None {
+            if self.config.read_recursive().ack_policy != AckPolicy::None {
                 let due: Vec<u64> = st
                     .pending
                     .iter()
@@ -585,7 +605,7 @@ impl Consumer {
                 let Some((msg, redelivery)) = self.next_message(&mut st, &stream) else {
                     break;
                 };
-                if self.config.replay_policy == ReplayPolicy::Original && !redelivery {
+                if self.config.read_recursive().replay_policy == ReplayPolicy::Original && !redelivery {
                     if let Some((prev_ts, at)) = st.replay {
                         let gap = Duration::from_nanos((msg.ts - prev_ts).max(0) as u64);
                         if at + gap > now {
@@ -652,8 +672,8 @@ impl Consumer {
 
     fn can_send(&self, st: &CState, server: &Server, acc: &JsAccount) -> bool {
         let redelivering = !st.redeliver.is_empty();
-        if self.config.ack_policy != AckPolicy::None && !redelivering {
-            let max = match self.config.max_ack_pending {
+        if self.config.read_recursive().ack_policy != AckPolicy::None && !redelivering {
+            let max = match self.config.read_recursive().max_ack_pending {
                 0 => DEFAULT_MAX_ACK_PENDING,
                 n => n,
             };
@@ -663,6 +683,7 @@ impl Consumer {
         }
         match self
             .config
+            .read_recursive()
             .deliver_subject
             .as_deref()
             .filter(|s| !s.is_empty())
@@ -689,19 +710,20 @@ impl Consumer {
         } else {
             1
         };
-        if self.config.max_deliver > 0 && dc > self.config.max_deliver as u64 {
+        let max_deliver = self.config.read_recursive().max_deliver;
+        if max_deliver > 0 && dc > max_deliver as u64 {
             st.pending.remove(&sseq);
             st.redelivered.remove(&sseq);
             st.dirty = true;
-            return None;
+            return Some(self.max_deliver_advisory(sseq, dc - 1));
         }
         let cseq = st.delivered.consumer_seq + 1;
         st.delivered.consumer_seq = cseq;
         if sseq > st.delivered.stream_seq {
             st.delivered.stream_seq = sseq;
         }
-        if self.config.ack_policy != AckPolicy::None {
-            let wait = backoff_wait(&self.config, dc);
+        if self.config.read_recursive().ack_policy != AckPolicy::None {
+            let wait = backoff_wait(&self.config.read_recursive(), dc);
             st.pending.insert(
                 sseq,
                 InFlight {
@@ -718,7 +740,7 @@ impl Consumer {
             "$JS.ACK.{}.{}.{dc}.{sseq}.{cseq}.{}.{pending}",
             self.stream_name, self.name, msg.ts
         );
-        let (hdrs, payload) = if self.config.headers_only {
+        let (hdrs, payload) = if self.config.read_recursive().headers_only {
             let size = msg.payload.len().to_string();
             (
                 headers::append(&msg.headers, &[("Nats-Msg-Size", &size)]),
@@ -730,6 +752,7 @@ impl Consumer {
         let size = (hdrs.len() + payload.len()) as i64;
         let target = match self
             .config
+            .read_recursive()
             .deliver_subject
             .as_deref()
             .filter(|s| !s.is_empty())
@@ -761,6 +784,30 @@ impl Consumer {
         })
     }
 
+    /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`, as
+    /// nats-server sends it when a message will not be redelivered again.
+    fn max_deliver_advisory(&self, sseq: u64, deliveries: u64) -> Out {
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.max_deliver",
+            "id": format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
+            "timestamp": types::rfc3339(Some(SystemTime::now())),
+            "stream": self.stream_name,
+            "consumer": self.name,
+            "stream_seq": sseq,
+            "deliveries": deliveries,
+        });
+        Out {
+            subject: format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+                self.stream_name, self.name
+            ),
+            shown: None,
+            reply: None,
+            headers: Vec::new(),
+            payload: serde_json::to_vec(&body).unwrap_or_default().into(),
+        }
+    }
+
     fn heartbeats(&self, st: &mut CState, now: Instant, out: &mut Vec<Out>) {
         let last = SequencePair {
             consumer_seq: st.delivered.consumer_seq,
@@ -768,11 +815,12 @@ impl Consumer {
         };
         if let Some(subject) = self
             .config
+            .read_recursive()
             .deliver_subject
             .clone()
             .filter(|s| !s.is_empty())
         {
-            if self.config.flow_control
+            if self.config.read_recursive().flow_control
                 && st.fc_pending.is_none()
                 && (st.fc_msgs >= FC_MSGS || st.fc_bytes >= FC_BYTES)
             {
@@ -789,8 +837,8 @@ impl Consumer {
                 st.fc_msgs = 0;
                 st.fc_bytes = 0;
             }
-            if self.config.idle_heartbeat > 0 {
-                let hb = types::duration(self.config.idle_heartbeat);
+            if self.config.read_recursive().idle_heartbeat > 0 {
+                let hb = types::duration(self.config.read_recursive().idle_heartbeat);
                 if st.last_send + hb <= now {
                     out.push(heartbeat(&subject, last, st.fc_pending.as_deref()));
                     st.last_send = now;
@@ -811,7 +859,7 @@ impl Consumer {
     fn next_wakeup(&self, st: &CState) -> Option<Instant> {
         let mut at: Option<Instant> = None;
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
-        if self.config.ack_policy != AckPolicy::None {
+        if self.config.read_recursive().ack_policy != AckPolicy::None {
             if let Some(d) = st.pending.values().map(|p| p.deadline).min() {
                 consider(d);
             }
@@ -824,13 +872,13 @@ impl Consumer {
                 consider(w.next_hb);
             }
         }
-        if self.config.idle_heartbeat > 0 && self.config.deliver_subject.is_some() {
-            consider(st.last_send + types::duration(self.config.idle_heartbeat));
+        if self.config.read_recursive().idle_heartbeat > 0 && self.config.read_recursive().deliver_subject.is_some() {
+            consider(st.last_send + types::duration(self.config.read_recursive().idle_heartbeat));
         }
         if let Some(t) = self.inactive_threshold() {
             consider(Instant::now() + t);
         }
-        if self.config.deliver_subject.is_some() {
+        if self.config.read_recursive().deliver_subject.is_some() {
             // Interest on the deliver subject is polled.
             consider(Instant::now() + Duration::from_millis(100));
         }
@@ -897,7 +945,7 @@ impl Consumer {
             stream_name: self.stream_name.clone(),
             name: self.name.clone(),
             created: types::rfc3339(Some(self.created)),
-            config: self.config.clone(),
+            config: self.config(),
             delivered: SequenceInfo {
                 consumer_seq: st.delivered.consumer_seq,
                 stream_seq: st.delivered.stream_seq,

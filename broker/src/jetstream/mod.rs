@@ -362,6 +362,23 @@ impl JsAccount {
         Ok(())
     }
 
+    /// Save an updated consumer configuration next to its state.
+    pub(crate) fn save_consumer_meta(&self, stream: &Stream, c: &Consumer) -> Result<(), ApiError> {
+        let Some(dir) = &stream.dir else {
+            return Ok(());
+        };
+        let cfg = c.config();
+        if cfg.durable_name.is_none() || cfg.mem_storage {
+            return Ok(());
+        }
+        let meta = ConsumerMeta {
+            name: c.name.clone(),
+            config: cfg,
+            created: types::rfc3339(Some(c.created)),
+        };
+        write_meta(&dir.join("obs").join(&c.name), &meta).map_err(errors::consumer_create)
+    }
+
     /// Add a consumer to `stream` (validated already).
     pub(crate) fn create_consumer(
         self: &Arc<Self>,
@@ -401,13 +418,13 @@ impl JsAccount {
     }
 
     pub(crate) fn delete_consumer(&self, server: &Server, stream: &str, name: &str) -> bool {
-        let _ = server;
         let Some(s) = self.stream(stream) else {
             return false;
         };
         let Some(c) = s.consumers.write().remove(name) else {
             return false;
         };
+        c.close_requests(server);
         c.stop();
         c.delete_files();
         true
