@@ -65,7 +65,7 @@ pub async fn run(
 ) -> Result<()> {
     let opts = connect_options(nats, metrics.clone())?;
     let client = opts
-        .connect(nats.servers.join(","))
+        .connect(nats.servers.as_slice())
         .await
         .with_context(|| format!("connecting to {:?}", nats.servers))?;
     let mut sub = client

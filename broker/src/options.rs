@@ -70,6 +70,9 @@ pub struct AccountConfig {
     pub name: String,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
+    /// `jetstream: enabled` (or a limits map) in the account. When any
+    /// account says so, only those accounts get JetStream.
+    pub jetstream: Option<bool>,
 }
 
 /// `cluster { ... }`: where this node listens for routes, which peers it

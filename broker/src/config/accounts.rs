@@ -238,8 +238,23 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
                     }
                     "exports" => acc.exports = exports(cx, item),
                     "imports" => acc.imports = imports(cx, item),
-                    "jetstream"
-                    | "limits"
+                    "jetstream" => {
+                        acc.jetstream = match &item.value {
+                            Value::Bool(b) => Some(*b),
+                            Value::String(s) if s.eq_ignore_ascii_case("enabled") => Some(true),
+                            Value::String(s) if s.eq_ignore_ascii_case("disabled") => Some(false),
+                            // Limits: JetStream on; the limits are not enforced yet.
+                            Value::Map(_) => {
+                                cx.unsupported(&format!("accounts.{name}.{k} limits"), item);
+                                Some(true)
+                            }
+                            _ => {
+                                cx.type_error(k, item, "bool, \"enabled\"/\"disabled\" or map");
+                                None
+                            }
+                        }
+                    }
+                    "limits"
                     | "mappings"
                     | "maps"
                     | "default_permissions"

@@ -129,11 +129,29 @@ impl JetStream {
             accounts: Mutex::new(HashMap::new()),
         });
         let sys = server.system_account();
+        let conf = server.opts();
+        // As in nats-server: when accounts say `jetstream: enabled`, only
+        // they get it; otherwise every account but the system account.
+        let explicit = conf.accounts.iter().any(|a| a.jetstream.is_some());
         for acc in server.accounts() {
             if Arc::ptr_eq(&acc, &sys) {
                 continue;
             }
+            let wanted = conf
+                .accounts
+                .iter()
+                .find(|a| a.name == acc.name)
+                .and_then(|a| a.jetstream);
+            if explicit && wanted != Some(true) {
+                continue;
+            }
             js.enable_account(server, acc)?;
+        }
+        if conf.cluster.enabled() {
+            warn!(
+                "JetStream is not clustered yet: streams live on this node only and are \
+                 reachable from the whole cluster; enable JetStream on one node"
+            );
         }
         info!("JetStream started");
         Ok(js)
