@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# `make run`: the whole Tribune system on one machine, no cloud.
+#
+#   3 broker nodes (cluster + JetStream, R3 streams), tribune-auth (auth callout
+#   for web users), the feed simulator with an embedded MQTT broker, and
+#   tribune-bridge; then tails sports.football.* live. Ctrl-C stops everything.
+#
+# Environment:
+#   RUN_SERVER=tribune|nats   broker binary (default tribune; nats = reference nats-server)
+#   TRIBUNE_BROKER_BIN / NATS_SERVER_BIN   binary paths (the Makefile exports them)
+#   RUN_PORT_OFFSET=N         add N to every port (default 0: 4222-4224, 6222-6224,
+#                             8222-8224, MQTT 1883, bridge 9465, auth 9464)
+#   RUN_STATE_DIR=DIR         keys, configs, logs, JetStream data (default target/run-local)
+#   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
+#   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
+#   RUN_RATE=R                simulator MQTT messages per second (default 5)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-target}
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+BRIDGE="$TARGET/debug/tribune-bridge"
+AUTH="$TARGET/debug/tribune-auth"
+RUN_SERVER=${RUN_SERVER:-tribune}
+case "$RUN_SERVER" in
+    tribune) SERVER_BIN=${TRIBUNE_BROKER_BIN:-$TARGET/debug/tribune-broker} ;;
+    nats)    SERVER_BIN=${NATS_SERVER_BIN:-$ROOT/.venv/bin/nats-server} ;;
+    *) echo "run-local: RUN_SERVER must be tribune or nats" >&2; exit 2 ;;
+esac
+for bin in "$BRIDGE" "$AUTH" "$SERVER_BIN"; do
+    [ -x "$bin" ] || { echo "run-local: $bin not found; run 'make build' (and 'make venv' for nats-server)" >&2; exit 2; }
+done
+
+OFF=${RUN_PORT_OFFSET:-0}
+CLIENT=(); ROUTE=(); MON=()
+for i in 0 1 2; do
+    CLIENT[i]=$((4222 + i + OFF)); ROUTE[i]=$((6222 + i + OFF)); MON[i]=$((8222 + i + OFF))
+done
+MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=$((9465 + OFF)); AUTH_HTTP=$((9464 + OFF))
+SERVERS="nats://127.0.0.1:${CLIENT[0]},nats://127.0.0.1:${CLIENT[1]},nats://127.0.0.1:${CLIENT[2]}"
+TOML_SERVERS="\"nats://127.0.0.1:${CLIENT[0]}\", \"nats://127.0.0.1:${CLIENT[1]}\", \"nats://127.0.0.1:${CLIENT[2]}\""
+
+STATE=${RUN_STATE_DIR:-$ROOT/target/run-local}
+rm -rf "$STATE"
+mkdir -p "$STATE/keys" "$STATE/logs" "$STATE/conf"
+chmod 700 "$STATE/keys"
+LOGS="$STATE/logs"
+
+PIDS=()
+NAMES=()
+cleanup() {
+    local status=$?
+    trap - INT TERM EXIT
+    echo
+    echo "run-local: stopping"
+    # Reverse start order, one at a time: the bridge and tribune-auth finish
+    # (and drain to NATS) while the brokers are still up; brokers go last.
+    for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "${PIDS[i]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "${PIDS[i]}" 2>/dev/null; then
+            echo "run-local: ${NAMES[i]} did not stop in 10s; killing" >&2
+            kill -KILL "${PIDS[i]}" 2>/dev/null || true
+        fi
+        wait "${PIDS[i]}" 2>/dev/null || true
+    done
+    echo "run-local: stopped (logs in $LOGS)"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Each service runs in its own session, so Ctrl-C at the terminal reaches only
+# this script (and the foreground tail); cleanup then sends each one SIGTERM
+# exactly once (a second signal means "force" to tribune-bridge).
+start() { # name, command...
+    local name=$1; shift
+    setsid "$@" >"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!); NAMES+=("$name")
+}
+
+wait_port() { # port, name
+    for _ in $(seq 1 300); do
+        if ( exec 3<>"/dev/tcp/127.0.0.1/$1" ) 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "run-local: $2 did not listen on $1; see $LOGS/$2.log" >&2
+    tail -20 "$LOGS/$2.log" >&2 || true
+    exit 1
+}
+
+http_status_ok() { # port, path
+    ( exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n' "$2" >&3 && head -1 <&3 ) 2>/dev/null | grep -q ' 200'
+}
+
+wait_http_ok() { # port, path, name
+    for _ in $(seq 1 600); do
+        http_status_ok "$1" "$2" && return 0
+        sleep 0.1
+    done
+    echo "run-local: $3 not healthy on :$1$2; see $LOGS/$3.log" >&2
+    tail -20 "$LOGS/$3.log" >&2 || true
+    exit 1
+}
+
+echo "== keys (NKEYs for internal users, callout issuer and xkey) -> $STATE/keys"
+K="$STATE/keys"
+BRIDGE_PUB=$("$BRIDGE" keygen user --seed-file "$K/bridge.nk")
+TAIL_PUB=$("$BRIDGE" keygen user --seed-file "$K/tail.nk")
+AUTHSVC_PUB=$("$BRIDGE" keygen user --seed-file "$K/auth-service.nk")
+ISSUER_PUB=$("$BRIDGE" keygen account --seed-file "$K/callout-issuer.nk")
+XKEY_PUB=$("$BRIDGE" keygen curve --seed-file "$K/callout-xkey.nk")
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$K/hs256.secret"
+chmod 600 "$K/hs256.secret"
+
+echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, cluster ${ROUTE[*]}, monitoring ${MON[*]}"
+ROUTES="nats-route://127.0.0.1:${ROUTE[0]}, nats-route://127.0.0.1:${ROUTE[1]}, nats-route://127.0.0.1:${ROUTE[2]}"
+# tribune-broker's JetStream is not replicated yet: it runs on node 1 only and
+# its streams (one replica) are reachable from every node. nats-server runs
+# JetStream everywhere with three replicas.
+if [[ $RUN_SERVER == tribune ]]; then JS_NODES=(1); REPLICAS=1; else JS_NODES=(1 2 3); REPLICAS=3; fi
+for i in 0 1 2; do
+    n=$((i + 1))
+    JS_BLOCK=""
+    if [[ " ${JS_NODES[*]} " == *" $n "* ]]; then
+        JS_BLOCK="jetstream {
+  store_dir: \"$STATE/data/node$n\"
+  max_memory_store: 256MB
+  max_file_store: 2GB
+}"
+    fi
+    cat > "$STATE/conf/node$n.conf" <<CONF
+# Generated by bridge/run/run-local.sh
+server_name: tribune-$n
+listen: 127.0.0.1:${CLIENT[i]}
+http: 127.0.0.1:${MON[i]}
+$JS_BLOCK
+cluster {
+  name: tribune-local
+  listen: 127.0.0.1:${ROUTE[i]}
+  routes: [ $ROUTES ]
+}
+accounts {
+  # Internal systems: the bridge publishes, services and tail read. JetStream here.
+  SPORTS: {
+    jetstream: enabled
+    users: [
+      { nkey: $BRIDGE_PUB, permissions: { publish: ["sports.>", "deadletter.>", "\$JS.API.>", "_INBOX.>"], subscribe: ["_INBOX.>"] } }
+      { nkey: $TAIL_PUB }
+    ]
+    exports: [ { stream: "sports.>" } ]
+  }
+  # tribune-auth's own connection.
+  AUTH: { users: [ { nkey: $AUTHSVC_PUB } ] }
+  # Web users land here (the callout decides), with the live updates imported.
+  APP: { imports: [ { stream: { account: SPORTS, subject: "sports.>" } } ] }
+  SYS: {}
+}
+system_account: SYS
+authorization {
+  timeout: 2
+  auth_callout {
+    issuer: $ISSUER_PUB
+    account: AUTH
+    auth_users: [ $AUTHSVC_PUB, $BRIDGE_PUB, $TAIL_PUB ]
+    xkey: $XKEY_PUB
+  }
+}
+CONF
+    start "node$n" "$SERVER_BIN" -c "$STATE/conf/node$n.conf"
+done
+for i in 0 1 2; do wait_port "${CLIENT[i]}" "node$((i + 1))"; done
+
+echo "== tribune-auth (auth callout for web users), metrics :$AUTH_HTTP"
+cat > "$STATE/conf/auth.toml" <<CONF
+[nats]
+servers = [$TOML_SERVERS]
+nkey_seed = { file = "$K/auth-service.nk" }
+[callout]
+issuer_seed = { file = "$K/callout-issuer.nk" }
+xkey_seed = { file = "$K/callout-xkey.nk" }
+require_encryption = true
+account = "APP"
+[token]
+issuers = ["tribune-local-dev"]
+audiences = ["tribune-web"]
+hs256_secret = { file = "$K/hs256.secret" }
+[permissions]
+static_subscribe = []
+[[permissions.claims]]
+claim = "sports"
+subject = "sports.{value}.>"
+[metrics]
+listen = "127.0.0.1:$AUTH_HTTP"
+CONF
+start auth "$AUTH" --config "$STATE/conf/auth.toml"
+
+echo "== feed simulator with embedded MQTT broker on 127.0.0.1:$MQTT_PORT"
+start simulator "$BRIDGE" simulate --embedded-broker "127.0.0.1:$MQTT_PORT" --rate "${RUN_RATE:-5}"
+
+echo "== tribune-bridge, /healthz and /metrics on :$BRIDGE_HTTP"
+cat > "$STATE/conf/bridge.toml" <<CONF
+[mqtt]
+url = "mqtt://127.0.0.1:$MQTT_PORT"
+allow_plaintext = true        # loopback simulator; the provider is mqtts://
+client_id = "tribune-bridge-local"
+[[mqtt.subscriptions]]
+topic = "thesports/+/match/v1"
+qos = 1
+[nats]
+servers = [$TOML_SERVERS]
+nkey_seed = { file = "$K/bridge.nk" }
+[jetstream]
+replicas = $REPLICAS
+[http]
+listen = "127.0.0.1:$BRIDGE_HTTP"
+CONF
+start bridge "$BRIDGE" run --config "$STATE/conf/bridge.toml"
+wait_http_ok "$BRIDGE_HTTP" /healthz bridge
+wait_http_ok "$AUTH_HTTP" /healthz auth
+
+"$BRIDGE" dev-token --secret-file "$K/hs256.secret" --sports football,tennis > "$K/web.token"
+cat <<MSG
+
+Tribune is running (logs: $LOGS).
+Watch live updates:
+  internal system (NKEY user):
+    $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
+  web user (token -> tribune-auth callout; may read football and tennis, never publish):
+    TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
+  bridge metrics:  curl -s 127.0.0.1:$BRIDGE_HTTP/metrics
+  cluster:         curl -s 127.0.0.1:${MON[0]}/routez
+Ctrl-C stops everything.
+
+MSG
+
+TAIL_ARGS=(tail 'sports.football.*' --server "nats://127.0.0.1:${CLIENT[0]}" --count "${RUN_TAIL_COUNT:-0}")
+if [ "${RUN_TAIL_AS:-internal}" = web ]; then
+    export TRIBUNE_TOKEN
+    TRIBUNE_TOKEN=$(cat "$K/web.token")
+    TAIL_ARGS+=(--token-env TRIBUNE_TOKEN)
+else
+    TAIL_ARGS+=(--nkey-seed-file "$K/tail.nk")
+fi
+"$BRIDGE" "${TAIL_ARGS[@]}"

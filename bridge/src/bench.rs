@@ -1,0 +1,237 @@
+//! `tribune-bridge bench`: MQTT -> JetStream throughput and latency.
+//!
+//! Everything real and on loopback: an embedded rumqttd, the bridge (in this
+//! process, same code as `run`), the NATS server given by `--nats-url`
+//! (tribune-broker or nats-server, with JetStream), and a core NATS subscriber
+//! on the stream's subjects. Latency is MQTT publish call -> arrival at the
+//! subscriber; the message reached the stream before the subscriber got it
+//! (JetStream stores, then delivers to core subscribers of the subject).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub nats_url: String,
+    pub messages: u64,
+    pub qos: u8,
+    pub label: String,
+    /// Paced publishing (messages/s) for a latency measurement below
+    /// saturation; 0 = as fast as possible (throughput; latency then includes
+    /// queueing in the MQTT broker).
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub label: String,
+    pub qos: u8,
+    pub messages: u64,
+    pub offered_rate: f64,
+    pub seconds: f64,
+    pub msgs_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl BenchResult {
+    /// A BENCHMARKS.md table row.
+    pub fn markdown_row(&self) -> String {
+        format!(
+            "| {} | MQTT QoS {} -> JetStream | {} | {} | {:.0} msgs/s | {:.2} ms | {:.2} ms |",
+            self.label,
+            self.qos,
+            self.messages,
+            if self.offered_rate > 0.0 {
+                format!("{:.0}/s", self.offered_rate)
+            } else {
+                "max".into()
+            },
+            self.msgs_per_sec,
+            self.p50_ms,
+            self.p99_ms
+        )
+    }
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
+    crate::tls::install_crypto_provider();
+    let mqtt_addr = free_port()?;
+    crate::sim::embedded::start(mqtt_addr)?;
+    let http = free_port()?;
+    let nonce: u64 = rand::random();
+    let cfg = crate::config::Config::parse(&format!(
+        r#"
+        [mqtt]
+        url = "mqtt://{mqtt_addr}"
+        allow_plaintext = true
+        client_id = "tribune-bench-bridge-{nonce}"
+        [[mqtt.subscriptions]]
+        topic = "bench/+/match/v1"
+        qos = {qos}
+        [nats]
+        servers = ["{nats}"]
+        [jetstream]
+        stream = "BENCH_SPORTS"
+        subject_prefix = "benchsports"
+        dead_letter_stream = "BENCH_DLQ"
+        dead_letter_subject = "deadletter.bench"
+        [bridge]
+        qos0_queue = {q0}
+        [http]
+        listen = "{http}"
+    "#,
+        qos = opts.qos,
+        nats = opts.nats_url,
+        q0 = opts.messages.max(1),
+    ))?;
+
+    let client = async_nats::connect(opts.nats_url.clone())
+        .await
+        .with_context(|| format!("connecting to {}", opts.nats_url))?;
+    let js = async_nats::jetstream::new(client.clone());
+    // A clean stream each run: no leftovers, no dedup against an earlier run.
+    let _ = js.delete_stream("BENCH_SPORTS").await;
+    let mut sub = client.subscribe("benchsports.>").await?;
+    client.flush().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let bridge = tokio::spawn(crate::bridge::run(cfg, stop_rx));
+    // Ready when the stream exists and the bridge is subscribed on MQTT.
+    wait_healthy(http).await?;
+
+    let n = opts.messages as usize;
+    let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let t0 = Instant::now();
+    let qos = if opts.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let mut mo = MqttOptions::new(
+        format!("tribune-bench-pub-{nonce}"),
+        mqtt_addr.ip().to_string(),
+        mqtt_addr.port(),
+    );
+    mo.set_inflight(1000)
+        .set_keep_alive(Duration::from_secs(30));
+    let (pubc, mut el) = AsyncClient::new(mo, 2000);
+    let el_task = tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) | Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "bench publisher connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    let publisher = {
+        let sent_ns = sent_ns.clone();
+        let rate = opts.rate;
+        tokio::spawn(async move {
+            for i in 0..n {
+                if rate > 0.0 {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let id = format!("b{nonce:x}x{i}");
+                let payload = format!(
+                    r#"[{{"id":"{id}","score":["{id}",2,[1,0,0,1,3,0,0],[0,0,0,0,2,0,0],1760000000,""],"stats":[{{"type":2,"home":3,"away":2}}]}}]"#
+                );
+                sent_ns[i].store(t0.elapsed().as_nanos() as u64, Relaxed);
+                if pubc
+                    .publish("bench/football/match/v1", qos, false, payload)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+
+    let mut latencies = Vec::with_capacity(n);
+    let mut last = t0;
+    let deadline = Duration::from_secs(120 + opts.messages / 1000);
+    while latencies.len() < n {
+        let msg = match tokio::time::timeout(deadline, sub.next()).await {
+            Ok(Some(m)) => m,
+            _ => bail!(
+                "bench: received {} of {n} messages before the deadline",
+                latencies.len()
+            ),
+        };
+        let now = t0.elapsed().as_nanos() as u64;
+        last = Instant::now();
+        let Some(idx) = msg
+            .subject
+            .rsplit_once('x')
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+            .filter(|i| *i < n)
+        else {
+            continue;
+        };
+        latencies.push(now.saturating_sub(sent_ns[idx].load(Relaxed)));
+    }
+    let seconds = last.duration_since(t0).as_secs_f64();
+    let _ = publisher.await;
+    el_task.abort();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), bridge).await;
+    let _ = js.delete_stream("BENCH_SPORTS").await;
+    let _ = js.delete_stream("BENCH_DLQ").await;
+
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6
+    };
+    Ok(BenchResult {
+        label: opts.label,
+        qos: opts.qos,
+        messages: opts.messages,
+        offered_rate: opts.rate,
+        seconds,
+        msgs_per_sec: opts.messages as f64 / seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1e6,
+    })
+}
+
+/// Polls `/healthz` until it reports 200.
+pub async fn wait_healthy(addr: SocketAddr) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("bridge at {addr} not healthy within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

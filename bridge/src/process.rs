@@ -1,0 +1,289 @@
+//! From one MQTT message to the NATS messages it becomes.
+//!
+//! Pure and synchronous, so it is unit-tested without any server. Each output
+//! carries a `Nats-Msg-Id` derived from a hash of the provider message (topic
+//! and payload bytes) and the entry's position in it: a redelivery of the same
+//! MQTT message produces the same ids, so JetStream's duplicate window drops it.
+
+use std::collections::HashMap;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::payload::normalise::Origin;
+use crate::payload::{normalise_match, split_payload};
+use crate::subject::{match_subject, validate_token};
+
+/// Header naming why a message was dead-lettered.
+pub const HDR_ERROR: &str = "Tribune-Error";
+/// Header carrying the MQTT topic of a dead-lettered message.
+pub const HDR_TOPIC: &str = "Tribune-Mqtt-Topic";
+/// Header carrying the index of a dead-lettered entry within its payload.
+pub const HDR_ENTRY: &str = "Tribune-Entry";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Update,
+    DeadLetter,
+}
+
+/// One NATS message to publish through JetStream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub kind: Kind,
+    pub subject: String,
+    pub msg_id: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+}
+
+/// What one MQTT message turned into.
+#[derive(Debug, Default)]
+pub struct Processed {
+    pub out: Vec<Outgoing>,
+    pub malformed_payload: bool,
+    pub malformed_elements: usize,
+    pub empty: bool,
+}
+
+/// Maps MQTT topics and payloads to subjects and normalised messages.
+#[derive(Debug, Clone)]
+pub struct Router {
+    prefix: String,
+    dead_letter_subject: String,
+    provider: String,
+    sport_level: usize,
+    sport_by_topic: HashMap<String, String>,
+}
+
+impl Router {
+    pub fn new(cfg: &Config) -> Router {
+        Router {
+            prefix: cfg.jetstream.subject_prefix.clone(),
+            dead_letter_subject: cfg.jetstream.dead_letter_subject.clone(),
+            provider: cfg.bridge.provider.clone(),
+            sport_level: cfg.mqtt.sport_topic_level,
+            sport_by_topic: cfg
+                .mqtt
+                .subscriptions
+                .iter()
+                .filter_map(|s| s.sport.clone().map(|sp| (s.topic.clone(), sp)))
+                .collect(),
+        }
+    }
+
+    /// The sport for a topic: a configured override, else the topic level.
+    pub fn sport_for(&self, topic: &str) -> Option<String> {
+        if let Some(s) = self.sport_by_topic.get(topic) {
+            return Some(s.clone());
+        }
+        let level = topic.split('/').nth(self.sport_level)?.to_ascii_lowercase();
+        validate_token(&level).ok().map(|()| level)
+    }
+
+    pub fn process(&self, topic: &str, payload: &[u8], received_at_ms: u64) -> Processed {
+        let hash = message_hash(topic, payload);
+        let mut result = Processed::default();
+        let Some(sport) = self.sport_for(topic) else {
+            result.malformed_payload = true;
+            result.out.push(self.dead_letter(
+                topic,
+                &format!("{hash}:dl"),
+                "topic has no valid sport level",
+                None,
+                Bytes::copy_from_slice(payload),
+            ));
+            return result;
+        };
+        let entries = match split_payload(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(topic, bytes = payload.len(), error = %e, "malformed payload, dead-lettered");
+                result.malformed_payload = true;
+                result.out.push(self.dead_letter(
+                    topic,
+                    &format!("{hash}:dl"),
+                    &e.to_string(),
+                    None,
+                    Bytes::copy_from_slice(payload),
+                ));
+                return result;
+            }
+        };
+        result.empty = entries.is_empty();
+        let origin = Origin {
+            sport: &sport,
+            provider: &self.provider,
+            topic,
+            received_at_ms,
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let normalised = normalise_match(entry, &origin).and_then(|u| {
+                let subject =
+                    match_subject(&self.prefix, &u.sport, &u.match_id).map_err(|reason| {
+                        crate::payload::ElementError::BadId {
+                            id: u.match_id.clone(),
+                            reason,
+                        }
+                    })?;
+                Ok((subject, u))
+            });
+            match normalised {
+                Ok((subject, update)) => {
+                    let msg_id = format!("{hash}:{i}");
+                    let mut headers = HeaderMap::new();
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+                    // Serialising our own struct of JSON values cannot fail.
+                    let body = serde_json::to_vec(&update).unwrap_or_default();
+                    result.out.push(Outgoing {
+                        kind: Kind::Update,
+                        subject,
+                        msg_id,
+                        headers,
+                        payload: Bytes::from(body),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(topic, entry = i, error = %e, "malformed match entry, dead-lettered");
+                    result.malformed_elements += 1;
+                    result.out.push(self.dead_letter(
+                        topic,
+                        &format!("{hash}:dl:{i}"),
+                        &e.to_string(),
+                        Some(i),
+                        Bytes::from(entry.to_string()),
+                    ));
+                }
+            }
+        }
+        result
+    }
+
+    fn dead_letter(
+        &self,
+        topic: &str,
+        msg_id: &str,
+        reason: &str,
+        entry: Option<usize>,
+        payload: Bytes,
+    ) -> Outgoing {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        headers.insert(HDR_ERROR, header_safe(reason).as_str());
+        headers.insert(HDR_TOPIC, header_safe(topic).as_str());
+        if let Some(i) = entry {
+            headers.insert(HDR_ENTRY, i.to_string().as_str());
+        }
+        Outgoing {
+            kind: Kind::DeadLetter,
+            subject: self.dead_letter_subject.clone(),
+            msg_id: msg_id.to_owned(),
+            headers,
+            payload,
+        }
+    }
+}
+
+/// First 128 bits of SHA-256 over `topic \0 payload`, hex.
+pub fn message_hash(topic: &str, payload: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    h.update([0u8]);
+    h.update(payload);
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Header values cannot hold CR/LF (or other controls); bound their length too.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(512)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let cfg = Config::parse(
+            r#"
+            [mqtt]
+            url = "mqtts://x:8883"
+            [[mqtt.subscriptions]]
+            topic = "thesports/football/match/v1"
+            [[mqtt.subscriptions]]
+            topic = "feeds/special"
+            sport = "tennis"
+            [nats]
+        "#,
+        )
+        .unwrap();
+        Router::new(&cfg)
+    }
+
+    #[test]
+    fn subjects_ids_and_dedup_ids() {
+        let r = router();
+        let raw = br#"[{"id":"m1","score":[2,[1],[0]]},{"id":"m2"}]"#;
+        let p = r.process("thesports/football/match/v1", raw, 5);
+        assert_eq!(p.out.len(), 2);
+        assert_eq!(p.out[0].subject, "sports.football.m1");
+        assert_eq!(p.out[1].subject, "sports.football.m2");
+        assert!(p.out.iter().all(|o| o.kind == Kind::Update));
+        // Same message again: same ids (that is what dedup relies on).
+        let again = r.process("thesports/football/match/v1", raw, 99);
+        assert_eq!(p.out[0].msg_id, again.out[0].msg_id);
+        assert_ne!(p.out[0].msg_id, p.out[1].msg_id);
+        // Other topic, same bytes: different ids.
+        let other = r.process("thesports/basketball/match/v1", raw, 5);
+        assert_ne!(other.out[0].msg_id, p.out[0].msg_id);
+        assert_eq!(other.out[0].subject, "sports.basketball.m1");
+        assert_eq!(
+            r.process("feeds/special", raw, 5).out[0].subject,
+            "sports.tennis.m1"
+        );
+    }
+
+    #[test]
+    fn malformed_goes_to_dead_letter() {
+        let r = router();
+        let p = r.process("thesports/football/match/v1", b"{not json", 1);
+        assert!(p.malformed_payload);
+        assert_eq!(p.out.len(), 1);
+        assert_eq!(p.out[0].kind, Kind::DeadLetter);
+        assert_eq!(p.out[0].subject, "deadletter.sports");
+        assert_eq!(&p.out[0].payload[..], b"{not json");
+        assert!(p.out[0].headers.get(HDR_ERROR).is_some());
+
+        let mixed = br#"[{"id":"ok"},{"id":"bad.id"},{"nope":1}]"#;
+        let p = r.process("thesports/football/match/v1", mixed, 1);
+        assert_eq!(p.malformed_elements, 2);
+        let kinds: Vec<_> = p.out.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, [Kind::Update, Kind::DeadLetter, Kind::DeadLetter]);
+        assert_eq!(
+            p.out[1]
+                .headers
+                .get(HDR_ENTRY)
+                .map(|v| v.as_str().to_owned()),
+            Some("1".into())
+        );
+
+        let p = r.process("a", b"[]", 1);
+        assert!(p.malformed_payload, "no sport level in topic");
+        let p = r.process("thesports/foot.ball/x", b"[]", 1);
+        assert!(p.malformed_payload);
+        let p = r.process("thesports/football/match/v1", b"[]", 1);
+        assert!(p.empty && p.out.is_empty());
+    }
+
+    #[test]
+    fn header_values_are_sanitised() {
+        assert_eq!(header_safe("a\r\nb"), "a  b");
+    }
+}
