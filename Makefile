@@ -17,10 +17,11 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help build run test test-rust test-python venv localstack localstack-stop bench fmt fmt-check lint clean distclean
+.PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
 help:
 	@echo "make build        cargo build --workspace"
-	@echo "make run          build, then run one tribune-broker with monitoring on :8222"
+	@echo "make run          whole system: 3-node cluster, tribune-auth, bridge, simulated feed"
 	@echo "make test         build, then Rust tests (incl. differential) and the nats-py suite"
 	@echo "make test-rust    only the Rust tests"
 	@echo "make test-python  only the nats-py suite (needs a build)"
@@ -30,12 +31,22 @@ help:
 	@echo "make fmt          cargo fmt; make fmt-check: check only"
 	@echo "make lint         cargo clippy, warnings are errors"
 	@echo "make clean        cargo clean; make distclean: also remove $(VENV)"
+	@echo "make test-deploy  packer/terraform/ansible tests (LocalStack, local 3-node rolling upgrade)"
+	@echo "make ami          release build, then the AMI with Packer (needs AWS credentials)"
+	@echo "make plan         terraform plan for terraform/aws (terraform.tfvars, TF_BACKEND_CONFIG)"
+	@echo "make deploy       make ami, then terraform apply with the new AMI"
+	@echo "make upgrade      rolling upgrade of the brokers with Ansible (CLUSTER=name)"
+	@echo "make destroy      terraform destroy of terraform/aws"
 
 build:
 	$(CARGO) build --workspace
 
-run: build
-	$(CARGO_TARGET_DIR)/debug/tribune-broker -m 8222
+# The whole system on one machine: 3 broker nodes, tribune-auth, the bridge
+# and the simulated provider feed. RUN_SERVER=nats swaps in nats-server.
+RUN_SERVER ?= tribune
+export RUN_SERVER
+run: build $(if $(filter nats,$(RUN_SERVER)),venv)
+	bridge/run/run-local.sh
 
 # The venv is rebuilt when requirements-test.txt changes.
 venv: $(VENV_STAMP)
@@ -59,6 +70,7 @@ test: venv build localstack
 	@status=0; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
+	$(MAKE) --no-print-directory test-deploy || status=1; \
 	exit $$status
 
 test-rust: venv
@@ -94,3 +106,91 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# ---------------------------------------------------------------------------
+# Deployment: packer/, terraform/, ansible/ (README "Deploying to AWS").
+
+DEPLOY_VENV       ?= .deploy-venv
+DEPLOY_PY         := $(DEPLOY_VENV)/bin/python
+DEPLOY_STAMP      := $(DEPLOY_VENV)/.requirements-installed
+TF_ROOT           ?= terraform/aws
+TF_BACKEND_CONFIG ?=
+CLUSTER           ?=
+AWS_REGION        ?= $(shell sed -n 's/^ *region *= *"\(.*\)".*/\1/p' $(TF_ROOT)/terraform.tfvars 2>/dev/null)
+AMI_VERSION       ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+# The project's provider mirror config (hashicorp/aws from /opt/tf-plugins).
+TRIBUNE_TF_CLI_CONFIG ?= $(abspath terraform/cli.tfrc)
+export TF_CLI_CONFIG_FILE := $(TRIBUNE_TF_CLI_CONFIG)
+export CHECKPOINT_DISABLE := 1
+export TF_IN_AUTOMATION := 1
+
+# Succeeds only with usable AWS credentials (STS answers from any region).
+AWS_IDENTITY = $(DEPLOY_PY) -c 'import boto3; boto3.client("sts", region_name="$(or $(AWS_REGION),us-east-1)").get_caller_identity()'
+
+# Fails with a clear message when a tool is missing: $(call need,tool,how to get it)
+need = @command -v $(1) >/dev/null 2>&1 || { echo "error: $(1) is not installed; $(2)" >&2; exit 1; }
+
+# Ansible, ansible-lint, checkov, boto3: their own venv (checkov replaces hcl2
+# and pins old packaging/boto3, which must not leak into .venv).
+deploy-venv: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): ansible/requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -m pip install --quiet --disable-pip-version-check -r ansible/requirements-deploy.txt
+	touch $@
+
+# Everything under packer/tests, terraform/tests and ansible/tests: packer
+# validate, units, the boot-time renderer; terraform fmt/validate/checkov and
+# init/plan/apply/destroy against LocalStack with the broker's discovery and
+# the aws_ec2 inventory on the result; ansible-lint and a real rolling upgrade
+# of a local 3-node cluster under client load.
+test-deploy: deploy-venv localstack
+	$(call need,terraform,install terraform >= 1.9 (CI images have it in /usr/local/bin))
+	$(call need,packer,apt-get install packer)
+	$(CARGO) build -p tribune-broker --bin tribune-broker
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	ANSIBLE_HOME=$$tmp/ansible ANSIBLE_LOCAL_TEMP=$$tmp/ansible-tmp TMPDIR=$$tmp \
+	$(DEPLOY_PY) -m pytest packer/tests terraform/tests ansible/tests -q -p no:cacheprovider \
+		--basetemp=$$tmp/pytest
+
+# Credentials and tools for the verbs that talk to AWS.
+deploy-preflight: deploy-venv
+	$(call need,terraform,install terraform >= 1.9)
+	@$(AWS_IDENTITY) >/dev/null 2>&1 || { \
+		echo "error: no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and AWS_REGION)" >&2; exit 1; }
+	@test -f $(TF_ROOT)/terraform.tfvars || { \
+		echo "error: $(TF_ROOT)/terraform.tfvars is missing; copy $(TF_ROOT)/terraform.tfvars.example and edit it" >&2; exit 1; }
+	@test -n "$(AWS_REGION)" || { echo "error: no region: set region in $(TF_ROOT)/terraform.tfvars or AWS_REGION" >&2; exit 1; }
+
+tf-init: deploy-preflight
+	@test -n "$(TF_BACKEND_CONFIG)" -a -f "$(TF_BACKEND_CONFIG)" || { \
+		echo "error: set TF_BACKEND_CONFIG to the S3 backend settings file (bucket, key, region, use_lockfile = true); see README" >&2; exit 1; }
+	terraform -chdir=$(TF_ROOT) init -input=false -backend-config=$(abspath $(TF_BACKEND_CONFIG))
+
+ami: deploy-preflight
+	$(call need,packer,apt-get install packer)
+	$(CARGO) build --release --bin tribune-broker --bin tribune-auth --bin tribune-bridge
+	packer build -var region=$(AWS_REGION) -var version=$(AMI_VERSION) packer/
+	$(DEPLOY_PY) packer/scripts/require_imdsv2.py packer/manifest.json > packer/.last-ami
+	@echo "AMI $$(cat packer/.last-ami) (IMDSv2 only)"
+
+plan: tf-init
+	terraform -chdir=$(TF_ROOT) plan -input=false -out=tfplan $(if $(AMI),-var ami_id=$(AMI))
+
+# A new AMI does not replace running brokers (ignore_changes = [ami]); see
+# README for rolling a node onto it.
+deploy: ami tf-init
+	terraform -chdir=$(TF_ROOT) apply -input=false -var ami_id=$$(cat packer/.last-ami)
+	terraform -chdir=$(TF_ROOT) output
+
+upgrade: deploy-venv
+	@test -n "$(CLUSTER)" || { echo "error: set CLUSTER=<cluster name> (the tribune:cluster tag)" >&2; exit 1; }
+	@$(AWS_IDENTITY) >/dev/null 2>&1 || { \
+		echo "error: no usable AWS credentials for the aws_ec2 inventory" >&2; exit 1; }
+	$(CARGO) build --release --bin tribune-broker
+	cd ansible && PATH=$(abspath $(DEPLOY_VENV))/bin:$$PATH ansible-playbook -i inventory/aws_ec2.yml rolling_upgrade.yml \
+		-e tribune_upgrade_hosts=tribune_cluster_$(subst -,_,$(CLUSTER)) \
+		-e tribune_broker_binary_src=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker
+
+destroy: tf-init
+	terraform -chdir=$(TF_ROOT) destroy -input=false

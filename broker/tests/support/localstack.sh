@@ -12,8 +12,10 @@
 #   (cbor2 / pyopenssl / cryptography; see /work/shared/ENVIRONMENT.md).
 # - The hypercorn gateway is the one that honours the host in GATEWAY_LISTEN;
 #   the default one binds 0.0.0.0, which we do not want on a shared CI host.
-# - SERVICES=ec2,sts,iam: EC2 is what discovery calls; sts/iam keep Terraform
-#   and the SDK's credential plumbing happy if someone points them here too.
+# - SERVICES: EC2 is what discovery calls; sts/iam keep Terraform and the
+#   SDK's credential plumbing happy; secretsmanager, kms, logs and route53 are
+#   what terraform/examples/localstack creates besides (TLS secret, flow-log
+#   group and its key, the optional nats.<domain> records).
 # - Every start is idempotent: if something already answers the health
 #   endpoint we leave it alone (and do not try to own it on `stop`).
 #
@@ -95,7 +97,7 @@ cmd_start() {
     # setsid: its own process group, so `stop` can end it and its children only.
     GATEWAY_SERVER=hypercorn \
     GATEWAY_LISTEN=127.0.0.1:$port \
-    SERVICES=ec2,sts,iam \
+    SERVICES=ec2,sts,iam,secretsmanager,kms,logs,route53 \
     DISABLE_EVENTS=1 \
     DNS_ADDRESS=0 \
     SKIP_SSL_CERT_DOWNLOAD=1 \

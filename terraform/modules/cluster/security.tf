@@ -1,0 +1,99 @@
+# One security group for the brokers. Rules are separate resources (one
+# CIDR each) so adding a client CIDR does not rewrite the others.
+#
+#   4222  NATS clients (TLS)       from client_cidrs
+#   6222  cluster routes (mTLS)    only from this security group, i.e. the
+#                                  peers' private IPs inside the VPC
+#   8222  monitoring (/healthz...) from admin_cidrs
+#   22    SSH for Ansible          from admin_cidrs (enable_ssh)
+
+resource "aws_security_group" "cluster" {
+  name_prefix = "${var.name}-brokers-"
+  description = "Tribune brokers of cluster ${var.name}"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-brokers" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "client" {
+  for_each = toset(var.client_cidrs)
+
+  security_group_id = aws_security_group.cluster.id
+  description       = "NATS clients (TLS)"
+  ip_protocol       = "tcp"
+  from_port         = 4222
+  to_port           = 4222
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
+
+resource "aws_vpc_security_group_ingress_rule" "route" {
+  security_group_id            = aws_security_group.cluster.id
+  description                  = "Cluster routes from the other brokers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6222
+  to_port                      = 6222
+  referenced_security_group_id = aws_security_group.cluster.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "monitor" {
+  for_each = toset(var.admin_cidrs)
+
+  security_group_id = aws_security_group.cluster.id
+  description       = "Monitoring endpoints for operators and Ansible"
+  ip_protocol       = "tcp"
+  from_port         = 8222
+  to_port           = 8222
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ssh" {
+  for_each = var.enable_ssh ? toset(var.admin_cidrs) : toset([])
+
+  security_group_id = aws_security_group.cluster.id
+  description       = "SSH for Ansible rolling upgrades"
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
+
+resource "aws_vpc_security_group_egress_rule" "route" {
+  security_group_id            = aws_security_group.cluster.id
+  description                  = "Cluster routes to the other brokers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6222
+  to_port                      = 6222
+  referenced_security_group_id = aws_security_group.cluster.id
+}
+
+# The AWS APIs the nodes call (EC2 DescribeInstances for discovery, Secrets
+# Manager at boot, STS) are public HTTPS endpoints; without VPC interface
+# endpoints their addresses are not a fixed set, so 443 goes anywhere.
+# DNS (169.254.169.253), NTP (169.254.169.123) and IMDS are link-local and
+# not subject to security groups.
+resource "aws_vpc_security_group_egress_rule" "https" {
+  security_group_id = aws_security_group.cluster.id
+  description       = "HTTPS to AWS APIs (EC2, Secrets Manager, STS)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "mqtt" {
+  for_each = toset(var.bridge_mqtt_cidrs)
+
+  security_group_id = aws_security_group.cluster.id
+  description       = "tribune-bridge to the MQTT provider (TLS)"
+  ip_protocol       = "tcp"
+  from_port         = 8883
+  to_port           = 8883
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
