@@ -73,12 +73,16 @@ test: venv build localstack
 	$(MAKE) --no-print-directory test-deploy || status=1; \
 	exit $$status
 
+# The bridge's integration tests run twice: against nats-server (the
+# reference) and against tribune-broker.
 test-rust: venv
 ifeq ($(HAVE_NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
+	BRIDGE_TEST_SERVER=tribune $(CARGO) nextest run -p tribune-bridge --no-fail-fast
 	$(CARGO) test --workspace --doc
 else
 	$(CARGO) test --workspace --no-fail-fast
+	BRIDGE_TEST_SERVER=tribune $(CARGO) test -p tribune-bridge --no-fail-fast
 endif
 
 test-python: venv

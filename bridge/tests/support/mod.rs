@@ -44,6 +44,12 @@ fn wait_port(port: u16, what: &str) {
     }
 }
 
+/// Are the tests running against tribune-broker (whose JetStream is one
+/// replica on one node: clusters enable it on their first node only)?
+pub fn tribune() -> bool {
+    std::env::var("BRIDGE_TEST_SERVER").is_ok_and(|k| k == "tribune")
+}
+
 /// Which NATS server the tests run against: `BRIDGE_TEST_SERVER=nats|tribune`
 /// (default nats), binaries from `NATS_SERVER_BIN` / `TRIBUNE_BROKER_BIN`.
 pub fn server_bin() -> PathBuf {
@@ -114,7 +120,7 @@ impl NatsServer {
             .enumerate()
             .map(|(i, (p, m, r))| {
                 let name = format!("n{}", i + 1);
-                let args = vec![
+                let mut args = vec![
                     "-a".into(),
                     "127.0.0.1".into(),
                     "-p".into(),
@@ -123,16 +129,22 @@ impl NatsServer {
                     m.to_string(),
                     "-n".into(),
                     name.clone(),
-                    "-js".into(),
-                    "-sd".into(),
-                    dir.join(&name).display().to_string(),
+                ];
+                if i == 0 || !tribune() {
+                    args.extend([
+                        "-js".into(),
+                        "-sd".into(),
+                        dir.join(&name).display().to_string(),
+                    ]);
+                }
+                args.extend([
                     "--cluster_name".into(),
                     "bridgetest".into(),
                     "--cluster".into(),
                     format!("nats://127.0.0.1:{r}"),
                     "--routes".into(),
                     routes.join(","),
-                ];
+                ]);
                 Self::spawn(name, *p, *m, args)
             })
             .collect()

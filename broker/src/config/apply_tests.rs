@@ -421,3 +421,17 @@ fn empty_config_warns() {
     let (_, w) = apply("# nothing here\n");
     assert_eq!(w, ["x.conf: config has no values or is empty"]);
 }
+
+#[test]
+fn several_nkey_users_in_authorization() {
+    let a = nkeys::KeyPair::new_user().public_key();
+    let b = nkeys::KeyPair::new_user().public_key();
+    let (o, _) = apply(&format!(
+        "authorization {{ users: [ {{ nkey: {a} }}, {{ nkey: {b} }} ] }}"
+    ));
+    assert_eq!(o.users.len(), 2);
+    let errs = errors(&format!(
+        "authorization {{ users: [ {{ nkey: {a} }}, {{ nkey: {a} }} ] }}"
+    ));
+    assert!(errs[0].contains("Duplicate nkey"), "{errs:?}");
+}

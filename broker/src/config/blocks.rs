@@ -64,8 +64,23 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             cx.error(&node.pos, "Can not have a token and a users array");
             return;
         }
-        let mut seen: Vec<&str> = opts.users.iter().map(|u| u.username.as_str()).collect();
+        // NKEY users have no name: they are told apart by their key.
+        let mut seen: Vec<&str> = opts
+            .users
+            .iter()
+            .filter(|u| u.nkey.is_none())
+            .map(|u| u.username.as_str())
+            .collect();
+        let mut keys: Vec<&str> = opts.users.iter().filter_map(|u| u.nkey.as_deref()).collect();
         for u in users {
+            if let Some(k) = u.nkey.as_deref() {
+                if keys.contains(&k) {
+                    cx.error(&node.pos, format!("Duplicate nkey {k:?} detected"));
+                    return;
+                }
+                keys.push(k);
+                continue;
+            }
             if seen.contains(&u.username.as_str()) {
                 cx.error(
                     &node.pos,
