@@ -250,6 +250,7 @@ mod tests {
             name: name.into(),
             exports,
             imports,
+            jetstream: None,
         }
     }
 

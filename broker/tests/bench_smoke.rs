@@ -1,18 +1,34 @@
 //! Runs every tribune-bench scenario with a handful of messages against a
-//! real tribune-broker, so the benchmark tool is exercised by `make test`
-//! and cannot rot. It measures nothing and asserts no time.
+//! real server, so the benchmark tool is exercised by `make test` and
+//! cannot rot. It measures nothing and asserts no time.
+//!
+//! The core scenarios run against tribune-broker; the JetStream ones run
+//! against the JetStream flavors (`common/js.rs`: nats-server always,
+//! tribune-broker per the flavor switch), with the same
+//! `jetstream { sync_interval: always }` the comparison uses.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn every_scenario_runs() {
-    let server = common::ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
-        .start()
-        .unwrap();
+const CORE: &[&str] = &[
+    "pub16",
+    "pub128",
+    "pub-sub",
+    "fanout",
+    "queue",
+    "req-rep",
+    "idle",
+    "cross-node",
+];
+const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];
+
+fn smoke(server: &common::Server, scenarios: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_tribune-bench"))
         .args(["smoke", "--addr", &format!("127.0.0.1:{}", server.port)])
+        .arg("--scenario")
+        .args(scenarios)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -24,7 +40,27 @@ fn every_scenario_runs() {
     );
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("smoke ")).count(),
-        8,
+        scenarios.len(),
         "{stdout}"
     );
+}
+
+#[test]
+fn every_scenario_runs() {
+    let server = common::ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
+        .start()
+        .unwrap();
+    smoke(&server, CORE);
+}
+
+#[test]
+fn jetstream_scenarios_run() {
+    for f in common::js::flavors(env!("CARGO_BIN_EXE_tribune-broker")) {
+        eprintln!("=== {}", f.label);
+        let server = common::ServerSpec::new(Path::new(&f.bin))
+            .config("jetstream {\n  store_dir: \"{dir}/js\"\n  sync_interval: always\n}\n")
+            .start()
+            .unwrap_or_else(|e| panic!("{}: {e}", f.label));
+        smoke(&server, JETSTREAM);
+    }
 }

@@ -71,7 +71,11 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             .filter(|u| u.nkey.is_none())
             .map(|u| u.username.as_str())
             .collect();
-        let mut keys: Vec<&str> = opts.users.iter().filter_map(|u| u.nkey.as_deref()).collect();
+        let mut keys: Vec<&str> = opts
+            .users
+            .iter()
+            .filter_map(|u| u.nkey.as_deref())
+            .collect();
         for u in users {
             if let Some(k) = u.nkey.as_deref() {
                 if keys.contains(&k) {

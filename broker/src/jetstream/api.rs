@@ -97,17 +97,51 @@ fn on_flow_control(acc: &JsAccount, rest: &str, subject: &str) {
     }
 }
 
-/// A JSON answer with its `type`.
+/// A JSON answer with its `type` first and the body's fields in their
+/// declared order, as nats-server writes it; Go escapes <, > and & in strings.
 fn answer<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
-    let mut v = serde_json::to_value(body).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut v {
-        map.insert("type".into(), Value::String(format!("{TYPE_PREFIX}{kind}")));
-    }
-    serde_json::to_vec(&v).unwrap_or_default()
+    let body = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
+    let rest = body
+        .strip_prefix('{')
+        .filter(|r| *r != "}")
+        .map(|r| format!(",{r}"))
+        .unwrap_or_else(|| "}".to_string());
+    let text = format!("{{\"type\":\"{TYPE_PREFIX}{kind}\"{rest}");
+    crate::monitor::gofmt::go_json_escape(text).into_bytes()
 }
 
+/// An error answer; some kinds keep their zero fields after the error, as
+/// nats-server's response structs do.
 fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
-    answer(kind, &json!({ "error": e }))
+    #[derive(Serialize)]
+    struct Paged<'a, T: Serialize> {
+        error: &'a ApiError,
+        total: u64,
+        offset: u64,
+        limit: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        streams: Option<T>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        consumers: Option<T>,
+    }
+    let paged = |streams, consumers| Paged::<Value> {
+        error: e,
+        total: 0,
+        offset: 0,
+        limit: 0,
+        streams,
+        consumers,
+    };
+    match kind {
+        "stream_info_response" => answer(kind, &paged(None, None)),
+        "stream_names_response" => answer(kind, &paged(Some(Value::Null), None)),
+        "stream_list_response" => answer(kind, &paged(Some(json!([])), None)),
+        "consumer_names_response" | "consumer_list_response" => {
+            answer(kind, &paged(None, Some(json!([]))))
+        }
+        "stream_purge_response" => answer(kind, &json!({ "error": e, "purged": 0 })),
+        _ => answer(kind, &json!({ "error": e })),
+    }
 }
 
 fn parse<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
@@ -148,12 +182,33 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             with_stream(acc, name).and_then(|s| {
                 let req: Value = parse(&m.payload)?;
                 let filter = req.get("subjects_filter").and_then(Value::as_str);
-                Ok(answer(
-                    "stream_info_response",
-                    &stream_info(server, &s, filter),
-                ))
+                let mut info =
+                    serde_json::to_value(stream_info(server, &s, filter)).unwrap_or_default();
+                if req.get("deleted_details").and_then(Value::as_bool) == Some(true) {
+                    let deleted = deleted_seqs(&s);
+                    if !deleted.is_empty() {
+                        info["state"]["deleted"] = json!(deleted);
+                    }
+                }
+                Ok(answer("stream_info_response", &info))
             }),
         ),
+        ["STREAM", "LIST"] if paging(&m.payload).is_err() => respond(
+            "stream_list_response",
+            paging(&m.payload).map(|_| Vec::new()),
+        ),
+        ["STREAM", "NAMES"] if paging(&m.payload).is_err() => respond(
+            "stream_names_response",
+            paging(&m.payload).map(|_| Vec::new()),
+        ),
+        ["CONSUMER", "LIST", _] | ["CONSUMER", "NAMES", _] if paging(&m.payload).is_err() => {
+            let kind = if tokens[1] == "LIST" {
+                "consumer_list_response"
+            } else {
+                "consumer_names_response"
+            };
+            respond(kind, paging(&m.payload).map(|_| Vec::new()))
+        }
         ["STREAM", "LIST"] => {
             let mut streams: Vec<StreamInfo> = acc
                 .streams
@@ -290,10 +345,15 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                 }
             }
         }
-        _ => {
-            acc.client.publish(server, reply, None, NO_RESPONDERS, b"");
-        }
+        // nats-server has no handler there: the request goes unanswered.
+        _ => {}
     }
+}
+
+/// A paging request body must be JSON when given.
+fn paging(payload: &[u8]) -> Result<usize, ApiError> {
+    let v: Value = parse(payload)?;
+    Ok(v.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize)
 }
 
 fn offset(payload: &[u8]) -> usize {
@@ -350,6 +410,19 @@ fn with_consumer(
     c.ok_or_else(errors::consumer_not_found)
 }
 
+/// Interior deletes, for `deleted_details` (bounded: huge gaps are not listed).
+fn deleted_seqs(s: &Stream) -> Vec<u64> {
+    const MAX: u64 = 100_000;
+    let inner = s.inner.lock();
+    let st = inner.store.state();
+    if st.num_deleted == 0 || st.last_seq.saturating_sub(st.first_seq) > MAX {
+        return Vec::new();
+    }
+    (st.first_seq..=st.last_seq)
+        .filter(|seq| matches!(inner.store.load(*seq), Ok(None)))
+        .collect()
+}
+
 pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> StreamInfo {
     let inner = s.inner.lock();
     let st = inner.store.state();
@@ -379,65 +452,57 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
     }
 }
 
-/// Names may not contain subject wildcards, separators, whitespace or path separators.
-fn check_name(name: &str, path_err: fn() -> ApiError) -> Result<(), ApiError> {
-    if name.contains(['/', '\\']) {
-        return Err(path_err());
-    }
-    if name.is_empty() || name.contains(['.', '*', '>']) || name.chars().any(char::is_whitespace) {
-        return Err(errors::stream_invalid_config("invalid name"));
-    }
-    Ok(())
-}
-
 /// nats-server's defaults and checks for a stream configuration.
 fn normalize_stream(
     acc: &JsAccount,
     mut c: StreamConfig,
     name: &str,
 ) -> Result<StreamConfig, ApiError> {
-    if c.name.is_empty() {
-        c.name = name.to_string();
-    }
     if c.name != name {
         return Err(errors::stream_mismatch());
     }
-    check_name(&c.name, errors::stream_name_path)?;
+    if name.contains(['/', '\\']) {
+        return Err(errors::stream_name_path());
+    }
+    if name.is_empty() || name.contains(['.', '*', '>']) || name.chars().any(char::is_whitespace) {
+        return Err(errors::stream_invalid_config(
+            "stream name is required and can not contain '.', '*', '>', '\\', '/'",
+        ));
+    }
+    if c.description.as_deref() == Some("") {
+        c.description = None;
+    }
     if c.num_replicas > 1 {
         return Err(errors::replicas_not_supported());
     }
     if c.num_replicas <= 0 {
         c.num_replicas = 1;
     }
+    // Unset (0) and any negative limit mean unlimited, reported as -1.
     for v in [
         &mut c.max_msgs,
         &mut c.max_bytes,
         &mut c.max_consumers,
         &mut c.max_msgs_per_subject,
     ] {
-        if *v == 0 {
+        if *v <= 0 {
             *v = -1;
         }
-        if *v < -1 {
-            return Err(errors::stream_invalid_config(
-                "invalid limit, must be >= -1",
-            ));
-        }
     }
-    if c.max_msg_size == 0 {
+    if c.max_msg_size <= 0 {
         c.max_msg_size = -1;
     }
-    if c.max_msg_size < -1 {
-        return Err(errors::stream_invalid_config(
-            "max message size must be >= -1",
-        ));
-    }
     if c.max_age < 0 {
-        return Err(errors::stream_invalid_config("max age needs to be >= 0"));
+        return Err(errors::stream_invalid_config("max age can not be negative"));
+    }
+    if c.max_age > 0 && c.max_age < 100_000_000 {
+        return Err(errors::stream_invalid_config(
+            "max age needs to be >= 100ms",
+        ));
     }
     if c.duplicate_window < 0 {
         return Err(errors::stream_invalid_config(
-            "duplicates window must be >= 0",
+            "duplicates window can not be negative",
         ));
     }
     if c.duplicate_window == 0 {
@@ -456,16 +521,27 @@ fn normalize_stream(
     if c.subjects.is_empty() {
         c.subjects = vec![c.name.clone()];
     }
-    for s in &c.subjects {
+    for (i, s) in c.subjects.iter().enumerate() {
         if !crate::subject::is_valid(s.as_bytes()) {
-            return Err(errors::stream_invalid_config(format!(
-                "invalid subject {s:?}"
-            )));
+            return Err(errors::stream_invalid_config("invalid subject"));
+        }
+        if !c.no_ack && s == ">" {
+            return Err(errors::stream_invalid_config(
+                "capturing all subjects requires no-ack to be true",
+            ));
         }
         if !c.no_ack && crate::permissions::overlaps(s, "$JS.API.>") {
             return Err(errors::stream_invalid_config(
                 "subjects that overlap with jetstream api require no-ack to be true",
             ));
+        }
+        if let Some(other) = c.subjects[..i]
+            .iter()
+            .find(|o| crate::permissions::overlaps(o, s))
+        {
+            return Err(errors::stream_invalid_config(format!(
+                "subject {s:?} overlaps with {other:?}"
+            )));
         }
     }
     for other in acc.streams.read().values() {
@@ -483,6 +559,15 @@ fn normalize_stream(
     Ok(c)
 }
 
+/// A stream configuration from a request body; an empty body is an
+/// unnamed configuration (which then does not match the subject).
+fn stream_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}").map_err(errors::invalid_json);
+    }
+    serde_json::from_slice(payload).map_err(errors::invalid_json)
+}
+
 fn stream_create(
     acc: &Arc<JsAccount>,
     server: &Arc<Server>,
@@ -490,10 +575,7 @@ fn stream_create(
     payload: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Err(errors::invalid_json("unexpected end of JSON input"));
-    }
-    let cfg: StreamConfig = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    let cfg = stream_config(payload)?;
     let cfg = normalize_stream(acc, cfg, name)?;
     if let Some(existing) = acc.stream(name) {
         if existing.config() == cfg {
@@ -517,18 +599,20 @@ fn stream_update(
     payload: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
-    let cfg: StreamConfig = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    let cfg = stream_config(payload)?;
     let s = with_stream(acc, name)?;
     let cfg = normalize_stream(acc, cfg, name)?;
     let old = s.config();
     if old.storage != cfg.storage {
-        return Err(errors::stream_update(
+        return Err(errors::stream_invalid_config(
             "stream configuration update can not change storage type",
         ));
     }
-    if old.retention != cfg.retention {
-        return Err(errors::stream_update(
-            "stream configuration update can not change retention policy",
+    if old.retention != cfg.retention
+        && (old.retention == Retention::WorkQueue || cfg.retention == Retention::WorkQueue)
+    {
+        return Err(errors::stream_invalid_config(
+            "stream configuration update can not change retention policy to/from workqueue",
         ));
     }
     if old.sealed && !cfg.sealed {
@@ -579,6 +663,8 @@ fn stream_purge(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, 
 fn find_msg(s: &Stream, req: &MsgGetRequest) -> Result<super::store::StoredMsg, ApiError> {
     let inner = s.inner.lock();
     let found = match (&req.last_by_subj, &req.next_by_subj) {
+        (Some(_), _) if req.seq > 0 => return Err(errors::bad_request()),
+        (Some(_), Some(_)) => return Err(errors::bad_request()),
         (Some(subj), _) => inner.store.load_last(subj),
         (None, Some(subj)) => inner.store.load_next(subj, req.seq.max(1)),
         (None, None) if req.seq > 0 => inner.store.load(req.seq),
@@ -625,7 +711,13 @@ fn msg_delete(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, Ap
         ok
     };
     if !removed {
-        return Err(errors::msg_delete_failed("no message found"));
+        let last = s.inner.lock().store.state().last_seq;
+        let why = if seq > last {
+            "stream store EOF"
+        } else {
+            "no message found"
+        };
+        return Err(errors::msg_delete_failed(why));
     }
     s.forget(&[seq..=seq]);
     Ok(answer(
@@ -644,7 +736,7 @@ fn direct_get(
     reply: &str,
     payload: &[u8],
 ) {
-    let Some(s) = acc.stream(name) else {
+    let Some(s) = acc.stream(name).filter(|s| s.config().allow_direct) else {
         acc.client.publish(server, reply, None, NO_RESPONDERS, b"");
         return;
     };
@@ -736,36 +828,51 @@ fn consumer_create(
     payload: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Err(errors::invalid_json("unexpected end of JSON input"));
-    }
-    let req: CreateRequest = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    let req: CreateRequest = if payload.iter().all(u8::is_ascii_whitespace) {
+        CreateRequest::default()
+    } else {
+        serde_json::from_slice(payload).map_err(errors::invalid_json)?
+    };
     let s = with_stream(acc, stream)?;
-    if !req.stream_name.is_empty() && req.stream_name != stream {
+    if req.stream_name != stream {
         return Err(errors::stream_mismatch());
     }
+    if !matches!(req.action.as_str(), "" | "create" | "update") {
+        return Err(errors::invalid_json(format!(
+            "unknown consumer action: {:?}",
+            req.action
+        )));
+    }
     let mut cfg = req.config;
+    if cfg.description.as_deref() == Some("") {
+        cfg.description = None;
+    }
     let name = match (name_in_subject, durable_api) {
         (Some(n), true) => {
-            if cfg.durable_name.as_deref().is_some_and(|d| d != n) {
-                return Err(errors::durable_not_match_subject());
+            match cfg.durable_name.as_deref() {
+                None => {
+                    return Err(ApiError::new(
+                        400,
+                        10018,
+                        "consumer expected to be durable but a durable name was not set",
+                    ))
+                }
+                Some(d) if d != n => return Err(errors::durable_not_match_subject()),
+                Some(_) => {}
             }
-            cfg.durable_name = Some(n.to_string());
             n.to_string()
         }
         (Some(n), false) => {
-            let given = cfg.name.clone().or_else(|| cfg.durable_name.clone());
-            if given.as_deref().is_some_and(|g| g != n) {
+            // The name in the subject wins over one in the body.
+            if cfg.durable_name.as_deref().is_some_and(|d| d != n) {
                 return Err(errors::durable_not_match_subject());
             }
-            if cfg.name.is_none() {
-                cfg.name = Some(n.to_string());
-            }
+            cfg.name = Some(n.to_string());
             n.to_string()
         }
         (None, _) => {
             if cfg.durable_name.is_some() {
-                return Err(errors::ApiError::new(
+                return Err(ApiError::new(
                     400,
                     10020,
                     "consumer expected to be ephemeral but a durable name was set in request",
@@ -781,15 +888,23 @@ fn consumer_create(
             }
         }
     };
-    if name.contains(['/', '\\']) {
-        return Err(errors::consumer_name_path());
+    if cfg.name.is_none() {
+        cfg.name = Some(name.clone());
     }
-    if name.contains(['.', '*', '>']) || name.chars().any(char::is_whitespace) {
-        return Err(errors::bad_durable_name());
+    if name.contains(['.', '*', '>', '/', '\\']) || name.chars().any(char::is_whitespace) {
+        return Err(errors::stream_invalid_config(
+            "consumer name can not contain '.', '*', '>', '\\', '/'",
+        ));
     }
     if let Some(f) = filter_in_subject {
-        let filters = cfg.filters();
-        if filters.len() > 1 || filters.first().map(String::as_str) != Some(f) {
+        if !cfg.filter_subjects.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10137,
+                "consumer with multiple subject filters cannot use subject based API",
+            ));
+        }
+        if cfg.filter_subject.as_deref() != Some(f) {
             return Err(errors::filter_mismatch());
         }
     }
@@ -825,9 +940,24 @@ fn consumer_create(
     Ok(answer("consumer_create_response", &c.info(&server.name)))
 }
 
+fn policy_words(p: DeliverPolicy) -> &'static str {
+    match p {
+        DeliverPolicy::All => "all",
+        DeliverPolicy::Last => "last",
+        DeliverPolicy::New => "new",
+        DeliverPolicy::ByStartSequence => "by start sequence",
+        DeliverPolicy::ByStartTime => "by start time",
+        DeliverPolicy::LastPerSubject => "last per subject",
+    }
+}
+
 /// What an update may not change, with nats-server's complaint.
 fn check_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Result<(), ApiError> {
-    let refuse = |what: &str| Err(errors::consumer_create(format!("{what} can not be updated")));
+    let refuse = |what: &str| {
+        Err(errors::consumer_create(format!(
+            "{what} can not be updated"
+        )))
+    };
     if old.deliver_policy != new.deliver_policy {
         return refuse("deliver policy");
     }
@@ -896,29 +1026,53 @@ fn check_consumer(
             return Err(errors::fc_requires_push());
         }
     }
-    let filters = cfg.filters();
-    if filters.iter().any(String::is_empty) && !cfg.filter_subjects.is_empty() {
+    if cfg.num_replicas > 1 {
+        return Err(errors::replicas_not_supported());
+    }
+    if cfg.filter_subject.as_deref().is_some_and(|f| !f.is_empty())
+        && !cfg.filter_subjects.is_empty()
+    {
+        return Err(ApiError::new(
+            400,
+            10136,
+            "consumer cannot have both FilterSubject and FilterSubjects specified",
+        ));
+    }
+    if cfg.filter_subjects.iter().any(String::is_empty) {
         return Err(ApiError::new(
             400,
             10139,
             "consumer filter in FilterSubjects cannot be empty",
         ));
     }
-    for f in &filters {
-        if !stream_cfg
-            .subjects
+    for (i, a) in cfg.filter_subjects.iter().enumerate() {
+        if cfg.filter_subjects[..i]
             .iter()
-            .any(|x| crate::permissions::overlaps(x, f))
+            .any(|b| crate::permissions::overlaps(a, b))
         {
-            return Err(errors::filter_not_subset());
+            return Err(ApiError::new(
+                400,
+                10138,
+                "consumer subject filters cannot overlap",
+            ));
         }
     }
+    let filters = cfg.filters();
     if !cfg.backoff.is_empty() && cfg.max_deliver > 0 && cfg.max_deliver <= cfg.backoff.len() as i64
     {
         return Err(errors::max_deliver_backoff());
     }
     if cfg.deliver_policy == DeliverPolicy::ByStartSequence && cfg.opt_start_seq == 0 {
         return Err(errors::invalid_policy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set"));
+    }
+    if cfg.deliver_policy != DeliverPolicy::ByStartSequence && cfg.opt_start_seq > 0 {
+        return Err(errors::invalid_policy(format!(
+            "consumer delivery policy is deliver {}, but optional start sequence is also set",
+            policy_words(cfg.deliver_policy)
+        )));
+    }
+    if cfg.deliver_policy == DeliverPolicy::LastPerSubject && filters.is_empty() {
+        return Err(errors::invalid_policy("consumer delivery policy is deliver last per subject, but optional filter subject is not set"));
     }
     if cfg.deliver_policy == DeliverPolicy::ByStartTime && cfg.opt_start_time.is_none() {
         return Err(errors::invalid_policy(
@@ -927,7 +1081,15 @@ fn check_consumer(
     }
     if stream_cfg.retention == Retention::WorkQueue {
         if cfg.ack_policy != AckPolicy::Explicit {
-            return Err(errors::wq_requires_explicit_ack());
+            return Err(if pull {
+                ApiError::new(
+                    400,
+                    10084,
+                    "consumer in pull mode requires explicit ack policy on workqueue stream",
+                )
+            } else {
+                errors::wq_requires_explicit_ack()
+            });
         }
         if cfg.deliver_policy != DeliverPolicy::All {
             return Err(errors::wq_not_deliver_all());
@@ -937,12 +1099,11 @@ fn check_consumer(
                 continue;
             }
             let theirs = other.config().filters();
-            if filters.is_empty() || theirs.is_empty() {
-                return Err(if filters.is_empty() && theirs.is_empty() {
-                    errors::wq_multiple_unfiltered()
-                } else {
-                    errors::wq_not_unique()
-                });
+            if filters.is_empty() {
+                return Err(errors::wq_multiple_unfiltered());
+            }
+            if theirs.is_empty() {
+                return Err(errors::wq_not_unique());
             }
             if filters
                 .iter()

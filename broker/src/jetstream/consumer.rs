@@ -191,6 +191,13 @@ impl Consumer {
             replay: None,
         };
         let ack_wait = ack_wait(&config);
+        // A push consumer with heartbeats sends the first one right away,
+        // as nats-server does, so clients learn where the stream stands.
+        if config.idle_heartbeat > 0 && !config.is_pull() {
+            if let Some(t) = now.checked_sub(types::duration(config.idle_heartbeat)) {
+                st.last_send = t;
+            }
+        }
         match saved {
             Some(s) => {
                 st.delivered = s.delivered;
@@ -605,7 +612,9 @@ impl Consumer {
                 let Some((msg, redelivery)) = self.next_message(&mut st, &stream) else {
                     break;
                 };
-                if self.config.read_recursive().replay_policy == ReplayPolicy::Original && !redelivery {
+                if self.config.read_recursive().replay_policy == ReplayPolicy::Original
+                    && !redelivery
+                {
                     if let Some((prev_ts, at)) = st.replay {
                         let gap = Duration::from_nanos((msg.ts - prev_ts).max(0) as u64);
                         if at + gap > now {
@@ -872,7 +881,9 @@ impl Consumer {
                 consider(w.next_hb);
             }
         }
-        if self.config.read_recursive().idle_heartbeat > 0 && self.config.read_recursive().deliver_subject.is_some() {
+        if self.config.read_recursive().idle_heartbeat > 0
+            && self.config.read_recursive().deliver_subject.is_some()
+        {
             consider(st.last_send + types::duration(self.config.read_recursive().idle_heartbeat));
         }
         if let Some(t) = self.inactive_threshold() {

@@ -14,7 +14,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
@@ -38,13 +37,22 @@ pub(crate) fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// The JSON a publisher gets back.
-#[derive(Debug, Serialize)]
-pub struct PubAck<'a> {
-    pub stream: &'a str,
-    pub seq: u64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub duplicate: bool,
+/// The publish ack, byte for byte as nats-server writes it (including the
+/// space in `"duplicate": true`).
+pub fn pub_ack(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
+    let name = serde_json::to_string(stream).unwrap_or_default();
+    if duplicate {
+        format!("{{\"stream\":{name},\"seq\":{seq},\"duplicate\": true}}").into_bytes()
+    } else {
+        format!("{{\"stream\":{name},\"seq\":{seq}}}").into_bytes()
+    }
+}
+
+/// A refused publish: the error, then the stream and a zero sequence.
+pub fn pub_error(stream: &str, e: &ApiError) -> Vec<u8> {
+    let err = serde_json::to_string(e).unwrap_or_default();
+    let name = serde_json::to_string(stream).unwrap_or_default();
+    format!("{{\"error\":{err},\"stream\":{name},\"seq\":0}}").into_bytes()
 }
 
 pub(crate) struct StreamInner {
@@ -111,6 +119,39 @@ impl Stream {
             client: Mutex::new(None),
             sync,
         })
+    }
+
+    /// After a restart: rebuild the duplicate window (and the last message
+    /// id) from the messages stored within it, as nats-server does.
+    pub(crate) fn rebuild_dedup(&self) {
+        let mut inner = self.inner.lock();
+        let window = match inner.config.duplicate_window {
+            0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
+            w => w,
+        };
+        let state = inner.store.state();
+        if state.msgs == 0 {
+            return;
+        }
+        let mut seq = inner.store.seq_for_time(now_nanos() - window);
+        let mut found = Vec::new();
+        while let Ok(Some(m)) = inner.store.load_next("", seq) {
+            seq = m.seq + 1;
+            let id = headers::get(&m.headers, headers::MSG_ID)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            found.push((m.ts, m.seq, id));
+        }
+        for (ts, seq, id) in found {
+            match id {
+                Some(id) => {
+                    inner.dedup.insert(id.clone(), seq);
+                    inner.dedup_order.push_back((ts, id.clone()));
+                    inner.last_msg_id = id;
+                }
+                None => inner.last_msg_id.clear(),
+            }
+        }
     }
 
     pub fn config(&self) -> StreamConfig {
@@ -265,16 +306,10 @@ impl Stream {
             };
             let body = match r {
                 Ok(_) if no_ack => continue,
-                Ok((seq, duplicate)) => serde_json::to_vec(&PubAck {
-                    stream: &self.name,
-                    seq: *seq,
-                    duplicate: *duplicate,
-                }),
-                Err(e) => serde_json::to_vec(&serde_json::json!({ "error": e })),
+                Ok((seq, duplicate)) => pub_ack(&self.name, *seq, *duplicate),
+                Err(e) => pub_error(&self.name, e),
             };
-            if let Ok(body) = body {
-                acc.client.publish(server, reply, None, b"", &body);
-            }
+            acc.client.publish(server, reply, None, b"", &body);
         }
     }
 
@@ -403,10 +438,15 @@ impl Stream {
             // Nobody is interested: acknowledged, counted, not kept.
             let _ = inner.store.remove(seq);
         }
-        if let Some(id) = msg_id {
-            inner.dedup.insert(id.clone(), seq);
-            inner.dedup_order.push_back((now, id.clone()));
-            inner.last_msg_id = id;
+        // Nats-Expected-Last-Msg-Id compares with the newest message's id,
+        // which is empty when that message had none.
+        match msg_id {
+            Some(id) => {
+                inner.dedup.insert(id.clone(), seq);
+                inner.dedup_order.push_back((now, id.clone()));
+                inner.last_msg_id = id;
+            }
+            None => inner.last_msg_id.clear(),
         }
         Ok((seq, false))
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod js;
 pub mod scenario;
 
 use std::collections::BTreeMap;
@@ -253,6 +254,24 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Graceful shutdown: SIGTERM, then wait (generous deadline) for the
+    /// process to exit. Returns false if it had to be killed instead.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
     }
 
     /// Has the process exited? (Reaps it if so.)

@@ -8,6 +8,7 @@
 //! tool is exercised by `make test` and cannot rot.
 
 mod compare;
+mod js;
 mod proc_stats;
 mod scenarios;
 mod wire;
@@ -51,6 +52,9 @@ enum Cmd {
         requests: u64,
         #[arg(long, default_value_t = 10_000)]
         idle_conns: u64,
+        /// Messages per JetStream run.
+        #[arg(long, default_value_t = 20_000)]
+        js_msgs: u64,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -68,6 +72,9 @@ enum Cmd {
         requests: u64,
         #[arg(long, default_value_t = 10_000)]
         idle_conns: u64,
+        /// Messages per JetStream run.
+        #[arg(long, default_value_t = 20_000)]
+        js_msgs: u64,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -76,6 +83,9 @@ enum Cmd {
     Smoke {
         #[arg(long)]
         addr: SocketAddr,
+        /// Only these (the JetStream ones need a server with JetStream).
+        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
+        scenario: Vec<Scenario>,
     },
 }
 
@@ -90,11 +100,13 @@ fn main() -> ExitCode {
             msgs,
             requests,
             idle_conns,
+            js_msgs,
         } => {
             let p = Params {
                 msgs,
                 requests,
                 idle_conns,
+                js_msgs,
             };
             compare::raise_fd_limit(idle_conns);
             scenario.iter().try_for_each(|&s| {
@@ -111,12 +123,14 @@ fn main() -> ExitCode {
             msgs,
             requests,
             idle_conns,
+            js_msgs,
             write,
         } => {
             let p = Params {
                 msgs,
                 requests,
                 idle_conns,
+                js_msgs,
             };
             compare::compare(
                 &nats_server,
@@ -127,13 +141,14 @@ fn main() -> ExitCode {
                 write.as_deref(),
             )
         }
-        Cmd::Smoke { addr } => {
+        Cmd::Smoke { addr, scenario } => {
             let p = Params {
                 msgs: 2_000,
                 requests: 200,
                 idle_conns: 20,
+                js_msgs: 600,
             };
-            Scenario::ALL.iter().try_for_each(|&s| {
+            scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;
                 println!("smoke {:<32} {}", s.title(), compare::describe(&o));
                 Ok::<_, std::io::Error>(())

@@ -47,10 +47,14 @@ pub enum Scenario {
     Idle,
     /// Publisher on one node of a 3-node cluster, subscriber on another.
     CrossNode,
+    /// JetStream: acknowledged publishes of 128 B into a file stream.
+    JsPub,
+    /// JetStream: pull-consumer fetch of 128 B messages from a file stream.
+    JsFetch,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -59,11 +63,19 @@ impl Scenario {
         Scenario::ReqRep,
         Scenario::Idle,
         Scenario::CrossNode,
+        Scenario::JsPub,
+        Scenario::JsFetch,
     ];
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
     pub fn clustered(self) -> bool {
         self == Scenario::CrossNode
+    }
+
+    /// Whether the scenario needs JetStream (both servers then run with
+    /// `jetstream { sync_interval: always }`).
+    pub fn jetstream(self) -> bool {
+        matches!(self, Scenario::JsPub | Scenario::JsFetch)
     }
 
     pub fn title(self) -> &'static str {
@@ -76,6 +88,8 @@ impl Scenario {
             Scenario::ReqRep => "request/reply, 1 requester",
             Scenario::Idle => "idle connections, 1 sub each",
             Scenario::CrossNode => "cross-node pub(A) -> sub(B), 128 B",
+            Scenario::JsPub => "JetStream pub 128 B, file, acked (sync always)",
+            Scenario::JsFetch => "JetStream fetch 128 B, file, batch 256",
         }
     }
 }
@@ -86,6 +100,9 @@ pub struct Params {
     pub msgs: u64,
     pub requests: u64,
     pub idle_conns: u64,
+    /// Messages per JetStream run (acked, fsynced publishes are far slower
+    /// than core NATS ones, hence a separate count).
+    pub js_msgs: u64,
 }
 
 const BATCH: usize = 512;
@@ -110,6 +127,8 @@ pub fn run(
         Scenario::ReqRep => req_rep(addr, p.requests)?,
         Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
         Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
+        Scenario::JsPub => crate::js::publish(addr, p.js_msgs)?,
+        Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
     if s == Scenario::Fanout {

@@ -157,3 +157,55 @@ pub fn count_msgs(conn: &mut Conn, want: u64, mut on_msg: impl FnMut(&[u8])) -> 
     }
     Ok(got)
 }
+
+impl Conn {
+    /// One request/reply over this connection: subscribe a private inbox,
+    /// publish `body` to `subject` with it as reply, and return the payload
+    /// of the first message that arrives there. Used for `$JS.API` calls,
+    /// which are few and not timed.
+    pub fn request(&mut self, subject: &str, body: &[u8]) -> io::Result<Vec<u8>> {
+        const SID: u32 = 999_999;
+        let inbox = "_BENCH_API.reply";
+        self.writer.write_all(
+            format!(
+                "SUB {inbox} {SID}\r\nPUB {subject} {inbox} {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+        self.writer.write_all(body)?;
+        self.writer.write_all(b"\r\n")?;
+        let mut line = Vec::new();
+        let payload = loop {
+            line.clear();
+            if self.reader.read_until(b'\n', &mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed",
+                ));
+            }
+            if line.starts_with(b"MSG ") || line.starts_with(b"HMSG ") {
+                let size = frame_size(&line)?;
+                let mut body = vec![0u8; size + 2];
+                self.reader.read_exact(&mut body)?;
+                body.truncate(size);
+                let sid_ok = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|l| l.split_ascii_whitespace().nth(2))
+                    .is_some_and(|s| s == SID.to_string());
+                if sid_ok {
+                    break body;
+                }
+            } else if line.starts_with(b"PING") {
+                self.writer.write_all(b"PONG\r\n")?;
+            } else if line.starts_with(b"-ERR") {
+                return Err(io::Error::other(
+                    String::from_utf8_lossy(&line).trim().to_string(),
+                ));
+            }
+        };
+        self.writer
+            .write_all(format!("UNSUB {SID}\r\n").as_bytes())?;
+        Ok(payload)
+    }
+}
