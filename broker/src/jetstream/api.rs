@@ -472,6 +472,26 @@ fn normalize_stream(
     if c.description.as_deref() == Some("") {
         c.description = None;
     }
+    // Features that change what a stream stores are refused rather than
+    // silently ignored.
+    for key in [
+        "mirror",
+        "sources",
+        "subject_transform",
+        "republish",
+        "allow_msg_ttl",
+    ] {
+        let set = match c.extra.get(key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            return Err(errors::stream_invalid_config(format!(
+                "stream {key} is not supported by tribune-broker yet"
+            )));
+        }
+    }
     if c.num_replicas > 1 {
         return Err(errors::replicas_not_supported());
     }

@@ -8,6 +8,7 @@
 
 mod connz;
 pub(crate) mod gofmt;
+mod jsz;
 mod metrics;
 mod procstat;
 mod query;
@@ -43,6 +44,7 @@ enum Endpoint {
     Subsz,
     Healthz,
     Metrics,
+    Jsz,
 }
 
 const ENDPOINTS: &[(&str, Endpoint)] = &[
@@ -53,6 +55,7 @@ const ENDPOINTS: &[(&str, Endpoint)] = &[
     ("/subscriptionsz", Endpoint::Subsz),
     ("/healthz", Endpoint::Healthz),
     ("/metrics", Endpoint::Metrics),
+    ("/jsz", Endpoint::Jsz),
 ];
 
 /// Keys of `http_req_stats` (nats-server counts `/subscriptionsz` as `/subsz`).
@@ -234,6 +237,7 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         Endpoint::Subsz => subsz::handle(&m, &params),
         Endpoint::Healthz => healthz(&m, &params),
         Endpoint::Metrics => metrics::handle(&m),
+        Endpoint::Jsz => jsz::handle(&m),
     }
 }
 
