@@ -81,6 +81,14 @@ impl InternalClient {
         server.remove_subscription(sub);
     }
 
+    /// Remove every subscription, withdrawing them from the cluster too.
+    pub fn close(&self, server: &Server) {
+        let subs: Vec<Arc<Subscription>> = self.shared.subs.lock().values().cloned().collect();
+        for s in &subs {
+            server.remove_subscription(s);
+        }
+    }
+
     /// Publish a message; `headers` is a full `NATS/1.0` block or empty.
     /// Returns how many deliveries were made (local and route).
     pub fn publish(

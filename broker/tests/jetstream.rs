@@ -899,3 +899,61 @@ async fn restart_on(f: Flavor) {
     // no definition of it on disk either).
     assert!(t.js.get_stream("RM").await.is_err(), "{}", f.label);
 }
+
+/// Changing a stream's subjects moves its capture, and its consumers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_subjects_keeps_consumers() {
+    for_each_flavor(BIN, update_subjects_on).await;
+}
+
+async fn update_subjects_on(f: Flavor) {
+    use async_nats::jetstream::consumer::pull;
+    let t = Js::start(&f).await;
+    let s = create(
+        &t,
+        stream::Config {
+            name: "MOVE".into(),
+            subjects: vec!["old.>".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = s
+        .create_consumer(pull::Config {
+            durable_name: Some("mover".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    t.js.publish("old.1", "a".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    t.js.update_stream(stream::Config {
+        name: "MOVE".into(),
+        subjects: vec!["new.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}: update: {e}", f.label));
+    let ack = t.js.publish("new.1", "b".into()).await.unwrap().await;
+    assert_eq!(ack.unwrap().sequence, 2, "{}", f.label);
+    // old.> is no longer captured: a request there has no responder.
+    let old = t.nc.request("old.2", "c".into()).await;
+    assert!(old.is_err(), "{}: old subject still captured", f.label);
+    let mut got = Vec::new();
+    let mut msgs = c
+        .fetch()
+        .max_messages(2)
+        .expires(WAIT)
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = msgs.next().await {
+        let m = m.unwrap();
+        got.push(String::from_utf8_lossy(&m.payload).into_owned());
+        m.ack().await.unwrap();
+    }
+    assert_eq!(got, vec!["a", "b"], "{}", f.label);
+}

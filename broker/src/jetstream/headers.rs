@@ -32,14 +32,7 @@ pub fn build(status: Option<(u16, &str)>, headers: &[(&str, &str)]) -> Vec<u8> {
         }
     }
     out.extend_from_slice(b"\r\n");
-    for (k, v) in headers {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
+    finish(out, headers)
 }
 
 /// `block` with more headers appended (a fresh block if `block` is empty).
@@ -47,7 +40,11 @@ pub fn append(block: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
     if block.len() < 4 || !block.ends_with(b"\r\n\r\n") {
         return build(None, headers);
     }
-    let mut out = block[..block.len() - 2].to_vec();
+    finish(block[..block.len() - 2].to_vec(), headers)
+}
+
+/// Write `headers` after the lines already in `out`, then the blank line.
+fn finish(mut out: Vec<u8>, headers: &[(&str, &str)]) -> Vec<u8> {
     for (k, v) in headers {
         out.extend_from_slice(k.as_bytes());
         out.extend_from_slice(b": ");

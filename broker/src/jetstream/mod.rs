@@ -357,11 +357,7 @@ impl JsAccount {
         };
         stream.forget(&removed);
         if subjects_changed {
-            stream.stop(server);
-            stream.start(server)?;
-            for c in stream.consumers.read().values() {
-                c.spawn(server);
-            }
+            stream.subscribe(server)?;
         }
         Ok(())
     }

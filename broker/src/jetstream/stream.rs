@@ -64,6 +64,22 @@ pub(crate) struct StreamInner {
     last_msg_id: String,
 }
 
+impl StreamInner {
+    /// Note a stored message's `Nats-Msg-Id` for the duplicate window.
+    /// Nats-Expected-Last-Msg-Id compares with the newest message's id,
+    /// which is empty when that message had none.
+    fn remember(&mut self, msg_id: Option<String>, seq: u64, ts: i64) {
+        match msg_id {
+            Some(id) => {
+                self.dedup.insert(id.clone(), seq);
+                self.dedup_order.push_back((ts, id.clone()));
+                self.last_msg_id = id;
+            }
+            None => self.last_msg_id.clear(),
+        }
+    }
+}
+
 pub struct Stream {
     pub name: String,
     pub created: SystemTime,
@@ -74,6 +90,8 @@ pub struct Stream {
     pub(crate) account: Weak<JsAccount>,
     /// The subscriptions that capture the stream's subjects.
     client: Mutex<Option<InternalClient>>,
+    /// Feeds the writer thread (taken on stop).
+    ingest: Mutex<Option<mpsc::UnboundedSender<OwnedMsg>>>,
     sync: SyncPolicy,
 }
 
@@ -117,6 +135,7 @@ impl Stream {
             dir,
             account: Arc::downgrade(account),
             client: Mutex::new(None),
+            ingest: Mutex::new(None),
             sync,
         })
     }
@@ -143,14 +162,7 @@ impl Stream {
             found.push((m.ts, m.seq, id));
         }
         for (ts, seq, id) in found {
-            match id {
-                Some(id) => {
-                    inner.dedup.insert(id.clone(), seq);
-                    inner.dedup_order.push_back((ts, id.clone()));
-                    inner.last_msg_id = id;
-                }
-                None => inner.last_msg_id.clear(),
-            }
+            inner.remember(id, seq, ts);
         }
     }
 
@@ -161,21 +173,9 @@ impl Stream {
     /// Subscribe to the stream's subjects and start its writer thread and
     /// its expiry timer.
     pub(crate) fn start(self: &Arc<Self>, server: &Arc<Server>) -> Result<(), ApiError> {
-        let Some(acc) = self.account.upgrade() else {
-            return Err(errors::stream_create("account is gone"));
-        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = InternalClient::new(
-            server,
-            acc.client.account().clone(),
-            Arc::new(ChannelHandler(tx)),
-        );
-        for subject in &self.inner.lock().config.subjects {
-            client
-                .subscribe(server, subject, None)
-                .map_err(|e| errors::stream_create(format!("subscribing to {subject}: {e}")))?;
-        }
-        *self.client.lock() = Some(client);
+        *self.ingest.lock() = Some(tx);
+        self.subscribe(server)?;
         let me = self.clone();
         let srv = Arc::downgrade(server);
         std::thread::Builder::new()
@@ -189,7 +189,7 @@ impl Stream {
             loop {
                 tick.tick().await;
                 let Some(s) = me.upgrade() else { return };
-                if s.client.lock().is_none() {
+                if s.ingest.lock().is_none() {
                     return;
                 }
                 s.expire();
@@ -198,12 +198,38 @@ impl Stream {
         Ok(())
     }
 
-    /// Stop capturing messages (stream delete or shutdown).
-    pub(crate) fn stop(&self, server: &Server) {
-        if let Some(client) = self.client.lock().take() {
-            drop(client);
-            let _ = server;
+    /// (Re)subscribe to the configured subjects, feeding the writer.
+    pub(crate) fn subscribe(&self, server: &Server) -> Result<(), ApiError> {
+        let (Some(acc), Some(tx)) = (self.account.upgrade(), self.ingest.lock().clone()) else {
+            return Err(errors::stream_create("stream is stopped"));
+        };
+        self.unsubscribe(server);
+        let client = InternalClient::new(
+            server,
+            acc.client.account().clone(),
+            Arc::new(ChannelHandler(tx)),
+        );
+        for subject in &self.inner.lock().config.subjects {
+            client
+                .subscribe(server, subject, None)
+                .map_err(|e| errors::stream_create(format!("subscribing to {subject}: {e}")))?;
         }
+        *self.client.lock() = Some(client);
+        Ok(())
+    }
+
+    /// Stop capturing the stream's subjects, here and across the cluster.
+    fn unsubscribe(&self, server: &Server) {
+        if let Some(client) = self.client.lock().take() {
+            client.close(server);
+        }
+    }
+
+    /// Stop capturing messages and stop the consumers (stream delete or
+    /// shutdown). The writer ends once its queue is drained.
+    pub(crate) fn stop(&self, server: &Server) {
+        self.unsubscribe(server);
+        self.ingest.lock().take();
         for c in self.consumers.read().values() {
             c.stop();
         }
@@ -438,16 +464,7 @@ impl Stream {
             // Nobody is interested: acknowledged, counted, not kept.
             let _ = inner.store.remove(seq);
         }
-        // Nats-Expected-Last-Msg-Id compares with the newest message's id,
-        // which is empty when that message had none.
-        match msg_id {
-            Some(id) => {
-                inner.dedup.insert(id.clone(), seq);
-                inner.dedup_order.push_back((now, id.clone()));
-                inner.last_msg_id = id;
-            }
-            None => inner.last_msg_id.clear(),
-        }
+        inner.remember(msg_id, seq, now);
         Ok((seq, false))
     }
 
