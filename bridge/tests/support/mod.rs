@@ -490,14 +490,26 @@ pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
 pub async fn stream_msg_ids(js: &jetstream::Context, stream: &str) -> Vec<String> {
     let s = js.get_stream(stream).await.expect("stream");
     let expected = stream_messages(js, stream).await as usize;
-    let consumer = s
-        .create_consumer(jetstream::consumer::pull::Config {
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
+    // Right after a node died, a clustered JetStream may still be electing
+    // leaders: creating the consumer can time out, so retry for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let consumer = loop {
+        let created = s
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("creating the read-back consumer: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("consumer: {e}"),
+        }
+    };
     let mut ids = Vec::with_capacity(expected);
     let end = Instant::now() + Duration::from_secs(60);
     while ids.len() < expected && Instant::now() < end {
