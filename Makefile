@@ -78,7 +78,7 @@ test: venv build localstack
 test-rust: venv
 ifeq ($(HAVE_NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
-	BRIDGE_TEST_SERVER=tribune $(CARGO) nextest run -p tribune-bridge --no-fail-fast
+	BRIDGE_TEST_SERVER=tribune $(CARGO) nextest run --workspace -E 'package(tribune-bridge)' --no-fail-fast
 	$(CARGO) test --workspace --doc
 else
 	$(CARGO) test --workspace --no-fail-fast
@@ -151,7 +151,7 @@ $(DEPLOY_STAMP): ansible/requirements-deploy.txt
 test-deploy: deploy-venv localstack
 	$(call need,terraform,install terraform >= 1.9 (CI images have it in /usr/local/bin))
 	$(call need,packer,apt-get install packer)
-	$(CARGO) build -p tribune-broker --bin tribune-broker
+	$(CARGO) build --workspace
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	ANSIBLE_HOME=$$tmp/ansible ANSIBLE_LOCAL_TEMP=$$tmp/ansible-tmp TMPDIR=$$tmp \
 	$(DEPLOY_PY) -m pytest packer/tests terraform/tests ansible/tests -q -p no:cacheprovider \
