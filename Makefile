@@ -16,13 +16,13 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 # cargo-nextest if installed, else plain cargo test.
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help build run test test-rust test-python venv localstack localstack-stop bench fmt fmt-check lint clean distclean
+.PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench fmt fmt-check lint clean distclean
 .PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
 help:
 	@echo "make build        cargo build --workspace"
 	@echo "make run          whole system: 3-node cluster, tribune-auth, bridge, simulated feed"
-	@echo "make test         build, then Rust tests (incl. differential) and the nats-py suite"
+	@echo "make test         build, then Rust tests (incl. differential), nats-py, nats.js and deploy suites"
 	@echo "make test-rust    only the Rust tests"
 	@echo "make test-python  only the nats-py suite (needs a build)"
 	@echo "make venv         create $(VENV) from requirements-test.txt"
@@ -70,6 +70,7 @@ test: venv build localstack
 	@status=0; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
+	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-deploy || status=1; \
 	exit $$status
 
@@ -87,6 +88,11 @@ endif
 
 test-python: venv
 	$(VENV_PY) -m pytest broker/tests/python -q -p no:cacheprovider
+
+# nats.js (the @nats-io npm packages, pinned in package-lock.json).
+test-node: venv
+	cd broker/tests/node && npm ci --no-audit --no-fund --loglevel=error
+	node --test broker/tests/node/
 
 BENCH_ROUNDS ?= 3
 BENCH_MSGS   ?= 1000000
