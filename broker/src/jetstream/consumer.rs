@@ -608,7 +608,13 @@ impl Consumer {
             }
             let mut sent = 0;
             let mut remaining = self.num_pending(&st);
-            while sent < PASS && self.can_send(&st, server, &acc) {
+            let interest = self
+                .config
+                .read_recursive()
+                .deliver_subject
+                .as_deref()
+                .is_some_and(|d| has_interest(&acc, d));
+            while sent < PASS && self.can_send(&st, interest) {
                 let Some((msg, redelivery)) = self.next_message(&mut st, &stream) else {
                     break;
                 };
@@ -679,10 +685,12 @@ impl Consumer {
         }
     }
 
-    fn can_send(&self, st: &CState, server: &Server, acc: &JsAccount) -> bool {
-        let redelivering = !st.redeliver.is_empty();
-        if self.config.read_recursive().ack_policy != AckPolicy::None && !redelivering {
-            let max = match self.config.read_recursive().max_ack_pending {
+    /// May one more message go out now? `interest`: whether a push
+    /// consumer's deliver subject has subscribers (looked up once a pass).
+    fn can_send(&self, st: &CState, interest: bool) -> bool {
+        let cfg = self.config.read_recursive();
+        if cfg.ack_policy != AckPolicy::None && st.redeliver.is_empty() {
+            let max = match cfg.max_ack_pending {
                 0 => DEFAULT_MAX_ACK_PENDING,
                 n => n,
             };
@@ -690,15 +698,10 @@ impl Consumer {
                 return false;
             }
         }
-        match self
-            .config
-            .read_recursive()
-            .deliver_subject
-            .as_deref()
-            .filter(|s| !s.is_empty())
-        {
-            Some(subject) => st.fc_pending.is_none() && has_interest(server, acc, subject),
-            None => !st.waiting.is_empty(),
+        if cfg.is_pull() {
+            !st.waiting.is_empty()
+        } else {
+            interest && st.fc_pending.is_none()
         }
     }
 
@@ -1013,8 +1016,7 @@ fn backoff_wait(cfg: &ConsumerConfig, dc: u64) -> Duration {
     types::duration(cfg.backoff[i])
 }
 
-fn has_interest(server: &Server, acc: &JsAccount, subject: &str) -> bool {
-    let _ = server;
+fn has_interest(acc: &JsAccount, subject: &str) -> bool {
     !acc.client
         .account()
         .sublist
