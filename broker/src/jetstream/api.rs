@@ -473,14 +473,10 @@ fn normalize_stream(
         c.description = None;
     }
     // Features that change what a stream stores are refused rather than
-    // silently ignored.
-    for key in [
-        "mirror",
-        "sources",
-        "subject_transform",
-        "republish",
-        "allow_msg_ttl",
-    ] {
+    // silently ignored. (`allow_msg_ttl` is accepted: clients turn it on for
+    // KV buckets; per-message TTLs are not applied, so such messages live
+    // by the stream's own limits, which never loses data early.)
+    for key in ["mirror", "sources", "subject_transform", "republish"] {
         let set = match c.extra.get(key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
             Some(Value::Array(a)) => !a.is_empty(),
