@@ -115,7 +115,7 @@ impl JetStream {
         info!("---------------- JETSTREAM ----------------");
         info!("  Max Memory:      {}", size_text(opts.max_memory_store));
         info!("  Max Storage:     {}", size_text(opts.max_file_store));
-        info!("  Store Directory: \"{}\"", base.display());
+        info!("  Store Directory: \"{}\"", store_dir.display());
         match opts.sync {
             SyncPolicy::Always => {
                 info!("  Sync:            always (fsync before every publish ack)")
@@ -201,10 +201,31 @@ impl JetStream {
     }
 }
 
+/// nats-server's `friendlyBytes`: `512 B`, `1.00 KB`, `2.50 GB`.
 fn size_text(v: Option<i64>) -> String {
-    match v {
-        Some(n) if n >= 0 => format!("{n} B"),
-        _ => "unlimited".to_string(),
+    let Some(n) = v.filter(|n| *n >= 0) else {
+        return "unlimited".to_string();
+    };
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let exp = ((n as f64).ln() / 1024f64.ln()) as i32;
+    let idx = (exp.clamp(1, 6) - 1) as usize;
+    format!("{:.2} {}B", n as f64 / 1024f64.powi(exp), UNITS[idx])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_text;
+
+    #[test]
+    fn sizes_read_like_nats_server() {
+        assert_eq!(size_text(Some(512)), "512 B");
+        assert_eq!(size_text(Some(1024)), "1.00 KB");
+        assert_eq!(size_text(Some(256 * 1024 * 1024)), "256.00 MB");
+        assert_eq!(size_text(Some(2 * 1024 * 1024 * 1024)), "2.00 GB");
+        assert_eq!(size_text(None), "unlimited");
     }
 }
 
