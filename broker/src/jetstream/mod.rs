@@ -215,20 +215,6 @@ fn size_text(v: Option<i64>) -> String {
     format!("{:.2} {}B", n as f64 / 1024f64.powi(exp), UNITS[idx])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::size_text;
-
-    #[test]
-    fn sizes_read_like_nats_server() {
-        assert_eq!(size_text(Some(512)), "512 B");
-        assert_eq!(size_text(Some(1024)), "1.00 KB");
-        assert_eq!(size_text(Some(256 * 1024 * 1024)), "256.00 MB");
-        assert_eq!(size_text(Some(2 * 1024 * 1024 * 1024)), "2.00 GB");
-        assert_eq!(size_text(None), "unlimited");
-    }
-}
-
 impl JsAccount {
     fn streams_dir(&self) -> PathBuf {
         self.dir.join("streams")
@@ -482,4 +468,18 @@ fn write_meta<T: Serialize>(dir: &Path, meta: &T) -> Result<(), String> {
         std::fs::File::open(dir)?.sync_all()
     };
     write().map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_text;
+
+    #[test]
+    fn sizes_read_like_nats_server() {
+        assert_eq!(size_text(Some(512)), "512 B");
+        assert_eq!(size_text(Some(1024)), "1.00 KB");
+        assert_eq!(size_text(Some(256 * 1024 * 1024)), "256.00 MB");
+        assert_eq!(size_text(Some(2 * 1024 * 1024 * 1024)), "2.00 GB");
+        assert_eq!(size_text(None), "unlimited");
+    }
 }
