@@ -957,3 +957,21 @@ async fn update_subjects_on(f: Flavor) {
     }
     assert_eq!(got, vec!["a", "b"], "{}", f.label);
 }
+
+/// The startup log names the store directory the way nats-server does.
+#[test]
+fn startup_log_names_the_store_directory() {
+    for f in common::js::flavors(BIN) {
+        let server = common::ServerSpec::new(&f.bin)
+            .args(["-js", "-sd", "{dir}/store"])
+            .start()
+            .unwrap_or_else(|e| panic!("{}: {e}", f.label));
+        let want = format!(
+            "Store Directory: \"{}\"",
+            server.dir().join("store").join("jetstream").display()
+        );
+        let log = server.log();
+        assert!(log.contains("Starting JetStream"), "{}: {log}", f.label);
+        assert!(log.contains(&want), "{}: want {want:?} in\n{log}", f.label);
+    }
+}
