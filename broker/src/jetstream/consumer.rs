@@ -502,17 +502,7 @@ impl Consumer {
         }
         if subject_for_retention {
             if let Some(stream) = self.stream.upgrade() {
-                let subject = stream
-                    .inner
-                    .lock()
-                    .store
-                    .load(sseq)
-                    .ok()
-                    .flatten()
-                    .map(|m| m.subject);
-                if let Some(subject) = subject {
-                    stream.acked(sseq, &subject);
-                }
+                stream.acked(sseq);
             }
         }
         self.wake();

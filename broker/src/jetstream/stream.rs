@@ -471,11 +471,18 @@ impl Stream {
     /// Interest and work-queue retention: drop `seq` once every consumer
     /// that wants it has acknowledged it. Takes no consumer lock while the
     /// stream lock is held.
-    pub(crate) fn acked(&self, seq: u64, subject: &str) {
-        let retention = self.inner.lock().config.retention;
-        if retention == Retention::Limits {
-            return;
-        }
+    pub(crate) fn acked(&self, seq: u64) {
+        let subject = {
+            let inner = self.inner.lock();
+            if inner.config.retention == Retention::Limits {
+                return;
+            }
+            match inner.store.load(seq) {
+                Ok(Some(m)) => m.subject,
+                _ => return,
+            }
+        };
+        let subject = subject.as_str();
         let consumers: Vec<Arc<Consumer>> = self.consumers.read().values().cloned().collect();
         let done = consumers
             .iter()
