@@ -210,15 +210,13 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             respond(kind, paging(&m.payload).map(|_| Vec::new()))
         }
         ["STREAM", "LIST"] => {
-            let mut streams: Vec<StreamInfo> = acc
+            let streams: Vec<StreamInfo> = acc
                 .streams
                 .read()
                 .values()
                 .map(|s| stream_info(server, s, None))
                 .collect();
-            let offset = offset(&m.payload);
-            let total = streams.len();
-            streams = streams.into_iter().skip(offset).take(256).collect();
+            let (total, offset, streams) = page(streams, &m.payload, 256);
             send(answer(
                 "stream_list_response",
                 &json!({"total": total, "offset": offset, "limit": 256, "streams": streams}),
@@ -240,9 +238,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                 })
                 .map(|s| s.name.clone())
                 .collect();
-            let offset = offset(&m.payload);
-            let total = names.len();
-            let names: Vec<String> = names.into_iter().skip(offset).take(1024).collect();
+            let (total, offset, names) = page(names, &m.payload, 1024);
             send(answer(
                 "stream_names_response",
                 &json!({"total": total, "offset": offset, "limit": 1024, "streams": names}),
@@ -306,9 +302,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                     .values()
                     .map(|c| c.info(&server.name))
                     .collect();
-                let offset = offset(&m.payload);
-                let total = list.len();
-                let list: Vec<_> = list.into_iter().skip(offset).take(256).collect();
+                let (total, offset, list) = page(list, &m.payload, 256);
                 answer(
                     "consumer_list_response",
                     &json!({"total": total, "offset": offset, "limit": 256, "consumers": list}),
@@ -319,9 +313,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             "consumer_names_response",
             with_stream(acc, stream).map(|s| {
                 let names: Vec<String> = s.consumers.read().keys().cloned().collect();
-                let offset = offset(&m.payload);
-                let total = names.len();
-                let names: Vec<String> = names.into_iter().skip(offset).take(1024).collect();
+                let (total, offset, names) = page(names, &m.payload, 1024);
                 answer(
                     "consumer_names_response",
                     &json!({"total": total, "offset": offset, "limit": 1024, "consumers": names}),
@@ -356,33 +348,26 @@ fn paging(payload: &[u8]) -> Result<usize, ApiError> {
     Ok(v.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize)
 }
 
-fn offset(payload: &[u8]) -> usize {
-    serde_json::from_slice::<Value>(payload)
-        .ok()
-        .and_then(|v| v.get("offset").and_then(Value::as_u64))
-        .unwrap_or(0) as usize
+/// One page of a listing: (total, offset, the items from `offset`, at most `limit`).
+fn page<T>(items: Vec<T>, payload: &[u8], limit: usize) -> (usize, usize, Vec<T>) {
+    let offset = paging(payload).unwrap_or(0);
+    let total = items.len();
+    (
+        total,
+        offset,
+        items.into_iter().skip(offset).take(limit).collect(),
+    )
 }
 
 fn account_info(acc: &JsAccount) -> Value {
-    let streams = acc.streams.read();
-    let (mut memory, mut storage, mut consumers) = (0u64, 0u64, 0usize);
-    for s in streams.values() {
-        let inner = s.inner.lock();
-        let bytes = inner.store.state().bytes;
-        match inner.config.storage {
-            types::Storage::Memory => memory += bytes,
-            types::Storage::File => storage += bytes,
-        }
-        drop(inner);
-        consumers += s.consumers.read().len();
-    }
+    let u = acc.usage();
     json!({
-        "memory": memory,
-        "storage": storage,
+        "memory": u.memory,
+        "storage": u.storage,
         "reserved_memory": 0,
         "reserved_storage": 0,
-        "streams": streams.len(),
-        "consumers": consumers,
+        "streams": u.streams,
+        "consumers": u.consumers,
         "limits": {
             "max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
             "max_ack_pending": -1, "memory_max_stream_bytes": -1,

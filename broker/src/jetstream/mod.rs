@@ -215,7 +215,34 @@ fn size_text(v: Option<i64>) -> String {
     format!("{:.2} {}B", n as f64 / 1024f64.powi(exp), UNITS[idx])
 }
 
+/// What an account's streams hold, for `$JS.API.INFO` and `/jsz`.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub memory: u64,
+    pub storage: u64,
+    pub streams: usize,
+    pub consumers: usize,
+    pub messages: u64,
+}
+
 impl JsAccount {
+    pub fn usage(&self) -> Usage {
+        let mut u = Usage::default();
+        for s in self.streams.read().values() {
+            let inner = s.inner.lock();
+            let st = inner.store.state();
+            match inner.config.storage {
+                Storage::Memory => u.memory += st.bytes,
+                Storage::File => u.storage += st.bytes,
+            }
+            drop(inner);
+            u.streams += 1;
+            u.messages += st.msgs;
+            u.consumers += s.consumers.read().len();
+        }
+        u
+    }
+
     fn streams_dir(&self) -> PathBuf {
         self.dir.join("streams")
     }
@@ -384,21 +411,34 @@ impl JsAccount {
         Ok(())
     }
 
+    /// Save a consumer's configuration next to its state, for restarts.
+    /// Only durable consumers of file streams are kept on disk; returns the
+    /// consumer's directory when it is.
+    fn write_consumer_meta(
+        stream: &Stream,
+        name: &str,
+        config: &ConsumerConfig,
+        created: SystemTime,
+    ) -> Result<Option<PathBuf>, ApiError> {
+        let Some(dir) = &stream.dir else {
+            return Ok(None);
+        };
+        if config.durable_name.is_none() || config.mem_storage {
+            return Ok(None);
+        }
+        let cdir = dir.join("obs").join(name);
+        let meta = ConsumerMeta {
+            name: name.to_string(),
+            config: config.clone(),
+            created: types::rfc3339(Some(created)),
+        };
+        write_meta(&cdir, &meta).map_err(errors::consumer_create)?;
+        Ok(Some(cdir))
+    }
+
     /// Save an updated consumer configuration next to its state.
     pub(crate) fn save_consumer_meta(&self, stream: &Stream, c: &Consumer) -> Result<(), ApiError> {
-        let Some(dir) = &stream.dir else {
-            return Ok(());
-        };
-        let cfg = c.config();
-        if cfg.durable_name.is_none() || cfg.mem_storage {
-            return Ok(());
-        }
-        let meta = ConsumerMeta {
-            name: c.name.clone(),
-            config: cfg,
-            created: types::rfc3339(Some(c.created)),
-        };
-        write_meta(&dir.join("obs").join(&c.name), &meta).map_err(errors::consumer_create)
+        Self::write_consumer_meta(stream, &c.name, &c.config(), c.created).map(|_| ())
     }
 
     /// Add a consumer to `stream` (validated already).
@@ -410,20 +450,9 @@ impl JsAccount {
         config: ConsumerConfig,
     ) -> Result<Arc<Consumer>, ApiError> {
         let created = SystemTime::now();
-        let durable_on_disk =
-            config.durable_name.is_some() && stream.dir.is_some() && !config.mem_storage;
-        let state_file = match (&stream.dir, durable_on_disk) {
-            (Some(dir), true) => {
-                let cdir = dir.join("obs").join(&name);
-                let meta = ConsumerMeta {
-                    name: name.clone(),
-                    config: config.clone(),
-                    created: types::rfc3339(Some(created)),
-                };
-                write_meta(&cdir, &meta).map_err(errors::consumer_create)?;
-                Some(ConsumerStateFile::open(&cdir).map_err(errors::consumer_create)?)
-            }
-            _ => None,
+        let state_file = match Self::write_consumer_meta(stream, &name, &config, created)? {
+            Some(cdir) => Some(ConsumerStateFile::open(&cdir).map_err(errors::consumer_create)?),
+            None => None,
         };
         let c = Consumer::new(
             name.clone(),

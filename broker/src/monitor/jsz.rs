@@ -90,19 +90,13 @@ pub(super) fn handle(m: &Monitor) -> Response {
             out.accounts += 1;
             out.api.total += acc.api_total.load(Ordering::Relaxed);
             out.api.errors += acc.api_errors.load(Ordering::Relaxed);
-            for s in acc.streams.read().values() {
-                let inner = s.inner.lock();
-                let st = inner.store.state();
-                match inner.config.storage {
-                    crate::jetstream::types::Storage::Memory => out.memory += st.bytes,
-                    crate::jetstream::types::Storage::File => out.storage += st.bytes,
-                }
-                drop(inner);
-                out.streams += 1;
-                out.messages += st.msgs;
-                out.bytes += st.bytes;
-                out.consumers += s.consumers.read().len();
-            }
+            let u = acc.usage();
+            out.memory += u.memory;
+            out.storage += u.storage;
+            out.streams += u.streams;
+            out.consumers += u.consumers;
+            out.messages += u.messages;
+            out.bytes += u.memory + u.storage;
         }
     }
     json_ok(&out)
