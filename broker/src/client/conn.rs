@@ -132,7 +132,8 @@ enum Flow {
     Close(ClosedState),
     /// A CONNECT that the auth-callout service must decide; reading pauses
     /// until it answers.
-    Callout(Box<ConnectOptions>),
+    /// Carries the CONNECT and the user name it is reported under.
+    Callout(Box<(ConnectOptions, String)>),
 }
 
 impl Reader {
@@ -181,8 +182,9 @@ impl Reader {
                     }
                     self.shared.touch();
                     let mut flow = self.process(&mut buf);
-                    while let Flow::Callout(c) = flow {
-                        flow = self.callout(*c).await;
+                    while let Flow::Callout(pending) = flow {
+                        let (c, raw_user) = *pending;
+                        flow = self.callout(c, raw_user).await;
                         if let Flow::Continue = flow {
                             flow = self.process(&mut buf);
                         }
@@ -441,7 +443,7 @@ impl Reader {
                 .callout()
                 .is_none_or(|co| co.applies(&raw_user, local.as_ref()));
             if applies {
-                return Flow::Callout(Box::new(c));
+                return Flow::Callout(Box::new((c, raw_user)));
             }
         }
         match local {
@@ -451,7 +453,7 @@ impl Reader {
     }
 
     /// Ask the auth-callout service about this CONNECT, then finish it.
-    async fn callout(&mut self, c: ConnectOptions) -> Flow {
+    async fn callout(&mut self, c: ConnectOptions, raw_user: String) -> Flow {
         let server = self.server.clone();
         let Some(co) = server.callout() else {
             warn!(
@@ -460,10 +462,6 @@ impl Reader {
             );
             return self.auth_violation();
         };
-        let mut raw_user = callout::raw_auth_user(&c);
-        if raw_user.is_empty() {
-            raw_user = server.opts().no_auth_user.clone().unwrap_or_default();
-        }
         let req = callout::CalloutClient {
             cid: self.shared.cid,
             addr: self.shared.addr,
