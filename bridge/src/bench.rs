@@ -6,6 +6,11 @@
 //! on the stream's subjects. Latency is MQTT publish call -> arrival at the
 //! subscriber; the message reached the stream before the subscriber got it
 //! (JetStream stores, then delivers to core subscribers of the subject).
+//!
+//! The updates are spread over `matches` live matches, as a provider's feed
+//! is (a few hundred to a few thousand matches, each updated many times);
+//! each update carries its sequence number in a field the bridge passes
+//! through (`bench_seq`), which is how the subscriber times it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,6 +33,8 @@ pub struct BenchOptions {
     /// saturation; 0 = as fast as possible (throughput; latency then includes
     /// queueing in the MQTT broker).
     pub rate: f64,
+    /// Distinct matches (subjects) the updates cycle through; 0 = one per update.
+    pub matches: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +42,7 @@ pub struct BenchResult {
     pub label: String,
     pub qos: u8,
     pub messages: u64,
+    pub matches: u64,
     pub offered_rate: f64,
     pub seconds: f64,
     pub msgs_per_sec: f64,
@@ -144,15 +152,21 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     let publisher = {
         let sent_ns = sent_ns.clone();
         let rate = opts.rate;
+        let matches = opts.matches;
         tokio::spawn(async move {
             for i in 0..n {
                 if rate > 0.0 {
                     let due = t0 + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let id = format!("b{nonce:x}x{i}");
+                let m = if matches == 0 {
+                    i as u64
+                } else {
+                    i as u64 % matches
+                };
+                let id = format!("b{nonce:x}m{m}");
                 let payload = format!(
-                    r#"[{{"id":"{id}","score":["{id}",2,[1,0,0,1,3,0,0],[0,0,0,0,2,0,0],1760000000,""],"stats":[{{"type":2,"home":3,"away":2}}]}}]"#
+                    r#"[{{"id":"{id}","bench_seq":{i},"score":["{id}",2,[1,0,0,1,3,0,0],[0,0,0,0,2,0,0],1760000000,""],"stats":[{{"type":2,"home":3,"away":2}}]}}]"#
                 );
                 sent_ns[i].store(t0.elapsed().as_nanos() as u64, Relaxed);
                 if pubc
@@ -179,12 +193,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
         };
         let now = t0.elapsed().as_nanos() as u64;
         last = Instant::now();
-        let Some(idx) = msg
-            .subject
-            .rsplit_once('x')
-            .and_then(|(_, i)| i.parse::<usize>().ok())
-            .filter(|i| *i < n)
-        else {
+        let Some(idx) = bench_seq(&msg.payload).filter(|i| *i < n) else {
             continue;
         };
         latencies.push(now.saturating_sub(sent_ns[idx].load(Relaxed)));
@@ -205,6 +214,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
         label: opts.label,
         qos: opts.qos,
         messages: opts.messages,
+        matches: opts.matches,
         offered_rate: opts.rate,
         seconds,
         msgs_per_sec: opts.messages as f64 / seconds,
@@ -212,6 +222,21 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
         p99_ms: pct(0.99),
         max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1e6,
     })
+}
+
+/// The `bench_seq` the publisher put in the update (passed through by the
+/// bridge's normalisation), without parsing the whole JSON.
+fn bench_seq(payload: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"bench_seq\":";
+    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = payload[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&payload[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Polls `/healthz` until it reports 200.
@@ -233,5 +258,20 @@ pub async fn wait_healthy(addr: SocketAddr) -> Result<()> {
             bail!("bridge at {addr} not healthy within 60s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_seq_is_found_in_the_normalised_update() {
+        assert_eq!(
+            bench_seq(br#"{"match_id":"m1","extra":{"bench_seq":4711},"x":1}"#),
+            Some(4711)
+        );
+        assert_eq!(bench_seq(br#"{"bench_seq":"x"}"#), None);
+        assert_eq!(bench_seq(b"{}"), None);
     }
 }

@@ -36,18 +36,18 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
         _ = sd.wait_for(|s| *s) => return Ok(()),
     }
 
-    // Acks + subscribes go through rumqttc's request channel: make it larger
-    // than anything that can be pending so an ack never waits on the loop.
-    let capacity = cfg.bridge.max_inflight * 2 + 64;
+    // Only subscribes and the disconnect go through rumqttc's request channel
+    // (acks are written by the loop itself).
+    let capacity = 64;
     let mqtt = Loop::new(&cfg.mqtt, capacity, metrics.clone())?;
     let (q1_tx, q1_rx) = mpsc::channel(cfg.bridge.max_inflight);
     let (q0_tx, q0_rx) = mpsc::channel(cfg.bridge.qos0_queue);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let pipeline = Pipeline {
         js,
         router: Router::new(&cfg),
         metrics: metrics.clone(),
-        mqtt: mqtt.client.clone(),
-        epoch: mqtt.epoch.clone(),
+        acks: ack_tx,
         max_inflight: cfg.bridge.max_inflight,
         retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
         retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),
@@ -65,7 +65,7 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
         }
         let _ = done_tx.send(());
     });
-    mqtt.run(q1_tx, q0_tx, shutdown, done_rx).await;
+    mqtt.run(q1_tx, q0_tx, ack_rx, shutdown, done_rx).await;
     let _ = pipeline_task.await;
     if let Err(e) = client.flush().await {
         tracing::warn!(error = %e, "NATS flush at shutdown");

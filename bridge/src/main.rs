@@ -11,6 +11,12 @@ use tokio::sync::watch;
 
 use tribune_bridge::{bench, bridge, config::Config, keygen, sim, tail, tls};
 
+/// mimalloc rather than glibc malloc: the message path allocates and frees
+/// small buffers per message on every thread, where glibc's arenas cost
+/// about a sixth of the CPU (profiled in BENCHMARKS.md's bridge section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tribune-bridge",
@@ -112,6 +118,10 @@ enum Cmd {
         /// Paced messages/s for a latency run (0 = as fast as possible).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// Live matches the updates are spread over (one subject each);
+        /// 0 gives every update a match of its own.
+        #[arg(long, default_value_t = 1000)]
+        matches: u64,
     },
     /// Mint an HS256 web token for local runs (tribune-auth with `hs256_secret`).
     DevToken {
@@ -273,6 +283,7 @@ async fn real_main(cli: Cli) -> Result<()> {
             qos,
             label,
             rate,
+            matches,
         } => {
             let r = bench::run(bench::BenchOptions {
                 nats_url,
@@ -280,6 +291,7 @@ async fn real_main(cli: Cli) -> Result<()> {
                 qos,
                 label,
                 rate,
+                matches,
             })
             .await?;
             println!("{}", serde_json::to_string(&r)?);

@@ -2,8 +2,18 @@
 //!
 //! The event loop only moves packets: it hands each PUBLISH to the pipeline
 //! (QoS 1 with backpressure, QoS 0 through a bounded queue that drops and
-//! counts), re-subscribes after every CONNACK (rumqttc does not), and backs off
-//! exponentially between failed connection attempts.
+//! counts), writes the pipeline's PUBACKs, re-subscribes after every CONNACK
+//! (rumqttc does not), and backs off exponentially between failed connection
+//! attempts.
+//!
+//! PUBACKs are written here, in batches, rather than through
+//! `AsyncClient::ack`: rumqttc flushes the socket once per queued request, so
+//! acking through it costs a write per message, and the broker, which refills
+//! its in-flight window one ack at a time, then sends one PUBLISH per write
+//! too. A batch of acks in one write lets the broker answer with a batch of
+//! messages. For QoS 1 a PUBACK carries no client state in rumqttc (its
+//! `outgoing_puback` only queues an event), so writing the packet on the
+//! event loop's network is the same as acking through the client.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -11,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, Transport,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, QoS, SubscribeFilter, Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -26,6 +36,17 @@ pub struct Received {
     /// delivered the message (packet ids are per session and get reused).
     pub epoch: u64,
     pub received_at_ms: u64,
+}
+
+/// Most PUBACKs written per socket write.
+const ACK_BATCH: usize = 1024;
+
+/// A PUBACK the pipeline asks for: JetStream has stored the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub pkid: u16,
+    /// The connection generation the message arrived on (see [`Received`]).
+    pub epoch: u64,
 }
 
 /// `(host, port, tls)` from `mqtt://host[:port]` or `mqtts://host[:port]`.
@@ -136,12 +157,13 @@ impl Loop {
     }
 
     /// Runs until `shutdown`, then stops forwarding (what was not forwarded stays
-    /// unacked and is redelivered later), keeps polling so the pipeline's final
-    /// acks reach the broker, waits for `pipeline_done`, and disconnects.
+    /// unacked and is redelivered later), keeps polling and writing the
+    /// pipeline's acks until `pipeline_done`, and disconnects.
     pub async fn run(
         mut self,
         qos1: mpsc::Sender<Received>,
         qos0: mpsc::Sender<Received>,
+        mut acks: mpsc::UnboundedReceiver<Ack>,
         mut shutdown: watch::Receiver<bool>,
         mut pipeline_done: oneshot::Receiver<()>,
     ) {
@@ -149,12 +171,25 @@ impl Loop {
         let mut backoff = self.backoff_min;
         let mut connected_once = false;
         let mut shutting_down = *shutdown.borrow();
+        let mut batch = Vec::with_capacity(ACK_BATCH);
+        let mut acks_open = true;
         loop {
             if shutting_down && senders.is_some() {
                 senders = None; // closes the pipeline's inputs: it drains and finishes
             }
+            // Acks are only written on a live connection; while reconnecting
+            // they wait (and turn out stale: a new connection is a new epoch).
+            let can_ack = self.eventloop.network.is_some();
             let event = tokio::select! {
                 ev = self.eventloop.poll() => ev,
+                n = acks.recv_many(&mut batch, ACK_BATCH), if can_ack && acks_open => {
+                    if n == 0 {
+                        acks_open = false; // the pipeline is gone
+                    } else {
+                        self.write_acks(&mut batch).await;
+                    }
+                    continue;
+                }
                 _ = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
                     tracing::info!("MQTT: stopping intake, draining in-flight publishes");
@@ -199,22 +234,20 @@ impl Loop {
                         received_at_ms: now_ms(),
                         publish,
                     };
-                    match received.publish.qos {
-                        QoS::AtMostOnce => {
-                            Metrics::inc(&self.metrics.mqtt_received_qos0);
-                            if qos0.try_send(received).is_err() {
-                                Metrics::inc(&self.metrics.qos0_dropped);
-                            }
+                    if received.publish.qos == QoS::AtMostOnce {
+                        Metrics::inc(&self.metrics.mqtt_received_qos0);
+                        if qos0.try_send(received).is_err() {
+                            Metrics::inc(&self.metrics.qos0_dropped);
                         }
-                        _ => {
-                            Metrics::inc(&self.metrics.mqtt_received_qos1);
-                            // Blocks only when max_inflight publishes are pending; the
-                            // broker's own inflight window normally stops it first.
-                            if qos1.send(received).await.is_err() {
-                                tracing::error!("pipeline stopped; no longer forwarding");
-                                senders = None;
-                            }
-                        }
+                        continue;
+                    }
+                    Metrics::inc(&self.metrics.mqtt_received_qos1);
+                    let forwarded = self
+                        .hand_over(qos1, received, &mut acks, &mut batch, &mut acks_open)
+                        .await;
+                    if !forwarded {
+                        tracing::error!("pipeline stopped; no longer forwarding");
+                        senders = None;
                     }
                 }
                 Ok(_) => {}
@@ -233,6 +266,11 @@ impl Loop {
                 }
             }
         }
+        // The pipeline's last acks, sent just before it reported done.
+        while let Ok(ack) = acks.try_recv() {
+            batch.push(ack);
+        }
+        self.write_acks(&mut batch).await;
         self.metrics.mqtt_connected.store(false, Relaxed);
         if self.client.try_disconnect().is_ok() {
             // Poll until the DISCONNECT is written (or the connection is gone).
@@ -247,6 +285,82 @@ impl Loop {
             .await;
         }
         tracing::info!("MQTT disconnected");
+    }
+
+    /// Gives a QoS 1 message to the pipeline; false if the pipeline is gone.
+    /// Waits only when `max_inflight` publishes are pending (the broker's own
+    /// in-flight window normally stops it first), writing acks meanwhile,
+    /// since they are what frees room.
+    async fn hand_over(
+        &mut self,
+        qos1: &mpsc::Sender<Received>,
+        received: Received,
+        acks: &mut mpsc::UnboundedReceiver<Ack>,
+        batch: &mut Vec<Ack>,
+        acks_open: &mut bool,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                permit = qos1.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(received);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                }
+                n = acks.recv_many(batch, ACK_BATCH), if *acks_open => {
+                    if n == 0 {
+                        *acks_open = false;
+                    } else {
+                        self.write_acks(batch).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a batch of PUBACKs in one flush. Acks from an earlier connection
+    /// are dropped: packet ids belong to the connection (the broker redelivers
+    /// those messages and JetStream deduplicates them). A failed write closes
+    /// the connection; the next poll reconnects.
+    async fn write_acks(&mut self, batch: &mut Vec<Ack>) {
+        let epoch = self.epoch.load(Relaxed);
+        let mut written = 0u64;
+        let mut failed = None;
+        if let Some(network) = self.eventloop.network.as_mut() {
+            for ack in batch.drain(..) {
+                if ack.epoch != epoch {
+                    Metrics::inc(&self.metrics.mqtt_stale_acks);
+                } else if failed.is_none() {
+                    match network.write(Packet::PubAck(PubAck::new(ack.pkid))).await {
+                        Ok(()) => written += 1,
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
+            }
+            if written > 0 && failed.is_none() {
+                let limit =
+                    Duration::from_secs(self.eventloop.network_options.connection_timeout());
+                match tokio::time::timeout(limit, network.flush()).await {
+                    Ok(Ok(())) => {
+                        self.metrics.mqtt_acked.fetch_add(written, Relaxed);
+                    }
+                    Ok(Err(e)) => failed = Some(e.to_string()),
+                    Err(_) => failed = Some("flush timed out".into()),
+                }
+            }
+        } else {
+            let stale = batch.drain(..).count() as u64;
+            self.metrics.mqtt_stale_acks.fetch_add(stale, Relaxed);
+        }
+        if let Some(error) = failed {
+            tracing::warn!(%error, "MQTT: writing acks failed; reconnecting (unacked messages will be redelivered)");
+            self.metrics.mqtt_connected.store(false, Relaxed);
+            self.metrics.mqtt_subscribed.store(false, Relaxed);
+            self.eventloop.clean();
+        }
     }
 
     /// Queues the SUBSCRIBE without blocking the loop that must send it.

@@ -12,19 +12,21 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
-use rumqttc::AsyncClient;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::mqtt::Received;
+use crate::mqtt::{Ack, Received};
 use crate::process::{Kind, Outgoing, Router};
 
 pub struct Pipeline {
     pub js: jetstream::Context,
     pub router: Router,
     pub metrics: Arc<Metrics>,
-    pub mqtt: AsyncClient,
-    pub epoch: Arc<AtomicU64>,
+    /// PUBACKs for the MQTT event loop, which writes them in batches. Unbounded
+    /// because it cannot grow past the messages in flight: one ack per QoS 1
+    /// message the loop handed over, and the loop stops handing over at
+    /// `max_inflight`.
+    pub acks: mpsc::UnboundedSender<Ack>,
     pub max_inflight: usize,
     pub retry_min: Duration,
     pub retry_max: Duration,
@@ -148,24 +150,22 @@ impl Pipeline {
         }
     }
 
-    /// PUBACK to the MQTT broker, now that JetStream has the message.
+    /// PUBACK to the MQTT broker, now that JetStream has the message. The
+    /// event loop drops it if the connection that delivered it is gone (the
+    /// broker redelivers; the redelivery is deduplicated).
     fn ack(&self, r: Received) {
         if r.publish.qos == rumqttc::QoS::AtMostOnce {
             return;
         }
-        if r.epoch != self.epoch.load(Relaxed) {
-            // The connection that delivered it is gone; the broker will redeliver
-            // (persistent session) and the redelivery is deduplicated.
-            Metrics::inc(&self.metrics.mqtt_stale_acks);
-            return;
-        }
-        // The request channel holds more than max_inflight entries, so this
-        // only fails if the event loop has stopped.
-        match self.mqtt.try_ack(&r.publish) {
-            Ok(()) => Metrics::inc(&self.metrics.mqtt_acked),
-            Err(e) => {
-                tracing::warn!(error = %e, pkid = r.publish.pkid, "MQTT ack not queued; the broker will redeliver")
-            }
+        let ack = Ack {
+            pkid: r.publish.pkid,
+            epoch: r.epoch,
+        };
+        if self.acks.send(ack).is_err() {
+            tracing::warn!(
+                pkid = ack.pkid,
+                "MQTT event loop gone; the broker will redeliver"
+            );
         }
     }
 }

@@ -14,6 +14,12 @@ use tribune_broker::options::Options;
 use tribune_broker::server::Server;
 use tribune_broker::{config, signals, VERSION};
 
+/// mimalloc rather than glibc malloc: the message path allocates and frees
+/// small buffers per message on every thread, where glibc's arenas cost
+/// about a sixth of the CPU (profiled in BENCHMARKS.md's bridge section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Defaults, then the config file, then the flags.
 fn load_options(cli: &Cli) -> Result<(Options, Vec<String>), String> {
     let mut opts = Options::default();

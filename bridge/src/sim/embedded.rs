@@ -10,7 +10,7 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// Messages a connection may have unacknowledged. Large, so that the broker's
 /// window is not what limits bridge throughput (the bridge bounds its own).
-pub const MAX_INFLIGHT: usize = 1000;
+pub const MAX_INFLIGHT: usize = 4096;
 
 /// Starts rumqttd on `addr` in background threads and waits until it accepts
 /// connections. It runs until the process exits (rumqttd has no stop call).

@@ -20,6 +20,55 @@ pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
     })
 }
 
+/// The headers a stream acts on when it stores a published message, read in
+/// one pass over the block (the publish path would otherwise scan it once per
+/// header). Like [`get`], names match case-insensitively and the first
+/// occurrence wins.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PublishHeaders<'a> {
+    pub msg_id: Option<&'a str>,
+    pub expected_stream: Option<&'a str>,
+    pub expected_last_seq: Option<&'a str>,
+    pub expected_last_subj_seq: Option<&'a str>,
+    pub expected_last_msg_id: Option<&'a str>,
+    pub rollup: Option<&'a str>,
+}
+
+impl<'a> PublishHeaders<'a> {
+    pub fn parse(block: &'a [u8]) -> Self {
+        let mut out = PublishHeaders::default();
+        let Ok(text) = std::str::from_utf8(block) else {
+            return out;
+        };
+        let mut lines = text.split("\r\n");
+        lines.next(); // NATS/1.0 line
+        for line in lines {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let k = k.trim();
+            // Everything JetStream reads here starts with "Nats-".
+            if k.len() < 5 || !k.as_bytes()[..5].eq_ignore_ascii_case(b"nats-") {
+                continue;
+            }
+            let slot = [
+                (MSG_ID, &mut out.msg_id),
+                (EXPECTED_STREAM, &mut out.expected_stream),
+                (EXPECTED_LAST_SEQ, &mut out.expected_last_seq),
+                (EXPECTED_LAST_SUBJ_SEQ, &mut out.expected_last_subj_seq),
+                (EXPECTED_LAST_MSG_ID, &mut out.expected_last_msg_id),
+                (ROLLUP, &mut out.rollup),
+            ]
+            .into_iter()
+            .find(|(name, _)| k.eq_ignore_ascii_case(name));
+            if let Some((_, slot)) = slot {
+                slot.get_or_insert(v.trim());
+            }
+        }
+        out
+    }
+}
+
 /// Builds a header block with an optional status line and headers.
 pub fn build(status: Option<(u16, &str)>, headers: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -75,5 +124,32 @@ mod tests {
         );
         assert_eq!(append(b"", &[("Y", "2")]), b"NATS/1.0\r\nY: 2\r\n\r\n");
         assert_eq!(get(b"garbage", "x"), None);
+    }
+
+    #[test]
+    fn publish_headers_in_one_pass_agree_with_get() {
+        let block = b"NATS/1.0\r\nnats-msg-id: a1\r\nX: 1\r\nNats-Msg-Id: second\r\n\
+            Nats-Expected-Stream:  S \r\nNats-Expected-Last-Sequence: 7\r\n\
+            Nats-Expected-Last-Subject-Sequence: 3\r\nNats-Expected-Last-Msg-Id: m\r\n\
+            Nats-Rollup: sub\r\n\r\n";
+        let h = PublishHeaders::parse(block);
+        for (name, got) in [
+            (MSG_ID, h.msg_id),
+            (EXPECTED_STREAM, h.expected_stream),
+            (EXPECTED_LAST_SEQ, h.expected_last_seq),
+            (EXPECTED_LAST_SUBJ_SEQ, h.expected_last_subj_seq),
+            (EXPECTED_LAST_MSG_ID, h.expected_last_msg_id),
+            (ROLLUP, h.rollup),
+        ] {
+            assert_eq!(got, get(block, name), "{name}");
+            assert!(got.is_some(), "{name}");
+        }
+        assert_eq!(h.msg_id, Some("a1"), "first occurrence wins");
+        assert_eq!(h.expected_stream, Some("S"));
+        assert_eq!(PublishHeaders::parse(b""), PublishHeaders::default());
+        assert_eq!(
+            PublishHeaders::parse(b"\xff\xfe"),
+            PublishHeaders::default()
+        );
     }
 }

@@ -58,9 +58,10 @@ pub fn pub_error(stream: &str, e: &ApiError) -> Vec<u8> {
 pub(crate) struct StreamInner {
     pub config: StreamConfig,
     pub store: Box<dyn MsgStore>,
-    /// `Nats-Msg-Id` -> sequence, within the duplicate window.
-    dedup: HashMap<String, u64>,
-    dedup_order: VecDeque<(i64, String)>,
+    /// `Nats-Msg-Id` -> sequence, within the duplicate window. The id is
+    /// shared with `dedup_order`: one allocation per stored message.
+    dedup: HashMap<Arc<str>, u64, ahash::RandomState>,
+    dedup_order: VecDeque<(i64, Arc<str>)>,
     last_msg_id: String,
 }
 
@@ -68,14 +69,13 @@ impl StreamInner {
     /// Note a stored message's `Nats-Msg-Id` for the duplicate window.
     /// Nats-Expected-Last-Msg-Id compares with the newest message's id,
     /// which is empty when that message had none.
-    fn remember(&mut self, msg_id: Option<String>, seq: u64, ts: i64) {
-        match msg_id {
-            Some(id) => {
-                self.dedup.insert(id.clone(), seq);
-                self.dedup_order.push_back((ts, id.clone()));
-                self.last_msg_id = id;
-            }
-            None => self.last_msg_id.clear(),
+    fn remember(&mut self, msg_id: Option<&str>, seq: u64, ts: i64) {
+        self.last_msg_id.clear();
+        if let Some(id) = msg_id {
+            self.last_msg_id.push_str(id);
+            let id: Arc<str> = Arc::from(id);
+            self.dedup.insert(id.clone(), seq);
+            self.dedup_order.push_back((ts, id));
         }
     }
 }
@@ -127,7 +127,7 @@ impl Stream {
             inner: Mutex::new(StreamInner {
                 config,
                 store,
-                dedup: HashMap::new(),
+                dedup: HashMap::default(),
                 dedup_order: VecDeque::new(),
                 last_msg_id: String::new(),
             }),
@@ -162,7 +162,7 @@ impl Stream {
             found.push((m.ts, m.seq, id));
         }
         for (ts, seq, id) in found {
-            inner.remember(id, seq, ts);
+            inner.remember(id.as_deref(), seq, ts);
         }
     }
 
@@ -371,56 +371,52 @@ impl Stream {
                 break;
             }
             if let Some((_, id)) = inner.dedup_order.pop_front() {
-                inner.dedup.remove(&id);
+                inner.dedup.remove(&*id);
             }
         }
-        let msg_id = if hdr.is_empty() {
-            None
-        } else {
-            if let Some(s) = headers::get(hdr, headers::EXPECTED_STREAM) {
-                if s != self.name {
-                    return Err(errors::stream_not_match());
-                }
+        let h = headers::PublishHeaders::parse(hdr);
+        if let Some(s) = h.expected_stream {
+            if s != self.name {
+                return Err(errors::stream_not_match());
             }
-            let id = headers::get(hdr, headers::MSG_ID).filter(|s| !s.is_empty());
-            if let Some(id) = id {
-                if let Some(seq) = inner.dedup.get(id) {
-                    return Ok((*seq, true));
-                }
+        }
+        let msg_id = h.msg_id.filter(|s| !s.is_empty());
+        if let Some(id) = msg_id {
+            if let Some(seq) = inner.dedup.get(id) {
+                return Ok((*seq, true));
             }
-            let state = inner.store.state();
-            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_SEQ) {
-                match v.parse::<u64>() {
-                    Ok(want) if want == state.last_seq => {}
-                    Ok(_) => return Err(errors::wrong_last_sequence(state.last_seq)),
-                    Err(_) => return Err(errors::wrong_last_sequence_constant()),
-                }
+        }
+        if let Some(v) = h.expected_last_seq {
+            let last = inner.store.state().last_seq;
+            match v.parse::<u64>() {
+                Ok(want) if want == last => {}
+                Ok(_) => return Err(errors::wrong_last_sequence(last)),
+                Err(_) => return Err(errors::wrong_last_sequence_constant()),
             }
-            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_SUBJ_SEQ) {
-                let last = inner.store.last_seq_for_subject(&m.subject);
-                match v.parse::<u64>() {
-                    Ok(want) if want == last => {}
-                    Ok(_) => return Err(errors::wrong_last_sequence(last)),
-                    Err(_) => return Err(errors::wrong_last_sequence_constant()),
-                }
+        }
+        if let Some(v) = h.expected_last_subj_seq {
+            let last = inner.store.last_seq_for_subject(&m.subject);
+            match v.parse::<u64>() {
+                Ok(want) if want == last => {}
+                Ok(_) => return Err(errors::wrong_last_sequence(last)),
+                Err(_) => return Err(errors::wrong_last_sequence_constant()),
             }
-            if let Some(v) = headers::get(hdr, headers::EXPECTED_LAST_MSG_ID) {
-                if v != inner.last_msg_id {
-                    return Err(errors::wrong_last_msg_id(&inner.last_msg_id));
-                }
+        }
+        if let Some(v) = h.expected_last_msg_id {
+            if v != inner.last_msg_id {
+                return Err(errors::wrong_last_msg_id(&inner.last_msg_id));
             }
-            if let Some(r) = headers::get(hdr, headers::ROLLUP) {
-                if !cfg.allow_rollup_hdrs {
-                    return Err(errors::rollup_failed("rollup not permitted"));
-                }
-                if r != "sub" && r != "all" {
-                    return Err(errors::rollup_failed(format!(
-                        "rollup value invalid: {r:?}"
-                    )));
-                }
+        }
+        if let Some(r) = h.rollup {
+            if !cfg.allow_rollup_hdrs {
+                return Err(errors::rollup_failed("rollup not permitted"));
             }
-            id.map(str::to_string)
-        };
+            if r != "sub" && r != "all" {
+                return Err(errors::rollup_failed(format!(
+                    "rollup value invalid: {r:?}"
+                )));
+            }
+        }
         if cfg.discard == Discard::New {
             let state = inner.store.state();
             if cfg.max_msgs > 0 && state.msgs >= cfg.max_msgs as u64 {
@@ -444,7 +440,6 @@ impl Stream {
                 }
             }
         }
-        let rollup = headers::get(hdr, headers::ROLLUP).map(str::to_string);
         let seq = inner
             .store
             .store_msg(&m.subject, hdr, &m.payload, now)
@@ -452,7 +447,7 @@ impl Stream {
                 StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
                 other => errors::store_failed(other),
             })?;
-        if let Some(r) = rollup {
+        if let Some(r) = h.rollup {
             let filter = if r == "all" { "" } else { m.subject.as_str() };
             if let Err(e) = inner.store.purge(filter, seq, 0) {
                 warn!("JetStream stream {:?}: rollup purge: {e}", self.name);

@@ -3,7 +3,7 @@
 //! Its size is bounded by the number of distinct live subjects (nats-server
 //! keeps the same), not by the number of messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::{filter_is_all, filter_matches};
 
@@ -21,7 +21,7 @@ pub(crate) struct SubjectInfo {
 
 #[derive(Debug, Default)]
 pub(crate) struct SubjectIndex {
-    map: HashMap<String, SubjectInfo>,
+    map: super::SubjectMap<SubjectInfo>,
 }
 
 impl SubjectIndex {

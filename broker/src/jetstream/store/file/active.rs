@@ -3,7 +3,7 @@
 //! the block's seq -> offset table and subject summary kept in RAM until the
 //! block is sealed and its index file written.
 
-use std::collections::HashMap;
+use crate::jetstream::store::SubjectMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub(crate) struct ActiveBlock {
     /// Offset of each record, by `seq - block.first`.
     pub offsets: Vec<u32>,
     /// Per-subject summary of all records (for the index file).
-    pub subjects: HashMap<String, SubjectSummary>,
+    pub subjects: SubjectMap<SubjectSummary>,
     /// nats-server byte count of all records (for the index file).
     pub bytes_all: u64,
     /// Written to since the last fsync.
@@ -55,7 +55,7 @@ impl ActiveBlock {
             flushed: 0,
             pending,
             offsets: Vec::new(),
-            subjects: HashMap::new(),
+            subjects: SubjectMap::default(),
             bytes_all: 0,
             dirty: true,
         })

@@ -14,7 +14,7 @@
 //! | crc32 u32 of everything before
 //! ```
 
-use std::collections::HashMap;
+use crate::jetstream::store::SubjectMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -40,7 +40,7 @@ pub(crate) struct IndexData {
     pub bytes: u64,
     pub bloom: Bloom,
     pub offsets: Vec<u32>,
-    pub subjects: HashMap<String, SubjectSummary>,
+    pub subjects: SubjectMap<SubjectSummary>,
 }
 
 impl IndexData {
@@ -103,7 +103,8 @@ impl IndexData {
             offsets.push(r.u32()?);
         }
         let nsubj = r.u32()? as usize;
-        let mut subjects = HashMap::with_capacity(nsubj.min(count));
+        let mut subjects =
+            SubjectMap::with_capacity_and_hasher(nsubj.min(count), Default::default());
         for _ in 0..nsubj {
             let len = r.u16()? as usize;
             let s = std::str::from_utf8(r.take(len)?).ok()?.to_owned();

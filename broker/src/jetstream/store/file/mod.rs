@@ -27,7 +27,7 @@
 //! blocks are read from their index files into a small LRU cache
 //! (`cache_blocks` entries). The per-subject map is in RAM, as in nats-server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -516,4 +516,4 @@ fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Subject summaries merged per subject (recovery helper).
-type Summaries = HashMap<String, index::SubjectSummary>;
+type Summaries = super::SubjectMap<index::SubjectSummary>;

@@ -9,7 +9,7 @@
 //! rewritten. Delete logs and the floor are applied, blocks left without
 //! live messages are removed, and files without a block are cleaned up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -61,7 +61,7 @@ fn scan_with_deletes(
     let mut scan = BlockScan {
         valid_len: 0,
         index: IndexData::default(),
-        live: HashMap::new(),
+        live: Default::default(),
         live_msgs: 0,
         live_bytes: 0,
     };
