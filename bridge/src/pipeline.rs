@@ -105,12 +105,13 @@ impl Pipeline {
     /// id is the same every time: the stream stores the message once.
     async fn publish_until_acked(&self, o: Outgoing) {
         let mut delay = self.retry_min;
+        let subject = async_nats::Subject::from(o.subject.as_str());
         loop {
             let started = Instant::now();
             let msg = PublishMessage::build()
                 .payload(o.payload.clone())
                 .headers(o.headers.clone());
-            let result = match self.js.send_publish(o.subject.clone(), msg).await {
+            let result = match self.js.send_publish(subject.clone(), msg).await {
                 Ok(ack) => ack.await.map_err(|e| e.to_string()),
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     // Retrying cannot help; this is a config problem (server

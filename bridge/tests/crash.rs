@@ -121,3 +121,59 @@ async fn resubscribes_after_mqtt_broker_restart() {
     assert_eq!(first.updates + second.updates, 200);
     assert_eq!(stream_messages(&js, "SPORTS").await, 200);
 }
+
+/// The PUBACKs the bridge writes in batches reach the broker: after a clean
+/// stop and a restart on the same persistent session, the broker redelivers
+/// nothing. A later batch is the marker: redeliveries would come before it.
+async fn acks_reach_the_broker(mqtt_url: String, tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path(), None);
+    let mut bridge = BridgeProc::start(
+        dir.path(),
+        &bridge_config(&mqtt_url, &[nats.url()], &format!("bridge-acks-{tag}"), ""),
+    );
+    bridge.wait_healthy().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+
+    let first = run_sim(&mqtt_url, 3000, 0.0, 0, 41).await;
+    wait_for("all acked", Duration::from_secs(60), || async {
+        bridge.metric("tribune_bridge_mqtt_acks_total") == first.messages
+    })
+    .await;
+    assert!(bridge.terminate(), "clean stop");
+
+    bridge.spawn();
+    bridge.wait_healthy().await;
+    let second = run_sim(&mqtt_url, 50, 0.0, 0, 42).await;
+    wait_for("marker batch acked", Duration::from_secs(60), || async {
+        bridge.metric("tribune_bridge_mqtt_acks_total") == second.messages
+    })
+    .await;
+    assert_eq!(
+        bridge.metric("tribune_bridge_mqtt_messages_total{qos=\"1\"}"),
+        second.messages,
+        "{tag}: the broker redelivered messages the bridge had acked"
+    );
+    assert_eq!(bridge.metric("tribune_bridge_duplicates_total"), 0);
+    assert_eq!(
+        stream_messages(&js, "SPORTS").await,
+        first.updates + second.updates
+    );
+    assert!(bridge.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_reach_mosquitto() {
+    init();
+    let Some(bin) = mosquitto_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mosq = Mosquitto::start(&bin, dir.path(), "");
+    acks_reach_the_broker(mosq.url(), "mosquitto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_reach_the_embedded_broker() {
+    init();
+    acks_reach_the_broker(embedded_broker(), "embedded").await;
+}

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde::Serialize;
 use tokio::sync::watch;
+
+mod provider;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -130,77 +132,67 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     } else {
         QoS::AtLeastOnce
     };
-    let mut mo = MqttOptions::new(
-        format!("tribune-bench-pub-{nonce}"),
-        mqtt_addr.ip().to_string(),
-        mqtt_addr.port(),
-    );
-    mo.set_inflight(1000)
-        .set_keep_alive(Duration::from_secs(30));
-    let (pubc, mut el) = AsyncClient::new(mo, 2000);
-    let el_task = tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) | Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "bench publisher connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
+    let provider = provider::Provider {
+        addr: mqtt_addr,
+        client_id: format!("tribune-bench-pub-{nonce}"),
+        topic: "bench/football/match/v1".into(),
+        qos,
+        window: crate::sim::embedded::MAX_INFLIGHT,
+        rate: opts.rate,
+    };
     let publisher = {
-        let sent_ns = sent_ns.clone();
-        let rate = opts.rate;
+        let sent_ns = Arc::clone(&sent_ns);
         let matches = opts.matches;
-        tokio::spawn(async move {
-            for i in 0..n {
-                if rate > 0.0 {
-                    let due = t0 + Duration::from_secs_f64(i as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let m = if matches == 0 {
-                    i as u64
-                } else {
-                    i as u64 % matches
-                };
-                let id = format!("b{nonce:x}m{m}");
-                let payload = format!(
-                    r#"[{{"id":"{id}","bench_seq":{i},"score":["{id}",2,[1,0,0,1,3,0,0],[0,0,0,0,2,0,0],1760000000,""],"stats":[{{"type":2,"home":3,"away":2}}]}}]"#
-                );
-                sent_ns[i].store(t0.elapsed().as_nanos() as u64, Relaxed);
-                if pubc
-                    .publish("bench/football/match/v1", qos, false, payload)
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
+        let payload = move |i: usize| {
+            let m = if matches == 0 {
+                i as u64
+            } else {
+                i as u64 % matches
+            };
+            let id = format!("b{nonce:x}m{m}");
+            format!(
+                r#"[{{"id":"{id}","bench_seq":{i},"score":["{id}",2,[1,0,0,1,3,0,0],[0,0,0,0,2,0,0],1760000000,""],"stats":[{{"type":2,"home":3,"away":2}}]}}]"#
+            )
+            .into_bytes()
+        };
+        let sent = move |i: usize| sent_ns[i].store(t0.elapsed().as_nanos() as u64, Relaxed);
+        tokio::spawn(provider.publish(n, t0, payload, sent))
     };
 
-    let mut latencies = Vec::with_capacity(n);
-    let mut last = t0;
+    // The receiving loop runs as a task on the runtime's workers, next to the
+    // NATS connection that wakes it, and under one deadline for the run.
+    let receiver = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(n);
+        let mut last = t0;
+        while latencies.len() < n {
+            let Some(msg) = sub.next().await else { break };
+            let now = t0.elapsed().as_nanos() as u64;
+            last = Instant::now();
+            let Some(idx) = bench_seq(&msg.payload).filter(|i| *i < n) else {
+                continue;
+            };
+            latencies.push(now.saturating_sub(sent_ns[idx].load(Relaxed)));
+        }
+        (latencies, last)
+    });
     let deadline = Duration::from_secs(120 + opts.messages / 1000);
-    while latencies.len() < n {
-        let msg = match tokio::time::timeout(deadline, sub.next()).await {
-            Ok(Some(m)) => m,
-            _ => bail!(
-                "bench: received {} of {n} messages before the deadline",
-                latencies.len()
-            ),
-        };
-        let now = t0.elapsed().as_nanos() as u64;
-        last = Instant::now();
-        let Some(idx) = bench_seq(&msg.payload).filter(|i| *i < n) else {
-            continue;
-        };
-        latencies.push(now.saturating_sub(sent_ns[idx].load(Relaxed)));
+    let (mut latencies, last) = match tokio::time::timeout(deadline, receiver).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => bail!("bench: the receiver failed: {e}"),
+        Err(_) => bail!("bench: not all {n} messages arrived within {deadline:?}"),
+    };
+    if latencies.len() < n {
+        bail!(
+            "bench: the subscription ended after {} of {n} messages",
+            latencies.len()
+        );
     }
     let seconds = last.duration_since(t0).as_secs_f64();
-    let _ = publisher.await;
-    el_task.abort();
+    match publisher.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "bench provider"),
+        Err(e) => tracing::warn!(error = %e, "bench provider task"),
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), bridge).await;
     let _ = js.delete_stream("BENCH_SPORTS").await;
