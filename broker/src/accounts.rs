@@ -66,7 +66,7 @@ pub struct Account {
     /// As importer: services it may call.
     pub service_imports: RwLock<Vec<ServiceImport>>,
     /// As exporter: reply subjects handed to responders, by mapped subject.
-    responses: Mutex<HashMap<Vec<u8>, PendingResponse>>,
+    responses: Mutex<crate::expiring::ExpiringMap<PendingResponse>>,
     /// As importer: streams it receives, for advertising interest upstream.
     pub stream_imports: RwLock<Vec<StreamImport>>,
     /// Takes part in any import or export, so the cross-account path must
@@ -81,7 +81,7 @@ impl Account {
             sublist: Sublist::new(),
             stream_links: RwLock::new(Vec::new()),
             service_imports: RwLock::new(Vec::new()),
-            responses: Mutex::new(HashMap::new()),
+            responses: Mutex::new(Default::default()),
             stream_imports: RwLock::new(Vec::new()),
             cross: std::sync::atomic::AtomicBool::new(false),
         })
@@ -130,18 +130,15 @@ impl Account {
 
     /// Remember where the answer to a mapped request goes.
     pub fn add_response(&self, mapped: Vec<u8>, importer: Arc<Account>, reply: Vec<u8>) {
-        let mut r = self.responses.lock();
-        let now = Instant::now();
-        if r.len() > 10_000 {
-            r.retain(|_, p| p.expires > now);
-        }
-        r.insert(
+        let expires = Instant::now() + RESPONSE_TTL;
+        self.responses.lock().insert(
             mapped,
             PendingResponse {
                 importer,
                 reply,
-                expires: now + RESPONSE_TTL,
+                expires,
             },
+            expires,
         );
     }
 
@@ -150,8 +147,7 @@ impl Account {
         if !subject.starts_with(RESPONSE_PREFIX.as_bytes()) {
             return None;
         }
-        let p = self.responses.lock().remove(subject)?;
-        (p.expires > Instant::now()).then_some(p)
+        self.responses.lock().remove(subject)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod discovery;
+pub mod expiring;
 pub mod internal;
 pub mod jetstream;
 pub mod logging;

@@ -395,6 +395,19 @@ impl MatchCache {
     pub fn clear(&mut self) {
         self.entries.clear();
     }
+
+    /// Drops the entries if the sublist changed since they were computed.
+    /// `get` does this on every lookup, but a publisher that has gone quiet
+    /// would otherwise keep the subscriptions of connections closed since
+    /// (and what they hold) alive through its cache; its reader calls this on
+    /// PING and PONG, which come at least once per ping interval.
+    pub fn drop_if_stale(&mut self, sublist: &Sublist) {
+        let genid = sublist.genid();
+        if genid != self.genid {
+            self.entries.clear();
+            self.genid = genid;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +521,21 @@ mod tests {
         assert_eq!(cache.get(&sl, b"a.b").psubs.len(), 1);
         sl.remove(&s);
         assert!(cache.get(&sl, b"a.b").is_empty());
+    }
+
+    #[test]
+    fn stale_entries_let_go_of_removed_subscriptions() {
+        let sl = Sublist::new();
+        let mut cache = MatchCache::default();
+        let s = sub("a.*", None);
+        sl.insert(s.clone()).unwrap();
+        assert_eq!(cache.get(&sl, b"a.b").psubs.len(), 1);
+        let held = Arc::strong_count(&s);
+        cache.drop_if_stale(&sl);
+        assert_eq!(Arc::strong_count(&s), held, "unchanged sublist: kept");
+        sl.remove(&s);
+        cache.drop_if_stale(&sl);
+        assert_eq!(Arc::strong_count(&s), 1, "only the test holds it now");
     }
 
     #[test]

@@ -199,6 +199,96 @@ fn replayed_nkey_signature_is_refused() {
     }
 }
 
+/// `allow_responses`: a user who may not publish may answer each request
+/// it received, `max` times, and nothing else; the errors and deliveries are
+/// byte-for-byte nats-server's. Enough requests are open at once for the
+/// open-reply map to sweep (it holds one entry per request still unanswered).
+#[test]
+fn allow_responses_answers_each_request_once() {
+    const OPEN: usize = 5000;
+    let conf = "authorization { users: [\n\
+          {user: svc, password: s, permissions: { subscribe: \"svc\", allow_responses: {max: 1} }}\n\
+          {user: req, password: r}\n\
+        ] }\n";
+    let mut transcripts = Vec::new();
+    for (label, bin) in binaries() {
+        let server = ServerSpec::new(bin).config(conf).start().unwrap();
+        let open = |user: &str, pass: &str| {
+            let s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut info = String::new();
+            r.read_line(&mut info).unwrap();
+            let mut s2 = s;
+            write!(
+                s2,
+                "CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\n"
+            )
+            .unwrap();
+            (s2, r)
+        };
+        // Reads lines up to and including the next PONG.
+        let until_pong = |r: &mut BufReader<TcpStream>| {
+            let mut lines = Vec::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line)
+                    .unwrap_or_else(|e| panic!("{label}: {e}; so far {lines:?}"));
+                assert!(!line.is_empty(), "{label}: closed after {lines:?}");
+                if line == "PONG\r\n" {
+                    return lines;
+                }
+                lines.push(line);
+            }
+        };
+        let (mut svc, mut svc_r) = open("svc", "s");
+        svc.write_all(b"SUB svc 1\r\nPING\r\n").unwrap();
+        assert!(until_pong(&mut svc_r).is_empty(), "{label}");
+        let (mut req, mut req_r) = open("req", "r");
+        let mut batch = String::from("SUB _INBOX.> 1\r\n");
+        for i in 0..OPEN {
+            batch.push_str(&format!("PUB svc _INBOX.{i} 1\r\n?\r\n"));
+        }
+        batch.push_str("PING\r\n");
+        req.write_all(batch.as_bytes()).unwrap();
+        assert!(until_pong(&mut req_r).is_empty(), "{label}");
+        svc.write_all(b"PING\r\n").unwrap();
+        let got = until_pong(&mut svc_r);
+        assert_eq!(got.len(), OPEN * 2, "{label}: every request delivered");
+
+        // Answer the last request twice, the first once, and publish
+        // somewhere no request came from.
+        let last = OPEN - 1;
+        write!(
+            svc,
+            "PUB _INBOX.{last} 2\r\nok\r\nPUB _INBOX.{last} 5\r\nagain\r\n\
+             PUB _INBOX.0 5\r\nfirst\r\nPUB elsewhere 1\r\nx\r\nPING\r\n"
+        )
+        .unwrap();
+        let svc_lines = until_pong(&mut svc_r);
+        req.write_all(b"PING\r\n").unwrap();
+        let req_lines = until_pong(&mut req_r);
+        transcripts.push((label, svc_lines, req_lines));
+    }
+    let (_, svc_ref, req_ref) = &transcripts[0];
+    assert_eq!(
+        svc_ref,
+        &[
+            format!(
+                "-ERR 'Permissions Violation for Publish to \"_INBOX.{}\"'\r\n",
+                OPEN - 1
+            ),
+            "-ERR 'Permissions Violation for Publish to \"elsewhere\"'\r\n".to_string(),
+        ],
+        "nats-server's errors (the test itself)"
+    );
+    assert_eq!(req_ref.len(), 4, "two answers delivered: {req_ref:?}");
+    for (label, svc_lines, req_lines) in &transcripts[1..] {
+        assert_eq!(svc_lines, svc_ref, "{label}: errors to the responder");
+        assert_eq!(req_lines, req_ref, "{label}: answers to the requester");
+    }
+}
+
 /// Accounts cross routes by name: a stream import applies on the node
 /// where the importer's subscriber is, and the same subject in another
 /// account never crosses.

@@ -367,6 +367,7 @@ impl Reader {
             Op::Ping => {
                 trace!("{} - <<- [PING]", self.tag());
                 self.shared.send(b"PONG\r\n");
+                self.cache.drop_if_stale(&self.account.sublist);
                 // The first PONG after CONNECT is followed, for clients that
                 // take async INFO, by an INFO naming their account.
                 if self.connect_received && !self.first_pong_sent {
@@ -380,6 +381,7 @@ impl Reader {
             Op::Pong => {
                 trace!("{} - <<- [PONG]", self.tag());
                 self.pings_out = 0;
+                self.cache.drop_if_stale(&self.account.sublist);
                 if let Some(sent) = self.ping_sent.take() {
                     self.shared.meta.lock().rtt_nanos = sent.elapsed().as_nanos() as u64;
                 }

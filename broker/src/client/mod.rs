@@ -108,7 +108,8 @@ pub struct ClientShared {
 /// Reply subjects a client with `allow_responses` may answer.
 struct ReplyAllowance {
     perm: ResponsePermission,
-    open: std::collections::HashMap<Vec<u8>, (u64, std::time::Instant)>,
+    /// Reply subject -> responses still allowed.
+    open: crate::expiring::ExpiringMap<u64>,
 }
 
 pub(crate) fn now_nanos() -> u64 {
@@ -220,13 +221,8 @@ impl ClientShared {
             return;
         }
         if let Some(a) = self.replies.lock().as_mut() {
-            let now = std::time::Instant::now();
-            if a.open.len() >= 10_000 {
-                a.open.retain(|_, (_, until)| *until > now);
-            }
-            let until = now + a.perm.expires;
-            a.open
-                .insert(reply.to_vec(), (a.perm.max_msgs.max(1), until));
+            let until = std::time::Instant::now() + a.perm.expires;
+            a.open.insert(reply.to_vec(), a.perm.max_msgs.max(1), until);
         }
     }
 
@@ -239,15 +235,14 @@ impl ClientShared {
         let Some(a) = guard.as_mut() else {
             return false;
         };
-        let Some((left, until)) = a.open.get_mut(subject) else {
-            return false;
+        let Some(left) = a.open.get_mut(subject) else {
+            return false; // never opened, used up, or expired
         };
-        let ok = *until > std::time::Instant::now();
         *left = left.saturating_sub(1);
-        if *left == 0 || !ok {
+        if *left == 0 {
             a.open.remove(subject);
         }
-        ok
+        true
     }
 
     /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid` for routes).
