@@ -455,7 +455,7 @@ impl RouteReader<'_> {
             configured: self.configured,
             start: SystemTime::now(),
         };
-        match self.server.routes.register(peer.clone()) {
+        match self.server.routes.register(peer.clone(), &self.server.id) {
             Ok(()) => {
                 self.peer = Some(peer.id.clone());
                 self.parser.ready = true;

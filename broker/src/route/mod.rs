@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::client::ClientShared;
+use crate::client::{ClientShared, ClosedState};
 use crate::server::Server;
 use crate::subscription::Subscription;
 
@@ -278,10 +278,32 @@ impl Routes {
 
     /// Register a peer whose INFO arrived, and send it all local interest
     /// under the same lock that orders interest updates, so it misses none.
-    pub fn register(&self, peer: Peer) -> Result<(), RegisterError> {
+    ///
+    /// Two servers that dial each other at once each end up with two
+    /// connections to the other. Both must keep the same one, or each closes
+    /// the one the other kept and they start over: the one kept is the one
+    /// dialled by the server with the smaller id. When the connection already
+    /// registered is not that one, it is closed and replaced.
+    pub fn register(&self, peer: Peer, own_id: &str) -> Result<(), RegisterError> {
         let mut st = self.state.lock();
-        if st.peers.iter().any(|p| p.id == peer.id) {
-            return Err(RegisterError::Duplicate);
+        if let Some(i) = st.peers.iter().position(|p| p.id == peer.id) {
+            let dialled_by_smaller = |p: &Peer| {
+                if p.solicited {
+                    own_id < p.id.as_str()
+                } else {
+                    p.id.as_str() < own_id
+                }
+            };
+            if dialled_by_smaller(&st.peers[i]) || !dialled_by_smaller(&peer) {
+                return Err(RegisterError::Duplicate);
+            }
+            let old = st.peers.remove(i);
+            st.dialing.remove(&old.url);
+            debug!(
+                "Replacing duplicate route to {:?} with the one it dialled",
+                old.id
+            );
+            old.conn.close(ClosedState::DuplicateRoute);
         }
         let mut batch = Vec::new();
         for ((acc, subject, queue), n) in &st.interest {
@@ -456,4 +478,66 @@ pub use conn::accept;
 /// Log the set of routes when it changes, as operators expect to see it.
 pub fn log_peer_added(p: &Peer) {
     info!("{} - Route connection created", p.conn.tag());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, solicited: bool) -> Peer {
+        Peer {
+            id: id.into(),
+            name: id.into(),
+            conn: Arc::new(ClientShared::detached()),
+            info: RouteInfo::default(),
+            url: format!("nats-route://{id}:6222"),
+            solicited,
+            configured: true,
+            start: SystemTime::now(),
+        }
+    }
+
+    /// Servers "A" < "B" dialled each other at once. Whatever order the two
+    /// connections register in, each side keeps the one A dialled: on A
+    /// that is its solicited route, on B the one it accepted.
+    #[test]
+    fn crossed_dials_keep_the_connection_the_smaller_id_dialled() {
+        for accepted_first in [true, false] {
+            // On A: the remote is B; A's own dial is `solicited`.
+            let on_a = Routes::default();
+            let (mine, theirs) = (peer("B", true), peer("B", false));
+            let (first, second) = if accepted_first {
+                (theirs.clone(), mine.clone())
+            } else {
+                (mine.clone(), theirs.clone())
+            };
+            on_a.register(first, "A").unwrap();
+            let second_kept = on_a.register(second, "A").is_ok();
+            let kept = &on_a.peers()[0];
+            assert_eq!(on_a.peers().len(), 1);
+            assert!(Arc::ptr_eq(&kept.conn, &mine.conn), "A keeps its own dial");
+            assert_eq!(second_kept, accepted_first);
+            // Replaced: closed here. Refused: the caller closes it.
+            assert_eq!(
+                theirs.conn.closed_reason(),
+                accepted_first.then_some(ClosedState::DuplicateRoute)
+            );
+
+            // On B: the remote is A; the connection A dialled is accepted.
+            let on_b = Routes::default();
+            let (mine, theirs) = (peer("A", true), peer("A", false));
+            let (first, second) = if accepted_first {
+                (theirs.clone(), mine.clone())
+            } else {
+                (mine.clone(), theirs.clone())
+            };
+            on_b.register(first, "B").unwrap();
+            let _ = on_b.register(second, "B");
+            assert_eq!(on_b.peers().len(), 1);
+            assert!(
+                Arc::ptr_eq(&on_b.peers()[0].conn, &theirs.conn),
+                "B keeps the connection A dialled"
+            );
+        }
+    }
 }
