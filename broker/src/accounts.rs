@@ -51,11 +51,10 @@ pub struct ServiceImport {
     pub subject: String,
 }
 
-/// Where a service response must go.
+/// Where a service response must go (until the map holding it expires it).
 pub struct PendingResponse {
     pub importer: Arc<Account>,
     pub reply: Vec<u8>,
-    pub expires: Instant,
 }
 
 pub struct Account {
@@ -130,15 +129,10 @@ impl Account {
 
     /// Remember where the answer to a mapped request goes.
     pub fn add_response(&self, mapped: Vec<u8>, importer: Arc<Account>, reply: Vec<u8>) {
-        let expires = Instant::now() + RESPONSE_TTL;
         self.responses.lock().insert(
             mapped,
-            PendingResponse {
-                importer,
-                reply,
-                expires,
-            },
-            expires,
+            PendingResponse { importer, reply },
+            Instant::now() + RESPONSE_TTL,
         );
     }
 

@@ -11,13 +11,21 @@ pub const ROLLUP: &str = "Nats-Rollup";
 
 /// The value of header `name` (case-insensitive), if present.
 pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
-    let text = std::str::from_utf8(block).ok()?;
-    let mut lines = text.split("\r\n");
-    lines.next()?; // NATS/1.0 line
-    lines.find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    fields(block)
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// `(name, value)` of each header line after the `NATS/1.0` line, trimmed;
+/// nothing when the block is not UTF-8.
+fn fields(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    std::str::from_utf8(block)
+        .into_iter()
+        .flat_map(|text| text.split("\r\n").skip(1))
+        .filter_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            Some((k.trim(), v.trim()))
+        })
 }
 
 /// The headers a stream acts on when it stores a published message, read in
@@ -37,16 +45,7 @@ pub struct PublishHeaders<'a> {
 impl<'a> PublishHeaders<'a> {
     pub fn parse(block: &'a [u8]) -> Self {
         let mut out = PublishHeaders::default();
-        let Ok(text) = std::str::from_utf8(block) else {
-            return out;
-        };
-        let mut lines = text.split("\r\n");
-        lines.next(); // NATS/1.0 line
-        for line in lines {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let k = k.trim();
+        for (k, v) in fields(block) {
             // Everything JetStream reads here starts with "Nats-".
             if k.len() < 5 || !k.as_bytes()[..5].eq_ignore_ascii_case(b"nats-") {
                 continue;
@@ -62,7 +61,7 @@ impl<'a> PublishHeaders<'a> {
             .into_iter()
             .find(|(name, _)| k.eq_ignore_ascii_case(name));
             if let Some((_, slot)) = slot {
-                slot.get_or_insert(v.trim());
+                slot.get_or_insert(v);
             }
         }
         out
