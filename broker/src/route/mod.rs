@@ -499,45 +499,42 @@ mod tests {
 
     /// Servers "A" < "B" dialled each other at once. Whatever order the two
     /// connections register in, each side keeps the one A dialled: on A
-    /// that is its solicited route, on B the one it accepted.
+    /// that is its solicited route, on B the one it accepted. The other is
+    /// refused when it comes second (its reader then closes it) and closed
+    /// here when it came first.
     #[test]
     fn crossed_dials_keep_the_connection_the_smaller_id_dialled() {
-        for accepted_first in [true, false] {
-            // On A: the remote is B; A's own dial is `solicited`.
-            let on_a = Routes::default();
-            let (mine, theirs) = (peer("B", true), peer("B", false));
-            let (first, second) = if accepted_first {
-                (theirs.clone(), mine.clone())
-            } else {
-                (mine.clone(), theirs.clone())
-            };
-            on_a.register(first, "A").unwrap();
-            let second_kept = on_a.register(second, "A").is_ok();
-            let kept = &on_a.peers()[0];
-            assert_eq!(on_a.peers().len(), 1);
-            assert!(Arc::ptr_eq(&kept.conn, &mine.conn), "A keeps its own dial");
-            assert_eq!(second_kept, accepted_first);
-            // Replaced: closed here. Refused: the caller closes it.
-            assert_eq!(
-                theirs.conn.closed_reason(),
-                accepted_first.then_some(ClosedState::DuplicateRoute)
-            );
-
-            // On B: the remote is A; the connection A dialled is accepted.
-            let on_b = Routes::default();
-            let (mine, theirs) = (peer("A", true), peer("A", false));
-            let (first, second) = if accepted_first {
-                (theirs.clone(), mine.clone())
-            } else {
-                (mine.clone(), theirs.clone())
-            };
-            on_b.register(first, "B").unwrap();
-            let _ = on_b.register(second, "B");
-            assert_eq!(on_b.peers().len(), 1);
-            assert!(
-                Arc::ptr_eq(&on_b.peers()[0].conn, &theirs.conn),
-                "B keeps the connection A dialled"
-            );
+        for (own, remote, keeps_own_dial) in [("A", "B", true), ("B", "A", false)] {
+            for accepted_first in [true, false] {
+                let routes = Routes::default();
+                let (mine, theirs) = (peer(remote, true), peer(remote, false));
+                let (first, second) = if accepted_first {
+                    (theirs.clone(), mine.clone())
+                } else {
+                    (mine.clone(), theirs.clone())
+                };
+                let (kept, lost) = if keeps_own_dial {
+                    (&mine, &theirs)
+                } else {
+                    (&theirs, &mine)
+                };
+                let lost_came_first = Arc::ptr_eq(&lost.conn, &first.conn);
+                routes.register(first, own).unwrap();
+                let second_kept = routes.register(second, own).is_ok();
+                let peers = routes.peers();
+                assert_eq!(peers.len(), 1, "{own}");
+                assert!(
+                    Arc::ptr_eq(&peers[0].conn, &kept.conn),
+                    "{own} keeps A's dial"
+                );
+                assert_eq!(second_kept, lost_came_first, "{own}");
+                assert_eq!(
+                    lost.conn.closed_reason(),
+                    lost_came_first.then_some(ClosedState::DuplicateRoute),
+                    "{own}"
+                );
+                assert_eq!(kept.conn.closed_reason(), None, "{own}");
+            }
         }
     }
 }
