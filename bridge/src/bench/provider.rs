@@ -79,26 +79,20 @@ impl Provider {
         };
 
         let qos1 = self.qos != QoS::AtMostOnce;
+        // Paced (latency) runs write every publish at once, so the buffer is
+        // empty whenever they sleep; unpaced runs gather up to WRITE_AT.
+        let paced = self.rate > 0.0;
         for i in 0..n {
-            if self.rate > 0.0 {
+            if paced {
                 let due = t0 + Duration::from_secs_f64(i as f64 / self.rate);
-                if Instant::now() < due {
-                    if !out.is_empty() {
-                        wr.write_all(&out).await?;
-                        out.clear();
-                    }
-                    tokio::time::sleep_until(due.into()).await;
-                }
+                tokio::time::sleep_until(due.into()).await;
             }
             if qos1 {
                 let permit = match permits.try_acquire() {
                     Ok(p) => p,
                     Err(_) => {
                         // The window is full: send what is gathered, then wait.
-                        if !out.is_empty() {
-                            wr.write_all(&out).await?;
-                            out.clear();
-                        }
+                        write_out(&mut wr, &mut out).await?;
                         permits.acquire().await?
                     }
                 };
@@ -110,14 +104,11 @@ impl Provider {
             }
             sent(i);
             Packet::Publish(publish).write(&mut out, MAX_PACKET)?;
-            if out.len() >= WRITE_AT || self.rate > 0.0 {
-                wr.write_all(&out).await?;
-                out.clear();
+            if paced || out.len() >= WRITE_AT {
+                write_out(&mut wr, &mut out).await?;
             }
         }
-        if !out.is_empty() {
-            wr.write_all(&out).await?;
-        }
+        write_out(&mut wr, &mut out).await?;
         if qos1 {
             // Every publish acknowledged: all permits back.
             let all = permits.acquire_many(window as u32).await?;
@@ -127,6 +118,15 @@ impl Provider {
         let _ = wr.write_all(&[0xe0, 0]).await; // DISCONNECT
         Ok(())
     }
+}
+
+/// Writes what `out` has gathered, if anything, and empties it.
+async fn write_out(wr: &mut tokio::net::tcp::OwnedWriteHalf, out: &mut BytesMut) -> Result<()> {
+    if !out.is_empty() {
+        wr.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// The next MQTT packet from `rd`, reading more as needed.
