@@ -49,6 +49,23 @@ pub struct Ack {
     pub epoch: u64,
 }
 
+/// The pipeline's acks not yet written, gathered for one write.
+struct PendingAcks {
+    rx: mpsc::UnboundedReceiver<Ack>,
+    batch: Vec<Ack>,
+    /// False once the pipeline is gone (no more acks can come).
+    open: bool,
+}
+
+impl PendingAcks {
+    /// Waits until acks are in `batch` (true), or the pipeline is gone (false).
+    async fn recv(&mut self) -> bool {
+        let n = self.rx.recv_many(&mut self.batch, ACK_BATCH).await;
+        self.open = n > 0;
+        self.open
+    }
+}
+
 /// `(host, port, tls)` from `mqtt://host[:port]` or `mqtts://host[:port]`.
 pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
     let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
@@ -163,7 +180,7 @@ impl Loop {
         mut self,
         qos1: mpsc::Sender<Received>,
         qos0: mpsc::Sender<Received>,
-        mut acks: mpsc::UnboundedReceiver<Ack>,
+        acks: mpsc::UnboundedReceiver<Ack>,
         mut shutdown: watch::Receiver<bool>,
         mut pipeline_done: oneshot::Receiver<()>,
     ) {
@@ -171,8 +188,11 @@ impl Loop {
         let mut backoff = self.backoff_min;
         let mut connected_once = false;
         let mut shutting_down = *shutdown.borrow();
-        let mut batch = Vec::with_capacity(ACK_BATCH);
-        let mut acks_open = true;
+        let mut acks = PendingAcks {
+            rx: acks,
+            batch: Vec::with_capacity(ACK_BATCH),
+            open: true,
+        };
         loop {
             if shutting_down && senders.is_some() {
                 senders = None; // closes the pipeline's inputs: it drains and finishes
@@ -182,11 +202,9 @@ impl Loop {
             let can_ack = self.eventloop.network.is_some();
             let event = tokio::select! {
                 ev = self.eventloop.poll() => ev,
-                n = acks.recv_many(&mut batch, ACK_BATCH), if can_ack && acks_open => {
-                    if n == 0 {
-                        acks_open = false; // the pipeline is gone
-                    } else {
-                        self.write_acks(&mut batch).await;
+                got = acks.recv(), if can_ack && acks.open => {
+                    if got {
+                        self.write_acks(&mut acks.batch).await;
                     }
                     continue;
                 }
@@ -242,9 +260,7 @@ impl Loop {
                         continue;
                     }
                     Metrics::inc(&self.metrics.mqtt_received_qos1);
-                    let forwarded = self
-                        .hand_over(qos1, received, &mut acks, &mut batch, &mut acks_open)
-                        .await;
+                    let forwarded = self.hand_over(qos1, received, &mut acks).await;
                     if !forwarded {
                         tracing::error!("pipeline stopped; no longer forwarding");
                         senders = None;
@@ -267,10 +283,10 @@ impl Loop {
             }
         }
         // The pipeline's last acks, sent just before it reported done.
-        while let Ok(ack) = acks.try_recv() {
-            batch.push(ack);
+        while let Ok(ack) = acks.rx.try_recv() {
+            acks.batch.push(ack);
         }
-        self.write_acks(&mut batch).await;
+        self.write_acks(&mut acks.batch).await;
         self.metrics.mqtt_connected.store(false, Relaxed);
         if self.client.try_disconnect().is_ok() {
             // Poll until the DISCONNECT is written (or the connection is gone).
@@ -295,9 +311,7 @@ impl Loop {
         &mut self,
         qos1: &mpsc::Sender<Received>,
         received: Received,
-        acks: &mut mpsc::UnboundedReceiver<Ack>,
-        batch: &mut Vec<Ack>,
-        acks_open: &mut bool,
+        acks: &mut PendingAcks,
     ) -> bool {
         loop {
             tokio::select! {
@@ -310,11 +324,9 @@ impl Loop {
                         Err(_) => false,
                     };
                 }
-                n = acks.recv_many(batch, ACK_BATCH), if *acks_open => {
-                    if n == 0 {
-                        *acks_open = false;
-                    } else {
-                        self.write_acks(batch).await;
+                got = acks.recv(), if acks.open => {
+                    if got {
+                        self.write_acks(&mut acks.batch).await;
                     }
                 }
             }
