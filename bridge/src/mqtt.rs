@@ -66,6 +66,16 @@ impl PendingAcks {
     }
 }
 
+/// The QoS for a configured level: 0 is at most once, anything else at least
+/// once (the bridge never asks for QoS 2).
+pub fn qos(level: u8) -> QoS {
+    if level == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    }
+}
+
 /// `(host, port, tls)` from `mqtt://host[:port]` or `mqtts://host[:port]`.
 pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
     let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
@@ -153,14 +163,7 @@ impl Loop {
         let subscriptions = cfg
             .subscriptions
             .iter()
-            .map(|s| {
-                let qos = if s.qos == 0 {
-                    QoS::AtMostOnce
-                } else {
-                    QoS::AtLeastOnce
-                };
-                SubscribeFilter::new(s.topic.clone(), qos)
-            })
+            .map(|s| SubscribeFilter::new(s.topic.clone(), qos(s.qos)))
             .collect();
         Ok(Loop {
             client,

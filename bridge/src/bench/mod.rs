@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use rumqttc::QoS;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -127,11 +126,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     let n = opts.messages as usize;
     let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let t0 = Instant::now();
-    let qos = if opts.qos == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    };
+    let qos = crate::mqtt::qos(opts.qos);
     let provider = provider::Provider {
         addr: mqtt_addr,
         client_id: format!("tribune-bench-pub-{nonce}"),

@@ -107,11 +107,7 @@ pub async fn run(opts: SimOptions, mut shutdown: watch::Receiver<bool>) -> Resul
         .await
         .with_context(|| format!("simulator: no CONNACK from {} within 30s", opts.mqtt_url))?;
 
-    let qos = if opts.qos == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    };
+    let qos = crate::mqtt::qos(opts.qos);
     let mut feed = Feed::new(
         opts.seed,
         &opts.sports,
