@@ -75,7 +75,10 @@ test: venv build localstack
 	exit $$status
 
 # The bridge's integration tests run twice: against nats-server (the
-# reference) and against tribune-broker.
+# reference) and against tribune-broker. The second run selects the bridge's
+# test targets inside --workspace rather than with -p: cargo resolves features
+# per selection, and -p tribune-bridge would rebuild rustls and everything on it.
+BRIDGE_TESTS := $(patsubst bridge/tests/%.rs,--test %,$(wildcard bridge/tests/*.rs))
 test-rust: venv
 ifeq ($(HAVE_NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -83,7 +86,7 @@ ifeq ($(HAVE_NEXTEST),yes)
 	$(CARGO) test --workspace --doc
 else
 	$(CARGO) test --workspace --no-fail-fast
-	BRIDGE_TEST_SERVER=tribune $(CARGO) test -p tribune-bridge --no-fail-fast
+	BRIDGE_TEST_SERVER=tribune $(CARGO) test --workspace $(BRIDGE_TESTS) --no-fail-fast
 endif
 
 test-python: venv

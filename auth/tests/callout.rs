@@ -351,16 +351,14 @@ fn claims(sports: Value) -> Value {
 
 fn rs256(c: &Value) -> String {
     let key =
-        EncodingKey::from_rsa_pem(&std::fs::read(fixtures().join("rsa_private.pem")).unwrap())
-            .unwrap();
+        EncodingKey::from_rsa_der(&std::fs::read(fixtures().join("rsa_private.der")).unwrap());
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("rsa-1".into());
     encode(&h, c, &key).unwrap()
 }
 
 fn es256(c: &Value) -> String {
-    let key = EncodingKey::from_ec_pem(&std::fs::read(fixtures().join("ec_private.pem")).unwrap())
-        .unwrap();
+    let key = EncodingKey::from_ec_der(&std::fs::read(fixtures().join("ec_private.der")).unwrap());
     let mut h = Header::new(Algorithm::ES256);
     h.kid = Some("ec-1".into());
     encode(&h, c, &key).unwrap()
