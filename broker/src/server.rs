@@ -120,6 +120,8 @@ pub struct Server {
     callout: std::sync::OnceLock<crate::callout::AuthCallout>,
     /// JetStream, when enabled; set up at start.
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
+    /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
+    secrets: crate::auth::SecretChecker,
 }
 
 impl Server {
@@ -178,6 +180,7 @@ impl Server {
             tls: RwLock::new(crate::tls::TlsContexts::default()),
             callout: std::sync::OnceLock::new(),
             jetstream: std::sync::OnceLock::new(),
+            secrets: crate::auth::SecretChecker::for_this_machine(),
         })
     }
 
@@ -236,6 +239,12 @@ impl Server {
     /// Auth callout, when configured and set up.
     pub fn callout(&self) -> Option<&crate::callout::AuthCallout> {
         self.callout.get()
+    }
+
+    /// The checker for presented secrets (bcrypt runs on a bounded
+    /// blocking pool, never on the runtime's workers).
+    pub fn secrets(&self) -> &crate::auth::SecretChecker {
+        &self.secrets
     }
 
     /// This server's client URLs (`host:port`), as peers and clients see them.

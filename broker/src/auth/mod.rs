@@ -6,7 +6,11 @@
 //! nonce the server sent in INFO. Plain secrets are compared in constant
 //! time so response timing does not leak how much of a guess was right.
 
+pub mod secrets;
+
 use base64::Engine;
+
+pub use secrets::{constant_time_eq, is_bcrypt, SecretChecker};
 
 use crate::options::{Options, User};
 use crate::permissions::Permissions;
@@ -34,26 +38,13 @@ impl Identity {
     }
 }
 
-/// A password check: bcrypt hashes (`$2a$`, `$2b$`, `$2y$`) are verified
-/// with bcrypt, anything else is compared in constant time.
+/// A password check: bcrypt hashes are verified with bcrypt, anything else
+/// is compared in constant time.
 fn password_ok(given: &str, want: &str) -> bool {
     if is_bcrypt(want) {
         return bcrypt::verify(given, want).unwrap_or(false);
     }
     constant_time_eq(given.as_bytes(), want.as_bytes())
-}
-
-/// nats-server's test for a bcrypt hash: `$2a$`, `$2b$`, `$2x$` or `$2y$`
-/// followed by a two-digit cost.
-fn is_bcrypt(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() > 7
-        && b.starts_with(b"$2")
-        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
-        && b[3] == b'$'
-        && b[4].is_ascii_digit()
-        && b[5].is_ascii_digit()
-        && b[6] == b'$'
 }
 
 /// Decode a nonce signature: clients send base64 URL encoding without
@@ -78,18 +69,6 @@ pub fn new_nonce() -> String {
     let mut b = [0u8; 11];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Compare two secrets without an early exit on the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    let n = a.len().max(b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 fn same(given: Option<&str>, want: &str) -> bool {
@@ -263,13 +242,5 @@ mod tests {
             authenticate(&opts, &c, &nonce).is_none(),
             "an unknown nkey fails"
         );
-    }
-
-    #[test]
-    fn ct_eq() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(constant_time_eq(b"", b""));
     }
 }
