@@ -33,18 +33,31 @@ fn is_zero(v: &i64) -> bool {
 
 /// Access to the registered claims of any NATS claim set.
 pub trait NatsClaims {
+    /// The `nats.type` this claim set must carry (`user`,
+    /// `authorization_request`, ...): a JWT of one type is never accepted
+    /// as another, as nats-io/jwt's decoders refuse it.
+    const TYPE: &'static str;
+    /// What nats-io/jwt says when a JWT of another type is decoded as this one.
+    const WRONG_TYPE: &'static str;
     fn std(&self) -> &StdClaims;
     fn std_mut(&mut self) -> &mut StdClaims;
+    /// The `nats.type` the JWT carries.
+    fn claim_type(&self) -> &str;
 }
 
 macro_rules! nats_claims {
-    ($t:ty) => {
+    ($t:ty, $type:literal, $wrong:literal) => {
         impl NatsClaims for $t {
+            const TYPE: &'static str = $type;
+            const WRONG_TYPE: &'static str = $wrong;
             fn std(&self) -> &StdClaims {
                 &self.std
             }
             fn std_mut(&mut self) -> &mut StdClaims {
                 &mut self.std
+            }
+            fn claim_type(&self) -> &str {
+                &self.nats.kind
             }
         }
     };
@@ -58,7 +71,11 @@ pub struct AuthorizationRequestClaims {
     pub std: StdClaims,
     pub nats: AuthorizationRequest,
 }
-nats_claims!(AuthorizationRequestClaims);
+nats_claims!(
+    AuthorizationRequestClaims,
+    "authorization_request",
+    "not an authorization request claim"
+);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
@@ -159,7 +176,11 @@ pub struct AuthorizationResponseClaims {
     pub std: StdClaims,
     pub nats: AuthorizationResponse,
 }
-nats_claims!(AuthorizationResponseClaims);
+nats_claims!(
+    AuthorizationResponseClaims,
+    "authorization_response",
+    "not an authorization response claim"
+);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuthorizationResponse {
@@ -214,7 +235,7 @@ pub struct UserClaims {
     pub std: StdClaims,
     pub nats: User,
 }
-nats_claims!(UserClaims);
+nats_claims!(UserClaims, "user", "not user claim");
 
 /// `nats` section of a user JWT. Limits use -1 for "unlimited" like nats-io/jwt.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -123,6 +123,9 @@ pub fn decode_verified<C: NatsClaims + DeserializeOwned>(token: &str) -> Result<
     }
     let claims: C = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).context("payload base64")?)
         .context("payload json")?;
+    if claims.claim_type() != C::TYPE {
+        bail!("{}", C::WRONG_TYPE);
+    }
     let sig = URL_SAFE_NO_PAD.decode(s).context("signature base64")?;
     let iss = &claims.std().iss;
     let kp =
@@ -186,6 +189,24 @@ mod tests {
         );
         let d = Sha512_256::digest(expect.as_bytes());
         assert_eq!(rc.std.jti, data_encoding::BASE32_NOPAD.encode(&d));
+    }
+
+    /// A JWT of one type is never read as another: an authorization response
+    /// signed by the issuer is not a user JWT, though its fields would parse.
+    #[test]
+    fn claim_types_are_checked() {
+        let acc = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        let mut rc = AuthorizationResponseClaims::error(&user.public_key(), "SRV", "nope");
+        let tok = encode(&mut rc, &acc).unwrap();
+        let err = decode_verified::<UserClaims>(&tok).unwrap_err();
+        assert_eq!(err.to_string(), "not user claim");
+        let mut uc = UserClaims::new(&user.public_key(), "APP");
+        let tok = encode(&mut uc, &acc).unwrap();
+        assert!(decode_verified::<UserClaims>(&tok).is_ok());
+        uc.nats.kind = "operator".into();
+        let tok = encode(&mut uc, &acc).unwrap();
+        assert!(decode_verified::<UserClaims>(&tok).is_err());
     }
 
     #[test]
