@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::options::{AccountConfig, ExportKind};
 use crate::sublist::Sublist;
@@ -32,6 +32,11 @@ pub const SYSTEM_ACCOUNT: &str = "$SYS";
 pub const RESPONSE_PREFIX: &str = "_R_.";
 /// How long a service response may take before its mapping is dropped.
 const RESPONSE_TTL: Duration = Duration::from_secs(120);
+/// Open service-import responses one exporting account keeps. Every request
+/// with a reply subject adds one, answered or not, so without a bound an
+/// importer could fill memory at line rate for the whole TTL; past it, the
+/// oldest unanswered request loses its answer (as if it had expired).
+pub const RESPONSE_MAP_LIMIT: usize = 100_000;
 
 /// Messages on `filter` in the exporting account are also delivered into `importer`.
 pub struct StreamLink {
@@ -71,6 +76,8 @@ pub struct Account {
     /// Takes part in any import or export, so the cross-account path must
     /// run; a single atomic load for every other account.
     cross: std::sync::atomic::AtomicBool,
+    /// When the full response map was last reported (unix nanos).
+    responses_full_warned: std::sync::atomic::AtomicU64,
 }
 
 impl Account {
@@ -80,9 +87,10 @@ impl Account {
             sublist: Sublist::new(),
             stream_links: RwLock::new(Vec::new()),
             service_imports: RwLock::new(Vec::new()),
-            responses: Mutex::new(Default::default()),
+            responses: Mutex::new(crate::expiring::ExpiringMap::with_limit(RESPONSE_MAP_LIMIT)),
             stream_imports: RwLock::new(Vec::new()),
             cross: std::sync::atomic::AtomicBool::new(false),
+            responses_full_warned: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -129,11 +137,38 @@ impl Account {
 
     /// Remember where the answer to a mapped request goes.
     pub fn add_response(&self, mapped: Vec<u8>, importer: Arc<Account>, reply: Vec<u8>) {
-        self.responses.lock().insert(
+        let evicted = self.responses.lock().insert(
             mapped,
             PendingResponse { importer, reply },
             Instant::now() + RESPONSE_TTL,
         );
+        if evicted {
+            self.warn_responses_full();
+        }
+    }
+
+    /// Say so when the response map is full, at most once a minute.
+    fn warn_responses_full(&self) {
+        let now = crate::client::now_nanos();
+        let last = self
+            .responses_full_warned
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 60_000_000_000 {
+            return;
+        }
+        self.responses_full_warned
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        warn!(
+            "Account {:?}: {RESPONSE_MAP_LIMIT} service import responses are open; \
+             dropping the oldest to make room (their answers will not be delivered)",
+            self.name
+        );
+    }
+
+    /// Open service-import responses, and how many were dropped for room.
+    pub fn response_map_stats(&self) -> (usize, u64) {
+        let m = self.responses.lock();
+        (m.len(), m.evicted())
     }
 
     /// The destination of a response published on `subject`, used once.

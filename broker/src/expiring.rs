@@ -1,33 +1,41 @@
-//! A map of reply subjects whose entries expire: the open replies of a client
-//! with `allow_responses`, and the pending responses of a service import.
+//! A bounded map of reply subjects whose entries expire: the open replies of
+//! a client with `allow_responses`, and the pending responses of a service
+//! import.
 //!
-//! Expired entries are dropped lazily, when the map has doubled since the
-//! last sweep. Sweeping whenever it is over a fixed size would cost a full
-//! scan per insert once that many entries are live at once (a busy service
-//! within its response TTL); doubling keeps the cost per insert constant.
+//! Every entry of one map lives equally long (a client's allowance TTL, the
+//! service response TTL), so insertion order is expiry order: the map keeps
+//! its entries in that order and drops expired ones from the front as new
+//! ones arrive, which costs constant time per insert with no full scans.
+//!
+//! Both maps grow with traffic from others (requests into a service, or
+//! requests an importer sends that no one answers), so each also has a hard
+//! bound: once full, the oldest entry makes room for the newest. The cost of
+//! hitting it is a late answer to a request older than every other open one
+//! being dropped, the same as if it had expired; the alternative is memory
+//! that a requester can fill at line rate.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-/// Entries below this never trigger a sweep.
-const SWEEP_FLOOR: usize = 4096;
+use hashlink::LinkedHashMap;
 
 #[derive(Debug)]
 pub struct ExpiringMap<V> {
-    map: HashMap<Vec<u8>, (V, Instant)>,
-    sweep_at: usize,
-}
-
-impl<V> Default for ExpiringMap<V> {
-    fn default() -> Self {
-        ExpiringMap {
-            map: HashMap::new(),
-            sweep_at: SWEEP_FLOOR,
-        }
-    }
+    map: LinkedHashMap<Vec<u8>, (V, Instant)>,
+    limit: usize,
+    /// Live entries dropped to stay within `limit`, ever.
+    evicted: u64,
 }
 
 impl<V> ExpiringMap<V> {
+    /// An empty map holding at most `limit` entries (at least one).
+    pub fn with_limit(limit: usize) -> Self {
+        ExpiringMap {
+            map: LinkedHashMap::new(),
+            limit: limit.max(1),
+            evicted: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -36,14 +44,27 @@ impl<V> ExpiringMap<V> {
         self.map.is_empty()
     }
 
-    /// Adds or replaces `key`, valid until `until`.
-    pub fn insert(&mut self, key: Vec<u8>, value: V, until: Instant) {
-        if self.map.len() >= self.sweep_at {
-            let now = Instant::now();
-            self.map.retain(|_, (_, u)| *u > now);
-            self.sweep_at = (self.map.len() * 2).max(SWEEP_FLOOR);
+    /// Live entries dropped so far because the map was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Adds or replaces `key`, valid until `until`. Returns true when a live
+    /// entry had to be dropped to make room.
+    pub fn insert(&mut self, key: Vec<u8>, value: V, until: Instant) -> bool {
+        let now = Instant::now();
+        while self.map.front().is_some_and(|(_, (_, u))| *u <= now) {
+            self.map.pop_front();
+        }
+        // A replaced key moves to the back, where its new expiry belongs.
+        self.map.remove(&key);
+        let full = self.map.len() >= self.limit;
+        if full {
+            self.map.pop_front();
+            self.evicted += 1;
         }
         self.map.insert(key, (value, until));
+        full
     }
 
     /// The live entry for `key`; an expired one is removed and not returned.
@@ -70,33 +91,52 @@ mod tests {
 
     #[test]
     fn live_entries_are_found_expired_ones_are_not() {
-        let mut m = ExpiringMap::default();
+        let mut m = ExpiringMap::with_limit(100);
         let later = Instant::now() + Duration::from_secs(60);
-        m.insert(b"a".to_vec(), 1, later);
         m.insert(b"gone".to_vec(), 2, Instant::now());
+        m.insert(b"a".to_vec(), 1, later);
         assert_eq!(m.get_mut(b"a").copied(), Some(1));
         assert_eq!(m.get_mut(b"gone"), None);
-        assert_eq!(m.len(), 1, "the expired entry was removed on lookup");
+        assert_eq!(m.len(), 1, "the expired entry was removed");
         assert_eq!(m.remove(b"a"), Some(1));
         assert!(m.is_empty());
     }
 
-    /// With many live entries, sweeps happen at doubling sizes, not on every
-    /// insert, and expired entries do not pile up past twice the live ones.
+    /// Expired entries at the front go as new ones arrive, so a stream of
+    /// unanswered requests never piles up past what is still live.
     #[test]
-    fn sweeps_are_amortised_and_bound_expired_entries() {
-        let mut m = ExpiringMap::default();
-        let later = Instant::now() + Duration::from_secs(600);
-        for i in 0..20_000u32 {
-            m.insert(i.to_be_bytes().to_vec(), i, later);
-        }
-        assert_eq!(m.len(), 20_000);
-        assert!(m.sweep_at > 20_000, "thresholds doubled: {}", m.sweep_at);
-        let mut m = ExpiringMap::default();
+    fn expired_entries_do_not_pile_up() {
+        let mut m = ExpiringMap::with_limit(1_000_000);
         let past = Instant::now();
         for i in 0..50_000u32 {
             m.insert(i.to_be_bytes().to_vec(), i, past);
         }
-        assert!(m.len() <= SWEEP_FLOOR, "expired entries swept: {}", m.len());
+        assert!(m.len() <= 1, "expired entries dropped: {}", m.len());
+        assert_eq!(m.evicted(), 0, "expiry is not eviction");
+    }
+
+    /// A full map drops its oldest live entry for the newest, and says so.
+    #[test]
+    fn the_bound_holds_and_evicts_the_oldest() {
+        let mut m = ExpiringMap::with_limit(3);
+        let later = Instant::now() + Duration::from_secs(600);
+        for k in [b"a", b"b", b"c"] {
+            assert!(!m.insert(k.to_vec(), 0, later));
+        }
+        assert!(
+            m.insert(b"d".to_vec(), 0, later),
+            "full: an entry was dropped"
+        );
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.evicted(), 1);
+        assert!(m.remove(b"a").is_none(), "the oldest went");
+        assert!(m.remove(b"b").is_some());
+        // Replacing a key does not count against the bound twice.
+        let mut m = ExpiringMap::with_limit(2);
+        m.insert(b"x".to_vec(), 1, later);
+        m.insert(b"x".to_vec(), 2, later);
+        m.insert(b"y".to_vec(), 3, later);
+        assert_eq!(m.evicted(), 0);
+        assert_eq!(m.get_mut(b"x").copied(), Some(2));
     }
 }

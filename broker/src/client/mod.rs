@@ -105,6 +105,12 @@ pub struct ClientShared {
     pub(crate) handler: Option<Arc<dyn InternalHandler>>,
 }
 
+/// Open reply allowances one client may hold. Anyone who may publish to a
+/// service adds one per request, so the bound keeps a request flood from
+/// growing the service's memory for the whole allowance TTL; past it, the
+/// oldest open request can no longer be answered.
+const REPLY_ALLOWANCE_LIMIT: usize = 100_000;
+
 /// Reply subjects a client with `allow_responses` may answer.
 struct ReplyAllowance {
     perm: ResponsePermission,
@@ -209,7 +215,7 @@ impl ClientShared {
     pub fn set_reply_allowance(&self, perm: Option<ResponsePermission>) {
         *self.replies.lock() = perm.map(|perm| ReplyAllowance {
             perm,
-            open: Default::default(),
+            open: crate::expiring::ExpiringMap::with_limit(REPLY_ALLOWANCE_LIMIT),
         });
         self.tracks_replies.store(perm.is_some(), Ordering::Release);
     }
