@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use tracing::{error, warn};
 
+use crate::limits::AccountLimits;
 use crate::options::{AccountConfig, ExportKind};
 use crate::sublist::Sublist;
 
@@ -64,6 +65,13 @@ pub struct PendingResponse {
 
 pub struct Account {
     pub name: String,
+    /// `default_permissions`, for auth-callout users whose JWT carries none
+    /// (configured users had them filled in when the config was read).
+    pub default_permissions: Option<crate::permissions::Permissions>,
+    /// `limits {}`: clients bound here, and what each of them may do.
+    pub limits: AccountLimits,
+    /// Clients bound to the account on this node, for `max_connections`.
+    clients: std::sync::atomic::AtomicUsize,
     pub sublist: Sublist,
     /// As exporter: importers of streams.
     pub stream_links: RwLock<Vec<StreamLink>>,
@@ -82,8 +90,20 @@ pub struct Account {
 
 impl Account {
     pub fn new(name: &str) -> Arc<Self> {
-        Arc::new(Account {
+        Self::configured(&AccountConfig {
             name: name.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// An account from its `accounts {}` entry (imports are linked later,
+    /// once every account exists).
+    pub fn configured(cfg: &AccountConfig) -> Arc<Self> {
+        Arc::new(Account {
+            name: cfg.name.clone(),
+            default_permissions: cfg.default_permissions.clone(),
+            limits: cfg.limits,
+            clients: std::sync::atomic::AtomicUsize::new(0),
             sublist: Sublist::new(),
             stream_links: RwLock::new(Vec::new()),
             service_imports: RwLock::new(Vec::new()),
@@ -92,6 +112,24 @@ impl Account {
             cross: std::sync::atomic::AtomicBool::new(false),
             responses_full_warned: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Bind one more client, unless `max_connections` is reached: the seat
+    /// is given back when the returned guard is dropped.
+    pub fn take_seat(self: &Arc<Self>) -> Option<AccountSeat> {
+        use std::sync::atomic::Ordering;
+        let limit = self.limits.max_connections;
+        self.clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (!limit.reached(n)).then_some(n + 1)
+            })
+            .ok()?;
+        Some(AccountSeat(self.clone()))
+    }
+
+    /// Clients bound to the account on this node.
+    pub fn num_clients(&self) -> usize {
+        self.clients.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether publishes in this account need the cross-account path.
@@ -177,6 +215,25 @@ impl Account {
             return None;
         }
         self.responses.lock().remove(subject)
+    }
+}
+
+/// A client's place in an account, counted against `max_connections`
+/// for as long as it is held.
+#[derive(Debug)]
+pub struct AccountSeat(Arc<Account>);
+
+impl AccountSeat {
+    pub fn account(&self) -> &Arc<Account> {
+        &self.0
+    }
+}
+
+impl Drop for AccountSeat {
+    fn drop(&mut self) {
+        self.0
+            .clients
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -275,7 +332,7 @@ mod tests {
             name: name.into(),
             exports,
             imports,
-            jetstream: None,
+            ..Default::default()
         }
     }
 

@@ -33,6 +33,7 @@ use crate::accounts::Account;
 use crate::auth::Identity;
 use crate::client::{InternalHandler, Msg};
 use crate::internal::InternalClient;
+use crate::limits::{ConnLimits, Limit};
 use crate::options::{AuthCalloutOptions, Options};
 use crate::permissions::{Permissions, ResponsePermission, SubjectPermission};
 use crate::protocol::ConnectOptions;
@@ -49,18 +50,6 @@ const XKEY_HEADER: &str = "Nats-Server-Xkey";
 /// from a sealed one.
 const JWT_PREFIX: &[u8] = b"eyJ";
 
-/// What a successful callout grants the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub identity: Identity,
-    /// `subs` limit of the user JWT (None: unlimited).
-    pub max_subs: Option<usize>,
-    /// `payload` limit of the user JWT (None: unlimited).
-    pub max_payload: Option<usize>,
-    /// When the user JWT expires, the connection is closed.
-    pub expires: Option<SystemTime>,
-}
-
 /// The connection being authorized, as the request describes it.
 #[derive(Debug)]
 pub struct CalloutClient<'a> {
@@ -72,6 +61,9 @@ pub struct CalloutClient<'a> {
     /// The name nats-server reports as the client's user: its nkey, user
     /// name, or `[REDACTED]` for a token.
     pub raw_user: String,
+    /// `STANDARD` for a TCP client (checked against the user JWT's
+    /// `allowed_connection_types`).
+    pub conn_type: &'static str,
 }
 
 /// Where one connection waits for its answer.
@@ -86,6 +78,15 @@ impl InternalHandler for Replies {
         if let Some(tx) = self.0.lock().remove(msg.subject) {
             let _ = tx.send(msg.body[msg.hdr_len..].to_vec());
         }
+    }
+}
+
+/// Removes a connection's waiter when its wait ends, however it ends.
+struct Waiting<'a>(&'a Replies, &'a [u8]);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0 .0.lock().remove(self.1);
     }
 }
 
@@ -109,23 +110,14 @@ impl std::fmt::Debug for AuthCallout {
 
 impl AuthCallout {
     /// Set up the reply subscription in the callout account. Logs, as
-    /// nats-server does, an account or auth user that does not exist.
+    /// nats-server does, an account that does not exist (auth users that do
+    /// not exist were refused with the configuration).
     pub fn start(server: &Server, opts: &Options) -> Option<AuthCallout> {
         let cfg = opts.auth_callout.clone()?;
         let Some(account) = server.account(cfg.account.as_bytes()) else {
             error!("Authorization callout account {:?} not valid", cfg.account);
             return None;
         };
-        for u in &cfg.auth_users {
-            let known = opts
-                .users
-                .iter()
-                .any(|x| &x.username == u || x.nkey.as_deref() == Some(u.as_str()))
-                || opts.username.as_deref() == Some(u.as_str());
-            if !known {
-                error!("Authorization callout user {u:?} not valid");
-            }
-        }
         let service_xkey = match cfg.xkey.as_deref().map(nkeys::XKey::from_public_key) {
             None => None,
             Some(Ok(k)) => Some(k),
@@ -176,7 +168,7 @@ impl AuthCallout {
         server: &Server,
         client: CalloutClient<'_>,
         timeout: Duration,
-    ) -> Result<Grant, String> {
+    ) -> Result<Identity, String> {
         let user = nkeys::KeyPair::new_user();
         let user_pub = user.public_key();
         let account = self.client.account().name.clone();
@@ -213,12 +205,14 @@ impl AuthCallout {
             .0
             .lock()
             .insert(Box::from(reply.as_bytes()), tx);
+        // However this wait ends (answer, timeout, or the connection going
+        // away and dropping this future), the waiter leaves the map.
+        let _waiting = Waiting(&self.replies, reply.as_bytes());
         self.client
             .publish(server, AUTH_CALLOUT_SUBJECT, Some(&reply), &headers, &body);
         let response = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             _ => {
-                self.replies.0.lock().remove(reply.as_bytes());
                 let e = format!(
                     "Authorization callout response not received in time on account {account:?}"
                 );
@@ -302,7 +296,7 @@ impl AuthCallout {
         raw: &[u8],
         user_pub: &str,
         client: &CalloutClient<'_>,
-    ) -> Result<Grant, String> {
+    ) -> Result<Identity, String> {
         let account = &self.client.account().name;
         if raw.is_empty() {
             return Err(format!(
@@ -355,7 +349,7 @@ impl AuthCallout {
         user: &UserClaims,
         user_pub: &str,
         client: &CalloutClient<'_>,
-    ) -> Result<Grant, String> {
+    ) -> Result<Identity, String> {
         let account = &self.client.account().name;
         check_times(&user.std).map_err(|e| format!("Error validating user JWT: {e}"))?;
         if user.std.sub != user_pub {
@@ -394,20 +388,37 @@ impl AuthCallout {
                 "No valid account {placement:?} for auth callout response on account {account:?}: account not found"
             )
         })?;
+        // nats-server reads the list and refuses a user whose types are all
+        // unknown; it does not hold the connection to them. Tribune does.
+        let allowed = crate::auth::connection_types(&user.nats.allowed_connection_types);
+        if allowed.known.is_empty() && !allowed.unknown.is_empty() {
+            return Err(format!(
+                "Authorized user on account {account:?} using invalid connection type"
+            ));
+        }
+        if !crate::auth::connection_type_allowed(&allowed.known, client.conn_type) {
+            return Err(format!(
+                "Authorized user on account {account:?} not allowed to connect as {}",
+                client.conn_type
+            ));
+        }
         let name = if user.std.name.is_empty() {
             user_pub.to_string()
         } else {
             user.std.name.clone()
         };
-        let limit = |v: i64| usize::try_from(v).ok().filter(|_| v >= 0);
-        Ok(Grant {
-            identity: Identity {
-                user: Some(name),
-                account: Some(target.name.clone()),
-                permissions: permissions_from_jwt(&user.nats),
+        // A JWT with no permissions gets the account's defaults, as
+        // nats-server's buildInternalNkeyUser gives them.
+        let permissions =
+            permissions_from_jwt(&user.nats).or_else(|| target.default_permissions.clone());
+        Ok(Identity {
+            user: Some(name),
+            account: Some(target.name.clone()),
+            permissions,
+            limits: ConnLimits {
+                subs: Limit::from_jwt(user.nats.subs),
+                payload: Limit::from_jwt(user.nats.payload),
             },
-            max_subs: limit(user.nats.subs),
-            max_payload: limit(user.nats.payload),
             expires: (user.std.exp > 0)
                 .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(user.std.exp as u64)),
         })
@@ -470,20 +481,6 @@ fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
     }
 }
 
-/// The user name nats-server reports for a CONNECT (`getRawAuthUser`).
-pub fn raw_auth_user(c: &ConnectOptions) -> String {
-    if let Some(n) = c.nkey.as_deref().filter(|s| !s.is_empty()) {
-        return n.to_string();
-    }
-    if let Some(u) = c.user.as_deref().filter(|s| !s.is_empty()) {
-        return u.to_string();
-    }
-    if c.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
-        return "[REDACTED]".to_string();
-    }
-    String::new()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,20 +522,6 @@ mod tests {
         let p = permissions_from_jwt(&u).unwrap();
         assert!(!p.can_publish("x"), "resp alone turns off blanket publish");
         assert_eq!(p.allow_responses, Some(ResponsePermission::default()));
-    }
-
-    #[test]
-    fn raw_user_names() {
-        let mut c = ConnectOptions {
-            auth_token: Some("t".into()),
-            ..Default::default()
-        };
-        assert_eq!(raw_auth_user(&c), "[REDACTED]");
-        c.user = Some("bob".into());
-        assert_eq!(raw_auth_user(&c), "bob");
-        c.nkey = Some("UABC".into());
-        assert_eq!(raw_auth_user(&c), "UABC");
-        assert_eq!(raw_auth_user(&ConnectOptions::default()), "");
     }
 
     #[test]

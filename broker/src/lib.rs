@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod expiring;
 pub mod internal;
 pub mod jetstream;
+pub mod limits;
 pub mod logging;
 pub mod monitor;
 pub mod options;

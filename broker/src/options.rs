@@ -33,8 +33,11 @@ pub struct User {
     pub nkey: Option<String>,
     /// Account the user is bound to; `None` means the global account.
     pub account: Option<String>,
-    /// `None`: the default permissions apply (or none at all).
+    /// `None`: no restrictions. The defaults of the user's block or account
+    /// are filled in here when the configuration is read.
     pub permissions: Option<crate::permissions::Permissions>,
+    /// `allowed_connection_types`, upper-cased; empty allows every type.
+    pub allowed_connection_types: Vec<String>,
 }
 
 /// Whether an account shares a stream of messages or a request/reply service.
@@ -73,6 +76,11 @@ pub struct AccountConfig {
     /// `jetstream: enabled` (or a limits map) in the account. When any
     /// account says so, only those accounts get JetStream.
     pub jetstream: Option<bool>,
+    /// `default_permissions`: what the account's users without permissions
+    /// of their own get, and auth-callout users whose JWT carries none.
+    pub default_permissions: Option<crate::permissions::Permissions>,
+    /// `limits { max_connections, max_subscriptions, max_payload }`.
+    pub limits: crate::limits::AccountLimits,
 }
 
 /// `cluster { ... }`: where this node listens for routes, which peers it
@@ -184,7 +192,10 @@ pub struct Options {
     pub authorization: Option<String>,
     pub users: Vec<User>,
     pub no_auth_user: Option<String>,
-    /// Permissions for users that have none of their own.
+    /// The `authorization {}` block's `default_permissions` (or
+    /// `permissions`). Already given to the block's users without their own
+    /// when the configuration was read; they also bind the single
+    /// user/password or token user, which nats-server leaves unrestricted.
     pub default_permissions: Option<crate::permissions::Permissions>,
     /// Accounts beyond the global `$G`; their users are in `users`.
     pub accounts: Vec<AccountConfig>,
@@ -297,8 +308,15 @@ impl Options {
     }
 
     /// True when clients must authenticate on the global account.
+    /// Whether clients must authenticate. With an auth callout they always
+    /// must, even with no local users: nats-server then says
+    /// `auth_required: false` and lets a client publish and subscribe before
+    /// its CONNECT has been decided, which Tribune does not.
     pub fn auth_required(&self) -> bool {
-        self.username.is_some() || self.authorization.is_some() || !self.users.is_empty()
+        self.username.is_some()
+            || self.authorization.is_some()
+            || !self.users.is_empty()
+            || self.auth_callout.is_some()
     }
 
     /// NKEY users need a nonce in INFO to sign.

@@ -135,7 +135,7 @@ impl Server {
         let mut accounts = HashMap::new();
         accounts.insert(GLOBAL_ACCOUNT.to_string(), global.clone());
         for a in &opts.accounts {
-            accounts.insert(a.name.clone(), Account::new(&a.name));
+            accounts.insert(a.name.clone(), Account::configured(a));
         }
         let sys_name = opts
             .system_account
@@ -753,6 +753,7 @@ impl Server {
             headers_supported: !opts.no_header_support,
             no_fast_producer_stall: opts.no_fast_producer_stall,
             nonce,
+            conn_type: crate::auth::CONN_TYPE_STANDARD,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
         if let Some(tls) = self.tls().client {

@@ -257,6 +257,13 @@ pub struct User {
     /// Time-of-day windows the user may connect in; empty = always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times: Vec<serde_json::Value>,
+    /// `STANDARD`, `WEBSOCKET`, ...: how the user may connect; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connection_types: Vec<String>,
+    /// The JWT alone authenticates (no nonce signature). Callout users
+    /// never sign a nonce anyway, so it changes nothing there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bearer_token: bool,
     #[serde(default = "unlimited")]
     pub subs: i64,
     #[serde(default = "unlimited")]
@@ -325,6 +332,8 @@ impl UserClaims {
                 resp: None,
                 src: Vec::new(),
                 times: Vec::new(),
+                allowed_connection_types: Vec::new(),
+                bearer_token: false,
                 subs: -1,
                 data: -1,
                 payload: -1,

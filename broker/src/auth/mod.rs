@@ -3,48 +3,106 @@
 //! The forms nats-server offers in `authorization {}` and `accounts {}`: a
 //! token, one user/password, a list of users (passwords in plain text or as
 //! bcrypt hashes), and NKEY users, who prove they hold a key by signing the
-//! nonce the server sent in INFO. Plain secrets are compared in constant
-//! time so response timing does not leak how much of a guess was right.
+//! nonce the server sent in INFO.
+//!
+//! The decision is all or nothing. A client that presents a credential is
+//! judged on that credential alone: if it fails, the answer is no, never
+//! the `no_auth_user` identity or any other. nats-server agrees except in
+//! one corner, where it is more lenient: a client that sends an `nkey` (or
+//! a JWT) to a server with only password users is made the `no_auth_user`;
+//! Tribune refuses it. bcrypt checks run on [`SecretChecker`]'s bounded
+//! blocking pool, so this is async.
 
 pub mod secrets;
+
+use std::time::SystemTime;
 
 use base64::Engine;
 
 pub use secrets::{constant_time_eq, is_bcrypt, SecretChecker};
 
+use crate::limits::ConnLimits;
 use crate::options::{Options, User};
 use crate::permissions::Permissions;
 use crate::protocol::ConnectOptions;
 
-/// Who a successfully authenticated client is.
+/// Who a successfully authenticated client is: everything its connection
+/// takes from the authentication, replaced as a whole on a re-CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     pub user: Option<String>,
     pub account: Option<String>,
     pub permissions: Option<Permissions>,
+    /// The user's own limits (from a user JWT); the server's and the
+    /// account's still apply on top.
+    pub limits: ConnLimits,
+    /// When the credentials expire (a user JWT's `exp`): the connection is
+    /// closed then.
+    pub expires: Option<SystemTime>,
 }
 
 impl Identity {
-    fn of(u: &User, opts: &Options) -> Identity {
+    /// A configured user. Its permissions already include the defaults of
+    /// its `authorization {}` block or account, filled in when the
+    /// configuration was read, as nats-server does.
+    fn of(u: &User) -> Identity {
         let name = u.nkey.clone().unwrap_or_else(|| u.username.clone());
         Identity {
             user: Some(name),
             account: u.account.clone(),
-            permissions: u
-                .permissions
-                .clone()
-                .or_else(|| opts.default_permissions.clone()),
+            permissions: u.permissions.clone(),
+            ..Default::default()
         }
     }
 }
 
-/// A password check: bcrypt hashes are verified with bcrypt, anything else
-/// is compared in constant time.
-fn password_ok(given: &str, want: &str) -> bool {
-    if is_bcrypt(want) {
-        return bcrypt::verify(given, want).unwrap_or(false);
+/// A client connected over TCP, as `allowed_connection_types` names it.
+pub const CONN_TYPE_STANDARD: &str = "STANDARD";
+
+/// Every connection type nats-server knows.
+const CONN_TYPES: &[&str] = &[
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+    "IN_PROCESS",
+];
+
+/// An `allowed_connection_types` list, upper-cased and split into the
+/// types nats-server knows and the ones it does not.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConnectionTypes {
+    pub known: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+pub fn connection_types(list: &[String]) -> ConnectionTypes {
+    let mut out = ConnectionTypes::default();
+    for t in list {
+        let t = t.to_ascii_uppercase();
+        if CONN_TYPES.contains(&t.as_str()) {
+            out.known.push(t);
+        } else {
+            out.unknown.push(t);
+        }
     }
-    constant_time_eq(given.as_bytes(), want.as_bytes())
+    out
+}
+
+/// May a client of `conn_type` use an identity limited to `allowed`? An
+/// empty list allows every type.
+pub fn connection_type_allowed(allowed: &[String], conn_type: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|t| t == conn_type)
+}
+
+/// Does the CONNECT present a credential of its own? Only a client that
+/// presents none may be given the `no_auth_user` identity.
+pub fn presents_credentials(c: &ConnectOptions) -> bool {
+    [&c.user, &c.pass, &c.auth_token, &c.nkey, &c.jwt]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|s| !s.is_empty()))
 }
 
 /// Decode a nonce signature: clients send base64 URL encoding without
@@ -71,38 +129,56 @@ pub fn new_nonce() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn same(given: Option<&str>, want: &str) -> bool {
-    constant_time_eq(given.unwrap_or("").as_bytes(), want.as_bytes())
-}
-
 /// Check a CONNECT against the options, with the `nonce` this connection
 /// was sent. `None` means "Authorization Violation".
-pub fn authenticate(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<Identity> {
+pub async fn authenticate(
+    opts: &Options,
+    secrets: &SecretChecker,
+    c: &ConnectOptions,
+    nonce: &str,
+    conn_type: &str,
+) -> Option<Identity> {
     if !opts.auth_required() {
         return Some(Identity::default());
     }
     if let Some(token) = &opts.authorization {
-        return same(c.auth_token.as_deref(), token).then(Identity::default);
-    }
-    if let Some(user) = &opts.username {
-        let want = opts.password.as_deref().unwrap_or("");
-        let ok = same(c.user.as_deref(), user) & password_ok(c.pass.as_deref().unwrap_or(""), want);
+        let ok = secrets.matches(given(&c.auth_token), token).await;
         return ok.then(|| Identity {
-            user: Some(user.clone()),
             permissions: opts.default_permissions.clone(),
             ..Default::default()
         });
     }
-    if let Some(nkey) = c.nkey.as_deref() {
+    if let Some(user) = &opts.username {
+        let want = opts.password.as_deref().unwrap_or("");
+        // Both checks always run, so a wrong name costs what a wrong
+        // password does.
+        let name_ok = constant_time_eq(given(&c.user).as_bytes(), user.as_bytes());
+        let pass_ok = secrets.matches(given(&c.pass), want).await;
+        return (name_ok & pass_ok).then(|| Identity {
+            user: Some(user.clone()),
+            // Tribune applies the block's permissions to its single user;
+            // nats-server gives that user none at all.
+            permissions: opts.default_permissions.clone(),
+            ..Default::default()
+        });
+    }
+    if !presents_credentials(c) {
+        return no_auth_identity(opts, conn_type);
+    }
+    let allowed = |u: &User| connection_type_allowed(&u.allowed_connection_types, conn_type);
+    let nkey = given(&c.nkey);
+    if !nkey.is_empty() && opts.users.iter().any(|u| u.nkey.is_some()) {
         let u = opts
             .users
             .iter()
-            .find(|u| u.nkey.as_deref() == Some(nkey))?;
-        let sig = c.sig.as_deref().unwrap_or("");
-        return nkey_signature_ok(nkey, nonce, sig).then(|| Identity::of(u, opts));
+            .find(|u| u.nkey.as_deref() == Some(nkey))
+            .filter(|u| allowed(u))?;
+        return nkey_signature_ok(nkey, nonce, given(&c.sig)).then(|| Identity::of(u));
     }
-    let name = c.user.as_deref()?;
-    let pass = c.pass.as_deref().unwrap_or("");
+    let (name, pass) = (given(&c.user), given(&c.pass));
+    if name.is_empty() {
+        return None;
+    }
     let Some(u) = opts
         .users
         .iter()
@@ -111,18 +187,46 @@ pub fn authenticate(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<I
         // Spend what a real check would, so timing does not tell which
         // user names exist.
         if let Some(hashed) = opts.users.iter().find(|u| is_bcrypt(&u.password)) {
-            let _ = bcrypt::verify(pass, &hashed.password);
+            secrets.waste(pass, &hashed.password).await;
         }
         return None;
     };
-    password_ok(pass, &u.password).then(|| Identity::of(u, opts))
+    let pass_ok = secrets.matches(pass, &u.password).await;
+    (pass_ok && allowed(u)).then(|| Identity::of(u))
 }
 
-/// The identity for a client that sent no credentials, via `no_auth_user`.
-pub fn no_auth_identity(opts: &Options) -> Option<Identity> {
+fn given(field: &Option<String>) -> &str {
+    field.as_deref().unwrap_or("")
+}
+
+/// The identity for a client that presented no credentials, via
+/// `no_auth_user` (a user name or an NKEY user's public key).
+pub fn no_auth_identity(opts: &Options, conn_type: &str) -> Option<Identity> {
     let name = opts.no_auth_user.as_deref()?;
-    let u = opts.users.iter().find(|u| u.username == name)?;
-    Some(Identity::of(u, opts))
+    let u = opts
+        .users
+        .iter()
+        .find(|u| u.username == name || u.nkey.as_deref() == Some(name))?;
+    connection_type_allowed(&u.allowed_connection_types, conn_type).then(|| Identity::of(u))
+}
+
+/// The user name nats-server reports for a client and matches against
+/// `auth_users`: its nkey, its user name, `[REDACTED]` for a token, else
+/// the `no_auth_user` it will be given.
+pub fn raw_auth_user(c: &ConnectOptions, opts: &Options) -> String {
+    for (field, shown) in [
+        (&c.nkey, None),
+        (&c.user, None),
+        (&c.auth_token, Some("[REDACTED]")),
+    ] {
+        if let Some(v) = field.as_deref().filter(|s| !s.is_empty()) {
+            return shown.unwrap_or(v).to_string();
+        }
+    }
+    if presents_credentials(c) {
+        return String::new();
+    }
+    opts.no_auth_user.clone().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -139,71 +243,163 @@ mod tests {
         }
     }
 
-    #[test]
-    fn open_server_accepts_anyone() {
-        assert!(authenticate(&Options::default(), &connect(None, None, None), "").is_some());
+    async fn auth(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<Identity> {
+        authenticate(opts, &SecretChecker::new(1), c, nonce, CONN_TYPE_STANDARD).await
     }
 
-    #[test]
-    fn token() {
-        let opts = Options {
-            authorization: Some("s3cret".into()),
-            ..Default::default()
-        };
-        assert!(authenticate(&opts, &connect(None, None, Some("s3cret")), "").is_some());
-        assert!(authenticate(&opts, &connect(None, None, Some("s3cre")), "").is_none());
-        assert!(authenticate(&opts, &connect(None, None, None), "").is_none());
+    fn sign(kp: &nkeys::KeyPair, nonce: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.sign(nonce.as_bytes()).unwrap())
     }
 
-    #[test]
-    fn user_pass_and_users() {
+    #[tokio::test]
+    async fn open_server_accepts_anyone() {
+        assert!(auth(&Options::default(), &connect(None, None, None), "")
+            .await
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn token_plain_and_bcrypt() {
+        for token in ["s3cret".to_string(), bcrypt::hash("s3cret", 4).unwrap()] {
+            let opts = Options {
+                authorization: Some(token.clone()),
+                ..Default::default()
+            };
+            assert!(auth(&opts, &connect(None, None, Some("s3cret")), "")
+                .await
+                .is_some());
+            assert!(auth(&opts, &connect(None, None, Some("s3cre")), "")
+                .await
+                .is_none());
+            assert!(auth(&opts, &connect(None, None, None), "").await.is_none());
+            if is_bcrypt(&token) {
+                assert!(
+                    auth(&opts, &connect(None, None, Some(&token)), "")
+                        .await
+                        .is_none(),
+                    "the hash itself is not the token"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn user_pass_and_users() {
         let opts = Options {
             username: Some("a".into()),
             password: Some("b".into()),
             ..Default::default()
         };
-        assert!(authenticate(&opts, &connect(Some("a"), Some("b"), None), "").is_some());
-        assert!(authenticate(&opts, &connect(Some("a"), Some("x"), None), "").is_none());
-        assert!(authenticate(&opts, &connect(Some("z"), Some("b"), None), "").is_none());
+        assert!(auth(&opts, &connect(Some("a"), Some("b"), None), "")
+            .await
+            .is_some());
+        assert!(auth(&opts, &connect(Some("a"), Some("x"), None), "")
+            .await
+            .is_none());
+        assert!(auth(&opts, &connect(Some("z"), Some("b"), None), "")
+            .await
+            .is_none());
         let opts = Options {
             users: vec![User {
                 username: "u1".into(),
                 password: "p1".into(),
-                account: None,
                 ..Default::default()
             }],
             no_auth_user: Some("u1".into()),
             ..Default::default()
         };
+        let id = auth(&opts, &connect(Some("u1"), Some("p1"), None), "").await;
+        assert_eq!(id.unwrap().user.as_deref(), Some("u1"));
+        assert!(auth(&opts, &connect(Some("u1"), Some("p2"), None), "")
+            .await
+            .is_none());
+        let id = auth(&opts, &connect(None, None, None), "").await;
         assert_eq!(
-            authenticate(&opts, &connect(Some("u1"), Some("p1"), None), "")
-                .unwrap()
-                .user
-                .as_deref(),
-            Some("u1")
+            id.unwrap().user.as_deref(),
+            Some("u1"),
+            "no credentials: no_auth_user"
         );
-        assert!(authenticate(&opts, &connect(Some("u1"), Some("p2"), None), "").is_none());
-        assert!(authenticate(&opts, &connect(None, None, None), "").is_none());
-        assert_eq!(no_auth_identity(&opts).unwrap().user.as_deref(), Some("u1"));
     }
 
-    #[test]
-    fn bcrypt_passwords() {
+    /// A credential that fails never falls back to `no_auth_user`.
+    #[tokio::test]
+    async fn failed_credentials_never_become_the_no_auth_user() {
+        let kp = nkeys::KeyPair::new_user();
+        let opts = Options {
+            users: vec![
+                User {
+                    username: "anon".into(),
+                    password: "x".into(),
+                    account: Some("OTHER".into()),
+                    ..Default::default()
+                },
+                User {
+                    nkey: Some(kp.public_key()),
+                    account: Some("APP".into()),
+                    ..Default::default()
+                },
+            ],
+            no_auth_user: Some("anon".into()),
+            ..Default::default()
+        };
+        let nonce = new_nonce();
+        let forged = ConnectOptions {
+            nkey: Some(kp.public_key()),
+            sig: Some("AAAA".into()),
+            ..Default::default()
+        };
+        assert!(
+            auth(&opts, &forged, &nonce).await.is_none(),
+            "forged signature"
+        );
+        let unsigned = ConnectOptions {
+            nkey: Some(kp.public_key()),
+            ..Default::default()
+        };
+        assert!(
+            auth(&opts, &unsigned, &nonce).await.is_none(),
+            "no signature"
+        );
+        for c in [
+            connect(Some("nobody"), None, None),
+            connect(None, Some("x"), None),
+            connect(None, None, Some("t")),
+            ConnectOptions {
+                jwt: Some("eyJ".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(auth(&opts, &c, &nonce).await.is_none(), "{c:?}");
+        }
+        // Empty strings are no credential at all, as in nats-server.
+        let id = auth(&opts, &connect(Some(""), Some(""), None), &nonce).await;
+        assert_eq!(id.unwrap().account.as_deref(), Some("OTHER"));
+    }
+
+    #[tokio::test]
+    async fn bcrypt_passwords() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let opts = Options {
             users: vec![User {
                 username: "b".into(),
-                password: hash,
+                password: hash.clone(),
                 ..Default::default()
             }],
             ..Default::default()
         };
-        assert!(authenticate(&opts, &connect(Some("b"), Some("s3cret"), None), "").is_some());
-        assert!(authenticate(&opts, &connect(Some("b"), Some("wrong"), None), "").is_none());
+        assert!(auth(&opts, &connect(Some("b"), Some("s3cret"), None), "")
+            .await
+            .is_some());
+        assert!(auth(&opts, &connect(Some("b"), Some("wrong"), None), "")
+            .await
+            .is_none());
+        assert!(auth(&opts, &connect(Some("b"), Some(&hash), None), "")
+            .await
+            .is_none());
     }
 
-    #[test]
-    fn nkey_users_sign_the_nonce() {
+    #[tokio::test]
+    async fn nkey_users_sign_the_nonce() {
         let kp = nkeys::KeyPair::new_user();
         let opts = Options {
             users: vec![User {
@@ -214,33 +410,52 @@ mod tests {
             ..Default::default()
         };
         let nonce = new_nonce();
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(kp.sign(nonce.as_bytes()).unwrap());
         let mut c = ConnectOptions {
             nkey: Some(kp.public_key()),
-            sig: Some(sig.clone()),
+            sig: Some(sign(&kp, &nonce)),
             ..Default::default()
         };
-        let id = authenticate(&opts, &c, &nonce).expect("valid signature");
+        let id = auth(&opts, &c, &nonce).await.expect("valid signature");
         assert_eq!(id.account.as_deref(), Some("APP"));
         assert!(
-            authenticate(&opts, &c, &new_nonce()).is_none(),
+            auth(&opts, &c, &new_nonce()).await.is_none(),
             "a signature replayed against a new nonce fails"
         );
         c.sig = Some("AAAA".into());
         assert!(
-            authenticate(&opts, &c, &nonce).is_none(),
+            auth(&opts, &c, &nonce).await.is_none(),
             "a wrong signature fails"
         );
         let other = nkeys::KeyPair::new_user();
         c.nkey = Some(other.public_key());
-        c.sig = Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(other.sign(nonce.as_bytes()).unwrap()),
-        );
+        c.sig = Some(sign(&other, &nonce));
         assert!(
-            authenticate(&opts, &c, &nonce).is_none(),
+            auth(&opts, &c, &nonce).await.is_none(),
             "an unknown nkey fails"
         );
+    }
+
+    #[test]
+    fn raw_auth_user_is_what_nats_server_reports() {
+        let opts = Options {
+            no_auth_user: Some("anon".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            raw_auth_user(&connect(Some("u"), Some("p"), None), &opts),
+            "u"
+        );
+        assert_eq!(
+            raw_auth_user(&connect(None, None, Some("t")), &opts),
+            "[REDACTED]"
+        );
+        assert_eq!(raw_auth_user(&connect(None, None, None), &opts), "anon");
+        assert_eq!(raw_auth_user(&connect(None, Some("p"), None), &opts), "");
+        let c = ConnectOptions {
+            nkey: Some("UKEY".into()),
+            user: Some("u".into()),
+            ..Default::default()
+        };
+        assert_eq!(raw_auth_user(&c, &opts), "UKEY");
     }
 }

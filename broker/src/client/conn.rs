@@ -8,13 +8,15 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Instant};
-use tracing::{debug, error, trace, warn};
+use tracing::{debug, error, trace};
 
 use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
 use super::{ClientShared, ClosedState};
-use crate::accounts::Account;
-use crate::auth;
-use crate::callout;
+use login::PendingAuth;
+
+mod login;
+use crate::accounts::{Account, AccountSeat};
+use crate::limits::Limit;
 use crate::permissions::{self, Permissions, SubVerdict};
 use crate::protocol::{
     err_line, errors, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO,
@@ -37,11 +39,14 @@ pub struct ClientConfig {
     pub ping_interval: Duration,
     pub ping_max: u32,
     pub write_deadline: Duration,
+    /// The server's `max_subscriptions` (0: unlimited).
     pub max_subs: usize,
     pub headers_supported: bool,
     pub no_fast_producer_stall: bool,
     /// The nonce sent in INFO, which NKEY users sign (empty when unused).
     pub nonce: String,
+    /// What `allowed_connection_types` calls this kind of client.
+    pub conn_type: &'static str,
 }
 
 /// Run a client connection to completion over its two halves (for TCP,
@@ -67,6 +72,8 @@ pub async fn run_client<R, W>(
     ));
     let account = server.global_account();
     *shared.account.lock() = Some(account.clone());
+    let max_subs = Limit::from_option(cfg.max_subs);
+    let base_max_payload = parser.max_payload;
     let mut reader = Reader {
         rng: QueueRng::new(shared.cid.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         server,
@@ -75,6 +82,7 @@ pub async fn run_client<R, W>(
         parser,
         cfg,
         connect: ConnectOptions::default(),
+        connect_sent: Default::default(),
         connect_received: false,
         first_pong_sent: false,
         perms: None,
@@ -85,6 +93,9 @@ pub async fn run_client<R, W>(
         pings_out: 0,
         ping_sent: None,
         expires: None,
+        max_subs,
+        base_max_payload,
+        seat: None,
         accepted: Instant::now(),
         in_msgs: 0,
         in_bytes: 0,
@@ -104,6 +115,9 @@ struct Reader {
     parser: Parser,
     cfg: ClientConfig,
     connect: ConnectOptions,
+    /// Every field of the CONNECTs so far, merged: the next CONNECT is
+    /// decoded onto them, as nats-server does.
+    connect_sent: serde_json::Map<String, serde_json::Value>,
     connect_received: bool,
     first_pong_sent: bool,
     /// The user's permissions, if restricted.
@@ -119,6 +133,12 @@ struct Reader {
     ping_sent: Option<Instant>,
     /// When the user's credentials expire (a callout user JWT's `exp`).
     expires: Option<Instant>,
+    /// Subscriptions allowed: the server's, account's and user's tightest.
+    max_subs: Limit,
+    /// The server's `max_payload`, before the account's and user's limits.
+    base_max_payload: Option<usize>,
+    /// The connection's place in its account (`max_connections`).
+    seat: Option<AccountSeat>,
     accepted: Instant,
     in_msgs: u64,
     in_bytes: u64,
@@ -130,10 +150,9 @@ struct Reader {
 enum Flow {
     Continue,
     Close(ClosedState),
-    /// A CONNECT that the auth-callout service must decide; reading pauses
-    /// until it answers.
-    /// Carries the CONNECT and the user name it is reported under.
-    Callout(Box<(ConnectOptions, String)>),
+    /// A CONNECT whose decision takes time (bcrypt on the blocking pool,
+    /// or the auth-callout service); reading pauses until it is made.
+    Authenticate(Box<PendingAuth>),
 }
 
 impl Reader {
@@ -182,9 +201,8 @@ impl Reader {
                     }
                     self.shared.touch();
                     let mut flow = self.process(&mut buf);
-                    while let Flow::Callout(pending) = flow {
-                        let (c, raw_user) = *pending;
-                        flow = self.callout(c, raw_user).await;
+                    while let Flow::Authenticate(pending) = flow {
+                        flow = self.authenticate(*pending).await;
                         if let Flow::Continue = flow {
                             flow = self.process(&mut buf);
                         }
@@ -265,6 +283,11 @@ impl Reader {
     /// Parse and handle every complete operation in `buf`.
     fn process(&mut self, buf: &mut BytesMut) -> Flow {
         loop {
+            if let Some(&first) = buf.first() {
+                if let Some(flow) = self.gate_before_connect(first) {
+                    return flow;
+                }
+            }
             let step = match self.parser.next(&buf[..]) {
                 Ok(s) => s,
                 Err(e) => return self.parse_error(e),
@@ -399,18 +422,6 @@ impl Reader {
         }
     }
 
-    /// Move the connection into `account` (from `$G`, where it starts).
-    fn bind_account(&mut self, account: Arc<Account>) {
-        if Arc::ptr_eq(&account, &self.account) {
-            return;
-        }
-        // Subscriptions made before CONNECT belonged to the old account.
-        self.drop_all_subscriptions();
-        *self.shared.account.lock() = Some(account.clone());
-        self.account = account;
-        self.cache.clear();
-    }
-
     fn send_connect_info(&self) {
         let addr = self
             .shared
@@ -421,162 +432,6 @@ impl Reader {
         info.remote_account = self.account.name.clone();
         self.shared.send(&info.to_line());
         self.shared.async_info.store(true, Ordering::Relaxed);
-    }
-
-    fn on_connect(&mut self, arg: &[u8]) -> Flow {
-        let c = match ConnectOptions::parse(arg) {
-            Ok(c) => c,
-            Err(e) => {
-                error!("{} - {e}", self.tag());
-                return Flow::Close(ClosedState::ProtocolViolation);
-            }
-        };
-        let opts = self.server.opts();
-        let no_creds = c.user.is_none() && c.auth_token.is_none() && c.pass.is_none();
-        let local = auth::authenticate(&opts, &c, &self.cfg.nonce)
-            .or_else(|| no_creds.then(|| auth::no_auth_identity(&opts)).flatten());
-        if opts.auth_callout.is_some() {
-            let mut raw_user = callout::raw_auth_user(&c);
-            if raw_user.is_empty() && no_creds {
-                raw_user = opts.no_auth_user.clone().unwrap_or_default();
-            }
-            let applies = self
-                .server
-                .callout()
-                .is_none_or(|co| co.applies(&raw_user, local.as_ref()));
-            if applies {
-                return Flow::Callout(Box::new((c, raw_user)));
-            }
-        }
-        match local {
-            Some(identity) => self.complete_connect(c, identity, None),
-            None => self.auth_violation(),
-        }
-    }
-
-    /// Ask the auth-callout service about this CONNECT, then finish it.
-    async fn callout(&mut self, c: ConnectOptions, raw_user: String) -> Flow {
-        let server = self.server.clone();
-        let Some(co) = server.callout() else {
-            warn!(
-                "{} - Auth callout is configured but not available",
-                self.tag()
-            );
-            return self.auth_violation();
-        };
-        let req = callout::CalloutClient {
-            cid: self.shared.cid,
-            addr: self.shared.addr,
-            connect: &c,
-            nonce: &self.cfg.nonce,
-            raw_user,
-        };
-        let shared = self.shared.clone();
-        let answer = tokio::select! {
-            r = co.authorize(&server, req, self.cfg.auth_timeout) => r,
-            _ = shared.kill.notified() => {
-                return Flow::Close(shared.closed_reason().unwrap_or(ClosedState::ServerShutdown));
-            }
-        };
-        match answer {
-            Ok(grant) => {
-                let identity = grant.identity.clone();
-                self.complete_connect(c, identity, Some(&grant))
-            }
-            Err(_) => self.auth_violation(),
-        }
-    }
-
-    /// Bind an authenticated CONNECT: account, permissions, options.
-    fn complete_connect(
-        &mut self,
-        c: ConnectOptions,
-        identity: auth::Identity,
-        grant: Option<&callout::Grant>,
-    ) -> Flow {
-        if self.connect_received {
-            // nats-server re-registers the connection on a second CONNECT
-            // and its existing subscriptions stop receiving; do the same so
-            // that clients see identical behaviour.
-            self.drop_all_subscriptions();
-        }
-        if let Some(name) = &identity.account {
-            match self.server.account(name.as_bytes()) {
-                Some(acc) => self.bind_account(acc),
-                None => {
-                    error!(
-                        "{} - Account {name:?} of user {:?} does not exist",
-                        self.tag(),
-                        identity.user
-                    );
-                    return self.auth_violation();
-                }
-            }
-        }
-        let mut perms = identity.permissions.clone();
-        // Users of the callout account may not forge requests to it.
-        if let Some(co) = self.server.callout() {
-            if self.account.name == co.account_name() {
-                let p = perms.get_or_insert_with(Default::default);
-                p.publish
-                    .get_or_insert_with(Default::default)
-                    .deny
-                    .push(callout::AUTH_CALLOUT_SUBJECT.to_string());
-            }
-        }
-        if let Some(g) = grant {
-            if let Some(n) = g.max_subs {
-                self.cfg.max_subs = n;
-            }
-            if let Some(n) = g.max_payload {
-                self.parser.max_payload = Some(self.parser.max_payload.map_or(n, |m| m.min(n)));
-            }
-            self.expires = g.expires.map(|at| {
-                let left = at
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or(Duration::ZERO);
-                Instant::now() + left
-            });
-        }
-        self.perms = perms.map(Arc::new);
-        self.pub_cache.clear();
-        // A later CONNECT as another user must not inherit allowances.
-        self.shared.set_reply_allowance(
-            identity
-                .permissions
-                .as_ref()
-                .and_then(|p| p.allow_responses),
-        );
-        self.connect_received = true;
-        let headers = c.headers && self.cfg.headers_supported;
-        self.parser.headers = headers;
-        self.shared.headers.store(headers, Ordering::Relaxed);
-        self.shared.echo.store(c.echo, Ordering::Relaxed);
-        {
-            let mut meta = self.shared.meta.lock();
-            meta.name = c.name.clone();
-            meta.lang = c.lang.clone();
-            meta.version = c.version.clone();
-            meta.user = identity.user.clone();
-            meta.account = self.account.name.clone();
-            // First estimate, as nats-server makes it: connect to CONNECT.
-            if meta.rtt_nanos == 0 {
-                meta.rtt_nanos = self.accepted.elapsed().as_nanos() as u64;
-            }
-        }
-        if c.protocol < 0 || c.protocol > CLIENT_PROTO_INFO {
-            self.send_err(errors::BAD_CLIENT_PROTOCOL);
-            return Flow::Close(ClosedState::BadClientProtocolVersion);
-        }
-        if c.no_responders && !headers {
-            self.send_err(errors::NO_RESPONDERS_REQUIRES_HEADERS);
-            return Flow::Close(ClosedState::NoRespondersRequiresHeaders);
-        }
-        if c.verbose {
-            self.shared.send(b"+OK\r\n");
-        }
-        self.connect = c;
-        Flow::Continue
     }
 
     fn on_pub(&mut self, msg: Msg<'_>) {
@@ -745,7 +600,7 @@ impl Reader {
     }
 
     fn on_sub(&mut self, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Flow {
-        if self.cfg.max_subs > 0 && self.shared.num_subs() >= self.cfg.max_subs {
+        if self.max_subs.reached(self.shared.num_subs()) {
             error!("{} - {}", self.tag(), errors::MAX_SUBS);
             self.send_err(errors::MAX_SUBS);
             return Flow::Continue;

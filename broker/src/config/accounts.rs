@@ -17,11 +17,12 @@
 
 use super::apply::Ctx;
 use super::value::{Node, Value};
+use crate::limits::{AccountLimits, Limit};
 use crate::options::{AccountConfig, Export, ExportKind, Import, Options};
 use crate::permissions::{Permissions, ResponsePermission, SubjectPermission};
 
 /// A string or an array of strings (nats-server accepts both for subjects).
-fn strings(cx: &mut Ctx, key: &str, node: &Node) -> Option<Vec<String>> {
+pub(super) fn strings(cx: &mut Ctx, key: &str, node: &Node) -> Option<Vec<String>> {
     match &node.value {
         Value::String(s) => Some(vec![s.clone()]),
         Value::Array(items) => items.iter().map(|i| cx.string(key, i)).collect(),
@@ -121,13 +122,10 @@ fn exports(cx: &mut Ctx, node: &Node) -> Vec<Export> {
                     subject = cx.string(k, v).unwrap_or_default();
                 }
                 "accounts" => accounts = strings(cx, k, v).unwrap_or_default(),
-                "response"
-                | "response_type"
-                | "threshold"
-                | "response_threshold"
-                | "latency"
-                | "account_token_position"
+                "response" | "response_type" | "threshold" | "response_threshold" | "latency"
                 | "allow_trace" => cx.unsupported(&format!("exports.{k}"), v),
+                // Decides which importers may use a wildcard export.
+                "account_token_position" => cx.refuse(&format!("exports.{k}"), v),
                 _ => cx.unknown(k, v),
             }
         }
@@ -254,13 +252,11 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
                             }
                         }
                     }
-                    "limits"
-                    | "mappings"
-                    | "maps"
-                    | "default_permissions"
-                    | "nkey"
-                    | "msg_trace"
-                    | "trace_dest" => cx.unsupported(&format!("accounts.{name}.{k}"), item),
+                    "default_permissions" => acc.default_permissions = permissions(cx, item),
+                    "limits" => acc.limits = account_limits(cx, name, item),
+                    "mappings" | "maps" | "nkey" | "msg_trace" | "trace_dest" => {
+                        cx.unsupported(&format!("accounts.{name}.{k}"), item)
+                    }
                     _ => cx.unknown(k, item),
                 }
             }
@@ -274,6 +270,56 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
             );
             continue;
         }
+        // nats-server fills in the defaults when it reads the account,
+        // whichever comes first in the block.
+        if let Some(defaults) = &acc.default_permissions {
+            for u in opts.users.iter_mut() {
+                if u.account.as_deref() == Some(name) && u.permissions.is_none() {
+                    u.permissions = Some(defaults.clone());
+                }
+            }
+        }
         opts.accounts.push(acc);
     }
+}
+
+/// An account's `limits {}`, in nats-server's keys. A negative value is no
+/// limit and 0 is zero, as nats-server reads them.
+fn account_limits(cx: &mut Ctx, account: &str, node: &Node) -> AccountLimits {
+    let mut limits = AccountLimits::default();
+    let Some(map) = node.value.as_map() else {
+        cx.error(
+            &node.pos,
+            format!(
+                "Expected account limits to be a map/struct, got {}",
+                node.value.type_name()
+            ),
+        );
+        return limits;
+    };
+    for (k, v) in map.iter() {
+        let slot = match k.to_ascii_lowercase().as_str() {
+            "max_connections" | "max_conn" => &mut limits.max_connections,
+            "max_subscriptions" | "max_subs" => &mut limits.conn.subs,
+            "max_payload" | "max_pay" => &mut limits.conn.payload,
+            // No leaf nodes here, so nothing to limit.
+            "max_leafnodes" | "max_leafs" => {
+                cx.unsupported(&format!("accounts.{account}.limits.{k}"), v);
+                continue;
+            }
+            _ => {
+                if !v.used_as_variable {
+                    cx.error(
+                        &v.pos,
+                        format!("Unknown field {k:?} parsing account limits"),
+                    );
+                }
+                continue;
+            }
+        };
+        if let Some(n) = cx.int(k, v) {
+            *slot = Limit::from_jwt(n);
+        }
+    }
+    limits
 }

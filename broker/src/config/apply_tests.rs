@@ -275,12 +275,81 @@ fn accounts_users_and_permissions() {
 #[test]
 fn unsupported_security_options_are_errors() {
     assert_eq!(
-        errors("operator: x.jwt\nresolver: MEMORY\nauthorization { users: [ {user: a, pass: b, allowed_connection_types: [\"STANDARD\"]} ] }\n"),
+        errors("operator: x.jwt\nresolver: MEMORY\nauthorization { users: [ {user: a, pass: b, proxy_required: true} ] }\n"),
         [
             "x.conf:1:1: option \"operator\" is not supported by tribune-broker yet; refusing to run without it",
             "x.conf:2:1: option \"resolver\" is not supported by tribune-broker yet; refusing to run without it",
-            "x.conf:3:45: option \"authorization.users.allowed_connection_types\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:3:45: option \"authorization.users.proxy_required\" is not supported by tribune-broker yet; refusing to run without it",
         ]
+    );
+    assert_eq!(
+        errors("accounts { A: { exports: [ {stream: \"a.*\", account_token_position: 2} ] } }\n"),
+        ["x.conf:1:44: option \"exports.account_token_position\" is not supported by tribune-broker yet; refusing to run without it"]
+    );
+}
+
+/// `default_permissions` bind the users of their own block or account that
+/// have none, as nats-server applies them when it reads the configuration:
+/// an account's defaults never reach another account's users, and the
+/// authorization block's never reach account users.
+#[test]
+fn default_permissions_go_to_their_own_users() {
+    let (o, w) = apply(concat!(
+        "accounts {\n",
+        "  APP: { users: [ {user: a, password: x}, {user: b, password: x, permissions: { publish: \"b.>\" }} ],\n",
+        "         default_permissions: { publish: { deny: \">\" } } }\n",
+        "  WEB: { users: [ {user: w, password: x} ] }\n",
+        "}\n",
+        "authorization { default_permissions: { subscribe: { deny: \">\" } }, users: [ {user: g, password: x} ] }\n",
+    ));
+    assert!(w.is_empty(), "{w:?}");
+    let perms = |name: &str| {
+        o.users
+            .iter()
+            .find(|u| u.username == name)
+            .unwrap()
+            .permissions
+            .clone()
+    };
+    let a = perms("a").expect("account defaults");
+    assert!(!a.can_publish("x"));
+    let b = perms("b").expect("own permissions");
+    assert!(b.can_publish("b.1") && !b.can_publish("x"));
+    assert!(perms("w").is_none(), "another account's defaults do not apply");
+    let g = perms("g").expect("authorization defaults");
+    assert!(g.check_subscribe("x", None) == crate::permissions::SubVerdict::Denied);
+    let app = o.accounts.iter().find(|a| a.name == "APP").unwrap();
+    assert!(app.default_permissions.is_some(), "kept for callout users");
+}
+
+#[test]
+fn account_limits() {
+    use crate::limits::Limit;
+    let (o, w) = apply(
+        "accounts { A: { limits: { max_connections: 2, max_subs: 0, max_payload: 1024 } }, B: { limits: { max_conn: -1 } } }\n",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    let a = &o.accounts[0].limits;
+    assert_eq!(a.max_connections, Limit::AtMost(2));
+    assert_eq!(a.conn.subs, Limit::AtMost(0), "0 is zero, as in nats-server");
+    assert_eq!(a.conn.payload, Limit::AtMost(1024));
+    assert_eq!(o.accounts[1].limits.max_connections, Limit::Unlimited);
+    assert_eq!(
+        errors("accounts { A: { limits: { max_bogus: 1 } } }\n"),
+        ["x.conf:1:27: Unknown field \"max_bogus\" parsing account limits"]
+    );
+}
+
+#[test]
+fn allowed_connection_types() {
+    let (o, w) = apply(
+        "authorization { users: [ {user: a, password: b, allowed_connection_types: [\"standard\", \"WEBSOCKET\"]} ] }\n",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(o.users[0].allowed_connection_types, ["STANDARD", "WEBSOCKET"]);
+    assert_eq!(
+        errors("authorization { users: [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"FOO\", \"bar\"]} ] }\n"),
+        ["x.conf:1:49: invalid connection types [\"FOO\" \"BAR\"]"]
     );
 }
 

@@ -44,7 +44,8 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
             // Permissions of the single user/password or token user.
             "permissions" => opts.default_permissions = super::accounts::permissions(cx, v),
             "auth_callout" | "auth_hook" => opts.auth_callout = super::callout::auth_callout(cx, v),
-            "proxy_required" => cx.unsupported(&format!("{key}.{k}"), v),
+            // Admits clients only through a trusted proxy: never ignored.
+            "proxy_required" => cx.refuse(&format!("{key}.{k}"), v),
             _ => cx.unknown(k, v),
         }
     }
@@ -101,7 +102,15 @@ pub(super) fn authorization(opts: &mut Options, cx: &mut Ctx, key: &str, node: &
     if timeout > 0.0 {
         opts.auth_timeout = Duration::from_secs_f64(timeout);
     }
-    opts.users.extend(users.unwrap_or_default());
+    // The block's default permissions go to its users without their own,
+    // as nats-server applies them when it reads the block.
+    let mut users = users.unwrap_or_default();
+    if let Some(defaults) = &opts.default_permissions {
+        for u in users.iter_mut().filter(|u| u.permissions.is_none()) {
+            u.permissions = Some(defaults.clone());
+        }
+    }
+    opts.users.extend(users);
 }
 
 /// Seconds as an integer or float, or a duration string.
@@ -183,10 +192,21 @@ pub(super) fn parse_users(cx: &mut Ctx, block: &str, node: &Node) -> Vec<User> {
                 "permission" | "permissions" => {
                     user.permissions = super::accounts::permissions(cx, v)
                 }
-                "authorization" | "allowed_connection_types" | "connection_types" | "clients" => {
-                    cx.refuse(&format!("{block}.users.{k}"), v)
+                "allowed_connection_types" | "connection_types" | "clients" => {
+                    let list = super::accounts::strings(cx, k, v).unwrap_or_default();
+                    let types = crate::auth::connection_types(&list);
+                    if !types.unknown.is_empty() {
+                        let quoted: Vec<String> =
+                            types.unknown.iter().map(|t| format!("{t:?}")).collect();
+                        cx.error(
+                            &v.pos,
+                            format!("invalid connection types [{}]", quoted.join(" ")),
+                        );
+                    }
+                    user.allowed_connection_types = types.known;
                 }
-                "proxy_required" => cx.unsupported(&format!("{block}.users.{k}"), v),
+                "authorization" => cx.refuse(&format!("{block}.users.{k}"), v),
+                "proxy_required" => cx.refuse(&format!("{block}.users.{k}"), v),
                 _ => cx.unknown(k, v),
             }
         }

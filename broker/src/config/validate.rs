@@ -65,6 +65,23 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
         );
     }
     if let Some(ac) = &opts.auth_callout {
+        // nats-server logs an unknown auth user and starts anyway; a name
+        // that matches no local user would let a client named so skip the
+        // callout and still fail locally, or worse, succeed on an open
+        // server. Tribune refuses to start.
+        for u in &ac.auth_users {
+            let known = opts.username.as_deref() == Some(u.as_str())
+                || opts
+                    .users
+                    .iter()
+                    .any(|x| &x.username == u || x.nkey.as_deref() == Some(u.as_str()));
+            if !known {
+                push(
+                    &["authorization"],
+                    format!("Authorization callout user {u:?} not valid: no such user or nkey"),
+                );
+            }
+        }
         for name in &ac.allowed_accounts {
             if !opts.accounts.iter().any(|a| &a.name == name) {
                 push(
@@ -82,7 +99,11 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
                 &["no_auth_user"],
                 format!("no_auth_user: {nau:?} present, but users/nkeys are not defined"),
             );
-        } else if !opts.users.iter().any(|u| &u.username == nau) {
+        } else if !opts
+            .users
+            .iter()
+            .any(|u| &u.username == nau || u.nkey.as_ref() == Some(nau))
+        {
             push(
                 &["no_auth_user"],
                 format!(

@@ -1,6 +1,7 @@
 //! The `CONNECT` document a client sends after the server's `INFO`.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
 /// Go's decoder leaves a field at its default when the JSON says `null`,
 /// and clients (async-nats among them) do send `"name":null`. Do the same.
@@ -84,6 +85,27 @@ impl ConnectOptions {
     pub fn parse(arg: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(arg)
     }
+
+    /// Parse a CONNECT onto the ones this connection sent before, as
+    /// nats-server decodes each CONNECT into the options it already holds:
+    /// a field the new one leaves out, or sends as `null`, keeps its earlier
+    /// value, credentials included. So `CONNECT {}` after a login repeats
+    /// that login; it does not become an anonymous one. `sent` is updated
+    /// only when the CONNECT is valid.
+    pub fn parse_onto(
+        sent: &mut Map<String, Value>,
+        arg: &[u8],
+    ) -> Result<Self, serde_json::Error> {
+        let Value::Object(new) = serde_json::from_slice::<Value>(arg)? else {
+            // Not an object: let the typed parser say why.
+            return Self::parse(arg);
+        };
+        let mut merged = sent.clone();
+        merged.extend(new.into_iter().filter(|(_, v)| !v.is_null()));
+        let c = Self::deserialize(Value::Object(merged.clone()))?;
+        *sent = merged;
+        Ok(c)
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +127,39 @@ mod tests {
             .unwrap();
         assert!(c.name.is_empty() && c.user.is_none() && c.echo && c.protocol == 0);
         assert!(ConnectOptions::parse(b"{\"verbose\":\"x\"}").is_err());
+    }
+
+    /// A later CONNECT keeps what it does not say, as nats-server's decoding
+    /// into the existing options does; a bad one changes nothing.
+    #[test]
+    fn later_connects_merge_onto_earlier_ones() {
+        let mut sent = Map::new();
+        let c =
+            ConnectOptions::parse_onto(&mut sent, br#"{"user":"a","pass":"p","verbose":false}"#)
+                .unwrap();
+        assert_eq!(c.user.as_deref(), Some("a"));
+        let c = ConnectOptions::parse_onto(&mut sent, b"{}").unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.pass.as_deref()),
+            (Some("a"), Some("p"))
+        );
+        assert!(!c.verbose, "verbose stays off");
+        let c = ConnectOptions::parse_onto(&mut sent, br#"{"user":null,"echo":false}"#).unwrap();
+        assert_eq!(c.user.as_deref(), Some("a"), "null keeps the earlier value");
+        assert!(!c.echo);
+        let c = ConnectOptions::parse_onto(&mut sent, br#"{"user":"b","pass":"q"}"#).unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.pass.as_deref()),
+            (Some("b"), Some("q"))
+        );
+        assert!(ConnectOptions::parse_onto(&mut sent, br#"{"verbose":"x","user":"c"}"#).is_err());
+        assert!(ConnectOptions::parse_onto(&mut sent, b"[1]").is_err());
+        assert!(ConnectOptions::parse_onto(&mut sent, b"{").is_err());
+        let c = ConnectOptions::parse_onto(&mut sent, b"{}").unwrap();
+        assert_eq!(
+            c.user.as_deref(),
+            Some("b"),
+            "the bad CONNECTs changed nothing"
+        );
     }
 }

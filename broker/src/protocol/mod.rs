@@ -26,6 +26,8 @@ pub mod errors {
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
     pub const MAX_CONNECTIONS: &str = "maximum connections exceeded";
+    pub const MAX_ACCOUNT_CONNECTIONS_EXCEEDED: &str =
+        "maximum account active connections exceeded";
     pub const MAX_SUBS: &str = "maximum subscriptions exceeded";
     pub const BAD_CLIENT_PROTOCOL: &str = "invalid client protocol";
     pub const NO_RESPONDERS_REQUIRES_HEADERS: &str = "no responders requires headers support";

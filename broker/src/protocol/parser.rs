@@ -181,6 +181,13 @@ impl Parser {
         }
     }
 
+    /// Whether the next byte starts a new operation (the parser is not in
+    /// the middle of one): where a server that requires auth looks at the
+    /// first byte and refuses anything but `CONNECT` before reading more.
+    pub fn at_op_start(&self) -> bool {
+        matches!(self.state, State::Start)
+    }
+
     /// Parse the next operation from `buf`, the unconsumed bytes.
     pub fn next<'a>(&mut self, buf: &'a [u8]) -> Result<Step<'a>, ParseError> {
         match std::mem::take(&mut self.state) {
