@@ -685,7 +685,10 @@ impl Server {
             host: opts.host.clone(),
             port,
             headers: !opts.no_header_support,
-            auth_required: opts.auth_required(),
+            // With a no_auth_user, nats-server tells clients no credentials
+            // are needed (they are not, to be that user), while still
+            // checking any the client does send.
+            auth_required: opts.auth_required() && opts.no_auth_user.is_none(),
             // TLS-first overrides allow_non_tls, as in nats-server.
             tls_required: opts
                 .tls

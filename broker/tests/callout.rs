@@ -58,6 +58,27 @@ fn answer(req: &AuthorizationRequestClaims, issuer: &KeyPair) -> Option<String> 
             let mut uc = UserClaims::new(user, "APP");
             ok(jwt::encode(&mut uc, &KeyPair::new_account()).unwrap())
         }
+        // A user JWT with no permissions: the account's defaults apply.
+        "no_perms" => ok(user_jwt(user, "APP", &|uc| {
+            uc.nats.pub_.allow.clear();
+            uc.nats.sub.allow.clear();
+        })),
+        "wrong_type" => ok(user_jwt(user, "APP", &|uc| {
+            uc.nats.kind = "activation".into()
+        })),
+        "ws_only" => ok(user_jwt(user, "APP", &|uc| {
+            uc.nats.allowed_connection_types = vec!["WEBSOCKET".into()]
+        })),
+        "standard" => ok(user_jwt(user, "APP", &|uc| {
+            uc.nats.allowed_connection_types = vec!["standard".into(), "FUTURE".into()]
+        })),
+        "bogus_type" => ok(user_jwt(user, "APP", &|uc| {
+            uc.nats.allowed_connection_types = vec!["FOO".into()]
+        })),
+        "bearer" => ok(user_jwt(user, "APP", &|uc| uc.nats.bearer_token = true)),
+        "subs0" => ok(user_jwt(user, "APP", &|uc| uc.nats.subs = 0)),
+        "subs2" => ok(user_jwt(user, "APP", &|uc| uc.nats.subs = 2)),
+        "subs_many" => ok(user_jwt(user, "APP", &|uc| uc.nats.subs = 1000)),
         "garbage" => return Some("not a jwt".into()),
         "silent" => return None,
         _ => AuthorizationResponseClaims::error(user, server, "unknown test user"),
@@ -65,13 +86,17 @@ fn answer(req: &AuthorizationRequestClaims, issuer: &KeyPair) -> Option<String> 
     Some(jwt::encode(&mut resp, issuer).unwrap())
 }
 
+/// The server's `max_subscriptions` in these tests.
+const MAX_SUBS: usize = 3;
+
 fn config(issuer: &str, xkey: Option<&str>) -> String {
     let xkey = xkey.map(|k| format!("xkey: {k}")).unwrap_or_default();
     format!(
         r#"
+max_subscriptions: {MAX_SUBS}
 accounts {{
   AUTH {{ users: [ {{ user: auth, password: pwd }} ] }}
-  APP {{}}
+  APP {{ default_permissions: {{ publish: {{ deny: "secret.>" }} }} }}
 }}
 authorization {{
   timeout: 2
@@ -290,6 +315,121 @@ async fn callout_sealed_with_xkey() {
     for (label, bin) in binaries() {
         scenario(label, bin, true).await;
     }
+}
+
+/// What the user JWT says beyond permissions: its type, the connection
+/// types it allows, bearer_token, limits; and the account's default
+/// permissions for a JWT that has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callout_user_jwt_claims() {
+    for (label, bin) in binaries() {
+        let issuer = KeyPair::new_account();
+        let server = ServerSpec::new(bin)
+            .config(config(&issuer.public_key(), None))
+            .start()
+            .unwrap();
+        let url = server.client_url();
+        let _seen = serve(&url, issuer, None).await;
+        let tribune = label == "tribune";
+
+        // Refused by both: a JWT that is not a user JWT, and one that
+        // allows only connection types no server knows.
+        for name in ["wrong_type", "bogus_type"] {
+            refused(&url, name, label, &server).await;
+        }
+        // nats-server reads allowed_connection_types from a callout's JWT
+        // but does not hold the connection to them; Tribune does, so a
+        // WebSocket-only user cannot log in over TCP.
+        if tribune {
+            refused(&url, "ws_only", label, &server).await;
+        } else {
+            user("ws_only").connect(&url).await.unwrap();
+        }
+        // A list with STANDARD in it (and a type from the future) is fine;
+        // bearer_token changes nothing for a callout user, who signs no
+        // nonce either way.
+        for name in ["standard", "bearer"] {
+            user(name)
+                .connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: {name}: {e}"));
+        }
+
+        // No permissions in the JWT: APP's default_permissions apply, as
+        // nats-server's buildInternalNkeyUser means them to. nats-server
+        // 2.15 in config mode loses an account's defaults when it copies the
+        // parsed accounts at start (`shallowCopy` leaves them out), so its
+        // callout users get full access; Tribune applies them.
+        let mut raw = common::raw::RawConn::open(server.port);
+        raw.send(r#"CONNECT {"verbose":false,"user":"no_perms","pass":"web-token"}"#)
+            .send("\r\nPUB secret.x 1\r\nx\r\nPUB open.x 1\r\ny\r\n");
+        let violation = "-ERR 'Permissions Violation for Publish to \"secret.x\"'\r\n";
+        let want: &[&str] = if tribune {
+            &[violation, "PONG\r\n"]
+        } else {
+            &["PONG\r\n"]
+        };
+        assert_eq!(raw.ping(), want, "{label}");
+
+        // Subscriptions: the tighter of the server's max_subscriptions and
+        // the JWT's `subs` (where 0 means none, -1 no limit). nats-server
+        // ignores a callout JWT's limits (only the server's apply); Tribune
+        // holds the user to the JWT too, and never lets it raise the
+        // server's limit.
+        let too_many = "-ERR 'maximum subscriptions exceeded'\r\n";
+        for (name, allowed_tribune) in [("subs0", 0), ("subs2", 2), ("subs_many", MAX_SUBS)] {
+            let allowed = if tribune { allowed_tribune } else { MAX_SUBS };
+            let mut raw = common::raw::RawConn::open(server.port);
+            raw.send(&format!(
+                r#"CONNECT {{"verbose":false,"user":"{name}","pass":"web-token"}}"#
+            ))
+            .send("\r\n");
+            for sid in 1..=MAX_SUBS + 1 {
+                raw.send(&format!("SUB allowed.{sid} {sid}\r\n"));
+            }
+            let mut want = vec![too_many; MAX_SUBS + 1 - allowed];
+            want.push("PONG\r\n");
+            assert_eq!(raw.ping(), want, "{label}: {name}");
+        }
+    }
+}
+
+/// Review item 12: auth_users must be users the server knows. nats-server
+/// logs an unknown one and starts; with no local users it then says
+/// `auth_required: false`, sets no auth timeout and serves SUB and PUB
+/// before any CONNECT (it does send the claimed auth user to the callout,
+/// so that name alone does not get in). Tribune refuses to start.
+#[test]
+fn auth_users_must_exist() {
+    let issuer = KeyPair::new_account().public_key();
+    let conf = format!(
+        "accounts {{ AUTH {{}} }}\nauthorization {{ auth_callout {{ issuer: {issuer}, account: AUTH, auth_users: [ svc ] }} }}\n"
+    );
+    let nats = ServerSpec::new(common::nats_server_bin())
+        .config(conf.clone())
+        .start()
+        .unwrap();
+    let mut raw = common::raw::RawConn::open(nats.port);
+    assert!(
+        raw.info.get("auth_required").is_none(),
+        "nats-server: no auth required"
+    );
+    raw.send("SUB foo 1\r\n");
+    assert_eq!(
+        raw.ping(),
+        ["+OK\r\n", "PONG\r\n"],
+        "nats-server: served before CONNECT"
+    );
+
+    let err = ServerSpec::new(common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")))
+        .config(conf)
+        .start()
+        .err()
+        .expect("tribune refuses the configuration");
+    assert!(
+        err.contains("Authorization callout user \"svc\" not valid"),
+        "{err}"
+    );
 }
 
 /// Config errors are worded as nats-server's, and reported by both.

@@ -315,7 +315,10 @@ fn default_permissions_go_to_their_own_users() {
     assert!(!a.can_publish("x"));
     let b = perms("b").expect("own permissions");
     assert!(b.can_publish("b.1") && !b.can_publish("x"));
-    assert!(perms("w").is_none(), "another account's defaults do not apply");
+    assert!(
+        perms("w").is_none(),
+        "another account's defaults do not apply"
+    );
     let g = perms("g").expect("authorization defaults");
     assert!(g.check_subscribe("x", None) == crate::permissions::SubVerdict::Denied);
     let app = o.accounts.iter().find(|a| a.name == "APP").unwrap();
@@ -331,7 +334,11 @@ fn account_limits() {
     assert!(w.is_empty(), "{w:?}");
     let a = &o.accounts[0].limits;
     assert_eq!(a.max_connections, Limit::AtMost(2));
-    assert_eq!(a.conn.subs, Limit::AtMost(0), "0 is zero, as in nats-server");
+    assert_eq!(
+        a.conn.subs,
+        Limit::AtMost(0),
+        "0 is zero, as in nats-server"
+    );
     assert_eq!(a.conn.payload, Limit::AtMost(1024));
     assert_eq!(o.accounts[1].limits.max_connections, Limit::Unlimited);
     assert_eq!(
@@ -346,7 +353,10 @@ fn allowed_connection_types() {
         "authorization { users: [ {user: a, password: b, allowed_connection_types: [\"standard\", \"WEBSOCKET\"]} ] }\n",
     );
     assert!(w.is_empty(), "{w:?}");
-    assert_eq!(o.users[0].allowed_connection_types, ["STANDARD", "WEBSOCKET"]);
+    assert_eq!(
+        o.users[0].allowed_connection_types,
+        ["STANDARD", "WEBSOCKET"]
+    );
     assert_eq!(
         errors("authorization { users: [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"FOO\", \"bar\"]} ] }\n"),
         ["x.conf:1:49: invalid connection types [\"FOO\" \"BAR\"]"]

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod js;
+pub mod raw;
 pub mod scenario;
 
 use std::collections::BTreeMap;

@@ -87,7 +87,10 @@ impl Reader {
     }
 
     async fn decide(&mut self, pending: PendingAuth) -> Flow {
-        let PendingAuth { connect: c, implicit } = pending;
+        let PendingAuth {
+            connect: c,
+            implicit,
+        } = pending;
         let server = self.server.clone();
         let opts = server.opts();
         // As in nats-server, a CONNECT stops the auth timer; the check it
