@@ -31,6 +31,9 @@ fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
     ]
 }
 
+/// Builds a CONNECT argument for a connection (which may sign its nonce).
+type ConnectLine<'a> = Box<dyn FnOnce(&RawConn) -> String + 'a>;
+
 /// What one login attempt gets back: the lines up to `PONG` or the close.
 fn attempt(port: u16, connect: impl FnOnce(&RawConn) -> String) -> Vec<String> {
     let mut c = RawConn::open(port);
@@ -74,7 +77,7 @@ fn bad_credentials_table() {
         let other = RawConn::open(port);
         let replayed = signed_by(&user, &other.nonce());
         let other_nonce = other.nonce();
-        let cases: Vec<(&str, Box<dyn FnOnce(&RawConn) -> String>)> = vec![
+        let cases: Vec<(&str, ConnectLine)> = vec![
             (
                 "wrong password",
                 Box::new(|_| r#"{"verbose":false,"user":"plain","pass":"nope"}"#.into()),
