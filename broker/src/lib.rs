@@ -24,6 +24,7 @@ pub mod permissions;
 pub mod ports;
 pub mod protocol;
 pub mod route;
+pub mod redact;
 pub mod server;
 pub mod signals;
 pub mod subject;

@@ -448,7 +448,7 @@ impl Server {
         let parsed = match RouteUrl::parse(url) {
             Ok(u) => u,
             Err(e) => {
-                error!("Invalid route URL {url:?}: {e}");
+                error!("Invalid route URL {:?}: {e}", crate::redact::url(url));
                 return;
             }
         };

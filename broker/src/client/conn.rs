@@ -424,6 +424,11 @@ impl Reader {
     }
 
     fn on_connect(&mut self, arg: &[u8]) -> Flow {
+        trace!(
+            "{} - <<- [CONNECT {}]",
+            self.tag(),
+            crate::redact::connect_trace(arg)
+        );
         let c = match ConnectOptions::parse(arg) {
             Ok(c) => c,
             Err(e) => {

@@ -81,10 +81,43 @@ impl Default for ConnectOptions {
 
 impl ConnectOptions {
     /// Parse a CONNECT argument. Unknown fields are ignored, as in Go.
-    pub fn parse(arg: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(arg)
+    pub fn parse(arg: &[u8]) -> Result<Self, ConnectError> {
+        serde_json::from_slice(arg).map_err(ConnectError)
     }
 }
+
+/// A CONNECT that is not valid JSON or has a field of the wrong type.
+///
+/// The error is logged, and serde's text quotes the offending value
+/// (``invalid type: integer `123456`, expected a string``): for a
+/// numeric password that is the password. The message keeps the kind of
+/// value and where it was, not the value itself, as Go's decoder does.
+#[derive(Debug)]
+pub struct ConnectError(serde_json::Error);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        for prefix in ["invalid type: ", "invalid value: "] {
+            let Some(rest) = text.strip_prefix(prefix) else {
+                continue;
+            };
+            // `<kind> <value>, expected <what> at line L column C`: keep
+            // the kind, drop the value.
+            if let Some((got, expected)) = rest.rsplit_once(", expected ") {
+                let kind = [" `", " \""]
+                    .iter()
+                    .filter_map(|q| got.find(q))
+                    .min()
+                    .map_or(got, |i| &got[..i]);
+                return write!(f, "{prefix}{kind}, expected {expected}");
+            }
+        }
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for ConnectError {}
 
 #[cfg(test)]
 mod tests {
@@ -105,5 +138,30 @@ mod tests {
             .unwrap();
         assert!(c.name.is_empty() && c.user.is_none() && c.echo && c.protocol == 0);
         assert!(ConnectOptions::parse(b"{\"verbose\":\"x\"}").is_err());
+    }
+
+    /// Errors say what was wrong and where, never the value (it may be a
+    /// password).
+    #[test]
+    fn errors_do_not_quote_values() {
+        for (arg, want) in [
+            (
+                &br#"{"user":"a","pass":123456}"#[..],
+                "invalid type: integer, expected a string at line 1 column 25",
+            ),
+            (
+                br#"{"verbose":"s3cret"}"#,
+                "invalid type: string, expected a boolean at line 1 column 19",
+            ),
+            (
+                br#"{"auth_token":1.5}"#,
+                "invalid type: floating point, expected a string at line 1 column 17",
+            ),
+        ] {
+            let e = ConnectOptions::parse(arg).unwrap_err().to_string();
+            assert_eq!(e, want);
+        }
+        let e = ConnectOptions::parse(b"{").unwrap_err().to_string();
+        assert!(e.contains("EOF"), "{e}");
     }
 }
