@@ -45,6 +45,8 @@ pub enum Scenario {
     ReqRep,
     /// Many idle connections with one subscription each.
     Idle,
+    /// Thousands of clients connecting at once, each CONNECT, SUB, PING.
+    ConnectBurst,
     /// Publisher on one node of a 3-node cluster, subscriber on another.
     CrossNode,
     /// JetStream: acknowledged publishes of 128 B into a file stream.
@@ -54,7 +56,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -62,6 +64,7 @@ impl Scenario {
         Scenario::Queue,
         Scenario::ReqRep,
         Scenario::Idle,
+        Scenario::ConnectBurst,
         Scenario::CrossNode,
         Scenario::JsPub,
         Scenario::JsFetch,
@@ -87,6 +90,7 @@ impl Scenario {
             Scenario::Queue => "1 pub -> 4 queue subs, 128 B",
             Scenario::ReqRep => "request/reply, 1 requester",
             Scenario::Idle => "idle connections, 1 sub each",
+            Scenario::ConnectBurst => "connect burst, CONNECT+SUB+PING each",
             Scenario::CrossNode => "cross-node pub(A) -> sub(B), 128 B",
             Scenario::JsPub => "JetStream pub 128 B, file, acked (sync always)",
             Scenario::JsFetch => "JetStream fetch 128 B, file, batch 256",
@@ -100,6 +104,8 @@ pub struct Params {
     pub msgs: u64,
     pub requests: u64,
     pub idle_conns: u64,
+    /// Clients in the connect burst.
+    pub burst_conns: u64,
     /// Messages per JetStream run (acked, fsynced publishes are far slower
     /// than core NATS ones, hence a separate count).
     pub js_msgs: u64,
@@ -126,6 +132,7 @@ pub fn run(
         Scenario::Queue => fan(addr, 4, Some("workers"), p.msgs)?,
         Scenario::ReqRep => req_rep(addr, p.requests)?,
         Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
+        Scenario::ConnectBurst => crate::burst::run(addr, p.burst_conns)?,
         Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
         Scenario::JsPub => crate::js::publish(addr, p.js_msgs)?,
         Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
