@@ -57,11 +57,11 @@ pub fn connect_trace(arg: &[u8]) -> String {
     redact_values(&once, exact_match).into_owned()
 }
 
+/// Finds the next secret value at or after a position: its byte span.
+type FindValue = fn(&[u8], usize) -> Option<(usize, usize)>;
+
 /// Replace every value `find` locates, left to right, without overlaps.
-fn redact_values<'a>(
-    text: &'a str,
-    find: fn(&[u8], usize) -> Option<(usize, usize)>,
-) -> Cow<'a, str> {
+fn redact_values(text: &str, find: FindValue) -> Cow<'_, str> {
     let b = text.as_bytes();
     let mut spans = Vec::new();
     let mut from = 0;

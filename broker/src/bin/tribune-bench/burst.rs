@@ -16,19 +16,22 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::proc_stats;
 use crate::scenarios::Outcome;
 
 /// A guard against a server that never answers; not an expectation.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-pub fn run(addr: SocketAddr, n: u64) -> io::Result<Outcome> {
+/// Run the burst; `server_pid` (if known) gives the server's memory with
+/// every connection still open.
+pub fn run(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(burst(addr, n))
+    rt.block_on(burst(addr, n, server_pid))
 }
 
-async fn burst(addr: SocketAddr, n: u64) -> io::Result<Outcome> {
+async fn burst(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -45,9 +48,11 @@ async fn burst(addr: SocketAddr, n: u64) -> io::Result<Outcome> {
         conns.push(r.map_err(io::Error::other)??);
     }
     let elapsed = start.elapsed();
+    let rss = server_pid.and_then(proc_stats::proc_rss);
     drop(conns);
     Ok(Outcome {
         rate: Some(n as f64 / elapsed.as_secs_f64()),
+        rss,
         elapsed,
         ..Default::default()
     })

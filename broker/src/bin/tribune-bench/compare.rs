@@ -147,6 +147,9 @@ pub fn describe(o: &Outcome) -> String {
     if let Some((p50, p99, p999)) = o.latency_us {
         parts.push(format!("p50 {p50:.1}us p99 {p99:.1}us p99.9 {p999:.1}us"));
     }
+    if let Some(c) = o.server_cpu {
+        parts.push(format!("server cpu {c:.2}s"));
+    }
     if let Some(rss) = o.rss {
         parts.push(format!("rss {:.1} MiB", rss as f64 / 1048576.0));
     }
@@ -224,6 +227,13 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
             row(
                 "wall time (ms)",
                 &|o| Some(o.elapsed.as_secs_f64() * 1000.0),
+                "-",
+                false,
+            ),
+            row("server CPU s", &|o| o.server_cpu, "-", false),
+            row(
+                "server RSS (MiB)",
+                &|o| o.rss.map(|r| r as f64 / 1048576.0),
                 "-",
                 false,
             ),

@@ -19,6 +19,8 @@ pub struct Outcome {
     pub rate: Option<f64>,
     /// Server CPU seconds per million deliveries.
     pub cpu_per_million: Option<f64>,
+    /// Server CPU seconds over the whole run (scenarios without deliveries).
+    pub server_cpu: Option<f64>,
     /// Latency percentiles in microseconds: p50, p99, p99.9.
     pub latency_us: Option<(f64, f64, f64)>,
     /// Server resident memory in bytes.
@@ -132,15 +134,17 @@ pub fn run(
         Scenario::Queue => fan(addr, 4, Some("workers"), p.msgs)?,
         Scenario::ReqRep => req_rep(addr, p.requests)?,
         Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
-        Scenario::ConnectBurst => crate::burst::run(addr, p.burst_conns)?,
+        Scenario::ConnectBurst => crate::burst::run(addr, p.burst_conns, server_pid)?,
         Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
         Scenario::JsPub => crate::js::publish(addr, p.js_msgs)?,
         Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
-    if s == Scenario::Fanout {
-        if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
-            out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6));
+    if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
+        match s {
+            Scenario::Fanout => out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6)),
+            Scenario::ConnectBurst => out.server_cpu = Some(b - a),
+            _ => {}
         }
     }
     Ok(out)
