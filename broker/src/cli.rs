@@ -337,15 +337,17 @@ fn cluster_credentials(url: &str) -> Option<(String, String)> {
 
 /// `nats://host:port` (or `host:port`) from `--cluster`.
 fn parse_cluster_url(url: &str) -> Result<(String, u16), String> {
+    // The URL may carry the cluster credentials; errors are printed.
+    let shown = crate::redact::url(url);
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let (host, port) = rest
         .rsplit_once(':')
-        .ok_or_else(|| format!("cluster url {url:?} has no port"))?;
+        .ok_or_else(|| format!("cluster url {shown:?} has no port"))?;
     let port: i32 = port
         .trim_end_matches('/')
         .parse()
-        .map_err(|_| format!("cluster url {url:?} has a bad port"))?;
+        .map_err(|_| format!("cluster url {shown:?} has a bad port"))?;
     Ok((
         host.trim_matches(['[', ']']).to_string(),
         port_value(port, "cluster port")?,

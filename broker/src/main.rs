@@ -87,6 +87,7 @@ fn main() -> ExitCode {
     for w in &warnings {
         warn!("{w}");
     }
+    tribune_broker::listener::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

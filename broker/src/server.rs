@@ -457,7 +457,7 @@ impl Server {
         let parsed = match RouteUrl::parse(url) {
             Ok(u) => u,
             Err(e) => {
-                error!("Invalid route URL {url:?}: {e}");
+                error!("Invalid route URL {:?}: {e}", crate::redact::url(url));
                 return;
             }
         };
@@ -483,7 +483,7 @@ impl Server {
             opts.cluster.host.as_str()
         };
         let addr = join_host_port(host, port);
-        let listener = TcpListener::bind(&addr)
+        let listener = crate::listener::bind(&addr)
             .await
             .with_context(|| format!("could not listen on {addr} for routes"))?;
         let local = listener.local_addr()?;
@@ -610,7 +610,7 @@ impl Server {
         }
         if let Some(http_port) = opts.http_port {
             let addr = format!("{}:{}", opts.monitor_host(), http_port);
-            let listener = TcpListener::bind(&addr)
+            let listener = crate::listener::bind(&addr)
                 .await
                 .with_context(|| format!("could not listen on {addr} for monitoring"))?;
             let local = listener.local_addr()?;
@@ -628,7 +628,7 @@ impl Server {
         }
 
         let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = TcpListener::bind(&addr)
+        let listener = crate::listener::bind(&addr)
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
         let local = listener.local_addr()?;
@@ -653,12 +653,18 @@ impl Server {
         Ok(())
     }
 
+    /// Accept client connections until told to stop. The loop only hands
+    /// each socket to a task of its own ([`Self::serve_client`]): any work
+    /// here would slow the draining of a burst, and connections the kernel
+    /// cannot queue are dropped and retried by their clients seconds later.
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut stop = self.stop_accepting.subscribe();
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
-                    Ok((stream, addr)) => self.clone().accept(stream, addr),
+                    Ok((stream, addr)) => {
+                        tokio::spawn(self.clone().serve_client(stream, addr));
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly.
                         error!("Temporary Client Accept Error ({e}), sleeping 10ms");
@@ -710,7 +716,11 @@ impl Server {
         }
     }
 
-    fn accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
+    /// Everything a new client connection needs before its protocol runs:
+    /// the checks, its id, nonce and INFO, and registration. Runs on the
+    /// connection's own task, so a burst of connections is accepted as fast
+    /// as the accept loop can hand sockets off, and set up in parallel.
+    async fn serve_client(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self.is_lame_duck() || self.shutting_down.load(Ordering::Relaxed) {
             return;
         }
@@ -727,22 +737,23 @@ impl Server {
         let mut client_info = self.client_info(cid, &addr);
         client_info.nonce = nonce.clone();
         let info = client_info.to_line();
-        {
+        let registered = {
             let mut clients = self.clients.lock();
-            if clients.len() >= opts.max_connections {
-                drop(clients);
-                error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let mut stream = stream;
-                    let mut bytes = info;
-                    bytes.extend_from_slice(&err_line(errors::MAX_CONNECTIONS));
-                    let _ = stream.write_all(&bytes).await;
-                    let _ = stream.shutdown().await;
-                });
-                return;
+            let room = clients.len() < opts.max_connections;
+            if room {
+                clients.insert(cid, shared.clone());
             }
-            clients.insert(cid, shared.clone());
+            room
+        };
+        if !registered {
+            error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
+            use tokio::io::AsyncWriteExt;
+            let mut stream = stream;
+            let mut bytes = info;
+            bytes.extend_from_slice(&err_line(errors::MAX_CONNECTIONS));
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+            return;
         }
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         debug!("{} - Client connection created", shared.tag());
@@ -761,26 +772,11 @@ impl Server {
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
         if let Some(tls) = self.tls().client {
             let allow_non_tls = opts.allow_non_tls;
-            tokio::spawn(crate::tls::serve_client(
-                self,
-                shared,
-                stream,
-                info,
-                cfg,
-                parser,
-                tls,
-                allow_non_tls,
-            ));
+            crate::tls::serve_client(self, shared, stream, info, cfg, parser, tls, allow_non_tls)
+                .await;
             return;
         }
-        tokio::spawn(run_client(
-            self,
-            shared,
-            stream.into_split(),
-            info,
-            cfg,
-            parser,
-        ));
+        run_client(self, shared, stream.into_split(), info, cfg, parser).await;
     }
 
     /// Forget a closed connection, remembering it (and the subscriptions it

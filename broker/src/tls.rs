@@ -727,7 +727,7 @@ pub async fn start_https(
     };
     let host = opts.monitor_host();
     let addr = crate::server::join_host_port(host, port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let listener = crate::listener::bind(&addr)
         .await
         .with_context(|| format!("can't listen to the monitor port: {addr}"))?;
     let local = listener.local_addr()?;

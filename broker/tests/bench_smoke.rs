@@ -20,6 +20,7 @@ const CORE: &[&str] = &[
     "queue",
     "req-rep",
     "idle",
+    "connect-burst",
     "cross-node",
 ];
 const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];

@@ -284,3 +284,110 @@ fn version_and_help() {
         assert!(help.contains(flag), "help lists {flag}");
     }
 }
+
+/// Clients in the connection burst: `BURST_CONNS`, else 3,000.
+fn burst_size() -> usize {
+    std::env::var("BURST_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000)
+}
+
+/// Raise this process's soft limit on open files as far as the burst needs
+/// (servers started afterwards inherit it); returns how many connections
+/// fit.
+fn raise_open_files(want: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let need = want as u64 + 512;
+    if soft < need {
+        setrlimit(Resource::RLIMIT_NOFILE, need.min(hard), hard).expect("setrlimit");
+    }
+    let fit = (need.min(hard) - 512) as usize;
+    if fit < want {
+        eprintln!("the hard limit on open files ({hard}) allows a burst of {fit}, not {want}");
+    }
+    fit
+}
+
+/// `n` clients connect at once (non-blocking connects, one task each), and
+/// each sends CONNECT, SUB and PING without waiting for INFO. Returns the
+/// connections once every one has its PONG.
+async fn connect_burst(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        tasks.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            let hello = format!("CONNECT {{}}\r\nSUB burst.{i} 1\r\nPING\r\n");
+            s.write_all(hello.as_bytes()).await.expect("write");
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !seen.windows(6).any(|w| w == b"PONG\r\n") {
+                let k = s.read(&mut buf).await.expect("read");
+                assert!(
+                    k > 0,
+                    "connection {i} closed before its PONG: {:?}",
+                    String::from_utf8_lossy(&seen)
+                );
+                seen.extend_from_slice(&buf[..k]);
+            }
+            s
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    // A guard against hanging only: clients whose SYN was dropped retry for
+    // a minute or more before giving up.
+    let all = async {
+        while let Some(c) = tasks.join_next().await {
+            conns.push(c.expect("burst client"));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(180), all)
+        .await
+        .expect("every client of the burst answered");
+    conns
+}
+
+/// A burst of thousands of clients connecting at once is served in full by
+/// both servers: every client gets its PONG and `/varz` counts them all.
+/// The time it takes is printed, never asserted (see BENCHMARKS.md's
+/// connect-burst row for the comparison).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_burst_is_served_in_full() {
+    let n = raise_open_files(burst_size());
+    for spec in [ServerSpec::new(common::nats_server_bin()), tribune()] {
+        let s = spec.args(["-m", "-1"]).start().unwrap();
+        let http = s.addr_of("monitoring").expect("monitoring port");
+        let http: std::net::SocketAddr = format!(
+            "127.0.0.1:{}",
+            http.rsplit(':').next().unwrap().trim_end_matches('/')
+        )
+        .parse()
+        .unwrap();
+        let started = Instant::now();
+        let conns = connect_burst(s.port, n).await;
+        let took = started.elapsed();
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let v = common::cluster::get_json(http, "/varz").await.unwrap();
+            if v["connections"].as_u64() == Some(n as u64) {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "{}: /varz connections {} of {n}",
+                s.label,
+                v["connections"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "{}: a burst of {n} connections all answered in {took:?}",
+            s.label
+        );
+        drop(conns);
+    }
+}

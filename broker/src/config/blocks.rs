@@ -349,11 +349,16 @@ fn routes(cx: &mut Ctx, k: &str, v: &Node) -> Vec<String> {
         };
         let url = url.trim().to_string();
         if out.contains(&url) {
-            cx.warn_field(&item.pos, &url, "Duplicate route entry detected");
+            cx.warn_field(
+                &item.pos,
+                &crate::redact::url(&url),
+                "Duplicate route entry detected",
+            );
             continue;
         }
         if url.is_empty() || url.chars().any(char::is_whitespace) {
-            cx.error(&item.pos, format!("error parsing route url [{url:?}]"));
+            let shown = crate::redact::url(&url);
+            cx.error(&item.pos, format!("error parsing route url [{shown:?}]"));
             continue;
         }
         out.push(url);

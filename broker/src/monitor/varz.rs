@@ -168,7 +168,7 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
             opts.cluster.host.clone()
         }),
         cluster_port: port,
-        urls: opts.cluster.routes.clone(),
+        urls: opts.cluster.routes.iter().map(|r| route_host(r)).collect(),
         // nats-server defaults the route handshake timeout whenever
         // clustering is on, TLS or not.
         tls_timeout: Some(GoFloat(
@@ -179,6 +179,21 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
         )),
         tls_required: opts.cluster.tls.is_some(),
         tls_verify: opts.cluster.tls.is_some(),
+    }
+}
+
+/// A configured route as `/varz` lists it: `host:port` alone, as
+/// nats-server shows each route URL's host, so credentials in the URL never
+/// reach monitoring. A URL that does not parse is shown without its
+/// userinfo.
+fn route_host(url: &str) -> String {
+    match crate::route::RouteUrl::parse(url) {
+        Ok(u) => u.host_port(),
+        Err(_) => {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let rest = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string()
+        }
     }
 }
 
@@ -279,4 +294,24 @@ pub(super) fn build(m: &Monitor) -> Varz {
 pub(super) fn handle(m: &Monitor) -> Response {
     m.count(stat_key::VARZ);
     json_ok(&build(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_host;
+
+    #[test]
+    fn route_urls_show_as_host_and_port() {
+        for (url, want) in [
+            (
+                "nats-route://ruser:T0pS3cr3t@127.0.0.1:6222/",
+                "127.0.0.1:6222",
+            ),
+            ("nats://10.0.0.2:6222", "10.0.0.2:6222"),
+            ("nats://u:p@[::1]:6222", "[::1]:6222"),
+            ("nats://u:p@host", "host"),
+        ] {
+            assert_eq!(route_host(url), want, "{url}");
+        }
+    }
 }

@@ -82,8 +82,8 @@ impl Default for ConnectOptions {
 
 impl ConnectOptions {
     /// Parse a CONNECT argument. Unknown fields are ignored, as in Go.
-    pub fn parse(arg: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(arg)
+    pub fn parse(arg: &[u8]) -> Result<Self, ConnectError> {
+        serde_json::from_slice(arg).map_err(ConnectError)
     }
 
     /// Parse a CONNECT onto the ones this connection sent before, as
@@ -92,21 +92,51 @@ impl ConnectOptions {
     /// value, credentials included. So `CONNECT {}` after a login repeats
     /// that login; it does not become an anonymous one. `sent` is updated
     /// only when the CONNECT is valid.
-    pub fn parse_onto(
-        sent: &mut Map<String, Value>,
-        arg: &[u8],
-    ) -> Result<Self, serde_json::Error> {
-        let Value::Object(new) = serde_json::from_slice::<Value>(arg)? else {
-            // Not an object: let the typed parser say why.
+    pub fn parse_onto(sent: &mut Map<String, Value>, arg: &[u8]) -> Result<Self, ConnectError> {
+        let Ok(Value::Object(new)) = serde_json::from_slice::<Value>(arg) else {
+            // Not JSON, or not an object: let the typed parser say why.
             return Self::parse(arg);
         };
         let mut merged = sent.clone();
         merged.extend(new.into_iter().filter(|(_, v)| !v.is_null()));
-        let c = Self::deserialize(Value::Object(merged.clone()))?;
+        let c = Self::deserialize(Value::Object(merged.clone())).map_err(ConnectError)?;
         *sent = merged;
         Ok(c)
     }
 }
+
+/// A CONNECT that is not valid JSON or has a field of the wrong type.
+///
+/// The error is logged, and serde's text quotes the offending value
+/// (``invalid type: integer `123456`, expected a string``): for a
+/// numeric password that is the password. The message keeps the kind of
+/// value and where it was, not the value itself, as Go's decoder does.
+#[derive(Debug)]
+pub struct ConnectError(serde_json::Error);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        for prefix in ["invalid type: ", "invalid value: "] {
+            let Some(rest) = text.strip_prefix(prefix) else {
+                continue;
+            };
+            // `<kind> <value>, expected <what> at line L column C`: keep
+            // the kind, drop the value.
+            if let Some((got, expected)) = rest.rsplit_once(", expected ") {
+                let kind = [" `", " \""]
+                    .iter()
+                    .filter_map(|q| got.find(q))
+                    .min()
+                    .map_or(got, |i| &got[..i]);
+                return write!(f, "{prefix}{kind}, expected {expected}");
+            }
+        }
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for ConnectError {}
 
 #[cfg(test)]
 mod tests {
@@ -161,5 +191,30 @@ mod tests {
             Some("b"),
             "the bad CONNECTs changed nothing"
         );
+    }
+
+    /// Errors say what was wrong and where, never the value (it may be a
+    /// password).
+    #[test]
+    fn errors_do_not_quote_values() {
+        for (arg, want) in [
+            (
+                &br#"{"user":"a","pass":123456}"#[..],
+                "invalid type: integer, expected a string at line 1 column 25",
+            ),
+            (
+                br#"{"verbose":"s3cret"}"#,
+                "invalid type: string, expected a boolean at line 1 column 19",
+            ),
+            (
+                br#"{"auth_token":1.5}"#,
+                "invalid type: floating point, expected a string at line 1 column 17",
+            ),
+        ] {
+            let e = ConnectOptions::parse(arg).unwrap_err().to_string();
+            assert_eq!(e, want);
+        }
+        let e = ConnectOptions::parse(b"{").unwrap_err().to_string();
+        assert!(e.contains("EOF"), "{e}");
     }
 }

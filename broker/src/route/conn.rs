@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, trace};
 
 use super::parser::{RouteOp, RouteParseError, RouteParser, RouteStep};
 use super::{Peer, RegisterError, RouteConnect, RouteInfo, RouteUrl};
@@ -333,6 +333,11 @@ impl RouteReader<'_> {
     }
 
     fn on_connect(&mut self, arg: &[u8]) -> Flow {
+        trace!(
+            "{} - <<- [CONNECT {}]",
+            self.tag(),
+            crate::redact::connect_trace(arg)
+        );
         if self.solicited {
             // We dialled; a CONNECT from the other side makes no sense.
             return Flow::Close(ClosedState::ProtocolViolation);

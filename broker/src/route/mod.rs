@@ -405,7 +405,10 @@ pub async fn solicit_forever(server: Arc<Server>, url: RouteUrl, mut keep: watch
             return;
         }
         if server.routes.is_self_url(&url.text) {
-            debug!("Route {} is this server itself, not dialling it", url.text);
+            debug!(
+                "Route {} is this server itself, not dialling it",
+                url.redacted()
+            );
             return;
         }
         let peer_known = url
@@ -454,7 +457,7 @@ pub fn dial_gossiped(server: &Arc<Server>, url: String) {
         let parsed = match RouteUrl::parse(&url) {
             Ok(u) => u,
             Err(e) => {
-                warn!("Ignoring gossiped route {url}: {e}");
+                warn!("Ignoring gossiped route {}: {e}", crate::redact::url(&url));
                 server.routes.release_dial(&url);
                 return;
             }
@@ -463,7 +466,8 @@ pub fn dial_gossiped(server: &Arc<Server>, url: String) {
             match conn::dial(&server, &parsed, false).await {
                 Ok(()) => break,
                 Err(e) => debug!(
-                    "Error trying to connect to route {url} (attempt {}): {e:#}",
+                    "Error trying to connect to route {} (attempt {}): {e:#}",
+                    parsed.redacted(),
                     attempt + 1
                 ),
             }

@@ -19,6 +19,8 @@ pub struct RouteUrl {
 
 impl RouteUrl {
     pub fn parse(text: &str) -> Result<RouteUrl> {
+        // Errors end up in logs: they name the URL without its password.
+        let shown = crate::redact::url(text);
         let rest = match text.split_once("://") {
             Some((scheme, rest)) => {
                 if !matches!(scheme, "nats-route" | "nats" | "tls" | "route") {
@@ -42,16 +44,16 @@ impl RouteUrl {
         };
         let (host, port) = hostport
             .rsplit_once(':')
-            .ok_or_else(|| anyhow!("route URL {text:?} has no port"))?;
+            .ok_or_else(|| anyhow!("route URL {shown:?} has no port"))?;
         let port: u16 = port
             .parse()
-            .map_err(|_| anyhow!("route URL {text:?} has a bad port"))?;
+            .map_err(|_| anyhow!("route URL {shown:?} has a bad port"))?;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         if host.is_empty() {
-            bail!("route URL {text:?} has no host");
+            bail!("route URL {shown:?} has no host");
         }
         Ok(RouteUrl {
             text: text.to_string(),
@@ -63,15 +65,10 @@ impl RouteUrl {
         })
     }
 
-    /// The URL without its password, for logs.
+    /// The URL without its password, for logs: as configured, with the
+    /// password shown as `xxxxx` (see [`crate::redact::url`]).
     pub fn redacted(&self) -> String {
-        match &self.user {
-            Some(u) => format!(
-                "nats-route://{u}:xxxxx@{}",
-                crate::server::join_host_port(&self.host, self.port)
-            ),
-            None => self.text.clone(),
-        }
+        crate::redact::url(&self.text).into_owned()
     }
 
     pub fn host_port(&self) -> String {
@@ -95,7 +92,9 @@ mod tests {
             ),
             ("10.0.1.5", 6222, Some("ruser"), Some("T0pS3cr3t"))
         );
-        assert!(!u.redacted().contains("T0pS3cr3t"));
+        assert_eq!(u.redacted(), "nats-route://ruser:xxxxx@10.0.1.5:6222/");
+        let err = RouteUrl::parse("nats-route://ruser:T0pS3cr3t@10.0.1.5").unwrap_err();
+        assert!(!err.to_string().contains("T0pS3cr3t"), "{err}");
         let u = RouteUrl::parse("nats://127.0.0.2:6222").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("127.0.0.2", 6222));
         let u = RouteUrl::parse("[::1]:6222").unwrap();

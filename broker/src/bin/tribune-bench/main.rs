@@ -7,6 +7,7 @@
 //! ratios; `smoke` runs every scenario with a handful of messages so the
 //! tool is exercised by `make test` and cannot rot.
 
+mod burst;
 mod compare;
 mod js;
 mod proc_stats;
@@ -52,6 +53,9 @@ enum Cmd {
         requests: u64,
         #[arg(long, default_value_t = 10_000)]
         idle_conns: u64,
+        /// Clients in the connect burst.
+        #[arg(long, default_value_t = 3_000)]
+        burst_conns: u64,
         /// Messages per JetStream run.
         #[arg(long, default_value_t = 20_000)]
         js_msgs: u64,
@@ -72,6 +76,9 @@ enum Cmd {
         requests: u64,
         #[arg(long, default_value_t = 10_000)]
         idle_conns: u64,
+        /// Clients in the connect burst.
+        #[arg(long, default_value_t = 3_000)]
+        burst_conns: u64,
         /// Messages per JetStream run.
         #[arg(long, default_value_t = 20_000)]
         js_msgs: u64,
@@ -100,15 +107,17 @@ fn main() -> ExitCode {
             msgs,
             requests,
             idle_conns,
+            burst_conns,
             js_msgs,
         } => {
             let p = Params {
                 msgs,
                 requests,
                 idle_conns,
+                burst_conns,
                 js_msgs,
             };
-            compare::raise_fd_limit(idle_conns);
+            compare::raise_fd_limit(idle_conns.max(burst_conns));
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, peer, server_pid, p)?;
                 println!("{:<32} {}", s.title(), compare::describe(&o));
@@ -123,6 +132,7 @@ fn main() -> ExitCode {
             msgs,
             requests,
             idle_conns,
+            burst_conns,
             js_msgs,
             write,
         } => {
@@ -130,6 +140,7 @@ fn main() -> ExitCode {
                 msgs,
                 requests,
                 idle_conns,
+                burst_conns,
                 js_msgs,
             };
             compare::compare(
@@ -146,6 +157,7 @@ fn main() -> ExitCode {
                 msgs: 2_000,
                 requests: 200,
                 idle_conns: 20,
+                burst_conns: 50,
                 js_msgs: 600,
             };
             scenario.iter().try_for_each(|&s| {

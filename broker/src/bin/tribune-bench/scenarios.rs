@@ -19,6 +19,8 @@ pub struct Outcome {
     pub rate: Option<f64>,
     /// Server CPU seconds per million deliveries.
     pub cpu_per_million: Option<f64>,
+    /// Server CPU seconds over the whole run (scenarios without deliveries).
+    pub server_cpu: Option<f64>,
     /// Latency percentiles in microseconds: p50, p99, p99.9.
     pub latency_us: Option<(f64, f64, f64)>,
     /// Server resident memory in bytes.
@@ -45,6 +47,8 @@ pub enum Scenario {
     ReqRep,
     /// Many idle connections with one subscription each.
     Idle,
+    /// Thousands of clients connecting at once, each CONNECT, SUB, PING.
+    ConnectBurst,
     /// Publisher on one node of a 3-node cluster, subscriber on another.
     CrossNode,
     /// JetStream: acknowledged publishes of 128 B into a file stream.
@@ -54,7 +58,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -62,6 +66,7 @@ impl Scenario {
         Scenario::Queue,
         Scenario::ReqRep,
         Scenario::Idle,
+        Scenario::ConnectBurst,
         Scenario::CrossNode,
         Scenario::JsPub,
         Scenario::JsFetch,
@@ -87,6 +92,7 @@ impl Scenario {
             Scenario::Queue => "1 pub -> 4 queue subs, 128 B",
             Scenario::ReqRep => "request/reply, 1 requester",
             Scenario::Idle => "idle connections, 1 sub each",
+            Scenario::ConnectBurst => "connect burst, CONNECT+SUB+PING each",
             Scenario::CrossNode => "cross-node pub(A) -> sub(B), 128 B",
             Scenario::JsPub => "JetStream pub 128 B, file, acked (sync always)",
             Scenario::JsFetch => "JetStream fetch 128 B, file, batch 256",
@@ -100,6 +106,8 @@ pub struct Params {
     pub msgs: u64,
     pub requests: u64,
     pub idle_conns: u64,
+    /// Clients in the connect burst.
+    pub burst_conns: u64,
     /// Messages per JetStream run (acked, fsynced publishes are far slower
     /// than core NATS ones, hence a separate count).
     pub js_msgs: u64,
@@ -126,14 +134,17 @@ pub fn run(
         Scenario::Queue => fan(addr, 4, Some("workers"), p.msgs)?,
         Scenario::ReqRep => req_rep(addr, p.requests)?,
         Scenario::Idle => idle(addr, p.idle_conns, server_pid)?,
+        Scenario::ConnectBurst => crate::burst::run(addr, p.burst_conns, server_pid)?,
         Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
         Scenario::JsPub => crate::js::publish(addr, p.js_msgs)?,
         Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
-    if s == Scenario::Fanout {
-        if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
-            out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6));
+    if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
+        match s {
+            Scenario::Fanout => out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6)),
+            Scenario::ConnectBurst => out.server_cpu = Some(b - a),
+            _ => {}
         }
     }
     Ok(out)

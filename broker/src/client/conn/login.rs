@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, trace, warn};
 
 use super::{Flow, Reader};
 use crate::accounts::Account;
@@ -61,6 +61,11 @@ impl Reader {
     }
 
     pub(super) fn on_connect(&mut self, arg: &[u8]) -> Flow {
+        trace!(
+            "{} - <<- [CONNECT {}]",
+            self.tag(),
+            crate::redact::connect_trace(arg)
+        );
         let c = match ConnectOptions::parse_onto(&mut self.connect_sent, arg) {
             Ok(c) => c,
             Err(e) => {
