@@ -21,16 +21,6 @@ use futures::StreamExt;
 
 const VIOLATION: &str = "-ERR 'Authorization Violation'\r\n";
 
-fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
-    vec![
-        ("nats-server", common::nats_server_bin()),
-        (
-            "tribune",
-            common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")),
-        ),
-    ]
-}
-
 /// Builds a CONNECT argument for a connection (which may sign its nonce).
 type ConnectLine<'a> = Box<dyn FnOnce(&RawConn) -> String + 'a>;
 
@@ -61,7 +51,7 @@ fn bad_credentials_table() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let nkey = user.public_key();
     let mut recorded = Vec::new();
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let server = ServerSpec::new(bin)
             .config(users_conf(&nkey, &hash))
             .start()
@@ -197,7 +187,7 @@ fn a_jwt_to_a_config_mode_server() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let line =
         r#"{"verbose":false,"jwt":"eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.AAAA"}"#;
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let server = ServerSpec::new(bin)
             .config(users_conf(&user.public_key(), &hash))
             .start()
@@ -216,7 +206,7 @@ fn a_jwt_to_a_config_mode_server() {
 fn bad_tokens() {
     for token in ["t0ken".to_string(), bcrypt::hash("t0ken", 4).unwrap()] {
         let mut recorded = Vec::new();
-        for (label, bin) in binaries() {
+        for (label, bin) in common::both_servers() {
             let server = ServerSpec::new(bin)
                 .config(format!("authorization {{ token: \"{token}\" }}\n"))
                 .start()
@@ -272,7 +262,7 @@ async fn wrong_password_flood_does_not_stall_authenticated_clients() {
         .unwrap_or(20);
     // Cost 8: about 20 ms of CPU a check, slow enough to matter.
     let hash = bcrypt::hash("right", 8).unwrap();
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let server = ServerSpec::new(bin)
             .config(format!(
                 "authorization {{ timeout: 10, users: [ {{user: svc, password: svcpw}}, {{user: victim, password: \"{hash}\"}} ] }}\n"

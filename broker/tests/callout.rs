@@ -293,26 +293,16 @@ async fn scenario(label: &str, bin: std::path::PathBuf, encrypted: bool) {
     assert!(!closed.is_empty(), "{label}");
 }
 
-fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
-    vec![
-        ("nats-server", common::nats_server_bin()),
-        (
-            "tribune",
-            common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")),
-        ),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callout_plaintext() {
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         scenario(label, bin, false).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callout_sealed_with_xkey() {
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         scenario(label, bin, true).await;
     }
 }
@@ -322,7 +312,7 @@ async fn callout_sealed_with_xkey() {
 /// permissions for a JWT that has none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callout_user_jwt_claims() {
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let issuer = KeyPair::new_account();
         let server = ServerSpec::new(bin)
             .config(config(&issuer.public_key(), None))
@@ -435,7 +425,7 @@ fn auth_users_must_exist() {
 /// Config errors are worded as nats-server's, and reported by both.
 #[test]
 fn bad_callout_config_is_refused() {
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let user = KeyPair::new_user().public_key();
         let err = ServerSpec::new(bin)
             .config(format!(

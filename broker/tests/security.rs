@@ -6,24 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use common::raw::RawConn;
 use common::ServerSpec;
 use futures::StreamExt;
+use tribune_broker::accounts::RESPONSE_MAP_LIMIT;
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
-    vec![
-        ("nats-server", common::nats_server_bin()),
-        (
-            "tribune",
-            common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker")),
-        ),
-    ]
-}
 
 fn accounts_conf(web_nkey: &str) -> String {
     let hash = bcrypt::hash(APP_PASSWORD, 4).expect("bcrypt");
@@ -55,7 +45,7 @@ async fn nkey_client(
 
 #[tokio::test]
 async fn nkeys_bcrypt_accounts_and_imports() {
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let web = nkeys::KeyPair::new_user();
         let web_seed = web.seed().unwrap();
         let server = ServerSpec::new(bin)
@@ -154,63 +144,30 @@ fn allow_responses_answers_each_request_once() {
           {user: req, password: r}\n\
         ] }\n";
     let mut transcripts = Vec::new();
-    for (label, bin) in binaries() {
+    for (label, bin) in common::both_servers() {
         let server = ServerSpec::new(bin).config(conf).start().unwrap();
-        let open = |user: &str, pass: &str| {
-            let s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-            s.set_read_timeout(Some(DEADLINE)).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut info = String::new();
-            r.read_line(&mut info).unwrap();
-            let mut s2 = s;
-            write!(
-                s2,
-                "CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\n"
-            )
-            .unwrap();
-            (s2, r)
-        };
-        // Reads lines up to and including the next PONG.
-        let until_pong = |r: &mut BufReader<TcpStream>| {
-            let mut lines = Vec::new();
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line)
-                    .unwrap_or_else(|e| panic!("{label}: {e}; so far {lines:?}"));
-                assert!(!line.is_empty(), "{label}: closed after {lines:?}");
-                if line == "PONG\r\n" {
-                    return lines;
-                }
-                lines.push(line);
-            }
-        };
-        let (mut svc, mut svc_r) = open("svc", "s");
-        svc.write_all(b"SUB svc 1\r\nPING\r\n").unwrap();
-        assert!(until_pong(&mut svc_r).is_empty(), "{label}");
-        let (mut req, mut req_r) = open("req", "r");
+        let mut svc = login(server.port, "svc", "s");
+        svc.send("SUB svc 1\r\n");
+        assert_eq!(svc.ping(), ["PONG\r\n"], "{label}");
+        let mut req = login(server.port, "req", "r");
         let mut batch = String::from("SUB _INBOX.> 1\r\n");
         for i in 0..OPEN {
             batch.push_str(&format!("PUB svc _INBOX.{i} 1\r\n?\r\n"));
         }
-        batch.push_str("PING\r\n");
-        req.write_all(batch.as_bytes()).unwrap();
-        assert!(until_pong(&mut req_r).is_empty(), "{label}");
-        svc.write_all(b"PING\r\n").unwrap();
-        let got = until_pong(&mut svc_r);
-        assert_eq!(got.len(), OPEN * 2, "{label}: every request delivered");
+        req.send(&batch);
+        assert_eq!(req.ping(), ["PONG\r\n"], "{label}");
+        let got = svc.ping();
+        assert_eq!(got.len(), OPEN * 2 + 1, "{label}: every request delivered");
 
         // Answer the last request twice, the first once, and publish
         // somewhere no request came from.
         let last = OPEN - 1;
-        write!(
-            svc,
+        svc.send(&format!(
             "PUB _INBOX.{last} 2\r\nok\r\nPUB _INBOX.{last} 5\r\nagain\r\n\
-             PUB _INBOX.0 5\r\nfirst\r\nPUB elsewhere 1\r\nx\r\nPING\r\n"
-        )
-        .unwrap();
-        let svc_lines = until_pong(&mut svc_r);
-        req.write_all(b"PING\r\n").unwrap();
-        let req_lines = until_pong(&mut req_r);
+             PUB _INBOX.0 5\r\nfirst\r\nPUB elsewhere 1\r\nx\r\n"
+        ));
+        let svc_lines = svc.ping();
+        let req_lines = req.ping();
         transcripts.push((label, svc_lines, req_lines));
     }
     let (_, svc_ref, req_ref) = &transcripts[0];
@@ -222,13 +179,79 @@ fn allow_responses_answers_each_request_once() {
                 OPEN - 1
             ),
             "-ERR 'Permissions Violation for Publish to \"elsewhere\"'\r\n".to_string(),
+            "PONG\r\n".to_string(),
         ],
         "nats-server's errors (the test itself)"
     );
-    assert_eq!(req_ref.len(), 4, "two answers delivered: {req_ref:?}");
+    assert_eq!(req_ref.len(), 5, "two answers delivered: {req_ref:?}");
     for (label, svc_lines, req_lines) in &transcripts[1..] {
         assert_eq!(svc_lines, svc_ref, "{label}: errors to the responder");
         assert_eq!(req_lines, req_ref, "{label}: answers to the requester");
+    }
+}
+
+/// A raw connection logged in as `user`.
+fn login(port: u16, user: &str, pass: &str) -> RawConn {
+    let mut c = RawConn::open(port);
+    c.send(&format!(
+        "CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\n"
+    ));
+    c
+}
+
+/// Review item 14: an importer's requests to a service each leave a
+/// mapping for the answer, answered or not. nats-server keeps them all for
+/// two minutes, so an importer can fill the exporter's memory at line rate;
+/// Tribune keeps at most `RESPONSE_MAP_LIMIT` per exporting account and
+/// drops the oldest for the newest (stricter: an answer to a request older
+/// than that many open ones is lost, as if it had expired).
+#[test]
+fn service_import_responses_are_bounded() {
+    let n = RESPONSE_MAP_LIMIT + 1;
+    let conf = "accounts {\n\
+          APP: { users: [ {user: app, password: a} ], exports: [ {service: svc} ] }\n\
+          WEB: { users: [ {user: web, password: w} ], imports: [ {service: {account: APP, subject: svc}} ] }\n\
+        }\n";
+    for (label, bin) in common::both_servers() {
+        let server = ServerSpec::new(bin).config(conf).start().unwrap();
+        let mut app = login(server.port, "app", "a");
+        app.send("SUB svc 1\r\n");
+        assert_eq!(app.ping(), ["PONG\r\n"], "{label}");
+        let mut web = login(server.port, "web", "w");
+        let mut batch = String::with_capacity(n * 32);
+        batch.push_str("SUB _INBOX.> 1\r\n");
+        for i in 0..n {
+            batch.push_str(&format!("PUB svc _INBOX.{i} 0\r\n\r\n"));
+        }
+        web.send(&batch);
+        assert_eq!(web.ping(), ["PONG\r\n"], "{label}");
+        // Each request reaches APP with a reply subject of its own.
+        let replies: Vec<String> = app
+            .ping()
+            .iter()
+            .filter_map(|l| l.strip_prefix("MSG svc 1 "))
+            .map(|rest| rest.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(replies.len(), n, "{label}: every request delivered");
+        app.send(&format!(
+            "PUB {} 5\r\nfirst\r\nPUB {} 4\r\nlast\r\n",
+            replies[0],
+            replies[n - 1]
+        ));
+        assert_eq!(app.ping(), ["PONG\r\n"], "{label}");
+        let got = web.ping();
+        let last = [
+            format!("MSG _INBOX.{} 1 4\r\n", n - 1),
+            "last\r\n".to_string(),
+            "PONG\r\n".to_string(),
+        ];
+        if label == "tribune" {
+            assert_eq!(got, last, "{label}: the oldest mapping made room");
+        } else {
+            let mut all = vec!["MSG _INBOX.0 1 5\r\n".to_string(), "first\r\n".to_string()];
+            all.extend(last);
+            assert_eq!(got, all, "{label}: every mapping kept");
+        }
     }
 }
 

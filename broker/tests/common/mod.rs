@@ -65,6 +65,16 @@ pub fn tribune_bin(built: &str) -> PathBuf {
     }
 }
 
+/// The reference and the server under test, labelled, in that order: a
+/// test body runs against nats-server first (proving its expectation),
+/// then against tribune-broker.
+pub fn both_servers() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("nats-server", nats_server_bin()),
+        ("tribune", tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"))),
+    ]
+}
+
 /// A running server process. Killed (and reaped) on drop.
 pub struct Server {
     child: Child,
