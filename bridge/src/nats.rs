@@ -42,6 +42,28 @@ pub async fn connect_options(cfg: &NatsConfig) -> Result<async_nats::ConnectOpti
     Ok(opts)
 }
 
+/// Server URLs for a log line: a password in one (`nats://user:pw@host`)
+/// shows as `xxxxx`, as nats-server and Go's `url.Redacted` print it. A
+/// lone user part is a token to NATS clients (`nats://token@host`), so it
+/// goes too.
+pub fn redacted(servers: &[String]) -> Vec<String> {
+    servers
+        .iter()
+        .map(|s| {
+            let Some((scheme, rest)) = s.split_once("://") else {
+                return s.clone();
+            };
+            let Some((userinfo, host)) = rest.rsplit_once('@') else {
+                return s.clone();
+            };
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:xxxxx@{host}"),
+                None => format!("{scheme}://xxxxx@{host}"),
+            }
+        })
+        .collect()
+}
+
 /// Connects (retrying in the background until a server answers) and keeps the
 /// connection gauges and reconnect counter up to date.
 pub async fn connect(cfg: &NatsConfig, metrics: Arc<Metrics>) -> Result<async_nats::Client> {
@@ -56,7 +78,7 @@ pub async fn connect(cfg: &NatsConfig, metrics: Arc<Metrics>) -> Result<async_na
             let _ = probe.drain().await;
         }
         Err(e) => {
-            tracing::error!(servers = ?cfg.servers, error = %error_chain(&e), "NATS connection failed; retrying in the background")
+            tracing::error!(servers = ?redacted(&cfg.servers), error = %error_chain(&e), "NATS connection failed; retrying in the background")
         }
     }
     let m = metrics.clone();
@@ -85,7 +107,7 @@ pub async fn connect(cfg: &NatsConfig, metrics: Arc<Metrics>) -> Result<async_na
     let client = opts
         .connect(cfg.servers.clone())
         .await
-        .with_context(|| format!("connecting to NATS {:?}", cfg.servers))?;
+        .with_context(|| format!("connecting to NATS {:?}", redacted(&cfg.servers)))?;
     if client.connection_state() == async_nats::connection::State::Connected {
         metrics.nats_connected.store(true, Relaxed);
     }
@@ -186,4 +208,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         src = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_server_urls_are_redacted() {
+        let got = redacted(&[
+            "nats://bridge:s3cret@10.0.0.1:4222".into(),
+            "tls://token@host:4222".into(),
+            "nats://host:4222".into(),
+            "host:4222".into(),
+        ]);
+        assert_eq!(
+            got,
+            [
+                "nats://bridge:xxxxx@10.0.0.1:4222",
+                "tls://xxxxx@host:4222",
+                "nats://host:4222",
+                "host:4222"
+            ]
+        );
+    }
 }

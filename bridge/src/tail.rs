@@ -54,7 +54,7 @@ pub async fn run(opts: TailOptions) -> Result<()> {
     let client = o
         .connect(opts.servers.clone())
         .await
-        .with_context(|| format!("connecting to {:?}", opts.servers))?;
+        .with_context(|| format!("connecting to {:?}", crate::nats::redacted(&opts.servers)))?;
     let mut sub = client
         .subscribe(opts.subject.clone())
         .await
