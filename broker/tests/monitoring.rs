@@ -902,3 +902,26 @@ async fn key_sets_match_nats_server() {
         "closed connection keys only tribune has: {extra:?}"
     );
 }
+
+/// Who `/connz?auth=true` says a client is: the user name, the nkey, and
+/// for a token user `[REDACTED]`, never the token; the same on both servers.
+#[test]
+fn connz_authorized_user_never_shows_a_token() {
+    for (label, bin) in common::both_servers() {
+        let server = ServerSpec::new(bin)
+            .args(["-m", "-1"])
+            .config("authorization { token: s3cret-token }\n")
+            .start()
+            .unwrap();
+        let mut c = common::raw::RawConn::open(server.port);
+        c.send("CONNECT {\"verbose\":false,\"auth_token\":\"s3cret-token\"}\r\n");
+        assert_eq!(c.ping(), ["PONG\r\n"], "{label}");
+        let http = http_addr(&server);
+        let v = get_json(&http, "/connz?auth=true");
+        assert_eq!(conns(&v)[0]["authorized_user"], "[REDACTED]", "{label}");
+        assert!(
+            !http_get(&http, "/connz?auth=true").body.contains("s3cret"),
+            "{label}"
+        );
+    }
+}

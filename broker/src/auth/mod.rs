@@ -144,6 +144,9 @@ pub async fn authenticate(
     if let Some(token) = &opts.authorization {
         let ok = secrets.matches(given(&c.auth_token), token).await;
         return ok.then(|| Identity {
+            // What nats-server reports (`/connz` `authorized_user`) for a
+            // token user: never the token.
+            user: Some("[REDACTED]".to_string()),
             permissions: opts.default_permissions.clone(),
             ..Default::default()
         });
