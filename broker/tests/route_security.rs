@@ -185,8 +185,9 @@ fn tribune_closes_a_silent_route_without_authorization_too() {
 /// (b) A route password configured as a bcrypt hash: the plain password
 /// lets a real peer join (`/routez`) and a raw peer in; a wrong password,
 /// or the hash itself presented as the password, is refused with
-/// nats-server's error and log line. Listener and dialer in every
-/// combination of the two servers.
+/// nats-server's error and log line; `/varz` does not show the password in
+/// the dialler's route URL. Listener and dialer in every combination of the
+/// two servers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_route_password() {
     let hash = route_hash();
@@ -209,8 +210,16 @@ async fn bcrypt_route_password() {
                 dialer_flavor,
                 &cluster_conf("127.0.0.1", Some(&auth), &[url]),
             );
-            let dialer_id = varz_server_id(&dialer).await;
+            let varz = get_json(monitor_addr(&dialer), "/varz").await.unwrap();
+            let dialer_id = varz["server_id"].as_str().expect("server_id").to_string();
             wait_for_route(&listener, &dialer_id, &what).await;
+            // /varz lists configured routes as host:port, without the
+            // password the URL carries.
+            assert_eq!(
+                varz["cluster"]["urls"],
+                serde_json::json!([addr]),
+                "{what}: dialer's /varz"
+            );
 
             // Raw peers against the same listener.
             for (label, pass) in [("wrong password", "nope"), ("the hash itself", &hash)] {
@@ -235,14 +244,6 @@ async fn bcrypt_route_password() {
     for (what, rest) in &refusals {
         assert_eq!(rest, AUTH_VIOLATION_ERR, "{what}");
     }
-}
-
-async fn varz_server_id(s: &Server) -> String {
-    let http = monitor_addr(s);
-    let v = get_json(http, "/varz")
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", s.label));
-    v["server_id"].as_str().expect("server_id").to_string()
 }
 
 fn monitor_addr(s: &Server) -> std::net::SocketAddr {

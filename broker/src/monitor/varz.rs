@@ -172,7 +172,15 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
         }),
         cluster_port: port,
         auth_timeout: Some(GoFloat(opts.cluster.auth_timeout.as_secs_f64())),
-        urls: opts.cluster.routes.clone(),
+        // host:port only, as nats-server: route URLs may carry the route
+        // password (`nats-route://user:pass@host:port`).
+        urls: opts
+            .cluster
+            .routes
+            .iter()
+            .filter_map(|r| crate::route::RouteUrl::parse(r).ok())
+            .map(|u| u.host_port())
+            .collect(),
         // nats-server defaults the route handshake timeout whenever
         // clustering is on, TLS or not.
         tls_timeout: Some(GoFloat(
