@@ -6,6 +6,8 @@ systemd (absent here) with the roles' tribune-svc supervisor. site.yml
 installs "v1" (the built tribune-broker) and starts the cluster; then, while
 a client publishes acknowledged messages and serves them, rolling_upgrade.yml
 installs "v2" (the same binary plus trailing bytes, so the files differ).
+The routes use route authorization (bcrypt hash on the listening side, the
+password in the route URLs), and template mode without it is refused.
 
 Checked: the play succeeds; every node runs v2 with v1 kept as .prev, has a
 new pid and a new /varz start time; at no moment were two nodes down; the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -84,6 +87,14 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
+def _bcrypt(password: str) -> str:
+    """bcrypt (cost 4, fixed salt) through crypt(3), as make run does."""
+    proc = subprocess.run(["perl", "-e", "print crypt($ARGV[0], $ARGV[1])", password, "$2b$04$abcdefghijklmnopqrstuu"],
+                          text=True, capture_output=True, check=True)
+    assert proc.stdout.startswith("$2b$04$") and len(proc.stdout) == 60, proc.stdout
+    return proc.stdout
+
+
 def _wait(cond, what: str, deadline_s: float = 120):
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -97,6 +108,7 @@ def _wait(cond, what: str, deadline_s: float = 120):
 class Cluster:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.route_password = secrets.token_hex(16)
         ports = _free_ports(9)
         self.hosts = {}
         for i, name in enumerate(NODES):
@@ -132,6 +144,10 @@ class Cluster:
                 "tribune_broker_lame_duck_duration": "30s",
                 "tribune_broker_lame_duck_grace_period": "1s",
                 "tribune_broker_health_delay": 1,
+                # Route authorization: the listening side holds the hash,
+                # the route URLs the password.
+                "tribune_broker_route_password": self.route_password,
+                "tribune_broker_route_password_hash": _bcrypt(self.route_password),
             },
             "children": {"tribune_brokers": {"hosts": self.hosts}},
         }}))
@@ -243,6 +259,8 @@ def test_rolling_upgrade_keeps_serving(cluster: Cluster, tmp_path: Path) -> None
         routez = cluster.monitor(n, "/routez")
         assert routez and routez["num_routes"] == 2, (n, routez)
         assert _sha256(cluster.binary(n)) == _sha256(v1)
+        conf = (Path(cluster.hosts[n]["tribune_service_etc_dir"]) / "broker.conf").read_text()
+        assert "authorization {" in conf and 'password: "$2b$04$' in conf, n
     pids_before = {n: cluster.pid(n) for n in NODES}
 
     # The client workload, in its own process.
@@ -330,3 +348,18 @@ def test_rolling_upgrade_refuses_a_broken_binary(cluster: Cluster, tmp_path: Pat
     for n in NODES:
         assert _sha256(cluster.binary(n)) == _sha256(v1)
         assert (cluster.monitor(n, "/healthz") or {}).get("status") == "ok"
+
+
+def test_template_mode_refuses_routes_without_authorization(cluster: Cluster, tmp_path: Path) -> None:
+    """Template mode without a route password stops before anything is
+    installed: an open route port would let anyone join the cluster."""
+    vars_ = yaml.safe_load(cluster.inventory.read_text())
+    del vars_["all"]["vars"]["tribune_broker_route_password"]
+    del vars_["all"]["vars"]["tribune_broker_route_password_hash"]
+    cluster.inventory.write_text(yaml.safe_dump(vars_))
+    proc = _playbook(cluster, "site.yml", "-e", f"tribune_broker_binary_src={tmp_path / 'never-copied'}")
+    assert proc.returncode != 0
+    assert "Template mode needs route authorization" in proc.stdout, proc.stdout[-3000:]
+    for n in NODES:
+        assert not cluster.binary(n).exists(), n
+        assert not (Path(cluster.hosts[n]["tribune_service_etc_dir"]) / "broker.conf").exists(), n

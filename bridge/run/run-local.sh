@@ -43,7 +43,8 @@ TOML_SERVERS="\"nats://127.0.0.1:${CLIENT[0]}\", \"nats://127.0.0.1:${CLIENT[1]}
 STATE=${RUN_STATE_DIR:-$ROOT/target/run-local}
 rm -rf "$STATE"
 mkdir -p "$STATE/keys" "$STATE/logs" "$STATE/conf"
-chmod 700 "$STATE/keys"
+# conf/ holds the route password (in the route URLs), keys/ the seeds.
+chmod 700 "$STATE/keys" "$STATE/conf"
 LOGS="$STATE/logs"
 
 PIDS=()
@@ -116,8 +117,33 @@ XKEY_PUB=$("$BRIDGE" keygen curve --seed-file "$K/callout-xkey.nk")
 od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$K/hs256.secret"
 chmod 600 "$K/hs256.secret"
 
-echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, cluster ${ROUTE[*]}, monitoring ${MON[*]}"
-ROUTES="nats-route://127.0.0.1:${ROUTE[0]}, nats-route://127.0.0.1:${ROUTE[1]}, nats-route://127.0.0.1:${ROUTE[2]}"
+# Route authorization, new every run: a route is trusted with every
+# account's messages, so even on loopback the route ports take only peers
+# that know the password. The listening side holds its bcrypt hash, the
+# route URLs the password, as nats-server users configure it.
+ROUTE_USER=route
+ROUTE_PASS=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+# bcrypt through the C library's crypt(3) (libxcrypt), reached from perl,
+# with a random 22-character salt (the last character carries 2 bits, so it
+# is one of the 4 canonical ones). Cost 10: the brokers here are debug
+# builds, where one check takes ~0.3 s.
+ROUTE_HASH=$(ROUTE_PASS=$ROUTE_PASS perl -e '
+    open(my $r, "<", "/dev/urandom") or die; read($r, my $b, 22) == 22 or die;
+    my @a = (".", "/", "A".."Z", "a".."z", "0".."9");
+    my $salt = join("", map { $a[ord(substr($b, $_, 1)) % 64] } 0..20) . (".", "O", "e", "u")[ord(substr($b, 21, 1)) % 4];
+    print crypt($ENV{ROUTE_PASS}, "\$2b\$10\$$salt");' 2>/dev/null || true)
+if [[ ! $ROUTE_HASH =~ ^\$2b\$10\$.{53}$ ]]; then
+    # No bcrypt in crypt(3) here (e.g. macOS): the plain password, which
+    # the route URLs in the same file hold anyway.
+    echo "run-local: crypt(3) has no bcrypt here; the route password is stored in plain text" >&2
+    ROUTE_HASH=$ROUTE_PASS
+fi
+printf '%s\n' "$ROUTE_PASS" > "$K/route.password"
+chmod 600 "$K/route.password"
+
+echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, cluster ${ROUTE[*]} (route password in $K/route.password), monitoring ${MON[*]}"
+R="nats-route://$ROUTE_USER:$ROUTE_PASS@127.0.0.1"
+ROUTES="$R:${ROUTE[0]}, $R:${ROUTE[1]}, $R:${ROUTE[2]}"
 # tribune-broker's JetStream is not replicated yet: it runs on node 1 only and
 # its streams (one replica) are reachable from every node. nats-server runs
 # JetStream everywhere with three replicas.
@@ -141,6 +167,10 @@ $JS_BLOCK
 cluster {
   name: tribune-local
   listen: 127.0.0.1:${ROUTE[i]}
+  authorization {
+    user: $ROUTE_USER
+    password: "$ROUTE_HASH"
+  }
   routes: [ $ROUTES ]
 }
 accounts {

@@ -98,8 +98,12 @@ pub struct ClusterOptions {
     /// `host:port` other members should dial (`cluster_advertise`).
     pub advertise: Option<String>,
     /// Credentials peers must present (`authorization { user, password }`).
+    /// The password may be a bcrypt hash, verified as nats-server does.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// How long an accepted route has to send a valid CONNECT
+    /// (`authorization { timeout }`); zero until [`Options::resolve_defaults`].
+    pub auth_timeout: Duration,
     /// Find peers from EC2 instance tags.
     pub discovery: Option<crate::discovery::Ec2DiscoveryConfig>,
     /// `cluster { tls {} }`: mutual TLS on every route, both directions.
@@ -305,6 +309,15 @@ impl Options {
                 None => DEFAULT_AUTH_TIMEOUT,
             };
         }
+        // Routes have their own: the route TLS timeout plus one second with
+        // route TLS, else 2 s (nats-server's default, also when the cluster
+        // block sets no authorization).
+        if self.cluster.auth_timeout.is_zero() {
+            self.cluster.auth_timeout = match &self.cluster.tls {
+                Some(t) => t.timeout + Duration::from_secs(1),
+                None => DEFAULT_AUTH_TIMEOUT,
+            };
+        }
     }
 
     /// True when clients must authenticate on the global account.
@@ -349,5 +362,27 @@ mod tests {
         };
         o.resolve_defaults();
         assert_eq!(o.auth_timeout, Duration::from_millis(1500), "explicit wins");
+    }
+
+    /// nats-server's route default: 2 s, or the route TLS timeout plus 1 s.
+    #[test]
+    fn route_auth_timeout_defaults_follow_route_tls() {
+        let mut o = Options::default();
+        o.resolve_defaults();
+        assert_eq!(o.cluster.auth_timeout, DEFAULT_AUTH_TIMEOUT);
+        let mut o = Options::default();
+        o.cluster.tls = Some(crate::tls::TlsOptions {
+            timeout: Duration::from_secs(4),
+            ..Default::default()
+        });
+        o.resolve_defaults();
+        assert_eq!(o.cluster.auth_timeout, Duration::from_secs(5));
+        o.cluster.auth_timeout = Duration::from_millis(500);
+        o.resolve_defaults();
+        assert_eq!(
+            o.cluster.auth_timeout,
+            Duration::from_millis(500),
+            "explicit wins"
+        );
     }
 }

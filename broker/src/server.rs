@@ -296,6 +296,7 @@ impl Server {
             },
             port,
             headers: !opts.no_header_support,
+            auth_required: opts.cluster.username.is_some(),
             tls_required: opts.cluster.tls.is_some(),
             tls_verify: opts.cluster.tls.is_some(),
             max_payload: opts.max_payload as i64,
@@ -493,6 +494,7 @@ impl Server {
             "Listening for route connections on {}",
             join_host_port(host, local.port())
         );
+        route::security::warn_if_open(&opts.cluster, local);
         let srv = self.clone();
         tokio::spawn(async move {
             let mut stop = srv.stop_accepting.subscribe();

@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -216,10 +217,14 @@ def _own_group() -> str:
     return grp.getgrgid(os.getegid()).gr_name
 
 
-def _render(tmp_path: Path, imds_url: str, timeout_s: str = "5") -> subprocess.CompletedProcess[str]:
+TEMPLATE = PACKER / "files" / "templates" / "broker.conf.tmpl"
+
+
+def _render(tmp_path: Path, imds_url: str, timeout_s: str = "5",
+            template: Path = TEMPLATE) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TRIBUNE_IMDS_ENDPOINT=imds_url, TRIBUNE_SECRETS_ENDPOINT=LOCALSTACK,
                TRIBUNE_ETC=str(tmp_path / "etc"),
-               TRIBUNE_TEMPLATE=str(PACKER / "files" / "templates" / "broker.conf.tmpl"),
+               TRIBUNE_TEMPLATE=str(template),
                TRIBUNE_RETRY_SECONDS=timeout_s, TRIBUNE_GROUP=_own_group(), TRIBUNE_PUBLIC_IP_WAIT_SECONDS="0",
                AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
@@ -321,3 +326,73 @@ def test_render_config_needs_imdsv2_token(tmp_path: Path, imds) -> None:
     proc = _render(tmp_path, "http://127.0.0.1:9", timeout_s="2")
     assert proc.returncode == 1
     assert "IMDS user-data" in proc.stderr and "still failing" in proc.stderr
+
+
+# --- routes: the rendered config never has an open route port ------------------
+
+def _renderer():
+    """render-config as a module (it is an extensionless script)."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+    loader = SourceFileLoader("render_config", str(PACKER / "files" / "render-config"))
+    spec = importlib.util.spec_from_loader("render_config", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _without_route_tls(template: str) -> str:
+    """The template with the cluster block's tls {} (indented) cut out."""
+    cut = re.sub(r"\n  tls \{.*?\n  \}\n", "\n", template, count=1, flags=re.S)
+    assert cut != template and "\ntls {" in cut, "only the cluster block's tls {} goes"
+    return cut
+
+
+def test_shipped_template_uses_route_mtls() -> None:
+    """The AMI's routes are mutual TLS (tribune-broker's route TLS always
+    requires and verifies the peer's certificate against ca_file), always
+    on: the template has no switch to turn it off."""
+    rc = _renderer()
+    values = {m: "x" for m in rc.PLACEHOLDER.findall(TEMPLATE.read_text())}
+    conf = rc.render(TEMPLATE.read_text(), values)
+    rc.check_routes_guarded(conf)
+    cluster = conf[conf.index("\ncluster {"):]
+    tls = cluster[cluster.index("  tls {"):]
+    tls = tls[:tls.index("\n  }")]
+    for key in ("cert_file", "key_file", "ca_file"):
+        assert f"{key}:" in tls, key
+
+
+def test_renderer_refuses_an_open_cluster_block() -> None:
+    rc = _renderer()
+    guarded_by_auth = "cluster {\n  listen: 0.0.0.0:6222\n  authorization {\n    user: r\n    password: p\n  }\n}\n"
+    rc.check_routes_guarded(guarded_by_auth)
+    rc.check_routes_guarded("listen: 0.0.0.0:4222\ntls {\n  cert_file: a\n}\n")  # no cluster at all
+    open_blocks = [
+        "cluster {\n  listen: 0.0.0.0:6222\n}\n",
+        # A tls {} outside the cluster block, or in a comment, does not count.
+        "tls {\n  cert_file: a\n}\ncluster {\n  listen: 0.0.0.0:6222\n  # tls { cert_file: a }\n}\n",
+        _without_route_tls(TEMPLATE.read_text()),
+    ]
+    for conf in open_blocks:
+        with pytest.raises(rc.RenderError, match="neither tls"):
+            rc.check_routes_guarded(conf)
+
+
+def test_render_config_refuses_a_template_without_route_security(tmp_path: Path, imds) -> None:
+    """End to end: a template edited to drop the route TLS fails the render
+    and leaves no broker.conf behind."""
+    url, data = imds
+    cluster = f"rc-{secrets.token_hex(3)}"
+    _instance(data, cluster)
+    sm = _localstack_sm()
+    sm.create_secret(Name=f"tribune/{cluster}/tls", SecretString=json.dumps(make_tls_bundle(["x.test"])))
+    open_template = tmp_path / "open.tmpl"
+    open_template.write_text(_without_route_tls(TEMPLATE.read_text()))
+    try:
+        proc = _render(tmp_path, url, template=open_template)
+        assert proc.returncode == 1
+        assert "neither tls {} nor authorization {}" in proc.stderr, proc.stderr
+        assert not (tmp_path / "etc" / "broker.conf").exists()
+    finally:
+        sm.delete_secret(SecretId=f"tribune/{cluster}/tls", ForceDeleteWithoutRecovery=True)

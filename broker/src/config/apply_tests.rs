@@ -461,6 +461,37 @@ fn cluster_block() {
     );
 }
 
+/// `cluster { authorization { user, password, timeout } }`: the timeout is
+/// nats-server's `timeout` (seconds, a float, or a duration string).
+#[test]
+fn cluster_authorization() {
+    let (o, w) = apply(
+        "cluster {\n  port: 6222\n  authorization { user: r, password: \"$2a$11$abc\", timeout: 0.5 }\n}\n",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(o.cluster.username.as_deref(), Some("r"));
+    assert_eq!(o.cluster.password.as_deref(), Some("$2a$11$abc"));
+    assert_eq!(o.cluster.auth_timeout, Duration::from_millis(500));
+    let (o, _) =
+        apply("cluster { port: 6222, authorization { user: r, password: p, timeout: \"3s\" } }\n");
+    assert_eq!(o.cluster.auth_timeout, Duration::from_secs(3));
+    // Unset (or 0) is left for resolve_defaults.
+    let (o, _) =
+        apply("cluster { port: 6222, authorization { user: r, password: p, timeout: 0 } }\n");
+    assert_eq!(o.cluster.auth_timeout, Duration::ZERO);
+    // nats-server's text (its column is one less, as for the top-level
+    // authorization timeout).
+    let errs =
+        errors("cluster { port: 6222, authorization { user: r, password: p, timeout: \"1x\" } }\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].ends_with(
+            "error parsing authorization config, 'timeout' time: unknown unit \"x\" in duration \"1x\""
+        ),
+        "{errs:?}"
+    );
+}
+
 #[test]
 fn jetstream_forms() {
     assert!(apply("jetstream: true\n").0.jetstream.enabled);

@@ -315,7 +315,13 @@ fn cluster_authorization(
         match k.to_ascii_lowercase().as_str() {
             "user" | "username" => c.username = cx.string(k, v),
             "pass" | "password" => c.password = cx.string(k, v),
-            "timeout" => {}
+            // Seconds (or a duration string) an accepted route has to send
+            // its CONNECT; 0 keeps the default.
+            "timeout" => {
+                if let Some(secs) = auth_timeout(cx, k, v).filter(|s| *s > 0.0) {
+                    c.auth_timeout = Duration::from_secs_f64(secs);
+                }
+            }
             "users" | "token" | "permissions" => cx.refuse(&format!("cluster.{key}.{k}"), v),
             _ => cx.unknown(k, v),
         }

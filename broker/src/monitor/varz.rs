@@ -98,6 +98,9 @@ struct ClusterVarz {
     addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster_port: Option<u16>,
+    /// Seconds an accepted route has to send its CONNECT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_timeout: Option<GoFloat>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +171,7 @@ fn cluster_varz(s: &crate::server::Server) -> ClusterVarz {
             opts.cluster.host.clone()
         }),
         cluster_port: port,
+        auth_timeout: Some(GoFloat(opts.cluster.auth_timeout.as_secs_f64())),
         urls: opts.cluster.routes.iter().map(|r| route_host(r)).collect(),
         // nats-server defaults the route handshake timeout whenever
         // clustering is on, TLS or not.

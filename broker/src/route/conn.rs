@@ -10,10 +10,11 @@ use anyhow::{anyhow, Context, Result};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{sleep, Instant};
 use tracing::{debug, error, info, trace};
 
 use super::parser::{RouteOp, RouteParseError, RouteParser, RouteStep};
+use super::security::Slot;
 use super::{Peer, RegisterError, RouteConnect, RouteInfo, RouteUrl};
 use crate::auth::constant_time_eq;
 use crate::client::{
@@ -42,13 +43,18 @@ pub async fn dial(server: &Arc<Server>, url: &RouteUrl, configured: bool) -> Res
         .await
         .map_err(|_| anyhow!("timed out connecting to {target}"))?
         .with_context(|| format!("could not connect to {target}"))?;
-    run(server.clone(), stream, addr, Some(url), configured).await;
+    run(server.clone(), stream, addr, Some(url), configured, None).await;
     Ok(())
 }
 
-/// Serve a route connection a peer opened to our cluster port.
+/// Serve a route connection a peer opened to our cluster port, unless too
+/// many accepted ones are still waiting to register: then it is closed at
+/// once (see [`super::security::MAX_UNREGISTERED`]).
 pub fn accept(server: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
-    tokio::spawn(async move { run(server, stream, addr, None, false).await });
+    let Some(slot) = server.routes.admit(addr) else {
+        return;
+    };
+    tokio::spawn(async move { run(server, stream, addr, None, false, Some(slot)).await });
 }
 
 async fn run(
@@ -57,6 +63,7 @@ async fn run(
     addr: SocketAddr,
     url: Option<&RouteUrl>,
     configured: bool,
+    slot: Option<Slot>,
 ) {
     let _ = stream.set_nodelay(true);
     let shared = Arc::new(ClientShared::with_kind(
@@ -67,7 +74,16 @@ async fn run(
     ));
     debug!("{} - Route connection created", shared.tag());
     let Some(tls) = server.tls().route else {
-        serve(server, shared, stream.into_split(), url, configured, false).await;
+        serve(
+            server,
+            shared,
+            stream.into_split(),
+            url,
+            configured,
+            false,
+            slot,
+        )
+        .await;
         return;
     };
     // Route TLS comes first, before any protocol, on both sides.
@@ -77,7 +93,10 @@ async fn run(
         None => crate::tls::route_accept(&tls, stream, &tag).await,
     };
     match stream {
-        Some(s) => serve(server, shared, tokio::io::split(s), url, configured, true).await,
+        Some(s) => {
+            let halves = tokio::io::split(s);
+            serve(server, shared, halves, url, configured, true, slot).await
+        }
         None => {
             shared.close(ClosedState::TlsHandshakeError);
             debug!(
@@ -96,6 +115,7 @@ async fn serve<R, W>(
     url: Option<&RouteUrl>,
     configured: bool,
     tls_required: bool,
+    slot: Option<Slot>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -137,6 +157,7 @@ async fn serve<R, W>(
         solicited: url.is_some(),
         configured,
         connect_received: url.is_some(),
+        slot,
         peer: None,
         cache: MatchCache::default(),
         flush: FlushSet::default(),
@@ -146,7 +167,7 @@ async fn serve<R, W>(
         in_msgs: 0,
         in_bytes: 0,
     };
-    let reason = reader.run(rd, ping_every).await;
+    let reason = reader.run(rd, ping_every, opts.cluster.auth_timeout).await;
     shared.close(reason);
     let _ = writer.await;
     reader.cleanup(reason);
@@ -161,6 +182,8 @@ struct RouteReader<'u> {
     configured: bool,
     /// On accepted connections the peer's CONNECT must come first.
     connect_received: bool,
+    /// Held by an accepted connection until it registers.
+    slot: Option<Slot>,
     /// The registered peer's server id.
     peer: Option<String>,
     cache: MatchCache,
@@ -176,6 +199,10 @@ struct RouteReader<'u> {
 enum Flow {
     Continue,
     Close(ClosedState),
+    /// A CONNECT whose credentials must be checked (bcrypt may take tens of
+    /// milliseconds): reading pauses until the check, which runs off the
+    /// runtime, is done.
+    Authorize(Box<RouteConnect>),
 }
 
 impl RouteReader<'_> {
@@ -183,10 +210,27 @@ impl RouteReader<'_> {
         self.shared.tag()
     }
 
-    async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, ping_every: Duration) -> ClosedState {
+    /// Read and handle until the connection ends. An accepted connection
+    /// must send a valid CONNECT within `auth_timeout`; until it has, it is
+    /// not pinged (as nats-server, which arms only the auth timer then).
+    ///
+    /// nats-server arms that timer only when the cluster block sets
+    /// authorization; without it, a silent connection stays until it is
+    /// found stale (90 s with 2.15's defaults). Tribune applies the timeout
+    /// either way: every peer sends CONNECT right after connecting, and the
+    /// places for unregistered connections are few, so a silent connection
+    /// (a port scan, a load-balancer probe) must not hold one for long.
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        mut rd: R,
+        ping_every: Duration,
+        auth_timeout: Duration,
+    ) -> ClosedState {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut ping = tokio::time::interval_at(Instant::now() + FIRST_PING, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let auth_deadline = sleep(auth_timeout);
+        tokio::pin!(auth_deadline);
         loop {
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
@@ -202,7 +246,13 @@ impl RouteReader<'_> {
                         }
                     }
                     self.shared.touch();
-                    let flow = self.process(&mut buf);
+                    let mut flow = self.process(&mut buf);
+                    while let Flow::Authorize(connect) = flow {
+                        flow = self.authorize(*connect).await;
+                        if let Flow::Continue = flow {
+                            flow = self.process(&mut buf);
+                        }
+                    }
                     self.flush.flush();
                     self.publish_stats();
                     if let Flow::Close(reason) = flow {
@@ -212,7 +262,12 @@ impl RouteReader<'_> {
                 _ = self.shared.kill.notified() => {
                     return self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown);
                 }
-                _ = ping.tick() => {
+                _ = &mut auth_deadline, if !self.connect_received => {
+                    debug!("{} - Authentication Timeout", self.tag());
+                    self.shared.send(&err_line("Authentication Timeout"));
+                    return ClosedState::AuthenticationTimeout;
+                }
+                _ = ping.tick(), if self.connect_received => {
                     if self.pings_out + 1 > self.ping_max {
                         debug!("{} - Stale Route Connection - Closing", self.tag());
                         self.shared.send(&err_line("Stale Connection"));
@@ -251,7 +306,7 @@ impl RouteReader<'_> {
                 RouteStep::Op(op, n) => {
                     let flow = self.handle(op);
                     buf.advance(n);
-                    if let Flow::Close(_) = flow {
+                    if !matches!(flow, Flow::Continue) {
                         return flow;
                     }
                 }
@@ -261,6 +316,7 @@ impl RouteReader<'_> {
 
     fn handle(&mut self, op: RouteOp<'_>) -> Flow {
         if !self.connect_received && !matches!(op, RouteOp::Connect(_)) {
+            error!("{} - authentication error", self.tag());
             self.shared.send(&err_line("Authorization Violation"));
             return Flow::Close(ClosedState::AuthenticationViolation);
         }
@@ -332,6 +388,8 @@ impl RouteReader<'_> {
         }
     }
 
+    /// A peer's CONNECT: credentials first, as nats-server checks them
+    /// before anything else in it, then the rest in [`Self::connected`].
     fn on_connect(&mut self, arg: &[u8]) -> Flow {
         trace!(
             "{} - <<- [CONNECT {}]",
@@ -349,23 +407,59 @@ impl RouteReader<'_> {
                 return Flow::Close(ClosedState::ProtocolViolation);
             }
         };
+        if self.server.opts().cluster.username.is_some() {
+            return Flow::Authorize(Box::new(c));
+        }
+        self.connected(c)
+    }
+
+    /// Check a CONNECT's user and password against `cluster {
+    /// authorization }`. The password may be configured as a bcrypt hash,
+    /// which is verified with bcrypt on the secret checker's bounded
+    /// blocking pool, never on this task's worker; a plain one is compared
+    /// in constant time. The user name is compared in constant time too,
+    /// and the password is checked even when the name is wrong, so timing
+    /// does not tell which was.
+    async fn authorize(&mut self, c: RouteConnect) -> Flow {
+        let server = self.server.clone();
+        let opts = server.opts();
+        let want_user = opts.cluster.username.as_deref().unwrap_or("");
+        let want_pass = opts.cluster.password.as_deref().unwrap_or("");
+        let given_user = c.user.as_deref().unwrap_or("");
+        let user_ok = constant_time_eq(given_user.as_bytes(), want_user.as_bytes());
+        let check = server
+            .secrets()
+            .matches(c.pass.as_deref().unwrap_or(""), want_pass);
+        let pass_ok = tokio::select! {
+            ok = check => ok,
+            _ = self.shared.kill.notified() => {
+                return Flow::Close(
+                    self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown),
+                );
+            }
+        };
+        if !(user_ok && pass_ok) {
+            if given_user.is_empty() {
+                error!("{} - authentication error", self.tag());
+            } else {
+                error!(
+                    "{} - authentication error - User {given_user:?}",
+                    self.tag()
+                );
+            }
+            self.shared.send(&err_line("Authorization Violation"));
+            return Flow::Close(ClosedState::AuthenticationViolation);
+        }
+        self.connected(c)
+    }
+
+    /// The rest of an authorized CONNECT: a client on the wrong port, or a
+    /// peer from another cluster, is turned away.
+    fn connected(&mut self, c: RouteConnect) -> Flow {
         if c.lang.is_some() {
             self.shared
                 .send(&err_line("attempted to connect to route port"));
             return Flow::Close(ClosedState::ProtocolViolation);
-        }
-        let opts = self.server.opts();
-        if let Some(user) = &opts.cluster.username {
-            let ok = constant_time_eq(c.user.as_deref().unwrap_or("").as_bytes(), user.as_bytes())
-                & constant_time_eq(
-                    c.pass.as_deref().unwrap_or("").as_bytes(),
-                    opts.cluster.password.as_deref().unwrap_or("").as_bytes(),
-                );
-            if !ok {
-                error!("{} - Route authentication error", self.tag());
-                self.shared.send(&err_line("Authorization Violation"));
-                return Flow::Close(ClosedState::AuthenticationViolation);
-            }
         }
         let ours = self.server.cluster_name();
         if !c.cluster.is_empty() && c.cluster != ours {
@@ -464,6 +558,8 @@ impl RouteReader<'_> {
             Ok(()) => {
                 self.peer = Some(peer.id.clone());
                 self.parser.ready = true;
+                // Registered: no longer counts against the accept limit.
+                self.slot = None;
                 super::log_peer_added(&peer);
                 self.server.route_registered(&peer);
                 Flow::Continue
@@ -626,6 +722,13 @@ impl RouteReader<'_> {
         if let Some(peer) = self.server.routes.unregister(&self.shared) {
             info!("{} - Router connection closed: {reason}", self.tag());
             self.server.route_unregistered(&peer);
+        } else if matches!(
+            reason,
+            ClosedState::AuthenticationTimeout | ClosedState::AuthenticationViolation
+        ) {
+            // A failed handshake: nats-server logs it at INF like every
+            // route close, and operators need to see who is knocking.
+            info!("{} - Router connection closed: {reason}", self.tag());
         } else {
             debug!("{} - Router connection closed: {reason}", self.tag());
         }

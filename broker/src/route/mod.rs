@@ -18,6 +18,7 @@
 
 mod conn;
 pub mod parser;
+pub mod security;
 mod url;
 
 pub use self::url::RouteUrl;
@@ -54,6 +55,9 @@ pub struct RouteInfo {
     pub host: String,
     pub port: u16,
     pub headers: bool,
+    /// Peers must present `cluster { authorization }` credentials.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_required: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -170,6 +174,8 @@ pub struct Routes {
     changed: watch::Sender<u64>,
     /// Route URLs that turned out to be this server itself.
     self_urls: Mutex<HashSet<String>>,
+    /// Accepted connections that have not registered yet, bounded.
+    admission: security::Admission,
 }
 
 impl Default for Routes {
@@ -178,6 +184,7 @@ impl Default for Routes {
             state: Mutex::new(State::default()),
             changed: watch::channel(0).0,
             self_urls: Mutex::new(HashSet::new()),
+            admission: security::Admission::default(),
         }
     }
 }
@@ -213,6 +220,12 @@ pub enum RegisterError {
 }
 
 impl Routes {
+    /// A place for a route connection just accepted from `from`, or `None`
+    /// (logged) when [`security::MAX_UNREGISTERED`] are waiting already.
+    pub fn admit(&self, from: SocketAddr) -> Option<security::Slot> {
+        self.admission.admit(from)
+    }
+
     /// A local client subscribed: tell the peers on the first subscriber
     /// (plain) or on every change of a queue group's size.
     pub fn add_local(&self, account: &str, sub: &Subscription) {
