@@ -339,7 +339,13 @@ impl Server {
                     continue;
                 }
                 let mut info = peer.info.clone();
-                info.ip = peer.url.clone();
+                // Where the peer listens, and no more: the URL we dialled
+                // may carry our route credentials, which are not for other
+                // members (or whoever poses as one) to read. nats-server
+                // gossips the same `nats-route://host:port/`.
+                info.ip = crate::route::RouteUrl::parse(&peer.url)
+                    .map(|u| format!("nats-route://{}/", u.host_port()))
+                    .unwrap_or_default();
                 info.gossip_mode = if other.configured {
                     2
                 } else if !peer.solicited {

@@ -338,3 +338,77 @@ fn open_route_listener_warns_at_start() {
         assert!(!s.log().contains(WARNING), "{conf}\n{}", s.log_excerpt());
     }
 }
+
+/// Gossip tells members where a new peer listens, never how we log in to
+/// it: a route dialled with `user:password@` in its URL is announced to
+/// the other members as `nats-route://host:port/` by both servers. (Tribune
+/// used to pass the configured URL on, password and all.)
+#[test]
+fn gossip_carries_no_route_credentials() {
+    let auth = format!("user: {ROUTE_USER}, password: {ROUTE_PASS}");
+    for flavor in BOTH {
+        // L's port is fixed in advance, so D can dial it once L starts.
+        let l_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let l_conf = cluster_conf("127.0.0.1", Some(&auth), &[])
+            .replace("port: -1", &format!("port: {l_port}"));
+        let url = format!("nats-route://{ROUTE_USER}:{ROUTE_PASS}@127.0.0.1:{l_port}");
+        let d = start(flavor, &cluster_conf("127.0.0.1", Some(&auth), &[url]));
+        // A member already in D's cluster when D's route to L comes up.
+        let mut r = RawRoute::open(&cluster_addr(&d));
+        r.send_connect(ROUTE_USER, ROUTE_PASS);
+        write!(
+            r.w,
+            "INFO {{\"server_id\":\"NRAWROUTEPEER\",\"name\":\"raw\",\"host\":\"127.0.0.1\",\"port\":1,\"cluster\":\"{CLUSTER}\",\"headers\":true}}\r\n"
+        )
+        .unwrap();
+        r.ping_pong();
+        let l = start(flavor, &l_conf);
+        let l_id = get_server_id(&l);
+        let end = Instant::now() + DEADLINE;
+        let gossip = loop {
+            assert!(
+                Instant::now() < end,
+                "{}: no gossip about L\n{}",
+                flavor.label(),
+                d.log_excerpt()
+            );
+            let mut line = String::new();
+            match r.r.read_line(&mut line) {
+                Ok(0) => panic!(
+                    "{}: D closed the member's route\n{}",
+                    flavor.label(),
+                    d.log_excerpt()
+                ),
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            if line.starts_with("PING") {
+                r.w.write_all(b"PONG\r\n").unwrap();
+            }
+            if line.starts_with("INFO ") && line.contains(&l_id) {
+                break line;
+            }
+        };
+        assert!(!gossip.contains(ROUTE_PASS), "{}: {gossip}", flavor.label());
+        let info: serde_json::Value =
+            serde_json::from_str(gossip.trim_start_matches("INFO ").trim()).unwrap();
+        assert_eq!(
+            info["ip"],
+            format!("nats-route://127.0.0.1:{l_port}/"),
+            "{}",
+            flavor.label()
+        );
+    }
+}
+
+fn get_server_id(s: &Server) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v = rt.block_on(get_json(monitor_addr(s), "/varz")).unwrap();
+    v["server_id"].as_str().expect("server_id").to_string()
+}

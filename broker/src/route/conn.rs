@@ -497,7 +497,7 @@ impl RouteReader<'_> {
                         info.server_name,
                         info.server_id
                     );
-                    super::dial_gossiped(&self.server, info.route_url(None));
+                    super::dial_gossiped(&self.server, info.route_url(None), info.auth_required);
                 }
                 Flow::Continue
             }

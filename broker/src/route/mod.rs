@@ -460,15 +460,24 @@ pub async fn solicit_forever(server: Arc<Server>, url: RouteUrl, mut keep: watch
 }
 
 /// Dial a peer learned through gossip: a few tries, then give up (the peer
-/// or another member will dial us if it is really there).
-pub fn dial_gossiped(server: &Arc<Server>, url: String) {
+/// or another member will dial us if it is really there). Gossip carries no
+/// credentials, so a peer that requires them gets this node's own
+/// `cluster { authorization }`, as nats-server sends them.
+pub fn dial_gossiped(server: &Arc<Server>, url: String, auth_required: bool) {
     if server.routes.is_self_url(&url) || !server.routes.claim_dial(&url) {
         return;
     }
     let server = server.clone();
     tokio::spawn(async move {
         let parsed = match RouteUrl::parse(&url) {
-            Ok(u) => u,
+            Ok(mut u) => {
+                let opts = server.opts();
+                if auth_required && u.user.is_none() {
+                    u.user = opts.cluster.username.clone();
+                    u.pass = opts.cluster.password.clone();
+                }
+                u
+            }
             Err(e) => {
                 warn!("Ignoring gossiped route {}: {e}", crate::redact::url(&url));
                 server.routes.release_dial(&url);
