@@ -1,7 +1,7 @@
 //! One subscription: a subject (maybe with wildcards), an optional queue
 //! group, the client's sid, and the auto-unsubscribe limit from `UNSUB sid max`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::client::ClientShared;
@@ -22,6 +22,12 @@ pub struct Subscription {
     pub weight: AtomicU32,
     /// Set once removed, so that stale cached match results skip it.
     closed: AtomicBool,
+    /// Where the sublist keeps it: its index in the member list of its
+    /// subject's node (plain subscribers or its queue group), or
+    /// [`NOT_LISTED`]. Lets the sublist remove it without searching a list
+    /// that may hold 100k others. Only the sublist touches it, under its
+    /// write lock, which is also what orders the accesses.
+    slot: AtomicUsize,
     /// Subjects this subscription's wildcard may match but its user may not
     /// receive (a deny permission that overlaps it); checked on delivery.
     deny: std::sync::OnceLock<Vec<String>>,
@@ -55,6 +61,9 @@ pub enum Delivery {
     Skip,
 }
 
+/// [`Subscription::slot`] of a subscription that is in no sublist.
+pub(crate) const NOT_LISTED: usize = usize::MAX;
+
 impl Subscription {
     pub fn new(
         client: Arc<ClientShared>,
@@ -71,6 +80,7 @@ impl Subscription {
             delivered: AtomicU64::new(0),
             weight: AtomicU32::new(1),
             closed: AtomicBool::new(false),
+            slot: AtomicUsize::new(NOT_LISTED),
             deny: std::sync::OnceLock::new(),
         }
     }
@@ -117,6 +127,17 @@ impl Subscription {
         } else {
             Delivery::Skip
         }
+    }
+
+    /// Its index in its sublist node's member list, or [`NOT_LISTED`].
+    #[inline]
+    pub(crate) fn slot(&self) -> usize {
+        self.slot.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set_slot(&self, slot: usize) {
+        self.slot.store(slot, Ordering::Relaxed);
     }
 
     pub fn subject_str(&self) -> String {
