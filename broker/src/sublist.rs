@@ -8,15 +8,20 @@
 //! atomic load and one hash lookup. A change anywhere invalidates every cache
 //! at once, which keeps them correct without tracking which entries a change
 //! touched.
+//!
+//! One subject may have 100k+ subscribers (and queue groups): every
+//! subscription knows its index in its node's list, so removing one costs
+//! O(1), and a batch removal (a closing connection) gives the lock up
+//! between chunks; see [`REMOVE_CHUNK`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::subject::{FWC, PWC, TSEP};
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, NOT_LISTED};
 
 /// The subscriptions interested in one subject.
 #[derive(Default, Debug)]
@@ -33,28 +38,81 @@ impl MatchResult {
     }
 }
 
-/// Errors from inserting a subscription with a malformed subject.
+/// Errors from inserting a subscription.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SublistError {
     #[error("invalid subject")]
     InvalidSubject,
+    /// The subscription is already in a sublist (this one or another): it
+    /// records one position only, see [`Subscription`]'s slot.
+    #[error("subscription already listed")]
+    AlreadyListed,
 }
 
-/// A queue group at one node: its name and members.
-type QueueGroup = (Box<[u8]>, Vec<Arc<Subscription>>);
+/// How many subscriptions [`Sublist::remove_batch`] takes out per hold of
+/// the write lock. A closing connection may hold 100k+ subscriptions;
+/// removing them in one hold would stall every publisher of the account that
+/// misses its cache for as long. Between chunks the lock is handed to
+/// whoever waits for it. Callers on an async task chunk by the same size and
+/// yield to the runtime in between, so tasks queued behind them run too.
+pub const REMOVE_CHUNK: usize = 512;
+
+/// The members of one node: its plain subscribers, or one queue group.
+///
+/// Order is not kept (nats-server defines none among the subscribers of a
+/// subject): removal moves the last member into the hole. Each member
+/// carries its own index ([`Subscription::slot`]), so removal costs O(1)
+/// however many members share the subject, and matching stays a straight
+/// copy of a `Vec`.
+#[derive(Default)]
+struct Members(Vec<Arc<Subscription>>);
+
+impl Members {
+    fn push(&mut self, sub: Arc<Subscription>) {
+        sub.set_slot(self.0.len());
+        self.0.push(sub);
+    }
+
+    /// Take `sub` out; false if it is not a member.
+    fn remove(&mut self, sub: &Arc<Subscription>) -> bool {
+        let i = sub.slot();
+        if !self.0.get(i).is_some_and(|s| Arc::ptr_eq(s, sub)) {
+            return false;
+        }
+        self.0.swap_remove(i);
+        sub.set_slot(NOT_LISTED);
+        if let Some(moved) = self.0.get(i) {
+            moved.set_slot(i);
+        }
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn as_slice(&self) -> &[Arc<Subscription>] {
+        &self.0
+    }
+}
+
+/// The queue groups at one node, by name. Hashed, because a client may
+/// create any number of groups on one subject; keyed (random per map),
+/// because the names come from clients.
+type QueueGroups = HashMap<Box<[u8]>, Members, ahash::RandomState>;
 
 #[derive(Default)]
 struct Node {
     next: Option<Box<Level>>,
-    psubs: Vec<Arc<Subscription>>,
-    /// Queue groups at this node, by queue name.
-    qsubs: Vec<QueueGroup>,
+    psubs: Members,
+    /// Boxed: most nodes have no queue group.
+    qsubs: Option<Box<QueueGroups>>,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
         self.psubs.is_empty()
-            && self.qsubs.is_empty()
+            && self.qsubs.is_none()
             && self.next.as_ref().is_none_or(|l| l.is_empty())
     }
 }
@@ -104,6 +162,14 @@ fn tokens(subject: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
+fn is_pwc(t: &[u8]) -> bool {
+    t.len() == 1 && t[0] == PWC
+}
+
+fn is_fwc(t: &[u8]) -> bool {
+    t.len() == 1 && t[0] == FWC
+}
+
 impl Sublist {
     pub fn new() -> Self {
         Self::default()
@@ -129,37 +195,37 @@ impl Sublist {
     }
 
     /// Add a subscription. Rejects subjects with empty tokens or a `>` that
-    /// is not last, as nats-server does.
+    /// is not last, as nats-server does, before touching the trie (so a
+    /// rejected subject leaves no empty nodes behind).
     pub fn insert(&self, sub: Arc<Subscription>) -> Result<(), SublistError> {
         let toks = tokens(&sub.subject).ok_or(SublistError::InvalidSubject)?;
-        let mut root = self.root.write();
-        let mut level: &mut Level = &mut root;
-        let last = toks.len() - 1;
-        let mut node: Option<&mut Node> = None;
-        for (i, t) in toks.iter().enumerate() {
-            let n: &mut Node = if t.len() == 1 && t[0] == PWC {
-                level.pwc.get_or_insert_with(Default::default)
-            } else if t.len() == 1 && t[0] == FWC {
-                if i != last {
-                    return Err(SublistError::InvalidSubject);
-                }
-                level.fwc.get_or_insert_with(Default::default)
-            } else {
-                level.literals.entry(Box::from(*t)).or_default()
-            };
-            if i == last {
-                node = Some(n);
-                break;
-            }
-            level = n.next.get_or_insert_with(Default::default);
+        let (&leaf, path) = toks.split_last().ok_or(SublistError::InvalidSubject)?;
+        if path.iter().any(|t| is_fwc(t)) {
+            return Err(SublistError::InvalidSubject);
         }
-        let node = node.ok_or(SublistError::InvalidSubject)?;
+        let mut root = self.root.write();
+        if sub.slot() != NOT_LISTED {
+            return Err(SublistError::AlreadyListed);
+        }
+        let mut level: &mut Level = &mut root;
+        for t in path {
+            level = child(level, t).next.get_or_insert_with(Default::default);
+        }
+        let node = child(level, leaf);
         match &sub.queue {
             None => node.psubs.push(sub),
-            Some(q) => match node.qsubs.iter_mut().find(|(name, _)| name == q) {
-                Some((_, members)) => members.push(sub),
-                None => node.qsubs.push((q.clone(), vec![sub])),
-            },
+            Some(q) => {
+                let groups = node.qsubs.get_or_insert_with(Default::default);
+                match groups.get_mut(&**q) {
+                    Some(members) => members.push(sub),
+                    None => {
+                        let mut members = Members::default();
+                        let name = q.clone();
+                        members.push(sub);
+                        groups.insert(name, members);
+                    }
+                }
+            }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.inserts.fetch_add(1, Ordering::Relaxed);
@@ -169,29 +235,39 @@ impl Sublist {
 
     /// Remove a subscription; returns whether it was present.
     pub fn remove(&self, sub: &Arc<Subscription>) -> bool {
-        let Some(toks) = tokens(&sub.subject) else {
-            return false;
-        };
         let mut root = self.root.write();
-        let removed = remove_from(&mut root, &toks, sub);
-        if removed {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            self.removes.fetch_add(1, Ordering::Relaxed);
-            self.genid.fetch_add(1, Ordering::Release);
-        }
-        removed
+        self.remove_locked(&mut root, std::slice::from_ref(sub)) == 1
     }
 
-    /// Remove many subscriptions under one lock, e.g. when a client closes.
-    pub fn remove_batch(&self, subs: &[Arc<Subscription>]) {
-        if subs.is_empty() {
-            return;
-        }
+    /// Remove many subscriptions, e.g. when a client closes; returns how many
+    /// were present. Takes them out [`REMOVE_CHUNK`] at a time, handing the
+    /// write lock to waiting readers and writers between chunks, so a
+    /// connection with 100k subscriptions does not stall its account's
+    /// publishers for the whole batch. Each chunk bumps the generation, so
+    /// match caches never hold a result older than the last chunk.
+    pub fn remove_batch(&self, subs: &[Arc<Subscription>]) -> u64 {
+        let mut chunks = subs.chunks(REMOVE_CHUNK);
+        let Some(first) = chunks.next() else {
+            return 0;
+        };
         let mut root = self.root.write();
+        let mut n = self.remove_locked(&mut root, first);
+        for chunk in chunks {
+            RwLockWriteGuard::bump(&mut root);
+            n += self.remove_locked(&mut root, chunk);
+        }
+        n
+    }
+
+    fn remove_locked(&self, root: &mut Level, subs: &[Arc<Subscription>]) -> u64 {
         let mut n = 0;
         for sub in subs {
+            // Never inserted, or already removed: nothing to look for.
+            if sub.slot() == NOT_LISTED {
+                continue;
+            }
             if let Some(toks) = tokens(&sub.subject) {
-                if remove_from(&mut root, &toks, sub) {
+                if remove_from(root, &toks, sub) {
                     n += 1;
                 }
             }
@@ -201,18 +277,19 @@ impl Sublist {
             self.removes.fetch_add(n, Ordering::Relaxed);
             self.genid.fetch_add(1, Ordering::Release);
         }
+        n
     }
 
     /// Every subscription interested in the literal `subject`.
     pub fn match_subject(&self, subject: &[u8]) -> MatchResult {
         self.matches.fetch_add(1, Ordering::Relaxed);
-        let mut result = MatchResult::default();
         let Some(toks) = tokens(subject) else {
-            return result;
+            return MatchResult::default();
         };
         let root = self.root.read();
-        match_level(&root, &toks, &mut result);
-        result
+        let mut acc = Collector::default();
+        match_level(&root, &toks, &mut acc);
+        acc.result
     }
 
     /// Every subscription, for monitoring and (later) route interest sync.
@@ -224,44 +301,91 @@ impl Sublist {
     }
 }
 
-fn add_node(node: &Node, result: &mut MatchResult) {
-    result.psubs.extend(node.psubs.iter().cloned());
-    for (name, members) in &node.qsubs {
-        if members.is_empty() {
-            continue;
-        }
-        // Groups of the same name at different nodes form one group.
-        let existing = result
-            .qsubs
-            .iter_mut()
-            .find(|g| g.first().and_then(|s| s.queue.as_ref()) == Some(name));
-        match existing {
-            Some(g) => g.extend(members.iter().cloned()),
-            None => result.qsubs.push(members.clone()),
-        }
+/// The node for token `t` under `level`, created if missing.
+fn child<'l>(level: &'l mut Level, t: &[u8]) -> &'l mut Node {
+    if is_pwc(t) {
+        level.pwc.get_or_insert_with(Default::default)
+    } else if is_fwc(t) {
+        level.fwc.get_or_insert_with(Default::default)
+    } else {
+        level.literals.entry(Box::from(t)).or_default()
     }
 }
 
-fn match_level(level: &Level, toks: &[&[u8]], result: &mut MatchResult) {
+/// Above this many groups in a result, a group is found by a hash lookup
+/// rather than by comparing names.
+const GROUPS_SCANNED: usize = 8;
+
+/// A match result being built, with the names of its queue groups: groups
+/// of the same name at different nodes (`foo.bar` and `foo.*`) form one.
+#[derive(Default)]
+struct Collector<'a> {
+    result: MatchResult,
+    /// The name of each of `result.qsubs`, by position.
+    names: Vec<&'a [u8]>,
+    /// Name to position, built once there are many groups.
+    index: Option<HashMap<&'a [u8], usize>>,
+}
+
+impl<'a> Collector<'a> {
+    fn add_node(&mut self, node: &'a Node) {
+        self.result
+            .psubs
+            .extend(node.psubs.as_slice().iter().cloned());
+        let Some(groups) = node.qsubs.as_deref() else {
+            return;
+        };
+        // Names are unique within a node, so only groups from earlier nodes
+        // can have the same name as one of this node's.
+        let earlier = self.names.len();
+        for (name, members) in groups {
+            let name: &'a [u8] = name;
+            let found = if earlier == 0 { None } else { self.find(name) };
+            match found {
+                Some(i) => self.result.qsubs[i].extend(members.as_slice().iter().cloned()),
+                None => {
+                    if let Some(index) = &mut self.index {
+                        index.insert(name, self.names.len());
+                    }
+                    self.names.push(name);
+                    self.result.qsubs.push(members.as_slice().to_vec());
+                }
+            }
+        }
+    }
+
+    fn find(&mut self, name: &[u8]) -> Option<usize> {
+        if self.names.len() <= GROUPS_SCANNED {
+            return self.names.iter().position(|n| *n == name);
+        }
+        let names = &self.names;
+        self.index
+            .get_or_insert_with(|| names.iter().enumerate().map(|(i, n)| (*n, i)).collect())
+            .get(name)
+            .copied()
+    }
+}
+
+fn match_level<'a>(level: &'a Level, toks: &[&[u8]], acc: &mut Collector<'a>) {
     let Some((first, rest)) = toks.split_first() else {
         return;
     };
     if let Some(fwc) = &level.fwc {
-        add_node(fwc, result);
+        acc.add_node(fwc);
     }
     if let Some(pwc) = &level.pwc {
-        visit(pwc, rest, result);
+        visit(pwc, rest, acc);
     }
     if let Some(lit) = level.literals.get(*first) {
-        visit(lit, rest, result);
+        visit(lit, rest, acc);
     }
 }
 
-fn visit(node: &Node, rest: &[&[u8]], result: &mut MatchResult) {
+fn visit<'a>(node: &'a Node, rest: &[&[u8]], acc: &mut Collector<'a>) {
     if rest.is_empty() {
-        add_node(node, result);
+        acc.add_node(node);
     } else if let Some(next) = &node.next {
-        match_level(next, rest, result);
+        match_level(next, rest, acc);
     }
 }
 
@@ -269,14 +393,12 @@ fn remove_from(level: &mut Level, toks: &[&[u8]], sub: &Arc<Subscription>) -> bo
     let Some((first, rest)) = toks.split_first() else {
         return false;
     };
-    let is_pwc = first.len() == 1 && first[0] == PWC;
-    let is_fwc = first.len() == 1 && first[0] == FWC;
-    let node: &mut Node = if is_pwc {
+    let node: &mut Node = if is_pwc(first) {
         match level.pwc.as_deref_mut() {
             Some(n) => n,
             None => return false,
         }
-    } else if is_fwc {
+    } else if is_fwc(first) {
         match level.fwc.as_deref_mut() {
             Some(n) => n,
             None => return false,
@@ -303,9 +425,9 @@ fn remove_from(level: &mut Level, toks: &[&[u8]], sub: &Arc<Subscription>) -> bo
     };
     // Prune nodes that no longer hold anything.
     if removed && node.is_empty() {
-        if is_pwc {
+        if is_pwc(first) {
             level.pwc = None;
-        } else if is_fwc {
+        } else if is_fwc(first) {
             level.fwc = None;
         } else {
             level.literals.remove(*first);
@@ -315,29 +437,25 @@ fn remove_from(level: &mut Level, toks: &[&[u8]], sub: &Arc<Subscription>) -> bo
 }
 
 fn remove_sub(node: &mut Node, sub: &Arc<Subscription>) -> bool {
-    match &sub.queue {
-        None => match node.psubs.iter().position(|s| Arc::ptr_eq(s, sub)) {
-            Some(i) => {
-                node.psubs.swap_remove(i);
-                true
-            }
-            None => false,
-        },
-        Some(q) => {
-            let Some(gi) = node.qsubs.iter().position(|(name, _)| name == q) else {
-                return false;
-            };
-            let members = &mut node.qsubs[gi].1;
-            let Some(i) = members.iter().position(|s| Arc::ptr_eq(s, sub)) else {
-                return false;
-            };
-            members.swap_remove(i);
-            if members.is_empty() {
-                node.qsubs.swap_remove(gi);
-            }
-            true
+    let Some(q) = &sub.queue else {
+        return node.psubs.remove(sub);
+    };
+    let Some(groups) = node.qsubs.as_deref_mut() else {
+        return false;
+    };
+    let Some(members) = groups.get_mut(&**q) else {
+        return false;
+    };
+    if !members.remove(sub) {
+        return false;
+    }
+    if members.is_empty() {
+        groups.remove(&**q);
+        if groups.is_empty() {
+            node.qsubs = None;
         }
     }
+    true
 }
 
 fn collect_level(level: &Level, out: &mut Vec<Arc<Subscription>>) {
@@ -347,9 +465,9 @@ fn collect_level(level: &Level, out: &mut Vec<Arc<Subscription>>) {
         .chain(level.pwc.as_deref())
         .chain(level.fwc.as_deref());
     for node in nodes {
-        out.extend(node.psubs.iter().cloned());
-        for (_, members) in &node.qsubs {
-            out.extend(members.iter().cloned());
+        out.extend(node.psubs.as_slice().iter().cloned());
+        for members in node.qsubs.iter().flat_map(|g| g.values()) {
+            out.extend(members.as_slice().iter().cloned());
         }
         if let Some(next) = &node.next {
             collect_level(next, out);
@@ -536,6 +654,326 @@ mod tests {
         sl.remove(&s);
         cache.drop_if_stale(&sl);
         assert_eq!(Arc::strong_count(&s), 1, "only the test holds it now");
+    }
+
+    /// Every member's recorded slot is its index, and no list is empty.
+    fn check_slots(sl: &Sublist) {
+        fn level(l: &Level) {
+            for node in l
+                .literals
+                .values()
+                .chain(l.pwc.as_deref())
+                .chain(l.fwc.as_deref())
+            {
+                for (i, s) in node.psubs.as_slice().iter().enumerate() {
+                    assert_eq!(s.slot(), i, "{s:?}");
+                }
+                if let Some(groups) = &node.qsubs {
+                    assert!(!groups.is_empty(), "empty group map kept");
+                    for m in groups.values() {
+                        assert!(!m.is_empty(), "empty group kept");
+                        for (i, s) in m.as_slice().iter().enumerate() {
+                            assert_eq!(s.slot(), i, "{s:?}");
+                        }
+                    }
+                }
+                if let Some(next) = &node.next {
+                    assert!(!next.is_empty(), "empty level kept");
+                    level(next);
+                }
+                assert!(!node.is_empty(), "empty node kept");
+            }
+        }
+        level(&sl.root.read());
+    }
+
+    fn sub_sid(subject: &str, queue: Option<&str>, sid: usize) -> Arc<Subscription> {
+        Arc::new(Subscription::detached(
+            subject.as_bytes(),
+            queue.map(str::as_bytes),
+            sid.to_string().as_bytes(),
+        ))
+    }
+
+    fn ptrs(subs: &[Arc<Subscription>]) -> Vec<usize> {
+        let mut v: Vec<usize> = subs.iter().map(|s| Arc::as_ptr(s) as usize).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn many_subscribers_on_one_subject() {
+        const N: usize = 10_000;
+        let sl = Sublist::new();
+        let subs: Vec<_> = (0..N).map(|i| sub_sid("x", None, i)).collect();
+        for s in &subs {
+            sl.insert(s.clone()).unwrap();
+        }
+        assert_eq!(sl.match_subject(b"x").psubs.len(), N);
+        // The middle one, the last one, the first one.
+        for i in [N / 2, N - 1, 0] {
+            assert!(sl.remove(&subs[i]), "{i}");
+            assert!(!sl.remove(&subs[i]), "{i} twice");
+            check_slots(&sl);
+        }
+        let left: Vec<_> = subs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, N / 2, N - 1].contains(i))
+            .map(|(_, s)| s.clone())
+            .collect();
+        assert_eq!(ptrs(&sl.match_subject(b"x").psubs), ptrs(&left));
+        assert_eq!(sl.count(), (N - 3) as u64);
+        // The rest one by one, from the front: each moves the last member.
+        for s in &left {
+            assert!(sl.remove(s));
+        }
+        assert!(sl.match_subject(b"x").is_empty());
+        assert!(sl.root.read().is_empty());
+        let st = sl.stats();
+        assert_eq!(
+            (st.num_subs, st.num_inserts, st.num_removes),
+            (0, N as u64, N as u64)
+        );
+    }
+
+    #[test]
+    fn many_queue_groups_on_one_subject() {
+        const GROUPS: usize = 1_000;
+        let sl = Sublist::new();
+        let names: Vec<String> = (0..GROUPS).map(|g| format!("g{g}")).collect();
+        let mut members = Vec::new();
+        for (g, name) in names.iter().enumerate() {
+            for m in 0..3 {
+                let s = sub_sid("x", Some(name), g * 3 + m);
+                sl.insert(s.clone()).unwrap();
+                members.push(s);
+            }
+        }
+        let r = sl.match_subject(b"x");
+        assert_eq!(r.qsubs.len(), GROUPS);
+        assert!(r.qsubs.iter().all(|g| g.len() == 3));
+        // Empty every even group; take one member out of every odd one.
+        for (i, s) in members.iter().enumerate() {
+            let (g, m) = (i / 3, i % 3);
+            if g % 2 == 0 || m == 1 {
+                assert!(sl.remove(s));
+                assert!(!sl.remove(s));
+            }
+        }
+        check_slots(&sl);
+        let r = sl.match_subject(b"x");
+        assert_eq!(r.qsubs.len(), GROUPS / 2);
+        for g in &r.qsubs {
+            assert_eq!(g.len(), 2);
+            let q = g[0].queue.clone();
+            assert!(g.iter().all(|s| s.queue == q), "one group per entry");
+        }
+        let groups = sl.root.read().literals[&b"x"[..]]
+            .qsubs
+            .as_ref()
+            .map_or(0, |g| g.len());
+        assert_eq!(groups, GROUPS / 2, "emptied groups are dropped");
+        assert_eq!(sl.remove_batch(&members), (GROUPS / 2 * 2) as u64);
+        assert!(sl.root.read().is_empty());
+    }
+
+    #[test]
+    fn many_groups_merge_across_nodes() {
+        let sl = Sublist::new();
+        for g in 0..3 * GROUPS_SCANNED {
+            let name = format!("q{g}");
+            sl.insert(sub("foo.bar", Some(&name))).unwrap();
+            sl.insert(sub("foo.*", Some(&name))).unwrap();
+            sl.insert(sub(">", Some(&name))).unwrap();
+        }
+        sl.insert(sub("foo.*", Some("only-star"))).unwrap();
+        let r = sl.match_subject(b"foo.bar");
+        let mut sizes: Vec<usize> = r.qsubs.iter().map(Vec::len).collect();
+        sizes.sort();
+        let mut want = vec![3; 3 * GROUPS_SCANNED];
+        want.insert(0, 1);
+        assert_eq!(sizes, want);
+        for g in &r.qsubs {
+            let q = g[0].queue.clone();
+            assert!(g.iter().all(|s| s.queue == q));
+        }
+    }
+
+    #[test]
+    fn batch_removal_of_a_mixed_set() {
+        let sl = Sublist::new();
+        let mut batch = Vec::new();
+        let mut kept = Vec::new();
+        for i in 0..3 * REMOVE_CHUNK + 7 {
+            let subject = ["x", "x.y", "x.*", "x.>", "a.b.c"][i % 5];
+            let queue = [None, Some("q1"), Some("q2")][i % 3];
+            let s = sub_sid(subject, queue, i);
+            sl.insert(s.clone()).unwrap();
+            if i % 4 == 0 {
+                kept.push(s);
+            } else {
+                batch.push(s);
+            }
+        }
+        let present = batch.len() as u64;
+        // Already removed, never inserted, and a duplicate in the batch:
+        // none of them counts.
+        let gone = batch[1].clone();
+        assert!(sl.remove(&gone));
+        batch.push(sub("x", None));
+        batch.push(batch[2].clone());
+        let g = sl.genid();
+        let before = sl.stats();
+        assert_eq!(sl.remove_batch(&batch), present - 1);
+        // One generation per chunk that removed something.
+        assert_eq!(sl.genid() - g, batch.len().div_ceil(REMOVE_CHUNK) as u64);
+        let after = sl.stats();
+        assert_eq!(after.num_subs, kept.len() as u64);
+        assert_eq!(after.num_removes - before.num_removes, present - 1);
+        assert_eq!(after.num_inserts, before.num_inserts);
+        check_slots(&sl);
+        assert_eq!(ptrs(&sl.all()), ptrs(&kept));
+        let r = sl.match_subject(b"x.y");
+        let matched: Vec<_> = r
+            .psubs
+            .iter()
+            .chain(r.qsubs.iter().flatten())
+            .cloned()
+            .collect();
+        let want: Vec<_> = kept
+            .iter()
+            .filter(|s| crate::subject::matches(&s.subject, b"x.y"))
+            .cloned()
+            .collect();
+        assert_eq!(ptrs(&matched), ptrs(&want));
+        assert_eq!(sl.remove_batch(&[]), 0);
+        let g = sl.genid();
+        assert_eq!(sl.remove_batch(&batch), 0, "all gone already");
+        assert_eq!(sl.genid(), g, "nothing changed, no new generation");
+        assert_eq!(sl.remove_batch(&kept), kept.len() as u64);
+        assert!(sl.root.read().is_empty(), "pruned to nothing");
+    }
+
+    #[test]
+    fn a_subscription_is_listed_once() {
+        let sl = Sublist::new();
+        let other = Sublist::new();
+        let s = sub("a.b", Some("q"));
+        sl.insert(s.clone()).unwrap();
+        assert_eq!(sl.insert(s.clone()), Err(SublistError::AlreadyListed));
+        assert_eq!(other.insert(s.clone()), Err(SublistError::AlreadyListed));
+        assert!(!other.remove(&s), "not in the other one");
+        assert_eq!((sl.count(), other.count()), (1, 0));
+        assert!(sl.remove(&s));
+        other.insert(s.clone()).unwrap();
+        assert!(!sl.remove(&s));
+        assert!(other.remove(&s));
+        assert!(other.root.read().is_empty());
+    }
+
+    #[test]
+    fn rejected_subjects_leave_no_nodes() {
+        let sl = Sublist::new();
+        for s in ["foo.>.bar", "a.b.>.>", "x..y"] {
+            assert_eq!(sl.insert(sub(s, None)), Err(SublistError::InvalidSubject));
+        }
+        assert!(sl.root.read().is_empty());
+        assert_eq!(sl.genid(), 0);
+    }
+
+    /// Random inserts and removals (single, double, in batches) on a few
+    /// subjects with wildcards and queue groups, compared after every step
+    /// with a plain list of the live subscriptions.
+    #[test]
+    fn randomized_against_a_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5b1);
+        let toks = ["a", "b", "*"];
+        let queues = [None, Some("q1"), Some("q2"), Some("q3")];
+        let probes = ["a", "b", "a.a", "a.b", "b.a", "a.b.a", "b.b.b"];
+        let sl = Sublist::new();
+        let mut live: Vec<Arc<Subscription>> = Vec::new();
+        let mut dead: Vec<Arc<Subscription>> = Vec::new();
+        for step in 0..4_000 {
+            match rng.random_range(0..10) {
+                0..=4 => {
+                    let n = rng.random_range(1..=3);
+                    let mut t: Vec<&str> = (0..n).map(|_| toks[rng.random_range(0..3)]).collect();
+                    if rng.random_bool(0.15) {
+                        t.push(">");
+                    }
+                    let q = queues[rng.random_range(0..queues.len())];
+                    let s = sub_sid(&t.join("."), q, step);
+                    sl.insert(s.clone()).unwrap();
+                    live.push(s);
+                }
+                5..=7 if !live.is_empty() => {
+                    let s = live.swap_remove(rng.random_range(0..live.len()));
+                    assert!(sl.remove(&s), "step {step}");
+                    dead.push(s);
+                }
+                8 if !dead.is_empty() => {
+                    let s = &dead[rng.random_range(0..dead.len())];
+                    assert!(!sl.remove(s), "step {step}: removed twice");
+                }
+                _ => {
+                    let mut batch = Vec::new();
+                    let mut want = 0;
+                    for _ in 0..rng.random_range(0..20) {
+                        if !live.is_empty() && rng.random_bool(0.7) {
+                            let s = live.swap_remove(rng.random_range(0..live.len()));
+                            batch.push(s.clone());
+                            dead.push(s);
+                            want += 1;
+                        } else if !dead.is_empty() {
+                            batch.push(dead[rng.random_range(0..dead.len())].clone());
+                        }
+                    }
+                    assert_eq!(sl.remove_batch(&batch), want, "step {step}");
+                }
+            }
+            assert_eq!(sl.count(), live.len() as u64, "step {step}");
+            if step % 50 == 0 {
+                check_slots(&sl);
+                assert_eq!(ptrs(&sl.all()), ptrs(&live), "step {step}");
+            }
+            let probe = probes[rng.random_range(0..probes.len())];
+            let r = sl.match_subject(probe.as_bytes());
+            let matching: Vec<_> = live
+                .iter()
+                .filter(|s| crate::subject::matches(&s.subject, probe.as_bytes()))
+                .cloned()
+                .collect();
+            let plain: Vec<_> = matching
+                .iter()
+                .filter(|s| s.queue.is_none())
+                .cloned()
+                .collect();
+            assert_eq!(ptrs(&r.psubs), ptrs(&plain), "step {step} {probe}");
+            let mut got: Vec<(Option<String>, Vec<usize>)> = r
+                .qsubs
+                .iter()
+                .map(|g| (g[0].queue_str(), ptrs(g)))
+                .collect();
+            got.sort();
+            let mut want: Vec<(Option<String>, Vec<usize>)> = queues[1..]
+                .iter()
+                .map(|q| {
+                    let g: Vec<_> = matching
+                        .iter()
+                        .filter(|s| s.queue_str().as_deref() == *q)
+                        .cloned()
+                        .collect();
+                    (q.map(String::from), ptrs(&g))
+                })
+                .filter(|(_, g)| !g.is_empty())
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "step {step} {probe}");
+        }
+        sl.remove_batch(&live);
+        assert!(sl.root.read().is_empty());
     }
 
     #[test]

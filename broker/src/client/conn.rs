@@ -23,7 +23,7 @@ use crate::protocol::{
 };
 use crate::server::Server;
 use crate::subject;
-use crate::sublist::MatchCache;
+use crate::sublist::{MatchCache, REMOVE_CHUNK};
 use crate::subscription::Subscription;
 
 /// Read buffer bounds: start small so idle connections cost little memory,
@@ -105,7 +105,7 @@ pub async fn run_client<R, W>(
     let reason = reader.run(rd).await;
     reader.shared.close(reason);
     let _ = writer.await;
-    reader.cleanup();
+    reader.cleanup().await;
 }
 
 struct Reader {
@@ -670,8 +670,8 @@ impl Reader {
         (self.out_msgs, self.out_bytes, self.in_msgs, self.in_bytes) = (0, 0, 0, 0);
     }
 
-    /// Remove every subscription of this connection; returns them.
-    fn drop_all_subscriptions(&mut self) -> Vec<Arc<Subscription>> {
+    /// Remove every subscription of this connection.
+    fn drop_all_subscriptions(&mut self) {
         self.cache.clear();
         let subs: Vec<Arc<Subscription>> =
             self.shared.subs.lock().drain().map(|(_, s)| s).collect();
@@ -680,13 +680,39 @@ impl Reader {
         }
         self.account.sublist.remove_batch(&subs);
         self.server.local_subs_removed(&self.account, &subs);
-        subs
     }
 
     /// Remove every subscription and forget the connection.
-    fn cleanup(&mut self) {
-        let subs = self.drop_all_subscriptions();
+    ///
+    /// A connection may hold 100k+ subscriptions. Everything done per
+    /// subscription (closing, removal from the sublist, withdrawal from the
+    /// cluster, finally freeing) goes a chunk at a time, and the task yields
+    /// between chunks, so neither the sublist lock nor this worker thread is
+    /// taken from the account's publishers for the whole batch.
+    async fn cleanup(&mut self) {
+        self.cache.clear();
+        let taken = std::mem::take(&mut *self.shared.subs.lock());
+        let mut subs: Vec<Arc<Subscription>> = Vec::with_capacity(taken.len());
+        let mut rest = taken.into_values();
+        loop {
+            let start = subs.len();
+            subs.extend(rest.by_ref().take(REMOVE_CHUNK));
+            let chunk = &subs[start..];
+            if chunk.is_empty() {
+                break;
+            }
+            for s in chunk {
+                s.close();
+            }
+            self.account.sublist.remove_batch(chunk);
+            self.server.local_subs_removed(&self.account, chunk);
+            tokio::task::yield_now().await;
+        }
         self.server.unregister(&self.shared, &subs);
+        while !subs.is_empty() {
+            subs.truncate(subs.len().saturating_sub(REMOVE_CHUNK));
+            tokio::task::yield_now().await;
+        }
     }
 }
 
