@@ -600,7 +600,8 @@ impl Reader {
     }
 
     fn on_sub(&mut self, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Flow {
-        if self.max_subs.reached(self.shared.num_subs()) {
+        // Count (under the subs lock) only when there is a limit.
+        if self.max_subs != Limit::Unlimited && self.max_subs.reached(self.shared.num_subs()) {
             error!("{} - {}", self.tag(), errors::MAX_SUBS);
             self.send_err(errors::MAX_SUBS);
             return Flow::Continue;
