@@ -15,11 +15,12 @@
 
 pub mod secrets;
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use base64::Engine;
 
-pub use secrets::{constant_time_eq, is_bcrypt, SecretChecker};
+pub use secrets::{constant_time_eq, is_bcrypt, Check, SecretChecker};
 
 use crate::limits::ConnLimits;
 use crate::options::{Options, User};
@@ -129,21 +130,54 @@ pub fn new_nonce() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Check a CONNECT against the options, with the `nonce` this connection
-/// was sent. `None` means "Authorization Violation".
+/// What a client presents, and how it came.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub connect: &'a ConnectOptions,
+    /// The nonce this connection was sent (NKEY users sign it).
+    pub nonce: &'a str,
+    /// What `allowed_connection_types` calls this kind of client.
+    pub conn_type: &'a str,
+    /// The client's address: bcrypt checks are shared out by it.
+    pub source: Option<IpAddr>,
+}
+
+/// Why a login was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong or missing credentials: `Authorization Violation`.
+    Violation,
+    /// The password could not be checked now: this address already has
+    /// its share of bcrypt checks pending. The client may try again.
+    Busy,
+}
+
+fn outcome(check: Check) -> Result<(), Refusal> {
+    match check {
+        Check::Match => Ok(()),
+        Check::Mismatch => Err(Refusal::Violation),
+        Check::Busy => Err(Refusal::Busy),
+    }
+}
+
+/// Check a login against the options.
 pub async fn authenticate(
     opts: &Options,
     secrets: &SecretChecker,
-    c: &ConnectOptions,
-    nonce: &str,
-    conn_type: &str,
-) -> Option<Identity> {
+    login: Login<'_>,
+) -> Result<Identity, Refusal> {
+    use Refusal::Violation;
+    let c = login.connect;
     if !opts.auth_required() {
-        return Some(Identity::default());
+        return Ok(Identity::default());
     }
     if let Some(token) = &opts.authorization {
-        let ok = secrets.matches(given(&c.auth_token), token).await;
-        return ok.then(|| Identity {
+        outcome(
+            secrets
+                .check(login.source, given(&c.auth_token), token)
+                .await,
+        )?;
+        return Ok(Identity {
             // What nats-server reports (`/connz` `authorized_user`) for a
             // token user: never the token.
             user: Some("[REDACTED]".to_string()),
@@ -156,8 +190,11 @@ pub async fn authenticate(
         // Both checks always run, so a wrong name costs what a wrong
         // password does.
         let name_ok = constant_time_eq(given(&c.user).as_bytes(), user.as_bytes());
-        let pass_ok = secrets.matches(given(&c.pass), want).await;
-        return (name_ok & pass_ok).then(|| Identity {
+        outcome(secrets.check(login.source, given(&c.pass), want).await)?;
+        if !name_ok {
+            return Err(Violation);
+        }
+        return Ok(Identity {
             user: Some(user.clone()),
             // Tribune applies the block's permissions to its single user;
             // nats-server gives that user none at all.
@@ -166,21 +203,24 @@ pub async fn authenticate(
         });
     }
     if !presents_credentials(c) {
-        return no_auth_identity(opts, conn_type);
+        return no_auth_identity(opts, login.conn_type).ok_or(Violation);
     }
-    let allowed = |u: &User| connection_type_allowed(&u.allowed_connection_types, conn_type);
+    let allowed = |u: &User| connection_type_allowed(&u.allowed_connection_types, login.conn_type);
     let nkey = given(&c.nkey);
     if !nkey.is_empty() && opts.users.iter().any(|u| u.nkey.is_some()) {
         let u = opts
             .users
             .iter()
             .find(|u| u.nkey.as_deref() == Some(nkey))
-            .filter(|u| allowed(u))?;
-        return nkey_signature_ok(nkey, nonce, given(&c.sig)).then(|| Identity::of(u));
+            .filter(|u| allowed(u))
+            .ok_or(Violation)?;
+        return nkey_signature_ok(nkey, login.nonce, given(&c.sig))
+            .then(|| Identity::of(u))
+            .ok_or(Violation);
     }
     let (name, pass) = (given(&c.user), given(&c.pass));
     if name.is_empty() {
-        return None;
+        return Err(Violation);
     }
     let Some(u) = opts
         .users
@@ -190,12 +230,15 @@ pub async fn authenticate(
         // Spend what a real check would, so timing does not tell which
         // user names exist.
         if let Some(hashed) = opts.users.iter().find(|u| is_bcrypt(&u.password)) {
-            secrets.waste(pass, &hashed.password).await;
+            outcome(secrets.waste(login.source, pass, &hashed.password).await)?;
         }
-        return None;
+        return Err(Violation);
     };
-    let pass_ok = secrets.matches(pass, &u.password).await;
-    (pass_ok && allowed(u)).then(|| Identity::of(u))
+    outcome(secrets.check(login.source, pass, &u.password).await)?;
+    if !allowed(u) {
+        return Err(Violation);
+    }
+    Ok(Identity::of(u))
 }
 
 fn given(field: &Option<String>) -> &str {
@@ -247,7 +290,13 @@ mod tests {
     }
 
     async fn auth(opts: &Options, c: &ConnectOptions, nonce: &str) -> Option<Identity> {
-        authenticate(opts, &SecretChecker::new(1), c, nonce, CONN_TYPE_STANDARD).await
+        let login = Login {
+            connect: c,
+            nonce,
+            conn_type: CONN_TYPE_STANDARD,
+            source: None,
+        };
+        authenticate(opts, &SecretChecker::new(1), login).await.ok()
     }
 
     fn sign(kp: &nkeys::KeyPair, nonce: &str) -> String {

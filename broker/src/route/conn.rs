@@ -427,11 +427,15 @@ impl RouteReader<'_> {
         let want_pass = opts.cluster.password.as_deref().unwrap_or("");
         let given_user = c.user.as_deref().unwrap_or("");
         let user_ok = constant_time_eq(given_user.as_bytes(), want_user.as_bytes());
-        let check = server
-            .secrets()
-            .matches(c.pass.as_deref().unwrap_or(""), want_pass);
+        let check = server.secrets().check(
+            self.shared.addr.map(|a| a.ip()),
+            c.pass.as_deref().unwrap_or(""),
+            want_pass,
+        );
+        // A peer over its share of pending checks is refused like a wrong
+        // password: it will dial again.
         let pass_ok = tokio::select! {
-            ok = check => ok,
+            check = check => check.is_match(),
             _ = self.shared.kill.notified() => {
                 return Flow::Close(
                     self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown),

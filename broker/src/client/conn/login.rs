@@ -101,15 +101,15 @@ impl Reader {
         // As in nats-server, a CONNECT stops the auth timer; the check it
         // starts gets the auth timeout of its own. Only a bcrypt check
         // queued behind a flood of others can take that long.
+        let login = auth::Login {
+            connect: &c,
+            nonce: &self.cfg.nonce,
+            conn_type: self.cfg.conn_type,
+            source: self.shared.addr.map(|a| a.ip()),
+        };
         let local = tokio::time::timeout(
             self.cfg.auth_timeout,
-            auth::authenticate(
-                &opts,
-                server.secrets(),
-                &c,
-                &self.cfg.nonce,
-                self.cfg.conn_type,
-            ),
+            auth::authenticate(&opts, server.secrets(), login),
         )
         .await;
         let Ok(local) = local else {
@@ -126,7 +126,7 @@ impl Reader {
                 return self.auth_violation();
             };
             let raw_user = auth::raw_auth_user(&c, &opts);
-            if co.applies(&raw_user, local.as_ref()) {
+            if co.applies(&raw_user, local.as_ref().ok()) {
                 let req = callout::CalloutClient {
                     cid: self.shared.cid,
                     addr: self.shared.addr,
@@ -143,8 +143,19 @@ impl Reader {
             }
         }
         match local {
-            Some(identity) => self.complete_connect(c, identity, implicit),
-            None => self.auth_violation(),
+            Ok(identity) => self.complete_connect(c, identity, implicit),
+            Err(auth::Refusal::Violation) => self.auth_violation(),
+            Err(auth::Refusal::Busy) => {
+                // Not a wrong password: the client may retry, and its
+                // library will (an authorization violation can make it
+                // give up).
+                debug!(
+                    "{} - Authentication Timeout: too many password checks pending from this address",
+                    self.tag()
+                );
+                self.send_err(errors::AUTH_TIMEOUT);
+                Flow::Close(ClosedState::AuthenticationTimeout)
+            }
         }
     }
 
