@@ -5,7 +5,11 @@
 //! The core scenarios run against tribune-broker; the JetStream ones run
 //! against the JetStream flavors (`common/js.rs`: nats-server always,
 //! tribune-broker per the flavor switch), with the same
-//! `jetstream { sync_interval: always }` the comparison uses.
+//! `jetstream { sync_interval: always }` the comparison uses. The auth
+//! flood runs against both servers with the users the tool itself prints
+//! (`tribune-bench auth-flood-config`), at bcrypt cost 4 rather than the
+//! comparison's 11 so that a debug build stays quick: the flood reads each
+//! server's refusals, and the comparison relies on reading nats-server's.
 
 mod common;
 
@@ -25,8 +29,10 @@ const CORE: &[&str] = &[
 ];
 const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];
 
+const BENCH: &str = env!("CARGO_BIN_EXE_tribune-bench");
+
 fn smoke(server: &common::Server, scenarios: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tribune-bench"))
+    let out = Command::new(BENCH)
         .args(["smoke", "--addr", &format!("127.0.0.1:{}", server.port)])
         .arg("--scenario")
         .args(scenarios)
@@ -63,5 +69,23 @@ fn jetstream_scenarios_run() {
             .start()
             .unwrap_or_else(|e| panic!("{}: {e}", f.label));
         smoke(&server, JETSTREAM);
+    }
+}
+
+#[test]
+fn auth_flood_runs_against_both_servers() {
+    let out = Command::new(BENCH)
+        .args(["auth-flood-config", "--cost", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = String::from_utf8(out.stdout).unwrap();
+    for (label, bin) in common::both_servers() {
+        eprintln!("=== {label}");
+        let server = common::ServerSpec::new(bin)
+            .config(config.clone())
+            .start()
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        smoke(&server, &["auth-flood"]);
     }
 }

@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 use crate::scenarios::{self, Outcome, Params, Scenario};
 
 /// A server process started for one measurement; killed on drop, its
-/// JetStream directory (if any) removed.
+/// directory (config file, JetStream store; if any) removed.
 struct Running {
     child: Child,
     addr: SocketAddr,
-    js_dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = &self.js_dir {
+        if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -35,29 +35,31 @@ fn free_port() -> io::Result<u16> {
 }
 
 /// Start `bin` on loopback with the settings both servers share; with
-/// `jetstream`, also JetStream on a fresh directory, syncing always.
-fn start(bin: &Path, jetstream: bool) -> io::Result<Running> {
+/// `jetstream`, also JetStream on a fresh directory, syncing always; with
+/// `config`, that text in its config file too.
+fn start(bin: &Path, jetstream: bool, config: Option<&str>) -> io::Result<Running> {
     let port = free_port()?;
-    if !jetstream {
+    if !jetstream && config.is_none() {
         return spawn(bin, ([127, 0, 0, 1], port).into(), &[]);
     }
-    let dir = std::env::temp_dir().join(format!("tribune-bench-js-{}-{port}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tribune-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join("server.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let mut text = config.unwrap_or_default().to_string();
+    if jetstream {
+        text.push_str(&format!(
             "jetstream {{\n  store_dir: \"{}\"\n  {JS_SYNC}\n}}\n",
             dir.join("js").display()
-        ),
-    )?;
+        ));
+    }
+    std::fs::write(&conf, text)?;
     let mut running = spawn(
         bin,
         ([127, 0, 0, 1], port).into(),
         &["-c".to_string(), conf.display().to_string()],
     );
     match &mut running {
-        Ok(r) => r.js_dir = Some(dir),
+        Ok(r) => r.dir = Some(dir),
         Err(_) => {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -76,7 +78,7 @@ fn spawn(bin: &Path, addr: SocketAddr, extra: &[String]) -> io::Result<Running> 
     let running = Running {
         child,
         addr,
-        js_dir: None,
+        dir: None,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
@@ -146,6 +148,15 @@ pub fn describe(o: &Outcome) -> String {
     }
     if let Some((p50, p99, p999)) = o.latency_us {
         parts.push(format!("p50 {p50:.1}us p99 {p99:.1}us p99.9 {p999:.1}us"));
+    }
+    if let Some(max) = o.latency_max_us {
+        parts.push(format!("max {max:.1}us"));
+    }
+    if let Some(l) = o.logins {
+        parts.push(format!(
+            "refused {:.1} wrong logins/s ({:.1}/s Authentication Timeout), admitted {} of {} right ones",
+            l.refused_per_sec, l.timeouts_per_sec, l.right_admitted, l.right_tried
+        ));
     }
     if let Some(c) = o.server_cpu {
         parts.push(format!("server cpu {c:.2}s"));
@@ -244,6 +255,54 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
             "<= 0.5x",
             false,
         )],
+        Scenario::AuthFlood => {
+            let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
+            vec![
+                row(
+                    "round trip p50 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.0)),
+                    "-",
+                    false,
+                ),
+                row(
+                    "round trip p99 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.1)),
+                    "-",
+                    false,
+                ),
+                row("round trip max (ms)", &|o| ms(o.latency_max_us), "-", false),
+                row("round trips/s", &|o| o.rate, "-", true),
+                row(
+                    "wrong logins refused/s",
+                    &|o| o.logins.map(|l| l.refused_per_sec),
+                    "-",
+                    true,
+                ),
+                row(
+                    "of which Authentication Timeout /s",
+                    &|o| o.logins.map(|l| l.timeouts_per_sec),
+                    "-",
+                    false,
+                ),
+                row(
+                    "right bcrypt logins admitted (%)",
+                    &|o| {
+                        o.logins
+                            .filter(|l| l.right_tried > 0)
+                            .map(|l| 100.0 * l.right_admitted as f64 / l.right_tried as f64)
+                    },
+                    "-",
+                    true,
+                ),
+                row("server CPU s", &|o| o.server_cpu, "-", false),
+                row(
+                    "server RSS (MiB)",
+                    &|o| o.rss.map(|r| r as f64 / 1048576.0),
+                    "-",
+                    false,
+                ),
+            ]
+        }
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
@@ -279,7 +338,7 @@ fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Pat
     let mut out = String::new();
     out.push_str(&format!(
         "Generated by `make bench` on {} UTC.\n\n- Machine: {}\n- nats-server: {}\n- tribune-broker: {}\n- Method: both servers on 127.0.0.1 with default settings, \
-         scenarios alternating between them, {} rounds, medians shown; {} messages per throughput run, {} requests, {} idle connections, bursts of {} connections.\n- JetStream rows: both servers with `jetstream {{ {JS_SYNC} }}` (fsync before every ack), file storage, {} messages per run, {} publishes in flight; fetch reads the stream {} times in pull batches of {}, ack none.\n\n",
+         scenarios alternating between them, {} rounds, medians shown; {} messages per throughput run, {} requests, {} idle connections, bursts of {} connections.\n- Auth flood: both servers with a plain-password user for the measuring client and a bcrypt (cost {}) user, default auth timeout; {} clients send that user a wrong password again and again, each as soon as its last was answered, and one more client logs in with the right password, one login after another; round trips as in request/reply, for {:.0} s once the flood is under way; rates and server CPU over those seconds.\n- JetStream rows: both servers with `jetstream {{ {JS_SYNC} }}` (fsync before every ack), file storage, {} messages per run, {} publishes in flight; fetch reads the stream {} times in pull batches of {}, ack none.\n\n",
         chrono_now(),
         machine(),
         version_of(nats_bin),
@@ -289,6 +348,9 @@ fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Pat
         p.requests,
         p.idle_conns,
         p.burst_conns,
+        crate::auth_flood::BCRYPT_COST,
+        p.flood_clients,
+        p.flood_window.as_secs_f64(),
         p.js_msgs,
         crate::js::WINDOW,
         crate::js::FETCH_PASSES,
@@ -318,17 +380,30 @@ fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Pat
             }
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2}x | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.metric,
             fmt_num(r.nats),
             fmt_num(r.tribune),
-            ratio,
+            fmt_ratio(ratio),
             r.target,
             met
         ));
     }
     out
+}
+
+/// Two decimals; tiny ratios (the auth flood's round trips) with two
+/// significant digits instead of `0.00x`, and none at all without a base.
+fn fmt_ratio(ratio: f64) -> String {
+    if !ratio.is_finite() {
+        "-".into()
+    } else if ratio > 0.0 && ratio < 0.01 {
+        let digits = (1 - ratio.log10().floor() as i64) as usize;
+        format!("{ratio:.digits$}x")
+    } else {
+        format!("{ratio:.2}x")
+    }
 }
 
 fn fmt_num(v: f64) -> String {
@@ -372,6 +447,8 @@ pub fn compare(
     ];
     let mut rows = Vec::new();
     for &s in list {
+        // Made once, so both servers check the same hash.
+        let config = s.server_config()?;
         let mut results: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
             // Alternate who goes first so warm caches and thermal drift even out.
@@ -380,7 +457,7 @@ pub fn compare(
                 let nodes = if s.clustered() {
                     start_cluster(&bins[i].1)?
                 } else {
-                    vec![start(&bins[i].1, s.jetstream())?]
+                    vec![start(&bins[i].1, s.jetstream(), config.as_deref())?]
                 };
                 let pid = nodes[0].child.id();
                 let peer = nodes.get(1).map(|n| n.addr);
@@ -404,4 +481,19 @@ pub fn compare(
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios() {
+        assert_eq!(fmt_ratio(1.7749), "1.77x");
+        assert_eq!(fmt_ratio(0.0), "0.00x");
+        assert_eq!(fmt_ratio(0.000119), "0.00012x");
+        assert_eq!(fmt_ratio(0.0234), "0.02x");
+        assert_eq!(fmt_ratio(f64::INFINITY), "-");
+        assert_eq!(fmt_ratio(f64::NAN), "-");
+    }
 }

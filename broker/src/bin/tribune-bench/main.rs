@@ -7,6 +7,7 @@
 //! ratios; `smoke` runs every scenario with a handful of messages so the
 //! tool is exercised by `make test` and cannot rot.
 
+mod auth_flood;
 mod burst;
 mod compare;
 mod js;
@@ -17,6 +18,7 @@ mod wire;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +61,12 @@ enum Cmd {
         /// Messages per JetStream run.
         #[arg(long, default_value_t = 20_000)]
         js_msgs: u64,
+        /// Clients flooding the server with wrong passwords (auth flood).
+        #[arg(long, default_value_t = 64)]
+        flood_clients: u64,
+        /// Seconds of round trips measured during the auth flood.
+        #[arg(long, default_value_t = 10.0)]
+        flood_secs: f64,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -82,15 +90,29 @@ enum Cmd {
         /// Messages per JetStream run.
         #[arg(long, default_value_t = 20_000)]
         js_msgs: u64,
+        /// Clients flooding the server with wrong passwords (auth flood).
+        #[arg(long, default_value_t = 64)]
+        flood_clients: u64,
+        /// Seconds of round trips measured during the auth flood.
+        #[arg(long, default_value_t = 10.0)]
+        flood_secs: f64,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
+    },
+    /// Print the server configuration the auth-flood scenario needs (its
+    /// users), for servers started by hand for `run` or `smoke`.
+    AuthFloodConfig {
+        /// bcrypt cost of the flooded user's hash.
+        #[arg(long, default_value_t = auth_flood::BCRYPT_COST)]
+        cost: u32,
     },
     /// Every scenario with a few messages against an already running server.
     Smoke {
         #[arg(long)]
         addr: SocketAddr,
-        /// Only these (the JetStream ones need a server with JetStream).
+        /// Only these (the JetStream ones need a server with JetStream,
+        /// auth-flood one with the users of `auth-flood-config`).
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
         scenario: Vec<Scenario>,
     },
@@ -109,6 +131,8 @@ fn main() -> ExitCode {
             idle_conns,
             burst_conns,
             js_msgs,
+            flood_clients,
+            flood_secs,
         } => {
             let p = Params {
                 msgs,
@@ -116,6 +140,8 @@ fn main() -> ExitCode {
                 idle_conns,
                 burst_conns,
                 js_msgs,
+                flood_clients,
+                flood_window: Duration::from_secs_f64(flood_secs),
             };
             compare::raise_fd_limit(idle_conns.max(burst_conns));
             scenario.iter().try_for_each(|&s| {
@@ -134,6 +160,8 @@ fn main() -> ExitCode {
             idle_conns,
             burst_conns,
             js_msgs,
+            flood_clients,
+            flood_secs,
             write,
         } => {
             let p = Params {
@@ -142,6 +170,8 @@ fn main() -> ExitCode {
                 idle_conns,
                 burst_conns,
                 js_msgs,
+                flood_clients,
+                flood_window: Duration::from_secs_f64(flood_secs),
             };
             compare::compare(
                 &nats_server,
@@ -152,6 +182,9 @@ fn main() -> ExitCode {
                 write.as_deref(),
             )
         }
+        Cmd::AuthFloodConfig { cost } => {
+            auth_flood::server_config(cost).map(|conf| print!("{conf}"))
+        }
         Cmd::Smoke { addr, scenario } => {
             let p = Params {
                 msgs: 2_000,
@@ -159,6 +192,8 @@ fn main() -> ExitCode {
                 idle_conns: 20,
                 burst_conns: 50,
                 js_msgs: 600,
+                flood_clients: 4,
+                flood_window: Duration::from_millis(400),
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;

@@ -23,12 +23,31 @@ pub struct Outcome {
     pub server_cpu: Option<f64>,
     /// Latency percentiles in microseconds: p50, p99, p99.9.
     pub latency_us: Option<(f64, f64, f64)>,
+    /// The slowest of those, in microseconds.
+    pub latency_max_us: Option<f64>,
+    /// How the server answered logins while the scenario ran (the auth flood).
+    pub logins: Option<Logins>,
     /// Server resident memory in bytes.
     pub rss: Option<u64>,
     /// CPU seconds the load generator itself used.
     pub bench_cpu: f64,
     /// Wall time of the measured part.
     pub elapsed: Duration,
+}
+
+/// How a server answered logins during the auth flood.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Logins {
+    /// Wrong-password logins refused per second, whatever the answer.
+    pub refused_per_sec: f64,
+    /// Of those, refused with `Authentication Timeout` (the check did not
+    /// finish within the auth timeout) rather than `Authorization Violation`.
+    pub timeouts_per_sec: f64,
+    /// Logins with the bcrypt user's right password tried meanwhile, one
+    /// after another...
+    pub right_tried: u64,
+    /// ...and how many of them got in.
+    pub right_admitted: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,10 +74,13 @@ pub enum Scenario {
     JsPub,
     /// JetStream: pull-consumer fetch of 128 B messages from a file stream.
     JsFetch,
+    /// Request/reply of an authenticated client while other clients flood
+    /// the server with wrong passwords for a bcrypt user.
+    AuthFlood,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -70,6 +92,7 @@ impl Scenario {
         Scenario::CrossNode,
         Scenario::JsPub,
         Scenario::JsFetch,
+        Scenario::AuthFlood,
     ];
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
@@ -81,6 +104,17 @@ impl Scenario {
     /// `jetstream { sync_interval: always }`).
     pub fn jetstream(self) -> bool {
         matches!(self, Scenario::JsPub | Scenario::JsFetch)
+    }
+
+    /// Configuration text the scenario needs beyond the shared settings;
+    /// both servers get the same text.
+    pub fn server_config(self) -> io::Result<Option<String>> {
+        match self {
+            Scenario::AuthFlood => {
+                crate::auth_flood::server_config(crate::auth_flood::BCRYPT_COST).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     pub fn title(self) -> &'static str {
@@ -96,6 +130,7 @@ impl Scenario {
             Scenario::CrossNode => "cross-node pub(A) -> sub(B), 128 B",
             Scenario::JsPub => "JetStream pub 128 B, file, acked (sync always)",
             Scenario::JsFetch => "JetStream fetch 128 B, file, batch 256",
+            Scenario::AuthFlood => "request/reply during a wrong-password flood (bcrypt)",
         }
     }
 }
@@ -111,6 +146,10 @@ pub struct Params {
     /// Messages per JetStream run (acked, fsynced publishes are far slower
     /// than core NATS ones, hence a separate count).
     pub js_msgs: u64,
+    /// Clients flooding the server with wrong passwords (auth flood).
+    pub flood_clients: u64,
+    /// How long the auth flood's measurement runs.
+    pub flood_window: Duration,
 }
 
 const BATCH: usize = 512;
@@ -138,6 +177,9 @@ pub fn run(
         Scenario::CrossNode => cross_node(addr, peer.unwrap_or(addr), p.msgs)?,
         Scenario::JsPub => crate::js::publish(addr, p.js_msgs)?,
         Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
+        Scenario::AuthFlood => {
+            crate::auth_flood::run(addr, p.flood_clients, p.flood_window, server_pid)?
+        }
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
     if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
@@ -316,55 +358,102 @@ fn cross_node(a: SocketAddr, b: SocketAddr, msgs: u64) -> io::Result<Outcome> {
 }
 
 fn req_rep(addr: SocketAddr, requests: u64) -> io::Result<Outcome> {
-    let mut responder = Conn::connect(addr, "bench-responder")?;
-    responder.sub("bench.svc", None, 1)?;
-    responder.ping()?;
-    let stop = responder.writer.try_clone()?;
-    let handle = thread::spawn(move || -> io::Result<()> {
-        let mut replies: Vec<Vec<u8>> = Vec::new();
-        loop {
-            // Answer each request with an empty reply to its inbox.
-            let r = count_msgs_with_reply(&mut responder, &mut replies);
-            match r {
-                Ok(()) => {
-                    for reply in replies.drain(..) {
-                        responder.writer.write_all(b"PUB ")?;
-                        responder.writer.write_all(&reply)?;
-                        responder.writer.write_all(b" 0\r\n\r\n")?;
-                    }
-                }
-                Err(_) => return Ok(()),
-            }
-        }
-    });
-    let mut requester = Conn::connect(addr, "bench-requester")?;
-    requester.sub("bench.inbox.*", None, 1)?;
-    requester.ping()?;
-    let frame = pub_batch("bench.svc", Some("bench.inbox.1"), &[b'x'; 128], 1);
+    let responder = Responder::start(addr, None)?;
+    let mut requester = Requester::connect(addr, None)?;
     let mut lat = Vec::with_capacity(requests as usize);
-    // Warm up so connection setup does not skew the tail.
-    for _ in 0..100 {
-        requester.writer.write_all(&frame)?;
-        count_msgs(&mut requester, 1, |_| {})?;
-    }
     let start = Instant::now();
     for _ in 0..requests {
-        let t = Instant::now();
-        requester.writer.write_all(&frame)?;
-        count_msgs(&mut requester, 1, |_| {})?;
-        lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
+        lat.push(requester.round_trip_us()?);
     }
     let elapsed = start.elapsed();
-    let _ = stop.shutdown(Shutdown::Both);
-    let _ = handle.join();
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    responder.stop();
+    let (p50, p99, p999, _) = percentiles(&mut lat);
     Ok(Outcome {
         rate: Some(requests as f64 / elapsed.as_secs_f64()),
-        latency_us: Some((pct(0.50), pct(0.99), pct(0.999))),
+        latency_us: Some((p50, p99, p999)),
         elapsed,
         ..Default::default()
     })
+}
+
+/// p50, p99, p99.9 and max of `lat` (sorted in place; not empty).
+pub fn percentiles(lat: &mut [f64]) -> (f64, f64, f64, f64) {
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    (pct(0.50), pct(0.99), pct(0.999), lat[lat.len() - 1])
+}
+
+/// The service side of the request/reply scenarios: its own connection
+/// and thread, answering each request on `bench.svc` with an empty reply.
+pub struct Responder {
+    stop: std::net::TcpStream,
+    handle: thread::JoinHandle<io::Result<()>>,
+}
+
+impl Responder {
+    pub fn start(addr: SocketAddr, user_pass: Option<(&str, &str)>) -> io::Result<Responder> {
+        let mut responder = Conn::connect_as(addr, "bench-responder", user_pass)?;
+        responder.sub("bench.svc", None, 1)?;
+        responder.ping()?;
+        let stop = responder.writer.try_clone()?;
+        let handle = thread::spawn(move || -> io::Result<()> {
+            let mut replies: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // Answer each request with an empty reply to its inbox.
+                let r = count_msgs_with_reply(&mut responder, &mut replies);
+                match r {
+                    Ok(()) => {
+                        for reply in replies.drain(..) {
+                            responder.writer.write_all(b"PUB ")?;
+                            responder.writer.write_all(&reply)?;
+                            responder.writer.write_all(b" 0\r\n\r\n")?;
+                        }
+                    }
+                    Err(_) => return Ok(()),
+                }
+            }
+        });
+        Ok(Responder { stop, handle })
+    }
+
+    /// Close the connection and wait for the thread.
+    pub fn stop(self) {
+        let _ = self.stop.shutdown(Shutdown::Both);
+        let _ = self.handle.join();
+    }
+}
+
+/// The client side: one request outstanding at a time, 128-byte requests
+/// to [`Responder`], replies to a private inbox.
+pub struct Requester {
+    conn: Conn,
+    frame: Vec<u8>,
+}
+
+impl Requester {
+    /// Connect, subscribe the inbox, and warm up with 100 round trips so
+    /// connection setup does not skew the tail.
+    pub fn connect(addr: SocketAddr, user_pass: Option<(&str, &str)>) -> io::Result<Requester> {
+        let mut conn = Conn::connect_as(addr, "bench-requester", user_pass)?;
+        conn.sub("bench.inbox.*", None, 1)?;
+        conn.ping()?;
+        let mut r = Requester {
+            conn,
+            frame: pub_batch("bench.svc", Some("bench.inbox.1"), &[b'x'; 128], 1),
+        };
+        for _ in 0..100 {
+            r.round_trip_us()?;
+        }
+        Ok(r)
+    }
+
+    /// One request and its reply; the time it took in microseconds.
+    pub fn round_trip_us(&mut self) -> io::Result<f64> {
+        let t = Instant::now();
+        self.conn.writer.write_all(&self.frame)?;
+        count_msgs(&mut self.conn, 1, |_| {})?;
+        Ok(t.elapsed().as_nanos() as f64 / 1000.0)
+    }
 }
 
 /// Read one message and remember its reply subject.

@@ -19,6 +19,15 @@ impl Conn {
     /// Connect, read INFO, send CONNECT, and wait for the PONG that proves
     /// the server took it.
     pub fn connect(addr: SocketAddr, name: &str) -> io::Result<Conn> {
+        Self::connect_as(addr, name, None)
+    }
+
+    /// [`Conn::connect`] with a user and password in the CONNECT.
+    pub fn connect_as(
+        addr: SocketAddr,
+        name: &str,
+        user_pass: Option<(&str, &str)>,
+    ) -> io::Result<Conn> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -32,8 +41,12 @@ impl Conn {
         if !line.starts_with("INFO ") {
             return Err(io::Error::other(format!("expected INFO, got {line:?}")));
         }
+        let creds = match user_pass {
+            Some((user, pass)) => format!(",\"user\":\"{user}\",\"pass\":\"{pass}\""),
+            None => String::new(),
+        };
         let connect = format!(
-            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"name\":\"{name}\",\"lang\":\"tribune-bench\",\"version\":\"0\",\"protocol\":1}}\r\n"
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"name\":\"{name}\",\"lang\":\"tribune-bench\",\"version\":\"0\",\"protocol\":1{creds}}}\r\n"
         );
         c.writer.write_all(connect.as_bytes())?;
         c.ping()?;
