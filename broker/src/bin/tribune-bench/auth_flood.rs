@@ -15,10 +15,17 @@
 //! Tribune runs them on a bounded blocking pool (half the cores), so the
 //! other half of the machine keeps serving.
 //!
+//! The flood comes from one address and the flooded user logs in from
+//! another (on loopback: 127.0.0.1 and 127.0.0.2), as an attacker guessing
+//! a user's password from their own machine would. Tribune shares its
+//! bcrypt pool out by address (at most 4 checks pending per address; a
+//! login past that is refused at once with `Authentication Timeout`, which
+//! clients retry), so the flood holds a few places in the queue, not all.
+//!
 //! Both servers run with their default auth timeout (2 s). nats-server
 //! stops the timer when the CONNECT arrives; Tribune gives the check an
-//! auth timeout of its own, so logins queued behind the pool for longer
-//! are refused with `Authentication Timeout`. Those are counted separately.
+//! auth timeout of its own. `Authentication Timeout` answers are counted
+//! separately.
 
 use std::io;
 use std::net::SocketAddr;
@@ -255,10 +262,18 @@ async fn wrong_logins(addr: SocketAddr, counts: Arc<Counts>) -> io::Result<()> {
     }
 }
 
-/// The flooded user itself: the right password, one login after another.
+/// The flooded user itself: the right password, one login after another,
+/// from another address than the flood's when the server is on loopback.
 async fn right_logins(addr: SocketAddr, counts: Arc<Counts>) -> io::Result<()> {
+    let from = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => {
+            let other = if ip.octets()[3] == 2 { 3 } else { 2 };
+            Some(SocketAddr::from(([127, 0, 0, other], 0)))
+        }
+        _ => None,
+    };
     loop {
-        match login(addr, RIGHT_LOGIN, || {}).await? {
+        match login_from(from, addr, RIGHT_LOGIN, || {}).await? {
             Answer::Admitted => {
                 counts.right_admitted.fetch_add(1, Ordering::Relaxed);
             }
@@ -277,9 +292,25 @@ async fn right_logins(addr: SocketAddr, counts: Arc<Counts>) -> io::Result<()> {
 /// `sent` is called then), and read until the server answers or closes.
 /// Any other `-ERR` is an error: the row would measure something else.
 async fn login(addr: SocketAddr, connect: &[u8], sent: impl FnOnce()) -> io::Result<Answer> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| io::Error::other(format!("login connect to {addr}: {e}")))?;
+    login_from(None, addr, connect, sent).await
+}
+
+/// [`login`] from the local address `from`, if given.
+async fn login_from(
+    from: Option<SocketAddr>,
+    addr: SocketAddr,
+    connect: &[u8],
+    sent: impl FnOnce(),
+) -> io::Result<Answer> {
+    let connected = match from {
+        None => TcpStream::connect(addr).await,
+        Some(local) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(local)?;
+            socket.connect(addr).await
+        }
+    };
+    let mut s = connected.map_err(|e| io::Error::other(format!("login connect to {addr}: {e}")))?;
     let mut seen = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     while !seen.ends_with(b"\r\n") {
