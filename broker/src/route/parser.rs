@@ -149,8 +149,12 @@ impl RouteParser {
             ));
         }
         let Some(nl) = memchr::memchr(b'\n', &buf[after..]) else {
-            if buf.len() - after > self.max_control_line {
-                return Err(RouteParseError::MaxControlLine(buf.len() - after));
+            // A CR that ends the buffer may be the line's end, which does
+            // not count against the limit once the LF arrives either.
+            let pending = &buf[after..];
+            let len = pending.len() - usize::from(pending.ends_with(b"\r"));
+            if len > self.max_control_line {
+                return Err(RouteParseError::MaxControlLine(len));
             }
             return Ok(RouteStep::NeedMore);
         };
@@ -396,6 +400,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Found by the `route_protocol` fuzz target: a control line exactly
+    /// `max_control_line` long was refused when a read ended between its CR
+    /// and LF, and accepted when both came in one read.
+    #[test]
+    fn a_cr_ending_a_read_is_not_part_of_the_line() {
+        let mut p = RouteParser::new(8, 64);
+        p.ready = true;
+        assert_eq!(p.next(b"RS+ $G abcd\r").unwrap(), RouteStep::NeedMore);
+        assert!(matches!(
+            p.next(b"RS+ $G abcd\r\n").unwrap(),
+            RouteStep::Op(RouteOp::Sub { .. }, 13)
+        ));
+        assert_eq!(
+            p.next(b"RS+ $G abcde\r"),
+            Err(RouteParseError::MaxControlLine(9))
+        );
     }
 
     #[test]
