@@ -31,8 +31,9 @@ pub enum RouteOp<'a> {
         subject: &'a [u8],
         queue: Option<&'a [u8]>,
     },
-    /// `RMSG`/`HMSG`. `queues` is the space-separated list of queue groups
-    /// the sender picked this server for, if any.
+    /// `RMSG`/`HMSG`. `queues` is the list of queue groups the sender
+    /// picked this server for, if any, separated by spaces (or by tabs or
+    /// CRs, which nats-server also reads as separators).
     Msg {
         account: &'a [u8],
         subject: &'a [u8],
@@ -261,9 +262,11 @@ fn msg_line(
     body_start: usize,
     hmsg: bool,
 ) -> Result<PendingMsg, RouteParseError> {
-    // Queue lists can be long: split without a fixed cap.
+    // Queue lists can be long: split without a fixed cap. The separators
+    // are nats-server's: blanks and stray CR/LF, which are never part of a
+    // subject, reply or queue name.
     let a: Vec<&[u8]> = arg
-        .split(|b| matches!(b, b' ' | b'\t'))
+        .split(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         .filter(|p| !p.is_empty())
         .collect();
     let n = a.len();
@@ -418,6 +421,26 @@ mod tests {
             p.next(b"RS+ $G abcde\r"),
             Err(RouteParseError::MaxControlLine(9))
         );
+    }
+
+    /// Found by the `route_protocol` fuzz target: a CR inside an `RMSG`
+    /// line was taken into the subject; nats-server splits there.
+    #[test]
+    fn msg_arguments_split_where_nats_server_splits() {
+        let mut p = RouteParser::new(4096, 1 << 20);
+        p.ready = true;
+        match p.next(b"RMSG $G fo\ro 1\r\nx\r\n").unwrap() {
+            RouteStep::Op(RouteOp::Msg { subject, reply, .. }, _) => {
+                assert_eq!((subject, reply), (&b"fo"[..], Some(&b"o"[..])))
+            }
+            other => panic!("{other:?}"),
+        }
+        match p.next(b"RMSG $G q | g1\tg2\rg3 1\r\nx\r\n").unwrap() {
+            RouteStep::Op(RouteOp::Msg { queues, .. }, _) => {
+                assert_eq!(queues, Some(&b"g1\tg2\rg3"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
