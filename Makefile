@@ -17,6 +17,7 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench fmt fmt-check lint clean distclean
+.PHONY: fuzz fuzz-smoke
 .PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
 help:
@@ -25,6 +26,8 @@ help:
 	@echo "make test         build, then Rust tests (incl. differential), nats-py, nats.js and deploy suites"
 	@echo "make test-rust    only the Rust tests"
 	@echo "make test-python  only the nats-py suite (needs a build)"
+	@echo "make fuzz         every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; needs nightly + cargo-fuzz"
+	@echo "make fuzz-smoke   every fuzz target for $(FUZZ_SMOKE_SECONDS) s (part of make test)"
 	@echo "make venv         create $(VENV) from requirements-test.txt"
 	@echo "make localstack   install (once) and start LocalStack on 127.0.0.1:4566 for the AWS tests"
 	@echo "make bench        release build, then tribune-broker vs nats-server; rewrites BENCHMARKS.md"
@@ -69,6 +72,7 @@ localstack-stop:
 test: venv build localstack
 	@status=0; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
+	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-deploy || status=1; \
@@ -96,6 +100,22 @@ test-python: venv
 test-node: venv
 	cd broker/tests/node && npm ci --no-audit --no-fund --loglevel=error
 	node --test broker/tests/node/
+
+# Fuzz targets for the parsers and credential paths (broker/fuzz, README
+# "Fuzzing"): a sanitizer build on nightly with cargo-fuzz, in its own
+# target directory (broker/fuzz/target). `fuzz` is the long run; `fuzz-smoke`
+# a short one in `make test`. Both fail, with a message, without nightly or
+# cargo-fuzz. Targets run FUZZ_JOBS at a time.
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_JOBS          ?= $(shell nproc 2>/dev/null || echo 1)
+export FUZZ_JOBS
+
+fuzz:
+	broker/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	broker/fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 BENCH_ROUNDS ?= 3
 BENCH_MSGS   ?= 1000000

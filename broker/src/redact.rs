@@ -25,7 +25,12 @@ pub const URL_PASSWORD: &str = "xxxxx";
 /// anything URL-shaped, scheme or not, so a string that is not a valid URL
 /// loses its password too.
 pub fn url(url: &str) -> Cow<'_, str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
+    // A `://` is the scheme's only if nothing before it belongs to an
+    // authority or a path: in `u:p@host/x://y` it is part of the path.
+    let start = url
+        .find("://")
+        .filter(|&i| !url[..i].contains([':', '@', '/', '?', '#']))
+        .map_or(0, |i| i + 3);
     let rest = &url[start..];
     // The authority ends at the path, query or fragment.
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -196,6 +201,11 @@ mod tests {
             ("nats://u:a:b@c@h:1/x@y", "nats://u:xxxxx@h:1/x@y"),
             ("nats://h:1/p?q=a:b@c", "nats://h:1/p?q=a:b@c"),
             ("nats://user@h:1", "nats://user@h:1"),
+            // A `://` after the authority is not a scheme's (found by the
+            // `redact` fuzz target).
+            ("u:p@host/x://y", "u:xxxxx@host/x://y"),
+            ("u:p@host?q=nats://a:b@c", "u:xxxxx@host?q=nats://a:b@c"),
+            (":@h{\"x://y", ":xxxxx@h{\"x://y"),
             ("nats://h:1", "nats://h:1"),
             ("", ""),
         ] {

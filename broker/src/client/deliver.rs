@@ -307,7 +307,11 @@ pub fn deliver_to_match(
         if let Origin::Route { queues } = origin {
             // Only the groups the sending server picked this server for.
             let name = group[0].queue.as_deref().unwrap_or_default();
-            let listed = queues.is_some_and(|q| q.split(|b| *b == b' ').any(|n| n == name));
+            // Separated as the route parser splits them (`RouteOp::Msg`).
+            let listed = queues.is_some_and(|q| {
+                q.split(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                    .any(|n| n == name)
+            });
             if listed {
                 if let Some(n) = deliver_to_one_local(group, msg, None, rng, flush, hooks) {
                     delivered += 1;

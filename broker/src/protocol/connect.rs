@@ -82,7 +82,16 @@ impl Default for ConnectOptions {
 
 impl ConnectOptions {
     /// Parse a CONNECT argument. Unknown fields are ignored, as in Go.
+    /// Only a JSON object is one: serde would also fill the struct from an
+    /// array, field by field (`[false,false]`), which Go's decoder refuses
+    /// and nats-server closes the connection for.
     pub fn parse(arg: &[u8]) -> Result<Self, ConnectError> {
+        if arg.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ConnectError(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Seq,
+                &"a CONNECT object",
+            )));
+        }
         serde_json::from_slice(arg).map_err(ConnectError)
     }
 
@@ -157,6 +166,20 @@ mod tests {
             .unwrap();
         assert!(c.name.is_empty() && c.user.is_none() && c.echo && c.protocol == 0);
         assert!(ConnectOptions::parse(b"{\"verbose\":\"x\"}").is_err());
+    }
+
+    /// serde fills a struct from an array too; nats-server refuses one.
+    #[test]
+    fn an_array_is_not_a_connect() {
+        for arg in [
+            &b"[]"[..],
+            b" [false,false]",
+            b"[true,true,false,true,false,false,\"n\",\"l\",\"v\",1,\"u\",\"p\"]",
+        ] {
+            let e = ConnectOptions::parse(arg).unwrap_err().to_string();
+            assert_eq!(e, "invalid type: sequence, expected a CONNECT object");
+            assert!(ConnectOptions::parse_onto(&mut Map::new(), arg).is_err());
+        }
     }
 
     /// A later CONNECT keeps what it does not say, as nats-server's decoding

@@ -92,6 +92,9 @@ enum State {
     Start,
     /// Discarding the rest of a `PING`/`PONG`/`+OK` line.
     Skipping(Skip),
+    /// The operation's name and the blanks after it are consumed; the rest
+    /// of its line has not arrived yet.
+    Args(Kind),
     Body(PendingPub),
 }
 
@@ -193,6 +196,7 @@ impl Parser {
         match std::mem::take(&mut self.state) {
             State::Start => self.start(buf),
             State::Skipping(skip) => Ok(self.skip_line(buf, 0, skip)),
+            State::Args(kind) => self.args(buf, 0, kind),
             State::Body(p) => self.body(buf, p),
         }
     }
@@ -234,17 +238,29 @@ impl Parser {
             Some(_) if kind == Kind::Connect => {}
             Some(_) => return Err(unknown(buf)),
         }
-        let arg_start = after
-            + buf[after..]
+        self.args(buf, after, kind)
+    }
+
+    /// The rest of an operation's line, from `from` (after its name):
+    /// blanks, then the arguments up to the end of the line.
+    fn args<'a>(&mut self, buf: &'a [u8], from: usize, kind: Kind) -> Result<Step<'a>, ParseError> {
+        let arg_start = from
+            + buf[from..]
                 .iter()
                 .take_while(|b| matches!(b, b' ' | b'\t'))
                 .count();
         let Some(nl) = memchr::memchr(b'\n', &buf[arg_start..]) else {
-            let pending = buf.len() - arg_start;
-            if pending > self.max_control_line {
-                return Err(ParseError::MaxControlLine { len: pending });
+            // Only the argument so far counts against the limit, as in
+            // nats-server: not the blanks before it, nor a CR that may turn
+            // out to end the line. The name and the blanks are consumed, so
+            // a client sending blanks without end makes us buffer nothing.
+            let pending = &buf[arg_start..];
+            let len = pending.len() - usize::from(pending.ends_with(b"\r"));
+            if len > self.max_control_line {
+                return Err(ParseError::MaxControlLine { len });
             }
-            return Ok(Step::NeedMore(0));
+            self.state = State::Args(kind);
+            return Ok(Step::NeedMore(arg_start));
         };
         let line_end = arg_start + nl + 1;
         let mut arg = &buf[arg_start..arg_start + nl];
@@ -617,6 +633,63 @@ mod tests {
         assert_eq!(p.next(b"PING xxxxxxxx").unwrap(), Step::NeedMore(13));
         assert_eq!(p.next(b"yyyy").unwrap(), Step::NeedMore(4));
         assert_eq!(p.next(b"z\nPONG\n").unwrap(), Step::Op(Op::Ping, 2));
+    }
+
+    /// nats-server skips the blanks after an operation's name without
+    /// keeping them; so do we, or a client sending `SUB` and then blanks
+    /// without end would make the connection buffer without end (the
+    /// `client_protocol` fuzz target's bound on what is kept between reads
+    /// catches it).
+    #[test]
+    fn blanks_after_the_name_are_not_buffered() {
+        let mut p = Parser::new(4, Some(16));
+        assert_eq!(p.next(b"SUB  ").unwrap(), Step::NeedMore(5));
+        for _ in 0..1000 {
+            assert_eq!(p.next(b" \t  ").unwrap(), Step::NeedMore(4));
+        }
+        assert!(!p.at_op_start(), "still inside the SUB");
+        assert_eq!(p.next(b"a 1").unwrap(), Step::NeedMore(0));
+        assert_eq!(
+            p.next(b"a 1\r\n").unwrap(),
+            Step::Op(
+                Op::Sub {
+                    subject: b"a",
+                    queue: None,
+                    sid: b"1"
+                },
+                5
+            )
+        );
+        assert!(p.at_op_start());
+        // A body whose control line arrived in pieces.
+        let mut p = parser();
+        assert_eq!(p.next(b"PUB ").unwrap(), Step::NeedMore(4));
+        assert_eq!(p.next(b"foo 2\r\nh").unwrap(), Step::NeedMore(0));
+        match p.next(b"foo 2\r\nhi\r\n").unwrap() {
+            Step::Op(Op::Pub { subject, msg, .. }, 11) => {
+                assert_eq!((subject, msg), (&b"foo"[..], &b"hi"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by the `client_protocol` fuzz target: a control line exactly
+    /// `max_control_line` long was refused when a read ended between its CR
+    /// and LF, and accepted when both came in one read. nats-server does not
+    /// count the CR in either case.
+    #[test]
+    fn a_cr_ending_a_read_is_not_part_of_the_argument() {
+        let mut p = Parser::new(5, Some(16));
+        assert_eq!(p.next(b"SUB ab 12\r").unwrap(), Step::NeedMore(4));
+        assert!(matches!(
+            p.next(b"ab 12\r\n").unwrap(),
+            Step::Op(Op::Sub { .. }, 7)
+        ));
+        let mut p = Parser::new(5, Some(16));
+        assert_eq!(
+            p.next(b"SUB ab 123\r"),
+            Err(ParseError::MaxControlLine { len: 6 })
+        );
     }
 
     #[test]

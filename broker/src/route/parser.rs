@@ -31,8 +31,9 @@ pub enum RouteOp<'a> {
         subject: &'a [u8],
         queue: Option<&'a [u8]>,
     },
-    /// `RMSG`/`HMSG`. `queues` is the space-separated list of queue groups
-    /// the sender picked this server for, if any.
+    /// `RMSG`/`HMSG`. `queues` is the list of queue groups the sender
+    /// picked this server for, if any, separated by spaces (or by tabs or
+    /// CRs, which nats-server also reads as separators).
     Msg {
         account: &'a [u8],
         subject: &'a [u8],
@@ -149,8 +150,12 @@ impl RouteParser {
             ));
         }
         let Some(nl) = memchr::memchr(b'\n', &buf[after..]) else {
-            if buf.len() - after > self.max_control_line {
-                return Err(RouteParseError::MaxControlLine(buf.len() - after));
+            // A CR that ends the buffer may be the line's end, which does
+            // not count against the limit once the LF arrives either.
+            let pending = &buf[after..];
+            let len = pending.len() - usize::from(pending.ends_with(b"\r"));
+            if len > self.max_control_line {
+                return Err(RouteParseError::MaxControlLine(len));
             }
             return Ok(RouteStep::NeedMore);
         };
@@ -257,9 +262,11 @@ fn msg_line(
     body_start: usize,
     hmsg: bool,
 ) -> Result<PendingMsg, RouteParseError> {
-    // Queue lists can be long: split without a fixed cap.
+    // Queue lists can be long: split without a fixed cap. The separators
+    // are nats-server's: blanks and stray CR/LF, which are never part of a
+    // subject, reply or queue name.
     let a: Vec<&[u8]> = arg
-        .split(|b| matches!(b, b' ' | b'\t'))
+        .split(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         .filter(|p| !p.is_empty())
         .collect();
     let n = a.len();
@@ -393,6 +400,44 @@ mod tests {
         match p.next(b"RS+ $G q.sub grp 3\r\n").unwrap() {
             RouteStep::Op(RouteOp::Sub { weight, queue, .. }, _) => {
                 assert_eq!((weight, queue), (3, Some(&b"grp"[..])))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by the `route_protocol` fuzz target: a control line exactly
+    /// `max_control_line` long was refused when a read ended between its CR
+    /// and LF, and accepted when both came in one read.
+    #[test]
+    fn a_cr_ending_a_read_is_not_part_of_the_line() {
+        let mut p = RouteParser::new(8, 64);
+        p.ready = true;
+        assert_eq!(p.next(b"RS+ $G abcd\r").unwrap(), RouteStep::NeedMore);
+        assert!(matches!(
+            p.next(b"RS+ $G abcd\r\n").unwrap(),
+            RouteStep::Op(RouteOp::Sub { .. }, 13)
+        ));
+        assert_eq!(
+            p.next(b"RS+ $G abcde\r"),
+            Err(RouteParseError::MaxControlLine(9))
+        );
+    }
+
+    /// Found by the `route_protocol` fuzz target: a CR inside an `RMSG`
+    /// line was taken into the subject; nats-server splits there.
+    #[test]
+    fn msg_arguments_split_where_nats_server_splits() {
+        let mut p = RouteParser::new(4096, 1 << 20);
+        p.ready = true;
+        match p.next(b"RMSG $G fo\ro 1\r\nx\r\n").unwrap() {
+            RouteStep::Op(RouteOp::Msg { subject, reply, .. }, _) => {
+                assert_eq!((subject, reply), (&b"fo"[..], Some(&b"o"[..])))
+            }
+            other => panic!("{other:?}"),
+        }
+        match p.next(b"RMSG $G q | g1\tg2\rg3 1\r\nx\r\n").unwrap() {
+            RouteStep::Op(RouteOp::Msg { queues, .. }, _) => {
+                assert_eq!(queues, Some(&b"g1\tg2\rg3"[..]))
             }
             other => panic!("{other:?}"),
         }
