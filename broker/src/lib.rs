@@ -25,6 +25,7 @@ pub mod options;
 pub mod permissions;
 pub mod ports;
 pub mod protocol;
+pub mod raft;
 pub mod redact;
 pub mod route;
 pub mod server;

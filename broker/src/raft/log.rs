@@ -1,0 +1,1 @@
+//! Durable Raft log storage (written by the log helper).

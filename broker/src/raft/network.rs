@@ -1,0 +1,1 @@
+//! Raft RPCs over the cluster bus (written by the network helper).
