@@ -103,6 +103,17 @@ pub fn init(
         logtime,
         utc,
     };
+    // openraft narrates elections and votes at INFO; the server logs the
+    // changes that matter (new leaders) in nats-server's words, so the
+    // library's own lines show only with -V (trace) or when they warn.
+    let openraft_level = if trace {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("openraft", openraft_level);
     let layer = tracing_subscriber::fmt::layer().event_format(format);
     match log_file {
         Some(path) => {
@@ -114,6 +125,7 @@ pub fn init(
             let layer = layer.with_ansi(false).with_writer(Arc::new(file));
             tracing_subscriber::registry()
                 .with(filter)
+                .with(targets)
                 .with(layer)
                 .try_init()?;
         }
@@ -121,6 +133,7 @@ pub fn init(
             let layer = layer.with_ansi(false).with_writer(std::io::stderr);
             tracing_subscriber::registry()
                 .with(filter)
+                .with(targets)
                 .with(layer)
                 .try_init()?;
         }

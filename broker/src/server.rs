@@ -314,6 +314,7 @@ impl Server {
             },
             compression: "off".to_string(),
             ldm: self.is_lame_duck(),
+            jetstream: opts.jetstream.enabled,
             ..Default::default()
         }
     }
@@ -652,6 +653,13 @@ impl Server {
         let srv = self.clone();
         tokio::spawn(async move { srv.accept_loop(listener).await });
         self.start_cluster(&opts).await?;
+        if opts.cluster.enabled() {
+            if let Some(js) = self.jetstream() {
+                js.join_cluster(self)
+                    .await
+                    .context("could not join the JetStream cluster")?;
+            }
+        }
 
         if let Some(dir) = &opts.ports_file_dir {
             let path = ports::write_ports_file(dir, &opts, &self.listeners())?;
@@ -985,6 +993,9 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(js) = self.jetstream() {
+            if let Some(c) = js.cluster() {
+                c.shutdown().await;
+            }
             js.shutdown(self);
         }
         let opts = self.opts();

@@ -14,6 +14,7 @@
 //! nats-server uses, so a restart recovers everything.
 
 pub mod api;
+pub mod cluster;
 pub mod consumer;
 pub mod errors;
 pub mod headers;
@@ -61,6 +62,9 @@ pub struct JetStream {
     pub store_dir: PathBuf,
     pub sync: SyncPolicy,
     accounts: Mutex<HashMap<String, Arc<JsAccount>>>,
+    /// The domain this server shares with the cluster's other JetStream
+    /// servers, once joined (clustered servers only).
+    cluster: std::sync::OnceLock<Arc<cluster::JsCluster>>,
 }
 
 impl std::fmt::Debug for JetStream {
@@ -127,6 +131,7 @@ impl JetStream {
             store_dir,
             sync: opts.sync,
             accounts: Mutex::new(HashMap::new()),
+            cluster: std::sync::OnceLock::new(),
         });
         let sys = server.system_account();
         let conf = server.opts();
@@ -181,6 +186,27 @@ impl JetStream {
         let srv = Arc::downgrade(server);
         tokio::spawn(api::serve(jsa, srv, rx));
         Ok(())
+    }
+
+    /// Join the cluster's JetStream domain (its meta group). Called once
+    /// the route listener is up, so peers can be counted and reached.
+    pub async fn join_cluster(&self, server: &Arc<Server>) -> Result<()> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let c = cluster::JsCluster::start(server, &self.store_dir, tx).await?;
+        // Streams are not placed by the meta group yet: its decisions are
+        // only logged.
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                tracing::debug!("JetStream cluster: {ev:?}");
+            }
+        });
+        let _ = self.cluster.set(c);
+        Ok(())
+    }
+
+    /// This server's part of the JetStream domain, when clustered.
+    pub fn cluster(&self) -> Option<&Arc<cluster::JsCluster>> {
+        self.cluster.get()
     }
 
     pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {

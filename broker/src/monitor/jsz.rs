@@ -2,8 +2,8 @@
 //! (`server_id`, `now`, `config`, usage totals, `api`), so tools that poll it
 //! (the rolling-upgrade playbook, dashboards) read Tribune the same way.
 //!
-//! Tribune's JetStream is not clustered yet, so there is no `meta_cluster`:
-//! a node with JetStream serves its streams alone.
+//! A clustered server adds `meta_cluster`: the meta group's leader, its
+//! replicas (current, active, lag) and size, as nats-server reports them.
 
 use std::sync::atomic::Ordering;
 
@@ -29,6 +29,38 @@ struct Api {
     errors: u64,
 }
 
+/// nats-server's `MetaClusterInfo`.
+#[derive(Serialize)]
+struct MetaCluster {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    leader: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    peer: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    replicas: Vec<PeerInfo>,
+    cluster_size: usize,
+    pending: usize,
+}
+
+/// nats-server's `PeerInfo`; `active` in nanoseconds.
+#[derive(Serialize)]
+struct PeerInfo {
+    name: String,
+    current: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    offline: bool,
+    active: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    lag: u64,
+    peer: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Serialize)]
 struct Jsz {
     server_id: String,
@@ -48,6 +80,8 @@ struct Jsz {
     consumers: usize,
     messages: u64,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta_cluster: Option<MetaCluster>,
 }
 
 pub(super) fn handle(m: &Monitor) -> Response {
@@ -72,6 +106,7 @@ pub(super) fn handle(m: &Monitor) -> Response {
         consumers: 0,
         messages: 0,
         bytes: 0,
+        meta_cluster: None,
     };
     if let Some(js) = server.jetstream() {
         let opts = server.opts();
@@ -86,6 +121,28 @@ pub(super) fn handle(m: &Monitor) -> Response {
             },
             sync_always: js.sync == SyncPolicy::Always,
         });
+        if let Some(c) = js.cluster() {
+            let st = c.meta.status();
+            out.meta_cluster = Some(MetaCluster {
+                name: c.meta.cluster().to_string(),
+                leader: st.leader.unwrap_or_default(),
+                peer: crate::raft::peer_id(c.meta.me()),
+                replicas: st
+                    .replicas
+                    .into_iter()
+                    .map(|r| PeerInfo {
+                        name: r.name,
+                        current: r.current,
+                        offline: false,
+                        active: r.active.map_or(0, |d| d.as_nanos() as i64),
+                        lag: r.lag,
+                        peer: crate::raft::peer_id(r.id),
+                    })
+                    .collect(),
+                cluster_size: st.size,
+                pending: 0,
+            });
+        }
         for acc in js.accounts() {
             out.accounts += 1;
             out.api.total += acc.api_total.load(Ordering::Relaxed);

@@ -33,6 +33,11 @@ pub fn node_id(server_name: &str) -> u64 {
     h.max(1)
 }
 
+/// A node id as monitoring shows a peer (nats-server shows 8 characters).
+pub fn peer_id(id: u64) -> String {
+    format!("{:08x}", id >> 32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

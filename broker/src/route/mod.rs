@@ -73,6 +73,10 @@ pub struct RouteInfo {
     pub compression: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ldm: bool,
+    /// JetStream runs on this server (nats-server sends the same flag):
+    /// peers count it as a member of the JetStream domain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jetstream: bool,
     #[serde(skip_serializing_if = "is_zero_u8")]
     pub gossip_mode: u8,
     /// Set by a pooled nats-server on connections dedicated to one account,

@@ -192,7 +192,24 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     routes: String,
+    /// A configuration file every node is started with (`-c`), if any.
+    config: Option<String>,
+    /// JetStream on every node (`-js -sd <node dir>/js`).
+    jetstream: bool,
 }
+
+/// The configuration [`Cluster::start_js`] gives every node: JetStream in
+/// account `APP` (the `no_auth_user`'s), and a system account user
+/// `sys`/`sys` for the `$JS.API.META.*` requests nats-server takes only
+/// from the system account.
+pub const JS_CLUSTER_CONFIG: &str = r#"
+accounts {
+  APP: { jetstream: enabled, users: [ { user: app, password: app } ] }
+  SYS: { users: [ { user: sys, password: sys } ] }
+}
+system_account: SYS
+no_auth_user: app
+"#;
 
 impl Cluster {
     /// Three nodes of `flavor`, meshed (waits for the full mesh).
@@ -208,17 +225,41 @@ impl Cluster {
         c
     }
 
+    /// Three nodes of `flavor` with JetStream on each (their stores survive
+    /// restarts) and [`JS_CLUSTER_CONFIG`], meshed.
+    pub async fn start_js(flavor: Flavor) -> Cluster {
+        Cluster::start_js_mixed(&[flavor, flavor, flavor]).await
+    }
+
+    /// Like [`Cluster::start_js`], node i running `flavors[i]`.
+    pub async fn start_js_mixed(flavors: &[Flavor]) -> Cluster {
+        let c = Cluster::spawn_with(flavors, Some(JS_CLUSTER_CONFIG), true).await;
+        c.wait_for_mesh().await;
+        c
+    }
+
+    /// Node `i`'s JetStream store directory (what `-sd` names).
+    pub fn store_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.path().join("js")
+    }
+
     /// Like [`Cluster::start_mixed`] but does not wait for the mesh.
     ///
     /// If a node fails to come up (e.g. a port picked by [`free_ports`] was
     /// taken by something else in between), the whole cluster is started
     /// again on fresh ports, up to three times.
     pub async fn spawn(flavors: &[Flavor]) -> Cluster {
+        Cluster::spawn_with(flavors, None, false).await
+    }
+
+    async fn spawn_with(flavors: &[Flavor], config: Option<&str>, jetstream: bool) -> Cluster {
         assert!(!flavors.is_empty() && flavors.len() < 255);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut c = Cluster::new(flavors);
+            c.config = config.map(str::to_string);
+            c.jetstream = jetstream;
             for i in 0..c.nodes.len() {
                 c.launch(i);
             }
@@ -269,7 +310,12 @@ impl Cluster {
             .map(Node::route_url)
             .collect::<Vec<_>>()
             .join(",");
-        Cluster { nodes, routes }
+        Cluster {
+            nodes,
+            routes,
+            config: None,
+            jetstream: false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -359,6 +405,7 @@ impl Cluster {
 
     fn launch(&mut self, i: usize) {
         let routes = self.routes.clone();
+        let (config, jetstream) = (self.config.clone(), self.jetstream);
         let node = &mut self.nodes[i];
         node.generation += 1;
         let ports_dir = node.dir.path().join(format!("ports-{}", node.generation));
@@ -366,6 +413,14 @@ impl Cluster {
         let log = File::create(node.log_path()).expect("create log");
         let log2 = log.try_clone().expect("dup log");
         let mut cmd = Command::new(node.flavor.bin());
+        if let Some(text) = &config {
+            let path = node.dir.path().join("node.conf");
+            fs::write(&path, text).expect("write node config");
+            cmd.arg("-c").arg(path);
+        }
+        if jetstream {
+            cmd.arg("-js").arg("-sd").arg(node.dir.path().join("js"));
+        }
         cmd.arg("-a")
             .arg(node.ip.to_string())
             .arg("-p")

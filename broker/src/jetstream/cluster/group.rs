@@ -1,0 +1,330 @@
+//! The meta group on this server: its Raft node, how the group is first
+//! formed, how it grows when a JetStream server joins, leadership changes
+//! as nats-server logs them, and a leader stepping down on request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use openraft::{BasicNode, Raft, ServerState};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::meta::{MetaCommand, MetaEvent, MetaStateMachine, MetaTypes, MetaView};
+use super::peers::PeerSource;
+use super::timing;
+use crate::jetstream::errors::ApiError;
+use crate::raft::log::LogStore;
+use crate::raft::network::{Network, Router};
+
+/// The meta group's name on the wire (`$TRG.<node>._meta_.…`).
+pub const META_GROUP: &str = "_meta_";
+
+/// nats-server's answer while the meta group has no leader or this server
+/// lost leadership while asking.
+pub fn cluster_not_available() -> ApiError {
+    ApiError::new(503, 10008, "JetStream system temporarily unavailable")
+}
+
+/// One replica of the meta group.
+pub struct MetaGroup {
+    raft: Raft<MetaTypes>,
+    view: MetaView,
+    me: u64,
+    cluster: String,
+    router: Arc<Router>,
+}
+
+impl std::fmt::Debug for MetaGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaGroup").field("me", &self.me).finish()
+    }
+}
+
+/// Who leads and who follows, for `/jsz` and the API's `cluster` sections.
+#[derive(Debug, Clone, Default)]
+pub struct GroupStatus {
+    pub leader: Option<String>,
+    pub leader_id: Option<u64>,
+    /// Every voter but the leader: name, id, current (caught up), lag.
+    pub replicas: Vec<ReplicaStatus>,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaStatus {
+    pub id: u64,
+    pub name: String,
+    pub current: bool,
+    pub lag: u64,
+    /// Time since the leader last heard from it (known on the leader only).
+    pub active: Option<Duration>,
+}
+
+impl MetaGroup {
+    /// Open (or create) the meta group's log and state under `dir`, start
+    /// the Raft node and the tasks that form and grow the group.
+    pub async fn start(
+        dir: &Path,
+        me: u64,
+        cluster: &str,
+        router: Arc<Router>,
+        peers: Arc<dyn PeerSource>,
+        events: mpsc::UnboundedSender<MetaEvent>,
+    ) -> anyhow::Result<Arc<MetaGroup>> {
+        let log = LogStore::<MetaTypes>::open(&dir.join("log"))
+            .with_context(|| format!("meta group log in {}", dir.display()))?;
+        let (sm, view) = MetaStateMachine::open(&dir.join("state"), events)
+            .with_context(|| format!("meta group state in {}", dir.display()))?;
+        let network = Network::<MetaTypes>::new(router.clone(), META_GROUP);
+        let config = Arc::new(timing::raft_config(cluster, timing::META_SNAPSHOT_EVERY)?);
+        let raft = Raft::new(me, config, network, log, sm)
+            .await
+            .context("could not start the meta group's Raft node")?;
+        router.register(META_GROUP, raft.clone());
+        let group = Arc::new(MetaGroup {
+            raft,
+            view,
+            me,
+            cluster: cluster.to_string(),
+            router,
+        });
+        tokio::spawn(form(Arc::downgrade(&group), peers.clone()));
+        tokio::spawn(log_leaders(Arc::downgrade(&group)));
+        tokio::spawn(grow(Arc::downgrade(&group), peers));
+        Ok(group)
+    }
+
+    pub fn view(&self) -> &MetaView {
+        &self.view
+    }
+
+    pub fn me(&self) -> u64 {
+        self.me
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.me)
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Server names by node id, from the group's membership.
+    pub fn names(&self) -> BTreeMap<u64, String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    fn voters(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().voter_ids().collect()
+    }
+
+    /// Propose a change to the domain and wait until it is applied here.
+    pub async fn propose(&self, cmd: MetaCommand) -> Result<(), ApiError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => resp.data.into_result(),
+            Err(e) => {
+                debug!("meta proposal failed: {e}");
+                Err(cluster_not_available())
+            }
+        }
+    }
+
+    /// Leadership and replicas as the leader sees them (followers know the
+    /// leader and the voters, not their progress).
+    pub fn status(&self) -> GroupStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let names = self.names();
+        let leader_id = metrics.current_leader;
+        let last = metrics.last_log_index.unwrap_or(0);
+        let progress = metrics.replication.clone().unwrap_or_default();
+        let mut replicas = Vec::new();
+        for id in self.voters() {
+            if Some(id) == leader_id {
+                continue;
+            }
+            let matched = progress.get(&id).copied().flatten().map(|l| l.index);
+            let lag = matched.map_or(last, |m| last.saturating_sub(m));
+            replicas.push(ReplicaStatus {
+                id,
+                name: names.get(&id).cloned().unwrap_or_else(|| format!("{id:016x}")),
+                current: if metrics.state == ServerState::Leader {
+                    matched.is_some() && lag == 0
+                } else {
+                    // A follower reports the others as nats-server does
+                    // when it cannot know: current if there is a leader.
+                    leader_id.is_some()
+                },
+                lag,
+                active: self.router.last_contact(META_GROUP, id),
+            });
+        }
+        GroupStatus {
+            leader: leader_id.map(|l| names.get(&l).cloned().unwrap_or_else(|| format!("{l:016x}"))),
+            leader_id,
+            replicas,
+            size: self.voters().len(),
+        }
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// Hand leadership to another voter: stop sending heartbeats and
+    /// campaigning, so a follower's election timer fires and it takes
+    /// over, then campaign again. Fails when no other voter is current or
+    /// no new leader appears in time.
+    pub async fn step_down(&self) -> Result<(), ApiError> {
+        if !self.is_leader() {
+            return Err(cluster_not_available());
+        }
+        let status = self.status();
+        if !status.replicas.iter().any(|r| r.current) {
+            return Err(ApiError::new(400, 10044, "no replicas available for stepdown"));
+        }
+        self.raft.enable_heartbeat(false);
+        self.raft.enable_elect(false);
+        let deadline = Instant::now() + timing::STEPDOWN_WAIT;
+        let mut metrics = self.raft.metrics();
+        let mut moved = false;
+        while Instant::now() < deadline {
+            let leader = metrics.borrow().current_leader;
+            if leader.is_some() && leader != Some(self.me) {
+                moved = true;
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+        }
+        self.raft.enable_heartbeat(true);
+        self.raft.enable_elect(true);
+        if moved {
+            Ok(())
+        } else {
+            Err(cluster_not_available())
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        self.router.unregister(META_GROUP);
+        if let Err(e) = self.raft.shutdown().await {
+            warn!("meta group did not shut down cleanly: {e}");
+        }
+    }
+}
+
+/// Form the group the first time: once this server sees every server the
+/// configuration expects, and has heard from no existing group, the
+/// lowest node id initializes it with all of them. A server that restarts,
+/// or rejoins with an empty disk, is found by the leader and needs nothing.
+async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(timing::FORM_POLL).await;
+        let Some(g) = group.upgrade() else { return };
+        match g.raft.is_initialized().await {
+            Ok(true) | Err(_) => return,
+            Ok(false) => {}
+        }
+        let contacted = {
+            let m = g.raft.metrics().borrow().clone();
+            m.current_term > 0 || m.current_leader.is_some()
+        };
+        if contacted {
+            continue;
+        }
+        let found: Vec<_> = peers.peers().into_iter().filter(|p| p.tribune).collect();
+        let mut ids: BTreeSet<u64> = found.iter().map(|p| p.id).collect();
+        ids.insert(g.me);
+        if ids != seen {
+            seen = ids.clone();
+            since = Instant::now();
+            continue;
+        }
+        if ids.len() < peers.expected() || ids.first() != Some(&g.me) {
+            continue;
+        }
+        if since.elapsed() < timing::FORM_SETTLE {
+            continue;
+        }
+        let mut members: BTreeMap<u64, BasicNode> = found
+            .iter()
+            .map(|p| (p.id, BasicNode::new(&p.name)))
+            .collect();
+        members.insert(g.me, BasicNode::new(own_name(&g)));
+        info!(
+            "JetStream cluster forming the metadata group with {} servers",
+            members.len()
+        );
+        match g.raft.initialize(members).await {
+            Ok(()) => return,
+            Err(e) => debug!("meta group initialize: {e}"),
+        }
+    }
+}
+
+fn own_name(g: &MetaGroup) -> String {
+    g.router.my_name().to_string()
+}
+
+/// Log leadership changes as nats-server does.
+async fn log_leaders(group: Weak<MetaGroup>) {
+    let Some(mut rx) = group.upgrade().map(|g| g.raft.metrics()) else { return };
+    let mut last: Option<u64> = None;
+    loop {
+        let leader = rx.borrow().current_leader;
+        if leader != last {
+            if let Some(g) = group.upgrade() {
+                match leader {
+                    Some(l) if l == g.me => info!("Self is new JetStream cluster metadata leader"),
+                    Some(l) => {
+                        let name = g.names().get(&l).cloned().unwrap_or_else(|| format!("{l:016x}"));
+                        info!("JetStream cluster new metadata leader: {name}/{}", g.cluster);
+                    }
+                    None => {}
+                }
+            }
+            last = leader;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader: make every Tribune JetStream server the routes show a
+/// voter (a server added to the cluster, or the group formed before it
+/// was up), one at a time.
+async fn grow(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
+    loop {
+        tokio::time::sleep(timing::GROW_POLL).await;
+        let Some(g) = group.upgrade() else { return };
+        if !g.is_leader() {
+            continue;
+        }
+        let voters = g.voters();
+        let Some(new) = peers
+            .peers()
+            .into_iter()
+            .find(|p| p.tribune && !voters.contains(&p.id))
+        else {
+            continue;
+        };
+        info!("JetStream cluster adding {} to the metadata group", new.name);
+        if let Err(e) = g.raft.add_learner(new.id, BasicNode::new(&new.name), true).await {
+            warn!("could not add {} to the metadata group: {e}", new.name);
+            continue;
+        }
+        let mut ids = voters;
+        ids.insert(new.id);
+        if let Err(e) = g.raft.change_membership(ids, false).await {
+            warn!("could not make {} a metadata voter: {e}", new.name);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Clustered JetStream: the servers of a cluster that run JetStream form
+//! one domain, kept consistent with Raft (openraft, [`crate::raft`]).
+//!
+//! - [`meta`]: the meta group's replicated state (streams, consumers and
+//!   their peers) and its state machine.
+//! - [`group`]: this server's meta replica: forming the group, growing it,
+//!   leadership, stepdown.
+//! - [`peers`]: which servers take part, as the routes report them.
+//! - [`bus`]: Raft RPCs as system-account messages on the routes.
+//! - [`timing`]: heartbeats, election timeouts, snapshot intervals.
+//! - [`api`]: the system account's domain requests (meta leader stepdown).
+//!
+//! Tribune's groups speak Tribune's Raft (openraft, `$TRG.` subjects);
+//! nats-server speaks its own (`$NRG.`). The two cannot share a group, so a
+//! cluster where a nats-server runs JetStream beside Tribune refuses
+//! clustered JetStream and says so ([`JsCluster::mixed_with`]).
+
+pub mod api;
+pub mod bus;
+pub mod group;
+pub mod meta;
+pub mod peers;
+pub mod timing;
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use crate::raft::network::Router;
+use crate::server::Server;
+use group::MetaGroup;
+use meta::MetaEvent;
+use peers::{JsPeer, PeerSource};
+
+/// This server's part of the JetStream domain.
+pub struct JsCluster {
+    pub meta: Arc<MetaGroup>,
+    api_client: Arc<crate::internal::InternalClient>,
+    router: Arc<Router>,
+    bus: Arc<bus::SystemBus>,
+    peers: Arc<RoutePeers>,
+}
+
+impl std::fmt::Debug for JsCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsCluster").field("meta", &self.meta).finish()
+    }
+}
+
+impl JsCluster {
+    /// Join (or form) the domain. `store_dir` is JetStream's directory; the
+    /// meta group lives under `$SYS/_js_/_meta_/` there, as in nats-server.
+    pub async fn start(
+        server: &Arc<Server>,
+        store_dir: &Path,
+        events: mpsc::UnboundedSender<MetaEvent>,
+    ) -> anyhow::Result<Arc<JsCluster>> {
+        let me = crate::raft::node_id(&server.name);
+        let bus = bus::SystemBus::new(server);
+        let router = Arc::new(Router::new(me, &server.name, bus.clone()));
+        bus.attach(server, &router, &crate::raft::network::inbox_subject(me))?;
+        let peers = Arc::new(RoutePeers {
+            server: Arc::downgrade(server),
+            warned: Mutex::new(Vec::new()),
+        });
+        let dir = store_dir.join("$SYS").join("_js_").join(group::META_GROUP);
+        let meta = MetaGroup::start(
+            &dir,
+            me,
+            &server.cluster_name(),
+            router.clone(),
+            peers.clone(),
+            events,
+        )
+        .await?;
+        // The system account's domain requests (nats-server serves them
+        // there only).
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Arc::new(crate::internal::InternalClient::new(
+            server,
+            server.system_account(),
+            Arc::new(crate::internal::ChannelHandler(tx)),
+        ));
+        client.subscribe(server, api::META_STEPDOWN, None)?;
+        tokio::spawn(api::serve(
+            Arc::downgrade(server),
+            client.clone(),
+            meta.clone(),
+            rx,
+        ));
+        Ok(Arc::new(JsCluster {
+            api_client: client,
+            meta,
+            router,
+            bus,
+            peers,
+        }))
+    }
+
+    /// The non-Tribune JetStream server this cluster includes, if any:
+    /// clustered JetStream requests are refused while it is there.
+    pub fn mixed_with(&self) -> Option<String> {
+        self.peers
+            .all()
+            .into_iter()
+            .find(|p| !p.tribune)
+            .map(|p| p.name)
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub async fn shutdown(&self) {
+        if let Some(server) = self.peers.server.upgrade() {
+            self.api_client.close(&server);
+        }
+        self.meta.shutdown().await;
+        self.bus.close();
+    }
+}
+
+/// [`PeerSource`] over the route table.
+struct RoutePeers {
+    server: Weak<Server>,
+    /// Names of foreign JetStream servers already logged.
+    warned: Mutex<Vec<String>>,
+}
+
+impl RoutePeers {
+    fn all(&self) -> Vec<JsPeer> {
+        let Some(server) = self.server.upgrade() else {
+            return Vec::new();
+        };
+        let mut out: Vec<JsPeer> = Vec::new();
+        for p in server.routes.peers() {
+            if !p.info.jetstream || out.iter().any(|o| o.name == p.name) {
+                continue;
+            }
+            let tribune = p.info.go.starts_with("tribune-broker");
+            if !tribune {
+                let mut warned = self.warned.lock();
+                if !warned.contains(&p.name) {
+                    error!(
+                        "JetStream cluster includes {} ({}), which is not tribune-broker: \
+                         Tribune and nats-server cannot share Raft groups, clustered \
+                         JetStream is unavailable while it is in the cluster",
+                        p.name, p.info.go
+                    );
+                    warned.push(p.name.clone());
+                }
+            }
+            out.push(JsPeer {
+                id: crate::raft::node_id(&p.name),
+                name: p.name.clone(),
+                tribune,
+            });
+        }
+        out
+    }
+}
+
+impl PeerSource for RoutePeers {
+    fn peers(&self) -> Vec<JsPeer> {
+        self.all()
+    }
+
+    fn expected(&self) -> usize {
+        let Some(server) = self.server.upgrade() else {
+            return usize::MAX;
+        };
+        let opts = server.opts();
+        let own = server.listeners().cluster;
+        let own_hosts = [opts.cluster.host.as_str(), "localhost", "127.0.0.1", "::1", "0.0.0.0"];
+        let advertised = opts.cluster.advertise.clone().unwrap_or_default();
+        peers::expected_from_routes(&opts.cluster.routes, |hp| {
+            if hp == advertised {
+                return true;
+            }
+            let Some((host, port)) = hp.rsplit_once(':') else {
+                return false;
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            own.is_some_and(|a| port.parse() == Ok(a.port()))
+                && (own_hosts.contains(&host) || own.is_some_and(|a| a.ip().to_string() == host))
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! Raft timing and sizes shared by every group.
+//!
+//! Heartbeats every 250 ms and elections after 1-2 s of silence: a dead
+//! leader is replaced within about two seconds (nats-server takes several),
+//! while a route that stalls for a second (a GC-free process, but a busy
+//! machine) does not start an election.
+
+use std::time::Duration;
+
+pub const HEARTBEAT_MS: u64 = 250;
+pub const ELECTION_MIN_MS: u64 = 1_000;
+pub const ELECTION_MAX_MS: u64 = 2_000;
+
+/// The meta group snapshots its (small) state every this many entries.
+pub const META_SNAPSHOT_EVERY: u64 = 1_024;
+
+/// How often a server not yet in a group checks whether to form it.
+pub const FORM_POLL: Duration = Duration::from_millis(250);
+/// How long the set of visible peers must stay the same before the group
+/// is formed with it (longer than an election timeout, so an existing
+/// leader has reached this server by then if there is one).
+pub const FORM_SETTLE: Duration = Duration::from_millis(2 * ELECTION_MAX_MS);
+/// How often the meta leader looks for servers to add.
+pub const GROW_POLL: Duration = Duration::from_secs(1);
+/// How long a stepdown waits for another leader.
+pub const STEPDOWN_WAIT: Duration = Duration::from_millis(3 * ELECTION_MAX_MS);
+
+/// openraft's configuration for a group.
+pub fn raft_config(cluster: &str, snapshot_every: u64) -> anyhow::Result<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: cluster.to_string(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_MIN_MS,
+        election_timeout_max: ELECTION_MAX_MS,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        max_in_snapshot_log_to_keep: snapshot_every / 2,
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid Raft configuration: {e}"))
+}
