@@ -1,1 +1,0 @@
-//! Raft RPCs over the cluster bus (written by the network helper).

@@ -1,0 +1,264 @@
+//! One node's end of the Raft transport: pending requests and the groups
+//! that answer requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::{Raft, RaftTypeConfig};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
+
+use super::serve::{self, RaftServer, Serve};
+use super::subject::{self, Inbound, InvalidGroup};
+use super::wire::Failure;
+use super::{Bus, NetworkConfig};
+
+/// Routes this node's Raft traffic: one per node, shared by every group.
+///
+/// Outbound, it numbers requests and holds a oneshot per request until its
+/// answer arrives ([`Router::handle`]) or the request gives up (timeout or
+/// cancellation remove it, so nothing leaks). Inbound, it hands requests to
+/// the `Raft` registered for their group, on a task of the runtime that
+/// created the router, and publishes the answer.
+pub struct Router {
+    me: u64,
+    bus: Arc<dyn Bus>,
+    config: NetworkConfig,
+    /// `$TRG.<me>.`, to recognise subjects addressed to this node.
+    inbox: String,
+    rt: tokio::runtime::Handle,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>, ahash::RandomState>>,
+    groups: RwLock<HashMap<Box<str>, Arc<dyn Serve>, ahash::RandomState>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    timeouts: AtomicU64,
+    failures: AtomicU64,
+    oversized: AtomicU64,
+    late_replies: AtomicU64,
+}
+
+/// What the transport of this node has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Requests waiting for an answer now.
+    pub pending: usize,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Requests answered with a transport failure or an undecodable answer.
+    pub failures: u64,
+    /// Append-entries batches sent back to openraft to split, and
+    /// messages too large to send at all.
+    pub oversized: u64,
+    /// Answers that arrived after their request gave up.
+    pub late_replies: u64,
+}
+
+/// Why a group could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidGroup),
+    #[error("Raft group {0:?} is already registered on this node")]
+    Duplicate(String),
+}
+
+impl Router {
+    /// A router for node `me` with the default [`NetworkConfig`].
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: inbound requests run on the runtime that
+    /// creates the router.
+    pub fn new(me: u64, bus: Arc<dyn Bus>) -> Arc<Self> {
+        Self::with_config(me, bus, NetworkConfig::default())
+    }
+
+    /// A router for node `me`; see [`Router::new`].
+    pub fn with_config(me: u64, bus: Arc<dyn Bus>, mut config: NetworkConfig) -> Arc<Self> {
+        if config.max_message < NetworkConfig::MIN_MESSAGE {
+            tracing::warn!(
+                max_message = config.max_message,
+                "raft max_message too small, using {}",
+                NetworkConfig::MIN_MESSAGE
+            );
+            config.max_message = NetworkConfig::MIN_MESSAGE;
+        }
+        config.max_inflight_per_group = config.max_inflight_per_group.max(1);
+        Arc::new(Self {
+            me,
+            bus,
+            inbox: subject::inbox(me),
+            config,
+            rt: tokio::runtime::Handle::current(),
+            // A random start: an answer meant for a previous incarnation of
+            // this node (same subjects) must not complete a new request.
+            next_id: AtomicU64::new(rand::random()),
+            pending: Mutex::default(),
+            groups: RwLock::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.me
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// What to subscribe to, in the system account, and feed to
+    /// [`Router::handle`].
+    pub fn subscription(&self) -> String {
+        subject::subscription(self.me)
+    }
+
+    /// Makes `raft` answer requests for `group` on this node.
+    pub fn register<C>(&self, group: &str, raft: Raft<C>) -> Result<(), RegisterError>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
+    {
+        subject::validate_group(group)?;
+        let server = RaftServer::new(
+            raft,
+            group,
+            self.bus.clone(),
+            self.rt.clone(),
+            self.config.max_inflight_per_group,
+        );
+        let mut groups = self.groups.write();
+        if groups.contains_key(group) {
+            return Err(RegisterError::Duplicate(group.to_owned()));
+        }
+        groups.insert(group.into(), Arc::new(server));
+        tracing::debug!(group, "raft group registered");
+        Ok(())
+    }
+
+    /// Stops answering requests for `group` (they get "unknown group" at
+    /// once); requests already being handled finish. Returns whether the
+    /// group was registered.
+    pub fn unregister(&self, group: &str) -> bool {
+        let removed = self.groups.write().remove(group).is_some();
+        if removed {
+            tracing::debug!(group, "raft group unregistered");
+        }
+        removed
+    }
+
+    /// Takes one message received on [`Router::subscription`]. Never
+    /// blocks: an answer completes its pending request, a request is
+    /// decoded here and handled on a task.
+    pub fn handle(&self, subject: &str, reply: Option<&str>, payload: &[u8]) {
+        match subject::parse(&self.inbox, subject) {
+            Ok(Inbound::Reply(id)) => {
+                let waiter = self.pending.lock().remove(&id);
+                match waiter {
+                    // The receiver may have given up since: nothing to do.
+                    Some(tx) => {
+                        let _ = tx.send(payload.to_vec());
+                    }
+                    None => {
+                        self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(id, "raft answer for no pending request");
+                    }
+                }
+            }
+            Ok(Inbound::Request { group, op }) => {
+                let Some(reply) = reply.filter(|r| subject::is_reply(r)) else {
+                    tracing::debug!(
+                        subject,
+                        reply,
+                        "raft request without a raft reply subject dropped"
+                    );
+                    return;
+                };
+                let server = self.groups.read().get(group).cloned();
+                match server {
+                    Some(server) => server.serve(op, payload, reply),
+                    None => {
+                        tracing::debug!(group, %op, "raft request for an unknown group");
+                        serve::fail(&*self.bus, reply, Failure::UnknownGroup);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(subject, error = %e, "raft message dropped"),
+        }
+    }
+
+    /// Counters of this node's transport.
+    pub fn stats(&self) -> RouterStats {
+        let c = &self.counters;
+        RouterStats {
+            pending: self.pending.lock().len(),
+            requests: c.requests.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            oversized: c.oversized.load(Ordering::Relaxed),
+            late_replies: c.late_replies.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(super) fn bus(&self) -> &dyn Bus {
+        &*self.bus
+    }
+
+    /// Registers a new pending request; the answer arrives on the returned
+    /// [`Pending`], which forgets the request when dropped.
+    pub(super) fn begin(&self) -> Pending<'_> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending.lock();
+        let id = loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            // Ids are 64 bit and start at random: a collision would need
+            // 2^64 requests in flight, but a duplicate must never steal
+            // another request's answer.
+            if !pending.contains_key(&id) {
+                break id;
+            }
+        };
+        pending.insert(id, tx);
+        drop(pending);
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        Pending {
+            router: self,
+            id,
+            rx,
+        }
+    }
+
+    pub(super) fn count_timeout(&self) {
+        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_failure(&self) {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_oversized(&self) {
+        self.counters.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A request waiting for its answer; dropping it (done, timed out, or the
+/// caller's future cancelled) removes it from the router.
+pub(super) struct Pending<'a> {
+    router: &'a Router,
+    pub(super) id: u64,
+    pub(super) rx: oneshot::Receiver<Vec<u8>>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.router.pending.lock().remove(&self.id);
+    }
+}
