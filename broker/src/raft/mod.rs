@@ -6,9 +6,9 @@
 //! needs from below:
 //!
 //! - [`log`]: a durable Raft log (openraft's `RaftLogStorage`), one
-//!   directory per group, fsynced once per appended batch before openraft
-//!   is told the entries are stored, so an entry counts towards a quorum
-//!   only once it is on this voter's disk.
+//!   directory per group, fsynced before openraft is told the entries are
+//!   stored (one write and one fsync for all the batches waiting), so an
+//!   entry counts towards a quorum only once it is on this voter's disk.
 //! - [`network`]: openraft's `RaftNetworkFactory` over a [`network::Bus`],
 //!   a narrow trait for "publish these bytes on this subject". The
 //!   composition root implements it with an internal client of the system

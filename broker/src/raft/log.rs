@@ -1,1 +1,0 @@
-//! Durable Raft log storage (written by the log helper).

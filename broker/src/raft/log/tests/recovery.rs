@@ -1,0 +1,306 @@
+//! Reopening after normal operation, crashes and damage.
+
+use std::fs::{self, OpenOptions};
+
+use openraft::storage::RaftLogStorage;
+use openraft::{RaftLogReader, Vote};
+
+use super::*;
+use crate::raft::log::record::HEADER;
+use crate::raft::log::segment;
+
+#[tokio::test]
+async fn reopen_after_append_truncate_purge_and_vote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=10)).await;
+        s.save_vote(&Vote::new(2, 1)).await.expect("vote");
+        s.truncate(log_id(1, 8)).await.expect("truncate");
+        append(&s, entries(2, 8..=9)).await;
+        s.purge(log_id(1, 3)).await.expect("purge");
+        s.save_committed(Some(log_id(1, 5)))
+            .await
+            .expect("committed");
+    }
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await, (Some(log_id(1, 3)), Some(log_id(2, 9))));
+    let got = all(&mut s).await;
+    let want: Vec<_> = (4..=7)
+        .map(|i| (log_id(1, i), format!("entry {i} of term 1")))
+        .chain((8..=9).map(|i| (log_id(2, i), format!("entry {i} of term 2"))))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(s.read_vote().await.expect("vote"), Some(Vote::new(2, 1)));
+    assert_eq!(
+        s.read_committed().await.expect("committed"),
+        Some(log_id(1, 5))
+    );
+
+    // And it goes on from there.
+    append(&s, entries(2, 10..=10)).await;
+    drop(s);
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(2, 10)));
+}
+
+#[tokio::test]
+async fn purge_past_the_end_then_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut s = Store::open_with(dir.path(), tiny()).expect("open");
+        append(&s, entries(1, 1..=5)).await;
+        s.purge(log_id(3, 20)).await.expect("purge");
+        assert_eq!(
+            last(&mut s).await,
+            (Some(log_id(3, 20)), Some(log_id(3, 20)))
+        );
+        assert!(all(&mut s).await.is_empty());
+        append(&s, entries(3, 21..=22)).await;
+    }
+    let mut s = Store::open_with(dir.path(), tiny()).expect("reopen");
+    assert_eq!(
+        last(&mut s).await,
+        (Some(log_id(3, 20)), Some(log_id(3, 22)))
+    );
+    assert_eq!(all(&mut s).await.len(), 2);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn torn_last_record_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=5)).await;
+    }
+    let path = dir.path().join("log").join(seg_name(1));
+    let len = fs::metadata(&path).expect("meta").len();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open segment");
+    f.set_len(len - 3).expect("cut");
+    drop(f);
+
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 4)));
+    assert_eq!(all(&mut s).await.len(), 4);
+    let (_, size5) = record_span(&path, 4);
+    assert_eq!(size5, 0, "the torn record is cut off the file");
+    append(&s, entries(1, 5..=5)).await;
+    drop(s);
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 5)));
+}
+
+#[tokio::test]
+async fn torn_header_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=3)).await;
+    }
+    let path = dir.path().join("log").join(seg_name(1));
+    let mut bytes = fs::read(&path).expect("read");
+    bytes.extend_from_slice(&[0, 0, 0]);
+    fs::write(&path, &bytes).expect("write");
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 3)));
+    assert_eq!(
+        fs::metadata(&path).expect("meta").len() as usize,
+        bytes.len() - 3
+    );
+}
+
+#[tokio::test]
+async fn flipped_byte_in_last_record_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=5)).await;
+    }
+    let path = dir.path().join("log").join(seg_name(1));
+    let mut bytes = fs::read(&path).expect("read");
+    let n = bytes.len();
+    bytes[n - 2] ^= 0x40;
+    fs::write(&path, &bytes).expect("write");
+
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 4)));
+    assert_eq!(all(&mut s).await.len(), 4);
+}
+
+#[tokio::test]
+async fn flipped_byte_in_an_earlier_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        append(&s, entries(1, 1..=10)).await;
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3, "{files:?}");
+    let mut bytes = fs::read(&files[0]).expect("read");
+    bytes[HEADER + 3] ^= 1;
+    fs::write(&files[0], &bytes).expect("write");
+
+    let err = Store::open_with(dir.path(), tiny())
+        .err()
+        .expect("must refuse");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&seg_name(1)), "{msg}");
+    assert!(msg.contains("offset 0"), "{msg}");
+    assert!(msg.contains("checksum mismatch"), "{msg}");
+}
+
+#[tokio::test]
+async fn segments_roll_over_and_go_with_purge_and_truncate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let firsts = |dir: &Path| -> Vec<u64> {
+        segment_files(dir)
+            .iter()
+            .map(|p| {
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok())
+                    .expect("segment name")
+            })
+            .collect()
+    };
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        for i in 0..10 {
+            append(&s, entries(1, i * 5 + 1..=i * 5 + 5)).await;
+        }
+    }
+    let before = firsts(dir.path());
+    assert!(before.len() > 5, "{before:?}");
+    assert_eq!(before[0], 1);
+    for f in segment_files(dir.path()) {
+        let len = fs::metadata(&f).expect("meta").len();
+        assert!(len <= 100, "{} has {len} bytes", f.display());
+    }
+
+    let mut s = Store::open_with(dir.path(), tiny()).expect("reopen");
+    let got = all(&mut s).await;
+    assert_eq!(got.len(), 50);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(k, (id, _))| id.index == k as u64 + 1));
+
+    s.purge(log_id(1, 20)).await.expect("purge");
+    s.truncate(log_id(1, 31)).await.expect("truncate");
+    // The purge's deletions are queued before the truncation's, which was
+    // waited for.
+    let after = firsts(dir.path());
+    let lo = before.iter().copied().filter(|f| *f <= 21).max();
+    let hi = before.iter().copied().filter(|f| *f <= 30).max();
+    let want: Vec<u64> = before
+        .iter()
+        .copied()
+        .filter(|f| Some(*f) >= lo && Some(*f) <= hi)
+        .collect();
+    assert_eq!(after, want, "{before:?}");
+    drop(s);
+
+    let mut s = Store::open_with(dir.path(), tiny()).expect("reopen");
+    assert_eq!(
+        last(&mut s).await,
+        (Some(log_id(1, 20)), Some(log_id(1, 30)))
+    );
+    let got = all(&mut s).await;
+    assert_eq!(got.first().map(|g| g.0.index), Some(21));
+    assert_eq!(got.len(), 10);
+}
+
+#[tokio::test]
+async fn empty_segment_left_by_a_crash_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=3)).await;
+    }
+    // A segment created for index 4, or for the entry after a purge whose
+    // deletions never ran.
+    fs::write(dir.path().join("log").join(seg_name(4)), b"").expect("touch");
+    fs::write(dir.path().join("log").join(seg_name(40)), b"").expect("touch");
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 3)));
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    append(&s, entries(1, 4..=4)).await;
+}
+
+#[tokio::test]
+async fn gap_between_segments_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        append(&s, entries(1, 1..=10)).await;
+    }
+    let files = segment_files(dir.path());
+    fs::remove_file(&files[1]).expect("remove");
+    let err = Store::open_with(dir.path(), tiny())
+        .err()
+        .expect("must refuse");
+    assert!(format!("{err:#}").contains("do not join up"), "{err:#}");
+}
+
+#[tokio::test]
+async fn reads_come_from_files_when_not_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open_with(dir.path(), tiny()).expect("open");
+    append(&s, entries(1, 1..=20)).await;
+    append(&s, entries(2, 21..=30)).await;
+    let got = s.try_get_log_entries(5..25).await.expect("read");
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[0].log_id, log_id(1, 5));
+    assert_eq!(got[19].log_id, log_id(2, 24));
+    // The byte limit (64) holds one or two entries of ~35 bytes.
+    let got = s.limited_get_log_entries(5, 25).await.expect("read");
+    assert!((1..=2).contains(&got.len()), "{}", got.len());
+    assert_eq!(got[0].log_id, log_id(1, 5));
+    assert!(s
+        .try_get_log_entries(31..40)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_io_error_fails_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(dir.path()).expect("open");
+    append(&s, entries(1, 1..=3)).await;
+    fs::remove_dir_all(dir.path()).expect("remove");
+    assert!(s.save_vote(&Vote::new(1, 1)).await.is_err());
+    assert!(s.get_log_state().await.is_err());
+    let r = s.append_batch(entries(1, 4..=4), Done::Test(Box::new(|_| {})));
+    assert!(r.is_err());
+}
+
+#[test]
+fn the_log_id_is_the_front_of_an_encoded_entry() {
+    let e = entry(7, 42);
+    let mut buf = Vec::new();
+    crate::raft::log::record::encode(&mut buf, &e).expect("encode");
+    let (payload, _) = crate::raft::log::record::parse(&buf).expect("parse");
+    assert_eq!(
+        segment::entry_log_id(payload).expect("log id"),
+        log_id(7, 42)
+    );
+}
+
+/// Offset and size of record `k` of the segment file at `path`.
+fn record_span(path: &Path, k: usize) -> (usize, usize) {
+    let bytes = fs::read(path).expect("read");
+    let mut pos = 0;
+    for _ in 0..k {
+        let (_, n) = crate::raft::log::record::parse(&bytes[pos..]).expect("record");
+        pos += n;
+    }
+    match crate::raft::log::record::parse(&bytes[pos..]) {
+        Ok((_, n)) => (pos, n),
+        Err(_) => (pos, bytes.len() - pos),
+    }
+}
