@@ -33,7 +33,11 @@ async fn agreed_leader(c: &Cluster) -> Result<(String, Vec<Value>), String> {
             return Err(format!("{} has no meta leader: {meta}", c.node(i).name));
         }
         if meta["cluster_size"].as_u64() != Some(3) {
-            return Err(format!("{} reports cluster_size {}", c.node(i).name, meta["cluster_size"]));
+            return Err(format!(
+                "{} reports cluster_size {}",
+                c.node(i).name,
+                meta["cluster_size"]
+            ));
         }
         leaders.insert(leader);
         metas.push(meta);
@@ -54,12 +58,32 @@ async fn wait_for_leader(c: &Cluster, not: Option<&str>) -> (String, Vec<Value>)
         }
         if Instant::now() > end {
             panic!(
-                "no agreed meta leader (other than {not:?}): {r:?}\n{}",
-                c.diagnostics().await
+                "no agreed meta leader (other than {not:?}): {r:?}\n{}\n{}",
+                c.diagnostics().await,
+                panics(c)
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every node's log lines that report a panic, with what follows them.
+fn panics(c: &Cluster) -> String {
+    let mut out = String::new();
+    for i in 0..c.len() {
+        let log = std::fs::read_to_string(c.node(i).log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        for (n, l) in lines.iter().enumerate() {
+            if l.contains("panicked") && !l.contains("Fatal") {
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    c.node(i).name,
+                    lines[n..(n + 5).min(lines.len())].join("\n")
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn index_of(c: &Cluster, name: &str) -> usize {
@@ -74,7 +98,11 @@ fn shape(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.insert(p.clone());
                 shape(v, &p, out);
             }
@@ -103,7 +131,10 @@ async fn meta_group_survives_its_leader(flavor: Flavor) -> BTreeSet<String> {
         if replicas.len() == 2 && replicas.iter().all(|r| r["current"] == Value::Bool(true)) {
             break meta;
         }
-        assert!(Instant::now() < end, "leader's replicas never current: {meta}");
+        assert!(
+            Instant::now() < end,
+            "leader's replicas never current: {meta}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(leader_meta["name"], CLUSTER_NAME);
@@ -113,7 +144,10 @@ async fn meta_group_survives_its_leader(flavor: Flavor) -> BTreeSet<String> {
         .flatten()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    let others: BTreeSet<&str> = (0..3).filter(|&i| i != li).map(|i| c.node(i).name.as_str()).collect();
+    let others: BTreeSet<&str> = (0..3)
+        .filter(|&i| i != li)
+        .map(|i| c.node(i).name.as_str())
+        .collect();
     assert_eq!(names, others);
     let mut keys = BTreeSet::new();
     shape(&leader_meta, "", &mut keys);
@@ -167,7 +201,10 @@ async fn meta_leader_steps_down(flavor: Flavor) {
     .expect("stepdown answered in time")
     .expect("stepdown request");
     let v: Value = serde_json::from_slice(&resp.payload).expect("JSON answer");
-    assert_eq!(v["type"], "io.nats.jetstream.api.v1.meta_leader_stepdown_response", "{v}");
+    assert_eq!(
+        v["type"], "io.nats.jetstream.api.v1.meta_leader_stepdown_response",
+        "{v}"
+    );
     assert_eq!(v["success"], true, "{v}");
     let (new_leader, _) = wait_for_leader(&c, Some(&leader)).await;
     assert_ne!(new_leader, leader);
@@ -260,7 +297,11 @@ async fn mixed_cluster_refuses_shared_raft() {
         if log.contains("which is not tribune-broker") {
             break;
         }
-        assert!(Instant::now() < end, "no mixed-cluster error:\n{}", c.node(0).log_excerpt());
+        assert!(
+            Instant::now() < end,
+            "no mixed-cluster error:\n{}",
+            c.node(0).log_excerpt()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

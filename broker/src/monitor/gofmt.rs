@@ -25,6 +25,22 @@ impl GoTime {
     pub fn from_unix_nanos(n: u64) -> GoTime {
         GoTime(UNIX_EPOCH + Duration::from_nanos(n))
     }
+
+    /// Go's zero `time.Time` (`0001-01-01T00:00:00Z`), which nats-server
+    /// shows for "never".
+    pub fn zero() -> GoTime {
+        GoTime(
+            UNIX_EPOCH
+                .checked_sub(Duration::from_secs(62_135_596_800))
+                .unwrap_or(UNIX_EPOCH),
+        )
+    }
+}
+
+impl From<SystemTime> for GoTime {
+    fn from(t: SystemTime) -> Self {
+        GoTime(t)
+    }
 }
 
 impl Serialize for GoTime {
@@ -250,6 +266,11 @@ pub fn parse_uint64(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_time_reads_like_go() {
+        assert_eq!(rfc3339_nano(GoTime::zero().0), "0001-01-01T00:00:00Z");
+    }
 
     #[test]
     fn uptime_like_nats_server() {

@@ -41,7 +41,23 @@ struct MetaCluster {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     replicas: Vec<PeerInfo>,
     cluster_size: usize,
+    /// Voters a decision needs.
+    quorum_needed: usize,
+    /// Proposals not yet applied.
     pending: usize,
+    /// API requests queued for the meta leader: Tribune queues none (each
+    /// is answered on arrival), and says so.
+    pending_requests: usize,
+    pending_infos: usize,
+    snapshot: MetaSnapshot,
+}
+
+/// The meta group's last snapshot and what has been logged since.
+#[derive(Serialize)]
+struct MetaSnapshot {
+    last_time: GoTime,
+    pending_entries: u64,
+    pending_size: u64,
 }
 
 /// nats-server's `PeerInfo`; `active` in nanoseconds.
@@ -140,7 +156,15 @@ pub(super) fn handle(m: &Monitor) -> Response {
                     })
                     .collect(),
                 cluster_size: st.size,
-                pending: 0,
+                quorum_needed: st.size / 2 + 1,
+                pending: st.pending,
+                pending_requests: 0,
+                pending_infos: 0,
+                snapshot: MetaSnapshot {
+                    last_time: st.snapshot_time.map_or_else(GoTime::zero, GoTime::from),
+                    pending_entries: st.snapshot_pending_entries,
+                    pending_size: st.snapshot_pending_size,
+                },
             });
         }
         for acc in js.accounts() {

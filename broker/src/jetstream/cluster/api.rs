@@ -25,7 +25,9 @@ pub async fn serve(
     mut rx: mpsc::UnboundedReceiver<OwnedMsg>,
 ) {
     while let Some(m) = rx.recv().await {
-        let Some(reply) = m.reply.clone() else { continue };
+        let Some(reply) = m.reply.clone() else {
+            continue;
+        };
         if m.subject != META_STEPDOWN || !meta.is_leader() {
             continue;
         }

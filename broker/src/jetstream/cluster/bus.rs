@@ -30,7 +30,12 @@ impl SystemBus {
 
     /// Subscribe to this node's Raft subjects and hand what arrives to
     /// `router`. Called once, after the router exists (it owns the bus).
-    pub fn attach(&self, server: &Arc<Server>, router: &Arc<Router>, subject: &str) -> anyhow::Result<()> {
+    pub fn attach(
+        &self,
+        server: &Arc<Server>,
+        router: &Arc<Router>,
+        subject: &str,
+    ) -> anyhow::Result<()> {
         let handler = Arc::new(Inbound(Arc::downgrade(router)));
         let client = InternalClient::new(server, server.system_account(), handler);
         client.subscribe(server, subject, None)?;
@@ -60,7 +65,9 @@ struct Inbound(Weak<Router>);
 
 impl InternalHandler for Inbound {
     fn deliver(&self, _sub: &Subscription, msg: &Msg<'_>) {
-        let Some(router) = self.0.upgrade() else { return };
+        let Some(router) = self.0.upgrade() else {
+            return;
+        };
         let (Ok(subject), reply) = (
             std::str::from_utf8(msg.subject),
             msg.reply.and_then(|r| std::str::from_utf8(r).ok()),

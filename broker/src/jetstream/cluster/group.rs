@@ -31,8 +31,16 @@ pub fn cluster_not_available() -> ApiError {
 /// One replica of the meta group.
 pub struct MetaGroup {
     raft: Raft<MetaTypes>,
+    /// A handle on the log, for monitoring what the next snapshot compacts.
+    log: LogStore<MetaTypes>,
+    /// Where the state machine keeps its snapshot (its time is the last
+    /// snapshot's).
+    snapshot_file: std::path::PathBuf,
+    /// Proposals waiting to be applied.
+    proposing: std::sync::atomic::AtomicUsize,
     view: MetaView,
     me: u64,
+    name: String,
     cluster: String,
     router: Arc<Router>,
 }
@@ -51,6 +59,12 @@ pub struct GroupStatus {
     /// Every voter but the leader: name, id, current (caught up), lag.
     pub replicas: Vec<ReplicaStatus>,
     pub size: usize,
+    /// Proposals of this server waiting to be applied.
+    pub pending: usize,
+    /// When the last snapshot was taken, entries and bytes of log since.
+    pub snapshot_time: Option<std::time::SystemTime>,
+    pub snapshot_pending_entries: u64,
+    pub snapshot_pending_size: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +83,7 @@ impl MetaGroup {
     pub async fn start(
         dir: &Path,
         me: u64,
+        name: &str,
         cluster: &str,
         router: Arc<Router>,
         peers: Arc<dyn PeerSource>,
@@ -76,18 +91,23 @@ impl MetaGroup {
     ) -> anyhow::Result<Arc<MetaGroup>> {
         let log = LogStore::<MetaTypes>::open(&dir.join("log"))
             .with_context(|| format!("meta group log in {}", dir.display()))?;
+        let snapshot_file = dir.join("state").join(super::meta::SNAPSHOT_FILE);
         let (sm, view) = MetaStateMachine::open(&dir.join("state"), events)
             .with_context(|| format!("meta group state in {}", dir.display()))?;
-        let network = Network::<MetaTypes>::new(router.clone(), META_GROUP);
+        let network = Network::<MetaTypes>::new(router.clone(), META_GROUP)?;
         let config = Arc::new(timing::raft_config(cluster, timing::META_SNAPSHOT_EVERY)?);
-        let raft = Raft::new(me, config, network, log, sm)
+        let raft = Raft::new(me, config, network, log.clone(), sm)
             .await
             .context("could not start the meta group's Raft node")?;
-        router.register(META_GROUP, raft.clone());
+        router.register(META_GROUP, raft.clone())?;
         let group = Arc::new(MetaGroup {
             raft,
+            log,
+            snapshot_file,
+            proposing: Default::default(),
             view,
             me,
+            name: name.to_string(),
             cluster: cluster.to_string(),
             router,
         });
@@ -126,7 +146,11 @@ impl MetaGroup {
 
     /// Propose a change to the domain and wait until it is applied here.
     pub async fn propose(&self, cmd: MetaCommand) -> Result<(), ApiError> {
-        match self.raft.client_write(cmd).await {
+        use std::sync::atomic::Ordering;
+        self.proposing.fetch_add(1, Ordering::Relaxed);
+        let result = self.raft.client_write(cmd).await;
+        self.proposing.fetch_sub(1, Ordering::Relaxed);
+        match result {
             Ok(resp) => resp.data.into_result(),
             Err(e) => {
                 debug!("meta proposal failed: {e}");
@@ -152,7 +176,10 @@ impl MetaGroup {
             let lag = matched.map_or(last, |m| last.saturating_sub(m));
             replicas.push(ReplicaStatus {
                 id,
-                name: names.get(&id).cloned().unwrap_or_else(|| format!("{id:016x}")),
+                name: names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{id:016x}")),
                 current: if metrics.state == ServerState::Leader {
                     matched.is_some() && lag == 0
                 } else {
@@ -164,11 +191,23 @@ impl MetaGroup {
                 active: self.router.last_contact(META_GROUP, id),
             });
         }
+        let snapshot_index = metrics.snapshot.map(|l| l.index);
         GroupStatus {
-            leader: leader_id.map(|l| names.get(&l).cloned().unwrap_or_else(|| format!("{l:016x}"))),
+            leader: leader_id.map(|l| {
+                names
+                    .get(&l)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{l:016x}"))
+            }),
             leader_id,
             replicas,
             size: self.voters().len(),
+            pending: self.proposing.load(std::sync::atomic::Ordering::Relaxed),
+            snapshot_time: std::fs::metadata(&self.snapshot_file)
+                .and_then(|m| m.modified())
+                .ok(),
+            snapshot_pending_entries: last.saturating_sub(snapshot_index.unwrap_or(0)),
+            snapshot_pending_size: self.log.bytes_after(snapshot_index),
         }
     }
 
@@ -186,10 +225,14 @@ impl MetaGroup {
         }
         let status = self.status();
         if !status.replicas.iter().any(|r| r.current) {
-            return Err(ApiError::new(400, 10044, "no replicas available for stepdown"));
+            return Err(ApiError::new(
+                400,
+                10044,
+                "no replicas available for stepdown",
+            ));
         }
-        self.raft.enable_heartbeat(false);
-        self.raft.enable_elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
         let deadline = Instant::now() + timing::STEPDOWN_WAIT;
         let mut metrics = self.raft.metrics();
         let mut moved = false;
@@ -201,8 +244,8 @@ impl MetaGroup {
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
         }
-        self.raft.enable_heartbeat(true);
-        self.raft.enable_elect(true);
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
         if moved {
             Ok(())
         } else {
@@ -257,7 +300,7 @@ async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
             .iter()
             .map(|p| (p.id, BasicNode::new(&p.name)))
             .collect();
-        members.insert(g.me, BasicNode::new(own_name(&g)));
+        members.insert(g.me, BasicNode::new(&g.name));
         info!(
             "JetStream cluster forming the metadata group with {} servers",
             members.len()
@@ -269,13 +312,11 @@ async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
     }
 }
 
-fn own_name(g: &MetaGroup) -> String {
-    g.router.my_name().to_string()
-}
-
 /// Log leadership changes as nats-server does.
 async fn log_leaders(group: Weak<MetaGroup>) {
-    let Some(mut rx) = group.upgrade().map(|g| g.raft.metrics()) else { return };
+    let Some(mut rx) = group.upgrade().map(|g| g.raft.metrics()) else {
+        return;
+    };
     let mut last: Option<u64> = None;
     loop {
         let leader = rx.borrow().current_leader;
@@ -284,8 +325,15 @@ async fn log_leaders(group: Weak<MetaGroup>) {
                 match leader {
                     Some(l) if l == g.me => info!("Self is new JetStream cluster metadata leader"),
                     Some(l) => {
-                        let name = g.names().get(&l).cloned().unwrap_or_else(|| format!("{l:016x}"));
-                        info!("JetStream cluster new metadata leader: {name}/{}", g.cluster);
+                        let name = g
+                            .names()
+                            .get(&l)
+                            .cloned()
+                            .unwrap_or_else(|| format!("{l:016x}"));
+                        info!(
+                            "JetStream cluster new metadata leader: {name}/{}",
+                            g.cluster
+                        );
                     }
                     None => {}
                 }
@@ -316,8 +364,15 @@ async fn grow(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
         else {
             continue;
         };
-        info!("JetStream cluster adding {} to the metadata group", new.name);
-        if let Err(e) = g.raft.add_learner(new.id, BasicNode::new(&new.name), true).await {
+        info!(
+            "JetStream cluster adding {} to the metadata group",
+            new.name
+        );
+        if let Err(e) = g
+            .raft
+            .add_learner(new.id, BasicNode::new(&new.name), true)
+            .await
+        {
             warn!("could not add {} to the metadata group: {e}", new.name);
             continue;
         }

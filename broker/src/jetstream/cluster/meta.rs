@@ -136,9 +136,20 @@ impl MetaResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaEvent {
     StreamAssigned(StreamAssignment),
-    StreamRemoved { account: String, stream: String },
-    ConsumerAssigned { account: String, stream: String, consumer: ConsumerAssignment },
-    ConsumerRemoved { account: String, stream: String, consumer: String },
+    StreamRemoved {
+        account: String,
+        stream: String,
+    },
+    ConsumerAssigned {
+        account: String,
+        stream: String,
+        consumer: ConsumerAssignment,
+    },
+    ConsumerRemoved {
+        account: String,
+        stream: String,
+        consumer: String,
+    },
 }
 
 /// The domain: streams by (account, name).
@@ -181,11 +192,18 @@ impl MetaState {
                 stream,
                 config,
                 peers,
-            } => match self.streams.get_mut(&account).and_then(|s| s.get_mut(&stream)) {
+            } => match self
+                .streams
+                .get_mut(&account)
+                .and_then(|s| s.get_mut(&stream))
+            {
                 Some(sa) => {
                     sa.config = config;
                     sa.peers = peers;
-                    (MetaResponse::Ok, Some(MetaEvent::StreamAssigned(sa.clone())))
+                    (
+                        MetaResponse::Ok,
+                        Some(MetaEvent::StreamAssigned(sa.clone())),
+                    )
                 }
                 None => (errors::stream_not_found().into(), None),
             },
@@ -211,7 +229,11 @@ impl MetaState {
                 account,
                 stream,
                 consumer,
-            } => match self.streams.get_mut(&account).and_then(|s| s.get_mut(&stream)) {
+            } => match self
+                .streams
+                .get_mut(&account)
+                .and_then(|s| s.get_mut(&stream))
+            {
                 Some(sa) => {
                     sa.consumers.insert(consumer.name.clone(), consumer.clone());
                     (
@@ -229,16 +251,22 @@ impl MetaState {
                 account,
                 stream,
                 consumer,
-            } => match self.streams.get_mut(&account).and_then(|s| s.get_mut(&stream)) {
-                Some(sa) if sa.consumers.remove(&consumer).is_some() => (
-                    MetaResponse::Ok,
-                    Some(MetaEvent::ConsumerRemoved {
-                        account,
-                        stream,
-                        consumer,
-                    }),
-                ),
-                Some(_) => (errors::consumer_not_found().into(), None),
+            } => match self
+                .streams
+                .get_mut(&account)
+                .and_then(|s| s.get_mut(&stream))
+            {
+                Some(sa) => match sa.consumers.remove(&consumer) {
+                    Some(_) => (
+                        MetaResponse::Ok,
+                        Some(MetaEvent::ConsumerRemoved {
+                            account,
+                            stream,
+                            consumer,
+                        }),
+                    ),
+                    None => (errors::consumer_not_found().into(), None),
+                },
                 None => (errors::stream_not_found().into(), None),
             },
         }
@@ -317,7 +345,8 @@ impl MetaStateMachine {
     }
 }
 
-const SNAPSHOT_FILE: &str = "snapshot.json";
+/// The state machine's snapshot, in its directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
 
 fn read_snapshot(dir: &Path) -> anyhow::Result<Option<SnapshotFile>> {
     use anyhow::Context;
@@ -349,9 +378,16 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
-fn io_error(e: impl std::error::Error + 'static, what: openraft::ErrorSubject<u64>) -> StorageError<u64> {
+fn io_error(
+    e: impl std::error::Error + 'static,
+    what: openraft::ErrorSubject<u64>,
+) -> StorageError<u64> {
     StorageError::IO {
-        source: StorageIOError::new(what, openraft::ErrorVerb::Write, openraft::AnyError::new(&e)),
+        source: StorageIOError::new(
+            what,
+            openraft::ErrorVerb::Write,
+            openraft::AnyError::new(&e),
+        ),
     }
 }
 
@@ -437,7 +473,9 @@ impl RaftStateMachine<MetaTypes> for MetaStateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -446,15 +484,14 @@ impl RaftStateMachine<MetaTypes> for MetaStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        let state: MetaState = serde_json::from_slice(snapshot.get_ref()).map_err(|e| {
-            StorageError::IO {
+        let state: MetaState =
+            serde_json::from_slice(snapshot.get_ref()).map_err(|e| StorageError::IO {
                 source: StorageIOError::new(
                     openraft::ErrorSubject::Snapshot(Some(meta.signature())),
                     openraft::ErrorVerb::Read,
                     openraft::AnyError::new(&e),
                 ),
-            }
-        })?;
+            })?;
         let file = SnapshotFile {
             meta: meta.clone(),
             state,
@@ -485,7 +522,9 @@ impl RaftStateMachine<MetaTypes> for MetaStateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<MetaTypes>>, StorageError<u64>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<MetaTypes>>, StorageError<u64>> {
         let dir = self.dir.clone();
         let file = tokio::task::spawn_blocking(move || read_snapshot(&dir))
             .await
@@ -530,7 +569,10 @@ mod tests {
         assert_eq!(r, MetaResponse::Ok);
         assert_eq!(ev, Some(MetaEvent::StreamAssigned(sa.clone())));
         // The same create again (a retried request): fine, nothing to do.
-        assert_eq!(st.apply(MetaCommand::CreateStream(sa.clone())), (MetaResponse::Ok, None));
+        assert_eq!(
+            st.apply(MetaCommand::CreateStream(sa.clone())),
+            (MetaResponse::Ok, None)
+        );
         let mut other = sa.clone();
         other.config = r#"{"name":"S","subjects":["x"]}"#.into();
         let (r, ev) = st.apply(MetaCommand::CreateStream(other));
@@ -543,7 +585,11 @@ mod tests {
     #[test]
     fn consumers_and_deletes() {
         let mut st = MetaState::default();
-        st.apply(MetaCommand::CreateStream(assignment("APP", "S", &[1, 2, 3])));
+        st.apply(MetaCommand::CreateStream(assignment(
+            "APP",
+            "S",
+            &[1, 2, 3],
+        )));
         let ca = ConsumerAssignment {
             name: "C".into(),
             config: r#"{"durable_name":"C"}"#.into(),
@@ -564,7 +610,10 @@ mod tests {
             consumer: c.into(),
         };
         assert_eq!(st.apply(del("C")).0, MetaResponse::Ok);
-        assert_eq!(st.apply(del("C")).0.into_result().unwrap_err().err_code, 10014);
+        assert_eq!(
+            st.apply(del("C")).0.into_result().unwrap_err().err_code,
+            10014
+        );
         let (r, ev) = st.apply(MetaCommand::DeleteStream {
             account: "APP".into(),
             stream: "S".into(),
@@ -605,7 +654,9 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         let (mut sm2, view2) = MetaStateMachine::open(other.path(), tx2).unwrap();
-        sm2.install_snapshot(&current.meta, current.snapshot).await.unwrap();
+        sm2.install_snapshot(&current.meta, current.snapshot)
+            .await
+            .unwrap();
         assert_eq!(*view2.read(), *view.read());
         assert_eq!(sm2.applied_state().await.unwrap().0, Some(log_id));
         assert!(matches!(rx2.try_recv(), Ok(MetaEvent::StreamAssigned(_))));

@@ -46,7 +46,9 @@ pub struct JsCluster {
 
 impl std::fmt::Debug for JsCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsCluster").field("meta", &self.meta).finish()
+        f.debug_struct("JsCluster")
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -60,8 +62,8 @@ impl JsCluster {
     ) -> anyhow::Result<Arc<JsCluster>> {
         let me = crate::raft::node_id(&server.name);
         let bus = bus::SystemBus::new(server);
-        let router = Arc::new(Router::new(me, &server.name, bus.clone()));
-        bus.attach(server, &router, &crate::raft::network::inbox_subject(me))?;
+        let router = Router::new(me, bus.clone());
+        bus.attach(server, &router, &router.subscription())?;
         let peers = Arc::new(RoutePeers {
             server: Arc::downgrade(server),
             warned: Mutex::new(Vec::new()),
@@ -70,6 +72,7 @@ impl JsCluster {
         let meta = MetaGroup::start(
             &dir,
             me,
+            &server.name,
             &server.cluster_name(),
             router.clone(),
             peers.clone(),
@@ -174,7 +177,13 @@ impl PeerSource for RoutePeers {
         };
         let opts = server.opts();
         let own = server.listeners().cluster;
-        let own_hosts = [opts.cluster.host.as_str(), "localhost", "127.0.0.1", "::1", "0.0.0.0"];
+        let own_hosts = [
+            opts.cluster.host.as_str(),
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0",
+        ];
         let advertised = opts.cluster.advertise.clone().unwrap_or_default();
         peers::expected_from_routes(&opts.cluster.routes, |hp| {
             if hp == advertised {

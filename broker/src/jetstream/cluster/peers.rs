@@ -60,9 +60,15 @@ mod tests {
             "nats-route://127.0.0.1:6224".to_string(),
         ];
         // This server is :6222 and is in its own list.
-        assert_eq!(expected_from_routes(&routes, |hp| hp == "127.0.0.1:6222"), 3);
+        assert_eq!(
+            expected_from_routes(&routes, |hp| hp == "127.0.0.1:6222"),
+            3
+        );
         // This server is :6225, not in the list.
-        assert_eq!(expected_from_routes(&routes, |hp| hp == "127.0.0.1:6225"), 4);
+        assert_eq!(
+            expected_from_routes(&routes, |hp| hp == "127.0.0.1:6225"),
+            4
+        );
         assert_eq!(expected_from_routes(&[], |_| false), 1);
     }
 }

@@ -139,6 +139,12 @@ where
         &self.shared.dir
     }
 
+    /// Bytes of the records after `index` (all of them for `None`), for
+    /// monitoring what a snapshot would compact.
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        self.shared.inner.lock().log.bytes_after(index)
+    }
+
     /// Queues a batch for the writer; it is readable on return.
     fn append_batch(
         &self,

@@ -115,6 +115,20 @@ where
         (first < next).then_some((first, next))
     }
 
+    /// Bytes on disk (or being written) of the records after `index`
+    /// (all of them for `None`).
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        let from = index.map_or(0, |i| i + 1);
+        self.segments
+            .iter()
+            .filter(|seg| seg.next_index() > from)
+            .map(|seg| {
+                let (start, end) = seg.span(from.max(seg.first), seg.next_index());
+                end - start
+            })
+            .sum()
+    }
+
     pub fn last_log_id(&self) -> Option<LogId<u64>> {
         match self.live() {
             Some((_, next)) => Some(self.log_id_at(next - 1)),

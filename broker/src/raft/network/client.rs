@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::error::TransportError;
-use super::router::Router;
+use super::router::{Contact, Router};
 use super::subject::{self, InvalidGroup, Op};
 use super::wire::{self, Reply};
 
@@ -79,6 +79,7 @@ where
             subjects: Op::ALL.map(|op| subject::request(target, &self.group, op)),
             buf: Vec::new(),
             reply: String::new(),
+            contact: self.router.contact(&self.group, target),
             _config: PhantomData,
         }
     }
@@ -97,6 +98,8 @@ pub struct Connection<C> {
     buf: Vec<u8>,
     /// The reply subject, reused across requests.
     reply: String,
+    /// When the peer last answered (monitoring).
+    contact: Arc<Contact>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -161,6 +164,7 @@ where
             }
         };
         drop(pending);
+        self.router.touch(&self.contact);
         match wire::decode::<Reply<T, RaftError<u64, E>>>(&answer) {
             Ok(Reply::Ok(v)) => Ok(v),
             Ok(Reply::Raft(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),

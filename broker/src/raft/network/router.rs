@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::{Raft, RaftTypeConfig};
 use parking_lot::{Mutex, RwLock};
@@ -32,7 +33,20 @@ pub struct Router {
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>, ahash::RandomState>>,
     groups: RwLock<HashMap<Box<str>, Arc<dyn Serve>, ahash::RandomState>>,
     counters: Counters,
+    /// When each peer last answered, per group: monitoring's `active`.
+    contacts: Mutex<Contacts>,
+    /// The origin of [`Contact`] times.
+    epoch: Instant,
 }
+
+/// Contact records by (group, peer).
+type Contacts = HashMap<(Arc<str>, u64), Arc<Contact>, ahash::RandomState>;
+
+/// The last time a peer answered a group's request, as nanoseconds since
+/// the router's epoch (0: never). One per connection, updated without a
+/// lock on every answer.
+#[derive(Debug, Default)]
+pub(super) struct Contact(AtomicU64);
 
 #[derive(Default)]
 struct Counters {
@@ -103,6 +117,8 @@ impl Router {
             pending: Mutex::default(),
             groups: RwLock::default(),
             counters: Counters::default(),
+            contacts: Mutex::default(),
+            epoch: Instant::now(),
         })
     }
 
@@ -193,6 +209,36 @@ impl Router {
             }
             Err(e) => tracing::debug!(subject, error = %e, "raft message dropped"),
         }
+    }
+
+    /// How long ago `peer` last answered a request of `group` from this
+    /// node (`None`: never, or this node sent it nothing).
+    pub fn last_contact(&self, group: &str, peer: u64) -> Option<Duration> {
+        let contacts = self.contacts.lock();
+        let c = contacts.get(&(Arc::<str>::from(group), peer))?;
+        let at = c.0.load(Ordering::Relaxed);
+        (at != 0).then(|| {
+            self.epoch
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(at))
+        })
+    }
+
+    /// The contact record of a connection to `peer` for `group`.
+    pub(super) fn contact(&self, group: &Arc<str>, peer: u64) -> Arc<Contact> {
+        self.contacts
+            .lock()
+            .entry((group.clone(), peer))
+            .or_default()
+            .clone()
+    }
+
+    /// `peer` answered now.
+    pub(super) fn touch(&self, contact: &Contact) {
+        let nanos = self.epoch.elapsed().as_nanos().max(1);
+        contact
+            .0
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Counters of this node's transport.
