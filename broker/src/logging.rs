@@ -103,13 +103,17 @@ pub fn init(
         logtime,
         utc,
     };
-    // openraft narrates elections and votes at INFO; the server logs the
-    // changes that matter (new leaders) in nats-server's words, so the
-    // library's own lines show only with -V (trace) or when they warn.
+    // openraft narrates elections and votes at INFO and logs every failed
+    // heartbeat to a dead peer as an error, several times a second per
+    // group. The server logs what matters (new leaders, storage failures,
+    // groups that stop) in nats-server's words; the library's own lines
+    // show with -D (warnings and errors) and -V (its debug).
     let openraft_level = if trace {
         LevelFilter::DEBUG
-    } else {
+    } else if debug {
         LevelFilter::WARN
+    } else {
+        LevelFilter::OFF
     };
     let targets = tracing_subscriber::filter::Targets::new()
         .with_default(LevelFilter::TRACE)

@@ -26,6 +26,8 @@ use crate::internal::OwnedMsg;
 use crate::server::Server;
 
 const API_PREFIX: &str = "$JS.API.";
+/// The most replicas a stream or consumer may have (nats-server's limit).
+const MAX_REPLICAS: i64 = 5;
 const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
 /// What a request to nothing gets: the no-responders status.
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
@@ -48,6 +50,14 @@ pub(crate) async fn serve(
             trace!("JetStream API request {:?} in {:?}", m.subject, acc.name);
             acc.api_total.fetch_add(1, Ordering::Relaxed);
             let api = api.to_string();
+            if let Some(c) = server.jetstream().and_then(|js| js.cluster()) {
+                let c = c.clone();
+                if let crate::jetstream::cluster::requests::Decision::Done =
+                    crate::jetstream::cluster::requests::dispatch(&c, &acc, &server, &api, &m)
+                {
+                    continue;
+                }
+            }
             handle(&acc, &server, &api, &m);
         }
     }
@@ -99,7 +109,7 @@ fn on_flow_control(acc: &JsAccount, rest: &str, subject: &str) {
 
 /// A JSON answer with its `type` first and the body's fields in their
 /// declared order, as nats-server writes it; Go escapes <, > and & in strings.
-fn answer<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
+pub(crate) fn answer<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
     let body = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
     let rest = body
         .strip_prefix('{')
@@ -112,7 +122,7 @@ fn answer<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
 
 /// An error answer; some kinds keep their zero fields after the error, as
 /// nats-server's response structs do.
-fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
+pub(crate) fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
     #[derive(Serialize)]
     struct Paged<'a, T: Serialize> {
         error: &'a ApiError,
@@ -429,19 +439,56 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
             subjects,
             consumer_count: s.consumers.read().len(),
         },
-        cluster: ClusterInfo {
-            name: None,
-            leader: server.name.clone(),
-        },
+        cluster: cluster_info(server, s),
         ts: types::rfc3339(Some(std::time::SystemTime::now())),
     }
 }
 
+/// The `cluster` section of a stream's (or its consumers') info: this
+/// server alone, or the stream's Raft group as this replica sees it.
+pub(crate) fn cluster_info(server: &Server, s: &Stream) -> ClusterInfo {
+    let group = server
+        .jetstream()
+        .and_then(|js| js.cluster())
+        .and_then(|c| {
+            let acc = s.account.upgrade()?;
+            c.stream_group(&acc.name, &s.name)
+        });
+    let Some(g) = group else {
+        return ClusterInfo {
+            leader: server.name.clone(),
+            ..Default::default()
+        };
+    };
+    let lead = g.leadership();
+    ClusterInfo {
+        name: Some(server.cluster_name()),
+        raft_group: Some(g.group.clone()),
+        leader: lead.leader.unwrap_or_default(),
+        replicas: lead
+            .replicas
+            .into_iter()
+            .map(|r| types::PeerInfo {
+                name: r.name,
+                current: r.current,
+                active: r
+                    .active
+                    .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+                lag: r.lag,
+                peer: crate::raft::peer_id(r.id),
+            })
+            .collect(),
+    }
+}
+
 /// nats-server's defaults and checks for a stream configuration.
-fn normalize_stream(
+/// `servers`: the JetStream servers of the cluster, `None` when this server
+/// is not clustered (replicas beyond 1 are refused then).
+pub(crate) fn normalize_stream(
     acc: &JsAccount,
     mut c: StreamConfig,
     name: &str,
+    servers: Option<usize>,
 ) -> Result<StreamConfig, ApiError> {
     if c.name != name {
         return Err(errors::stream_mismatch());
@@ -473,8 +520,17 @@ fn normalize_stream(
             )));
         }
     }
-    if c.num_replicas > 1 {
-        return Err(errors::replicas_not_supported());
+    match servers {
+        None if c.num_replicas > 1 => return Err(errors::replicas_not_supported()),
+        Some(_) if c.num_replicas > MAX_REPLICAS => {
+            return Err(errors::stream_invalid_config(format!(
+                "maximum replicas is {MAX_REPLICAS}"
+            )))
+        }
+        Some(n) if c.num_replicas as usize > n => {
+            return Err(crate::jetstream::cluster::requests::insufficient_resources())
+        }
+        _ => {}
     }
     if c.num_replicas <= 0 {
         c.num_replicas = 1;
@@ -562,7 +618,7 @@ fn normalize_stream(
 
 /// A stream configuration from a request body; an empty body is an
 /// unnamed configuration (which then does not match the subject).
-fn stream_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
+pub(crate) fn stream_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_slice(b"{}").map_err(errors::invalid_json);
     }
@@ -577,7 +633,7 @@ fn stream_create(
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
     let cfg = stream_config(payload)?;
-    let cfg = normalize_stream(acc, cfg, name)?;
+    let cfg = normalize_stream(acc, cfg, name, None)?;
     if let Some(existing) = acc.stream(name) {
         if existing.config() == cfg {
             return Ok(answer(
@@ -602,8 +658,17 @@ fn stream_update(
     let _admin = acc.admin.lock();
     let cfg = stream_config(payload)?;
     let s = with_stream(acc, name)?;
-    let cfg = normalize_stream(acc, cfg, name)?;
-    let old = s.config();
+    let cfg = normalize_stream(acc, cfg, name, None)?;
+    check_stream_update(&s.config(), &cfg)?;
+    acc.update_stream(server, &s, cfg)?;
+    Ok(answer(
+        "stream_update_response",
+        &stream_info(server, &s, None),
+    ))
+}
+
+/// What a stream update may not change.
+pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Result<(), ApiError> {
     if old.storage != cfg.storage {
         return Err(errors::stream_invalid_config(
             "stream configuration update can not change storage type",
@@ -621,11 +686,7 @@ fn stream_update(
             "stream configuration update can not unseal a sealed stream",
         ));
     }
-    acc.update_stream(server, &s, cfg)?;
-    Ok(answer(
-        "stream_update_response",
-        &stream_info(server, &s, None),
-    ))
+    Ok(())
 }
 
 fn stream_purge(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -1027,8 +1088,17 @@ fn check_consumer(
             return Err(errors::fc_requires_push());
         }
     }
-    if cfg.num_replicas > 1 {
-        return Err(errors::replicas_not_supported());
+    // Consumers inherit their stream's replicas (0) or take fewer.
+    if cfg.num_replicas > stream_cfg.num_replicas.max(1) {
+        return Err(if stream_cfg.num_replicas > 1 {
+            ApiError::new(
+                400,
+                10126,
+                "consumer config replica count exceeds parent stream",
+            )
+        } else {
+            errors::replicas_not_supported()
+        });
     }
     if cfg.filter_subject.as_deref().is_some_and(|f| !f.is_empty())
         && !cfg.filter_subjects.is_empty()

@@ -963,8 +963,8 @@ impl Consumer {
             num_waiting: st.waiting.len() as u64,
             num_pending: self.num_pending(&st),
             cluster: ClusterInfo {
-                name: None,
                 leader: server_name.to_string(),
+                ..Default::default()
             },
             push_bound: false,
             ts: types::rfc3339(Some(SystemTime::now())),

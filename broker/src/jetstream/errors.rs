@@ -2,9 +2,9 @@
 //! `err_code` (from its errors.json) and its description, so clients that
 //! switch on `err_code` behave the same against Tribune.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: u16,
     pub err_code: u16,

@@ -150,19 +150,21 @@ impl JetStream {
             if explicit && wanted != Some(true) {
                 continue;
             }
-            js.enable_account(server, acc)?;
-        }
-        if conf.cluster.enabled() {
-            warn!(
-                "JetStream is not clustered yet: streams live on this node only and are \
-                 reachable from the whole cluster; enable JetStream on one node"
-            );
+            js.enable_account(server, acc, !conf.cluster.enabled())?;
         }
         info!("JetStream started");
         Ok(js)
     }
 
-    fn enable_account(&self, server: &Arc<Server>, account: Arc<Account>) -> Result<()> {
+    /// Serve JetStream in `account`. `recover`: reload its streams from
+    /// disk (a server of its own; in a cluster the meta group says which
+    /// replicas this server holds, and they are opened as it does).
+    fn enable_account(
+        &self,
+        server: &Arc<Server>,
+        account: Arc<Account>,
+        recover: bool,
+    ) -> Result<()> {
         let (tx, rx) = mpsc::unbounded_channel();
         let client = InternalClient::new(server, account.clone(), Arc::new(ChannelHandler(tx)));
         client.subscribe(server, "$JS.API.>", None)?;
@@ -179,7 +181,9 @@ impl JetStream {
             api_total: Default::default(),
             api_errors: Default::default(),
         });
-        jsa.recover(server);
+        if recover {
+            jsa.recover(server);
+        }
         self.accounts
             .lock()
             .insert(account.name.clone(), jsa.clone());
@@ -193,14 +197,16 @@ impl JetStream {
     pub async fn join_cluster(&self, server: &Arc<Server>) -> Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let c = cluster::JsCluster::start(server, &self.store_dir, tx).await?;
-        // Streams are not placed by the meta group yet: its decisions are
-        // only logged.
+        let _ = self.cluster.set(c.clone());
+        // The meta group's decisions, in order: start, change and stop
+        // this server's replicas.
+        let srv = Arc::downgrade(server);
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                tracing::debug!("JetStream cluster: {ev:?}");
+                let Some(server) = srv.upgrade() else { return };
+                c.on_event(&server, ev).await;
             }
         });
-        let _ = self.cluster.set(c);
         Ok(())
     }
 
@@ -390,12 +396,90 @@ impl JsAccount {
         Ok(stream)
     }
 
+    /// Open (or create) this server's replica of a replicated stream: its
+    /// store and configuration on disk, registered in the account, but not
+    /// taking messages: its Raft group's leader does
+    /// ([`cluster::stream_group`]).
+    pub(crate) fn open_replica(
+        self: &Arc<Self>,
+        config: StreamConfig,
+        created: SystemTime,
+    ) -> Result<Arc<Stream>> {
+        if let Some(s) = self.stream(&config.name) {
+            return Ok(s);
+        }
+        let (store, dir): (Box<dyn MsgStore>, Option<PathBuf>) = match config.storage {
+            Storage::Memory => (Box::new(MemStore::new(stream::limits(&config))), None),
+            Storage::File => {
+                let dir = self.streams_dir().join(&config.name);
+                let meta = StreamMeta {
+                    config: config.clone(),
+                    created: types::rfc3339(Some(created)),
+                };
+                write_meta(&dir, &meta).map_err(|e| anyhow::anyhow!("writing meta.json: {e}"))?;
+                let store = FileStore::open(
+                    &dir.join("msgs"),
+                    stream::limits(&config),
+                    FileStoreConfig::default(),
+                )
+                .context("opening the message store")?;
+                (Box::new(store), Some(dir))
+            }
+        };
+        let stream = Stream::new(config, store, created, dir, self, self.sync);
+        stream.start_expiry();
+        self.streams
+            .write()
+            .insert(stream.name.clone(), stream.clone());
+        Ok(stream)
+    }
+
+    /// Where a replicated stream's Raft log and checkpoint live (also for
+    /// memory streams, whose log is what survives a restart).
+    pub(crate) fn raft_dir(&self, stream: &str) -> PathBuf {
+        self.streams_dir().join(stream).join("raft")
+    }
+
+    /// Forget a replica: stop it and remove its files, Raft's included.
+    pub(crate) fn drop_replica(&self, server: &Server, name: &str) {
+        if let Some(stream) = self.streams.write().remove(name) {
+            stream.stop(server);
+        }
+        let dir = self.streams_dir().join(name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!("JetStream: removing {}: {e}", dir.display());
+            }
+        }
+    }
+
     /// Apply a new configuration to an existing stream.
     pub(crate) fn update_stream(
         &self,
         server: &Arc<Server>,
         stream: &Arc<Stream>,
         config: StreamConfig,
+    ) -> Result<(), ApiError> {
+        self.apply_config(server, stream, config, true)
+    }
+
+    /// A replica's new configuration; only the leader takes the subjects.
+    pub(crate) fn reconfigure_replica(
+        &self,
+        server: &Arc<Server>,
+        stream: &Arc<Stream>,
+        config: StreamConfig,
+        leading: bool,
+    ) -> Result<(), ApiError> {
+        self.apply_config(server, stream, config, leading)
+    }
+
+    fn apply_config(
+        &self,
+        server: &Arc<Server>,
+        stream: &Arc<Stream>,
+        config: StreamConfig,
+        subscribed: bool,
     ) -> Result<(), ApiError> {
         if let Some(dir) = &stream.dir {
             let meta = StreamMeta {
@@ -416,7 +500,7 @@ impl JsAccount {
             inner.store.take_removed()
         };
         stream.forget(&removed);
-        if subjects_changed {
+        if subjects_changed && subscribed {
             stream.subscribe(server)?;
         }
         Ok(())

@@ -55,6 +55,24 @@ pub fn pub_error(stream: &str, e: &ApiError) -> Vec<u8> {
     format!("{{\"error\":{err},\"stream\":{name},\"seq\":0}}").into_bytes()
 }
 
+/// A published message as the stream checks and stores it: borrowed from
+/// a client's message or from a replicated Raft entry.
+pub(crate) struct Published<'a> {
+    pub subject: &'a str,
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl<'a> Published<'a> {
+    pub fn of(m: &'a OwnedMsg) -> Self {
+        Published {
+            subject: &m.subject,
+            headers: &m.headers,
+            payload: &m.payload,
+        }
+    }
+}
+
 pub(crate) struct StreamInner {
     pub config: StreamConfig,
     pub store: Box<dyn MsgStore>,
@@ -93,6 +111,8 @@ pub struct Stream {
     /// Feeds the writer thread (taken on stop).
     ingest: Mutex<Option<mpsc::UnboundedSender<OwnedMsg>>>,
     sync: SyncPolicy,
+    /// Set by [`Stream::stop`]: timers end.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -137,11 +157,18 @@ impl Stream {
             client: Mutex::new(None),
             ingest: Mutex::new(None),
             sync,
+            stopped: Default::default(),
         })
     }
 
     /// After a restart: rebuild the duplicate window (and the last message
     /// id) from the messages stored within it, as nats-server does.
+    ///
+    /// The window is measured back from the newest stored message, not
+    /// from the clock: a replica replaying its Raft log checks each entry
+    /// at the leader's time of that entry, and must still know every id
+    /// the leader knew then. Ids older than that are trimmed by the next
+    /// publish, whose time is later.
     pub(crate) fn rebuild_dedup(&self) {
         let mut inner = self.inner.lock();
         let window = match inner.config.duplicate_window {
@@ -152,7 +179,9 @@ impl Stream {
         if state.msgs == 0 {
             return;
         }
-        let mut seq = inner.store.seq_for_time(now_nanos() - window);
+        let mut seq = inner
+            .store
+            .seq_for_time(state.last_ts.saturating_sub(window));
         let mut found = Vec::new();
         while let Ok(Some(m)) = inner.store.load_next("", seq) {
             seq = m.seq + 1;
@@ -182,19 +211,7 @@ impl Stream {
             .name(format!("js-{}", self.name))
             .spawn(move || me.write_loop(rx, srv))
             .map_err(|e| errors::stream_create(format!("starting the writer: {e}")))?;
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(s) = me.upgrade() else { return };
-                if s.ingest.lock().is_none() {
-                    return;
-                }
-                s.expire();
-            }
-        });
+        self.start_expiry();
         Ok(())
     }
 
@@ -228,6 +245,8 @@ impl Stream {
     /// Stop capturing messages and stop the consumers (stream delete or
     /// shutdown). The writer ends once its queue is drained.
     pub(crate) fn stop(&self, server: &Server) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.unsubscribe(server);
         self.ingest.lock().take();
         for c in self.consumers.read().values() {
@@ -278,8 +297,9 @@ impl Stream {
             let (removed, no_ack, stored) = {
                 let mut inner = self.inner.lock();
                 let mut stored = 0;
+                let now = now_nanos();
                 for m in &batch {
-                    let r = self.process(&mut inner, m);
+                    let r = self.process(&mut inner, &Published::of(m), now);
                     if matches!(r, Ok((_, false))) {
                         stored += 1;
                     }
@@ -316,7 +336,70 @@ impl Stream {
         debug!("JetStream stream {:?}: writer stopped", self.name);
     }
 
-    fn send_acks(
+    /// Apply a replicated batch of publishes (a committed Raft entry) at
+    /// the leader's time `ts`: the same checks and the same store as a
+    /// stream of this server's own, without the fsync (the Raft log holds
+    /// the batch durably) and without acks (the leader sends them).
+    pub(crate) fn apply_published(
+        &self,
+        msgs: &[Published<'_>],
+        ts: i64,
+        results: &mut Vec<Result<(u64, bool), ApiError>>,
+    ) {
+        let (removed, stored) = {
+            let mut inner = self.inner.lock();
+            let mut stored = 0;
+            for m in msgs {
+                let r = self.process(&mut inner, m, ts);
+                if matches!(r, Ok((_, false))) {
+                    stored += 1;
+                }
+                results.push(r);
+            }
+            (inner.store.take_removed(), stored)
+        };
+        self.forget(&removed);
+        if stored > 0 {
+            self.after_store();
+        }
+    }
+
+    /// Start taking the stream's messages on this server (its replica
+    /// became the leader): subscribe to the subjects, feeding `tx`.
+    pub(crate) fn lead(
+        &self,
+        server: &Server,
+        tx: mpsc::UnboundedSender<OwnedMsg>,
+    ) -> Result<(), ApiError> {
+        *self.ingest.lock() = Some(tx);
+        self.subscribe(server)
+    }
+
+    /// Stop taking messages here (leadership moved away).
+    pub(crate) fn follow(&self, server: &Server) {
+        self.unsubscribe(server);
+        self.ingest.lock().take();
+    }
+
+    /// Expire old messages (`max_age`) every 250 ms until the stream is
+    /// stopped: every replica expires its own copy, as in nats-server.
+    pub(crate) fn start_expiry(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(s) = me.upgrade() else { return };
+                if s.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                s.expire();
+            }
+        });
+    }
+
+    pub(crate) fn send_acks(
         &self,
         server: &Server,
         batch: &[OwnedMsg],
@@ -349,19 +432,26 @@ impl Stream {
     }
 
     /// Check and store one published message: `Ok((seq, duplicate))`.
-    fn process(&self, inner: &mut StreamInner, m: &OwnedMsg) -> Result<(u64, bool), ApiError> {
+    /// `now` is the message's timestamp: this server's clock for a stream
+    /// of its own, the leader's (from the Raft entry) for a replicated one,
+    /// so every replica decides and stores alike.
+    fn process(
+        &self,
+        inner: &mut StreamInner,
+        m: &Published<'_>,
+        now: i64,
+    ) -> Result<(u64, bool), ApiError> {
         let cfg = &inner.config;
         if cfg.sealed {
             return Err(errors::sealed());
         }
-        let hdr = &m.headers[..];
+        let hdr = m.headers;
         if hdr.len() > 64 * 1024 {
             return Err(errors::header_too_large());
         }
         if cfg.max_msg_size > 0 && hdr.len() + m.payload.len() > cfg.max_msg_size as usize {
             return Err(errors::msg_too_large());
         }
-        let now = now_nanos();
         let window = match cfg.duplicate_window {
             0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
             w => w,
@@ -395,7 +485,7 @@ impl Stream {
             }
         }
         if let Some(v) = h.expected_last_subj_seq {
-            let last = inner.store.last_seq_for_subject(&m.subject);
+            let last = inner.store.last_seq_for_subject(m.subject);
             match v.parse::<u64>() {
                 Ok(want) if want == last => {}
                 Ok(_) => return Err(errors::wrong_last_sequence(last)),
@@ -422,15 +512,15 @@ impl Stream {
             if cfg.max_msgs > 0 && state.msgs >= cfg.max_msgs as u64 {
                 return Err(errors::store_failed("maximum messages exceeded"));
             }
-            let size = super::store::file_store_msg_size(&m.subject, hdr, &m.payload);
+            let size = super::store::file_store_msg_size(m.subject, hdr, m.payload);
             if cfg.max_bytes > 0 && state.bytes + size > cfg.max_bytes as u64 {
                 return Err(errors::store_failed("maximum bytes exceeded"));
             }
             if cfg.discard_new_per_subject && cfg.max_msgs_per_subject > 0 {
                 let n = inner
                     .store
-                    .subjects_totals(&m.subject)
-                    .get(&m.subject)
+                    .subjects_totals(m.subject)
+                    .get(m.subject)
                     .copied()
                     .unwrap_or(0);
                 if n >= cfg.max_msgs_per_subject as u64 {
@@ -442,19 +532,19 @@ impl Stream {
         }
         let seq = inner
             .store
-            .store_msg(&m.subject, hdr, &m.payload, now)
+            .store_msg(m.subject, hdr, m.payload, now)
             .map_err(|e| match e {
                 StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
                 other => errors::store_failed(other),
             })?;
         if let Some(r) = h.rollup {
-            let filter = if r == "all" { "" } else { m.subject.as_str() };
+            let filter = if r == "all" { "" } else { m.subject };
             if let Err(e) = inner.store.purge(filter, seq, 0) {
                 warn!("JetStream stream {:?}: rollup purge: {e}", self.name);
             }
         }
         if inner.config.retention == Retention::Interest
-            && !self.consumers.read().values().any(|c| c.wants(&m.subject))
+            && !self.consumers.read().values().any(|c| c.wants(m.subject))
         {
             // Nobody is interested: acknowledged, counted, not kept.
             let _ = inner.store.remove(seq);

@@ -160,11 +160,28 @@ pub struct StreamState {
     pub consumer_count: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// nats-server's `ClusterInfo` of a stream or consumer.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ClusterInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_group: Option<String>,
     pub leader: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<PeerInfo>,
+}
+
+/// A replica in a [`ClusterInfo`]: `active` in nanoseconds since the
+/// leader last heard from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    pub name: String,
+    pub current: bool,
+    pub active: i64,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub lag: u64,
+    pub peer: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

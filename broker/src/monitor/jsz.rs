@@ -139,11 +139,12 @@ pub(super) fn handle(m: &Monitor) -> Response {
         });
         if let Some(c) = js.cluster() {
             let st = c.meta.status();
+            let lead = st.leadership;
             out.meta_cluster = Some(MetaCluster {
                 name: c.meta.cluster().to_string(),
-                leader: st.leader.unwrap_or_default(),
+                leader: lead.leader.unwrap_or_default(),
                 peer: crate::raft::peer_id(c.meta.me()),
-                replicas: st
+                replicas: lead
                     .replicas
                     .into_iter()
                     .map(|r| PeerInfo {
@@ -155,8 +156,8 @@ pub(super) fn handle(m: &Monitor) -> Response {
                         peer: crate::raft::peer_id(r.id),
                     })
                     .collect(),
-                cluster_size: st.size,
-                quorum_needed: st.size / 2 + 1,
+                cluster_size: lead.size,
+                quorum_needed: lead.size / 2 + 1,
                 pending: st.pending,
                 pending_requests: 0,
                 pending_infos: 0,

@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use openraft::{BasicNode, Raft, ServerState};
+use openraft::{BasicNode, Raft};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::leadership::{self, cluster_not_available, Leadership};
 use super::meta::{MetaCommand, MetaEvent, MetaStateMachine, MetaTypes, MetaView};
 use super::peers::PeerSource;
 use super::timing;
@@ -21,12 +22,6 @@ use crate::raft::network::{Network, Router};
 
 /// The meta group's name on the wire (`$TRG.<node>._meta_.…`).
 pub const META_GROUP: &str = "_meta_";
-
-/// nats-server's answer while the meta group has no leader or this server
-/// lost leadership while asking.
-pub fn cluster_not_available() -> ApiError {
-    ApiError::new(503, 10008, "JetStream system temporarily unavailable")
-}
 
 /// One replica of the meta group.
 pub struct MetaGroup {
@@ -51,30 +46,17 @@ impl std::fmt::Debug for MetaGroup {
     }
 }
 
-/// Who leads and who follows, for `/jsz` and the API's `cluster` sections.
+/// The meta group for `/jsz`: leadership, pending proposals, and the
+/// log since the last snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct GroupStatus {
-    pub leader: Option<String>,
-    pub leader_id: Option<u64>,
-    /// Every voter but the leader: name, id, current (caught up), lag.
-    pub replicas: Vec<ReplicaStatus>,
-    pub size: usize,
+    pub leadership: Leadership,
     /// Proposals of this server waiting to be applied.
     pub pending: usize,
     /// When the last snapshot was taken, entries and bytes of log since.
     pub snapshot_time: Option<std::time::SystemTime>,
     pub snapshot_pending_entries: u64,
     pub snapshot_pending_size: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct ReplicaStatus {
-    pub id: u64,
-    pub name: String,
-    pub current: bool,
-    pub lag: u64,
-    /// Time since the leader last heard from it (known on the leader only).
-    pub active: Option<Duration>,
 }
 
 impl MetaGroup {
@@ -95,7 +77,10 @@ impl MetaGroup {
         let (sm, view) = MetaStateMachine::open(&dir.join("state"), events)
             .with_context(|| format!("meta group state in {}", dir.display()))?;
         let network = Network::<MetaTypes>::new(router.clone(), META_GROUP)?;
-        let config = Arc::new(timing::raft_config(cluster, timing::META_SNAPSHOT_EVERY)?);
+        let config = Arc::new(timing::raft_config(
+            cluster,
+            Some(timing::META_SNAPSHOT_EVERY),
+        )?);
         let raft = Raft::new(me, config, network, log.clone(), sm)
             .await
             .context("could not start the meta group's Raft node")?;
@@ -126,7 +111,7 @@ impl MetaGroup {
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.me)
+        leadership::is_leader(&self.raft, self.me)
     }
 
     pub fn leader(&self) -> Option<u64> {
@@ -135,13 +120,37 @@ impl MetaGroup {
 
     /// Server names by node id, from the group's membership.
     pub fn names(&self) -> BTreeMap<u64, String> {
-        let m = self.raft.metrics().borrow().membership_config.clone();
-        m.nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+        leadership::names(&self.raft)
     }
 
     fn voters(&self) -> BTreeSet<u64> {
-        let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership().voter_ids().collect()
+        leadership::voters(&self.raft)
+    }
+
+    /// Whether the domain has this stream.
+    pub fn knows(&self, account: &str, stream: &str) -> bool {
+        self.view.read().stream(account, stream).is_some()
+    }
+
+    /// The number of JetStream servers in the domain (the meta voters).
+    pub fn voter_count(&self) -> usize {
+        self.voters().len()
+    }
+
+    /// Choose `replicas` servers for a new stream: the meta voters that
+    /// hold the fewest streams, ties broken at random. `None` when there
+    /// are fewer voters than that.
+    pub fn place(&self, replicas: usize) -> Option<Vec<u64>> {
+        use rand::seq::SliceRandom;
+        let mut voters: Vec<u64> = self.voters().into_iter().collect();
+        if voters.len() < replicas {
+            return None;
+        }
+        voters.shuffle(&mut rand::rng());
+        let view = self.view.read();
+        voters.sort_by_key(|id| view.streams_on(*id));
+        voters.truncate(replicas);
+        Some(voters)
     }
 
     /// Propose a change to the domain and wait until it is applied here.
@@ -159,49 +168,13 @@ impl MetaGroup {
         }
     }
 
-    /// Leadership and replicas as the leader sees them (followers know the
-    /// leader and the voters, not their progress).
+    /// Leadership, replicas and the log since the last snapshot.
     pub fn status(&self) -> GroupStatus {
         let metrics = self.raft.metrics().borrow().clone();
-        let names = self.names();
-        let leader_id = metrics.current_leader;
         let last = metrics.last_log_index.unwrap_or(0);
-        let progress = metrics.replication.clone().unwrap_or_default();
-        let mut replicas = Vec::new();
-        for id in self.voters() {
-            if Some(id) == leader_id {
-                continue;
-            }
-            let matched = progress.get(&id).copied().flatten().map(|l| l.index);
-            let lag = matched.map_or(last, |m| last.saturating_sub(m));
-            replicas.push(ReplicaStatus {
-                id,
-                name: names
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("{id:016x}")),
-                current: if metrics.state == ServerState::Leader {
-                    matched.is_some() && lag == 0
-                } else {
-                    // A follower reports the others as nats-server does
-                    // when it cannot know: current if there is a leader.
-                    leader_id.is_some()
-                },
-                lag,
-                active: self.router.last_contact(META_GROUP, id),
-            });
-        }
         let snapshot_index = metrics.snapshot.map(|l| l.index);
         GroupStatus {
-            leader: leader_id.map(|l| {
-                names
-                    .get(&l)
-                    .cloned()
-                    .unwrap_or_else(|| format!("{l:016x}"))
-            }),
-            leader_id,
-            replicas,
-            size: self.voters().len(),
+            leadership: leadership::leadership(&self.raft, &self.router, META_GROUP),
             pending: self.proposing.load(std::sync::atomic::Ordering::Relaxed),
             snapshot_time: std::fs::metadata(&self.snapshot_file)
                 .and_then(|m| m.modified())
@@ -215,42 +188,9 @@ impl MetaGroup {
         &self.cluster
     }
 
-    /// Hand leadership to another voter: stop sending heartbeats and
-    /// campaigning, so a follower's election timer fires and it takes
-    /// over, then campaign again. Fails when no other voter is current or
-    /// no new leader appears in time.
+    /// Hand the meta leadership to another voter.
     pub async fn step_down(&self) -> Result<(), ApiError> {
-        if !self.is_leader() {
-            return Err(cluster_not_available());
-        }
-        let status = self.status();
-        if !status.replicas.iter().any(|r| r.current) {
-            return Err(ApiError::new(
-                400,
-                10044,
-                "no replicas available for stepdown",
-            ));
-        }
-        self.raft.runtime_config().heartbeat(false);
-        self.raft.runtime_config().elect(false);
-        let deadline = Instant::now() + timing::STEPDOWN_WAIT;
-        let mut metrics = self.raft.metrics();
-        let mut moved = false;
-        while Instant::now() < deadline {
-            let leader = metrics.borrow().current_leader;
-            if leader.is_some() && leader != Some(self.me) {
-                moved = true;
-                break;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
-        }
-        self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
-        if moved {
-            Ok(())
-        } else {
-            Err(cluster_not_available())
-        }
+        leadership::step_down(&self.raft, &self.router, META_GROUP).await
     }
 
     pub async fn shutdown(&self) {
@@ -319,6 +259,10 @@ async fn log_leaders(group: Weak<MetaGroup>) {
     };
     let mut last: Option<u64> = None;
     loop {
+        if let Err(e) = &rx.borrow().running_state {
+            tracing::error!("JetStream cluster metadata group stopped: {e}");
+            return;
+        }
         let leader = rx.borrow().current_leader;
         if leader != last {
             if let Some(g) = group.upgrade() {

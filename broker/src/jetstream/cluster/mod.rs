@@ -5,7 +5,11 @@
 //!   their peers) and its state machine.
 //! - [`group`]: this server's meta replica: forming the group, growing it,
 //!   leadership, stepdown.
+//! - [`leadership`]: leaders, replicas and stepdown, for every group.
 //! - [`peers`]: which servers take part, as the routes report them.
+//! - [`stream_group`], [`stream_sm`]: a replicated stream's replica on
+//!   this server: its Raft node, leader duties, and the store as state
+//!   machine.
 //! - [`bus`]: Raft RPCs as system-account messages on the routes.
 //! - [`timing`]: heartbeats, election timeouts, snapshot intervals.
 //! - [`api`]: the system account's domain requests (meta leader stepdown).
@@ -18,10 +22,15 @@
 pub mod api;
 pub mod bus;
 pub mod group;
+pub mod leadership;
 pub mod meta;
 pub mod peers;
+pub mod requests;
+pub mod stream_group;
+pub mod stream_sm;
 pub mod timing;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
@@ -34,10 +43,16 @@ use crate::server::Server;
 use group::MetaGroup;
 use meta::MetaEvent;
 use peers::{JsPeer, PeerSource};
+use stream_group::StreamGroup;
 
 /// This server's part of the JetStream domain.
 pub struct JsCluster {
     pub meta: Arc<MetaGroup>,
+    /// Serializes the meta leader's stream creates, updates and deletes
+    /// (validated against the state, then proposed).
+    pub(crate) admin: tokio::sync::Mutex<()>,
+    /// This server's stream replicas, by (account, stream).
+    streams: Mutex<HashMap<(String, String), Arc<StreamGroup>>>,
     api_client: Arc<crate::internal::InternalClient>,
     router: Arc<Router>,
     bus: Arc<bus::SystemBus>,
@@ -95,6 +110,8 @@ impl JsCluster {
             rx,
         ));
         Ok(Arc::new(JsCluster {
+            admin: tokio::sync::Mutex::new(()),
+            streams: Mutex::new(HashMap::new()),
             api_client: client,
             meta,
             router,
@@ -117,12 +134,125 @@ impl JsCluster {
         &self.router
     }
 
+    /// This server's replica of a stream, if it holds one.
+    pub fn stream_group(&self, account: &str, stream: &str) -> Option<Arc<StreamGroup>> {
+        self.streams
+            .lock()
+            .get(&(account.to_string(), stream.to_string()))
+            .cloned()
+    }
+
+    /// Carry out one of the meta group's decisions on this server.
+    pub async fn on_event(&self, server: &Arc<Server>, ev: MetaEvent) {
+        match ev {
+            MetaEvent::StreamAssigned(sa) => {
+                let key = (sa.account.clone(), stream_name(&sa));
+                let mine = sa.peers.contains(&self.meta.me());
+                let existing = self.streams.lock().get(&key).cloned();
+                match (mine, existing) {
+                    (true, Some(g)) => reconfigure(server, &g, &sa),
+                    (true, None) => match self.start_replica(server, &sa).await {
+                        Ok(g) => {
+                            self.streams.lock().insert(key, g);
+                        }
+                        Err(e) => error!(
+                            "JetStream cluster could not start stream '{} > {}': {e:#}",
+                            key.0, key.1
+                        ),
+                    },
+                    (false, Some(_)) => self.stop_replica(server, &key.0, &key.1).await,
+                    (false, None) => {}
+                }
+            }
+            MetaEvent::StreamRemoved { account, stream } => {
+                self.stop_replica(server, &account, &stream).await
+            }
+            // Consumers live on their stream's leader for now.
+            MetaEvent::ConsumerAssigned { .. } | MetaEvent::ConsumerRemoved { .. } => {}
+        }
+    }
+
+    async fn start_replica(
+        &self,
+        server: &Arc<Server>,
+        sa: &meta::StreamAssignment,
+    ) -> anyhow::Result<Arc<StreamGroup>> {
+        use anyhow::Context;
+        let js = server
+            .jetstream()
+            .context("JetStream is not running on this server")?;
+        let acc = js
+            .account(&sa.account)
+            .with_context(|| format!("account {:?} has no JetStream here", sa.account))?;
+        let config: crate::jetstream::types::StreamConfig =
+            serde_json::from_str(&sa.config).context("the assigned configuration")?;
+        let created = crate::jetstream::types::parse_rfc3339(&sa.created)
+            .unwrap_or_else(std::time::SystemTime::now);
+        let stream = acc.open_replica(config, created)?;
+        let dir = acc.raft_dir(&stream.name);
+        StreamGroup::start(
+            server,
+            self.router.clone(),
+            sa,
+            &self.meta.names(),
+            stream,
+            &dir,
+        )
+        .await
+    }
+
+    async fn stop_replica(&self, server: &Arc<Server>, account: &str, stream: &str) {
+        let g = self
+            .streams
+            .lock()
+            .remove(&(account.to_string(), stream.to_string()));
+        if let Some(g) = g {
+            g.shutdown().await;
+        }
+        if let Some(acc) = server.jetstream().and_then(|js| js.account(account)) {
+            acc.drop_replica(server, stream);
+        }
+    }
+
     pub async fn shutdown(&self) {
+        let groups: Vec<Arc<StreamGroup>> = self.streams.lock().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.shutdown().await;
+        }
         if let Some(server) = self.peers.server.upgrade() {
             self.api_client.close(&server);
         }
         self.meta.shutdown().await;
         self.bus.close();
+    }
+}
+
+/// The stream an assignment names.
+fn stream_name(sa: &meta::StreamAssignment) -> String {
+    serde_json::from_str::<serde_json::Value>(&sa.config)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A replica's new configuration (a committed STREAM.UPDATE).
+fn reconfigure(server: &Arc<Server>, g: &StreamGroup, sa: &meta::StreamAssignment) {
+    let Ok(config) = serde_json::from_str::<crate::jetstream::types::StreamConfig>(&sa.config)
+    else {
+        error!(
+            "JetStream cluster: undecodable configuration for {:?}",
+            g.group
+        );
+        return;
+    };
+    let Some(acc) = server.jetstream().and_then(|js| js.account(&g.account)) else {
+        return;
+    };
+    if g.stream.config() == config {
+        return;
+    }
+    if let Err(e) = acc.reconfigure_replica(server, &g.stream, config, g.is_leader()) {
+        error!("JetStream cluster: reconfiguring {:?}: {e}", g.group);
     }
 }
 

@@ -25,15 +25,21 @@ pub const GROW_POLL: Duration = Duration::from_secs(1);
 /// How long a stepdown waits for another leader.
 pub const STEPDOWN_WAIT: Duration = Duration::from_millis(3 * ELECTION_MAX_MS);
 
-/// openraft's configuration for a group.
-pub fn raft_config(cluster: &str, snapshot_every: u64) -> anyhow::Result<openraft::Config> {
+/// openraft's configuration for a group; `snapshot_every` entries between
+/// snapshots, or none (`None`: the log is kept whole).
+pub fn raft_config(cluster: &str, snapshot_every: Option<u64>) -> anyhow::Result<openraft::Config> {
     let config = openraft::Config {
         cluster_name: cluster.to_string(),
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: ELECTION_MIN_MS,
         election_timeout_max: ELECTION_MAX_MS,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
-        max_in_snapshot_log_to_keep: snapshot_every / 2,
+        snapshot_policy: match snapshot_every {
+            Some(n) => openraft::SnapshotPolicy::LogsSinceLast(n),
+            None => openraft::SnapshotPolicy::Never,
+        },
+        max_in_snapshot_log_to_keep: snapshot_every.map_or(1000, |n| n / 2),
+        // Group commit: up to this many publishes per append request.
+        max_payload_entries: 1024,
         ..Default::default()
     };
     config

@@ -1,0 +1,156 @@
+//! What every Raft group of the domain shares: who leads, who follows and
+//! how far behind (for `/jsz` and the API's `cluster` sections), and
+//! handing leadership to another voter on request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, Raft, RaftTypeConfig, ServerState};
+
+use super::timing;
+use crate::jetstream::errors::ApiError;
+use crate::raft::network::Router;
+
+/// The Raft types of the domain's groups: node ids from server names, the
+/// name in the node.
+pub trait GroupTypes: RaftTypeConfig<NodeId = u64, Node = BasicNode> {}
+impl<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>> GroupTypes for C {}
+
+/// nats-server's answer while a group has no leader, or this server lost
+/// leadership while asking.
+pub fn cluster_not_available() -> ApiError {
+    ApiError::new(503, 10008, "JetStream system temporarily unavailable")
+}
+
+/// Who leads and who follows.
+#[derive(Debug, Clone, Default)]
+pub struct Leadership {
+    pub leader: Option<String>,
+    pub leader_id: Option<u64>,
+    /// Every voter but the leader.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Voters in all.
+    pub size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaStatus {
+    pub id: u64,
+    pub name: String,
+    /// Caught up with the leader's log (on the leader); on a follower,
+    /// whether there is a leader at all (it cannot know more).
+    pub current: bool,
+    /// Entries behind the leader's last (known on the leader only).
+    pub lag: u64,
+    /// Time since the leader last heard from it (known on the leader only).
+    pub active: Option<Duration>,
+}
+
+/// Server names by node id, from the group's membership.
+pub fn names<C: GroupTypes>(raft: &Raft<C>) -> BTreeMap<u64, String> {
+    let m = raft.metrics().borrow().membership_config.clone();
+    m.nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+}
+
+pub fn voters<C: GroupTypes>(raft: &Raft<C>) -> BTreeSet<u64> {
+    let m = raft.metrics().borrow().membership_config.clone();
+    m.membership().voter_ids().collect()
+}
+
+pub fn is_leader<C: GroupTypes>(raft: &Raft<C>, me: u64) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.current_leader == Some(me) && m.state == ServerState::Leader
+}
+
+fn name_of(names: &BTreeMap<u64, String>, id: u64) -> String {
+    names
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| format!("{id:016x}"))
+}
+
+/// Leadership of `group` as this server sees it.
+pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -> Leadership {
+    let metrics = raft.metrics().borrow().clone();
+    let names = names(raft);
+    let leader_id = metrics.current_leader;
+    let last = metrics.last_log_index.unwrap_or(0);
+    let progress = metrics.replication.clone().unwrap_or_default();
+    let voters = voters(raft);
+    let replicas = voters
+        .iter()
+        .filter(|id| Some(**id) != leader_id)
+        .map(|&id| {
+            let matched = progress.get(&id).copied().flatten().map(|l| l.index);
+            let lag = matched.map_or(last, |m| last.saturating_sub(m));
+            ReplicaStatus {
+                id,
+                name: name_of(&names, id),
+                current: if metrics.state == ServerState::Leader {
+                    matched.is_some() && lag == 0
+                } else {
+                    leader_id.is_some()
+                },
+                lag: if metrics.state == ServerState::Leader {
+                    lag
+                } else {
+                    0
+                },
+                active: router.last_contact(group, id),
+            }
+        })
+        .collect();
+    Leadership {
+        leader: leader_id.map(|l| name_of(&names, l)),
+        leader_id,
+        replicas,
+        size: voters.len(),
+    }
+}
+
+/// Hand leadership to another voter: stop sending heartbeats and
+/// campaigning, so a follower's election timer fires and it takes over,
+/// then campaign again. Fails when no other voter is current or no new
+/// leader appears in time.
+pub async fn step_down<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+) -> Result<(), ApiError> {
+    let me = router.id();
+    if !is_leader(raft, me) {
+        return Err(cluster_not_available());
+    }
+    if !leadership(raft, router, group)
+        .replicas
+        .iter()
+        .any(|r| r.current)
+    {
+        return Err(ApiError::new(
+            400,
+            10044,
+            "no replicas available for stepdown",
+        ));
+    }
+    raft.runtime_config().heartbeat(false);
+    raft.runtime_config().elect(false);
+    let deadline = Instant::now() + timing::STEPDOWN_WAIT;
+    let mut metrics = raft.metrics();
+    let mut moved = false;
+    while Instant::now() < deadline {
+        let leader = metrics.borrow().current_leader;
+        if leader.is_some() && leader != Some(me) {
+            moved = true;
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+    }
+    raft.runtime_config().heartbeat(true);
+    raft.runtime_config().elect(true);
+    if moved {
+        Ok(())
+    } else {
+        Err(cluster_not_available())
+    }
+}

@@ -1,0 +1,328 @@
+//! Which server answers an account's JetStream API request in a cluster.
+//!
+//! Every JetStream server of the cluster receives every request of an
+//! account (each serves `$JS.API.>` there), so exactly one must answer, as
+//! in nats-server:
+//! - the meta leader: account-wide requests, and creating, updating and
+//!   deleting streams (which it decides and proposes to the meta group);
+//! - a stream's leader: everything about that stream and its consumers
+//!   (its replica holds the current state);
+//! - nobody else. A request about a stream the meta group does not know
+//!   is answered by the meta leader ("stream not found").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+use tracing::debug;
+
+use super::meta::{MetaCommand, StreamAssignment};
+use super::JsCluster;
+use crate::internal::OwnedMsg;
+use crate::jetstream::errors::{self, ApiError};
+use crate::jetstream::JsAccount;
+use crate::server::Server;
+
+/// What the account's API loop does with a request.
+pub(crate) enum Decision {
+    /// Answer it here with the ordinary handler.
+    Local,
+    /// Someone else answers it, or it is being answered by a task here.
+    Done,
+}
+
+/// How long a create waits for the new stream's group to elect a leader
+/// before answering without one.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Decide who answers `api` (the subject after `$JS.API.`).
+pub(crate) fn dispatch(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    api: &str,
+    m: &OwnedMsg,
+) -> Decision {
+    if c.mixed_with().is_some() {
+        // Shared Raft with another implementation is impossible: refuse.
+        if c.meta.is_leader() || c.meta.leader().is_none() {
+            if let Some(reply) = &m.reply {
+                let body = json!({ "error": ApiError::new(503, 10008,
+                    "JetStream system temporarily unavailable") });
+                acc.client
+                    .publish(server, reply, None, b"", body.to_string().as_bytes());
+            }
+        }
+        return Decision::Done;
+    }
+    let tokens: Vec<&str> = api.split('.').collect();
+    let meta_leader = c.meta.is_leader();
+    let stream_of = |name: &str| -> Decision {
+        match c.stream_group(&acc.name, name) {
+            Some(g) if g.is_leader() => Decision::Local,
+            Some(_) => Decision::Done,
+            None if meta_leader && !c.meta.knows(&acc.name, name) => Decision::Local,
+            None => Decision::Done,
+        }
+    };
+    match tokens.as_slice() {
+        ["STREAM", "CREATE", name] | ["STREAM", "UPDATE", name] | ["STREAM", "DELETE", name] => {
+            if meta_leader {
+                spawn_meta_op(c, acc, server, tokens[1], name, m);
+            }
+            Decision::Done
+        }
+        ["STREAM", "LEADER", "STEPDOWN", name] => {
+            if let Some(g) = c.stream_group(&acc.name, name).filter(|g| g.is_leader()) {
+                spawn_stepdown(
+                    acc,
+                    server,
+                    m,
+                    "stream_leader_stepdown_response",
+                    async move { g.step_down().await },
+                );
+                Decision::Done
+            } else {
+                stream_of(name)
+            }
+        }
+        ["CONSUMER", "LEADER", "STEPDOWN", stream, _] => {
+            // A consumer's state lives with its stream's leader for now:
+            // its leadership moves with the stream's.
+            if let Some(g) = c.stream_group(&acc.name, stream).filter(|g| g.is_leader()) {
+                spawn_stepdown(
+                    acc,
+                    server,
+                    m,
+                    "consumer_leader_stepdown_response",
+                    async move { g.step_down().await },
+                );
+                Decision::Done
+            } else {
+                stream_of(stream)
+            }
+        }
+        ["STREAM", "INFO", name]
+        | ["STREAM", "PURGE", name]
+        | ["STREAM", "MSG", "GET", name]
+        | ["STREAM", "MSG", "DELETE", name]
+        | ["STREAM", "PEER", "REMOVE", name]
+        | ["DIRECT", "GET", name, ..] => stream_of(name),
+        ["CONSUMER", op, ..] => {
+            // CONSUMER.<op>.<stream>... or CONSUMER.DURABLE.CREATE.<stream>...
+            // and CONSUMER.MSG.NEXT.<stream>...
+            let at = if matches!(*op, "DURABLE" | "MSG") {
+                3
+            } else {
+                2
+            };
+            match tokens.get(at) {
+                Some(stream) => stream_of(stream),
+                None if meta_leader => Decision::Local,
+                None => Decision::Done,
+            }
+        }
+        _ if meta_leader => Decision::Local,
+        _ => Decision::Done,
+    }
+}
+
+fn spawn_stepdown<F>(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    m: &OwnedMsg,
+    kind: &'static str,
+    fut: F,
+) where
+    F: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+{
+    let Some(reply) = m.reply.clone() else { return };
+    let (acc, server) = (acc.clone(), Arc::downgrade(server));
+    tokio::spawn(async move {
+        let body = match fut.await {
+            Ok(()) => {
+                json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "success": true })
+            }
+            Err(e) => json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e }),
+        };
+        if let Some(s) = server.upgrade() {
+            acc.client
+                .publish(&s, &reply, None, b"", body.to_string().as_bytes());
+        }
+    });
+}
+
+/// Create, update or delete a stream: decided by the meta leader,
+/// proposed to the meta group, answered once applied.
+fn spawn_meta_op(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    op: &str,
+    name: &str,
+    m: &OwnedMsg,
+) {
+    let Some(reply) = m.reply.clone() else { return };
+    let (c, acc, srv) = (c.clone(), acc.clone(), Arc::downgrade(server));
+    let (op, name, payload) = (op.to_string(), name.to_string(), m.payload.clone());
+    tokio::spawn(async move {
+        let _serial = c.admin.lock().await;
+        let kind = match op.as_str() {
+            "CREATE" => "stream_create_response",
+            "UPDATE" => "stream_update_response",
+            _ => "stream_delete_response",
+        };
+        let result = match op.as_str() {
+            "CREATE" => create(&c, &acc, &srv, &name, &payload).await,
+            "UPDATE" => update(&c, &acc, &srv, &name, &payload).await,
+            _ => delete(&c, &acc, &name).await,
+        };
+        let Some(server) = srv.upgrade() else { return };
+        let body = match result {
+            Ok(v) => crate::jetstream::api::answer(kind, &v),
+            Err(e) => {
+                debug!("JetStream API {op} {name:?}: {e}");
+                acc.api_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::jetstream::api::error_answer(kind, &e)
+            }
+        };
+        acc.client.publish(&server, &reply, None, b"", &body);
+    });
+}
+
+async fn create(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &std::sync::Weak<Server>,
+    name: &str,
+    payload: &[u8],
+) -> Result<Value, ApiError> {
+    let cfg = crate::jetstream::api::stream_config(payload)?;
+    let peers_available = c.meta.voter_count();
+    let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(peers_available))?;
+    let config = serde_json::to_string(&cfg).map_err(errors::stream_create)?;
+    let existing = c.meta.view().read().stream(&acc.name, name).cloned();
+    if let Some(sa) = existing {
+        let old: crate::jetstream::types::StreamConfig =
+            serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
+        if old != cfg {
+            return Err(errors::stream_name_exist());
+        }
+        return info_after(c, acc, server, name, false).await;
+    }
+    let replicas = usize::try_from(cfg.num_replicas).unwrap_or(1).max(1);
+    let peers = c.meta.place(replicas).ok_or_else(insufficient_resources)?;
+    let sa = StreamAssignment {
+        account: acc.name.clone(),
+        config,
+        group: group_name("S", replicas, &cfg.storage),
+        peers,
+        created: crate::jetstream::types::rfc3339(Some(std::time::SystemTime::now())),
+        consumers: Default::default(),
+    };
+    c.meta.propose(MetaCommand::CreateStream(sa)).await?;
+    info_after(c, acc, server, name, true).await
+}
+
+async fn update(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &std::sync::Weak<Server>,
+    name: &str,
+    payload: &[u8],
+) -> Result<Value, ApiError> {
+    let sa = c
+        .meta
+        .view()
+        .read()
+        .stream(&acc.name, name)
+        .cloned()
+        .ok_or_else(errors::stream_not_found)?;
+    let old: crate::jetstream::types::StreamConfig =
+        serde_json::from_str(&sa.config).map_err(errors::stream_update)?;
+    let cfg = crate::jetstream::api::stream_config(payload)?;
+    let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(c.meta.voter_count()))?;
+    crate::jetstream::api::check_stream_update(&old, &cfg)?;
+    if old.num_replicas != cfg.num_replicas {
+        return Err(ApiError::new(
+            500,
+            10061,
+            "Replicas configuration can not be updated",
+        ));
+    }
+    let config = serde_json::to_string(&cfg).map_err(errors::stream_update)?;
+    c.meta
+        .propose(MetaCommand::UpdateStream {
+            account: acc.name.clone(),
+            stream: name.to_string(),
+            config,
+            peers: sa.peers.clone(),
+        })
+        .await?;
+    info_after(c, acc, server, name, false).await
+}
+
+async fn delete(c: &Arc<JsCluster>, acc: &Arc<JsAccount>, name: &str) -> Result<Value, ApiError> {
+    c.meta
+        .propose(MetaCommand::DeleteStream {
+            account: acc.name.clone(),
+            stream: name.to_string(),
+        })
+        .await?;
+    Ok(json!({ "success": true }))
+}
+
+/// The stream's info once this server's replica (if it holds one) has a
+/// leader, or the assignment's configuration if it holds none.
+async fn info_after(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &std::sync::Weak<Server>,
+    name: &str,
+    created: bool,
+) -> Result<Value, ApiError> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let group = c.stream_group(&acc.name, name);
+        let led = group
+            .as_ref()
+            .is_some_and(|g| g.leadership().leader.is_some());
+        if led || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let server = server
+        .upgrade()
+        .ok_or_else(super::leadership::cluster_not_available)?;
+    let stream = acc.stream(name).ok_or_else(errors::stream_not_found)?;
+    let mut v = serde_json::to_value(crate::jetstream::api::stream_info(&server, &stream, None))
+        .map_err(errors::stream_create)?;
+    if created {
+        v["did_create"] = Value::Bool(true);
+    }
+    Ok(v)
+}
+
+/// nats-server's answer when the cluster has too few servers for the
+/// replicas asked.
+pub fn insufficient_resources() -> ApiError {
+    ApiError::new(503, 10023, "insufficient resources")
+}
+
+/// A group name as nats-server forms them (`S-R3F-xxxxxxxx`): kind,
+/// replicas, storage, and a random part unique in the domain.
+fn group_name(kind: &str, replicas: usize, storage: &crate::jetstream::types::Storage) -> String {
+    let s = match storage {
+        crate::jetstream::types::Storage::File => 'F',
+        crate::jetstream::types::Storage::Memory => 'M',
+    };
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{kind}-R{replicas}{s}-{tail}")
+}

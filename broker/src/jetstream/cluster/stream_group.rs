@@ -1,0 +1,252 @@
+//! One replica of a replicated stream: its Raft node, and while it leads,
+//! the stream's subjects feeding proposals whose application decides the
+//! publish acks.
+//!
+//! Only the leader subscribes to the stream's subjects, so a publish made
+//! on any server of the cluster reaches it over the routes, as in
+//! nats-server. It batches what arrives (group commit: one Raft entry and
+//! one fsync per voter for a burst) and proposes without waiting for the
+//! previous batch, so batches pipeline; each batch's acks go out once a
+//! quorum stored it and the leader applied it.
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use anyhow::Context;
+use openraft::{BasicNode, Raft};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::leadership::{self, Leadership};
+use super::meta::StreamAssignment;
+use super::stream_sm::{ProposedMsg, StreamEntry, StreamStateMachine, StreamTypes};
+use super::timing;
+use crate::internal::OwnedMsg;
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::stream::{now_nanos, Stream};
+use crate::raft::log::LogStore;
+use crate::raft::network::{Network, Router};
+use crate::server::Server;
+
+/// Publishes per proposal at most, and bytes (subjects, headers and
+/// payloads) per proposal at most unless one message alone is larger:
+/// an entry must fit one Raft message on the routes.
+const BATCH_MSGS: usize = 1024;
+const BATCH_BYTES: usize = 256 * 1024;
+
+pub struct StreamGroup {
+    pub account: String,
+    pub stream: Arc<Stream>,
+    pub group: String,
+    raft: Raft<StreamTypes>,
+    router: Arc<Router>,
+    server: Weak<Server>,
+}
+
+impl std::fmt::Debug for StreamGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamGroup")
+            .field("account", &self.account)
+            .field("group", &self.group)
+            .finish()
+    }
+}
+
+impl StreamGroup {
+    /// Start this server's replica of `sa`'s stream (`stream`, already
+    /// opened on its store), with its Raft files in `dir`. A new group is
+    /// initialized by every peer with the assignment's peers (the same
+    /// membership everywhere, so whoever wins the first election, there is
+    /// one group).
+    pub async fn start(
+        server: &Arc<Server>,
+        router: Arc<Router>,
+        sa: &StreamAssignment,
+        names: &std::collections::BTreeMap<u64, String>,
+        stream: Arc<Stream>,
+        dir: &Path,
+    ) -> anyhow::Result<Arc<StreamGroup>> {
+        let log_dir = dir.join("log");
+        let log = tokio::task::spawn_blocking(move || LogStore::<StreamTypes>::open(&log_dir))
+            .await
+            .context("opening the stream's Raft log")??;
+        let sm_dir = dir.to_path_buf();
+        let sm_stream = stream.clone();
+        let sm = tokio::task::spawn_blocking(move || StreamStateMachine::open(sm_stream, &sm_dir))
+            .await
+            .context("opening the stream's state machine")??;
+        let network = Network::<StreamTypes>::new(router.clone(), &sa.group)?;
+        let config = Arc::new(timing::raft_config(&server.cluster_name(), None)?);
+        let raft = Raft::new(router.id(), config, network, log, sm)
+            .await
+            .context("starting the stream's Raft node")?;
+        router.register(&sa.group, raft.clone())?;
+        if !raft.is_initialized().await.unwrap_or(true) {
+            let members: std::collections::BTreeMap<u64, BasicNode> = sa
+                .peers
+                .iter()
+                .map(|id| {
+                    let name = names
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{id:016x}"));
+                    (*id, BasicNode::new(name))
+                })
+                .collect();
+            if let Err(e) = raft.initialize(members).await {
+                debug!("stream group {} initialize: {e}", sa.group);
+            }
+        }
+        let group = Arc::new(StreamGroup {
+            account: sa.account.clone(),
+            stream,
+            group: sa.group.clone(),
+            raft,
+            router,
+            server: Arc::downgrade(server),
+        });
+        tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
+        Ok(group)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        leadership::is_leader(&self.raft, self.router.id())
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        leadership::leadership(&self.raft, &self.router, &self.group)
+    }
+
+    pub async fn step_down(&self) -> Result<(), ApiError> {
+        leadership::step_down(&self.raft, &self.router, &self.group).await
+    }
+
+    /// Stop this replica (stream deleted, moved, or server shutting down).
+    pub async fn shutdown(&self) {
+        self.router.unregister(&self.group);
+        if let Some(server) = self.server.upgrade() {
+            self.stream.follow(&server);
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            warn!("stream group {} did not shut down cleanly: {e}", self.group);
+        }
+    }
+}
+
+/// Take the stream's messages while this replica leads, and stop when it
+/// no longer does.
+async fn lead_while_leader(group: Weak<StreamGroup>) {
+    let Some(mut metrics) = group.upgrade().map(|g| g.raft.metrics()) else {
+        return;
+    };
+    let mut leading = false;
+    loop {
+        let Some(g) = group.upgrade() else { return };
+        if let Err(e) = &metrics.borrow().running_state {
+            tracing::error!(
+                "JetStream stream '{} > {}': its Raft group stopped: {e}",
+                g.account,
+                g.stream.name
+            );
+            if let Some(server) = g.server.upgrade() {
+                g.stream.follow(&server);
+            }
+            return;
+        }
+        let leader_now = g.is_leader();
+        if leader_now && !leading {
+            // Everything committed in earlier terms is applied before
+            // publishes are checked against the stream's state.
+            match g.raft.ensure_linearizable().await {
+                Ok(_) => {
+                    if let Some(server) = g.server.upgrade() {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        match g.stream.lead(&server, tx) {
+                            Ok(()) => {
+                                info!(
+                                    "JetStream cluster new stream leader for '{} > {}'",
+                                    g.account, g.stream.name
+                                );
+                                tokio::spawn(propose(Arc::downgrade(&g), rx));
+                                leading = true;
+                            }
+                            Err(e) => warn!(
+                                "JetStream stream {:?}: could not take its subjects: {e}",
+                                g.stream.name
+                            ),
+                        }
+                    }
+                }
+                Err(e) => debug!("stream group {}: not leading after all: {e}", g.group),
+            }
+        } else if !leader_now && leading {
+            if let Some(server) = g.server.upgrade() {
+                g.stream.follow(&server);
+            }
+            leading = false;
+        }
+        drop(g);
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Batch what the stream's subjects deliver into proposals, in order, and
+/// ack each batch once applied. Ends when the stream stops leading here
+/// (its sender is dropped).
+async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<OwnedMsg>) {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = msg_bytes(&first);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MSGS && bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(m) => {
+                    bytes += msg_bytes(&m);
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(g) = group.upgrade() else { return };
+        let entry = StreamEntry::Msgs {
+            ts: now_nanos(),
+            msgs: batch
+                .iter()
+                .map(|m| ProposedMsg {
+                    subject: m.subject.clone(),
+                    headers: m.headers.clone(),
+                    payload: m.payload.clone(),
+                })
+                .collect(),
+        };
+        let responder = match g.raft.client_write_ff(entry).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("stream group {}: Raft stopped: {e}", g.group);
+                return;
+            }
+        };
+        let stream = g.stream.clone();
+        let server = g.server.clone();
+        drop(g);
+        tokio::spawn(async move {
+            match responder.await {
+                Ok(Ok(resp)) => {
+                    if let Some(server) = server.upgrade() {
+                        let no_ack = stream.inner.lock().config.no_ack;
+                        stream.send_acks(&server, &batch, &resp.data.0, no_ack);
+                    }
+                }
+                // Leadership moved before the batch committed: no ack;
+                // publishers retry and reach the new leader.
+                Ok(Err(e)) => debug!("stream {:?}: batch not committed: {e}", stream.name),
+                Err(_) => debug!("stream {:?}: batch dropped", stream.name),
+            }
+        });
+    }
+}
+
+fn msg_bytes(m: &OwnedMsg) -> usize {
+    m.subject.len() + m.headers.len() + m.payload.len()
+}
