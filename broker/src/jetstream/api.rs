@@ -689,7 +689,7 @@ pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Res
     Ok(())
 }
 
-fn stream_purge(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn stream_purge(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
     let s = with_stream(acc, name)?;
     let req: PurgeRequest = parse(payload)?;
     let (purged, removed) = {
@@ -754,7 +754,7 @@ fn msg_get(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiEr
     ))
 }
 
-fn msg_delete(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn msg_delete(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
     let s = with_stream(acc, name)?;
     let req: Value = parse(payload)?;
     let seq = req.get("seq").and_then(Value::as_u64).unwrap_or(0);

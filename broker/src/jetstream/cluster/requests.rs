@@ -103,10 +103,18 @@ pub(crate) fn dispatch(
                 stream_of(stream)
             }
         }
+        ["STREAM", "PURGE", name] | ["STREAM", "MSG", "DELETE", name] => {
+            match c.stream_group(&acc.name, name) {
+                Some(g) if g.is_leader() => {
+                    let purge = tokens[1] == "PURGE";
+                    spawn_replicated(acc, server, m, g, purge);
+                    Decision::Done
+                }
+                _ => stream_of(name),
+            }
+        }
         ["STREAM", "INFO", name]
-        | ["STREAM", "PURGE", name]
         | ["STREAM", "MSG", "GET", name]
-        | ["STREAM", "MSG", "DELETE", name]
         | ["STREAM", "PEER", "REMOVE", name]
         | ["DIRECT", "GET", name, ..] => stream_of(name),
         ["CONSUMER", op, ..] => {
@@ -126,6 +134,38 @@ pub(crate) fn dispatch(
         _ if meta_leader => Decision::Local,
         _ => Decision::Done,
     }
+}
+
+/// Purge or delete a message through the stream's Raft group, answering
+/// with the leader's result once a quorum has it.
+fn spawn_replicated(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    m: &OwnedMsg,
+    g: Arc<super::stream_group::StreamGroup>,
+    purge: bool,
+) {
+    use super::stream_sm::StreamEntry;
+    let Some(reply) = m.reply.clone() else { return };
+    let (acc, server) = (acc.clone(), Arc::downgrade(server));
+    let request = m.payload.clone();
+    tokio::spawn(async move {
+        let (kind, entry) = if purge {
+            ("stream_purge_response", StreamEntry::Purge { request })
+        } else {
+            ("stream_msg_delete_response", StreamEntry::DeleteMsg { request })
+        };
+        let body = match g.propose_api(entry).await {
+            Ok(body) => body,
+            Err(e) => {
+                acc.api_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::jetstream::api::error_answer(kind, &e)
+            }
+        };
+        if let Some(s) = server.upgrade() {
+            acc.client.publish(&s, &reply, None, b"", &body);
+        }
+    });
 }
 
 fn spawn_stepdown<F>(

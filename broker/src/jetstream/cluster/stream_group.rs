@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::leadership::{self, Leadership};
 use super::meta::StreamAssignment;
-use super::stream_sm::{ProposedMsg, StreamEntry, StreamStateMachine, StreamTypes};
+use super::stream_sm::{ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes};
 use super::timing;
 use crate::internal::OwnedMsg;
 use crate::jetstream::errors::ApiError;
@@ -115,6 +115,22 @@ impl StreamGroup {
 
     pub fn leadership(&self) -> Leadership {
         leadership::leadership(&self.raft, &self.router, &self.group)
+    }
+
+    /// Replicate an API request that changes the stream (purge, message
+    /// delete): every replica applies it alike; this leader's result is
+    /// the answer.
+    pub async fn propose_api(&self, entry: StreamEntry) -> Result<Vec<u8>, ApiError> {
+        match self.raft.client_write(entry).await {
+            Ok(resp) => match resp.data {
+                StreamResponse::Api(r) => r,
+                _ => Err(leadership::cluster_not_available()),
+            },
+            Err(e) => {
+                debug!("stream group {}: proposal failed: {e}", self.group);
+                Err(leadership::cluster_not_available())
+            }
+        }
     }
 
     pub async fn step_down(&self) -> Result<(), ApiError> {
@@ -233,9 +249,11 @@ async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Owned
         tokio::spawn(async move {
             match responder.await {
                 Ok(Ok(resp)) => {
-                    if let Some(server) = server.upgrade() {
+                    if let (Some(server), StreamResponse::Published(results)) =
+                        (server.upgrade(), &resp.data)
+                    {
                         let no_ack = stream.inner.lock().config.no_ack;
-                        stream.send_acks(&server, &batch, &resp.data.0, no_ack);
+                        stream.send_acks(&server, &batch, results, no_ack);
                     }
                 }
                 // Leadership moved before the batch committed: no ack;

@@ -56,11 +56,23 @@ pub enum StreamEntry {
     /// Messages published to the leader, in arrival order, at its time
     /// (unix nanoseconds).
     Msgs { ts: i64, msgs: Vec<ProposedMsg> },
+    /// `$JS.API.STREAM.PURGE` with this request body.
+    Purge { request: bytes::Bytes },
+    /// `$JS.API.STREAM.MSG.DELETE` with this request body.
+    DeleteMsg { request: bytes::Bytes },
 }
 
-/// Per message of a batch: `(seq, duplicate)` or why it was refused.
+/// What applying an entry decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamResponse(pub Vec<Result<(u64, bool), ApiError>>);
+pub enum StreamResponse {
+    /// Nothing to answer (blank and membership entries).
+    #[default]
+    None,
+    /// Per message of a batch: `(seq, duplicate)` or why it was refused.
+    Published(Vec<Result<(u64, bool), ApiError>>),
+    /// An API request's answer body, or its error.
+    Api(Result<Vec<u8>, ApiError>),
+}
 
 /// What `applied.json` records: the store holds exactly the effects of
 /// the log up to `log_id`, and its last sequence was `last_seq`.
@@ -146,6 +158,17 @@ impl StreamStateMachine {
             checkpointed: Instant::now(),
             dirty: false,
         })
+    }
+
+    /// Run an API request's handler on this replica's stream.
+    fn api(
+        &self,
+        f: impl FnOnce(&crate::jetstream::JsAccount, &str) -> Result<Vec<u8>, ApiError>,
+    ) -> Result<Vec<u8>, ApiError> {
+        match self.stream.account.upgrade() {
+            Some(acc) => f(&acc, &self.stream.name),
+            None => Err(crate::jetstream::errors::stream_not_found()),
+        }
     }
 
     /// Sync the store and record what it holds.
@@ -244,7 +267,17 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                         .collect();
                     let mut results = Vec::with_capacity(msgs.len());
                     self.stream.apply_published(&published, ts, &mut results);
-                    out.push(StreamResponse(results));
+                    out.push(StreamResponse::Published(results));
+                }
+                EntryPayload::Normal(StreamEntry::Purge { request }) => {
+                    out.push(StreamResponse::Api(self.api(|acc, name| {
+                        crate::jetstream::api::stream_purge(acc, name, &request)
+                    })));
+                }
+                EntryPayload::Normal(StreamEntry::DeleteMsg { request }) => {
+                    out.push(StreamResponse::Api(self.api(|acc, name| {
+                        crate::jetstream::api::msg_delete(acc, name, &request)
+                    })));
                 }
             }
         }

@@ -203,14 +203,6 @@ pub trait MsgStore: Send {
     /// as ascending, non-overlapping ranges. Call it after `store_msg`,
     /// `update_limits` and `expire`: the list grows until drained.
     fn take_removed(&mut self) -> Vec<RangeInclusive<u64>>;
-    /// TEMPORARY until the truncate branch lands.
-    fn truncate(&mut self, seq: u64) -> Result<(), StoreError> {
-        Err(StoreError::Io {
-            op: "truncate",
-            path: PathBuf::new(),
-            source: std::io::Error::other(format!("truncate to {seq} is not implemented")),
-        })
-    }
     /// Removes all data (stream delete).
     fn delete(self: Box<Self>) -> Result<(), StoreError>;
 }
