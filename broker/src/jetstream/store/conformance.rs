@@ -6,29 +6,39 @@ use std::time::Duration;
 use super::*;
 
 /// A store under test plus what keeps its files alive.
-struct H {
-    s: Box<dyn MsgStore>,
+pub(super) struct H {
+    pub(super) s: Box<dyn MsgStore>,
     file: bool,
-    _dir: Option<tempfile::TempDir>,
+    limits: StoreLimits,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl H {
-    fn size(&self, subject: &str, hdr: &[u8], payload: &[u8]) -> u64 {
+    pub(super) fn size(&self, subject: &str, hdr: &[u8], payload: &[u8]) -> u64 {
         if self.file {
             file_store_msg_size(subject, hdr, payload)
         } else {
             mem_store_msg_size(subject, hdr, payload)
         }
     }
-    fn put(&mut self, subject: &str, payload: &str) -> u64 {
+    pub(super) fn put(&mut self, subject: &str, payload: &str) -> u64 {
         self.s
             .store_msg(subject, b"", payload.as_bytes(), 0)
             .expect("store")
     }
-    fn put_ts(&mut self, subject: &str, ts: i64) -> u64 {
+    pub(super) fn put_ts(&mut self, subject: &str, ts: i64) -> u64 {
         self.s.store_msg(subject, b"", b"x", ts).expect("store")
     }
-    fn seqs(&self, filter: &str) -> Vec<u64> {
+    /// Closes and reopens a file store (what a restart shows); a no-op for
+    /// memory.
+    pub(super) fn reopen(&mut self) {
+        let Some(dir) = &self.dir else { return };
+        let placeholder: Box<dyn MsgStore> = Box::new(MemStore::new(StoreLimits::default()));
+        drop(std::mem::replace(&mut self.s, placeholder));
+        self.s =
+            Box::new(FileStore::open(dir.path(), self.limits.clone(), file_cfg()).expect("reopen"));
+    }
+    pub(super) fn seqs(&self, filter: &str) -> Vec<u64> {
         let mut out = Vec::new();
         let mut next = 0;
         while let Some(m) = self.s.load_next(filter, next).expect("load_next") {
@@ -39,30 +49,35 @@ impl H {
     }
 }
 
-fn mem(limits: StoreLimits) -> H {
+pub(super) fn mem(limits: StoreLimits) -> H {
     H {
-        s: Box::new(MemStore::new(limits)),
+        s: Box::new(MemStore::new(limits.clone())),
         file: false,
-        _dir: None,
+        limits,
+        dir: None,
     }
 }
 
-fn file(limits: StoreLimits) -> H {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Small blocks so that every test crosses block boundaries.
-    let cfg = FileStoreConfig {
+/// Small blocks so that every test crosses block boundaries.
+fn file_cfg() -> FileStoreConfig {
+    FileStoreConfig {
         block_size: 1024,
         cache_blocks: 4,
-    };
-    let s = FileStore::open(dir.path(), limits, cfg).expect("open");
+    }
+}
+
+pub(super) fn file(limits: StoreLimits) -> H {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FileStore::open(dir.path(), limits.clone(), file_cfg()).expect("open");
     H {
         s: Box::new(s),
         file: true,
-        _dir: Some(dir),
+        limits,
+        dir: Some(dir),
     }
 }
 
-type Mk = fn(StoreLimits) -> H;
+pub(super) type Mk = fn(StoreLimits) -> H;
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::removed::RemovedLog;
 use super::subjects::SubjectIndex;
 use super::{
-    check_subject, filter_is_all, filter_matches, mem_store_msg_size, MsgStore, StoreError,
-    StoreLimits, StoreState, StoredMsg,
+    check_subject, check_truncate, filter_is_all, filter_matches, mem_store_msg_size, MsgStore,
+    StoreError, StoreLimits, StoreState, StoredMsg, SubjectMap,
 };
 
 /// A stream's messages held in RAM.
@@ -161,6 +161,53 @@ impl MemStore {
         self.state.first_seq = self.state.last_seq + 1;
         self.state.first_ts = 0;
         purged
+    }
+
+    /// Drops every message above `seq` (checked by the caller: below
+    /// `last_seq`). See [`MsgStore::truncate`].
+    fn truncate_to(&mut self, seq: u64) {
+        self.removed.truncate(seq);
+        if seq == 0 {
+            self.msgs.clear();
+            self.subjects.clear();
+            self.state = StoreState::default();
+            return;
+        }
+        let gone = self.msgs.split_off(&(seq + 1));
+        let mut dropped: SubjectMap<u64> = SubjectMap::default();
+        for m in gone.into_values() {
+            self.state.msgs -= 1;
+            self.state.bytes = self.state.bytes.saturating_sub(Self::size_of(&m));
+            match dropped.get_mut(m.subject.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    dropped.insert(m.subject, 1);
+                }
+            }
+        }
+        let mut unresolved: HashSet<String> = HashSet::new();
+        for (subject, n) in dropped {
+            if self.subjects.drop_newest(&subject, n).is_some() {
+                unresolved.insert(subject);
+            }
+        }
+        // One backward pass finds the new newest message of every subject
+        // that keeps some (they all have one at or below `seq`).
+        for (s, m) in self.msgs.iter().rev() {
+            if unresolved.is_empty() {
+                break;
+            }
+            if unresolved.remove(m.subject.as_str()) {
+                if let Some(info) = self.subjects.get_mut(&m.subject) {
+                    info.last = *s;
+                }
+            }
+        }
+        if let Some(m) = self.msgs.get(&seq) {
+            self.state.last_ts = m.ts;
+        }
+        self.state.last_seq = seq;
+        self.reset_first();
     }
 
     /// The lowest sequence a scan for `filter` from `start` must look at, and
@@ -371,6 +418,13 @@ impl MsgStore for MemStore {
 
     fn take_removed(&mut self) -> Vec<RangeInclusive<u64>> {
         self.removed.take()
+    }
+
+    fn truncate(&mut self, seq: u64) -> Result<(), StoreError> {
+        if check_truncate(seq, self.state.last_seq)? {
+            self.truncate_to(seq);
+        }
+        Ok(())
     }
 
     fn delete(self: Box<Self>) -> Result<(), StoreError> {

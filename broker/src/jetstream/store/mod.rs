@@ -16,6 +16,10 @@
 //! [`MsgStore::remove`]/[`MsgStore::purge`], which the caller already knows
 //! about) are recorded and handed out by [`MsgStore::take_removed`], so the
 //! consumer layer can drop them from its pending sets.
+//!
+//! [`MsgStore::truncate`] rolls the tail back (a replica whose store ran
+//! ahead of its durable Raft point after a crash); see its docs for why it
+//! reports nothing through `take_removed`.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -144,6 +148,8 @@ pub enum StoreError {
     Failed { path: PathBuf, reason: String },
     #[error("invalid store configuration: {0}")]
     Config(String),
+    #[error("cannot truncate to sequence {seq}: the last sequence is {last}")]
+    TruncateBeyondLast { seq: u64, last: u64 },
 }
 
 impl StoreError {
@@ -203,6 +209,32 @@ pub trait MsgStore: Send {
     /// as ascending, non-overlapping ranges. Call it after `store_msg`,
     /// `update_limits` and `expire`: the list grows until drained.
     fn take_removed(&mut self) -> Vec<RangeInclusive<u64>>;
+    /// Rolls the stream back to `seq` (nats-server's `Truncate`): removes
+    /// every message above it, leaving the store exactly as if they had never
+    /// been stored, so the next `store_msg` gets `seq + 1`. A replica uses
+    /// it after a crash to drop what it applied past its last durable point
+    /// before Raft re-applies those entries.
+    ///
+    /// * `seq == last_seq` changes nothing; `seq > last_seq` is
+    ///   [`StoreError::TruncateBeyondLast`].
+    /// * `last_seq` becomes `seq` even when `seq` was removed or never
+    ///   stored; below the first message the store is left empty with
+    ///   `first_seq = seq + 1`. `seq == 0` resets the store to its fresh
+    ///   state (`first_seq = last_seq = 0`), as nats-server does.
+    /// * `last_ts` becomes the time of message `seq` when the store still
+    ///   knows it (the memory store while the message is live, the file store
+    ///   while its record is on disk), otherwise it is left as it was, like
+    ///   nats-server.
+    /// * Nothing is reported through [`Self::take_removed`], and removals of
+    ///   sequences above `seq` not yet taken are dropped: the caller knows
+    ///   exactly what went (everything above `seq`), and those sequence
+    ///   numbers are about to be reused by the re-applied messages, which a
+    ///   late "removed" notice would wrongly drop from consumers' pending
+    ///   sets.
+    /// * Durable when it returns (the file store also syncs everything
+    ///   written before it); a crash part-way leaves either the old or the
+    ///   truncated store.
+    fn truncate(&mut self, seq: u64) -> Result<(), StoreError>;
     /// Removes all data (stream delete).
     fn delete(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -233,6 +265,15 @@ pub(crate) fn filter_matches(filter: &str, subject: &str) -> bool {
     filter_is_all(filter) || crate::subject::matches(filter.as_bytes(), subject.as_bytes())
 }
 
+/// The checks both stores share before a truncate: `Ok(true)` when there is
+/// something to do, `Ok(false)` for a no-op (`seq == last_seq`).
+pub(crate) fn check_truncate(seq: u64, last: u64) -> Result<bool, StoreError> {
+    if seq > last {
+        return Err(StoreError::TruncateBeyondLast { seq, last });
+    }
+    Ok(seq < last)
+}
+
 /// Subjects must be non-empty, literal and short enough for the record format.
 pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
     let reason = if subject.is_empty() {
@@ -252,3 +293,5 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_truncate;

@@ -27,6 +27,20 @@ impl RemovedLog {
         self.ranges.push(first..=last);
     }
 
+    /// Forgets removals above `seq` (a truncate is about to reuse those
+    /// sequence numbers).
+    pub(crate) fn truncate(&mut self, seq: u64) {
+        self.ranges.retain_mut(|r| {
+            if *r.start() > seq {
+                return false;
+            }
+            if *r.end() > seq {
+                *r = *r.start()..=seq;
+            }
+            true
+        });
+    }
+
     /// Hands out the ranges sorted and merged, leaving the log empty.
     pub(crate) fn take(&mut self) -> Vec<RangeInclusive<u64>> {
         let mut ranges = std::mem::take(&mut self.ranges);
@@ -58,6 +72,19 @@ mod tests {
         log.push_range(2, 3);
         log.push(9);
         assert_eq!(log.take(), vec![1..=3, 5..=6, 9..=9]);
+        assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn truncate_drops_and_clips() {
+        let mut log = RemovedLog::default();
+        log.push_range(8, 12);
+        log.push_range(1, 3);
+        log.push(20);
+        log.truncate(10);
+        assert_eq!(log.take(), vec![1..=3, 8..=10]);
+        log.push(4);
+        log.truncate(3);
         assert!(log.take().is_empty());
     }
 }

@@ -89,6 +89,21 @@ impl SubjectIndex {
         Some(*info)
     }
 
+    /// Records that the newest `n` messages of `subject` went (a truncate).
+    /// Returns the remaining info, whose `last` the caller must then set, or
+    /// `None` once the subject has no messages left (it is then forgotten).
+    /// `first` stays a valid lower bound: the survivors are older.
+    pub(crate) fn drop_newest(&mut self, subject: &str, n: u64) -> Option<&mut SubjectInfo> {
+        let info = self.map.get(subject)?;
+        if info.count <= n {
+            self.map.remove(subject);
+            return None;
+        }
+        let info = self.map.get_mut(subject)?;
+        info.count -= n;
+        Some(info)
+    }
+
     /// Subjects matching `filter` with their info. A literal filter is a
     /// single lookup; wildcards walk the map.
     pub(crate) fn matching<'a>(&'a self, filter: &'a str) -> Vec<(&'a str, SubjectInfo)> {

@@ -54,6 +54,19 @@ impl DeleteBits {
         self.count
     }
 
+    /// Forgets every index `>= len` (the block was cut to `len` records).
+    pub(crate) fn truncate(&mut self, len: u64) {
+        let words = len.div_ceil(64) as usize;
+        self.words.truncate(words);
+        if let Some(last) = self.words.last_mut() {
+            let keep = len % 64;
+            if keep != 0 {
+                *last &= (1u64 << keep) - 1;
+            }
+        }
+        self.count = self.words.iter().map(|w| w.count_ones() as u64).sum();
+    }
+
     /// First index `>= from` and `< end` that is not deleted.
     pub(crate) fn first_clear(&self, from: u64, end: u64) -> Option<u64> {
         let mut i = from;
@@ -240,6 +253,14 @@ mod tests {
         assert_eq!(d.first_clear(0, 200), Some(130));
         assert_eq!(d.first_clear(0, 130), None);
         assert_eq!(d.count_range(100, 140), 30);
+        d.truncate(70);
+        assert_eq!(d.count(), 70);
+        assert!(d.contains(69) && !d.contains(70) && !d.contains(129));
+        assert_eq!(d.first_clear(0, 200), Some(70));
+        d.truncate(64);
+        assert_eq!(d.count(), 64);
+        d.truncate(0);
+        assert_eq!((d.count(), d.first_clear(0, 10)), (0, Some(0)));
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! * The delete log (`NNNNNNNNNN.dlog`, one per block) is append-only: each
 //!   entry is a removed range `first..=last` of that block plus a checksum.
 //!   A torn tail entry fails its checksum and is dropped (that removal had
-//!   not been synced, so it was never acknowledged).
+//!   not been synced, so it was never acknowledged). Only a truncate rewrites
+//!   one (atomically), to drop ranges above the new last sequence.
 //! * The floor file (`floor`) says "every sequence below N is gone" and
-//!   remembers the last sequence/time when no block does (after a purge).
-//!   It is replaced atomically (temp file, fsync, rename, fsync dir) before
-//!   any purged block is unlinked, so a purge is all-or-nothing.
+//!   remembers the last sequence/time when no block does (after a purge, or
+//!   a truncate back into a gap). It is replaced atomically (temp file,
+//!   fsync, rename, fsync dir) before any purged block is unlinked, so a
+//!   purge is all-or-nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -84,19 +86,70 @@ pub(crate) fn truncate_dlog(path: &Path, len: u64) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("truncate delete log", path, e))
 }
 
+/// Removes ranges above `seq` from a delete log (a truncate cut its block
+/// there, and new messages will reuse those sequences). The new contents
+/// replace the file atomically; an emptied log is unlinked. The caller
+/// fsyncs the directory. Returns whether the file changed.
+pub(crate) fn clip_dlog(path: &Path, seq: u64) -> Result<bool, StoreError> {
+    let (ranges, _) = read_dlog(path)?;
+    if ranges.iter().all(|r| r.1 <= seq) {
+        return Ok(false);
+    }
+    let kept: Vec<(u64, u64)> = ranges
+        .into_iter()
+        .filter(|r| r.0 <= seq)
+        .map(|(a, b)| (a, b.min(seq)))
+        .collect();
+    if kept.is_empty() {
+        super::remove_file_if_exists(path)?;
+        return Ok(true);
+    }
+    let mut buf = Vec::with_capacity(kept.len() * ENTRY_LEN);
+    encode_entries(&kept, &mut buf);
+    replace_file(path, &buf)?;
+    Ok(true)
+}
+
+/// Replaces `path` with `buf` atomically: a temporary file (which recovery
+/// deletes if it finds one), fsync, rename. The caller fsyncs the directory.
+pub(crate) fn replace_file(path: &Path, buf: &[u8]) -> Result<(), StoreError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    f.write_all(buf)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))
+}
+
 /// Contents of the floor file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Floor {
-    /// Every sequence below this one is gone.
+    /// Every sequence below this one is gone (0: none).
     pub seq: u64,
-    /// Timestamp of the last message when the floor was written.
+    /// The stream's last sequence is at least this. It matters when no
+    /// block holds the last sequence: after a purge past the end, or a
+    /// truncate to a sequence whose block was removed earlier.
+    pub last: u64,
+    /// Timestamp reported as `last_ts` when no block holds `last`.
     pub last_ts: i64,
 }
 
-const FLOOR_MAGIC: &[u8; 4] = b"TRFL";
+/// The first layout: magic, seq, last_ts, crc (last was always seq - 1).
+const FLOOR_MAGIC_V1: &[u8; 4] = b"TRFL";
+/// The current one: magic, seq, last, last_ts, crc.
+const FLOOR_MAGIC: &[u8; 4] = b"TRF2";
+const FLOOR_NAME: &str = "floor";
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
 
 pub(crate) fn read_floor(dir: &Path) -> Result<Option<Floor>, StoreError> {
-    let path = dir.join("floor");
+    let path = dir.join(FLOOR_NAME);
     let buf = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -109,41 +162,50 @@ pub(crate) fn read_floor(dir: &Path) -> Result<Option<Floor>, StoreError> {
     };
     // The file is only ever replaced by rename after an fsync, so a bad one
     // is real corruption, not a torn write.
-    if buf.len() != 24 || &buf[..4] != FLOOR_MAGIC {
+    let v1 = buf.len() == 24 && &buf[..4] == FLOOR_MAGIC_V1;
+    let v2 = buf.len() == 32 && &buf[..4] == FLOOR_MAGIC;
+    if !v1 && !v2 {
         return Err(corrupt("bad floor file"));
     }
-    let crc = u32::from_le_bytes([buf[20], buf[21], buf[22], buf[23]]);
-    if crc != crc32fast::hash(&buf[..20]) {
+    let (body, crc) = buf.split_at(buf.len() - 4);
+    if u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) != crc32fast::hash(body) {
         return Err(corrupt("floor checksum mismatch"));
     }
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&buf[4..12]);
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&buf[12..20]);
-    Ok(Some(Floor {
-        seq: u64::from_le_bytes(seq),
-        last_ts: i64::from_le_bytes(ts),
+    let seq = le_u64(&body[4..]);
+    Ok(Some(if v1 {
+        Floor {
+            seq,
+            last: seq.saturating_sub(1),
+            last_ts: le_u64(&body[12..]) as i64,
+        }
+    } else {
+        Floor {
+            seq,
+            last: le_u64(&body[12..]),
+            last_ts: le_u64(&body[20..]) as i64,
+        }
     }))
 }
 
 /// Durably replaces the floor file.
 pub(crate) fn write_floor(dir: &Path, dir_file: &File, floor: Floor) -> Result<(), StoreError> {
-    let path = dir.join("floor");
-    let tmp = dir.join("floor.tmp");
-    let mut buf = Vec::with_capacity(24);
+    let mut buf = Vec::with_capacity(32);
     buf.extend_from_slice(FLOOR_MAGIC);
     buf.extend_from_slice(&floor.seq.to_le_bytes());
+    buf.extend_from_slice(&floor.last.to_le_bytes());
     buf.extend_from_slice(&floor.last_ts.to_le_bytes());
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-    f.write_all(&buf)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename floor", &path, e))?;
+    replace_file(&dir.join(FLOOR_NAME), &buf)?;
     dir_file
         .sync_all()
         .map_err(|e| StoreError::io("fsync directory", dir, e))
+}
+
+/// Removes the floor file (a truncate to 0 resets the store); the caller
+/// fsyncs the directory.
+pub(crate) fn remove_floor(dir: &Path) -> Result<(), StoreError> {
+    super::remove_file_if_exists(&dir.join(FLOOR_NAME))
 }
 
 #[cfg(test)]
@@ -175,9 +237,38 @@ mod tests {
         assert_eq!(read_floor(dir.path()).expect("read"), None);
         let f = Floor {
             seq: 42,
+            last: 50,
             last_ts: -5,
         };
         write_floor(dir.path(), &d, f).expect("write");
         assert_eq!(read_floor(dir.path()).expect("read"), Some(f));
+        // The first layout still reads (last was implied: seq - 1).
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(FLOOR_MAGIC_V1);
+        v1.extend_from_slice(&42u64.to_le_bytes());
+        v1.extend_from_slice(&(-5i64).to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(FLOOR_NAME), &v1).expect("write v1");
+        let want = Floor { last: 41, ..f };
+        assert_eq!(read_floor(dir.path()).expect("read"), Some(want));
+        v1[7] ^= 1;
+        std::fs::write(dir.path().join(FLOOR_NAME), &v1).expect("write v1");
+        assert!(read_floor(dir.path()).is_err());
+        remove_floor(dir.path()).expect("remove");
+        assert_eq!(read_floor(dir.path()).expect("read"), None);
+    }
+
+    #[test]
+    fn clip_dlog_drops_ranges_above() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("1.dlog");
+        append_dlog(&p, &[(1, 3), (7, 9), (12, 12)]).expect("append");
+        assert!(!clip_dlog(&p, 12).expect("clip"));
+        assert!(clip_dlog(&p, 8).expect("clip"));
+        assert_eq!(read_dlog(&p).expect("read").0, vec![(1, 3), (7, 8)]);
+        assert!(clip_dlog(&p, 0).expect("clip"));
+        assert!(!p.exists());
+        assert!(!clip_dlog(&p, 0).expect("clip missing"));
     }
 }

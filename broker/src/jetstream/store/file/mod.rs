@@ -13,7 +13,9 @@
 //! * `NNNNNNNNNN.dlog` — the block's delete log ([`dlog`]): removed ranges.
 //! * `floor` — "everything below N is gone" plus the last sequence/time,
 //!   written atomically by purges so they survive restarts even when every
-//!   block is deleted.
+//!   block is deleted (and by truncates that need it, see [`truncate`]).
+//! * `truncate` — the journal of a truncate under way, present only while
+//!   one runs (or was interrupted by a crash: opening finishes it).
 //!
 //! Durability: `store_msg` only buffers; `sync` writes and fsyncs the active
 //! block, appends and fsyncs the delete logs touched, and fsyncs the
@@ -50,6 +52,7 @@ mod record;
 mod recover;
 mod remove;
 mod scan;
+mod truncate;
 
 use active::ActiveBlock;
 use block::{index_path, Block, BloomKey};
@@ -60,6 +63,8 @@ use read::BlockCache;
 mod crash_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod truncate_tests;
 
 /// Tuning for a [`FileStore`].
 #[derive(Clone, Debug, PartialEq)]
@@ -188,10 +193,13 @@ impl FileStore {
     }
 
     /// Makes sure there is an active block with room for `rec_len` bytes.
+    /// The active block must also end right before `seq` (sequences in a
+    /// block are contiguous; a truncate into a gap can leave the last
+    /// sequence beyond the last block).
     fn ensure_room(&mut self, rec_len: u64, seq: u64) -> Result<(), StoreError> {
-        if let Some(a) = &self.active {
-            let has_records = !a.offsets.is_empty();
-            if !has_records || a.len() + rec_len <= self.cfg.block_size {
+        if let (Some(a), Some(b)) = (&self.active, self.blocks.last()) {
+            let fits = a.offsets.is_empty() || a.len() + rec_len <= self.cfg.block_size;
+            if fits && b.id == a.id && b.last + 1 == seq {
                 return Ok(());
             }
         }
@@ -396,6 +404,10 @@ impl MsgStore for FileStore {
 
     fn take_removed(&mut self) -> Vec<RangeInclusive<u64>> {
         self.removed.take()
+    }
+
+    fn truncate(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.truncate_to(seq)
     }
 
     fn delete(mut self: Box<Self>) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use super::block::BloomKey;
 use super::record::RecordHeader;
 use super::FileStore;
-use crate::jetstream::store::{filter_is_all, StoreError};
+use crate::jetstream::store::{filter_is_all, StoreError, SubjectMap};
 
 /// Beyond this many matching subjects, blocks are not bloom-checked (the
 /// check would cost more than it saves).
@@ -122,6 +122,64 @@ impl FileStore {
             }
         }
         Ok(None)
+    }
+
+    /// The newest live sequence at or below `upto` of each of `subjects`,
+    /// in one backward pass over the blocks (a truncate fixes the subjects'
+    /// `last` with it). Every subject must have one: the caller asks only
+    /// for subjects the subject map says keep messages there.
+    pub(super) fn newest_per_subject(
+        &self,
+        subjects: Vec<String>,
+        upto: u64,
+    ) -> Result<SubjectMap<u64>, StoreError> {
+        let mut wanted: SubjectMap<BloomKey> = subjects
+            .into_iter()
+            .map(|s| {
+                let key = BloomKey::new(s.as_bytes());
+                (s, key)
+            })
+            .collect();
+        let mut found: SubjectMap<u64> = SubjectMap::default();
+        let end = self.blocks.partition_point(|b| b.first <= upto);
+        for bi in (0..end).rev() {
+            if wanted.is_empty() {
+                break;
+            }
+            let b = &self.blocks[bi];
+            let skip = b.msgs == 0
+                || wanted.len() <= MAX_BLOOM_KEYS
+                    && !wanted.values().any(|k| b.bloom.may_contain(*k));
+            if skip {
+                continue;
+            }
+            let mut in_block: SubjectMap<u64> = SubjectMap::default();
+            let _ = self.scan_block(bi, b.first, upto, |seq, h, rec| {
+                if let Ok(s) = std::str::from_utf8(h.subject(rec)) {
+                    if wanted.contains_key(s) {
+                        match in_block.get_mut(s) {
+                            Some(v) => *v = seq,
+                            None => {
+                                in_block.insert(s.to_owned(), seq);
+                            }
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            for (s, seq) in in_block {
+                wanted.remove(&s);
+                found.insert(s, seq);
+            }
+        }
+        if let Some(s) = wanted.keys().next() {
+            return Err(StoreError::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: format!("subject {s} should have a message at or below {upto}"),
+            });
+        }
+        Ok(found)
     }
 
     pub(super) fn count_pending(&self, filter: &str, start: u64) -> u64 {

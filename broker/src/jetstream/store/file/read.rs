@@ -147,6 +147,12 @@ impl FileStore {
         Ok((start, end))
     }
 
+    /// Offset of the record for `seq` in block `bi` (which holds it).
+    pub(super) fn record_offset(&self, bi: usize, seq: u64) -> Result<u64, StoreError> {
+        let src = self.src(bi)?;
+        Ok(self.record_span(&src, bi, seq)?.0)
+    }
+
     /// Reads the whole record for `seq` (which block `bi` holds).
     pub(super) fn read_record(&self, bi: usize, seq: u64) -> Result<Vec<u8>, StoreError> {
         let src = self.src(bi)?;

@@ -8,6 +8,7 @@
 //! block has no deletes; otherwise they are scanned too and the index is
 //! rewritten. Delete logs and the floor are applied, blocks left without
 //! live messages are removed, and files without a block are cleaned up.
+//! Last, a truncate that a crash interrupted is finished (see `truncate`).
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -23,6 +24,7 @@ use super::index::{IndexData, SubjectSummary};
 use super::read::BlockCache;
 use super::record::{self, RecordHeader};
 use super::scan::{Next, Records};
+use super::truncate::read_journal;
 use super::{remove_file_if_exists, FileStore, FileStoreConfig, Summaries};
 use crate::jetstream::store::removed::RemovedLog;
 use crate::jetstream::store::subjects::SubjectIndex;
@@ -423,11 +425,16 @@ pub(super) fn open(dir: &Path, cfg: FileStoreConfig) -> Result<FileStore, StoreE
     let bytes = blocks.iter().map(|b| b.bytes).sum();
     let block_last = blocks.last().map(|b| (b.last, b.last_ts));
     let (last_seq, last_ts) = match (block_last, floor) {
-        (Some((l, _)), Some(f)) if l + 1 < f.seq => (f.seq - 1, f.last_ts),
+        (Some((l, _)), Some(f)) if l < f.last => (f.last, f.last_ts),
         (Some(x), _) => x,
-        (None, Some(f)) => (f.seq.saturating_sub(1), f.last_ts),
+        (None, Some(f)) => (f.last, f.last_ts),
         (None, None) => (0, 0),
     };
+    if block_last.is_some_and(|(l, _)| l != last_seq) {
+        // The next message cannot go into the last block: sequences inside
+        // a block are contiguous.
+        active = None;
+    }
     let mut store = FileStore {
         dir: dir.to_owned(),
         dir_file,
@@ -453,6 +460,11 @@ pub(super) fn open(dir: &Path, cfg: FileStoreConfig) -> Result<FileStore, StoreE
     };
     if store.last_seq > 0 || store.floor.is_some() {
         store.recompute_first();
+    }
+    if let Some(journal) = read_journal(dir)? {
+        tracing::warn!(dir = %dir.display(), seq = journal.seq,
+            "finishing a truncate interrupted by a crash");
+        store.finish_truncate(journal)?;
     }
     tracing::debug!(dir = %dir.display(), blocks = store.blocks.len(), msgs = store.msgs,
         first = store.first_seq, last = store.last_seq, "file store opened");

@@ -248,6 +248,9 @@ impl FileStore {
         }
         let floor = Floor {
             seq,
+            // The last sequence may lie beyond every block (a truncate into
+            // a gap): keep remembering it.
+            last: self.last_seq.max(seq.saturating_sub(1)),
             last_ts: self.last_ts,
         };
         if seq > self.last_seq {
@@ -313,7 +316,7 @@ impl FileStore {
         Ok(())
     }
 
-    fn unlink_block_now(&mut self, id: u64) -> Result<(), StoreError> {
+    pub(super) fn unlink_block_now(&mut self, id: u64) -> Result<(), StoreError> {
         if self.active.as_ref().is_some_and(|a| a.id == id) {
             self.active = None;
         }
