@@ -88,7 +88,7 @@ fn on_ack(acc: &JsAccount, server: &Server, rest: &str, m: &OwnedMsg) {
     };
     c.ack(sseq, &ack, server, &next_reply);
     // An ack sent as a request (AckSync) is confirmed with an empty reply.
-    if !reply.is_empty() && !matches!(ack, Ack::Next(_)) {
+    if !reply.is_empty() && !matches!(ack, Ack::Next(_)) && !c.is_passive() {
         acc.client.publish(server, &reply, None, b"", b"");
     }
 }
@@ -689,7 +689,11 @@ pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Res
     Ok(())
 }
 
-pub(crate) fn stream_purge(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn stream_purge(
+    acc: &JsAccount,
+    name: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let s = with_stream(acc, name)?;
     let req: PurgeRequest = parse(payload)?;
     let (purged, removed) = {
@@ -862,7 +866,7 @@ fn next_request(payload: &[u8]) -> Result<NextRequest, String> {
 }
 
 /// A fresh ephemeral consumer name: 8 characters, as nats-server makes them.
-fn ephemeral_name() -> String {
+pub(crate) fn ephemeral_name() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..8)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
@@ -880,6 +884,39 @@ struct CreateRequest {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// A request that creates or deletes a consumer (`api` after `$JS.API.`),
+/// as every replica of a replicated stream applies it.
+pub(crate) fn consumer_change(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    api: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let tokens: Vec<&str> = api.split('.').collect();
+    match tokens.as_slice() {
+        ["CONSUMER", "CREATE", stream, rest @ ..] => {
+            let filter = (rest.len() > 1).then(|| rest[1..].join("."));
+            consumer_create(
+                acc,
+                server,
+                stream,
+                rest.first().copied(),
+                filter.as_deref(),
+                false,
+                payload,
+            )
+        }
+        ["CONSUMER", "DURABLE", "CREATE", stream, durable] => {
+            consumer_create(acc, server, stream, Some(durable), None, true, payload)
+        }
+        ["CONSUMER", "DELETE", stream, name] => with_consumer(acc, stream, name).map(|_| {
+            acc.delete_consumer(server, stream, name);
+            answer("consumer_delete_response", &json!({"success": true}))
+        }),
+        _ => Err(errors::bad_request()),
+    }
+}
+
 fn consumer_create(
     acc: &Arc<JsAccount>,
     server: &Arc<Server>,

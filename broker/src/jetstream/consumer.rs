@@ -104,6 +104,10 @@ pub struct Consumer {
     state: Mutex<CState>,
     wake: Notify,
     stopped: AtomicBool,
+    /// A follower's copy of a replicated stream's consumer: it keeps the
+    /// state the leader replicates (and applies acks, which every server
+    /// receives) but delivers nothing and answers no one.
+    passive: AtomicBool,
     state_file: Option<ConsumerStateFile>,
 }
 
@@ -279,6 +283,7 @@ impl Consumer {
             state: Mutex::new(st),
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
+            passive: AtomicBool::new(stream.is_passive()),
             state_file,
         })
     }
@@ -337,6 +342,72 @@ impl Consumer {
         self.stopped.load(Ordering::Acquire)
     }
 
+    pub fn is_passive(&self) -> bool {
+        self.passive.load(Ordering::Acquire)
+    }
+
+    /// Make this copy deliver (its stream's replica leads) or not. A copy
+    /// that stops delivering forgets its waiting pull requests (their
+    /// clients retry on the new leader); one that starts redelivers what
+    /// is pending, after its ack wait, as a restarted consumer does.
+    pub(crate) fn set_passive(&self, passive: bool) {
+        self.passive.store(passive, Ordering::Release);
+        if passive {
+            self.state.lock().waiting.clear();
+        }
+        self.wake();
+    }
+
+    /// The state to replicate to the followers' copies.
+    pub(crate) fn replicated_state(&self) -> ConsumerState {
+        let st = self.state.lock();
+        ConsumerState {
+            delivered: st.delivered,
+            ack_floor: ack_floor(&st),
+            pending: st
+                .pending
+                .iter()
+                .map(|(s, p)| {
+                    (
+                        *s,
+                        Pending {
+                            sequence: p.cseq,
+                            ts: p.ts,
+                        },
+                    )
+                })
+                .collect(),
+            redelivered: st.redelivered.clone(),
+        }
+    }
+
+    /// A follower's copy takes the leader's state (and keeps it on disk).
+    pub(crate) fn take_state(&self, s: ConsumerState) {
+        let ack_wait = ack_wait(&self.config.read_recursive());
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.delivered = s.delivered;
+        st.next_seq = s.delivered.stream_seq + 1;
+        st.redelivered = s.redelivered;
+        st.redeliver.clear();
+        st.pending = s
+            .pending
+            .into_iter()
+            .map(|(sseq, p)| {
+                (
+                    sseq,
+                    InFlight {
+                        cseq: p.sequence,
+                        ts: p.ts,
+                        deadline: now + ack_wait,
+                    },
+                )
+            })
+            .collect();
+        st.dirty = true;
+        self.maybe_save(&mut st, false);
+    }
+
     /// Sequences the stream dropped: nothing to redeliver there.
     pub fn forget(&self, removed: &[RangeInclusive<u64>]) {
         let mut st = self.state.lock();
@@ -359,6 +430,10 @@ impl Consumer {
             loop {
                 if me.is_stopped() {
                     return;
+                }
+                if me.is_passive() {
+                    me.wake.notified().await;
+                    continue;
                 }
                 let Some(srv) = server.upgrade() else { return };
                 let next = me.work(&srv);
@@ -400,6 +475,9 @@ impl Consumer {
 
     /// A pull request arrived.
     pub fn add_request(&self, reply: &str, req: NextRequest, server: &Server) {
+        if self.is_passive() {
+            return;
+        }
         if !self.config.read_recursive().is_pull() {
             self.send_status(server, reply, 409, "Consumer is push based");
             return;

@@ -402,6 +402,7 @@ impl JsAccount {
     /// ([`cluster::stream_group`]).
     pub(crate) fn open_replica(
         self: &Arc<Self>,
+        server: &Arc<Server>,
         config: StreamConfig,
         created: SystemTime,
     ) -> Result<Arc<Stream>> {
@@ -426,7 +427,26 @@ impl JsAccount {
                 (Box::new(store), Some(dir))
             }
         };
-        let stream = Stream::new(config, store, created, dir, self, self.sync);
+        let stream = Stream::new(config, store, created, dir.clone(), self, self.sync);
+        // A follower until its Raft group makes it the leader.
+        stream.set_passive(true);
+        // Durable consumers kept on disk: the Raft log is replayed only
+        // from the last checkpoint, so those created before it come back
+        // from their files (with their saved state, which the replay then
+        // brings up to date).
+        if let Some(Ok(obs)) = dir.map(|d| std::fs::read_dir(d.join("obs"))) {
+            for o in obs.flatten() {
+                if let Err(err) = self.recover_consumer(&stream, &o.path()) {
+                    warn!(
+                        "JetStream could not restore consumer from {}: {err:#}",
+                        o.path().display()
+                    );
+                }
+            }
+        }
+        for c in stream.consumers.read().values() {
+            c.spawn(server);
+        }
         stream.start_expiry();
         self.streams
             .write()

@@ -113,6 +113,8 @@ pub struct Stream {
     sync: SyncPolicy,
     /// Set by [`Stream::stop`]: timers end.
     stopped: std::sync::atomic::AtomicBool,
+    /// A replica that does not lead: its consumers deliver nothing.
+    passive: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -158,6 +160,7 @@ impl Stream {
             ingest: Mutex::new(None),
             sync,
             stopped: Default::default(),
+            passive: Default::default(),
         })
     }
 
@@ -365,20 +368,37 @@ impl Stream {
     }
 
     /// Start taking the stream's messages on this server (its replica
-    /// became the leader): subscribe to the subjects, feeding `tx`.
+    /// became the leader): subscribe to the subjects, feeding `tx`, and
+    /// let the consumers deliver.
     pub(crate) fn lead(
         &self,
         server: &Server,
         tx: mpsc::UnboundedSender<OwnedMsg>,
     ) -> Result<(), ApiError> {
         *self.ingest.lock() = Some(tx);
-        self.subscribe(server)
+        self.subscribe(server)?;
+        self.set_passive(false);
+        Ok(())
     }
 
-    /// Stop taking messages here (leadership moved away).
+    /// Stop taking messages here (leadership moved away, or a replica
+    /// starting as a follower): consumers keep state, deliver nothing.
     pub(crate) fn follow(&self, server: &Server) {
+        self.set_passive(true);
         self.unsubscribe(server);
         self.ingest.lock().take();
+    }
+
+    pub(crate) fn is_passive(&self) -> bool {
+        self.passive.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_passive(&self, passive: bool) {
+        self.passive
+            .store(passive, std::sync::atomic::Ordering::Release);
+        for c in self.consumers.read().values() {
+            c.set_passive(passive);
+        }
     }
 
     /// Expire old messages (`max_age`) every 250 ms until the stream is

@@ -188,7 +188,7 @@ impl JsCluster {
             serde_json::from_str(&sa.config).context("the assigned configuration")?;
         let created = crate::jetstream::types::parse_rfc3339(&sa.created)
             .unwrap_or_else(std::time::SystemTime::now);
-        let stream = acc.open_replica(config, created)?;
+        let stream = acc.open_replica(server, config, created)?;
         let dir = acc.raft_dir(&stream.name);
         StreamGroup::start(
             server,

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use super::meta::{MetaCommand, StreamAssignment};
+use super::stream_sm::StreamEntry;
 use super::JsCluster;
 use crate::internal::OwnedMsg;
 use crate::jetstream::errors::{self, ApiError};
@@ -106,8 +107,16 @@ pub(crate) fn dispatch(
         ["STREAM", "PURGE", name] | ["STREAM", "MSG", "DELETE", name] => {
             match c.stream_group(&acc.name, name) {
                 Some(g) if g.is_leader() => {
-                    let purge = tokens[1] == "PURGE";
-                    spawn_replicated(acc, server, m, g, purge);
+                    let request = m.payload.clone();
+                    let (kind, entry) = if tokens[1] == "PURGE" {
+                        ("stream_purge_response", StreamEntry::Purge { request })
+                    } else {
+                        (
+                            "stream_msg_delete_response",
+                            StreamEntry::DeleteMsg { request },
+                        )
+                    };
+                    spawn_replicated(acc, server, m, g, kind, entry);
                     Decision::Done
                 }
                 _ => stream_of(name),
@@ -117,6 +126,31 @@ pub(crate) fn dispatch(
         | ["STREAM", "MSG", "GET", name]
         | ["STREAM", "PEER", "REMOVE", name]
         | ["DIRECT", "GET", name, ..] => stream_of(name),
+        ["CONSUMER", "CREATE", stream, ..]
+        | ["CONSUMER", "DURABLE", "CREATE", stream, ..]
+        | ["CONSUMER", "DELETE", stream, ..] => match c.stream_group(&acc.name, stream) {
+            Some(g) if g.is_leader() => {
+                // Every replica creates (or deletes) the consumer; an
+                // ephemeral one is named here, once.
+                let api = if tokens.len() == 3 && tokens[1] == "CREATE" && unnamed(&m.payload) {
+                    format!("{api}.{}", crate::jetstream::api::ephemeral_name())
+                } else {
+                    api.to_string()
+                };
+                let kind = if tokens[1] == "DELETE" {
+                    "consumer_delete_response"
+                } else {
+                    "consumer_create_response"
+                };
+                let entry = super::stream_sm::StreamEntry::Consumer {
+                    api,
+                    request: m.payload.clone(),
+                };
+                spawn_replicated(acc, server, m, g, kind, entry);
+                Decision::Done
+            }
+            _ => stream_of(stream),
+        },
         ["CONSUMER", op, ..] => {
             // CONSUMER.<op>.<stream>... or CONSUMER.DURABLE.CREATE.<stream>...
             // and CONSUMER.MSG.NEXT.<stream>...
@@ -136,29 +170,33 @@ pub(crate) fn dispatch(
     }
 }
 
-/// Purge or delete a message through the stream's Raft group, answering
-/// with the leader's result once a quorum has it.
+/// A consumer create request without a name: the leader names it.
+fn unnamed(payload: &[u8]) -> bool {
+    let v: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
+    let cfg = &v["config"];
+    let empty = |k: &str| cfg[k].as_str().is_none_or(str::is_empty);
+    empty("name") && empty("durable_name")
+}
+
+/// A request that changes the stream or its consumers, through the
+/// stream's Raft group: answered with the leader's result once a quorum
+/// has it and the leader applied it.
 fn spawn_replicated(
     acc: &Arc<JsAccount>,
     server: &Arc<Server>,
     m: &OwnedMsg,
     g: Arc<super::stream_group::StreamGroup>,
-    purge: bool,
+    kind: &'static str,
+    entry: StreamEntry,
 ) {
-    use super::stream_sm::StreamEntry;
     let Some(reply) = m.reply.clone() else { return };
     let (acc, server) = (acc.clone(), Arc::downgrade(server));
-    let request = m.payload.clone();
     tokio::spawn(async move {
-        let (kind, entry) = if purge {
-            ("stream_purge_response", StreamEntry::Purge { request })
-        } else {
-            ("stream_msg_delete_response", StreamEntry::DeleteMsg { request })
-        };
         let body = match g.propose_api(entry).await {
             Ok(body) => body,
             Err(e) => {
-                acc.api_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                acc.api_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::jetstream::api::error_answer(kind, &e)
             }
         };

@@ -72,9 +72,12 @@ impl StreamGroup {
             .context("opening the stream's Raft log")??;
         let sm_dir = dir.to_path_buf();
         let sm_stream = stream.clone();
-        let sm = tokio::task::spawn_blocking(move || StreamStateMachine::open(sm_stream, &sm_dir))
-            .await
-            .context("opening the stream's state machine")??;
+        let sm_server = Arc::downgrade(server);
+        let sm = tokio::task::spawn_blocking(move || {
+            StreamStateMachine::open(sm_stream, sm_server, &sm_dir)
+        })
+        .await
+        .context("opening the stream's state machine")??;
         let network = Network::<StreamTypes>::new(router.clone(), &sa.group)?;
         let config = Arc::new(timing::raft_config(&server.cluster_name(), None)?);
         let raft = Raft::new(router.id(), config, network, log, sm)
@@ -184,6 +187,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                                     g.account, g.stream.name
                                 );
                                 tokio::spawn(propose(Arc::downgrade(&g), rx));
+                                tokio::spawn(replicate_consumers(Arc::downgrade(&g)));
                                 leading = true;
                             }
                             Err(e) => warn!(
@@ -264,6 +268,51 @@ async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Owned
         });
     }
 }
+
+/// While this replica leads: replicate each consumer's delivery and ack
+/// state when it changed, every [`CONSUMER_STATE_EVERY`]. A new leader
+/// resumes from the last replicated state: what was delivered since may
+/// be delivered again, nothing acknowledged before is lost.
+async fn replicate_consumers(group: Weak<StreamGroup>) {
+    let mut sent: std::collections::HashMap<String, crate::jetstream::store::ConsumerState> =
+        Default::default();
+    let mut tick = tokio::time::interval(CONSUMER_STATE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(g) = group.upgrade() else { return };
+        if !g.is_leader() || g.stream.is_passive() {
+            return;
+        }
+        let consumers: Vec<_> = g.stream.consumers.read().values().cloned().collect();
+        sent.retain(|name, _| consumers.iter().any(|c| &c.name == name));
+        for c in consumers {
+            let state = c.replicated_state();
+            if sent.get(&c.name) == Some(&state) {
+                continue;
+            }
+            let entry = StreamEntry::ConsumerState {
+                name: c.name.clone(),
+                state: state.clone(),
+            };
+            match g.raft.client_write(entry).await {
+                Ok(_) => {
+                    sent.insert(c.name.clone(), state);
+                }
+                Err(e) => {
+                    debug!(
+                        "stream group {}: consumer state not replicated: {e}",
+                        g.group
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// How often a leader replicates its consumers' changed state.
+const CONSUMER_STATE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn msg_bytes(m: &OwnedMsg) -> usize {
     m.subject.len() + m.headers.len() + m.payload.len()

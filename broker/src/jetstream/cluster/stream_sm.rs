@@ -60,6 +60,14 @@ pub enum StreamEntry {
     Purge { request: bytes::Bytes },
     /// `$JS.API.STREAM.MSG.DELETE` with this request body.
     DeleteMsg { request: bytes::Bytes },
+    /// A consumer create or delete: the API subject after `$JS.API.`
+    /// (ephemeral consumers named by the leader) and the request body.
+    Consumer { api: String, request: bytes::Bytes },
+    /// A consumer's delivery and ack state, as the leader has it.
+    ConsumerState {
+        name: String,
+        state: crate::jetstream::store::ConsumerState,
+    },
 }
 
 /// What applying an entry decided.
@@ -89,6 +97,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct StreamStateMachine {
     stream: Arc<Stream>,
+    /// For consumer changes, which start delivery loops.
+    server: std::sync::Weak<crate::server::Server>,
     /// File storage: checkpoints are kept (memory streams replay the log).
     durable: bool,
     path: PathBuf,
@@ -103,7 +113,11 @@ impl StreamStateMachine {
     /// Open the state machine of `stream`, whose Raft files are in `dir`:
     /// roll the store back to the last checkpoint, so openraft's replay
     /// from there rebuilds the rest exactly.
-    pub fn open(stream: Arc<Stream>, dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(
+        stream: Arc<Stream>,
+        server: std::sync::Weak<crate::server::Server>,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
@@ -151,6 +165,7 @@ impl StreamStateMachine {
         stream.rebuild_dedup();
         Ok(StreamStateMachine {
             stream,
+            server,
             durable,
             path,
             last_applied: applied.as_ref().and_then(|a| a.log_id),
@@ -163,7 +178,7 @@ impl StreamStateMachine {
     /// Run an API request's handler on this replica's stream.
     fn api(
         &self,
-        f: impl FnOnce(&crate::jetstream::JsAccount, &str) -> Result<Vec<u8>, ApiError>,
+        f: impl FnOnce(&Arc<crate::jetstream::JsAccount>, &str) -> Result<Vec<u8>, ApiError>,
     ) -> Result<Vec<u8>, ApiError> {
         match self.stream.account.upgrade() {
             Some(acc) => f(&acc, &self.stream.name),
@@ -278,6 +293,25 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                     out.push(StreamResponse::Api(self.api(|acc, name| {
                         crate::jetstream::api::msg_delete(acc, name, &request)
                     })));
+                }
+                EntryPayload::Normal(StreamEntry::Consumer { api, request }) => {
+                    let server = self.server.upgrade();
+                    out.push(StreamResponse::Api(self.api(|acc, _| {
+                        let Some(server) = server else {
+                            return Err(crate::jetstream::errors::stream_not_found());
+                        };
+                        crate::jetstream::api::consumer_change(acc, &server, &api, &request)
+                    })));
+                }
+                EntryPayload::Normal(StreamEntry::ConsumerState { name, state }) => {
+                    // The leader's own copy is where the state came from.
+                    if self.stream.is_passive() {
+                        let c = self.stream.consumers.read().get(&name).cloned();
+                        if let Some(c) = c {
+                            c.take_state(state);
+                        }
+                    }
+                    out.push(StreamResponse::None);
                 }
             }
         }
