@@ -144,10 +144,9 @@ chmod 600 "$K/route.password"
 echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, cluster ${ROUTE[*]} (route password in $K/route.password), monitoring ${MON[*]}"
 R="nats-route://$ROUTE_USER:$ROUTE_PASS@127.0.0.1"
 ROUTES="$R:${ROUTE[0]}, $R:${ROUTE[1]}, $R:${ROUTE[2]}"
-# tribune-broker's JetStream is not replicated yet: it runs on node 1 only and
-# its streams (one replica) are reachable from every node. nats-server runs
-# JetStream everywhere with three replicas.
-if [[ $RUN_SERVER == tribune ]]; then JS_NODES=(1); REPLICAS=1; else JS_NODES=(1 2 3); REPLICAS=3; fi
+# JetStream on every node, the sports stream with three replicas: any one
+# node can die and the bridge keeps publishing, nothing acknowledged is lost.
+JS_NODES=(1 2 3); REPLICAS=3
 for i in 0 1 2; do
     n=$((i + 1))
     JS_BLOCK=""

@@ -1,9 +1,9 @@
 //! Kill the NATS node the bridge is connected to, mid-stream, in a 3-node
-//! cluster: the bridge reconnects to a survivor, retries unacked publishes
-//! (same Nats-Msg-Id), and the stream ends with exactly N. On nats-server the
-//! stream has three replicas; tribune-broker's JetStream is one replica on
-//! the first node, so there the bridge is given the other two nodes and the
-//! one it uses dies while the stream lives on.
+//! cluster with JetStream on every node and the stream replicated three
+//! times: the bridge reconnects to a survivor, retries unacked publishes
+//! (same Nats-Msg-Id), and the stream ends with exactly N. The killed node
+//! is made the stream's leader first, so the test loses the leader and the
+//! bridge's connection at once, on nats-server and on tribune-broker alike.
 
 mod support;
 
@@ -18,11 +18,8 @@ async fn bridge_fails_over_when_its_node_dies() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = NatsServer::cluster(dir.path(), 3);
-    let (urls, replicas): (Vec<String>, u32) = if tribune() {
-        (nodes[1..].iter().map(|n| n.url()).collect(), 1)
-    } else {
-        (nodes.iter().map(|n| n.url()).collect(), 3)
-    };
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let replicas = 3;
     let mqtt = embedded_broker();
     let bridge = BridgeProc::start(
         dir.path(),
@@ -45,6 +42,8 @@ async fn bridge_fails_over_when_its_node_dies() {
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client.clone());
+
+    lead_from(&client, &js, &nodes[victim].name).await;
 
     let url = mqtt.clone();
     let sim = tokio::spawn(async move { run_sim(&url, N, 500.0, 0, 41).await });
@@ -78,4 +77,30 @@ async fn bridge_fails_over_when_its_node_dies() {
         .filter(|(i, _)| *i != victim)
         .any(|(_, n)| n.connection_names().iter().any(|c| c == "tribune-bridge"));
     assert!(now_on, "the bridge reconnected to a surviving node");
+}
+
+/// Step the SPORTS stream's leader down until `name` leads it.
+async fn lead_from(client: &async_nats::Client, js: &async_nats::jetstream::Context, name: &str) {
+    for _ in 0..20 {
+        let leader = match js.get_stream("SPORTS").await {
+            Ok(mut s) => s
+                .info()
+                .await
+                .ok()
+                .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
+            Err(_) => None,
+        };
+        if leader.as_deref() == Some(name) {
+            return;
+        }
+        if leader.is_some() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.request("$JS.API.STREAM.LEADER.STEPDOWN.SPORTS", "".into()),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{name} never became the SPORTS stream's leader");
 }

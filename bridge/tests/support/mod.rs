@@ -130,13 +130,11 @@ impl NatsServer {
                     "-n".into(),
                     name.clone(),
                 ];
-                if i == 0 || !tribune() {
-                    args.extend([
-                        "-js".into(),
-                        "-sd".into(),
-                        dir.join(&name).display().to_string(),
-                    ]);
-                }
+                args.extend([
+                    "-js".into(),
+                    "-sd".into(),
+                    dir.join(&name).display().to_string(),
+                ]);
                 args.extend([
                     "--cluster_name".into(),
                     "bridgetest".into(),
