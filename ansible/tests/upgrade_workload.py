@@ -1,15 +1,14 @@
 """Client workload for the rolling-upgrade test: publishes acknowledged
-messages and serves them, across the cluster, until told to stop.
+JetStream messages to an R3 stream across the cluster until told to stop.
 
     python upgrade_workload.py --servers nats://127.0.0.1:4222,... --out result.json --stop stop.flag
 
-"Acknowledged" is a request/reply today: a responder (its own connection)
-records each message, then replies; the publisher counts a message as
-acknowledged only when the reply arrives, and retries the same message id
-until it does, so ids are acknowledged in order with no gaps. The ack path
-is the `Acknowledged` interface below; JetStream fits it as js.publish()
-(the PubAck is the acknowledgement) and reading the stream back for
-recorded_ids().
+"Acknowledged" is a JetStream PubAck: the stream (three replicas, one per
+node) has the message on a quorum's disks. The publisher retries the same
+message id (`Nats-Msg-Id`, so a retry of a stored message is a duplicate,
+not a second copy) until it is acknowledged, so ids are acknowledged in
+order with no gaps. At the end the whole stream is read back: every
+acknowledged id must be in it, once.
 
 Progress (acknowledged count) goes to <out>.progress while running; the
 final result, written when the stop file appears, is JSON with the
@@ -25,9 +24,12 @@ import os
 from pathlib import Path
 
 import nats
-from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError as NatsTimeout
+import nats.errors
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
 
 SUBJECT = "tribune.upgrade.test"
+STREAM = "UPGRADE"
 
 
 class Counters:
@@ -54,37 +56,58 @@ async def connect(servers: list[str], name: str, c: Counters):
 
 
 class Acknowledged:
-    """Request/reply acknowledgement: the responder records, then replies."""
+    """JetStream acknowledgement: the PubAck of an R3 stream."""
 
     def __init__(self, servers: list[str]) -> None:
         self.servers = servers
-        self.recorded: set[int] = set()
         self.pub_counters, self.sub_counters = Counters(), Counters()
 
     async def start(self) -> None:
-        self.sub = await connect(self.servers, "upgrade-responder", self.sub_counters)
-
-        async def handle(msg) -> None:
-            self.recorded.add(int(msg.data))
-            await msg.respond(b"+ACK")
-
-        await self.sub.subscribe(SUBJECT, queue="upgrade", cb=handle)
-        await self.sub.flush()
         self.pub = await connect(self.servers, "upgrade-publisher", self.pub_counters)
+        self.js = self.pub.jetstream(timeout=2.0)
+        config = StreamConfig(name=STREAM, subjects=[SUBJECT], num_replicas=3,
+                              storage=StorageType.FILE)
+        # The meta group may still be electing its first leader.
+        for _ in range(150):
+            try:
+                await self.js.add_stream(config)
+                return
+            except (nats.errors.Error, asyncio.TimeoutError):
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"could not create the {STREAM} stream")
 
     async def publish(self, msg_id: int) -> bool:
         try:
-            reply = await self.pub.request(SUBJECT, str(msg_id).encode(), timeout=1.0)
-        except (NatsTimeout, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError):
+            ack = await self.js.publish(SUBJECT, str(msg_id).encode(),
+                                        headers={"Nats-Msg-Id": str(msg_id)})
+        except (nats.errors.Error, asyncio.TimeoutError):
+            # Timeouts, no responders while a stream leader is elected
+            # (NoStreamResponseError), a closed connection: retry the id.
             return False
-        return reply.data == b"+ACK"
+        return ack.stream == STREAM
 
-    async def recorded_ids(self) -> set[int]:
-        return set(self.recorded)
+    async def recorded_ids(self) -> list[int]:
+        """Every message in the stream, in order (duplicates kept, so the
+        test can see one)."""
+        reader = await connect(self.servers, "upgrade-reader", self.sub_counters)
+        js = reader.jetstream(timeout=5.0)
+        info = await js.stream_info(STREAM)
+        ids: list[int] = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            for _ in range(20):
+                try:
+                    msg = await js.get_msg(STREAM, seq)
+                    ids.append(int(msg.data))
+                    break
+                except nats.js.errors.NotFoundError:
+                    break
+                except (nats.errors.Error, asyncio.TimeoutError):
+                    await asyncio.sleep(0.2)
+        await reader.drain()
+        return ids
 
     async def close(self) -> None:
         await self.pub.drain()
-        await self.sub.drain()
 
 
 async def run(servers: list[str], out: Path, stop: Path) -> None:
@@ -109,7 +132,7 @@ async def run(servers: list[str], out: Path, stop: Path) -> None:
     recorded = await ack.recorded_ids()
     result = {
         "acked": acked,
-        "recorded": sorted(recorded),
+        "recorded": recorded,
         "retries": retries,
         "publisher": vars(ack.pub_counters),
         "responder": vars(ack.sub_counters),

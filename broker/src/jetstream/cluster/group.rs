@@ -260,7 +260,9 @@ async fn log_leaders(group: Weak<MetaGroup>) {
     let mut last: Option<u64> = None;
     loop {
         if let Err(e) = &rx.borrow().running_state {
-            tracing::error!("JetStream cluster metadata group stopped: {e}");
+            if !matches!(e, openraft::error::Fatal::Stopped) {
+                tracing::error!("JetStream cluster metadata group stopped: {e}");
+            }
             return;
         }
         let leader = rx.borrow().current_leader;
