@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod js;
+pub mod js_cluster;
 pub mod raw;
 pub mod scenario;
 
