@@ -23,7 +23,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::cluster::{Cluster, Flavor};
+use super::cluster::{Cluster, Flavor, CLUSTER_NAME};
 
 /// How long leaders, catch-up and failover may take before a test gives up:
 /// nats-server's Raft election timeout alone is several seconds, and a
@@ -363,13 +363,69 @@ impl JsCluster {
         }
     }
 
-    /// The account info's `error`, if `$JS.API.INFO` through node `i`
-    /// answers one (for messages; `None` if it answers fine or not at all).
-    pub async fn api_error_via(&self, i: usize) -> Option<Value> {
-        self.request(i, "$JS.API.INFO", "")
+    /// Check the `cluster` block of a STREAM.INFO or CONSUMER.INFO answer:
+    /// the cluster's name, `leader` (node `leader`), and one replica (name,
+    /// `current`, `active`) for each other node.
+    pub fn assert_cluster_block(&self, info: &Value, leader: usize) {
+        let cluster = &info["cluster"];
+        assert_eq!(cluster["name"], CLUSTER_NAME, "{info}");
+        assert_eq!(
+            cluster["leader"],
+            self.c.node(leader).name.as_str(),
+            "{info}"
+        );
+        let replicas = cluster["replicas"].as_array().cloned().unwrap_or_default();
+        assert_eq!(replicas.len(), 2, "two replicas besides the leader: {info}");
+        let names: BTreeSet<&str> = replicas.iter().filter_map(|r| r["name"].as_str()).collect();
+        let others: BTreeSet<&str> = (0..self.c.len())
+            .filter(|&j| j != leader)
+            .map(|j| self.c.node(j).name.as_str())
+            .collect();
+        assert_eq!(names, others, "{info}");
+        for r in &replicas {
+            assert!(r["current"].is_boolean(), "replica without current: {info}");
+            assert!(r["active"].is_u64(), "replica without active (ns): {info}");
+        }
+    }
+
+    /// Poll until every running node agrees on the whole of `stream`'s
+    /// `1..=last_seq`: what each serves through DIRECT.GET equals what the
+    /// leader serves through MSG.GET. Returns the contents (seq → payload,
+    /// `None` where there is no message).
+    pub async fn wait_replicas_agree(
+        &self,
+        stream: &str,
+        last_seq: u64,
+    ) -> BTreeMap<u64, Option<Bytes>> {
+        let what = format!("every node to hold the same {last_seq} messages of {stream}");
+        self.poll(&what, || async {
+            let via = self.c.live().first().copied().ok_or("no node running")?;
+            let mut leader_view = BTreeMap::new();
+            for seq in 1..=last_seq {
+                leader_view.insert(seq, self.msg_get(via, stream, seq).await?);
+            }
+            for i in self.c.live() {
+                for (seq, want) in &leader_view {
+                    let got = self.direct_get(i, stream, *seq).await?;
+                    if got != *want {
+                        return Err(format!(
+                            "{} seq {seq}: DIRECT.GET {got:?}, leader {want:?}",
+                            self.c.node(i).name
+                        ));
+                    }
+                }
+            }
+            Ok(leader_view)
+        })
+        .await
+    }
+
+    /// `stream`'s `state` as its leader reports it through node `via`.
+    pub async fn stream_state(&self, via: usize, stream: &str) -> Value {
+        self.request_ok(via, &format!("$JS.API.STREAM.INFO.{stream}"), "")
             .await
-            .ok()
-            .and_then(|v| v.get("error").cloned())
+            .unwrap_or_else(|e| panic!("STREAM.INFO {stream}: {e}"))["state"]
+            .clone()
     }
 }
 

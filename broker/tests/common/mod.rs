@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod js;
 pub mod js_cluster;
+pub mod js_publish;
 pub mod raw;
 pub mod scenario;
 
