@@ -7,6 +7,8 @@
 
 pub mod cluster;
 pub mod js;
+pub mod js_cluster;
+pub mod js_publish;
 pub mod raw;
 pub mod scenario;
 
