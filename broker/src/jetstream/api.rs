@@ -294,7 +294,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
         ["CONSUMER", "INFO", stream, name] => respond(
             "consumer_info_response",
             with_consumer(acc, stream, name)
-                .map(|c| answer("consumer_info_response", &c.info(&server.name))),
+                .map(|c| answer("consumer_info_response", &c.info(server))),
         ),
         ["CONSUMER", "DELETE", stream, name] => respond(
             "consumer_delete_response",
@@ -310,7 +310,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                     .consumers
                     .read()
                     .values()
-                    .map(|c| c.info(&server.name))
+                    .map(|c| c.info(server))
                     .collect();
                 let (total, offset, list) = page(list, &m.payload, 256);
                 answer(
@@ -1013,10 +1013,7 @@ fn consumer_create(
     if let Some(existing) = existing {
         let old = existing.config();
         if same_ignoring_name(&old, &cfg) {
-            return Ok(answer(
-                "consumer_create_response",
-                &existing.info(&server.name),
-            ));
+            return Ok(answer("consumer_create_response", &existing.info(server)));
         }
         if req.action == "create" {
             return Err(errors::consumer_already_exists());
@@ -1024,10 +1021,7 @@ fn consumer_create(
         check_update(&old, &cfg)?;
         existing.update(cfg);
         acc.save_consumer_meta(&s, &existing)?;
-        return Ok(answer(
-            "consumer_create_response",
-            &existing.info(&server.name),
-        ));
+        return Ok(answer("consumer_create_response", &existing.info(server)));
     }
     if req.action == "update" {
         return Err(errors::consumer_does_not_exist());
@@ -1036,7 +1030,7 @@ fn consumer_create(
         return Err(errors::max_consumers());
     }
     let c = acc.create_consumer(server, &s, name, cfg)?;
-    Ok(answer("consumer_create_response", &c.info(&server.name)))
+    Ok(answer("consumer_create_response", &c.info(server)))
 }
 
 fn policy_words(p: DeliverPolicy) -> &'static str {

@@ -1020,7 +1020,15 @@ impl Consumer {
         }
     }
 
-    pub fn info(&self, server_name: &str) -> ConsumerInfo {
+    pub fn info(&self, server: &Server) -> ConsumerInfo {
+        // A consumer is led by its stream's leader: the same cluster view.
+        let cluster = match self.stream.upgrade() {
+            Some(s) => super::api::cluster_info(server, &s),
+            None => ClusterInfo {
+                leader: server.name.clone(),
+                ..Default::default()
+            },
+        };
         let st = self.state.lock();
         let floor = ack_floor(&st);
         ConsumerInfo {
@@ -1040,10 +1048,7 @@ impl Consumer {
             num_redelivered: st.redelivered.len() as u64,
             num_waiting: st.waiting.len() as u64,
             num_pending: self.num_pending(&st),
-            cluster: ClusterInfo {
-                leader: server_name.to_string(),
-                ..Default::default()
-            },
+            cluster,
             push_bound: false,
             ts: types::rfc3339(Some(SystemTime::now())),
         }

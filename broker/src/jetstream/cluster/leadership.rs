@@ -109,10 +109,10 @@ pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -
     }
 }
 
-/// Hand leadership to another voter: stop sending heartbeats and
-/// campaigning, so a follower's election timer fires and it takes over,
-/// then campaign again. Fails when no other voter is current or no new
-/// leader appears in time.
+/// Hand leadership to another voter, chosen at random among the current
+/// ones: stop sending heartbeats and campaigning, ask it to campaign now,
+/// then campaign again once someone else leads. Fails when no other voter
+/// is current or no new leader appears in time.
 pub async fn step_down<C: GroupTypes>(
     raft: &Raft<C>,
     router: &Router,
@@ -122,19 +122,31 @@ pub async fn step_down<C: GroupTypes>(
     if !is_leader(raft, me) {
         return Err(cluster_not_available());
     }
-    if !leadership(raft, router, group)
+    let current: Vec<u64> = leadership(raft, router, group)
         .replicas
         .iter()
-        .any(|r| r.current)
-    {
+        .filter(|r| r.current)
+        .map(|r| r.id)
+        .collect();
+    let Some(&target) = current.get(rand::random_range(0..current.len().max(1))) else {
         return Err(ApiError::new(
             400,
             10044,
             "no replicas available for stepdown",
         ));
-    }
+    };
     raft.runtime_config().heartbeat(false);
     raft.runtime_config().elect(false);
+    // Raft's leadership transfer: the chosen follower, as up to date as
+    // this leader, campaigns now and this leader votes for it. Should that
+    // fail, the followers' own election timers take over once they stop
+    // hearing from this leader.
+    if let Err(e) = router
+        .request_elect(target, group, Duration::from_secs(1))
+        .await
+    {
+        tracing::debug!("stepdown of {group}: transfer to {target:016x} failed: {e}");
+    }
     let deadline = Instant::now() + timing::STEPDOWN_WAIT;
     let mut metrics = raft.metrics();
     let mut moved = false;

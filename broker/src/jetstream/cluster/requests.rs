@@ -122,10 +122,24 @@ pub(crate) fn dispatch(
                 _ => stream_of(name),
             }
         }
-        ["STREAM", "INFO", name]
-        | ["STREAM", "MSG", "GET", name]
-        | ["STREAM", "PEER", "REMOVE", name]
-        | ["DIRECT", "GET", name, ..] => stream_of(name),
+        ["STREAM", "PEER", "REMOVE", name] => match c.stream_group(&acc.name, name) {
+            Some(g) if g.is_leader() => {
+                // Replicas are not moved between servers yet: no other
+                // server can take the peer's place, which is also what
+                // nats-server answers when every server holds a replica.
+                if let Some(reply) = &m.reply {
+                    let e = ApiError::new(503, 10075, "peer remap failed");
+                    let body =
+                        crate::jetstream::api::error_answer("stream_remove_peer_response", &e);
+                    acc.client.publish(server, reply, None, b"", &body);
+                }
+                Decision::Done
+            }
+            _ => stream_of(name),
+        },
+        ["STREAM", "INFO", name] | ["STREAM", "MSG", "GET", name] | ["DIRECT", "GET", name, ..] => {
+            stream_of(name)
+        }
         ["CONSUMER", "CREATE", stream, ..]
         | ["CONSUMER", "DURABLE", "CREATE", stream, ..]
         | ["CONSUMER", "DELETE", stream, ..] => match c.stream_group(&acc.name, stream) {

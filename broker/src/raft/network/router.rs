@@ -241,6 +241,43 @@ impl Router {
             .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Ask `target`'s replica of `group` to campaign now (leadership
+    /// transfer): the caller, the leader, has stopped its heartbeats and
+    /// votes for a candidate whose log is as long as its own.
+    pub async fn request_elect(
+        &self,
+        target: u64,
+        group: &str,
+        ttl: Duration,
+    ) -> Result<(), String> {
+        subject::validate_group(group).map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        super::wire::encode_into(&mut body, &()).map_err(|e| e.to_string())?;
+        let mut pending = self.begin();
+        let mut reply = String::new();
+        subject::write_reply(&mut reply, self.me, pending.id);
+        self.bus.publish(
+            &subject::request(target, group, subject::Op::Elect),
+            Some(&reply),
+            &body,
+        );
+        let answer = match tokio::time::timeout(ttl, &mut pending.rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => return Err("the request was dropped".into()),
+            Err(_) => {
+                self.count_timeout();
+                return Err(format!("no answer within {ttl:?}"));
+            }
+        };
+        drop(pending);
+        match super::wire::decode::<super::wire::Reply<(), openraft::error::Fatal<u64>>>(&answer) {
+            Ok(super::wire::Reply::Ok(())) => Ok(()),
+            Ok(super::wire::Reply::Raft(e)) => Err(e.to_string()),
+            Ok(super::wire::Reply::Failed(f)) => Err(format!("{f:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Counters of this node's transport.
     pub fn stats(&self) -> RouterStats {
         let c = &self.counters;

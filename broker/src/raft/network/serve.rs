@@ -103,6 +103,10 @@ where
                 Ok(req) => self.spawn(slot, reply, async move { raft.install_snapshot(req).await }),
                 Err(e) => self.refuse(op, reply, e),
             },
+            Op::Elect => match wire::decode::<()>(payload) {
+                Ok(()) => self.spawn(slot, reply, async move { raft.trigger().elect().await }),
+                Err(e) => self.refuse(op, reply, e),
+            },
         }
     }
 }

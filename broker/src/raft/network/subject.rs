@@ -51,9 +51,13 @@ pub enum Op {
     Vote,
     Append,
     Snapshot,
+    /// Leadership transfer (Raft's TimeoutNow): the leader asks a caught-up
+    /// follower to campaign at once. Not an openraft RPC.
+    Elect,
 }
 
 impl Op {
+    /// openraft's RPCs: the subjects a connection to a peer keeps.
     pub const ALL: [Op; 3] = [Op::Vote, Op::Append, Op::Snapshot];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Op {
             Op::Vote => "vote",
             Op::Append => "append",
             Op::Snapshot => "snapshot",
+            Op::Elect => "elect",
         }
     }
 
@@ -70,7 +75,10 @@ impl Op {
     }
 
     fn parse(token: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.as_str() == token)
+        Op::ALL
+            .into_iter()
+            .chain([Op::Elect])
+            .find(|op| op.as_str() == token)
     }
 
     /// The RPC type openraft reports in its errors.
@@ -79,6 +87,8 @@ impl Op {
             Op::Vote => RPCTypes::Vote,
             Op::Append => RPCTypes::AppendEntries,
             Op::Snapshot => RPCTypes::InstallSnapshot,
+            // Reported as what it leads to.
+            Op::Elect => RPCTypes::Vote,
         }
     }
 }
