@@ -456,12 +456,39 @@ struct HealthzError {
     error: String,
 }
 
+/// JetStream's part of `/healthz`, as nats-server checks it: nothing
+/// without JetStream, or with `js-enabled-only` / `js-server-only`;
+/// otherwise a clustered server must be current with the meta leader and
+/// (unless `js-meta-only`) every stream replica it holds must be caught
+/// up, so a rolling upgrade waits for a restarted node to catch up before
+/// taking down the next.
+fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
+    let flag = |k: &str| p.bool(k).unwrap_or(false);
+    let js = m.server.jetstream()?;
+    if flag("js-enabled-only") || flag("js-server-only") {
+        return None;
+    }
+    let Some(cluster) = js.cluster() else {
+        // Clustered but not in the domain yet (starting up).
+        return m
+            .server
+            .opts()
+            .cluster
+            .enabled()
+            .then(|| "JetStream has not established contact with a meta leader".to_string());
+    };
+    cluster
+        .health_problems(flag("js-meta-only"))
+        .into_iter()
+        .next()
+}
+
 /// `/healthz`, as nats-server answers it with JetStream disabled: `ok` once
 /// the client listener is up, and the readiness error (status 500) before
 /// that and in lame-duck mode, when the client listener is closed.
 fn healthz(m: &Monitor, p: &Params) -> Response {
     m.count(stat_key::HEALTHZ);
-    // Decoded for their 400s only: without JetStream they change nothing.
+    // Decoded here for their 400s; `jetstream_health` reads them.
     for key in [
         "js-enabled",
         "js-enabled-only",
@@ -497,6 +524,8 @@ fn healthz(m: &Monitor, p: &Params) -> Response {
             "failed to be ready for connections after 1ms: server".to_string(),
             "CONNECTION",
         )
+    } else if let Some(problem) = jetstream_health(m, p) {
+        (StatusCode::SERVICE_UNAVAILABLE, problem, "JETSTREAM")
     } else {
         return json_response(
             StatusCode::OK,

@@ -114,6 +114,11 @@ impl MetaGroup {
         leadership::is_leader(&self.raft, self.me)
     }
 
+    /// Caught up with the meta leader (see [`leadership::is_current`]).
+    pub fn is_current(&self) -> bool {
+        leadership::is_current(&self.raft)
+    }
+
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
     }

@@ -63,6 +63,24 @@ pub fn is_leader<C: GroupTypes>(raft: &Raft<C>, me: u64) -> bool {
     m.current_leader == Some(me) && m.state == ServerState::Leader
 }
 
+/// Whether this replica is caught up: it leads, or it knows a leader and
+/// has applied everything it holds, up to an entry of the leader's term
+/// (every new leader's first entry), so a replica still replaying an old
+/// log, or empty after a wipe, is not current.
+pub fn is_current<C: GroupTypes>(raft: &Raft<C>) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    if m.state == ServerState::Leader {
+        return true;
+    }
+    let Some(applied) = m.last_applied else {
+        return false;
+    };
+    m.current_leader.is_some()
+        && applied.leader_id.term == m.current_term
+        && Some(applied.index) == m.last_log_index
+}
+
 fn name_of(names: &BTreeMap<u64, String>, id: u64) -> String {
     names
         .get(&id)

@@ -134,6 +134,43 @@ impl JsCluster {
         &self.router
     }
 
+    /// Why this server is not a healthy member of the domain, in
+    /// nats-server's words (`/healthz`): no meta leader, behind the meta
+    /// leader, or (unless `meta_only`) a stream replica still catching up.
+    /// Empty when healthy.
+    pub fn health_problems(&self, meta_only: bool) -> Vec<String> {
+        if self.meta.leader().is_none() {
+            return vec!["JetStream has not established contact with a meta leader".into()];
+        }
+        if !self.meta.is_current() {
+            return vec!["JetStream is not current with the meta leader".into()];
+        }
+        if meta_only {
+            return Vec::new();
+        }
+        // Every stream the meta group placed here: its replica must be
+        // running and caught up.
+        let me = self.meta.me();
+        let placed: Vec<(String, String)> = self
+            .meta
+            .view()
+            .read()
+            .streams
+            .iter()
+            .flat_map(|(acc, streams)| {
+                streams
+                    .iter()
+                    .filter(|(_, sa)| sa.peers.contains(&me))
+                    .map(move |(name, _)| (acc.clone(), name.clone()))
+            })
+            .collect();
+        placed
+            .into_iter()
+            .filter(|(acc, name)| !self.stream_group(acc, name).is_some_and(|g| g.is_current()))
+            .map(|(acc, name)| format!("JetStream stream '{acc} > {name}' is not current"))
+            .collect()
+    }
+
     /// This server's replica of a stream, if it holds one.
     pub fn stream_group(&self, account: &str, stream: &str) -> Option<Arc<StreamGroup>> {
         self.streams

@@ -116,6 +116,11 @@ impl StreamGroup {
         leadership::is_leader(&self.raft, self.router.id())
     }
 
+    /// Caught up with the group (see [`leadership::is_current`]).
+    pub fn is_current(&self) -> bool {
+        leadership::is_current(&self.raft)
+    }
+
     pub fn leadership(&self) -> Leadership {
         leadership::leadership(&self.raft, &self.router, &self.group)
     }
