@@ -155,10 +155,13 @@ pub async fn step_down<C: GroupTypes>(
     };
     raft.runtime_config().heartbeat(false);
     raft.runtime_config().elect(false);
-    // Raft's leadership transfer: the chosen follower, as up to date as
-    // this leader, campaigns now and this leader votes for it. Should that
-    // fail, the followers' own election timers take over once they stop
-    // hearing from this leader.
+    // Raft's leadership transfer, within openraft 0.9's leader lease:
+    // voters refuse any candidate while their lease on this leader lasts
+    // (the longest election timeout since they last heard from it). Once it
+    // has run out, the chosen follower, as up to date as this leader,
+    // campaigns and this leader votes for it. Should that fail, the
+    // followers' own election timers take over.
+    tokio::time::sleep(Duration::from_millis(timing::ELECTION_MAX_MS + 50)).await;
     if let Err(e) = router
         .request_elect(target, group, Duration::from_secs(1))
         .await

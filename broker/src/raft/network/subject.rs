@@ -253,10 +253,7 @@ mod tests {
             Err(BadSubject::Shape)
         );
         assert_eq!(parse(&inbox, &format!("{base}g.")), Err(BadSubject::Shape));
-        assert_eq!(
-            parse(&inbox, &format!("{base}g.elect")),
-            Err(BadSubject::Op)
-        );
+        assert_eq!(parse(&inbox, &format!("{base}g.boom")), Err(BadSubject::Op));
         assert_eq!(parse(&inbox, &format!("{base}R.xyz")), Err(BadSubject::Id));
     }
 
