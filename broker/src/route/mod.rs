@@ -19,7 +19,7 @@
 mod conn;
 pub mod parser;
 pub mod security;
-mod url;
+pub mod url;
 
 pub use self::url::RouteUrl;
 

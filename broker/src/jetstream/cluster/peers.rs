@@ -33,7 +33,7 @@ pub trait PeerSource: Send + Sync + 'static {
 pub fn expected_from_routes(routes: &[String], is_self: impl Fn(&str) -> bool) -> usize {
     let mut others: Vec<String> = Vec::new();
     for r in routes {
-        let Ok(u) = crate::route::RouteUrl::parse(r) else {
+        let Ok(u) = crate::route::url::RouteUrl::parse(r) else {
             continue;
         };
         let hp = u.host_port();
