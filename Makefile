@@ -16,7 +16,7 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 # cargo-nextest if installed, else plain cargo test.
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench fmt fmt-check lint clean distclean
+.PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench bench-js-cluster fmt fmt-check lint clean distclean
 .PHONY: fuzz fuzz-smoke
 .PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
@@ -31,6 +31,7 @@ help:
 	@echo "make venv         create $(VENV) from requirements-test.txt"
 	@echo "make localstack   install (once) and start LocalStack on 127.0.0.1:4566 for the AWS tests"
 	@echo "make bench        release build, then tribune-broker vs nats-server; rewrites BENCHMARKS.md"
+	@echo "make bench-js-cluster  3-node JetStream R3 publish and leader failover, both servers; prints only"
 	@echo "make fmt          cargo fmt; make fmt-check: check only"
 	@echo "make lint         cargo clippy, warnings are errors"
 	@echo "make clean        cargo clean; make distclean: also remove $(VENV)"
@@ -124,6 +125,15 @@ bench: venv
 	$(CARGO_TARGET_DIR)/release/tribune-bench compare --nats-server $(NATS_SERVER_BIN) \
 		--tribune $(CARGO_TARGET_DIR)/release/tribune-broker --rounds $(BENCH_ROUNDS) --msgs $(BENCH_MSGS) \
 		--write BENCHMARKS.md
+
+# Clustered JetStream (R3) publish and leader failover. The failover row
+# kills stream leaders and waits out elections (a minute or two per run), so
+# it is not part of `make bench`; the table is printed, not written.
+bench-js-cluster: venv
+	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
+	$(CARGO_TARGET_DIR)/release/tribune-bench compare --nats-server $(NATS_SERVER_BIN) \
+		--tribune $(CARGO_TARGET_DIR)/release/tribune-broker --rounds $(BENCH_ROUNDS) \
+		--scenario js-r3-pub js-r3-failover
 
 fmt:
 	$(CARGO) fmt --all

@@ -10,6 +10,8 @@
 //! (`tribune-bench auth-flood-config`), at bcrypt cost 4 rather than the
 //! comparison's 11 so that a debug build stays quick: the flood reads each
 //! server's refusals, and the comparison relies on reading nats-server's.
+//! The clustered JetStream scenarios start their own 3-node clusters, so
+//! they run through `compare` itself, one short round of each.
 
 mod common;
 
@@ -88,4 +90,32 @@ fn auth_flood_runs_against_both_servers() {
             .unwrap_or_else(|e| panic!("{label}: {e}"));
         smoke(&server, &["auth-flood"]);
     }
+}
+
+#[test]
+fn js_cluster_scenarios_run_against_both_servers() {
+    let nats = common::nats_server_bin();
+    let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
+    let out = Command::new(BENCH)
+        .arg("compare")
+        .arg("--nats-server")
+        .arg(&nats)
+        .arg("--tribune")
+        .arg(&tribune)
+        .args(["--rounds", "1", "--js-r3-msgs", "500", "--failovers", "1"])
+        .args(["--scenario", "js-r3-pub", "js-r3-failover"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Two nats-server settings for the publish row, one for the failover.
+    for (metric, rows) in [("| msgs/s |", 2), ("| kill -> next ack, median (ms) |", 1)] {
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains(metric)).count(),
+            rows,
+            "{stdout}\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("| NaN |"), "{stdout}");
 }

@@ -1,130 +1,12 @@
 //! Side-by-side runs of nats-server and tribune-broker, and the report.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use crate::js_cluster::{self, NatsSync};
 use crate::scenarios::{self, Outcome, Params, Scenario};
-
-/// A server process started for one measurement; killed on drop, its
-/// directory (config file, JetStream store; if any) removed.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    dir: Option<PathBuf>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// The JetStream settings both servers get for the JetStream rows: fsync
-/// before every ack (nats-server's default is a sync every 2 minutes).
-pub const JS_SYNC: &str = "sync_interval: always";
-
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Start `bin` on loopback with the settings both servers share; with
-/// `jetstream`, also JetStream on a fresh directory, syncing always; with
-/// `config`, that text in its config file too.
-fn start(bin: &Path, jetstream: bool, config: Option<&str>) -> io::Result<Running> {
-    let port = free_port()?;
-    if !jetstream && config.is_none() {
-        return spawn(bin, ([127, 0, 0, 1], port).into(), &[]);
-    }
-    let dir = std::env::temp_dir().join(format!("tribune-bench-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let conf = dir.join("server.conf");
-    let mut text = config.unwrap_or_default().to_string();
-    if jetstream {
-        text.push_str(&format!(
-            "jetstream {{\n  store_dir: \"{}\"\n  {JS_SYNC}\n}}\n",
-            dir.join("js").display()
-        ));
-    }
-    std::fs::write(&conf, text)?;
-    let mut running = spawn(
-        bin,
-        ([127, 0, 0, 1], port).into(),
-        &["-c".to_string(), conf.display().to_string()],
-    );
-    match &mut running {
-        Ok(r) => r.dir = Some(dir),
-        Err(_) => {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-    running
-}
-
-fn spawn(bin: &Path, addr: SocketAddr, extra: &[String]) -> io::Result<Running> {
-    let child = Command::new(bin)
-        .args(["-a", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| io::Error::other(format!("could not start {}: {e}", bin.display())))?;
-    let running = Running {
-        child,
-        addr,
-        dir: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            return Err(io::Error::other(format!(
-                "{} did not start listening",
-                bin.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(running)
-}
-
-/// Start a 3-node cluster of `bin` on 127.0.0.1-3, each listing all routes.
-fn start_cluster(bin: &Path) -> io::Result<Vec<Running>> {
-    let mut nodes = Vec::new();
-    let mut plan = Vec::new();
-    for i in 1..=3u8 {
-        let ip = std::net::Ipv4Addr::new(127, 0, 0, i);
-        let client = TcpListener::bind((ip, 0))?.local_addr()?.port();
-        let cluster = TcpListener::bind((ip, 0))?.local_addr()?.port();
-        plan.push((
-            SocketAddr::from((ip, client)),
-            SocketAddr::from((ip, cluster)),
-        ));
-    }
-    let routes: Vec<String> = plan
-        .iter()
-        .map(|(_, c)| format!("nats-route://{c}"))
-        .collect();
-    for (i, (client, cluster)) in plan.iter().enumerate() {
-        let extra = vec![
-            "--cluster".to_string(),
-            format!("nats://{cluster}"),
-            "--routes".to_string(),
-            routes.join(","),
-            "--cluster_name".to_string(),
-            "bench".to_string(),
-            "-n".to_string(),
-            format!("bench-{}", i + 1),
-        ];
-        nodes.push(spawn(bin, *client, &extra)?);
-    }
-    Ok(nodes)
-}
+use crate::servers::{self, Cluster, JS_SYNC};
 
 /// Let the idle-connection scenario open enough sockets.
 pub fn raise_fd_limit(conns: u64) {
@@ -158,6 +40,10 @@ pub fn describe(o: &Outcome) -> String {
             l.refused_per_sec, l.timeouts_per_sec, l.right_admitted, l.right_tried
         ));
     }
+    if !o.failover_ms.is_empty() {
+        let ms: Vec<String> = o.failover_ms.iter().map(|m| format!("{m:.0}")).collect();
+        parts.push(format!("failover {} ms", ms.join(", ")));
+    }
     if let Some(c) = o.server_cpu {
         parts.push(format!("server cpu {c:.2}s"));
     }
@@ -182,7 +68,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One table row: a metric for both servers.
 struct Row {
-    scenario: &'static str,
+    scenario: String,
     metric: &'static str,
     nats: f64,
     tribune: f64,
@@ -191,12 +77,14 @@ struct Row {
     higher_is_better: bool,
 }
 
-fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
+/// The rows of scenario `s` (titled `title`) from each server's outcomes,
+/// one per round.
+fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
     let pick = |v: &[Outcome], f: &dyn Fn(&Outcome) -> Option<f64>| {
         median(v.iter().filter_map(f).collect())
     };
     let row = |metric, f: &dyn Fn(&Outcome) -> Option<f64>, target, higher_is_better| Row {
-        scenario: s.title(),
+        scenario: title.to_string(),
         metric,
         nats: pick(nats, f),
         tribune: pick(tri, f),
@@ -303,6 +191,52 @@ fn rows_for(s: Scenario, nats: &[Outcome], tri: &[Outcome]) -> Vec<Row> {
                 ),
             ]
         }
+        Scenario::JsR3Pub => {
+            let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
+            vec![
+                row("msgs/s", &|o| o.rate, "-", true),
+                row(
+                    "ack p50 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.0)),
+                    "-",
+                    false,
+                ),
+                row(
+                    "ack p99 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.1)),
+                    "-",
+                    false,
+                ),
+                row("server CPU s, 3 nodes", &|o| o.server_cpu, "-", false),
+                row(
+                    "peak RSS, 3 nodes (MiB)",
+                    &|o| o.rss.map(|r| r as f64 / 1048576.0),
+                    "-",
+                    false,
+                ),
+            ]
+        }
+        Scenario::JsR3Failover => {
+            // Every kill of every round is one sample.
+            let all = |v: &[Outcome]| -> Vec<f64> {
+                v.iter()
+                    .flat_map(|o| o.failover_ms.iter().copied())
+                    .collect()
+            };
+            let max = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::max);
+            let row2 = |metric, f: &dyn Fn(Vec<f64>) -> f64| Row {
+                scenario: title.to_string(),
+                metric,
+                nats: f(all(nats)),
+                tribune: f(all(tri)),
+                target: "-",
+                higher_is_better: false,
+            };
+            vec![
+                row2("kill -> next ack, median (ms)", &median),
+                row2("kill -> next ack, max (ms)", &max),
+            ]
+        }
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
@@ -334,11 +268,18 @@ fn version_of(bin: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Path) -> String {
+fn render(
+    rows: &[Row],
+    rounds: usize,
+    p: Params,
+    list: &[Scenario],
+    nats_bin: &Path,
+    tri_bin: &Path,
+) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Generated by `make bench` on {} UTC.\n\n- Machine: {}\n- nats-server: {}\n- tribune-broker: {}\n- Method: both servers on 127.0.0.1 with default settings, \
-         scenarios alternating between them, {} rounds, medians shown; {} messages per throughput run, {} requests, {} idle connections, bursts of {} connections.\n- Auth flood: both servers with a plain-password user for the measuring client and a bcrypt (cost {}) user, default auth timeout; {} clients send that user a wrong password again and again, each as soon as its last was answered, and one more client logs in with the right password, one login after another; round trips as in request/reply, for {:.0} s once the flood is under way; rates and server CPU over those seconds.\n- JetStream rows: both servers with `jetstream {{ {JS_SYNC} }}` (fsync before every ack), file storage, {} messages per run, {} publishes in flight; fetch reads the stream {} times in pull batches of {}, ack none.\n\n",
+         scenarios alternating between them, {} rounds, medians shown; {} messages per throughput run, {} requests, {} idle connections, bursts of {} connections.\n- Auth flood: both servers with a plain-password user for the measuring client and a bcrypt (cost {}) user, default auth timeout; {} clients send that user a wrong password again and again, each as soon as its last was answered, and one more client logs in with the right password, one login after another; round trips as in request/reply, for {:.0} s once the flood is under way; rates and server CPU over those seconds.\n- JetStream rows: both servers with `jetstream {{ {JS_SYNC} }}` (fsync before every ack), file storage, {} messages per run, {} publishes in flight; fetch reads the stream {} times in pull batches of {}, ack none.\n",
         chrono_now(),
         machine(),
         version_of(nats_bin),
@@ -356,6 +297,17 @@ fn render(rows: &[Row], rounds: usize, p: Params, nats_bin: &Path, tri_bin: &Pat
         crate::js::FETCH_PASSES,
         crate::js::FETCH_BATCH
     ));
+    if list.iter().any(|s| s.js_cluster()) {
+        out.push_str(&format!(
+            "- JetStream R3 rows: a fresh 3-node cluster on 127.0.0.1-3 per measurement, JetStream on every node with its own store, a file stream with `num_replicas: 3`, 128 B payloads; nats-server once per sync setting named in the row. Publish: {} messages, {} in flight, the client on a node that does not lead the stream; CPU and peak RSS summed over the 3 processes. Failover: {} SIGKILLs of the stream leader per round, a client on another node publishing every {} ms, retrying after {} ms without an answer; time from the kill to the first ack of a publish sent after it.\n",
+            p.js_r3_msgs,
+            crate::js::WINDOW,
+            p.failovers,
+            crate::js_r3_failover::PACE.as_millis(),
+            crate::js_r3_failover::ACK_TIMEOUT.as_millis(),
+        ));
+    }
+    out.push('\n');
     out.push_str("| scenario | metric | nats-server | tribune | tribune/nats | target | met |\n|---|---|---:|---:|---:|---|---|\n");
     for r in rows {
         let ratio = r.tribune / r.nats;
@@ -432,6 +384,71 @@ fn write_report(path: &Path, body: &str) -> io::Result<()> {
     std::fs::write(path, new)
 }
 
+/// One server setup measured in a scenario: a binary, and for the
+/// clustered JetStream scenarios its `jetstream` settings.
+struct Contender {
+    label: String,
+    bin: PathBuf,
+    /// The nats-server sync setting of a clustered JetStream row.
+    sync: Option<NatsSync>,
+}
+
+/// Who runs scenario `s`: nats-server then tribune, with nats-server once
+/// per sync setting in the clustered JetStream rows. Tribune is last.
+fn contenders(s: Scenario, nats_bin: &Path, tri_bin: &Path) -> Vec<Contender> {
+    let mut out = Vec::new();
+    if s.js_cluster() {
+        for &sync in js_cluster::nats_syncs(s) {
+            out.push(Contender {
+                label: format!("nats-server ({})", sync.label()),
+                bin: nats_bin.to_path_buf(),
+                sync: Some(sync),
+            });
+        }
+    } else {
+        out.push(Contender {
+            label: "nats-server".into(),
+            bin: nats_bin.to_path_buf(),
+            sync: None,
+        });
+    }
+    out.push(Contender {
+        label: "tribune".into(),
+        bin: tri_bin.to_path_buf(),
+        sync: None,
+    });
+    out
+}
+
+/// One measurement of `s` on fresh servers of contender `c`.
+fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::Result<Outcome> {
+    if s.js_cluster() {
+        // nats-server's sync setting; Tribune's one mode needs none.
+        let extra = c.sync.map_or("", NatsSync::config);
+        let mut cluster = Cluster::start(&c.bin, Some(extra))?;
+        return js_cluster::run(s, &mut cluster, p);
+    }
+    if s.clustered() {
+        let cluster = Cluster::start(&c.bin, None)?;
+        return scenarios::run(s, cluster.addr(0), Some(cluster.addr(1)), cluster.pid(0), p);
+    }
+    let server = servers::start(&c.bin, s.jetstream(), config)?;
+    scenarios::run(s, server.addr, None, Some(server.pid()), p)
+}
+
+/// The title of the rows comparing `nats` with tribune in scenario `s`.
+fn row_title(s: Scenario, nats: &Contender) -> String {
+    match nats.sync {
+        Some(sync) => format!(
+            "{} ({}; {})",
+            s.title(),
+            sync.label(),
+            js_cluster::TRIBUNE_SYNC
+        ),
+        None => s.title().to_string(),
+    }
+}
+
 pub fn compare(
     nats_bin: &Path,
     tri_bin: &Path,
@@ -441,40 +458,33 @@ pub fn compare(
     write: Option<&Path>,
 ) -> io::Result<()> {
     raise_fd_limit(p.idle_conns.max(p.burst_conns));
-    let bins: [(&str, PathBuf); 2] = [
-        ("nats-server", nats_bin.to_path_buf()),
-        ("tribune", tri_bin.to_path_buf()),
-    ];
     let mut rows = Vec::new();
     for &s in list {
         // Made once, so both servers check the same hash.
         let config = s.server_config()?;
-        let mut results: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
+        let who = contenders(s, nats_bin, tri_bin);
+        let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); who.len()];
         for round in 0..rounds {
-            // Alternate who goes first so warm caches and thermal drift even out.
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let nodes = if s.clustered() {
-                    start_cluster(&bins[i].1)?
-                } else {
-                    vec![start(&bins[i].1, s.jetstream(), config.as_deref())?]
-                };
-                let pid = nodes[0].child.id();
-                let peer = nodes.get(1).map(|n| n.addr);
-                let o = scenarios::run(s, nodes[0].addr, peer, Some(pid), p)?;
+            // Rotate who goes first so warm caches and thermal drift even out.
+            for k in 0..who.len() {
+                let i = (k + round) % who.len();
+                let o = measure(s, &who[i], config.as_deref(), p)?;
                 eprintln!(
                     "round {} {:<12} {:<32} {}",
                     round + 1,
-                    bins[i].0,
+                    who[i].label,
                     s.title(),
                     describe(&o)
                 );
                 results[i].push(o);
             }
         }
-        rows.extend(rows_for(s, &results[0], &results[1]));
+        let tri = who.len() - 1;
+        for (c, nats) in who[..tri].iter().zip(&results) {
+            rows.extend(rows_for(s, &row_title(s, c), nats, &results[tri]));
+        }
     }
-    let report = render(&rows, rounds, p, nats_bin, tri_bin);
+    let report = render(&rows, rounds, p, list, nats_bin, tri_bin);
     println!("{report}");
     if let Some(path) = write {
         write_report(path, &report)?;
@@ -486,6 +496,40 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clustered_publish_runs_nats_once_per_sync_setting() {
+        let who = contenders(Scenario::JsR3Pub, Path::new("n"), Path::new("t"));
+        let syncs: Vec<_> = who.iter().map(|c| c.sync).collect();
+        assert_eq!(
+            syncs,
+            [Some(NatsSync::Default), Some(NatsSync::Always), None]
+        );
+        assert_eq!(who[2].bin, Path::new("t"));
+        let title = row_title(Scenario::JsR3Pub, &who[1]);
+        assert!(title.contains("sync_interval always"), "{title}");
+        assert!(title.contains(js_cluster::TRIBUNE_SYNC), "{title}");
+        let plain = contenders(Scenario::Pub16, Path::new("n"), Path::new("t"));
+        assert_eq!(plain.len(), 2);
+        assert_eq!(
+            row_title(Scenario::Pub16, &plain[0]),
+            Scenario::Pub16.title()
+        );
+    }
+
+    #[test]
+    fn failover_rows_pool_every_kill() {
+        let o = |ms: &[f64]| Outcome {
+            failover_ms: ms.to_vec(),
+            ..Default::default()
+        };
+        let nats = [o(&[4000.0, 7000.0, 5000.0]), o(&[6000.0, 4500.0, 9000.0])];
+        let tri = [o(&[3000.0, 3500.0, 4000.0]), o(&[3200.0, 3900.0, 3600.0])];
+        let rows = rows_for(Scenario::JsR3Failover, "t", &nats, &tri);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].nats, rows[0].tribune), (6000.0, 3600.0));
+        assert_eq!((rows[1].nats, rows[1].tribune), (9000.0, 4000.0));
+    }
 
     #[test]
     fn ratios() {

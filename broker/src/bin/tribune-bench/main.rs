@@ -11,8 +11,13 @@ mod auth_flood;
 mod burst;
 mod compare;
 mod js;
+mod js_cluster;
+mod js_r3_failover;
+mod js_r3_pub;
 mod proc_stats;
 mod scenarios;
+mod servers;
+mod timed;
 mod wire;
 
 use std::net::SocketAddr;
@@ -47,7 +52,7 @@ enum Cmd {
         /// Another node of the same cluster, for the cross-node scenario.
         #[arg(long)]
         peer: Option<SocketAddr>,
-        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
+        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::on_running_server())]
         scenario: Vec<Scenario>,
         #[arg(long, default_value_t = 1_000_000)]
         msgs: u64,
@@ -96,6 +101,12 @@ enum Cmd {
         /// Seconds of round trips measured during the auth flood.
         #[arg(long, default_value_t = 10.0)]
         flood_secs: f64,
+        /// Messages per clustered (R3) JetStream publish run.
+        #[arg(long, default_value_t = js_cluster::DEFAULT_R3_MSGS, value_parser = clap::value_parser!(u64).range(1..))]
+        js_r3_msgs: u64,
+        /// Stream leaders killed per clustered failover run.
+        #[arg(long, default_value_t = js_cluster::DEFAULT_FAILOVERS, value_parser = clap::value_parser!(u64).range(1..))]
+        failovers: u64,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -113,7 +124,7 @@ enum Cmd {
         addr: SocketAddr,
         /// Only these (the JetStream ones need a server with JetStream,
         /// auth-flood one with the users of `auth-flood-config`).
-        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
+        #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::on_running_server())]
         scenario: Vec<Scenario>,
     },
 }
@@ -142,6 +153,9 @@ fn main() -> ExitCode {
                 js_msgs,
                 flood_clients,
                 flood_window: Duration::from_secs_f64(flood_secs),
+                // The clustered scenarios do not run against one server.
+                js_r3_msgs: js_cluster::DEFAULT_R3_MSGS,
+                failovers: js_cluster::DEFAULT_FAILOVERS,
             };
             compare::raise_fd_limit(idle_conns.max(burst_conns));
             scenario.iter().try_for_each(|&s| {
@@ -162,6 +176,8 @@ fn main() -> ExitCode {
             js_msgs,
             flood_clients,
             flood_secs,
+            js_r3_msgs,
+            failovers,
             write,
         } => {
             let p = Params {
@@ -172,6 +188,8 @@ fn main() -> ExitCode {
                 js_msgs,
                 flood_clients,
                 flood_window: Duration::from_secs_f64(flood_secs),
+                js_r3_msgs,
+                failovers,
             };
             compare::compare(
                 &nats_server,
@@ -194,6 +212,8 @@ fn main() -> ExitCode {
                 js_msgs: 600,
                 flood_clients: 4,
                 flood_window: Duration::from_millis(400),
+                js_r3_msgs: 600,
+                failovers: 1,
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;

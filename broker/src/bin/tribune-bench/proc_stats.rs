@@ -28,10 +28,19 @@ pub fn self_cpu() -> f64 {
 
 /// Resident memory of `pid` in bytes.
 pub fn proc_rss(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// The most resident memory `pid` has had so far, in bytes.
+pub fn proc_peak_rss(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -42,6 +51,8 @@ mod tests {
     fn parses_stat_with_spaces_in_name() {
         let line = "123 (a b) S 1 1 1 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
         assert_eq!(stat_cpu(line), Some(3.0));
-        assert!(proc_rss(std::process::id()).unwrap() > 0);
+        let me = std::process::id();
+        assert!(proc_rss(me).unwrap() > 0);
+        assert!(proc_peak_rss(me).unwrap() >= proc_rss(me).unwrap());
     }
 }

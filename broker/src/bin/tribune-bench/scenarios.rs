@@ -25,6 +25,8 @@ pub struct Outcome {
     pub latency_us: Option<(f64, f64, f64)>,
     /// The slowest of those, in microseconds.
     pub latency_max_us: Option<f64>,
+    /// Failover times in milliseconds, one per leader killed.
+    pub failover_ms: Vec<f64>,
     /// How the server answered logins while the scenario ran (the auth flood).
     pub logins: Option<Logins>,
     /// Server resident memory in bytes.
@@ -77,10 +79,21 @@ pub enum Scenario {
     /// Request/reply of an authenticated client while other clients flood
     /// the server with wrong passwords for a bcrypt user.
     AuthFlood,
+    /// JetStream on a 3-node cluster: acknowledged publishes of 128 B into
+    /// a file stream with three replicas, 256 in flight, from a client on
+    /// a node that does not lead the stream; nats-server with its default
+    /// sync and with `sync_interval: always`.
+    JsR3Pub,
+    /// JetStream on a 3-node cluster: the time from SIGKILLing the leader
+    /// of a stream with three replicas to the next acknowledged publish.
+    /// Not in [`Scenario::ALL`]: elections take seconds, so a run of both
+    /// servers takes a minute or two (`make bench-js-cluster`).
+    JsR3Failover,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    /// What `make bench` runs.
+    pub const ALL: [Scenario; 13] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -93,11 +106,27 @@ impl Scenario {
         Scenario::JsPub,
         Scenario::JsFetch,
         Scenario::AuthFlood,
+        Scenario::JsR3Pub,
     ];
+
+    /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
+    /// clustered JetStream scenarios, which start their own clusters.
+    pub fn on_running_server() -> Vec<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| !s.js_cluster())
+            .collect()
+    }
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
     pub fn clustered(self) -> bool {
-        self == Scenario::CrossNode
+        self == Scenario::CrossNode || self.js_cluster()
+    }
+
+    /// Whether the scenario needs a 3-node cluster with JetStream on every
+    /// node, which it drives itself (`js_cluster::run`).
+    pub fn js_cluster(self) -> bool {
+        matches!(self, Scenario::JsR3Pub | Scenario::JsR3Failover)
     }
 
     /// Whether the scenario needs JetStream (both servers then run with
@@ -131,6 +160,8 @@ impl Scenario {
             Scenario::JsPub => "JetStream pub 128 B, file, acked (sync always)",
             Scenario::JsFetch => "JetStream fetch 128 B, file, batch 256",
             Scenario::AuthFlood => "request/reply during a wrong-password flood (bcrypt)",
+            Scenario::JsR3Pub => "JetStream R3 pub 128 B, file, acked, 256 in flight",
+            Scenario::JsR3Failover => "JetStream R3 leader SIGKILL -> next ack",
         }
     }
 }
@@ -150,6 +181,10 @@ pub struct Params {
     pub flood_clients: u64,
     /// How long the auth flood's measurement runs.
     pub flood_window: Duration,
+    /// Messages per clustered (R3) JetStream publish run.
+    pub js_r3_msgs: u64,
+    /// Leaders killed per failover run.
+    pub failovers: u64,
 }
 
 const BATCH: usize = 512;
@@ -179,6 +214,12 @@ pub fn run(
         Scenario::JsFetch => crate::js::fetch(addr, p.js_msgs)?,
         Scenario::AuthFlood => {
             crate::auth_flood::run(addr, p.flood_clients, p.flood_window, server_pid)?
+        }
+        Scenario::JsR3Pub | Scenario::JsR3Failover => {
+            return Err(io::Error::other(format!(
+                "{} starts its own 3-node clusters: run it with `compare`",
+                s.title()
+            )))
         }
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
