@@ -105,7 +105,8 @@ impl InternalClient {
     /// Deliver to the subscribers of `to` a message that shows `subject`, as
     /// JetStream delivers a stored message to a consumer's inbox under the
     /// subject it was published on. Route peers get it on `to`, since they
-    /// route by the subject on the wire.
+    /// route by the subject on the wire, with `subject` after an `@` in an
+    /// ack reply so that they show it too ([`crate::route::js_deliver`]).
     pub fn deliver(
         &self,
         server: &Server,
@@ -157,8 +158,12 @@ impl InternalClient {
                 remote.qsubs.push(r);
             }
         }
+        let suffixed = msg
+            .reply
+            .and_then(|r| crate::route::js_deliver::encode_reply(r, msg.subject));
         let on_wire = Msg {
             subject: to.as_bytes(),
+            reply: suffixed.as_deref().or(msg.reply),
             ..msg
         };
         self.route(server, &local, &msg) + self.route(server, &remote, &on_wire)

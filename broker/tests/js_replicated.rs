@@ -409,8 +409,9 @@ async fn create_worker(jc: &JsCluster, via: usize) -> Value {
 }
 
 /// Pull up to `batch` messages from `worker` through `js`, acknowledging each
-/// (double ack: the server confirms). Returns their stream sequences and
-/// payloads; errors (no leader yet, timeouts) yield what came before them.
+/// (double ack: the server confirms); each must show its published subject.
+/// Returns their stream sequences and payloads; errors (no leader yet,
+/// timeouts) yield what came before them.
 async fn fetch_and_ack(js: &async_nats::jetstream::Context, batch: usize) -> Vec<(u64, Bytes)> {
     let mut out = Vec::new();
     let consumer: async_nats::jetstream::consumer::PullConsumer =
@@ -439,6 +440,13 @@ async fn fetch_and_ack(js: &async_nats::jetstream::Context, batch: usize) -> Vec
         let Ok(seq) = m.info().map(|i| i.stream_sequence) else {
             break;
         };
+        // The subject it was published on, not the fetch inbox, also when
+        // the delivery crossed a route from the consumer leader.
+        assert!(
+            m.subject.starts_with("sports."),
+            "seq {seq} delivered on {}",
+            m.subject
+        );
         if let Err(e) = m.double_ack().await {
             eprintln!("ack of seq {seq} failed: {e}");
             continue;

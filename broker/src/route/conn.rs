@@ -642,7 +642,17 @@ impl RouteReader<'_> {
         if result.is_empty() {
             return;
         }
-        self.deliver(&result, account, &msg, Origin::Route { queues });
+        // A JetStream delivery matches on its inbox but shows the subject
+        // the message was published on (see `js_deliver`).
+        let shown = match msg.reply.and_then(super::js_deliver::decode_reply) {
+            Some((subject, reply)) => Msg {
+                subject,
+                reply: Some(reply),
+                ..msg
+            },
+            None => msg,
+        };
+        self.deliver(&result, account, &shown, Origin::Route { queues });
     }
 
     /// Responses to service requests made here, and stream imports, which

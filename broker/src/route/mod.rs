@@ -17,6 +17,7 @@
 //! knows a single seed ends up connected to all.
 
 mod conn;
+pub mod js_deliver;
 pub mod parser;
 pub mod security;
 pub mod url;

@@ -1,68 +1,15 @@
 // nats.js (@nats-io/transport-node, @nats-io/jetstream, @nats-io/kv)
 // against nats-server (the reference) and tribune-broker: streams, acked
 // publishes with de-duplication, a durable pull consumer, an ordered
-// consumer and a KV bucket. Binaries from NATS_SERVER_BIN and
-// TRIBUNE_BROKER_BIN (the Makefile exports both).
+// consumer and a KV bucket. Servers and binaries: servers.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
-import { createServer, connect as tcpConnect } from "node:net";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 
 import { connect } from "@nats-io/transport-node";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 
-const root = resolve(import.meta.dirname, "../../..");
-const flavors = [
-  ["nats-server", process.env.NATS_SERVER_BIN ?? join(root, ".venv/bin/nats-server")],
-  ["tribune", process.env.TRIBUNE_BROKER_BIN ?? join(root, "target/debug/tribune-broker")],
-];
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.on("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 400; i++) {
-    const up = await new Promise((ok) => {
-      const c = tcpConnect(port, "127.0.0.1", () => {
-        c.destroy();
-        ok(true);
-      });
-      c.on("error", () => ok(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server did not listen on ${port}`);
-}
-
-async function startServer(bin) {
-  assert.ok(existsSync(bin), `${bin} not found (make build / make venv)`);
-  const dir = mkdtempSync(join(tmpdir(), "tribune-njs-"));
-  const port = await freePort();
-  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")], {
-    stdio: "ignore",
-  });
-  await waitForPort(port);
-  return {
-    port,
-    stop() {
-      child.kill("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { flavors, startServer } from "./servers.mjs";
 
 for (const [label, bin] of flavors) {
   test(`nats.js JetStream and KV against ${label}`, async () => {

@@ -54,14 +54,19 @@ SELECTED = [
 
 
 class Server:
-    """A server on 127.0.0.1 with a random port, found via --ports_file_dir."""
+    """A server process, ready once its ports file (--ports_file_dir) names
+    its client URL.
 
-    def __init__(self, binary: str, workdir: Path, args=()):
+    By default on 127.0.0.1 with a random client port; the cluster fixture
+    (nats_cluster.py) passes each node's own loopback address and ports.
+    """
+
+    def __init__(self, binary: str, workdir: Path, args=(), host="127.0.0.1", port=-1):
         self.binary = binary
         ports_dir = workdir / "ports"
         ports_dir.mkdir(parents=True)
         self.log_path = workdir / "server.log"
-        cmd = [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir), *args]
+        cmd = [binary, "-a", host, "-p", str(port), "--ports_file_dir", str(ports_dir), *args]
         if not Path(binary).is_file():
             pytest.fail(f"server binary not found: {binary} (run `make build`)")
         with open(self.log_path, "wb") as log:
@@ -105,6 +110,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def kill(self):
+        """SIGKILL (a crash: nothing flushed, nothing said to peers) and reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 @pytest.fixture(scope="module", params=SELECTED)
