@@ -17,7 +17,7 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench bench-js-cluster fmt fmt-check lint clean distclean
-.PHONY: fuzz fuzz-smoke
+.PHONY: fuzz fuzz-smoke chaos
 .PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make test-python  only the nats-py suite (needs a build)"
 	@echo "make fuzz         every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; needs nightly + cargo-fuzz"
 	@echo "make fuzz-smoke   every fuzz target for $(FUZZ_SMOKE_SECONDS) s (part of make test)"
+	@echo "make chaos        replicated JetStream chaos (kills, wipes, partitions), $(JS_CHAOS_ROUNDS) rounds, both servers"
 	@echo "make venv         create $(VENV) from requirements-test.txt"
 	@echo "make localstack   install (once) and start LocalStack on 127.0.0.1:4566 for the AWS tests"
 	@echo "make bench        release build, then tribune-broker vs nats-server; rewrites BENCHMARKS.md"
@@ -117,6 +118,20 @@ fuzz:
 
 fuzz-smoke:
 	broker/fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# Chaos for replicated JetStream (broker/tests/js_chaos.rs, README "Tests"):
+# stream- and meta-leader kills, whole-cluster restarts, wiped nodes and
+# iptables partitions on 3-node clusters of nats-server and tribune-broker.
+# `make test` runs the same file with its default of 3 rounds. The partition
+# scenario needs iptables and root; without them it says so and passes.
+# JS_CHAOS_SEED=<seed from an earlier run's output> replays a run's choices.
+JS_CHAOS_ROUNDS ?= 25
+chaos: venv
+ifeq ($(HAVE_NEXTEST),yes)
+	JS_CHAOS_ROUNDS=$(JS_CHAOS_ROUNDS) $(CARGO) nextest run --workspace -E 'binary(js_chaos)' --no-fail-fast
+else
+	JS_CHAOS_ROUNDS=$(JS_CHAOS_ROUNDS) $(CARGO) test --workspace --test js_chaos --no-fail-fast
+endif
 
 BENCH_ROUNDS ?= 3
 BENCH_MSGS   ?= 1000000

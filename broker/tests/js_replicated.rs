@@ -26,49 +26,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 
-use common::cluster::{flavor_selected, Flavor};
+use common::cluster::Flavor;
 use common::js_cluster::{JsCluster, JS_DEADLINE};
 use common::js_publish::{publish, publish_sure};
 
 const STREAM: &str = "SCORES";
 const CONSUMER: &str = "worker";
-
-fn skip(kind: &str) -> bool {
-    if flavor_selected(kind) {
-        return false;
-    }
-    eprintln!(
-        "skipped: CLUSTER_FLAVOR={:?} excludes {kind}",
-        std::env::var("CLUSTER_FLAVOR").unwrap_or_default()
-    );
-    true
-}
-
-/// `mod $name { fn nats_server(); fn tribune(); }`, both running `$body`.
-macro_rules! on_both_flavors {
-    ($(#[$doc:meta])* $name:ident => $body:ident) => {
-        $(#[$doc])*
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nats_server() {
-                if skip("nats") {
-                    return;
-                }
-                $body(Flavor::NatsServer).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn tribune() {
-                if skip("tribune") {
-                    return;
-                }
-                $body(Flavor::Tribune).await
-            }
-        }
-    };
-}
 
 /// `STREAM.CREATE` of the R3 stream `SCORES` on `sports.>` (file storage,
 /// direct gets allowed) through node `via`; returns the answer.

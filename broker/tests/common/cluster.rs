@@ -106,6 +106,49 @@ pub fn flavor_selected(kind: &str) -> bool {
         .any(|w| w == kind || (kind == "nats" && w == "nats-server"))
 }
 
+/// `true` (after saying so) when `CLUSTER_FLAVOR` leaves out `kind`: the
+/// test returns early and passes.
+pub fn skip_flavor(kind: &str) -> bool {
+    if flavor_selected(kind) {
+        return false;
+    }
+    eprintln!(
+        "skipped: CLUSTER_FLAVOR={:?} excludes {kind}",
+        std::env::var("CLUSTER_FLAVOR").unwrap_or_default()
+    );
+    true
+}
+
+/// `on_both_flavors!(name => body)` defines `mod name { fn nats_server();
+/// fn tribune(); }`, each a multi-threaded tokio test running
+/// `body(Flavor)` (an `async fn` of the test file) on three nodes of that
+/// flavour, unless `CLUSTER_FLAVOR` leaves it out. nats-server validates the
+/// scenario; tribune-broker is the server under test. A name filter selects
+/// too: `cargo nextest run --test js_chaos nats_server`.
+#[macro_export]
+macro_rules! on_both_flavors {
+    ($(#[$doc:meta])* $name:ident => $body:ident) => {
+        $(#[$doc])*
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats_server() {
+                if $crate::common::cluster::skip_flavor("nats") {
+                    return;
+                }
+                super::$body($crate::common::cluster::Flavor::NatsServer).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tribune() {
+                if $crate::common::cluster::skip_flavor("tribune") {
+                    return;
+                }
+                super::$body($crate::common::cluster::Flavor::Tribune).await
+            }
+        }
+    };
+}
+
 /// One node of a [`Cluster`]: fixed addresses, and the process if running.
 pub struct Node {
     pub index: usize,
@@ -196,7 +239,25 @@ pub struct Cluster {
     config: Option<String>,
     /// JetStream on every node (`-js -sd <node dir>/js`).
     jetstream: bool,
+    /// Node i runs with group id `gid_base + i` (see [`JsOptions::node_gids`]).
+    gid_base: Option<u32>,
 }
+
+/// Variations on [`Cluster::start_js`] for the chaos tests.
+#[derive(Clone, Debug, Default)]
+pub struct JsOptions {
+    /// Appended to [`JS_CLUSTER_CONFIG`] (e.g. `ping_interval: "1s"`; the
+    /// top-level ping settings govern routes on both servers).
+    pub extra_config: String,
+    /// Start node i with group id [`NODE_GID_BASE`]` + i` (user id stays
+    /// root), so iptables' `owner --gid-owner` match can tell which node a
+    /// socket belongs to: every node's outgoing route connections come from
+    /// 127.0.0.1, whatever address the node listens on.
+    pub node_gids: bool,
+}
+
+/// The first group id [`JsOptions::node_gids`] gives out.
+pub const NODE_GID_BASE: u32 = 47_100;
 
 /// The configuration [`Cluster::start_js`] gives every node: JetStream in
 /// account `APP` (the `no_auth_user`'s), and a system account user
@@ -233,9 +294,37 @@ impl Cluster {
 
     /// Like [`Cluster::start_js`], node i running `flavors[i]`.
     pub async fn start_js_mixed(flavors: &[Flavor]) -> Cluster {
-        let c = Cluster::spawn_with(flavors, Some(JS_CLUSTER_CONFIG), true).await;
+        Cluster::start_js_with(flavors, &JsOptions::default()).await
+    }
+
+    /// Like [`Cluster::start_js_mixed`], with [`JsOptions`].
+    pub async fn start_js_with(flavors: &[Flavor], opts: &JsOptions) -> Cluster {
+        let config = format!("{JS_CLUSTER_CONFIG}{}\n", opts.extra_config);
+        let gid_base = opts.node_gids.then_some(NODE_GID_BASE);
+        let c = Cluster::spawn_with(flavors, Some(&config), true, gid_base).await;
         c.wait_for_mesh().await;
         c
+    }
+
+    /// The group id node `i` runs with, if [`JsOptions::node_gids`] was set.
+    pub fn node_gid(&self, i: usize) -> Option<u32> {
+        self.gid_base.map(|b| b + i as u32)
+    }
+
+    /// Remove node `i`'s JetStream store (the node must be stopped): it
+    /// comes back as the same server with an empty disk.
+    pub fn wipe_store(&self, i: usize) {
+        assert!(
+            !self.nodes[i].is_running(),
+            "{} is running: stop it before wiping its store",
+            self.nodes[i].name
+        );
+        let dir = self.store_dir(i);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("remove {}: {e}", dir.display()),
+        }
     }
 
     /// Node `i`'s JetStream store directory (what `-sd` names).
@@ -249,10 +338,15 @@ impl Cluster {
     /// taken by something else in between), the whole cluster is started
     /// again on fresh ports, up to three times.
     pub async fn spawn(flavors: &[Flavor]) -> Cluster {
-        Cluster::spawn_with(flavors, None, false).await
+        Cluster::spawn_with(flavors, None, false, None).await
     }
 
-    async fn spawn_with(flavors: &[Flavor], config: Option<&str>, jetstream: bool) -> Cluster {
+    async fn spawn_with(
+        flavors: &[Flavor],
+        config: Option<&str>,
+        jetstream: bool,
+        gid_base: Option<u32>,
+    ) -> Cluster {
         assert!(!flavors.is_empty() && flavors.len() < 255);
         let mut attempt = 0;
         loop {
@@ -260,6 +354,7 @@ impl Cluster {
             let mut c = Cluster::new(flavors);
             c.config = config.map(str::to_string);
             c.jetstream = jetstream;
+            c.gid_base = gid_base;
             for i in 0..c.nodes.len() {
                 c.launch(i);
             }
@@ -315,6 +410,7 @@ impl Cluster {
             routes,
             config: None,
             jetstream: false,
+            gid_base: None,
         }
     }
 
@@ -406,6 +502,7 @@ impl Cluster {
     fn launch(&mut self, i: usize) {
         let routes = self.routes.clone();
         let (config, jetstream) = (self.config.clone(), self.jetstream);
+        let gid = self.node_gid(i);
         let node = &mut self.nodes[i];
         node.generation += 1;
         let ports_dir = node.dir.path().join(format!("ports-{}", node.generation));
@@ -437,6 +534,9 @@ impl Cluster {
             .arg(CLUSTER_NAME)
             .arg("--routes")
             .arg(&routes);
+        if let Some(gid) = gid {
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));

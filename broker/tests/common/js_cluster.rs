@@ -23,7 +23,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::cluster::{Cluster, Flavor, CLUSTER_NAME};
+use super::cluster::{Cluster, Flavor, JsOptions, CLUSTER_NAME};
 
 /// How long leaders, catch-up and failover may take before a test gives up:
 /// nats-server's Raft election timeout alone is several seconds, and a
@@ -61,7 +61,12 @@ impl JsCluster {
     /// Three `flavor` nodes with JetStream, meshed, whose JetStream API
     /// answers through every node (the meta group has a leader).
     pub async fn start(flavor: Flavor) -> JsCluster {
-        let c = Cluster::start_js(flavor).await;
+        JsCluster::start_with(flavor, &JsOptions::default()).await
+    }
+
+    /// Like [`JsCluster::start`], with [`JsOptions`] for the nodes.
+    pub async fn start_with(flavor: Flavor, opts: &JsOptions) -> JsCluster {
+        let c = Cluster::start_js_with(&[flavor, flavor, flavor], opts).await;
         let mut clients = Vec::new();
         for i in 0..c.len() {
             clients.push(Some(pinned_client(&c, i).await));
@@ -95,6 +100,24 @@ impl JsCluster {
         js
     }
 
+    /// A client that knows every node and moves to another when its node
+    /// dies (reconnecting every 100 ms), as an application's would.
+    /// Requests sent meanwhile wait in its buffer or time out.
+    pub async fn roaming_client(&self, name: &str) -> async_nats::Client {
+        let urls = self.c.client_urls();
+        let connect = async_nats::ConnectOptions::new()
+            .name(name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .reconnect_delay_callback(|_| Duration::from_millis(100))
+            .connect(urls.clone());
+        match tokio::time::timeout(REQUEST_TIMEOUT * 4, connect).await {
+            Ok(Ok(nc)) => nc,
+            Ok(Err(e)) => panic!("connect to {urls:?}: {e}"),
+            Err(_) => panic!("connect to {urls:?}: no answer in time"),
+        }
+    }
+
     /// SIGKILL node `i` and drop its client.
     pub fn kill(&mut self, i: usize) {
         self.clients[i] = None;
@@ -109,6 +132,33 @@ impl JsCluster {
         self.clients[i] = Some(pinned_client(&self.c, i).await);
     }
 
+    /// The meta group's leader once every running node's `/jsz` names the
+    /// same running one (`meta_cluster.leader`), as a node index.
+    pub async fn wait_meta_leader(&self) -> usize {
+        let name = self
+            .poll("every node to agree on the meta leader", || async {
+                let mut names = BTreeSet::new();
+                for i in self.c.live() {
+                    let v = self.c.get_json(i, "/jsz").await?;
+                    let leader = v["meta_cluster"]["leader"].as_str().unwrap_or("");
+                    if leader.is_empty() {
+                        return Err(format!("no meta leader via {}: {v}", self.c.node(i).name));
+                    }
+                    names.insert(leader.to_string());
+                }
+                let leader = match names.len() {
+                    1 => names.into_iter().next().unwrap_or_default(),
+                    _ => return Err(format!("nodes name different meta leaders: {names:?}")),
+                };
+                if !self.c.node(self.index_of(&leader)).is_running() {
+                    return Err(format!("{leader} is named meta leader but is down"));
+                }
+                Ok(leader)
+            })
+            .await;
+        self.index_of(&name)
+    }
+
     /// The node index of the server named `name` (`node-a` → 0).
     pub fn index_of(&self, name: &str) -> usize {
         (0..self.c.len())
@@ -119,10 +169,23 @@ impl JsCluster {
     /// Send a `$JS.API` request through node `i` and parse the JSON reply.
     /// `Err` on timeout, no responders or a reply that is not JSON.
     pub async fn request(&self, i: usize, subject: &str, body: &str) -> Result<Value, String> {
+        self.request_within(i, subject, body, REQUEST_TIMEOUT).await
+    }
+
+    /// Like [`JsCluster::request`], waiting up to `within` for the reply
+    /// (for requests the server answers only once something happened, such
+    /// as a stepdown that waits for the next leader).
+    pub async fn request_within(
+        &self,
+        i: usize,
+        subject: &str,
+        body: &str,
+        within: Duration,
+    ) -> Result<Value, String> {
         let fut = self
             .client(i)
             .request(subject.to_string(), Bytes::from(body.to_string()));
-        let reply = tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        let reply = tokio::time::timeout(within, fut)
             .await
             .map_err(|_| format!("{subject} via {}: no reply", self.c.node(i).name))?
             .map_err(|e| format!("{subject} via {}: {e}", self.c.node(i).name))?;
@@ -219,6 +282,32 @@ impl JsCluster {
                 }
             }
             Ok((leader, last))
+        })
+        .await
+    }
+
+    /// The node that leads `stream` right now, as the first running node to
+    /// answer STREAM.INFO names it (polled until one names a running node;
+    /// replicas need not be current).
+    pub async fn current_stream_leader(&self, stream: &str) -> usize {
+        let subject = format!("$JS.API.STREAM.INFO.{stream}");
+        self.poll(&format!("a leader of {stream}"), || async {
+            let mut last = String::new();
+            for i in self.c.live() {
+                match self.request_ok(i, &subject, "").await {
+                    Ok(v) => {
+                        let name = v["cluster"]["leader"].as_str().unwrap_or("");
+                        if let Some(l) = (0..self.c.len()).find(|&l| self.c.node(l).name == name) {
+                            if self.c.node(l).is_running() {
+                                return Ok(l);
+                            }
+                        }
+                        last = format!("leader {name:?} via {}", self.c.node(i).name);
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
         })
         .await
     }

@@ -9,6 +9,9 @@ pub mod cluster;
 pub mod js;
 pub mod js_cluster;
 pub mod js_publish;
+pub mod js_readback;
+pub mod js_workload;
+pub mod netcut;
 pub mod raw;
 pub mod scenario;
 
