@@ -111,8 +111,12 @@ pub fn clean_leftovers() {
         if fs::metadata(format!("/proc/{pid}")).is_ok() {
             continue;
         }
+        // `-S` quotes the comment; the argument must go without quotes.
         let mut del = vec!["-D".to_string()];
-        del.extend(rest.split_whitespace().map(str::to_string));
+        del.extend(
+            rest.split_whitespace()
+                .map(|t| t.trim_matches('"').to_string()),
+        );
         match iptables(&del) {
             Ok(()) => eprintln!("removed a leftover rule of test process {pid}: {line}"),
             Err(e) => eprintln!("could not remove leftover rule {line}: {e}"),
