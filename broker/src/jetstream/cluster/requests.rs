@@ -74,34 +74,20 @@ pub(crate) fn dispatch(
             }
             Decision::Done
         }
-        ["STREAM", "LEADER", "STEPDOWN", name] => {
-            if let Some(g) = c.stream_group(&acc.name, name).filter(|g| g.is_leader()) {
-                spawn_stepdown(
-                    acc,
-                    server,
-                    m,
-                    "stream_leader_stepdown_response",
-                    async move { g.step_down().await },
-                );
-                Decision::Done
-            } else {
-                stream_of(name)
-            }
-        }
-        ["CONSUMER", "LEADER", "STEPDOWN", stream, _] => {
-            // A consumer's state lives with its stream's leader for now:
-            // its leadership moves with the stream's.
-            if let Some(g) = c.stream_group(&acc.name, stream).filter(|g| g.is_leader()) {
-                spawn_stepdown(
-                    acc,
-                    server,
-                    m,
-                    "consumer_leader_stepdown_response",
-                    async move { g.step_down().await },
-                );
-                Decision::Done
-            } else {
-                stream_of(stream)
+        // A consumer's state lives with its stream's leader for now: its
+        // leadership moves with the stream's.
+        ["STREAM", "LEADER", "STEPDOWN", name] | ["CONSUMER", "LEADER", "STEPDOWN", name, _] => {
+            match c.stream_group(&acc.name, name).filter(|g| g.is_leader()) {
+                Some(g) => {
+                    let kind = if tokens[0] == "STREAM" {
+                        "stream_leader_stepdown_response"
+                    } else {
+                        "consumer_leader_stepdown_response"
+                    };
+                    spawn_stepdown(acc, server, m, kind, g);
+                    Decision::Done
+                }
+                None => stream_of(name),
             }
         }
         ["STREAM", "PURGE", name] | ["STREAM", "MSG", "DELETE", name] => {
@@ -220,19 +206,17 @@ fn spawn_replicated(
     });
 }
 
-fn spawn_stepdown<F>(
+fn spawn_stepdown(
     acc: &Arc<JsAccount>,
     server: &Arc<Server>,
     m: &OwnedMsg,
     kind: &'static str,
-    fut: F,
-) where
-    F: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
-{
+    g: Arc<super::stream_group::StreamGroup>,
+) {
     let Some(reply) = m.reply.clone() else { return };
     let (acc, server) = (acc.clone(), Arc::downgrade(server));
     tokio::spawn(async move {
-        let body = match fut.await {
+        let body = match g.step_down().await {
             Ok(()) => {
                 json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "success": true })
             }
