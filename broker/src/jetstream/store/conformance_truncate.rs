@@ -28,15 +28,16 @@ conformance!(
     truncate_random_ops_match_replayed_history,
 );
 
-mod truncate_support {
+pub(super) mod truncate_support {
     //! A store's history as operations, so that "as if the truncated
     //! messages had never been stored" can be checked against a store that
-    //! replays only what the truncate keeps.
+    //! replays only what the truncate keeps. The skip tests compare views
+    //! with it too.
 
     use super::*;
 
     #[derive(Clone, Debug)]
-    pub(super) enum Op {
+    pub(in crate::jetstream::store) enum Op {
         Put {
             subject: String,
             headers: bool,
@@ -49,7 +50,7 @@ mod truncate_support {
         Purge(String),
     }
 
-    pub(super) fn put(subject: &str, payload_len: usize, ts: i64) -> Op {
+    pub(in crate::jetstream::store) fn put(subject: &str, payload_len: usize, ts: i64) -> Op {
         Op::Put {
             subject: subject.to_owned(),
             headers: payload_len.is_multiple_of(3),
@@ -60,7 +61,7 @@ mod truncate_support {
         }
     }
 
-    pub(super) fn apply(h: &mut H, op: &Op) {
+    pub(in crate::jetstream::store) fn apply(h: &mut H, op: &Op) {
         match op {
             Op::Put {
                 subject,
@@ -112,7 +113,7 @@ mod truncate_support {
     /// Everything a store answers, for comparing two stores that should
     /// hold the same messages.
     #[derive(Debug, PartialEq)]
-    pub(super) struct View {
+    pub(in crate::jetstream::store) struct View {
         state: StoreState,
         msgs: Vec<StoredMsg>,
         totals: BTreeMap<String, u64>,
@@ -122,7 +123,7 @@ mod truncate_support {
 
     /// What a store answers for one subject or filter.
     #[derive(Debug, PartialEq)]
-    pub(super) struct FilterView {
+    pub(in crate::jetstream::store) struct FilterView {
         filter: String,
         last_seq_for_subject: u64,
         load_last: Option<u64>,
@@ -133,7 +134,7 @@ mod truncate_support {
 
     /// `last_ts` is left out unless `last_ts` says it must match (it
     /// depends on what the store still knows about a removed message).
-    pub(super) fn view(h: &H, filters: &[&str], last_ts: bool) -> View {
+    pub(in crate::jetstream::store) fn view(h: &H, filters: &[&str], last_ts: bool) -> View {
         let mut state = h.s.state();
         if !last_ts {
             state.last_ts = 0;

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::removed::RemovedLog;
 use super::subjects::SubjectIndex;
 use super::{
-    check_subject, check_truncate, filter_is_all, filter_matches, mem_store_msg_size, MsgStore,
-    StoreError, StoreLimits, StoreState, StoredMsg, SubjectMap,
+    check_skip, check_subject, check_truncate, filter_is_all, filter_matches, mem_store_msg_size,
+    MsgStore, StoreError, StoreLimits, StoreState, StoredMsg, SubjectMap,
 };
 
 /// A stream's messages held in RAM.
@@ -423,6 +423,17 @@ impl MsgStore for MemStore {
     fn truncate(&mut self, seq: u64) -> Result<(), StoreError> {
         if check_truncate(seq, self.state.last_seq)? {
             self.truncate_to(seq);
+        }
+        Ok(())
+    }
+
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError> {
+        if check_skip(seq, self.state.last_seq)? {
+            self.state.last_seq = seq;
+            if self.msgs.is_empty() {
+                self.state.first_seq = seq + 1;
+                self.state.first_ts = 0;
+            }
         }
         Ok(())
     }

@@ -20,6 +20,10 @@
 //! [`MsgStore::truncate`] rolls the tail back (a replica whose store ran
 //! ahead of its durable Raft point after a crash); see its docs for why it
 //! reports nothing through `take_removed`.
+//!
+//! [`MsgStore::skip_to`] moves the tail forward without storing anything (a
+//! follower catching up from a peer places messages at the leader's
+//! sequences, leaving gaps for what the leader no longer has).
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -150,6 +154,10 @@ pub enum StoreError {
     Config(String),
     #[error("cannot truncate to sequence {seq}: the last sequence is {last}")]
     TruncateBeyondLast { seq: u64, last: u64 },
+    #[error("cannot skip to sequence {seq}: the last sequence is already {last}")]
+    SkipBehindLast { seq: u64, last: u64 },
+    #[error("cannot skip to sequence {seq}: no sequence would be left for the next message")]
+    SkipToMax { seq: u64 },
 }
 
 impl StoreError {
@@ -235,6 +243,33 @@ pub trait MsgStore: Send {
     ///   written before it); a crash part-way leaves either the old or the
     ///   truncated store.
     fn truncate(&mut self, seq: u64) -> Result<(), StoreError>;
+    /// Moves the last sequence forward to `seq` without storing anything
+    /// (nats-server's `SkipMsgs`): a replica catching up from a peer after a
+    /// Raft snapshot places each message at the leader's sequence and skips
+    /// the sequences the leader no longer has, so both stores number their
+    /// messages alike.
+    ///
+    /// * `seq < last_seq` is [`StoreError::SkipBehindLast`] (sequences never
+    ///   go back; that is [`Self::truncate`]'s job); `seq == last_seq`
+    ///   changes nothing; `u64::MAX` is [`StoreError::SkipToMax`].
+    /// * Otherwise `last_seq` becomes `seq` and the next `store_msg` gets
+    ///   `seq + 1`. `last_seq + 1..=seq` count as never stored: an empty
+    ///   store (fresh, or everything removed) reports
+    ///   `first_seq = seq + 1` with `first_ts = 0`, as nats-server reports an
+    ///   empty stream; a non-empty one keeps its first message and counts the
+    ///   skipped range in `num_deleted` (every gap between first and last
+    ///   is an interior delete, as nats-server's `SkipMsgs` fills its delete
+    ///   map with them).
+    /// * `last_ts` is left as it was: no message was stored. (nats-server
+    ///   keeps it too, except that it sets it to the current time when it
+    ///   was never set; the stores here take no clock, so a fresh store
+    ///   keeps 0.)
+    /// * Messages, bytes and subjects are untouched, so no limit is
+    ///   enforced and nothing is reported through [`Self::take_removed`].
+    /// * Like `store_msg`, durable after the next [`Self::sync`]: a restart
+    ///   then reports the same first and last sequence, also when the skip
+    ///   is the tail of the stream.
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError>;
     /// Removes all data (stream delete).
     fn delete(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -274,6 +309,20 @@ pub(crate) fn check_truncate(seq: u64, last: u64) -> Result<bool, StoreError> {
     Ok(seq < last)
 }
 
+/// The checks both stores share before a skip: `Ok(true)` when there is
+/// something to do, `Ok(false)` for a no-op (`seq == last_seq`).
+pub(crate) fn check_skip(seq: u64, last: u64) -> Result<bool, StoreError> {
+    if seq < last {
+        return Err(StoreError::SkipBehindLast { seq, last });
+    }
+    if seq == u64::MAX {
+        // `first_seq` of an empty store and the next message's sequence
+        // are both `seq + 1`.
+        return Err(StoreError::SkipToMax { seq });
+    }
+    Ok(seq > last)
+}
+
 /// Subjects must be non-empty, literal and short enough for the record format.
 pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
     let reason = if subject.is_empty() {
@@ -293,5 +342,7 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_skip;
 #[cfg(test)]
 mod conformance_truncate;

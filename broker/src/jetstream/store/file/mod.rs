@@ -13,7 +13,8 @@
 //! * `NNNNNNNNNN.dlog` — the block's delete log ([`dlog`]): removed ranges.
 //! * `floor` — "everything below N is gone" plus the last sequence/time,
 //!   written atomically by purges so they survive restarts even when every
-//!   block is deleted (and by truncates that need it, see [`truncate`]).
+//!   block is deleted (and by truncates that need it, see [`truncate`], and
+//!   by the `sync` after a skip past the last block, see [`skip`]).
 //! * `truncate` — the journal of a truncate under way, present only while
 //!   one runs (or was interrupted by a crash: opening finishes it).
 //!
@@ -52,6 +53,7 @@ mod record;
 mod recover;
 mod remove;
 mod scan;
+mod skip;
 mod truncate;
 
 use active::ActiveBlock;
@@ -195,7 +197,7 @@ impl FileStore {
     /// Makes sure there is an active block with room for `rec_len` bytes.
     /// The active block must also end right before `seq` (sequences in a
     /// block are contiguous; a truncate into a gap can leave the last
-    /// sequence beyond the last block).
+    /// sequence beyond the last block, and so does a skip).
     fn ensure_room(&mut self, rec_len: u64, seq: u64) -> Result<(), StoreError> {
         if let (Some(a), Some(b)) = (&self.active, self.blocks.last()) {
             let fits = a.offsets.is_empty() || a.len() + rec_len <= self.cfg.block_size;
@@ -410,6 +412,10 @@ impl MsgStore for FileStore {
         self.truncate_to(seq)
     }
 
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.skip_to_seq(seq)
+    }
+
     fn delete(mut self: Box<Self>) -> Result<(), StoreError> {
         let dir = self.dir.clone();
         // Nothing needs to be durable any more.
@@ -439,6 +445,7 @@ impl FileStore {
             }
             self.dlog_pending.remove(&id);
         }
+        self.persist_skipped_tail()?;
         if self.dir_dirty {
             self.sync_dir()?;
         }
