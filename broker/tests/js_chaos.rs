@@ -523,6 +523,7 @@ async fn partition_minority(flavor: Flavor) {
     let opts = JsOptions {
         extra_config: FAST_PINGS.to_string(),
         node_gids: true,
+        ..JsOptions::default()
     };
     let (jc, mut pubs, mut worker) = chaos_cluster(flavor, &opts).await;
     let mut minority_ids = BTreeSet::new();

@@ -444,7 +444,7 @@ impl Stream {
 
     /// Consumers learn of new messages; interest streams with no one
     /// interested drop them.
-    fn after_store(&self) {
+    pub(crate) fn after_store(&self) {
         let consumers: Vec<Arc<Consumer>> = self.consumers.read().values().cloned().collect();
         for c in &consumers {
             c.wake();

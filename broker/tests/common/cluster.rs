@@ -241,6 +241,8 @@ pub struct Cluster {
     jetstream: bool,
     /// Node i runs with group id `gid_base + i` (see [`JsOptions::node_gids`]).
     gid_base: Option<u32>,
+    /// See [`JsOptions::tribune_env`].
+    tribune_env: Vec<(String, String)>,
 }
 
 /// Variations on [`Cluster::start_js`] for the chaos tests.
@@ -254,6 +256,9 @@ pub struct JsOptions {
     /// socket belongs to: every node's outgoing route connections come from
     /// 127.0.0.1, whatever address the node listens on.
     pub node_gids: bool,
+    /// Environment variables for the tribune-broker nodes (tunables such
+    /// as `TRIBUNE_STREAM_SNAPSHOT_EVERY`); nats-server nodes ignore them.
+    pub tribune_env: Vec<(String, String)>,
 }
 
 /// The first group id [`JsOptions::node_gids`] gives out.
@@ -301,7 +306,8 @@ impl Cluster {
     pub async fn start_js_with(flavors: &[Flavor], opts: &JsOptions) -> Cluster {
         let config = format!("{JS_CLUSTER_CONFIG}{}\n", opts.extra_config);
         let gid_base = opts.node_gids.then_some(NODE_GID_BASE);
-        let c = Cluster::spawn_with(flavors, Some(&config), true, gid_base).await;
+        let c =
+            Cluster::spawn_with(flavors, Some(&config), true, gid_base, &opts.tribune_env).await;
         c.wait_for_mesh().await;
         c
     }
@@ -338,7 +344,7 @@ impl Cluster {
     /// taken by something else in between), the whole cluster is started
     /// again on fresh ports, up to three times.
     pub async fn spawn(flavors: &[Flavor]) -> Cluster {
-        Cluster::spawn_with(flavors, None, false, None).await
+        Cluster::spawn_with(flavors, None, false, None, &[]).await
     }
 
     async fn spawn_with(
@@ -346,6 +352,7 @@ impl Cluster {
         config: Option<&str>,
         jetstream: bool,
         gid_base: Option<u32>,
+        tribune_env: &[(String, String)],
     ) -> Cluster {
         assert!(!flavors.is_empty() && flavors.len() < 255);
         let mut attempt = 0;
@@ -355,6 +362,7 @@ impl Cluster {
             c.config = config.map(str::to_string);
             c.jetstream = jetstream;
             c.gid_base = gid_base;
+            c.tribune_env = tribune_env.to_vec();
             for i in 0..c.nodes.len() {
                 c.launch(i);
             }
@@ -411,6 +419,7 @@ impl Cluster {
             config: None,
             jetstream: false,
             gid_base: None,
+            tribune_env: Vec::new(),
         }
     }
 
@@ -534,6 +543,9 @@ impl Cluster {
             .arg(CLUSTER_NAME)
             .arg("--routes")
             .arg(&routes);
+        if node.flavor == Flavor::Tribune {
+            cmd.envs(self.tribune_env.iter().map(|(k, v)| (k, v)));
+        }
         if let Some(gid) = gid {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }

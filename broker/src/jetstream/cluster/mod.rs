@@ -28,6 +28,7 @@ pub mod peers;
 pub mod requests;
 pub mod stream_group;
 pub mod stream_sm;
+pub mod stream_snapshot;
 pub mod timing;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@
 //! quorum stored it and the leader applied it.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 
 use anyhow::Context;
@@ -20,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::leadership::{self, Leadership};
 use super::meta::StreamAssignment;
 use super::stream_sm::{ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes};
+use super::stream_snapshot::{CatchupClient, CatchupFlag, StreamCatchupSource};
 use super::timing;
 use crate::internal::OwnedMsg;
 use crate::jetstream::errors::ApiError;
@@ -41,6 +43,10 @@ pub struct StreamGroup {
     raft: Raft<StreamTypes>,
     router: Arc<Router>,
     server: Weak<Server>,
+    /// Set on shutdown: a catch-up in progress gives up.
+    closed: Arc<AtomicBool>,
+    /// While a snapshot's messages are being fetched.
+    catching_up: Arc<CatchupFlag>,
 }
 
 impl std::fmt::Debug for StreamGroup {
@@ -73,13 +79,36 @@ impl StreamGroup {
         let sm_dir = dir.to_path_buf();
         let sm_stream = stream.clone();
         let sm_server = Arc::downgrade(server);
-        let sm = tokio::task::spawn_blocking(move || {
-            StreamStateMachine::open(sm_stream, sm_server, &sm_dir)
+        let closed = Arc::new(AtomicBool::new(false));
+        let catching_up = Arc::new(CatchupFlag::default());
+        let catchup = CatchupClient {
+            router: router.clone(),
+            group: sa.group.clone(),
+            closed: closed.clone(),
+        };
+        let sm_flag = catching_up.clone();
+        let mut sm = tokio::task::spawn_blocking(move || {
+            StreamStateMachine::open(sm_stream, sm_server, &sm_dir, catchup, sm_flag)
         })
         .await
         .context("opening the stream's state machine")??;
+        // Peers ask this replica for messages once it has them.
+        router.register_catchup(
+            &sa.group,
+            Arc::new(StreamCatchupSource {
+                stream: Arc::downgrade(&stream),
+                catching_up: catching_up.clone(),
+            }),
+        )?;
+        sm.resume()
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("finishing an interrupted catch-up")?;
         let network = Network::<StreamTypes>::new(router.clone(), &sa.group)?;
-        let config = Arc::new(timing::raft_config(&server.cluster_name(), None)?);
+        let config = Arc::new(timing::raft_config(
+            &server.cluster_name(),
+            Some(timing::stream_snapshot_every()),
+        )?);
         let raft = Raft::new(router.id(), config, network, log, sm)
             .await
             .context("starting the stream's Raft node")?;
@@ -107,6 +136,8 @@ impl StreamGroup {
             raft,
             router,
             server: Arc::downgrade(server),
+            closed,
+            catching_up,
         });
         tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
         Ok(group)
@@ -116,9 +147,10 @@ impl StreamGroup {
         leadership::is_leader(&self.raft, self.router.id())
     }
 
-    /// Caught up with the group (see [`leadership::is_current`]).
+    /// Caught up with the group (see [`leadership::is_current`]) and not
+    /// refilling its store from a snapshot.
     pub fn is_current(&self) -> bool {
-        leadership::is_current(&self.raft)
+        !self.catching_up.get() && leadership::is_current(&self.raft)
     }
 
     pub fn leadership(&self) -> Leadership {
@@ -147,6 +179,8 @@ impl StreamGroup {
 
     /// Stop this replica (stream deleted, moved, or server shutting down).
     pub async fn shutdown(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.router.unregister(&self.group);
         if let Some(server) = self.server.upgrade() {
             self.stream.follow(&server);

@@ -15,6 +15,22 @@ pub const ELECTION_MAX_MS: u64 = 2_000;
 /// The meta group snapshots its (small) state every this many entries.
 pub const META_SNAPSHOT_EVERY: u64 = 1_024;
 
+/// A replicated stream snapshots its state every this many entries (each
+/// a batch of publishes or an API change), and keeps half as many entries
+/// after a snapshot so that a replica a little behind catches up from the
+/// log rather than by fetching messages.
+pub const STREAM_SNAPSHOT_EVERY: u64 = 16_384;
+
+/// [`STREAM_SNAPSHOT_EVERY`], or `TRIBUNE_STREAM_SNAPSHOT_EVERY` from the
+/// environment (at least 16): tests use it to snapshot after a few
+/// entries.
+pub fn stream_snapshot_every() -> u64 {
+    std::env::var("TRIBUNE_STREAM_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(STREAM_SNAPSHOT_EVERY, |n| n.max(16))
+}
+
 /// How often a server not yet in a group checks whether to form it.
 pub const FORM_POLL: Duration = Duration::from_millis(250);
 /// How long the set of visible peers must stay the same before the group

@@ -61,6 +61,16 @@ pub trait Bus: Send + Sync + 'static {
     fn publish(&self, subject: &str, reply: Option<&str>, payload: &[u8]);
 }
 
+/// Answers peers' catch-up requests for one group: after installing a
+/// snapshot that only describes its data, a replica fetches the data from
+/// a peer through [`Router::request_catchup`]. The bytes mean what the
+/// layer above says; this layer only carries them.
+pub trait CatchupSource: Send + Sync + 'static {
+    /// The answer to `request`, at most `max` bytes long, or why there is
+    /// none. Runs on a blocking thread: it may read disk.
+    fn answer(&self, request: &[u8], max: usize) -> Result<Vec<u8>, String>;
+}
+
 /// Limits of the Raft transport, the same for every group of a node.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {

@@ -13,7 +13,11 @@ use tokio::sync::oneshot;
 use super::serve::{self, RaftServer, Serve};
 use super::subject::{self, Inbound, InvalidGroup};
 use super::wire::Failure;
-use super::{Bus, NetworkConfig};
+use super::{Bus, CatchupSource, NetworkConfig};
+
+/// Catch-up answers prepared at once on a node; past it a request is
+/// answered "busy" and the peer retries.
+const MAX_CATCHUPS_INFLIGHT: usize = 4;
 
 /// Routes this node's Raft traffic: one per node, shared by every group.
 ///
@@ -32,6 +36,10 @@ pub struct Router {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>, ahash::RandomState>>,
     groups: RwLock<HashMap<Box<str>, Arc<dyn Serve>, ahash::RandomState>>,
+    /// What answers `catchup` requests, per group.
+    catchups: RwLock<HashMap<Box<str>, Arc<dyn CatchupSource>, ahash::RandomState>>,
+    /// Catch-up answers being prepared now (they read disk).
+    catchups_inflight: Arc<std::sync::atomic::AtomicUsize>,
     counters: Counters,
     /// When each peer last answered, per group: monitoring's `active`.
     contacts: Mutex<Contacts>,
@@ -116,6 +124,8 @@ impl Router {
             next_id: AtomicU64::new(rand::random()),
             pending: Mutex::default(),
             groups: RwLock::default(),
+            catchups: RwLock::default(),
+            catchups_inflight: Arc::default(),
             counters: Counters::default(),
             contacts: Mutex::default(),
             epoch: Instant::now(),
@@ -160,10 +170,24 @@ impl Router {
         Ok(())
     }
 
+    /// Makes `source` answer peers' `catchup` requests for `group` on this
+    /// node (replacing an earlier source); [`Router::unregister`] removes
+    /// it with the group.
+    pub fn register_catchup(
+        &self,
+        group: &str,
+        source: Arc<dyn CatchupSource>,
+    ) -> Result<(), RegisterError> {
+        subject::validate_group(group)?;
+        self.catchups.write().insert(group.into(), source);
+        Ok(())
+    }
+
     /// Stops answering requests for `group` (they get "unknown group" at
     /// once); requests already being handled finish. Returns whether the
     /// group was registered.
     pub fn unregister(&self, group: &str) -> bool {
+        self.catchups.write().remove(group);
         let removed = self.groups.write().remove(group).is_some();
         if removed {
             tracing::debug!(group, "raft group unregistered");
@@ -198,6 +222,10 @@ impl Router {
                     );
                     return;
                 };
+                if op == subject::Op::Catchup {
+                    self.serve_catchup(group, payload, reply);
+                    return;
+                }
                 let server = self.groups.read().get(group).cloned();
                 match server {
                     Some(server) => server.serve(op, payload, reply),
@@ -250,17 +278,52 @@ impl Router {
         group: &str,
         ttl: Duration,
     ) -> Result<(), String> {
-        subject::validate_group(group).map_err(|e| e.to_string())?;
         let mut body = Vec::new();
         super::wire::encode_into(&mut body, &()).map_err(|e| e.to_string())?;
+        self.request::<(), openraft::error::Fatal<u64>>(
+            target,
+            group,
+            subject::Op::Elect,
+            &body,
+            ttl,
+        )
+        .await
+    }
+
+    /// Ask `target`'s [`CatchupSource`] for `group` to answer `request`
+    /// (opaque to this layer); its answer, or why there is none.
+    pub async fn request_catchup(
+        &self,
+        target: u64,
+        group: &str,
+        request: &[u8],
+        ttl: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let mut body = Vec::new();
+        super::wire::encode_into(&mut body, &request).map_err(|e| e.to_string())?;
+        self.request::<Vec<u8>, String>(target, group, subject::Op::Catchup, &body, ttl)
+            .await
+    }
+
+    /// One request that is not an openraft RPC, and its decoded answer.
+    async fn request<T, E>(
+        &self,
+        target: u64,
+        group: &str,
+        op: subject::Op,
+        body: &[u8],
+        ttl: Duration,
+    ) -> Result<T, String>
+    where
+        T: serde::de::DeserializeOwned,
+        E: serde::de::DeserializeOwned + std::fmt::Display,
+    {
+        subject::validate_group(group).map_err(|e| e.to_string())?;
         let mut pending = self.begin();
         let mut reply = String::new();
         subject::write_reply(&mut reply, self.me, pending.id);
-        self.bus.publish(
-            &subject::request(target, group, subject::Op::Elect),
-            Some(&reply),
-            &body,
-        );
+        self.bus
+            .publish(&subject::request(target, group, op), Some(&reply), body);
         let answer = match tokio::time::timeout(ttl, &mut pending.rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => return Err("the request was dropped".into()),
@@ -270,12 +333,53 @@ impl Router {
             }
         };
         drop(pending);
-        match super::wire::decode::<super::wire::Reply<(), openraft::error::Fatal<u64>>>(&answer) {
-            Ok(super::wire::Reply::Ok(())) => Ok(()),
+        match super::wire::decode::<super::wire::Reply<T, E>>(&answer) {
+            Ok(super::wire::Reply::Ok(v)) => Ok(v),
             Ok(super::wire::Reply::Raft(e)) => Err(e.to_string()),
-            Ok(super::wire::Reply::Failed(f)) => Err(format!("{f:?}")),
+            Ok(super::wire::Reply::Failed(f)) => Err(f.to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Answers a `catchup` request on a blocking thread (the source reads
+    /// disk), at most [`MAX_CATCHUPS_INFLIGHT`] at once.
+    fn serve_catchup(&self, group: &str, payload: &[u8], reply: &str) {
+        let source = self.catchups.read().get(group).cloned();
+        let Some(source) = source else {
+            serve::fail(&*self.bus, reply, Failure::UnknownGroup);
+            return;
+        };
+        let request: Vec<u8> = match super::wire::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(group, error = %e, "undecodable catch-up request");
+                serve::fail(&*self.bus, reply, Failure::BadRequest);
+                return;
+            }
+        };
+        let inflight = &self.catchups_inflight;
+        if inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CATCHUPS_INFLIGHT).then_some(n + 1)
+            })
+            .is_err()
+        {
+            serve::fail(&*self.bus, reply, Failure::Busy);
+            return;
+        }
+        let inflight = inflight.clone();
+        let bus = self.bus.clone();
+        let reply = reply.to_owned();
+        // Room for the reply's framing around the answer.
+        let max = self.config.max_message.saturating_sub(64);
+        self.rt.spawn_blocking(move || {
+            let answer = match source.answer(&request, max) {
+                Ok(bytes) => super::wire::Reply::Ok(bytes),
+                Err(e) => super::wire::Reply::Raft(e),
+            };
+            inflight.fetch_sub(1, Ordering::AcqRel);
+            serve::publish(&*bus, &reply, &answer);
+        });
     }
 
     /// Counters of this node's transport.

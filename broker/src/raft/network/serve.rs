@@ -107,6 +107,8 @@ where
                 Ok(()) => self.spawn(slot, reply, async move { raft.trigger().elect().await }),
                 Err(e) => self.refuse(op, reply, e),
             },
+            // The router answers these itself (see `Router::serve_catchup`).
+            Op::Catchup => fail(&*self.bus, reply, Failure::BadRequest),
         }
     }
 }
@@ -136,7 +138,11 @@ pub(super) fn fail(bus: &dyn Bus, reply: &str, failure: Failure) {
     publish(bus, reply, &Reply::<(), ()>::Failed(failure));
 }
 
-fn publish<T: Serialize, E: Serialize>(bus: &dyn Bus, reply: &str, answer: &Reply<T, E>) {
+pub(super) fn publish<T: Serialize, E: Serialize>(
+    bus: &dyn Bus,
+    reply: &str,
+    answer: &Reply<T, E>,
+) {
     match wire::encode(answer) {
         Ok(bytes) => bus.publish(reply, None, &bytes),
         Err(error) => {

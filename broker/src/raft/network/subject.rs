@@ -1,7 +1,8 @@
 //! The subjects Raft traffic travels on, defined here and nowhere else.
 //!
 //! - A request to node `N` for group `G`: `$TRG.<N>.<G>.<op>`, `op` one of
-//!   `vote`, `append`, `snapshot`.
+//!   `vote`, `append`, `snapshot`, and `elect` and `catchup`, which are not
+//!   openraft's.
 //! - Its answer: `$TRG.<sender>.R.<request id>`.
 //!
 //! Node ids are written as 16 lowercase hex digits, so a node's inbox has
@@ -54,6 +55,9 @@ pub enum Op {
     /// Leadership transfer (Raft's TimeoutNow): the leader asks a caught-up
     /// follower to campaign at once. Not an openraft RPC.
     Elect,
+    /// A replica that installed a snapshot asks a peer for the data the
+    /// snapshot describes (a stream's messages). Not an openraft RPC.
+    Catchup,
 }
 
 impl Op {
@@ -66,6 +70,7 @@ impl Op {
             Op::Append => "append",
             Op::Snapshot => "snapshot",
             Op::Elect => "elect",
+            Op::Catchup => "catchup",
         }
     }
 
@@ -77,7 +82,7 @@ impl Op {
     fn parse(token: &str) -> Option<Op> {
         Op::ALL
             .into_iter()
-            .chain([Op::Elect])
+            .chain([Op::Elect, Op::Catchup])
             .find(|op| op.as_str() == token)
     }
 
@@ -89,6 +94,7 @@ impl Op {
             Op::Snapshot => RPCTypes::InstallSnapshot,
             // Reported as what it leads to.
             Op::Elect => RPCTypes::Vote,
+            Op::Catchup => RPCTypes::InstallSnapshot,
         }
     }
 }
