@@ -226,3 +226,41 @@ async fn backoff_doubles_up_to_its_limit() {
         .collect();
     assert_eq!(got, [100, 200, 400, 500, 500, 500]);
 }
+
+/// Answers with the request reversed, or refuses an empty one.
+struct Reverse;
+
+impl crate::raft::network::CatchupSource for Reverse {
+    fn answer(&self, request: &[u8], max: usize) -> Result<Vec<u8>, String> {
+        if request.is_empty() {
+            return Err("nothing asked".into());
+        }
+        assert!(max > 0 && max < NetworkConfig::default().max_message);
+        Ok(request.iter().rev().copied().collect())
+    }
+}
+
+#[tokio::test]
+async fn catchup_requests_reach_the_source_and_fail_cleanly() {
+    let hub = Hub::new();
+    let a = hub.join(1, NetworkConfig::default());
+    let b = hub.join(2, NetworkConfig::default());
+    let ttl = Duration::from_secs(5);
+    // No source for the group: refused at once, not a timeout.
+    let err = a.request_catchup(2, "g", b"abc", ttl).await.unwrap_err();
+    assert!(err.contains("no such Raft group"), "{err}");
+    b.register_catchup("g", Arc::new(Reverse))
+        .expect("register");
+    assert_eq!(
+        a.request_catchup(2, "g", b"abc", ttl).await.unwrap(),
+        b"cba"
+    );
+    // The source's own refusal comes back as its words.
+    let err = a.request_catchup(2, "g", b"", ttl).await.unwrap_err();
+    assert_eq!(err, "nothing asked");
+    // Unregistering the group removes its source too.
+    b.unregister("g");
+    assert!(a.request_catchup(2, "g", b"abc", ttl).await.is_err());
+    assert!(b.register_catchup("a.b", Arc::new(Reverse)).is_err());
+    assert_eq!(a.stats().pending, 0);
+}
