@@ -268,7 +268,8 @@ pub struct ConsumerConfig {
     pub headers_only: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub inactive_threshold: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// 0: the stream's replica count. nats-server writes it even then.
+    #[serde(default)]
     pub num_replicas: i64,
     #[serde(default, skip_serializing_if = "is_false")]
     pub mem_storage: bool,
