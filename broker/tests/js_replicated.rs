@@ -604,6 +604,60 @@ async fn stepdowns(flavor: Flavor) {
 
 on_both_flavors!(stepdowns => stepdowns);
 
+/// A stepdown's `placement`: `preferred` names the server to lead (the
+/// leader itself, or a server that holds no replica, is refused with
+/// nats-server's words), `cluster` must be the stream's, and a body that
+/// is not JSON is not read.
+async fn stepdown_placement(flavor: Flavor) {
+    let jc = JsCluster::start(flavor).await;
+    create_scores(&jc, 0).await;
+    let (leader, _) = jc.wait_stream_leader(STREAM, None).await;
+    let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}");
+    let ask = |body: Value| {
+        let subject = subject.clone();
+        let jc = &jc;
+        async move {
+            jc.request(leader, &subject, &body.to_string())
+                .await
+                .unwrap_or_else(|e| panic!("stepdown {body}: {e}"))
+        }
+    };
+    let leader_name = jc.c.node(leader).name.clone();
+    let v = ask(serde_json::json!({"placement": {"preferred": leader_name}})).await;
+    assert_eq!(v["error"]["code"], 400, "{v}");
+    assert_eq!(v["error"]["err_code"], 10005, "{v}");
+    assert_eq!(
+        v["error"]["description"],
+        format!("preferred server \"{leader_name}\" is already leader"),
+        "{v}"
+    );
+    let v = ask(serde_json::json!({"placement": {"preferred": "nowhere"}})).await;
+    assert_eq!(v["error"]["err_code"], 10005, "{v}");
+    assert_eq!(
+        v["error"]["description"], "preferred server \"nowhere\" not known",
+        "{v}"
+    );
+    let v = ask(serde_json::json!({"placement": {"cluster": "elsewhere"}})).await;
+    assert_eq!(v["error"]["err_code"], 10005, "{v}");
+    assert_eq!(
+        v["error"]["description"], "no replacement peer connected",
+        "{v}"
+    );
+    let v = jc
+        .request(leader, &subject, "{\"placement\":")
+        .await
+        .unwrap_or_else(|e| panic!("stepdown with broken JSON: {e}"));
+    assert_eq!(v["error"]["err_code"], 10025, "{v}");
+    // The preferred follower leads afterwards.
+    let target = (leader + 2) % 3;
+    let v = ask(serde_json::json!({"placement": {"preferred": jc.c.node(target).name}})).await;
+    assert_eq!(v["success"], true, "{v}");
+    let (now, _) = jc.wait_stream_leader(STREAM, Some(&leader_name)).await;
+    assert_eq!(now, target, "the preferred server does not lead");
+}
+
+on_both_flavors!(stepdown_placement => stepdown_placement);
+
 // ---------------------------------------------------------------------------
 // 5. A minority refuses writes.
 // ---------------------------------------------------------------------------

@@ -79,8 +79,7 @@ pub struct ReplicaCopy {
 
 impl JsCluster {
     /// `STREAM.LEADER.STEPDOWN` through node `via` asking for node `to`
-    /// (nats-server honours `placement.preferred`; tribune-broker picks a
-    /// current follower at random). `Err` on an error answer or silence.
+    /// (`placement.preferred`). `Err` on an error answer or silence.
     pub async fn stream_stepdown_to(
         &self,
         stream: &str,

@@ -31,11 +31,22 @@ pub async fn serve(
         if m.subject != META_STEPDOWN || !meta.is_leader() {
             continue;
         }
+        const KIND: &str = "io.nats.jetstream.api.v1.meta_leader_stepdown_response";
+        let placement = match super::stepdown::parse(&m.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(s) = server.upgrade() {
+                    let body = json!({ "type": KIND, "error": e });
+                    client.publish(&s, &reply, None, b"", body.to_string().as_bytes());
+                }
+                continue;
+            }
+        };
         // The stepdown waits for the new leader: answer from a task.
         let (server, client, meta) = (server.clone(), client.clone(), meta.clone());
         tokio::spawn(async move {
             info!("JetStream cluster metadata leader stepping down on request");
-            let body = match meta.step_down().await {
+            let body = match meta.step_down(placement.as_ref()).await {
                 Ok(()) => json!({
                     "type": "io.nats.jetstream.api.v1.meta_leader_stepdown_response",
                     "success": true,

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::leadership::{self, cluster_not_available, Leadership};
 use super::meta::{MetaCommand, MetaEvent, MetaStateMachine, MetaTypes, MetaView};
 use super::peers::PeerSource;
+use super::stepdown::{self, Placement};
 use super::timing;
 use crate::jetstream::errors::ApiError;
 use crate::raft::log::LogStore;
@@ -194,8 +195,15 @@ impl MetaGroup {
     }
 
     /// Hand the meta leadership to another voter.
-    pub async fn step_down(&self) -> Result<(), ApiError> {
-        leadership::step_down(&self.raft, &self.router, META_GROUP).await
+    pub async fn step_down(&self, placement: Option<&Placement>) -> Result<(), ApiError> {
+        stepdown::step_down(
+            &self.raft,
+            &self.router,
+            META_GROUP,
+            &self.cluster,
+            placement,
+        )
+        .await
     }
 
     pub async fn shutdown(&self) {

@@ -1,13 +1,11 @@
 //! What every Raft group of the domain shares: who leads, who follows and
-//! how far behind (for `/jsz` and the API's `cluster` sections), and
-//! handing leadership to another voter on request.
+//! how far behind (for `/jsz` and the API's `cluster` sections).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::{BasicNode, Raft, RaftTypeConfig, ServerState};
 
-use super::timing;
 use crate::jetstream::errors::ApiError;
 use crate::raft::network::Router;
 
@@ -124,66 +122,5 @@ pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -
         leader_id,
         replicas,
         size: voters.len(),
-    }
-}
-
-/// Hand leadership to another voter, chosen at random among the current
-/// ones: stop sending heartbeats and campaigning, ask it to campaign now,
-/// then campaign again once someone else leads. Fails when no other voter
-/// is current or no new leader appears in time.
-pub async fn step_down<C: GroupTypes>(
-    raft: &Raft<C>,
-    router: &Router,
-    group: &str,
-) -> Result<(), ApiError> {
-    let me = router.id();
-    if !is_leader(raft, me) {
-        return Err(cluster_not_available());
-    }
-    let current: Vec<u64> = leadership(raft, router, group)
-        .replicas
-        .iter()
-        .filter(|r| r.current)
-        .map(|r| r.id)
-        .collect();
-    let Some(&target) = current.get(rand::random_range(0..current.len().max(1))) else {
-        return Err(ApiError::new(
-            400,
-            10044,
-            "no replicas available for stepdown",
-        ));
-    };
-    raft.runtime_config().heartbeat(false);
-    raft.runtime_config().elect(false);
-    // Raft's leadership transfer, within openraft 0.9's leader lease:
-    // voters refuse any candidate while their lease on this leader lasts
-    // (the longest election timeout since they last heard from it). Once it
-    // has run out, the chosen follower, as up to date as this leader,
-    // campaigns and this leader votes for it. Should that fail, the
-    // followers' own election timers take over.
-    tokio::time::sleep(Duration::from_millis(timing::ELECTION_MAX_MS + 50)).await;
-    if let Err(e) = router
-        .request_elect(target, group, Duration::from_secs(1))
-        .await
-    {
-        tracing::debug!("stepdown of {group}: transfer to {target:016x} failed: {e}");
-    }
-    let deadline = Instant::now() + timing::STEPDOWN_WAIT;
-    let mut metrics = raft.metrics();
-    let mut moved = false;
-    while Instant::now() < deadline {
-        let leader = metrics.borrow().current_leader;
-        if leader.is_some() && leader != Some(me) {
-            moved = true;
-            break;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
-    }
-    raft.runtime_config().heartbeat(true);
-    raft.runtime_config().elect(true);
-    if moved {
-        Ok(())
-    } else {
-        Err(cluster_not_available())
     }
 }

@@ -26,6 +26,7 @@ pub mod leadership;
 pub mod meta;
 pub mod peers;
 pub mod requests;
+pub mod stepdown;
 pub mod stream_group;
 pub mod stream_sm;
 pub mod stream_snapshot;

@@ -214,9 +214,18 @@ fn spawn_stepdown(
     g: Arc<super::stream_group::StreamGroup>,
 ) {
     let Some(reply) = m.reply.clone() else { return };
+    let placement = match super::stepdown::parse(&m.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            let body = json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e });
+            acc.client
+                .publish(server, &reply, None, b"", body.to_string().as_bytes());
+            return;
+        }
+    };
     let (acc, server) = (acc.clone(), Arc::downgrade(server));
     tokio::spawn(async move {
-        let body = match g.step_down().await {
+        let body = match g.step_down(placement.as_ref()).await {
             Ok(()) => {
                 json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "success": true })
             }

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::leadership::{self, Leadership};
 use super::meta::StreamAssignment;
+use super::stepdown::{self, Placement};
 use super::stream_sm::{ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes};
 use super::stream_snapshot::{CatchupClient, CatchupFlag, StreamCatchupSource};
 use super::timing;
@@ -173,8 +174,13 @@ impl StreamGroup {
         }
     }
 
-    pub async fn step_down(&self) -> Result<(), ApiError> {
-        leadership::step_down(&self.raft, &self.router, &self.group).await
+    pub async fn step_down(&self, placement: Option<&Placement>) -> Result<(), ApiError> {
+        let cluster = self
+            .server
+            .upgrade()
+            .map(|s| s.cluster_name())
+            .unwrap_or_default();
+        stepdown::step_down(&self.raft, &self.router, &self.group, &cluster, placement).await
     }
 
     /// Stop this replica (stream deleted, moved, or server shutting down).
