@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use openraft::{BasicNode, Raft};
@@ -41,6 +42,9 @@ pub struct StreamGroup {
     raft: Raft<StreamTypes>,
     router: Arc<Router>,
     server: Weak<Server>,
+    /// Since when this replica leads (it took the stream's subjects), for
+    /// the `leader_since` of the stream's info; `None` while it follows.
+    leading_since: parking_lot::Mutex<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for StreamGroup {
@@ -107,6 +111,7 @@ impl StreamGroup {
             raft,
             router,
             server: Arc::downgrade(server),
+            leading_since: parking_lot::Mutex::new(None),
         });
         tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
         Ok(group)
@@ -123,6 +128,11 @@ impl StreamGroup {
 
     pub fn leadership(&self) -> Leadership {
         leadership::leadership(&self.raft, &self.router, &self.group)
+    }
+
+    /// When this replica became the leader, while it leads.
+    pub fn leader_since(&self) -> Option<SystemTime> {
+        *self.leading_since.lock()
     }
 
     /// Replicate an API request that changes the stream (purge, message
@@ -172,6 +182,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                 g.account,
                 g.stream.name
             );
+            *g.leading_since.lock() = None;
             if let Some(server) = g.server.upgrade() {
                 g.stream.follow(&server);
             }
@@ -193,6 +204,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                                 );
                                 tokio::spawn(propose(Arc::downgrade(&g), rx));
                                 tokio::spawn(replicate_consumers(Arc::downgrade(&g)));
+                                *g.leading_since.lock() = Some(SystemTime::now());
                                 leading = true;
                             }
                             Err(e) => warn!(
@@ -205,6 +217,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                 Err(e) => debug!("stream group {}: not leading after all: {e}", g.group),
             }
         } else if !leader_now && leading {
+            *g.leading_since.lock() = None;
             if let Some(server) = g.server.upgrade() {
                 g.stream.follow(&server);
             }
