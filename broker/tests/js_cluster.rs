@@ -92,30 +92,6 @@ fn index_of(c: &Cluster, name: &str) -> usize {
         .unwrap_or_else(|| panic!("leader {name} is not a node"))
 }
 
-/// The keys of a JSON object, nested objects as `a.b`, arrays by their
-/// first element (`replicas[].name`).
-fn shape(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.insert(p.clone());
-                shape(v, &p, out);
-            }
-        }
-        Value::Array(a) => {
-            if let Some(first) = a.first() {
-                shape(first, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The meta group forms, every node names the same leader, the leader's
 /// view lists the two others as current replicas; killing the leader makes
 /// the two others elect one of them; the old leader rejoins as a follower.
@@ -149,8 +125,7 @@ async fn meta_group_survives_its_leader(flavor: Flavor) -> BTreeSet<String> {
         .map(|i| c.node(i).name.as_str())
         .collect();
     assert_eq!(names, others);
-    let mut keys = BTreeSet::new();
-    shape(&leader_meta, "", &mut keys);
+    let keys = common::json_shape::shape(&leader_meta);
     drop(metas);
 
     c.kill(li);

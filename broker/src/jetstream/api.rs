@@ -29,6 +29,9 @@ const API_PREFIX: &str = "$JS.API.";
 /// The most replicas a stream or consumer may have (nats-server's limit).
 const MAX_REPLICAS: i64 = 5;
 const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
+/// The JetStream API level Tribune implements (`api.level` of
+/// `$JS.API.INFO` and `/jsz`): nats-server 2.11's, the first numbered one.
+pub(crate) const API_LEVEL: u32 = 1;
 /// What a request to nothing gets: the no-responders status.
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 
@@ -48,7 +51,9 @@ pub(crate) async fn serve(
             on_flow_control(&acc, rest, &m.subject);
         } else if let Some(api) = m.subject.strip_prefix(API_PREFIX) {
             trace!("JetStream API request {:?} in {:?}", m.subject, acc.name);
-            acc.api_total.fetch_add(1, Ordering::Relaxed);
+            if counts_as_api(api) {
+                acc.api_total.fetch_add(1, Ordering::Relaxed);
+            }
             let api = api.to_string();
             if let Some(c) = server.jetstream().and_then(|js| js.cluster()) {
                 let c = c.clone();
@@ -61,6 +66,14 @@ pub(crate) async fn serve(
             handle(&acc, &server, &api, &m);
         }
     }
+}
+
+/// Whether a request under `$JS.API.` counts in `api.total` (`/jsz`,
+/// `$JS.API.INFO`). nats-server counts what its API handlers serve; pull
+/// requests and direct gets go straight to the consumer or stream and are
+/// data, not API calls.
+fn counts_as_api(api: &str) -> bool {
+    !(api.starts_with("CONSUMER.MSG.NEXT.") || api.starts_with("DIRECT.GET."))
 }
 
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>`
@@ -384,7 +397,7 @@ fn account_info(acc: &JsAccount) -> Value {
             "storage_max_stream_bytes": -1, "max_bytes_required": false
         },
         "api": {
-            "level": 1,
+            "level": API_LEVEL,
             "total": acc.api_total.load(Ordering::Relaxed),
             "errors": acc.api_errors.load(Ordering::Relaxed)
         }
@@ -444,18 +457,27 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
     }
 }
 
-/// The `cluster` section of a stream's (or its consumers') info: this
-/// server alone, or the stream's Raft group as this replica sees it.
+/// The `cluster` section of a stream's (or its consumers') info, as
+/// nats-server fills it: this server alone when it runs by itself; the
+/// cluster's name and this server as leader for a single-replica stream
+/// (nats-server runs no Raft node for those); otherwise the stream's Raft
+/// group as this replica sees it, its traffic in the system account.
 pub(crate) fn cluster_info(server: &Server, s: &Stream) -> ClusterInfo {
-    let group = server
-        .jetstream()
-        .and_then(|js| js.cluster())
-        .and_then(|c| {
-            let acc = s.account.upgrade()?;
-            c.stream_group(&acc.name, &s.name)
-        });
+    let Some(cluster) = server.jetstream().and_then(|js| js.cluster().cloned()) else {
+        return ClusterInfo {
+            leader: server.name.clone(),
+            ..Default::default()
+        };
+    };
+    let replicated = s.inner.lock().config.num_replicas > 1;
+    let group = s
+        .account
+        .upgrade()
+        .and_then(|acc| cluster.stream_group(&acc.name, &s.name))
+        .filter(|_| replicated);
     let Some(g) = group else {
         return ClusterInfo {
+            name: Some(server.cluster_name()),
             leader: server.name.clone(),
             ..Default::default()
         };
@@ -465,6 +487,9 @@ pub(crate) fn cluster_info(server: &Server, s: &Stream) -> ClusterInfo {
         name: Some(server.cluster_name()),
         raft_group: Some(g.group.clone()),
         leader: lead.leader.unwrap_or_default(),
+        leader_since: g.leader_since().map(|t| types::rfc3339(Some(t))),
+        system_account: true,
+        traffic_account: Some(server.system_account().name.clone()),
         replicas: lead
             .replicas
             .into_iter()
@@ -1232,4 +1257,19 @@ fn check_consumer(
         cfg.inactive_threshold = types::nanos(consumer::DEFAULT_INACTIVE_THRESHOLD);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulls_and_direct_gets_are_not_api_calls() {
+        assert!(counts_as_api("STREAM.CREATE.S"));
+        assert!(counts_as_api("CONSUMER.INFO.S.C"));
+        assert!(counts_as_api("INFO"));
+        assert!(!counts_as_api("CONSUMER.MSG.NEXT.S.C"));
+        assert!(!counts_as_api("DIRECT.GET.S"));
+        assert!(!counts_as_api("DIRECT.GET.S.subject"));
+    }
 }

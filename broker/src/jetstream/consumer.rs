@@ -75,6 +75,11 @@ struct CState {
     fc_id: u64,
     last_send: Instant,
     last_active: Instant,
+    /// When a message was last delivered and an acknowledgement last
+    /// recorded (`delivered.last_active` / `ack_floor.last_active` of the
+    /// consumer's info, as nats-server's `ldt` / `lat`).
+    last_delivery: Option<SystemTime>,
+    last_ack: Option<SystemTime>,
     dirty: bool,
     last_save: Instant,
     /// Original-replay pacing: (stored ts of the last message sent, when).
@@ -190,6 +195,8 @@ impl Consumer {
             fc_id: 0,
             last_send: now,
             last_active: now,
+            last_delivery: None,
+            last_ack: None,
             dirty: false,
             last_save: now,
             replay: None,
@@ -541,12 +548,14 @@ impl Consumer {
                         st.redelivered.remove(&sseq);
                     }
                     st.dirty = true;
+                    st.last_ack = Some(SystemTime::now());
                 }
                 Ack::Term => {
                     st.pending.remove(&sseq);
                     st.redeliver.remove(&sseq);
                     st.redelivered.remove(&sseq);
                     st.dirty = true;
+                    st.last_ack = Some(SystemTime::now());
                 }
                 Ack::Nak(delay) => {
                     if let Some(p) = st.pending.get_mut(&sseq) {
@@ -816,6 +825,7 @@ impl Consumer {
         st.dirty = true;
         st.last_send = now;
         st.last_active = now;
+        st.last_delivery = Some(SystemTime::now());
         let reply = format!(
             "$JS.ACK.{}.{}.{dc}.{sseq}.{cseq}.{}.{pending}",
             self.stream_name, self.name, msg.ts
@@ -1022,27 +1032,33 @@ impl Consumer {
 
     pub fn info(&self, server: &Server) -> ConsumerInfo {
         // A consumer is led by its stream's leader: the same cluster view.
-        let cluster = match self.stream.upgrade() {
+        // A server of its own reports none (nats-server's consumers have no
+        // Raft group then).
+        let clustered = server.jetstream().is_some_and(|js| js.cluster().is_some());
+        let cluster = clustered.then(|| match self.stream.upgrade() {
             Some(s) => super::api::cluster_info(server, &s),
             None => ClusterInfo {
+                name: Some(server.cluster_name()),
                 leader: server.name.clone(),
                 ..Default::default()
             },
-        };
+        });
         let st = self.state.lock();
         let floor = ack_floor(&st);
         ConsumerInfo {
             stream_name: self.stream_name.clone(),
             name: self.name.clone(),
             created: types::rfc3339(Some(self.created)),
-            config: self.config(),
+            config: Some(self.config()),
             delivered: SequenceInfo {
                 consumer_seq: st.delivered.consumer_seq,
                 stream_seq: st.delivered.stream_seq,
+                last_active: st.last_delivery.map(|t| types::rfc3339(Some(t))),
             },
             ack_floor: SequenceInfo {
                 consumer_seq: floor.consumer_seq,
                 stream_seq: floor.stream_seq,
+                last_active: st.last_ack.map(|t| types::rfc3339(Some(t))),
             },
             num_ack_pending: st.pending.len() as u64,
             num_redelivered: st.redelivered.len() as u64,

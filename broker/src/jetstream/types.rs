@@ -160,14 +160,27 @@ pub struct StreamState {
     pub consumer_count: usize,
 }
 
-/// nats-server's `ClusterInfo` of a stream or consumer.
+/// nats-server's `ClusterInfo` of a stream or consumer. Every field but
+/// the leader's name is left out where nats-server leaves it out: a
+/// single-replica stream has no Raft group to name, `leader_since` is known
+/// to the leader only, and a group without a leader names none.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClusterInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft_group: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub leader: String,
+    /// When this server became the group's leader (RFC 3339), on the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_since: Option<String>,
+    /// The group's Raft traffic flows in the system account.
+    #[serde(skip_serializing_if = "is_false")]
+    pub system_account: bool,
+    /// The account that carries the group's Raft traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_account: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<PeerInfo>,
 }
@@ -268,7 +281,8 @@ pub struct ConsumerConfig {
     pub headers_only: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub inactive_threshold: i64,
-    /// 0: the stream's replica count. nats-server writes it even then.
+    /// Always written, 0 when inherited from the stream (nats-server's
+    /// `num_replicas` has no `omitempty`).
     #[serde(default)]
     pub num_replicas: i64,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -294,10 +308,13 @@ impl ConsumerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SequenceInfo {
     pub consumer_seq: u64,
     pub stream_seq: u64,
+    /// When this last moved (RFC 3339): a delivery, or an acknowledgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,14 +322,19 @@ pub struct ConsumerInfo {
     pub stream_name: String,
     pub name: String,
     pub created: String,
-    pub config: ConsumerConfig,
+    /// Left out by `/jsz` unless asked for (`config=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConsumerConfig>,
     pub delivered: SequenceInfo,
     pub ack_floor: SequenceInfo,
     pub num_ack_pending: u64,
     pub num_redelivered: u64,
     pub num_waiting: u64,
     pub num_pending: u64,
-    pub cluster: ClusterInfo,
+    /// Clustered servers only: a server of its own reports none, as
+    /// nats-server's consumer info does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
     #[serde(skip_serializing_if = "is_false")]
     pub push_bound: bool,
     pub ts: String,

@@ -237,7 +237,7 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         Endpoint::Subsz => subsz::handle(&m, &params),
         Endpoint::Healthz => healthz(&m, &params),
         Endpoint::Metrics => metrics::handle(&m),
-        Endpoint::Jsz => jsz::handle(&m),
+        Endpoint::Jsz => jsz::handle(&m, &params),
     }
 }
 

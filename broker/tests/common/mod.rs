@@ -11,6 +11,7 @@ pub mod js_cluster;
 pub mod js_publish;
 pub mod js_readback;
 pub mod js_workload;
+pub mod json_shape;
 pub mod netcut;
 pub mod raw;
 pub mod scenario;

@@ -25,7 +25,8 @@ pub fn cluster_not_available() -> ApiError {
 pub struct Leadership {
     pub leader: Option<String>,
     pub leader_id: Option<u64>,
-    /// Every voter but the leader.
+    /// Every voter but this server (so on the leader, every follower);
+    /// every voter while there is no leader.
     pub replicas: Vec<ReplicaStatus>,
     /// Voters in all.
     pub size: usize,
@@ -36,7 +37,8 @@ pub struct ReplicaStatus {
     pub id: u64,
     pub name: String,
     /// Caught up with the leader's log (on the leader); on a follower,
-    /// whether there is a leader at all (it cannot know more).
+    /// whether it is the leader this follower hears from (it cannot know
+    /// more about the others, and nats-server reports them not current).
     pub current: bool,
     /// Entries behind the leader's last (known on the leader only).
     pub lag: u64,
@@ -94,9 +96,12 @@ pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -
     let last = metrics.last_log_index.unwrap_or(0);
     let progress = metrics.replication.clone().unwrap_or_default();
     let voters = voters(raft);
+    // As nats-server lists them: every voter but this server (the leader
+    // itself, on the leader), or every voter while there is no leader.
+    let me = router.id();
     let replicas = voters
         .iter()
-        .filter(|id| Some(**id) != leader_id)
+        .filter(|id| leader_id.is_none() || **id != me)
         .map(|&id| {
             let matched = progress.get(&id).copied().flatten().map(|l| l.index);
             let lag = matched.map_or(last, |m| last.saturating_sub(m));
@@ -106,7 +111,7 @@ pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -
                 current: if metrics.state == ServerState::Leader {
                     matched.is_some() && lag == 0
                 } else {
-                    leader_id.is_some()
+                    Some(id) == leader_id
                 },
                 lag: if metrics.state == ServerState::Leader {
                     lag

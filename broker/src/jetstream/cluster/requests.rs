@@ -374,7 +374,14 @@ async fn info_after(
         let led = group
             .as_ref()
             .is_some_and(|g| g.leadership().leader.is_some());
-        if led || Instant::now() > deadline {
+        // A stream placed elsewhere only gets no replica here to wait for.
+        let elsewhere = group.is_none()
+            && c.meta
+                .view()
+                .read()
+                .stream(&acc.name, name)
+                .is_some_and(|sa| !sa.peers.contains(&c.meta.me()));
+        if led || elsewhere || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -382,13 +389,59 @@ async fn info_after(
     let server = server
         .upgrade()
         .ok_or_else(super::leadership::cluster_not_available)?;
-    let stream = acc.stream(name).ok_or_else(errors::stream_not_found)?;
-    let mut v = serde_json::to_value(crate::jetstream::api::stream_info(&server, &stream, None))
-        .map_err(errors::stream_create)?;
+    let info = match acc.stream(name) {
+        Some(stream) => crate::jetstream::api::stream_info(&server, &stream, None),
+        // Placed on other servers only: a stream just created there is
+        // empty, so its assignment says all there is (nats-server has the
+        // new stream's leader answer; the content is the same).
+        None if created => created_elsewhere(c, &server, acc, name)?,
+        None => return Err(errors::stream_not_found()),
+    };
+    let mut v = serde_json::to_value(info).map_err(errors::stream_create)?;
     if created {
         v["did_create"] = Value::Bool(true);
     }
     Ok(v)
+}
+
+/// The info of a stream this server just had created on other servers:
+/// its configuration and creation time from the assignment, an empty
+/// state, and as leader its only peer (a single replica) or none yet.
+fn created_elsewhere(
+    c: &JsCluster,
+    server: &Server,
+    acc: &JsAccount,
+    name: &str,
+) -> Result<crate::jetstream::types::StreamInfo, ApiError> {
+    use crate::jetstream::types::{self, ClusterInfo, StreamInfo, StreamState};
+    let sa = c
+        .meta
+        .view()
+        .read()
+        .stream(&acc.name, name)
+        .cloned()
+        .ok_or_else(errors::stream_not_found)?;
+    let config: types::StreamConfig =
+        serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
+    let leader = match sa.peers.as_slice() {
+        [only] => c.meta.names().get(only).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    Ok(StreamInfo {
+        config,
+        created: sa.created.clone(),
+        state: StreamState {
+            first_ts: types::rfc3339(None),
+            last_ts: types::rfc3339(None),
+            ..Default::default()
+        },
+        cluster: ClusterInfo {
+            name: Some(server.cluster_name()),
+            leader,
+            ..Default::default()
+        },
+        ts: types::rfc3339(Some(std::time::SystemTime::now())),
+    })
 }
 
 /// nats-server's answer when the cluster has too few servers for the

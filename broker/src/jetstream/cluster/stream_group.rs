@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use openraft::{BasicNode, Raft};
@@ -48,6 +49,9 @@ pub struct StreamGroup {
     closed: Arc<AtomicBool>,
     /// While a snapshot's messages are being fetched.
     catching_up: Arc<CatchupFlag>,
+    /// Since when this replica leads (it took the stream's subjects), for
+    /// the `leader_since` of the stream's info; `None` while it follows.
+    leading_since: parking_lot::Mutex<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for StreamGroup {
@@ -139,6 +143,7 @@ impl StreamGroup {
             server: Arc::downgrade(server),
             closed,
             catching_up,
+            leading_since: parking_lot::Mutex::new(None),
         });
         tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
         Ok(group)
@@ -156,6 +161,11 @@ impl StreamGroup {
 
     pub fn leadership(&self) -> Leadership {
         leadership::leadership(&self.raft, &self.router, &self.group)
+    }
+
+    /// When this replica became the leader, while it leads.
+    pub fn leader_since(&self) -> Option<SystemTime> {
+        *self.leading_since.lock()
     }
 
     /// Replicate an API request that changes the stream (purge, message
@@ -212,6 +222,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                 g.account,
                 g.stream.name
             );
+            *g.leading_since.lock() = None;
             if let Some(server) = g.server.upgrade() {
                 g.stream.follow(&server);
             }
@@ -233,6 +244,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                                 );
                                 tokio::spawn(propose(Arc::downgrade(&g), rx));
                                 tokio::spawn(replicate_consumers(Arc::downgrade(&g)));
+                                *g.leading_since.lock() = Some(SystemTime::now());
                                 leading = true;
                             }
                             Err(e) => warn!(
@@ -245,6 +257,7 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                 Err(e) => debug!("stream group {}: not leading after all: {e}", g.group),
             }
         } else if !leader_now && leading {
+            *g.leading_since.lock() = None;
             if let Some(server) = g.server.upgrade() {
                 g.stream.follow(&server);
             }

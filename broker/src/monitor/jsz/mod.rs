@@ -1,0 +1,216 @@
+//! `/jsz`: JetStream's state on this server, in nats-server's `JSInfo`
+//! shape (usage totals, `api`, `server_id`, `now`, `config`, `limits`,
+//! counts), so tools that poll it (`nats server report jetstream`,
+//! exporters, the rolling-upgrade playbook) read Tribune the same way.
+//!
+//! A clustered server adds `meta_cluster` ([`meta`]). The query options
+//! ([`options`]) add `account_details` ([`detail`]): per account, and on
+//! request per stream and consumer, as nats-server reports them.
+
+mod detail;
+mod meta;
+mod options;
+
+use std::sync::atomic::Ordering;
+
+use axum::response::Response;
+use serde::Serialize;
+
+use super::gofmt::GoTime;
+use super::query::Params;
+use super::{bad_request, json_ok, Monitor};
+use crate::jetstream::JetStream;
+use crate::options::SyncPolicy;
+use crate::server::Server;
+use detail::{AccountDetail, Api};
+use meta::MetaCluster;
+use options::JszOptions;
+
+/// nats-server's `JetStreamConfig`; all zero when JetStream is off.
+#[derive(Serialize, Default)]
+struct JszConfig {
+    max_memory: i64,
+    max_storage: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    store_dir: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    sync_interval: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    sync_always: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
+/// nats-server's `JSLimitOpts`: server-wide JetStream limits, each left out
+/// when unset. Tribune has none of them, so this is `{}`, as nats-server
+/// without a `limits` block writes it.
+#[derive(Serialize)]
+struct JsLimits {}
+
+/// nats-server's `JSInfo`, fields in its order.
+#[derive(Serialize)]
+struct Jsz {
+    memory: u64,
+    storage: u64,
+    reserved_memory: u64,
+    reserved_storage: u64,
+    accounts: usize,
+    ha_assets: usize,
+    api: Api,
+    server_id: String,
+    now: GoTime,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disabled: bool,
+    config: JszConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<JsLimits>,
+    streams: usize,
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    streams_leader: usize,
+    consumers: usize,
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    consumers_leader: usize,
+    messages: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta_cluster: Option<MetaCluster>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    account_details: Vec<AccountDetail>,
+    total: usize,
+}
+
+/// nats-server's answer to `leader-only` anywhere but on the meta leader
+/// (and where JetStream is off): status 400 with this text.
+const NOT_LEADER: &str = "filtered response: not leader";
+
+pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
+    m.count("/jsz");
+    let opts = match JszOptions::parse(p) {
+        Ok(o) => o,
+        Err(e) => return bad_request(e),
+    };
+    let server = &m.server;
+    let mut out = Jsz {
+        memory: 0,
+        storage: 0,
+        reserved_memory: 0,
+        reserved_storage: 0,
+        accounts: 0,
+        ha_assets: 0,
+        api: Api {
+            level: 0,
+            total: 0,
+            errors: 0,
+        },
+        server_id: server.id.clone(),
+        now: Monitor::now(),
+        disabled: true,
+        config: JszConfig::default(),
+        limits: None,
+        streams: 0,
+        streams_leader: 0,
+        consumers: 0,
+        consumers_leader: 0,
+        messages: 0,
+        bytes: 0,
+        meta_cluster: None,
+        account_details: Vec::new(),
+        total: 0,
+    };
+    let Some(js) = server.jetstream() else {
+        if opts.leader_only {
+            return bad_request(NOT_LEADER.to_string());
+        }
+        return json_ok(&out);
+    };
+    if opts.leader_only && !is_meta_leader(server, js) {
+        return bad_request(NOT_LEADER.to_string());
+    }
+    out.disabled = false;
+    out.limits = Some(JsLimits {});
+    out.api.level = crate::jetstream::api::API_LEVEL;
+    out.config = config(server, js);
+    if let Some(c) = js.cluster() {
+        out.meta_cluster = Some(MetaCluster::of(c));
+        // The meta group is one of this server's Raft groups.
+        out.ha_assets = 1;
+    }
+    let accounts = js.accounts();
+    out.total = accounts.len();
+    out.accounts = accounts.len();
+    // The totals cover every account, whatever the options select.
+    for acc in &accounts {
+        out.api.total += acc.api_total.load(Ordering::Relaxed);
+        out.api.errors += acc.api_errors.load(Ordering::Relaxed);
+        let u = acc.usage();
+        out.memory += u.memory;
+        out.storage += u.storage;
+        out.streams += u.streams;
+        out.consumers += u.consumers;
+        out.messages += u.messages;
+        out.bytes += u.memory + u.storage;
+        let streams: Vec<_> = acc.streams.read().values().cloned().collect();
+        for s in &streams {
+            out.ha_assets += usize::from(detail::is_ha_asset(server, s));
+            if opts.raft && detail::leads(server, s) {
+                out.streams_leader += 1;
+                out.consumers_leader += s.consumers.read().len();
+            }
+        }
+    }
+    // A named account takes precedence over the listing of all.
+    let named = accounts.iter().find(|a| a.name == opts.account).cloned();
+    let selected = match named {
+        Some(acc) => vec![acc],
+        None if opts.accounts => opts.page(accounts, |a| a.name.as_str()),
+        None => Vec::new(),
+    };
+    out.account_details = selected
+        .iter()
+        .map(|acc| AccountDetail::of(server, acc, &opts))
+        .collect();
+    json_ok(&out)
+}
+
+/// Whether `leader-only` lets this server answer: it runs by itself, or it
+/// leads the meta group. A clustered server that has not joined the
+/// domain yet knows no leader, so it is not one.
+fn is_meta_leader(server: &Server, js: &JetStream) -> bool {
+    match js.cluster() {
+        Some(c) => c.meta.is_leader(),
+        None => !server.opts().cluster.enabled(),
+    }
+}
+
+fn config(server: &Server, js: &JetStream) -> JszConfig {
+    let opts = server.opts();
+    JszConfig {
+        max_memory: opts.jetstream.max_memory_store.unwrap_or(-1),
+        max_storage: opts.jetstream.max_file_store.unwrap_or(-1),
+        store_dir: js.store_dir.display().to_string(),
+        sync_interval: match js.sync {
+            SyncPolicy::Always => 0,
+            SyncPolicy::Interval(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        },
+        sync_always: js.sync == SyncPolicy::Always,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_config_is_two_zeros_and_limits_an_empty_object() {
+        let v = serde_json::to_value(JszConfig::default()).unwrap();
+        assert_eq!(v, serde_json::json!({"max_memory": 0, "max_storage": 0}));
+        let v = serde_json::to_value(JsLimits {}).unwrap();
+        assert_eq!(v, serde_json::json!({}));
+    }
+}
