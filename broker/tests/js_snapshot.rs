@@ -98,12 +98,22 @@ async fn verify(jc: &JsCluster, ctx: &str) {
     assert_eq!(copy.state["messages"], MAX_MSGS, "{ctx}: {:?}", copy.state);
 }
 
-async fn lagging_and_wiped_replicas_catch_up(flavor: Flavor) {
+async fn file_stream(flavor: Flavor) {
+    lagging_and_wiped_replicas_catch_up(flavor, "file").await
+}
+
+/// A memory stream's snapshot carries its messages: the replica that
+/// returns installs them without fetching.
+async fn memory_stream(flavor: Flavor) {
+    lagging_and_wiped_replicas_catch_up(flavor, "memory").await
+}
+
+async fn lagging_and_wiped_replicas_catch_up(flavor: Flavor, storage: &str) {
     let mut jc = JsCluster::start_with(flavor, &options()).await;
     let cfg = serde_json::json!({
         "name": STREAM,
         "subjects": ["snap.>"],
-        "storage": "file",
+        "storage": storage,
         "num_replicas": 3,
         "max_msgs": MAX_MSGS,
         "allow_direct": true,
@@ -215,4 +225,5 @@ async fn lagging_and_wiped_replicas_catch_up(flavor: Flavor) {
     }
 }
 
-on_both_flavors!(lagging_and_wiped_replicas_catch_up => lagging_and_wiped_replicas_catch_up);
+on_both_flavors!(file_stream_replicas_catch_up => file_stream);
+on_both_flavors!(memory_stream_replicas_catch_up => memory_stream);
