@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::jetstream::store::ConsumerState;
+use crate::jetstream::store::{ConsumerState, MsgStore, StoredMsg};
 use crate::jetstream::stream::Stream;
 use crate::raft::network::{CatchupSource, Router};
 
@@ -39,8 +39,8 @@ impl SnapshotMsg {
     }
 }
 
-impl From<crate::jetstream::store::StoredMsg> for SnapshotMsg {
-    fn from(m: crate::jetstream::store::StoredMsg) -> Self {
+impl From<StoredMsg> for SnapshotMsg {
+    fn from(m: StoredMsg) -> Self {
         SnapshotMsg {
             seq: m.seq,
             ts: m.ts,
@@ -172,12 +172,30 @@ impl CatchupSource for StreamCatchupSource {
     }
 }
 
-/// The messages of `req` this store holds, up to about `max` bytes (at
-/// least one message). Refused if the store has not reached `req.upto`:
-/// a replica that is itself behind would leave holes where it has not
-/// stored yet. The lock is taken per message, so publishes go on.
+/// The messages of `req` this replica's store holds, up to about `max`
+/// bytes. The lock is taken per message, so publishes go on meanwhile.
 fn read_range(stream: &Stream, req: CatchupRequest, max: usize) -> Result<CatchupReply, String> {
     let last = stream.inner.lock().store.state().last_seq;
+    read_from(last, req, max, |seq| {
+        stream
+            .inner
+            .lock()
+            .store
+            .load_next("", seq)
+            .map_err(|e| format!("reading the store: {e}"))
+    })
+}
+
+/// The messages of `req` in a store whose last sequence is `last`, read
+/// with `load_next`, up to about `max` bytes (at least one message).
+/// Refused if the store has not reached `req.upto`: a replica that is
+/// itself behind would leave holes where it has not stored yet.
+fn read_from(
+    last: u64,
+    req: CatchupRequest,
+    max: usize,
+    mut load_next: impl FnMut(u64) -> Result<Option<StoredMsg>, String>,
+) -> Result<CatchupReply, String> {
     if last < req.upto {
         return Err(format!(
             "behind: the last sequence here is {last}, {} was asked for",
@@ -191,13 +209,7 @@ fn read_range(stream: &Stream, req: CatchupRequest, max: usize) -> Result<Catchu
     // Postcard's framing of the answer itself.
     let mut bytes = 16;
     while reply.next <= req.upto {
-        let m = stream
-            .inner
-            .lock()
-            .store
-            .load_next("", reply.next)
-            .map_err(|e| format!("reading the store: {e}"))?;
-        let Some(m) = m.filter(|m| m.seq <= req.upto) else {
+        let Some(m) = load_next(reply.next)?.filter(|m| m.seq <= req.upto) else {
             reply.next = req.upto + 1;
             break;
         };
@@ -302,26 +314,31 @@ impl CatchupClient {
 
 /// Store fetched messages at their sequences.
 pub fn store_fetched(stream: &Stream, msgs: &[SnapshotMsg]) -> Result<(), String> {
-    let (removed, stored) = {
+    let removed = {
         let mut inner = stream.inner.lock();
-        for m in msgs {
-            inner
-                .store
-                .skip_to(m.seq - 1)
-                .map_err(|e| format!("placing message {}: {e}", m.seq))?;
-            let seq = inner
-                .store
-                .store_msg(&m.subject, &m.headers, &m.payload, m.ts)
-                .map_err(|e| format!("storing message {}: {e}", m.seq))?;
-            if seq != m.seq {
-                return Err(format!("message {} was stored at sequence {seq}", m.seq));
-            }
-        }
-        (inner.store.take_removed(), !msgs.is_empty())
+        place(&mut *inner.store, msgs)?;
+        inner.store.take_removed()
     };
     stream.forget(&removed);
-    if stored {
+    if !msgs.is_empty() {
         stream.after_store();
+    }
+    Ok(())
+}
+
+/// Store `msgs` in `store`, each at its own sequence, skipping over the
+/// sequences in between.
+fn place(store: &mut dyn MsgStore, msgs: &[SnapshotMsg]) -> Result<(), String> {
+    for m in msgs {
+        store
+            .skip_to(m.seq.saturating_sub(1))
+            .map_err(|e| format!("placing message {}: {e}", m.seq))?;
+        let seq = store
+            .store_msg(&m.subject, &m.headers, &m.payload, m.ts)
+            .map_err(|e| format!("storing message {}: {e}", m.seq))?;
+        if seq != m.seq {
+            return Err(format!("message {} was stored at sequence {seq}", m.seq));
+        }
     }
     Ok(())
 }
@@ -361,6 +378,7 @@ pub fn finish_store(stream: &Stream, snap: &StreamSnapshot) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jetstream::store::{MemStore, StoreLimits};
 
     #[test]
     fn snapshot_round_trips() {
@@ -383,5 +401,74 @@ mod tests {
         let back = StreamSnapshot::decode(&snap.encode().unwrap()).unwrap();
         assert_eq!(back, snap);
         assert!(StreamSnapshot::decode(b"\xff\xff").is_err());
+    }
+
+    fn msg(seq: u64, payload: usize) -> SnapshotMsg {
+        SnapshotMsg {
+            seq,
+            ts: seq as i64,
+            subject: format!("s.{seq}"),
+            headers: bytes::Bytes::new(),
+            payload: bytes::Bytes::from(vec![b'x'; payload]),
+        }
+    }
+
+    fn store_with(msgs: &[SnapshotMsg]) -> MemStore {
+        let mut store = MemStore::new(StoreLimits::default());
+        place(&mut store, msgs).expect("place");
+        store
+    }
+
+    fn read(store: &MemStore, req: CatchupRequest, max: usize) -> Result<CatchupReply, String> {
+        read_from(store.state().last_seq, req, max, |seq| {
+            store.load_next("", seq).map_err(|e| e.to_string())
+        })
+    }
+
+    #[test]
+    fn messages_are_placed_at_their_sequences() {
+        let msgs = [msg(3, 1), msg(4, 1), msg(9, 1)];
+        let store = store_with(&msgs);
+        let st = store.state();
+        assert_eq!((st.first_seq, st.last_seq, st.msgs), (3, 9, 3));
+        assert_eq!(st.num_deleted, 4);
+        assert_eq!(store.load(9).unwrap().unwrap().subject, "s.9");
+        // A sequence already passed cannot be placed again.
+        let mut store = store;
+        assert!(place(&mut store, &[msg(5, 1)]).is_err());
+    }
+
+    #[test]
+    fn a_range_is_read_in_pieces_and_skips_gaps() {
+        let msgs: Vec<_> = [2, 3, 7, 8, 12].into_iter().map(|s| msg(s, 100)).collect();
+        let store = store_with(&msgs);
+        let req = CatchupRequest { from: 1, upto: 10 };
+        let first = read(&store, req, 250).unwrap();
+        assert_eq!(first.msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), [2]);
+        assert_eq!(first.next, 3);
+        let mut got = first.msgs;
+        let mut next = first.next;
+        while next <= req.upto {
+            let r = read(&store, CatchupRequest { from: next, ..req }, 1 << 20).unwrap();
+            assert!(r.next > next);
+            next = r.next;
+            got.extend(r.msgs);
+        }
+        assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 7, 8]);
+        assert_eq!(got, msgs[..4]);
+        // One message larger than the limit still goes alone.
+        let r = read(&store, CatchupRequest { from: 7, upto: 12 }, 10).unwrap();
+        assert_eq!((r.msgs.len(), r.next), (1, 8));
+        // An empty tail ends the range.
+        let r = read(&store, CatchupRequest { from: 9, upto: 11 }, 1 << 20).unwrap();
+        assert!(r.msgs.is_empty());
+        assert_eq!(r.next, 12);
+    }
+
+    #[test]
+    fn a_store_behind_the_range_refuses() {
+        let store = store_with(&[msg(1, 1)]);
+        let e = read(&store, CatchupRequest { from: 1, upto: 5 }, 1 << 20).unwrap_err();
+        assert!(e.contains("behind"), "{e}");
     }
 }
