@@ -160,8 +160,10 @@ mod tests {
         }
     }
 
-    fn placement(json: &str) -> Placement {
-        parse(json.as_bytes()).unwrap().unwrap()
+    /// `choose` on [`group`] with the request body `json`.
+    fn pick(json: &str) -> Result<u64, ApiError> {
+        let placement = parse(json.as_bytes()).unwrap();
+        choose(&group(), "C", placement.as_ref())
     }
 
     #[test]
@@ -179,60 +181,24 @@ mod tests {
 
     #[test]
     fn preferred_server_by_name() {
-        let g = group();
-        assert_eq!(
-            choose(
-                &g,
-                "C",
-                Some(&placement(r#"{"placement":{"preferred":"c"}}"#))
-            ),
-            Ok(3)
-        );
-        let e = choose(
-            &g,
-            "C",
-            Some(&placement(r#"{"placement":{"preferred":"a"}}"#)),
-        )
-        .unwrap_err();
+        assert_eq!(pick(r#"{"placement":{"preferred":"c"}}"#), Ok(3));
+        let e = pick(r#"{"placement":{"preferred":"a"}}"#).unwrap_err();
         assert_eq!((e.code, e.err_code), (400, 10005));
         assert_eq!(e.description, "preferred server \"a\" is already leader");
-        let e = choose(
-            &g,
-            "C",
-            Some(&placement(r#"{"placement":{"preferred":"z"}}"#)),
-        )
-        .unwrap_err();
+        let e = pick(r#"{"placement":{"preferred":"z"}}"#).unwrap_err();
         assert_eq!(e.description, "preferred server \"z\" not known");
     }
 
     #[test]
     fn otherwise_a_current_follower_in_the_cluster() {
-        let g = group();
-        assert_eq!(choose(&g, "C", None), Ok(2));
-        assert_eq!(
-            choose(
-                &g,
-                "C",
-                Some(&placement(r#"{"placement":{"cluster":"C"}}"#))
-            ),
-            Ok(2)
-        );
-        let e = choose(
-            &g,
-            "C",
-            Some(&placement(r#"{"placement":{"cluster":"X"}}"#)),
-        )
-        .unwrap_err();
+        assert_eq!(pick(""), Ok(2));
+        assert_eq!(pick(r#"{"placement":{"cluster":"C"}}"#), Ok(2));
+        let e = pick(r#"{"placement":{"cluster":"X"}}"#).unwrap_err();
         assert_eq!(
             (e.err_code, e.description.as_str()),
             (10005, "no replacement peer connected")
         );
-        let e = choose(
-            &g,
-            "C",
-            Some(&placement(r#"{"placement":{"tags":["ssd"]}}"#)),
-        )
-        .unwrap_err();
+        let e = pick(r#"{"placement":{"tags":["ssd"]}}"#).unwrap_err();
         assert_eq!(e.err_code, 10005);
     }
 }

@@ -79,6 +79,8 @@ pub(super) fn file(limits: StoreLimits) -> H {
 
 pub(super) type Mk = fn(StoreLimits) -> H;
 
+/// Runs each named test against both stores; the conformance modules
+/// declared after this one use it too (`#[macro_use]`).
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod mem_store {

@@ -12,17 +12,6 @@ use super::conformance::{file, mem, Mk, H};
 use super::conformance_truncate::truncate_support::{apply, put, view, Op};
 use super::*;
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod mem_store {
-            $(#[test] fn $name() { super::$name(super::mem) })*
-        }
-        mod file_store {
-            $(#[test] fn $name() { super::$name(super::file) })*
-        }
-    };
-}
-
 conformance!(
     skip_on_a_fresh_store,
     skip_on_a_non_empty_store,

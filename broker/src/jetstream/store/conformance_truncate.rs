@@ -7,17 +7,6 @@
 use super::conformance::{file, mem, Mk, H};
 use super::*;
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod mem_store {
-            $(#[test] fn $name() { super::$name(super::mem) })*
-        }
-        mod file_store {
-            $(#[test] fn $name() { super::$name(super::file) })*
-        }
-    };
-}
-
 conformance!(
     truncate_in_the_middle_is_as_if_never_stored,
     truncate_at_last_is_a_noop_and_beyond_is_an_error,

@@ -341,6 +341,7 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+#[macro_use]
 mod conformance;
 #[cfg(test)]
 mod conformance_skip;
