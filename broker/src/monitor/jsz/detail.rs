@@ -29,11 +29,24 @@ const ACCOUNT_LIMIT: i64 = -1;
 
 /// nats-server's `JetStreamAPIStats` (`inflight` is left out when zero, and
 /// Tribune answers each request on arrival).
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 pub(super) struct Api {
     pub level: u32,
     pub total: u64,
     pub errors: u64,
+}
+
+/// nats-server's `JetStreamStats`, which both `/jsz` itself and each of
+/// its account details start with.
+#[derive(Serialize, Default)]
+pub(super) struct Stats {
+    pub memory: u64,
+    pub storage: u64,
+    pub reserved_memory: u64,
+    pub reserved_storage: u64,
+    pub accounts: usize,
+    pub ha_assets: usize,
+    pub api: Api,
 }
 
 /// nats-server's `AccountDetail`: `name`, `id` and its `JetStreamStats`
@@ -43,13 +56,8 @@ pub(super) struct Api {
 pub(super) struct AccountDetail {
     name: String,
     id: String,
-    memory: u64,
-    storage: u64,
-    reserved_memory: u64,
-    reserved_storage: u64,
-    accounts: usize,
-    ha_assets: usize,
-    api: Api,
+    #[serde(flatten)]
+    stats: Stats,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stream_detail: Vec<StreamDetail>,
 }
@@ -81,17 +89,18 @@ impl AccountDetail {
         AccountDetail {
             name: acc.name.clone(),
             id: acc.name.clone(),
-            memory: usage.memory,
-            storage: usage.storage,
-            // Go's uint64 conversion of the limit.
-            reserved_memory: ACCOUNT_LIMIT as u64,
-            reserved_storage: ACCOUNT_LIMIT as u64,
-            accounts: 0,
-            ha_assets: 0,
-            api: Api {
-                level: 0,
-                total: acc.api_total.load(Ordering::Relaxed),
-                errors: acc.api_errors.load(Ordering::Relaxed),
+            stats: Stats {
+                memory: usage.memory,
+                storage: usage.storage,
+                // Go's uint64 conversion of the limit.
+                reserved_memory: ACCOUNT_LIMIT as u64,
+                reserved_storage: ACCOUNT_LIMIT as u64,
+                api: Api {
+                    level: 0,
+                    total: acc.api_total.load(Ordering::Relaxed),
+                    errors: acc.api_errors.load(Ordering::Relaxed),
+                },
+                ..Stats::default()
             },
             stream_detail: streams
                 .iter()
@@ -200,16 +209,17 @@ mod tests {
         let d = AccountDetail {
             name: "APP".into(),
             id: "APP".into(),
-            memory: 1,
-            storage: 2,
-            reserved_memory: ACCOUNT_LIMIT as u64,
-            reserved_storage: ACCOUNT_LIMIT as u64,
-            accounts: 0,
-            ha_assets: 0,
-            api: Api {
-                level: 0,
-                total: 3,
-                errors: 0,
+            stats: Stats {
+                memory: 1,
+                storage: 2,
+                reserved_memory: ACCOUNT_LIMIT as u64,
+                reserved_storage: ACCOUNT_LIMIT as u64,
+                api: Api {
+                    level: 0,
+                    total: 3,
+                    errors: 0,
+                },
+                ..Stats::default()
             },
             stream_detail: Vec::new(),
         };

@@ -22,7 +22,7 @@ use super::{bad_request, json_ok, Monitor};
 use crate::jetstream::JetStream;
 use crate::options::SyncPolicy;
 use crate::server::Server;
-use detail::{AccountDetail, Api};
+use detail::{AccountDetail, Stats};
 use meta::MetaCluster;
 use options::JszOptions;
 
@@ -56,13 +56,8 @@ struct JsLimits {}
 /// nats-server's `JSInfo`, fields in its order.
 #[derive(Serialize)]
 struct Jsz {
-    memory: u64,
-    storage: u64,
-    reserved_memory: u64,
-    reserved_storage: u64,
-    accounts: usize,
-    ha_assets: usize,
-    api: Api,
+    #[serde(flatten)]
+    stats: Stats,
     server_id: String,
     now: GoTime,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -97,17 +92,7 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
     };
     let server = &m.server;
     let mut out = Jsz {
-        memory: 0,
-        storage: 0,
-        reserved_memory: 0,
-        reserved_storage: 0,
-        accounts: 0,
-        ha_assets: 0,
-        api: Api {
-            level: 0,
-            total: 0,
-            errors: 0,
-        },
+        stats: Stats::default(),
         server_id: server.id.clone(),
         now: Monitor::now(),
         disabled: true,
@@ -134,30 +119,30 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
     }
     out.disabled = false;
     out.limits = Some(JsLimits {});
-    out.api.level = crate::jetstream::api::API_LEVEL;
+    out.stats.api.level = crate::jetstream::api::API_LEVEL;
     out.config = config(server, js);
     if let Some(c) = js.cluster() {
         out.meta_cluster = Some(MetaCluster::of(c));
         // The meta group is one of this server's Raft groups.
-        out.ha_assets = 1;
+        out.stats.ha_assets = 1;
     }
     let accounts = js.accounts();
     out.total = accounts.len();
-    out.accounts = accounts.len();
+    out.stats.accounts = accounts.len();
     // The totals cover every account, whatever the options select.
     for acc in &accounts {
-        out.api.total += acc.api_total.load(Ordering::Relaxed);
-        out.api.errors += acc.api_errors.load(Ordering::Relaxed);
+        out.stats.api.total += acc.api_total.load(Ordering::Relaxed);
+        out.stats.api.errors += acc.api_errors.load(Ordering::Relaxed);
         let u = acc.usage();
-        out.memory += u.memory;
-        out.storage += u.storage;
+        out.stats.memory += u.memory;
+        out.stats.storage += u.storage;
         out.streams += u.streams;
         out.consumers += u.consumers;
         out.messages += u.messages;
         out.bytes += u.memory + u.storage;
         let streams: Vec<_> = acc.streams.read().values().cloned().collect();
         for s in &streams {
-            out.ha_assets += usize::from(detail::is_ha_asset(server, s));
+            out.stats.ha_assets += usize::from(detail::is_ha_asset(server, s));
             if opts.raft && detail::leads(server, s) {
                 out.streams_leader += 1;
                 out.consumers_leader += s.consumers.read().len();
