@@ -328,7 +328,12 @@ impl Stream {
             };
             self.forget(&removed);
             if let Some(server) = server.upgrade() {
-                self.send_acks(&server, &batch, &results, no_ack);
+                self.send_acks(
+                    &server,
+                    batch.iter().map(|m| m.reply.as_deref()),
+                    &results,
+                    no_ack,
+                );
             }
             if stored > 0 {
                 self.after_store();
@@ -419,18 +424,20 @@ impl Stream {
         });
     }
 
-    pub(crate) fn send_acks(
+    /// Answer each publish on its reply subject (`replies`, in the order
+    /// of `results`).
+    pub(crate) fn send_acks<'a>(
         &self,
         server: &Server,
-        batch: &[OwnedMsg],
+        replies: impl Iterator<Item = Option<&'a str>>,
         results: &[Result<(u64, bool), ApiError>],
         no_ack: bool,
     ) {
         let Some(acc) = self.account.upgrade() else {
             return;
         };
-        for (m, r) in batch.iter().zip(results) {
-            let Some(reply) = m.reply.as_deref() else {
+        for (reply, r) in replies.zip(results) {
+            let Some(reply) = reply else {
                 continue;
             };
             let body = match r {

@@ -287,14 +287,17 @@ async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Owned
             }
         }
         let Some(g) = group.upgrade() else { return };
+        // The messages move into the entry; their reply subjects stay for
+        // the acks.
+        let replies: Vec<Option<String>> = batch.iter_mut().map(|m| m.reply.take()).collect();
         let entry = StreamEntry::Msgs {
             ts: now_nanos(),
             msgs: batch
-                .iter()
+                .into_iter()
                 .map(|m| ProposedMsg {
-                    subject: m.subject.clone(),
-                    headers: m.headers.clone(),
-                    payload: m.payload.clone(),
+                    subject: m.subject,
+                    headers: m.headers,
+                    payload: m.payload,
                 })
                 .collect(),
         };
@@ -315,7 +318,12 @@ async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Owned
                         (server.upgrade(), &resp.data)
                     {
                         let no_ack = stream.inner.lock().config.no_ack;
-                        stream.send_acks(&server, &batch, results, no_ack);
+                        stream.send_acks(
+                            &server,
+                            replies.iter().map(|r| r.as_deref()),
+                            results,
+                            no_ack,
+                        );
                     }
                 }
                 // Leadership moved before the batch committed: no ack;
