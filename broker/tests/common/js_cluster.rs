@@ -34,7 +34,8 @@ pub const JS_DEADLINE: Duration = Duration::from_secs(90);
 /// (then the caller polls again, or treats it as "not acknowledged").
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A three-node JetStream cluster and one pinned client per running node.
+/// A JetStream cluster (three nodes unless [`JsCluster::start_sized`]) and
+/// one pinned client per running node.
 pub struct JsCluster {
     pub c: Cluster,
     clients: Vec<Option<async_nats::Client>>,
@@ -66,7 +67,13 @@ impl JsCluster {
 
     /// Like [`JsCluster::start`], with [`JsOptions`] for the nodes.
     pub async fn start_with(flavor: Flavor, opts: &JsOptions) -> JsCluster {
-        let c = Cluster::start_js_with(&[flavor, flavor, flavor], opts).await;
+        JsCluster::start_sized(flavor, 3, opts).await
+    }
+
+    /// `nodes` `flavor` nodes with JetStream (a stream then has replicas on
+    /// some of them only), like [`JsCluster::start_with`].
+    pub async fn start_sized(flavor: Flavor, nodes: usize, opts: &JsOptions) -> JsCluster {
+        let c = Cluster::start_js_with(&vec![flavor; nodes], opts).await;
         let mut clients = Vec::new();
         for i in 0..c.len() {
             clients.push(Some(pinned_client(&c, i).await));
@@ -241,10 +248,22 @@ impl JsCluster {
 
     /// Poll until every running node answers `info_subject` (a STREAM.INFO
     /// or CONSUMER.INFO subject) with the same `cluster.leader`, that leader
-    /// is not `not`, and the leader lists every other running node as a
-    /// current replica. Returns the leader's name and the last answer.
-    async fn wait_group_leader(&self, info_subject: &str, not: Option<&str>) -> (String, Value) {
-        let what = format!("a healthy group leader for {info_subject} (other than {not:?})");
+    /// is a running node of `members` and not `not`, and it lists every
+    /// other running node of `members` as a current replica. Returns the
+    /// leader's name and the last answer.
+    async fn wait_group_leader(
+        &self,
+        info_subject: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> (String, Value) {
+        let what = format!(
+            "a healthy group leader for {info_subject} (other than {not:?}) among {:?}",
+            members
+                .iter()
+                .map(|&i| self.c.node(i).name.as_str())
+                .collect::<Vec<_>>()
+        );
         self.poll(&what, || async {
             let mut leaders = BTreeSet::new();
             let mut last = Value::Null;
@@ -268,6 +287,9 @@ impl JsCluster {
             if !self.c.node(li).is_running() {
                 return Err(format!("{leader} is named leader but is down"));
             }
+            if !members.contains(&li) {
+                return Err(format!("{leader} leads but is not a member: {last}"));
+            }
             let current: BTreeSet<&str> = last["cluster"]["replicas"]
                 .as_array()
                 .into_iter()
@@ -275,7 +297,7 @@ impl JsCluster {
                 .filter(|r| r["current"] == Value::Bool(true))
                 .filter_map(|r| r["name"].as_str())
                 .collect();
-            for j in self.c.live() {
+            for j in self.c.live().into_iter().filter(|j| members.contains(j)) {
                 let name = self.c.node(j).name.as_str();
                 if j != li && !current.contains(name) {
                     return Err(format!("{name} is not a current replica: {last}"));
@@ -317,10 +339,41 @@ impl JsCluster {
     /// [`JsCluster::wait_group_leader`]. Returns the leader's node index and
     /// its STREAM.INFO answer.
     pub async fn wait_stream_leader(&self, stream: &str, not: Option<&str>) -> (usize, Value) {
+        self.wait_stream_leader_among(stream, not, &self.live_set())
+            .await
+    }
+
+    /// Like [`JsCluster::wait_stream_leader`] for a stream whose replicas
+    /// are on the nodes `members` (not every node of a larger cluster).
+    pub async fn wait_stream_leader_among(
+        &self,
+        stream: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> (usize, Value) {
         let (name, v) = self
-            .wait_group_leader(&format!("$JS.API.STREAM.INFO.{stream}"), not)
+            .wait_group_leader(&format!("$JS.API.STREAM.INFO.{stream}"), not, members)
             .await;
         (self.index_of(&name), v)
+    }
+
+    /// The running nodes, as a set.
+    pub fn live_set(&self) -> BTreeSet<usize> {
+        self.c.live().into_iter().collect()
+    }
+
+    /// The nodes a STREAM.INFO or CONSUMER.INFO answer names in its
+    /// `cluster` block: the leader and every replica.
+    pub fn members_of(&self, info: &Value) -> BTreeSet<usize> {
+        let cluster = &info["cluster"];
+        cluster["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .chain(cluster["leader"].as_str().filter(|l| !l.is_empty()))
+            .map(|n| self.index_of(n))
+            .collect()
     }
 
     /// Like [`JsCluster::wait_stream_leader`] for a consumer.
@@ -331,7 +384,11 @@ impl JsCluster {
         not: Option<&str>,
     ) -> (usize, Value) {
         let (name, v) = self
-            .wait_group_leader(&format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"), not)
+            .wait_group_leader(
+                &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                not,
+                &self.live_set(),
+            )
             .await;
         (self.index_of(&name), v)
     }

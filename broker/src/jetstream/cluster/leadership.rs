@@ -90,12 +90,30 @@ fn name_of(names: &BTreeMap<u64, String>, id: u64) -> String {
 
 /// Leadership of `group` as this server sees it.
 pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -> Leadership {
+    leadership_of(raft, router, group, None, &BTreeMap::new())
+}
+
+/// Leadership of `group` with `members` as its replica set (`None`: its
+/// voters). A stream shows the servers assigned to it, as nats-server
+/// does: while its group changes, a new server still catching up as a
+/// learner is listed (not current), a voter on its way out is not.
+/// `known_names` names servers the group's membership does not yet hold.
+pub fn leadership_of<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+    members: Option<&BTreeSet<u64>>,
+    known_names: &BTreeMap<u64, String>,
+) -> Leadership {
     let metrics = raft.metrics().borrow().clone();
-    let names = names(raft);
+    let mut names = names(raft);
+    for (id, name) in known_names {
+        names.entry(*id).or_insert_with(|| name.clone());
+    }
     let leader_id = metrics.current_leader;
     let last = metrics.last_log_index.unwrap_or(0);
     let progress = metrics.replication.clone().unwrap_or_default();
-    let voters = voters(raft);
+    let voters = members.cloned().unwrap_or_else(|| voters(raft));
     let replicas = voters
         .iter()
         .filter(|id| Some(**id) != leader_id)
@@ -136,6 +154,17 @@ pub async fn step_down<C: GroupTypes>(
     router: &Router,
     group: &str,
 ) -> Result<(), ApiError> {
+    step_down_among(raft, router, group, None).await
+}
+
+/// [`step_down`] to one of `allowed` (`None`: any voter), as a leader
+/// leaving its group hands over to a server that stays.
+pub async fn step_down_among<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+    allowed: Option<&BTreeSet<u64>>,
+) -> Result<(), ApiError> {
     let me = router.id();
     if !is_leader(raft, me) {
         return Err(cluster_not_available());
@@ -143,7 +172,7 @@ pub async fn step_down<C: GroupTypes>(
     let current: Vec<u64> = leadership(raft, router, group)
         .replicas
         .iter()
-        .filter(|r| r.current)
+        .filter(|r| r.current && allowed.is_none_or(|a| a.contains(&r.id)))
         .map(|r| r.id)
         .collect();
     let Some(&target) = current.get(rand::random_range(0..current.len().max(1))) else {
