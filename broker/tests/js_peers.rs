@@ -10,9 +10,10 @@
 //!   messages, and goes on taking publishes.
 //! - Five nodes, R3: the removed follower's replica moves to another node,
 //!   which catches up (every node of the new set is made leader and its
-//!   copy read whole); removing the leader moves leadership too. A durable
-//!   consumer's group follows the stream's, and the removed nodes delete
-//!   their copy.
+//!   copy read whole); removing the leader moves leadership too, and a
+//!   dead node's replica moves all the same. A durable consumer's group
+//!   follows the stream's, and the removed nodes delete their copy (a dead
+//!   one once it is back).
 //! - Three nodes: R1 → R3 → R1 keeps every message; the leader stays when
 //!   the stream shrinks; too many replicas and a negative count are refused
 //!   with nats-server's errors.
@@ -79,6 +80,34 @@ async fn remove_peer(jc: &JsCluster, via: usize, stream: &str, body: &str) -> Va
         .unwrap_or_else(|e| panic!("peer remove {body:?}: {e}"));
     assert_eq!(v["type"], REMOVE_TYPE, "{v}");
     v
+}
+
+/// `STREAM.PEER.REMOVE` that must go through: asked again while nobody
+/// answers or the answer is 503/10008 (the meta leader just died and no
+/// other is elected yet). An answer "peer not a member" after such a retry
+/// means an earlier try went through, and counts as success.
+async fn remove_peer_surely(jc: &JsCluster, via: usize, body: &str) {
+    let subject = format!("$JS.API.STREAM.PEER.REMOVE.{STREAM}");
+    let mut retried = false;
+    let v = jc
+        .poll(&format!("PEER.REMOVE {body} answered"), || {
+            let retry = retried;
+            retried = true;
+            let subject = &subject;
+            async move {
+                let v = jc.request(via, subject, body).await?;
+                let err = v["error"]["err_code"].as_u64();
+                match err {
+                    Some(10008) => Err(format!("no meta leader yet: {v}")),
+                    Some(10040) if retry => Ok(json!({ "success": true })),
+                    _ => Ok(v),
+                }
+            }
+        })
+        .await;
+    eprintln!("remove {body}: {v}");
+    assert_eq!(v["success"], true, "{v}");
+    assert!(v.get("error").is_none(), "{v}");
 }
 
 /// Panics unless `v` is the error `code`/`err_code` (with `description`,
@@ -245,10 +274,11 @@ on_both_flavors!(peer_remove_without_a_spare_node => peer_remove_without_a_spare
 // ---------------------------------------------------------------------------
 
 /// A follower's replica moves to a node that held none and catches up;
-/// then the leader's moves, and leadership with it. The consumer's group
-/// follows the stream's; removed nodes delete their copy.
+/// then the leader's moves, and leadership with it; then a dead node's.
+/// The consumer's group follows the stream's; removed nodes delete their
+/// copy (a dead one when it comes back).
 async fn peer_remove_moves_the_replica(flavor: Flavor) {
-    let jc = JsCluster::start_sized(flavor, 5, &JsOptions::default()).await;
+    let mut jc = JsCluster::start_sized(flavor, 5, &JsOptions::default()).await;
     create(&jc, 0, 3).await;
     let mut acked = BTreeMap::new();
     publish(&jc, 0, 0, 20, &mut acked).await;
@@ -328,6 +358,33 @@ async fn peer_remove_moves_the_replica(flavor: Flavor) {
         wait_copy_deleted(&jc, follower).await;
     }
     wait_copy_deleted(&jc, leader).await;
+
+    // A dead follower's replica moves too; the node deletes its copy when
+    // it comes back.
+    let (leader, _) = jc.wait_stream_leader_among(STREAM, None, &third).await;
+    let dead = *third
+        .iter()
+        .find(|&&i| i != leader && i != via)
+        .unwrap_or(&leader);
+    jc.kill(dead);
+    // It may have been the meta leader: then the request waits for the
+    // next one.
+    let body = json!({ "peer": jc.c.node(dead).name }).to_string();
+    remove_peer_surely(&jc, via, &body).await;
+    let (_, fourth) = wait_members(
+        &jc,
+        via,
+        |m| m.len() == 3 && !m.contains(&dead),
+        None,
+        "the dead node's replica on another node",
+    )
+    .await;
+    eprintln!("{STREAM} moved to {:?}", names(&jc, &fourth));
+    publish(&jc, via, 40, 10, &mut acked).await;
+    jc.restart(dead).await;
+    wait_copy_deleted(&jc, dead).await;
+    let copies = jc.every_replica_copy_among(STREAM, &fourth).await;
+    assert_copies_hold(&copies, &acked, "after the dead node's replica moved");
 }
 
 on_both_flavors!(peer_remove_moves_the_replica => peer_remove_moves_the_replica);

@@ -292,6 +292,20 @@ impl JsAccount {
         self.streams.read().get(name).cloned()
     }
 
+    /// The names of the streams with a directory here (file streams, and
+    /// memory streams' Raft logs).
+    pub(crate) fn stream_dirs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.streams_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !is_removed_dir(name))
+            .collect()
+    }
+
     /// Finish removals a crash interrupted ([`JsAccount::drop_replica`]'s
     /// renamed directories).
     fn sweep_removed(&self) {

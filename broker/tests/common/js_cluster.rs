@@ -228,19 +228,32 @@ impl JsCluster {
 
     /// Poll `check` until it returns `Ok` or [`JS_DEADLINE`] passes; then
     /// panic with its last error, every node's log tail and `what`.
-    pub async fn poll<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub async fn poll<T, F, Fut>(&self, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
-        let end = Instant::now() + JS_DEADLINE;
+        match self.try_poll(JS_DEADLINE, check).await {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "gave up waiting for {what}: {e}\n{}",
+                self.c.diagnostics().await
+            ),
+        }
+    }
+
+    /// Poll `check` until it returns `Ok` or `within` passes; then its last
+    /// error.
+    pub async fn try_poll<T, F, Fut>(&self, within: Duration, mut check: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let end = Instant::now() + within;
         loop {
             match check().await {
-                Ok(v) => return v,
-                Err(e) if Instant::now() > end => panic!(
-                    "gave up waiting for {what}: {e}\n{}",
-                    self.c.diagnostics().await
-                ),
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() > end => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -264,48 +277,56 @@ impl JsCluster {
                 .map(|&i| self.c.node(i).name.as_str())
                 .collect::<Vec<_>>()
         );
-        self.poll(&what, || async {
-            let mut leaders = BTreeSet::new();
-            let mut last = Value::Null;
-            for i in self.c.live() {
-                let v = self.request_ok(i, info_subject, "").await?;
-                let leader = v["cluster"]["leader"].as_str().unwrap_or("").to_string();
-                if leader.is_empty() {
-                    return Err(format!("no leader via {}: {v}", self.c.node(i).name));
-                }
-                leaders.insert(leader);
-                last = v;
+        self.poll(&what, || self.group_leader_now(info_subject, not, members))
+            .await
+    }
+
+    /// One look for what [`JsCluster::wait_group_leader`] waits for.
+    async fn group_leader_now(
+        &self,
+        info_subject: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> Result<(String, Value), String> {
+        let mut leaders = BTreeSet::new();
+        let mut last = Value::Null;
+        for i in self.c.live() {
+            let v = self.request_ok(i, info_subject, "").await?;
+            let leader = v["cluster"]["leader"].as_str().unwrap_or("").to_string();
+            if leader.is_empty() {
+                return Err(format!("no leader via {}: {v}", self.c.node(i).name));
             }
-            let leader = match leaders.len() {
-                1 => leaders.into_iter().next().unwrap_or_default(),
-                _ => return Err(format!("nodes disagree on the leader: {leaders:?}")),
-            };
-            if Some(leader.as_str()) == not {
-                return Err(format!("{leader} is still the leader"));
+            leaders.insert(leader);
+            last = v;
+        }
+        let leader = match leaders.len() {
+            1 => leaders.into_iter().next().unwrap_or_default(),
+            _ => return Err(format!("nodes disagree on the leader: {leaders:?}")),
+        };
+        if Some(leader.as_str()) == not {
+            return Err(format!("{leader} is still the leader"));
+        }
+        let li = self.index_of(&leader);
+        if !self.c.node(li).is_running() {
+            return Err(format!("{leader} is named leader but is down"));
+        }
+        if !members.contains(&li) {
+            return Err(format!("{leader} leads but is not a member: {last}"));
+        }
+        let current: BTreeSet<&str> = last["cluster"]["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["current"] == Value::Bool(true))
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for j in self.c.live().into_iter().filter(|j| members.contains(j)) {
+            let name = self.c.node(j).name.as_str();
+            if j != li && !current.contains(name) {
+                return Err(format!("{name} is not a current replica: {last}"));
             }
-            let li = self.index_of(&leader);
-            if !self.c.node(li).is_running() {
-                return Err(format!("{leader} is named leader but is down"));
-            }
-            if !members.contains(&li) {
-                return Err(format!("{leader} leads but is not a member: {last}"));
-            }
-            let current: BTreeSet<&str> = last["cluster"]["replicas"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["current"] == Value::Bool(true))
-                .filter_map(|r| r["name"].as_str())
-                .collect();
-            for j in self.c.live().into_iter().filter(|j| members.contains(j)) {
-                let name = self.c.node(j).name.as_str();
-                if j != li && !current.contains(name) {
-                    return Err(format!("{name} is not a current replica: {last}"));
-                }
-            }
-            Ok((leader, last))
-        })
-        .await
+        }
+        Ok((leader, last))
     }
 
     /// The node that leads `stream` right now, as the first running node to
@@ -355,6 +376,22 @@ impl JsCluster {
             .wait_group_leader(&format!("$JS.API.STREAM.INFO.{stream}"), not, members)
             .await;
         (self.index_of(&name), v)
+    }
+
+    /// Like [`JsCluster::wait_stream_leader_among`], giving up after
+    /// `within` (`Err`: the last thing that was not right).
+    pub async fn try_stream_leader_among(
+        &self,
+        stream: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+        within: Duration,
+    ) -> Result<(usize, Value), String> {
+        let subject = format!("$JS.API.STREAM.INFO.{stream}");
+        let (name, v) = self
+            .try_poll(within, || self.group_leader_now(&subject, not, members))
+            .await?;
+        Ok((self.index_of(&name), v))
     }
 
     /// The running nodes, as a set.

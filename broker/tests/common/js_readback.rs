@@ -22,6 +22,10 @@ use super::js_cluster::JsCluster;
 /// tribune-broker once another node leads (up to about 6 s).
 const STEPDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a leader that answered a stepdown may take to be replaced
+/// before the stepdown counts as failed and is asked again.
+const STEPDOWN_SETTLE: Duration = Duration::from_secs(20);
+
 /// `MSG.GET` requests in flight at once while reading a copy.
 const READ_WINDOW: usize = 32;
 
@@ -138,8 +142,12 @@ impl JsCluster {
             let name = self.c.node(leader).name.clone();
             match self.stream_stepdown_to(stream, i, i).await {
                 Ok(()) => {
-                    self.wait_stream_leader_among(stream, Some(&name), members)
-                        .await;
+                    if let Err(e) = self
+                        .try_stream_leader_among(stream, Some(&name), members, STEPDOWN_SETTLE)
+                        .await
+                    {
+                        eprintln!("stepdown of {stream} answered but did not settle: {e}");
+                    }
                 }
                 Err(e) => {
                     eprintln!(
@@ -330,9 +338,26 @@ impl JsCluster {
             let name = self.c.node(leader).name.clone();
             match self.stream_stepdown_to(stream, leader, next).await {
                 Ok(()) => {
-                    stepdowns += 1;
-                    self.wait_stream_leader_among(stream, Some(&name), members)
+                    let settled = self
+                        .try_stream_leader_among(stream, Some(&name), members, STEPDOWN_SETTLE)
                         .await;
+                    // nats-server may answer a stepdown and keep leading
+                    // (seen right after a replica moved): then ask again.
+                    // Replicas still catching up are waited for as before.
+                    let moved = match settled {
+                        Ok(_) => true,
+                        Err(e) => {
+                            eprintln!("stepdown of {stream} answered but did not settle: {e}");
+                            let (now, _) =
+                                self.wait_stream_leader_among(stream, None, members).await;
+                            now != leader
+                        }
+                    };
+                    if moved {
+                        stepdowns += 1;
+                    } else {
+                        failed += 1;
+                    }
                 }
                 Err(e) => {
                     failed += 1;

@@ -123,7 +123,7 @@ impl JsCluster {
             meta.clone(),
             rx,
         ));
-        Ok(Arc::new(JsCluster {
+        let cluster = Arc::new(JsCluster {
             admin: tokio::sync::Mutex::new(()),
             lifecycle: tokio::sync::Mutex::new(()),
             streams: Mutex::new(HashMap::new()),
@@ -132,7 +132,12 @@ impl JsCluster {
             router,
             bus,
             peers,
-        }))
+        });
+        tokio::spawn(JsCluster::sweep_orphans(
+            Arc::downgrade(&cluster),
+            Arc::downgrade(server),
+        ));
+        Ok(cluster)
     }
 
     /// The non-Tribune JetStream server this cluster includes, if any:
@@ -238,13 +243,9 @@ impl JsCluster {
                             tokio::spawn(self.clone().retire(Arc::downgrade(server), g));
                         }
                     }
-                    (false, None) => {
-                        // Files of a replica moved away while this server
-                        // was down.
-                        if let Some(acc) = server.jetstream().and_then(|js| js.account(&key.0)) {
-                            acc.drop_replica(server, &key.1);
-                        }
-                    }
+                    // Nothing here. Files of a replica moved away while
+                    // this server was down are removed by `sweep_orphans`.
+                    (false, None) => {}
                 }
             }
             MetaEvent::StreamRemoved { account, stream } => {
@@ -281,6 +282,40 @@ impl JsCluster {
             g.account
         );
         self.stop_replica(&server, &key.0, &key.1).await;
+    }
+
+    /// Once, after start: remove the copies of streams this server no
+    /// longer holds (they moved away while it was down). Only once the
+    /// meta group is current here, so the placement it goes by is not an
+    /// old one being replayed: a copy is never removed on a stale word.
+    async fn sweep_orphans(cluster: Weak<JsCluster>, server: Weak<Server>) {
+        loop {
+            tokio::time::sleep(timing::FORM_POLL).await;
+            let Some(c) = cluster.upgrade() else { return };
+            if c.meta.leader().is_none() || !c.meta.is_current() {
+                continue;
+            }
+            let Some(server) = server.upgrade() else {
+                return;
+            };
+            let Some(js) = server.jetstream() else { return };
+            let _changing = c.lifecycle.lock().await;
+            for acc in js.accounts() {
+                for name in acc.stream_dirs() {
+                    let running = c.stream_group(&acc.name, &name).is_some();
+                    if running || c.placed_here(&acc.name, &name) {
+                        continue;
+                    }
+                    info!(
+                        "JetStream cluster removing stream '{} > {name}' from this server, \
+                         it moved away while the server was down",
+                        acc.name
+                    );
+                    c.stop_replica(&server, &acc.name, &name).await;
+                }
+            }
+            return;
+        }
     }
 
     async fn start_replica(

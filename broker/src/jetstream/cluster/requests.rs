@@ -380,7 +380,9 @@ async fn info_after(
         if leads || (led && created) {
             break local_info(c, acc, &server, name)?;
         }
-        if led || group.is_none() {
+        // Another server leads, or this one holds no replica (a replica
+        // placed here but not started yet is waited for).
+        if led || (group.is_none() && !c.placed_here(&acc.name, name)) {
             if let Some(v) = super::remote::stream_info(&server, acc, name, REMOTE_WAIT).await {
                 break leader_info(v);
             }
