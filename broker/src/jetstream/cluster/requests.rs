@@ -4,7 +4,8 @@
 //! account (each serves `$JS.API.>` there), so exactly one must answer, as
 //! in nats-server:
 //! - the meta leader: account-wide requests, and creating, updating and
-//!   deleting streams (which it decides and proposes to the meta group);
+//!   deleting streams and moving their replicas (`STREAM.PEER.REMOVE`),
+//!   which it decides and proposes to the meta group;
 //! - a stream's leader: everything about that stream and its consumers
 //!   (its replica holds the current state);
 //! - nobody else. A request about a stream the meta group does not know
@@ -410,6 +411,7 @@ fn local_info(
     server: &Arc<Server>,
     name: &str,
 ) -> Result<Value, ApiError> {
+    use crate::jetstream::types;
     if let Some(stream) = acc.stream(name) {
         return serde_json::to_value(crate::jetstream::api::stream_info(server, &stream, None))
             .map_err(errors::stream_create);
@@ -421,7 +423,6 @@ fn local_info(
         .stream(&acc.name, name)
         .cloned()
         .ok_or_else(errors::stream_not_found)?;
-    use crate::jetstream::types;
     let config: Value = serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
     let state = types::StreamState {
         first_ts: types::rfc3339_nanos(0),

@@ -49,6 +49,7 @@ pub struct StreamGroup {
     /// Set once this replica is being retired (no longer assigned here),
     /// so only one task waits for that.
     retiring: AtomicBool,
+    /// Set by [`StreamGroup::shutdown`]: the tasks of this replica end.
     stopped: AtomicBool,
 }
 
