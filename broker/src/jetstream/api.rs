@@ -545,6 +545,9 @@ pub(crate) fn normalize_stream(
             )));
         }
     }
+    if c.num_replicas < 0 {
+        return Err(errors::replicas_negative());
+    }
     match servers {
         None if c.num_replicas > 1 => return Err(errors::replicas_not_supported()),
         Some(_) if c.num_replicas > MAX_REPLICAS => {
@@ -552,12 +555,10 @@ pub(crate) fn normalize_stream(
                 "maximum replicas is {MAX_REPLICAS}"
             )))
         }
-        Some(n) if c.num_replicas as usize > n => {
-            return Err(crate::jetstream::cluster::requests::insufficient_resources())
-        }
+        Some(n) if c.num_replicas as usize > n => return Err(errors::no_suitable_peers()),
         _ => {}
     }
-    if c.num_replicas <= 0 {
+    if c.num_replicas == 0 {
         c.num_replicas = 1;
     }
     // Unset (0) and any negative limit mean unlimited, reported as -1.

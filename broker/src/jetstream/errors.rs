@@ -69,6 +69,10 @@ api_errors! {
     max_deliver_backoff = (400, 10116, "max deliver is required to be > length of backoff values");
     max_consumers = (400, 10026, "maximum consumers limit reached");
     wrong_last_sequence_constant = (400, 10164, "wrong last sequence");
+    peer_not_member = (400, 10040, "peer not a member");
+    peer_remap = (503, 10075, "peer remap failed");
+    no_suitable_peers = (400, 10005, "no suitable peers for placement");
+    replicas_negative = (400, 10133, "replicas count cannot be negative");
 }
 
 pub fn invalid_json(err: impl std::fmt::Display) -> ApiError {

@@ -181,6 +181,7 @@ impl JetStream {
             api_total: Default::default(),
             api_errors: Default::default(),
         });
+        jsa.sweep_removed();
         if recover {
             jsa.recover(server);
         }
@@ -233,6 +234,14 @@ impl JetStream {
     }
 }
 
+/// What a stream directory being removed is renamed to:
+/// `.<stream><REMOVED_MARK><random>` (stream names cannot hold a '.').
+const REMOVED_MARK: &str = ".removed-";
+
+fn is_removed_dir(name: &str) -> bool {
+    name.starts_with('.') && name.contains(REMOVED_MARK)
+}
+
 /// nats-server's `friendlyBytes`: `512 B`, `1.00 KB`, `2.50 GB`.
 fn size_text(v: Option<i64>) -> String {
     let Some(n) = v.filter(|n| *n >= 0) else {
@@ -283,12 +292,46 @@ impl JsAccount {
         self.streams.read().get(name).cloned()
     }
 
+    /// The names of the streams with a directory here (file streams, and
+    /// memory streams' Raft logs).
+    pub(crate) fn stream_dirs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.streams_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !is_removed_dir(name))
+            .collect()
+    }
+
+    /// Finish removals a crash interrupted ([`JsAccount::drop_replica`]'s
+    /// renamed directories).
+    fn sweep_removed(&self) {
+        let Ok(entries) = std::fs::read_dir(self.streams_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if !is_removed_dir(&name.to_string_lossy()) {
+                continue;
+            }
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                warn!("JetStream: removing {}: {err}", e.path().display());
+            }
+        }
+    }
+
     /// Reload streams and consumers from disk.
     fn recover(self: &Arc<Self>, server: &Arc<Server>) {
         let Ok(entries) = std::fs::read_dir(self.streams_dir()) else {
             return;
         };
         for e in entries.flatten() {
+            if is_removed_dir(&e.file_name().to_string_lossy()) {
+                continue;
+            }
             let dir = e.path();
             match self.recover_stream(server, &dir) {
                 Ok(name) => info!("  Restored stream {name:?} in account {:?}", self.name),
@@ -461,14 +504,29 @@ impl JsAccount {
     }
 
     /// Forget a replica: stop it and remove its files, Raft's included.
+    /// The directory is first renamed away, so a late write of the stopped
+    /// replica (its state machine's last checkpoint) cannot leave a file
+    /// where a later replica of the same stream would find it.
     pub(crate) fn drop_replica(&self, server: &Server, name: &str) {
         if let Some(stream) = self.streams.write().remove(name) {
             stream.stop(server);
         }
         let dir = self.streams_dir().join(name);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+        let doomed = self.streams_dir().join(format!(
+            ".{name}{REMOVED_MARK}{:016x}",
+            rand::random::<u64>()
+        ));
+        let gone = match std::fs::rename(&dir, &doomed) {
+            Ok(()) => doomed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                warn!("JetStream: renaming {}: {e}", dir.display());
+                dir
+            }
+        };
+        if let Err(e) = std::fs::remove_dir_all(&gone) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                warn!("JetStream: removing {}: {e}", dir.display());
+                warn!("JetStream: removing {}: {e}", gone.display());
             }
         }
     }

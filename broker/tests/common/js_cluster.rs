@@ -34,7 +34,8 @@ pub const JS_DEADLINE: Duration = Duration::from_secs(90);
 /// (then the caller polls again, or treats it as "not acknowledged").
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A three-node JetStream cluster and one pinned client per running node.
+/// A JetStream cluster (three nodes unless [`JsCluster::start_sized`]) and
+/// one pinned client per running node.
 pub struct JsCluster {
     pub c: Cluster,
     clients: Vec<Option<async_nats::Client>>,
@@ -66,7 +67,13 @@ impl JsCluster {
 
     /// Like [`JsCluster::start`], with [`JsOptions`] for the nodes.
     pub async fn start_with(flavor: Flavor, opts: &JsOptions) -> JsCluster {
-        let c = Cluster::start_js_with(&[flavor, flavor, flavor], opts).await;
+        JsCluster::start_sized(flavor, 3, opts).await
+    }
+
+    /// `nodes` `flavor` nodes with JetStream (a stream then has replicas on
+    /// some of them only), like [`JsCluster::start_with`].
+    pub async fn start_sized(flavor: Flavor, nodes: usize, opts: &JsOptions) -> JsCluster {
+        let c = Cluster::start_js_with(&vec![flavor; nodes], opts).await;
         let mut clients = Vec::new();
         for i in 0..c.len() {
             clients.push(Some(pinned_client(&c, i).await));
@@ -221,19 +228,32 @@ impl JsCluster {
 
     /// Poll `check` until it returns `Ok` or [`JS_DEADLINE`] passes; then
     /// panic with its last error, every node's log tail and `what`.
-    pub async fn poll<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub async fn poll<T, F, Fut>(&self, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
-        let end = Instant::now() + JS_DEADLINE;
+        match self.try_poll(JS_DEADLINE, check).await {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "gave up waiting for {what}: {e}\n{}",
+                self.c.diagnostics().await
+            ),
+        }
+    }
+
+    /// Poll `check` until it returns `Ok` or `within` passes; then its last
+    /// error.
+    pub async fn try_poll<T, F, Fut>(&self, within: Duration, mut check: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let end = Instant::now() + within;
         loop {
             match check().await {
-                Ok(v) => return v,
-                Err(e) if Instant::now() > end => panic!(
-                    "gave up waiting for {what}: {e}\n{}",
-                    self.c.diagnostics().await
-                ),
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() > end => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -241,49 +261,72 @@ impl JsCluster {
 
     /// Poll until every running node answers `info_subject` (a STREAM.INFO
     /// or CONSUMER.INFO subject) with the same `cluster.leader`, that leader
-    /// is not `not`, and the leader lists every other running node as a
-    /// current replica. Returns the leader's name and the last answer.
-    async fn wait_group_leader(&self, info_subject: &str, not: Option<&str>) -> (String, Value) {
-        let what = format!("a healthy group leader for {info_subject} (other than {not:?})");
-        self.poll(&what, || async {
-            let mut leaders = BTreeSet::new();
-            let mut last = Value::Null;
-            for i in self.c.live() {
-                let v = self.request_ok(i, info_subject, "").await?;
-                let leader = v["cluster"]["leader"].as_str().unwrap_or("").to_string();
-                if leader.is_empty() {
-                    return Err(format!("no leader via {}: {v}", self.c.node(i).name));
-                }
-                leaders.insert(leader);
-                last = v;
+    /// is a running node of `members` and not `not`, and it lists every
+    /// other running node of `members` as a current replica. Returns the
+    /// leader's name and the last answer.
+    async fn wait_group_leader(
+        &self,
+        info_subject: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> (String, Value) {
+        let what = format!(
+            "a healthy group leader for {info_subject} (other than {not:?}) among {:?}",
+            members
+                .iter()
+                .map(|&i| self.c.node(i).name.as_str())
+                .collect::<Vec<_>>()
+        );
+        self.poll(&what, || self.group_leader_now(info_subject, not, members))
+            .await
+    }
+
+    /// One look for what [`JsCluster::wait_group_leader`] waits for.
+    async fn group_leader_now(
+        &self,
+        info_subject: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> Result<(String, Value), String> {
+        let mut leaders = BTreeSet::new();
+        let mut last = Value::Null;
+        for i in self.c.live() {
+            let v = self.request_ok(i, info_subject, "").await?;
+            let leader = v["cluster"]["leader"].as_str().unwrap_or("").to_string();
+            if leader.is_empty() {
+                return Err(format!("no leader via {}: {v}", self.c.node(i).name));
             }
-            let leader = match leaders.len() {
-                1 => leaders.into_iter().next().unwrap_or_default(),
-                _ => return Err(format!("nodes disagree on the leader: {leaders:?}")),
-            };
-            if Some(leader.as_str()) == not {
-                return Err(format!("{leader} is still the leader"));
+            leaders.insert(leader);
+            last = v;
+        }
+        let leader = match leaders.len() {
+            1 => leaders.into_iter().next().unwrap_or_default(),
+            _ => return Err(format!("nodes disagree on the leader: {leaders:?}")),
+        };
+        if Some(leader.as_str()) == not {
+            return Err(format!("{leader} is still the leader"));
+        }
+        let li = self.index_of(&leader);
+        if !self.c.node(li).is_running() {
+            return Err(format!("{leader} is named leader but is down"));
+        }
+        if !members.contains(&li) {
+            return Err(format!("{leader} leads but is not a member: {last}"));
+        }
+        let current: BTreeSet<&str> = last["cluster"]["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["current"] == Value::Bool(true))
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for j in self.c.live().into_iter().filter(|j| members.contains(j)) {
+            let name = self.c.node(j).name.as_str();
+            if j != li && !current.contains(name) {
+                return Err(format!("{name} is not a current replica: {last}"));
             }
-            let li = self.index_of(&leader);
-            if !self.c.node(li).is_running() {
-                return Err(format!("{leader} is named leader but is down"));
-            }
-            let current: BTreeSet<&str> = last["cluster"]["replicas"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["current"] == Value::Bool(true))
-                .filter_map(|r| r["name"].as_str())
-                .collect();
-            for j in self.c.live() {
-                let name = self.c.node(j).name.as_str();
-                if j != li && !current.contains(name) {
-                    return Err(format!("{name} is not a current replica: {last}"));
-                }
-            }
-            Ok((leader, last))
-        })
-        .await
+        }
+        Ok((leader, last))
     }
 
     /// The node that leads `stream` right now, as the first running node to
@@ -317,10 +360,57 @@ impl JsCluster {
     /// [`JsCluster::wait_group_leader`]. Returns the leader's node index and
     /// its STREAM.INFO answer.
     pub async fn wait_stream_leader(&self, stream: &str, not: Option<&str>) -> (usize, Value) {
+        self.wait_stream_leader_among(stream, not, &self.live_set())
+            .await
+    }
+
+    /// Like [`JsCluster::wait_stream_leader`] for a stream whose replicas
+    /// are on the nodes `members` (not every node of a larger cluster).
+    pub async fn wait_stream_leader_among(
+        &self,
+        stream: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+    ) -> (usize, Value) {
         let (name, v) = self
-            .wait_group_leader(&format!("$JS.API.STREAM.INFO.{stream}"), not)
+            .wait_group_leader(&format!("$JS.API.STREAM.INFO.{stream}"), not, members)
             .await;
         (self.index_of(&name), v)
+    }
+
+    /// Like [`JsCluster::wait_stream_leader_among`], giving up after
+    /// `within` (`Err`: the last thing that was not right).
+    pub async fn try_stream_leader_among(
+        &self,
+        stream: &str,
+        not: Option<&str>,
+        members: &BTreeSet<usize>,
+        within: Duration,
+    ) -> Result<(usize, Value), String> {
+        let subject = format!("$JS.API.STREAM.INFO.{stream}");
+        let (name, v) = self
+            .try_poll(within, || self.group_leader_now(&subject, not, members))
+            .await?;
+        Ok((self.index_of(&name), v))
+    }
+
+    /// The running nodes, as a set.
+    pub fn live_set(&self) -> BTreeSet<usize> {
+        self.c.live().into_iter().collect()
+    }
+
+    /// The nodes a STREAM.INFO or CONSUMER.INFO answer names in its
+    /// `cluster` block: the leader and every replica.
+    pub fn members_of(&self, info: &Value) -> BTreeSet<usize> {
+        let cluster = &info["cluster"];
+        cluster["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .chain(cluster["leader"].as_str().filter(|l| !l.is_empty()))
+            .map(|n| self.index_of(n))
+            .collect()
     }
 
     /// Like [`JsCluster::wait_stream_leader`] for a consumer.
@@ -331,7 +421,11 @@ impl JsCluster {
         not: Option<&str>,
     ) -> (usize, Value) {
         let (name, v) = self
-            .wait_group_leader(&format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"), not)
+            .wait_group_leader(
+                &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                not,
+                &self.live_set(),
+            )
             .await;
         (self.index_of(&name), v)
     }

@@ -22,6 +22,10 @@ use super::js_cluster::JsCluster;
 /// tribune-broker once another node leads (up to about 6 s).
 const STEPDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a leader that answered a stepdown may take to be replaced
+/// before the stepdown counts as failed and is asked again.
+const STEPDOWN_SETTLE: Duration = Duration::from_secs(20);
+
 /// `MSG.GET` requests in flight at once while reading a copy.
 const READ_WINDOW: usize = 32;
 
@@ -107,9 +111,21 @@ impl JsCluster {
     /// Step the leadership of `stream` down until node `i` leads it with
     /// every running node a current replica (panics after many tries).
     pub async fn make_stream_leader(&self, stream: &str, i: usize) {
+        self.make_stream_leader_among(stream, i, &self.live_set())
+            .await
+    }
+
+    /// Like [`JsCluster::make_stream_leader`] for a stream whose replicas
+    /// are on the nodes `members`.
+    pub async fn make_stream_leader_among(
+        &self,
+        stream: &str,
+        i: usize,
+        members: &BTreeSet<usize>,
+    ) {
         let started = std::time::Instant::now();
         for attempt in 1..=30 {
-            let (leader, _) = self.wait_stream_leader(stream, None).await;
+            let (leader, _) = self.wait_stream_leader_among(stream, None, members).await;
             if leader == i {
                 if attempt > 1 {
                     // Informational, never asserted.
@@ -125,7 +141,12 @@ impl JsCluster {
             let name = self.c.node(leader).name.clone();
             match self.stream_stepdown_to(stream, i, i).await {
                 Ok(()) => {
-                    self.wait_stream_leader(stream, Some(&name)).await;
+                    if let Err(e) = self
+                        .try_stream_leader_among(stream, Some(&name), members, STEPDOWN_SETTLE)
+                        .await
+                    {
+                        eprintln!("stepdown of {stream} answered but did not settle: {e}");
+                    }
                 }
                 Err(e) => {
                     eprintln!(
@@ -253,8 +274,24 @@ impl JsCluster {
     /// while it leads. The stream must not be written to meanwhile. The
     /// last node read is left leading.
     pub async fn every_replica_copy(&self, stream: &str) -> Vec<ReplicaCopy> {
+        self.every_replica_copy_among(stream, &self.live_set())
+            .await
+    }
+
+    /// Like [`JsCluster::every_replica_copy`] for a stream whose replicas
+    /// are on the nodes `members` (each running one is read).
+    pub async fn every_replica_copy_among(
+        &self,
+        stream: &str,
+        members: &BTreeSet<usize>,
+    ) -> Vec<ReplicaCopy> {
         let started = std::time::Instant::now();
-        let mut unread: BTreeSet<usize> = self.c.live().into_iter().collect();
+        let mut unread: BTreeSet<usize> = self
+            .c
+            .live()
+            .into_iter()
+            .filter(|i| members.contains(i))
+            .collect();
         let mut out = Vec::new();
         let (mut stepdowns, mut failed, mut read_failures) = (0, 0, 0);
         // Who led after each stepdown, for the failure message.
@@ -266,7 +303,7 @@ impl JsCluster {
                 .iter()
                 .nth(rand::random_range(0..unread.len()))
                 .unwrap_or(&0);
-            let (leader, _) = self.wait_stream_leader(stream, None).await;
+            let (leader, _) = self.wait_stream_leader_among(stream, None, members).await;
             leaders.push(self.c.node(leader).name.clone());
             if stepdowns + failed >= 16 {
                 let names: Vec<&str> = unread
@@ -300,8 +337,26 @@ impl JsCluster {
             let name = self.c.node(leader).name.clone();
             match self.stream_stepdown_to(stream, leader, next).await {
                 Ok(()) => {
-                    stepdowns += 1;
-                    self.wait_stream_leader(stream, Some(&name)).await;
+                    let settled = self
+                        .try_stream_leader_among(stream, Some(&name), members, STEPDOWN_SETTLE)
+                        .await;
+                    // nats-server may answer a stepdown and keep leading
+                    // (seen right after a replica moved): then ask again.
+                    // Replicas still catching up are waited for as before.
+                    let moved = match settled {
+                        Ok(_) => true,
+                        Err(e) => {
+                            eprintln!("stepdown of {stream} answered but did not settle: {e}");
+                            let (now, _) =
+                                self.wait_stream_leader_among(stream, None, members).await;
+                            now != leader
+                        }
+                    };
+                    if moved {
+                        stepdowns += 1;
+                    } else {
+                        failed += 1;
+                    }
                 }
                 Err(e) => {
                     failed += 1;

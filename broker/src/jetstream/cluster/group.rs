@@ -39,6 +39,8 @@ pub struct MetaGroup {
     name: String,
     cluster: String,
     router: Arc<Router>,
+    /// The JetStream servers reachable now, for placement.
+    peers: Arc<dyn PeerSource>,
 }
 
 impl std::fmt::Debug for MetaGroup {
@@ -96,6 +98,7 @@ impl MetaGroup {
             name: name.to_string(),
             cluster: cluster.to_string(),
             router,
+            peers: peers.clone(),
         });
         tokio::spawn(form(Arc::downgrade(&group), peers.clone()));
         tokio::spawn(log_leaders(Arc::downgrade(&group)));
@@ -157,6 +160,34 @@ impl MetaGroup {
         voters.sort_by_key(|id| view.streams_on(*id));
         voters.truncate(replicas);
         Some(voters)
+    }
+
+    /// The servers a replica may be placed on now: meta voters that are
+    /// this server or reachable over a route, in a random order, with the
+    /// number of streams each holds.
+    pub fn candidates(&self) -> super::placement::Candidates {
+        use rand::seq::SliceRandom;
+        let reachable: BTreeSet<u64> = self
+            .peers
+            .peers()
+            .into_iter()
+            .filter(|p| p.tribune)
+            .map(|p| p.id)
+            .chain([self.me])
+            .collect();
+        let mut ids: Vec<u64> = self
+            .voters()
+            .into_iter()
+            .filter(|id| reachable.contains(id))
+            .collect();
+        ids.shuffle(&mut rand::rng());
+        let view = self.view.read();
+        super::placement::Candidates {
+            servers: ids
+                .into_iter()
+                .map(|id| (id, view.streams_on(id)))
+                .collect(),
+        }
     }
 
     /// Propose a change to the domain and wait until it is applied here.

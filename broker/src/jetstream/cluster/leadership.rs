@@ -90,12 +90,30 @@ fn name_of(names: &BTreeMap<u64, String>, id: u64) -> String {
 
 /// Leadership of `group` as this server sees it.
 pub fn leadership<C: GroupTypes>(raft: &Raft<C>, router: &Router, group: &str) -> Leadership {
+    leadership_of(raft, router, group, None, &BTreeMap::new())
+}
+
+/// Leadership of `group` with `members` as its replica set (`None`: its
+/// voters). A stream shows the servers assigned to it, as nats-server
+/// does: while its group changes, a new server still catching up as a
+/// learner is listed (not current), a voter on its way out is not.
+/// `known_names` names servers the group's membership does not yet hold.
+pub fn leadership_of<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+    members: Option<&BTreeSet<u64>>,
+    known_names: &BTreeMap<u64, String>,
+) -> Leadership {
     let metrics = raft.metrics().borrow().clone();
-    let names = names(raft);
+    let mut names = names(raft);
+    for (id, name) in known_names {
+        names.entry(*id).or_insert_with(|| name.clone());
+    }
     let leader_id = metrics.current_leader;
     let last = metrics.last_log_index.unwrap_or(0);
     let progress = metrics.replication.clone().unwrap_or_default();
-    let voters = voters(raft);
+    let voters = members.cloned().unwrap_or_else(|| voters(raft));
     // As nats-server lists them: every voter but this server (the leader
     // itself, on the leader), or every voter while there is no leader.
     let me = router.id();

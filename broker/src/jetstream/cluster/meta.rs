@@ -13,7 +13,7 @@
 //! (`snapshot.json`, replaced atomically); on restart it loads the snapshot
 //! and openraft replays the log after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,7 +135,16 @@ impl MetaResponse {
 /// at start, so the receiver must treat them as idempotent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaEvent {
-    StreamAssigned(StreamAssignment),
+    StreamAssigned {
+        sa: StreamAssignment,
+        /// Whether `sa.peers` are still the peers the stream's Raft group
+        /// was created with. Only then may a replica without Raft state
+        /// initialize the group with them (every first member does the
+        /// same, so there is one group). Once the peers changed, the group
+        /// has a history its members agree on, and a server that joins
+        /// starts empty and is added by the group's leader.
+        bootstrap: bool,
+    },
     StreamRemoved {
         account: String,
         stream: String,
@@ -156,11 +165,25 @@ pub enum MetaEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     pub streams: BTreeMap<String, BTreeMap<String, StreamAssignment>>,
+    /// Stream groups whose peers changed since they were created (see
+    /// [`MetaEvent::StreamAssigned`]'s `bootstrap`). Kept beside the
+    /// assignments rather than in them: assignments are framed with
+    /// postcard in the log, which a new field would make unreadable.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub regrouped: BTreeSet<String>,
 }
 
 impl MetaState {
     pub fn stream(&self, account: &str, stream: &str) -> Option<&StreamAssignment> {
         self.streams.get(account)?.get(stream)
+    }
+
+    /// The event that (re)assigns `sa`.
+    fn assigned(&self, sa: &StreamAssignment) -> MetaEvent {
+        MetaEvent::StreamAssigned {
+            sa: sa.clone(),
+            bootstrap: !self.regrouped.contains(&sa.group),
+        }
     }
 
     /// Streams placed on `peer`, for placement (least loaded first).
@@ -183,7 +206,16 @@ impl MetaState {
                     Some(_) => (errors::stream_name_exist().into(), None),
                     None => {
                         streams.insert(name, sa.clone());
-                        (MetaResponse::Ok, Some(MetaEvent::StreamAssigned(sa)))
+                        // A group name is never reused, but a stale mark
+                        // must not stop a new group from forming.
+                        self.regrouped.remove(&sa.group);
+                        (
+                            MetaResponse::Ok,
+                            Some(MetaEvent::StreamAssigned {
+                                sa,
+                                bootstrap: true,
+                            }),
+                        )
                     }
                 }
             }
@@ -199,11 +231,17 @@ impl MetaState {
             {
                 Some(sa) => {
                     sa.config = config;
-                    sa.peers = peers;
-                    (
-                        MetaResponse::Ok,
-                        Some(MetaEvent::StreamAssigned(sa.clone())),
-                    )
+                    if sa.peers != peers {
+                        self.regrouped.insert(sa.group.clone());
+                        // Consumers live in their stream's group: they
+                        // move with it.
+                        for c in sa.consumers.values_mut() {
+                            c.peers.clone_from(&peers);
+                        }
+                        sa.peers = peers;
+                    }
+                    let sa = sa.clone();
+                    (MetaResponse::Ok, Some(self.assigned(&sa)))
                 }
                 None => (errors::stream_not_found().into(), None),
             },
@@ -211,8 +249,11 @@ impl MetaState {
                 let removed = self
                     .streams
                     .get_mut(&account)
-                    .and_then(|s| s.remove(&stream))
-                    .is_some();
+                    .and_then(|s| s.remove(&stream));
+                if let Some(sa) = &removed {
+                    self.regrouped.remove(&sa.group);
+                }
+                let removed = removed.is_some();
                 if self.streams.get(&account).is_some_and(BTreeMap::is_empty) {
                     self.streams.remove(&account);
                 }
@@ -336,7 +377,7 @@ impl MetaStateMachine {
 
     fn announce(&self, state: &MetaState) {
         for sa in state.streams.values().flat_map(|s| s.values()) {
-            let _ = self.events.send(MetaEvent::StreamAssigned(sa.clone()));
+            let _ = self.events.send(state.assigned(sa));
         }
     }
 
@@ -567,7 +608,13 @@ mod tests {
         let sa = assignment("APP", "S", &[1, 2, 3]);
         let (r, ev) = st.apply(MetaCommand::CreateStream(sa.clone()));
         assert_eq!(r, MetaResponse::Ok);
-        assert_eq!(ev, Some(MetaEvent::StreamAssigned(sa.clone())));
+        assert_eq!(
+            ev,
+            Some(MetaEvent::StreamAssigned {
+                sa: sa.clone(),
+                bootstrap: true
+            })
+        );
         // The same create again (a retried request): fine, nothing to do.
         assert_eq!(
             st.apply(MetaCommand::CreateStream(sa.clone())),
@@ -623,6 +670,76 @@ mod tests {
         assert!(st.streams.is_empty());
     }
 
+    #[test]
+    fn new_peers_mark_the_group_regrouped_and_move_its_consumers() {
+        let mut st = MetaState::default();
+        let sa = assignment("APP", "S", &[1, 2, 3]);
+        st.apply(MetaCommand::CreateStream(sa.clone()));
+        st.apply(MetaCommand::CreateConsumer {
+            account: "APP".into(),
+            stream: "S".into(),
+            consumer: ConsumerAssignment {
+                name: "C".into(),
+                config: r#"{"durable_name":"C"}"#.into(),
+                group: "C-S-C".into(),
+                peers: vec![1, 2, 3],
+                created: "2026-12-04T00:00:00Z".into(),
+            },
+        });
+        let update = |peers: &[u64]| MetaCommand::UpdateStream {
+            account: "APP".into(),
+            stream: "S".into(),
+            config: sa.config.clone(),
+            peers: peers.to_vec(),
+        };
+        // Same peers (a configuration change): still the founding members.
+        let (_, ev) = st.apply(update(&[1, 2, 3]));
+        assert!(matches!(
+            ev,
+            Some(MetaEvent::StreamAssigned {
+                bootstrap: true,
+                ..
+            })
+        ));
+        let (r, ev) = st.apply(update(&[1, 3, 4]));
+        assert_eq!(r, MetaResponse::Ok);
+        let Some(MetaEvent::StreamAssigned {
+            sa: moved,
+            bootstrap,
+        }) = ev
+        else {
+            panic!("no assignment event: {ev:?}");
+        };
+        assert!(!bootstrap);
+        assert_eq!(moved.peers, vec![1, 3, 4]);
+        assert_eq!(moved.consumers["C"].peers, vec![1, 3, 4]);
+        assert!(st.regrouped.contains(&sa.group));
+        // Back to the first peers: the group still has a history.
+        let (_, ev) = st.apply(update(&[1, 2, 3]));
+        assert!(matches!(
+            ev,
+            Some(MetaEvent::StreamAssigned {
+                bootstrap: false,
+                ..
+            })
+        ));
+        st.apply(MetaCommand::DeleteStream {
+            account: "APP".into(),
+            stream: "S".into(),
+        });
+        assert!(st.regrouped.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_without_regrouped_groups_still_loads() {
+        // Written before groups could change their peers.
+        let old = r#"{"streams":{}}"#;
+        let st: MetaState = serde_json::from_str(old).unwrap();
+        assert!(st.regrouped.is_empty());
+        // And an empty set is not written, so older servers read ours.
+        assert_eq!(serde_json::to_string(&st).unwrap(), old);
+    }
+
     #[tokio::test]
     async fn snapshot_survives_a_restart_and_installs_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
@@ -635,7 +752,10 @@ mod tests {
         };
         let out = sm.apply(vec![entry]).await.unwrap();
         assert_eq!(out, vec![MetaResponse::Ok]);
-        assert!(matches!(rx.try_recv(), Ok(MetaEvent::StreamAssigned(_))));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(MetaEvent::StreamAssigned { .. })
+        ));
         assert!(view.read().stream("A", "S").is_some());
         let mut builder = sm.get_snapshot_builder().await;
         let snap = builder.build_snapshot().await.unwrap();
@@ -647,7 +767,10 @@ mod tests {
         let (mut sm, view) = MetaStateMachine::open(dir.path(), tx.clone()).unwrap();
         assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id));
         assert!(view.read().stream("A", "S").is_some());
-        assert!(matches!(rx.try_recv(), Ok(MetaEvent::StreamAssigned(_))));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(MetaEvent::StreamAssigned { .. })
+        ));
         let current = sm.get_current_snapshot().await.unwrap().unwrap();
 
         // Installed on an empty peer.
@@ -659,6 +782,9 @@ mod tests {
             .unwrap();
         assert_eq!(*view2.read(), *view.read());
         assert_eq!(sm2.applied_state().await.unwrap().0, Some(log_id));
-        assert!(matches!(rx2.try_recv(), Ok(MetaEvent::StreamAssigned(_))));
+        assert!(matches!(
+            rx2.try_recv(),
+            Ok(MetaEvent::StreamAssigned { .. })
+        ));
     }
 }

@@ -10,6 +10,10 @@
 //! - [`stream_group`], [`stream_sm`]: a replicated stream's replica on
 //!   this server: its Raft node, leader duties, and the store as state
 //!   machine.
+//! - [`membership`]: a stream group's membership following the servers
+//!   the meta group assigns it to; [`placement`] chooses them and
+//!   [`replicas`] serves the requests that change them (PEER.REMOVE,
+//!   STREAM.UPDATE of `num_replicas`).
 //! - [`bus`]: Raft RPCs as system-account messages on the routes.
 //! - [`timing`]: heartbeats, election timeouts, snapshot intervals.
 //! - [`api`]: the system account's domain requests (meta leader stepdown).
@@ -23,8 +27,12 @@ pub mod api;
 pub mod bus;
 pub mod group;
 pub mod leadership;
+pub mod membership;
 pub mod meta;
 pub mod peers;
+pub mod placement;
+pub mod remote;
+pub mod replicas;
 pub mod requests;
 pub mod stepdown;
 pub mod stream_group;
@@ -38,7 +46,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use crate::raft::network::Router;
 use crate::server::Server;
@@ -47,12 +55,18 @@ use meta::MetaEvent;
 use peers::{JsPeer, PeerSource};
 use stream_group::StreamGroup;
 
+/// How long removing a replica waits for its Raft log's last writes.
+const LOG_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// This server's part of the JetStream domain.
 pub struct JsCluster {
     pub meta: Arc<MetaGroup>,
     /// Serializes the meta leader's stream creates, updates and deletes
     /// (validated against the state, then proposed).
     pub(crate) admin: tokio::sync::Mutex<()>,
+    /// Serializes starting and stopping this server's replicas (the meta
+    /// group's events, and replicas retiring once their group let go).
+    lifecycle: tokio::sync::Mutex<()>,
     /// This server's stream replicas, by (account, stream).
     streams: Mutex<HashMap<(String, String), Arc<StreamGroup>>>,
     api_client: Arc<crate::internal::InternalClient>,
@@ -111,15 +125,21 @@ impl JsCluster {
             meta.clone(),
             rx,
         ));
-        Ok(Arc::new(JsCluster {
+        let cluster = Arc::new(JsCluster {
             admin: tokio::sync::Mutex::new(()),
+            lifecycle: tokio::sync::Mutex::new(()),
             streams: Mutex::new(HashMap::new()),
             api_client: client,
             meta,
             router,
             bus,
             peers,
-        }))
+        });
+        tokio::spawn(JsCluster::sweep_orphans(
+            Arc::downgrade(&cluster),
+            Arc::downgrade(server),
+        ));
+        Ok(cluster)
     }
 
     /// The non-Tribune JetStream server this cluster includes, if any:
@@ -181,16 +201,34 @@ impl JsCluster {
             .cloned()
     }
 
+    /// Whether the meta group's latest applied state places `stream` on
+    /// this server. Events are handled after they are applied, so this is
+    /// never older than the event at hand: a replica that a later command
+    /// already moved away is not started only to be stopped again.
+    fn placed_here(&self, account: &str, stream: &str) -> bool {
+        let me = self.meta.me();
+        self.meta
+            .view()
+            .read()
+            .stream(account, stream)
+            .is_some_and(|sa| sa.peers.contains(&me))
+    }
+
     /// Carry out one of the meta group's decisions on this server.
-    pub async fn on_event(&self, server: &Arc<Server>, ev: MetaEvent) {
+    pub async fn on_event(self: &Arc<Self>, server: &Arc<Server>, ev: MetaEvent) {
+        let _changing = self.lifecycle.lock().await;
         match ev {
-            MetaEvent::StreamAssigned(sa) => {
+            MetaEvent::StreamAssigned { sa, bootstrap } => {
                 let key = (sa.account.clone(), stream_name(&sa));
-                let mine = sa.peers.contains(&self.meta.me());
+                let mine = sa.peers.contains(&self.meta.me()) && self.placed_here(&key.0, &key.1);
                 let existing = self.streams.lock().get(&key).cloned();
                 match (mine, existing) {
-                    (true, Some(g)) => reconfigure(server, &g, &sa),
-                    (true, None) => match self.start_replica(server, &sa).await {
+                    (true, Some(g)) => {
+                        g.cancel_retiring();
+                        reconfigure(server, &g, &sa);
+                        g.set_assigned(&sa, &self.meta.names());
+                    }
+                    (true, None) => match self.start_replica(server, &sa, bootstrap).await {
                         Ok(g) => {
                             self.streams.lock().insert(key, g);
                         }
@@ -199,7 +237,16 @@ impl JsCluster {
                             key.0, key.1
                         ),
                     },
-                    (false, Some(_)) => self.stop_replica(server, &key.0, &key.1).await,
+                    (false, Some(g)) => {
+                        // Moved away: the group's leader takes this replica
+                        // out of the group; it stops once that committed.
+                        g.set_assigned(&sa, &self.meta.names());
+                        if g.begin_retiring() {
+                            tokio::spawn(self.clone().retire(Arc::downgrade(server), g));
+                        }
+                    }
+                    // Nothing here. Files of a replica moved away while
+                    // this server was down are removed by `sweep_orphans`.
                     (false, None) => {}
                 }
             }
@@ -211,10 +258,73 @@ impl JsCluster {
         }
     }
 
+    /// Stop and delete replica `g` once the group no longer needs it
+    /// ([`StreamGroup::wait_retired`]), unless it was assigned here again
+    /// meanwhile.
+    async fn retire(self: Arc<Self>, server: Weak<Server>, g: Arc<StreamGroup>) {
+        let name = g.stream.name.clone();
+        info!(
+            "JetStream cluster stream '{} > {name}' moved away from this server, \
+             waiting for its group to let it go",
+            g.account
+        );
+        g.wait_retired().await;
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let _changing = self.lifecycle.lock().await;
+        let key = (g.account.clone(), name.clone());
+        let current = self.streams.lock().get(&key).cloned();
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, &g)) || self.placed_here(&key.0, &key.1) {
+            g.cancel_retiring();
+            return;
+        }
+        info!(
+            "JetStream cluster removing stream '{} > {name}' from this server",
+            g.account
+        );
+        self.stop_replica(&server, &key.0, &key.1).await;
+    }
+
+    /// Once, after start: remove the copies of streams this server no
+    /// longer holds (they moved away while it was down). Only once the
+    /// meta group is current here, so the placement it goes by is not an
+    /// old one being replayed: a copy is never removed on a stale word.
+    async fn sweep_orphans(cluster: Weak<JsCluster>, server: Weak<Server>) {
+        loop {
+            tokio::time::sleep(timing::FORM_POLL).await;
+            let Some(c) = cluster.upgrade() else { return };
+            if c.meta.leader().is_none() || !c.meta.is_current() {
+                continue;
+            }
+            let Some(server) = server.upgrade() else {
+                return;
+            };
+            let Some(js) = server.jetstream() else { return };
+            let _changing = c.lifecycle.lock().await;
+            for acc in js.accounts() {
+                for name in acc.stream_dirs() {
+                    let running = c.stream_group(&acc.name, &name).is_some();
+                    if running || c.placed_here(&acc.name, &name) {
+                        continue;
+                    }
+                    info!(
+                        "JetStream cluster removing stream '{} > {name}' from this server, \
+                         it moved away while the server was down",
+                        acc.name
+                    );
+                    c.stop_replica(&server, &acc.name, &name).await;
+                }
+            }
+            return;
+        }
+    }
+
     async fn start_replica(
         &self,
         server: &Arc<Server>,
         sa: &meta::StreamAssignment,
+        bootstrap: bool,
     ) -> anyhow::Result<Arc<StreamGroup>> {
         use anyhow::Context;
         let js = server
@@ -234,6 +344,7 @@ impl JsCluster {
             self.router.clone(),
             sa,
             &self.meta.names(),
+            bootstrap,
             stream,
             &dir,
         )
@@ -249,6 +360,18 @@ impl JsCluster {
             g.shutdown().await;
         }
         if let Some(acc) = server.jetstream().and_then(|js| js.account(account)) {
+            // The Raft log's writer may still be finishing: removing the
+            // directory under it would leave it half recreated.
+            let log = acc.raft_dir(stream).join("log");
+            let closed = tokio::task::spawn_blocking(move || {
+                crate::raft::log::wait_closed(&log, LOG_CLOSE_WAIT)
+            })
+            .await;
+            match closed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("JetStream cluster stream '{account} > {stream}': {e:#}"),
+                Err(e) => warn!("JetStream cluster stream '{account} > {stream}': {e}"),
+            }
             acc.drop_replica(server, stream);
         }
     }

@@ -4,7 +4,8 @@
 //! account (each serves `$JS.API.>` there), so exactly one must answer, as
 //! in nats-server:
 //! - the meta leader: account-wide requests, and creating, updating and
-//!   deleting streams (which it decides and proposes to the meta group);
+//!   deleting streams and moving their replicas (`STREAM.PEER.REMOVE`),
+//!   which it decides and proposes to the meta group;
 //! - a stream's leader: everything about that stream and its consumers
 //!   (its replica holds the current state);
 //! - nobody else. A request about a stream the meta group does not know
@@ -108,21 +109,13 @@ pub(crate) fn dispatch(
                 _ => stream_of(name),
             }
         }
-        ["STREAM", "PEER", "REMOVE", name] => match c.stream_group(&acc.name, name) {
-            Some(g) if g.is_leader() => {
-                // Replicas are not moved between servers yet: no other
-                // server can take the peer's place, which is also what
-                // nats-server answers when every server holds a replica.
-                if let Some(reply) = &m.reply {
-                    let e = ApiError::new(503, 10075, "peer remap failed");
-                    let body =
-                        crate::jetstream::api::error_answer("stream_remove_peer_response", &e);
-                    acc.client.publish(server, reply, None, b"", &body);
-                }
-                Decision::Done
+        // The meta leader moves replicas (nats-server's answerer too).
+        ["STREAM", "PEER", "REMOVE", name] => {
+            if meta_leader {
+                spawn_meta_op(c, acc, server, "PEER.REMOVE", name, m);
             }
-            _ => stream_of(name),
-        },
+            Decision::Done
+        }
         ["STREAM", "INFO", name] | ["STREAM", "MSG", "GET", name] | ["DIRECT", "GET", name, ..] => {
             stream_of(name)
         }
@@ -238,8 +231,9 @@ fn spawn_stepdown(
     });
 }
 
-/// Create, update or delete a stream: decided by the meta leader,
-/// proposed to the meta group, answered once applied.
+/// Create, update or delete a stream, or move one of its replicas
+/// (`op` is `CREATE`, `UPDATE`, `DELETE` or `PEER.REMOVE`): decided by the
+/// meta leader, proposed to the meta group, answered once applied.
 fn spawn_meta_op(
     c: &Arc<JsCluster>,
     acc: &Arc<JsAccount>,
@@ -256,11 +250,15 @@ fn spawn_meta_op(
         let kind = match op.as_str() {
             "CREATE" => "stream_create_response",
             "UPDATE" => "stream_update_response",
+            "PEER.REMOVE" => "stream_remove_peer_response",
             _ => "stream_delete_response",
         };
         let result = match op.as_str() {
             "CREATE" => create(&c, &acc, &srv, &name, &payload).await,
             "UPDATE" => update(&c, &acc, &srv, &name, &payload).await,
+            "PEER.REMOVE" => super::replicas::remove_peer(&c, &acc, &name, &payload)
+                .await
+                .map(|()| json!({ "success": true })),
             _ => delete(&c, &acc, &name).await,
         };
         let Some(server) = srv.upgrade() else { return };
@@ -295,10 +293,13 @@ async fn create(
         if old != cfg {
             return Err(errors::stream_name_exist());
         }
-        return info_after(c, acc, server, name, false).await;
+        return info_after(c, acc, server, name, &cfg, false).await;
     }
     let replicas = usize::try_from(cfg.num_replicas).unwrap_or(1).max(1);
-    let peers = c.meta.place(replicas).ok_or_else(insufficient_resources)?;
+    let peers = c
+        .meta
+        .place(replicas)
+        .ok_or_else(errors::no_suitable_peers)?;
     let sa = StreamAssignment {
         account: acc.name.clone(),
         config,
@@ -308,7 +309,7 @@ async fn create(
         consumers: Default::default(),
     };
     c.meta.propose(MetaCommand::CreateStream(sa)).await?;
-    info_after(c, acc, server, name, true).await
+    info_after(c, acc, server, name, &cfg, true).await
 }
 
 async fn update(
@@ -330,23 +331,27 @@ async fn update(
     let cfg = crate::jetstream::api::stream_config(payload)?;
     let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(c.meta.voter_count()))?;
     crate::jetstream::api::check_stream_update(&old, &cfg)?;
-    if old.num_replicas != cfg.num_replicas {
-        return Err(ApiError::new(
-            500,
-            10061,
-            "Replicas configuration can not be updated",
-        ));
-    }
+    // Another replica count: servers are added or removed (also when an
+    // earlier change left the stream with another count than configured).
+    let replicas = usize::try_from(cfg.num_replicas).unwrap_or(1).max(1);
+    let peers = if replicas == sa.peers.len() {
+        sa.peers.clone()
+    } else {
+        let srv = server
+            .upgrade()
+            .ok_or_else(super::leadership::cluster_not_available)?;
+        super::replicas::rescale(c, &srv, acc, &sa, name, replicas).await?
+    };
     let config = serde_json::to_string(&cfg).map_err(errors::stream_update)?;
     c.meta
         .propose(MetaCommand::UpdateStream {
             account: acc.name.clone(),
             stream: name.to_string(),
             config,
-            peers: sa.peers.clone(),
+            peers,
         })
         .await?;
-    info_after(c, acc, server, name, false).await
+    info_after(c, acc, server, name, &cfg, false).await
 }
 
 async fn delete(c: &Arc<JsCluster>, acc: &Arc<JsAccount>, name: &str) -> Result<Value, ApiError> {
@@ -359,61 +364,67 @@ async fn delete(c: &Arc<JsCluster>, acc: &Arc<JsAccount>, name: &str) -> Result<
     Ok(json!({ "success": true }))
 }
 
-/// The stream's info once this server's replica (if it holds one) has a
-/// leader, or the assignment's configuration if it holds none.
+/// The stream's info for a create or update answer: from this server's
+/// replica once the group has a leader (a new stream is empty everywhere;
+/// an updated one is read on its leader), otherwise from the leader over
+/// the API; failing both within [`LEADER_WAIT`], whatever this server has
+/// (its replica, or the assignment's configuration). Its `config` is the
+/// one just recorded (`config`): replicas apply it a moment later.
 async fn info_after(
     c: &Arc<JsCluster>,
     acc: &Arc<JsAccount>,
     server: &std::sync::Weak<Server>,
     name: &str,
+    config: &crate::jetstream::types::StreamConfig,
     created: bool,
 ) -> Result<Value, ApiError> {
     let deadline = Instant::now() + LEADER_WAIT;
-    loop {
-        let group = c.stream_group(&acc.name, name);
-        let led = group
-            .as_ref()
-            .is_some_and(|g| g.leadership().leader.is_some());
-        // A stream placed elsewhere only gets no replica here to wait for.
-        let elsewhere = group.is_none()
-            && c.meta
-                .view()
-                .read()
-                .stream(&acc.name, name)
-                .is_some_and(|sa| !sa.peers.contains(&c.meta.me()));
-        if led || elsewhere || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let server = server
         .upgrade()
         .ok_or_else(super::leadership::cluster_not_available)?;
-    let info = match acc.stream(name) {
-        Some(stream) => crate::jetstream::api::stream_info(&server, &stream, None),
-        // Placed on other servers only: a stream just created there is
-        // empty, so its assignment says all there is (nats-server has the
-        // new stream's leader answer; the content is the same).
-        None if created => created_elsewhere(c, &server, acc, name)?,
-        None => return Err(errors::stream_not_found()),
+    let mut v = loop {
+        let group = c.stream_group(&acc.name, name);
+        let (leads, led) = group.as_ref().map_or((false, false), |g| {
+            (g.is_leader(), g.leadership().leader.is_some())
+        });
+        if leads || (led && created) {
+            break local_info(c, acc, &server, name)?;
+        }
+        // Another server leads, or this one holds no replica (a replica
+        // placed here but not started yet is waited for).
+        if led || (group.is_none() && !c.placed_here(&acc.name, name)) {
+            if let Some(v) = super::remote::stream_info(&server, acc, name, REMOTE_WAIT).await {
+                break leader_info(v);
+            }
+        }
+        if Instant::now() > deadline {
+            break local_info(c, acc, &server, name)?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut v = serde_json::to_value(info).map_err(errors::stream_create)?;
+    v["config"] = serde_json::to_value(config).map_err(errors::stream_create)?;
     if created {
         v["did_create"] = Value::Bool(true);
     }
     Ok(v)
 }
 
-/// The info of a stream this server just had created on other servers:
-/// its configuration and creation time from the assignment, an empty
-/// state, and as leader its only peer (a single replica) or none yet.
-fn created_elsewhere(
+/// How long one question to the stream's leader may wait.
+const REMOTE_WAIT: Duration = Duration::from_secs(1);
+
+/// The stream's info from this server: its replica, or the assignment's
+/// configuration (empty state) when it holds none.
+fn local_info(
     c: &JsCluster,
-    server: &Server,
     acc: &JsAccount,
+    server: &Arc<Server>,
     name: &str,
-) -> Result<crate::jetstream::types::StreamInfo, ApiError> {
-    use crate::jetstream::types::{self, ClusterInfo, StreamInfo, StreamState};
+) -> Result<Value, ApiError> {
+    use crate::jetstream::types;
+    if let Some(stream) = acc.stream(name) {
+        return serde_json::to_value(crate::jetstream::api::stream_info(server, &stream, None))
+            .map_err(errors::stream_create);
+    }
     let sa = c
         .meta
         .view()
@@ -421,33 +432,30 @@ fn created_elsewhere(
         .stream(&acc.name, name)
         .cloned()
         .ok_or_else(errors::stream_not_found)?;
-    let config: types::StreamConfig =
-        serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
-    let leader = match sa.peers.as_slice() {
-        [only] => c.meta.names().get(only).cloned().unwrap_or_default(),
-        _ => String::new(),
+    let config: Value = serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
+    let state = types::StreamState {
+        first_ts: types::rfc3339_nanos(0),
+        last_ts: types::rfc3339_nanos(0),
+        ..Default::default()
     };
-    Ok(StreamInfo {
-        config,
-        created: sa.created.clone(),
-        state: StreamState {
-            first_ts: types::rfc3339(None),
-            last_ts: types::rfc3339(None),
-            ..Default::default()
-        },
-        cluster: ClusterInfo {
-            name: Some(server.cluster_name()),
-            leader,
-            ..Default::default()
-        },
-        ts: types::rfc3339(Some(std::time::SystemTime::now())),
-    })
+    Ok(json!({
+        "config": config,
+        "created": sa.created,
+        "state": state,
+        "cluster": { "name": server.cluster_name(), "raft_group": sa.group, "leader": "" },
+        "ts": types::rfc3339(Some(std::time::SystemTime::now())),
+    }))
 }
 
-/// nats-server's answer when the cluster has too few servers for the
-/// replicas asked.
-pub fn insufficient_resources() -> ApiError {
-    ApiError::new(503, 10023, "insufficient resources")
+/// The leader's STREAM.INFO answer as the body of another answer: without
+/// its type and paging fields.
+fn leader_info(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["type", "total", "offset", "limit"] {
+            o.remove(k);
+        }
+    }
+    v
 }
 
 /// A group name as nats-server forms them (`S-R3F-xxxxxxxx`): kind,

@@ -2,6 +2,7 @@
 //! (`STREAM.LEADER.STEPDOWN`, `CONSUMER.LEADER.STEPDOWN`,
 //! `META.LEADER.STEPDOWN`), with nats-server's `placement` in the request.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use openraft::Raft;
@@ -79,12 +80,12 @@ fn choose(l: &Leadership, cluster: &str, placement: Option<&Placement>) -> Resul
     match current.get(rand::random_range(0..current.len().max(1))) {
         Some(&id) => Ok(id),
         None if placement.is_some() => Err(no_peers("no replacement peer connected".into())),
-        None => Err(ApiError::new(
-            400,
-            10044,
-            "no replicas available for stepdown",
-        )),
+        None => Err(no_replicas()),
     }
+}
+
+fn no_replicas() -> ApiError {
+    ApiError::new(400, 10044, "no replicas available for stepdown")
 }
 
 /// Hand leadership to another voter: the one `placement` prefers, or
@@ -99,11 +100,45 @@ pub async fn step_down<C: GroupTypes>(
     cluster: &str,
     placement: Option<&Placement>,
 ) -> Result<(), ApiError> {
-    let me = router.id();
-    if !is_leader(raft, me) {
+    if !is_leader(raft, router.id()) {
         return Err(cluster_not_available());
     }
     let target = choose(&leadership(raft, router, group), cluster, placement)?;
+    transfer(raft, router, group, target).await
+}
+
+/// Hand leadership to a current voter among `allowed`, as a leader
+/// leaving its group hands over to a server that stays.
+pub async fn step_down_among<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+    allowed: &BTreeSet<u64>,
+) -> Result<(), ApiError> {
+    if !is_leader(raft, router.id()) {
+        return Err(cluster_not_available());
+    }
+    let current: Vec<u64> = leadership(raft, router, group)
+        .replicas
+        .iter()
+        .filter(|r| r.current && allowed.contains(&r.id))
+        .map(|r| r.id)
+        .collect();
+    let Some(&target) = current.get(rand::random_range(0..current.len().max(1))) else {
+        return Err(no_replicas());
+    };
+    transfer(raft, router, group, target).await
+}
+
+/// Stop sending heartbeats and campaigning, ask `target` to campaign now,
+/// then campaign again once someone else leads.
+async fn transfer<C: GroupTypes>(
+    raft: &Raft<C>,
+    router: &Router,
+    group: &str,
+    target: u64,
+) -> Result<(), ApiError> {
+    let me = router.id();
     raft.runtime_config().heartbeat(false);
     raft.runtime_config().elect(false);
     // Raft's leadership transfer, within openraft 0.9's leader lease:

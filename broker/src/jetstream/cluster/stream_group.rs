@@ -10,16 +10,17 @@
 //! quorum stored it and the leader applied it.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use anyhow::Context;
 use openraft::{BasicNode, Raft};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::leadership::{self, Leadership};
+use super::membership::{self, Assigned};
 use super::meta::StreamAssignment;
 use super::stepdown::{self, Placement};
 use super::stream_sm::{ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes};
@@ -45,13 +46,20 @@ pub struct StreamGroup {
     raft: Raft<StreamTypes>,
     router: Arc<Router>,
     server: Weak<Server>,
-    /// Set on shutdown: a catch-up in progress gives up.
+    /// Set by [`StreamGroup::shutdown`]: the tasks of this replica end,
+    /// and a catch-up in progress gives up.
     closed: Arc<AtomicBool>,
     /// While a snapshot's messages are being fetched.
     catching_up: Arc<CatchupFlag>,
     /// Since when this replica leads (it took the stream's subjects), for
     /// the `leader_since` of the stream's info; `None` while it follows.
     leading_since: parking_lot::Mutex<Option<SystemTime>>,
+    /// The servers the meta group assigned the stream to; the leader
+    /// brings the group's membership to it ([`membership`]).
+    assigned: watch::Sender<Assigned>,
+    /// Set once this replica is being retired (no longer assigned here),
+    /// so only one task waits for that.
+    retiring: AtomicBool,
 }
 
 impl std::fmt::Debug for StreamGroup {
@@ -68,12 +76,16 @@ impl StreamGroup {
     /// opened on its store), with its Raft files in `dir`. A new group is
     /// initialized by every peer with the assignment's peers (the same
     /// membership everywhere, so whoever wins the first election, there is
-    /// one group).
+    /// one group). `bootstrap` is false once the group's peers changed
+    /// since it was created: a replica without Raft state then waits to be
+    /// added by the leader (as a learner, [`membership`]) rather than
+    /// start a group of its own.
     pub async fn start(
         server: &Arc<Server>,
         router: Arc<Router>,
         sa: &StreamAssignment,
         names: &std::collections::BTreeMap<u64, String>,
+        bootstrap: bool,
         stream: Arc<Stream>,
         dir: &Path,
     ) -> anyhow::Result<Arc<StreamGroup>> {
@@ -118,7 +130,7 @@ impl StreamGroup {
             .await
             .context("starting the stream's Raft node")?;
         router.register(&sa.group, raft.clone())?;
-        if !raft.is_initialized().await.unwrap_or(true) {
+        if bootstrap && !raft.is_initialized().await.unwrap_or(true) {
             let members: std::collections::BTreeMap<u64, BasicNode> = sa
                 .peers
                 .iter()
@@ -134,6 +146,7 @@ impl StreamGroup {
                 debug!("stream group {} initialize: {e}", sa.group);
             }
         }
+        let (assigned, watching) = watch::channel(assigned_of(sa, names));
         let group = Arc::new(StreamGroup {
             account: sa.account.clone(),
             stream,
@@ -144,9 +157,67 @@ impl StreamGroup {
             closed,
             catching_up,
             leading_since: parking_lot::Mutex::new(None),
+            assigned,
+            retiring: AtomicBool::new(false),
         });
         tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
+        tokio::spawn(membership::follow(Arc::downgrade(&group), watching));
         Ok(group)
+    }
+
+    /// The meta group assigned the stream to `sa.peers` (a committed
+    /// STREAM.UPDATE or PEER.REMOVE): the leader changes the group to
+    /// match.
+    pub fn set_assigned(
+        &self,
+        sa: &StreamAssignment,
+        names: &std::collections::BTreeMap<u64, String>,
+    ) {
+        self.assigned.send_if_modified(|a| {
+            let new = assigned_of(sa, names);
+            let changed = *a != new;
+            *a = new;
+            changed
+        });
+    }
+
+    /// Mark this replica as being retired; false if it already was.
+    pub fn begin_retiring(&self) -> bool {
+        !self.retiring.swap(true, Ordering::AcqRel)
+    }
+
+    /// The replica is assigned here again after all.
+    pub fn cancel_retiring(&self) {
+        self.retiring.store(false, Ordering::Release);
+    }
+
+    /// Wait until this replica may be stopped and deleted without
+    /// weakening the group: its own log shows it out of the voters, in a
+    /// committed membership ([`membership::retired`]), or its Raft node
+    /// stopped.
+    pub async fn wait_retired(&self) {
+        let me = self.router.id();
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow().running_state.is_err() || membership::retired(&self.raft, me) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn raft(&self) -> &Raft<StreamTypes> {
+        &self.raft
+    }
+
+    pub(super) fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub(super) fn is_stopped(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -159,8 +230,18 @@ impl StreamGroup {
         !self.catching_up.get() && leadership::is_current(&self.raft)
     }
 
+    /// Leadership, with the servers the stream is assigned to as its
+    /// replicas (a new one still catching up is listed, one on its way out
+    /// is not), as nats-server shows them.
     pub fn leadership(&self) -> Leadership {
-        leadership::leadership(&self.raft, &self.router, &self.group)
+        let assigned = self.assigned.borrow();
+        leadership::leadership_of(
+            &self.raft,
+            &self.router,
+            &self.group,
+            Some(&assigned.peers),
+            &assigned.names,
+        )
     }
 
     /// When this replica became the leader, while it leads.
@@ -195,8 +276,7 @@ impl StreamGroup {
 
     /// Stop this replica (stream deleted, moved, or server shutting down).
     pub async fn shutdown(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.store(true, Ordering::Release);
         self.router.unregister(&self.group);
         if let Some(server) = self.server.upgrade() {
             self.stream.follow(&server);
@@ -217,11 +297,15 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
     loop {
         let Some(g) = group.upgrade() else { return };
         if let Err(e) = &metrics.borrow().running_state {
-            tracing::error!(
-                "JetStream stream '{} > {}': its Raft group stopped: {e}",
-                g.account,
-                g.stream.name
-            );
+            // Stopped on purpose: the stream was deleted or moved away, or
+            // the server is shutting down.
+            if !matches!(e, openraft::error::Fatal::Stopped) {
+                tracing::error!(
+                    "JetStream stream '{} > {}': its Raft group stopped: {e}",
+                    g.account,
+                    g.stream.name
+                );
+            }
             *g.leading_since.lock() = None;
             if let Some(server) = g.server.upgrade() {
                 g.stream.follow(&server);
@@ -379,6 +463,16 @@ async fn replicate_consumers(group: Weak<StreamGroup>) {
 
 /// How often a leader replicates its consumers' changed state.
 const CONSUMER_STATE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What the leader makes of an assignment: its peers, and the names of
+/// the domain's servers (new members are added under theirs, removed ones
+/// are logged by theirs).
+fn assigned_of(sa: &StreamAssignment, names: &std::collections::BTreeMap<u64, String>) -> Assigned {
+    Assigned {
+        peers: sa.peers.iter().copied().collect(),
+        names: names.clone(),
+    }
+}
 
 fn msg_bytes(m: &OwnedMsg) -> usize {
     m.subject.len() + m.headers.len() + m.payload.len()

@@ -86,6 +86,20 @@ const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 /// process to finish its last writes.
 const CLAIM_WAIT: Duration = Duration::from_secs(10);
 
+/// Wait (up to `wait`) until no store of this process has the log in
+/// `dir` open, its last writes included, so the directory can be removed
+/// without a writer recreating files in it. A directory that does not
+/// exist is not open.
+pub fn wait_closed(dir: &Path, wait: Duration) -> anyhow::Result<()> {
+    let dir = match dir.canonicalize() {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("resolving {}", dir.display())),
+    };
+    drop(Claim::take(&dir, wait)?);
+    Ok(())
+}
+
 /// A durable Raft log for one group. Cloning gives another handle on the
 /// same log (openraft's log reader).
 pub struct LogStore<C>

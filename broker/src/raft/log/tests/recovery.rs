@@ -304,3 +304,22 @@ fn record_span(path: &Path, k: usize) -> (usize, usize) {
         Err(_) => (pos, bytes.len() - pos),
     }
 }
+
+/// `wait_closed` tells when a directory may be removed: not while a store
+/// has it open, at once after the last handle is gone and its writer is
+/// done, and at once for a directory that does not exist.
+#[tokio::test]
+async fn wait_closed_waits_for_the_store_to_be_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    append(&store, entries(1, 1..=3)).await;
+    let err = super::super::wait_closed(dir.path(), Duration::from_millis(50));
+    assert!(err.is_err(), "an open store's directory is not closed");
+    drop(store);
+    super::super::wait_closed(dir.path(), Duration::from_secs(10)).expect("closed once dropped");
+    std::fs::remove_dir_all(dir.path()).expect("remove");
+    // Nothing writes there any more.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!dir.path().exists());
+    super::super::wait_closed(dir.path(), Duration::from_millis(1)).expect("gone is closed");
+}

@@ -1,0 +1,63 @@
+//! Asking a stream's leader for its STREAM.INFO from another server, as
+//! nats-server's meta leader does before it shrinks a stream (to keep the
+//! leader) and when it answers for a stream it holds no replica of.
+//!
+//! The question goes through the account's own JetStream API: an internal
+//! client of the account subscribes to a fresh inbox and sends
+//! `$JS.API.STREAM.INFO.<stream>` with it as the reply subject. Every
+//! JetStream server of the cluster receives it and only the stream's
+//! leader answers ([`super::requests::dispatch`]). The inbox's interest
+//! reaches each route before the request does (one connection per peer,
+//! written in order), so the answer finds its way back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::internal::{ChannelHandler, InternalClient};
+use crate::jetstream::JsAccount;
+use crate::server::Server;
+
+/// The leader's STREAM.INFO answer for `stream`, or `None` if no leader
+/// answered within `within` (no leader now, or it answered an error).
+pub async fn stream_info(
+    server: &Arc<Server>,
+    acc: &JsAccount,
+    stream: &str,
+    within: Duration,
+) -> Option<Value> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let client = InternalClient::new(
+        server,
+        acc.client.account().clone(),
+        Arc::new(ChannelHandler(tx)),
+    );
+    let inbox = format!(
+        "_INBOX.{}{}",
+        crate::jetstream::api::ephemeral_name(),
+        crate::jetstream::api::ephemeral_name()
+    );
+    if let Err(e) = client.subscribe(server, &inbox, None) {
+        debug!("asking the leader of {stream:?}: {e}");
+        return None;
+    }
+    client.publish(
+        server,
+        &format!("$JS.API.STREAM.INFO.{stream}"),
+        Some(&inbox),
+        b"",
+        b"",
+    );
+    let answer = tokio::time::timeout(within, rx.recv()).await;
+    client.close(server);
+    let m = answer.ok().flatten()?;
+    let v: Value = serde_json::from_slice(&m.payload).ok()?;
+    if v.get("error").is_some() {
+        debug!("the leader of {stream:?} answered {v}");
+        return None;
+    }
+    Some(v)
+}
