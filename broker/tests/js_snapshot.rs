@@ -191,14 +191,9 @@ async fn lagging_and_wiped_replicas_catch_up(flavor: Flavor, storage: &str) {
     // The consumer goes on from where it was acknowledged, on a leader that
     // caught up from a snapshot.
     jc.make_stream_leader(STREAM, wiped).await;
-    let info = jc
-        .request_ok(
-            wiped,
-            &format!("$JS.API.CONSUMER.INFO.{STREAM}.{DURABLE}"),
-            "",
-        )
-        .await
-        .expect("consumer info");
+    // The consumer's leader answers (on nats-server a consumer has its own
+    // group, which may still be electing after the stream's stepdowns).
+    let (_, info) = jc.wait_consumer_leader(STREAM, DURABLE, None).await;
     let floor = info["ack_floor"]["stream_seq"].as_u64().unwrap_or(0);
     assert!(
         floor >= *acked.last().unwrap_or(&0),
