@@ -137,7 +137,8 @@ pub enum ReadFailure {
     TooLarge,
     /// Not HTTP: 400.
     Malformed(String),
-    /// Bytes after the head, before our answer: 400, as nats-server.
+    /// Bytes after the head, before our answer: closed without a word,
+    /// as nats-server does.
     EarlyData,
 }
 
@@ -234,12 +235,9 @@ pub fn unreadable_response(failure: &ReadFailure) -> Option<Vec<u8>> {
     let (status, body) = match failure {
         ReadFailure::Malformed(_) => (400, "400 Bad Request"),
         ReadFailure::TooLarge => (431, "431 Request Header Fields Too Large"),
-        ReadFailure::EarlyData => {
-            return Some(
-                Refusal::new(400, "client sent data before handshake is complete").response(),
-            )
-        }
-        ReadFailure::Closed | ReadFailure::Io(_) => return None,
+        // nats-server has already handed the socket over (hijacked it)
+        // when it sees this, and closes it without an answer.
+        ReadFailure::EarlyData | ReadFailure::Closed | ReadFailure::Io(_) => return None,
     };
     let text = status_text(status);
     Some(
@@ -519,8 +517,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         assert!(text.contains("\r\nSec-Websocket-Version: 13\r\n"));
         assert!(text.ends_with("\r\n\r\nBad Request\n"));
-        let early = unreadable_response(&ReadFailure::EarlyData).unwrap();
-        assert!(early.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert!(unreadable_response(&ReadFailure::EarlyData).is_none());
         let bad = unreadable_response(&ReadFailure::Malformed("x".into())).unwrap();
         assert!(bad.ends_with(b"\r\n\r\n400 Bad Request"));
     }

@@ -64,6 +64,8 @@ pub struct Inbound {
     /// How much to offer the next socket read: grows while reads fill it.
     read_size: usize,
     closed: bool,
+    /// An error found after data that is still to be read.
+    failed: Option<InboundError>,
 }
 
 impl Inbound {
@@ -79,6 +81,7 @@ impl Inbound {
             end: 0,
             read_size: RAW_MIN,
             closed: false,
+            failed: None,
         }
     }
 
@@ -122,6 +125,26 @@ impl Inbound {
     /// Decode what is buffered into `dst` (as much as fits), handing each
     /// control frame to `control`. Errors are final.
     pub fn read(
+        &mut self,
+        dst: &mut ReadBuf<'_>,
+        control: &mut dyn FnMut(Control<'_>),
+    ) -> Result<Status, InboundError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let before = dst.filled().len();
+        match self.decode(dst, control) {
+            // What came before the bad frame is served first, as
+            // nats-server parses it before it sees the error.
+            Err(e) if dst.filled().len() > before => {
+                self.failed = Some(e);
+                Ok(Status::Data)
+            }
+            other => other,
+        }
+    }
+
+    fn decode(
         &mut self,
         dst: &mut ReadBuf<'_>,
         control: &mut dyn FnMut(Control<'_>),
@@ -301,14 +324,13 @@ mod tests {
     }
 
     #[test]
-    fn protocol_errors_surface() {
+    fn protocol_errors_surface_after_the_data_before_them() {
         let mut inb = Inbound::new(false, true, 1024);
-        let (_, _, end) = drive(&mut inb, &[0x82, 0x01, b'x'], 10, 10);
-        assert_eq!(
-            end,
-            Err(InboundError::Protocol(ProtocolError(
-                "mask bit missing".into()
-            )))
-        );
+        let mut wire = client_frame(0x82, b"PING\r\n");
+        wire.extend_from_slice(&[0x82, 0x01, b'x']);
+        let (out, _, end) = drive(&mut inb, &wire, 100, 100);
+        assert_eq!(out, b"PING\r\n");
+        let want = ProtocolError("mask bit missing".into());
+        assert_eq!(end, Err(InboundError::Protocol(want)));
     }
 }

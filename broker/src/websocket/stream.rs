@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tracing::error;
 
-use super::deflate::{Deflater, COMPRESS_THRESHOLD};
+use super::deflate::{Deflater, InflateError, COMPRESS_THRESHOLD};
 use super::frame::{self, OP_BINARY, OP_PONG};
 use super::inbound::{Control, Inbound, InboundError, Status};
 use crate::client::{ClosedState, TransportWriter};
@@ -116,12 +116,23 @@ pub struct WsReader<R> {
 }
 
 impl<R> WsReader<R> {
+    /// Log a read error as nats-server does and decide the close frame:
+    /// 1002 with nats-server's text for a frame it refuses, 1009 for a
+    /// compressed message over the limits, 1007 for one that does not
+    /// inflate. (nats-server queues the 1002 frame too, but then closes
+    /// for a read error without flushing it.)
     fn fail(&self, e: InboundError) -> io::Error {
         error!("{} - read error: {e}", self.tag);
-        if let InboundError::Protocol(p) = &e {
-            self.link
-                .set_close(frame::close_frame(frame::status::PROTOCOL_ERROR, &p.0));
-        }
+        let close = match &e {
+            InboundError::Protocol(p) => frame::close_frame(frame::status::PROTOCOL_ERROR, &p.0),
+            InboundError::Inflate(InflateError::TooBig) => {
+                frame::close_frame(frame::status::MESSAGE_TOO_BIG, &e.to_string())
+            }
+            InboundError::Inflate(InflateError::Corrupt(_)) => {
+                frame::close_frame(frame::status::INVALID_PAYLOAD_DATA, &e.to_string())
+            }
+        };
+        self.link.set_close(close);
         io::Error::new(io::ErrorKind::InvalidData, e.to_string())
     }
 }
