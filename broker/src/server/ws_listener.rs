@@ -188,6 +188,9 @@ impl Server {
         };
         let mut info = self.websocket_info(cid, &addr);
         info.nonce = nonce.clone();
+        // Only the greeting says the block's own authorization applies
+        // (later INFOs carry the server's flag, as nats-server's do).
+        info.auth_required |= ws.auth_override();
         let info = info.to_line();
         if !self.register_client(&shared, opts.max_connections) {
             error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
@@ -236,9 +239,8 @@ impl Server {
     }
 
     /// The INFO a WebSocket client gets: the client INFO with the
-    /// listener's host, port and TLS, the cluster's WebSocket URLs as
-    /// `connect_urls`, and authentication required when the `websocket`
-    /// block overrides it (nats-server's `generateClientInfoJSON`).
+    /// listener's host, port and TLS, and the cluster's WebSocket URLs as
+    /// `connect_urls` (nats-server's `generateClientInfoJSON`).
     pub fn websocket_info(&self, cid: u64, addr: &SocketAddr) -> Info {
         let opts = self.opts();
         let ws = &opts.websocket;
@@ -248,8 +250,8 @@ impl Server {
         info.tls_required = ws.tls.is_some();
         info.tls_available = ws.tls.is_some();
         // nats-server does not relax this for a no_auth_user here, as it
-        // does on the client port.
-        info.auth_required = opts.auth_required() || ws.auth_override();
+        // does in the client port's greeting.
+        info.auth_required = opts.auth_required();
         info.connect_urls = self.ws_connect_urls();
         info
     }
