@@ -653,3 +653,39 @@ async fn shutdown_closes_websocket_clients_with_going_away() {
         assert_eq!(close, Some((1001, "Server Shutdown".into())), "{label}");
     }
 }
+
+#[test]
+fn lame_duck_tells_websocket_clients_then_closes_them() {
+    let config = format!("{WS}\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"");
+    for (label, bin) in both_servers() {
+        let mut s = start(&bin, &config);
+        let addr = ws_addr(&s);
+        let (mut c, _) = connected(&addr, "", "{\"verbose\":false,\"protocol\":1}");
+        c.until_pong();
+        let _ = std::process::Command::new("kill")
+            .args(["-USR2", &s.pid().to_string()])
+            .status();
+        let (text, close) = c.until_close();
+        let ldm = text
+            .split("\r\n")
+            .find(|l| l.contains("\"ldm\":true"))
+            .unwrap_or_else(|| panic!("{label}: no lame duck INFO in {text:?}"));
+        let info: serde_json::Value =
+            serde_json::from_str(ldm.trim_start_matches("INFO ").trim()).unwrap();
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(info["port"], port, "{label}: the WebSocket INFO");
+        assert_eq!(close, Some((1001, "Server Shutdown".into())), "{label}");
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err()
+                || ws::open_raw(&addr, ws::upgrade_request("").as_bytes())
+                    .0
+                    .is_empty(),
+            "{label}: no new WebSocket clients in lame duck mode"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !s.has_exited() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(s.has_exited(), "{label}: exits after lame duck");
+    }
+}

@@ -154,19 +154,27 @@ impl Inflater {
     }
 
     /// Inflate the current message into `dst`; returns how many bytes were
-    /// written. Once the message is done [`Self::active`] turns false.
+    /// written. Once the message is done [`Self::active`] turns false. A
+    /// message that inflates past the limit yields exactly the limit's
+    /// worth of bytes, then the error (nats-server parses as much).
     pub fn inflate(&mut self, dst: &mut [u8]) -> Result<usize, InflateError> {
         let Some(pos) = self.pos else {
             return Ok(0);
         };
-        // One byte over the limit is enough to know it is exceeded.
-        let room = (self.max_inflated + 1 - self.inflated).min(dst.len());
+        let allowed = self.max_inflated - self.inflated;
+        let mut probe = [0u8; 1];
+        let out: &mut [u8] = if allowed == 0 {
+            // At the limit: one more byte means too much.
+            &mut probe
+        } else {
+            let room = allowed.min(dst.len());
+            &mut dst[..room]
+        };
+        let room = out.len();
         let (in0, out0) = (self.codec.total_in(), self.codec.total_out());
-        let status = self.codec.decompress(
-            &self.compressed[pos..],
-            &mut dst[..room],
-            FlushDecompress::None,
-        );
+        let status = self
+            .codec
+            .decompress(&self.compressed[pos..], out, FlushDecompress::None);
         let read = (self.codec.total_in() - in0) as usize;
         let wrote = (self.codec.total_out() - out0) as usize;
         let status = match status {
@@ -176,11 +184,11 @@ impl Inflater {
                 return Err(InflateError::Corrupt(e.to_string()));
             }
         };
-        self.inflated += wrote;
-        if self.inflated > self.max_inflated {
+        if allowed == 0 && wrote > 0 {
             self.reset();
             return Err(InflateError::TooBig);
         }
+        self.inflated += wrote;
         let pos = pos + read;
         let exhausted = pos >= self.compressed.len();
         let stuck = read == 0 && wrote == 0 && room > 0;
@@ -189,7 +197,7 @@ impl Inflater {
         } else {
             self.pos = Some(pos);
         }
-        Ok(wrote)
+        Ok(if allowed == 0 { 0 } else { wrote })
     }
 
     /// Forget the current message.
@@ -244,10 +252,20 @@ mod tests {
     fn limits() {
         let big = vec![b'a'; 10_000];
         let wire = Deflater::default().compress(&big).to_vec();
-        let mut inf = Inflater::new(9_999);
-        inf.push(&wire, true).unwrap();
-        assert_eq!(inflate_all(&mut inf, 4096), Err(InflateError::TooBig));
-        assert!(!inf.active());
+        for chunk in [1, 7, 4096, 20_000] {
+            let mut inf = Inflater::new(9_999);
+            inf.push(&wire, true).unwrap();
+            let mut buf = vec![0u8; chunk];
+            let mut got = 0;
+            let err = loop {
+                match inf.inflate(&mut buf) {
+                    Ok(n) => got += n,
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!((got, err), (9_999, InflateError::TooBig), "chunk {chunk}");
+            assert!(!inf.active());
+        }
         let mut inf = Inflater::new(10_000);
         inf.push(&wire, true).unwrap();
         assert_eq!(inflate_all(&mut inf, 4096).unwrap().len(), 10_000);
