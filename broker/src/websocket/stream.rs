@@ -101,6 +101,7 @@ pub fn split<R, W>(rd: R, wr: W, framing: Framing, tag: String) -> (WsReader<R>,
             fragment_compressed: !framing.no_compressed_fragments,
             control: Vec::new(),
             headers: Vec::new(),
+            frames: Vec::new(),
         },
     )
 }
@@ -190,20 +191,26 @@ pub struct WsWriter<W> {
     control: Vec<u8>,
     /// Frame headers of the batch being written, back to back.
     headers: Vec<u8>,
+    /// The batch's frames.
+    frames: Vec<FrameSpan>,
 }
 
-/// Headers for `payload` sent as one message: a single frame, or frames of
-/// at most `limit` bytes, each a message of its own (`split_messages`) or
-/// fragments of one. Appends the headers to `headers` and returns, per
-/// frame, the header's end in `headers` and the payload range.
+/// One frame of a batch: where its header ends in the header buffer, and
+/// the payload bytes it carries.
+type FrameSpan = (usize, std::ops::Range<usize>);
+
+/// Headers for a payload of `len` bytes sent as one message: a single
+/// frame, or frames of at most `limit` bytes, each a message of its own
+/// (`split_messages`) or fragments of one. Appends the headers to
+/// `headers` and one span per frame to `frames`.
 fn frame_headers(
     headers: &mut Vec<u8>,
+    frames: &mut Vec<FrameSpan>,
     len: usize,
     compressed: bool,
     limit: Option<usize>,
     split_messages: bool,
-) -> Vec<(usize, std::ops::Range<usize>)> {
-    let mut frames = Vec::new();
+) {
     let limit = limit.filter(|l| len > *l).unwrap_or(len.max(1));
     let mut start = 0;
     loop {
@@ -219,7 +226,7 @@ fn frame_headers(
         frames.push((headers.len(), start..end));
         start = end;
         if last {
-            return frames;
+            return;
         }
     }
 }
@@ -246,41 +253,66 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WsWriter<W> {
             std::mem::swap(&mut self.control, &mut st.control);
         }
         self.headers.clear();
-        let compress =
-            !batch.is_empty() && batch.len() > COMPRESS_THRESHOLD && self.deflater.is_some();
-        let (payload, frames) = if batch.is_empty() {
-            (&[][..], Vec::new())
-        } else if compress {
-            let payload = match self.deflater.as_mut() {
-                Some(d) => d.compress(batch),
-                None => batch,
-            };
+        self.frames.clear();
+        let payload: &[u8] = if batch.is_empty() {
+            batch
+        } else if let Some(d) = self
+            .deflater
+            .as_mut()
+            .filter(|_| batch.len() > COMPRESS_THRESHOLD)
+        {
+            let payload = d.compress(batch);
             let limit = self.frame_limit.filter(|_| self.fragment_compressed);
-            let frames = frame_headers(&mut self.headers, payload.len(), true, limit, false);
-            (payload, frames)
-        } else {
-            let frames = frame_headers(
+            frame_headers(
                 &mut self.headers,
+                &mut self.frames,
+                payload.len(),
+                true,
+                limit,
+                false,
+            );
+            payload
+        } else {
+            let limit = self.frame_limit;
+            frame_headers(
+                &mut self.headers,
+                &mut self.frames,
                 batch.len(),
                 false,
-                self.frame_limit,
+                limit,
                 true,
             );
-            (batch, frames)
+            batch
         };
-        let mut slices = Vec::with_capacity(1 + 2 * frames.len());
-        if !self.control.is_empty() {
-            slices.push(IoSlice::new(&self.control));
-        }
-        let mut h_start = 0;
-        for (h_end, range) in frames {
-            slices.push(IoSlice::new(&self.headers[h_start..h_end]));
-            if !range.is_empty() {
-                slices.push(IoSlice::new(&payload[range]));
+        let control = (!self.control.is_empty()).then_some(&self.control[..]);
+        let r = if self.frames.len() <= 1 {
+            // The usual batch: pongs, if any, one header, one payload,
+            // without building a list.
+            let mut slices = [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
+            let mut n = 0;
+            for part in control.into_iter().chain(
+                self.frames
+                    .first()
+                    .into_iter()
+                    .flat_map(|(h_end, range)| [&self.headers[..*h_end], &payload[range.clone()]]),
+            ) {
+                if !part.is_empty() {
+                    slices[n] = IoSlice::new(part);
+                    n += 1;
+                }
             }
-            h_start = h_end;
-        }
-        let r = write_all_vectored(&mut self.inner, &mut slices).await;
+            write_all_vectored(&mut self.inner, &mut slices[..n]).await
+        } else {
+            let mut slices = Vec::with_capacity(1 + 2 * self.frames.len());
+            slices.extend(control.map(IoSlice::new));
+            let mut h_start = 0;
+            for (h_end, range) in &self.frames {
+                slices.push(IoSlice::new(&self.headers[h_start..*h_end]));
+                slices.push(IoSlice::new(&payload[range.clone()]));
+                h_start = *h_end;
+            }
+            write_all_vectored(&mut self.inner, &mut slices).await
+        };
         self.control.clear();
         r
     }
