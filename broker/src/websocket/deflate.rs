@@ -25,49 +25,43 @@ const COMPRESSED_LIMIT: usize = 64 * 1024 * 1024;
 /// Buffers larger than this are given back once a message is done.
 const KEEP_CAPACITY: usize = 1 << 20;
 
-/// Compresses outbound batches, one message each.
+/// Compresses outbound batches, one message each. The codec (a few hundred
+/// KiB) is made on first use, as nats-server makes its compressor: an idle
+/// connection that negotiated compression costs nothing for it.
+#[derive(Default)]
 pub struct Deflater {
-    codec: Compress,
+    codec: Option<Compress>,
     out: Vec<u8>,
-}
-
-impl Default for Deflater {
-    fn default() -> Self {
-        Deflater {
-            // Level 1: nats-server uses flate.BestSpeed.
-            codec: Compress::new(Compression::fast(), false),
-            out: Vec::new(),
-        }
-    }
 }
 
 impl Deflater {
     /// `input` as one compressed message payload (sync tail stripped). The
     /// slice lives until the next call.
     pub fn compress(&mut self, input: &[u8]) -> &[u8] {
-        self.codec.reset();
+        // Level 1: nats-server uses flate.BestSpeed.
+        let codec = self
+            .codec
+            .get_or_insert_with(|| Compress::new(Compression::fast(), false));
+        codec.reset();
         self.out.clear();
         if self.out.capacity() > KEEP_CAPACITY.max(input.len()) {
             self.out = Vec::new();
         }
         self.out.reserve(input.len() / 2 + 64);
         loop {
-            let consumed = self.codec.total_in() as usize;
+            let consumed = codec.total_in() as usize;
             let rest = input.get(consumed..).unwrap_or_default();
             // compress_vec writes into the spare capacity only; it never
             // fails for a raw stream with valid arguments, and the loop
             // ends either way once no progress is made.
-            let before = (self.codec.total_in(), self.out.len());
-            let _ = self
-                .codec
-                .compress_vec(rest, &mut self.out, FlushCompress::Sync);
-            let done = self.codec.total_in() as usize >= input.len()
-                && self.out.len() < self.out.capacity();
+            let before = (codec.total_in(), self.out.len());
+            let _ = codec.compress_vec(rest, &mut self.out, FlushCompress::Sync);
+            let done =
+                codec.total_in() as usize >= input.len() && self.out.len() < self.out.capacity();
             if done {
                 break;
             }
-            if before == (self.codec.total_in(), self.out.len())
-                && self.out.len() < self.out.capacity()
+            if before == (codec.total_in(), self.out.len()) && self.out.len() < self.out.capacity()
             {
                 break;
             }
@@ -103,9 +97,10 @@ impl std::fmt::Display for InflateError {
 
 impl std::error::Error for InflateError {}
 
-/// Collects a compressed message, then inflates it a piece at a time.
+/// Collects a compressed message, then inflates it a piece at a time. The
+/// codec is made with the first compressed message.
 pub struct Inflater {
-    codec: Decompress,
+    codec: Option<Decompress>,
     compressed: Vec<u8>,
     /// Where inflating has got to in `compressed`, while a message is
     /// being inflated.
@@ -120,7 +115,7 @@ impl Inflater {
     /// `wsMaxMessageSize`).
     pub fn new(max_payload: usize) -> Self {
         Inflater {
-            codec: Decompress::new(false),
+            codec: None,
             compressed: Vec::new(),
             pos: None,
             inflated: 0,
@@ -141,7 +136,9 @@ impl Inflater {
         self.compressed.extend_from_slice(bytes);
         if last {
             self.compressed.extend_from_slice(&INFLATE_TAIL);
-            self.codec.reset(false);
+            self.codec
+                .get_or_insert_with(|| Decompress::new(false))
+                .reset(false);
             self.pos = Some(0);
             self.inflated = 0;
         }
@@ -158,7 +155,7 @@ impl Inflater {
     /// message that inflates past the limit yields exactly the limit's
     /// worth of bytes, then the error (nats-server parses as much).
     pub fn inflate(&mut self, dst: &mut [u8]) -> Result<usize, InflateError> {
-        let Some(pos) = self.pos else {
+        let (Some(pos), Some(codec)) = (self.pos, self.codec.as_mut()) else {
             return Ok(0);
         };
         let allowed = self.max_inflated - self.inflated;
@@ -171,12 +168,10 @@ impl Inflater {
             &mut dst[..room]
         };
         let room = out.len();
-        let (in0, out0) = (self.codec.total_in(), self.codec.total_out());
-        let status = self
-            .codec
-            .decompress(&self.compressed[pos..], out, FlushDecompress::None);
-        let read = (self.codec.total_in() - in0) as usize;
-        let wrote = (self.codec.total_out() - out0) as usize;
+        let (in0, out0) = (codec.total_in(), codec.total_out());
+        let status = codec.decompress(&self.compressed[pos..], out, FlushDecompress::None);
+        let read = (codec.total_in() - in0) as usize;
+        let wrote = (codec.total_out() - out0) as usize;
         let status = match status {
             Ok(s) => s,
             Err(e) => {
