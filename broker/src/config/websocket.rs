@@ -242,3 +242,107 @@ pub(super) fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<String> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{apply_str, ConfigErrors};
+    use crate::options::Options;
+
+    fn apply(src: &str) -> Result<(Options, Vec<String>), Vec<String>> {
+        let mut o = Options::default();
+        match apply_str(&mut o, src, Path::new("x.conf")) {
+            Ok(w) => Ok((o, w)),
+            Err(ConfigErrors(errs)) => Err(errs.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    #[test]
+    fn every_key_and_alias() {
+        let (o, w) = apply(concat!(
+            "ws {\n listen: \"127.0.0.1:8080\"\n advertise: \"ws.example.com:443\"\n no_tls: true\n",
+            " same_origin: true\n origins: [\"https://a.example\", \"http://b.example:81\"]\n",
+            " handshake_timeout: \"3s\"\n compress: true\n ping_interval: \"20s\"\n",
+            " authentication { user: u, password: p, timeout: 1.5 }\n",
+            " user_cookie: uc\n pass_cookie: pc\n token_cookie: tc\n",
+            " headers { X-Frame-Options: DENY }\n}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(w.is_empty(), "{w:?}");
+        let ws = &o.websocket;
+        assert_eq!((ws.host.as_str(), ws.port), ("127.0.0.1", Some(8080)));
+        assert_eq!(ws.advertise.as_deref(), Some("ws.example.com:443"));
+        assert!(ws.no_tls && ws.same_origin && ws.compression);
+        assert_eq!(ws.allowed_origins.len(), 2);
+        assert_eq!(ws.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(ws.ping_interval, Duration::from_secs(20));
+        assert_eq!(
+            (ws.username.as_deref(), ws.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(ws.auth_timeout, Duration::from_millis(1500));
+        assert!(ws.auth_override());
+        assert_eq!(ws.token_cookie.as_deref(), Some("tc"));
+        assert_eq!(
+            ws.headers.get("X-Frame-Options").map(String::as_str),
+            Some("DENY")
+        );
+    }
+
+    #[test]
+    fn ports_and_timeouts() {
+        let port = |src: &str| apply(src).map(|(o, _)| o.websocket.port);
+        assert_eq!(port("websocket { port: -1, no_tls: true }"), Ok(Some(0)));
+        assert_eq!(
+            port("websocket { port: 0 }"),
+            Ok(None),
+            "off: nothing checked"
+        );
+        assert_eq!(
+            port("websocket { listen: 8443, no_tls: true }"),
+            Ok(Some(8443))
+        );
+        assert!(port("websocket { port: 70000, no_tls: true }").is_err());
+        let ht = |v: &str| {
+            apply(&format!(
+                "websocket {{ port: 1, no_tls: true, handshake_timeout: {v} }}"
+            ))
+            .map(|(o, _)| o.websocket.handshake_timeout)
+        };
+        assert_eq!(ht("5"), Ok(Duration::from_secs(5)), "integer seconds");
+        assert_eq!(ht("\"250ms\""), Ok(Duration::from_millis(250)));
+        assert!(ht("\"soon\"").is_err());
+        assert!(ht("true").is_err());
+    }
+
+    #[test]
+    fn refusals() {
+        for (src, want) in [
+            (
+                "websocket { port: 1 }",
+                "websocket requires TLS configuration",
+            ),
+            (
+                "websocket { port: 1, no_tls: true, foo: 1 }",
+                "unknown field \"foo\"",
+            ),
+            (
+                "websocket { port: 1, no_tls: true, headers { Connection: close } }",
+                "websocket: invalid header \"Connection\" not allowed",
+            ),
+            (
+                "websocket { port: 1, no_tls: true, no_auth_user: x }",
+                "no_auth_user: \"x\" present, but users/nkeys are not defined",
+            ),
+            (
+                "websocket: 1",
+                "Expected websocket to be a map, got integer",
+            ),
+        ] {
+            let errs = apply(src).err().unwrap_or_else(|| panic!("{src} accepted"));
+            assert!(errs.iter().any(|e| e.contains(want)), "{src}: {errs:?}");
+        }
+    }
+}
