@@ -689,3 +689,62 @@ fn lame_duck_tells_websocket_clients_then_closes_them() {
         assert!(s.has_exited(), "{label}: exits after lame duck");
     }
 }
+
+/// NKEY users sign the nonce of the WebSocket INFO, and land in their
+/// account whichever transport they use.
+#[tokio::test]
+async fn nkey_users_and_accounts_across_transports() {
+    let kp = nkeys::KeyPair::new_user();
+    let seed = kp.seed().unwrap();
+    let config = format!(
+        "{WS}\naccounts {{ APP: {{ users: [ {{ nkey: {} }} ] }}, OTHER: {{ users: [ {{ user: o, password: o }} ] }} }}",
+        kp.public_key()
+    );
+    for (label, bin) in both_servers() {
+        let s = start(&bin, &config);
+        let url = format!("ws://{}", ws_addr(&s));
+        let info = ws::open(&ws_addr(&s), "").info();
+        assert!(
+            !info["nonce"].as_str().unwrap_or_default().is_empty(),
+            "{label}: nonce in INFO"
+        );
+        let ws_client = async_nats::ConnectOptions::with_nkey(seed.clone())
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let tcp = async_nats::ConnectOptions::with_nkey(seed.clone())
+            .connect(s.client_url())
+            .await
+            .unwrap();
+        let other = async_nats::ConnectOptions::with_user_and_password("o".into(), "o".into())
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut in_app = tcp.subscribe("acc.test").await.unwrap();
+        let mut in_other = other.subscribe("acc.test").await.unwrap();
+        common::barrier(&tcp).await;
+        common::barrier(&other).await;
+        ws_client
+            .publish("acc.test", "app only".into())
+            .await
+            .unwrap();
+        common::barrier(&ws_client).await;
+        let m = tokio::time::timeout(Duration::from_secs(10), in_app.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload, "app only", "{label}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), in_other.next())
+                .await
+                .is_err(),
+            "{label}: accounts stay apart"
+        );
+        let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+        let refused = async_nats::ConnectOptions::with_nkey(stranger)
+            .max_reconnects(Some(0))
+            .connect(&url)
+            .await;
+        assert!(refused.is_err(), "{label}: unknown nkey admitted");
+    }
+}

@@ -253,6 +253,33 @@ impl WsConn {
         String::from_utf8_lossy(&text).into_owned()
     }
 
+    /// After a CONNECT and PING: `PONG\r\n` when admitted, else the text
+    /// the server sent before closing (its `-ERR`).
+    pub fn until_close_or_pong(&mut self) -> String {
+        let mut text = String::new();
+        while let Some(f) = self.frame() {
+            match f.opcode {
+                8 => break,
+                0..=2 => {
+                    let payload = if f.rsv1 {
+                        inflate(&f.payload)
+                    } else {
+                        f.payload
+                    };
+                    text.push_str(&String::from_utf8_lossy(&payload));
+                    if text.ends_with("PONG\r\n") {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        text.lines()
+            .filter(|l| !l.starts_with("INFO "))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
+    }
+
     /// Read the INFO greeting's JSON.
     pub fn info(&mut self) -> serde_json::Value {
         let f = self.frame().expect("INFO frame");
