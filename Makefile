@@ -99,9 +99,11 @@ test-python: venv
 	$(VENV_PY) -m pytest broker/tests/python -q -p no:cacheprovider
 
 # nats.js (the @nats-io npm packages, pinned in package-lock.json).
+# --experimental-websocket: Node 20 has the WebSocket the browsers' client
+# (wsconnect) needs only behind it.
 test-node: venv
 	cd broker/tests/node && npm ci --no-audit --no-fund --loglevel=error
-	node --test broker/tests/node/
+	node --experimental-websocket --test broker/tests/node/
 
 # Fuzz targets for the parsers and credential paths (broker/fuzz, README
 # "Fuzzing"): a sanitizer build on nightly with cargo-fuzz, in its own

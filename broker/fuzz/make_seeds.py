@@ -13,6 +13,7 @@ byte, a count of read sizes, the read sizes, then the stream.
 
 import json
 import re
+import zlib
 from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent
@@ -232,6 +233,47 @@ def auth_jwt():
     write("auth_jwt", "sign-alg-none", b"\x05" + json.dumps(user).encode())
 
 
+def ws_frame(b0, payload, key=b"\x37\xfa\x21\x3d"):
+    """A client frame; masked unless key is None."""
+    n = len(payload)
+    mask = 0x80 if key is not None else 0
+    if n <= 125:
+        head = bytes([b0, mask | n])
+    elif n < 65536:
+        head = bytes([b0, mask | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, mask | 127]) + n.to_bytes(8, "big")
+    if key is None:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_deflate(data):
+    """permessage-deflate: raw DEFLATE, sync flush, tail stripped."""
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def websocket_frames():
+    proto = scenario_stream("pub_sub")
+    write("websocket_frames", "binary", header(0, 0, [64]) + ws_frame(0x82, proto))
+    write("websocket_frames", "fragments-and-pings", header(0, 7, [5, 200]) + (
+        ws_frame(0x01, proto[:10]) + ws_frame(0x89, b"ping!") + ws_frame(0x00, proto[10:20])
+        + ws_frame(0x8a, b"") + ws_frame(0x80, proto[20:]) + ws_frame(0x88, b"\x03\xe8bye")))
+    body = b"PUB sports.football.1 11\r\nhello world\r\n" * 40
+    z = ws_deflate(body)
+    write("websocket_frames", "compressed", header(1, 0, [100]) + (
+        ws_frame(0x42, z[:20]) + ws_frame(0x80, z[20:]) + ws_frame(0xc2, ws_deflate(b"PING\r\n"))))
+    write("websocket_frames", "compressed-over-limit", header(1, 1, [3]) + ws_frame(0xc2, z))
+    write("websocket_frames", "unmasked", header(0, 0, []) + ws_frame(0x82, b"PING\r\n", None))
+    write("websocket_frames", "unmasked-allowed", header(0, 3, [2]) + ws_frame(0x82, b"PING\r\n", None))
+    write("websocket_frames", "big-lengths", header(0, 2, [9]) + (
+        ws_frame(0x82, b"x" * 300) + ws_frame(0x82, b"y" * 70000)[:200]))
+    write("websocket_frames", "bad-close", header(0, 0, [1, 2]) + ws_frame(0x88, b"\x03\xe7"))
+
+
 if __name__ == "__main__":
     client_protocol()
     route_protocol()
@@ -239,3 +281,4 @@ if __name__ == "__main__":
     redact()
     config()
     auth_jwt()
+    websocket_frames()

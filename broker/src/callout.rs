@@ -61,9 +61,9 @@ pub struct CalloutClient<'a> {
     /// The name nats-server reports as the client's user: its nkey, user
     /// name, or `[REDACTED]` for a token.
     pub raw_user: String,
-    /// `STANDARD` for a TCP client (checked against the user JWT's
-    /// `allowed_connection_types`).
-    pub conn_type: &'static str,
+    /// How the client connected: its `type` in the request, and what the
+    /// user JWT's `allowed_connection_types` is checked against.
+    pub client_type: crate::client::ClientType,
 }
 
 /// Where one connection waits for its answer.
@@ -263,7 +263,7 @@ impl AuthCallout {
                     user: client.raw_user.clone(),
                     name: c.name.clone(),
                     kind: "Client".to_string(),
-                    client_type: "nats".to_string(),
+                    client_type: client.client_type.as_str().to_string(),
                     nonce: if sig.is_empty() {
                         String::new()
                     } else {
@@ -396,10 +396,10 @@ impl AuthCallout {
                 "Authorized user on account {account:?} using invalid connection type"
             ));
         }
-        if !crate::auth::connection_type_allowed(&allowed.known, client.conn_type) {
+        if !crate::auth::connection_type_allowed(&allowed.known, client.client_type.conn_type()) {
             return Err(format!(
                 "Authorized user on account {account:?} not allowed to connect as {}",
-                client.conn_type
+                client.client_type.conn_type()
             ));
         }
         let name = if user.std.name.is_empty() {

@@ -3,6 +3,7 @@
 //! The crate is laid out one module per concern: [`protocol`] parses the
 //! client protocol, [`subject`] and [`sublist`] match subjects, [`client`]
 //! drives a connection, [`server`] owns listeners and life cycle,
+//! [`websocket`] carries that protocol in WebSocket frames,
 //! [`accounts`] and [`auth`] decide who may do what, [`monitor`] serves the
 //! HTTP endpoints, and [`config`]/[`cli`] turn files and flags into
 //! [`options::Options`].
@@ -34,6 +35,7 @@ pub mod subject;
 pub mod sublist;
 pub mod subscription;
 pub mod tls;
+pub mod websocket;
 
 /// Tribune's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

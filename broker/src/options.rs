@@ -239,6 +239,8 @@ pub struct Options {
     pub allow_non_tls: bool,
     /// Monitoring over https (`https`, `https_port`); `Some(0)` picks a random port.
     pub https_port: Option<u16>,
+    /// The WebSocket listener (`websocket {}`), off unless it has a port.
+    pub websocket: crate::websocket::WebsocketOptions,
 }
 
 impl Default for Options {
@@ -286,6 +288,7 @@ impl Default for Options {
             tls: None,
             allow_non_tls: false,
             https_port: None,
+            websocket: Default::default(),
         }
     }
 }

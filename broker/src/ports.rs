@@ -106,7 +106,13 @@ pub fn ports_for(opts: &Options, l: &Listeners) -> Ports {
                 )
             })
             .unwrap_or_default(),
-        ..Default::default()
+        websocket: l
+            .websocket
+            .map(|a| {
+                let ws = &opts.websocket;
+                urls(ws.scheme(), ws.listen_host(), a.port())
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -142,12 +148,21 @@ mod tests {
             client: Some("127.0.0.1:4222".parse().unwrap()),
             http: Some("127.0.0.1:8222".parse().unwrap()),
             cluster: None,
+            websocket: None,
         };
         let p = ports_for(&opts, &l);
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
             r#"{"nats":["nats://127.0.0.1:4222"],"monitoring":["http://127.0.0.1:8222"]}"#
         );
+        let mut opts = opts;
+        opts.websocket.host = "127.0.0.1".into();
+        let l = Listeners {
+            websocket: Some("127.0.0.1:8080".parse().unwrap()),
+            ..l
+        };
+        let p = ports_for(&opts, &l);
+        assert_eq!(p.websocket, ["ws://127.0.0.1:8080"]);
     }
 
     #[test]

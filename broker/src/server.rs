@@ -22,6 +22,8 @@ use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::subscription::Subscription;
 use crate::{ports, VERSION};
 
+mod ws_listener;
+
 /// The nats-server release whose client protocol Tribune speaks. Clients
 /// gate features on the `version` in INFO, so it reports this, not its own.
 pub const NATS_COMPAT_VERSION: &str = "2.11.0";
@@ -41,6 +43,8 @@ pub struct ServerStats {
     pub slow_consumers: AtomicU64,
     pub stale_connections: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Of `total_connections`, those over WebSocket.
+    pub total_websocket_connections: AtomicU64,
     pub auth_errors: AtomicU64,
 }
 
@@ -58,6 +62,7 @@ pub struct ClosedSub {
 #[derive(Debug, Clone)]
 pub struct ClosedClient {
     pub cid: u64,
+    pub client_type: crate::client::ClientType,
     pub addr: Option<SocketAddr>,
     pub start: SystemTime,
     pub stop: SystemTime,
@@ -77,6 +82,7 @@ pub struct Listeners {
     pub client: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub cluster: Option<SocketAddr>,
+    pub websocket: Option<SocketAddr>,
 }
 
 pub struct Server {
@@ -312,6 +318,11 @@ impl Server {
             } else {
                 self.own_client_urls()
             },
+            ws_connect_urls: if opts.cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.own_ws_urls()
+            },
             compression: "off".to_string(),
             ldm: self.is_lame_duck(),
             jetstream: opts.jetstream.enabled,
@@ -325,7 +336,7 @@ impl Server {
         for c in self.clients() {
             if c.async_info.load(Ordering::Relaxed) {
                 if let Some(addr) = c.addr {
-                    c.send(&self.client_info(c.cid, &addr).to_line());
+                    c.send(&self.info_for(&c, &addr).to_line());
                 }
             }
         }
@@ -652,6 +663,9 @@ impl Server {
         }
         let srv = self.clone();
         tokio::spawn(async move { srv.accept_loop(listener).await });
+        // Before the routes, so that the first route INFO carries our
+        // WebSocket URLs.
+        self.start_websocket(&opts).await?;
         self.start_cluster(&opts).await?;
         if opts.cluster.enabled() {
             if let Some(js) = self.jetstream() {
@@ -753,15 +767,7 @@ impl Server {
         let mut client_info = self.client_info(cid, &addr);
         client_info.nonce = nonce.clone();
         let info = client_info.to_line();
-        let registered = {
-            let mut clients = self.clients.lock();
-            let room = clients.len() < opts.max_connections;
-            if room {
-                clients.insert(cid, shared.clone());
-            }
-            room
-        };
-        if !registered {
+        if !self.register_client(&shared, opts.max_connections) {
             error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
             use tokio::io::AsyncWriteExt;
             let mut stream = stream;
@@ -783,7 +789,8 @@ impl Server {
             headers_supported: !opts.no_header_support,
             no_fast_producer_stall: opts.no_fast_producer_stall,
             nonce,
-            conn_type: crate::auth::CONN_TYPE_STANDARD,
+            client_type: crate::client::ClientType::Nats,
+            cookies: None,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
         if let Some(tls) = self.tls().client {
@@ -792,7 +799,16 @@ impl Server {
                 .await;
             return;
         }
-        run_client(self, shared, stream.into_split(), info, cfg, parser).await;
+        let (rd, wr) = stream.into_split();
+        run_client(
+            self,
+            shared,
+            (rd, crate::client::Plain(wr)),
+            info,
+            cfg,
+            parser,
+        )
+        .await;
     }
 
     /// Forget a closed connection, remembering it (and the subscriptions it
@@ -804,6 +820,7 @@ impl Server {
         let (out_msgs, out_bytes) = c.out.lock().out_counts();
         let closed = ClosedClient {
             cid: c.cid,
+            client_type: c.client_type,
             addr: c.addr,
             start: c.start,
             stop: SystemTime::now(),
@@ -894,6 +911,17 @@ impl Server {
     pub fn reload(&self, mut new_opts: Options) {
         new_opts.resolve_defaults();
         let old = self.opts();
+        // As in nats-server, the websocket block cannot change on reload
+        // (its certificates can), and the whole reload fails if it does.
+        let (mut ws_old, mut ws_new) = (old.websocket.clone(), new_opts.websocket.clone());
+        ws_old.tls = None;
+        ws_new.tls = None;
+        if ws_old != ws_new {
+            error!(
+                "Failed to reload server configuration: config reload not supported for websocket"
+            );
+            return;
+        }
         if old.host != new_opts.host || old.port != new_opts.port {
             warn!(
                 "Reload: changing the client listen address requires a restart; keeping {}:{}",
@@ -922,6 +950,7 @@ impl Server {
                 error!("Reload: keeping the previous TLS configuration: {e:#}");
                 new_opts.tls = old.tls.clone();
                 new_opts.cluster.tls = old.cluster.tls.clone();
+                new_opts.websocket.tls = old.websocket.tls.clone();
                 new_opts.allow_non_tls = old.allow_non_tls;
             }
         }
@@ -941,12 +970,18 @@ impl Server {
         let _ = self.stop_accepting.send(true);
         let clients = self.clients();
         let addr = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut ldm = self.client_info(0, &addr);
-        ldm.client_id = 0;
-        ldm.client_ip.clear();
-        let line = ldm.to_line();
+        let ldm_line = |mut ldm: Info| {
+            ldm.client_id = 0;
+            ldm.client_ip.clear();
+            ldm.to_line()
+        };
+        let line = ldm_line(self.client_info(0, &addr));
+        let ws_line = ldm_line(self.websocket_info(0, &addr));
         for c in &clients {
-            c.send(&line);
+            match c.client_type {
+                crate::client::ClientType::Websocket => c.send(&ws_line),
+                crate::client::ClientType::Nats => c.send(&line),
+            }
         }
         let route_ldm = self.route_info().to_line();
         for p in self.routes.peers() {

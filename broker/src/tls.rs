@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, error};
 
-use crate::client::{run_client, ClientConfig, ClientShared, ClosedState};
+use crate::client::{run_client, ClientConfig, ClientShared, ClosedState, Plain};
 use crate::protocol::Parser;
 use crate::server::Server;
 
@@ -461,6 +461,8 @@ pub struct TlsContexts {
     pub client: Option<ClientTls>,
     pub route: Option<RouteTls>,
     pub monitor: Option<TlsAcceptor>,
+    /// The WebSocket listener's (`websocket { tls {} }`).
+    pub websocket: Option<TlsAcceptor>,
 }
 
 impl TlsContexts {
@@ -477,6 +479,10 @@ impl TlsContexts {
                 let cfg = server_config(t, false).context("https TLS")?;
                 out.monitor = Some(TlsAcceptor::from(cfg));
             }
+        }
+        if let Some(t) = &opts.websocket.tls {
+            let cfg = server_config(t, t.verify).context("websocket TLS")?;
+            out.websocket = Some(TlsAcceptor::from(cfg));
         }
         if let Some(t) = &opts.cluster.tls {
             out.route = Some(RouteTls {
@@ -558,7 +564,8 @@ pub(crate) async fn serve_client(
         Ok(Some(TLS_HANDSHAKE_RECORD)) => {}
         Ok(Some(_)) if allow_non_tls && !tls.handshake_first => {
             debug!("{tag} - Client is not using TLS (allow_non_tls)");
-            run_client(server, shared, stream.into_split(), greeting, cfg, parser).await;
+            let (rd, wr) = stream.into_split();
+            run_client(server, shared, (rd, Plain(wr)), greeting, cfg, parser).await;
             return;
         }
         Ok(Some(_)) => {
@@ -606,15 +613,8 @@ pub(crate) async fn serve_client(
             suite_name(conn.negotiated_cipher_suite())
         );
     }
-    run_client(
-        server,
-        shared,
-        tokio::io::split(tls_stream),
-        greeting,
-        cfg,
-        parser,
-    )
-    .await;
+    let (rd, wr) = tokio::io::split(tls_stream);
+    run_client(server, shared, (rd, Plain(wr)), greeting, cfg, parser).await;
 }
 
 fn fail(server: &Server, shared: &Arc<ClientShared>, reason: ClosedState) {

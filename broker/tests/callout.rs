@@ -440,3 +440,51 @@ fn bad_callout_config_is_refused() {
         );
     }
 }
+
+/// WebSocket clients go through the same callout; credentials from the
+/// `user_cookie`/`pass_cookie` cookies reach the service as CONNECT's user
+/// and password, the request says the client is a websocket one, and a
+/// user JWT's `allowed_connection_types` is checked against WEBSOCKET.
+#[tokio::test]
+async fn websocket_clients_use_the_callout_with_cookie_credentials() {
+    for (label, bin) in common::both_servers() {
+        let issuer = KeyPair::new_account();
+        let cfg = config(&issuer.public_key(), None)
+            + "websocket { host: 127.0.0.1, port: -1, no_tls: true, user_cookie: web_user, pass_cookie: web_pass }\n";
+        let server = ServerSpec::new(bin).config(cfg).start().unwrap();
+        let seen = serve(&server.client_url(), issuer, None).await;
+        let addr = server.addr_of("websocket").expect("websocket listener");
+        let outcome = |name: &'static str| {
+            let addr = addr.clone();
+            tokio::task::spawn_blocking(move || {
+                let cookie = format!("Cookie: web_user={name}; web_pass=web-token\r\n");
+                let mut c = common::ws::open(&addr, &cookie);
+                c.info();
+                c.send_proto("CONNECT {\"verbose\":false}\r\nPING\r\n");
+                c.until_close_or_pong()
+            })
+        };
+        assert_eq!(outcome("good").await.unwrap(), "PONG\r\n", "{label}");
+        {
+            let reqs = seen.lock().unwrap();
+            let r = reqs.last().expect("a request was made");
+            assert_eq!(r.nats.connect_opts.user, "good", "{label}");
+            assert_eq!(r.nats.connect_opts.pass, "web-token", "{label}");
+            assert_eq!(r.nats.client_info.client_type, "websocket", "{label}");
+            assert_eq!(r.nats.client_info.kind, "Client", "{label}");
+        }
+        assert_eq!(outcome("ws_only").await.unwrap(), "PONG\r\n", "{label}");
+        // As over TCP (see above), nats-server does not hold a callout
+        // user to the JWT's allowed_connection_types; Tribune does.
+        let standard_only = outcome("standard").await.unwrap();
+        if label == "tribune" {
+            assert_eq!(
+                standard_only, "-ERR 'Authorization Violation'\r\n",
+                "{label}: a JWT for STANDARD clients only"
+            );
+            refused(&server.client_url(), "ws_only", label, &server).await;
+        } else {
+            assert_eq!(standard_only, "PONG\r\n", "{label}");
+        }
+    }
+}

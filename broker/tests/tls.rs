@@ -574,3 +574,48 @@ async fn allow_non_tls_matches_nats_server() {
     let theirs = allow_non_tls_behaviour(nats_server_bin(), &pki).await;
     assert_eq!(theirs, ours, "nats-server and tribune-broker differ");
 }
+
+/// `websocket { tls {} }`: wss:// with mutual TLS, the same clients
+/// accepted and refused by both servers, and INFO saying TLS is required.
+#[tokio::test]
+async fn websocket_tls_matches_nats_server() {
+    let pki = Pki::new();
+    let mut seen = Vec::new();
+    for bin in [nats_server_bin(), tribune()] {
+        let srv = ServerSpec::new(bin)
+            .config(format!(
+                "websocket {{\n host: 127.0.0.1\n port: -1\n tls {{\n  {}  verify: true\n }}\n}}\n",
+                pki.server_files("")
+            ))
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = srv.ports["websocket"][0].clone();
+        assert!(url.starts_with("wss://127.0.0.1:"), "{}: {url}", srv.label);
+        let mut out = Vec::new();
+        let good = async_nats::ConnectOptions::new()
+            .add_root_certificates(pki.path("ca.pem"))
+            .add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+        out.push(("trusted client cert", try_client(&url, good).await));
+        let no_cert = async_nats::ConnectOptions::new().add_root_certificates(pki.path("ca.pem"));
+        out.push(("no client cert", try_client(&url, no_cert).await));
+        let wrong_root = async_nats::ConnectOptions::new()
+            .add_root_certificates(pki.path("rogue-ca.pem"))
+            .add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+        out.push(("server not trusted", try_client(&url, wrong_root).await));
+        let plain = url.replacen("wss://", "ws://", 1);
+        out.push((
+            "plain ws://",
+            try_client(&plain, async_nats::ConnectOptions::new()).await,
+        ));
+        seen.push((srv.label.clone(), out));
+    }
+    let want = vec![
+        ("trusted client cert", Outcome::Works),
+        ("no client cert", Outcome::Refused),
+        ("server not trusted", Outcome::Refused),
+        ("plain ws://", Outcome::Refused),
+    ];
+    for (label, out) in &seen {
+        assert_eq!(out, &want, "{label}");
+    }
+}

@@ -59,6 +59,8 @@ impl Identity {
 
 /// A client connected over TCP, as `allowed_connection_types` names it.
 pub const CONN_TYPE_STANDARD: &str = "STANDARD";
+/// A client connected over WebSocket.
+pub const CONN_TYPE_WEBSOCKET: &str = "WEBSOCKET";
 
 /// Every connection type nats-server knows.
 const CONN_TYPES: &[&str] = &[
@@ -160,6 +162,43 @@ fn outcome(check: Check) -> Result<(), Refusal> {
     }
 }
 
+/// The simple credentials a kind of client is checked against: the
+/// server's, or for WebSocket clients those of `websocket { authorization
+/// {} }` (and its `no_auth_user`) when the block has any, which then
+/// replace the server's, as nats-server's auth override does. Users and
+/// NKEY users are the server's either way.
+#[derive(Debug, Clone, Copy)]
+pub struct Realm<'a> {
+    pub token: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub no_auth_user: Option<&'a str>,
+    /// Clients of this kind must authenticate.
+    pub required: bool,
+}
+
+impl<'a> Realm<'a> {
+    pub fn of(opts: &'a Options, conn_type: &str) -> Realm<'a> {
+        let ws = &opts.websocket;
+        if conn_type == CONN_TYPE_WEBSOCKET && ws.auth_override() {
+            return Realm {
+                token: ws.token.as_deref(),
+                username: ws.username.as_deref(),
+                password: ws.password.as_deref(),
+                no_auth_user: ws.no_auth_user.as_deref(),
+                required: true,
+            };
+        }
+        Realm {
+            token: opts.authorization.as_deref(),
+            username: opts.username.as_deref(),
+            password: opts.password.as_deref(),
+            no_auth_user: opts.no_auth_user.as_deref(),
+            required: opts.auth_required(),
+        }
+    }
+}
+
 /// Check a login against the options.
 pub async fn authenticate(
     opts: &Options,
@@ -168,10 +207,11 @@ pub async fn authenticate(
 ) -> Result<Identity, Refusal> {
     use Refusal::Violation;
     let c = login.connect;
-    if !opts.auth_required() {
+    let realm = Realm::of(opts, login.conn_type);
+    if !realm.required {
         return Ok(Identity::default());
     }
-    if let Some(token) = &opts.authorization {
+    if let Some(token) = realm.token {
         outcome(
             secrets
                 .check(login.source, given(&c.auth_token), token)
@@ -185,8 +225,8 @@ pub async fn authenticate(
             ..Default::default()
         });
     }
-    if let Some(user) = &opts.username {
-        let want = opts.password.as_deref().unwrap_or("");
+    if let Some(user) = realm.username {
+        let want = realm.password.unwrap_or("");
         // Both checks always run, so a wrong name costs what a wrong
         // password does.
         let name_ok = constant_time_eq(given(&c.user).as_bytes(), user.as_bytes());
@@ -195,7 +235,7 @@ pub async fn authenticate(
             return Err(Violation);
         }
         return Ok(Identity {
-            user: Some(user.clone()),
+            user: Some(user.to_string()),
             // Tribune applies the block's permissions to its single user;
             // nats-server gives that user none at all.
             permissions: opts.default_permissions.clone(),
@@ -248,7 +288,7 @@ fn given(field: &Option<String>) -> &str {
 /// The identity for a client that presented no credentials, via
 /// `no_auth_user` (a user name or an NKEY user's public key).
 pub fn no_auth_identity(opts: &Options, conn_type: &str) -> Option<Identity> {
-    let name = opts.no_auth_user.as_deref()?;
+    let name = Realm::of(opts, conn_type).no_auth_user?;
     let u = opts
         .users
         .iter()
@@ -259,7 +299,7 @@ pub fn no_auth_identity(opts: &Options, conn_type: &str) -> Option<Identity> {
 /// The user name nats-server reports for a client and matches against
 /// `auth_users`: its nkey, its user name, `[REDACTED]` for a token, else
 /// the `no_auth_user` it will be given.
-pub fn raw_auth_user(c: &ConnectOptions, opts: &Options) -> String {
+pub fn raw_auth_user(c: &ConnectOptions, opts: &Options, conn_type: &str) -> String {
     for (field, shown) in [
         (&c.nkey, None),
         (&c.user, None),
@@ -272,7 +312,10 @@ pub fn raw_auth_user(c: &ConnectOptions, opts: &Options) -> String {
     if presents_credentials(c) {
         return String::new();
     }
-    opts.no_auth_user.clone().unwrap_or_default()
+    Realm::of(opts, conn_type)
+        .no_auth_user
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -494,20 +537,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            raw_auth_user(&connect(Some("u"), Some("p"), None), &opts),
+            raw_auth_user(
+                &connect(Some("u"), Some("p"), None),
+                &opts,
+                CONN_TYPE_STANDARD
+            ),
             "u"
         );
         assert_eq!(
-            raw_auth_user(&connect(None, None, Some("t")), &opts),
+            raw_auth_user(&connect(None, None, Some("t")), &opts, CONN_TYPE_STANDARD),
             "[REDACTED]"
         );
-        assert_eq!(raw_auth_user(&connect(None, None, None), &opts), "anon");
-        assert_eq!(raw_auth_user(&connect(None, Some("p"), None), &opts), "");
+        assert_eq!(
+            raw_auth_user(&connect(None, None, None), &opts, CONN_TYPE_STANDARD),
+            "anon"
+        );
+        assert_eq!(
+            raw_auth_user(&connect(None, Some("p"), None), &opts, CONN_TYPE_STANDARD),
+            ""
+        );
         let c = ConnectOptions {
             nkey: Some("UKEY".into()),
             user: Some("u".into()),
             ..Default::default()
         };
-        assert_eq!(raw_auth_user(&c, &opts), "UKEY");
+        assert_eq!(raw_auth_user(&c, &opts, CONN_TYPE_STANDARD), "UKEY");
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{sleep, Instant};
 use tracing::{debug, error, trace};
 
 use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
-use super::{ClientShared, ClosedState};
+use super::{ClientShared, ClientType, ClosedState, CookieCredentials, Plain, TransportWriter};
 use login::PendingAuth;
 
 mod login;
@@ -45,13 +45,17 @@ pub struct ClientConfig {
     pub no_fast_producer_stall: bool,
     /// The nonce sent in INFO, which NKEY users sign (empty when unused).
     pub nonce: String,
-    /// What `allowed_connection_types` calls this kind of client.
-    pub conn_type: &'static str,
+    /// How the client reached us (`allowed_connection_types`, callout).
+    pub client_type: ClientType,
+    /// WebSocket clients: credentials from the upgrade's cookies, filling
+    /// in what each CONNECT leaves empty.
+    pub cookies: Option<CookieCredentials>,
 }
 
-/// Run a client connection to completion over its two halves (for TCP,
-/// `into_split`, which needs no lock between them). `info` is the INFO line
-/// to greet with.
+/// Run a client connection to completion over its two halves: the protocol
+/// bytes the client sends, and the transport that carries ours (for TCP,
+/// `into_split` halves, which need no lock between them, the write half in
+/// [`Plain`]). `info` is the INFO line to greet with.
 pub async fn run_client<R, W>(
     server: Arc<Server>,
     shared: Arc<ClientShared>,
@@ -61,10 +65,10 @@ pub async fn run_client<R, W>(
     parser: Parser,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: TransportWriter,
 {
     shared.send(&info);
-    let writer = tokio::spawn(write_loop(
+    let writer = tokio::spawn(drive_writer(
         server.clone(),
         shared.clone(),
         wr,
@@ -427,7 +431,7 @@ impl Reader {
             .shared
             .addr
             .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        let mut info = self.server.client_info(self.shared.cid, &addr);
+        let mut info = self.server.info_for(&self.shared, &addr);
         info.connect_info = true;
         info.remote_account = self.account.name.clone();
         self.shared.send(&info.to_line());
@@ -717,14 +721,27 @@ impl Reader {
     }
 }
 
-/// Drain the outbound buffer to the socket until the connection closes.
-pub async fn write_loop<W: AsyncWrite + Unpin>(
+/// Drain the outbound buffer to a byte stream until the connection closes
+/// (routes, and clients over TCP or TLS).
+pub async fn write_loop<W: AsyncWrite + Unpin + Send + 'static>(
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    wr: W,
+    deadline: Duration,
+) {
+    drive_writer(server, shared, Plain(wr), deadline).await
+}
+
+/// Drain the outbound buffer through the transport until the connection
+/// closes, then let the transport say its last words.
+pub async fn drive_writer<W: TransportWriter>(
     server: Arc<Server>,
     shared: Arc<ClientShared>,
     mut wr: W,
     deadline: Duration,
 ) {
     let mut batch: Vec<u8> = Vec::new();
+    let mut healthy = true;
     loop {
         let closing = {
             let mut out = shared.out.lock();
@@ -738,19 +755,28 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
                 Some(out.is_closed())
             }
         };
-        let Some(closing) = closing else {
-            shared.wake.notified().await;
-            continue;
+        let closing = match closing {
+            Some(closing) => closing,
+            None if wr.has_control() => false,
+            None => {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = wr.control_ready() => {}
+                }
+                continue;
+            }
         };
-        match tokio::time::timeout(deadline, wr.write_all(&batch)).await {
+        match tokio::time::timeout(deadline, wr.write_batch(&batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 debug!("{} - Error writing to client: {e}", shared.tag());
                 shared.close(ClosedState::WriteError);
+                healthy = false;
                 break;
             }
             Err(_) => {
                 server.note_slow_consumer(&shared, ClosedState::SlowConsumerWriteDeadline);
+                healthy = false;
                 break;
             }
         }
@@ -762,6 +788,6 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
             break;
         }
     }
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
+    let reason = shared.closed_reason().unwrap_or(ClosedState::ClientClosed);
+    let _ = tokio::time::timeout(deadline, wr.finish(reason, healthy)).await;
 }

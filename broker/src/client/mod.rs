@@ -10,6 +10,7 @@
 mod conn;
 mod deliver;
 mod outbound;
+mod transport;
 
 pub use conn::{run_client, write_loop, ClientConfig};
 pub use deliver::{
@@ -17,6 +18,7 @@ pub use deliver::{
     RouteFanout,
 };
 pub use outbound::{ClosedState, Outbound};
+pub use transport::{ClientType, CookieCredentials, Plain, TransportWriter};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,7 +76,12 @@ pub trait InternalHandler: Send + Sync {
 pub struct ClientShared {
     pub cid: u64,
     pub kind: ConnKind,
+    /// For [`ConnKind::Client`]: TCP or WebSocket.
+    pub client_type: ClientType,
     pub addr: Option<SocketAddr>,
+    /// A WebSocket client's `X-Forwarded-For` address, shown in log lines
+    /// before the socket's, as nats-server shows it.
+    pub forwarded_for: Option<std::net::IpAddr>,
     pub start: SystemTime,
     pub out: Mutex<Outbound>,
     /// Wakes the writer task when data or a close is queued.
@@ -149,7 +156,9 @@ impl ClientShared {
         ClientShared {
             cid,
             kind,
+            client_type: ClientType::Nats,
             addr,
+            forwarded_for: None,
             start: SystemTime::now(),
             out: Mutex::new(Outbound::new(max_pending)),
             wake: Notify::new(),
@@ -175,6 +184,20 @@ impl ClientShared {
         let mut c = Self::with_kind(ConnKind::Internal, cid, None, usize::MAX);
         c.handler = Some(handler);
         c.headers = AtomicBool::new(true);
+        c
+    }
+
+    /// A WebSocket client connection (`forwarded_for`: the address its
+    /// proxy says it has, for logs).
+    pub fn websocket(
+        cid: u64,
+        addr: SocketAddr,
+        forwarded_for: Option<std::net::IpAddr>,
+        max_pending: usize,
+    ) -> Self {
+        let mut c = Self::new(cid, Some(addr), max_pending);
+        c.client_type = ClientType::Websocket;
+        c.forwarded_for = forwarded_for;
         c
     }
 
@@ -251,16 +274,20 @@ impl ClientShared {
         true
     }
 
-    /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid` for routes).
+    /// Log prefix in nats-server's form: `127.0.0.1:5432 - cid:7` (`rid`
+    /// for routes, `wid` for WebSocket clients, whose proxy's
+    /// `X-Forwarded-For` address comes first: `10.0.0.9/127.0.0.1:5432`).
     pub fn tag(&self) -> String {
         let id = if self.kind == ConnKind::Route {
             "rid"
         } else {
-            "cid"
+            self.client_type.log_id()
         };
-        match self.addr {
-            Some(a) => format!("{a} - {id}:{}", self.cid),
-            None => format!("{id}:{}", self.cid),
+        match (self.addr, self.forwarded_for) {
+            (Some(a), Some(std::net::IpAddr::V6(f))) => format!("[{f}]/{a} - {id}:{}", self.cid),
+            (Some(a), Some(f)) => format!("{f}/{a} - {id}:{}", self.cid),
+            (Some(a), None) => format!("{a} - {id}:{}", self.cid),
+            (None, _) => format!("{id}:{}", self.cid),
         }
     }
 

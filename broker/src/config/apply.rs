@@ -51,8 +51,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "no_sys_acc",
     "connect_error_reports",
     "reconnect_error_reports",
-    "websocket",
-    "ws",
     "mqtt",
     "server_tags",
     "server_metadata",
@@ -379,6 +377,7 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
         "https" => super::tls::https(opts, cx, key, node),
         "https_port" => super::tls::https_port(opts, cx, key, node),
         "jetstream" => blocks::jetstream(opts, cx, key, node),
+        "websocket" | "ws" => super::websocket::websocket(opts, cx, key, node),
         "store_dir" | "storedir" => {
             if let Some(dir) = cx.string(key, node) {
                 blocks::set_store_dir(opts, cx, node, dir);

@@ -30,6 +30,7 @@ mod scalar;
 mod tls;
 mod validate;
 mod value;
+mod websocket;
 
 #[cfg(test)]
 mod tests;

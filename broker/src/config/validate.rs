@@ -112,6 +112,9 @@ fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<Problem> {
             );
         }
     }
+    for message in super::websocket::problems(opts, check_no_auth_user) {
+        push(&["websocket", "ws"], message);
+    }
     out
 }
 

@@ -227,7 +227,7 @@ fn open_info(
     let mut ci = ConnInfo {
         cid: c.cid,
         kind: "Client",
-        kind_type: "nats",
+        kind_type: c.client_type.as_str(),
         ip: c.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
         port: c.addr.map_or(0, |a| a.port()),
         start: Some(GoTime(c.start)),
@@ -279,7 +279,7 @@ fn closed_info(cc: &ClosedClient, auth: bool, subs: bool, detail: bool) -> ConnI
     let mut ci = ConnInfo {
         cid: cc.cid,
         kind: "Client",
-        kind_type: "nats",
+        kind_type: cc.client_type.as_str(),
         ip: cc.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
         port: cc.addr.map_or(0, |a| a.port()),
         start: Some(GoTime(cc.start)),

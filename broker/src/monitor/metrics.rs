@@ -175,6 +175,21 @@ fn render(m: &Monitor) -> String {
         load(&st.total_connections),
     );
     e.single(
+        "tribune_websocket_connections",
+        Gauge,
+        "Client connections over WebSocket currently open (part of tribune_connections).",
+        clients
+            .iter()
+            .filter(|c| c.client_type == crate::client::ClientType::Websocket)
+            .count() as f64,
+    );
+    e.single(
+        "tribune_websocket_connections_total",
+        Counter,
+        "Client connections over WebSocket accepted since start (part of tribune_connections_total).",
+        load(&st.total_websocket_connections),
+    );
+    e.single(
         "tribune_max_connections",
         Gauge,
         "Maximum number of client connections allowed.",

@@ -48,7 +48,7 @@ pub(super) struct Varz {
     gateway: Empty,
     leaf: Empty,
     mqtt: Empty,
-    websocket: Empty,
+    websocket: WebsocketVarz,
     jetstream: Empty,
     tls_timeout: GoFloat,
     write_deadline: u64,
@@ -111,6 +111,36 @@ struct ClusterVarz {
     tls_verify: bool,
 }
 
+/// `websocket` of `/varz`: the listener's options, in nats-server's
+/// `WebsocketOptsVarz` shape (every field omitted when empty, so `{}`
+/// without a listener).
+#[derive(Serialize, Default)]
+struct WebsocketVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host: String,
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    port: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    advertise: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    no_auth_user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    jwt_cookie: String,
+    /// Nanoseconds, as Go encodes a `time.Duration`.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    handshake_timeout: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_timeout: Option<GoFloat>,
+    #[serde(skip_serializing_if = "is_false")]
+    no_tls: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    compression: bool,
+}
+
 #[derive(Serialize, Default)]
 struct PerKind {
     clients: u64,
@@ -133,6 +163,36 @@ fn is_false(b: &bool) -> bool {
 
 fn is_zero_usize(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The `websocket` section: empty without a listener.
+fn websocket_varz(s: &crate::server::Server, opts: &crate::options::Options) -> WebsocketVarz {
+    let ws = &opts.websocket;
+    let Some(port) = ws.port else {
+        return WebsocketVarz::default();
+    };
+    WebsocketVarz {
+        host: ws.listen_host().to_string(),
+        port: s.listeners().websocket.map_or(port, |a| a.port()),
+        advertise: ws.advertise.clone().unwrap_or_default(),
+        no_auth_user: ws.no_auth_user.clone().unwrap_or_default(),
+        jwt_cookie: ws.jwt_cookie.clone().unwrap_or_default(),
+        handshake_timeout: ws.handshake_timeout.as_nanos() as u64,
+        auth_timeout: (!ws.auth_timeout.is_zero())
+            .then_some(GoFloat(ws.auth_timeout.as_secs_f64())),
+        no_tls: ws.no_tls,
+        same_origin: ws.same_origin,
+        allowed_origins: ws.allowed_origins.clone(),
+        compression: ws.compression,
+    }
 }
 
 /// The worker threads of the runtime, Tribune's counterpart of GOMAXPROCS.
@@ -248,7 +308,7 @@ pub(super) fn build(m: &Monitor) -> Varz {
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
-        websocket: Empty {},
+        websocket: websocket_varz(s, &opts),
         jetstream: Empty {},
         tls_timeout: GoFloat(
             opts.tls

@@ -70,6 +70,10 @@ pub struct RouteInfo {
     pub cluster: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// The server's WebSocket URLs (`host:port`), for WebSocket clients to
+    /// fail over to, as nats-server gossips them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ws_connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub compression: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -380,7 +384,9 @@ impl Routes {
         let Some(p) = st.peers.iter_mut().find(|p| Arc::ptr_eq(&p.conn, conn)) else {
             return false;
         };
-        let changed = p.info.ldm != info.ldm || p.info.connect_urls != info.connect_urls;
+        let changed = p.info.ldm != info.ldm
+            || p.info.connect_urls != info.connect_urls
+            || p.info.ws_connect_urls != info.ws_connect_urls;
         p.info = info;
         changed
     }
@@ -393,6 +399,16 @@ impl Routes {
             .iter()
             .filter(|p| !p.info.ldm)
             .flat_map(|p| p.info.connect_urls.iter().cloned())
+            .collect()
+    }
+
+    /// WebSocket URLs of the peers, as [`Self::peer_client_urls`].
+    pub fn peer_ws_urls(&self) -> Vec<String> {
+        let st = self.state.lock();
+        st.peers
+            .iter()
+            .filter(|p| !p.info.ldm)
+            .flat_map(|p| p.info.ws_connect_urls.iter().cloned())
             .collect()
     }
 

@@ -15,6 +15,7 @@ pub mod json_shape;
 pub mod netcut;
 pub mod raw;
 pub mod scenario;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -102,6 +102,47 @@ export async function startServer(bin) {
   };
 }
 
+/**
+ * One server on 127.0.0.1 with a configuration file: `config({ port,
+ * wsPort })` returns its text, given a free client port and a free port
+ * for a WebSocket listener. Ready once both ports listen.
+ */
+export async function startConfigured(bin, config) {
+  assert.ok(existsSync(bin), `${bin} not found (make build / make venv)`);
+  const dir = mkdtempSync(join(tmpdir(), "tribune-njs-"));
+  const [port, wsPort] = await freePorts("127.0.0.1", 2);
+  const conf = join(dir, "server.conf");
+  writeFileSync(conf, config({ port, wsPort }));
+  const logPath = join(dir, "server.log");
+  const logFd = openSync(logPath, "w");
+  let child;
+  try {
+    child = spawn(bin, ["-c", conf, "-a", "127.0.0.1", "-p", String(port)], {
+      stdio: ["ignore", logFd, logFd],
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  const log = () => readFileSync(logPath, "utf8");
+  try {
+    await waitForPort(port);
+    await waitForPort(wsPort);
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw new Error(`${e.message}\n${log()}`);
+  }
+  return {
+    port,
+    wsPort,
+    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    log,
+    stop() {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** GET a monitoring endpoint as JSON; throws on any failure. */
 async function httpJson(ip, port, path) {
   const r = await fetch(`http://${ip}:${port}${path}`, { signal: AbortSignal.timeout(5_000) });
@@ -109,13 +150,13 @@ async function httpJson(ip, port, path) {
   return r.json();
 }
 
-function launchNode(bin, dir, routes, node) {
+function launchNode(bin, dir, routes, node, { jetstream, config }) {
   const conf = join(dir, `${node.name}.conf`);
-  writeFileSync(conf, JS_CLUSTER_CONFIG);
+  writeFileSync(conf, config(node));
   const logFd = openSync(node.logPath, "w");
   const args = [
     "-c", conf,
-    "-js", "-sd", join(dir, `${node.name}-js`),
+    ...(jetstream ? ["-js", "-sd", join(dir, `${node.name}-js`)] : []),
     "-a", node.ip, "-p", String(node.port),
     "-m", String(node.httpPort),
     "-n", node.name,
@@ -156,9 +197,15 @@ async function pollReady(what, nodes, check, deadlineMs) {
  * Three nodes of `bin` with JetStream, meshed. Returns
  * `{ nodes, live(), nodeNamed(name), kill(node), stop(), diagnostics() }`;
  * each node has `name` (node-a ..), `ip`, `port`, `url`, `httpPort`,
- * `serverId` and `running`. kill() is SIGKILL.
+ * `wsPort` (free, for a WebSocket listener the config may open),
+ * `serverId` and `running`. kill() is SIGKILL. `jetstream: false` leaves
+ * JetStream off; `config(node)` replaces the nodes' configuration text.
  */
-export async function startCluster(bin, size = 3) {
+export async function startCluster(
+  bin,
+  size = 3,
+  { jetstream = true, config = () => JS_CLUSTER_CONFIG } = {},
+) {
   assert.ok(existsSync(bin), `${bin} not found (make build / make venv)`);
   let lastError;
   for (let attempt = 1; attempt <= 3; attempt++) {
@@ -166,10 +213,10 @@ export async function startCluster(bin, size = 3) {
     const nodes = [];
     for (let i = 0; i < size; i++) {
       const ip = `127.0.0.${i + 1}`;
-      const [port, routePort, httpPort] = await freePorts(ip, 3);
+      const [port, routePort, httpPort, wsPort] = await freePorts(ip, 4);
       const name = `node-${String.fromCharCode(97 + i)}`;
       nodes.push({
-        name, ip, port, routePort, httpPort,
+        name, ip, port, routePort, httpPort, wsPort,
         url: `${ip}:${port}`,
         routeUrl: `nats://${ip}:${routePort}`,
         logPath: join(dir, `${name}.log`),
@@ -208,7 +255,7 @@ export async function startCluster(bin, size = 3) {
           .join("\n");
       },
     };
-    for (const n of nodes) n.child = launchNode(bin, dir, routes, n);
+    for (const n of nodes) n.child = launchNode(bin, dir, routes, n, { jetstream, config });
     try {
       await pollReady(
         "/varz on every node",

@@ -46,7 +46,8 @@ impl Reader {
             return None;
         }
         let opts = self.server.opts();
-        let named_user = opts.no_auth_user.as_deref().is_some_and(|n| {
+        let realm = auth::Realm::of(&opts, self.cfg.client_type.conn_type());
+        let named_user = realm.no_auth_user.is_some_and(|n| {
             opts.users
                 .iter()
                 .any(|u| u.nkey.is_none() && u.username == n)
@@ -66,13 +67,16 @@ impl Reader {
             self.tag(),
             crate::redact::connect_trace(arg)
         );
-        let c = match ConnectOptions::parse_onto(&mut self.connect_sent, arg) {
+        let mut c = match ConnectOptions::parse_onto(&mut self.connect_sent, arg) {
             Ok(c) => c,
             Err(e) => {
                 error!("{} - {e}", self.tag());
                 return Flow::Close(ClosedState::ProtocolViolation);
             }
         };
+        if let Some(cookies) = &self.cfg.cookies {
+            cookies.apply(&mut c);
+        }
         Flow::Authenticate(Box::new(PendingAuth {
             connect: c,
             implicit: false,
@@ -104,7 +108,7 @@ impl Reader {
         let login = auth::Login {
             connect: &c,
             nonce: &self.cfg.nonce,
-            conn_type: self.cfg.conn_type,
+            conn_type: self.cfg.client_type.conn_type(),
             source: self.shared.addr.map(|a| a.ip()),
         };
         let local = tokio::time::timeout(
@@ -125,7 +129,7 @@ impl Reader {
                 );
                 return self.auth_violation();
             };
-            let raw_user = auth::raw_auth_user(&c, &opts);
+            let raw_user = auth::raw_auth_user(&c, &opts, self.cfg.client_type.conn_type());
             if co.applies(&raw_user, local.as_ref().ok()) {
                 let req = callout::CalloutClient {
                     cid: self.shared.cid,
@@ -133,7 +137,7 @@ impl Reader {
                     connect: &c,
                     nonce: &self.cfg.nonce,
                     raw_user,
-                    conn_type: self.cfg.conn_type,
+                    client_type: self.cfg.client_type,
                 };
                 // The callout bounds its own wait by the auth timeout.
                 return match co.authorize(&server, req, self.cfg.auth_timeout).await {
