@@ -327,8 +327,11 @@ fn bad_frames_close_like_nats_server() {
             let got = after(&addr, bytes);
             if label == "nats-server" && matches!(close, Some((1002, _))) {
                 // nats-server queues the same close frame, then closes for
-                // the read error without flushing what is queued.
-                assert_eq!(got.1, None, "{label}: {name}");
+                // the read error, usually before it flushed what is queued.
+                assert!(
+                    got.1.is_none() || &got.1 == close,
+                    "{label}: {name}: {got:?}"
+                );
                 continue;
             }
             assert_eq!(&got, &(text.clone(), close.clone()), "{label}: {name}");
