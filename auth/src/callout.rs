@@ -16,10 +16,13 @@
 //! as "not authorized, no reason supplied" and rejects at once instead of
 //! waiting for its auth timeout.
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, Context, Result};
 use nkeys::{KeyPair, KeyPairType, XKey};
 
 use crate::config::{CalloutConfig, Config, PermissionsConfig};
+use crate::jwks::JwksCache;
 use crate::jwt::{self, AuthorizationRequestClaims, AuthorizationResponseClaims, UserClaims};
 use crate::permissions::{self, Grant};
 use crate::token::{TokenError, TokenValidator, WebIdentity};
@@ -78,7 +81,13 @@ pub struct Callout {
 }
 
 impl Callout {
+    /// A callout with local keys only (no `jwks_url` / `oidc_issuer`).
     pub fn from_config(cfg: &Config) -> Result<Self> {
+        Self::build(cfg, None)
+    }
+
+    /// `keys` is the IdP key cache, required exactly when the config names one.
+    pub fn build(cfg: &Config, keys: Option<Arc<JwksCache>>) -> Result<Self> {
         let seed = cfg.callout.issuer_seed.load("callout.issuer_seed")?;
         let issuer = KeyPair::from_seed(&seed).map_err(|e| anyhow!("callout.issuer_seed: {e}"))?;
         if issuer.key_pair_type() != KeyPairType::Account {
@@ -96,7 +105,7 @@ impl Callout {
                 anyhow::bail!("callout.allowed_servers: {s:?} is not a server public key");
             }
         }
-        let validator = TokenValidator::from_config(&cfg.token).context("token")?;
+        let validator = TokenValidator::new(&cfg.token, keys).context("token")?;
         Ok(Callout {
             issuer_pub: issuer.public_key(),
             issuer,
@@ -105,6 +114,16 @@ impl Callout {
             perms: cfg.permissions.clone(),
             validator,
         })
+    }
+
+    /// The IdP key cache, for on-demand refreshes on an unknown `kid`.
+    pub fn key_cache(&self) -> Option<&Arc<JwksCache>> {
+        self.validator.remote()
+    }
+
+    /// Token verification keys currently loaded (local and fetched).
+    pub fn key_count(&self) -> usize {
+        self.validator.key_count()
     }
 
     pub fn issuer_public_key(&self) -> &str {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 /// The whole config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub nats: NatsConfig,
@@ -24,7 +24,7 @@ pub struct Config {
 
 /// A secret value: inline (dev only), from a file, or from an environment variable.
 /// Exactly one of the three must be set wherever a `Secret` is required.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
     pub value: Option<String>,
@@ -75,7 +75,7 @@ impl Secret {
 }
 
 /// How tribune-auth itself connects to NATS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), e.g. `nats://127.0.0.1:4222` or `tls://nats:4222`.
@@ -103,7 +103,7 @@ fn default_conn_name() -> String {
 }
 
 /// The callout itself: which key signs, which key decrypts, where users go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalloutConfig {
     /// Account nkey seed (`SA...`) whose public key is the server's `auth_callout.issuer`.
@@ -143,7 +143,7 @@ fn default_queue() -> String {
 }
 
 /// Validation of the identity provider's token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Accepted `iss` values (at least one).
@@ -152,6 +152,24 @@ pub struct TokenConfig {
     pub audiences: Vec<String>,
     /// JWKS file with the IdP's RSA / EC public keys.
     pub jwks_file: Option<PathBuf>,
+    /// The IdP's JWKS URL, fetched, cached and refreshed (see `jwks.rs`).
+    /// https, or http to a loopback address only.
+    pub jwks_url: Option<String>,
+    /// OIDC issuer: the JWKS URL is the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`, whose `issuer` must equal this.
+    pub oidc_issuer: Option<String>,
+    /// Scheduled JWKS refresh, seconds (a random 0-10% is added per round).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// At most one refresh per this many seconds is triggered by tokens with an
+    /// unknown `kid`, so a flood of forged kids cannot hammer the IdP.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+    /// Timeout of one HTTP request to the IdP (connect + response), seconds.
+    #[serde(default = "default_jwks_timeout")]
+    pub jwks_fetch_timeout_secs: u64,
+    /// PEM CA bundle trusted for the IdP instead of the system roots.
+    pub jwks_ca_file: Option<PathBuf>,
     /// Shared HS256 secret (for IdPs or dev setups that use HMAC).
     pub hs256_secret: Option<Secret>,
     /// Clock skew allowance for exp / nbf, seconds.
@@ -162,6 +180,15 @@ pub struct TokenConfig {
     pub user_claim: String,
 }
 
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_min_refresh() -> u64 {
+    30
+}
+fn default_jwks_timeout() -> u64 {
+    5
+}
 fn default_leeway() -> u64 {
     30
 }
@@ -170,7 +197,7 @@ fn default_user_claim() -> String {
 }
 
 /// Mapping from web-token claims to NATS permissions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionsConfig {
     /// Each rule turns the values of one claim into subscribe subjects.
@@ -223,7 +250,7 @@ fn unlimited() -> i64 {
 }
 
 /// One claim → subjects rule, e.g. `claim = "sports"`, `subject = "sports.{value}.>"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRule {
     /// Claim name (top level of the token's payload). String or array of strings.
@@ -235,7 +262,7 @@ pub struct ClaimRule {
 }
 
 /// Prometheus and health endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` to listen on; empty disables the HTTP endpoint.
@@ -268,6 +295,46 @@ impl Config {
         Self::from_toml(&text).with_context(|| format!("config {}", path.display()))
     }
 
+    /// Exactly one public-key source (file, URL or discovery), optionally
+    /// next to the HS256 secret; remote settings only where they mean something.
+    fn check_token_keys(&self) -> Result<()> {
+        let t = &self.token;
+        let sources = [
+            t.jwks_file.is_some(),
+            t.jwks_url.is_some(),
+            t.oidc_issuer.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources > 1 {
+            bail!("token: set only one of jwks_file, jwks_url, oidc_issuer");
+        }
+        if sources == 0 && t.hs256_secret.is_none() {
+            bail!("token: set one of jwks_file, jwks_url, oidc_issuer (and/or hs256_secret)");
+        }
+        if let Some(u) = &t.jwks_url {
+            crate::jwks::check_url(u).context("token.jwks_url")?;
+        }
+        if let Some(iss) = &t.oidc_issuer {
+            crate::jwks::check_url(iss).context("token.oidc_issuer")?;
+            if !t.issuers.contains(iss) {
+                bail!("token.oidc_issuer {iss:?} must also be listed in token.issuers");
+            }
+        }
+        let remote = t.jwks_url.is_some() || t.oidc_issuer.is_some();
+        if !remote && t.jwks_ca_file.is_some() {
+            bail!("token.jwks_ca_file needs jwks_url or oidc_issuer");
+        }
+        if t.jwks_refresh_secs == 0
+            || t.jwks_min_refresh_secs == 0
+            || t.jwks_fetch_timeout_secs == 0
+        {
+            bail!("token: jwks_refresh_secs, jwks_min_refresh_secs and jwks_fetch_timeout_secs must be > 0");
+        }
+        Ok(())
+    }
+
     /// Static sanity checks, so mistakes fail at startup rather than per request.
     fn check(&self) -> Result<()> {
         if self.nats.servers.is_empty() {
@@ -287,9 +354,7 @@ impl Config {
         if self.token.issuers.is_empty() || self.token.audiences.is_empty() {
             bail!("token.issuers and token.audiences must not be empty");
         }
-        if self.token.jwks_file.is_none() && self.token.hs256_secret.is_none() {
-            bail!("token: set jwks_file and/or hs256_secret");
-        }
+        self.check_token_keys()?;
         if self.callout.require_encryption && self.callout.xkey_seed.is_none() {
             bail!("callout.require_encryption needs callout.xkey_seed");
         }
@@ -368,5 +433,57 @@ mod tests {
             file: None,
         };
         assert!(two.load("x").is_err());
+    }
+
+    fn with_token_source(src: &str) -> String {
+        MIN.replace("jwks_file = \"jwks.json\"", src)
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::from_toml(text).unwrap_err())
+    }
+
+    #[test]
+    fn remote_jwks_settings() {
+        let c = Config::from_toml(&with_token_source(
+            "jwks_url = \"https://idp/jwks\"\njwks_ca_file = \"ca.pem\"",
+        ))
+        .unwrap();
+        assert_eq!(c.token.jwks_url.as_deref(), Some("https://idp/jwks"));
+        assert_eq!(c.token.jwks_refresh_secs, 300);
+        assert_eq!(c.token.jwks_min_refresh_secs, 30);
+        assert_eq!(c.token.jwks_fetch_timeout_secs, 5);
+        // http only to loopback.
+        assert!(Config::from_toml(&with_token_source(
+            "jwks_url = \"http://127.0.0.1:8080/jwks\""
+        ))
+        .is_ok());
+        let e = err(&with_token_source("jwks_url = \"http://idp.example/jwks\""));
+        assert!(e.contains("loopback"), "{e}");
+        // Discovery: the issuer must also be accepted in tokens.
+        assert!(Config::from_toml(&with_token_source("oidc_issuer = \"https://idp\"")).is_ok());
+        let e = err(&with_token_source("oidc_issuer = \"https://other\""));
+        assert!(e.contains("token.issuers"), "{e}");
+    }
+
+    #[test]
+    fn contradictory_key_sources_are_refused() {
+        let e = err(&with_token_source(
+            "jwks_file = \"a.json\"\njwks_url = \"https://idp/jwks\"",
+        ));
+        assert!(e.contains("only one of"), "{e}");
+        let e = err(&with_token_source(""));
+        assert!(e.contains("set one of"), "{e}");
+        let e = err(&format!("{MIN}\n").replace(
+            "jwks_file = \"jwks.json\"",
+            "jwks_file = \"jwks.json\"\njwks_ca_file = \"ca.pem\"",
+        ));
+        assert!(e.contains("jwks_ca_file"), "{e}");
+        let e = err(&with_token_source(
+            "jwks_url = \"https://idp/jwks\"\njwks_min_refresh_secs = 0",
+        ));
+        assert!(e.contains("> 0"), "{e}");
+        let e = err(&with_token_source("jwks_url = \"ftp://idp/jwks\""));
+        assert!(e.contains("https"), "{e}");
     }
 }

@@ -14,11 +14,15 @@
 pub mod callout;
 #[cfg(feature = "service")]
 pub mod config;
+#[cfg(feature = "service")]
+pub mod jwks;
 pub mod jwt;
 #[cfg(feature = "service")]
 pub mod metrics;
 #[cfg(feature = "service")]
 pub mod permissions;
+#[cfg(feature = "service")]
+pub mod reload;
 #[cfg(feature = "service")]
 pub mod service;
 #[cfg(feature = "service")]

@@ -8,9 +8,9 @@ use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use tribune_auth::callout::Callout;
 use tribune_auth::config::Config;
 use tribune_auth::metrics::{self, Metrics};
+use tribune_auth::reload::{build_callout, FirstFetch, Reloader};
 use tribune_auth::service;
 
 #[derive(Parser)]
@@ -46,13 +46,20 @@ fn main() {
 }
 
 async fn real_main(args: Args) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before anything slow: SIGHUP's default action would kill the process.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let cfg = Config::load(&args.config)?;
-    let callout = Arc::new(Callout::from_config(&cfg)?);
+    let metrics = Metrics::new();
     if args.check {
-        println!("config ok; issuer {}", callout.issuer_public_key());
+        let callout = build_callout(&cfg, None, &metrics, FirstFetch::Once).await?;
+        println!(
+            "config ok; issuer {}; {} token keys",
+            callout.issuer_public_key(),
+            callout.key_count()
+        );
         return Ok(());
     }
-    let metrics = Metrics::new();
     if !cfg.metrics.listen.is_empty() {
         let listener = tokio::net::TcpListener::bind(&cfg.metrics.listen)
             .await
@@ -65,13 +72,35 @@ async fn real_main(args: Args) -> Result<()> {
             }
         });
     }
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    // Not ready (not subscribed, /healthz 503) until the IdP's keys are loaded:
+    // every token would be refused without them.
+    let callout = tokio::select! {
+        c = build_callout(&cfg, None, &metrics, FirstFetch::Retry) => c?,
+        _ = &mut shutdown => { info!("stopped before the first JWKS load"); return Ok(()); }
+    };
+    let reloader = Arc::new(Reloader::new(
+        &args.config,
+        cfg.clone(),
+        callout,
+        metrics.clone(),
+    ));
+    let r = reloader.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: reloading configuration");
+            // Outcome logged and counted inside; a refused reload changes nothing.
+            let _ = r.reload().await;
+        }
+    });
     service::run(
         &cfg.nats,
         &cfg.callout.subject,
         &cfg.callout.queue_group,
-        callout,
+        reloader.callout(),
         metrics,
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     info!("stopped");

@@ -30,6 +30,12 @@ pub struct Metrics {
     count: AtomicU64,
     sum_nanos: AtomicU64,
     nats_connected: AtomicBool,
+    jwks_fetch_ok: AtomicU64,
+    jwks_fetch_error: AtomicU64,
+    jwks_keys: AtomicU64,
+    jwks_last_success_unix: AtomicU64,
+    reload_ok: AtomicU64,
+    reload_error: AtomicU64,
 }
 
 impl Metrics {
@@ -67,6 +73,29 @@ impl Metrics {
 
     pub fn set_connected(&self, up: bool) {
         self.nats_connected.store(up, Ordering::Relaxed);
+    }
+
+    /// A JWKS fetch installed a new key set of `keys` keys.
+    pub fn jwks_fetched(&self, keys: usize) {
+        self.jwks_fetch_ok.fetch_add(1, Ordering::Relaxed);
+        self.jwks_keys.store(keys as u64, Ordering::Relaxed);
+        self.jwks_last_success_unix
+            .store(crate::jwt::now_unix().max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// A JWKS fetch failed (provider down, bad TLS, garbage); the old set stays.
+    pub fn jwks_fetch_failed(&self) {
+        self.jwks_fetch_error.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A SIGHUP reload was applied (`true`) or refused (`false`).
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok {
+            &self.reload_ok
+        } else {
+            &self.reload_error
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connected(&self) -> bool {
@@ -117,6 +146,41 @@ impl Metrics {
             "tribune_auth_nats_connected {}",
             u8::from(self.connected())
         );
+        o.push_str("# HELP tribune_auth_jwks_fetches_total Fetches of the IdP's JWKS by result.\n");
+        o.push_str("# TYPE tribune_auth_jwks_fetches_total counter\n");
+        for (label, c) in [
+            ("ok", &self.jwks_fetch_ok),
+            ("error", &self.jwks_fetch_error),
+        ] {
+            let _ = writeln!(
+                o,
+                "tribune_auth_jwks_fetches_total{{result=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        o.push_str("# HELP tribune_auth_jwks_keys Keys in the current IdP key set.\n");
+        o.push_str("# TYPE tribune_auth_jwks_keys gauge\n");
+        let _ = writeln!(
+            o,
+            "tribune_auth_jwks_keys {}",
+            self.jwks_keys.load(Ordering::Relaxed)
+        );
+        o.push_str("# HELP tribune_auth_jwks_last_success_timestamp_seconds Unix time of the last good JWKS fetch.\n");
+        o.push_str("# TYPE tribune_auth_jwks_last_success_timestamp_seconds gauge\n");
+        let _ = writeln!(
+            o,
+            "tribune_auth_jwks_last_success_timestamp_seconds {}",
+            self.jwks_last_success_unix.load(Ordering::Relaxed)
+        );
+        o.push_str("# HELP tribune_auth_config_reloads_total SIGHUP reloads by result.\n");
+        o.push_str("# TYPE tribune_auth_config_reloads_total counter\n");
+        for (label, c) in [("ok", &self.reload_ok), ("error", &self.reload_error)] {
+            let _ = writeln!(
+                o,
+                "tribune_auth_config_reloads_total{{result=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         o
     }
 }

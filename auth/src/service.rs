@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
+use arc_swap::ArcSwap;
 use async_nats::{ConnectOptions, Event};
+use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use crate::callout::{Callout, Decision, XKEY_HEADER};
+use crate::callout::{Callout, Decision, Handled, XKEY_HEADER};
 use crate::config::NatsConfig;
 use crate::metrics::Metrics;
+use crate::token::TokenError;
 
 /// Build async-nats connect options from config (auth and TLS).
 pub fn connect_options(cfg: &NatsConfig, metrics: Arc<Metrics>) -> Result<ConnectOptions> {
@@ -59,7 +62,7 @@ pub async fn run(
     nats: &NatsConfig,
     subject: &str,
     queue: &str,
-    callout: Arc<Callout>,
+    callout: Arc<ArcSwap<Callout>>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -74,11 +77,12 @@ pub async fn run(
         .map_err(|e| anyhow!("subscribing to {subject}: {e}"))?;
     client.flush().await.map_err(|e| anyhow!("flush: {e}"))?;
     metrics.set_connected(true);
+    let first = callout.load();
     info!(
         subject,
         queue,
-        issuer = callout.issuer_public_key(),
-        encrypted = callout.xkey_public_key().is_some(),
+        issuer = first.issuer_public_key(),
+        encrypted = first.xkey_public_key().is_some(),
         "serving auth callout"
     );
 
@@ -99,11 +103,10 @@ pub async fn run(
                     let start = Instant::now();
                     let xkey = msg.headers.as_ref().and_then(|h| h.get(XKEY_HEADER)).map(|v| v.as_str().to_string());
                     // Signature checks (RSA, ed25519) are CPU work; keep them off the I/O threads.
-                    let payload = msg.payload.clone();
-                    let handled = match tokio::task::spawn_blocking(move || callout.handle(&payload, xkey.as_deref())).await {
-                        Ok(h) => h,
-                        Err(e) => { warn!(error = %e, "callout handler panicked"); return; }
-                    };
+                    // The config in force when the request arrived serves it whole,
+                    // even if a reload lands meanwhile.
+                    let callout = callout.load_full();
+                    let Some(handled) = handle(callout, msg.payload.clone(), xkey).await else { return };
                     if let Err(e) = client.publish(reply_to, handled.reply.into()).await {
                         warn!(error = %e, "failed to send callout reply");
                     }
@@ -123,6 +126,29 @@ pub async fn run(
     let _ = sub.unsubscribe().await;
     let _ = client.flush().await;
     Ok(())
+}
+
+/// Run the (CPU-bound) callout off the I/O threads. A token with an unknown
+/// `kid` may be signed by a key the IdP just rotated in: refresh the key set
+/// (rate-limited, coalesced) and decide once more against the new set.
+async fn handle(callout: Arc<Callout>, payload: Bytes, xkey: Option<String>) -> Option<Handled> {
+    let run = |callout: Arc<Callout>, payload: Bytes, xkey: Option<String>| async move {
+        match tokio::task::spawn_blocking(move || callout.handle(&payload, xkey.as_deref())).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(error = %e, "callout handler panicked");
+                None
+            }
+        }
+    };
+    let handled = run(callout.clone(), payload.clone(), xkey.clone()).await?;
+    let unknown_kid = matches!(&handled.decision, Decision::Deny { reason, .. } if *reason == TokenError::UNKNOWN_KEY);
+    match callout.key_cache() {
+        Some(cache) if unknown_kid && cache.refresh_for_unknown_kid().await => {
+            run(callout, payload, xkey).await
+        }
+        _ => Some(handled),
+    }
 }
 
 /// One line per decision. Carries who and why — never the token.

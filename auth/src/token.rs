@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::TokenConfig;
+use crate::jwks::JwksCache;
 
 /// Why a token was refused. `code()` is a short, fixed label used in logs and
 /// metrics (never the token itself).
@@ -46,15 +48,20 @@ pub enum TokenError {
     MissingClaim(String),
     #[error("invalid token: {0}")]
     Invalid(String),
+    #[error("identity provider keys not loaded yet")]
+    KeysUnavailable,
 }
 
 impl TokenError {
+    /// `code()` of [`TokenError::UnknownKey`]: the one refusal a key refresh can cure.
+    pub const UNKNOWN_KEY: &'static str = "unknown_key";
+
     pub fn code(&self) -> &'static str {
         match self {
             TokenError::Missing => "missing_token",
             TokenError::Malformed(_) => "malformed_token",
             TokenError::Algorithm(_) => "bad_algorithm",
-            TokenError::UnknownKey { .. } => "unknown_key",
+            TokenError::UnknownKey { .. } => Self::UNKNOWN_KEY,
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::Issuer => "wrong_issuer",
@@ -62,6 +69,7 @@ impl TokenError {
             TokenError::Signature => "bad_signature",
             TokenError::MissingClaim(_) => "missing_claim",
             TokenError::Invalid(_) => "invalid_token",
+            TokenError::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -83,8 +91,53 @@ struct PinnedKey {
     key: DecodingKey,
 }
 
-pub struct TokenValidator {
+/// A parsed JWKS: every key pinned to one algorithm. Immutable; a refresh
+/// builds a new one and swaps it in whole (see `jwks.rs`).
+pub struct KeySet {
     keys: Vec<PinnedKey>,
+}
+
+impl KeySet {
+    /// Parse a JWKS document. `what` names its origin in errors. One bad key
+    /// refuses the whole set: a half-understood set is not a "last good" one.
+    pub fn from_jwks_json(text: &[u8], what: &str) -> Result<KeySet> {
+        let set: JwkSet =
+            serde_json::from_slice(text).with_context(|| format!("parsing JWKS {what}"))?;
+        let mut keys = Vec::new();
+        let mut kids = HashSet::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            let what = format!("JWKS {what} key #{i} (kid {:?})", jwk.common.key_id);
+            let alg =
+                pin_jwk_alg(jwk.common.key_algorithm, &jwk.algorithm).context(what.clone())?;
+            let key = DecodingKey::from_jwk(jwk).context(what.clone())?;
+            if let Some(k) = &jwk.common.key_id {
+                if !kids.insert(k.clone()) {
+                    bail!("{what}: duplicate kid");
+                }
+            }
+            keys.push(PinnedKey {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            });
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+pub struct TokenValidator {
+    /// Keys fixed at config load: the JWKS file and the HS256 secret.
+    keys: Vec<PinnedKey>,
+    /// Keys fetched from the IdP, when `jwks_url` / `oidc_issuer` is set.
+    remote: Option<Arc<JwksCache>>,
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: u64,
@@ -137,10 +190,20 @@ fn pin_jwk_alg(alg: Option<KeyAlgorithm>, params: &AlgorithmParameters) -> Resul
 }
 
 impl TokenValidator {
+    /// A validator with only local keys; refuses configs that need the IdP's JWKS.
     pub fn from_config(cfg: &TokenConfig) -> Result<Self> {
+        Self::new(cfg, None)
+    }
+
+    /// `remote` must be given exactly when the config names a JWKS URL or OIDC issuer.
+    pub fn new(cfg: &TokenConfig, remote: Option<Arc<JwksCache>>) -> Result<Self> {
+        let wants_remote = cfg.jwks_url.is_some() || cfg.oidc_issuer.is_some();
+        if wants_remote != remote.is_some() {
+            bail!("token: a JWKS key cache is needed exactly when jwks_url or oidc_issuer is set");
+        }
         let mut keys = Vec::new();
         if let Some(path) = &cfg.jwks_file {
-            keys.extend(load_jwks(path)?);
+            keys.extend(load_jwks(path)?.keys);
         }
         if let Some(secret) = &cfg.hs256_secret {
             let s = secret.load("token.hs256_secret")?;
@@ -153,11 +216,12 @@ impl TokenValidator {
                 key: DecodingKey::from_secret(s.as_bytes()),
             });
         }
-        if keys.is_empty() {
+        if keys.is_empty() && remote.is_none() {
             bail!("token: no verification keys configured");
         }
         Ok(TokenValidator {
             keys,
+            remote,
             issuers: cfg.issuers.clone(),
             audiences: cfg.audiences.clone(),
             leeway: cfg.leeway_secs,
@@ -166,7 +230,17 @@ impl TokenValidator {
     }
 
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        let remote = self
+            .remote
+            .as_ref()
+            .and_then(|r| r.current())
+            .map_or(0, |k| k.len());
+        self.keys.len() + remote
+    }
+
+    /// The IdP key cache, if keys come from a JWKS URL.
+    pub fn remote(&self) -> Option<&Arc<JwksCache>> {
+        self.remote.as_ref()
     }
 
     /// Validate `token` (signature, alg pin, exp, nbf, iss, aud) and extract the identity.
@@ -179,9 +253,16 @@ impl TokenValidator {
         let alg: Algorithm = alg_name
             .parse()
             .map_err(|_| TokenError::Algorithm(alg_name.clone()))?;
+        // Held for this validation only; a refresh swaps in a new set meanwhile.
+        let remote = self.remote.as_ref().map(|r| r.current());
+        let remote_keys: &[PinnedKey] = match &remote {
+            Some(Some(set)) => &set.keys,
+            _ => &[],
+        };
         let candidates: Vec<&PinnedKey> = self
             .keys
             .iter()
+            .chain(remote_keys)
             .filter(|k| k.alg == alg)
             .filter(|k| match (&kid, &k.kid) {
                 (Some(want), Some(have)) => want == have,
@@ -190,6 +271,9 @@ impl TokenValidator {
             })
             .collect();
         if candidates.is_empty() {
+            if matches!(remote, Some(None)) {
+                return Err(TokenError::KeysUnavailable);
+            }
             return Err(TokenError::UnknownKey { kid, alg: alg_name });
         }
         let mut last = TokenError::Signature;
@@ -272,33 +356,9 @@ fn peek_header(token: &str) -> Result<(String, Option<String>), TokenError> {
     Ok((alg, kid))
 }
 
-fn load_jwks(path: &Path) -> Result<Vec<PinnedKey>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading JWKS {}", path.display()))?;
-    let set: JwkSet =
-        serde_json::from_str(&text).with_context(|| format!("parsing JWKS {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut kids = HashSet::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        let what = format!(
-            "JWKS {} key #{i} (kid {:?})",
-            path.display(),
-            jwk.common.key_id
-        );
-        let alg = pin_jwk_alg(jwk.common.key_algorithm, &jwk.algorithm).context(what.clone())?;
-        let key = DecodingKey::from_jwk(jwk).context(what.clone())?;
-        if let Some(k) = &jwk.common.key_id {
-            if !kids.insert(k.clone()) {
-                bail!("{what}: duplicate kid");
-            }
-        }
-        out.push(PinnedKey {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            key,
-        });
-    }
-    Ok(out)
+fn load_jwks(path: &Path) -> Result<KeySet> {
+    let text = std::fs::read(path).with_context(|| format!("reading JWKS {}", path.display()))?;
+    KeySet::from_jwks_json(&text, &path.display().to_string())
 }
 
 #[cfg(test)]
@@ -315,6 +375,12 @@ mod tests {
             issuers: vec!["https://idp".into()],
             audiences: vec!["tribune".into()],
             jwks_file: None,
+            jwks_url: None,
+            oidc_issuer: None,
+            jwks_refresh_secs: 300,
+            jwks_min_refresh_secs: 30,
+            jwks_fetch_timeout_secs: 5,
+            jwks_ca_file: None,
             hs256_secret: Some(Secret {
                 value: Some(SECRET.into()),
                 file: None,
