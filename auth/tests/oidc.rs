@@ -606,7 +606,7 @@ async fn unknown_kid_flood_is_rate_limited() {
         .collect();
     let results = futures::future::join_all(forged.iter().map(|t| env.connect(t))).await;
     for r in results {
-        let e = r.err().expect("forged kid admitted");
+        let e = r.expect_err("forged kid admitted");
         assert_eq!(e.kind(), ConnectErrorKind::AuthorizationViolation, "{e}");
     }
     // A second wave, after the first refresh: still rate-limited.
