@@ -9,10 +9,10 @@
 //! `$TRIBUNE_BROKER_BIN`, else the workspace's debug build (`make test` builds
 //! it first).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
@@ -23,66 +23,15 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use nkeys::{KeyPair, XKey};
 use serde_json::{json, Value};
 
+use common::{
+    fixtures, free_port, http_get, nats_server_bin, now, tribune_broker_bin, wait_until, Proc,
+};
+
 const ISS: &str = "https://idp.test";
 const AUD: &str = "tribune-web";
 const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 /// nats-server's `authorization.timeout`, which also bounds the callout.
 const AUTH_TIMEOUT_SECS: u64 = 2;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace_root().join(".venv/bin/nats-server");
-    if venv.is_file() {
-        return venv;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("nats-server").is_file() {
-                return dir.join("nats-server");
-            }
-        }
-    }
-    panic!(
-        "nats-server not found: set NATS_SERVER_BIN or run `make venv` ({})",
-        venv.display()
-    );
-}
-
-fn tribune_broker_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TRIBUNE_BROKER_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                workspace_root().join(p)
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("debug/tribune-broker");
-    assert!(
-        bin.is_file(),
-        "tribune-broker not built at {} (run `cargo build -p tribune-broker` or set TRIBUNE_BROKER_BIN)",
-        bin.display()
-    );
-    bin
-}
 
 /// The server under test.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,74 +47,6 @@ impl Flavor {
             Flavor::Tribune => tribune_broker_bin(),
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A child process killed and reaped on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(bin: &Path, args: &[&str], log: PathBuf) -> Proc {
-    let f = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-    Proc { child, log }
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 /// A server + tribune-auth pair.
@@ -232,9 +113,10 @@ authorization {{
         );
         let conf_path = dir.path().join("nats.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let server = spawn(
+        let server = Proc::spawn(
             &flavor.bin(),
             &["-c", conf_path.to_str().unwrap()],
+            &[],
             dir.path().join("server.log"),
         );
         wait_until("server", || {
@@ -311,17 +193,12 @@ listen = "127.0.0.1:{metrics_port}"
 
     fn start_auth(&mut self) {
         let conf = self.dir.path().join("tribune-auth.toml");
-        let log = self.dir.path().join("tribune-auth.log");
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tribune-auth"))
-            .args(["--config", conf.to_str().unwrap()])
-            .env("TRIBUNE_AUTH_TEST_HS", HS_SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .unwrap();
-        self.auth = Some(Proc { child, log });
+        self.auth = Some(Proc::spawn(
+            std::path::Path::new(env!("CARGO_BIN_EXE_tribune-auth")),
+            &["--config", conf.to_str().unwrap()],
+            &[("TRIBUNE_AUTH_TEST_HS", HS_SECRET)],
+            self.dir.path().join("tribune-auth.log"),
+        ));
         let port = self.metrics_port;
         let auth = self.auth.as_mut().unwrap();
         wait_until("tribune-auth /healthz", || {
@@ -631,12 +508,7 @@ async fn service_down_rejects_and_sigterm_is_clean(flavor: Flavor) {
 
     // SIGTERM: clean exit with status 0.
     let auth = env.auth.as_mut().unwrap();
-    let pid = auth.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    auth.signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(st) = auth.child.try_wait().unwrap() {

@@ -6,10 +6,11 @@
 //! here and the RSA fixture key. No time assertions: everything polls with
 //! deadlines.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,111 +24,11 @@ use nkeys::KeyPair;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::{fixtures, free_port, http_get, nats_server_bin, now, poll_until, Proc};
+
 const AUD: &str = "tribune-web";
 
 // ------------------------------------------------------------------ processes
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace_root().join(".venv/bin/nats-server");
-    if venv.is_file() {
-        return venv;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("nats-server").is_file() {
-                return dir.join("nats-server");
-            }
-        }
-    }
-    panic!("nats-server not found: set NATS_SERVER_BIN or run `make venv`");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A child process killed and reaped on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(bin: &Path, args: &[&str], log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        Proc { child, log }
-    }
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
 
 fn metric(port: u16, key: &str) -> u64 {
     http_get(port, "/metrics")
@@ -414,9 +315,10 @@ authorization {{
         let server = Proc::spawn(
             &nats_server_bin(),
             &["-c", dir.path().join("nats.conf").to_str().unwrap()],
+            &[],
             dir.path().join("server.log"),
         );
-        wait_until("nats-server", || {
+        poll_until("nats-server", || {
             TcpStream::connect(("127.0.0.1", nats_port)).is_ok()
         })
         .await;
@@ -431,9 +333,10 @@ authorization {{
         let mut auth = Proc::spawn(
             Path::new(env!("CARGO_BIN_EXE_tribune-auth")),
             &["--config", auth_conf.to_str().unwrap()],
+            &[],
             dir.path().join("tribune-auth.log"),
         );
-        wait_until("tribune-auth /healthz", || {
+        poll_until("tribune-auth /healthz", || {
             if let Ok(Some(st)) = auth.child.try_wait() {
                 panic!("tribune-auth exited early ({st}):\n{}", auth.log_text());
             }
@@ -661,7 +564,7 @@ async fn discovery_and_sighup_reload() {
     );
     std::fs::write(&env.auth_conf, &text).unwrap();
     env.auth.signal("-HUP");
-    wait_until("reload applied", || env.metric(RELOAD_OK) == 1).await;
+    poll_until("reload applied", || env.metric(RELOAD_OK) == 1).await;
     assert!(can_receive(&env, &publisher, &t, "news.today").await);
 
     // Broken config: refused, the reloaded config stays in force.
@@ -671,7 +574,7 @@ async fn discovery_and_sighup_reload() {
     )
     .unwrap();
     env.auth.signal("-HUP");
-    wait_until("broken reload refused", || env.metric(RELOAD_ERR) == 1).await;
+    poll_until("broken reload refused", || env.metric(RELOAD_ERR) == 1).await;
     // Semantically broken too (contradictory key sources).
     std::fs::write(
         &env.auth_conf,
@@ -679,7 +582,7 @@ async fn discovery_and_sighup_reload() {
     )
     .unwrap();
     env.auth.signal("-HUP");
-    wait_until("contradictory reload refused", || {
+    poll_until("contradictory reload refused", || {
         env.metric(RELOAD_ERR) == 2
     })
     .await;
