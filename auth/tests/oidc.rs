@@ -552,7 +552,7 @@ async fn discovery_and_sighup_reload() {
         .unwrap();
 
     // Before: news.> is not granted.
-    assert!(!can_receive(&env, &publisher, &t, "news.today").await);
+    assert!(!can_receive(&env, &publisher, &t, "news.today", REFUSED_WAIT).await);
 
     // Reload with a static news.> grant.
     knobs.extra_permissions = "static_subscribe = [\"news.>\"]".into();
@@ -565,7 +565,11 @@ async fn discovery_and_sighup_reload() {
     std::fs::write(&env.auth_conf, &text).unwrap();
     env.auth.signal("-HUP");
     poll_until("reload applied", || env.metric(RELOAD_OK) == 1).await;
-    assert!(can_receive(&env, &publisher, &t, "news.today").await);
+    assert!(
+        can_receive(&env, &publisher, &t, "news.today", DELIVERY_WAIT).await,
+        "news.today not delivered after the reload; tribune-auth log:\n{}",
+        env.auth.log_text()
+    );
 
     // Broken config: refused, the reloaded config stays in force.
     std::fs::write(
@@ -586,19 +590,30 @@ async fn discovery_and_sighup_reload() {
         env.metric(RELOAD_ERR) == 2
     })
     .await;
-    assert!(can_receive(&env, &publisher, &t, "news.today").await);
+    assert!(
+        can_receive(&env, &publisher, &t, "news.today", DELIVERY_WAIT).await,
+        "news.today not delivered after the reload; tribune-auth log:\n{}",
+        env.auth.log_text()
+    );
     assert_eq!(env.metric(RELOAD_OK), 1);
     let log = env.auth.log_text();
     assert!(log.contains("configuration reload refused"), "{log}");
     assert!(env.auth.child.id() > 0);
 }
 
-/// Connect with `token`, subscribe to `subject`, publish there: was it delivered?
+/// How long a message that should arrive may take (a loaded CI machine
+/// runs many tests at once); and how long one that must not is waited for.
+const DELIVERY_WAIT: Duration = Duration::from_secs(15);
+const REFUSED_WAIT: Duration = Duration::from_secs(2);
+
+/// Connect with `token`, subscribe to `subject`, publish there: was it
+/// delivered within `wait`?
 async fn can_receive(
     env: &Env,
     publisher: &async_nats::Client,
     token: &str,
     subject: &str,
+    wait: Duration,
 ) -> bool {
     let web = env.admitted("subscriber", token).await;
     let mut sub = web.subscribe(subject.to_string()).await.unwrap();
@@ -611,7 +626,7 @@ async fn can_receive(
         .await
         .unwrap();
     publisher.flush().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(2), sub.next())
+    tokio::time::timeout(wait, sub.next())
         .await
         .is_ok_and(|m| m.is_some())
 }
