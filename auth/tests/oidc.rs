@@ -238,7 +238,7 @@ struct Env {
     nats_port: u16,
     metrics_port: u16,
     auth_conf: PathBuf,
-    _server: Proc,
+    server: Proc,
     auth: Proc,
 }
 
@@ -348,7 +348,7 @@ authorization {{
             nats_port,
             metrics_port,
             auth_conf,
-            _server: server,
+            server,
             auth,
         }
     }
@@ -567,8 +567,9 @@ async fn discovery_and_sighup_reload() {
     poll_until("reload applied", || env.metric(RELOAD_OK) == 1).await;
     assert!(
         can_receive(&env, &publisher, &t, "news.today", DELIVERY_WAIT).await,
-        "news.today not delivered after the reload; tribune-auth log:\n{}",
-        env.auth.log_text()
+        "news.today not delivered after the reload; tribune-auth log:\n{}\nnats-server log:\n{}",
+        env.auth.log_text(),
+        env.server.log_text()
     );
 
     // Broken config: refused, the reloaded config stays in force.
@@ -592,8 +593,9 @@ async fn discovery_and_sighup_reload() {
     .await;
     assert!(
         can_receive(&env, &publisher, &t, "news.today", DELIVERY_WAIT).await,
-        "news.today not delivered after the reload; tribune-auth log:\n{}",
-        env.auth.log_text()
+        "news.today not delivered after the reload; tribune-auth log:\n{}\nnats-server log:\n{}",
+        env.auth.log_text(),
+        env.server.log_text()
     );
     assert_eq!(env.metric(RELOAD_OK), 1);
     let log = env.auth.log_text();
@@ -618,17 +620,21 @@ async fn can_receive(
     let web = env.admitted("subscriber", token).await;
     let mut sub = web.subscribe(subject.to_string()).await.unwrap();
     web.flush().await.unwrap();
-    // Give the server's permission verdict (an async -ERR) a moment by
-    // round-tripping twice; a denied subscription then never gets messages.
-    web.flush().await.unwrap();
-    publisher
-        .publish(subject.to_string(), "x".into())
-        .await
-        .unwrap();
-    publisher.flush().await.unwrap();
-    tokio::time::timeout(wait, sub.next())
-        .await
-        .is_ok_and(|m| m.is_some())
+    // The two connections are read apart on the server: the subscription
+    // may be registered after a first publish, so publish until something
+    // arrives or `wait` is over (a denied subscription never gets any).
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        publisher
+            .publish(subject.to_string(), "x".into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            return m.is_some();
+        }
+    }
+    false
 }
 
 /// `--check` fetches once: an issuer mismatch in discovery and an http URL
