@@ -205,6 +205,21 @@ impl JsCluster {
     /// this server. Events are handled after they are applied, so this is
     /// never older than the event at hand: a replica that a later command
     /// already moved away is not started only to be stopped again.
+    /// The meta group's assignment of `stream` in `account`, or nats-server's
+    /// "stream not found".
+    fn assignment(
+        &self,
+        account: &str,
+        stream: &str,
+    ) -> Result<meta::StreamAssignment, crate::jetstream::ApiError> {
+        self.meta
+            .view()
+            .read()
+            .stream(account, stream)
+            .cloned()
+            .ok_or_else(crate::jetstream::errors::stream_not_found)
+    }
+
     fn placed_here(&self, account: &str, stream: &str) -> bool {
         let me = self.meta.me();
         self.meta

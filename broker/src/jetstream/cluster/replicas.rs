@@ -49,13 +49,7 @@ pub(super) async fn remove_peer(
     if req.peer.is_empty() {
         return Err(errors::bad_request());
     }
-    let sa = c
-        .meta
-        .view()
-        .read()
-        .stream(&acc.name, name)
-        .cloned()
-        .ok_or_else(errors::stream_not_found)?;
+    let sa = c.assignment(&acc.name, name)?;
     // The peer by server name, or by the peer id monitoring shows.
     let names = c.meta.names();
     let peer = sa

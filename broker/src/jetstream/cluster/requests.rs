@@ -319,13 +319,7 @@ async fn update(
     name: &str,
     payload: &[u8],
 ) -> Result<Value, ApiError> {
-    let sa = c
-        .meta
-        .view()
-        .read()
-        .stream(&acc.name, name)
-        .cloned()
-        .ok_or_else(errors::stream_not_found)?;
+    let sa = c.assignment(&acc.name, name)?;
     let old: crate::jetstream::types::StreamConfig =
         serde_json::from_str(&sa.config).map_err(errors::stream_update)?;
     let cfg = crate::jetstream::api::stream_config(payload)?;
@@ -425,13 +419,7 @@ fn local_info(
         return serde_json::to_value(crate::jetstream::api::stream_info(server, &stream, None))
             .map_err(errors::stream_create);
     }
-    let sa = c
-        .meta
-        .view()
-        .read()
-        .stream(&acc.name, name)
-        .cloned()
-        .ok_or_else(errors::stream_not_found)?;
+    let sa = c.assignment(&acc.name, name)?;
     let config: Value = serde_json::from_str(&sa.config).map_err(errors::stream_create)?;
     let state = types::StreamState {
         first_ts: types::rfc3339_nanos(0),
