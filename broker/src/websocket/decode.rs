@@ -304,10 +304,10 @@ fn close_reply(payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A masked client frame.
+    /// A masked client frame (the other websocket tests build theirs here too).
     pub(crate) fn client_frame(b0: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
         let mut out = vec![b0];
         let len = payload.len();

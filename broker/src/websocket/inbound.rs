@@ -218,26 +218,9 @@ impl Inbound {
 mod tests {
     use super::*;
     use crate::websocket::deflate::Deflater;
-    use crate::websocket::frame;
 
     fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let key = [9, 8, 7, 6];
-        let mut out = vec![b0];
-        let len = payload.len();
-        if len <= 125 {
-            out.push(0x80 | len as u8);
-        } else if len < 65536 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&key);
-        let mut p = payload.to_vec();
-        frame::unmask(&mut p, key, 0);
-        out.extend_from_slice(&p);
-        out
+        crate::websocket::decode::tests::client_frame(b0, payload, [9, 8, 7, 6])
     }
 
     /// Feed `wire` in reads of `chunk` bytes, reading into a buffer of
