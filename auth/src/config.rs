@@ -211,6 +211,16 @@ pub struct PermissionsConfig {
     /// replies to them; note `_INBOX.>` lets a user see every inbox in the account.
     #[serde(default)]
     pub reply_subjects: Vec<String>,
+    /// Streams web users may read with direct get (`$JS.API.DIRECT.GET.<stream>`,
+    /// a batch of last messages per subject included): the only subjects they
+    /// may publish to. Empty: web users never publish.
+    #[serde(default)]
+    pub read_streams: Vec<String>,
+    /// Give each user a private reply prefix `_INBOX.<id>.>` (see
+    /// [`crate::permissions::inbox_id`]) instead of `reply_subjects`, so a
+    /// user's read answers are not visible to other users of the account.
+    #[serde(default)]
+    pub user_inboxes: bool,
     /// Max subscriptions per connection (-1 = unlimited).
     #[serde(default = "default_max_subs")]
     pub max_subscriptions: i64,
@@ -231,6 +241,8 @@ impl Default for PermissionsConfig {
             claims: Vec::new(),
             static_subscribe: Vec::new(),
             reply_subjects: Vec::new(),
+            read_streams: Vec::new(),
+            user_inboxes: false,
             max_subscriptions: default_max_subs(),
             max_payload: default_max_payload(),
             max_data: unlimited(),
@@ -376,6 +388,21 @@ impl Config {
         {
             crate::permissions::check_subject(s)
                 .with_context(|| format!("permissions subject {s:?}"))?;
+        }
+        if self.permissions.user_inboxes {
+            if let Some(s) = self
+                .permissions
+                .static_subscribe
+                .iter()
+                .chain(&self.permissions.reply_subjects)
+                .find(|s| s.starts_with("_INBOX") || s.starts_with('>') || s.starts_with("*"))
+            {
+                bail!("permissions: {s:?} would let a user read other users' inboxes; user_inboxes gives each user its own");
+            }
+        }
+        for s in &self.permissions.read_streams {
+            crate::permissions::check_stream_name(s)
+                .with_context(|| format!("permissions.read_streams entry {s:?}"))?;
         }
         Ok(())
     }

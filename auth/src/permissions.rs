@@ -1,13 +1,18 @@
 //! Mapping web-token claims to NATS permissions.
 //!
-//! Web users only ever *receive*: the user JWT always carries `pub deny ">"`
-//! (an empty pub section would mean "publish anywhere" to nats-server). The
-//! subscribe allow list is built from claim values through subject templates;
-//! each value must be one plain subject token, so a claim like `"*"` or
-//! `"football.>"` cannot widen what the template grants.
+//! Web users only *read*. They may publish to nothing but the direct-get
+//! request subject of each configured read stream (`$JS.API.DIRECT.GET.<stream>`,
+//! which answers with stored messages and cannot change anything); with no
+//! read stream the user JWT carries `pub deny ">"` (an empty pub section would
+//! mean "publish anywhere" to nats-server). The subscribe allow list is built
+//! from claim values through subject templates; each value must be one plain
+//! subject token, so a claim like `"*"` or `"football.>"` cannot widen what the
+//! template grants. With `user_inboxes`, answers come back on a reply prefix
+//! of the user's own ([`inbox_id`]), which no other user may subscribe to.
 
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::PermissionsConfig;
 use crate::jwt::{Permission, User};
@@ -48,6 +53,34 @@ pub fn check_subject(s: &str) -> Result<()> {
     Ok(())
 }
 
+/// A JetStream stream name as nats-server accepts it in an API subject.
+pub fn check_stream_name(s: &str) -> Result<()> {
+    if s.is_empty()
+        || s.len() > 255
+        || s.bytes()
+            .any(|b| matches!(b, b'.' | b'*' | b'>' | b'/' | b'\\') || b <= b' ' || b == 0x7f)
+    {
+        bail!("not a valid stream name");
+    }
+    Ok(())
+}
+
+/// The private reply-prefix id of a token's subject: the first 16 bytes of
+/// SHA-256 over `iss`, a newline and `sub`, in lowercase hex. A client uses
+/// `_INBOX.<id>` as its inbox prefix (nats.js `inboxPrefix`, async-nats
+/// `custom_inbox_prefix`); the page computes the same from its token. The
+/// issuer is part of it so that two IdPs' equal `sub`s stay apart.
+pub fn inbox_id(iss: &str, sub: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(iss.as_bytes());
+    h.update(b"\n");
+    h.update(sub.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A claim subject template: a valid subject with `{value}` as exactly one whole token.
 pub fn check_template(t: &str) -> Result<()> {
     if t.matches("{value}").count() != 1 {
@@ -63,6 +96,8 @@ pub fn check_template(t: &str) -> Result<()> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub sub_allow: Vec<String>,
+    /// Direct-get request subjects of the read streams; empty: no publish at all.
+    pub pub_allow: Vec<String>,
     /// Short human summary for logs, e.g. `sports=[football,tennis]`.
     pub summary: String,
 }
@@ -78,6 +113,8 @@ pub enum GrantError {
     Empty,
     #[error("token grants too many subjects")]
     TooMany,
+    #[error("token has no string `sub` and `iss` for a private inbox")]
+    NoSubject,
 }
 
 impl GrantError {
@@ -87,6 +124,7 @@ impl GrantError {
             GrantError::BadType { .. } => "bad_claim_type",
             GrantError::Empty => "no_permissions",
             GrantError::TooMany => "too_many_subjects",
+            GrantError::NoSubject => "no_subject",
         }
     }
 }
@@ -125,6 +163,18 @@ pub fn grant(cfg: &PermissionsConfig, claims: &Map<String, Value>) -> Result<Gra
     }
     subs.extend(cfg.static_subscribe.iter().cloned());
     subs.extend(cfg.reply_subjects.iter().cloned());
+    if cfg.user_inboxes {
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(iss), Some(sub)) = (text("iss"), text("sub")) else {
+            return Err(GrantError::NoSubject);
+        };
+        subs.push(format!("_INBOX.{}.>", inbox_id(iss, sub)));
+    }
     let mut seen = std::collections::HashSet::new();
     subs.retain(|s| seen.insert(s.clone()));
     if subs.is_empty() {
@@ -135,15 +185,28 @@ pub fn grant(cfg: &PermissionsConfig, claims: &Map<String, Value>) -> Result<Gra
     }
     Ok(Grant {
         sub_allow: subs,
+        pub_allow: cfg
+            .read_streams
+            .iter()
+            .map(|s| format!("$JS.API.DIRECT.GET.{s}"))
+            .collect(),
         summary: summary.join(" "),
     })
 }
 
 /// Apply a grant and the configured limits to the `nats` section of a user JWT.
 pub fn apply(cfg: &PermissionsConfig, grant: &Grant, user: &mut User) {
-    user.pub_ = Permission {
-        allow: vec![],
-        deny: vec![">".into()],
+    user.pub_ = if grant.pub_allow.is_empty() {
+        Permission {
+            allow: vec![],
+            deny: vec![">".into()],
+        }
+    } else {
+        // Only the listed literal subjects: an allow list denies everything else.
+        Permission {
+            allow: grant.pub_allow.clone(),
+            deny: vec![],
+        }
     };
     user.sub = Permission {
         allow: grant.sub_allow.clone(),
@@ -226,6 +289,40 @@ mod tests {
         apply(&cfg(), &g, &mut uc.nats);
         assert_eq!(uc.nats.pub_.deny, vec![">"]);
         assert!(uc.nats.pub_.allow.is_empty());
+    }
+
+    #[test]
+    fn read_streams_allow_exactly_their_direct_get_subject() {
+        let mut c = cfg();
+        c.read_streams = vec!["SPORTS".into()];
+        let g = grant(&c, &claims(json!({"sports":["x"]}))).unwrap();
+        let mut uc = crate::jwt::UserClaims::new("U", "APP");
+        apply(&c, &g, &mut uc.nats);
+        assert_eq!(uc.nats.pub_.allow, vec!["$JS.API.DIRECT.GET.SPORTS"]);
+        assert!(uc.nats.pub_.deny.is_empty());
+        assert!(check_stream_name("SPORTS").is_ok());
+        for bad in ["", "A.B", "A*", "A>", "A B", "a/b"] {
+            assert!(check_stream_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_inboxes_are_private_per_issuer_and_subject() {
+        let mut c = cfg();
+        c.reply_subjects.clear();
+        c.user_inboxes = true;
+        let g = grant(&c, &claims(json!({"iss":"idp","sub":"bob","sports":["x"]}))).unwrap();
+        let id = inbox_id("idp", "bob");
+        assert_eq!(id.len(), 32);
+        assert_eq!(g.sub_allow.last().unwrap(), &format!("_INBOX.{id}.>"));
+        assert_ne!(id, inbox_id("idp", "alice"));
+        assert_ne!(id, inbox_id("other", "bob"));
+        // sha256("idp\nbob"), first 16 bytes: what the page computes with WebCrypto.
+        assert_eq!(id, "ad4a59582425ee42e9719573de12c950");
+        assert_eq!(
+            grant(&c, &claims(json!({"iss":"idp","sports":["x"]}))).unwrap_err(),
+            GrantError::NoSubject
+        );
     }
 
     #[test]
