@@ -601,6 +601,36 @@ async fn discovery_and_sighup_reload() {
     let log = env.auth.log_text();
     assert!(log.contains("configuration reload refused"), "{log}");
     assert!(env.auth.child.id() > 0);
+
+    // Another identity provider (its own discovery URL, CA and keys): the
+    // reload fetches its keys before it switches, and from then on the old
+    // provider's tokens are refused.
+    let dir2 = dir.path().join("idp2");
+    std::fs::create_dir(&dir2).unwrap();
+    let k2 = rsa_key("rsa-2");
+    let idp2 = Provider::start(&dir2, jwks(&[&k2])).await;
+    let iss2 = idp2.issuer();
+    knobs.source = format!(
+        "oidc_issuer = \"{iss2}\"\njwks_ca_file = \"{}\"",
+        idp2.ca_file.display()
+    );
+    knobs.issuer = iss2.clone();
+    let text = auth_config(
+        env.nats_port,
+        env.metrics_port,
+        &env.dir.path().join("issuer.nk"),
+        &knobs,
+    );
+    std::fs::write(&env.auth_conf, &text).unwrap();
+    env.auth.signal("-HUP");
+    poll_until("reload to the new IdP applied", || {
+        env.metric(RELOAD_OK) == 2
+    })
+    .await;
+    assert!(idp2.hits() >= 1, "the new IdP's keys were fetched");
+    env.admitted("the new IdP's token", &token(&k2, &iss2, &["football"]))
+        .await;
+    env.refused("the old IdP's token", &t).await;
 }
 
 /// How long a message that should arrive may take (a loaded CI machine
