@@ -12,7 +12,6 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
@@ -23,31 +22,13 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use nkeys::{KeyPair, XKey};
 use serde_json::{json, Value};
 
-use common::{
-    fixtures, free_port, http_get, nats_server_bin, now, tribune_broker_bin, wait_until, Proc,
-};
+use common::{fixtures, free_port, http_get, now, wait_until, Flavor, Proc};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "tribune-web";
 const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 /// nats-server's `authorization.timeout`, which also bounds the callout.
 const AUTH_TIMEOUT_SECS: u64 = 2;
-
-/// The server under test.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Flavor {
-    NatsServer,
-    Tribune,
-}
-
-impl Flavor {
-    fn bin(self) -> PathBuf {
-        match self {
-            Flavor::NatsServer => nats_server_bin(),
-            Flavor::Tribune => tribune_broker_bin(),
-        }
-    }
-}
 
 /// A server + tribune-auth pair.
 struct Env {

@@ -71,6 +71,22 @@ pub fn tribune_broker_bin() -> PathBuf {
     bin
 }
 
+/// The server under test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Flavor {
+    NatsServer,
+    Tribune,
+}
+
+impl Flavor {
+    pub fn bin(self) -> PathBuf {
+        match self {
+            Flavor::NatsServer => nats_server_bin(),
+            Flavor::Tribune => tribune_broker_bin(),
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
