@@ -310,7 +310,7 @@ Open the live-scores page (a development token for football and tennis, valid 1 
 Watch live updates in the terminal:
   internal system (NKEY user):
     $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
-  web user (token -> tribune-auth callout; may read football and tennis, never publish):
+  web user (token -> tribune-auth callout; reads football and tennis only):
     TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
   bridge metrics:  curl -s 127.0.0.1:$BRIDGE_HTTP/metrics
   cluster:         curl -s 127.0.0.1:${MON[0]}/routez
