@@ -86,9 +86,7 @@ impl<V> ExpiringMap<V> {
     /// (where a fresh entry of the same lifetime goes), and returns it; an
     /// expired one is removed and not returned.
     pub fn renew(&mut self, key: &[u8], until: Instant) -> Option<&mut V> {
-        if self.get_mut(key).is_none() {
-            return None;
-        }
+        self.get_mut(key)?;
         let (v, u) = self.map.to_back(key)?;
         *u = until;
         Some(v)

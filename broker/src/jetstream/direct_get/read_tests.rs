@@ -128,10 +128,9 @@ fn batches_count_down_and_end_with_eob() {
         [
             msg("sports.football.a", 1, Some((5, 0)), "v1"),
             msg("sports.football.b", 2, Some((4, 1)), "v2"),
-            format!(
-                "NATS/1.0;X-H: 2;Nats-Stream: SPORTS;Nats-Subject: sports.tennis.x;\
-                 Nats-Sequence: 3;Nats-Num-Pending: 3;Nats-Last-Sequence: 2|v3"
-            ),
+            "NATS/1.0;X-H: 2;Nats-Stream: SPORTS;Nats-Subject: sports.tennis.x;\
+             Nats-Sequence: 3;Nats-Num-Pending: 3;Nats-Last-Sequence: 2|v3"
+                .to_string(),
             eob(3, 3),
         ]
     );

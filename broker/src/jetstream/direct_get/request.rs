@@ -81,15 +81,21 @@ impl Request {
         let last = !req.last_by_subj.is_empty();
         let next = !req.next_by_subj.is_empty();
         let multi = !req.multi_last.is_empty();
-        let conflict = (req.seq > 0 && last)
-            || (req.seq > 0 && req.start_time.is_some())
-            || (req.start_time.is_some() && last)
-            || (last && next)
-            // No batches of "the last message on a subject".
-            || (last && req.batch > 0)
-            || (last && multi)
-            || (next && multi)
-            || (req.up_to_seq > 0 && req.up_to_time.is_some());
+        let seq = req.seq > 0;
+        let time = req.start_time.is_some();
+        // nats-server's list of options that cannot go together (no batch
+        // of "the last message on a subject", for one).
+        let exclusive = [
+            (seq, last),
+            (seq, time),
+            (time, last),
+            (last, next),
+            (last, req.batch > 0),
+            (last, multi),
+            (next, multi),
+            (req.up_to_seq > 0, req.up_to_time.is_some()),
+        ];
+        let conflict = exclusive.iter().any(|(a, b)| *a && *b);
         if conflict {
             return Err(Refusal::Bad);
         }
