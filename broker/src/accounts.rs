@@ -8,21 +8,24 @@
 //!   under a prefix).
 //! - A **service** export lets other accounts send requests: a request
 //!   published on the importer's local subject is delivered into the
-//!   exporter, with its reply subject replaced by a one-time `_R_.` subject
-//!   whose answer is carried back into the importer.
+//!   exporter, with its reply subject replaced by an unguessable `_R_.`
+//!   subject whose answers are carried back into the importer: the first
+//!   one only for a `Singleton` export (the default), any number for a
+//!   `Stream` or `Chunked` one (a batch direct get answers with many
+//!   messages) until the export's response threshold passes without one.
 //!
 //! With no accounts configured every client binds to the global account
 //! `$G`, exactly as nats-server does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use tracing::{error, warn};
 
 use crate::limits::AccountLimits;
-use crate::options::{AccountConfig, ExportKind};
+use crate::options::{AccountConfig, Export, ExportKind, ResponsePolicy, ResponseType};
 use crate::sublist::Sublist;
 
 /// Name of the default account, as nats-server names it.
@@ -31,8 +34,6 @@ pub const GLOBAL_ACCOUNT: &str = "$G";
 pub const SYSTEM_ACCOUNT: &str = "$SYS";
 /// Prefix of the reply subjects that carry service responses back.
 pub const RESPONSE_PREFIX: &str = "_R_.";
-/// How long a service response may take before its mapping is dropped.
-const RESPONSE_TTL: Duration = Duration::from_secs(120);
 /// Open service-import responses one exporting account keeps. Every request
 /// with a reply subject adds one, answered or not, so without a bound an
 /// importer could fill memory at line rate for the whole TTL; past it, the
@@ -55,12 +56,23 @@ pub struct ServiceImport {
     pub local: String,
     pub exporter: Arc<Account>,
     pub subject: String,
+    /// The export's response rules, for the requests made through it.
+    pub response: ResponsePolicy,
 }
 
-/// Where a service response must go (until the map holding it expires it).
-pub struct PendingResponse {
+/// Where the responses to one mapped request go, and for how long.
+struct PendingResponse {
+    importer: Arc<Account>,
+    reply: bytes::Bytes,
+    policy: ResponsePolicy,
+}
+
+/// Where a service response must be delivered: into `importer`, on the
+/// requester's own reply subject.
+#[derive(Clone)]
+pub struct ResponseRoute {
     pub importer: Arc<Account>,
-    pub reply: Vec<u8>,
+    pub reply: bytes::Bytes,
 }
 
 pub struct Account {
@@ -158,8 +170,9 @@ impl Account {
             .collect()
     }
 
-    /// The service a request on `subject` in this (importing) account calls.
-    pub fn service_for(&self, subject: &[u8]) -> Option<(Arc<Account>, Vec<u8>)> {
+    /// The service a request on `subject` in this (importing) account
+    /// calls: its account, the subject there, and its response rules.
+    pub fn service_for(&self, subject: &[u8]) -> Option<(Arc<Account>, Vec<u8>, ResponsePolicy)> {
         let imports = self.service_imports.read();
         let si = imports
             .iter()
@@ -170,16 +183,25 @@ impl Account {
         } else {
             si.subject.as_bytes().to_vec()
         };
-        Some((si.exporter.clone(), target))
+        Some((si.exporter.clone(), target, si.response))
     }
 
-    /// Remember where the answer to a mapped request goes.
-    pub fn add_response(&self, mapped: Vec<u8>, importer: Arc<Account>, reply: Vec<u8>) {
-        let evicted = self.responses.lock().insert(
-            mapped,
-            PendingResponse { importer, reply },
-            Instant::now() + RESPONSE_TTL,
-        );
+    /// Remember where the answers to a mapped request go, for the export's
+    /// response threshold.
+    pub fn add_response(
+        &self,
+        mapped: Vec<u8>,
+        importer: Arc<Account>,
+        reply: Vec<u8>,
+        policy: ResponsePolicy,
+    ) {
+        let until = Instant::now() + policy.threshold;
+        let pending = PendingResponse {
+            importer,
+            reply: reply.into(),
+            policy,
+        };
+        let evicted = self.responses.lock().insert(mapped, pending, until);
         if evicted {
             self.warn_responses_full();
         }
@@ -209,12 +231,37 @@ impl Account {
         (m.len(), m.evicted())
     }
 
-    /// The destination of a response published on `subject`, used once.
-    pub fn take_response(&self, subject: &[u8]) -> Option<PendingResponse> {
+    /// Where a response published on `subject` goes, if it is one. A
+    /// `Singleton` request's way back is used up by its first response; a
+    /// `Stream` or `Chunked` one stays open for another threshold after
+    /// each response, until `ends` (an empty message: no headers, no
+    /// payload, nats-server's end of a stream of responses).
+    pub fn response_for(&self, subject: &[u8], ends: bool) -> Option<ResponseRoute> {
         if !subject.starts_with(RESPONSE_PREFIX.as_bytes()) {
             return None;
         }
-        self.responses.lock().remove(subject)
+        let mut responses = self.responses.lock();
+        let once = |p: &PendingResponse| ends || p.policy.kind == ResponseType::Singleton;
+        let until = match responses.get_mut(subject) {
+            None => return None,
+            Some(p) if once(p) => None,
+            Some(p) => Some(Instant::now() + p.policy.threshold),
+        };
+        let route = |p: &PendingResponse| ResponseRoute {
+            importer: p.importer.clone(),
+            reply: p.reply.clone(),
+        };
+        match until {
+            None => responses.remove(subject).map(|p| route(&p)),
+            Some(until) => responses.renew(subject, until).map(|p| route(p)),
+        }
+    }
+
+    /// A response could not be delivered (the requester is gone): close the
+    /// way back, as nats-server does, so a stream of responses stops
+    /// holding an entry.
+    pub fn forget_response(&self, subject: &[u8]) {
+        self.responses.lock().remove(subject);
     }
 }
 
@@ -246,13 +293,23 @@ impl std::fmt::Debug for Account {
     }
 }
 
-/// Is `subject` within an export of `kind` that `importer` may use?
-fn exported(cfg: &AccountConfig, kind: ExportKind, subject: &str, importer: &str) -> bool {
-    cfg.exports.iter().any(|e| {
+/// The export of `kind` that lets `importer` import `subject`, if any: the
+/// one for exactly that subject first, else the first wildcard export that
+/// covers it (nats-server looks an import's export up the same way).
+fn export_for<'a>(
+    cfg: &'a AccountConfig,
+    kind: ExportKind,
+    subject: &str,
+    importer: &str,
+) -> Option<&'a Export> {
+    let usable = |e: &&Export| {
         e.kind == kind
             && crate::permissions::is_subset(subject, &e.subject)
             && (e.accounts.is_empty() || e.accounts.iter().any(|a| a == importer))
-    })
+    };
+    let mut candidates = cfg.exports.iter().filter(usable);
+    let first = candidates.clone().next()?;
+    Some(candidates.find(|e| e.subject == subject).unwrap_or(first))
 }
 
 /// Wire the configured imports between accounts. An import of something
@@ -274,7 +331,7 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                 );
                 continue;
             };
-            if !exported(exp_cfg, imp.kind, &imp.subject, &cfg.name) {
+            let Some(export) = export_for(exp_cfg, imp.kind, &imp.subject, &cfg.name) else {
                 let what = if imp.kind == ExportKind::Stream {
                     "stream"
                 } else {
@@ -285,7 +342,7 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                     cfg.name, imp.subject, imp.account
                 );
                 continue;
-            }
+            };
             exporter.mark_cross();
             importer.mark_cross();
             match imp.kind {
@@ -316,6 +373,7 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                     local: imp.to.clone().unwrap_or_else(|| imp.subject.clone()),
                     exporter: exporter.clone(),
                     subject: imp.subject.clone(),
+                    response: export.response,
                 }),
             }
         }
@@ -325,7 +383,8 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{Export, Import};
+    use crate::options::Import;
+    use std::time::Duration;
 
     fn cfg(name: &str, exports: Vec<Export>, imports: Vec<Import>) -> AccountConfig {
         AccountConfig {
@@ -346,11 +405,13 @@ mod tests {
                         kind: ExportKind::Stream,
                         subject: "sports.>".into(),
                         accounts: vec![],
+                        response: ResponsePolicy::default(),
                     },
                     Export {
                         kind: ExportKind::Service,
                         subject: "svc.time".into(),
                         accounts: vec!["WEB".into()],
+                        response: ResponsePolicy::default(),
                     },
                 ],
                 vec![],
@@ -408,7 +469,7 @@ mod tests {
             ("WEB", &b"feed.sports.football.1"[..])
         );
         assert!(app.stream_targets(b"sports.tennis.1").is_empty());
-        let (exp, subj) = accounts["WEB"].service_for(b"time").unwrap();
+        let (exp, subj, _) = accounts["WEB"].service_for(b"time").unwrap();
         assert_eq!(
             (exp.name.as_str(), subj.as_slice()),
             ("APP", &b"svc.time"[..])
@@ -420,12 +481,111 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_used_once() {
+    fn singleton_responses_are_used_once() {
         let a = Account::new("A");
         let b = Account::new("B");
-        a.add_response(b"_R_.x.1".to_vec(), b.clone(), b"_INBOX.1".to_vec());
-        assert!(a.take_response(b"other").is_none());
-        assert_eq!(a.take_response(b"_R_.x.1").unwrap().reply, b"_INBOX.1");
-        assert!(a.take_response(b"_R_.x.1").is_none());
+        a.add_response(
+            b"_R_.x.1".to_vec(),
+            b.clone(),
+            b"_INBOX.1".to_vec(),
+            ResponsePolicy::default(),
+        );
+        assert!(a.response_for(b"other", false).is_none());
+        let r = a.response_for(b"_R_.x.1", false).expect("mapped");
+        assert_eq!(
+            (r.importer.name.as_str(), &r.reply[..]),
+            ("B", &b"_INBOX.1"[..])
+        );
+        assert!(a.response_for(b"_R_.x.1", false).is_none());
+    }
+
+    #[test]
+    fn streamed_responses_flow_until_the_end_or_the_threshold() {
+        let a = Account::new("A");
+        let b = Account::new("B");
+        for kind in [ResponseType::Stream, ResponseType::Chunked] {
+            let policy = ResponsePolicy {
+                kind,
+                threshold: Duration::from_secs(60),
+            };
+            a.add_response(b"_R_.s".to_vec(), b.clone(), b"_INBOX.s".to_vec(), policy);
+            for _ in 0..3 {
+                assert!(a.response_for(b"_R_.s", false).is_some(), "{kind:?}");
+            }
+            // An empty message is the last one.
+            assert!(a.response_for(b"_R_.s", true).is_some());
+            assert!(a.response_for(b"_R_.s", false).is_none());
+        }
+        // Undeliverable: forgotten.
+        let policy = ResponsePolicy {
+            kind: ResponseType::Stream,
+            threshold: Duration::from_secs(60),
+        };
+        a.add_response(b"_R_.t".to_vec(), b.clone(), b"_INBOX.t".to_vec(), policy);
+        a.forget_response(b"_R_.t");
+        assert!(a.response_for(b"_R_.t", false).is_none());
+        // Past the threshold nothing goes back; each response renews it.
+        let short = ResponsePolicy {
+            kind: ResponseType::Stream,
+            threshold: Duration::from_millis(300),
+        };
+        a.add_response(b"_R_.u".to_vec(), b.clone(), b"_INBOX.u".to_vec(), short);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(a.response_for(b"_R_.u", false).is_some(), "renewed");
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(a.response_for(b"_R_.u", false).is_none(), "expired");
+    }
+
+    #[test]
+    fn imports_take_the_response_rules_of_their_export() {
+        let streamed = ResponsePolicy {
+            kind: ResponseType::Stream,
+            threshold: Duration::from_secs(5),
+        };
+        let exporter = AccountConfig {
+            name: "S".into(),
+            exports: vec![
+                Export {
+                    kind: ExportKind::Service,
+                    subject: "$JS.API.>".into(),
+                    accounts: vec![],
+                    response: ResponsePolicy::default(),
+                },
+                Export {
+                    kind: ExportKind::Service,
+                    subject: "$JS.API.DIRECT.GET.S".into(),
+                    accounts: vec![],
+                    response: streamed,
+                },
+            ],
+            ..Default::default()
+        };
+        let service = |subject: &str| Import {
+            kind: ExportKind::Service,
+            account: "S".into(),
+            subject: subject.into(),
+            to: None,
+        };
+        let importer = cfg(
+            "APP",
+            vec![],
+            vec![
+                service("$JS.API.DIRECT.GET.S"),
+                service("$JS.API.STREAM.INFO.S"),
+            ],
+        );
+        let configs = vec![exporter, importer];
+        let accounts: HashMap<String, Arc<Account>> = configs
+            .iter()
+            .map(|c| (c.name.clone(), Account::new(&c.name)))
+            .collect();
+        link_imports(&accounts, &configs);
+        let app = &accounts["APP"];
+        let (_, _, direct) = app.service_for(b"$JS.API.DIRECT.GET.S").expect("imported");
+        assert_eq!(direct, streamed, "the exact export wins over the wildcard");
+        let (_, _, info) = app.service_for(b"$JS.API.STREAM.INFO.S").expect("imported");
+        assert_eq!(info, ResponsePolicy::default());
     }
 }

@@ -2,10 +2,15 @@
 //! a client with `allow_responses`, and the pending responses of a service
 //! import.
 //!
-//! Every entry of one map lives equally long (a client's allowance TTL, the
-//! service response TTL), so insertion order is expiry order: the map keeps
-//! its entries in that order and drops expired ones from the front as new
-//! ones arrive, which costs constant time per insert with no full scans.
+//! Entries of one map mostly live equally long (a client's allowance TTL, an
+//! export's response threshold), so insertion order is (nearly) expiry
+//! order: the map keeps its entries in that order, a renewed entry moves to
+//! the back, and expired ones are dropped from the front as new ones arrive,
+//! which costs constant time per insert with no full scans. Where lifetimes
+//! differ (two exports of one account with different thresholds), an
+//! expired entry behind a longer-lived one waits until that one goes or it
+//! is looked up; lookups never return an expired entry, and the bound below
+//! holds either way.
 //!
 //! Both maps grow with traffic from others (requests into a service, or
 //! requests an importer sends that no one answers), so each also has a hard
@@ -77,6 +82,16 @@ impl<V> ExpiringMap<V> {
         self.map.get_mut(key).map(|(v, _)| v)
     }
 
+    /// Keeps a live `key` until `until` instead, moving it to the back
+    /// (where a fresh entry of the same lifetime goes), and returns it; an
+    /// expired one is removed and not returned.
+    pub fn renew(&mut self, key: &[u8], until: Instant) -> Option<&mut V> {
+        self.get_mut(key)?;
+        let (v, u) = self.map.to_back(key)?;
+        *u = until;
+        Some(v)
+    }
+
     /// Removes `key`, returning it if it was still live.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
         let (v, until) = self.map.remove(key)?;
@@ -138,5 +153,22 @@ mod tests {
         m.insert(b"y".to_vec(), 3, later);
         assert_eq!(m.evicted(), 0);
         assert_eq!(m.get_mut(b"x").copied(), Some(2));
+    }
+
+    #[test]
+    fn renewing_keeps_an_entry_and_moves_it_back() {
+        let mut m = ExpiringMap::with_limit(2);
+        let later = Instant::now() + Duration::from_secs(60);
+        m.insert(b"a".to_vec(), 1, later);
+        m.insert(b"b".to_vec(), 2, later);
+        assert_eq!(m.renew(b"a", later).copied(), Some(1));
+        // "b" is now the oldest: a new entry evicts it, not "a".
+        m.insert(b"c".to_vec(), 3, later);
+        assert!(m.remove(b"b").is_none());
+        assert_eq!(m.remove(b"a"), Some(1));
+        // An expired entry is not renewed.
+        m.insert(b"d".to_vec(), 4, Instant::now());
+        assert!(m.renew(b"d", later).is_none());
+        assert!(m.renew(b"missing", later).is_none());
     }
 }

@@ -4,14 +4,15 @@
 //! Their subscriptions live in the account's sublist and are advertised to
 //! the cluster like a client's, so messages published anywhere reach them;
 //! what matches is handed to an [`InternalHandler`] instead of a socket.
-//! Their publishes go through the same router as a client's.
+//! Their publishes go through the same router as a client's, responses to
+//! requests made through a service import included.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 
-use crate::accounts::Account;
+use crate::accounts::{Account, ResponseRoute};
 use crate::client::{
     deliver_to_match, ClientShared, ConnKind, FlushSet, InternalHandler, Msg, Origin, QueueRng,
     RouteFanout,
@@ -116,6 +117,12 @@ impl InternalClient {
         headers: &[u8],
         payload: &[u8],
     ) -> usize {
+        if self.account.has_cross() {
+            let ends = headers.is_empty() && payload.is_empty();
+            if let Some(resp) = self.account.response_for(to.as_bytes(), ends) {
+                return self.respond(server, &resp, to, headers, payload);
+            }
+        }
         let result = self.account.sublist.match_subject(to.as_bytes());
         if result.is_empty() {
             return 0;
@@ -169,7 +176,51 @@ impl InternalClient {
         self.route(server, &local, &msg) + self.route(server, &remote, &on_wire)
     }
 
+    /// A response to a request that came in through a service import (this
+    /// server's JetStream answering another account, say): delivered into
+    /// the importing account on the requester's reply subject, as a client's
+    /// response is. `mapped` is the `_R_.` subject it was published on.
+    fn respond(
+        &self,
+        server: &Server,
+        resp: &ResponseRoute,
+        mapped: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> usize {
+        let result = resp.importer.sublist.match_subject(&resp.reply);
+        if result.is_empty() {
+            // The requester is gone: nothing more goes back.
+            self.account.forget_response(mapped.as_bytes());
+            return 0;
+        }
+        let body = [headers, payload].concat();
+        let msg = Msg {
+            subject: &resp.reply,
+            reply: None,
+            hdr_len: headers.len(),
+            body: &body,
+        };
+        self.deliver_as(server, &result, &msg, &resp.importer.name, Origin::Import)
+    }
+
     fn route(&self, server: &Server, result: &MatchResult, msg: &Msg<'_>) -> usize {
+        let origin = Origin::Client {
+            cid: self.shared.cid,
+            echo: true,
+        };
+        self.deliver_as(server, result, msg, &self.account.name, origin)
+    }
+
+    /// Deliver `msg` to `result`'s subscribers in `account`.
+    fn deliver_as(
+        &self,
+        server: &Server,
+        result: &MatchResult,
+        msg: &Msg<'_>,
+        account: &str,
+        origin: Origin<'_>,
+    ) -> usize {
         if result.is_empty() {
             return 0;
         }
@@ -177,11 +228,8 @@ impl InternalClient {
         let (delivered, bytes) = deliver_to_match(
             result,
             msg,
-            self.account.name.as_bytes(),
-            Origin::Client {
-                cid: self.shared.cid,
-                echo: true,
-            },
+            account.as_bytes(),
+            origin,
             &mut QueueRng::new(rand::random()),
             &mut flush,
             &mut RouteFanout::default(),

@@ -54,6 +54,45 @@ pub struct Export {
     pub subject: String,
     /// Accounts allowed to import it; empty means any.
     pub accounts: Vec<String>,
+    /// Services: how many responses a request may get, and for how long.
+    pub response: ResponsePolicy,
+}
+
+/// How many responses one request to a service may get back (a service
+/// export's `response_type`, as in nats-server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseType {
+    /// One: the first response is delivered and ends the request.
+    #[default]
+    Singleton,
+    /// Any number (a batch direct get answers with many messages), until
+    /// the response threshold passes without one, or an empty message.
+    Stream,
+    /// One response sent in parts: delivered like `Stream`.
+    Chunked,
+}
+
+/// How long a requester keeps receiving responses when none comes: the
+/// default of nats-server's `response_threshold`.
+pub const DEFAULT_RESPONSE_THRESHOLD: Duration = Duration::from_secs(120);
+
+/// A service export's response rules: `response_type` and
+/// `response_threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePolicy {
+    pub kind: ResponseType,
+    /// How long the way back to the requester stays open without a
+    /// response (each response of a stream opens it for this long again).
+    pub threshold: Duration,
+}
+
+impl Default for ResponsePolicy {
+    fn default() -> Self {
+        ResponsePolicy {
+            kind: ResponseType::Singleton,
+            threshold: DEFAULT_RESPONSE_THRESHOLD,
+        }
+    }
 }
 
 /// `imports: [ {stream: {account: A, subject: "x.>"}, prefix: "p"}, {service: {account: A, subject: "svc"}, to: "local.svc"} ]`.

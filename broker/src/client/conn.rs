@@ -518,13 +518,15 @@ impl Reader {
     /// fully handled, else how many deliveries it made in other accounts.
     fn cross_account(&mut self, msg: &Msg<'_>) -> Option<usize> {
         let acc = self.account.clone();
-        if let Some(resp) = acc.take_response(msg.subject) {
+        if let Some(resp) = acc.response_for(msg.subject, msg.body.is_empty()) {
             let m = Msg {
                 subject: &resp.reply,
                 reply: None,
                 ..*msg
             };
-            self.deliver_into(&resp.importer, &m, true);
+            if self.deliver_into(&resp.importer, &m, true) == 0 {
+                acc.forget_response(msg.subject);
+            }
             return None;
         }
         let mut n = 0;
@@ -535,10 +537,10 @@ impl Reader {
             };
             n += self.deliver_into(&importer, &m, true);
         }
-        if let Some((exporter, subject)) = acc.service_for(msg.subject) {
+        if let Some((exporter, subject, policy)) = acc.service_for(msg.subject) {
             let mapped = msg.reply.map(|r| {
                 let mapped = self.server.response_subject();
-                exporter.add_response(mapped.clone(), acc.clone(), r.to_vec());
+                exporter.add_response(mapped.clone(), acc.clone(), r.to_vec(), policy);
                 mapped
             });
             let m = Msg {

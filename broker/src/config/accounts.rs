@@ -5,7 +5,7 @@
 //! accounts {
 //!   APP: {
 //!     users: [ {user: app, password: s3cret, permissions: { publish: "sports.>", subscribe: { allow: ["sports.>"], deny: ["sports.admin.>"] } }} ]
-//!     exports: [ {stream: "sports.>"}, {service: "svc.>", accounts: [WEB]} ]
+//!     exports: [ {stream: "sports.>"}, {service: "svc.>", accounts: [WEB], response_type: stream} ]
 //!   }
 //!   WEB: {
 //!     users: [ {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4} ]
@@ -18,7 +18,7 @@
 use super::apply::Ctx;
 use super::value::{Node, Value};
 use crate::limits::{AccountLimits, Limit};
-use crate::options::{AccountConfig, Export, ExportKind, Import, Options};
+use crate::options::{AccountConfig, ExportKind, Import, Options};
 use crate::permissions::{Permissions, ResponsePermission, SubjectPermission};
 
 /// A string or an array of strings (nats-server accepts both for subjects).
@@ -95,51 +95,6 @@ pub(super) fn permissions(cx: &mut Ctx, node: &Node) -> Option<Permissions> {
         }
     }
     Some(p.with_response_defaults())
-}
-
-fn exports(cx: &mut Ctx, node: &Node) -> Vec<Export> {
-    let Some(items) = node.value.as_array() else {
-        cx.type_error("exports", node, "array");
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let Some(map) = item.value.as_map() else {
-            cx.type_error("exports", item, "map");
-            continue;
-        };
-        let mut kind = None;
-        let mut subject = String::new();
-        let mut accounts = Vec::new();
-        for (k, v) in map.iter() {
-            match k.to_ascii_lowercase().as_str() {
-                "stream" => {
-                    kind = Some(ExportKind::Stream);
-                    subject = cx.string(k, v).unwrap_or_default();
-                }
-                "service" => {
-                    kind = Some(ExportKind::Service);
-                    subject = cx.string(k, v).unwrap_or_default();
-                }
-                "accounts" => accounts = strings(cx, k, v).unwrap_or_default(),
-                "response" | "response_type" | "threshold" | "response_threshold" | "latency"
-                | "allow_trace" => cx.unsupported(&format!("exports.{k}"), v),
-                // Decides which importers may use a wildcard export.
-                "account_token_position" => cx.refuse(&format!("exports.{k}"), v),
-                _ => cx.unknown(k, v),
-            }
-        }
-        match kind {
-            Some(kind) if crate::subject::is_valid(subject.as_bytes()) => out.push(Export {
-                kind,
-                subject,
-                accounts,
-            }),
-            Some(_) => cx.error(&item.pos, format!("invalid export subject {subject:?}")),
-            None => cx.error(&item.pos, "Export needs a stream or service"),
-        }
-    }
-    out
 }
 
 fn imports(cx: &mut Ctx, node: &Node) -> Vec<Import> {
@@ -234,7 +189,7 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
                             opts.users.push(u);
                         }
                     }
-                    "exports" => acc.exports = exports(cx, item),
+                    "exports" => acc.exports = super::exports::exports(cx, item),
                     "imports" => acc.imports = imports(cx, item),
                     "jetstream" => {
                         acc.jetstream = match &item.value {

@@ -25,6 +25,7 @@ mod apply;
 mod blocks;
 mod callout;
 mod duration;
+mod exports;
 mod parser;
 mod scalar;
 mod tls;

@@ -32,8 +32,6 @@ const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
 /// The JetStream API level Tribune implements (`api.level` of
 /// `$JS.API.INFO` and `/jsz`): nats-server 2.11's, the first numbered one.
 pub(crate) const API_LEVEL: u32 = 1;
-/// What a request to nothing gets: the no-responders status.
-const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 
 /// Serve the account's API, acks and flow-control replies until the server goes.
 pub(crate) async fn serve(
@@ -283,7 +281,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             msg_delete(acc, name, &m.payload),
         ),
         ["DIRECT", "GET", name, rest @ ..] => {
-            direct_get(acc, server, name, rest, reply, &m.payload)
+            super::direct_get::serve(acc, server, name, rest, reply, m)
         }
         ["CONSUMER", "CREATE", stream, rest @ ..] => {
             let filter = (rest.len() > 1).then(|| rest[1..].join("."));
@@ -356,7 +354,8 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                     }
                 },
                 None => {
-                    acc.client.publish(server, reply, None, NO_RESPONDERS, b"");
+                    let h = super::direct_get::no_responders(&m.subject);
+                    acc.client.publish(server, reply, None, &h, b"");
                 }
             }
         }
@@ -816,61 +815,6 @@ pub(crate) fn msg_delete(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<
         "stream_msg_delete_response",
         &json!({"success": true}),
     ))
-}
-
-/// `DIRECT.GET.<stream>` with a JSON body, or `DIRECT.GET.<stream>.<subject>`
-/// for the last message on a subject. The answer is the message itself.
-fn direct_get(
-    acc: &JsAccount,
-    server: &Server,
-    name: &str,
-    subject: &[&str],
-    reply: &str,
-    payload: &[u8],
-) {
-    let Some(s) = acc.stream(name).filter(|s| s.config().allow_direct) else {
-        acc.client.publish(server, reply, None, NO_RESPONDERS, b"");
-        return;
-    };
-    let req = if subject.is_empty() {
-        match serde_json::from_slice::<MsgGetRequest>(payload) {
-            Ok(r) => r,
-            Err(_) => {
-                let h = headers::build(Some((408, "Bad Request")), &[]);
-                acc.client.publish(server, reply, None, &h, b"");
-                return;
-            }
-        }
-    } else {
-        MsgGetRequest {
-            last_by_subj: Some(subject.join(".")),
-            ..Default::default()
-        }
-    };
-    match find_msg(&s, &req) {
-        Ok(m) => {
-            let seq = m.seq.to_string();
-            let ts = types::rfc3339_nanos(m.ts);
-            let h = headers::append(
-                &m.headers,
-                &[
-                    ("Nats-Stream", &s.name),
-                    ("Nats-Subject", &m.subject),
-                    ("Nats-Sequence", &seq),
-                    ("Nats-Time-Stamp", &ts),
-                ],
-            );
-            acc.client.publish(server, reply, None, &h, &m.payload);
-        }
-        Err(e) if e.code == 404 => {
-            let h = headers::build(Some((404, "Message Not Found")), &[]);
-            acc.client.publish(server, reply, None, &h, b"");
-        }
-        Err(_) => {
-            let h = headers::build(Some((408, "Bad Request")), &[]);
-            acc.client.publish(server, reply, None, &h, b"");
-        }
-    }
 }
 
 fn next_request(payload: &[u8]) -> Result<NextRequest, String> {

@@ -5,6 +5,8 @@
 //!   one fsync per batch, acks only after it).
 //! - [`consumer`]: delivery, acknowledgement and redelivery state.
 //! - [`api`]: the `$JS.API.>` request handlers, in nats-server's JSON.
+//! - [`direct_get`]: `$JS.API.DIRECT.GET.>`, single and batch reads answered
+//!   with the messages themselves.
 //!
 //! Each account with JetStream gets a [`JsAccount`]: internal clients that
 //! serve the API and receive acks, and its streams. On disk, an account
@@ -16,6 +18,7 @@
 pub mod api;
 pub mod cluster;
 pub mod consumer;
+pub(crate) mod direct_get;
 pub mod errors;
 pub mod headers;
 pub mod store;

@@ -658,13 +658,17 @@ impl RouteReader<'_> {
     /// Responses to service requests made here, and stream imports, which
     /// every node applies for its own clients. True if `msg` was a response.
     fn cross_account(&mut self, acc: &Arc<crate::accounts::Account>, msg: &Msg<'_>) -> bool {
-        if let Some(resp) = acc.take_response(msg.subject) {
+        if let Some(resp) = acc.response_for(msg.subject, msg.body.is_empty()) {
             let m = Msg {
                 subject: &resp.reply,
                 reply: None,
                 ..*msg
             };
             let r = resp.importer.sublist.match_subject(m.subject);
+            if r.is_empty() {
+                acc.forget_response(msg.subject);
+                return true;
+            }
             self.deliver(&r, resp.importer.name.as_bytes(), &m, Origin::Import);
             return true;
         }

@@ -259,6 +259,10 @@ pub struct JsOptions {
     /// Environment variables for the tribune-broker nodes (tunables such
     /// as `TRIBUNE_STREAM_SNAPSHOT_EVERY`); nats-server nodes ignore them.
     pub tribune_env: Vec<(String, String)>,
+    /// Replaces [`JS_CLUSTER_CONFIG`] (the accounts) for scenarios that need
+    /// other ones. The pinned clients connect without credentials, so it
+    /// must name a `no_auth_user` in an account with JetStream.
+    pub base_config: Option<String>,
 }
 
 /// The first group id [`JsOptions::node_gids`] gives out.
@@ -304,7 +308,8 @@ impl Cluster {
 
     /// Like [`Cluster::start_js_mixed`], with [`JsOptions`].
     pub async fn start_js_with(flavors: &[Flavor], opts: &JsOptions) -> Cluster {
-        let config = format!("{JS_CLUSTER_CONFIG}{}\n", opts.extra_config);
+        let base = opts.base_config.as_deref().unwrap_or(JS_CLUSTER_CONFIG);
+        let config = format!("{base}{}\n", opts.extra_config);
         let gid_base = opts.node_gids.then_some(NODE_GID_BASE);
         let c =
             Cluster::spawn_with(flavors, Some(&config), true, gid_base, &opts.tribune_env).await;

@@ -83,3 +83,77 @@ impl RawConn {
 pub fn sign_nonce(kp: &nkeys::KeyPair, nonce: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.sign(nonce.as_bytes()).unwrap())
 }
+
+/// One `MSG`/`HMSG` as the server wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMsg {
+    pub subject: String,
+    pub reply: Option<String>,
+    /// The header block, byte for byte (empty for a `MSG`).
+    pub headers: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl RawConn {
+    /// Read the next message, answering the server's `PING`s and skipping
+    /// `+OK`/`PONG`. Panics on anything else (an `-ERR`, a closed
+    /// connection, a malformed frame): the tests using it expect messages.
+    pub fn next_msg(&mut self) -> RawMsg {
+        use std::io::Read;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!("connection closed while waiting for a message"),
+                Ok(_) => {}
+                Err(e) => panic!("reading a message: {e}"),
+            }
+            let line = line.trim_end();
+            match line {
+                "PING" => {
+                    self.send("PONG\r\n");
+                    continue;
+                }
+                "PONG" | "+OK" => continue,
+                _ => {}
+            }
+            let parts: Vec<&str> = line.split(' ').collect();
+            let (hmsg, args) = match parts.first() {
+                Some(&"MSG") => (false, &parts[1..]),
+                Some(&"HMSG") => (true, &parts[1..]),
+                _ => panic!("expected a message, got {line:?}"),
+            };
+            let num =
+                |s: &str| -> usize { s.parse().unwrap_or_else(|_| panic!("bad size in {line:?}")) };
+            let total = num(args[args.len() - 1]);
+            let hdr_len = if hmsg { num(args[args.len() - 2]) } else { 0 };
+            let sizes = if hmsg { 2 } else { 1 };
+            // subject sid [reply] sizes...
+            let reply = (args.len() == 2 + sizes).then(|| args[2].to_string());
+            let mut body = vec![0u8; total + 2];
+            self.reader
+                .read_exact(&mut body)
+                .unwrap_or_else(|e| panic!("reading the body of {line:?}: {e}"));
+            body.truncate(total);
+            let payload = body.split_off(hdr_len);
+            return RawMsg {
+                subject: args[0].to_string(),
+                reply,
+                headers: body,
+                payload,
+            };
+        }
+    }
+
+    /// Read messages up to and including the first one on `subject`.
+    pub fn until_msg_on(&mut self, subject: &str) -> Vec<RawMsg> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.next_msg();
+            let done = m.subject == subject;
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+}

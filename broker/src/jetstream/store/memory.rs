@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 
+use super::multi_last;
 use super::removed::RemovedLog;
 use super::subjects::SubjectIndex;
 use super::{
@@ -384,6 +385,32 @@ impl MsgStore for MemStore {
 
     fn last_seq_for_subject(&self, subject: &str) -> u64 {
         self.subjects.get(subject).map_or(0, |i| i.last)
+    }
+
+    fn multi_last_seqs(
+        &self,
+        filters: &[String],
+        up_to: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let plan = multi_last::plan(&self.subjects, filters, up_to, max)?;
+        let Some(floor) = plan.walk_floor() else {
+            return multi_last::finish(plan.found, [], max);
+        };
+        // One backward walk finds the newest message at or below `up_to`
+        // of every subject that changed after it.
+        let mut wanted: HashSet<&str, ahash::RandomState> =
+            plan.pending.iter().map(|(s, _)| *s).collect();
+        let mut walked = Vec::with_capacity(wanted.len());
+        for (seq, m) in self.msgs.range(floor..=up_to).rev() {
+            if wanted.remove(m.subject.as_str()) {
+                walked.push(*seq);
+                if wanted.is_empty() {
+                    break;
+                }
+            }
+        }
+        multi_last::finish(plan.found, walked, max)
     }
 
     fn seq_for_time(&self, ts: i64) -> u64 {

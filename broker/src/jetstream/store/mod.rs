@@ -40,6 +40,7 @@ pub(crate) type SubjectMap<V> = std::collections::HashMap<String, V, ahash::Rand
 pub mod consumer_state;
 pub mod file;
 pub mod memory;
+pub(crate) mod multi_last;
 mod removed;
 mod subjects;
 
@@ -158,6 +159,10 @@ pub enum StoreError {
     SkipBehindLast { seq: u64, last: u64 },
     #[error("cannot skip to sequence {seq}: no sequence would be left for the next message")]
     SkipToMax { seq: u64 },
+    /// [`MsgStore::multi_last_seqs`] matched more subjects than allowed
+    /// (nats-server's `ErrTooManyResults`, worded alike).
+    #[error("too many matching results for request (more than {max})")]
+    TooManyResults { max: usize },
 }
 
 impl StoreError {
@@ -207,6 +212,22 @@ pub trait MsgStore: Send {
     fn num_pending(&self, filter: &str, start: u64) -> u64;
     /// Last sequence stored on exactly this literal subject (0 if none).
     fn last_seq_for_subject(&self, subject: &str) -> u64;
+    /// The newest live sequence at or below `up_to` of every subject that
+    /// matches one of `filters` (nats-server's `MultiLastSeqs`, behind a
+    /// direct get's `multi_last`): ascending, each subject once, subjects
+    /// without a message at or below `up_to` left out. Wildcards are
+    /// allowed; an empty or malformed filter matches nothing. More than
+    /// `max` subjects (0 = no bound) is [`StoreError::TooManyResults`].
+    ///
+    /// Answered from the per-subject index; messages are read only for the
+    /// subjects that changed after `up_to`, in one backward walk (see
+    /// [`multi_last`]).
+    fn multi_last_seqs(
+        &self,
+        filters: &[String],
+        up_to: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError>;
     /// First sequence whose timestamp is `>= ts`; `last_seq + 1` if none.
     fn seq_for_time(&self, ts: i64) -> u64;
     /// Applies new limits immediately (may drop messages).
@@ -343,6 +364,8 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 #[macro_use]
 mod conformance;
+#[cfg(test)]
+mod conformance_multi_last;
 #[cfg(test)]
 mod conformance_skip;
 #[cfg(test)]

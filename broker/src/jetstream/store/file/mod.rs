@@ -391,6 +391,15 @@ impl MsgStore for FileStore {
         self.subjects.get(subject).map_or(0, |i| i.last)
     }
 
+    fn multi_last_seqs(
+        &self,
+        filters: &[String],
+        up_to: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.multi_last(filters, up_to, max)
+    }
+
     fn seq_for_time(&self, ts: i64) -> u64 {
         self.find_seq_for_time(ts)
     }

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use super::block::BloomKey;
 use super::record::RecordHeader;
 use super::FileStore;
-use crate::jetstream::store::{filter_is_all, StoreError, SubjectMap};
+use crate::jetstream::store::{filter_is_all, multi_last, StoreError, SubjectMap};
 
 /// Beyond this many matching subjects, blocks are not bloom-checked (the
 /// check would cost more than it saves).
@@ -133,20 +133,48 @@ impl FileStore {
         subjects: Vec<String>,
         upto: u64,
     ) -> Result<SubjectMap<u64>, StoreError> {
-        let mut wanted: SubjectMap<BloomKey> = subjects
+        let wanted: Vec<(String, BloomKey)> = subjects
             .into_iter()
             .map(|s| {
                 let key = BloomKey::new(s.as_bytes());
                 (s, key)
             })
             .collect();
+        let n = wanted.len();
+        let names: Vec<String> = wanted.iter().map(|(s, _)| s.clone()).collect();
+        let found = self.walk_newest(wanted.into_iter().collect(), upto, 0)?;
+        if found.len() < n {
+            let missing = names.iter().find(|s| !found.contains_key(s.as_str()));
+            return Err(StoreError::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: format!(
+                    "subject {} should have a message at or below {upto}",
+                    missing.map_or("?", String::as_str)
+                ),
+            });
+        }
+        Ok(found)
+    }
+
+    /// The newest live sequence at or below `upto` of each `wanted` subject
+    /// that has one, walking the blocks backward from `upto` and stopping
+    /// once every subject is found or the blocks end below `floor` (a lower
+    /// bound of the subjects' first sequences). Blocks whose bloom filter
+    /// rules out every subject still wanted are not read.
+    fn walk_newest(
+        &self,
+        mut wanted: SubjectMap<BloomKey>,
+        upto: u64,
+        floor: u64,
+    ) -> Result<SubjectMap<u64>, StoreError> {
         let mut found: SubjectMap<u64> = SubjectMap::default();
         let end = self.blocks.partition_point(|b| b.first <= upto);
         for bi in (0..end).rev() {
-            if wanted.is_empty() {
+            let b = &self.blocks[bi];
+            if wanted.is_empty() || b.last < floor {
                 break;
             }
-            let b = &self.blocks[bi];
             let skip = b.msgs == 0
                 || wanted.len() <= MAX_BLOOM_KEYS
                     && !wanted.values().any(|k| b.bloom.may_contain(*k));
@@ -154,7 +182,7 @@ impl FileStore {
                 continue;
             }
             let mut in_block: SubjectMap<u64> = SubjectMap::default();
-            let _ = self.scan_block(bi, b.first, upto, |seq, h, rec| {
+            let _ = self.scan_block(bi, b.first.max(floor), upto, |seq, h, rec| {
                 if let Ok(s) = std::str::from_utf8(h.subject(rec)) {
                     if wanted.contains_key(s) {
                         match in_block.get_mut(s) {
@@ -172,14 +200,29 @@ impl FileStore {
                 found.insert(s, seq);
             }
         }
-        if let Some(s) = wanted.keys().next() {
-            return Err(StoreError::Corrupt {
-                path: self.dir.clone(),
-                offset: 0,
-                reason: format!("subject {s} should have a message at or below {upto}"),
-            });
-        }
         Ok(found)
+    }
+
+    /// [`crate::jetstream::store::MsgStore::multi_last_seqs`]: the index
+    /// answers most subjects; the rest are found in one backward walk from
+    /// `up_to` (see [`Self::walk_newest`]).
+    pub(super) fn multi_last(
+        &self,
+        filters: &[String],
+        up_to: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let plan = multi_last::plan(&self.subjects, filters, up_to, max)?;
+        let Some(floor) = plan.walk_floor() else {
+            return multi_last::finish(plan.found, [], max);
+        };
+        let wanted: SubjectMap<BloomKey> = plan
+            .pending
+            .iter()
+            .map(|(s, _)| ((*s).to_owned(), BloomKey::new(s.as_bytes())))
+            .collect();
+        let walked = self.walk_newest(wanted, up_to, floor)?;
+        multi_last::finish(plan.found, walked.into_values(), max)
     }
 
     pub(super) fn count_pending(&self, filter: &str, start: u64) -> u64 {
