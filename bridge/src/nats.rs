@@ -146,7 +146,11 @@ pub fn stream_configs(cfg: &JetStreamConfig) -> [stream::Config; 2] {
         stream::Config {
             name: cfg.stream.clone(),
             subjects: vec![format!("{}.>", cfg.subject_prefix)],
-            description: Some("Live match updates from tribune-bridge".into()),
+            description: Some("Live match states from tribune-bridge".into()),
+            // Readers get every match's current state, the last message of
+            // each subject, with one batch direct get (`multi_last`), which
+            // any replica may answer. An existing stream is updated to it.
+            allow_direct: true,
             ..base.clone()
         },
         stream::Config {
@@ -163,9 +167,12 @@ pub fn stream_configs(cfg: &JetStreamConfig) -> [stream::Config; 2] {
 pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> Result<()> {
     if !cfg.manage_streams {
         for name in [&cfg.stream, &cfg.dead_letter_stream] {
-            js.get_stream(name).await.with_context(|| {
+            let s = js.get_stream(name).await.with_context(|| {
                 format!("stream {name} (manage_streams = false, so it must exist)")
             })?;
+            if *name == cfg.stream {
+                check_direct(name, s.cached_info().config.allow_direct);
+            }
         }
         return Ok(());
     }
@@ -176,11 +183,19 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> R
         loop {
             attempts += 1;
             match js.create_or_update_stream(config.clone()).await {
-                Ok(_) => break,
+                Ok(info) => {
+                    if config.allow_direct {
+                        check_direct(&name, info.config.allow_direct);
+                    }
+                    break;
+                }
                 Err(e) => {
                     // An existing stream we may not change (e.g. storage type) is still usable.
-                    if js.get_stream(&name).await.is_ok() {
+                    if let Ok(s) = js.get_stream(&name).await {
                         tracing::warn!(stream = %name, error = %e, "stream exists but could not be updated; using it as is");
+                        if config.allow_direct {
+                            check_direct(&name, s.cached_info().config.allow_direct);
+                        }
                         break;
                     }
                     if attempts >= 60 {
@@ -198,6 +213,17 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> R
     Ok(())
 }
 
+/// The bridge itself reads states through the stream leader (STREAM.MSG.GET),
+/// but readers need direct get to fetch every match's state at once.
+fn check_direct(stream: &str, allow_direct: bool) {
+    if !allow_direct {
+        tracing::warn!(
+            stream,
+            "stream has allow_direct = false: readers cannot get the current match states with a batch direct get (multi_last)"
+        );
+    }
+}
+
 /// `error: cause: cause` (async-nats errors keep the TLS/auth reason in the source chain).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -213,6 +239,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_match_stream_allows_direct_get() {
+        let cfg = crate::config::JetStreamConfig::default();
+        let [sports, dlq] = stream_configs(&cfg);
+        assert_eq!(sports.name, "SPORTS");
+        assert!(sports.allow_direct);
+        assert_eq!(sports.subjects, ["sports.>"]);
+        assert!(!dlq.allow_direct);
+    }
 
     #[test]
     fn passwords_in_server_urls_are_redacted() {
