@@ -32,10 +32,10 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
     let client = crate::nats::connect(&cfg.nats, metrics.clone()).await?;
     let js = crate::nats::context(client.clone(), &cfg.jetstream, cfg.bridge.max_inflight);
     let mut sd = shutdown.clone();
-    tokio::select! {
+    let direct = tokio::select! {
         r = crate::nats::ensure_streams(&js, &cfg.jetstream) => r.context("JetStream streams")?,
         _ = sd.wait_for(|s| *s) => return Ok(()),
-    }
+    };
 
     // Only subscribes and the disconnect go through rumqttc's request channel
     // (acks are written by the loop itself).
@@ -53,6 +53,7 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
             js,
             stream,
             stream_name: cfg.jetstream.stream.clone(),
+            direct,
             metrics: metrics.clone(),
             retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
             retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),

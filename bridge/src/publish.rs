@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
-    self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
+    self,
+    context::PublishErrorKind,
+    message::PublishMessage,
+    stream::{DirectGetErrorKind, LastRawMessageErrorKind},
 };
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -26,6 +29,11 @@ pub struct Publisher {
     /// The stream match states are published to (for reading them back).
     pub stream: jetstream::stream::Stream<()>,
     pub stream_name: String,
+    /// The stream allows direct gets: a match's state is first read from any
+    /// replica (spreading a failover's burst of reads; a stale answer is
+    /// caught by the expected last sequence on publish), and from the leader
+    /// when that failed or went stale.
+    pub direct: bool,
     pub metrics: Arc<Metrics>,
     pub retry_min: Duration,
     pub retry_max: Duration,
@@ -100,21 +108,33 @@ impl Publisher {
     }
 }
 
+fn stored(m: jetstream::message::StreamMessage) -> StoredMsg {
+    let msg_id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+    StoredMsg {
+        seq: m.sequence,
+        msg_id: msg_id.map(|v| v.as_str().to_owned()),
+        applied: m.headers.get(HDR_APPLIED).map(|v| v.as_str().to_owned()),
+        payload: m.payload,
+    }
+}
+
 impl Backend for Publisher {
-    async fn load_last(&self, subject: &str) -> Option<StoredMsg> {
+    async fn load_last(&self, subject: &str, from_leader: bool) -> Option<StoredMsg> {
+        if self.direct && !from_leader {
+            Metrics::inc(&self.metrics.state_reads);
+            match self.stream.direct_get_last_for_subject(subject).await {
+                Ok(m) => return Some(stored(m)),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return None,
+                Err(e) => {
+                    tracing::debug!(subject, error = %e, "direct get failed; reading through the stream leader")
+                }
+            }
+        }
         let mut delay = self.retry_min;
         loop {
             Metrics::inc(&self.metrics.state_reads);
             match self.stream.get_last_raw_message_by_subject(subject).await {
-                Ok(m) => {
-                    let msg_id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
-                    return Some(StoredMsg {
-                        seq: m.sequence,
-                        msg_id: msg_id.map(|v| v.as_str().to_owned()),
-                        applied: m.headers.get(HDR_APPLIED).map(|v| v.as_str().to_owned()),
-                        payload: m.payload,
-                    });
-                }
+                Ok(m) => return Some(stored(m)),
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return None,
                 Err(e) => {
                     if warn_allowed() {

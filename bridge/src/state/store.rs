@@ -49,6 +49,18 @@ pub struct SlotState {
     /// not: a core NATS subscriber sees every publish, so a later state must
     /// carry a higher revision than any it may have seen.
     pub rev_floor: u64,
+    /// The next load must read the stream leader: the stream refused what
+    /// the held state predicted.
+    pub reload_from_leader: bool,
+}
+
+impl SlotState {
+    /// Drops the held state (it may differ from what the stream holds); the
+    /// next update reloads it from the stream leader.
+    pub fn forget(&mut self) {
+        self.held = None;
+        self.reload_from_leader = true;
+    }
 }
 
 impl Slot {

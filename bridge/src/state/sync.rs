@@ -14,8 +14,9 @@
 //!    at;
 //! 4. stored: done. The stream answered "duplicate" (a redelivery it already
 //!    has) or "wrong last sequence" (another bridge process wrote the subject
-//!    meanwhile): the merged state may not be what the stream holds, so it is
-//!    dropped and reloaded; after a wrong last sequence the update is merged
+//!    meanwhile, or the state was read from a replica that lagged): the merged
+//!    state may not be what the stream holds, so it is dropped and reloaded
+//!    from the stream leader; after a wrong last sequence the update is merged
 //!    again on top of what the stream has and published again.
 //!
 //! The stream is the only source of truth, so a restarted bridge, or another
@@ -48,8 +49,14 @@ pub enum Outcome {
 /// The stream, as the state sync needs it. Both calls retry transient
 /// failures themselves (NATS down, leader election) until the stream answers.
 pub trait Backend {
-    /// The last message stored on `subject`, `None` if there is none.
-    fn load_last(&self, subject: &str) -> impl Future<Output = Option<StoredMsg>> + Send;
+    /// The last message stored on `subject`, `None` if there is none. It may
+    /// be stale (read from a replica that lags) unless `from_leader`; a
+    /// publish on a stale state is refused ([`Outcome::Conflict`]).
+    fn load_last(
+        &self,
+        subject: &str,
+        from_leader: bool,
+    ) -> impl Future<Output = Option<StoredMsg>> + Send;
     /// Publishes (retrying with the same headers and payload) until the
     /// stream decides.
     fn publish(
@@ -94,15 +101,20 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
         let _ = prev.await;
     }
     let outcome = loop {
-        let loaded = slot.lock().held.is_some();
+        let (loaded, from_leader) = {
+            let s = slot.lock();
+            (s.held.is_some(), s.reload_from_leader)
+        };
         if !loaded {
-            let stored = backend.load_last(&subject).await;
+            let stored = backend.load_last(&subject, from_leader).await;
             let (held, kind) = Held::from_stored(stored, &update);
             metrics.state_loaded(kind);
             if kind == LoadKind::Legacy {
                 tracing::info!(%subject, "continuing the match from its v1 message");
             }
-            slot.lock().held = Some(held);
+            let mut s = slot.lock();
+            s.held = Some(held);
+            s.reload_from_leader = false;
         }
         let (headers, payload) = {
             let mut guard = slot.lock();
@@ -127,7 +139,7 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
                 Err(e) => {
                     // Our own types of JSON values: not expected to happen.
                     tracing::error!(%subject, error = %e, "cannot serialise the match state; update dropped");
-                    slot_state.held = None;
+                    slot_state.forget();
                     break Applied::Dropped;
                 }
             }
@@ -141,17 +153,17 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
                 break Applied::Stored;
             }
             Outcome::Duplicate => {
-                slot.lock().held = None;
+                slot.lock().forget();
                 Metrics::inc(&metrics.duplicates);
                 break Applied::Duplicate;
             }
             Outcome::Conflict => {
-                slot.lock().held = None;
+                slot.lock().forget();
                 Metrics::inc(&metrics.state_conflicts);
                 tracing::warn!(%subject, msg_id, "the match was written by someone else meanwhile; merging again on top of it");
             }
             Outcome::Dropped => {
-                slot.lock().held = None;
+                slot.lock().forget();
                 break Applied::Dropped;
             }
         }
@@ -198,6 +210,9 @@ mod tests {
         /// Scripted: the next N publishes are stored but answered as lost
         /// acks are, by a retry that the stream then calls a duplicate.
         lose_acks: usize,
+        /// Scripted: the next N reads that may be stale find nothing, as a
+        /// replica that has not seen the subject yet answers.
+        stale_reads: usize,
         loads: usize,
     }
 
@@ -214,9 +229,13 @@ mod tests {
     }
 
     impl Backend for FakeStream {
-        async fn load_last(&self, subject: &str) -> Option<StoredMsg> {
+        async fn load_last(&self, subject: &str, from_leader: bool) -> Option<StoredMsg> {
             let mut inner = self.inner.lock().unwrap();
             inner.loads += 1;
+            if !from_leader && inner.stale_reads > 0 {
+                inner.stale_reads -= 1;
+                return None;
+            }
             let (i, (_, h, p)) = inner
                 .msgs
                 .iter()
@@ -420,6 +439,21 @@ mod tests {
         assert_eq!(last.state.incidents.len(), 2);
         assert_eq!(last.state.rev, 3);
         assert_eq!(stream.count(), 3);
+    }
+
+    /// A replica that lags answers the read: the stream refuses the state
+    /// built on it, and the leader's answer is used instead.
+    #[tokio::test]
+    async fn a_stale_read_is_caught_and_read_again_from_the_leader() {
+        let stream = FakeStream::default();
+        Bridge::new().feed(&stream, "a:0", goal(10)).await;
+        stream.inner.lock().unwrap().stale_reads = 5;
+        let mut next = Bridge::new();
+        assert_eq!(next.feed(&stream, "b:0", score(2)).await, Applied::Stored);
+        assert_eq!(next.metrics.state_conflicts.load(Relaxed), 1);
+        let last = stream.last(SUBJECT).unwrap();
+        assert_eq!((last.state.rev, last.state.incidents.len()), (2, 1));
+        assert_eq!(stream.inner.lock().unwrap().loads, 3);
     }
 
     /// Another bridge wrote the subject meanwhile: merge again on top of its
