@@ -258,6 +258,8 @@ Tribune is running (logs: $LOGS).
 Watch live updates:
   internal system (NKEY user):
     $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
+  every football match's current state first, then live (batch direct get; nats-server, RUN_SERVER=nats):
+    $BRIDGE tail 'sports.football.*' --current --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   web user (token -> tribune-auth callout; may read football and tennis, never publish):
     TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
   bridge metrics:  curl -s 127.0.0.1:$BRIDGE_HTTP/metrics

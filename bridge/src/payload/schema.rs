@@ -22,8 +22,9 @@ pub const SCHEMA_ID: &str = "tribune.sports.match.v2";
 pub const LEGACY_SCHEMA_V1: &str = "tribune.sports.match_update.v1";
 
 /// One normalised match update (a provider match object, partial). Internal:
-/// merged into a [`MatchState`], never published as such. Its serde form is
-/// the v1 message, which is how a legacy stored message is read back.
+/// merged into a [`MatchState`], never published as such. A v1 message (which
+/// was this plus `schema`) deserialises into it, which is how a legacy stored
+/// message is read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchUpdate {
     pub sport: String,

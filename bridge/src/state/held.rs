@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use crate::payload::{MatchState, MatchUpdate, LEGACY_SCHEMA_V1, SCHEMA_ID};
 
-/// Header of every published state: the `Nats-Msg-Id`s of the last
-/// [`APPLIED_IDS`] updates merged into it, oldest first, space separated.
+/// Header of every published state: the updates last merged into it (at
+/// most [`APPLIED_IDS`], oldest first, space separated), each as its
+/// [`applied_key`].
 ///
 /// It is how a bridge that reloads a state knows which redelivered MQTT
 /// messages that state already contains: after a crash the MQTT broker
@@ -19,10 +20,25 @@ use crate::payload::{MatchState, MatchUpdate, LEGACY_SCHEMA_V1, SCHEMA_ID};
 /// newer state would roll the score back.
 pub const HDR_APPLIED: &str = "Tribune-Applied";
 
-/// Ids kept in [`HDR_APPLIED`]. Redeliveries are the updates stored but not
-/// yet acked to MQTT when the bridge stopped: a few per match at most, since a
-/// match's publishes go one at a time and acks follow within milliseconds.
-pub const APPLIED_IDS: usize = 16;
+/// Updates listed in [`HDR_APPLIED`]. Redeliveries are the updates stored but
+/// not yet acked to MQTT when the bridge stopped: a few per match at most,
+/// since a match's publishes go one at a time and acks follow within
+/// milliseconds. Every published state carries the list, so it is kept short.
+pub const APPLIED_IDS: usize = 8;
+
+/// An update's `Nats-Msg-Id` as listed in [`HDR_APPLIED`]: `<hash>:<index>`
+/// with the hash cut to its first 16 hex digits (64 bits), less than half
+/// the bytes. Only the last few updates of one match are compared, so a
+/// false match (a new update taken for one already merged) has a chance of
+/// about 2^-61 per update. Ids of another form are kept whole.
+pub fn applied_key(msg_id: &str) -> std::borrow::Cow<'_, str> {
+    match msg_id.split_once(':') {
+        Some((hash, index)) if hash.len() > 16 && hash.is_char_boundary(16) => {
+            std::borrow::Cow::Owned(format!("{}:{index}", &hash[..16]))
+        }
+        _ => std::borrow::Cow::Borrowed(msg_id),
+    }
+}
 
 /// The last message stored for a subject, as the bridge needs it.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +74,7 @@ pub struct Held {
     /// publish expects it (`Nats-Expected-Last-Subject-Sequence`), so a state
     /// written meanwhile by another bridge process is noticed, not overwritten.
     pub last_seq: u64,
-    /// Ids of the last updates merged in, oldest first (see [`HDR_APPLIED`]).
+    /// Keys of the last updates merged in, oldest first (see [`HDR_APPLIED`]).
     pub applied: VecDeque<String>,
 }
 
@@ -89,8 +105,12 @@ impl Held {
                 Some(Ok(state)) => {
                     held.state = state;
                     held.applied = match &m.applied {
-                        Some(ids) => ids.split_whitespace().map(str::to_owned).collect(),
-                        None => m.msg_id.iter().cloned().collect(),
+                        Some(keys) => keys.split_whitespace().map(str::to_owned).collect(),
+                        None => m
+                            .msg_id
+                            .iter()
+                            .map(|id| applied_key(id).into_owned())
+                            .collect(),
                     };
                     LoadKind::Found
                 }
@@ -131,20 +151,22 @@ impl Held {
         (held, kind)
     }
 
+    /// Whether the update with this `Nats-Msg-Id` is among the last merged.
     pub fn has_applied(&self, msg_id: &str) -> bool {
-        self.applied.iter().any(|id| id == msg_id)
+        let key = applied_key(msg_id);
+        self.applied.iter().any(|k| *k == *key)
     }
 
     pub fn note_applied(&mut self, msg_id: &str) {
         if self.applied.len() >= APPLIED_IDS {
             self.applied.pop_front();
         }
-        self.applied.push_back(msg_id.to_owned());
+        self.applied.push_back(applied_key(msg_id).into_owned());
     }
 
     /// The [`HDR_APPLIED`] header value.
     pub fn applied_header(&self) -> String {
-        let mut out = String::with_capacity(self.applied.len() * 36);
+        let mut out = String::with_capacity(self.applied.len() * 20);
         for (i, id) in self.applied.iter().enumerate() {
             if i > 0 {
                 out.push(' ');
@@ -208,7 +230,22 @@ mod tests {
         assert_eq!(back.last_seq, 42);
         assert_eq!(back.state, held.state);
         assert_eq!(back.applied, held.applied);
-        assert!(back.has_applied("h17:0") && !back.has_applied("h0:0"));
+        let newest = format!("h{}:0", APPLIED_IDS + 1);
+        assert!(back.has_applied(&newest) && !back.has_applied("h0:0"));
+    }
+
+    #[test]
+    fn applied_keys_are_short_and_only_match_their_update() {
+        let id = "417c4c92afe4ab3b3e8d32df828a7065:3";
+        assert_eq!(applied_key(id), "417c4c92afe4ab3b:3");
+        assert_eq!(applied_key("short:1"), "short:1");
+        assert_eq!(applied_key("no-colon"), "no-colon");
+        let mut held = Held::new("football", "m1", "thesports");
+        held.note_applied(id);
+        assert!(held.has_applied(id));
+        assert!(!held.has_applied("417c4c92afe4ab3b3e8d32df828a7065:2"));
+        assert!(!held.has_applied("517c4c92afe4ab3b3e8d32df828a7065:3"));
+        assert_eq!(held.applied_header(), "417c4c92afe4ab3b:3");
     }
 
     #[test]
