@@ -2,8 +2,9 @@
 //! restart the bridge continues from the last stored state of each match (an
 //! incident sent before the crash is still there after an update that only
 //! carried the score), and a redelivered update the stored state already
-//! contains does not roll it back. (crash.rs checks every match's last state
-//! after a `kill -9` mid-feed.)
+//! contains does not roll it back; and an upgrade from the v1 messages
+//! continues live matches. (crash.rs and failover.rs check every match's last
+//! state after a `kill -9` mid-feed and a node failure.)
 
 mod support;
 
@@ -105,4 +106,68 @@ async fn an_incident_sent_before_a_restart_is_still_listed_after_it() {
         bridge.metrics()
     );
     assert!(bridge.terminate());
+}
+
+/// Upgrading a running system: the stream an earlier bridge created has no
+/// `allow_direct` and holds v1 messages (one partial update each). The bridge
+/// turns direct gets on, and a match live across the upgrade continues from
+/// its last v1 message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_from_v1_turns_direct_get_on_and_continues_live_matches() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path(), None);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "SPORTS".into(),
+        subjects: vec!["sports.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let v1 = serde_json::json!({
+        "schema": "tribune.sports.match_update.v1", "sport": "football", "match_id": "m9",
+        "provider": "thesports", "source_topic": TOPIC, "received_at_ms": 1,
+        "score": {"status_id": 2, "kickoff_ts": 1760000000,
+                  "home": {"score": 1, "detail": [1, 1, 0, 0, 0, 0, 0]},
+                  "away": {"score": 0, "detail": [0, 0, 0, 0, 0, 0, 0]}}
+    });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "v1hash:0");
+    js.publish_with_headers("sports.football.m9", headers, v1.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let mqtt = embedded_broker();
+    let bridge = BridgeProc::start(
+        dir.path(),
+        &bridge_config(&mqtt, &[nats.url()], "bridge-state-upgrade", ""),
+    );
+    bridge.wait_healthy().await;
+    let mut stream = js.get_stream("SPORTS").await.unwrap();
+    assert!(stream.info().await.unwrap().config.allow_direct);
+
+    let stats = r#"[{"id":"m9","stats":[{"type":2,"home":4,"away":1}]}]"#;
+    publish_mqtt(&mqtt, TOPIC, &[stats.to_owned()]).await;
+    wait_for("the first v2 state", Duration::from_secs(60), || async {
+        stream_messages(&js, "SPORTS").await == 2
+    })
+    .await;
+    let last = last_state(&js, "sports.football.m9").await.unwrap();
+    assert_eq!(last.state.schema, SCHEMA_ID);
+    let score = last
+        .state
+        .score
+        .as_ref()
+        .expect("the score of the v1 message");
+    assert_eq!(score.home.score, Some(1));
+    assert_eq!(last.state.stats.len(), 1);
+    assert_eq!(last.state.rev, 2);
+    assert_eq!(
+        bridge.metric("tribune_bridge_state_loads_total{result=\"legacy\"}"),
+        1
+    );
 }
