@@ -160,7 +160,7 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
             Outcome::Conflict => {
                 slot.lock().forget();
                 Metrics::inc(&metrics.state_conflicts);
-                tracing::warn!(%subject, msg_id, "the match was written by someone else meanwhile; merging again on top of it");
+                tracing::warn!(%subject, msg_id, "the match's stream subject moved on since its state was read (another bridge process, or a lagging replica answered); merging again on the stored state");
             }
             Outcome::Dropped => {
                 slot.lock().forget();
