@@ -310,6 +310,8 @@ Open the live-scores page (a development token for football and tennis, valid 1 
 Watch live updates in the terminal:
   internal system (NKEY user):
     $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
+  every football match's current state first, then live (batch direct get):
+    $BRIDGE tail 'sports.football.*' --current --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   web user (token -> tribune-auth callout; reads football and tennis only):
     TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
   bridge metrics:  curl -s 127.0.0.1:$BRIDGE_HTTP/metrics

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::mqtt::Loop;
 use crate::pipeline::Pipeline;
 use crate::process::Router;
+use crate::publish::Publisher;
 
 /// How long shutdown waits for in-flight JetStream acks before giving up (the
 /// unacked MQTT messages are then redelivered on the next start).
@@ -31,10 +32,10 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
     let client = crate::nats::connect(&cfg.nats, metrics.clone()).await?;
     let js = crate::nats::context(client.clone(), &cfg.jetstream, cfg.bridge.max_inflight);
     let mut sd = shutdown.clone();
-    tokio::select! {
+    let direct = tokio::select! {
         r = crate::nats::ensure_streams(&js, &cfg.jetstream) => r.context("JetStream streams")?,
         _ = sd.wait_for(|s| *s) => return Ok(()),
-    }
+    };
 
     // Only subscribes and the disconnect go through rumqttc's request channel
     // (acks are written by the loop itself).
@@ -43,14 +44,25 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
     let (q1_tx, q1_rx) = mpsc::channel(cfg.bridge.max_inflight);
     let (q0_tx, q0_rx) = mpsc::channel(cfg.bridge.qos0_queue);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let stream = js
+        .get_stream_no_info(&cfg.jetstream.stream)
+        .await
+        .with_context(|| format!("stream name {:?}", cfg.jetstream.stream))?;
     let pipeline = Pipeline {
-        js,
+        publisher: Publisher {
+            js,
+            stream,
+            stream_name: cfg.jetstream.stream.clone(),
+            direct,
+            metrics: metrics.clone(),
+            retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
+            retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),
+        },
         router: Router::new(&cfg),
         metrics: metrics.clone(),
         acks: ack_tx,
         max_inflight: cfg.bridge.max_inflight,
-        retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
-        retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),
+        states: cfg.state.limits(),
     };
     let (done_tx, done_rx) = oneshot::channel();
     let mut sd = shutdown.clone();

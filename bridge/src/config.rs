@@ -5,6 +5,7 @@
 //! held in [`SecretString`], whose `Debug` never prints the value, so neither a
 //! config dump nor an error message can leak them into the logs.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,8 @@ pub struct Config {
     pub jetstream: JetStreamConfig,
     #[serde(default)]
     pub bridge: BridgeConfig,
+    #[serde(default)]
+    pub state: StateConfig,
     #[serde(default)]
     pub http: HttpConfig,
 }
@@ -188,6 +191,43 @@ pub struct BridgeConfig {
     pub retry_max_ms: u64,
 }
 
+/// The per-match states the bridge holds in memory (crate::state). Only
+/// memory: a match dropped from it is reloaded from its last stored message
+/// when it comes back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Matches held at most; beyond, the least recently updated is dropped.
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+    /// A match without an update for this long is dropped.
+    #[serde(default = "default_idle_evict")]
+    pub idle_evict_secs: u64,
+    /// A match whose status is in `ended_status` is dropped this long after
+    /// its last update (late corrections still find it held).
+    #[serde(default = "default_ended_evict")]
+    pub ended_evict_secs: u64,
+    /// Provider status ids meaning "ended", per sport. Sports not listed are
+    /// dropped when idle.
+    #[serde(default = "default_ended_status")]
+    pub ended_status: BTreeMap<String, Vec<i64>>,
+}
+
+impl StateConfig {
+    pub fn limits(&self) -> crate::state::Limits {
+        crate::state::Limits {
+            max_matches: self.max_matches,
+            idle_evict: std::time::Duration::from_secs(self.idle_evict_secs),
+            ended_evict: std::time::Duration::from_secs(self.ended_evict_secs),
+            ended_status: self
+                .ended_status
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -280,6 +320,23 @@ fn default_retry_min() -> u64 {
 fn default_retry_max() -> u64 {
     5_000
 }
+fn default_max_matches() -> usize {
+    10_000
+}
+fn default_idle_evict() -> u64 {
+    3600
+}
+fn default_ended_evict() -> u64 {
+    600
+}
+/// Football 8 is "ended" in the provider's codes (see README); basketball 10
+/// is what `tail` shows as ended.
+fn default_ended_status() -> BTreeMap<String, Vec<i64>> {
+    BTreeMap::from([
+        ("football".into(), vec![8]),
+        ("basketball".into(), vec![10]),
+    ])
+}
 fn default_http_listen() -> String {
     "127.0.0.1:9465".into()
 }
@@ -290,6 +347,11 @@ impl Default for JetStreamConfig {
     }
 }
 impl Default for BridgeConfig {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("all fields have defaults"))
+    }
+}
+impl Default for StateConfig {
     fn default() -> Self {
         toml::from_str("").unwrap_or_else(|_| unreachable!("all fields have defaults"))
     }
@@ -373,6 +435,9 @@ impl Config {
         if self.bridge.max_inflight == 0 || self.bridge.qos0_queue == 0 {
             bail!("bridge.max_inflight and bridge.qos0_queue must be > 0");
         }
+        if self.state.max_matches == 0 {
+            bail!("state.max_matches must be > 0");
+        }
         self.http.addr()?;
         Ok(())
     }
@@ -399,6 +464,15 @@ mod tests {
         assert!(!c.mqtt.clean_session);
         assert_eq!(c.jetstream.stream, "SPORTS");
         assert_eq!(c.jetstream.duplicate_window_secs, 120);
+        assert_eq!(c.state.max_matches, 10_000);
+        assert_eq!(c.state.limits().ended_status["football"], [8]);
+        let c = Config::parse(&format!(
+            "{MIN}\n[state]\nmax_matches = 5\nended_status = {{ tennis = [100] }}"
+        ))
+        .unwrap();
+        let limits = c.state.limits();
+        assert_eq!(limits.max_matches, 5);
+        assert_eq!(limits.ended_status.len(), 1);
         assert_eq!(
             c.http.addr().unwrap(),
             Some("127.0.0.1:9465".parse().unwrap())
@@ -438,6 +512,10 @@ mod tests {
             ),
             (format!("{MIN}\n[jetstream]\nstorage = \"disk\""), "storage"),
             (format!("{MIN}\n[http]\nlisten = \"nope\""), "http.listen"),
+            (
+                format!("{MIN}\n[state]\nmax_matches = 0"),
+                "state.max_matches",
+            ),
         ];
         for (text, want) in table {
             let err = format!("{:#}", Config::parse(&text).unwrap_err());

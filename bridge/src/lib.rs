@@ -2,10 +2,13 @@
 //!
 //! Modules by concern: [`config`] (TOML, secrets), [`payload`] (defensive
 //! parsing + the normalised schema), [`subject`] (subject validation),
-//! [`process`] (one MQTT message -> NATS messages with dedup ids), [`mqtt`]
-//! (rumqttc loop), [`nats`] (connection, streams), [`pipeline`] (publish, wait
-//! for the JetStream ack, then ack MQTT), [`metrics`]/[`http`], plus the tools:
-//! [`sim`] (feed simulator), [`tail`], [`bench`], [`keygen`].
+//! [`process`] (one MQTT message -> match updates with dedup ids, dead
+//! letters), [`state`] (each match's merged state, the published message),
+//! [`mqtt`] (rumqttc loop), [`nats`] (connection, streams), [`publish`]
+//! (JetStream I/O with retries), [`pipeline`] (in arrival order: merge,
+//! publish, wait for the JetStream ack, then ack MQTT), [`metrics`]/[`http`],
+//! plus the tools: [`sim`] (feed simulator), [`tail`] and [`snapshot`]
+//! (readers), [`bench`], [`keygen`].
 
 pub mod bench;
 pub mod bridge;
@@ -19,7 +22,10 @@ pub mod nats;
 pub mod payload;
 pub mod pipeline;
 pub mod process;
+pub mod publish;
 pub mod sim;
+pub mod snapshot;
+pub mod state;
 pub mod subject;
 pub mod tail;
 pub mod tls;

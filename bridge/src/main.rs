@@ -104,6 +104,13 @@ enum Cmd {
         /// Raw JSON instead of one-liners.
         #[arg(long)]
         json: bool,
+        /// First print every match's current state (the last message of each
+        /// subject, one batch direct get), then only live states newer than it.
+        #[arg(long)]
+        current: bool,
+        /// The stream for `--current`.
+        #[arg(long, default_value = "SPORTS")]
+        stream: String,
     },
     /// Measure MQTT -> JetStream throughput and latency (embedded MQTT broker).
     Bench {
@@ -258,8 +265,11 @@ async fn real_main(cli: Cli) -> Result<()> {
             tls_ca_file,
             count,
             json,
+            current,
+            stream,
         } => {
             let opts = tail::TailOptions {
+                current: current.then_some(stream),
                 subject,
                 servers,
                 nkey_seed_file,

@@ -35,6 +35,18 @@ pub struct Metrics {
     pub mqtt_subscribed: AtomicBool,
     pub nats_connected: AtomicBool,
     pub inflight: AtomicI64,
+    /// Reads of a subject's last stored message (a match not held).
+    pub state_reads: AtomicU64,
+    pub state_loads_new: AtomicU64,
+    pub state_loads_found: AtomicU64,
+    pub state_loads_legacy: AtomicU64,
+    pub state_loads_unreadable: AtomicU64,
+    /// Publishes refused because another writer changed the subject first.
+    pub state_conflicts: AtomicU64,
+    /// Redelivered updates the held state already contained (not republished).
+    pub redeliveries_skipped: AtomicU64,
+    pub state_evictions: AtomicU64,
+    pub state_matches: AtomicI64,
     ack_buckets: [AtomicU64; ACK_BUCKETS.len()],
     ack_count: AtomicU64,
     ack_sum_micros: AtomicU64,
@@ -54,6 +66,17 @@ impl Metrics {
         self.ack_count.fetch_add(1, Relaxed);
         self.ack_sum_micros
             .fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Counts how a match's state was rebuilt from the stream.
+    pub fn state_loaded(&self, kind: crate::state::LoadKind) {
+        use crate::state::LoadKind;
+        Metrics::inc(match kind {
+            LoadKind::New => &self.state_loads_new,
+            LoadKind::Found => &self.state_loads_found,
+            LoadKind::Legacy => &self.state_loads_legacy,
+            LoadKind::Unreadable => &self.state_loads_unreadable,
+        });
     }
 
     pub fn healthy(&self) -> bool {
@@ -92,6 +115,19 @@ impl Metrics {
             self.malformed_payloads.load(Relaxed),
             self.malformed_elements.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP tribune_bridge_state_loads_total Match states rebuilt from the stream, by what its last message was.\n\
+             # TYPE tribune_bridge_state_loads_total counter\n\
+             tribune_bridge_state_loads_total{{result=\"new\"}} {}\n\
+             tribune_bridge_state_loads_total{{result=\"found\"}} {}\n\
+             tribune_bridge_state_loads_total{{result=\"legacy\"}} {}\n\
+             tribune_bridge_state_loads_total{{result=\"unreadable\"}} {}",
+            self.state_loads_new.load(Relaxed),
+            self.state_loads_found.load(Relaxed),
+            self.state_loads_legacy.load(Relaxed),
+            self.state_loads_unreadable.load(Relaxed)
+        );
         for (name, help, v) in [
             (
                 "tribune_bridge_mqtt_acks_total",
@@ -112,6 +148,26 @@ impl Metrics {
                 "tribune_bridge_duplicates_total",
                 "Publishes JetStream reported as duplicates (redeliveries caught by Nats-Msg-Id).",
                 &self.duplicates,
+            ),
+            (
+                "tribune_bridge_redeliveries_skipped_total",
+                "Redelivered updates the match state already contained; not published again.",
+                &self.redeliveries_skipped,
+            ),
+            (
+                "tribune_bridge_state_reads_total",
+                "Reads of a match's last stored message, retries included.",
+                &self.state_reads,
+            ),
+            (
+                "tribune_bridge_state_conflicts_total",
+                "State publishes refused because the subject changed meanwhile (another writer); merged again.",
+                &self.state_conflicts,
+            ),
+            (
+                "tribune_bridge_state_evictions_total",
+                "Matches dropped from memory (ended, idle, or over state.max_matches).",
+                &self.state_evictions,
             ),
             (
                 "tribune_bridge_empty_payloads_total",
@@ -164,6 +220,12 @@ impl Metrics {
             "Publishes waiting for their JetStream ack.",
             self.inflight.load(Relaxed),
         );
+        g(
+            &mut out,
+            "tribune_bridge_state_matches",
+            "Matches whose state the bridge holds in memory.",
+            self.state_matches.load(Relaxed),
+        );
         let name = "tribune_bridge_publish_ack_seconds";
         let _ = writeln!(
             out,
@@ -204,6 +266,10 @@ mod tests {
         assert!(text.contains("tribune_bridge_publish_ack_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("tribune_bridge_publish_ack_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("tribune_bridge_publish_ack_seconds_count 2\n"));
+        m.state_loaded(crate::state::LoadKind::Legacy);
+        assert!(m
+            .render()
+            .contains("tribune_bridge_state_loads_total{result=\"legacy\"} 1\n"));
         assert!(!m.healthy());
     }
 }

@@ -146,7 +146,11 @@ pub fn stream_configs(cfg: &JetStreamConfig) -> [stream::Config; 2] {
         stream::Config {
             name: cfg.stream.clone(),
             subjects: vec![format!("{}.>", cfg.subject_prefix)],
-            description: Some("Live match updates from tribune-bridge".into()),
+            description: Some("Live match states from tribune-bridge".into()),
+            // Readers get every match's current state, the last message of
+            // each subject, with one batch direct get (`multi_last`), which
+            // any replica may answer. An existing stream is updated to it.
+            allow_direct: true,
             ..base.clone()
         },
         stream::Config {
@@ -160,28 +164,34 @@ pub fn stream_configs(cfg: &JetStreamConfig) -> [stream::Config; 2] {
 
 /// Creates or updates both streams, retrying until JetStream answers (the
 /// cluster may still be electing a meta leader when the bridge starts).
-pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> Result<()> {
+/// Returns whether the match stream allows direct gets.
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> Result<bool> {
     if !cfg.manage_streams {
+        let mut direct = false;
         for name in [&cfg.stream, &cfg.dead_letter_stream] {
-            js.get_stream(name).await.with_context(|| {
+            let s = js.get_stream(name).await.with_context(|| {
                 format!("stream {name} (manage_streams = false, so it must exist)")
             })?;
+            if *name == cfg.stream {
+                direct = check_direct(name, s.cached_info().config.allow_direct);
+            }
         }
-        return Ok(());
+        return Ok(direct);
     }
+    let mut direct = false;
     for config in stream_configs(cfg) {
         let name = config.name.clone();
         let mut delay = Duration::from_millis(200);
         let mut attempts = 0u32;
-        loop {
+        let allowed = loop {
             attempts += 1;
             match js.create_or_update_stream(config.clone()).await {
-                Ok(_) => break,
+                Ok(info) => break info.config.allow_direct,
                 Err(e) => {
                     // An existing stream we may not change (e.g. storage type) is still usable.
-                    if js.get_stream(&name).await.is_ok() {
+                    if let Ok(s) = js.get_stream(&name).await {
                         tracing::warn!(stream = %name, error = %e, "stream exists but could not be updated; using it as is");
-                        break;
+                        break s.cached_info().config.allow_direct;
                     }
                     if attempts >= 60 {
                         return Err(anyhow::anyhow!(e))
@@ -192,10 +202,25 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &JetStreamConfig) -> R
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        };
+        if name == cfg.stream {
+            direct = check_direct(&name, allowed);
         }
         tracing::info!(stream = %name, "stream ready");
     }
-    Ok(())
+    Ok(direct)
+}
+
+/// Readers need direct get to fetch every match's state at once (the
+/// bridge does without it, reading through the stream leader).
+fn check_direct(stream: &str, allow_direct: bool) -> bool {
+    if !allow_direct {
+        tracing::warn!(
+            stream,
+            "stream has allow_direct = false: readers cannot get the current match states with a batch direct get (multi_last)"
+        );
+    }
+    allow_direct
 }
 
 /// `error: cause: cause` (async-nats errors keep the TLS/auth reason in the source chain).
@@ -213,6 +238,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_match_stream_allows_direct_get() {
+        let cfg = crate::config::JetStreamConfig::default();
+        let [sports, dlq] = stream_configs(&cfg);
+        assert_eq!(sports.name, "SPORTS");
+        assert!(sports.allow_direct);
+        assert_eq!(sports.subjects, ["sports.>"]);
+        assert!(!dlq.allow_direct);
+    }
 
     #[test]
     fn passwords_in_server_urls_are_redacted() {

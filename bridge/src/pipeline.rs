@@ -1,25 +1,32 @@
 //! The publisher: MQTT messages in, JetStream publishes out, MQTT acks after.
 //!
-//! For a QoS 1 message the order is: normalise -> publish every resulting NATS
-//! message through JetStream with its `Nats-Msg-Id` -> wait for every PubAck
+//! For a QoS 1 message the order is: normalise -> merge each match update
+//! into its match's state and publish that state through JetStream with the
+//! update's `Nats-Msg-Id` (dead letters as they are) -> wait for every PubAck
 //! (retrying with backoff, same id) -> only then PUBACK to the MQTT broker.
-//! Publishes are pipelined (up to `max_inflight` messages in flight), but the
+//!
+//! Messages are pipelined (up to `max_inflight` in flight) across matches,
+//! but the updates of one match take turns in arrival order: each is merged
+//! once the previous one is stored (crate::state), so the states a match's
+//! subject receives are in order and each contains everything before it. The
+//! turns are taken here, in the receive loop, before anything is awaited. The
 //! MQTT acks leave in arrival order, as MQTT 3.1.1 (4.6) requires.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::mqtt::{Ack, Received};
-use crate::process::{Kind, Outgoing, Router};
+use crate::process::{Outgoing, Router};
+use crate::publish::Publisher;
+use crate::state::{self, MatchStates, UpdateJob};
 
 pub struct Pipeline {
-    pub js: jetstream::Context,
+    pub publisher: Publisher,
     pub router: Router,
     pub metrics: Arc<Metrics>,
     /// PUBACKs for the MQTT event loop, which writes them in batches. Unbounded
@@ -28,21 +35,29 @@ pub struct Pipeline {
     /// `max_inflight`.
     pub acks: mpsc::UnboundedSender<Ack>,
     pub max_inflight: usize,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
+    pub states: state::Limits,
 }
 
-/// Rate limit for retry warnings: a NATS outage would otherwise log one line
-/// per in-flight message per attempt.
-static LAST_RETRY_WARN_MS: AtomicU64 = AtomicU64::new(0);
+/// How often ended and idle matches are dropped from memory.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// One MQTT message, routed: its place in each of its matches' turns is taken.
+struct Job {
+    received: Received,
+    updates: Vec<UpdateJob>,
+    dead_letters: Vec<Outgoing>,
+}
 
 impl Pipeline {
     /// Runs until both inputs are closed and everything in flight is acked.
     pub async fn run(self, mut qos1: mpsc::Receiver<Received>, mut qos0: mpsc::Receiver<Received>) {
+        let mut states = MatchStates::new(self.states.clone());
         let this = Arc::new(self);
         let mut ordered = FuturesOrdered::new();
         let mut unordered = FuturesUnordered::new();
         let (mut open1, mut open0) = (true, true);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = ordered.len() + unordered.len() < this.max_inflight;
             tokio::select! {
@@ -50,18 +65,33 @@ impl Pipeline {
                 Some(done) = ordered.next(), if !ordered.is_empty() => this.ack(done),
                 Some(()) = unordered.next(), if !unordered.is_empty() => {}
                 r = qos1.recv(), if room && open1 => match r {
-                    Some(r) => ordered.push_back(this.clone().forward(r)),
+                    Some(r) => ordered.push_back(this.clone().forward(this.route(r, &mut states))),
                     None => open1 = false,
                 },
                 r = qos0.recv(), if room && open0 => match r {
-                    Some(r) => unordered.push(async { this.clone().forward(r).await; }),
+                    Some(r) => {
+                        let job = this.route(r, &mut states);
+                        let this = this.clone();
+                        unordered.push(async move { this.forward(job).await; });
+                    }
                     None => open0 = false,
                 },
-                else => break,
+                _ = sweep.tick() => {
+                    let n = states.sweep(Instant::now());
+                    if n > 0 {
+                        tracing::debug!(evicted = n, held = states.len(), "dropped ended and idle matches from memory");
+                    }
+                }
             }
             this.metrics
                 .inflight
                 .store((ordered.len() + unordered.len()) as i64, Relaxed);
+            this.metrics
+                .state_matches
+                .store(states.len() as i64, Relaxed);
+            this.metrics
+                .state_evictions
+                .store(states.evicted(), Relaxed);
             if !open1 && !open0 && ordered.is_empty() && unordered.is_empty() {
                 break;
             }
@@ -69,9 +99,10 @@ impl Pipeline {
         tracing::info!("pipeline drained");
     }
 
-    /// Publishes everything one MQTT message turned into; resolves when all of
-    /// it is acked by JetStream.
-    async fn forward(self: Arc<Self>, r: Received) -> Received {
+    /// Normalises one MQTT message and queues each of its match updates
+    /// behind the previous update of the same match. Synchronous, so the
+    /// queues follow arrival order.
+    fn route(&self, r: Received, states: &mut MatchStates) -> Job {
         let p = self
             .router
             .process(&r.publish.topic, &r.publish.payload, r.received_at_ms);
@@ -86,69 +117,48 @@ impl Pipeline {
         if p.empty {
             Metrics::inc(&self.metrics.empty_payloads);
         }
-        match p.out.len() {
-            0 => {}
-            1 => {
-                if let Some(o) = p.out.into_iter().next() {
-                    self.publish_until_acked(o).await
-                }
-            }
-            _ => {
-                futures::future::join_all(p.out.into_iter().map(|o| self.publish_until_acked(o)))
-                    .await;
-            }
+        let now = Instant::now();
+        let updates = p
+            .updates
+            .into_iter()
+            .map(|u| UpdateJob {
+                link: states.link(&u.subject, now),
+                subject: u.subject,
+                msg_id: u.msg_id,
+                update: u.update,
+            })
+            .collect();
+        Job {
+            received: r,
+            updates,
+            dead_letters: p.dead_letters,
         }
-        r
     }
 
-    /// One JetStream publish, retried until acked. Retrying is safe because the
-    /// id is the same every time: the stream stores the message once.
-    async fn publish_until_acked(&self, o: Outgoing) {
-        let mut delay = self.retry_min;
-        let subject = async_nats::Subject::from(o.subject.as_str());
-        loop {
-            let started = Instant::now();
-            let msg = PublishMessage::build()
-                .payload(o.payload.clone())
-                .headers(o.headers.clone());
-            let result = match self.js.send_publish(subject.clone(), msg).await {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    // Retrying cannot help; this is a config problem (server
-                    // max_payload below the provider's message size).
-                    tracing::error!(subject = %o.subject, msg_id = %o.msg_id, error = %e, "message larger than NATS max_payload; dropped");
-                    return;
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(ack) => {
-                    self.metrics.observe_ack(started.elapsed());
-                    if ack.duplicate {
-                        Metrics::inc(&self.metrics.duplicates);
-                    } else if o.kind == Kind::Update {
-                        Metrics::inc(&self.metrics.updates_published);
-                    } else {
-                        Metrics::inc(&self.metrics.dead_lettered);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    Metrics::inc(&self.metrics.publish_retries);
-                    let now = crate::mqtt::now_ms();
-                    let last = LAST_RETRY_WARN_MS.load(Relaxed);
-                    if now.saturating_sub(last) >= 1000
-                        && LAST_RETRY_WARN_MS
-                            .compare_exchange(last, now, Relaxed, Relaxed)
-                            .is_ok()
-                    {
-                        tracing::warn!(subject = %o.subject, msg_id = %o.msg_id, error = %e, retry_in_ms = delay.as_millis() as u64, "JetStream publish failed; retrying (same Nats-Msg-Id)");
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.retry_max);
-                }
-            }
+    /// Publishes everything one MQTT message turned into; resolves when all of
+    /// it is stored by JetStream.
+    async fn forward(self: Arc<Self>, job: Job) -> Received {
+        let Job {
+            received,
+            updates,
+            dead_letters,
+        } = job;
+        let states = updates
+            .into_iter()
+            .map(|u| state::apply(&self.publisher, &self.metrics, u));
+        if dead_letters.is_empty() {
+            futures::future::join_all(states).await;
+        } else {
+            let dead = dead_letters
+                .into_iter()
+                .map(|o| self.publisher.dead_letter(o));
+            futures::future::join(
+                futures::future::join_all(states),
+                futures::future::join_all(dead),
+            )
+            .await;
         }
+        received
     }
 
     /// PUBACK to the MQTT broker, now that JetStream has the message. The

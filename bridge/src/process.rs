@@ -1,9 +1,11 @@
-//! From one MQTT message to the NATS messages it becomes.
+//! From one MQTT message to the match updates and dead letters it becomes.
 //!
 //! Pure and synchronous, so it is unit-tested without any server. Each output
 //! carries a `Nats-Msg-Id` derived from a hash of the provider message (topic
 //! and payload bytes) and the entry's position in it: a redelivery of the same
 //! MQTT message produces the same ids, so JetStream's duplicate window drops it.
+//! A match update is not published as is: crate::state merges it into the
+//! match's state and publishes that, under the update's id.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::payload::normalise::Origin;
-use crate::payload::{normalise_match, split_payload};
+use crate::payload::{normalise_match, split_payload, MatchUpdate};
 use crate::subject::{match_subject, validate_token};
 
 /// Header naming why a message was dead-lettered.
@@ -23,26 +25,31 @@ pub const HDR_TOPIC: &str = "Tribune-Mqtt-Topic";
 /// Header carrying the index of a dead-lettered entry within its payload.
 pub const HDR_ENTRY: &str = "Tribune-Entry";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Update,
-    DeadLetter,
-}
-
-/// One NATS message to publish through JetStream.
+/// A dead letter to publish through JetStream.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub kind: Kind,
     pub subject: String,
     pub msg_id: String,
     pub headers: HeaderMap,
     pub payload: Bytes,
 }
 
+/// One valid match update with where it goes.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// `<prefix>.<sport>.<matchId>`.
+    pub subject: String,
+    /// `Nats-Msg-Id` of the state published for this update.
+    pub msg_id: String,
+    pub update: MatchUpdate,
+}
+
 /// What one MQTT message turned into.
 #[derive(Debug, Default)]
 pub struct Processed {
-    pub out: Vec<Outgoing>,
+    /// In payload order.
+    pub updates: Vec<Routed>,
+    pub dead_letters: Vec<Outgoing>,
     pub malformed_payload: bool,
     pub malformed_elements: usize,
     pub empty: bool,
@@ -88,7 +95,7 @@ impl Router {
         let mut result = Processed::default();
         let Some(sport) = self.sport_for(topic) else {
             result.malformed_payload = true;
-            result.out.push(self.dead_letter(
+            result.dead_letters.push(self.dead_letter(
                 topic,
                 &format!("{hash}:dl"),
                 "topic has no valid sport level",
@@ -102,7 +109,7 @@ impl Router {
             Err(e) => {
                 tracing::warn!(topic, bytes = payload.len(), error = %e, "malformed payload, dead-lettered");
                 result.malformed_payload = true;
-                result.out.push(self.dead_letter(
+                result.dead_letters.push(self.dead_letter(
                     topic,
                     &format!("{hash}:dl"),
                     &e.to_string(),
@@ -131,24 +138,15 @@ impl Router {
                 Ok((subject, u))
             });
             match normalised {
-                Ok((subject, update)) => {
-                    let msg_id = format!("{hash}:{i}");
-                    let mut headers = HeaderMap::new();
-                    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
-                    // Serialising our own struct of JSON values cannot fail.
-                    let body = serde_json::to_vec(&update).unwrap_or_default();
-                    result.out.push(Outgoing {
-                        kind: Kind::Update,
-                        subject,
-                        msg_id,
-                        headers,
-                        payload: Bytes::from(body),
-                    });
-                }
+                Ok((subject, update)) => result.updates.push(Routed {
+                    subject,
+                    msg_id: format!("{hash}:{i}"),
+                    update,
+                }),
                 Err(e) => {
                     tracing::warn!(topic, entry = i, error = %e, "malformed match entry, dead-lettered");
                     result.malformed_elements += 1;
-                    result.out.push(self.dead_letter(
+                    result.dead_letters.push(self.dead_letter(
                         topic,
                         &format!("{hash}:dl:{i}"),
                         &e.to_string(),
@@ -177,7 +175,6 @@ impl Router {
             headers.insert(HDR_ENTRY, i.to_string().as_str());
         }
         Outgoing {
-            kind: Kind::DeadLetter,
             subject: self.dead_letter_subject.clone(),
             msg_id: msg_id.to_owned(),
             headers,
@@ -237,20 +234,21 @@ mod tests {
         let r = router();
         let raw = br#"[{"id":"m1","score":[2,[1],[0]]},{"id":"m2"}]"#;
         let p = r.process("thesports/football/match/v1", raw, 5);
-        assert_eq!(p.out.len(), 2);
-        assert_eq!(p.out[0].subject, "sports.football.m1");
-        assert_eq!(p.out[1].subject, "sports.football.m2");
-        assert!(p.out.iter().all(|o| o.kind == Kind::Update));
+        assert_eq!(p.updates.len(), 2);
+        assert!(p.dead_letters.is_empty());
+        assert_eq!(p.updates[0].subject, "sports.football.m1");
+        assert_eq!(p.updates[1].subject, "sports.football.m2");
+        assert_eq!(p.updates[0].update.received_at_ms, 5);
         // Same message again: same ids (that is what dedup relies on).
         let again = r.process("thesports/football/match/v1", raw, 99);
-        assert_eq!(p.out[0].msg_id, again.out[0].msg_id);
-        assert_ne!(p.out[0].msg_id, p.out[1].msg_id);
+        assert_eq!(p.updates[0].msg_id, again.updates[0].msg_id);
+        assert_ne!(p.updates[0].msg_id, p.updates[1].msg_id);
         // Other topic, same bytes: different ids.
         let other = r.process("thesports/basketball/match/v1", raw, 5);
-        assert_ne!(other.out[0].msg_id, p.out[0].msg_id);
-        assert_eq!(other.out[0].subject, "sports.basketball.m1");
+        assert_ne!(other.updates[0].msg_id, p.updates[0].msg_id);
+        assert_eq!(other.updates[0].subject, "sports.basketball.m1");
         assert_eq!(
-            r.process("feeds/special", raw, 5).out[0].subject,
+            r.process("feeds/special", raw, 5).updates[0].subject,
             "sports.tennis.m1"
         );
     }
@@ -260,19 +258,18 @@ mod tests {
         let r = router();
         let p = r.process("thesports/football/match/v1", b"{not json", 1);
         assert!(p.malformed_payload);
-        assert_eq!(p.out.len(), 1);
-        assert_eq!(p.out[0].kind, Kind::DeadLetter);
-        assert_eq!(p.out[0].subject, "deadletter.sports");
-        assert_eq!(&p.out[0].payload[..], b"{not json");
-        assert!(p.out[0].headers.get(HDR_ERROR).is_some());
+        assert!(p.updates.is_empty());
+        assert_eq!(p.dead_letters.len(), 1);
+        assert_eq!(p.dead_letters[0].subject, "deadletter.sports");
+        assert_eq!(&p.dead_letters[0].payload[..], b"{not json");
+        assert!(p.dead_letters[0].headers.get(HDR_ERROR).is_some());
 
         let mixed = br#"[{"id":"ok"},{"id":"bad.id"},{"nope":1}]"#;
         let p = r.process("thesports/football/match/v1", mixed, 1);
         assert_eq!(p.malformed_elements, 2);
-        let kinds: Vec<_> = p.out.iter().map(|o| o.kind).collect();
-        assert_eq!(kinds, [Kind::Update, Kind::DeadLetter, Kind::DeadLetter]);
+        assert_eq!((p.updates.len(), p.dead_letters.len()), (1, 2));
         assert_eq!(
-            p.out[1]
+            p.dead_letters[0]
                 .headers
                 .get(HDR_ENTRY)
                 .map(|v| v.as_str().to_owned()),
@@ -284,7 +281,7 @@ mod tests {
         let p = r.process("thesports/foot.ball/x", b"[]", 1);
         assert!(p.malformed_payload);
         let p = r.process("thesports/football/match/v1", b"[]", 1);
-        assert!(p.empty && p.out.is_empty());
+        assert!(p.empty && p.updates.is_empty() && p.dead_letters.is_empty());
     }
 
     /// The ids must not change between releases: a bridge restarted on a new

@@ -1,11 +1,15 @@
-//! `tribune-bridge tail SUBJECT`: watch live updates as one-liners.
+//! `tribune-bridge tail SUBJECT`: watch live match states as one-liners;
+//! with `--current`, every match's current state first (the reader flow of
+//! bridge/README.md, crate::snapshot).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 
-use crate::payload::MatchUpdate;
+use crate::payload::MatchMessage;
+use crate::snapshot::{current_states, Newest};
 
 #[derive(Debug, Clone, Default)]
 pub struct TailOptions {
@@ -22,6 +26,8 @@ pub struct TailOptions {
     pub count: u64,
     /// Print the raw JSON instead of a one-liner.
     pub json: bool,
+    /// Start with every match's current state read from this stream.
+    pub current: Option<String>,
 }
 
 pub async fn run(opts: TailOptions) -> Result<()> {
@@ -63,27 +69,67 @@ pub async fn run(opts: TailOptions) -> Result<()> {
         .flush()
         .await
         .context("subscribe not confirmed by the server")?;
-    eprintln!("tail: watching {} (Ctrl-C to stop)", opts.subject);
     let mut seen = 0u64;
-    while let Some(msg) = sub.next().await {
-        seen += 1;
-        if opts.json {
-            println!("{} {}", msg.subject, String::from_utf8_lossy(&msg.payload));
-        } else {
-            println!("{}", one_line(&msg.subject, &msg.payload));
+    let mut newest = Newest::default();
+    let done = |seen: u64| opts.count > 0 && seen >= opts.count;
+    // Subscribed first, so nothing stored after the snapshot is missed; what
+    // both deliver is shown once (the higher revision wins).
+    if let Some(stream) = &opts.current {
+        let snap = current_states(&client, stream, &opts.subject, Duration::from_secs(10)).await?;
+        eprintln!(
+            "tail: {} matches as of {stream} sequence {}",
+            snap.messages.len(),
+            snap.up_to_seq
+        );
+        for msg in &snap.messages {
+            let subject = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Subject"))
+                .map_or(msg.subject.as_str(), |v| v.as_str());
+            if let Ok(m) = serde_json::from_slice::<MatchMessage>(&msg.payload) {
+                newest.accept(subject, &m);
+            }
+            print(subject, &msg.payload, opts.json);
+            seen += 1;
+            if done(seen) {
+                return Ok(());
+            }
         }
-        if opts.count > 0 && seen >= opts.count {
+    }
+    eprintln!("tail: watching {} (Ctrl-C to stop)", opts.subject);
+    while let Some(msg) = sub.next().await {
+        if opts.current.is_some() {
+            match serde_json::from_slice::<MatchMessage>(&msg.payload) {
+                Ok(m) if !newest.accept(&msg.subject, &m) => continue,
+                _ => {}
+            }
+        }
+        print(&msg.subject, &msg.payload, opts.json);
+        seen += 1;
+        if done(seen) {
             break;
         }
     }
     Ok(())
 }
 
-/// `sports.football.abc  football  2-1  2nd half 67'  Goal! (A. Silva)`.
+fn print(subject: &str, payload: &[u8], json: bool) {
+    if json {
+        println!("{subject} {}", String::from_utf8_lossy(payload));
+    } else {
+        println!("{}", one_line(subject, payload));
+    }
+}
+
+/// `sports.football.abc  football  2-1  2nd half   67'  r42  Goal! (A. Silva)`:
+/// the match as it stands, and the newest text-live line or incident when
+/// this update added one.
 pub fn one_line(subject: &str, payload: &[u8]) -> String {
-    let Ok(u) = serde_json::from_slice::<MatchUpdate>(payload) else {
-        return format!("{subject}  (not a match update, {} bytes)", payload.len());
+    let Ok(m) = serde_json::from_slice::<MatchMessage>(payload) else {
+        return format!("{subject}  (not a match state, {} bytes)", payload.len());
     };
+    let u = &m.state;
     let mut line = format!("{subject:<40} {:<10}", u.sport);
     if let Some(s) = &u.score {
         let score = format!(
@@ -96,14 +142,20 @@ pub fn one_line(subject: &str, payload: &[u8]) -> String {
             status_name(&u.sport, s.status_id)
         ));
     }
-    if let Some(t) = u.tlive.as_ref().and_then(|t| t.last()) {
-        line.push_str(&format!("  {}", t.data));
-    } else if let Some(i) = u.incidents.as_ref().and_then(|i| i.last()) {
-        line.push_str(&format!(
-            "  incident type {} at {}'",
-            i.kind,
-            i.time.unwrap_or(0)
-        ));
+    let minute = u.minute.map_or(String::new(), |m| format!("{m}'"));
+    line.push_str(&format!(" {minute:>4}  r{}", u.rev));
+    if m.added.tlive > 0 {
+        if let Some(t) = u.tlive.last() {
+            line.push_str(&format!("  {}", t.data));
+        }
+    } else if m.added.incidents > 0 {
+        if let Some(i) = u.incidents.last() {
+            line.push_str(&format!(
+                "  incident type {} at {}'",
+                i.kind,
+                i.time.unwrap_or(0)
+            ));
+        }
     }
     line
 }
@@ -127,15 +179,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_updates_and_garbage() {
-        let u = br#"{"schema":"x","sport":"football","match_id":"m","provider":"p","source_topic":"t",
-            "received_at_ms":1,"score":{"status_id":4,"kickoff_ts":null,"home":{"score":2,"detail":[2]},
-            "away":{"score":1,"detail":[1]}},"tlive":[{"data":"67' Goal! (A. Silva)"}]}"#;
+    fn formats_states_and_garbage() {
+        let u = br#"{"schema":"tribune.sports.match.v2","sport":"football","match_id":"m","provider":"p",
+            "rev":42,"updated_at_ms":1,"score":{"status_id":4,"kickoff_ts":null,"home":{"score":2,"detail":[2]},
+            "away":{"score":1,"detail":[1]}},"minute":67,"stats":[],"incidents":[],
+            "tlive":[{"data":"67' Goal! (A. Silva)"}],"extra":{},"changed":["tlive"],
+            "added":{"incidents":0,"tlive":1}}"#;
         let line = one_line("sports.football.m", u);
-        assert!(
-            line.contains("2-1") && line.contains("2nd half") && line.contains("Goal!"),
-            "{line}"
-        );
-        assert!(one_line("s", b"nope").contains("not a match update"));
+        for want in ["2-1", "2nd half", "67'", "r42", "Goal!"] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(one_line("s", b"nope").contains("not a match state"));
     }
 }

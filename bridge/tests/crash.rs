@@ -1,7 +1,9 @@
 //! The no-loss guarantee: SIGKILL the bridge mid-stream and restart it. QoS 1
 //! messages it had not acked are redelivered by the MQTT broker (persistent
 //! session), and Nats-Msg-Id dedup drops the ones JetStream already had:
-//! exactly N unique messages in the stream. Also: the bridge re-subscribes
+//! exactly N unique messages in the stream, and every match's last message is
+//! exactly the merge of everything sent for it (redeliveries of updates the
+//! stored state already had change nothing). Also: the bridge re-subscribes
 //! after the MQTT broker restarts and forgets its session.
 
 mod support;
@@ -62,9 +64,11 @@ async fn kill_mid_stream(mqtt_url: String, tag: &str) {
         "exactly N in the stream after kill -9 + restart"
     );
     assert_unique(&ids);
+    assert_states_are_whole(&client, 21, N).await;
     eprintln!(
-        "{tag}: {at_kill} stored at kill; after restart: {} redeliveries caught as duplicates",
-        bridge.metric("tribune_bridge_duplicates_total")
+        "{tag}: {at_kill} stored at kill; after restart: {} redeliveries caught as duplicates, {} skipped (already in the match state)",
+        bridge.metric("tribune_bridge_duplicates_total"),
+        bridge.metric("tribune_bridge_redeliveries_skipped_total")
     );
     assert!(bridge.terminate());
 }

@@ -42,11 +42,12 @@ async fn n_in_n_out(mqtt_url: &str, tag: &str) {
                 )
             })
             .unwrap();
-        let update: tribune_bridge::payload::MatchUpdate =
+        let update: tribune_bridge::payload::MatchMessage =
             serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(update.state.schema, tribune_bridge::payload::SCHEMA_ID);
         assert_eq!(
             msg.subject.as_str(),
-            format!("sports.{}.{}", update.sport, update.match_id)
+            format!("sports.{}.{}", update.state.sport, update.state.match_id)
         );
         let id = msg
             .headers

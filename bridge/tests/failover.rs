@@ -1,7 +1,8 @@
 //! Kill the NATS node the bridge is connected to, mid-stream, in a 3-node
 //! cluster with JetStream on every node and the stream replicated three
 //! times: the bridge reconnects to a survivor, retries unacked publishes
-//! (same Nats-Msg-Id), and the stream ends with exactly N. The killed node
+//! (same Nats-Msg-Id), and the stream ends with exactly N, every match's last
+//! message the merge of everything sent for it. The killed node
 //! is made the stream's leader first, so the test loses the leader and the
 //! bridge's connection at once, on nats-server and on tribune-broker alike.
 
@@ -66,6 +67,7 @@ async fn bridge_fails_over_when_its_node_dies() {
     let ids = stream_msg_ids(&js, "SPORTS").await;
     assert_eq!(ids.len() as u64, N);
     assert_unique(&ids);
+    assert_states_are_whole(&client, 41, N).await;
     assert!(
         bridge.metric("tribune_bridge_nats_reconnects_total") >= 1,
         "{}",

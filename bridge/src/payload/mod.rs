@@ -4,14 +4,18 @@
 //! payload into match objects (or a [`PayloadError`] for the whole message), and
 //! [`normalise::normalise_match`] turns one match object into a [`MatchUpdate`]
 //! (or an [`ElementError`] for that object only), so one bad match in a batch
-//! does not sink the others.
+//! does not sink the others. The bridge then merges each update into its
+//! match's [`MatchState`] (crate::state), which is what it publishes.
 
 pub mod coerce;
 pub mod normalise;
 pub mod schema;
 
 pub use normalise::normalise_match;
-pub use schema::{Incident, MatchUpdate, Score, Side, Stat, TextLive, SCHEMA_ID};
+pub use schema::{
+    Added, Delta, Incident, MatchMessage, MatchState, MatchUpdate, Score, Section, Side, Stat,
+    StateMessage, TextLive, LEGACY_SCHEMA_V1, SCHEMA_ID,
+};
 
 use serde_json::Value;
 use thiserror::Error;

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::coerce::{opt_int, opt_number, opt_string};
-use super::schema::{Incident, MatchUpdate, Score, Side, Stat, TextLive, SCHEMA_ID};
+use super::schema::{Incident, MatchUpdate, Score, Side, Stat, TextLive};
 use super::{json_kind, ElementError};
 use crate::subject::validate_token;
 
@@ -53,7 +53,6 @@ pub fn normalise_match(element: &Value, origin: &Origin<'_>) -> Result<MatchUpda
         .collect();
 
     Ok(MatchUpdate {
-        schema: SCHEMA_ID.to_owned(),
         sport: origin.sport.to_owned(),
         match_id,
         provider: origin.provider.to_owned(),
@@ -260,7 +259,6 @@ mod tests {
             "seq": 5
         });
         let u = normalise_match(&v, &origin("football")).unwrap();
-        assert_eq!(u.schema, SCHEMA_ID);
         assert_eq!(u.match_id, "l7oqdehe1xy4r51");
         let s = u.score.as_ref().unwrap();
         assert_eq!((s.status_id, s.kickoff_ts), (Some(2), Some(1700000000)));
