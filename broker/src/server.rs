@@ -795,8 +795,19 @@ impl Server {
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
         if let Some(tls) = self.tls().client {
             let allow_non_tls = opts.allow_non_tls;
-            crate::tls::serve_client(self, shared, stream, info, cfg, parser, tls, allow_non_tls)
-                .await;
+            // Boxed: the TLS stream lives inline in this future; unboxed,
+            // it would size the task of every plain connection as well.
+            Box::pin(crate::tls::serve_client(
+                self,
+                shared,
+                stream,
+                info,
+                cfg,
+                parser,
+                tls,
+                allow_non_tls,
+            ))
+            .await;
             return;
         }
         let (rd, wr) = stream.into_split();

@@ -119,3 +119,37 @@ fn js_cluster_scenarios_run_against_both_servers() {
     }
     assert!(!stdout.contains("| NaN |"), "{stdout}");
 }
+
+#[test]
+fn websocket_scenarios_run_against_both_servers() {
+    // Through `compare`, which gives both servers the same websocket block.
+    let nats = common::nats_server_bin();
+    let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
+    let out = Command::new(BENCH)
+        .arg("compare")
+        .arg("--nats-server")
+        .arg(&nats)
+        .arg("--tribune")
+        .arg(&tribune)
+        .args(["--rounds", "1", "--ws-conns", "50", "--ws-events", "2"])
+        .args(["--scenario", "ws-fanout", "ws-idle"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for metric in [
+        "| delivery p99 (ms) |",
+        "| server CPU s / M deliveries |",
+        "| RSS above baseline per 10,000 (MiB) |",
+    ] {
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains(metric)).count(),
+            1,
+            "{metric}\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("| NaN |"), "{stdout}");
+    // Every delivery had the kernel's receive stamp.
+    assert!(!stderr.contains("without kernel stamp"), "{stderr}");
+}

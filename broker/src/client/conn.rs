@@ -206,7 +206,11 @@ impl Reader {
                     self.shared.touch();
                     let mut flow = self.process(&mut buf);
                     while let Flow::Authenticate(pending) = flow {
-                        flow = self.authenticate(*pending).await;
+                        // Boxed: deciding a login (bcrypt on the blocking
+                        // pool, the callout's round trip) is a future of
+                        // over 2 KiB; inline, every connection's task would
+                        // carry it for its whole life, not just its login.
+                        flow = Box::pin(self.authenticate(*pending)).await;
                         if let Flow::Continue = flow {
                             flow = self.process(&mut buf);
                         }

@@ -50,6 +50,12 @@ pub fn describe(o: &Outcome) -> String {
     if let Some(rss) = o.rss {
         parts.push(format!("rss {:.1} MiB", rss as f64 / 1048576.0));
     }
+    if let Some(g) = o.rss_per_10k {
+        parts.push(format!("(+{:.1} MiB per 10,000 conns)", g / 1048576.0));
+    }
+    for (name, v) in &o.notes {
+        parts.push(format!("{name} {v:.1}"));
+    }
     parts.push(format!(
         "(bench cpu {:.2}s, wall {:.2}s)",
         o.bench_cpu,
@@ -237,11 +243,48 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row2("kill -> next ack, max (ms)", &max),
             ]
         }
+        Scenario::WsFanout => {
+            let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
+            vec![
+                row(
+                    "delivery p50 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.0)),
+                    "-",
+                    false,
+                ),
+                row(
+                    "delivery p99 (ms)",
+                    &|o| ms(o.latency_us.map(|l| l.1)),
+                    "<= 0.5x",
+                    false,
+                ),
+                row(
+                    "server CPU s / M deliveries",
+                    &|o| o.cpu_per_million,
+                    "-",
+                    false,
+                ),
+                row("server RSS (MiB)", &|o| mib(o.rss), "<= 0.5x", false),
+            ]
+        }
+        Scenario::WsIdle => vec![
+            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+            row(
+                "RSS above baseline per 10,000 (MiB)",
+                &|o| o.rss_per_10k.map(|b| b / 1048576.0),
+                "-",
+                false,
+            ),
+        ],
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
         _ => vec![row("msgs/s", &|o| o.rate, ">= 1.25x", true)],
     }
+}
+
+fn mib(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| b as f64 / 1048576.0)
 }
 
 fn machine() -> String {
@@ -297,6 +340,15 @@ fn render(
         crate::js::FETCH_PASSES,
         crate::js::FETCH_BATCH
     ));
+    if list.iter().any(|s| s.websocket()) {
+        out.push_str(&format!(
+            "- WebSocket rows: both servers with `websocket {{ no_tls: true }}` on loopback; {} WebSocket clients (the bench's own RFC 6455 client, no compression), each CONNECT, SUB, PING and PONG before anything is measured. Fan-out: after a {} s pause in which the clients answer nats-server's first PING to each, every client on `{}`, one publisher on the plain port sends a ~300 B JSON event on `sports.football.<id>`, one warm-up then {} measured events, each after every client has the last and a pause; latency from the publish to the kernel's receive stamp on each client's socket (`SO_TIMESTAMPNS`), percentiles over all clients and events (a message read together with later data, whose stamp is not its own, is left out); server CPU over the measured events, RSS with every client connected. Idle: one subject per client, RSS above the server's before they connected.\n",
+            p.ws_conns,
+            crate::ws_bench::SETTLE.as_secs(),
+            crate::ws_bench::FANOUT_SUBJECT,
+            p.ws_events,
+        ));
+    }
     if list.iter().any(|s| s.js_cluster()) {
         out.push_str(&format!(
             "- JetStream R3 rows: a fresh 3-node cluster on 127.0.0.1-3 per measurement, JetStream on every node with its own store, a file stream with `num_replicas: 3`, 128 B payloads; nats-server once per sync setting named in the row. Publish: {} messages, {} in flight, the client on a node that does not lead the stream; CPU and peak RSS summed over the 3 processes. Failover: {} SIGKILLs of the stream leader per round, a client on another node publishing every {} ms, retrying after {} ms without an answer; time from the kill to the first ack of a publish sent after it.\n",
@@ -432,6 +484,19 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let cluster = Cluster::start(&c.bin, None)?;
         return scenarios::run(s, cluster.addr(0), Some(cluster.addr(1)), cluster.pid(0), p);
     }
+    if s.websocket() {
+        // A listener of its own per server started: both get the same block.
+        let ws = servers::free_addr()?;
+        let mut p = p;
+        p.ws_addr = Some(ws);
+        let config = format!(
+            "{}{}",
+            config.unwrap_or_default(),
+            crate::ws_bench::server_config(ws)
+        );
+        let server = servers::start(&c.bin, s.jetstream(), Some(&config))?;
+        return scenarios::run(s, server.addr, None, Some(server.pid()), p);
+    }
     let server = servers::start(&c.bin, s.jetstream(), config)?;
     scenarios::run(s, server.addr, None, Some(server.pid()), p)
 }
@@ -457,7 +522,7 @@ pub fn compare(
     p: Params,
     write: Option<&Path>,
 ) -> io::Result<()> {
-    raise_fd_limit(p.idle_conns.max(p.burst_conns));
+    raise_fd_limit(p.idle_conns.max(p.burst_conns).max(p.ws_conns));
     let mut rows = Vec::new();
     for &s in list {
         // Made once, so both servers check the same hash.

@@ -15,10 +15,15 @@ mod js_cluster;
 mod js_r3_failover;
 mod js_r3_pub;
 mod proc_stats;
+mod rx_stamp;
 mod scenarios;
 mod servers;
 mod timed;
 mod wire;
+mod ws_bench;
+mod ws_conn;
+mod ws_fleet;
+mod ws_frame;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +77,16 @@ enum Cmd {
         /// Seconds of round trips measured during the auth flood.
         #[arg(long, default_value_t = 10.0)]
         flood_secs: f64,
+        /// WebSocket clients in the WebSocket scenarios.
+        #[arg(long, default_value_t = 10_000)]
+        ws_conns: u64,
+        /// Measured events per WebSocket fan-out run (after one warm-up).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        ws_events: u64,
+        /// The server's WebSocket listener (`websocket { no_tls: true }`),
+        /// for the WebSocket scenarios.
+        #[arg(long)]
+        ws_addr: Option<SocketAddr>,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -107,6 +122,12 @@ enum Cmd {
         /// Stream leaders killed per clustered failover run.
         #[arg(long, default_value_t = js_cluster::DEFAULT_FAILOVERS, value_parser = clap::value_parser!(u64).range(1..))]
         failovers: u64,
+        /// WebSocket clients in the WebSocket scenarios.
+        #[arg(long, default_value_t = 10_000)]
+        ws_conns: u64,
+        /// Measured events per WebSocket fan-out run (after one warm-up).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        ws_events: u64,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -126,6 +147,10 @@ enum Cmd {
         /// auth-flood one with the users of `auth-flood-config`).
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::on_running_server())]
         scenario: Vec<Scenario>,
+        /// The server's WebSocket listener (`websocket { no_tls: true }`),
+        /// for the WebSocket scenarios.
+        #[arg(long)]
+        ws_addr: Option<SocketAddr>,
     },
 }
 
@@ -144,6 +169,9 @@ fn main() -> ExitCode {
             js_msgs,
             flood_clients,
             flood_secs,
+            ws_conns,
+            ws_events,
+            ws_addr,
         } => {
             let p = Params {
                 msgs,
@@ -156,8 +184,11 @@ fn main() -> ExitCode {
                 // The clustered scenarios do not run against one server.
                 js_r3_msgs: js_cluster::DEFAULT_R3_MSGS,
                 failovers: js_cluster::DEFAULT_FAILOVERS,
+                ws_conns,
+                ws_events,
+                ws_addr,
             };
-            compare::raise_fd_limit(idle_conns.max(burst_conns));
+            compare::raise_fd_limit(idle_conns.max(burst_conns).max(ws_conns));
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, peer, server_pid, p)?;
                 println!("{:<32} {}", s.title(), compare::describe(&o));
@@ -178,6 +209,8 @@ fn main() -> ExitCode {
             flood_secs,
             js_r3_msgs,
             failovers,
+            ws_conns,
+            ws_events,
             write,
         } => {
             let p = Params {
@@ -190,6 +223,10 @@ fn main() -> ExitCode {
                 flood_window: Duration::from_secs_f64(flood_secs),
                 js_r3_msgs,
                 failovers,
+                ws_conns,
+                ws_events,
+                // Each measurement starts its servers with a listener of its own.
+                ws_addr: None,
             };
             compare::compare(
                 &nats_server,
@@ -203,7 +240,11 @@ fn main() -> ExitCode {
         Cmd::AuthFloodConfig { cost } => {
             auth_flood::server_config(cost).map(|conf| print!("{conf}"))
         }
-        Cmd::Smoke { addr, scenario } => {
+        Cmd::Smoke {
+            addr,
+            scenario,
+            ws_addr,
+        } => {
             let p = Params {
                 msgs: 2_000,
                 requests: 200,
@@ -214,6 +255,9 @@ fn main() -> ExitCode {
                 flood_window: Duration::from_millis(400),
                 js_r3_msgs: 600,
                 failovers: 1,
+                ws_conns: 20,
+                ws_events: 2,
+                ws_addr,
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;

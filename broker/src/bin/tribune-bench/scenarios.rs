@@ -31,6 +31,12 @@ pub struct Outcome {
     pub logins: Option<Logins>,
     /// Server resident memory in bytes.
     pub rss: Option<u64>,
+    /// Server memory the scenario's connections added (resident memory
+    /// above the server's before they connected), in bytes per 10,000.
+    pub rss_per_10k: Option<f64>,
+    /// Further figures for the round's line (not the table), such as the
+    /// WebSocket fan-out's warm-up latencies and its samples left out.
+    pub notes: Vec<(&'static str, f64)>,
     /// CPU seconds the load generator itself used.
     pub bench_cpu: f64,
     /// Wall time of the measured part.
@@ -89,11 +95,19 @@ pub enum Scenario {
     /// Not in [`Scenario::ALL`]: elections take seconds, so a run of both
     /// servers takes a minute or two (`make bench-js-cluster`).
     JsR3Failover,
+    /// Web users: many WebSocket clients on `sports.football.*`, one goal
+    /// event (~300 B JSON) published on the plain port; delivery latency
+    /// over all subscribers, server CPU and memory.
+    WsFanout,
+    /// Many idle WebSocket connections with one subscription each.
+    WsIdle,
 }
 
 impl Scenario {
-    /// What `make bench` runs.
-    pub const ALL: [Scenario; 13] = [
+    /// What `make bench` runs. The WebSocket pair adds about 40 s (3
+    /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
+    /// pause before the fan-out's first event.
+    pub const ALL: [Scenario; 15] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -107,15 +121,25 @@ impl Scenario {
         Scenario::JsFetch,
         Scenario::AuthFlood,
         Scenario::JsR3Pub,
+        Scenario::WsFanout,
+        Scenario::WsIdle,
     ];
 
     /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
-    /// clustered JetStream scenarios, which start their own clusters.
+    /// clustered JetStream scenarios, which start their own clusters, and
+    /// the WebSocket ones, which need a `websocket {}` listener (name them
+    /// and pass `--ws-addr`).
     pub fn on_running_server() -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| !s.js_cluster())
+            .filter(|s| !s.js_cluster() && !s.websocket())
             .collect()
+    }
+
+    /// Whether the scenario needs the server's WebSocket listener (both
+    /// servers then get the same `websocket {}` block).
+    pub fn websocket(self) -> bool {
+        matches!(self, Scenario::WsFanout | Scenario::WsIdle)
     }
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
@@ -162,6 +186,8 @@ impl Scenario {
             Scenario::AuthFlood => "request/reply during a wrong-password flood (bcrypt)",
             Scenario::JsR3Pub => "JetStream R3 pub 128 B, file, acked, 256 in flight",
             Scenario::JsR3Failover => "JetStream R3 leader SIGKILL -> next ack",
+            Scenario::WsFanout => "WebSocket fan-out, 1 goal event (300 B) -> all subs",
+            Scenario::WsIdle => "idle WebSocket connections, 1 sub each",
         }
     }
 }
@@ -185,6 +211,12 @@ pub struct Params {
     pub js_r3_msgs: u64,
     /// Leaders killed per failover run.
     pub failovers: u64,
+    /// WebSocket clients in the WebSocket scenarios.
+    pub ws_conns: u64,
+    /// Measured events per WebSocket fan-out run (after one warm-up).
+    pub ws_events: u64,
+    /// The server's WebSocket listener, for the WebSocket scenarios.
+    pub ws_addr: Option<SocketAddr>,
 }
 
 const BATCH: usize = 512;
@@ -215,6 +247,10 @@ pub fn run(
         Scenario::AuthFlood => {
             crate::auth_flood::run(addr, p.flood_clients, p.flood_window, server_pid)?
         }
+        Scenario::WsFanout => {
+            crate::ws_bench::fanout(addr, ws_addr(s, p)?, p.ws_conns, p.ws_events, server_pid)?
+        }
+        Scenario::WsIdle => crate::ws_bench::idle(ws_addr(s, p)?, p.ws_conns, server_pid)?,
         Scenario::JsR3Pub | Scenario::JsR3Failover => {
             return Err(io::Error::other(format!(
                 "{} starts its own 3-node clusters: run it with `compare`",
@@ -231,6 +267,16 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// The WebSocket listener a WebSocket scenario needs.
+fn ws_addr(s: Scenario, p: Params) -> io::Result<SocketAddr> {
+    p.ws_addr.ok_or_else(|| {
+        io::Error::other(format!(
+            "{} needs the server's websocket listener: pass --ws-addr",
+            s.title()
+        ))
+    })
 }
 
 fn publish_all(conn: &mut Conn, subject: &str, size: usize, msgs: u64) -> io::Result<()> {

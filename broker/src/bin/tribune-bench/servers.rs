@@ -42,6 +42,12 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A loopback address with a port free at the time of asking, for a
+/// listener the server opens from its config (the WebSocket one).
+pub fn free_addr() -> io::Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+}
+
 /// A fresh directory for one server or cluster under the system temp dir.
 fn scratch_dir(tag: &str) -> io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tribune-bench-{}-{tag}", std::process::id()));
