@@ -12,7 +12,7 @@
 #   TRIBUNE_BROKER_BIN / NATS_SERVER_BIN   binary paths (the Makefile exports them)
 #   RUN_PORT_OFFSET=N         add N to every port (default 0: 4222-4224, 6222-6224,
 #                             8222-8224, WebSocket 8081-8083, page 8080, MQTT 1883,
-#                             bridge 9465, auth 9464)
+#                             bridge 9465, auth 9464/9466/9467)
 #   RUN_STATE_DIR=DIR         keys, configs, logs, JetStream data (default target/run-local)
 #   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
 #   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
@@ -47,7 +47,10 @@ for i in 0 1 2; do
     WS[i]=$((8081 + i + OFF))
 done
 WEB_PORT=$((8080 + OFF))
-MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=$((9465 + OFF)); AUTH_HTTP=$((9464 + OFF))
+MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=$((9465 + OFF))
+# One tribune-auth per node (metrics 9464, 9466, 9467), as deployed: the
+# callout has a responder while any node is up.
+AUTH_HTTP=($((9464 + OFF)) $((9466 + OFF)) $((9467 + OFF)))
 SERVERS="nats://127.0.0.1:${CLIENT[0]},nats://127.0.0.1:${CLIENT[1]},nats://127.0.0.1:${CLIENT[2]}"
 TOML_SERVERS="\"nats://127.0.0.1:${CLIENT[0]}\", \"nats://127.0.0.1:${CLIENT[1]}\", \"nats://127.0.0.1:${CLIENT[2]}\""
 
@@ -232,10 +235,14 @@ CONF
 done
 for i in 0 1 2; do wait_port "${CLIENT[i]}" "node$((i + 1))"; done
 
-echo "== tribune-auth (auth callout for web users), metrics :$AUTH_HTTP"
-cat > "$STATE/conf/auth.toml" <<CONF
+echo "== tribune-auth x3 (auth callout for web users, one per node), metrics :${AUTH_HTTP[*]}"
+# Each starts on its own node (the cluster's gossip gives it the others to
+# fail over to); they share the callout subject in one queue group.
+for i in 0 1 2; do
+n=$((i + 1))
+cat > "$STATE/conf/auth$n.toml" <<CONF
 [nats]
-servers = [$TOML_SERVERS]
+servers = ["nats://127.0.0.1:${CLIENT[i]}"]
 nkey_seed = { file = "$K/auth-service.nk" }
 [callout]
 issuer_seed = { file = "$K/callout-issuer.nk" }
@@ -254,9 +261,10 @@ user_inboxes = true            # answers on _INBOX.<id>.>, a prefix of the user'
 claim = "sports"
 subject = "sports.{value}.>"
 [metrics]
-listen = "127.0.0.1:$AUTH_HTTP"
+listen = "127.0.0.1:${AUTH_HTTP[i]}"
 CONF
-start auth "$AUTH" --config "$STATE/conf/auth.toml"
+start "auth$n" "$AUTH" --config "$STATE/conf/auth$n.toml"
+done
 
 echo "== feed simulator with embedded MQTT broker on 127.0.0.1:$MQTT_PORT"
 start simulator "$BRIDGE" simulate --embedded-broker "127.0.0.1:$MQTT_PORT" --rate "${RUN_RATE:-5}"
@@ -280,7 +288,7 @@ listen = "127.0.0.1:$BRIDGE_HTTP"
 CONF
 start bridge "$BRIDGE" run --config "$STATE/conf/bridge.toml"
 wait_http_ok "$BRIDGE_HTTP" /healthz bridge
-wait_http_ok "$AUTH_HTTP" /healthz auth
+for i in 0 1 2; do wait_http_ok "${AUTH_HTTP[i]}" /healthz "auth$((i + 1))"; done
 
 "$BRIDGE" dev-token --secret-file "$K/hs256.secret" --sports football,tennis > "$K/web.token"
 

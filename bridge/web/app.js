@@ -14,6 +14,8 @@ import { claims, inboxId, listClaim } from "./token.js";
 const { wsconnect, createInbox } = nats;
 
 const $ = (id) => document.getElementById(id);
+/** When the second read after (re)connecting runs; see `Session.start`. */
+const SETTLE_MS = 3000;
 const board = new Board($("board"));
 let session = null;
 
@@ -94,7 +96,13 @@ class Session {
     setConn("live", `live · ${this.nc.getServer()}`);
     this.watchStatus();
     this.nc.closed().then((err) => this.onClosed(err));
-    await this.refresh();
+    // The server has our subscriptions before we read.
+    await this.nc.flush();
+    await this.refresh("loaded");
+    // A subscription reaches the other nodes a moment after our own, and a
+    // replica may answer the read a moment behind the leader: an update in
+    // that gap would be missed by both ways. One more read closes it.
+    setTimeout(() => this.refresh("settled"), SETTLE_MS);
   }
 
   /**
@@ -102,13 +110,13 @@ class Session {
    * the stream may be between leaders for a moment. Live updates keep
    * arriving meanwhile; a failure is shown, not fatal.
    */
-  async refresh() {
+  async refresh(mark) {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.snapshot();
         showError("");
         // For tests and tools: the current states are on the board.
-        document.body.dataset.snapshot = "loaded";
+        if (mark) document.body.dataset.snapshot = mark;
         return;
       } catch (err) {
         if (this.closedByUser || this.nc.isClosed()) return;
@@ -151,8 +159,12 @@ class Session {
           break;
         case "reconnect":
           setConn("live", `live · ${this.nc.getServer()}`);
-          // Updates published while away: read the current states again.
-          this.refresh();
+          // A refusal on the way (a node that had just lost its auth
+          // service) is over once we are back.
+          showError("");
+          // Updates published while away: read the current states again
+          // (and once more when the new subscriptions have spread).
+          this.refresh().then(() => setTimeout(() => this.refresh(), SETTLE_MS));
           break;
         case "error":
           if (s.error) showError(explain(s.error));

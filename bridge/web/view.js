@@ -26,8 +26,12 @@ export function inPlay(sport, statusId) {
  * the latest incident or text-live line; "" when nothing says.
  */
 export function minuteText(state) {
-  if (!inPlay(state.sport, state.score?.status_id)) return "";
-  if (Number.isInteger(state.minute)) return `${state.minute}'`;
+  const status = state.score?.status_id;
+  if (!inPlay(state.sport, status)) return "";
+  // The feed's minute is that of its latest event; in the second half an
+  // event from the first says nothing about the clock, so show none.
+  const floor = state.sport === "football" && status === 4 ? 46 : 0;
+  if (Number.isInteger(state.minute)) return state.minute >= floor ? `${state.minute}'` : "";
   const times = [
     ...(state.incidents ?? []).map((i) => i.time),
     ...(state.tlive ?? []).map((t) => parseInt(t.time, 10)),
@@ -56,8 +60,11 @@ export function detailText(sport, score) {
 /** The newest text-live line or incident, for the card's last line. */
 export function lastEventText(state) {
   const t = state.tlive?.at(-1);
-  if (t?.data) return t.time ? `${t.time} ${t.data}` : t.data;
-  return "";
+  if (!t?.data) return "";
+  // The provider's lines often start with the minute already ("55' - Corner").
+  const minute = parseInt(t.time, 10);
+  if (!t.time || (Number.isInteger(minute) && parseInt(t.data, 10) === minute)) return t.data;
+  return `${t.time} ${t.data}`;
 }
 
 /** Team labels: names when the feed carries them, else Home / Away. */

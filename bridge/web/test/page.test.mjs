@@ -87,6 +87,36 @@ function mint(secret, claims) {
   return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
 }
 
+/** A number from the bridge's /metrics (run-local's port 9465 + offset). */
+async function bridgeMetric(portOffset, name) {
+  const text = await (await fetch(`http://127.0.0.1:${9465 + portOffset}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1] ?? NaN);
+}
+
+/**
+ * With the simulator stopped: wait until the bridge has nothing in flight and
+ * has published nothing for two seconds, so every stored state has also been
+ * delivered to the live subscribers.
+ */
+async function feedQuiet(portOffset) {
+  const deadline = Date.now() + WAIT_MS;
+  let last = -1;
+  let since = Date.now();
+  while (Date.now() < deadline) {
+    const published = await bridgeMetric(portOffset, "tribune_bridge_updates_published_total");
+    const inflight = await bridgeMetric(portOffset, "tribune_bridge_inflight");
+    if (published !== last || inflight !== 0) {
+      last = published;
+      since = Date.now();
+    } else if (Date.now() - since >= 2000) {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error("the bridge did not go quiet with the feed paused");
+}
+
 /** What the board shows: match key -> {rev, home, away}. */
 async function board(page) {
   return page.$$eval(".match", (cards) =>
@@ -167,15 +197,16 @@ async function scenario(t, server, portOffset) {
       process.kill(sim, "SIGSTOP");
       let paused = true;
       try {
-        await new Promise((r) => setTimeout(r, 1500)); // in-flight updates land
+        await page.waitForSelector("body[data-snapshot=settled]", { timeout: WAIT_MS });
+        await feedQuiet(portOffset);
         const first = await board(page);
         const late = await browser.newPage();
         await late.goto(url.replace(/#.*/, `#token=${fs.readFileSync(path.join(sys.state, "keys/web.token"), "utf8").trim()}`));
         await live(late, "late page");
-        await late.waitForSelector("body[data-snapshot=loaded]", { timeout: WAIT_MS });
+        await late.waitForSelector("body[data-snapshot=settled]", { timeout: WAIT_MS });
         const now = await board(page);
-        assert.deepEqual(await board(late), now, "the late page shows exactly what the first one shows");
         assert.deepEqual(now, first, "nothing changed while the feed was paused");
+        assert.deepEqual(await board(late), now, "the late page shows exactly what the first one shows");
         assert.ok(Object.keys(now).length >= 2, "matches are shown");
         process.kill(sim, "SIGCONT");
         paused = false;

@@ -16,6 +16,7 @@ test("statuses and minutes", () => {
   assert.equal(minuteText(s), "67'");
   assert.equal(minuteText({ ...s, minute: 70 }), "70'");
   assert.equal(minuteText({ ...s, score: { status_id: 8 } }), "", "no minute once ended");
+  assert.equal(minuteText({ ...s, minute: 41 }), "", "a first-half event's minute in the second half");
 });
 
 test("score details per sport", () => {
@@ -24,6 +25,8 @@ test("score details per sport", () => {
   assert.equal(detailText("basketball", score([20, 18, 0, 0, 0], [22, 15, 0, 0, 0])), "Q1 20–22  Q2 18–15  Q3 0–0  Q4 0–0");
   assert.equal(detailText("tennis", score([1, 6, 3, 0], [0, 4, 2, 0])), "6–4  3–2");
   assert.equal(lastEventText({ tlive: [{ time: "12'", data: "Goal!" }] }), "12' Goal!");
+  assert.equal(lastEventText({ tlive: [{ time: "55'", data: "55' - Corner" }] }), "55' - Corner", "no doubled minute");
+  assert.equal(lastEventText({ tlive: [{ time: "55'", data: "55 Corner (A. Dubois)" }] }), "55 Corner (A. Dubois)");
   assert.deepEqual(teamNames({ extra: { home_team: "Ajax" } }), ["Ajax", "Away"]);
 });
 
