@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
@@ -22,7 +21,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use nkeys::{KeyPair, XKey};
 use serde_json::{json, Value};
 
-use common::{fixtures, free_port, http_get, now, wait_until, Flavor, Proc};
+use common::{fixtures, free_port, http_get, now, start_auth, start_server, Flavor, Proc};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "tribune-web";
@@ -92,17 +91,7 @@ authorization {{
 "#,
             issuer = account.public_key()
         );
-        let conf_path = dir.path().join("nats.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let server = Proc::spawn(
-            &flavor.bin(),
-            &["-c", conf_path.to_str().unwrap()],
-            &[],
-            dir.path().join("server.log"),
-        );
-        wait_until("server", || {
-            TcpStream::connect(("127.0.0.1", nats_port)).is_ok()
-        });
+        let server = start_server(&flavor.bin(), dir.path(), &conf, nats_port);
 
         // tribune-auth config; secrets come from files/env as in production.
         std::fs::write(dir.path().join("issuer.nk"), account.seed().unwrap()).unwrap();
@@ -173,22 +162,12 @@ listen = "127.0.0.1:{metrics_port}"
     }
 
     fn start_auth(&mut self) {
-        let conf = self.dir.path().join("tribune-auth.toml");
-        self.auth = Some(Proc::spawn(
-            std::path::Path::new(env!("CARGO_BIN_EXE_tribune-auth")),
-            &["--config", conf.to_str().unwrap()],
+        self.auth = Some(start_auth(
+            self.dir.path(),
+            &self.dir.path().join("tribune-auth.toml"),
             &[("TRIBUNE_AUTH_TEST_HS", HS_SECRET)],
-            self.dir.path().join("tribune-auth.log"),
+            self.metrics_port,
         ));
-        let port = self.metrics_port;
-        let auth = self.auth.as_mut().unwrap();
-        wait_until("tribune-auth /healthz", || {
-            if let Ok(Some(st)) = auth.child.try_wait() {
-                panic!("tribune-auth exited early ({st}):\n{}", auth.log_text());
-            }
-            http_get(port, "/healthz")
-                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-        });
     }
 
     fn logs(&self) -> String {

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event, HeaderMap};
@@ -18,7 +17,7 @@ use nkeys::KeyPair;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use common::{free_port, http_get, now, wait_until, Flavor, Proc};
+use common::{free_port, now, start_auth, start_server, Flavor, Proc};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "tribune-web";
@@ -71,15 +70,7 @@ authorization {{
             store = store.display(),
             pk = issuer.public_key()
         );
-        let conf_path = dir.path().join("server.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let server = Proc::spawn(
-            &flavor.bin(),
-            &["-c", conf_path.to_str().unwrap()],
-            &[],
-            dir.path().join("server.log"),
-        );
-        wait_until("server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let server = start_server(&flavor.bin(), dir.path(), &conf, port);
 
         std::fs::write(dir.path().join("issuer.nk"), issuer.seed().unwrap()).unwrap();
         let auth_conf = format!(
@@ -108,18 +99,12 @@ listen = "127.0.0.1:{metrics}"
         );
         let auth_path = dir.path().join("auth.toml");
         std::fs::write(&auth_path, auth_conf).unwrap();
-        let mut auth = Proc::spawn(
-            std::path::Path::new(env!("CARGO_BIN_EXE_tribune-auth")),
-            &["--config", auth_path.to_str().unwrap()],
+        let auth = start_auth(
+            dir.path(),
+            &auth_path,
             &[("READ_ACCESS_HS", SECRET)],
-            dir.path().join("auth.log"),
+            metrics,
         );
-        wait_until("tribune-auth /healthz", || {
-            if let Ok(Some(st)) = auth.child.try_wait() {
-                panic!("tribune-auth exited ({st}):\n{}", auth.log_text());
-            }
-            http_get(metrics, "/healthz").is_some_and(|r| r.contains(" 200"))
-        });
         Env {
             flavor,
             _dir: dir,
@@ -273,7 +258,10 @@ async fn scenario(flavor: Flavor) {
 
     // Then live.
     let mut live = web.subscribe("sports.football.*").await.unwrap();
-    web.flush().await.unwrap();
+    // async-nats' flush only writes; a read is a round trip through the
+    // server, which takes this connection's operations in order, so after it
+    // the subscription is in place (the page reads after subscribing too).
+    last_per_subject(&web, "sports.football.*").await;
     js.publish("sports.football.2", "f2 rev2".into())
         .await
         .unwrap()
@@ -281,7 +269,7 @@ async fn scenario(flavor: Flavor) {
         .unwrap();
     let m = tokio::time::timeout(Duration::from_secs(10), live.next())
         .await
-        .expect("live update")
+        .unwrap_or_else(|_| panic!("no live update\n{}", env.logs()))
         .unwrap();
     assert_eq!(&m.payload[..], b"f2 rev2");
 

@@ -94,6 +94,43 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A broker (`bin`: nats-server or tribune-broker) on the configuration
+/// `conf`, written to `dir/server.conf`; returns once `port` takes connections.
+pub fn start_server(bin: &Path, dir: &Path, conf: &str, port: u16) -> Proc {
+    let path = dir.join("server.conf");
+    std::fs::write(&path, conf).expect("writing the server config");
+    let server = Proc::spawn(
+        bin,
+        &["-c", path.to_str().expect("a UTF-8 temp path")],
+        &[],
+        dir.join("server.log"),
+    );
+    wait_until("the server's client port", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    server
+}
+
+/// tribune-auth (this crate's binary) on the config file `conf`, with `env`;
+/// returns once its `/healthz` on `metrics_port` answers 200, and panics with
+/// its log if it exits before.
+pub fn start_auth(dir: &Path, conf: &Path, env: &[(&str, &str)], metrics_port: u16) -> Proc {
+    let mut auth = Proc::spawn(
+        Path::new(env!("CARGO_BIN_EXE_tribune-auth")),
+        &["--config", conf.to_str().expect("a UTF-8 temp path")],
+        env,
+        dir.join("tribune-auth.log"),
+    );
+    wait_until("tribune-auth /healthz", || {
+        if let Ok(Some(st)) = auth.child.try_wait() {
+            panic!("tribune-auth exited early ({st}):\n{}", auth.log_text());
+        }
+        http_get(metrics_port, "/healthz")
+            .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+    });
+    auth
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
