@@ -326,10 +326,10 @@ impl Config {
             bail!("token: set one of jwks_file, jwks_url, oidc_issuer (and/or hs256_secret)");
         }
         if let Some(u) = &t.jwks_url {
-            crate::jwks::check_url(u).context("token.jwks_url")?;
+            crate::idp_url::check_url(u).context("token.jwks_url")?;
         }
         if let Some(iss) = &t.oidc_issuer {
-            crate::jwks::check_url(iss).context("token.oidc_issuer")?;
+            crate::idp_url::check_url(iss).context("token.oidc_issuer")?;
             if !t.issuers.contains(iss) {
                 bail!("token.oidc_issuer {iss:?} must also be listed in token.issuers");
             }
@@ -377,7 +377,7 @@ impl Config {
             bail!("callout.max_user_ttl_secs must be > 0");
         }
         for r in &self.permissions.claims {
-            crate::permissions::check_template(&r.subject)
+            crate::subjects::check_template(&r.subject)
                 .with_context(|| format!("permissions rule for claim {:?}", r.claim))?;
         }
         for s in self
@@ -386,7 +386,7 @@ impl Config {
             .iter()
             .chain(&self.permissions.reply_subjects)
         {
-            crate::permissions::check_subject(s)
+            crate::subjects::check_subject(s)
                 .with_context(|| format!("permissions subject {s:?}"))?;
         }
         if self.permissions.user_inboxes {
@@ -401,7 +401,7 @@ impl Config {
             }
         }
         for s in &self.permissions.read_streams {
-            crate::permissions::check_stream_name(s)
+            crate::subjects::check_stream_name(s)
                 .with_context(|| format!("permissions.read_streams entry {s:?}"))?;
         }
         Ok(())

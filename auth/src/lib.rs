@@ -4,7 +4,7 @@
 //! Web users connect with a token issued by the company's identity provider.
 //! The NATS server forwards every such CONNECT to `$SYS.REQ.USER.AUTH` as a
 //! signed `authorization_request` JWT; this service validates the web token,
-//! maps its claims to subscribe-only permissions and answers with a signed
+//! maps its claims to read-only permissions and answers with a signed
 //! `authorization_response` carrying a user JWT (or an error).
 //!
 //! The binary (`main.rs`) only wires these modules together; everything that
@@ -14,6 +14,8 @@
 pub mod callout;
 #[cfg(feature = "service")]
 pub mod config;
+#[cfg(feature = "service")]
+pub mod idp_url;
 #[cfg(feature = "service")]
 pub mod jwks;
 pub mod jwt;
@@ -25,5 +27,7 @@ pub mod permissions;
 pub mod reload;
 #[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
+pub mod subjects;
 #[cfg(feature = "service")]
 pub mod token;
