@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::payload::normalise::Origin;
-use crate::payload::{normalise_match, split_payload, MatchUpdate};
+use crate::payload::{normalise_match, split_payload, MatchUpdate, Sport};
 use crate::subject::{match_subject, validate_token};
 
 /// Header naming why a message was dead-lettered.
@@ -104,6 +104,22 @@ impl Router {
             ));
             return result;
         };
+        if Sport::from_name(&sport).is_none() {
+            // Every element would be refused for the same reason: one dead
+            // letter with the whole payload, kept for a replay once the
+            // sport's layout is known.
+            let reason = crate::payload::sport::unsupported(&sport);
+            tracing::warn!(topic, bytes = payload.len(), %reason, "payload of an unsupported sport, dead-lettered");
+            result.malformed_payload = true;
+            result.dead_letters.push(self.dead_letter(
+                topic,
+                &format!("{hash}:dl"),
+                &reason,
+                None,
+                Bytes::copy_from_slice(payload),
+            ));
+            return result;
+        }
         let entries = match split_payload(payload) {
             Ok(e) => e,
             Err(e) => {
@@ -232,7 +248,7 @@ mod tests {
     #[test]
     fn subjects_ids_and_dedup_ids() {
         let r = router();
-        let raw = br#"[{"id":"m1","score":[2,[1],[0]]},{"id":"m2"}]"#;
+        let raw = br#"[{"id":"m1","stats":[{"type":2,"home":1,"away":0}]},{"id":"m2"}]"#;
         let p = r.process("thesports/football/match/v1", raw, 5);
         assert_eq!(p.updates.len(), 2);
         assert!(p.dead_letters.is_empty());
@@ -282,6 +298,33 @@ mod tests {
         assert!(p.malformed_payload);
         let p = r.process("thesports/football/match/v1", b"[]", 1);
         assert!(p.empty && p.updates.is_empty() && p.dead_letters.is_empty());
+    }
+
+    /// A sport whose layout is not known: the whole payload is one dead
+    /// letter saying so, nothing is published.
+    #[test]
+    fn unsupported_sports_are_dead_lettered_whole() {
+        let r = router();
+        let raw = br#"[{"id":"m1","score":["m1",2,2,{"ft":[3,1]}]},{"id":"m2"}]"#;
+        let p = r.process("thesports/baseball/match/v1", raw, 1);
+        assert!(p.malformed_payload && p.updates.is_empty());
+        assert_eq!(p.dead_letters.len(), 1);
+        assert_eq!(&p.dead_letters[0].payload[..], &raw[..]);
+        let reason = p.dead_letters[0]
+            .headers
+            .get(HDR_ERROR)
+            .map(|v| v.as_str().to_owned());
+        assert!(reason.is_some_and(|r| r.contains("\"baseball\" is not supported")));
+        assert!(p.dead_letters[0].headers.get(HDR_ENTRY).is_none());
+        // A basketball array on the football topic: that element only.
+        let raw = br#"[{"id":"m1","score":["m1",4,431,[27,22,0,0,0],[24,25,0,0,0]]},{"id":"m2"}]"#;
+        let p = r.process("thesports/football/match/v1", raw, 1);
+        assert_eq!((p.updates.len(), p.malformed_elements), (1, 1));
+        let reason = p.dead_letters[0]
+            .headers
+            .get(HDR_ERROR)
+            .map(|v| v.as_str().to_owned());
+        assert!(reason.is_some_and(|r| r.contains("expected 6 for football")));
     }
 
     /// The ids must not change between releases: a bridge restarted on a new

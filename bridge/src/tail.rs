@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 
-use crate::payload::MatchMessage;
+use crate::payload::{Clock, MatchMessage, Sport};
 use crate::snapshot::{current_states, Newest};
 
 #[derive(Debug, Clone, Default)]
@@ -118,32 +118,47 @@ fn print(subject: &str, payload: &[u8], json: bool) {
     if json {
         println!("{subject} {}", String::from_utf8_lossy(payload));
     } else {
-        println!("{}", one_line(subject, payload));
+        println!("{}", one_line(subject, payload, now_ms()));
     }
 }
 
-/// `sports.football.abc  football  2-1  2nd half   67'  r42  Goal! (A. Silva)`:
-/// the match as it stands, and the newest text-live line or incident when
-/// this update added one.
-pub fn one_line(subject: &str, payload: &[u8]) -> String {
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `sports.football.abc  football  2-1  2nd half  67'  r42  Goal! (A. Silva)`:
+/// the match as it stands (a running football clock as of `now_ms`, so a
+/// state read with `--current` shows the minute now), and the newest
+/// text-live line or incident when this update added one.
+pub fn one_line(subject: &str, payload: &[u8], now_ms: u64) -> String {
     let Ok(m) = serde_json::from_slice::<MatchMessage>(payload) else {
         return format!("{subject}  (not a match state, {} bytes)", payload.len());
     };
     let u = &m.state;
     let mut line = format!("{subject:<40} {:<10}", u.sport);
     if let Some(s) = &u.score {
-        let score = format!(
-            "{}-{}",
-            s.home.score.map_or("?".into(), |v| v.to_string()),
-            s.away.score.map_or("?".into(), |v| v.to_string())
-        );
+        let n = |v: Option<i64>| v.map_or("?".into(), |v| v.to_string());
+        let mut score = format!("{}-{}", n(s.home.score), n(s.away.score));
+        if s.home.penalties.is_some() || s.away.penalties.is_some() {
+            score.push_str(&format!(
+                " ({}-{} p)",
+                n(s.home.penalties),
+                n(s.away.penalties)
+            ));
+        }
         line.push_str(&format!(
-            " {score:>7}  {:<12}",
+            " {score:>7}  {:<14}",
             status_name(&u.sport, s.status_id)
         ));
     }
-    let minute = u.minute.map_or(String::new(), |m| format!("{m}'"));
-    line.push_str(&format!(" {minute:>4}  r{}", u.rev));
+    let clock = match (&u.clock, &u.score) {
+        (Some(c), Some(s)) if c.running => Clock::derive(&u.sport, s, now_ms.max(u.updated_at_ms)),
+        (c, _) => c.clone(),
+    };
+    let clock = clock.map_or(String::new(), |c| c.text(&u.sport));
+    line.push_str(&format!(" {clock:>13}  r{}", u.rev));
     if m.added.tlive > 0 {
         if let Some(t) = u.tlive.last() {
             line.push_str(&format!("  {}", t.data));
@@ -161,34 +176,79 @@ pub fn one_line(subject: &str, payload: &[u8]) -> String {
 }
 
 fn status_name(sport: &str, status: Option<i64>) -> String {
-    match (sport, status) {
-        (_, None) => String::new(),
-        (_, Some(1)) => "not started".into(),
-        ("football", Some(2)) => "1st half".into(),
-        ("football", Some(3)) => "half-time".into(),
-        ("football", Some(4)) => "2nd half".into(),
-        ("football", Some(8)) | ("basketball", Some(10)) => "ended".into(),
-        ("basketball", Some(s @ 2..=5)) => format!("Q{}", s - 1),
-        ("tennis", Some(2)) => "in play".into(),
-        (_, Some(s)) => format!("status {s}"),
-    }
+    let Some(status) = status else {
+        return String::new();
+    };
+    Sport::from_name(sport)
+        .and_then(|s| s.status_name(status))
+        .map_or_else(|| format!("status {status}"), str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn state(sport: &str, score: serde_json::Value, clock: serde_json::Value) -> Vec<u8> {
+        json!({"schema": "tribune.sports.match.v2", "sport": sport, "match_id": "m", "provider": "p",
+            "rev": 42, "updated_at_ms": 1_767_296_000_000u64, "score": score, "minute": null, "clock": clock,
+            "stats": [], "incidents": [], "tlive": [{"data": "67' Goal! (A. Silva)"}], "extra": {},
+            "changed": ["tlive"], "added": {"incidents": 0, "tlive": 1}})
+        .to_string()
+        .into_bytes()
+    }
 
     #[test]
-    fn formats_states_and_garbage() {
-        let u = br#"{"schema":"tribune.sports.match.v2","sport":"football","match_id":"m","provider":"p",
-            "rev":42,"updated_at_ms":1,"score":{"status_id":4,"kickoff_ts":null,"home":{"score":2,"detail":[2]},
-            "away":{"score":1,"detail":[1]}},"minute":67,"stats":[],"incidents":[],
-            "tlive":[{"data":"67' Goal! (A. Silva)"}],"extra":{},"changed":["tlive"],
-            "added":{"incidents":0,"tlive":1}}"#;
-        let line = one_line("sports.football.m", u);
+    fn football_with_a_ticking_minute() {
+        let ts = 1_767_296_000 - 21 * 60;
+        let u = state(
+            "football",
+            json!({"status_id": 4, "kickoff_ts": ts, "home": {"score": 2, "detail": [2, 1, 0, 0, 0, 0, 0]},
+                   "away": {"score": 1, "detail": [1, 0, 0, 0, 0, 0, 0]}}),
+            json!({"period": 2, "minute": 67, "stoppage": 0, "kickoff_ts": ts, "offset": 45, "running": true}),
+        );
+        let line = one_line("sports.football.m", &u, 1_767_296_000_000);
         for want in ["2-1", "2nd half", "67'", "r42", "Goal!"] {
             assert!(line.contains(want), "{want}: {line}");
         }
-        assert!(one_line("s", b"nope").contains("not a match state"));
+        // Read two minutes later (`--current`): the minute has moved on.
+        let line = one_line("sports.football.m", &u, 1_767_296_120_000);
+        assert!(line.contains(" 69'"), "{line}");
+        assert!(one_line("s", b"nope", 0).contains("not a match state"));
+    }
+
+    #[test]
+    fn other_sports_and_penalties() {
+        let u = state(
+            "basketball",
+            json!({"status_id": 4, "kickoff_ts": null, "remaining_s": 431,
+                   "home": {"score": 49, "detail": [27, 22, 0, 0, 0]}, "away": {"score": 49, "detail": [24, 25, 0, 0, 0]}}),
+            json!({"period": 2, "remaining_s": 431, "running": false}),
+        );
+        let line = one_line("sports.basketball.m", &u, 0);
+        for want in ["49-49", "Q2", "Q2 7:11"] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        let u = state(
+            "tennis",
+            json!({"status_id": 52, "kickoff_ts": null, "serving": 2,
+                   "home": {"score": 1, "detail": [6, 2]}, "away": {"score": 0, "detail": [3, 3]}}),
+            json!({"period": 2, "game": 6, "serving": 2, "running": false}),
+        );
+        let line = one_line("sports.tennis.m", &u, 0);
+        for want in ["1-0", "set 2 ", "set 2 game 6"] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        let u = state(
+            "football",
+            json!({"status_id": 8, "kickoff_ts": 0, "home": {"score": 2, "detail": [1, 0, 0, 0, 0, 2, 4], "penalties": 4},
+                   "away": {"score": 2, "detail": [1, 0, 0, 0, 0, 2, 3], "penalties": 3}}),
+            json!(null),
+        );
+        let line = one_line("sports.football.m", &u, 0);
+        assert!(
+            line.contains("2-2 (4-3 p)") && line.contains("ended"),
+            "{line}"
+        );
     }
 }

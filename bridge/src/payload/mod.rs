@@ -6,16 +6,26 @@
 //! (or an [`ElementError`] for that object only), so one bad match in a batch
 //! does not sink the others. The bridge then merges each update into its
 //! match's [`MatchState`] (crate::state), which is what it publishes.
+//!
+//! What the provider sends, per sport, is in bridge/PROVIDER_FORMAT.md; the
+//! score layouts are read in [`score`], the match clock derived in [`clock`].
 
+pub mod clock;
 pub mod coerce;
 pub mod normalise;
 pub mod schema;
+pub mod score;
+pub mod sport;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
 
 pub use normalise::normalise_match;
 pub use schema::{
-    Added, Delta, Incident, MatchMessage, MatchState, MatchUpdate, Score, Section, Side, Stat,
-    StateMessage, TextLive, LEGACY_SCHEMA_V1, SCHEMA_ID,
+    Added, Clock, Delta, Incident, MatchMessage, MatchState, MatchUpdate, Score, Section, Side,
+    Stat, StateMessage, TextLive, LEGACY_SCHEMA_V1, SCHEMA_ID,
 };
+pub use sport::Sport;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -47,6 +57,9 @@ pub enum ElementError {
     },
     #[error("field `{field}`: {reason}")]
     BadField { field: String, reason: String },
+    /// The topic's sport has no known payload layout (payload::sport).
+    #[error("{0}")]
+    UnknownSport(String),
 }
 
 /// Keys under which an object-shaped payload may wrap its array of matches.
@@ -55,7 +68,11 @@ const WRAPPER_KEYS: [&str; 3] = ["data", "results", "matches"];
 /// Splits a raw payload into match objects.
 ///
 /// Accepted shapes:
-/// - `[ {match}, ... ]` (the usual one; an empty array yields no matches);
+/// - `[ {match}, ... ]`: the only one the provider was seen to send (an
+///   empty array yields no matches);
+///
+/// and, tolerated although never seen (they cannot be mistaken for anything
+/// else):
 /// - `{ "id": ..., ... }`: a single match;
 /// - `{ "data" | "results" | "matches": [ ... ] }`: a wrapped array;
 /// - `{ "<matchId>": { ... }, ... }`: matches keyed by id (the key fills in a

@@ -1,9 +1,17 @@
 //! One provider match object -> one [`MatchUpdate`].
+//!
+//! An element is `{"id": ..., <section>}` with the section one of `score`,
+//! `stats`, `incidents`, `tlive` (the provider sends one per element; more
+//! are accepted, as the REST `detail_live` shape has all four). The score's
+//! layout depends on the sport (super::score); `incidents` and `tlive` are
+//! whole lists, so only arrays are taken: a single entry taken for the list
+//! would wipe the others from the state.
 
 use serde_json::{Map, Value};
 
 use super::coerce::{opt_int, opt_number, opt_string};
-use super::schema::{Incident, MatchUpdate, Score, Side, Stat, TextLive};
+use super::schema::{Incident, MatchUpdate, Stat, TextLive};
+use super::sport::{self, Sport};
 use super::{json_kind, ElementError};
 use crate::subject::validate_token;
 
@@ -16,15 +24,14 @@ pub struct Origin<'a> {
     pub received_at_ms: u64,
 }
 
-/// Sports whose headline score is the sum of the detail array (per-period
-/// points); for all others it is the first element (goals, sets, runs).
-const SUMMED_SPORTS: [&str; 1] = ["basketball"];
-
 /// Known top-level keys; everything else goes to `extra`.
 const KNOWN_KEYS: [&str; 5] = ["id", "score", "stats", "incidents", "tlive"];
 
 /// Normalises one match object, validating its id for use in a subject.
 pub fn normalise_match(element: &Value, origin: &Origin<'_>) -> Result<MatchUpdate, ElementError> {
+    let Some(sport) = Sport::from_name(origin.sport) else {
+        return Err(ElementError::UnknownSport(sport::unsupported(origin.sport)));
+    };
     let obj = element
         .as_object()
         .ok_or_else(|| ElementError::NotObject(json_kind(element)))?;
@@ -41,11 +48,11 @@ pub fn normalise_match(element: &Value, origin: &Origin<'_>) -> Result<MatchUpda
 
     let score = match obj.get("score") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(score(v, origin.sport)?),
+        Some(v) => Some(super::score::parse(v, sport, &match_id)?),
     };
-    let stats = section(obj.get("stats"), "stats", stat)?;
-    let incidents = section(obj.get("incidents"), "incidents", incident)?;
-    let tlive = section(obj.get("tlive"), "tlive", text_live)?;
+    let stats = stats(obj.get("stats"))?;
+    let incidents = list(obj.get("incidents"), "incidents", incident)?;
+    let tlive = list(obj.get("tlive"), "tlive", text_live)?;
     let extra: Map<String, Value> = obj
         .iter()
         .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
@@ -73,27 +80,49 @@ fn bad(field: &str, reason: impl Into<String>) -> ElementError {
     }
 }
 
-/// A list section (`stats`, `incidents`, `tlive`): an array, a single object, or
-/// an object keyed by anything (its values are taken). `null` means absent.
-fn section<T>(
-    v: Option<&Value>,
-    field: &str,
-    item: fn(&Map<String, Value>, &str) -> Result<T, ElementError>,
-) -> Result<Option<Vec<T>>, ElementError> {
+/// `stats`: an array, a single stat, or stats keyed by anything (merged by
+/// `type`, so any of these forms is safe). `null` means absent.
+fn stats(v: Option<&Value>) -> Result<Option<Vec<Stat>>, ElementError> {
     let items: Vec<&Value> = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(a)) => a.iter().collect(),
-        Some(Value::Object(o)) if o.contains_key("type") || o.contains_key("data") => {
-            vec![v.unwrap_or(&Value::Null)]
-        }
+        Some(v @ Value::Object(o)) if o.contains_key("type") => vec![v],
         Some(Value::Object(o)) => o.values().collect(),
         Some(other) => {
             return Err(bad(
-                field,
+                "stats",
                 format!("is a JSON {}, expected an array", json_kind(other)),
             ))
         }
     };
+    entries(items, "stats", stat).map(Some)
+}
+
+/// `incidents` / `tlive`: the provider's whole list, an array. `null` means
+/// absent.
+fn list<T>(
+    v: Option<&Value>,
+    field: &str,
+    item: fn(&Map<String, Value>, &str) -> Result<T, ElementError>,
+) -> Result<Option<Vec<T>>, ElementError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => entries(a.iter().collect(), field, item).map(Some),
+        Some(other) => Err(bad(
+            field,
+            format!(
+                "is a JSON {}, expected the whole list (an array)",
+                json_kind(other)
+            ),
+        )),
+    }
+}
+
+fn entries<T>(
+    items: Vec<&Value>,
+    field: &str,
+    item: fn(&Map<String, Value>, &str) -> Result<T, ElementError>,
+) -> Result<Vec<T>, ElementError> {
     items
         .into_iter()
         .enumerate()
@@ -107,8 +136,7 @@ fn section<T>(
             })?;
             item(obj, &name)
         })
-        .collect::<Result<Vec<T>, _>>()
-        .map(Some)
+        .collect()
 }
 
 fn int_field(obj: &Map<String, Value>, key: &str, name: &str) -> Result<Option<i64>, ElementError> {
@@ -154,82 +182,27 @@ fn incident(obj: &Map<String, Value>, name: &str) -> Result<Incident, ElementErr
         player_name: string_field(obj, "player_name", name)?,
         home_score: int_field(obj, "home_score", name)?,
         away_score: int_field(obj, "away_score", name)?,
-        extra: obj
-            .iter()
-            .filter(|(k, _)| !INCIDENT_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        extra: rest(obj, &INCIDENT_KEYS),
     })
 }
+
+const TEXT_LIVE_KEYS: [&str; 3] = ["time", "data", "position"];
 
 fn text_live(obj: &Map<String, Value>, name: &str) -> Result<TextLive, ElementError> {
     Ok(TextLive {
         time: string_field(obj, "time", name)?,
         data: string_field(obj, "data", name)?.ok_or_else(|| bad(name, "missing `data`"))?,
         position: int_field(obj, "position", name)?,
-        kind: int_field(obj, "type", name)?,
+        extra: rest(obj, &TEXT_LIVE_KEYS),
     })
 }
 
-/// Score in the provider's array form `[matchId?, status, [home..], [away..], kickoff, ...]`
-/// or an object form `{status_id, home, away, kickoff_ts}`.
-fn score(v: &Value, sport: &str) -> Result<Score, ElementError> {
-    let (status, home, away, kickoff) = match v {
-        Value::Array(a) => {
-            // thesports puts the match id first; tolerate its absence.
-            let a: &[Value] = match a.first() {
-                Some(Value::String(_)) => &a[1..],
-                _ => a,
-            };
-            if a.len() < 3 {
-                return Err(bad(
-                    "score",
-                    format!("array has {} entries, expected >= 3", a.len()),
-                ));
-            }
-            (Some(&a[0]), Some(&a[1]), Some(&a[2]), a.get(3))
-        }
-        Value::Object(o) => (
-            o.get("status_id").or_else(|| o.get("status")),
-            o.get("home").or_else(|| o.get("home_scores")),
-            o.get("away").or_else(|| o.get("away_scores")),
-            o.get("kickoff_ts").or_else(|| o.get("kickoff")),
-        ),
-        other => {
-            return Err(bad(
-                "score",
-                format!(
-                    "is a JSON {}, expected an array or object",
-                    json_kind(other)
-                ),
-            ))
-        }
-    };
-    Ok(Score {
-        status_id: opt_int(status).map_err(|_| bad("score.status_id", "not an integer"))?,
-        kickoff_ts: opt_int(kickoff).map_err(|_| bad("score.kickoff_ts", "not an integer"))?,
-        home: side(home, "score.home", sport)?,
-        away: side(away, "score.away", sport)?,
-    })
-}
-
-fn side(v: Option<&Value>, name: &str, sport: &str) -> Result<Side, ElementError> {
-    let detail: Vec<i64> = match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| super::coerce::int(x).ok_or_else(|| bad(name, "non-integer entry")))
-            .collect::<Result<_, _>>()?,
-        Some(x) => vec![super::coerce::int(x).ok_or_else(|| bad(name, "not an integer or array"))?],
-    };
-    let score = if detail.is_empty() {
-        None
-    } else if SUMMED_SPORTS.contains(&sport) {
-        Some(detail.iter().sum())
-    } else {
-        detail.first().copied()
-    };
-    Ok(Side { score, detail })
+/// The entries of `obj` whose keys are not in `known`.
+fn rest(obj: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
+    obj.iter()
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -248,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn full_football_update() {
+    fn all_sections_in_one_element() {
         let v = json!({
             "id": "l7oqdehe1xy4r51",
             "score": ["l7oqdehe1xy4r51", 2, [1,0,0,1,3,0,0], [0,0,1,0,2,0,0], 1700000000, ""],
@@ -268,7 +241,13 @@ mod tests {
         assert_eq!((stats[0].kind, stats[0].away.clone()), (3, Some(1.into())));
         let inc = &u.incidents.as_ref().unwrap()[0];
         assert_eq!(inc.extra.get("assist1_name"), Some(&json!("B")));
-        assert_eq!(u.tlive.as_ref().unwrap()[0].data, "Goal!");
+        let line = &u.tlive.as_ref().unwrap()[0];
+        assert_eq!((line.data.as_str(), line.position), ("Goal!", Some(1)));
+        assert_eq!(
+            line.extra.get("type"),
+            Some(&json!(1)),
+            "an unknown key is kept"
+        );
         assert_eq!(u.extra.get("seq"), Some(&json!(5)));
         // Round trip through the published JSON.
         let text = serde_json::to_string(&u).unwrap();
@@ -276,18 +255,27 @@ mod tests {
     }
 
     #[test]
-    fn object_shapes_and_sums() {
-        let v = json!({"id": 42, "score": {"status": "3", "home": [20, 25, 18, 30], "away": 90},
-                       "incidents": {"type": 9, "time": 12}, "stats": {"a": {"type": 1}}});
+    fn stats_forms_numeric_ids_and_bare_elements() {
+        let v = json!({"id": 42, "stats": {"a": {"type": 1}}});
         let u = normalise_match(&v, &origin("basketball")).unwrap();
         assert_eq!(u.match_id, "42");
-        let s = u.score.unwrap();
-        assert_eq!(
-            (s.status_id, s.home.score, s.away.score),
-            (Some(3), Some(93), Some(90))
-        );
-        assert_eq!(u.incidents.unwrap().len(), 1);
         assert_eq!(u.stats.unwrap().len(), 1);
+        let v = json!({"id": 42, "stats": {"type": 2, "home": 1, "away": 0}});
+        assert_eq!(
+            normalise_match(&v, &origin("tennis"))
+                .unwrap()
+                .stats
+                .unwrap()
+                .len(),
+            1
+        );
+        let v = json!({"id": "x", "incidents": [], "tlive": []});
+        let u = normalise_match(&v, &origin("football")).unwrap();
+        assert_eq!(
+            (u.incidents, u.tlive),
+            (Some(vec![]), Some(vec![])),
+            "empty lists are lists"
+        );
         let bare = normalise_match(&json!({"id": "x"}), &origin("tennis")).unwrap();
         assert!(bare.score.is_none() && bare.stats.is_none() && bare.extra.is_empty());
     }
@@ -310,13 +298,31 @@ mod tests {
             (json!({"id": ""}), "cannot be used in a subject"),
             (json!({"id": "m", "score": "1-0"}), "field `score`"),
             (json!({"id": "m", "score": [1, 2]}), "field `score`"),
+            // The object form and the id-less array were never seen.
             (
-                json!({"id": "m", "score": [2, ["x"], [0]]}),
-                "field `score.home`",
+                json!({"id": "m", "score": {"status_id": 2, "home": [1], "away": [0]}}),
+                "field `score`: is a JSON object",
             ),
             (
-                json!({"id": "m", "score": [{}, [1], [0]]}),
-                "field `score.status_id`",
+                json!({"id": "m", "score": [2, [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 0, ""]}),
+                "has 5 entries, expected 6",
+            ),
+            (
+                json!({"id": "m", "score": ["m", 2, ["x"], [0, 0, 0, 0, 0, 0, 0], 0, ""]}),
+                "field `score[2]`",
+            ),
+            (
+                json!({"id": "m", "score": ["m", {}, [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 0, ""]}),
+                "field `score[1]`",
+            ),
+            // Basketball's and tennis' arrays on the football topic.
+            (
+                json!({"id": "m", "score": ["m", 4, 431, [27, 22, 0, 0, 0], [24, 25, 0, 0, 0]]}),
+                "expected 6 for football",
+            ),
+            (
+                json!({"id": "m", "score": ["m", 52, 2, {"ft": [1, 0]}]}),
+                "expected 6 for football",
             ),
             (json!({"id": "m", "stats": 5}), "field `stats`"),
             (json!({"id": "m", "stats": [1]}), "field `stats[0]`"),
@@ -333,11 +339,24 @@ mod tests {
                 json!({"id": "m", "incidents": [{"type": 1, "player_name": []}]}),
                 "player_name",
             ),
+            // One incident is not the list: taken as the list it would wipe the others.
+            (
+                json!({"id": "m", "incidents": {"type": 1, "time": 3}}),
+                "expected the whole list",
+            ),
+            (
+                json!({"id": "m", "incidents": {"a": {"type": 1}}}),
+                "expected the whole list",
+            ),
             (
                 json!({"id": "m", "tlive": [{"time": "1'"}]}),
                 "missing `data`",
             ),
             (json!({"id": "m", "tlive": "goal"}), "field `tlive`"),
+            (
+                json!({"id": "m", "tlive": {"data": "x"}}),
+                "expected the whole list",
+            ),
         ];
         for (v, want) in table {
             let err = normalise_match(&v, &origin("football")).expect_err(&v.to_string());
@@ -349,6 +368,17 @@ mod tests {
                 assert_eq!((id.len(), reason), (64, TokenError::TooLong))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A sport without a known layout is refused whole, even without a score.
+    #[test]
+    fn unknown_sports_are_refused() {
+        for sport in ["baseball", "cricket", "american_football", ""] {
+            let err =
+                normalise_match(&json!({"id": "m", "stats": []}), &origin(sport)).expect_err(sport);
+            assert!(matches!(err, ElementError::UnknownSport(_)), "{err}");
+            assert!(err.to_string().contains("is not supported"), "{err}");
         }
     }
 }

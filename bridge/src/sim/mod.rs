@@ -6,8 +6,15 @@
 //! only when the broker has acknowledged every message, so a report of N
 //! updates means the broker holds N.
 
+pub mod basketball;
 pub mod embedded;
+pub mod football;
 pub mod matches;
+pub mod people;
+pub mod tennis;
+
+#[cfg(test)]
+mod check;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use matches::{Feed, Message, SPORTS};
+pub use matches::{Feed, Message, Part, SimMatch, SPORTS};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -39,6 +46,11 @@ pub struct SimOptions {
     pub client_id: String,
     /// Print each message's topic and size (for `make run`).
     pub verbose: bool,
+    /// The time (Unix s) every message is made at, instead of the wall
+    /// clock: football's kick-off times then depend only on the seed, so a
+    /// test can replay exactly what was sent. `None`: the wall clock, so a
+    /// minute computed from a kick-off time is the simulated minute.
+    pub fixed_clock: Option<i64>,
 }
 
 impl Default for SimOptions {
@@ -55,6 +67,7 @@ impl Default for SimOptions {
             qos: 1,
             client_id: "tribune-feed-sim".into(),
             verbose: false,
+            fixed_clock: None,
         }
     }
 }
@@ -65,6 +78,13 @@ pub struct SimReport {
     pub messages: u64,
     pub updates: u64,
     pub malformed: u64,
+}
+
+/// The wall clock, Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Publishes until `opts.updates` valid updates are sent and acknowledged, or
@@ -136,7 +156,8 @@ pub async fn run(opts: SimOptions, mut shutdown: watch::Receiver<bool>) -> Resul
                 _ = shutdown.changed() => continue,
             }
         }
-        let msg = feed.next_message(remaining);
+        let now = opts.fixed_clock.unwrap_or_else(unix_now);
+        let msg = feed.next_message(remaining, now);
         if opts.verbose {
             tracing::info!(topic = %msg.topic, updates = msg.updates, bytes = msg.payload.len(), malformed = msg.malformed, "feed");
         }

@@ -206,7 +206,8 @@ mod tests {
     fn a_stored_state_round_trips_with_its_applied_ids() {
         let mut held = Held::new("football", "m1", "thesports");
         let u = update(
-            json!({"id": "m1", "score": [2, [1], [0]], "incidents": [{"type": 1, "time": 3}]}),
+            json!({"id": "m1", "score": ["m1", 2, [1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 1_767_293_460, ""],
+                "incidents": [{"type": 1, "time": 3}]}),
         );
         let delta = held.state.merge(&u, 0);
         for i in 0..APPLIED_IDS + 2 {

@@ -1,32 +1,30 @@
-//! Merge rules: one partial [`MatchUpdate`] into the match's [`MatchState`].
+//! Merge rules: one [`MatchUpdate`] into the match's [`MatchState`].
 //!
-//! The provider sends what changed, and often resends whole lists (every
-//! incident so far with each new one). The rules, per section:
+//! The provider sends one section per update, each a snapshot of that
+//! section (bridge/PROVIDER_FORMAT.md §3, §10). The rules, per section:
 //!
-//! - `score`: each of `status_id`, `kickoff_ts`, `home`, `away` is replaced
-//!   when the update carries it (a side with an empty `detail` is not
-//!   carried), so a score without a kick-off time keeps the one known;
-//! - `stats`: merged by `type`, the update's value replacing the held one;
-//! - `incidents`, `tlive`: accumulated in arrival order without duplicates:
-//!   the k-th copy of an entry in the update is added only if the state holds
-//!   fewer than k copies, so a resent list adds nothing and two identical
-//!   corners in one list are both kept;
+//! - `score`: replaced whole (the provider sends the whole score array);
+//! - `stats`: merged by `type`, the update's value replacing the held one
+//!   (the provider sends all types each time; merging by type also keeps a
+//!   type a shorter list left out);
+//! - `incidents`, `tlive`: replaced by the update's list. The provider
+//!   resends the whole list and corrects entries in place (a scorer added
+//!   later, a minute or a side corrected, a duplicate removed), so the latest
+//!   list is the truth; accumulating would keep every stale version. Beyond
+//!   [`MAX_LIST_ENTRIES`] only the last entries are kept;
 //! - `extra`: merged key by key, the update's value replacing the held one.
 //!
-//! Merging is idempotent: merging the same update again changes nothing, and
+//! When anything changed, `rev` grows, `updated_at_ms` becomes the update's
+//! receive time, and the clock (and `minute`) are derived again from the
+//! score at that time (crate::payload::clock). Nothing else moves them, so
+//! merging is idempotent: merging the same update again changes nothing, and
 //! `rev` only moves when something changed.
 
-use std::collections::HashMap;
-
-use super::fingerprint::Fingerprint;
-use crate::payload::{
-    Added, Delta, MatchState, MatchUpdate, Score, Section, Stat, TextLive, SCHEMA_ID,
-};
+use crate::payload::{Added, Clock, Delta, MatchState, MatchUpdate, Section, Stat, SCHEMA_ID};
 
 /// Most entries kept per list (incidents, text-live lines). A football match
 /// has well under a few hundred of either; the bound keeps a runaway feed
-/// from growing a message past the server's `max_payload`. Beyond it the
-/// oldest entries are dropped.
+/// from growing a message past the server's `max_payload`.
 pub const MAX_LIST_ENTRIES: usize = 1000;
 
 impl MatchState {
@@ -41,6 +39,7 @@ impl MatchState {
             updated_at_ms: 0,
             score: None,
             minute: None,
+            clock: None,
             stats: Vec::new(),
             incidents: Vec::new(),
             tlive: Vec::new(),
@@ -50,12 +49,14 @@ impl MatchState {
 
     /// Merges `u` into the state. When anything changed, `rev` becomes one
     /// more than the larger of itself and `rev_floor` (the highest revision
-    /// already published for this match, see crate::state::sync) and
-    /// `updated_at_ms` takes the update's receive time.
+    /// already published for this match, see crate::state::sync),
+    /// `updated_at_ms` takes the update's receive time and the clock is
+    /// derived at that time.
     pub fn merge(&mut self, u: &MatchUpdate, rev_floor: u64) -> Delta {
         let mut delta = Delta::default();
         if let Some(score) = &u.score {
-            if merge_score(&mut self.score, score) {
+            if self.score.as_ref() != Some(score) {
+                self.score = Some(score.clone());
                 delta.changed.push(Section::Score);
             }
         }
@@ -65,22 +66,16 @@ impl MatchState {
             }
         }
         if let Some(incidents) = &u.incidents {
-            let added = merge_list(&mut self.incidents, incidents);
-            if added > 0 {
-                let tail = &self.incidents[self.incidents.len() - added..];
-                raise(&mut self.minute, tail.iter().filter_map(|i| i.time));
+            if let Some(added) = replace_list(&mut self.incidents, incidents) {
                 delta.changed.push(Section::Incidents);
+                delta.added.incidents = added;
             }
-            delta.added.incidents = added;
         }
         if let Some(tlive) = &u.tlive {
-            let added = merge_list(&mut self.tlive, tlive);
-            if added > 0 {
-                let tail = &self.tlive[self.tlive.len() - added..];
-                raise(&mut self.minute, tail.iter().filter_map(text_minute));
+            if let Some(added) = replace_list(&mut self.tlive, tlive) {
                 delta.changed.push(Section::Tlive);
+                delta.added.tlive = added;
             }
-            delta.added.tlive = added;
         }
         let mut extra_changed = false;
         for (k, v) in &u.extra {
@@ -95,32 +90,19 @@ impl MatchState {
         if !delta.changed.is_empty() {
             self.rev = self.rev.max(rev_floor) + 1;
             self.updated_at_ms = u.received_at_ms;
+            self.derive_clock();
         }
         delta
     }
-}
 
-fn merge_score(held: &mut Option<Score>, new: &Score) -> bool {
-    let Some(cur) = held else {
-        *held = Some(new.clone());
-        return true;
-    };
-    let mut changed = false;
-    if new.status_id.is_some() && cur.status_id != new.status_id {
-        cur.status_id = new.status_id;
-        changed = true;
+    /// `clock` and `minute` from the score at `updated_at_ms`.
+    pub fn derive_clock(&mut self) {
+        self.clock = self
+            .score
+            .as_ref()
+            .and_then(|s| Clock::derive(&self.sport, s, self.updated_at_ms));
+        self.minute = self.clock.as_ref().and_then(Clock::match_minute);
     }
-    if new.kickoff_ts.is_some() && cur.kickoff_ts != new.kickoff_ts {
-        cur.kickoff_ts = new.kickoff_ts;
-        changed = true;
-    }
-    for (cur, new) in [(&mut cur.home, &new.home), (&mut cur.away, &new.away)] {
-        if !new.detail.is_empty() && cur != new {
-            *cur = new.clone();
-            changed = true;
-        }
-    }
-    changed
 }
 
 fn merge_stats(held: &mut Vec<Stat>, new: &[Stat]) -> bool {
@@ -141,69 +123,18 @@ fn merge_stats(held: &mut Vec<Stat>, new: &[Stat]) -> bool {
     changed
 }
 
-/// Appends the entries of `new` the list does not hold yet (as many copies as
-/// `new` has, at most); returns how many were appended, at the end.
-fn merge_list<T: Clone + PartialEq + Fingerprint>(held: &mut Vec<T>, new: &[T]) -> usize {
-    if new.is_empty() {
-        return 0;
-    }
-    let held_len = held.len();
-    let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(held_len);
-    for (i, e) in held.iter().enumerate() {
-        index.entry(e.fingerprint()).or_default().push(i);
-    }
-    // Distinct values of `new` seen so far and how many copies of each.
-    let mut seen: HashMap<u64, Vec<(usize, usize)>> = HashMap::with_capacity(new.len());
-    let mut appended = 0;
-    for (j, e) in new.iter().enumerate() {
-        let fp = e.fingerprint();
-        let copies = seen.entry(fp).or_default();
-        let nth = match copies.iter_mut().find(|(first, _)| new[*first] == *e) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                copies.push((j, 1));
-                1
-            }
-        };
-        let have = index
-            .get(&fp)
-            .map_or(0, |ix| ix.iter().filter(|i| held[**i] == *e).count());
-        if nth > have {
-            held.push(e.clone());
-            appended += 1;
-        }
-    }
-    if held.len() > MAX_LIST_ENTRIES {
-        let excess = held.len() - MAX_LIST_ENTRIES;
-        held.drain(..excess);
-        appended = appended.min(held.len());
-    }
-    appended
-}
-
-fn raise(minute: &mut Option<i64>, candidates: impl Iterator<Item = i64>) {
-    if let Some(m) = candidates.filter(|m| *m >= 0).max() {
-        *minute = Some(minute.map_or(m, |cur| cur.max(m)));
-    }
-}
-
-/// The minute of a text-live line's `time`: `67'`, `67` and `45+2'` (45)
-/// count; anything else (`HT`, a clock like `12:34`) carries no minute.
-fn text_minute(t: &TextLive) -> Option<i64> {
-    let s = t.time.as_deref()?.trim();
-    let s = s.strip_suffix('\'').unwrap_or(s);
-    let (minute, added) = match s.split_once('+') {
-        Some((m, a)) => (m, Some(a)),
-        None => (s, None),
-    };
-    let digits = |x: &str| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit());
-    if !digits(minute) || added.is_some_and(|a| !digits(a)) {
+/// Replaces `held` by (the last [`MAX_LIST_ENTRIES`] of) `new` if they
+/// differ; then returns by how many entries the list grew (0 when it did
+/// not: a correction or a removal).
+fn replace_list<T: Clone + PartialEq>(held: &mut Vec<T>, new: &[T]) -> Option<usize> {
+    let new = &new[new.len().saturating_sub(MAX_LIST_ENTRIES)..];
+    if held.as_slice() == new {
         return None;
     }
-    minute.parse().ok()
+    let grew = new.len().saturating_sub(held.len());
+    held.clear();
+    held.extend_from_slice(new);
+    Some(grew)
 }
 
 impl Added {
@@ -229,8 +160,20 @@ mod tests {
         normalise_match(&v, &origin).expect("valid update")
     }
 
-    fn goal(time: i64, who: &str) -> Value {
-        json!({"type": 1, "position": 1, "time": time, "player_name": who})
+    fn goal(time: i64, who: Option<&str>, position: i64) -> Value {
+        let mut g = json!({"type": 1, "position": position, "time": time});
+        if let Some(who) = who {
+            g["player_name"] = json!(who);
+        }
+        g
+    }
+
+    fn incidents(list: &[Value], at: u64) -> MatchUpdate {
+        update(json!({"id": "m1", "incidents": list}), at)
+    }
+
+    fn score(status: i64, home: i64, ts: i64) -> Value {
+        json!({"id": "m1", "score": ["m1", status, [home, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], ts, ""]})
     }
 
     fn fresh() -> MatchState {
@@ -238,29 +181,16 @@ mod tests {
     }
 
     #[test]
-    fn score_is_replaced_field_by_field() {
+    fn score_is_replaced_whole() {
         let mut s = fresh();
-        let d = s.merge(
-            &update(
-                json!({"id": "m1", "score": ["m1", 2, [1, 0], [0, 0], 1700000000]}),
-                10,
-            ),
-            0,
-        );
+        let d = s.merge(&update(score(2, 1, 1_700_000_000), 10), 0);
         assert_eq!(d.changed, [Section::Score]);
         assert_eq!((s.rev, s.updated_at_ms), (1, 10));
-        // No kick-off time in this one: the known one stays.
-        s.merge(
-            &update(
-                json!({"id": "m1", "score": {"status": 4, "home": [2, 1]}}),
-                20,
-            ),
-            0,
-        );
-        let score = s.score.as_ref().unwrap();
-        assert_eq!(score.status_id, Some(4));
-        assert_eq!(score.kickoff_ts, Some(1700000000));
-        assert_eq!((score.home.score, score.away.score), (Some(2), Some(0)));
+        // Half-time: the kick-off time is 0 now, and that is what is kept.
+        s.merge(&update(score(3, 2, 0), 20), 0);
+        let sc = s.score.as_ref().unwrap();
+        assert_eq!((sc.status_id, sc.kickoff_ts), (Some(3), Some(0)));
+        assert_eq!((sc.home.score, sc.away.score), (Some(2), Some(0)));
         assert_eq!(s.rev, 2);
     }
 
@@ -284,78 +214,96 @@ mod tests {
         assert_eq!(got, [(2, Some(2)), (3, Some(4)), (9, Some(1))]);
     }
 
+    /// The provider's edits of its incident list (PROVIDER_FORMAT.md §10):
+    /// each new list is the truth, nothing stale stays behind.
     #[test]
-    fn resent_lists_add_nothing_and_new_entries_are_appended() {
+    fn incident_lists_replace_the_held_one() {
         let mut s = fresh();
-        let first = update(json!({"id": "m1", "incidents": [goal(10, "A")]}), 1);
-        s.merge(&first, 0);
-        // The provider resends the whole list with one more incident.
-        let d = s.merge(
-            &update(
-                json!({"id": "m1", "incidents": [goal(10, "A"), goal(30, "B")]}),
-                2,
-            ),
-            0,
+        let d = s.merge(&incidents(&[goal(17, None, 1)], 1), 0);
+        assert_eq!(
+            (d.changed.as_slice(), d.added.incidents),
+            ([Section::Incidents].as_slice(), 1)
         );
-        assert_eq!(d.added.incidents, 1);
+        // The scorer is added later: a correction, not a second goal.
+        let d = s.merge(&incidents(&[goal(17, Some("A"), 1)], 2), 0);
+        assert_eq!(
+            (d.changed.as_slice(), d.added.incidents),
+            ([Section::Incidents].as_slice(), 0)
+        );
+        assert_eq!(s.incidents.len(), 1);
+        assert_eq!(s.incidents[0].player_name.as_deref(), Some("A"));
+        // The goal was the away side's, and a card arrives in the middle.
+        let card = json!({"type": 3, "position": 1, "time": 9});
+        s.merge(&incidents(&[card.clone(), goal(17, Some("A"), 2)], 3), 0);
         assert_eq!(s.incidents.len(), 2);
-        assert_eq!(s.incidents[1].player_name.as_deref(), Some("B"));
-        assert_eq!(s.minute, Some(30));
+        assert_eq!((s.incidents[0].kind, s.incidents[1].position), (3, Some(2)));
+        // A duplicated entry is sent, then removed again.
+        let dup = [card.clone(), goal(17, Some("A"), 2), goal(17, Some("A"), 2)];
+        assert_eq!(s.merge(&incidents(&dup, 4), 0).added.incidents, 1);
+        let d = s.merge(&incidents(&[card, goal(17, Some("A"), 2)], 5), 0);
+        assert_eq!(
+            (d.changed.as_slice(), d.added.incidents),
+            ([Section::Incidents].as_slice(), 0)
+        );
+        assert_eq!(s.incidents.len(), 2);
         // The same list again: nothing changes, rev stays.
-        let rev = s.rev;
+        let (rev, at) = (s.rev, s.updated_at_ms);
         let d = s.merge(
-            &update(
-                json!({"id": "m1", "incidents": [goal(10, "A"), goal(30, "B")]}),
-                3,
+            &incidents(
+                &[
+                    json!({"type": 3, "position": 1, "time": 9}),
+                    goal(17, Some("A"), 2),
+                ],
+                6,
             ),
             0,
         );
         assert!(d.changed.is_empty() && d.added.is_empty());
-        assert_eq!((s.rev, s.updated_at_ms), (rev, 2));
+        assert_eq!((s.rev, s.updated_at_ms), (rev, at));
+        // An empty list is a list: everything was withdrawn.
+        let d = s.merge(&incidents(&[], 7), 0);
+        assert_eq!(d.changed, [Section::Incidents]);
+        assert!(s.incidents.is_empty());
     }
 
     #[test]
-    fn identical_entries_in_one_list_are_all_kept() {
-        let corner = json!({"type": 2, "position": 1, "time": 23});
+    fn text_live_is_replaced_too() {
         let mut s = fresh();
-        s.merge(
-            &update(json!({"id": "m1", "incidents": [corner.clone()]}), 1),
-            0,
-        );
-        // The resent list has that corner and a second one in the same minute.
-        s.merge(
+        let line = |t: &str, d: &str| json!({"time": t, "data": d, "position": 0});
+        let d = s.merge(
             &update(
-                json!({"id": "m1", "incidents": [corner.clone(), corner.clone()]}),
-                2,
+                json!({"id": "m1", "tlive": [line("", "Line-ups are out.")]}),
+                1,
             ),
             0,
         );
-        assert_eq!(s.incidents.len(), 2);
-        s.merge(
-            &update(
-                json!({"id": "m1", "incidents": [corner.clone(), corner]}),
-                3,
-            ),
-            0,
+        assert_eq!(
+            (d.changed.as_slice(), d.added.tlive),
+            ([Section::Tlive].as_slice(), 1)
         );
-        assert_eq!(s.incidents.len(), 2);
+        let two = json!({"id": "m1", "tlive": [line("", "Line-ups are out."), line("45'+2'", "45'+2' Corner.")]});
+        let d = s.merge(&update(two.clone(), 2), 0);
+        assert_eq!(d.added.tlive, 1);
+        assert_eq!(s.tlive[1].time.as_deref(), Some("45'+2'"));
+        assert!(s.merge(&update(two, 3), 0).changed.is_empty());
     }
 
     /// The property redelivery relies on: a second merge of the same update
     /// leaves the state exactly as the first left it, for every section.
     #[test]
     fn merging_twice_is_merging_once() {
+        let ts = 1_767_293_460u64;
         let updates = [
-            json!({"id": "m1", "score": ["m1", 2, [0,0,0,0,1,0,0], [0,0,0,0,0,0,0], 1700000000, ""], "update_seq": 1}),
+            json!({"id": "m1", "score": ["m1", 2, [0,0,0,0,1,0,0], [0,0,0,0,0,0,0], ts, ""], "update_seq": 1}),
             json!({"id": "m1", "stats": [{"type": 2, "home": 1, "away": 0}], "update_seq": 2}),
-            json!({"id": "m1", "incidents": [goal(12, "A")], "tlive": [{"time": "12'", "data": "Goal!"}]}),
-            json!({"id": "m1", "incidents": {"a": goal(12, "A"), "b": {"type": 3, "time": 40}}, "update_seq": 3}),
-            json!({"id": "m1", "score": {"status_id": 8}, "tlive": [{"time": "90+3'", "data": "End"}]}),
+            json!({"id": "m1", "incidents": [goal(12, None, 1)], "tlive": [{"time": "12'", "data": "Goal!", "position": 1}]}),
+            json!({"id": "m1", "incidents": [goal(12, Some("A"), 1), {"type": 3, "time": 40}], "update_seq": 3}),
+            json!({"id": "m1", "score": ["m1", 8, [1,1,0,0,1,0,0], [0,0,0,0,0,0,0], 0, ""], "tlive": [{"time": "90'+3'", "data": "End"}]}),
         ];
         let mut once = fresh();
         let mut twice = fresh();
         for (i, u) in updates.iter().enumerate() {
-            let u = update(u.clone(), i as u64 + 1);
+            let u = update(u.clone(), (ts + 600 * i as u64) * 1000);
             once.merge(&u, 0);
             twice.merge(&u, 0);
             let d = twice.merge(&u, 0);
@@ -363,8 +311,9 @@ mod tests {
             assert_eq!(once, twice, "after update {i}");
         }
         assert_eq!(once.rev, 5);
-        assert_eq!(once.minute, Some(90));
+        assert_eq!(once.minute, None, "ended: no clock");
         assert_eq!(once.incidents.len(), 2);
+        assert_eq!(once.tlive.len(), 1);
         assert_eq!(once.extra.get("update_seq"), Some(&json!(3)));
     }
 
@@ -393,28 +342,43 @@ mod tests {
         assert_eq!(s.tlive[0].data, "line 5");
     }
 
+    /// The clock is the score's at the time of the last change: a stats
+    /// update moves it on, a resend that changes nothing does not.
     #[test]
-    fn minutes_from_text_live() {
-        let line = |t: &str| TextLive {
-            time: Some(t.into()),
-            data: String::new(),
-            position: None,
-            kind: None,
-        };
-        assert_eq!(text_minute(&line("67'")), Some(67));
-        assert_eq!(text_minute(&line(" 67 ")), Some(67));
-        assert_eq!(text_minute(&line("45+2'")), Some(45));
-        for t in ["HT", "12:34", "", "'", "45+'", "1234'", "-3'"] {
-            assert_eq!(text_minute(&line(t)), None, "{t:?}");
-        }
+    fn the_clock_follows_the_updates() {
+        let ts = 1_767_293_460u64;
+        let at = |secs: u64| (ts + secs) * 1000;
         let mut s = fresh();
+        s.merge(&update(score(4, 1, ts as i64), at(60)), 0);
+        let c = s.clock.clone().unwrap();
+        assert_eq!(
+            (c.minute, c.kickoff_ts, c.running),
+            (Some(47), Some(ts as i64), true)
+        );
+        assert_eq!(s.minute, Some(47));
+        let stats = update(
+            json!({"id": "m1", "stats": [{"type": 2, "home": 1, "away": 0}]}),
+            at(10 * 60),
+        );
+        s.merge(&stats, 0);
+        assert_eq!(s.minute, Some(56));
+        // The same stats later: nothing changed, so neither does the clock.
+        let mut later = stats.clone();
+        later.received_at_ms = at(20 * 60);
+        assert!(s.merge(&later, 0).changed.is_empty());
+        assert_eq!((s.minute, s.updated_at_ms), (Some(56), at(10 * 60)));
+        // Stoppage time: 90+3, counted as 93.
         s.merge(
-            &update(
-                json!({"id": "m1", "incidents": [{"type": 3, "time": 50}], "tlive": [{"time": "12'", "data": "x"}]}),
-                1,
-            ),
+            &update(json!({"id": "m1", "update_seq": 1}), at(47 * 60 + 10)),
             0,
         );
-        assert_eq!(s.minute, Some(50), "the highest minute carried");
+        let c = s.clock.clone().unwrap();
+        assert_eq!(
+            (c.minute, c.stoppage, s.minute),
+            (Some(90), Some(3), Some(93))
+        );
+        // Full time: no clock.
+        s.merge(&update(score(8, 1, 0), at(50 * 60)), 0);
+        assert_eq!((s.clock.clone(), s.minute), (None, None));
     }
 }

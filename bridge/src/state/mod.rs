@@ -8,7 +8,6 @@
 //! - [`sync`]: one update's turn: load if needed, merge, publish, and what to
 //!   do with the stream's answer.
 
-pub mod fingerprint;
 pub mod held;
 pub mod merge;
 pub mod store;

@@ -245,7 +245,7 @@ impl MatchStates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::{MatchState, Score, Side};
+    use crate::payload::{MatchState, Score};
 
     fn limits(max: usize) -> Limits {
         Limits {
@@ -261,15 +261,7 @@ mod tests {
         held.state = MatchState {
             score: Some(Score {
                 status_id: Some(status),
-                kickoff_ts: None,
-                home: Side {
-                    score: None,
-                    detail: vec![],
-                },
-                away: Side {
-                    score: None,
-                    detail: vec![],
-                },
+                ..Score::default()
             }),
             ..held.state
         };

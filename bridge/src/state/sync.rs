@@ -323,19 +323,28 @@ mod tests {
         }
     }
 
-    fn goal(minute: i64) -> Value {
-        json!({"id": "m1", "incidents": [{"type": 1, "time": minute}], "score": [2, [1], [0]]})
+    /// A goal at the last of `minutes`: the provider sends the whole list.
+    fn goals(minutes: &[i64]) -> Value {
+        let list: Vec<Value> = minutes
+            .iter()
+            .map(|m| json!({"type": 1, "time": m}))
+            .collect();
+        json!({"id": "m1", "incidents": list,
+               "score": ["m1", 2, [1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 1_767_293_460, ""]})
     }
 
     fn score(home: i64) -> Value {
-        json!({"id": "m1", "score": [4, [home], [0]]})
+        json!({"id": "m1", "score": ["m1", 4, [home, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 1_767_296_000, ""]})
     }
 
     #[tokio::test]
     async fn every_message_is_the_whole_match() {
         let stream = FakeStream::default();
         let mut bridge = Bridge::new();
-        assert_eq!(bridge.feed(&stream, "a:0", goal(10)).await, Applied::Stored);
+        assert_eq!(
+            bridge.feed(&stream, "a:0", goals(&[10])).await,
+            Applied::Stored
+        );
         assert_eq!(bridge.feed(&stream, "b:0", score(2)).await, Applied::Stored);
         let last = stream.last(SUBJECT).unwrap();
         assert_eq!(last.state.rev, 2);
@@ -350,7 +359,7 @@ mod tests {
     async fn a_new_process_continues_from_the_stream() {
         let stream = FakeStream::default();
         let mut first = Bridge::new();
-        first.feed(&stream, "a:0", goal(10)).await;
+        first.feed(&stream, "a:0", goals(&[10])).await;
         first.feed(&stream, "b:0", score(1)).await;
         let mut second = Bridge::new();
         assert_eq!(second.feed(&stream, "c:0", score(3)).await, Applied::Stored);
@@ -366,7 +375,7 @@ mod tests {
     async fn redeliveries_after_a_crash_change_nothing() {
         let stream = FakeStream::default();
         let mut first = Bridge::new();
-        first.feed(&stream, "a:0", goal(10)).await;
+        first.feed(&stream, "a:0", goals(&[10])).await;
         first.feed(&stream, "b:0", score(1)).await;
         first.feed(&stream, "c:0", score(2)).await;
         let before = stream.last(SUBJECT).unwrap();
@@ -428,10 +437,10 @@ mod tests {
     async fn a_lost_ack_reloads_to_the_same_state() {
         let stream = FakeStream::default();
         let mut bridge = Bridge::new();
-        bridge.feed(&stream, "a:0", goal(10)).await;
+        bridge.feed(&stream, "a:0", goals(&[10])).await;
         stream.inner.lock().unwrap().lose_acks = 1;
         assert_eq!(
-            bridge.feed(&stream, "b:0", goal(20)).await,
+            bridge.feed(&stream, "b:0", goals(&[10, 20])).await,
             Applied::Duplicate
         );
         bridge.feed(&stream, "c:0", score(3)).await;
@@ -446,7 +455,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_read_is_caught_and_read_again_from_the_leader() {
         let stream = FakeStream::default();
-        Bridge::new().feed(&stream, "a:0", goal(10)).await;
+        Bridge::new().feed(&stream, "a:0", goals(&[10])).await;
         stream.inner.lock().unwrap().stale_reads = 5;
         let mut next = Bridge::new();
         assert_eq!(next.feed(&stream, "b:0", score(2)).await, Applied::Stored);
@@ -462,9 +471,9 @@ mod tests {
     async fn a_conflict_merges_on_top_of_the_other_writer() {
         let stream = FakeStream::default();
         let mut ours = Bridge::new();
-        ours.feed(&stream, "a:0", goal(10)).await;
+        ours.feed(&stream, "a:0", goals(&[10])).await;
         let mut theirs = Bridge::new();
-        theirs.feed(&stream, "x:0", goal(30)).await;
+        theirs.feed(&stream, "x:0", goals(&[10, 30])).await;
         assert_eq!(ours.feed(&stream, "b:0", score(4)).await, Applied::Stored);
         assert_eq!(ours.metrics.state_conflicts.load(Relaxed), 1);
         let last = stream.last(SUBJECT).unwrap();
@@ -472,7 +481,7 @@ mod tests {
         assert_eq!(last.state.rev, 3);
         // The other writer's update is already in: a later copy is skipped.
         assert_eq!(
-            ours.feed(&stream, "x:0", goal(30)).await,
+            ours.feed(&stream, "x:0", goals(&[10, 30])).await,
             Applied::AlreadyApplied
         );
     }
