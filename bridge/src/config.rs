@@ -329,12 +329,14 @@ fn default_idle_evict() -> u64 {
 fn default_ended_evict() -> u64 {
     600
 }
-/// Football 8 is "ended" in the provider's codes (see README); basketball 10
-/// is what `tail` shows as ended.
+/// The provider's "ended" codes (bridge/PROVIDER_FORMAT.md §5): football 8,
+/// basketball 10, tennis 100 and the walkover / retired / defaulted codes
+/// 20-27.
 fn default_ended_status() -> BTreeMap<String, Vec<i64>> {
     BTreeMap::from([
         ("football".into(), vec![8]),
         ("basketball".into(), vec![10]),
+        ("tennis".into(), vec![100, 20, 21, 22, 23, 24, 25, 26, 27]),
     ])
 }
 fn default_http_listen() -> String {
@@ -466,6 +468,8 @@ mod tests {
         assert_eq!(c.jetstream.duplicate_window_secs, 120);
         assert_eq!(c.state.max_matches, 10_000);
         assert_eq!(c.state.limits().ended_status["football"], [8]);
+        assert_eq!(c.state.limits().ended_status["basketball"], [10]);
+        assert!(c.state.limits().ended_status["tennis"].contains(&100));
         let c = Config::parse(&format!(
             "{MIN}\n[state]\nmax_matches = 5\nended_status = {{ tennis = [100] }}"
         ))

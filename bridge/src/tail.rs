@@ -158,7 +158,7 @@ pub fn one_line(subject: &str, payload: &[u8], now_ms: u64) -> String {
         (c, _) => c.clone(),
     };
     let clock = clock.map_or(String::new(), |c| c.text(&u.sport));
-    line.push_str(&format!(" {clock:>13}  r{}", u.rev));
+    line.push_str(&format!(" {clock:>20}  r{}", u.rev));
     if m.added.tlive > 0 {
         if let Some(t) = u.tlive.last() {
             line.push_str(&format!("  {}", t.data));
@@ -226,7 +226,7 @@ mod tests {
             json!({"period": 2, "remaining_s": 431, "running": false}),
         );
         let line = one_line("sports.basketball.m", &u, 0);
-        for want in ["49-49", "Q2", "Q2 7:11"] {
+        for want in ["49-49", "Q2 ", " 7:11"] {
             assert!(line.contains(want), "{want}: {line}");
         }
         let u = state(
@@ -236,7 +236,7 @@ mod tests {
             json!({"period": 2, "game": 6, "serving": 2, "running": false}),
         );
         let line = one_line("sports.tennis.m", &u, 0);
-        for want in ["1-0", "set 2 ", "set 2 game 6"] {
+        for want in ["1-0", "set 2 ", "game 6, away serving"] {
             assert!(line.contains(want), "{want}: {line}");
         }
         let u = state(

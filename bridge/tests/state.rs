@@ -71,9 +71,16 @@ async fn an_incident_sent_before_a_restart_is_still_listed_after_it() {
     );
     assert_eq!(last.changed, [Section::Stats]);
 
-    // Only the score: everything else is still there.
-    let d = r#"[{"id":"m1","score":["m1",4,[3,2,0,0,1,0,0],[0,0,0,1,0,0,0],1760000000,""]}]"#;
-    publish_mqtt(&mqtt, TOPIC, &[d.to_owned()]).await;
+    // Only the score: everything else is still there. The second half
+    // kicked off 20 minutes and 5 seconds ago: the bridge's clock says 66'.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let half = now - 20 * 60 - 5;
+    let d =
+        format!(r#"[{{"id":"m1","score":["m1",4,[3,2,0,0,1,0,0],[0,0,0,1,0,0,0],{half},""]}}]"#);
+    publish_mqtt(&mqtt, TOPIC, &[d]).await;
     wait_for(
         "the score-only state stored",
         Duration::from_secs(60),
@@ -90,7 +97,7 @@ async fn an_incident_sent_before_a_restart_is_still_listed_after_it() {
     let score = s.score.as_ref().expect("score");
     assert_eq!(
         (score.status_id, score.kickoff_ts),
-        (Some(4), Some(1760000000))
+        (Some(4), Some(half as i64))
     );
     assert_eq!((score.home.score, score.away.score), (Some(3), Some(0)));
     assert_eq!(s.incidents.len(), 1, "the incident from before the restart");
@@ -98,7 +105,13 @@ async fn an_incident_sent_before_a_restart_is_still_listed_after_it() {
     assert_eq!(s.tlive.len(), 1);
     assert_eq!(s.stats.len(), 1);
     assert_eq!(s.stats[0].home, Some(3.into()));
-    assert_eq!(s.minute, Some(10));
+    // Derived when the bridge received it (within the 55 s the minute lasts).
+    assert_eq!(s.minute, Some(66));
+    let clock = s.clock.as_ref().expect("a clock in the second half");
+    assert_eq!(
+        (clock.period, clock.kickoff_ts, clock.running),
+        (Some(2), Some(half as i64), true)
+    );
     assert_eq!(
         bridge.metric("tribune_bridge_state_loads_total{result=\"found\"}"),
         1,

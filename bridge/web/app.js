@@ -17,6 +17,8 @@ const $ = (id) => document.getElementById(id);
 /** When the second read after (re)connecting runs; see `Session.start`. */
 const SETTLE_MS = 3000;
 const board = new Board($("board"));
+// Football minutes tick between updates (from the half's kick-off time).
+board.startClock();
 let session = null;
 
 function setConn(state, text) {

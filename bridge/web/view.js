@@ -2,15 +2,33 @@
 // messages, see bridge/README.md) into the board. Pure formatting helpers are
 // exported for the unit tests; DOM code never uses innerHTML with feed data.
 
-/** Provider status codes the page names; anything else shows as "status N". */
+/**
+ * Provider status codes per sport (bridge/PROVIDER_FORMAT.md §5); anything
+ * else shows as "status N".
+ */
 const STATUS = {
-  football: { 1: "Not started", 2: "1st half", 3: "Half-time", 4: "2nd half", 5: "Overtime", 6: "Overtime", 7: "Penalties", 8: "Full time", 9: "Delayed", 10: "Interrupted", 12: "Cancelled", 13: "To be decided" },
-  basketball: { 1: "Not started", 2: "Q1", 3: "Q2", 4: "Q3", 5: "Q4", 6: "Overtime", 7: "Half-time", 10: "Ended", 11: "Interrupted", 12: "Cancelled" },
-  tennis: { 1: "Not started", 2: "In play", 3: "Ended", 100: "Ended" },
+  football: {
+    0: "Abnormal", 1: "Not started", 2: "1st half", 3: "Half-time", 4: "2nd half", 5: "Extra time", 6: "Extra time",
+    7: "Penalties", 8: "Full time", 9: "Delayed", 10: "Interrupted", 11: "Abandoned", 12: "Cancelled", 13: "To be decided",
+  },
+  basketball: {
+    0: "Abnormal", 1: "Not started", 2: "Q1", 3: "End of Q1", 4: "Q2", 5: "Half-time", 6: "Q3", 7: "End of Q3", 8: "Q4",
+    9: "Overtime", 10: "Ended", 11: "Interrupted", 12: "Cancelled", 13: "Postponed", 14: "Abandoned", 15: "To be decided",
+  },
+  tennis: {
+    0: "Abnormal", 1: "Not started", 3: "In play", 51: "Set 1", 52: "Set 2", 53: "Set 3", 54: "Set 4", 55: "Set 5",
+    100: "Ended", 20: "Walkover", 21: "Retired", 22: "Walkover (home)", 23: "Walkover (away)", 24: "Retired (home)",
+    25: "Retired (away)", 26: "Defaulted (home)", 27: "Defaulted (away)", 14: "Postponed", 15: "Delayed", 16: "Cancelled",
+    17: "Interrupted", 18: "Suspended", 19: "Abandoned", 99: "To be decided",
+  },
 };
 
-/** Status ids during which a match is being played (shown as live). */
-const IN_PLAY = { football: [2, 4, 5, 6, 7], basketball: [2, 3, 4, 5, 6], tennis: [2] };
+/** Status ids during which the match is being played (shown as live). */
+const IN_PLAY = {
+  football: [2, 4, 5, 6, 7],
+  basketball: [2, 4, 6, 8, 9],
+  tennis: [3, 51, 52, 53, 54, 55],
+};
 
 export function statusText(sport, statusId) {
   if (statusId === undefined || statusId === null) return "";
@@ -22,37 +40,85 @@ export function inPlay(sport, statusId) {
 }
 
 /**
- * The match minute to show, as the feed last said it (`minute`), else from
- * the latest incident or text-live line; "" when nothing says.
+ * Football's minute at `nowMs` from the clock the bridge derived: while a
+ * half runs (`running`) it keeps ticking from the half's kick-off time with
+ * the provider's formula, (t − kickoff_ts) / 60 + 1 + offset, capped at the
+ * half's end with the rest as stoppage ("45+2'"); otherwise the minute the
+ * clock had at the update, if any.
  */
-export function minuteText(state) {
-  const status = state.score?.status_id;
-  if (!inPlay(state.sport, status)) return "";
-  // The feed's minute is that of its latest event; in the second half an
-  // event from the first says nothing about the clock, so show none.
-  const floor = state.sport === "football" && status === 4 ? 46 : 0;
-  if (Number.isInteger(state.minute)) return state.minute >= floor ? `${state.minute}'` : "";
-  const times = [
-    ...(state.incidents ?? []).map((i) => i.time),
-    ...(state.tlive ?? []).map((t) => parseInt(t.time, 10)),
-  ].filter(Number.isInteger);
-  return times.length ? `${Math.max(...times)}'` : "";
+function footballMinute(clock, nowMs) {
+  let minute = clock.minute;
+  let stoppage = clock.stoppage ?? 0;
+  if (clock.running && Number.isInteger(clock.kickoff_ts) && Number.isInteger(clock.offset)) {
+    const elapsed = Math.max(0, Math.floor(nowMs / 1000) - clock.kickoff_ts);
+    const raw = Math.floor(elapsed / 60) + 1 + clock.offset;
+    const end = clock.offset + 45;
+    minute = Math.min(raw, end);
+    stoppage = Math.max(0, raw - end);
+  }
+  if (!Number.isInteger(minute)) return "";
+  return stoppage > 0 ? `${minute}+${stoppage}'` : `${minute}'`;
 }
 
-/** Secondary score line: football half-time goals, quarters, set games. */
+/**
+ * The match clock to show at `nowMs` (the bridge's `clock`, see
+ * bridge/README.md): football "67'" / "45+2'", ticking between updates;
+ * basketball the quarter's time left "7:11"; tennis "Game 6 · Away serving".
+ * "" when the state has no clock (not started, a break, ended).
+ */
+export function minuteText(state, nowMs = Date.now()) {
+  const clock = state.clock;
+  if (!clock || typeof clock !== "object") return "";
+  if (state.sport === "football") return footballMinute(clock, nowMs);
+  if (state.sport === "basketball") {
+    const s = clock.remaining_s;
+    if (!Number.isInteger(s) || s < 0) return "";
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  }
+  if (state.sport === "tennis") {
+    const parts = [];
+    if (Number.isInteger(clock.game)) parts.push(`Game ${clock.game}`);
+    const [home, away] = teamNames(state);
+    if (clock.serving === 1) parts.push(`${home} serving`);
+    if (clock.serving === 2) parts.push(`${away} serving`);
+    return parts.join(" · ");
+  }
+  return "";
+}
+
+/** Whether the shown clock changes with time alone (a football half running). */
+export function ticking(state) {
+  return state.sport === "football" && state.clock?.running === true;
+}
+
+const pair = (h, a) => `${h ?? 0}–${a ?? 0}`;
+
+/** Secondary score line: football half-time and shoot-out, quarters, sets. */
 export function detailText(sport, score) {
   const h = score?.home?.detail ?? [];
   const a = score?.away?.detail ?? [];
-  if (sport === "football" && h.length > 1 && a.length > 1) return `HT ${h[1]}–${a[1]}`;
+  if (sport === "football") {
+    const parts = [];
+    if (h.length > 1 && a.length > 1) parts.push(`HT ${pair(h[1], a[1])}`);
+    const ph = score?.home?.penalties;
+    const pa = score?.away?.penalties;
+    if (Number.isInteger(ph) || Number.isInteger(pa)) parts.push(`Pens ${pair(ph, pa)}`);
+    return parts.join("  ");
+  }
   if (sport === "basketball") {
-    return h.slice(0, 4).map((v, i) => `Q${i + 1} ${v}–${a[i] ?? 0}`).join("  ");
+    const quarters = h.slice(0, 4).map((v, i) => `Q${i + 1} ${pair(v, a[i])}`);
+    if (h[4] || a[4]) quarters.push(`OT ${pair(h[4], a[4])}`);
+    return quarters.join("  ");
   }
   if (sport === "tennis") {
-    const games = [];
-    for (let i = 1; i < Math.min(h.length, a.length); i++) {
-      if (h[i] || a[i]) games.push(`${h[i]}–${a[i]}`);
-    }
-    return games.join("  ");
+    const th = score?.home?.tiebreaks ?? [];
+    const ta = score?.away?.tiebreaks ?? [];
+    return h
+      .map((games, i) => {
+        const set = pair(games, a[i]);
+        return Number.isInteger(th[i]) || Number.isInteger(ta[i]) ? `${set} (${pair(th[i], ta[i])})` : set;
+      })
+      .join("  ");
   }
   return "";
 }
@@ -87,6 +153,24 @@ export class Board {
     this.root = root;
     this.sections = new Map();
     this.cards = new Map();
+    /** The state each card shows, for the clock between updates. */
+    this.states = new Map();
+    this.timer = null;
+  }
+
+  /** Keep running football clocks ticking between updates. */
+  startClock(everyMs = 1000) {
+    if (this.timer === null) this.timer = setInterval(() => this.tick(Date.now()), everyMs);
+  }
+
+  /** Redraw the clock of every card whose clock runs by itself. */
+  tick(nowMs) {
+    for (const [key, state] of this.states) {
+      if (!ticking(state)) continue;
+      const minute = this.cards.get(key)?.querySelector(".minute");
+      const text = minuteText(state, nowMs);
+      if (minute && minute.textContent !== text) minute.textContent = text;
+    }
   }
 
   /** Show these sports (in this order), each empty until matches arrive. */
@@ -94,6 +178,7 @@ export class Board {
     this.root.replaceChildren();
     this.sections.clear();
     this.cards.clear();
+    this.states.clear();
     for (const sport of sports) {
       const section = el("section");
       section.dataset.sport = sport;
@@ -125,7 +210,8 @@ export class Board {
     const status = q(".status");
     status.textContent = statusText(state.sport, state.score?.status_id);
     status.dataset.live = String(inPlay(state.sport, state.score?.status_id));
-    q(".minute").textContent = minuteText(state);
+    q(".minute").textContent = minuteText(state, Date.now());
+    this.states.set(key, state);
     q(".home-name").textContent = home;
     q(".away-name").textContent = away;
     q(".score-home").textContent = state.score?.home?.score ?? "–";

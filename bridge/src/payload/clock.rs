@@ -37,35 +37,33 @@ impl Clock {
         Some(self.minute? + self.stoppage.unwrap_or(0))
     }
 
-    /// Short human form, as of the clock's time: `67'`, `45+2'`, `Q2 7:11`,
-    /// `set 2 game 6`.
+    /// Short human form, as of the clock's time, without what the status
+    /// name already says: `67'`, `45+2'`; `7:11` (left in the quarter);
+    /// `game 6, away serving`.
     pub fn text(&self, sport: &str) -> String {
         match Sport::from_name(sport) {
             Some(Sport::Football) => match (self.minute, self.stoppage.unwrap_or(0)) {
                 (Some(m), 0) => format!("{m}'"),
                 (Some(m), s) => format!("{m}+{s}'"),
-                (None, _) => match self.period {
-                    Some(3) => "ET".into(),
-                    Some(4) => "pens".into(),
-                    _ => String::new(),
-                },
+                (None, _) => String::new(),
             },
-            Some(Sport::Basketball) => {
-                let period = match self.period {
-                    Some(5) => "OT".to_owned(),
-                    Some(q) => format!("Q{q}"),
-                    None => String::new(),
-                };
-                match self.remaining_s {
-                    Some(s) if s >= 0 => format!("{period} {}:{:02}", s / 60, s % 60),
-                    _ => period,
-                }
-            }
-            Some(Sport::Tennis) => match (self.period, self.game) {
-                (Some(set), Some(game)) => format!("set {set} game {game}"),
-                (Some(set), None) => format!("set {set}"),
+            Some(Sport::Basketball) => match self.remaining_s {
+                Some(s) if s >= 0 => format!("{}:{:02}", s / 60, s % 60),
                 _ => String::new(),
             },
+            Some(Sport::Tennis) => {
+                let serving = match self.serving {
+                    Some(1) => Some("home serving"),
+                    Some(2) => Some("away serving"),
+                    _ => None,
+                };
+                match (self.game, serving) {
+                    (Some(g), Some(s)) => format!("game {g}, {s}"),
+                    (Some(g), None) => format!("game {g}"),
+                    (None, Some(s)) => s.to_owned(),
+                    (None, None) => String::new(),
+                }
+            }
             None => String::new(),
         }
     }
@@ -236,9 +234,9 @@ mod tests {
         }
         let c = Clock::derive("football", &score(5, Some(TS)), at(60)).unwrap();
         assert_eq!((c.period, c.minute, c.offset), (Some(3), None, None));
-        assert_eq!(c.text("football"), "ET");
+        assert_eq!(c.text("football"), "", "the status says extra time");
         let c = Clock::derive("football", &score(7, Some(0)), at(60)).unwrap();
-        assert_eq!((c.period, c.text("football").as_str()), (Some(4), "pens"));
+        assert_eq!((c.period, c.text("football").as_str()), (Some(4), ""));
         assert_eq!(c.match_minute(), None);
     }
 
@@ -251,7 +249,7 @@ mod tests {
             (c.period, c.remaining_s, c.running),
             (Some(2), Some(431), false)
         );
-        assert_eq!(c.text("basketball"), "Q2 7:11");
+        assert_eq!(c.text("basketball"), "7:11");
         for (status, period) in [(2, 1), (3, 1), (5, 2), (6, 3), (7, 3), (8, 4), (9, 5)] {
             s.status_id = Some(status);
             assert_eq!(
@@ -265,7 +263,7 @@ mod tests {
             Clock::derive("basketball", &s, 0)
                 .unwrap()
                 .text("basketball"),
-            "OT 1:58"
+            "1:58"
         );
         for status in [0, 1, 10, 11, 12, 13, 14, 15] {
             s.status_id = Some(status);
@@ -281,13 +279,14 @@ mod tests {
         s.serving = Some(2);
         let c = Clock::derive("tennis", &s, 0).unwrap();
         assert_eq!((c.period, c.game, c.serving), (Some(2), Some(6), Some(2)));
-        assert_eq!(c.text("tennis"), "set 2 game 6");
+        assert_eq!(c.text("tennis"), "game 6, away serving");
         // A new set not in the games yet: its first game.
         s.status_id = Some(53);
         assert_eq!(Clock::derive("tennis", &s, 0).unwrap().game, Some(1));
         s.status_id = Some(3);
         let c = Clock::derive("tennis", &s, 0).unwrap();
         assert_eq!((c.period, c.game, c.serving), (None, None, Some(2)));
+        assert_eq!(c.text("tennis"), "away serving");
         for status in [0, 1, 2, 100, 20, 27, 14] {
             s.status_id = Some(status);
             assert_eq!(Clock::derive("tennis", &s, 0), None, "{status}");
