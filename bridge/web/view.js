@@ -63,7 +63,8 @@ function footballMinute(clock, nowMs) {
 /**
  * The match clock to show at `nowMs` (the bridge's `clock`, see
  * bridge/README.md): football "67'" / "45+2'", ticking between updates;
- * basketball the quarter's time left "7:11"; tennis "Game 6 · Away serving".
+ * basketball the quarter's time left "7:11"; tennis the game in the set,
+ * "Game 6" (the server is marked at the names, see `servingSide`).
  * "" when the state has no clock (not started, a break, ended).
  */
 export function minuteText(state, nowMs = Date.now()) {
@@ -75,15 +76,14 @@ export function minuteText(state, nowMs = Date.now()) {
     if (!Number.isInteger(s) || s < 0) return "";
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }
-  if (state.sport === "tennis") {
-    const parts = [];
-    if (Number.isInteger(clock.game)) parts.push(`Game ${clock.game}`);
-    const [home, away] = teamNames(state);
-    if (clock.serving === 1) parts.push(`${home} serving`);
-    if (clock.serving === 2) parts.push(`${away} serving`);
-    return parts.join(" · ");
-  }
+  if (state.sport === "tennis") return Number.isInteger(clock.game) ? `Game ${clock.game}` : "";
   return "";
+}
+
+/** Tennis: the side serving (1 home, 2 away), from the clock; else null. */
+export function servingSide(state) {
+  const s = state.sport === "tennis" ? state.clock?.serving : null;
+  return s === 1 || s === 2 ? s : null;
 }
 
 /** Whether the shown clock changes with time alone (a football half running). */
@@ -214,6 +214,9 @@ export class Board {
     this.states.set(key, state);
     q(".home-name").textContent = home;
     q(".away-name").textContent = away;
+    const serving = servingSide(state);
+    q(".home-name").dataset.serving = String(serving === 1);
+    q(".away-name").dataset.serving = String(serving === 2);
     q(".score-home").textContent = state.score?.home?.score ?? "–";
     q(".score-away").textContent = state.score?.away?.score ?? "–";
     q(".detail").textContent = detailText(state.sport, state.score);

@@ -1,7 +1,7 @@
 // The page's pure parts, in node: formatting, the newest-rev rule, token reading.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { detailText, inPlay, lastEventText, minuteText, statusText, teamNames, ticking } from "../view.js";
+import { detailText, inPlay, lastEventText, minuteText, servingSide, statusText, teamNames, ticking } from "../view.js";
 import { Matches, SCHEMA } from "../feed.js";
 import { claims, inboxId, listClaim } from "../token.js";
 
@@ -52,9 +52,13 @@ test("basketball and tennis clocks", () => {
   assert.equal(minuteText(b, 0), "7:11");
   assert.equal(minuteText({ ...b, clock: { period: 5, remaining_s: 5, running: false } }, 0), "0:05");
   assert.ok(!ticking(b));
-  const t = { sport: "tennis", clock: { period: 2, game: 6, serving: 2, running: false }, extra: {} };
-  assert.equal(minuteText(t, 0), "Game 6 · Away serving");
-  assert.equal(minuteText({ ...t, extra: { home_team: "Ruud" }, clock: { serving: 1 } }, 0), "Ruud serving");
+  const t = { sport: "tennis", clock: { period: 2, game: 6, serving: 2, running: false } };
+  assert.equal(minuteText(t, 0), "Game 6");
+  assert.equal(servingSide(t), 2);
+  assert.equal(servingSide({ ...t, clock: { serving: 1 } }), 1);
+  assert.equal(minuteText({ ...t, clock: { serving: 1 } }, 0), "", "set unknown (status 3)");
+  assert.equal(servingSide({ ...t, clock: null }), null);
+  assert.equal(servingSide({ sport: "football", clock: { serving: 1 } }), null);
 });
 
 test("score details per sport", () => {
