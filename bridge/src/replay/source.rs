@@ -61,16 +61,12 @@ impl DeadLetters {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<(DeadLetters, Range)> {
-        let mut stream = js
+        // Fetches the stream's info, so its state is current.
+        let stream = js
             .get_stream(name)
             .await
             .with_context(|| format!("dead-letter stream {name}"))?;
-        let state = stream
-            .info()
-            .await
-            .with_context(|| format!("dead-letter stream {name} info"))?
-            .state
-            .clone();
+        let state = &stream.cached_info().state;
         let range = Range::within(state.first_sequence, state.last_sequence, from, to);
         Ok((
             DeadLetters {
