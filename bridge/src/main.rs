@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use tribune_bridge::{bench, bridge, config::Config, keygen, sim, tail, tls};
+use tribune_bridge::{bench, bridge, config::Config, keygen, replay, sim, tail, tls};
 
 /// mimalloc rather than glibc malloc: the message path allocates and frees
 /// small buffers per message on every thread, where glibc's arenas cost
@@ -38,6 +38,25 @@ enum Cmd {
         /// Validate the config (and resolve its secrets), then exit.
         #[arg(long)]
         check: bool,
+    },
+    /// Replay the dead-letter stream through the current parser (after a
+    /// parser fix): one JSON line per dead letter, then a JSON summary.
+    ReplayDlq {
+        /// The bridge's TOML config (NATS, streams, topics).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// First dead-letter sequence (default: the stream's first).
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Last dead-letter sequence, inclusive (default: the stream's last at start).
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Only report what would happen: store and delete nothing.
+        #[arg(long, conflicts_with = "delete_replayed")]
+        dry_run: bool,
+        /// Delete each dead letter once all of it is in the match states.
+        #[arg(long)]
+        delete_replayed: bool,
     },
     /// Replay simulated matches into an MQTT broker (embedded rumqttd by default).
     Simulate {
@@ -198,6 +217,28 @@ async fn real_main(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             bridge::run(cfg, shutdown_signal()).await
+        }
+        Cmd::ReplayDlq {
+            config,
+            from_seq,
+            to_seq,
+            dry_run,
+            delete_replayed,
+        } => {
+            let cfg = Config::load(&config)?;
+            let opts = replay::ReplayOptions {
+                from_seq,
+                to_seq,
+                dry_run,
+                delete_replayed,
+            };
+            let stdout = std::io::stdout();
+            let summary = replay::run(&cfg, &opts, &mut stdout.lock(), shutdown_signal()).await?;
+            println!("{}", serde_json::json!({ "summary": summary }));
+            match summary.error {
+                Some(e) => anyhow::bail!("replay stopped early: {e}"),
+                None => Ok(()),
+            }
         }
         Cmd::Simulate {
             embedded_broker,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use super::fingerprint::Fingerprint;
 use crate::payload::{
-    Added, Delta, MatchState, MatchUpdate, Score, Section, Stat, TextLive, SCHEMA_ID,
+    Added, Delta, MatchState, MatchUpdate, Score, Section, Side, Stat, TextLive, SCHEMA_ID,
 };
 
 /// Most entries kept per list (incidents, text-live lines). A football match
@@ -97,6 +97,57 @@ impl MatchState {
             self.updated_at_ms = u.received_at_ms;
         }
         delta
+    }
+}
+
+impl MatchState {
+    /// Merges an update the provider sent *before* the newest update already
+    /// merged (a dead letter replayed after a parser fix, crate::replay):
+    /// only what the state does not know yet goes in, nothing it holds is
+    /// overwritten, since what it holds came later.
+    ///
+    /// - `score`: a field the state has no value for (`status_id`,
+    ///   `kickoff_ts`, a side without `detail`), or the whole score if none;
+    /// - `stats`: types the state has none of;
+    /// - `incidents`, `tlive`: accumulated as always (the duplicate rule
+    ///   keeps what is held); an entry the live feed missed is appended;
+    /// - `extra`: keys the state does not have.
+    ///
+    /// `rev` moves as in [`MatchState::merge`]; `updated_at_ms` never goes
+    /// back (it stays the newer update's time).
+    pub fn merge_late(&mut self, u: &MatchUpdate, rev_floor: u64) -> Delta {
+        let late = self.gaps(u);
+        let updated = self.updated_at_ms;
+        let delta = self.merge(&late, rev_floor);
+        self.updated_at_ms = self.updated_at_ms.max(updated);
+        delta
+    }
+
+    /// The part of `u` that [`MatchState::merge_late`] may merge.
+    fn gaps(&self, u: &MatchUpdate) -> MatchUpdate {
+        let mut late = u.clone();
+        if let (Some(held), Some(score)) = (&self.score, &mut late.score) {
+            if held.status_id.is_some() {
+                score.status_id = None;
+            }
+            if held.kickoff_ts.is_some() {
+                score.kickoff_ts = None;
+            }
+            for (held, side) in [(&held.home, &mut score.home), (&held.away, &mut score.away)] {
+                if !held.detail.is_empty() {
+                    // An empty detail is "not carried" (see merge_score).
+                    *side = Side {
+                        score: None,
+                        detail: Vec::new(),
+                    };
+                }
+            }
+        }
+        if let Some(stats) = &mut late.stats {
+            stats.retain(|s| !self.stats.iter().any(|h| h.kind == s.kind));
+        }
+        late.extra.retain(|k, _| !self.extra.contains_key(k));
+        late
     }
 }
 
@@ -416,5 +467,65 @@ mod tests {
             0,
         );
         assert_eq!(s.minute, Some(50), "the highest minute carried");
+    }
+
+    /// A late update fills gaps and adds missed list entries; it never
+    /// overwrites what a newer update set, and the time does not go back.
+    #[test]
+    fn a_late_update_only_fills_gaps() {
+        let mut s = fresh();
+        s.merge(
+            &update(
+                json!({"id": "m1", "score": {"status": 4, "home": [2], "away": [1]},
+                       "stats": [{"type": 2, "home": 5, "away": 3}], "extra_key": "new",
+                       "incidents": [goal(60, "B")]}),
+                100,
+            ),
+            0,
+        );
+        let before = s.clone();
+        let late = update(
+            json!({"id": "m1", "score": ["m1", 2, [1], [0], 1700000000],
+                   "stats": [{"type": 2, "home": 1, "away": 0}, {"type": 25, "home": 55, "away": 45}],
+                   "incidents": [goal(12, "A")], "tlive": [{"time": "12'", "data": "Goal!"}],
+                   "extra_key": "old", "other_key": 1}),
+            50,
+        );
+        let d = s.merge_late(&late, 0);
+        assert_eq!(
+            d.changed,
+            [
+                Section::Score,
+                Section::Stats,
+                Section::Incidents,
+                Section::Tlive,
+                Section::Extra
+            ]
+        );
+        let score = s.score.as_ref().unwrap();
+        assert_eq!(score.status_id, Some(4), "newer status kept");
+        assert_eq!(
+            score.kickoff_ts,
+            Some(1700000000),
+            "unknown kick-off filled"
+        );
+        assert_eq!((score.home.score, score.away.score), (Some(2), Some(1)));
+        assert_eq!(s.stats.len(), 2);
+        assert_eq!(s.stats[0], before.stats[0], "newer stat kept");
+        assert_eq!(s.stats[1].kind, 25, "missing stat type added");
+        assert_eq!(s.incidents.len(), 2, "the missed goal is appended");
+        assert_eq!(s.minute, Some(60));
+        assert_eq!(s.extra.get("extra_key"), Some(&json!("new")));
+        assert_eq!(s.extra.get("other_key"), Some(&json!(1)));
+        assert_eq!((s.rev, s.updated_at_ms), (before.rev + 1, 100));
+        // Again: nothing left to fill.
+        let after = s.clone();
+        assert!(s.merge_late(&late, 0).changed.is_empty());
+        assert_eq!(s, after);
+        // A match with nothing known takes the whole late update.
+        let mut empty = fresh();
+        empty.merge_late(&late, 0);
+        assert_eq!(empty.score.as_ref().unwrap().status_id, Some(2));
+        assert_eq!(empty.updated_at_ms, 50);
     }
 }
