@@ -4,9 +4,10 @@
 //! parsing + the normalised schema), [`subject`] (subject validation),
 //! [`process`] (one MQTT message -> match updates with dedup ids, dead
 //! letters), [`state`] (each match's merged state, the published message),
-//! [`mqtt`] (rumqttc loop), [`nats`] (connection, streams), [`publish`]
-//! (JetStream I/O with retries), [`pipeline`] (in arrival order: merge,
-//! publish, wait for the JetStream ack, then ack MQTT), [`metrics`]/[`http`],
+//! [`endpoint`] (`mqtt.url`: transport and TLS), [`mqtt`] (rumqttc loop),
+//! [`nats`] (connection, streams), [`publish`] (JetStream I/O with retries),
+//! [`pipeline`] (in arrival order: merge, publish, wait for the JetStream
+//! ack, then ack MQTT), [`metrics`]/[`http`],
 //! plus the tools: [`sim`] (feed simulator), [`tail`] and [`snapshot`]
 //! (readers), [`bench`], [`keygen`].
 
@@ -14,6 +15,7 @@ pub mod bench;
 pub mod bridge;
 pub mod config;
 pub mod devtoken;
+pub mod endpoint;
 pub mod http;
 pub mod keygen;
 pub mod metrics;
