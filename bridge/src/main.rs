@@ -63,9 +63,14 @@ enum Cmd {
         /// Start an embedded MQTT broker here and publish to it.
         #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "mqtt_url")]
         embedded_broker: SocketAddr,
-        /// Publish to this external broker instead (e.g. mqtt://127.0.0.1:1883 for mosquitto).
+        /// Publish to this external broker instead: mqtt://, mqtts://, ws:// or
+        /// wss://host[:port][/path] (e.g. mqtt://127.0.0.1:1883 for mosquitto).
         #[arg(long)]
         mqtt_url: Option<String>,
+        /// CA bundle (PEM) verifying a TLS broker given with --mqtt-url
+        /// (mqtts://, wss://); default: the system roots.
+        #[arg(long, requires = "mqtt_url")]
+        mqtt_ca_file: Option<PathBuf>,
         /// Stop after N valid match updates (0 = run until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         updates: u64,
@@ -243,6 +248,7 @@ async fn real_main(cli: Cli) -> Result<()> {
         Cmd::Simulate {
             embedded_broker,
             mqtt_url,
+            mqtt_ca_file,
             updates,
             rate,
             seed,
@@ -275,6 +281,7 @@ async fn real_main(cli: Cli) -> Result<()> {
             let shutdown = shutdown_signal();
             let opts = sim::SimOptions {
                 mqtt_url,
+                ca_file: mqtt_ca_file,
                 updates,
                 rate,
                 seed,
