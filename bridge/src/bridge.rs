@@ -44,21 +44,13 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
     let (q1_tx, q1_rx) = mpsc::channel(cfg.bridge.max_inflight);
     let (q0_tx, q0_rx) = mpsc::channel(cfg.bridge.qos0_queue);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let stream = js
-        .get_stream_no_info(&cfg.jetstream.stream)
-        .await
-        .with_context(|| format!("stream name {:?}", cfg.jetstream.stream))?;
+    let router = Router::new(&cfg);
+    for sport in router.known_sports() {
+        metrics.sports.id(Some(sport));
+    }
     let pipeline = Pipeline {
-        publisher: Publisher {
-            js,
-            stream,
-            stream_name: cfg.jetstream.stream.clone(),
-            direct,
-            metrics: metrics.clone(),
-            retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
-            retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),
-        },
-        router: Router::new(&cfg),
+        publisher: Publisher::new(js, &cfg, direct, metrics.clone()).await?,
+        router,
         metrics: metrics.clone(),
         acks: ack_tx,
         max_inflight: cfg.bridge.max_inflight,

@@ -85,9 +85,12 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtts://host:8883` (TLS, verified) or `mqtt://host:1883` (plaintext:
-    /// refused unless `allow_plaintext`, meant for loopback brokers).
+    /// `mqtts://host:8883` or `wss://host:443/mqtt` (TLS, verified), or
+    /// `mqtt://host:1883` / `ws://host/mqtt` (plaintext: refused unless
+    /// `allow_plaintext`, meant for loopback brokers; `ws://` only to a
+    /// loopback host). See [`crate::endpoint`].
     pub url: String,
+    /// Permits `mqtt://` and (to loopback) `ws://`.
     #[serde(default)]
     pub allow_plaintext: bool,
     /// Stable id: the broker keys the persistent session (unacked QoS 1
@@ -392,8 +395,20 @@ impl Config {
                     .with_context(|| format!("subscription {:?}: sport {sport:?}", s.topic))?;
             }
         }
-        if m.url.starts_with("mqtt://") && !m.allow_plaintext {
-            bail!("mqtt.url is plaintext mqtt://; use mqtts:// or set allow_plaintext = true (loopback/dev only)");
+        let endpoint = crate::endpoint::Endpoint::parse(&m.url).context("mqtt.url")?;
+        if !endpoint.scheme.is_tls() && !m.allow_plaintext {
+            bail!(
+                "mqtt.url is plaintext {}://; use mqtts:// or wss://, or set allow_plaintext = true (loopback/dev only)",
+                endpoint.scheme.as_str()
+            );
+        }
+        // Plaintext WebSocket is for a local broker only: a provider reached
+        // over WebSocket is on the internet, where only wss:// will do.
+        if endpoint.scheme == crate::endpoint::Scheme::Ws && !endpoint.is_loopback() {
+            bail!(
+                "mqtt.url ws://{}: plaintext WebSocket only to a loopback host (127.0.0.0/8, ::1, localhost); use wss://",
+                endpoint.host
+            );
         }
         if m.clean_session && m.subscriptions.iter().any(|s| s.qos == 1) {
             tracing::warn!("mqtt.clean_session = true: QoS 1 messages in flight during a bridge crash can be lost");
@@ -498,9 +513,48 @@ mod tests {
     }
 
     #[test]
+    fn transports() {
+        let wss = MIN.replace(
+            "mqtts://mqtt.example.com:8883",
+            "wss://mqtt.example.com/mqtt",
+        );
+        Config::parse(&wss).unwrap();
+        let local_ws = MIN.replace(
+            "url = \"mqtts://mqtt.example.com:8883\"",
+            "url = \"ws://127.0.0.1:9001/mqtt\"\nallow_plaintext = true",
+        );
+        Config::parse(&local_ws).unwrap();
+        let local_mqtt = MIN.replace(
+            "url = \"mqtts://mqtt.example.com:8883\"",
+            "url = \"mqtt://127.0.0.1:1883\"\nallow_plaintext = true",
+        );
+        Config::parse(&local_mqtt).unwrap();
+    }
+
+    #[test]
     fn rejects() {
         let table = [
             (MIN.replace("mqtts://", "mqtt://"), "plaintext"),
+            (MIN.replace("mqtts://", "tcp://"), "plaintext"),
+            (
+                MIN.replace("mqtts://mqtt.example.com:8883", "ws://127.0.0.1:8080/mqtt"),
+                "plaintext ws://",
+            ),
+            (
+                MIN.replace(
+                    "url = \"mqtts://mqtt.example.com:8883\"",
+                    "url = \"ws://mqtt.example.com/mqtt\"\nallow_plaintext = true",
+                ),
+                "only to a loopback host",
+            ),
+            (
+                MIN.replace(
+                    "mqtts://mqtt.example.com:8883",
+                    "wss://u:p@mqtt.example.com",
+                ),
+                "mqtt.url",
+            ),
+            (MIN.replace("mqtts://", "https://"), "scheme"),
             (MIN.replace("[nats]", "[nats]\nbogus = 1"), "unknown field"),
             (
                 MIN.replace("[nats]", "qos = 2\n[nats]"),

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use tribune_bridge::{bench, bridge, config::Config, keygen, sim, tail, tls};
+use tribune_bridge::{bench, bridge, config::Config, keygen, replay, sim, tail, tls};
 
 /// mimalloc rather than glibc malloc: the message path allocates and frees
 /// small buffers per message on every thread, where glibc's arenas cost
@@ -39,14 +39,38 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Replay the dead-letter stream through the current parser (after a
+    /// parser fix): one JSON line per dead letter, then a JSON summary.
+    ReplayDlq {
+        /// The bridge's TOML config (NATS, streams, topics).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// First dead-letter sequence (default: the stream's first).
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Last dead-letter sequence, inclusive (default: the stream's last at start).
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Only report what would happen: store and delete nothing.
+        #[arg(long, conflicts_with = "delete_replayed")]
+        dry_run: bool,
+        /// Delete each dead letter once all of it is in the match states.
+        #[arg(long)]
+        delete_replayed: bool,
+    },
     /// Replay simulated matches into an MQTT broker (embedded rumqttd by default).
     Simulate {
         /// Start an embedded MQTT broker here and publish to it.
         #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "mqtt_url")]
         embedded_broker: SocketAddr,
-        /// Publish to this external broker instead (e.g. mqtt://127.0.0.1:1883 for mosquitto).
+        /// Publish to this external broker instead: mqtt://, mqtts://, ws:// or
+        /// wss://host[:port][/path] (e.g. mqtt://127.0.0.1:1883 for mosquitto).
         #[arg(long)]
         mqtt_url: Option<String>,
+        /// CA bundle (PEM) verifying a TLS broker given with --mqtt-url
+        /// (mqtts://, wss://); default: the system roots.
+        #[arg(long, requires = "mqtt_url")]
+        mqtt_ca_file: Option<PathBuf>,
         /// Stop after N valid match updates (0 = run until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         updates: u64,
@@ -199,9 +223,32 @@ async fn real_main(cli: Cli) -> Result<()> {
             }
             bridge::run(cfg, shutdown_signal()).await
         }
+        Cmd::ReplayDlq {
+            config,
+            from_seq,
+            to_seq,
+            dry_run,
+            delete_replayed,
+        } => {
+            let cfg = Config::load(&config)?;
+            let opts = replay::ReplayOptions {
+                from_seq,
+                to_seq,
+                dry_run,
+                delete_replayed,
+            };
+            let stdout = std::io::stdout();
+            let summary = replay::run(&cfg, &opts, &mut stdout.lock(), shutdown_signal()).await?;
+            println!("{}", serde_json::json!({ "summary": summary }));
+            match summary.error {
+                Some(e) => anyhow::bail!("replay stopped early: {e}"),
+                None => Ok(()),
+            }
+        }
         Cmd::Simulate {
             embedded_broker,
             mqtt_url,
+            mqtt_ca_file,
             updates,
             rate,
             seed,
@@ -234,6 +281,7 @@ async fn real_main(cli: Cli) -> Result<()> {
             let shutdown = shutdown_signal();
             let opts = sim::SimOptions {
                 mqtt_url,
+                ca_file: mqtt_ca_file,
                 updates,
                 rate,
                 seed,

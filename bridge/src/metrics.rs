@@ -7,6 +7,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::sport_metrics::SportMetrics;
+
 /// Upper bounds (seconds) of the JetStream publish-to-ack latency histogram.
 const ACK_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -47,6 +49,8 @@ pub struct Metrics {
     pub redeliveries_skipped: AtomicU64,
     pub state_evictions: AtomicU64,
     pub state_matches: AtomicI64,
+    /// The same counts by sport, and the receive-to-ack lag (bounded labels).
+    pub sports: SportMetrics,
     ack_buckets: [AtomicU64; ACK_BUCKETS.len()],
     ack_count: AtomicU64,
     ack_sum_micros: AtomicU64,
@@ -244,6 +248,7 @@ impl Metrics {
             self.ack_sum_micros.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {count}");
+        self.sports.render(&mut out);
         out
     }
 }
@@ -271,5 +276,9 @@ mod tests {
             .render()
             .contains("tribune_bridge_state_loads_total{result=\"legacy\"} 1\n"));
         assert!(!m.healthy());
+        m.sports.published(m.sports.id(Some("tennis")));
+        assert!(m
+            .render()
+            .contains("tribune_bridge_sport_published_total{sport=\"tennis\"} 1\n"));
     }
 }

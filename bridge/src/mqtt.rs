@@ -14,18 +14,26 @@
 //! messages. For QoS 1 a PUBACK carries no client state in rumqttc (its
 //! `outgoing_puback` only queues an event), so writing the packet on the
 //! event loop's network is the same as acking through the client.
+//!
+//! The same holds over every transport ([`crate::endpoint`]): rumqttc's
+//! `Network` frames MQTT over whatever stream the transport gave it. Over
+//! WebSocket that stream is ws_stream_tungstenite's, which turns each write
+//! into one binary WebSocket message (and never takes a write twice), and
+//! the framer writes its whole buffer in one write, so a batch of PUBACKs is
+//! one WebSocket message, flushed before it counts as written. MQTT over
+//! WebSocket lets packets span or share messages, so brokers read it as
+//! they read a TCP stream.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, QoS, SubscribeFilter, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::MqttConfig;
+use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 
 /// One PUBLISH from the provider, tagged with the connection it arrived on.
@@ -76,42 +84,11 @@ pub fn qos(level: u8) -> QoS {
     }
 }
 
-/// `(host, port, tls)` from `mqtt://host[:port]` or `mqtts://host[:port]`.
-pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
-    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (r, true, 8883)
-    } else if let Some(r) = url.strip_prefix("ssl://") {
-        (r, true, 8883)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (r, false, 1883)
-    } else if let Some(r) = url.strip_prefix("tcp://") {
-        (r, false, 1883)
-    } else {
-        bail!("mqtt url {url:?}: scheme must be mqtts:// (TLS) or mqtt:// (plaintext)");
-    };
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        bail!(
-            "mqtt url {url:?}: expected scheme://host[:port] (credentials go in username/password)"
-        );
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (rest.to_owned(), default_port),
-        Some((h, p)) => (
-            h.trim_start_matches('[').trim_end_matches(']').to_owned(),
-            p.parse()
-                .with_context(|| format!("mqtt url {url:?}: bad port"))?,
-        ),
-        None => (rest.to_owned(), default_port),
-    };
-    Ok((host, port, tls))
-}
-
 /// rumqttc options from config: persistent session and manual acks for the
 /// no-loss path, credentials from their secret sources, verified TLS.
 pub fn options(cfg: &MqttConfig, request_capacity: usize) -> Result<MqttOptions> {
-    let (host, port, tls) = parse_url(&cfg.url)?;
-    let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
+    let endpoint = Endpoint::parse(&cfg.url).context("mqtt.url")?;
+    let mut o = endpoint.mqtt_options(&cfg.client_id, cfg.ca_file.as_deref())?;
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)))
         .set_clean_session(cfg.clean_session)
         .set_manual_acks(true)
@@ -128,12 +105,6 @@ pub fn options(cfg: &MqttConfig, request_capacity: usize) -> Result<MqttOptions>
         }
         (None, Some(_)) => bail!("mqtt.password is set without mqtt.username"),
         (None, None) => {}
-    }
-    if tls {
-        let config = crate::tls::mqtt_client_config(cfg.ca_file.as_deref())?;
-        o.set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(config),
-        ));
     }
     Ok(o)
 }
@@ -158,8 +129,16 @@ pub struct Loop {
 
 impl Loop {
     pub fn new(cfg: &MqttConfig, request_capacity: usize, metrics: Arc<Metrics>) -> Result<Loop> {
+        let endpoint = Endpoint::parse(&cfg.url).context("mqtt.url")?;
         let (client, eventloop) =
             AsyncClient::new(options(cfg, request_capacity)?, request_capacity);
+        // The URL holds no secrets (Endpoint refuses user info and queries).
+        tracing::info!(
+            url = %endpoint,
+            transport = endpoint.scheme.as_str(),
+            tls = endpoint.scheme.is_tls(),
+            "MQTT endpoint"
+        );
         let subscriptions = cfg
             .subscriptions
             .iter()
@@ -392,40 +371,6 @@ impl Loop {
                     tracing::error!(error = %e, "MQTT subscribe failed");
                 }
             });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("mqtts://h.example:8884").unwrap(),
-            ("h.example".into(), 8884, true)
-        );
-        assert_eq!(
-            parse_url("mqtts://h.example").unwrap(),
-            ("h.example".into(), 8883, true)
-        );
-        assert_eq!(
-            parse_url("mqtt://127.0.0.1:1883/").unwrap(),
-            ("127.0.0.1".into(), 1883, false)
-        );
-        assert_eq!(
-            parse_url("mqtt://[::1]:1884").unwrap(),
-            ("::1".into(), 1884, false)
-        );
-        for bad in [
-            "http://x",
-            "mqtts://",
-            "mqtts://u:p@h",
-            "mqtt://h:port",
-            "mqtt://h/topic",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::mqtt::{Ack, Received};
 use crate::process::{Outgoing, Router};
 use crate::publish::Publisher;
-use crate::state::{self, MatchStates, UpdateJob};
+use crate::sport_metrics::SportId;
+use crate::state::{self, MatchStates, Mode, UpdateJob};
 
 pub struct Pipeline {
     pub publisher: Publisher,
@@ -46,6 +47,7 @@ struct Job {
     received: Received,
     updates: Vec<UpdateJob>,
     dead_letters: Vec<Outgoing>,
+    sport: SportId,
 }
 
 impl Pipeline {
@@ -106,6 +108,17 @@ impl Pipeline {
         let p = self
             .router
             .process(&r.publish.topic, &r.publish.payload, r.received_at_ms);
+        for dl in &p.dead_letters {
+            let topic = &r.publish.topic;
+            match dl.entry {
+                Some(entry) => {
+                    tracing::warn!(%topic, entry, error = %dl.reason, "malformed match entry, dead-lettered")
+                }
+                None => {
+                    tracing::warn!(%topic, bytes = r.publish.payload.len(), error = %dl.reason, "malformed payload, dead-lettered")
+                }
+            }
+        }
         if p.malformed_payload {
             Metrics::inc(&self.metrics.malformed_payloads);
         }
@@ -117,6 +130,8 @@ impl Pipeline {
         if p.empty {
             Metrics::inc(&self.metrics.empty_payloads);
         }
+        let sport = self.metrics.sports.id(p.sport.as_deref());
+        self.metrics.sports.received(sport);
         let now = Instant::now();
         let updates = p
             .updates
@@ -126,12 +141,15 @@ impl Pipeline {
                 subject: u.subject,
                 msg_id: u.msg_id,
                 update: u.update,
+                mode: Mode::Live,
+                sport,
             })
             .collect();
         Job {
             received: r,
             updates,
             dead_letters: p.dead_letters,
+            sport,
         }
     }
 
@@ -142,6 +160,7 @@ impl Pipeline {
             received,
             updates,
             dead_letters,
+            sport,
         } = job;
         let states = updates
             .into_iter()
@@ -151,7 +170,7 @@ impl Pipeline {
         } else {
             let dead = dead_letters
                 .into_iter()
-                .map(|o| self.publisher.dead_letter(o));
+                .map(|o| self.publisher.dead_letter(o, sport));
             futures::future::join(
                 futures::future::join_all(states),
                 futures::future::join_all(dead),

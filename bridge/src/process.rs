@@ -1,6 +1,7 @@
 //! From one MQTT message to the match updates and dead letters it becomes.
 //!
-//! Pure and synchronous, so it is unit-tested without any server. Each output
+//! Pure and synchronous (the caller logs), so it is unit-tested without any
+//! server, and `replay-dlq` runs dead letters through it again. Each output
 //! carries a `Nats-Msg-Id` derived from a hash of the provider message (topic
 //! and payload bytes) and the entry's position in it: a redelivery of the same
 //! MQTT message produces the same ids, so JetStream's duplicate window drops it.
@@ -24,6 +25,11 @@ pub const HDR_ERROR: &str = "Tribune-Error";
 pub const HDR_TOPIC: &str = "Tribune-Mqtt-Topic";
 /// Header carrying the index of a dead-lettered entry within its payload.
 pub const HDR_ENTRY: &str = "Tribune-Entry";
+/// Header carrying the bridge's MQTT receive time (Unix ms): on a dead
+/// letter, of its message; on a match state, of the newest update merged
+/// into it. A replayed dead letter is ordered against the match's state by
+/// these two (crate::replay).
+pub const HDR_RECEIVED: &str = "Tribune-Received-Ms";
 
 /// A dead letter to publish through JetStream.
 #[derive(Debug, Clone)]
@@ -32,6 +38,10 @@ pub struct Outgoing {
     pub msg_id: String,
     pub headers: HeaderMap,
     pub payload: Bytes,
+    /// Why it is a dead letter (also in [`HDR_ERROR`]).
+    pub reason: String,
+    /// The entry's index, for a single match object (also in [`HDR_ENTRY`]).
+    pub entry: Option<usize>,
 }
 
 /// One valid match update with where it goes.
@@ -47,6 +57,8 @@ pub struct Routed {
 /// What one MQTT message turned into.
 #[derive(Debug, Default)]
 pub struct Processed {
+    /// The topic's sport (`None`: the topic names none).
+    pub sport: Option<String>,
     /// In payload order.
     pub updates: Vec<Routed>,
     pub dead_letters: Vec<Outgoing>,
@@ -63,11 +75,12 @@ pub struct Router {
     provider: String,
     sport_level: usize,
     sport_by_topic: HashMap<String, String>,
+    known_sports: Vec<String>,
 }
 
 impl Router {
     pub fn new(cfg: &Config) -> Router {
-        Router {
+        let mut router = Router {
             prefix: cfg.jetstream.subject_prefix.clone(),
             dead_letter_subject: cfg.jetstream.dead_letter_subject.clone(),
             provider: cfg.bridge.provider.clone(),
@@ -78,7 +91,24 @@ impl Router {
                 .iter()
                 .filter_map(|s| s.sport.clone().map(|sp| (s.topic.clone(), sp)))
                 .collect(),
+            known_sports: Vec::new(),
+        };
+        for s in &cfg.mqtt.subscriptions {
+            let literal = s
+                .topic
+                .split('/')
+                .nth(router.sport_level)
+                .is_some_and(|l| l != "+" && l != "#");
+            let sport = match &s.sport {
+                Some(sp) => Some(sp.clone()),
+                None if literal => router.sport_for(&s.topic),
+                None => None,
+            };
+            if let Some(sp) = sport.filter(|sp| !router.known_sports.contains(sp)) {
+                router.known_sports.push(sp);
+            }
         }
+        router
     }
 
     /// The sport for a topic: a configured override, else the topic level.
@@ -90,8 +120,31 @@ impl Router {
         validate_token(&level).ok().map(|()| level)
     }
 
+    /// Sports the configuration names: subscription overrides, and the
+    /// sport level of topics without a wildcard there. Registered in the
+    /// metrics at start, so their series exist before the first message.
+    pub fn known_sports(&self) -> &[String] {
+        &self.known_sports
+    }
+
     pub fn process(&self, topic: &str, payload: &[u8], received_at_ms: u64) -> Processed {
-        let hash = message_hash(topic, payload);
+        self.process_as(
+            &message_hash(topic, payload),
+            topic,
+            payload,
+            received_at_ms,
+        )
+    }
+
+    /// [`Router::process`] with the message's hash given: a dead letter
+    /// replayed later keeps the ids its message had (crate::replay).
+    pub fn process_as(
+        &self,
+        hash: &str,
+        topic: &str,
+        payload: &[u8],
+        received_at_ms: u64,
+    ) -> Processed {
         let mut result = Processed::default();
         let Some(sport) = self.sport_for(topic) else {
             result.malformed_payload = true;
@@ -100,6 +153,7 @@ impl Router {
                 &format!("{hash}:dl"),
                 "topic has no valid sport level",
                 None,
+                received_at_ms,
                 Bytes::copy_from_slice(payload),
             ));
             return result;
@@ -108,71 +162,85 @@ impl Router {
             // Every element would be refused for the same reason: one dead
             // letter with the whole payload, kept for a replay once the
             // sport's layout is known.
-            let reason = crate::payload::sport::unsupported(&sport);
-            tracing::warn!(topic, bytes = payload.len(), %reason, "payload of an unsupported sport, dead-lettered");
             result.malformed_payload = true;
             result.dead_letters.push(self.dead_letter(
                 topic,
                 &format!("{hash}:dl"),
-                &reason,
+                &crate::payload::sport::unsupported(&sport),
                 None,
+                received_at_ms,
                 Bytes::copy_from_slice(payload),
             ));
+            result.sport = Some(sport);
             return result;
         }
         let entries = match split_payload(payload) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(topic, bytes = payload.len(), error = %e, "malformed payload, dead-lettered");
                 result.malformed_payload = true;
                 result.dead_letters.push(self.dead_letter(
                     topic,
                     &format!("{hash}:dl"),
                     &e.to_string(),
                     None,
+                    received_at_ms,
                     Bytes::copy_from_slice(payload),
                 ));
+                result.sport = Some(sport);
                 return result;
             }
         };
         result.empty = entries.is_empty();
-        let origin = Origin {
-            sport: &sport,
-            provider: &self.provider,
-            topic,
-            received_at_ms,
-        };
         for (i, entry) in entries.iter().enumerate() {
-            let normalised = normalise_match(entry, &origin).and_then(|u| {
-                let subject =
-                    match_subject(&self.prefix, &u.sport, &u.match_id).map_err(|reason| {
-                        crate::payload::ElementError::BadId {
-                            id: u.match_id.clone(),
-                            reason,
-                        }
-                    })?;
-                Ok((subject, u))
-            });
-            match normalised {
-                Ok((subject, update)) => result.updates.push(Routed {
-                    subject,
-                    msg_id: format!("{hash}:{i}"),
-                    update,
-                }),
+            match self.route_entry(hash, topic, &sport, i, entry, received_at_ms) {
+                Ok(routed) => result.updates.push(routed),
                 Err(e) => {
-                    tracing::warn!(topic, entry = i, error = %e, "malformed match entry, dead-lettered");
                     result.malformed_elements += 1;
                     result.dead_letters.push(self.dead_letter(
                         topic,
                         &format!("{hash}:dl:{i}"),
                         &e.to_string(),
                         Some(i),
+                        received_at_ms,
                         Bytes::from(entry.to_string()),
                     ));
                 }
             }
         }
+        result.sport = Some(sport);
         result
+    }
+
+    /// One match object, the `index`-th of the message with this `hash`, to
+    /// its subject and update (id `<hash>:<index>`).
+    pub fn route_entry(
+        &self,
+        hash: &str,
+        topic: &str,
+        sport: &str,
+        index: usize,
+        entry: &serde_json::Value,
+        received_at_ms: u64,
+    ) -> Result<Routed, crate::payload::ElementError> {
+        let origin = Origin {
+            sport,
+            provider: &self.provider,
+            topic,
+            received_at_ms,
+        };
+        let update = normalise_match(entry, &origin)?;
+        let subject =
+            match_subject(&self.prefix, &update.sport, &update.match_id).map_err(|reason| {
+                crate::payload::ElementError::BadId {
+                    id: update.match_id.clone(),
+                    reason,
+                }
+            })?;
+        Ok(Routed {
+            subject,
+            msg_id: format!("{hash}:{index}"),
+            update,
+        })
     }
 
     fn dead_letter(
@@ -181,6 +249,7 @@ impl Router {
         msg_id: &str,
         reason: &str,
         entry: Option<usize>,
+        received_at_ms: u64,
         payload: Bytes,
     ) -> Outgoing {
         let mut headers = HeaderMap::new();
@@ -190,11 +259,14 @@ impl Router {
         if let Some(i) = entry {
             headers.insert(HDR_ENTRY, i.to_string().as_str());
         }
+        headers.insert(HDR_RECEIVED, received_at_ms.to_string().as_str());
         Outgoing {
             subject: self.dead_letter_subject.clone(),
             msg_id: msg_id.to_owned(),
             headers,
             payload,
+            reason: reason.to_owned(),
+            entry,
         }
     }
 }
@@ -335,6 +407,86 @@ mod tests {
             message_hash("thesports/football/match/v1", br#"[{"id":"m1"}]"#),
             "417c4c92afe4ab3b3e8d32df828a7065"
         );
+    }
+
+    #[test]
+    fn dead_letters_carry_the_receive_time_and_the_sport_is_reported() {
+        let r = router();
+        let p = r.process("thesports/football/match/v1", br#"[{"id":"a.b"}]"#, 4242);
+        assert_eq!(p.sport.as_deref(), Some("football"));
+        let dl = &p.dead_letters[0];
+        assert_eq!(
+            dl.headers.get(HDR_RECEIVED).map(|v| v.as_str().to_owned()),
+            Some("4242".into())
+        );
+        assert_eq!(dl.entry, Some(0));
+        assert!(
+            dl.reason.contains("cannot be used in a subject"),
+            "{}",
+            dl.reason
+        );
+        assert_eq!(r.process("a", b"[]", 1).sport, None);
+        assert_eq!(
+            r.process("thesports/tennis/match/v1", b"{", 1)
+                .sport
+                .as_deref(),
+            Some("tennis")
+        );
+    }
+
+    /// `process_as` with the message's own hash gives the ids `process` gives.
+    #[test]
+    fn the_hash_can_be_given() {
+        let r = router();
+        let (topic, raw) = (
+            "thesports/football/match/v1",
+            br#"[{"id":"m1"},{"id":"m2"}]"#,
+        );
+        let p = r.process(topic, raw, 1);
+        let q = r.process_as(&message_hash(topic, raw), topic, raw, 1);
+        let ids = |p: &Processed| {
+            p.updates
+                .iter()
+                .map(|u| u.msg_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&p), ids(&q));
+        let e = r
+            .route_entry(
+                "h",
+                topic,
+                "football",
+                3,
+                &serde_json::json!({"id": "m3"}),
+                9,
+            )
+            .expect("valid entry");
+        assert_eq!(
+            (e.msg_id.as_str(), e.subject.as_str()),
+            ("h:3", "sports.football.m3")
+        );
+    }
+
+    #[test]
+    fn configured_sports_are_known_up_front() {
+        let cfg = Config::parse(
+            r#"
+            [mqtt]
+            url = "mqtts://x:8883"
+            [[mqtt.subscriptions]]
+            topic = "thesports/football/match/v1"
+            [[mqtt.subscriptions]]
+            topic = "thesports/+/match/v1"
+            [[mqtt.subscriptions]]
+            topic = "feeds/special"
+            sport = "tennis"
+            [[mqtt.subscriptions]]
+            topic = "thesports/Football/other"
+            [nats]
+        "#,
+        )
+        .unwrap();
+        assert_eq!(Router::new(&cfg).known_sports(), ["football", "tennis"]);
     }
 
     #[test]

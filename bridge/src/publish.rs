@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use async_nats::jetstream::{
     self,
     context::PublishErrorKind,
@@ -19,8 +20,10 @@ use async_nats::jetstream::{
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::process::Outgoing;
+use crate::process::{Outgoing, HDR_RECEIVED};
+use crate::sport_metrics::SportId;
 use crate::state::held::{StoredMsg, HDR_APPLIED};
 use crate::state::sync::{Backend, Outcome};
 
@@ -53,11 +56,41 @@ fn warn_allowed() -> bool {
 }
 
 impl Publisher {
-    /// A dead letter, retried until acked.
-    pub async fn dead_letter(&self, o: Outgoing) {
+    /// The publisher for the configured match stream (the bridge and
+    /// `replay-dlq` share it, so both publish through the same path).
+    /// `direct`: the stream allows direct gets.
+    pub async fn new(
+        js: jetstream::Context,
+        cfg: &Config,
+        direct: bool,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Publisher> {
+        let stream = js
+            .get_stream_no_info(&cfg.jetstream.stream)
+            .await
+            .with_context(|| format!("stream name {:?}", cfg.jetstream.stream))?;
+        Ok(Publisher {
+            js,
+            stream,
+            stream_name: cfg.jetstream.stream.clone(),
+            direct,
+            metrics,
+            retry_min: Duration::from_millis(cfg.bridge.retry_min_ms),
+            retry_max: Duration::from_millis(cfg.bridge.retry_max_ms),
+        })
+    }
+
+    /// A dead letter of a message on a topic of `sport`, retried until acked.
+    pub async fn dead_letter(&self, o: Outgoing, sport: SportId) {
         match self.send(&o.subject, &o.headers, &o.payload).await {
-            Outcome::Stored { .. } => Metrics::inc(&self.metrics.dead_lettered),
-            Outcome::Duplicate => Metrics::inc(&self.metrics.duplicates),
+            Outcome::Stored { .. } => {
+                Metrics::inc(&self.metrics.dead_lettered);
+                self.metrics.sports.dead_lettered(sport);
+            }
+            Outcome::Duplicate => {
+                Metrics::inc(&self.metrics.duplicates);
+                self.metrics.sports.duplicate(sport);
+            }
             // No expected sequence on dead letters; too large is logged.
             Outcome::Conflict | Outcome::Dropped => {}
         }
@@ -114,6 +147,10 @@ fn stored(m: jetstream::message::StreamMessage) -> StoredMsg {
         seq: m.sequence,
         msg_id: msg_id.map(|v| v.as_str().to_owned()),
         applied: m.headers.get(HDR_APPLIED).map(|v| v.as_str().to_owned()),
+        received_ms: m
+            .headers
+            .get(HDR_RECEIVED)
+            .and_then(|v| v.as_str().parse().ok()),
         payload: m.payload,
     }
 }

@@ -10,67 +10,12 @@ mod support;
 
 use std::time::Duration;
 
+use support::crash::{acks_reach_the_mqtt_broker, kill9_mid_stream};
 use support::*;
 
-const N: u64 = 4000;
-
 async fn kill_mid_stream(mqtt_url: String, tag: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(dir.path(), None);
-    let mut bridge = BridgeProc::start(
-        dir.path(),
-        &bridge_config(&mqtt_url, &[nats.url()], &format!("bridge-{tag}"), ""),
-    );
-    bridge.wait_healthy().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-
-    // ~1000 messages/s (about 2000 updates/s) keeps the stream moving while we kill.
-    let url = mqtt_url.clone();
-    let sim = tokio::spawn(async move { run_sim(&url, N, 1000.0, 0, 21).await });
-    wait_for(
-        "stream has some updates",
-        Duration::from_secs(60),
-        || async { stream_messages(&js, "SPORTS").await >= 500 },
-    )
-    .await;
-    bridge.kill9();
-    let at_kill = stream_messages(&js, "SPORTS").await;
-    assert!(
-        at_kill < N,
-        "the kill must happen mid-stream ({at_kill} of {N} already stored)"
-    );
-    // The feed keeps going while the bridge is down; the broker queues for its session.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    bridge.spawn();
-    bridge.wait_healthy().await;
-
-    let report = sim.await.unwrap();
-    assert_eq!(report.updates, N);
-    wait_for("stream has all N", Duration::from_secs(120), || async {
-        stream_messages(&js, "SPORTS").await >= N
-    })
-    .await;
-    wait_for(
-        "all MQTT messages acked after restart",
-        Duration::from_secs(60),
-        || async { bridge.metric("tribune_bridge_inflight") == 0 },
-    )
-    .await;
-    let ids = stream_msg_ids(&js, "SPORTS").await;
-    assert_eq!(
-        ids.len() as u64,
-        N,
-        "exactly N in the stream after kill -9 + restart"
-    );
-    assert_unique(&ids);
-    assert_states_are_whole(&client, 21, N).await;
-    eprintln!(
-        "{tag}: {at_kill} stored at kill; after restart: {} redeliveries caught as duplicates, {} skipped (already in the match state)",
-        bridge.metric("tribune_bridge_duplicates_total"),
-        bridge.metric("tribune_bridge_redeliveries_skipped_total")
-    );
-    assert!(bridge.terminate());
+    let lines = format!("url = \"{mqtt_url}\"\nallow_plaintext = true");
+    kill9_mid_stream(&lines, &mqtt_url, None, tag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,45 +71,9 @@ async fn resubscribes_after_mqtt_broker_restart() {
     assert_eq!(stream_messages(&js, "SPORTS").await, 200);
 }
 
-/// The PUBACKs the bridge writes in batches reach the broker: after a clean
-/// stop and a restart on the same persistent session, the broker redelivers
-/// nothing. A later batch is the marker: redeliveries would come before it.
 async fn acks_reach_the_broker(mqtt_url: String, tag: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(dir.path(), None);
-    let mut bridge = BridgeProc::start(
-        dir.path(),
-        &bridge_config(&mqtt_url, &[nats.url()], &format!("bridge-acks-{tag}"), ""),
-    );
-    bridge.wait_healthy().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-
-    let first = run_sim(&mqtt_url, 3000, 0.0, 0, 41).await;
-    wait_for("all acked", Duration::from_secs(60), || async {
-        bridge.metric("tribune_bridge_mqtt_acks_total") == first.messages
-    })
-    .await;
-    assert!(bridge.terminate(), "clean stop");
-
-    bridge.spawn();
-    bridge.wait_healthy().await;
-    let second = run_sim(&mqtt_url, 50, 0.0, 0, 42).await;
-    wait_for("marker batch acked", Duration::from_secs(60), || async {
-        bridge.metric("tribune_bridge_mqtt_acks_total") == second.messages
-    })
-    .await;
-    assert_eq!(
-        bridge.metric("tribune_bridge_mqtt_messages_total{qos=\"1\"}"),
-        second.messages,
-        "{tag}: the broker redelivered messages the bridge had acked"
-    );
-    assert_eq!(bridge.metric("tribune_bridge_duplicates_total"), 0);
-    assert_eq!(
-        stream_messages(&js, "SPORTS").await,
-        first.updates + second.updates
-    );
-    assert!(bridge.terminate());
+    let lines = format!("url = \"{mqtt_url}\"\nallow_plaintext = true");
+    acks_reach_the_mqtt_broker(&lines, &mqtt_url, None, tag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

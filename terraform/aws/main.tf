@@ -50,6 +50,7 @@ module "cluster" {
   client_cidrs           = var.client_cidrs
   admin_cidrs            = var.admin_cidrs
   bridge_mqtt_cidrs      = var.bridge_mqtt_cidrs
+  bridge_mqtt_url        = var.bridge_mqtt_url
   tls_secret_arn         = data.aws_secretsmanager_secret.tls.arn
   tls_secret_kms_key_arn = var.tls_secret_kms_key_arn
   ebs_kms_key_arn        = var.ebs_kms_key_arn

@@ -64,9 +64,15 @@ variable "admin_cidrs" {
 }
 
 variable "bridge_mqtt_cidrs" {
-  description = "CIDRs of the MQTT provider tribune-bridge reads from (egress 8883). Empty: none."
+  description = "CIDRs of the MQTT provider tribune-bridge reads from (egress on the port of bridge_mqtt_url). Empty: none."
   type        = list(string)
   default     = []
+}
+
+variable "bridge_mqtt_url" {
+  description = "The bridge's mqtt.url: mqtts://host[:port] (egress 8883 by default) or wss://host[:port][/path] (443 by default)."
+  type        = string
+  default     = "mqtts://mqtt.thesports.com:8883"
 }
 
 variable "tls_secret_kms_key_arn" {

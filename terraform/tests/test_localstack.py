@@ -164,10 +164,14 @@ def test_security_group_rules(stack: Stack) -> None:
     assert {r["FromPort"] for r in world} == {4222}
 
     egress = [r for r in rules if r["IsEgress"]]
-    assert sorted(r["FromPort"] for r in egress) == [443, 6222]
+    assert sorted(r["FromPort"] for r in egress) == [443, 443, 6222]
     assert all(r["IpProtocol"] == "tcp" for r in egress), "no all-protocol egress"
+    assert all(r["FromPort"] == r["ToPort"] for r in egress), egress
     route_out = next(r for r in egress if r["FromPort"] == 6222)
     assert route_out.get("ReferencedGroupInfo", {}).get("GroupId") == sg
+    # HTTPS to the AWS APIs, and the bridge to the MQTT provider over wss://
+    # (the example's bridge_mqtt_url): 443, to the provider only.
+    assert sorted(r.get("CidrIpv4") for r in egress if r["FromPort"] == 443) == ["0.0.0.0/0", "192.0.2.10/32"]
 
 
 def test_default_security_group_has_no_rules(stack: Stack) -> None:

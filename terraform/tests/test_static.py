@@ -68,8 +68,14 @@ def _module_call(tmp_path: Path, **overrides: str) -> Path:
         ({"tls_secret_arn": '"arn:aws:secretsmanager:eu-west-1:123456789012:secret:other"'},
          "tribune/<cluster>/tls"),
         ({"ami_id": '"ubuntu"'}, "ami_id must look like ami-"),
+        ({"bridge_mqtt_url": '"mqtt://mqtt.example.com"'}, "bridge_mqtt_url must be mqtts://"),
+        ({"bridge_mqtt_url": '"ws://mqtt.example.com/mqtt"'}, "bridge_mqtt_url must be mqtts://"),
+        ({"bridge_mqtt_url": '"wss://user:pw@mqtt.example.com/mqtt"'}, "bridge_mqtt_url must be mqtts://"),
+        ({"bridge_mqtt_url": '"wss://mqtt.example.com/mqtt?token=x"'}, "bridge_mqtt_url must be mqtts://"),
+        ({"bridge_mqtt_url": '"wss://mqtt.example.com:70000/mqtt"'}, "bridge_mqtt_url must be mqtts://"),
     ],
-    ids=["admin-world", "admin-ipv6-world", "client-cidr", "two-azs", "name", "secret-name", "ami"],
+    ids=["admin-world", "admin-ipv6-world", "client-cidr", "two-azs", "name", "secret-name", "ami",
+         "mqtt-plaintext", "mqtt-ws-plaintext", "mqtt-userinfo", "mqtt-query", "mqtt-port"],
 )
 def test_cluster_module_rejects_bad_input(terraform_bin: str, tmp_path: Path,
                                           override: dict[str, str], message: str) -> None:
@@ -109,3 +115,46 @@ def test_checkov_no_unexplained_failures(tmp_path: Path) -> None:
     unexplained = [c for c in skipped if len((c.get("check_result", {}).get("suppress_comment") or "").strip()) < 20]
     assert not unexplained, "checkov skips without a reason:\n" + "\n".join(
         f"{c['check_id']} {c['resource']}" for c in unexplained)
+
+
+@pytest.mark.parametrize(
+    ("url", "cidrs", "expected"),
+    [
+        (None, ["192.0.2.10/32"], {"192.0.2.10/32": 8883}),
+        ('"mqtts://mqtt.example.com:1884"', ["192.0.2.10/32"], {"192.0.2.10/32": 1884}),
+        ('"ssl://mqtt.example.com"', ["192.0.2.10/32"], {"192.0.2.10/32": 8883}),
+        # MQTT over WebSocket over TLS: 443. 443 to 0.0.0.0/0 is the https rule already.
+        ('"wss://mqtt.example.com/mqtt"', ["192.0.2.10/32", "2001:db8::/64", "0.0.0.0/0"],
+         {"192.0.2.10/32": 443, "2001:db8::/64": 443}),
+        ('"WSS://mqtt.example.com:8443"', ["0.0.0.0/0"], {"0.0.0.0/0": 8443}),
+        ('"wss://mqtt.example.com/mqtt"', [], {}),
+    ],
+    ids=["mqtts-default", "mqtts-port", "ssl", "wss", "wss-port", "no-cidrs"],
+)
+def test_bridge_mqtt_egress_follows_the_transport(terraform_bin: str, tmp_path: Path, url: str | None,
+                                                   cidrs: list[str], expected: dict[str, int]) -> None:
+    """The egress rule to the MQTT provider opens the port of the bridge's mqtt.url.
+
+    A plan of the module alone needs no AWS: new resources only, and the data
+    sources it reads (region, partition, policy documents) are local.
+    """
+    overrides = {"bridge_mqtt_cidrs": json.dumps(cidrs)}
+    if url is not None:
+        overrides["bridge_mqtt_url"] = url
+    root = _module_call(tmp_path, **overrides)
+    env = tf_env(tmp_path / ".terraform")
+    env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
+    run([terraform_bin, f"-chdir={root}", "init", "-backend=false", "-input=false", "-no-color"], env=env)
+    plan = tmp_path / "plan.bin"
+    run([terraform_bin, f"-chdir={root}", "plan", "-input=false", "-no-color", f"-out={plan}"], env=env)
+    shown = json.loads(run([terraform_bin, f"-chdir={root}", "show", "-json", "-no-color", str(plan)],
+                           env=env).stdout)
+    rules = {}
+    for change in shown.get("resource_changes", []):
+        if change["type"] == "aws_vpc_security_group_egress_rule" and change["name"] == "mqtt":
+            after = change["change"]["after"]
+            assert after["from_port"] == after["to_port"] and after["ip_protocol"] == "tcp", after
+            cidr = after.get("cidr_ipv4") or after.get("cidr_ipv6")
+            assert change["index"] == cidr
+            rules[cidr] = after["from_port"]
+    assert rules == expected

@@ -1,7 +1,8 @@
 //! The feed simulator: replays realistic matches into an MQTT broker.
 //!
 //! `tribune-bridge simulate` starts an embedded rumqttd (default) or publishes
-//! to an external broker (`--mqtt-url`, e.g. Debian's mosquitto), at a given
+//! to an external broker (`--mqtt-url`, e.g. Debian's mosquitto, over any of
+//! the bridge's transports: TCP, TLS, WebSocket, WebSocket over TLS), at a given
 //! rate, for N updates or forever. QoS 1 publishes are confirmed: the run ends
 //! only when the broker has acknowledged every message, so a report of N
 //! updates means the broker holds N.
@@ -16,21 +17,27 @@ pub mod tennis;
 #[cfg(test)]
 mod check;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::endpoint::Endpoint;
 pub use matches::{Feed, Message, Part, SimMatch, SPORTS};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
-    /// `mqtt://host:port` of the broker to publish to.
+    /// The broker to publish to, in any `mqtt.url` form
+    /// (`mqtt://`, `mqtts://`, `ws://`, `wss://`; see [`crate::endpoint`]).
     pub mqtt_url: String,
+    /// CA bundle verifying a TLS broker (`mqtts://`, `wss://`); default: the
+    /// system roots.
+    pub ca_file: Option<PathBuf>,
     /// Stop after this many valid match updates; 0 = run until shutdown.
     pub updates: u64,
     /// MQTT messages per second; 0 = as fast as the broker acks.
@@ -57,6 +64,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             mqtt_url: "mqtt://127.0.0.1:1883".into(),
+            ca_file: None,
             updates: 0,
             rate: 20.0,
             seed: 1,
@@ -90,17 +98,12 @@ fn unix_now() -> i64 {
 /// Publishes until `opts.updates` valid updates are sent and acknowledged, or
 /// until `shutdown`.
 pub async fn run(opts: SimOptions, mut shutdown: watch::Receiver<bool>) -> Result<SimReport> {
-    let (host, port, tls) = crate::mqtt::parse_url(&opts.mqtt_url)?;
-    let mut mo = MqttOptions::new(opts.client_id.clone(), host, port);
+    let mut mo = Endpoint::parse(&opts.mqtt_url)?
+        .mqtt_options(&opts.client_id, opts.ca_file.as_deref())
+        .context("simulator")?;
     mo.set_keep_alive(Duration::from_secs(15))
         .set_inflight(200)
         .set_max_packet_size(1 << 20, 1 << 20);
-    if tls {
-        let config = crate::tls::mqtt_client_config(None)?;
-        mo.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(config),
-        ));
-    }
     let (client, mut eventloop) = AsyncClient::new(mo, 1000);
     let acked = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(tokio::sync::Notify::new());

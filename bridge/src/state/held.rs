@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::payload::{MatchState, MatchUpdate, LEGACY_SCHEMA_V1, SCHEMA_ID};
+use crate::payload::{Delta, MatchState, MatchUpdate, LEGACY_SCHEMA_V1, SCHEMA_ID};
 
 /// Header of every published state: the updates last merged into it (at
 /// most [`APPLIED_IDS`], oldest first, space separated), each as its
@@ -49,6 +49,8 @@ pub struct StoredMsg {
     pub msg_id: Option<String>,
     /// Its [`HDR_APPLIED`] header.
     pub applied: Option<String>,
+    /// Its `Tribune-Received-Ms` header (crate::process::HDR_RECEIVED).
+    pub received_ms: Option<u64>,
     pub payload: Bytes,
 }
 
@@ -76,6 +78,11 @@ pub struct Held {
     pub last_seq: u64,
     /// Keys of the last updates merged in, oldest first (see [`HDR_APPLIED`]).
     pub applied: VecDeque<String>,
+    /// MQTT receive time (Unix ms) of the newest update merged in, changed
+    /// anything or not (stored as `Tribune-Received-Ms`). Unlike the state's
+    /// `updated_at_ms` it also moves on a resend, so a replayed dead letter
+    /// can tell whether anything the provider sent after it was merged.
+    pub received_ms: u64,
 }
 
 impl Held {
@@ -85,6 +92,7 @@ impl Held {
             state: MatchState::new(sport, match_id, provider),
             last_seq: 0,
             applied: VecDeque::new(),
+            received_ms: 0,
         }
     }
 
@@ -142,6 +150,9 @@ impl Held {
                 "last stored message of the match is not a readable state; starting the match over"
             );
         }
+        // States stored before the header existed: the last change is the
+        // best known bound.
+        held.received_ms = m.received_ms.unwrap_or(held.state.updated_at_ms);
         while held.applied.len() > APPLIED_IDS {
             held.applied.pop_front();
         }
@@ -151,10 +162,30 @@ impl Held {
         (held, kind)
     }
 
+    /// Merges a replayed dead letter (crate::replay), which the provider
+    /// sent at `u.received_at_ms`: whole, like live traffic, when everything
+    /// merged so far was received before it (a new match included); else
+    /// only what the state does not know yet ([`MatchState::merge_late`]),
+    /// so a late replay cannot roll the match back. A tie (another entry of
+    /// the same MQTT message) counts as merged after it.
+    pub fn merge_replayed(&mut self, u: &MatchUpdate, rev_floor: u64) -> Delta {
+        if self.received_ms < u.received_at_ms {
+            self.state.merge(u, rev_floor)
+        } else {
+            self.state.merge_late(u, rev_floor)
+        }
+    }
+
     /// Whether the update with this `Nats-Msg-Id` is among the last merged.
     pub fn has_applied(&self, msg_id: &str) -> bool {
         let key = applied_key(msg_id);
         self.applied.iter().any(|k| *k == *key)
+    }
+
+    /// Records a merged update: its id among the applied, its receive time.
+    pub fn note_merged(&mut self, msg_id: &str, received_at_ms: u64) {
+        self.note_applied(msg_id);
+        self.received_ms = self.received_ms.max(received_at_ms);
     }
 
     pub fn note_applied(&mut self, msg_id: &str) {
@@ -224,11 +255,18 @@ mod tests {
             seq: 42,
             msg_id: Some(format!("h{}:0", APPLIED_IDS + 1)),
             applied: Some(held.applied_header()),
+            received_ms: Some(99),
             payload: body.into(),
         };
-        let (back, kind) = Held::from_stored(Some(stored), &u);
+        let (back, kind) = Held::from_stored(Some(stored.clone()), &u);
         assert_eq!(kind, LoadKind::Found);
-        assert_eq!(back.last_seq, 42);
+        assert_eq!((back.last_seq, back.received_ms), (42, 99));
+        // Stored before the header existed: the state's last change.
+        let old = StoredMsg {
+            received_ms: None,
+            ..stored
+        };
+        assert_eq!(Held::from_stored(Some(old), &u).0.received_ms, 7);
         assert_eq!(back.state, held.state);
         assert_eq!(back.applied, held.applied);
         let newest = format!("h{}:0", APPLIED_IDS + 1);
@@ -259,6 +297,7 @@ mod tests {
             seq: 9,
             msg_id: Some("old:0".into()),
             applied: None,
+            received_ms: None,
             payload: legacy.to_string().into(),
         };
         let (held, kind) = Held::from_stored(Some(stored), &update(json!({"id": "m1"})));
@@ -266,7 +305,7 @@ mod tests {
         assert_eq!(held.state.rev, 1);
         assert_eq!(held.state.score.as_ref().unwrap().home.score, Some(1));
         assert!(held.has_applied("old:0"));
-        assert_eq!(held.last_seq, 9);
+        assert_eq!((held.last_seq, held.received_ms), (9, 5));
     }
 
     #[test]

@@ -103,6 +103,53 @@ impl MatchState {
             .and_then(|s| Clock::derive(&self.sport, s, self.updated_at_ms));
         self.minute = self.clock.as_ref().and_then(Clock::match_minute);
     }
+
+    /// Merges an update the provider sent *before* the newest update already
+    /// merged (a dead letter replayed after a parser fix, crate::replay):
+    /// only what the state does not know yet goes in, nothing it holds is
+    /// overwritten, since what it holds came later. Every section is a
+    /// snapshot, so a held one is newer than the late one:
+    ///
+    /// - `score`: the late score only if the state has none;
+    /// - `stats`: types the state has none of;
+    /// - `incidents`, `tlive`: the late list only if the state's is empty
+    ///   (a held list is a later snapshot, corrections included; an empty
+    ///   one cannot be told from none received, and the late list is then
+    ///   the best known);
+    /// - `extra`: keys the state does not have.
+    ///
+    /// `rev` moves as in [`MatchState::merge`]; `updated_at_ms` never goes
+    /// back (it stays the newer update's time), and the clock is derived at
+    /// it.
+    pub fn merge_late(&mut self, u: &MatchUpdate, rev_floor: u64) -> Delta {
+        let late = self.gaps(u);
+        let updated = self.updated_at_ms;
+        let delta = self.merge(&late, rev_floor);
+        if updated > self.updated_at_ms {
+            self.updated_at_ms = updated;
+            self.derive_clock();
+        }
+        delta
+    }
+
+    /// The part of `u` that [`MatchState::merge_late`] may merge.
+    fn gaps(&self, u: &MatchUpdate) -> MatchUpdate {
+        let mut late = u.clone();
+        if self.score.is_some() {
+            late.score = None;
+        }
+        if let Some(stats) = &mut late.stats {
+            stats.retain(|s| !self.stats.iter().any(|h| h.kind == s.kind));
+        }
+        if !self.incidents.is_empty() {
+            late.incidents = None;
+        }
+        if !self.tlive.is_empty() {
+            late.tlive = None;
+        }
+        late.extra.retain(|k, _| !self.extra.contains_key(k));
+        late
+    }
 }
 
 fn merge_stats(held: &mut Vec<Stat>, new: &[Stat]) -> bool {
@@ -380,5 +427,68 @@ mod tests {
         // Full time: no clock.
         s.merge(&update(score(8, 1, 0), at(50 * 60)), 0);
         assert_eq!((s.clock.clone(), s.minute), (None, None));
+    }
+
+    /// A late update (a replayed dead letter) fills gaps; it never
+    /// overwrites what a newer update set, since every section it carries
+    /// is an older snapshot, and the time does not go back.
+    #[test]
+    fn a_late_update_only_fills_gaps() {
+        let ts = 1_767_293_460u64;
+        let mut s = fresh();
+        s.merge(
+            &update(
+                json!({"id": "m1", "score": ["m1", 4, [2, 1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0], ts, ""],
+                       "stats": [{"type": 2, "home": 5, "away": 3}], "extra_key": "new",
+                       "incidents": [goal(12, Some("A"), 1), goal(60, Some("B"), 1)]}),
+                (ts + 15 * 60) * 1000,
+            ),
+            0,
+        );
+        let before = s.clone();
+        assert_eq!(before.minute, Some(61));
+        let late = update(
+            json!({"id": "m1", "score": ["m1", 2, [1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], ts - 3600, ""],
+                   "stats": [{"type": 2, "home": 1, "away": 0}, {"type": 25, "home": 55, "away": 45}],
+                   "incidents": [goal(12, None, 1)], "tlive": [{"time": "12'", "data": "Goal!", "position": 1}],
+                   "extra_key": "old", "other_key": 1}),
+            (ts - 40 * 60) * 1000,
+        );
+        let d = s.merge_late(&late, 0);
+        assert_eq!(d.changed, [Section::Stats, Section::Tlive, Section::Extra]);
+        assert_eq!(s.score, before.score, "the newer score kept");
+        assert_eq!(
+            s.incidents, before.incidents,
+            "the newer list kept (its corrections too)"
+        );
+        assert_eq!(
+            s.tlive.len(),
+            1,
+            "no list held: the late one is the best known"
+        );
+        assert_eq!(s.stats.len(), 2);
+        assert_eq!(s.stats[0], before.stats[0], "newer stat kept");
+        assert_eq!(s.stats[1].kind, 25, "missing stat type added");
+        assert_eq!(s.extra.get("extra_key"), Some(&json!("new")));
+        assert_eq!(s.extra.get("other_key"), Some(&json!(1)));
+        assert_eq!(
+            (s.rev, s.updated_at_ms),
+            (before.rev + 1, before.updated_at_ms)
+        );
+        assert_eq!(
+            (&s.clock, s.minute),
+            (&before.clock, Some(61)),
+            "the clock at the newer time"
+        );
+        // Again: nothing left to fill.
+        let after = s.clone();
+        assert!(s.merge_late(&late, 0).changed.is_empty());
+        assert_eq!(s, after);
+        // A match with nothing known takes the whole late update.
+        let mut empty = fresh();
+        empty.merge_late(&late, 0);
+        assert_eq!(empty.score.as_ref().unwrap().status_id, Some(2));
+        assert_eq!(empty.updated_at_ms, late.received_at_ms);
+        assert_eq!(empty.minute, Some(21), "20 minutes into the first half");
     }
 }

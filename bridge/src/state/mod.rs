@@ -8,6 +8,8 @@
 //! - [`sync`]: one update's turn: load if needed, merge, publish, and what to
 //!   do with the stream's answer.
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod held;
 pub mod merge;
 pub mod store;
@@ -15,4 +17,4 @@ pub mod sync;
 
 pub use held::{Held, LoadKind, StoredMsg, APPLIED_IDS, HDR_APPLIED};
 pub use store::{Limits, Link, MatchStates};
-pub use sync::{apply, Applied, Backend, Outcome, UpdateJob};
+pub use sync::{apply, Applied, Backend, Mode, Outcome, UpdateJob};

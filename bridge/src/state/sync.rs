@@ -21,6 +21,12 @@
 //!
 //! The stream is the only source of truth, so a restarted bridge, or another
 //! bridge taking over, continues exactly where the stored states are.
+//!
+//! A replayed dead letter ([`Mode::Replay`], crate::replay) takes the same
+//! turn with two differences: step 3 merges it by its receive time against
+//! the newest update merged ([`Held::merge_replayed`]: whole if it is newer,
+//! only the gaps if not), and a merge that changes nothing publishes nothing
+//! (unless nothing is stored for the match yet).
 
 use std::future::Future;
 
@@ -31,6 +37,8 @@ use super::held::{Held, LoadKind, StoredMsg, HDR_APPLIED};
 use super::store::Link;
 use crate::metrics::Metrics;
 use crate::payload::{MatchUpdate, StateMessage};
+use crate::process::HDR_RECEIVED;
+use crate::sport_metrics::SportId;
 
 /// What the stream did with a published state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +75,20 @@ pub trait Backend {
     ) -> impl Future<Output = Outcome> + Send;
 }
 
+/// How an update is merged and published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From the live feed: merged in arrival order, its state published
+    /// even when it changed nothing (the MQTT message's id must be stored
+    /// for the redelivery rules), its lag observed.
+    Live,
+    /// A dead letter replayed later (crate::replay): merged by
+    /// [`Held::merge_replayed`], published only when it changes the state
+    /// (or the match has none stored yet), so replaying it again stores
+    /// nothing.
+    Replay,
+}
+
 /// One update routed to its match.
 #[derive(Debug)]
 pub struct UpdateJob {
@@ -74,6 +96,9 @@ pub struct UpdateJob {
     pub subject: String,
     pub msg_id: String,
     pub update: MatchUpdate,
+    pub mode: Mode,
+    /// The update's sport in the per-sport metrics.
+    pub sport: SportId,
 }
 
 /// What became of an update (for tests and logs; the metrics are counted here).
@@ -84,6 +109,8 @@ pub enum Applied {
     Duplicate,
     /// The held state already contained it; nothing published.
     AlreadyApplied,
+    /// A replay that would not change the state; nothing published.
+    Unchanged,
     Dropped,
 }
 
@@ -94,6 +121,8 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
         subject,
         msg_id,
         update,
+        mode,
+        sport,
     } = job;
     let Link { slot, prev, done } = link;
     if let Some(prev) = prev {
@@ -126,8 +155,16 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
                 Metrics::inc(&metrics.redeliveries_skipped);
                 break Applied::AlreadyApplied;
             }
-            let delta = held.state.merge(&update, slot_state.rev_floor);
-            held.note_applied(&msg_id);
+            let delta = match mode {
+                Mode::Live => held.state.merge(&update, slot_state.rev_floor),
+                Mode::Replay => held.merge_replayed(&update, slot_state.rev_floor),
+            };
+            // A replay that changes nothing stores nothing, unless the
+            // match has no stored state at all (then it is the match's first).
+            if mode == Mode::Replay && delta.changed.is_empty() && held.last_seq > 0 {
+                break Applied::Unchanged;
+            }
+            held.note_merged(&msg_id, update.received_at_ms);
             slot_state.rev_floor = slot_state.rev_floor.max(held.state.rev);
             let body = serde_json::to_vec(&StateMessage {
                 state: &held.state,
@@ -150,11 +187,17 @@ pub async fn apply<B: Backend>(backend: &B, metrics: &Metrics, job: UpdateJob) -
                     held.last_seq = seq;
                 }
                 Metrics::inc(&metrics.updates_published);
+                metrics.sports.published(sport);
+                if mode == Mode::Live {
+                    let lag = crate::mqtt::now_ms().saturating_sub(update.received_at_ms);
+                    metrics.sports.observe_lag_ms(sport, lag);
+                }
                 break Applied::Stored;
             }
             Outcome::Duplicate => {
                 slot.lock().forget();
                 Metrics::inc(&metrics.duplicates);
+                metrics.sports.duplicate(sport);
                 break Applied::Duplicate;
             }
             Outcome::Conflict => {
@@ -180,6 +223,7 @@ fn headers(msg_id: &str, held: &Held) -> HeaderMap {
         held.last_seq.to_string().as_str(),
     );
     h.insert(HDR_APPLIED, held.applied_header().as_str());
+    h.insert(HDR_RECEIVED, held.received_ms.to_string().as_str());
     h
 }
 
@@ -187,103 +231,14 @@ fn headers(msg_id: &str, held: &Held) -> HeaderMap {
 mod tests {
     use super::*;
     use crate::payload::normalise::Origin;
-    use crate::payload::{normalise_match, MatchMessage};
+    use crate::payload::normalise_match;
+    use crate::state::fake::FakeStream;
     use crate::state::store::{Limits, MatchStates};
+    use crate::state::APPLIED_IDS;
     use serde_json::{json, Value};
     use std::collections::HashMap;
     use std::sync::atomic::Ordering::Relaxed;
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
-
-    /// An in-memory stream with JetStream's rules for what the bridge uses:
-    /// dedup by `Nats-Msg-Id` (checked first), then the expected last
-    /// subject sequence.
-    #[derive(Default)]
-    struct FakeStream {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Default)]
-    struct Inner {
-        msgs: Vec<(String, HeaderMap, Bytes)>,
-        ids: HashMap<String, u64>,
-        /// Scripted: the next N publishes are stored but answered as lost
-        /// acks are, by a retry that the stream then calls a duplicate.
-        lose_acks: usize,
-        /// Scripted: the next N reads that may be stale find nothing, as a
-        /// replica that has not seen the subject yet answers.
-        stale_reads: usize,
-        loads: usize,
-    }
-
-    impl FakeStream {
-        fn last(&self, subject: &str) -> Option<MatchMessage> {
-            let inner = self.inner.lock().unwrap();
-            let (_, _, p) = inner.msgs.iter().rev().find(|(s, _, _)| s == subject)?;
-            Some(serde_json::from_slice(p).unwrap())
-        }
-
-        fn count(&self) -> usize {
-            self.inner.lock().unwrap().msgs.len()
-        }
-    }
-
-    impl Backend for FakeStream {
-        async fn load_last(&self, subject: &str, from_leader: bool) -> Option<StoredMsg> {
-            let mut inner = self.inner.lock().unwrap();
-            inner.loads += 1;
-            if !from_leader && inner.stale_reads > 0 {
-                inner.stale_reads -= 1;
-                return None;
-            }
-            let (i, (_, h, p)) = inner
-                .msgs
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, (s, _, _))| s == subject)?;
-            let get = |k: &str| h.get(k).map(|v| v.as_str().to_owned());
-            Some(StoredMsg {
-                seq: i as u64 + 1,
-                msg_id: get("Nats-Msg-Id"),
-                applied: get(HDR_APPLIED),
-                payload: p.clone(),
-            })
-        }
-
-        async fn publish(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Outcome {
-            let mut inner = self.inner.lock().unwrap();
-            let id = headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            if inner.ids.contains_key(&id) {
-                return Outcome::Duplicate;
-            }
-            let expected: u64 = headers
-                .get("Nats-Expected-Last-Subject-Sequence")
-                .and_then(|v| v.as_str().parse().ok())
-                .unwrap_or(0);
-            let last = inner
-                .msgs
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, (s, _, _))| s == subject)
-                .map_or(0, |(i, _)| i as u64 + 1);
-            if expected != last {
-                return Outcome::Conflict;
-            }
-            inner.msgs.push((subject.into(), headers, payload));
-            let seq = inner.msgs.len() as u64;
-            inner.ids.insert(id, seq);
-            if inner.lose_acks > 0 {
-                inner.lose_acks -= 1;
-                return Outcome::Duplicate;
-            }
-            Outcome::Stored { seq }
-        }
-    }
 
     const SUBJECT: &str = "sports.football.m1";
 
@@ -307,17 +262,30 @@ mod tests {
         }
 
         async fn feed(&mut self, stream: &FakeStream, id: &str, v: Value) -> Applied {
+            self.feed_at(stream, id, v, 1, Mode::Live).await
+        }
+
+        async fn feed_at(
+            &mut self,
+            stream: &FakeStream,
+            id: &str,
+            v: Value,
+            received_at_ms: u64,
+            mode: Mode,
+        ) -> Applied {
             let origin = Origin {
                 sport: "football",
                 provider: "thesports",
                 topic: "thesports/football/match/v1",
-                received_at_ms: 1,
+                received_at_ms,
             };
             let job = UpdateJob {
                 link: self.states.link(SUBJECT, Instant::now()),
                 subject: SUBJECT.into(),
                 msg_id: id.into(),
                 update: normalise_match(&v, &origin).unwrap(),
+                mode,
+                sport: self.metrics.sports.id(Some("football")),
             };
             apply(stream, &self.metrics, job).await
         }
@@ -331,6 +299,18 @@ mod tests {
             .collect();
         json!({"id": "m1", "incidents": list,
                "score": ["m1", 2, [1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], 1_767_293_460, ""]})
+    }
+
+    /// A football score array: status, home and away goals.
+    fn fb(status: i64, home: i64, away: i64) -> Value {
+        json!([
+            "m1",
+            status,
+            [home, 0, 0, 0, 0, 0, 0],
+            [away, 0, 0, 0, 0, 0, 0],
+            1_767_296_000,
+            ""
+        ])
     }
 
     fn score(home: i64) -> Value {
@@ -484,5 +464,140 @@ mod tests {
             ours.feed(&stream, "x:0", goals(&[10, 30])).await,
             Applied::AlreadyApplied
         );
+    }
+
+    /// A replayed dead letter newer than everything merged goes in whole; an
+    /// older one only fills gaps (no rollback), and replaying it again, by
+    /// this process or another, stores nothing.
+    #[tokio::test]
+    async fn replays_merge_by_receive_time_and_store_once() {
+        let stream = FakeStream::default();
+        let mut live = Bridge::new();
+        live.feed_at(&stream, "a:0", score(1), 100, Mode::Live)
+            .await;
+        // Received at 150, dead-lettered; replayed now: newer than the state.
+        let dl = json!({"id": "m1", "score": fb(4, 2, 0), "incidents": [{"type": 1, "time": 30}]});
+        let mut replay = Bridge::new();
+        assert_eq!(
+            replay
+                .feed_at(&stream, "d:0", dl.clone(), 150, Mode::Replay)
+                .await,
+            Applied::Stored
+        );
+        let last = stream.last(SUBJECT).unwrap();
+        assert_eq!(last.state.score.as_ref().unwrap().home.score, Some(2));
+        assert_eq!((last.state.rev, last.state.updated_at_ms), (2, 150));
+
+        // Live moves on (the live process's held state is stale: it reloads
+        // on the conflict and merges on top of the replay).
+        assert_eq!(
+            live.feed_at(&stream, "b:0", score(3), 200, Mode::Live)
+                .await,
+            Applied::Stored
+        );
+        assert_eq!(live.metrics.state_conflicts.load(Relaxed), 1);
+        let last = stream.last(SUBJECT).unwrap();
+        assert_eq!(last.state.incidents.len(), 1, "the replayed goal kept");
+
+        // An older dead letter (received at 120): the score and the
+        // incident list stay (the held ones are newer snapshots), the stat
+        // type the state lacks is added.
+        let old = json!({"id": "m1", "score": fb(2, 0, 1), "incidents": [{"type": 3, "time": 20}],
+                         "stats": [{"type": 2, "home": 1, "away": 0}]});
+        let stored = stream.count();
+        assert_eq!(
+            Bridge::new()
+                .feed_at(&stream, "e:0", old.clone(), 120, Mode::Replay)
+                .await,
+            Applied::Stored
+        );
+        let last = stream.last(SUBJECT).unwrap();
+        assert_eq!(
+            last.state.score.as_ref().unwrap().home.score,
+            Some(3),
+            "no rollback"
+        );
+        assert_eq!(last.state.incidents.len(), 1, "the newer list kept");
+        assert_eq!(last.state.incidents[0].time, Some(30));
+        assert_eq!(last.state.stats.len(), 1, "the missing stat type added");
+        assert_eq!((last.state.rev, last.state.updated_at_ms), (4, 200));
+        assert_eq!(stream.count(), stored + 1);
+
+        // Both again, from a fresh process (the applied ids cover them) and
+        // from one whose applied ids do not (pushed out by later updates).
+        let mut again = Bridge::new();
+        assert_eq!(
+            again
+                .feed_at(&stream, "e:0", old.clone(), 120, Mode::Replay)
+                .await,
+            Applied::AlreadyApplied
+        );
+        for i in 0..APPLIED_IDS {
+            live.feed_at(
+                &stream,
+                &format!("n{i}:0"),
+                json!({"id": "m1", "n": i}),
+                300,
+                Mode::Live,
+            )
+            .await;
+        }
+        let stored = stream.count();
+        let mut later = Bridge::new();
+        for (id, v, at) in [("d:0", dl, 150), ("e:0", old, 120)] {
+            assert_eq!(
+                later.feed_at(&stream, id, v, at, Mode::Replay).await,
+                Applied::Unchanged,
+                "{id}"
+            );
+        }
+        assert_eq!(stream.count(), stored, "nothing stored twice");
+    }
+
+    /// The provider resent an older value after the dead letter: the state
+    /// did not change (same `updated_at_ms`), but it was merged after the
+    /// dead letter, so the replay must not overwrite it.
+    #[tokio::test]
+    async fn a_resend_after_the_dead_letter_still_wins() {
+        let stream = FakeStream::default();
+        let mut live = Bridge::new();
+        live.feed_at(&stream, "a:0", score(1), 100, Mode::Live)
+            .await;
+        live.feed_at(&stream, "b:0", score(1), 300, Mode::Live)
+            .await;
+        let last = stream.last(SUBJECT).unwrap();
+        assert_eq!(last.state.updated_at_ms, 100, "the resend changed nothing");
+        let dl = json!({"id": "m1", "score": fb(4, 2, 0)});
+        assert_eq!(
+            Bridge::new()
+                .feed_at(&stream, "d:0", dl, 200, Mode::Replay)
+                .await,
+            Applied::Unchanged
+        );
+        assert_eq!(stream.last(SUBJECT).unwrap().state.score, last.state.score);
+    }
+
+    /// Live traffic is counted per sport, with its receive-to-ack lag.
+    #[tokio::test]
+    async fn live_updates_count_per_sport() {
+        let stream = FakeStream::default();
+        let mut bridge = Bridge::new();
+        let now = crate::mqtt::now_ms();
+        bridge
+            .feed_at(&stream, "a:0", score(1), now, Mode::Live)
+            .await;
+        bridge
+            .feed_at(&stream, "a:0", score(1), now, Mode::Live)
+            .await;
+        let mut text = String::new();
+        bridge.metrics.sports.render(&mut text);
+        for line in [
+            "tribune_bridge_sport_published_total{sport=\"football\"} 1\n",
+            "tribune_bridge_sport_lag_seconds_count{sport=\"football\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // The redelivery was skipped (already applied), not a duplicate.
+        assert!(text.contains("tribune_bridge_sport_duplicates_total{sport=\"football\"} 0\n"));
     }
 }

@@ -15,6 +15,10 @@ use tribune_bridge::payload::normalise::Origin;
 use tribune_bridge::payload::{normalise_match, split_payload};
 use tribune_bridge::sim::Feed;
 
+pub mod crash;
+pub mod pki;
+pub mod ws_broker;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -459,12 +463,27 @@ impl Drop for BridgeProc {
 
 /// A bridge config for loopback tests.
 pub fn bridge_config(mqtt_url: &str, nats_urls: &[String], client_id: &str, extra: &str) -> String {
+    bridge_config_mqtt(
+        &format!("url = \"{mqtt_url}\"\nallow_plaintext = true"),
+        nats_urls,
+        client_id,
+        extra,
+    )
+}
+
+/// [`bridge_config`] with the given `[mqtt]` lines for where and how to
+/// connect (`url`, `ca_file`, `allow_plaintext`); `extra` goes after `[nats]`.
+pub fn bridge_config_mqtt(
+    mqtt_lines: &str,
+    nats_urls: &[String],
+    client_id: &str,
+    extra: &str,
+) -> String {
     let servers: Vec<String> = nats_urls.iter().map(|u| format!("\"{u}\"")).collect();
     format!(
         r#"
 [mqtt]
-url = "{mqtt_url}"
-allow_plaintext = true
+{mqtt_lines}
 client_id = "{client_id}"
 reconnect_min_ms = 50
 reconnect_max_ms = 1000
@@ -563,9 +582,22 @@ pub async fn run_sim(
     malformed_every: u64,
     seed: u64,
 ) -> tribune_bridge::sim::SimReport {
+    run_sim_ca(mqtt_url, None, updates, rate, malformed_every, seed).await
+}
+
+/// [`run_sim`] to a TLS broker (`mqtts://`, `wss://`) verified with `ca_file`.
+pub async fn run_sim_ca(
+    mqtt_url: &str,
+    ca_file: Option<&Path>,
+    updates: u64,
+    rate: f64,
+    malformed_every: u64,
+    seed: u64,
+) -> tribune_bridge::sim::SimReport {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let opts = tribune_bridge::sim::SimOptions {
         mqtt_url: mqtt_url.to_owned(),
+        ca_file: ca_file.map(Path::to_owned),
         updates,
         rate,
         seed,
@@ -580,9 +612,11 @@ pub async fn run_sim(
 /// Publishes `payloads` to `topic` with QoS 1, in order, and returns once the
 /// broker acknowledged all of them (so it holds them for the bridge).
 pub async fn publish_mqtt(mqtt_url: &str, topic: &str, payloads: &[String]) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let (host, port, _) = tribune_bridge::mqtt::parse_url(mqtt_url).expect("mqtt url");
-    let mut opts = MqttOptions::new(format!("test-pub-{}", free_port()), host, port);
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
+    let mut opts = tribune_bridge::endpoint::Endpoint::parse(mqtt_url)
+        .expect("mqtt url")
+        .mqtt_options(&format!("test-pub-{}", free_port()), None)
+        .expect("mqtt options");
     opts.set_keep_alive(Duration::from_secs(15));
     let (client, mut events) = AsyncClient::new(opts, payloads.len().max(1) + 10);
     for p in payloads {

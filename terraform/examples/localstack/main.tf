@@ -56,6 +56,11 @@ module "cluster" {
   admin_cidrs    = ["203.0.113.0/24"]
   tls_secret_arn = aws_secretsmanager_secret.tls.arn
 
+  # The bridge reads the provider over MQTT over WebSocket (wss://): its
+  # egress rule must open 443 to the provider (test_security_group_rules).
+  bridge_mqtt_cidrs = ["192.0.2.10/32"]
+  bridge_mqtt_url   = "wss://mqtt.example.com/mqtt"
+
   # LocalStack 2026.3 keeps instance profiles in its own IAM store, which
   # its (moto-based) EC2 RunInstances does not consult: attaching one fails
   # with NoSuchEntity. The role, policy and profile are still created and

@@ -86,14 +86,32 @@ resource "aws_vpc_security_group_egress_rule" "https" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+# The provider's port follows the bridge's transport (bridge_mqtt_url):
+# 8883 for MQTT over TLS, 443 for MQTT over WebSocket over TLS, or the URL's
+# explicit port. 443 to 0.0.0.0/0 is the https rule above already (AWS
+# refuses a duplicate rule), so that one CIDR is left out then.
+locals {
+  bridge_mqtt_url_parts = regex("(?i)^(mqtts|ssl|wss)://(?:\\[[0-9a-f:.]+\\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?(?:/[^?#\\s]*)?$", var.bridge_mqtt_url)
+  bridge_mqtt_scheme    = lower(local.bridge_mqtt_url_parts[0])
+  bridge_mqtt_port = (
+    local.bridge_mqtt_url_parts[1] != null
+    ? tonumber(local.bridge_mqtt_url_parts[1])
+    : (local.bridge_mqtt_scheme == "wss" ? 443 : 8883)
+  )
+  bridge_mqtt_cidrs = [
+    for c in var.bridge_mqtt_cidrs : c
+    if !(local.bridge_mqtt_port == 443 && c == "0.0.0.0/0")
+  ]
+}
+
 resource "aws_vpc_security_group_egress_rule" "mqtt" {
-  for_each = toset(var.bridge_mqtt_cidrs)
+  for_each = toset(local.bridge_mqtt_cidrs)
 
   security_group_id = aws_security_group.cluster.id
-  description       = "tribune-bridge to the MQTT provider (TLS)"
+  description       = "tribune-bridge to the MQTT provider (${local.bridge_mqtt_scheme == "wss" ? "MQTT over WebSocket, TLS" : "MQTT over TLS"})"
   ip_protocol       = "tcp"
-  from_port         = 8883
-  to_port           = 8883
+  from_port         = local.bridge_mqtt_port
+  to_port           = local.bridge_mqtt_port
   cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
   cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 }

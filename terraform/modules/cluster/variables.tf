@@ -83,12 +83,25 @@ variable "enable_ssh" {
 }
 
 variable "bridge_mqtt_cidrs" {
-  description = "CIDRs of the MQTT provider that tribune-bridge connects to on 8883 (MQTT over TLS). Empty: no bridge egress."
+  description = "CIDRs of the MQTT provider that tribune-bridge connects to, on the port of bridge_mqtt_url. Empty: no bridge egress."
   type        = list(string)
   default     = []
   validation {
     condition     = alltrue([for c in var.bridge_mqtt_cidrs : can(cidrhost(c, 0))])
     error_message = "bridge_mqtt_cidrs must be CIDR blocks."
+  }
+}
+
+variable "bridge_mqtt_url" {
+  description = "The bridge's mqtt.url, for the egress rule's port: mqtts://host[:port] (default port 8883) or wss://host[:port][/path] (MQTT over WebSocket, default 443). TLS only: the provider is on the internet."
+  type        = string
+  default     = "mqtts://mqtt.thesports.com:8883"
+  validation {
+    condition = (
+      can(regex("(?i)^(mqtts|ssl|wss)://(?:\\[[0-9a-f:.]+\\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?(?:/[^?#\\s]*)?$", var.bridge_mqtt_url))
+      && try(tonumber(regex("(?i)^(mqtts|ssl|wss)://(?:\\[[0-9a-f:.]+\\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?(?:/[^?#\\s]*)?$", var.bridge_mqtt_url)[1]) <= 65535, true)
+    )
+    error_message = "bridge_mqtt_url must be mqtts://host[:port] or wss://host[:port][/path] (TLS; no credentials or query in the URL)."
   }
 }
 
