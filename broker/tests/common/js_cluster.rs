@@ -215,14 +215,20 @@ impl JsCluster {
     }
 
     /// Poll until `$JS.API.INFO` answers without error through every
-    /// running node.
+    /// running node, and so does `STREAM.NAMES`, which a clustered
+    /// nats-server answers only once there is a meta leader (`INFO` comes
+    /// earlier; a `STREAM.CREATE` sent between the two goes unanswered).
     pub async fn wait_api_ready(&self) {
-        self.poll("JetStream API answering on every node", || async {
-            for i in self.c.live() {
-                self.request_ok(i, "$JS.API.INFO", "").await?;
-            }
-            Ok(())
-        })
+        self.poll(
+            "JetStream API and meta leader answering on every node",
+            || async {
+                for i in self.c.live() {
+                    self.request_ok(i, "$JS.API.INFO", "").await?;
+                    self.request_ok(i, "$JS.API.STREAM.NAMES", "").await?;
+                }
+                Ok(())
+            },
+        )
         .await;
     }
 
