@@ -368,6 +368,17 @@ fn raw_bytes_match_nats_server() {
     }
 }
 
+/// A server with the stream `SPORTS` on `sports.>`, direct gets allowed.
+async fn sports_stream(f: &Flavor) -> Js {
+    let js = Js::start(f).await;
+    let cfg = json!({"name":"SPORTS","subjects":["sports.>"],"allow_direct":true});
+    let v = js
+        .api("$JS.API.STREAM.CREATE.SPORTS", &cfg.to_string())
+        .await;
+    assert!(v.get("error").is_none(), "{v}");
+    js
+}
+
 /// The scores of five football matches, each updated several times,
 /// between tennis updates: `multi_last` answers the last score of every
 /// match, in sequence order, whatever happened before.
@@ -375,12 +386,7 @@ fn raw_bytes_match_nats_server() {
 async fn scores_board() {
     for f in flavors(BIN) {
         eprintln!("=== {}", f.label);
-        let js = Js::start(&f).await;
-        let cfg = json!({"name":"SPORTS","subjects":["sports.>"],"allow_direct":true});
-        let v = js
-            .api("$JS.API.STREAM.CREATE.SPORTS", &cfg.to_string())
-            .await;
-        assert!(v.get("error").is_none(), "{v}");
+        let js = sports_stream(&f).await;
         // seq -> (subject, payload), and the last seq of each match.
         let mut log: BTreeMap<u64, (String, String)> = BTreeMap::new();
         for round in 0..4 {
@@ -503,12 +509,7 @@ async fn scores_board() {
 async fn too_many_subjects() {
     for f in flavors(BIN) {
         eprintln!("=== {}", f.label);
-        let js = Js::start(&f).await;
-        let cfg = json!({"name":"SPORTS","subjects":["sports.>"],"allow_direct":true});
-        let v = js
-            .api("$JS.API.STREAM.CREATE.SPORTS", &cfg.to_string())
-            .await;
-        assert!(v.get("error").is_none(), "{v}");
+        let js = sports_stream(&f).await;
         let mut acks = Vec::new();
         for i in 0..1025 {
             let ack = js

@@ -141,21 +141,7 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    fn router() -> Router {
-        let cfg = Config::parse(
-            r#"
-            [mqtt]
-            url = "mqtts://x:8883"
-            [[mqtt.subscriptions]]
-            topic = "thesports/+/match/v1"
-            [nats]
-        "#,
-        )
-        .expect("config");
-        Router::new(&cfg)
-    }
+    use crate::replay::tests::router;
 
     const TOPIC: &str = "thesports/football/match/v1";
 

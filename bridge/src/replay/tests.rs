@@ -11,7 +11,9 @@ use crate::state::fake::FakeStream;
 
 const TOPIC: &str = "thesports/football/match/v1";
 
-fn router() -> Router {
+/// The router of a bridge subscribed to every sport's match topic (shared
+/// with `letter`'s tests).
+pub(super) fn router() -> Router {
     let cfg = Config::parse(
         r#"
         [mqtt]
