@@ -31,10 +31,7 @@ pub fn inbox_id(iss: &str, sub: &str) -> String {
     h.update(iss.as_bytes());
     h.update(b"\n");
     h.update(sub.as_bytes());
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    data_encoding::HEXLOWER.encode(&h.finalize()[..16])
 }
 
 /// What a token maps to.
