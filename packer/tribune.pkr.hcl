@@ -1,23 +1,30 @@
 # The Tribune AMI: Debian 12, the three release binaries, hardened systemd
-# units, and a boot-time renderer that builds /etc/tribune/broker.conf from
-# user data (region, tag key, cluster name), instance metadata (IMDSv2) and
-# the TLS secret tribune/<cluster>/tls in Secrets Manager.
+# units, a boot unit that attaches the AZ's data volume and Elastic IP, and
+# a boot-time renderer that builds /etc/tribune/broker.conf (and auth.toml,
+# bridge.conf) from user data (region, tag key, cluster name, client host),
+# instance metadata (IMDSv2) and the secrets tribune/<cluster>/* in Secrets
+# Manager.
 #
-#   make ami                      # cargo build --release, then packer build
-#   packer validate packer/       # what `make test-deploy` checks
+#   make ami                                  # static build, packer init, packer build
+#   packer validate -var bin_dir=DIR packer/  # Packer >= 1.7 (after packer init packer/)
+#   packer validate -var bin_dir=DIR packer/packer-1.6/   # Debian's Packer 1.6.6
 #
-# Written for Packer 1.6.6 (Debian's package), which has amazon-ebs built in
-# and no `packer init`; see versions.pkr.hcl.newer for newer Packer.
+# Only the attributes both Packer 1.6.6's built-in amazon-ebs and the
+# amazon plugin (versions.pkr.hcl) accept are used here, so one template
+# serves both; scripts/layout.sh picks the directory for the installed Packer.
 
 locals {
   stamp    = formatdate("YYYYMMDDhhmmss", timestamp())
-  ami_name = "tribune-${var.version}-${local.stamp}"
-  bin_dir  = var.bin_dir != "" ? var.bin_dir : "${path.root}/../target/release"
+  ami_name = "tribune-${var.version}-${var.arch}-${local.stamp}"
+  # Debian's image names and EC2's architecture names for var.arch.
+  debian_arch   = var.arch == "arm64" ? "arm64" : "amd64"
+  instance_type = var.instance_type != "" ? var.instance_type : (var.arch == "arm64" ? "c7g.large" : "c7i.large")
+  manifest      = var.manifest != "" ? var.manifest : "${path.root}/manifest.json"
 }
 
 source "amazon-ebs" "tribune" {
   region        = var.region
-  instance_type = var.instance_type
+  instance_type = local.instance_type
   subnet_id     = var.subnet_id
   ssh_username  = "admin"
   ssh_interface = "public_ip"
@@ -26,8 +33,8 @@ source "amazon-ebs" "tribune" {
   # renderer needs as packages: python3 and python3-boto3.
   source_ami_filter {
     filters = {
-      name                = "debian-12-amd64-*"
-      architecture        = "x86_64"
+      name                = "debian-12-${local.debian_arch}-*"
+      architecture        = var.arch
       virtualization-type = "hvm"
       root-device-type    = "ebs"
     }
@@ -58,11 +65,12 @@ source "amazon-ebs" "tribune" {
   ami_users    = var.ami_users
 
   ami_name        = local.ami_name
-  ami_description = "Tribune ${var.version}: tribune-broker, tribune-auth, tribune-bridge on Debian 12"
+  ami_description = "Tribune ${var.version}: tribune-broker, tribune-auth, tribune-bridge on Debian 12 ${var.arch}"
   tags = {
     Name              = local.ami_name
     "tribune:image"   = "broker"
     "tribune:version" = var.version
+    "tribune:arch"    = var.arch
     "tribune:base"    = "{{ .SourceAMIName }}"
   }
   run_tags = {
@@ -78,17 +86,17 @@ build {
   }
 
   provisioner "file" {
-    source      = "${local.bin_dir}/tribune-broker"
+    source      = "${var.bin_dir}/tribune-broker"
     destination = "/tmp/tribune/bin/tribune-broker"
   }
 
   provisioner "file" {
-    source      = "${local.bin_dir}/tribune-auth"
+    source      = "${var.bin_dir}/tribune-auth"
     destination = "/tmp/tribune/bin/tribune-auth"
   }
 
   provisioner "file" {
-    source      = "${local.bin_dir}/tribune-bridge"
+    source      = "${var.bin_dir}/tribune-bridge"
     destination = "/tmp/tribune/bin/tribune-bridge"
   }
 
@@ -103,11 +111,12 @@ build {
     script          = "${path.root}/scripts/install.sh"
   }
 
-  # The verify step: binaries run, the rendered config passes the broker's
-  # own check, units pass systemd-analyze and carry the hardening.
+  # The verify step: all three binaries run on this image (its kernel, its
+  # libc, its architecture), the rendered config passes the broker's own
+  # check, units pass systemd-analyze and carry the hardening.
   provisioner "shell" {
     execute_command = "sudo -n env {{ .Vars }} bash -euo pipefail {{ .Path }}"
-    script          = "${path.root}/scripts/verify.sh"
+    scripts         = ["${path.root}/scripts/verify-binaries.sh", "${path.root}/scripts/verify.sh"]
   }
 
   provisioner "shell" {
@@ -117,7 +126,7 @@ build {
 
   # packer/manifest.json: `make deploy` reads the new AMI ID from it.
   post-processor "manifest" {
-    output     = "${path.root}/manifest.json"
+    output     = local.manifest
     strip_path = true
     custom_data = {
       version = var.version

@@ -4,16 +4,25 @@ variable "region" {
   default     = "eu-west-1"
 }
 
+variable "arch" {
+  type        = string
+  description = "The AMI's architecture, as EC2 names it: x86_64 or arm64. The binaries in bin_dir must be built for it (make ami does)."
+  default     = "x86_64"
+  validation {
+    condition     = var.arch == "x86_64" || var.arch == "arm64"
+    error_message = "The arch variable must be x86_64 or arm64."
+  }
+}
+
 variable "instance_type" {
   type        = string
-  description = "Builder instance type (x86_64, like the release binaries)."
-  default     = "c7i.large"
+  description = "Builder instance type, of var.arch. Empty: c7i.large (x86_64) or c7g.large (arm64)."
+  default     = ""
 }
 
 variable "bin_dir" {
   type        = string
-  description = "Directory with the release binaries tribune-broker, tribune-auth, tribune-bridge (x86_64 Linux, glibc <= Debian 12's). Empty: <repo>/target/release."
-  default     = ""
+  description = "Directory with the release binaries tribune-broker, tribune-auth, tribune-bridge: static Linux executables for var.arch (make ami builds them for the musl target)."
 }
 
 variable "version" {
@@ -37,5 +46,11 @@ variable "ami_users" {
 variable "subnet_id" {
   type        = string
   description = "Subnet for the builder. Empty: the default VPC's."
+  default     = ""
+}
+
+variable "manifest" {
+  type        = string
+  description = "Where the manifest post-processor writes the build's AMI ID. Empty: manifest.json in the template directory."
   default     = ""
 }

@@ -15,27 +15,34 @@ new pid and a new /varz start time; at no moment were two nodes down; the
 nodes restarted in inventory order; every acknowledged message is in the
 stream once and in order, ids were acknowledged without gaps, and the
 publisher reconnected. A second run with the same binary restarts nothing.
+
+A "v3" that passes the pre-stop config check but never becomes healthy is
+rolled back: the play fails naming the first node, which runs v1 again
+(restored from the .prev the upgrade made, not an older one) and is
+healthy and routed, with v3 kept as tribune-broker.failed; the other nodes
+were never touched, and no acknowledged message was lost. A rerun tries that
+node again; when its lame duck is killed before the swap, it is restarted on
+v1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
+from upgrade_harness import Watcher, Workload, free_ports, get_json, install_copy, variant, wait
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
@@ -52,40 +59,8 @@ def _tool(name: str) -> str:
     return found
 
 
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _install_copy(src: Path, dest: Path) -> None:
-    """A copy of the broker without debug info: the debug build is ~600 MB
-    and the test holds it up to a dozen times (v1, v2, and per node the
-    binary, .new and .prev)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    strip = shutil.which("strip")
-    if strip and subprocess.run([strip, "--strip-debug", "-o", str(dest), str(src)],
-                                capture_output=True).returncode == 0:
-        return
-    shutil.copy2(src, dest)
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _get_json(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return json.loads(r.read())
-    except (OSError, ValueError):
-        return None
 
 
 def _bcrypt(password: str) -> str:
@@ -96,21 +71,11 @@ def _bcrypt(password: str) -> str:
     return proc.stdout
 
 
-def _wait(cond, what: str, deadline_s: float = 120):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class Cluster:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.route_password = secrets.token_hex(16)
-        ports = _free_ports(9)
+        ports = free_ports(9)
         self.hosts = {}
         for i, name in enumerate(NODES):
             client, cluster, monitor = ports[3 * i: 3 * i + 3]
@@ -157,8 +122,11 @@ class Cluster:
             "children": {"tribune_brokers": {"hosts": self.hosts}},
         }}))
 
+    def monitor_urls(self) -> dict[str, str]:
+        return {n: h["tribune_broker_monitor_url"] for n, h in self.hosts.items()}
+
     def monitor(self, name: str, path: str) -> dict | None:
-        return _get_json(f"{self.hosts[name]['tribune_broker_monitor_url']}{path}")
+        return get_json(f"{self.hosts[name]['tribune_broker_monitor_url']}{path}")
 
     def binary(self, name: str) -> Path:
         return Path(self.hosts[name]["tribune_service_bin_dir"]) / "tribune-broker"
@@ -208,35 +176,6 @@ def _playbook(cluster: Cluster, playbook: str, *extra: str) -> subprocess.Comple
     return proc
 
 
-class Watcher(threading.Thread):
-    """Samples every node's /varz: who is down at each moment, and when each
-    node's server start time changed (= it restarted)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(daemon=True)
-        self.cluster = cluster
-        self.stop_event = threading.Event()
-        self.max_down = 0
-        self.down_samples: list[list[str]] = []
-        self.restarts: list[str] = []
-        self.starts = {n: (cluster.monitor(n, "/varz") or {}).get("start") for n in NODES}
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            down = []
-            for n in NODES:
-                varz = self.cluster.monitor(n, "/varz")
-                if varz is None:
-                    down.append(n)
-                elif varz.get("start") != self.starts[n]:
-                    self.starts[n] = varz.get("start")
-                    self.restarts.append(n)
-            if down:
-                self.down_samples.append(down)
-            self.max_down = max(self.max_down, len(down))
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
@@ -246,62 +185,44 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop_all()
 
 
-def test_rolling_upgrade_keeps_serving(cluster: Cluster, tmp_path: Path) -> None:
+def _install_v1(cluster: Cluster, tmp_path: Path) -> Path:
+    """site.yml installs "v1" (a copy of the built broker) on every node and
+    forms the cluster; returns v1's path."""
     broker = Path(os.environ.get("TRIBUNE_BROKER_BIN", REPO / "target" / "debug" / "tribune-broker"))
     if not broker.exists():
         pytest.fail(f"tribune-broker not found at {broker}; run `cargo build -p tribune-broker`")
-    v1, v2 = tmp_path / "dist" / "v1" / "tribune-broker", tmp_path / "dist" / "v2" / "tribune-broker"
-    v2.parent.mkdir(parents=True)
-    _install_copy(broker, v1)
-    # Trailing bytes after the ELF image change the file, not the program.
-    v2.write_bytes(v1.read_bytes() + b"\n# tribune rolling-upgrade test v2\n")
-    v2.chmod(0o755)
-
-    # Install v1 and form the cluster with the roles.
+    v1 = tmp_path / "dist" / "v1" / "tribune-broker"
+    install_copy(broker, v1)
     proc = _playbook(cluster, "site.yml", "-e", f"tribune_broker_binary_src={v1}")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for n in NODES:
         routez = cluster.monitor(n, "/routez")
         assert routez and routez["num_routes"] == 2, (n, routez)
         assert _sha256(cluster.binary(n)) == _sha256(v1)
+    return v1
+
+
+def test_rolling_upgrade_keeps_serving(cluster: Cluster, tmp_path: Path) -> None:
+    v1 = _install_v1(cluster, tmp_path)
+    v2 = variant(v1, tmp_path / "dist" / "v2" / "tribune-broker", "v2")
+    for n in NODES:
         conf = (Path(cluster.hosts[n]["tribune_service_etc_dir"]) / "broker.conf").read_text()
         assert "authorization {" in conf and 'password: "$2b$04$' in conf, n
     pids_before = {n: cluster.pid(n) for n in NODES}
 
-    # The client workload, in its own process.
-    out, stop = tmp_path / "workload.json", tmp_path / "workload.stop"
-    progress = out.with_suffix(".progress")
-    workload = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("upgrade_workload.py")),
-         "--servers", ",".join(cluster.client_urls()), "--out", str(out), "--stop", str(stop)],
-        stdout=open(tmp_path / "workload.log", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    watcher = Watcher(cluster)
-
-    def acked() -> int:
-        try:
-            return int(progress.read_text())
-        except (OSError, ValueError):
-            return 0
-
-    try:
-        _wait(lambda: acked() >= 100, "the workload to get 100 acknowledgements", 60)
+    watcher = Watcher(cluster.monitor_urls())
+    with Workload(cluster.client_urls(), tmp_path) as load:
         watcher.start()
-        before = acked()
-        proc = _playbook(cluster, "rolling_upgrade.yml", "-e", f"tribune_broker_binary_src={v2}")
-        assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
-        during = acked()
-        # Traffic keeps flowing after the last node is back.
-        _wait(lambda: acked() >= during + 100, "acknowledgements after the upgrade", 60)
-    finally:
-        watcher.stop_event.set()
-        stop.write_text("stop")
         try:
-            workload.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            workload.kill()
-            workload.wait()
-    assert workload.returncode == 0, (tmp_path / "workload.log").read_text()[-3000:]
-    result = json.loads(out.read_text())
+            before = load.acked()
+            proc = _playbook(cluster, "rolling_upgrade.yml", "-e", f"tribune_broker_binary_src={v2}")
+            assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+            during = load.acked()
+            # Traffic keeps flowing after the last node is back.
+            wait(lambda: load.acked() >= during + 100, "acknowledgements after the upgrade", 60)
+        finally:
+            watcher.stop_event.set()
+    result = load.result()
 
     # The play did what it says, one node at a time, in inventory order.
     assert "Step 2, lame duck" in proc.stdout and "Step 3, replace the binary" in proc.stdout
@@ -318,13 +239,8 @@ def test_rolling_upgrade_keeps_serving(cluster: Cluster, tmp_path: Path) -> None
         log = (Path(cluster.hosts[n]["tribune_service_log_dir"]) / "tribune-broker.log").read_text()
         assert "Entering lame duck mode" in log, n
 
-    # Nothing acknowledged was lost; the publisher never skipped an id.
+    # Workload.result() checked that nothing acknowledged was lost.
     assert during > before, "no acknowledgements while the upgrade ran"
-    assert result["acked"] == list(range(len(result["acked"])))
-    missing = set(result["acked"]) - set(result["recorded"])
-    assert not missing, f"{len(missing)} acknowledged messages are not in the R3 stream: {sorted(missing)[:20]}"
-    # In order, and once each (retries of a stored id are duplicates).
-    assert result["recorded"] == sorted(set(result["recorded"])), "the stream holds an id twice or out of order"
     # Every node went away once, so the publisher had to reconnect.
     assert result["publisher"]["reconnects"] >= 1, result["publisher"]
 
@@ -338,11 +254,7 @@ def test_rolling_upgrade_keeps_serving(cluster: Cluster, tmp_path: Path) -> None
 def test_rolling_upgrade_refuses_a_broken_binary(cluster: Cluster, tmp_path: Path) -> None:
     """A binary that cannot even check the config stops the rollout before
     any node is taken down."""
-    broker = Path(os.environ.get("TRIBUNE_BROKER_BIN", REPO / "target" / "debug" / "tribune-broker"))
-    v1 = tmp_path / "dist" / "tribune-broker"
-    _install_copy(broker, v1)
-    proc = _playbook(cluster, "site.yml", "-e", f"tribune_broker_binary_src={v1}")
-    assert proc.returncode == 0, proc.stdout[-6000:]
+    v1 = _install_v1(cluster, tmp_path)
     pids = {n: cluster.pid(n) for n in NODES}
     bad = tmp_path / "dist" / "broken"
     bad.write_text("#!/bin/sh\necho 'not a broker' >&2\nexit 1\n")
@@ -354,6 +266,102 @@ def test_rolling_upgrade_refuses_a_broken_binary(cluster: Cluster, tmp_path: Pat
     for n in NODES:
         assert _sha256(cluster.binary(n)) == _sha256(v1)
         assert (cluster.monitor(n, "/healthz") or {}).get("status") == "ok"
+
+
+def test_rolling_upgrade_rolls_back_a_node_that_never_gets_healthy(cluster: Cluster, tmp_path: Path) -> None:
+    """A "v3" that passes the config check but never serves: the first node
+    is put back on v1 and the rollout stops there. A rerun tries that node
+    again; when its lame duck fails (killed at the stop timeout) before the
+    binary was replaced, it is restarted on the binary it had."""
+    v1 = _install_v1(cluster, tmp_path)
+    # What an earlier upgrade leaves behind: the rollback must restore the
+    # copy this upgrade made of v1, never an older .prev.
+    v0 = variant(v1, tmp_path / "dist" / "v0" / "tribune-broker", "v0")
+    for n in NODES:
+        shutil.copy2(v0, cluster.binary(n).with_name("tribune-broker.prev"))
+    # Passes `-c conf -t` (the real broker checks the file), otherwise runs
+    # without ever listening, as a binary that hangs at startup would.
+    v3 = tmp_path / "dist" / "v3" / "tribune-broker"
+    v3.parent.mkdir(parents=True)
+    v3.write_text('#!/bin/sh\n'
+                  'for a in "$@"; do [ "$a" = -t ] && exec ' + shlex.quote(str(v1)) + ' "$@"; done\n'
+                  'exec sleep 3600\n')
+    v3.chmod(0o755)
+    v2 = variant(v1, tmp_path / "dist" / "v2" / "tribune-broker", "v2")
+    node1 = cluster.binary("node1")
+    pids_before = {n: cluster.pid(n) for n in NODES}
+
+    def rollout(binary: Path, *extra: str) -> str:
+        # 10 x 1 s per health gate: v3 fails the first one in about 10 s,
+        # and v1 passes each within that once it is back.
+        started = time.monotonic()
+        proc = _playbook(cluster, "rolling_upgrade.yml", "-e", f"tribune_broker_binary_src={binary}",
+                         "-e", "tribune_broker_health_retries=10", *extra)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-8000:]
+        assert time.monotonic() - started < 180
+        return out
+
+    def restored(out: str) -> str:
+        """What the play's restore step did: changed, or skipping."""
+        m = re.search(r"Rollback, install the previous binary \(atomic rename\)\] \**\n(\w+):", out)
+        assert m, out[-8000:]
+        return m.group(1)
+
+    def node1_back_on_v1(pid_before: int) -> None:
+        assert _sha256(node1) == _sha256(v1)
+        assert _sha256(node1.with_name("tribune-broker.prev")) == _sha256(v1)
+        assert _sha256(node1.with_name("tribune-broker.failed")) == _sha256(v3)
+        assert not node1.with_name("tribune-broker.rollback").exists()
+        assert cluster.pid("node1") != pid_before
+        # The play's own gate saw it healthy. Under the workload's steady
+        # writes a follower replica reads "not current" for an instant now
+        # and then (it has appended an entry it has not applied yet), so
+        # this waits for an ok rather than taking one sample.
+        wait(lambda: (cluster.monitor("node1", "/healthz?js-enabled-only=false") or {}).get("status") == "ok",
+              "node1's /healthz with its JetStream replicas", 30)
+        routez = cluster.monitor("node1", "/routez")
+        assert routez and len({r["remote_id"] for r in routez["routes"]}) == 2, routez
+
+    watcher = Watcher(cluster.monitor_urls())
+    with Workload(cluster.client_urls(), tmp_path) as load:
+        watcher.start()
+        try:
+            out = rollout(v3)
+            assert restored(out) == "changed"
+            assert "Rolling upgrade stopped at node1: Wait for /healthz" in out, out[-8000:]
+            assert "node1 is back on the previous binary (restored from tribune-broker.prev" in out, out[-8000:]
+            # Only node1 went down, once, and came back.
+            assert watcher.restarts == ["node1"], watcher.restarts
+            node1_back_on_v1(pids_before["node1"])
+            assert not node1.with_name("tribune-broker.new").exists()
+
+            # node1 runs v1 again, so a rerun starts with it again. A stop
+            # timeout of 0 kills its lame duck at once: the failure comes
+            # before the swap, so v1 is simply restarted.
+            pid_rolled_back = cluster.pid("node1")
+            out = rollout(v2, "-e", "tribune_broker_stop_timeout=0")
+            assert "Rolling upgrade stopped at node1: Stop with the pidfile supervisor" in out, out[-8000:]
+            assert "node1 is back on the previous binary (it had not been replaced yet)" in out, out[-8000:]
+            assert restored(out) == "skipping"
+            assert watcher.restarts == ["node1", "node1"], watcher.restarts
+            node1_back_on_v1(pid_rolled_back)
+            assert _sha256(node1.with_name("tribune-broker.new")) == _sha256(v2)
+
+            during = load.acked()
+            wait(lambda: load.acked() >= during + 100, "acknowledgements after the rollbacks", 60)
+        finally:
+            watcher.stop_event.set()
+    # Every acknowledged publish is in the R3 stream (checked by result()).
+    load.result()
+    assert watcher.max_down <= 1, watcher.down_samples
+    # The rollouts stopped before the other nodes.
+    for n in ("node2", "node3"):
+        assert cluster.pid(n) == pids_before[n], n
+        assert _sha256(cluster.binary(n)) == _sha256(v1), n
+        assert _sha256(cluster.binary(n).with_name("tribune-broker.prev")) == _sha256(v0), n
+        assert not cluster.binary(n).with_name("tribune-broker.new").exists(), n
+        assert not cluster.binary(n).with_name("tribune-broker.failed").exists(), n
 
 
 def test_template_mode_refuses_routes_without_authorization(cluster: Cluster, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use nkeys::{KeyPair, KeyPairType, XKey};
 
-use crate::config::{CalloutConfig, Config, PermissionsConfig};
+use crate::apps::{App, Apps};
+use crate::config::{CalloutConfig, Config};
 use crate::jwks::JwksCache;
 use crate::jwt::{self, AuthorizationRequestClaims, AuthorizationResponseClaims, UserClaims};
 use crate::permissions::{self, Grant};
@@ -33,14 +34,19 @@ pub const XKEY_HEADER: &str = "Nats-Server-Xkey";
 /// The outcome of one request, for logging and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// User admitted.
+    /// User admitted into `account`, the account of application `app`.
     Allow {
+        app: String,
+        account: String,
         user: String,
         summary: String,
         expires: i64,
     },
-    /// Request was genuine, the web credentials were refused.
+    /// Request was genuine, the web credentials were refused. `app` is the
+    /// application the token was for, when the refusal came after it was
+    /// chosen (e.g. a bad claim value), else `None`.
     Deny {
+        app: Option<String>,
         user: Option<String>,
         reason: &'static str,
         detail: String,
@@ -60,6 +66,15 @@ impl Decision {
             Decision::Invalid { .. } => "invalid",
         }
     }
+
+    /// The application the decision was about, if one was chosen.
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            Decision::Allow { app, .. } => Some(app),
+            Decision::Deny { app, .. } => app.as_deref(),
+            Decision::Invalid { .. } => None,
+        }
+    }
 }
 
 pub struct Handled {
@@ -76,7 +91,7 @@ pub struct Callout {
     issuer_pub: String,
     xkey: Option<XKey>,
     cfg: CalloutConfig,
-    perms: PermissionsConfig,
+    apps: Apps,
     validator: TokenValidator,
 }
 
@@ -105,15 +120,21 @@ impl Callout {
                 anyhow::bail!("callout.allowed_servers: {s:?} is not a server public key");
             }
         }
-        let validator = TokenValidator::new(&cfg.token, keys).context("token")?;
+        let apps = Apps::from_config(cfg).context("applications")?;
+        let validator = TokenValidator::new(&cfg.token, apps.audiences(), keys).context("token")?;
         Ok(Callout {
             issuer_pub: issuer.public_key(),
             issuer,
             xkey,
             cfg: cfg.callout.clone(),
-            perms: cfg.permissions.clone(),
+            apps,
             validator,
         })
+    }
+
+    /// The applications tokens are admitted into.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
     }
 
     /// The IdP key cache, for on-demand refreshes on an unknown `kid`.
@@ -191,9 +212,11 @@ impl Callout {
 
         // 3. Decide, then answer.
         let (decision, resp_claims) = match self.decide(&req) {
-            Ok((id, grant)) => match self.user_jwt(&req, &id, &grant) {
+            Ok((id, app, grant)) => match self.user_jwt(&req, &id, app, &grant) {
                 Ok((jwt, expires)) => (
                     Decision::Allow {
+                        app: app.name.clone(),
+                        account: app.account.clone(),
                         user: id.user,
                         summary: grant.summary,
                         expires,
@@ -320,14 +343,33 @@ impl Callout {
         }
     }
 
-    fn decide(&self, req: &AuthorizationRequestClaims) -> Result<(WebIdentity, Grant), Decision> {
+    /// Validate the token (against every application's audiences), choose
+    /// the one application its `aud` names, and map its claims with that
+    /// application's permissions. Any failure refuses the token: there is no
+    /// fallback to another application.
+    fn decide(
+        &self,
+        req: &AuthorizationRequestClaims,
+    ) -> Result<(WebIdentity, &App, Grant), Decision> {
         let id = self
             .validator
             .validate(Self::web_token(req))
             .map_err(|e| deny(None, &e))?;
-        match permissions::grant(&self.perms, &id.claims) {
-            Ok(g) => Ok((id, g)),
+        let app = match self.apps.select(&id.claims) {
+            Ok(app) => app,
+            Err(e) => {
+                return Err(Decision::Deny {
+                    app: None,
+                    user: Some(id.user),
+                    reason: e.code(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        match permissions::grant(&app.permissions, &id.claims) {
+            Ok(g) => Ok((id, app, g)),
             Err(e) => Err(Decision::Deny {
+                app: Some(app.name.clone()),
                 user: Some(id.user),
                 reason: e.code(),
                 detail: e.to_string(),
@@ -341,14 +383,15 @@ impl Callout {
         &self,
         req: &AuthorizationRequestClaims,
         id: &WebIdentity,
+        app: &App,
         grant: &Grant,
     ) -> Result<(String, i64)> {
-        let mut uc = UserClaims::new(&req.nats.user_nkey, &self.cfg.account);
+        let mut uc = UserClaims::new(&req.nats.user_nkey, &app.account);
         uc.std.name = id.user.clone();
         uc.std.exp = id
             .exp
             .min(jwt::now_unix() + self.cfg.max_user_ttl_secs as i64);
-        permissions::apply(&self.perms, grant, &mut uc.nats);
+        permissions::apply(&app.permissions, grant, &mut uc.nats);
         let exp = uc.std.exp;
         Ok((jwt::encode(&mut uc, &self.issuer)?, exp))
     }
@@ -370,6 +413,7 @@ impl Callout {
 
 fn deny(user: Option<String>, e: &TokenError) -> Decision {
     Decision::Deny {
+        app: None,
         user,
         reason: e.code(),
         detail: e.to_string(),
@@ -383,7 +427,7 @@ mod tests {
         AuthorizationRequest, ClientInformation, ConnectOptions, ServerId, StdClaims,
     };
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const SECRET: &str = "unit-test-secret-unit-test-secret-0000";
 
@@ -395,6 +439,11 @@ mod tests {
     }
 
     fn fixture(with_xkey: bool) -> Fixture {
+        fixture_with(with_xkey, "")
+    }
+
+    /// `extra` is appended to the config (e.g. `[[apps]]`).
+    fn fixture_with(with_xkey: bool, extra: &str) -> Fixture {
         let account = KeyPair::new_account();
         let svc_x = XKey::new();
         let toml = format!(
@@ -413,6 +462,7 @@ mod tests {
             [[permissions.claims]]
             claim = "sports"
             subject = "sports.{{value}}.>"
+            {extra}
             "#,
             account.seed().unwrap(),
             if with_xkey {
@@ -431,7 +481,11 @@ mod tests {
     }
 
     fn web_token(exp_in: i64) -> String {
-        let c = json!({"sub":"bob","iss":"idp","aud":"web","exp":jwt::now_unix()+exp_in,"sports":["football"]});
+        token_for(json!("web"), exp_in)
+    }
+
+    fn token_for(aud: Value, exp_in: i64) -> String {
+        let c = json!({"sub":"bob","iss":"idp","aud":aud,"exp":jwt::now_unix()+exp_in,"sports":["football"]});
         encode(
             &Header::new(Algorithm::HS256),
             &c,
@@ -499,6 +553,99 @@ mod tests {
         assert_eq!(u.nats.pub_.deny, vec![">"]);
         // Capped by max_user_ttl_secs (60), not the token's hour.
         assert!(u.std.exp <= jwt::now_unix() + 60);
+    }
+
+    const PARTNERS: &str = r#"
+            [[apps]]
+            name = "partners"
+            account = "PARTNERS"
+            audiences = ["partners-web", "partners-mobile"]
+            [apps.permissions]
+            static_subscribe = ["partners.news.>"]
+            read_streams = ["SPORTS"]
+            [[apps.permissions.claims]]
+            claim = "sports"
+            subject = "partners.{value}.>"
+    "#;
+
+    /// Run one token through the callout: the decision, and the user JWT if admitted.
+    fn run(f: &Fixture, token: &str) -> (Decision, Option<UserClaims>) {
+        let user = KeyPair::new_user();
+        let mut req = request(f, token, &user);
+        let h = f
+            .callout
+            .handle(jwt::encode(&mut req, &f.server).unwrap().as_bytes(), None);
+        let r = response(&h.reply);
+        let uc = (!r.nats.jwt.is_empty()).then(|| jwt::decode_verified(&r.nats.jwt).unwrap());
+        (h.decision, uc)
+    }
+
+    #[test]
+    fn the_audience_chooses_the_account_and_its_permissions() {
+        let f = fixture_with(false, PARTNERS);
+        let (d, u) = run(&f, &token_for(json!("web"), 60));
+        assert_eq!(d.app(), Some("default"), "{d:?}");
+        let u = u.unwrap();
+        assert_eq!(u.std.aud, "APP");
+        assert_eq!(u.nats.sub.allow, vec!["sports.football.>"]);
+        assert_eq!(u.nats.pub_.deny, vec![">"]);
+
+        for aud in [
+            json!("partners-web"),
+            json!(["partners-mobile", "unrelated-api"]),
+        ] {
+            let (d, u) = run(&f, &token_for(aud.clone(), 60));
+            assert!(
+                matches!(&d, Decision::Allow { app, account, .. } if app == "partners" && account == "PARTNERS"),
+                "{aud}: {d:?}"
+            );
+            let u = u.unwrap();
+            assert_eq!(u.std.aud, "PARTNERS");
+            assert_eq!(
+                u.nats.sub.allow,
+                vec!["partners.football.>", "partners.news.>"]
+            );
+            assert_eq!(u.nats.pub_.allow, vec!["$JS.API.DIRECT.GET.SPORTS"]);
+        }
+    }
+
+    #[test]
+    fn a_token_for_no_app_or_several_apps_is_refused() {
+        let f = fixture_with(false, PARTNERS);
+        let (d, u) = run(&f, &token_for(json!(["web", "partners-web"]), 60));
+        assert!(u.is_none());
+        match d {
+            Decision::Deny {
+                app: None,
+                reason: "ambiguous_audience",
+                detail,
+                ..
+            } => assert!(
+                detail.contains("audience matches several applications"),
+                "{detail}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Unknown audience: refused exactly as before there were apps.
+        let (d, u) = run(&f, &token_for(json!("someone-else"), 60));
+        assert!(u.is_none());
+        assert!(
+            matches!(&d, Decision::Deny { app: None, reason: "wrong_audience", detail, .. } if detail == "wrong audience"),
+            "{d:?}"
+        );
+        // A refusal after the app was chosen names it.
+        let c = json!({"sub":"bob","iss":"idp","aud":"partners-web","exp":jwt::now_unix()+60,"sports":["*"]});
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &c,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let (d, _) = run(&f, &t);
+        assert!(
+            matches!(&d, Decision::Deny { app: Some(a), reason: "bad_claim_value", .. } if a == "partners"),
+            "{d:?}"
+        );
     }
 
     #[test]

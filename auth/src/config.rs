@@ -4,6 +4,7 @@
 //! but production configs should point at a file or an environment variable
 //! so the config itself can be world-readable and checked in.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -16,10 +17,40 @@ pub struct Config {
     pub nats: NatsConfig,
     pub callout: CalloutConfig,
     pub token: TokenConfig,
+    /// Permissions of the implicit application (the one of `callout.account`).
+    /// An `Option` so that a `[permissions]` table without `callout.account`,
+    /// which would silently apply to nobody, can be refused.
+    pub permissions: Option<PermissionsConfig>,
+    /// Further web applications, each in an account of its own. See
+    /// [`Config::applications`].
     #[serde(default)]
-    pub permissions: PermissionsConfig,
+    pub apps: Vec<AppConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+}
+
+/// Name of the application that `callout.account`, `token.audiences` and
+/// `[permissions]` describe. Fixed rather than derived from the account, so
+/// that metric labels and logs stay put when the account is renamed.
+pub const IMPLICIT_APP: &str = "default";
+
+/// Longest application name: it is a metric label and a log field.
+const MAX_APP_NAME_LEN: usize = 64;
+
+/// One web application (`[[apps]]`): the tokens whose `aud` names one of
+/// `audiences` are placed in `account` with `permissions`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Label in logs and metrics; `^[a-z][a-z0-9_-]*$`, unique.
+    pub name: String,
+    /// NATS account the app's users land in (the user JWT's `aud`); unique.
+    pub account: String,
+    /// Token audiences that select this app; disjoint from every other app's.
+    pub audiences: Vec<String>,
+    /// Same shape and meaning as the top-level `[permissions]`.
+    #[serde(default)]
+    pub permissions: PermissionsConfig,
 }
 
 /// A secret value: inline (dev only), from a file, or from an environment variable.
@@ -115,9 +146,10 @@ pub struct CalloutConfig {
     /// When true, refuse plaintext requests (only meaningful with `xkey_seed`).
     #[serde(default)]
     pub require_encryption: bool,
-    /// Account web users are placed in (non-operator mode: the account *name*,
-    /// which nats-server reads from the user JWT's `aud`).
-    pub account: String,
+    /// Account the users of the implicit application are placed in
+    /// (non-operator mode: the account *name*, which nats-server reads from the
+    /// user JWT's `aud`). Optional when `[[apps]]` define every application.
+    pub account: Option<String>,
     /// Upper bound on a user JWT's lifetime; the web token's own `exp` may cut it shorter.
     #[serde(default = "default_max_ttl")]
     pub max_user_ttl_secs: u64,
@@ -148,7 +180,10 @@ fn default_queue() -> String {
 pub struct TokenConfig {
     /// Accepted `iss` values (at least one).
     pub issuers: Vec<String>,
-    /// Accepted `aud` values (at least one).
+    /// Accepted `aud` values of the implicit application (the one of
+    /// `callout.account`); required with it, refused without it. `[[apps]]`
+    /// bring their own.
+    #[serde(default)]
     pub audiences: Vec<String>,
     /// JWKS file with the IdP's RSA / EC public keys.
     pub jwks_file: Option<PathBuf>,
@@ -363,44 +398,151 @@ impl Config {
         if self.nats.tls_cert_file.is_some() != self.nats.tls_key_file.is_some() {
             bail!("nats: tls_cert_file and tls_key_file go together");
         }
-        if self.token.issuers.is_empty() || self.token.audiences.is_empty() {
-            bail!("token.issuers and token.audiences must not be empty");
+        if self.token.issuers.is_empty() {
+            bail!("token.issuers must not be empty");
         }
         self.check_token_keys()?;
         if self.callout.require_encryption && self.callout.xkey_seed.is_none() {
             bail!("callout.require_encryption needs callout.xkey_seed");
         }
-        if self.callout.account.is_empty() {
-            bail!("callout.account must not be empty");
-        }
         if self.callout.max_user_ttl_secs == 0 {
             bail!("callout.max_user_ttl_secs must be > 0");
         }
-        for r in &self.permissions.claims {
+        self.check_apps()
+    }
+
+    /// The implicit application's settings belong together, and the
+    /// applications must never compete for a token: names, accounts and
+    /// audiences are each unique across them.
+    fn check_apps(&self) -> Result<()> {
+        match &self.callout.account {
+            Some(a) if a.is_empty() => bail!("callout.account must not be empty"),
+            Some(_) if self.token.audiences.is_empty() => {
+                bail!("token.audiences must not be empty (the audiences of callout.account's application)")
+            }
+            Some(_) => {}
+            None if !self.token.audiences.is_empty() => bail!(
+                "token.audiences are the audiences of callout.account's application, \
+                 and callout.account is not set: move them to an [[apps]] entry"
+            ),
+            None if self.permissions.is_some() => bail!(
+                "[permissions] are the permissions of callout.account's application, \
+                 and callout.account is not set: use [apps.permissions]"
+            ),
+            None => {}
+        }
+        let apps = self.applications();
+        if apps.is_empty() {
+            bail!("no application: set callout.account (with token.audiences and [permissions]) or add [[apps]]");
+        }
+        let mut names: HashSet<&str> = HashSet::new();
+        let mut accounts: HashMap<&str, &str> = HashMap::new();
+        let mut audiences: HashMap<&str, &str> = HashMap::new();
+        for (i, app) in apps.iter().enumerate() {
+            let implicit = i == 0 && self.callout.account.is_some();
+            let what = if implicit {
+                format!("application {IMPLICIT_APP:?} (callout.account)")
+            } else {
+                format!("[[apps]] {:?}", app.name)
+            };
+            check_app_name(&app.name).with_context(|| what.clone())?;
+            if !names.insert(&app.name) {
+                let note = if app.name == IMPLICIT_APP && self.callout.account.is_some() {
+                    " (the name of callout.account's application)"
+                } else {
+                    ""
+                };
+                bail!("{what}: the name is taken by another application{note}");
+            }
+            if app.account.trim().is_empty() {
+                bail!("{what}: account must not be empty");
+            }
+            if let Some(other) = accounts.insert(&app.account, &app.name) {
+                bail!(
+                    "applications {other:?} and {:?} both use account {:?}: each application needs an account of its own",
+                    app.name,
+                    app.account
+                );
+            }
+            if app.audiences.is_empty() {
+                bail!("{what}: audiences must not be empty");
+            }
+            for aud in &app.audiences {
+                if aud.is_empty() {
+                    bail!("{what}: empty audience");
+                }
+                match audiences.insert(aud, &app.name) {
+                    Some(other) if other != app.name => bail!(
+                        "audience {aud:?} is in applications {other:?} and {:?}: a token must select exactly one",
+                        app.name
+                    ),
+                    _ => {}
+                }
+            }
+            if implicit {
+                app.permissions.check()?;
+            } else {
+                app.permissions.check().context(what)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every application, the implicit one (`callout.account`, with
+    /// `token.audiences` and `[permissions]`, named [`IMPLICIT_APP`]) first,
+    /// then `[[apps]]` in file order.
+    pub fn applications(&self) -> Vec<AppConfig> {
+        let implicit = self.callout.account.as_ref().map(|account| AppConfig {
+            name: IMPLICIT_APP.to_string(),
+            account: account.clone(),
+            audiences: self.token.audiences.clone(),
+            permissions: self.permissions.clone().unwrap_or_default(),
+        });
+        implicit
+            .into_iter()
+            .chain(self.apps.iter().cloned())
+            .collect()
+    }
+}
+
+/// `^[a-z][a-z0-9_-]*$`, so a name is safe as it is in a Prometheus label
+/// and a log field.
+fn check_app_name(name: &str) -> Result<()> {
+    let mut bytes = name.bytes();
+    let ok = matches!(bytes.next(), Some(b'a'..=b'z'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        && name.len() <= MAX_APP_NAME_LEN;
+    if !ok {
+        bail!(
+            "name {name:?} must match ^[a-z][a-z0-9_-]*$ (at most {MAX_APP_NAME_LEN} characters)"
+        );
+    }
+    Ok(())
+}
+
+impl PermissionsConfig {
+    /// Subject syntax and the private-inbox rule; errors say `permissions…`,
+    /// the caller adds which application's.
+    fn check(&self) -> Result<()> {
+        for r in &self.claims {
             crate::subjects::check_template(&r.subject)
                 .with_context(|| format!("permissions rule for claim {:?}", r.claim))?;
         }
-        for s in self
-            .permissions
-            .static_subscribe
-            .iter()
-            .chain(&self.permissions.reply_subjects)
-        {
+        for s in self.static_subscribe.iter().chain(&self.reply_subjects) {
             crate::subjects::check_subject(s)
                 .with_context(|| format!("permissions subject {s:?}"))?;
         }
-        if self.permissions.user_inboxes {
+        if self.user_inboxes {
             if let Some(s) = self
-                .permissions
                 .static_subscribe
                 .iter()
-                .chain(&self.permissions.reply_subjects)
+                .chain(&self.reply_subjects)
                 .find(|s| s.starts_with("_INBOX") || s.starts_with('>') || s.starts_with("*"))
             {
                 bail!("permissions: {s:?} would let a user read other users' inboxes; user_inboxes gives each user its own");
             }
         }
-        for s in &self.permissions.read_streams {
+        for s in &self.read_streams {
             crate::subjects::check_stream_name(s)
                 .with_context(|| format!("permissions.read_streams entry {s:?}"))?;
         }
@@ -434,8 +576,181 @@ mod tests {
         let c = Config::from_toml(MIN).unwrap();
         assert_eq!(c.callout.subject, "$SYS.REQ.USER.AUTH");
         assert_eq!(c.callout.max_user_ttl_secs, 3600);
-        assert_eq!(c.permissions.max_subscriptions, 100);
-        assert_eq!(c.permissions.claims[0].claim, "sports");
+        let p = c.permissions.as_ref().unwrap();
+        assert_eq!(p.max_subscriptions, 100);
+        assert_eq!(p.claims[0].claim, "sports");
+        // A config without [[apps]] has one application: the implicit one.
+        let apps = c.applications();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].name, IMPLICIT_APP);
+        assert_eq!(apps[0].account, "APP");
+        assert_eq!(apps[0].audiences, vec!["tribune"]);
+        assert_eq!(&apps[0].permissions, p);
+    }
+
+    const PARTNERS: &str = r#"
+        [[apps]]
+        name = "partners"
+        account = "PARTNERS"
+        audiences = ["partners-web"]
+        [apps.permissions]
+        read_streams = ["SPORTS"]
+        user_inboxes = true
+        [[apps.permissions.claims]]
+        claim = "sports"
+        subject = "sports.{value}.>"
+    "#;
+
+    #[test]
+    fn apps_follow_the_implicit_app() {
+        let c = Config::from_toml(&format!("{MIN}\n{PARTNERS}")).unwrap();
+        let apps = c.applications();
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, vec!["default", "partners"]);
+        let p = &apps[1];
+        assert_eq!(p.account, "PARTNERS");
+        assert_eq!(p.audiences, vec!["partners-web"]);
+        assert_eq!(p.permissions.read_streams, vec!["SPORTS"]);
+        assert!(p.permissions.user_inboxes);
+        assert_eq!(p.permissions.claims[0].subject, "sports.{value}.>");
+        // Defaults as in [permissions].
+        assert_eq!(p.permissions.max_subscriptions, 100);
+    }
+
+    /// MIN without the implicit app: no callout.account, token.audiences or [permissions].
+    fn apps_only(apps: &str) -> String {
+        let base = MIN
+            .replace("account = \"APP\"", "")
+            .replace("audiences = [\"tribune\"]", "");
+        let base = &base[..base.find("[[permissions.claims]]").unwrap()];
+        format!("{base}\n{apps}")
+    }
+
+    #[test]
+    fn apps_alone_without_the_implicit_app() {
+        let c = Config::from_toml(&apps_only(PARTNERS)).unwrap();
+        assert_eq!(c.callout.account, None);
+        let apps = c.applications();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].name, "partners");
+        // Nothing at all: refused.
+        let e = err(&apps_only(""));
+        assert!(e.contains("no application"), "{e}");
+        // The implicit app's parts without callout.account: refused, not ignored.
+        let e = err(&apps_only(PARTNERS).replace(
+            "issuers = [\"https://idp\"]",
+            "issuers = [\"https://idp\"]\naudiences = [\"tribune\"]",
+        ));
+        assert!(
+            e.contains("token.audiences") && e.contains("callout.account"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{}\n[permissions]\nstatic_subscribe = [\"a\"]",
+            apps_only(PARTNERS)
+        ));
+        assert!(
+            e.contains("[permissions]") && e.contains("callout.account"),
+            "{e}"
+        );
+        // callout.account without token.audiences: refused as before.
+        let e = err(&MIN.replace("audiences = [\"tribune\"]", ""));
+        assert!(e.contains("token.audiences must not be empty"), "{e}");
+        let e = err(&MIN.replace("account = \"APP\"", "account = \"\""));
+        assert!(e.contains("callout.account must not be empty"), "{e}");
+    }
+
+    fn partners_with(field: &str, value: &str) -> String {
+        let line = PARTNERS
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{field} =")))
+            .unwrap()
+            .to_string();
+        let new = format!("        {field} = {value}");
+        format!("{MIN}\n{}", PARTNERS.replacen(&line, &new, 1))
+    }
+
+    #[test]
+    fn app_names_accounts_and_audiences_are_unique() {
+        // Audience shared with the implicit app: both apps named.
+        let e = err(&partners_with(
+            "audiences",
+            "[\"partners-web\", \"tribune\"]",
+        ));
+        assert!(
+            e.contains("\"tribune\"") && e.contains("\"default\"") && e.contains("\"partners\""),
+            "{e}"
+        );
+        // Between two [[apps]].
+        let other = PARTNERS
+            .replace("\"partners\"", "\"portal\"")
+            .replace("\"PARTNERS\"", "\"PORTAL\"");
+        let e = err(&format!("{MIN}\n{PARTNERS}\n{other}"));
+        assert!(
+            e.contains("partners-web") && e.contains("\"partners\"") && e.contains("\"portal\""),
+            "{e}"
+        );
+        assert!(Config::from_toml(&format!(
+            "{MIN}\n{PARTNERS}\n{}",
+            other.replace("partners-web", "portal-web")
+        ))
+        .is_ok());
+        // Accounts.
+        let e = err(&partners_with("account", "\"APP\""));
+        assert!(
+            e.contains("account \"APP\"") && e.contains("\"default\""),
+            "{e}"
+        );
+        // Names: taken, and syntax.
+        let e = err(&partners_with("name", "\"default\""));
+        assert!(e.contains("taken"), "{e}");
+        for bad in [
+            "\"\"",
+            "\"Partners\"",
+            "\"1app\"",
+            "\"a b\"",
+            "\"a.b\"",
+            "\"a\\\"b\"",
+        ] {
+            let e = err(&partners_with("name", bad));
+            assert!(e.contains("must match"), "{bad}: {e}");
+        }
+        assert!(Config::from_toml(&partners_with("name", "\"p_2-x\"")).is_ok());
+        // Empty parts.
+        let e = err(&partners_with("audiences", "[]"));
+        assert!(e.contains("audiences must not be empty"), "{e}");
+        let e = err(&partners_with("audiences", "[\"\"]"));
+        assert!(e.contains("empty audience"), "{e}");
+        let e = err(&partners_with("account", "\"\""));
+        assert!(e.contains("account must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn app_permissions_are_checked_like_the_top_level_ones() {
+        let e = err(&partners_with("subject", "\"sports.>.{value}\""));
+        assert!(
+            e.contains("[[apps]] \"partners\"") && e.contains("claim \"sports\""),
+            "{e}"
+        );
+        let e = err(&partners_with("read_streams", "[\"A.B\"]"));
+        assert!(
+            e.contains("[[apps]] \"partners\"") && e.contains("read_streams"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MIN}\n{}",
+            PARTNERS.replace(
+                "user_inboxes = true",
+                "user_inboxes = true\nstatic_subscribe = [\">\"]"
+            )
+        ));
+        assert!(e.contains("other users' inboxes"), "{e}");
+        // Unknown keys in an app are refused too.
+        assert!(Config::from_toml(&format!("{MIN}\n{PARTNERS}").replace(
+            "name = \"partners\"",
+            "name = \"partners\"\nissuers = [\"x\"]"
+        ))
+        .is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! decides anything lives in the library so it can be unit-tested.
 
 #[cfg(feature = "service")]
+pub mod apps;
+#[cfg(feature = "service")]
 pub mod callout;
 #[cfg(feature = "service")]
 pub mod config;

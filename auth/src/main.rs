@@ -38,6 +38,9 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    // aws-lc-rs, the provider the JWKS client and token checks already use.
+    // Err only if one is installed already, which is then used.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(e) = rt.block_on(real_main(args)) {
         error!("{e:#}");
@@ -54,9 +57,10 @@ async fn real_main(args: Args) -> Result<()> {
     if args.check {
         let callout = build_callout(&cfg, None, &metrics, FirstFetch::Once).await?;
         println!(
-            "config ok; issuer {}; {} token keys",
+            "config ok; issuer {}; {} token keys; apps: {}",
             callout.issuer_public_key(),
-            callout.key_count()
+            callout.key_count(),
+            callout.apps()
         );
         return Ok(());
     }

@@ -26,6 +26,12 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     /// reason label -> count, for deny and invalid.
     reasons: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// (application, result) -> count, for decisions taken once the token's
+    /// application was known. A separate metric rather than an `app` label on
+    /// `requests`, so existing queries on `requests` keep their meaning.
+    app_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// (application, reason) -> count, for refusals of a known application.
+    app_reasons: Mutex<BTreeMap<(String, &'static str), u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
@@ -69,6 +75,30 @@ impl Metrics {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_nanos
             .fetch_add(latency.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A decision about a token of application `app` (see [`Metrics::app_requests`]).
+    pub fn record_app(&self, app: &str, result: &'static str, reason: Option<&'static str>) {
+        *lock(&self.app_requests)
+            .entry((app.to_string(), result))
+            .or_default() += 1;
+        if let Some(reason) = reason {
+            *lock(&self.app_reasons)
+                .entry((app.to_string(), reason))
+                .or_default() += 1;
+        }
+    }
+
+    /// Show every configured application's allow and deny counters from the
+    /// start (at 0), so a rate over them exists before the first decision.
+    /// Counters of an application a reload removed stay: counters never vanish.
+    pub fn register_apps<'a>(&self, apps: impl IntoIterator<Item = &'a str>) {
+        let mut m = lock(&self.app_requests);
+        for app in apps {
+            for result in ["allow", "deny"] {
+                m.entry((app.to_string(), result)).or_default();
+            }
+        }
     }
 
     pub fn set_connected(&self, up: bool) {
@@ -117,6 +147,22 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "tribune_auth_rejections_total{{result=\"{res}\",reason=\"{reason}\"}} {v}"
+            );
+        }
+        o.push_str("# HELP tribune_auth_app_requests_total Decisions on tokens of a known application, by application and result.\n");
+        o.push_str("# TYPE tribune_auth_app_requests_total counter\n");
+        for ((app, res), v) in lock(&self.app_requests).iter() {
+            let _ = writeln!(
+                o,
+                "tribune_auth_app_requests_total{{app=\"{app}\",result=\"{res}\"}} {v}"
+            );
+        }
+        o.push_str("# HELP tribune_auth_app_rejections_total Refusals of tokens of a known application, by application and reason.\n");
+        o.push_str("# TYPE tribune_auth_app_rejections_total counter\n");
+        for ((app, reason), v) in lock(&self.app_reasons).iter() {
+            let _ = writeln!(
+                o,
+                "tribune_auth_app_rejections_total{{app=\"{app}\",reason=\"{reason}\"}} {v}"
             );
         }
         o.push_str("# HELP tribune_auth_request_duration_seconds Time to handle one request.\n");
@@ -185,6 +231,12 @@ impl Metrics {
     }
 }
 
+/// The counters stay usable even if a thread panicked while holding a lock:
+/// they are plain numbers, never left half-updated.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -225,5 +277,26 @@ mod tests {
         assert!(t.contains("tribune_auth_request_duration_seconds_bucket{le=\"0.001\"} 1"));
         assert!(t.contains("tribune_auth_request_duration_seconds_bucket{le=\"0.05\"} 2"));
         assert!(t.contains("tribune_auth_request_duration_seconds_count 2"));
+    }
+
+    #[test]
+    fn per_application_counters() {
+        let m = Metrics::new();
+        m.register_apps(["default", "partners"]);
+        m.record_app("partners", "allow", None);
+        m.record_app("partners", "deny", Some("bad_claim_value"));
+        let t = m.render();
+        assert!(t.contains("tribune_auth_app_requests_total{app=\"default\",result=\"allow\"} 0"));
+        assert!(t.contains("tribune_auth_app_requests_total{app=\"default\",result=\"deny\"} 0"));
+        assert!(t.contains("tribune_auth_app_requests_total{app=\"partners\",result=\"allow\"} 1"));
+        assert!(t.contains("tribune_auth_app_requests_total{app=\"partners\",result=\"deny\"} 1"));
+        assert!(t.contains(
+            "tribune_auth_app_rejections_total{app=\"partners\",reason=\"bad_claim_value\"} 1"
+        ));
+        // Registering again (a reload) keeps the counts.
+        m.register_apps(["partners"]);
+        assert!(m
+            .render()
+            .contains("tribune_auth_app_requests_total{app=\"partners\",result=\"allow\"} 1"));
     }
 }

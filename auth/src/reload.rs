@@ -60,6 +60,7 @@ pub async fn build_callout(
     if let (Some(c), true) = (&cache, fresh) {
         c.spawn_refresher();
     }
+    metrics.register_apps(callout.apps().iter().map(|a| a.name.as_str()));
     Ok(callout)
 }
 
@@ -92,7 +93,11 @@ impl Reloader {
         let result = self.try_reload().await;
         self.metrics.reloaded(result.is_ok());
         match &result {
-            Ok(()) => info!(config = %self.path.display(), "configuration reloaded"),
+            Ok(()) => info!(
+                config = %self.path.display(),
+                apps = %self.callout.load().apps(),
+                "configuration reloaded"
+            ),
             Err(e) => warn!(
                 config = %self.path.display(),
                 error = format!("{e:#}"),
@@ -157,5 +162,29 @@ mod tests {
         assert!(fixed_parts_unchanged(&old, &nats).is_err());
         let metrics = Config::from_toml(&format!("{BASE}\n[metrics]\nlisten = \"\"")).unwrap();
         assert!(fixed_parts_unchanged(&old, &metrics).is_err());
+    }
+
+    #[tokio::test]
+    async fn applications_are_reloadable() {
+        let seed = nkeys::KeyPair::new_account().seed().unwrap();
+        let base = BASE.replace("{ env = \"X\" }", &format!("{{ value = \"{seed}\" }}"));
+        let old = Config::from_toml(&base).unwrap();
+        let with_app = Config::from_toml(&format!(
+            "{base}\n[[apps]]\nname = \"partners\"\naccount = \"PARTNERS\"\naudiences = [\"partners-web\"]"
+        ))
+        .unwrap();
+        assert!(fixed_parts_unchanged(&old, &with_app).is_ok());
+        let metrics = Metrics::new();
+        let before = build_callout(&old, None, &metrics, FirstFetch::Once)
+            .await
+            .unwrap();
+        let after = build_callout(&with_app, Some(&before), &metrics, FirstFetch::Once)
+            .await
+            .unwrap();
+        let names: Vec<&str> = after.apps().iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, vec!["default", "partners"]);
+        assert!(metrics
+            .render()
+            .contains("tribune_auth_app_requests_total{app=\"partners\",result=\"allow\"} 0"));
     }
 }

@@ -83,6 +83,7 @@ pub async fn run(
         queue,
         issuer = first.issuer_public_key(),
         encrypted = first.xkey_public_key().is_some(),
+        apps = %first.apps(),
         "serving auth callout"
     );
 
@@ -117,6 +118,9 @@ pub async fn run(
                         Decision::Deny { reason, .. } | Decision::Invalid { reason, .. } => Some(*reason),
                     };
                     metrics.record(handled.decision.result_label(), reason, elapsed);
+                    if let Some(app) = handled.decision.app() {
+                        metrics.record_app(app, handled.decision.result_label(), reason);
+                    }
                 });
             }
         }
@@ -156,12 +160,16 @@ fn log_decision(d: &Decision, server: &str, client: &str, elapsed: std::time::Du
     let ms = elapsed.as_secs_f64() * 1000.0;
     match d {
         Decision::Allow {
+            app,
+            account,
             user,
             summary,
             expires,
         } => {
             info!(
                 decision = "allow",
+                app,
+                account,
                 user,
                 claims = summary,
                 expires,
@@ -172,12 +180,14 @@ fn log_decision(d: &Decision, server: &str, client: &str, elapsed: std::time::Du
             )
         }
         Decision::Deny {
+            app,
             user,
             reason,
             detail,
         } => {
             info!(
                 decision = "deny",
+                app = app.as_deref().unwrap_or("-"),
                 user = user.as_deref().unwrap_or("-"),
                 reason,
                 detail,

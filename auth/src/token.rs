@@ -190,13 +190,24 @@ fn pin_jwk_alg(alg: Option<KeyAlgorithm>, params: &AlgorithmParameters) -> Resul
 }
 
 impl TokenValidator {
-    /// A validator with only local keys; refuses configs that need the IdP's JWKS.
+    /// A validator with only local keys, accepting `cfg.audiences`; refuses
+    /// configs that need the IdP's JWKS.
     pub fn from_config(cfg: &TokenConfig) -> Result<Self> {
-        Self::new(cfg, None)
+        Self::new(cfg, cfg.audiences.clone(), None)
     }
 
-    /// `remote` must be given exactly when the config names a JWKS URL or OIDC issuer.
-    pub fn new(cfg: &TokenConfig, remote: Option<Arc<JwksCache>>) -> Result<Self> {
+    /// `audiences` are the accepted `aud` values: every application's (the
+    /// callout then picks the one application a token names), not only
+    /// `cfg.audiences`. `remote` must be given exactly when the config names a
+    /// JWKS URL or OIDC issuer.
+    pub fn new(
+        cfg: &TokenConfig,
+        audiences: Vec<String>,
+        remote: Option<Arc<JwksCache>>,
+    ) -> Result<Self> {
+        if audiences.is_empty() {
+            bail!("token: no accepted audience");
+        }
         let wants_remote = cfg.jwks_url.is_some() || cfg.oidc_issuer.is_some();
         if wants_remote != remote.is_some() {
             bail!("token: a JWKS key cache is needed exactly when jwks_url or oidc_issuer is set");
@@ -223,7 +234,7 @@ impl TokenValidator {
             keys,
             remote,
             issuers: cfg.issuers.clone(),
-            audiences: cfg.audiences.clone(),
+            audiences,
             leeway: cfg.leeway_secs,
             user_claim: cfg.user_claim.clone(),
         })

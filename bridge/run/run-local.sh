@@ -3,7 +3,8 @@
 #
 #   3 broker nodes (cluster + JetStream, R3 streams, WebSocket listeners),
 #   tribune-auth (auth callout for web users), the feed simulator with an
-#   embedded MQTT broker, tribune-bridge, and the live-scores page; prints the
+#   embedded MQTT broker, three tribune-bridges (one per node, one active at a
+#   time: ha.mode single_active), and the live-scores page; prints the
 #   page's URL (with a development token) and tails sports.football.* live.
 #   Ctrl-C stops everything.
 #
@@ -12,7 +13,7 @@
 #   TRIBUNE_BROKER_BIN / NATS_SERVER_BIN   binary paths (the Makefile exports them)
 #   RUN_PORT_OFFSET=N         add N to every port (default 0: 4222-4224, 6222-6224,
 #                             8222-8224, WebSocket 8081-8083, page 8080, MQTT 1883,
-#                             bridge 9465, auth 9464/9466/9467)
+#                             bridges 9465/9468/9469, auth 9464/9466/9467)
 #   RUN_STATE_DIR=DIR         keys, configs, logs, JetStream data (default target/run-local)
 #   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
 #   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
@@ -47,7 +48,7 @@ for i in 0 1 2; do
     WS[i]=$((8081 + i + OFF))
 done
 WEB_PORT=$((8080 + OFF))
-MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=$((9465 + OFF))
+MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=($((9465 + OFF)) $((9468 + OFF)) $((9469 + OFF)))
 # One tribune-auth per node (metrics 9464, 9466, 9467), as deployed: the
 # callout has a responder while any node is up.
 AUTH_HTTP=($((9464 + OFF)) $((9466 + OFF)) $((9467 + OFF)))
@@ -199,7 +200,7 @@ accounts {
   SPORTS: {
     jetstream: enabled
     users: [
-      { nkey: $BRIDGE_PUB, permissions: { publish: ["sports.>", "deadletter.>", "\$JS.API.>", "_INBOX.>"], subscribe: ["_INBOX.>"] } }
+      { nkey: $BRIDGE_PUB, permissions: { publish: ["sports.>", "deadletter.>", "\$JS.API.>", "\$KV.tribune_bridge.>", "_INBOX.>"], subscribe: ["_INBOX.>"] } }
       { nkey: $TAIL_PUB }
     ]
     exports: [
@@ -269,25 +270,36 @@ done
 echo "== feed simulator with embedded MQTT broker on 127.0.0.1:$MQTT_PORT"
 start simulator "$BRIDGE" simulate --embedded-broker "127.0.0.1:$MQTT_PORT" --rate "${RUN_RATE:-5}"
 
-echo "== tribune-bridge, /healthz and /metrics on :$BRIDGE_HTTP"
-cat > "$STATE/conf/bridge.toml" <<CONF
+echo "== tribune-bridge x3 (one per node; one holds the lease and ingests), /healthz and /metrics on :${BRIDGE_HTTP[*]}"
+for i in 0 1 2; do
+n=$((i + 1))
+# Each bridge prefers its own node; all share one provider session (same
+# client_id), which passes to whichever bridge takes the lease next.
+OWN_FIRST="\"nats://127.0.0.1:${CLIENT[i]}\""
+for j in 0 1 2; do [ "$j" = "$i" ] || OWN_FIRST="$OWN_FIRST, \"nats://127.0.0.1:${CLIENT[j]}\""; done
+cat > "$STATE/conf/bridge$n.toml" <<CONF
 [mqtt]
 url = "mqtt://127.0.0.1:$MQTT_PORT"
-allow_plaintext = true        # loopback simulator; the provider is mqtts://
+allow_plaintext = true        # loopback simulator; the provider is mqtts:// or wss://
 client_id = "tribune-bridge-local"
 [[mqtt.subscriptions]]
 topic = "thesports/+/match/v1"
 qos = 1
 [nats]
-servers = [$TOML_SERVERS]
+servers = [$OWN_FIRST]
+name = "tribune-bridge-$n"
 nkey_seed = { file = "$K/bridge.nk" }
 [jetstream]
 replicas = $REPLICAS
+[ha]
+mode = "single_active"
+instance = "bridge$n"
 [http]
-listen = "127.0.0.1:$BRIDGE_HTTP"
+listen = "127.0.0.1:${BRIDGE_HTTP[i]}"
 CONF
-start bridge "$BRIDGE" run --config "$STATE/conf/bridge.toml"
-wait_http_ok "$BRIDGE_HTTP" /healthz bridge
+start "bridge$n" "$BRIDGE" run --config "$STATE/conf/bridge$n.toml"
+done
+for i in 0 1 2; do wait_http_ok "${BRIDGE_HTTP[i]}" /healthz "bridge$((i + 1))"; done
 for i in 0 1 2; do wait_http_ok "${AUTH_HTTP[i]}" /healthz "auth$((i + 1))"; done
 
 "$BRIDGE" dev-token --secret-file "$K/hs256.secret" --sports football,tennis > "$K/web.token"
@@ -322,7 +334,7 @@ Watch live updates in the terminal:
     $BRIDGE tail 'sports.football.*' --current --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   web user (token -> tribune-auth callout; reads football and tennis only):
     TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
-  bridge metrics:  curl -s 127.0.0.1:$BRIDGE_HTTP/metrics
+  bridge health:   curl -s 127.0.0.1:${BRIDGE_HTTP[0]}/healthz   (role: active or standby; also :${BRIDGE_HTTP[1]}, :${BRIDGE_HTTP[2]})
   cluster:         curl -s 127.0.0.1:${MON[0]}/routez
 Ctrl-C stops everything.
 

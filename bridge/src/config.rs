@@ -80,6 +80,8 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub ha: HaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +233,45 @@ impl StateConfig {
     }
 }
 
+/// How the bridges of a cluster share the provider feed (README "High
+/// availability").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    #[serde(default)]
+    pub mode: HaMode,
+    /// `single_active`: the KV bucket holding the lease (created with the
+    /// stream's replicas and `max_age` = the TTL).
+    #[serde(default = "default_lease_bucket")]
+    pub lease_bucket: String,
+    /// `single_active`: the key; bridges sharing one provider connection use
+    /// the same key.
+    #[serde(default = "default_lease_key")]
+    pub lease_key: String,
+    /// `single_active`: a dead holder is replaced within about this long; the
+    /// holder renews four times per TTL and steps down after two thirds of it
+    /// without a renewal.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_ms: u64,
+    /// Name of this bridge in the lease (default: `nats.name` and the host).
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaMode {
+    /// Every bridge connects to the provider (each with its own
+    /// `mqtt.client_id`) and publishes every update; JetStream keeps one copy
+    /// of each (the same `Nats-Msg-Id` from every bridge).
+    #[default]
+    AllActive,
+    /// One bridge, the holder of a lease, connects; the others stand by and
+    /// take over (same `mqtt.client_id`, so the provider's persistent session
+    /// and its unacked messages pass to the new holder).
+    SingleActive,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -342,6 +383,15 @@ fn default_ended_status() -> BTreeMap<String, Vec<i64>> {
         ("tennis".into(), vec![100, 20, 21, 22, 23, 24, 25, 26, 27]),
     ])
 }
+fn default_lease_bucket() -> String {
+    "tribune_bridge".into()
+}
+fn default_lease_key() -> String {
+    "active".into()
+}
+fn default_lease_ttl() -> u64 {
+    6000
+}
 fn default_http_listen() -> String {
     "127.0.0.1:9465".into()
 }
@@ -357,6 +407,11 @@ impl Default for BridgeConfig {
     }
 }
 impl Default for StateConfig {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("all fields have defaults"))
+    }
+}
+impl Default for HaConfig {
     fn default() -> Self {
         toml::from_str("").unwrap_or_else(|_| unreachable!("all fields have defaults"))
     }
@@ -456,6 +511,24 @@ impl Config {
             bail!("state.max_matches must be > 0");
         }
         self.http.addr()?;
+        let ha = &self.ha;
+        if ha.mode == HaMode::SingleActive {
+            crate::subject::validate_token(&ha.lease_key).context("ha.lease_key")?;
+            if ha.lease_bucket.is_empty()
+                || !ha
+                    .lease_bucket
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("ha.lease_bucket must be letters, digits, '_' or '-'");
+            }
+            if ha.lease_ttl_ms < 1000 {
+                bail!("ha.lease_ttl_ms must be at least 1000");
+            }
+            if m.clean_session {
+                bail!("ha.mode = \"single_active\" needs mqtt.clean_session = false: the provider's session is what passes unacked messages to the next active bridge");
+            }
+        }
         Ok(())
     }
 }
@@ -531,6 +604,33 @@ mod tests {
         Config::parse(&local_mqtt).unwrap();
     }
 
+    const SINGLE: &str = r#"
+        [mqtt]
+        url = "mqtts://mqtt.example.com:8883"
+        [[mqtt.subscriptions]]
+        topic = "t/#"
+        qos = 1
+        [nats]
+        servers = ["nats://127.0.0.1:4222"]
+        [ha]
+        mode = "single_active"
+        "#;
+
+    #[test]
+    fn ha_defaults_to_all_active() {
+        let cfg = Config::parse(MIN).unwrap();
+        assert_eq!(cfg.ha.mode, HaMode::AllActive);
+        let single = Config::parse(SINGLE).unwrap();
+        assert_eq!(single.ha.mode, HaMode::SingleActive);
+        assert_eq!(
+            (
+                single.ha.lease_bucket.as_str(),
+                single.ha.lease_key.as_str()
+            ),
+            ("tribune_bridge", "active")
+        );
+    }
+
     #[test]
     fn rejects() {
         let table = [
@@ -573,6 +673,26 @@ mod tests {
             (
                 format!("{MIN}\n[state]\nmax_matches = 0"),
                 "state.max_matches",
+            ),
+            (format!("{MIN}\n[ha]\nmode = \"both\""), "unknown variant"),
+            (
+                format!("{MIN}\n[ha]\nmode = \"single_active\"\nlease_ttl_ms = 500"),
+                "lease_ttl_ms",
+            ),
+            (
+                format!("{MIN}\n[ha]\nmode = \"single_active\"\nlease_key = \"a.b\""),
+                "ha.lease_key",
+            ),
+            (
+                format!("{MIN}\n[ha]\nmode = \"single_active\"\nlease_bucket = \"a.b\""),
+                "ha.lease_bucket",
+            ),
+            (
+                SINGLE.replace(
+                    "url = \"mqtts://mqtt.example.com:8883\"",
+                    "url = \"mqtts://mqtt.example.com:8883\"\nclean_session = true",
+                ),
+                "clean_session = false",
             ),
         ];
         for (text, want) in table {

@@ -14,8 +14,13 @@ use crate::metrics::Metrics;
 
 async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
+    let role = if m.standby.load(Relaxed) {
+        "standby"
+    } else {
+        "active"
+    };
     let body = format!(
-        "{{\"mqtt_connected\":{},\"mqtt_subscribed\":{},\"nats_connected\":{}}}\n",
+        "{{\"role\":\"{role}\",\"mqtt_connected\":{},\"mqtt_subscribed\":{},\"nats_connected\":{}}}\n",
         m.mqtt_connected.load(Relaxed),
         m.mqtt_subscribed.load(Relaxed),
         m.nats_connected.load(Relaxed)

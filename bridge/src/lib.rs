@@ -19,6 +19,7 @@ pub mod devtoken;
 pub mod endpoint;
 pub mod http;
 pub mod keygen;
+pub mod lease;
 pub mod metrics;
 pub mod mqtt;
 pub mod nats;

@@ -153,6 +153,9 @@ enum Cmd {
         /// 0 gives every update a match of its own.
         #[arg(long, default_value_t = 1000)]
         matches: u64,
+        /// The stream's replicas (3 against a 3-node cluster).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
     /// Mint an HS256 web token for local runs (tribune-auth with `hs256_secret`).
     DevToken {
@@ -342,6 +345,7 @@ async fn real_main(cli: Cli) -> Result<()> {
             label,
             rate,
             matches,
+            replicas,
         } => {
             let r = bench::run(bench::BenchOptions {
                 nats_url,
@@ -350,6 +354,8 @@ async fn real_main(cli: Cli) -> Result<()> {
                 label,
                 rate,
                 matches,
+                replicas,
+                mqtt: None,
             })
             .await?;
             println!("{}", serde_json::to_string(&r)?);

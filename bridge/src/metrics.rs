@@ -36,6 +36,13 @@ pub struct Metrics {
     /// Set when the broker has granted the subscriptions on the current connection.
     pub mqtt_subscribed: AtomicBool,
     pub nats_connected: AtomicBool,
+    /// `ha.mode = "single_active"`: set while another bridge holds the lease
+    /// (a standby is healthy without an MQTT connection).
+    pub standby: AtomicBool,
+    /// Times this bridge took the active lease.
+    pub leases_taken: AtomicU64,
+    /// Times it lost the lease while active (replaced or unable to renew).
+    pub leases_lost: AtomicU64,
     pub inflight: AtomicI64,
     /// Reads of a subject's last stored message (a match not held).
     pub state_reads: AtomicU64,
@@ -84,6 +91,9 @@ impl Metrics {
     }
 
     pub fn healthy(&self) -> bool {
+        if self.standby.load(Relaxed) {
+            return self.nats_connected.load(Relaxed);
+        }
         self.mqtt_connected.load(Relaxed)
             && self.mqtt_subscribed.load(Relaxed)
             && self.nats_connected.load(Relaxed)
@@ -203,6 +213,16 @@ impl Metrics {
                 "NATS reconnections.",
                 &self.nats_reconnects,
             ),
+            (
+                "tribune_bridge_leases_taken_total",
+                "Times this bridge took the active lease (ha.mode single_active).",
+                &self.leases_taken,
+            ),
+            (
+                "tribune_bridge_leases_lost_total",
+                "Times this bridge lost the active lease while active.",
+                &self.leases_lost,
+            ),
         ] {
             c(&mut out, name, help, v.load(Relaxed));
         }
@@ -211,6 +231,12 @@ impl Metrics {
             "tribune_bridge_mqtt_connected",
             "1 while connected to the MQTT broker.",
             self.mqtt_connected.load(Relaxed) as i64,
+        );
+        g(
+            &mut out,
+            "tribune_bridge_standby",
+            "1 while another bridge holds the active lease.",
+            self.standby.load(Relaxed) as i64,
         );
         g(
             &mut out,

@@ -80,29 +80,3 @@ async fn bridge_fails_over_when_its_node_dies() {
         .any(|(_, n)| n.connection_names().iter().any(|c| c == "tribune-bridge"));
     assert!(now_on, "the bridge reconnected to a surviving node");
 }
-
-/// Step the SPORTS stream's leader down until `name` leads it.
-async fn lead_from(client: &async_nats::Client, js: &async_nats::jetstream::Context, name: &str) {
-    for _ in 0..20 {
-        let leader = match js.get_stream("SPORTS").await {
-            Ok(mut s) => s
-                .info()
-                .await
-                .ok()
-                .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
-            Err(_) => None,
-        };
-        if leader.as_deref() == Some(name) {
-            return;
-        }
-        if leader.is_some() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                client.request("$JS.API.STREAM.LEADER.STEPDOWN.SPORTS", "".into()),
-            )
-            .await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("{name} never became the SPORTS stream's leader");
-}

@@ -15,6 +15,8 @@
 #   FUZZ_TOOLCHAIN  rustup toolchain (default nightly)
 #   FUZZ_JOBS       targets run in parallel (default 1)
 #   FUZZ_ARGS       extra libFuzzer flags (e.g. -max_len=65536)
+#   FUZZ_CLEAN_BUILD=1  delete the sanitizer build (~1.5 GB) when done,
+#                   keeping the corpus and logs (CI, where disk is short)
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -96,4 +98,7 @@ while [ "$running" -gt 0 ]; do
 done
 echo "== fuzz summary (${seconds} s per target)"
 cat "$summary"
+if [ "${FUZZ_CLEAN_BUILD:-0}" = 1 ]; then
+    find "$target_dir" -mindepth 1 -maxdepth 1 ! -name corpus ! -name logs -exec rm -rf {} +
+fi
 exit $status

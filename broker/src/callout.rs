@@ -16,7 +16,7 @@
 //! for another connection names another key and is refused.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,12 +30,12 @@ use tribune_auth::jwt::{
 };
 
 use crate::accounts::Account;
+use crate::auth::claims::{check_times, cidr_contains, permissions_from_jwt};
 use crate::auth::Identity;
 use crate::client::{InternalHandler, Msg};
 use crate::internal::InternalClient;
 use crate::limits::{ConnLimits, Limit};
 use crate::options::{AuthCalloutOptions, Options};
-use crate::permissions::{Permissions, ResponsePermission, SubjectPermission};
 use crate::protocol::ConnectOptions;
 use crate::server::Server;
 use crate::subscription::Subscription;
@@ -421,120 +421,7 @@ impl AuthCallout {
             },
             expires: (user.std.exp > 0)
                 .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(user.std.exp as u64)),
+            ..Default::default()
         })
-    }
-}
-
-/// `exp` and `nbf` against the clock, as nats-io/jwt validates them.
-fn check_times(c: &StdClaims) -> Result<(), &'static str> {
-    let now = jwt::now_unix();
-    if c.exp > 0 && now > c.exp {
-        return Err("claim is expired");
-    }
-    if c.nbf > 0 && now < c.nbf {
-        return Err("claim is not yet valid");
-    }
-    Ok(())
-}
-
-/// A user JWT's permissions as nats-server builds them: a side with neither
-/// allow nor deny is unrestricted, and `resp` turns on `allow_responses`.
-fn permissions_from_jwt(u: &jwt::User) -> Option<Permissions> {
-    let side = |p: &jwt::Permission| {
-        (!p.allow.is_empty() || !p.deny.is_empty()).then(|| SubjectPermission {
-            allow: (!p.allow.is_empty()).then(|| p.allow.clone()),
-            deny: p.deny.clone(),
-        })
-    };
-    let p = Permissions {
-        publish: side(&u.pub_),
-        subscribe: side(&u.sub),
-        allow_responses: u.resp.map(|r| ResponsePermission {
-            max_msgs: r.max.max(0) as u64,
-            expires: Duration::from_nanos(r.ttl.max(0) as u64),
-        }),
-    };
-    (p != Permissions::default()).then(|| p.with_response_defaults())
-}
-
-/// Is `ip` inside `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address)?
-fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let (net, bits) = match cidr.trim().split_once('/') {
-        Some((n, b)) => (n, b.parse::<u32>().ok()),
-        None => (cidr.trim(), None),
-    };
-    let Ok(net) = net.parse::<IpAddr>() else {
-        return false;
-    };
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidrs() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(cidr_contains("127.0.0.0/8", ip("127.0.0.1")));
-        assert!(!cidr_contains("10.0.0.0/8", ip("127.0.0.1")));
-        assert!(cidr_contains("0.0.0.0/0", ip("8.8.8.8")));
-        assert!(cidr_contains("192.168.1.7", ip("192.168.1.7")));
-        assert!(cidr_contains("::1/128", ip("::1")));
-        assert!(!cidr_contains("::1/128", ip("127.0.0.1")));
-        assert!(!cidr_contains("garbage", ip("127.0.0.1")));
-    }
-
-    #[test]
-    fn jwt_permissions_follow_nats_server() {
-        let mut u = UserClaims::new("U", "APP").nats;
-        assert_eq!(
-            permissions_from_jwt(&u),
-            None,
-            "no sections: account defaults"
-        );
-        u.sub.allow = vec!["sports.>".into()];
-        u.pub_.deny = vec![">".into()];
-        let p = permissions_from_jwt(&u).unwrap();
-        assert!(!p.can_publish("x"));
-        assert_eq!(
-            p.check_subscribe("sports.a", None),
-            crate::permissions::SubVerdict::Allowed
-        );
-        assert_eq!(
-            p.check_subscribe("news", None),
-            crate::permissions::SubVerdict::Denied
-        );
-        u.pub_.deny.clear();
-        u.resp = Some(jwt::ResponsePermission { max: 0, ttl: 0 });
-        let p = permissions_from_jwt(&u).unwrap();
-        assert!(!p.can_publish("x"), "resp alone turns off blanket publish");
-        assert_eq!(p.allow_responses, Some(ResponsePermission::default()));
-    }
-
-    #[test]
-    fn times() {
-        let now = jwt::now_unix();
-        let mut c = StdClaims::default();
-        assert!(check_times(&c).is_ok());
-        c.exp = now - 5;
-        assert!(check_times(&c).is_err());
-        c.exp = now + 60;
-        c.nbf = now + 30;
-        assert!(check_times(&c).is_err());
-        c.nbf = now - 1;
-        assert!(check_times(&c).is_ok());
     }
 }

@@ -115,11 +115,26 @@ pub struct AccountConfig {
     /// `jetstream: enabled` (or a limits map) in the account. When any
     /// account says so, only those accounts get JetStream.
     pub jetstream: Option<bool>,
+    /// `jetstream { max_mem, max_file, max_streams, ... }`: the account's
+    /// JetStream limits; `None` is unlimited.
+    pub jetstream_limits: Option<crate::jetstream::account_info::AccountLimits>,
     /// `default_permissions`: what the account's users without permissions
     /// of their own get, and auth-callout users whose JWT carries none.
     pub default_permissions: Option<crate::permissions::Permissions>,
     /// `limits { max_connections, max_subscriptions, max_payload }`.
     pub limits: crate::limits::AccountLimits,
+}
+
+/// Operator mode, as read from the configuration: whom to trust, and the
+/// account JWTs the memory resolver starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OperatorOptions {
+    /// Keys allowed to sign account JWTs: each operator's identity key
+    /// (unless it asks for strict signing-key use) and its signing keys,
+    /// or the `trusted_keys` given instead of operators.
+    pub trusted_keys: Vec<String>,
+    /// `resolver_preload`: account public key → account JWT, as written.
+    pub preload: Vec<(String, String)>,
 }
 
 /// `cluster { ... }`: where this node listens for routes, which peers it
@@ -185,6 +200,20 @@ pub struct JetStreamOptions {
     /// How file streams reach the disk. Tribune's default is [`SyncPolicy::Always`]:
     /// a publish is acknowledged only once it is fsynced.
     pub sync: SyncPolicy,
+    /// `jetstream { limits { ... } }`: the server's ceilings for what any
+    /// account's streams and consumers may ask for.
+    pub limits: JsServerLimits,
+}
+
+/// `jetstream { limits { max_ack_pending, max_request_batch,
+/// duplicate_window } }`, as nats-server applies them: each lowers the
+/// default a stream or consumer gets and caps what it may ask for. Zero is
+/// no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JsServerLimits {
+    pub max_ack_pending: i64,
+    pub max_request_batch: i64,
+    pub duplicate_window: Duration,
 }
 
 /// `jetstream { sync_interval }`: `always` (the default here; nats-server's
@@ -248,6 +277,9 @@ pub struct Options {
     /// timeout plus one second, as nats-server defaults it.
     pub auth_timeout: Duration,
     pub auth_callout: Option<AuthCalloutOptions>,
+    /// Operator mode (`operator`, `resolver`): clients authenticate with
+    /// user JWTs of accounts the operator signed.
+    pub operator: Option<OperatorOptions>,
 
     // Limits.
     /// Maximum client connections. 0 refuses every client, which is what
@@ -310,6 +342,7 @@ impl Default for Options {
             system_account: None,
             auth_timeout: Duration::ZERO,
             auth_callout: None,
+            operator: None,
             max_connections: MAX_CONNECTIONS,
             max_payload: MAX_PAYLOAD,
             max_control_line: MAX_CONTROL_LINE,
@@ -372,11 +405,12 @@ impl Options {
             || self.authorization.is_some()
             || !self.users.is_empty()
             || self.auth_callout.is_some()
+            || self.operator.is_some()
     }
 
     /// NKEY users need a nonce in INFO to sign.
     pub fn nonce_required(&self) -> bool {
-        self.users.iter().any(|u| u.nkey.is_some())
+        self.users.iter().any(|u| u.nkey.is_some()) || self.operator.is_some()
     }
 }
 

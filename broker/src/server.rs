@@ -124,6 +124,8 @@ pub struct Server {
     tls: RwLock<crate::tls::TlsContexts>,
     /// Auth callout, when configured; set up at start.
     callout: std::sync::OnceLock<crate::callout::AuthCallout>,
+    /// Operator mode: the trusted accounts, when `operator` is configured.
+    trust: Option<crate::operator::Trust>,
     /// JetStream, when enabled; set up at start.
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
@@ -158,6 +160,10 @@ impl Server {
             .name
             .clone()
             .unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
+        let trust = opts
+            .operator
+            .as_ref()
+            .map(crate::operator::Trust::from_options);
         Arc::new(Server {
             id,
             key_pair,
@@ -185,6 +191,7 @@ impl Server {
             route_keepers: Mutex::new(HashMap::new()),
             tls: RwLock::new(crate::tls::TlsContexts::default()),
             callout: std::sync::OnceLock::new(),
+            trust,
             jetstream: std::sync::OnceLock::new(),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
@@ -235,6 +242,11 @@ impl Server {
         } else {
             String::new()
         }
+    }
+
+    /// Operator mode's trust in accounts, when configured.
+    pub fn trust(&self) -> Option<&crate::operator::Trust> {
+        self.trust.as_ref()
     }
 
     /// JetStream, when enabled.
@@ -469,17 +481,37 @@ impl Server {
 
     /// Keep a route to `url` up until [`Self::drop_route`] (or shutdown).
     pub fn keep_route(self: &Arc<Self>, url: &str) {
+        self.keep_route_with(url, |_| {});
+    }
+
+    /// [`Self::keep_route`] for a route EC2 discovery found: like a gossiped
+    /// one it carries no credentials, so it gets this node's own
+    /// `cluster { authorization }` (the peers share it), as nats-server
+    /// gives implicit routes.
+    fn keep_discovered_route(self: &Arc<Self>, url: &str) {
+        let opts = self.opts();
+        let (user, pass) = (opts.cluster.username.clone(), opts.cluster.password.clone());
+        self.keep_route_with(url, move |u| {
+            if u.user.is_none() && user.is_some() {
+                u.user = user;
+                u.pass = pass;
+            }
+        });
+    }
+
+    fn keep_route_with(self: &Arc<Self>, url: &str, credentials: impl FnOnce(&mut RouteUrl)) {
         let mut keepers = self.route_keepers.lock();
         if keepers.contains_key(url) {
             return;
         }
-        let parsed = match RouteUrl::parse(url) {
+        let mut parsed = match RouteUrl::parse(url) {
             Ok(u) => u,
             Err(e) => {
                 error!("Invalid route URL {:?}: {e}", crate::redact::url(url));
                 return;
             }
         };
+        credentials(&mut parsed);
         let (tx, rx) = watch::channel(true);
         keepers.insert(url.to_string(), tx);
         tokio::spawn(route::solicit_forever(self.clone(), parsed, rx));
@@ -544,6 +576,20 @@ impl Server {
         self: &Arc<Self>,
         cfg: crate::discovery::Ec2DiscoveryConfig,
     ) -> Result<()> {
+        // Discovered routes send this node's own route password; a bcrypt
+        // hash can only check one, so no discovered route could ever
+        // authenticate. Refused rather than left to fail on every dial.
+        if self
+            .opts()
+            .cluster
+            .password
+            .as_deref()
+            .is_some_and(crate::auth::is_bcrypt)
+        {
+            anyhow::bail!(
+                "cluster discovery needs a plain cluster authorization password: discovered routes present it, and a bcrypt hash cannot be presented"
+            );
+        }
         let me = crate::discovery::detect_self().await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         crate::discovery::spawn_refresher(cfg, me, move |change| {
@@ -555,7 +601,7 @@ impl Server {
             while let Some(change) = rx.recv().await {
                 for url in &change.added {
                     info!("Discovered route {url}");
-                    srv.keep_route(url);
+                    srv.keep_discovered_route(url);
                 }
                 for url in &change.removed {
                     info!("Route {url} no longer discovered, removing it");
@@ -725,16 +771,12 @@ impl Server {
             // are needed (they are not, to be that user), while still
             // checking any the client does send.
             auth_required: opts.auth_required() && opts.no_auth_user.is_none(),
-            // TLS-first overrides allow_non_tls, as in nats-server.
-            tls_required: opts
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.handshake_first || !opts.allow_non_tls),
+            // The server's own view, as nats-server's INFO template: a
+            // connection that does the handshake first is told
+            // `tls_required` by `tls::serve_client`.
+            tls_required: opts.tls.is_some() && !opts.allow_non_tls,
             tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
-            tls_available: opts
-                .tls
-                .as_ref()
-                .is_some_and(|t| !t.handshake_first && opts.allow_non_tls),
+            tls_available: opts.tls.is_some() && opts.allow_non_tls,
             max_payload: opts.max_payload as i64,
             client_id: cid,
             client_ip: addr.ip().to_string(),
@@ -766,12 +808,11 @@ impl Server {
         };
         let mut client_info = self.client_info(cid, &addr);
         client_info.nonce = nonce.clone();
-        let info = client_info.to_line();
         if !self.register_client(&shared, opts.max_connections) {
             error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
             use tokio::io::AsyncWriteExt;
             let mut stream = stream;
-            let mut bytes = info;
+            let mut bytes = client_info.to_line();
             bytes.extend_from_slice(&err_line(errors::MAX_CONNECTIONS));
             let _ = stream.write_all(&bytes).await;
             let _ = stream.shutdown().await;
@@ -801,7 +842,7 @@ impl Server {
                 self,
                 shared,
                 stream,
-                info,
+                client_info,
                 cfg,
                 parser,
                 tls,
@@ -810,6 +851,7 @@ impl Server {
             .await;
             return;
         }
+        let info = client_info.to_line();
         let (rd, wr) = stream.into_split();
         run_client(
             self,
@@ -931,6 +973,10 @@ impl Server {
             error!(
                 "Failed to reload server configuration: config reload not supported for websocket"
             );
+            return;
+        }
+        if old.operator != new_opts.operator {
+            error!("Failed to reload server configuration: config reload not supported for operator mode");
             return;
         }
         if old.host != new_opts.host || old.port != new_opts.port {

@@ -7,7 +7,10 @@
 //!
 //! * client port: INFO in the clear (`tls_required: true`), then the client
 //!   starts the handshake and everything after it is encrypted; with
-//!   `handshake_first` the handshake comes first and INFO goes out encrypted.
+//!   `handshake_first` the handshake comes first and INFO goes out encrypted
+//!   (`tls_required: true`). With a fallback delay (`handshake_first: auto`
+//!   or a duration) a client that sends nothing within the delay gets the
+//!   INFO-first flow instead, so TLS-first and classic clients share a port.
 //!   A client that does not start a handshake is closed without a word, as
 //!   nats-server does (it logs `TLS handshake error: ...` at debug level).
 //! * routes: both sides handshake right after the TCP connect, before any
@@ -35,11 +38,16 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, error};
 
 use crate::client::{run_client, ClientConfig, ClientShared, ClosedState, Plain};
-use crate::protocol::Parser;
+use crate::protocol::{Info, Parser};
 use crate::server::Server;
 
 /// nats-server's `TLS_TIMEOUT`: how long a handshake may take.
 pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// nats-server's `DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK_DELAY`: the wait
+/// `handshake_first: auto` gives a client to start its handshake before the
+/// server sends INFO in the clear instead.
+pub const DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK: Duration = Duration::from_millis(50);
 
 /// The first byte of a TLS record carrying a handshake (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -68,6 +76,10 @@ pub struct TlsOptions {
     pub timeout: Duration,
     /// TLS handshake before INFO (`handshake_first`).
     pub handshake_first: bool,
+    /// With `handshake_first`: how long to wait for the client's first bytes
+    /// before falling back to INFO in the clear (`handshake_first: auto` or a
+    /// duration). Zero means no fallback: the handshake must come first.
+    pub handshake_first_fallback: Duration,
     /// TLS 1.2 cipher suites by Go name, in preference order; empty means the
     /// provider's defaults. TLS 1.3 suites are always enabled, as in Go.
     pub cipher_suites: Vec<String>,
@@ -87,6 +99,7 @@ impl Default for TlsOptions {
             insecure: false,
             timeout: DEFAULT_TLS_TIMEOUT,
             handshake_first: false,
+            handshake_first_fallback: Duration::ZERO,
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
             min_version: MinVersion::Tls12,
@@ -445,6 +458,8 @@ pub struct ClientTls {
     pub acceptor: TlsAcceptor,
     pub timeout: Duration,
     pub handshake_first: bool,
+    /// See [`TlsOptions::handshake_first_fallback`].
+    pub fallback: Duration,
 }
 
 /// Route TLS, both directions.
@@ -474,6 +489,7 @@ impl TlsContexts {
                 acceptor: TlsAcceptor::from(cfg),
                 timeout: t.timeout,
                 handshake_first: t.handshake_first,
+                fallback: t.handshake_first_fallback,
             });
             if opts.https_port.is_some() {
                 let cfg = server_config(t, false).context("https TLS")?;
@@ -533,36 +549,61 @@ fn io_timeout(stream: &TcpStream) -> String {
     }
 }
 
+/// Whether the peer sends anything within `delay`, without consuming it.
+/// End of stream and errors count as nothing: the caller then sends INFO and
+/// the next read reports what happened, as nats-server's fallback does.
+async fn sends_within(stream: &TcpStream, delay: Duration) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(delay, stream.peek(&mut b)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
 /// Serve a client on a TLS-configured port: INFO (unless handshake first),
 /// the handshake, then the protocol over the encrypted stream. The client is
 /// already registered; on failure it is closed and unregistered here.
+///
+/// With `handshake_first` and a fallback delay, the server first waits that
+/// long for the client's first bytes (peeked, so the handshake still reads
+/// them): any bytes mean TLS first; none mean INFO in the clear and the
+/// usual flow (`tls_required` / `allow_non_tls`), as nats-server does.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve_client(
     server: Arc<Server>,
     shared: Arc<ClientShared>,
     mut stream: TcpStream,
-    info: Vec<u8>,
+    mut info: Info,
     cfg: ClientConfig,
     parser: Parser,
     tls: ClientTls,
     allow_non_tls: bool,
 ) {
     let tag = shared.tag();
-    let deadline = tokio::time::Instant::now() + tls.timeout;
-    let mut greeting = info;
-    if !tls.handshake_first {
+    let mut tls_first = tls.handshake_first;
+    if tls_first && !tls.fallback.is_zero() && !sends_within(&stream, tls.fallback).await {
+        debug!("{tag} - No TLS handshake within the \"TLS Handshake First\" fallback delay, sending INFO first");
+        tls_first = false;
+    }
+    let greeting = if tls_first {
+        // The INFO goes out encrypted, after the handshake this client chose.
+        info.tls_required = true;
+        info.to_line()
+    } else {
         // INFO goes out in the clear; the writer is not running yet.
-        let wrote = tokio::time::timeout(cfg.write_deadline, stream.write_all(&greeting)).await;
+        let wrote =
+            tokio::time::timeout(cfg.write_deadline, stream.write_all(&info.to_line())).await;
         if !matches!(wrote, Ok(Ok(()))) {
             debug!("{tag} - Error writing INFO to client");
             fail(&server, &shared, ClosedState::WriteError);
             return;
         }
-        greeting = Vec::new();
-    }
+        Vec::new()
+    };
+    let deadline = tokio::time::Instant::now() + tls.timeout;
     match first_byte(&stream, tls.timeout).await {
         Ok(Some(TLS_HANDSHAKE_RECORD)) => {}
-        Ok(Some(_)) if allow_non_tls && !tls.handshake_first => {
+        Ok(Some(_)) if allow_non_tls && !tls_first => {
             debug!("{tag} - Client is not using TLS (allow_non_tls)");
             let (rd, wr) = stream.into_split();
             run_client(server, shared, (rd, Plain(wr)), greeting, cfg, parser).await;
@@ -698,12 +739,15 @@ pub fn log_client_tls(opts: &crate::options::Options) {
     let Some(t) = &opts.tls else {
         return;
     };
-    if opts.allow_non_tls && !t.handshake_first {
+    // TLS first without a fallback always requires the handshake, which
+    // overrides allow_non_tls.
+    let first_only = t.handshake_first && t.handshake_first_fallback.is_zero();
+    if opts.allow_non_tls && !first_only {
         tracing::info!("TLS available for client connections");
     } else {
         tracing::info!("TLS required for client connections");
     }
-    if t.handshake_first {
+    if first_only {
         tracing::warn!(
             "Clients that are not using \"TLS Handshake First\" option will fail to connect"
         );

@@ -182,6 +182,55 @@ async fn pull_fetch_batches_and_no_wait_on(f: Flavor) {
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 }
 
+/// A pull request whose client stopped listening is dropped, not served:
+/// messages published afterwards go to the next client that pulls, not to
+/// a dead inbox to come back after `ack_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_request_without_interest_is_dropped() {
+    for_each_flavor(BIN, pull_request_without_interest_is_dropped_on).await;
+}
+
+async fn pull_request_without_interest_is_dropped_on(f: Flavor) {
+    let t = Js::start(&f).await;
+    let s = stream(&t.js, "GONE", &["gone.>"]).await;
+    let c = pull_consumer(
+        &s,
+        pull::Config {
+            ack_wait: Duration::from_secs(300),
+            ..durable("worker")
+        },
+    )
+    .await;
+
+    // Another client asks for a batch with a long expiry, then stops
+    // listening for it.
+    let gone = common::js::connect(&t.server).await;
+    let inbox = gone.new_inbox();
+    let mut sub = gone.subscribe(inbox.clone()).await.expect("subscribe");
+    gone.publish_with_reply(
+        "$JS.API.CONSUMER.MSG.NEXT.GONE.worker",
+        inbox,
+        r#"{"batch":5,"expires":60000000000}"#.into(),
+    )
+    .await
+    .expect("pull request");
+    eventually("the pull request waits", || async {
+        c.get_info().await.map(|i| i.num_waiting).unwrap_or(0) == 1
+    })
+    .await;
+    sub.unsubscribe().await.expect("unsubscribe");
+    // A round trip on that connection: the server has the UNSUB after it.
+    gone.request("$JS.API.INFO", "".into())
+        .await
+        .expect("round trip");
+
+    for i in 1..=3 {
+        publish(&t.js, &format!("gone.{i}"), &format!("g{i}")).await;
+    }
+    let got = batch(&c, 3, Duration::from_secs(10)).await;
+    assert_eq!(seqs(&got), vec![1, 2, 3], "{}", f.label);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_policies_explicit_all_none() {
     for_each_flavor(BIN, ack_policies_on).await;
@@ -418,10 +467,17 @@ async fn deliver_policies_on(f: Flavor) {
         .await;
         assert_eq!(seqs(&fetch(&c, 10).await), want, "{} {name}", f.label);
     }
-    // "new" sees what is published after it was created.
+    // "new" sees what is published after it was created. A waiting pull,
+    // not a no-wait fetch: the stored message reaches the consumer after
+    // the publish's ack, and nats-server too can answer a no-wait fetch
+    // in between with "no messages".
     let new = s.get_consumer::<pull::Config>("new").await.unwrap();
     publish(&t.js, "dp.c", "late").await;
-    assert_eq!(seqs(&fetch(&new, 10).await), vec![6]);
+    assert_eq!(
+        seqs(&batch(&new, 1, Duration::from_secs(10)).await),
+        vec![6]
+    );
+    assert!(fetch(&new, 10).await.is_empty(), "{}", f.label);
     // last_per_subject with a filter: the last of each matching subject.
     let lps = pull_consumer(
         &s,

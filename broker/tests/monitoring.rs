@@ -829,8 +829,6 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 /// the key sets of every endpoint's JSON.
 ///
 /// Known differences, all in /varz and all nats-server-only:
-/// - `git_commit`: build metadata of a Go release; Tribune has no equivalent
-///   field in this shape (its version is in /metrics `tribune_info`).
 /// - `feature_flags`: JetStream/Raft feature toggles Tribune lacks.
 /// - `system_account` (`$SYS`): Tribune has no system account yet; the field
 ///   is `omitempty` in nats-server, so leaving it out is the faithful shape.
@@ -845,7 +843,7 @@ async fn key_sets_match_nats_server() {
     let reference = shapes(nats_server_bin()).await;
     let ours = shapes(tribune()).await;
 
-    let nats_only_varz = set(&["git_commit", "feature_flags", "system_account"]);
+    let nats_only_varz = set(&["feature_flags", "system_account"]);
     let feature_flag_keys: BTreeSet<String> = reference
         .varz
         .iter()

@@ -314,6 +314,126 @@ async fn handshake_first_matches_nats_server() {
     assert_eq!(theirs, ours, "nats-server and tribune-broker differ");
 }
 
+/// What clients see of a port with `handshake_first` and a fallback delay.
+#[derive(Debug, PartialEq, Eq)]
+struct FallbackSeen {
+    tls_first: Outcome,
+    /// `tls_required` in the INFO the TLS-first client got (encrypted).
+    tls_first_info_required: bool,
+    classic: Outcome,
+    /// INFO flags a plain TCP client got once nothing arrived in the delay.
+    plain_info_flags: String,
+    /// Whether the plain client's CONNECT/PING got a PONG back.
+    plain_pong: bool,
+    /// Whether the "will fail to connect" startup warning was logged.
+    warned: bool,
+}
+
+async fn handshake_first_fallback_behaviour(
+    bin: PathBuf,
+    pki: &Pki,
+    value: &str,
+    allow_non_tls: bool,
+) -> FallbackSeen {
+    install_provider();
+    let conf = format!(
+        "allow_non_tls: {allow_non_tls}\ntls {{\n  {}  handshake_first: {value}\n}}\n",
+        pki.server_files("")
+    );
+    let srv = ServerSpec::new(bin).config(conf).start().unwrap();
+    let url = format!("tls://localhost:{}", srv.port);
+    let first = || {
+        async_nats::ConnectOptions::new()
+            .tls_first()
+            .add_root_certificates(pki.path("ca.pem"))
+    };
+    let tls_first_info_required = match first().connect(&url).await {
+        Ok(c) => c.server_info().tls_required,
+        Err(e) => panic!(
+            "{}: TLS-first client: {e}\n{}",
+            srv.label,
+            srv.log_excerpt()
+        ),
+    };
+    let tls_first = try_client(&url, first()).await;
+    let classic = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(pki.path("ca.pem"));
+    let classic = try_client(&url, classic).await;
+    // A client that never starts TLS: it waits for INFO, which comes in the
+    // clear once the delay has passed.
+    let (info, rest) = plaintext_client(srv.port);
+    let plain_info_flags = ["tls_required", "tls_available"]
+        .iter()
+        .filter(|f| info.contains(&format!("\"{f}\":true")))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
+    FallbackSeen {
+        tls_first,
+        tls_first_info_required,
+        classic,
+        plain_info_flags,
+        plain_pong: String::from_utf8_lossy(&rest).contains("PONG"),
+        warned: srv.log().contains(
+            "Clients that are not using \"TLS Handshake First\" option will fail to connect",
+        ),
+    }
+}
+
+/// `handshake_first` with a fallback delay (a duration or `auto`): TLS-first
+/// and INFO-first clients share the port; a client that never starts TLS
+/// gets INFO in the clear and then the usual `tls_required` treatment.
+#[tokio::test]
+async fn handshake_first_fallback_matches_nats_server() {
+    let pki = Pki::new();
+    for (value, allow_non_tls) in [("\"300ms\"", false), ("auto", true)] {
+        let ours = handshake_first_fallback_behaviour(tribune(), &pki, value, allow_non_tls).await;
+        assert_eq!(
+            ours,
+            FallbackSeen {
+                tls_first: Outcome::Works,
+                tls_first_info_required: true,
+                classic: Outcome::Works,
+                plain_info_flags: if allow_non_tls {
+                    "tls_available".to_string()
+                } else {
+                    "tls_required".to_string()
+                },
+                plain_pong: allow_non_tls,
+                warned: false,
+            },
+            "handshake_first: {value}, allow_non_tls: {allow_non_tls}"
+        );
+        let theirs =
+            handshake_first_fallback_behaviour(nats_server_bin(), &pki, value, allow_non_tls).await;
+        assert_eq!(
+            theirs, ours,
+            "handshake_first: {value}, allow_non_tls: {allow_non_tls}: nats-server and tribune-broker differ"
+        );
+    }
+}
+
+/// A value nats-server refuses is refused with its words.
+#[test]
+fn handshake_first_bad_value_is_refused_like_nats_server() {
+    let pki = Pki::new();
+    for bin in [nats_server_bin(), tribune()] {
+        let conf = format!(
+            "tls {{\n  {}  handshake_first: \"soon\"\n}}\n",
+            pki.server_files("")
+        );
+        let err = match ServerSpec::new(bin).config(conf).start() {
+            Ok(srv) => panic!("{} started with handshake_first: soon", srv.label),
+            Err(e) => e,
+        };
+        assert!(
+            err.contains("field \"handshake_first\"'s value \"soon\" is invalid"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn never_offers_below_tls12() {
     use tribune_broker::tls::{versions, MinVersion, TlsOptions};

@@ -9,9 +9,11 @@ export DEBIAN_FRONTEND=noninteractive
 cloud-init status --wait >/dev/null 2>&1 || true
 apt-get update
 apt-get -y upgrade
-# python3-boto3: the boot-time renderer reads Secrets Manager with it.
+# python3-boto3: the boot-time scripts call EC2 and Secrets Manager with it.
 # openssl: verify.sh makes throw-away certificates to check the template.
-apt-get install -y --no-install-recommends python3 python3-boto3 ca-certificates openssl
+# e2fsprogs, util-linux: mkfs.ext4/resize2fs and blkid/mount for the data volume.
+apt-get install -y --no-install-recommends python3 python3-boto3 ca-certificates openssl \
+    e2fsprogs util-linux
 
 # A system user with no shell and no home to log in to.
 if ! getent group tribune >/dev/null; then groupadd --system tribune; fi
@@ -24,14 +26,26 @@ for bin in tribune-broker tribune-auth tribune-bridge; do
     install -o root -g root -m 0755 "$src/bin/$bin" "/usr/local/bin/$bin"
 done
 
-install -d -o root -g tribune -m 0750 /etc/tribune /etc/tribune/tls
+install -d -o root -g tribune -m 0750 /etc/tribune /etc/tribune/tls /etc/tribune/keys
 install -d -o root -g root -m 0755 /etc/tribune/templates /usr/local/libexec/tribune
-install -o root -g root -m 0644 "$src/files/templates/broker.conf.tmpl" /etc/tribune/templates/broker.conf.tmpl
+for tmpl in broker.conf auth.toml bridge.conf; do
+    install -o root -g root -m 0644 "$src/files/templates/$tmpl.tmpl" "/etc/tribune/templates/$tmpl.tmpl"
+done
 install -o root -g root -m 0755 "$src/files/render-config" /usr/local/libexec/tribune/render-config
+install -o root -g root -m 0755 "$src/files/attach-data-volume" /usr/local/libexec/tribune/attach-data-volume
+install -o root -g root -m 0644 "$src/files/tribune_boot.py" /usr/local/libexec/tribune/tribune_boot.py
+# The web applications' rules (render-config imports it; `make web-app` too).
+install -o root -g root -m 0644 "$src/files/tribune_webapps.py" /usr/local/libexec/tribune/tribune_webapps.py
 
-for unit in tribune-render-config tribune-broker tribune-auth tribune-bridge; do
+for unit in tribune-data-volume tribune-render-config tribune-broker tribune-auth tribune-bridge; do
     install -o root -g root -m 0644 "$src/files/systemd/$unit.service" "/etc/systemd/system/$unit.service"
 done
+# The broker never starts without its data volume mounted (AMI only).
+install -d -o root -g root -m 0755 /etc/systemd/system/tribune-broker.service.d
+install -o root -g root -m 0644 "$src/files/systemd/tribune-broker.service.d/data-volume.conf" \
+    /etc/systemd/system/tribune-broker.service.d/data-volume.conf
+# The mount point; the data volume is mounted over it at boot.
+install -d -o tribune -g tribune -m 0750 /var/lib/tribune
 
 # Kernel settings for many connections.
 cat >/etc/sysctl.d/60-tribune.conf <<'SYSCTL'
@@ -42,7 +56,8 @@ fs.file-max = 2097152
 SYSCTL
 
 systemctl daemon-reload
-# The broker and its renderer start at boot; auth and bridge need their own
-# configuration first (Ansible roles), so they stay disabled.
-systemctl enable tribune-render-config.service tribune-broker.service
-systemctl disable tribune-auth.service tribune-bridge.service
+# All five start at boot. tribune-auth and tribune-bridge run only where
+# render-config wrote their configs (ConditionPathExists), i.e. once the
+# web-idp and provider secrets are filled in.
+systemctl enable tribune-data-volume.service tribune-render-config.service tribune-broker.service \
+    tribune-auth.service tribune-bridge.service

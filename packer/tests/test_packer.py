@@ -19,8 +19,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -31,7 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 PACKER = REPO / "packer"
 UNITS = PACKER / "files" / "systemd"
 sys.path.insert(0, str(REPO / "terraform" / "tests"))
-from tls_material import make_tls_bundle  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(PACKER / "files"))
+from node_secrets import AUTH_BIN, bootstrapped  # noqa: E402
+from fake_imds import imds_server  # noqa: E402
+import tribune_webapps as webapps  # noqa: E402  (the rules render-config and make web-app share)
 
 LOCALSTACK = os.environ.get("TRIBUNE_LOCALSTACK", "http://127.0.0.1:4566")
 BIN_NAMES = ("tribune-broker", "tribune-auth", "tribune-bridge")
@@ -60,9 +62,16 @@ def _packer_env() -> dict[str, str]:
     return dict(os.environ, CHECKPOINT_DISABLE="1", PACKER_CACHE_DIR=str(Path(os.environ.get("TMPDIR", "/tmp")) / "packer-cache"))
 
 
+def template_dir(packer: str) -> Path:
+    """The template directory for the installed Packer (scripts/layout.sh)."""
+    proc = _run([str(PACKER / "scripts" / "layout.sh")], env=dict(os.environ, PACKER=packer))
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.split()[0])
+
+
 def test_packer_validate(packer: str, tmp_path: Path) -> None:
     # validate stats the binaries the file provisioners upload: point it at
-    # the debug builds (make ami uses target/release).
+    # the debug builds (make ami uses the static musl build).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     debug = _broker_bin().parent
@@ -72,12 +81,13 @@ def test_packer_validate(packer: str, tmp_path: Path) -> None:
             (bin_dir / name).symlink_to(src)
         else:  # a binary still being written by another crate: validate needs only a file
             (bin_dir / name).write_bytes(b"")
-    proc = _run([packer, "validate", f"-var=bin_dir={bin_dir}", str(PACKER)], env=_packer_env(), cwd=tmp_path)
+    proc = _run([packer, "validate", f"-var=bin_dir={bin_dir}", str(template_dir(packer))],
+                env=_packer_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_packer_validate_reports_missing_binaries(packer: str, tmp_path: Path) -> None:
-    proc = _run([packer, "validate", f"-var=bin_dir={tmp_path / 'nowhere'}", str(PACKER)],
+    proc = _run([packer, "validate", f"-var=bin_dir={tmp_path / 'nowhere'}", str(template_dir(packer))],
                 env=_packer_env(), cwd=tmp_path)
     assert proc.returncode != 0
     assert "tribune-broker" in proc.stdout + proc.stderr
@@ -108,9 +118,10 @@ HARDENING = {
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
     "MemoryDenyWriteExecute": "yes",
-    "CapabilityBoundingSet": "",
     "User": "tribune",
 }
+# The broker binds 443 (WebSocket for browsers): that capability alone.
+CAPABILITIES = {"tribune-broker": "CAP_NET_BIND_SERVICE"}
 
 
 @pytest.mark.parametrize("name", ["tribune-broker", "tribune-auth", "tribune-bridge"])
@@ -118,6 +129,8 @@ def test_units_hardened(name: str) -> None:
     svc = _unit(name)["Service"]
     for key, value in HARDENING.items():
         assert svc.get(key) == value, f"{name}: {key}={svc.get(key)!r}, want {value!r}"
+    caps = CAPABILITIES.get(name, "")
+    assert (svc.get("CapabilityBoundingSet"), svc.get("AmbientCapabilities")) == (caps, caps), name
     assert int(svc["LimitNOFILE"]) >= 65536
     assert svc["Restart"] == "on-failure"
 
@@ -154,51 +167,10 @@ def test_scripts_parse() -> None:
 
 # --- render-config against an IMDSv2 endpoint and LocalStack -----------------
 
-class FakeImds(BaseHTTPRequestHandler):
-    """IMDSv2's protocol: PUT /latest/api/token, then GETs with the token."""
-
-    token = secrets.token_hex(16)
-    data: dict[str, str] = {}
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def do_PUT(self) -> None:
-        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-            self._send(200, self.token)
-        else:
-            self._send(400, "bad token request")
-
-    def do_GET(self) -> None:
-        if self.headers.get("X-aws-ec2-metadata-token") != self.token:
-            self._send(401, "")  # IMDSv1-style request: refused, like http_tokens=required
-            return
-        path = self.path.removeprefix("/latest/")
-        if path in self.data:
-            self._send(200, self.data[path])
-        else:
-            self._send(404, "")
-
-    def _send(self, code: int, body: str) -> None:
-        raw = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-
 @pytest.fixture
 def imds() -> Iterator[tuple[str, dict[str, str]]]:
-    data: dict[str, str] = {}
-    handler = type("Handler", (FakeImds,), {"data": data})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", data
-    finally:
-        server.shutdown()
-        server.server_close()
+    with imds_server() as served:
+        yield served
 
 
 def _localstack_sm():
@@ -232,9 +204,11 @@ def _render(tmp_path: Path, imds_url: str, timeout_s: str = "5",
     return _run([sys.executable, str(PACKER / "files" / "render-config")], env=env)
 
 
-def _instance(data: dict[str, str], cluster: str, public_ip: str | None = "198.51.100.7") -> None:
+def _instance(data: dict[str, str], cluster: str, public_ip: str | None = "198.51.100.7",
+              client_host: str | None = None) -> None:
     data.update({
-        "user-data": f"# tribune bootstrap\nTRIBUNE_REGION=us-east-1\nTRIBUNE_TAG_KEY=tribune:cluster\nTRIBUNE_CLUSTER={cluster}\n",
+        "user-data": f"# tribune bootstrap\nTRIBUNE_REGION=us-east-1\nTRIBUNE_TAG_KEY=tribune:cluster\nTRIBUNE_CLUSTER={cluster}\n"
+                     + (f"TRIBUNE_CLIENT_HOST={client_host}\n" if client_host else ""),
         "meta-data/instance-id": "i-0123456789abcdef0",
         "meta-data/local-ipv4": "10.42.1.17",
         "meta-data/mac": "0a:1b:2c:3d:4e:5f",
@@ -250,9 +224,8 @@ def test_render_config_from_imds_and_secrets_manager(tmp_path: Path, imds) -> No
     cluster = f"rc-{secrets.token_hex(3)}"
     _instance(data, cluster)
     sm = _localstack_sm()
-    bundle = make_tls_bundle(["nats.example.test"])
-    sm.create_secret(Name=f"tribune/{cluster}/tls", SecretString=json.dumps(bundle))
-    try:
+    with bootstrapped(sm, cluster, LOCALSTACK, []) as material:
+        bundle = material["tls"]
         proc = _render(tmp_path, url)
         assert proc.returncode == 0, proc.stderr
         etc = tmp_path / "etc"
@@ -260,6 +233,7 @@ def test_render_config_from_imds_and_secrets_manager(tmp_path: Path, imds) -> No
         assert "@@" not in conf
         assert 'server_name: "' + cluster + '-us-east-1b"' in conf
         assert 'client_advertise: "198.51.100.7:4222"' in conf
+        assert '\n  advertise: "198.51.100.7:443"' in conf  # ws_connect_urls for browsers
         assert 'vpc_id: "vpc-0feedbeef"' in conf and 'region: "us-east-1"' in conf
         assert f'tag_value: "{cluster}"' in conf and 'tag_key: "tribune:cluster"' in conf
         assert (etc / "tls" / "server-key.pem").read_text() == bundle["key_pem"]
@@ -268,8 +242,26 @@ def test_render_config_from_imds_and_secrets_manager(tmp_path: Path, imds) -> No
         # The broker accepts what was rendered (ExecStartPre does the same).
         check = _run([str(_broker_bin()), "-c", str(etc / "broker.conf"), "-t"])
         assert check.returncode == 0, check.stdout + check.stderr
-    finally:
-        sm.delete_secret(SecretId=f"tribune/{cluster}/tls", ForceDeleteWithoutRecovery=True)
+
+
+def test_render_config_advertises_the_client_name(tmp_path: Path, imds) -> None:
+    """With nats.<domain> in user data (Terraform's client_hostname, the
+    NLB's name), INFO's connect_urls and ws_connect_urls name it, not the
+    node's Elastic IP: clients reconnect through the load balancer."""
+    url, data = imds
+    cluster = f"rc-{secrets.token_hex(3)}"
+    _instance(data, cluster, client_host="nats.tribune.test")
+    sm = _localstack_sm()
+    with bootstrapped(sm, cluster, LOCALSTACK, []):
+        proc = _render(tmp_path, url)
+        assert proc.returncode == 0, proc.stderr
+        conf = (tmp_path / "etc" / "broker.conf").read_text()
+        assert '\nclient_advertise: "nats.tribune.test:4222"' in conf
+        assert '\n  advertise: "nats.tribune.test:443"' in conf
+        assert "198.51.100.7" not in conf.split("# Instance", 1)[1].split("\n", 1)[1]
+        assert "advertising nats.tribune.test" in proc.stderr
+        check = _run([str(_broker_bin()), "-c", str(tmp_path / "etc" / "broker.conf"), "-t"])
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_render_config_without_public_ip(tmp_path: Path, imds) -> None:
@@ -277,17 +269,14 @@ def test_render_config_without_public_ip(tmp_path: Path, imds) -> None:
     cluster = f"rc-{secrets.token_hex(3)}"
     _instance(data, cluster, public_ip=None)
     sm = _localstack_sm()
-    sm.create_secret(Name=f"tribune/{cluster}/tls", SecretString=json.dumps(make_tls_bundle(["x.test"])))
-    try:
+    with bootstrapped(sm, cluster, LOCALSTACK, []):
         proc = _render(tmp_path, url)
         assert proc.returncode == 0, proc.stderr
         conf = (tmp_path / "etc" / "broker.conf").read_text()
-        assert "\nclient_advertise" not in conf
+        assert "\nclient_advertise" not in conf and "\n  advertise" not in conf
         assert "no public IPv4" in proc.stderr
         check = _run([str(_broker_bin()), "-c", str(tmp_path / "etc" / "broker.conf"), "-t"])
         assert check.returncode == 0, check.stdout + check.stderr
-    finally:
-        sm.delete_secret(SecretId=f"tribune/{cluster}/tls", ForceDeleteWithoutRecovery=True)
 
 
 def test_render_config_missing_secret_fails_clearly(tmp_path: Path, imds) -> None:
@@ -307,8 +296,10 @@ def test_render_config_missing_secret_fails_clearly(tmp_path: Path, imds) -> Non
         ("TRIBUNE_REGION=us-east-1\nTRIBUNE_TAG_KEY=tribune:cluster\n", "lacks TRIBUNE_CLUSTER"),
         ("TRIBUNE_REGION=us-east-1\nTRIBUNE_TAG_KEY=k\nTRIBUNE_CLUSTER=Bad\"Name\n", "TRIBUNE_CLUSTER"),
         ("just some text\n", "expected KEY=VALUE"),
+        ("TRIBUNE_REGION=us-east-1\nTRIBUNE_TAG_KEY=k\nTRIBUNE_CLUSTER=ok-name\nTRIBUNE_CLIENT_HOST=nats.x\"\n",
+         "TRIBUNE_CLIENT_HOST"),
     ],
-    ids=["missing-key", "bad-cluster", "garbage"],
+    ids=["missing-key", "bad-cluster", "garbage", "bad-client-host"],
 )
 def test_render_config_rejects_bad_user_data(tmp_path: Path, imds, user_data: str, message: str) -> None:
     url, data = imds
@@ -341,11 +332,14 @@ def _renderer():
     return module
 
 
-def _without_route_tls(template: str) -> str:
-    """The template with the cluster block's tls {} (indented) cut out."""
-    cut = re.sub(r"\n  tls \{.*?\n  \}\n", "\n", template, count=1, flags=re.S)
-    assert cut != template and "\ntls {" in cut, "only the cluster block's tls {} goes"
-    return cut
+def _without_route_security(template: str) -> str:
+    """The template with the cluster block's tls {} and authorization {}
+    cut out (and nothing else: the client and WebSocket TLS stay)."""
+    at = template.index("\ncluster {")
+    head, cluster = template[:at], template[at:]
+    cut = re.sub(r"\n  (tls|authorization) \{.*?\n  \}\n", "\n", cluster, flags=re.S)
+    assert cut.count("{") == cluster.count("{") - 2, "both route guards go"
+    return head + cut
 
 
 def test_shipped_template_uses_route_mtls() -> None:
@@ -372,7 +366,7 @@ def test_renderer_refuses_an_open_cluster_block() -> None:
         "cluster {\n  listen: 0.0.0.0:6222\n}\n",
         # A tls {} outside the cluster block, or in a comment, does not count.
         "tls {\n  cert_file: a\n}\ncluster {\n  listen: 0.0.0.0:6222\n  # tls { cert_file: a }\n}\n",
-        _without_route_tls(TEMPLATE.read_text()),
+        _without_route_security(TEMPLATE.read_text()),
     ]
     for conf in open_blocks:
         with pytest.raises(rc.RenderError, match="neither tls"):
@@ -386,13 +380,169 @@ def test_render_config_refuses_a_template_without_route_security(tmp_path: Path,
     cluster = f"rc-{secrets.token_hex(3)}"
     _instance(data, cluster)
     sm = _localstack_sm()
-    sm.create_secret(Name=f"tribune/{cluster}/tls", SecretString=json.dumps(make_tls_bundle(["x.test"])))
     open_template = tmp_path / "open.tmpl"
-    open_template.write_text(_without_route_tls(TEMPLATE.read_text()))
-    try:
+    open_template.write_text(_without_route_security(TEMPLATE.read_text()))
+    with bootstrapped(sm, cluster, LOCALSTACK, []):
         proc = _render(tmp_path, url, template=open_template)
         assert proc.returncode == 1
         assert "neither tls {} nor authorization {}" in proc.stderr, proc.stderr
         assert not (tmp_path / "etc" / "broker.conf").exists()
-    finally:
-        sm.delete_secret(SecretId=f"tribune/{cluster}/tls", ForceDeleteWithoutRecovery=True)
+
+
+# --- web applications: the web-idp secret's `apps` ----------------------------
+
+PARTNERS = {"name": "partners", "account": "PARTNERS", "audiences": ["partners-web"]}
+LEAGUES = {"name": "leagues-eu", "account": "LEAGUES_EU", "audiences": ["urn:leagues", "https://leagues.example/"],
+           "claims": [{"claim": "leagues", "subject": "sports.*.{value}.>"},
+                      {"claim": "sports", "subject": "sports.{value}.>"}],
+           "allowed_origins": ["https://leagues.example", "http://localhost:8080"]}
+
+
+def test_web_app_rules_accept_and_default() -> None:
+    apps = webapps.parse_apps({"audiences": ["tribune-web"], "apps": [PARTNERS, LEAGUES]})
+    assert [(a.name, a.account, a.audiences) for a in apps] == [
+        ("partners", "PARTNERS", ("partners-web",)),
+        ("leagues-eu", "LEAGUES_EU", ("urn:leagues", "https://leagues.example/"))]
+    # Without claims: WEB's rule, the same sports claim.
+    assert apps[0].claims == (("sports", "sports.{value}.>"),) and apps[0].allowed_origins == ()
+    assert apps[1].claims == (("leagues", "sports.*.{value}.>"), ("sports", "sports.{value}.>"))
+    assert webapps.parse_apps({"audiences": []}) == [] == webapps.parse_apps({"apps": None})
+    assert webapps.default_account("leagues-eu") == "LEAGUES_EU"
+    # Apps' origins join the secret's only when it lists any: an empty list
+    # is "any origin", which an app's origins must not narrow for everyone.
+    assert webapps.websocket_origins(["https://www.example"], apps) == (
+        ["https://www.example", "https://leagues.example", "http://localhost:8080"], [])
+    assert webapps.websocket_origins([], apps) == ([], ["https://leagues.example", "http://localhost:8080"])
+
+
+def _app(**changes) -> dict:
+    return {k: v for k, v in {**PARTNERS, **changes}.items() if v is not None}
+
+
+@pytest.mark.parametrize(("apps", "message"), [
+    ({"name": "partners"}, "apps must be a list"),
+    (["partners"], "apps[0] must be an object"),
+    ([_app(audience=["x"])], "unknown field(s) audience"),
+    ([_app(name="Partners")], "name 'Partners' must match"),
+    ([_app(name="9lives")], "must match"),
+    ([_app(name="a" * 33)], "must match"),
+    ([_app(name="default")], "name default is reserved"),
+    ([_app(account="partners")], "account 'partners' must match"),
+    ([_app(account="P" * 33)], "must match"),
+    ([_app(account="$G")], "account '$G' must match"),
+    *[([_app(account=r)], f"account {r} is reserved") for r in ("SPORTS", "AUTH", "SYS", "WEB")],
+    ([_app(audiences=None)], "audiences must be a non-empty list"),
+    ([_app(audiences=[])], "audiences must be a non-empty list"),
+    ([_app(audiences="partners-web")], "audiences must be a non-empty list"),
+    ([_app(audiences=["a b"])], "audiences must be a non-empty list"),
+    ([_app(audiences=["x", "x"])], "lists a value twice"),
+    ([_app(audiences=["tribune-web"])], "'tribune-web' is also in the web-idp audiences"),
+    ([PARTNERS, _app(name="other", account="OTHER")], "'partners-web' is also in app partners"),
+    ([PARTNERS, _app(account="OTHER")], "another app has the name partners"),
+    ([PARTNERS, _app(name="other", audiences=["o"])], "account PARTNERS is also app partners's"),
+    ([_app(claims=[])], "claims must be a non-empty list"),
+    ([_app(claims=[{"claim": "sports"}])], "exactly the keys claim and subject"),
+    ([_app(claims=[{"claim": "a b", "subject": "sports.{value}"}])], "is not a claim name"),
+    ([_app(claims=[{"claim": "sports", "subject": "sports.>"}])], "{value} exactly once"),
+    ([_app(claims=[{"claim": "sports", "subject": "sports.x{value}.>"}])], "{value} exactly once"),
+    # Inside the account, a rule outside the feed could reach other users' inboxes.
+    ([_app(claims=[{"claim": "sports", "subject": "_INBOX.{value}.>"}])], "must start with sports."),
+    ([_app(claims=[{"claim": "sports", "subject": "{value}.>"}])], "must start with sports."),
+    ([_app(claims=[{"claim": "sports", "subject": "sports.>.{value}"}])], "invalid token '>'"),
+    ([_app(claims=[{"claim": "s", "subject": "sports.{value}"}, {"claim": "s", "subject": "sports.{value}"}])],
+     "lists a rule twice"),
+    ([_app(allowed_origins=["https://x.example/path"])], "allowed_origins must be a list of origins"),
+    ([_app(allowed_origins="https://x.example")], "allowed_origins must be a list of origins"),
+])
+def test_web_app_rules_refuse(apps, message: str) -> None:
+    """Every broken rule is an error naming the entry and the rule, never a
+    skipped entry."""
+    with pytest.raises(webapps.WebAppError) as e:
+        webapps.parse_apps({"audiences": ["tribune-web"], "apps": apps})
+    assert message in str(e.value), str(e.value)
+
+
+def test_template_placeholders_for_web_apps_are_rendered_by_code() -> None:
+    """The templates stay readable: one placeholder each, whose text the
+    renderer builds; the AMI's verify step knows every broker placeholder."""
+    rc = _renderer()
+    broker = TEMPLATE.read_text()
+    assert broker.count("@@WEB_APP_ACCOUNTS@@") == 1 and "WEB_APP_ACCOUNTS" in rc.RENDERED_BY_CODE
+    assert (TEMPLATE.parent / "auth.toml.tmpl").read_text().count("\n@@WEB_APPS@@\n") == 1
+    verify = (PACKER / "scripts" / "verify.sh").read_text()
+    for name in set(rc.PLACEHOLDER.findall(broker)):
+        assert f"s|@@{name}@@|" in verify, f"verify.sh does not substitute @@{name}@@"
+    install = (PACKER / "scripts" / "install.sh").read_text()
+    assert '"$src/files/tribune_webapps.py" /usr/local/libexec/tribune/tribune_webapps.py' in install
+    assert "import tribune_boot, tribune_webapps" in verify
+    apps = webapps.parse_apps({"apps": [PARTNERS]})
+    assert rc.web_app_accounts([]).startswith("#") and rc.web_apps_toml([]).startswith("#")
+    # Indented to sit in the template's accounts block.
+    assert rc.web_app_accounts(apps).split("\n")[1:] == [
+        "  PARTNERS: {", "    imports: [",
+        '      { stream: { account: SPORTS, subject: "sports.>" } }',
+        '      { service: { account: SPORTS, subject: "$JS.API.DIRECT.GET.SPORTS" } }',
+        "    ]", "  }"]
+
+
+def test_render_config_renders_web_app_accounts(tmp_path: Path, imds) -> None:
+    """Two apps in the secret: broker.conf gets an account each, with WEB's
+    imports and no users, the WebSocket origins widen by the apps'; auth.toml
+    gets an [[apps]] each with WEB's permissions and the app's claim rules;
+    the broker accepts the config."""
+    import tomllib
+
+    url, data = imds
+    cluster = f"rc-{secrets.token_hex(3)}"
+    _instance(data, cluster)
+    sm = _localstack_sm()
+    extra = {"allowed_origins": ["https://www.example"], "apps": [PARTNERS, LEAGUES]}
+    with bootstrapped(sm, cluster, LOCALSTACK, [], web_idp=extra):
+        proc = _render(tmp_path, url)
+        assert proc.returncode == 0, proc.stderr
+        assert "(web applications: partners, leagues-eu)" in proc.stderr
+        etc = tmp_path / "etc"
+        conf = (etc / "broker.conf").read_text()
+        assert "@@" not in conf
+        accounts = conf[conf.index("\naccounts {"):conf.index("\nsystem_account:")]
+        web = accounts[accounts.index("  WEB: {"):]
+        web = web[:web.index("\n  }\n") + 4]
+        for account in ("PARTNERS", "LEAGUES_EU"):
+            block = accounts[accounts.index(f"  {account}: {{"):]
+            block = block[:block.index("\n  }\n") + 4]
+            assert block.replace(account, "WEB") == web, block
+        assert ('allowed_origins: ["https://www.example", "https://leagues.example", "http://localhost:8080"]'
+                in conf)
+        check = _run([str(_broker_bin()), "-c", str(etc / "broker.conf"), "-t"])
+        assert check.returncode == 0, check.stdout + check.stderr
+
+        auth = tomllib.loads((etc / "auth.toml").read_text())
+        assert auth["callout"]["account"] == "WEB" and auth["token"]["audiences"] == ["tribune-web"]
+        assert auth["permissions"]["claims"] == [{"claim": "sports", "subject": "sports.{value}.>"}]
+        same_as_web = {"static_subscribe": [], "read_streams": ["SPORTS"], "user_inboxes": True}
+        assert auth["apps"] == [
+            {"name": "partners", "account": "PARTNERS", "audiences": ["partners-web"],
+             "permissions": {**same_as_web, "claims": [{"claim": "sports", "subject": "sports.{value}.>"}]}},
+            {"name": "leagues-eu", "account": "LEAGUES_EU", "audiences": ["urn:leagues", "https://leagues.example/"],
+             "permissions": {**same_as_web, "claims": LEAGUES["claims"]}},
+        ]
+        assert auth["metrics"]["listen"] == "127.0.0.1:9464"  # [[apps]] did not swallow later tables
+        # tribune-auth accepts it (its unit's ExecStartPre) and sees three applications.
+        check = _run([str(AUTH_BIN), "--config", str(etc / "auth.toml"), "--check"])
+        assert check.returncode == 0, check.stdout + check.stderr
+        for app in ("default -> WEB", "partners -> PARTNERS", "leagues-eu -> LEAGUES_EU"):
+            assert app in check.stdout + check.stderr, check.stdout + check.stderr
+
+
+def test_render_config_refuses_a_bad_web_app_and_writes_nothing(tmp_path: Path, imds) -> None:
+    """A bad entry fails the render before any file is written, so a node
+    re-rendering on a running broker keeps its files as they were."""
+    url, data = imds
+    cluster = f"rc-{secrets.token_hex(3)}"
+    _instance(data, cluster)
+    sm = _localstack_sm()
+    with bootstrapped(sm, cluster, LOCALSTACK, [], web_idp={"apps": [PARTNERS, _app(name="ops", account="SYS")]}):
+        proc = _render(tmp_path, url)
+        assert proc.returncode == 1
+        assert "secret web-idp: apps[1] (ops): account SYS is reserved" in proc.stderr, proc.stderr
+        assert not (tmp_path / "etc").exists() or not any((tmp_path / "etc").rglob("*"))

@@ -1,4 +1,6 @@
-# Tribune on AWS: VPC in three AZs, three brokers, optional nats.<domain>.
+# Tribune on AWS: VPC in three AZs, three self-healing brokers (an Auto
+# Scaling group of one per AZ, with a data volume and an Elastic IP that
+# outlive the instance), a Network Load Balancer, optional nats.<domain>.
 #
 #   make plan     terraform plan with terraform.tfvars (see terraform.tfvars.example)
 #   make deploy   builds the AMI with Packer, then terraform apply with it
@@ -18,15 +20,24 @@ data "aws_ami" "tribune" {
   }
 }
 
-# Created out of band (it holds a private key, which must not pass through
-# Terraform state); see README "Deploying to AWS". Looked up by the name
-# the nodes use, so a plan fails early and clearly if it is missing.
-data "aws_secretsmanager_secret" "tls" {
-  name = "tribune/${var.cluster_name}/tls"
+# Made by `make secrets` (terraform/bootstrap), outside Terraform, so no
+# private key or seed passes through Terraform state; see README "Deploying
+# to AWS". Terraform only looks up the cluster's KMS key and each secret by
+# the name the nodes use (metadata, never a value), so a plan fails early
+# and clearly when `make secrets` has not run.
+data "aws_kms_alias" "secrets" {
+  name = "alias/tribune-${var.cluster_name}"
+}
+
+data "aws_secretsmanager_secret" "cluster" {
+  for_each = toset(["tls", "ca", "nkeys", "callout", "provider", "web-idp"])
+  name     = "tribune/${var.cluster_name}/${each.key}"
 }
 
 locals {
   ami_id = var.ami_id != null ? var.ami_id : data.aws_ami.tribune[0].id
+  # The name clients use, and the brokers advertise, when there is a zone.
+  client_hostname = var.route53_zone_id == null || var.domain == null ? null : "nats.${var.domain}"
 }
 
 module "network" {
@@ -41,26 +52,33 @@ module "network" {
 module "cluster" {
   source = "../modules/cluster"
 
-  name                   = var.cluster_name
-  vpc_id                 = module.network.vpc_id
-  subnet_ids             = module.network.subnet_ids
-  ami_id                 = local.ami_id
-  instance_type          = var.instance_type
-  key_name               = var.key_name
-  client_cidrs           = var.client_cidrs
-  admin_cidrs            = var.admin_cidrs
-  bridge_mqtt_cidrs      = var.bridge_mqtt_cidrs
-  bridge_mqtt_url        = var.bridge_mqtt_url
-  tls_secret_arn         = data.aws_secretsmanager_secret.tls.arn
-  tls_secret_kms_key_arn = var.tls_secret_kms_key_arn
-  ebs_kms_key_arn        = var.ebs_kms_key_arn
+  name                = var.cluster_name
+  vpc_id              = module.network.vpc_id
+  subnet_ids          = module.network.subnet_ids
+  ami_id              = local.ami_id
+  instance_type       = var.instance_type
+  key_name            = var.key_name
+  client_cidrs        = var.client_cidrs
+  admin_cidrs         = var.admin_cidrs
+  bridge_mqtt_cidrs   = var.bridge_mqtt_cidrs
+  bridge_mqtt_url     = var.bridge_mqtt_url
+  secrets_kms_key_arn = data.aws_kms_alias.secrets.target_key_arn
+  ebs_kms_key_arn     = var.ebs_kms_key_arn
+  data_volume_size_gb = var.data_volume_size_gb
+  client_hostname     = local.client_hostname
+
+  data_volume_snapshot_ids     = var.data_volume_snapshot_ids
+  data_snapshot_retain         = var.data_snapshot_retain
+  data_snapshot_interval_hours = var.data_snapshot_interval_hours
+  nlb_deletion_protection      = var.nlb_deletion_protection
 }
 
 module "endpoint" {
   source = "../modules/endpoint"
   count  = var.route53_zone_id == null ? 0 : 1
 
-  zone_id = var.route53_zone_id
-  domain  = var.domain
-  ips     = values(module.cluster.public_ips)
+  zone_id     = var.route53_zone_id
+  domain      = var.domain
+  lb_dns_name = module.cluster.nlb_dns_name
+  lb_zone_id  = module.cluster.nlb_zone_id
 }

@@ -8,7 +8,7 @@ variable "region" {
 }
 
 variable "cluster_name" {
-  description = "Cluster name (NATS cluster name, discovery tag value, resource prefix). The TLS secret must be named tribune/<cluster_name>/tls."
+  description = "Cluster name (NATS cluster name, discovery tag value, resource prefix). `make secrets` creates the secrets tribune/<cluster_name>/* and the KMS key alias/tribune-<cluster_name> the nodes use."
   type        = string
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.cluster_name))
@@ -42,7 +42,7 @@ variable "ami_id" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type of the brokers (x86_64: the AMI `make ami` builds is x86_64)."
+  description = "EC2 instance type of the brokers, of the AMI's architecture: x86_64 (make ami's default) or arm64 (make ami AMI_ARCH=arm64, e.g. c7g.large)."
   type        = string
   default     = "c7i.large"
 }
@@ -75,20 +75,44 @@ variable "bridge_mqtt_url" {
   default     = "mqtts://mqtt.thesports.com:8883"
 }
 
-variable "tls_secret_kms_key_arn" {
-  description = "Customer-managed KMS key of the TLS secret, if it has one (grants kms:Decrypt via Secrets Manager only)."
-  type        = string
-  default     = null
-}
-
 variable "ebs_kms_key_arn" {
   description = "KMS key for the brokers' root volumes. null: the account's default EBS key."
   type        = string
   default     = null
 }
 
+variable "data_volume_size_gb" {
+  description = "Size of each broker's JetStream data volume (encrypted gp3, kept across instance replacement; growing it is done in place)."
+  type        = number
+  default     = 100
+}
+
+variable "data_volume_snapshot_ids" {
+  description = "Restore only (README \"Restore JetStream from snapshots\"): per availability zone, the snapshot a data volume is created from when it is replaced with terraform apply -replace."
+  type        = map(string)
+  default     = {}
+}
+
+variable "data_snapshot_retain" {
+  description = "Scheduled snapshots of each data volume to keep; 0 takes none."
+  type        = number
+  default     = 14
+}
+
+variable "data_snapshot_interval_hours" {
+  description = "Hours between scheduled snapshots of the data volumes (1, 2, 3, 4, 6, 8, 12 or 24)."
+  type        = number
+  default     = 12
+}
+
+variable "nlb_deletion_protection" {
+  description = "Deletion protection on the client NLB. Set false and apply before make destroy (README \"Destroy\")."
+  type        = bool
+  default     = true
+}
+
 variable "route53_zone_id" {
-  description = "Hosted zone for nats.<domain>. null (with domain null): no DNS record."
+  description = "Hosted zone for nats.<domain> (an alias of the client NLB, which the brokers also advertise to clients). null (with domain null): no DNS record; clients use the NLB's DNS name or the Elastic IPs."
   type        = string
   default     = null
 }

@@ -1,7 +1,8 @@
 """Shared helpers for the Terraform tests.
 
 The tests drive the real `terraform` binary (provider from the /opt/tf-plugins
-mirror through terraform/cli.tfrc) and, for the integration part, LocalStack on
+mirror: the tests opt into it through terraform/cli.tfrc, while `make` uses
+the public registry unless told otherwise, see test_laptop.py) and, for the integration part, LocalStack on
 127.0.0.1:4566 (`make localstack`). State and `.terraform` live in a pytest
 temp directory, so nothing is written into the work tree except the committed
 lock files.
@@ -12,10 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
+import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +93,63 @@ def require_localstack() -> str:
 @pytest.fixture(scope="session")
 def terraform_bin() -> str:
     return require_terraform()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server for EC2, Auto Scaling and ELBv2 (moto_server.py says why)."""
+    from moto_server import moto_server
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+# --- `make secrets` (terraform/bootstrap) against LocalStack ---------------------
+
+BOOTSTRAP = TF_ROOT / "bootstrap" / "bootstrap_secrets.py"
+SECRET_KINDS = ("ca", "tls", "nkeys", "callout", "provider", "web-idp")
+
+
+def workspace_bin(name: str, env_var: str) -> str:
+    """A workspace binary: $env_var, else $CARGO_TARGET_DIR (default target/)/debug/<name>."""
+    if os.environ.get(env_var):
+        path = Path(os.environ[env_var])
+    else:
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+        path = (target if target.is_absolute() else REPO / target) / "debug" / name
+    if not path.exists():
+        pytest.fail(f"{name} not found at {path}; run `cargo build --bin {name}`")
+    return str(path)
+
+
+def bootstrap_env() -> dict[str, str]:
+    """LocalStack's test credentials, and none of the developer's AWS config."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+               AWS_EC2_METADATA_DISABLED="true")
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def bootstrap_cmd(cluster: str, endpoint: str, *args: str, keygen: str | None = None) -> list[str]:
+    """The command `make secrets` runs, pointed at LocalStack, with the workspace's tribune-bridge."""
+    return [sys.executable, str(BOOTSTRAP), "--cluster", cluster, "--region", REGION,
+            "--endpoint-url", endpoint,
+            "--keygen", keygen or workspace_bin("tribune-bridge", "TRIBUNE_BRIDGE_BIN"), *args]
+
+
+def delete_bootstrap_secrets(cluster: str, endpoint: str) -> None:
+    """Removes what the bootstrap made for `cluster`: its secrets at once, its key in 7 days."""
+    kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+              aws_secret_access_key="test")
+    sm, kms = boto3.client("secretsmanager", **kw), boto3.client("kms", **kw)
+    for kind in SECRET_KINDS:
+        try:
+            sm.delete_secret(SecretId=f"tribune/{cluster}/{kind}", ForceDeleteWithoutRecovery=True)
+        except sm.exceptions.ResourceNotFoundException:
+            pass
+    try:
+        key_id = kms.describe_key(KeyId=f"alias/tribune-{cluster}")["KeyMetadata"]["KeyId"]
+    except kms.exceptions.NotFoundException:
+        return
+    kms.delete_alias(AliasName=f"alias/tribune-{cluster}")
+    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from conftest import TF_ROOT, deploy_tool, run, tf_env
 
 ROOTS = ["aws", "examples/localstack"]
+KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 
 
 def test_fmt(terraform_bin: str) -> None:
@@ -37,7 +40,7 @@ def _module_call(tmp_path: Path, **overrides: str) -> Path:
         "ami_id": '"ami-0123abcd"',
         "client_cidrs": '["0.0.0.0/0"]',
         "admin_cidrs": '["198.51.100.0/24"]',
-        "tls_secret_arn": '"arn:aws:secretsmanager:eu-west-1:123456789012:secret:tribune/prod/tls-AbC123"',
+        "secrets_kms_key_arn": f'"{KMS_KEY_ARN}"',
     }
     args.update(overrides)
     body = "\n".join(f"  {k} = {v}" for k, v in args.items())
@@ -65,8 +68,7 @@ def _module_call(tmp_path: Path, **overrides: str) -> Path:
         ({"client_cidrs": '["not-a-cidr"]'}, "client_cidrs must be a non-empty list of CIDR blocks"),
         ({"subnet_ids": '{ a = "subnet-01", b = "subnet-02" }'}, "exactly three entries"),
         ({"name": '"Prod_1"'}, "lower-case letters"),
-        ({"tls_secret_arn": '"arn:aws:secretsmanager:eu-west-1:123456789012:secret:other"'},
-         "tribune/<cluster>/tls"),
+        ({"secrets_kms_key_arn": '"alias/tribune-prod"'}, "secrets_kms_key_arn must be a KMS key ARN"),
         ({"ami_id": '"ubuntu"'}, "ami_id must look like ami-"),
         ({"bridge_mqtt_url": '"mqtt://mqtt.example.com"'}, "bridge_mqtt_url must be mqtts://"),
         ({"bridge_mqtt_url": '"ws://mqtt.example.com/mqtt"'}, "bridge_mqtt_url must be mqtts://"),
@@ -74,7 +76,7 @@ def _module_call(tmp_path: Path, **overrides: str) -> Path:
         ({"bridge_mqtt_url": '"wss://mqtt.example.com/mqtt?token=x"'}, "bridge_mqtt_url must be mqtts://"),
         ({"bridge_mqtt_url": '"wss://mqtt.example.com:70000/mqtt"'}, "bridge_mqtt_url must be mqtts://"),
     ],
-    ids=["admin-world", "admin-ipv6-world", "client-cidr", "two-azs", "name", "secret-name", "ami",
+    ids=["admin-world", "admin-ipv6-world", "client-cidr", "two-azs", "name", "kms-alias", "ami",
          "mqtt-plaintext", "mqtt-ws-plaintext", "mqtt-userinfo", "mqtt-query", "mqtt-port"],
 )
 def test_cluster_module_rejects_bad_input(terraform_bin: str, tmp_path: Path,
@@ -117,6 +119,65 @@ def test_checkov_no_unexplained_failures(tmp_path: Path) -> None:
         f"{c['check_id']} {c['resource']}" for c in unexplained)
 
 
+def _offline_plan(terraform_bin: str, tmp_path: Path, root: Path, *, check: bool = True) -> dict:
+    """`terraform show -json` of a plan of `root` (a module call needing no AWS API).
+
+    With check=False a failed plan is returned as {"error": <output>}.
+    """
+    env = tf_env(tmp_path / ".terraform")
+    env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
+    run([terraform_bin, f"-chdir={root}", "init", "-backend=false", "-input=false", "-no-color"], env=env)
+    plan = tmp_path / "plan.bin"
+    proc = run([terraform_bin, f"-chdir={root}", "plan", "-input=false", "-no-color", f"-out={plan}"],
+               env=env, check=check)
+    if proc.returncode != 0:
+        return {"error": " ".join((proc.stdout + proc.stderr).split())}
+    return json.loads(run([terraform_bin, f"-chdir={root}", "show", "-json", "-no-color", str(plan)],
+                          env=env).stdout)
+
+
+def test_instance_role_reads_cluster_secrets_but_not_the_ca(terraform_bin: str, tmp_path: Path) -> None:
+    """The planned role policy: every tribune/<name>/* secret, decryption
+    through Secrets Manager only and only for those secrets, and explicit
+    Denies on the CA secret at both the Secrets Manager and the KMS layer."""
+    shown = _offline_plan(terraform_bin, tmp_path, _module_call(tmp_path))
+    policies = [c["change"]["after"]["policy"] for c in shown["resource_changes"]
+                if c["type"] == "aws_iam_role_policy" and c["name"] == "node"]
+    assert len(policies) == 1
+    stmts = {s["Sid"]: s for s in json.loads(policies[0])["Statement"]}
+    assert set(stmts) == {"DiscoverPeers", "ReadClusterSecrets", "DenyClusterCa",
+                          "DecryptClusterSecrets", "DenyDecryptClusterCa"}
+    prefix = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tribune/prod/"
+    read = stmts["ReadClusterSecrets"]
+    assert (read["Effect"], read["Action"], read["Resource"]) == (
+        "Allow", "secretsmanager:GetSecretValue", prefix + "*")
+    deny = stmts["DenyClusterCa"]
+    assert (deny["Effect"], deny["Action"], deny["Resource"]) == ("Deny", "secretsmanager:*", prefix + "ca-??????")
+    decrypt = stmts["DecryptClusterSecrets"]
+    assert (decrypt["Effect"], decrypt["Action"], decrypt["Resource"]) == ("Allow", "kms:Decrypt", KMS_KEY_ARN)
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"},
+        "StringLike": {"kms:EncryptionContext:SecretARN": prefix + "*"},
+    }
+    deny_kms = stmts["DenyDecryptClusterCa"]
+    assert (deny_kms["Effect"], deny_kms["Action"], deny_kms["Resource"]) == ("Deny", "kms:Decrypt", KMS_KEY_ARN)
+    assert deny_kms["Condition"] == {"StringLike": {"kms:EncryptionContext:SecretARN": prefix + "ca-??????"}}
+    # What the patterns match (IAM: '*' any run of characters, '?' exactly one):
+    # the CA secret's ARN, and none of the secrets the nodes need.
+    ca_arn = re.compile(fnmatch.translate(prefix + "ca-??????"))
+    assert ca_arn.match(prefix + "ca-AbC123")
+    for kind in ("tls", "nkeys", "callout", "provider", "web-idp"):
+        arn = f"{prefix}{kind}-AbC123"
+        assert re.match(fnmatch.translate(prefix + "*"), arn) and not ca_arn.match(arn), kind
+    assert not re.match(fnmatch.translate(prefix + "*"), prefix.replace("/prod/", "/prod-eu/") + "tls-AbC123")
+
+
+def test_secrets_key_must_be_in_the_cluster_region(terraform_bin: str, tmp_path: Path) -> None:
+    root = _module_call(tmp_path, secrets_kms_key_arn=f'"{KMS_KEY_ARN.replace("eu-west-1", "us-east-1")}"')
+    shown = _offline_plan(terraform_bin, tmp_path, root, check=False)
+    assert "run `make secrets` in the cluster's region" in shown.get("error", ""), shown.get("error")
+
+
 @pytest.mark.parametrize(
     ("url", "cidrs", "expected"),
     [
@@ -141,14 +202,7 @@ def test_bridge_mqtt_egress_follows_the_transport(terraform_bin: str, tmp_path: 
     overrides = {"bridge_mqtt_cidrs": json.dumps(cidrs)}
     if url is not None:
         overrides["bridge_mqtt_url"] = url
-    root = _module_call(tmp_path, **overrides)
-    env = tf_env(tmp_path / ".terraform")
-    env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
-    run([terraform_bin, f"-chdir={root}", "init", "-backend=false", "-input=false", "-no-color"], env=env)
-    plan = tmp_path / "plan.bin"
-    run([terraform_bin, f"-chdir={root}", "plan", "-input=false", "-no-color", f"-out={plan}"], env=env)
-    shown = json.loads(run([terraform_bin, f"-chdir={root}", "show", "-json", "-no-color", str(plan)],
-                           env=env).stdout)
+    shown = _offline_plan(terraform_bin, tmp_path, _module_call(tmp_path, **overrides))
     rules = {}
     for change in shown.get("resource_changes", []):
         if change["type"] == "aws_vpc_security_group_egress_rule" and change["name"] == "mqtt":
@@ -158,3 +212,27 @@ def test_bridge_mqtt_egress_follows_the_transport(terraform_bin: str, tmp_path: 
             assert change["index"] == cidr
             rules[cidr] = after["from_port"]
     assert rules == expected
+
+
+def test_data_volumes_are_snapshotted_and_restorable(terraform_bin: str, tmp_path: Path) -> None:
+    """Data Lifecycle Manager snapshots the three data volumes on one schedule
+    (the tag it targets is on every volume), and data_volume_snapshot_ids
+    makes a created volume start from a snapshot."""
+    root = _module_call(tmp_path, data_volume_snapshot_ids='{ b = "snap-0123abcd" }')
+    shown = _offline_plan(terraform_bin, tmp_path, root)
+    changes = {(c["type"], c["index"] if "index" in c else None): c["change"]["after"]
+               for c in shown["resource_changes"]}
+    (policy,) = [v for (t, _), v in changes.items() if t == "aws_dlm_lifecycle_policy"]
+    details = policy["policy_details"][0]
+    assert details["resource_types"] == ["VOLUME"]
+    assert details["target_tags"] == {"tribune:snapshots": "prod"}
+    schedule = details["schedule"][0]
+    assert schedule["create_rule"][0]["interval"] == 12 and schedule["retain_rule"][0]["count"] == 14
+    volumes = {i: v for (t, i), v in changes.items() if t == "aws_ebs_volume"}
+    assert sorted(volumes) == ["a", "b", "c"]
+    for az, vol in volumes.items():
+        assert vol["tags"]["tribune:snapshots"] == "prod", az
+        if az == "b":
+            assert vol["snapshot_id"] == "snap-0123abcd"
+        else:
+            assert vol.get("snapshot_id") is None, az

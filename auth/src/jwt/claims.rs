@@ -62,6 +62,8 @@ macro_rules! nats_claims {
         }
     };
 }
+/// The operator and account claims (`account.rs`) implement it the same way.
+pub(super) use nats_claims;
 
 // ---------------------------------------------------------------- request
 
@@ -256,7 +258,14 @@ pub struct User {
     pub src: Vec<String>,
     /// Time-of-day windows the user may connect in; empty = always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub times: Vec<serde_json::Value>,
+    pub times: Vec<TimeRange>,
+    /// The IANA time zone `times` are read in; empty = the server's local time.
+    #[serde(
+        default,
+        rename = "times_location",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub locale: String,
     /// `STANDARD`, `WEBSOCKET`, ...: how the user may connect; empty = any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_connection_types: Vec<String>,
@@ -308,6 +317,13 @@ pub struct ResponsePermission {
     pub ttl: i64,
 }
 
+/// A connect-time window, `HH:MM:SS` to `HH:MM:SS` (may cross midnight).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: String,
+    pub end: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Permission {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -332,6 +348,7 @@ impl UserClaims {
                 resp: None,
                 src: Vec::new(),
                 times: Vec::new(),
+                locale: String::new(),
                 allowed_connection_types: Vec::new(),
                 bearer_token: false,
                 subs: -1,

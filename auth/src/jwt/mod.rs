@@ -7,6 +7,7 @@
 //! `jti` computed the way nats-io/jwt v2 does (base32 of SHA-512/256 over the
 //! standard claims with an empty `jti`).
 
+pub mod account;
 pub mod claims;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -17,6 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512_256};
 
+pub use account::{
+    AccountClaims, OperatorClaims, OperatorLimits, SigningKey, UserLimitsClaims,
+    UserPermissionLimits, UserScope,
+};
 pub use claims::*;
 
 /// The `alg` nats-io/jwt v2 writes; the older `ed25519` is accepted on read as it does.
@@ -134,6 +139,17 @@ pub fn decode_verified<C: NatsClaims + DeserializeOwned>(token: &str) -> Result<
     kp.verify(signed.as_bytes(), &sig)
         .map_err(|_| anyhow!("bad signature"))?;
     Ok(claims)
+}
+
+/// The claims of a JWT, read without any check. Only for a second view of a
+/// token that [`decode_verified`] has already accepted.
+pub fn decode_payload<C: DeserializeOwned>(token: &str) -> Result<C> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| anyhow!("not a JWT (expected 3 parts)"))?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).context("payload base64")?)
+        .context("payload json")
 }
 
 /// The public-key type of an nkey string, if it is a valid public nkey.

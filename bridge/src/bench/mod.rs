@@ -1,11 +1,14 @@
 //! `tribune-bridge bench`: MQTT -> JetStream throughput and latency.
 //!
-//! Everything real and on loopback: an embedded rumqttd, the bridge (in this
-//! process, same code as `run`), the NATS server given by `--nats-url`
-//! (tribune-broker or nats-server, with JetStream), and a core NATS subscriber
-//! on the stream's subjects. Latency is MQTT publish call -> arrival at the
-//! subscriber; the message reached the stream before the subscriber got it
-//! (JetStream stores, then delivers to core subscribers of the subject).
+//! Everything real and on loopback: an MQTT broker (the embedded rumqttd, or
+//! one given in [`BenchMqtt`], e.g. a rumqttd serving `wss://`), the bridge
+//! (in this process, same code as `run`), the NATS server or cluster given by
+//! `nats_url` (tribune-broker or nats-server, with JetStream, the stream at
+//! `replicas`), and an ordered JetStream consumer on the stream. Latency is
+//! MQTT publish call -> delivery by that consumer: a consumer delivers only
+//! what the stream stored (on a quorum when replicated), so this is the time
+//! to *stored*, not to a core subscriber (which a publish reaches before the
+//! stream has it).
 //!
 //! The updates are spread over `matches` live matches, as a provider's feed
 //! is (a few hundred to a few thousand matches, each updated many times);
@@ -36,11 +39,29 @@ pub struct BenchOptions {
     pub rate: f64,
     /// Distinct matches (subjects) the updates cycle through; 0 = one per update.
     pub matches: u64,
+    /// The stream's replicas (3 on a 3-node cluster).
+    pub replicas: usize,
+    /// The MQTT broker; `None` starts the embedded one (plain TCP).
+    pub mqtt: Option<BenchMqtt>,
+}
+
+/// An MQTT broker the bench does not start.
+#[derive(Debug, Clone)]
+pub struct BenchMqtt {
+    /// What the bridge connects to (`mqtts://`, `wss://`, ...).
+    pub bridge_url: String,
+    /// CA for the bridge's TLS, when the URL is TLS.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Plain MQTT over TCP on the same broker, where the simulated provider
+    /// publishes.
+    pub provider_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub label: String,
+    pub transport: String,
+    pub replicas: usize,
     pub qos: u8,
     pub messages: u64,
     pub matches: u64,
@@ -56,9 +77,11 @@ impl BenchResult {
     /// A BENCHMARKS.md table row.
     pub fn markdown_row(&self) -> String {
         format!(
-            "| {} | MQTT QoS {} -> JetStream | {} | {} | {:.0} msgs/s | {:.2} ms | {:.2} ms |",
+            "| {} | MQTT QoS {} over {} -> JetStream R{} | {} | {} | {:.0} msgs/s | {:.2} ms | {:.2} ms |",
             self.label,
             self.qos,
+            self.transport,
+            self.replicas,
             self.messages,
             if self.offered_rate > 0.0 {
                 format!("{:.0}/s", self.offered_rate)
@@ -79,15 +102,34 @@ fn free_port() -> Result<SocketAddr> {
 
 pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     crate::tls::install_crypto_provider();
-    let mqtt_addr = free_port()?;
-    crate::sim::embedded::start(mqtt_addr)?;
+    let mqtt = match opts.mqtt.clone() {
+        Some(m) => m,
+        None => {
+            let addr = free_port()?;
+            crate::sim::embedded::start(addr)?;
+            BenchMqtt {
+                bridge_url: format!("mqtt://{addr}"),
+                ca_file: None,
+                provider_addr: addr,
+            }
+        }
+    };
+    let transport = crate::endpoint::Endpoint::parse(&mqtt.bridge_url)?
+        .scheme
+        .as_str()
+        .to_owned();
+    let ca_line = match &mqtt.ca_file {
+        Some(p) => format!("ca_file = {:?}", p.display().to_string()),
+        None => String::new(),
+    };
     let http = free_port()?;
     let nonce: u64 = rand::random();
     let cfg = crate::config::Config::parse(&format!(
         r#"
         [mqtt]
-        url = "mqtt://{mqtt_addr}"
+        url = "{mqtt_url}"
         allow_plaintext = true
+        {ca_line}
         client_id = "tribune-bench-bridge-{nonce}"
         [[mqtt.subscriptions]]
         topic = "bench/+/match/v1"
@@ -99,11 +141,14 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
         subject_prefix = "benchsports"
         dead_letter_stream = "BENCH_DLQ"
         dead_letter_subject = "deadletter.bench"
+        replicas = {replicas}
         [bridge]
         qos0_queue = {q0}
         [http]
         listen = "{http}"
     "#,
+        mqtt_url = mqtt.bridge_url,
+        replicas = opts.replicas,
         qos = opts.qos,
         nats = opts.nats_url,
         q0 = opts.messages.max(1),
@@ -115,20 +160,31 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     let js = async_nats::jetstream::new(client.clone());
     // A clean stream each run: no leftovers, no dedup against an earlier run.
     let _ = js.delete_stream("BENCH_SPORTS").await;
-    let mut sub = client.subscribe("benchsports.>").await?;
-    client.flush().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let bridge = tokio::spawn(crate::bridge::run(cfg, stop_rx));
     // Ready when the stream exists and the bridge is subscribed on MQTT.
     wait_healthy(http).await?;
+    let mut sub = js
+        .get_stream("BENCH_SPORTS")
+        .await
+        .context("bench: the bridge's stream")?
+        .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            ..Default::default()
+        })
+        .await
+        .context("bench: ordered consumer")?
+        .messages()
+        .await
+        .context("bench: consumer messages")?;
 
     let n = opts.messages as usize;
     let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let t0 = Instant::now();
     let qos = crate::mqtt::qos(opts.qos);
     let provider = provider::Provider {
-        addr: mqtt_addr,
+        addr: mqtt.provider_addr,
         client_id: format!("tribune-bench-pub-{nonce}"),
         topic: "bench/football/match/v1".into(),
         qos,
@@ -160,7 +216,14 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
         let mut latencies = Vec::with_capacity(n);
         let mut last = t0;
         while latencies.len() < n {
-            let Some(msg) = sub.next().await else { break };
+            let msg = match sub.next().await {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "bench consumer");
+                    continue;
+                }
+                None => break,
+            };
             let now = t0.elapsed().as_nanos() as u64;
             last = Instant::now();
             let Some(idx) = bench_seq(&msg.payload).filter(|i| *i < n) else {
@@ -199,6 +262,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchResult> {
     };
     Ok(BenchResult {
         label: opts.label,
+        transport,
+        replicas: opts.replicas,
         qos: opts.qos,
         messages: opts.messages,
         matches: opts.matches,

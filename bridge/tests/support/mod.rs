@@ -51,12 +51,6 @@ fn wait_port(port: u16, what: &str) {
     }
 }
 
-/// Are the tests running against tribune-broker (whose JetStream is one
-/// replica on one node: clusters enable it on their first node only)?
-pub fn tribune() -> bool {
-    std::env::var("BRIDGE_TEST_SERVER").is_ok_and(|k| k == "tribune")
-}
-
 /// Which NATS server the tests run against: `BRIDGE_TEST_SERVER=nats|tribune`
 /// (default nats), binaries from `NATS_SERVER_BIN` / `TRIBUNE_BROKER_BIN`.
 pub fn server_bin() -> PathBuf {
@@ -114,7 +108,49 @@ impl NatsServer {
     }
 
     /// `n` clustered nodes with JetStream.
+    ///
+    /// Ports come from bind-and-release, so a test running alongside can
+    /// take one before the node binds it: the node then exits, and its
+    /// port may even answer as someone else's server. A node that did not
+    /// come up as itself gets the whole cluster started again on fresh
+    /// ports (a cluster's nodes name each other's route ports).
     pub fn cluster(dir: &Path, n: usize) -> Vec<NatsServer> {
+        for attempt in 1..=3 {
+            let mut nodes = Self::cluster_once(dir, n);
+            if nodes.iter_mut().all(NatsServer::is_itself) {
+                return nodes;
+            }
+            eprintln!("cluster attempt {attempt}: a node did not come up as itself; new ports");
+            drop(nodes);
+            for i in 0..n {
+                let _ = std::fs::remove_dir_all(dir.join(format!("n{}", i + 1)));
+            }
+        }
+        panic!("no {n}-node cluster came up in 3 attempts");
+    }
+
+    /// Still running, and its monitoring port answers with its own name.
+    fn is_itself(&mut self) -> bool {
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        let end = Instant::now() + Duration::from_secs(30);
+        while running && Instant::now() < end {
+            // The body may come chunked (nats-server's /varz is large): read
+            // the one field rather than parse the whole document.
+            let own_name = http_get(self.monitor, "/varz")
+                .map(|body| json_string_field(&body, "server_name") == Some(self.name.as_str()));
+            match own_name {
+                Some(true) if TcpStream::connect(("127.0.0.1", self.port)).is_ok() => return true,
+                Some(false) => return false,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
+    }
+
+    fn cluster_once(dir: &Path, n: usize) -> Vec<NatsServer> {
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -150,9 +186,26 @@ impl NatsServer {
                     "--routes".into(),
                     routes.join(","),
                 ]);
-                Self::spawn(name, *p, *m, args)
+                Self::spawn_unchecked(name, *p, *m, args)
             })
             .collect()
+    }
+
+    /// Started, not waited for: [`NatsServer::cluster`] checks the nodes.
+    fn spawn_unchecked(name: String, port: u16, monitor: u16, args: Vec<String>) -> NatsServer {
+        let child = Command::new(server_bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning the NATS server");
+        NatsServer {
+            port,
+            monitor,
+            name,
+            child: Some(child),
+            args,
+        }
     }
 
     fn spawn(name: String, port: u16, monitor: u16, args: Vec<String>) -> NatsServer {
@@ -176,6 +229,11 @@ impl NatsServer {
             .expect("spawning the NATS server");
         self.child = Some(child);
         wait_port(self.port, &self.name);
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn kill(&mut self) {
@@ -202,6 +260,14 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The string value of the first `"key": "..."` in a JSON text.
+fn json_string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    rest.find('"').map(|end| &rest[..end])
 }
 
 /// Minimal HTTP GET on loopback; returns the body of a 200 response.
@@ -762,4 +828,34 @@ pub async fn assert_states_are_whole(client: &async_nats::Client, seed: u64, upd
         );
     }
     eprintln!("{} match states checked", expected.len());
+}
+
+/// Steps the SPORTS stream's leader down until node `name` leads it.
+pub async fn lead_from(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) {
+    for _ in 0..20 {
+        let leader = match js.get_stream("SPORTS").await {
+            Ok(mut s) => s
+                .info()
+                .await
+                .ok()
+                .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
+            Err(_) => None,
+        };
+        if leader.as_deref() == Some(name) {
+            return;
+        }
+        if leader.is_some() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.request("$JS.API.STREAM.LEADER.STEPDOWN.SPORTS", "".into()),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{name} never became the SPORTS stream's leader");
 }

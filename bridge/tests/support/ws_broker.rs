@@ -26,6 +26,8 @@ pub struct WsBroker {
     pub ws_url: String,
     /// `mqtt://127.0.0.1:<port>`.
     pub mqtt_url: String,
+    /// `mqtts://localhost:<port>`.
+    pub mqtts_url: String,
     /// The CA that signed the broker's certificate.
     pub ca_file: PathBuf,
     /// A CA that did not.
@@ -57,7 +59,7 @@ fn listener(name: &str, port: u16, tls: Option<TlsConfig>) -> ServerSettings {
 pub async fn ws_broker(dir: &Path) -> WsBroker {
     pki(dir, "ws-good-");
     pki(dir, "ws-other-");
-    let (wss, ws, tcp) = (free_port(), free_port(), free_port());
+    let (wss, ws, tcp, mqtts) = (free_port(), free_port(), free_port(), free_port());
     let tls = TlsConfig::Rustls {
         capath: None,
         certpath: dir.join("ws-good-server.pem").display().to_string(),
@@ -75,10 +77,13 @@ pub async fn ws_broker(dir: &Path) -> WsBroker {
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: Some(HashMap::from([(
-            "tcp".to_owned(),
-            listener("test-tcp", tcp, None),
-        )])),
+        v4: Some(HashMap::from([
+            ("tcp".to_owned(), listener("test-tcp", tcp, None)),
+            (
+                "mqtts".to_owned(),
+                listener("test-mqtts", mqtts, Some(tls.clone())),
+            ),
+        ])),
         ws: Some(HashMap::from([
             ("wss".to_owned(), listener("test-wss", wss, Some(tls))),
             ("ws".to_owned(), listener("test-ws", ws, None)),
@@ -97,11 +102,17 @@ pub async fn ws_broker(dir: &Path) -> WsBroker {
         wss_url: format!("wss://localhost:{wss}/mqtt"),
         ws_url: format!("ws://127.0.0.1:{ws}/mqtt"),
         mqtt_url: format!("mqtt://127.0.0.1:{tcp}"),
+        mqtts_url: format!("mqtts://localhost:{mqtts}"),
         ca_file: dir.join("ws-good-ca.pem"),
         other_ca_file: dir.join("ws-other-ca.pem"),
         wss_port: wss,
     };
-    for url in [&broker.mqtt_url, &broker.ws_url, &broker.wss_url] {
+    for url in [
+        &broker.mqtt_url,
+        &broker.mqtts_url,
+        &broker.ws_url,
+        &broker.wss_url,
+    ] {
         wait_connack(url, &broker.ca_file).await;
     }
     broker

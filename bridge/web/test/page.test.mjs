@@ -1,13 +1,13 @@
 // The live-scores page in headless Chromium against the whole local system,
 // started exactly as `make run` starts it (bridge/run/run-local.sh: three
-// nodes with WebSocket listeners, tribune-auth, the simulator, the bridge,
+// nodes with WebSocket listeners, tribune-auth, the simulator, three bridges,
 // the page server), once on tribune-broker and once on nats-server.
 //
 // It signs in with the development token, sees the scores of the sports the
 // token grants (and no other), sees the current state at once with the feed
 // paused, sees the next update arrive, sees a forged and an expired token
-// refused with a visible message, and keeps working after the node the page
-// is connected to is killed.
+// refused with a visible message, and keeps updating after the active bridge
+// and then the node the page is connected to are killed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -87,16 +87,23 @@ function mint(secret, claims) {
   return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
 }
 
-/** A number from the bridge's /metrics (run-local's port 9465 + offset). */
+/** run-local's three bridges' /metrics ports (one ingests, two stand by). */
+const BRIDGE_PORTS = [9465, 9468, 9469];
+
+/** A number from the bridges' /metrics, summed (a standby counts nothing). */
 async function bridgeMetric(portOffset, name) {
-  const text = await (await fetch(`http://127.0.0.1:${9465 + portOffset}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(" ")[1] ?? NaN);
+  let sum = 0;
+  for (const port of BRIDGE_PORTS) {
+    const text = await (await fetch(`http://127.0.0.1:${port + portOffset}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    sum += Number(line?.split(" ")[1] ?? NaN);
+  }
+  return sum;
 }
 
 /**
- * With the simulator stopped: wait until the bridge has nothing in flight and
- * has published nothing for two seconds, so every stored state has also been
+ * With the simulator stopped: wait until the bridges have nothing in flight and
+ * have published nothing for two seconds, so every stored state has also been
  * delivered to the live subscribers.
  */
 async function feedQuiet(portOffset) {
@@ -186,8 +193,14 @@ async function scenario(t, server, portOffset) {
       const sports = await page.$$eval("section", (s) => s.map((x) => x.dataset.sport));
       assert.deepEqual(sports, ["football", "tennis"], "only the sports the token grants");
       assert.equal(await page.$$eval(".match[data-sport=basketball]", (c) => c.length), 0);
-      const score = await page.textContent(".match .score-home");
-      assert.match(score, /^\d+$/, "a score is shown");
+      // A match not yet started shows "–"; some match in play shows digits.
+      await page.waitForFunction(
+        () => [...document.querySelectorAll(".match .score-home")].some((e) => /^\d+$/.test(e.textContent)),
+        null,
+        { timeout: WAIT_MS },
+      ).catch((e) => {
+        throw new Error(`no match shows a score: ${e.message}`);
+      });
     });
 
     await step("a page opened later shows every match at once, then the next update", async () => {
@@ -235,6 +248,15 @@ async function scenario(t, server, portOffset) {
         await p.close();
       });
     }
+
+    await step("keeps updating after the active bridge is killed", async () => {
+      const roles = await Promise.all(BRIDGE_PORTS.map(async (port) =>
+        (await (await fetch(`http://127.0.0.1:${port + portOffset}/healthz`)).json()).role));
+      const active = roles.indexOf("active");
+      assert.equal(roles.filter((r) => r === "active").length, 1, `one active bridge: ${roles}`);
+      process.kill(sys.pid(`bridge${active + 1}`), "SIGKILL");
+      await nextUpdate(page, await board(page), "after the active bridge was killed (a standby takes the lease)");
+    });
 
     await step("keeps working after the node it is connected to is killed", async () => {
       const conn = await page.textContent("#conn");

@@ -13,6 +13,7 @@
 //! Tribune refuses it. bcrypt checks run on [`SecretChecker`]'s bounded
 //! blocking pool, so this is async.
 
+pub mod claims;
 pub mod secrets;
 
 use std::net::IpAddr;
@@ -40,6 +41,28 @@ pub struct Identity {
     /// When the credentials expire (a user JWT's `exp`): the connection is
     /// closed then.
     pub expires: Option<SystemTime>,
+    /// Whose expiry `expires` is: what the client is told then.
+    pub expiry: Expiry,
+}
+
+/// Whose credentials end a connection when they expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expiry {
+    /// The user's JWT (or its connect-time window): `User Authentication Expired`.
+    #[default]
+    User,
+    /// The account's JWT: `Account Authentication Expired`.
+    Account,
+}
+
+impl Expiry {
+    /// The error nats-server sends when this expiry closes a connection.
+    pub fn error(self) -> &'static str {
+        match self {
+            Expiry::User => crate::protocol::errors::AUTH_EXPIRED,
+            Expiry::Account => crate::protocol::errors::ACCOUNT_AUTH_EXPIRED,
+        }
+    }
 }
 
 impl Identity {

@@ -217,6 +217,11 @@ mod tests {
         let c = SecretChecker::new(1);
         let hash = bcrypt::hash("pw", 8).unwrap();
         let flood: IpAddr = "10.0.0.1".parse().unwrap();
+        // The test holds the only permit, so the flood's checks all wait in
+        // line and none can finish (and give its place back) before the
+        // share is full: without it, a slow machine could finish the first
+        // check before the last one queued, and the wait below never ends.
+        let gate = c.permits.clone().acquire_owned().await.unwrap();
         let held: Vec<_> = (0..PER_SOURCE)
             .map(|_| {
                 let (c, h) = (c.clone(), hash.clone());
@@ -232,6 +237,7 @@ mod tests {
             Check::Match,
             "plain secrets cost nothing"
         );
+        drop(gate);
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(c.check(Some(other), "pw", &hash).await, Check::Match);
         for h in held {

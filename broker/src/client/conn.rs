@@ -97,6 +97,7 @@ pub async fn run_client<R, W>(
         pings_out: 0,
         ping_sent: None,
         expires: None,
+        expiry: crate::auth::Expiry::User,
         max_subs,
         base_max_payload,
         seat: None,
@@ -137,6 +138,8 @@ struct Reader {
     ping_sent: Option<Instant>,
     /// When the user's credentials expire (a callout user JWT's `exp`).
     expires: Option<Instant>,
+    /// Whose expiry `expires` is, for the error sent then.
+    expiry: crate::auth::Expiry,
     /// Subscriptions allowed: the server's, account's and user's tightest.
     max_subs: Limit,
     /// The server's `max_payload`, before the account's and user's limits.
@@ -229,8 +232,9 @@ impl Reader {
                     return self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown);
                 }
                 _ = &mut expiry, if armed.is_some() => {
-                    debug!("{} - {}", self.tag(), errors::AUTH_EXPIRED);
-                    self.send_err(errors::AUTH_EXPIRED);
+                    let error = self.expiry.error();
+                    debug!("{} - {error}", self.tag());
+                    self.send_err(error);
                     return ClosedState::AuthenticationExpired;
                 }
                 _ = &mut auth_deadline, if waiting_auth => {

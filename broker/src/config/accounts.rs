@@ -194,11 +194,21 @@ pub(super) fn accounts(opts: &mut Options, cx: &mut Ctx, node: &Node) {
                     "jetstream" => {
                         acc.jetstream = match &item.value {
                             Value::Bool(b) => Some(*b),
-                            Value::String(s) if s.eq_ignore_ascii_case("enabled") => Some(true),
-                            Value::String(s) if s.eq_ignore_ascii_case("disabled") => Some(false),
-                            // Limits: JetStream on; the limits are not enforced yet.
+                            Value::String(s)
+                                if s.eq_ignore_ascii_case("enabled")
+                                    || s.eq_ignore_ascii_case("enable") =>
+                            {
+                                Some(true)
+                            }
+                            Value::String(s)
+                                if s.eq_ignore_ascii_case("disabled")
+                                    || s.eq_ignore_ascii_case("disable") =>
+                            {
+                                Some(false)
+                            }
                             Value::Map(_) => {
-                                cx.unsupported(&format!("accounts.{name}.{k} limits"), item);
+                                acc.jetstream_limits =
+                                    super::js_limits::account_js_limits(cx, item);
                                 Some(true)
                             }
                             _ => {

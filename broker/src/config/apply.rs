@@ -25,7 +25,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    "default_sentinel",
     "gateway",
     "leaf",
     "leafnodes",
@@ -44,8 +43,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "ocsp",
     "write_timeout",
     "resolver_tls",
-    "resolver_preload",
-    "resolver_pinned_accounts",
     "no_system_account",
     "no_system",
     "no_sys_acc",
@@ -64,19 +61,8 @@ const UNSUPPORTED_TOP: &[&str] = &[
 /// Options that protect the server. Running without them would silently
 /// weaken security (plain text instead of TLS, one shared account instead of
 /// isolated ones), so until Tribune supports them it refuses to start.
-const SECURITY_TOP: &[&str] = &[
-    "operator",
-    "operators",
-    "roots",
-    "root",
-    "root_operators",
-    "root_operator",
-    "resolver",
-    "account_resolver",
-    "accounts_resolver",
-    "trusted",
-    "trusted_keys",
-];
+/// (Operator mode itself is read by `super::operator`.)
+const SECURITY_TOP: &[&str] = &["resolver_pinned_accounts", "default_sentinel"];
 
 /// Collects errors and warnings while options are applied.
 pub(super) struct Ctx {
@@ -238,6 +224,7 @@ pub(super) fn apply_map(
     for (key, node) in root.iter() {
         apply_top(opts, &mut cx, key, node);
     }
+    super::operator::apply(opts, &mut cx, root);
     validate::check_applied(opts, root, file, &mut cx);
     if cx.errors.is_empty() {
         Ok(cx.warnings)
@@ -383,6 +370,8 @@ fn apply_top(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node) {
                 blocks::set_store_dir(opts, cx, node, dir);
             }
         }
+        // Read after everything else, by `super::operator::apply`.
+        k if super::operator::is_operator_key(k) => {}
         k if SECURITY_TOP.contains(&k) => cx.refuse(key, node),
         k if UNSUPPORTED_TOP.contains(&k) => cx.unsupported(key, node),
         _ => cx.unknown(key, node),

@@ -275,10 +275,10 @@ fn accounts_users_and_permissions() {
 #[test]
 fn unsupported_security_options_are_errors() {
     assert_eq!(
-        errors("operator: x.jwt\nresolver: MEMORY\nauthorization { users: [ {user: a, pass: b, proxy_required: true} ] }\n"),
+        errors("resolver_pinned_accounts: [A]\ndefault_sentinel: x\nauthorization { users: [ {user: a, pass: b, proxy_required: true} ] }\n"),
         [
-            "x.conf:1:1: option \"operator\" is not supported by tribune-broker yet; refusing to run without it",
-            "x.conf:2:1: option \"resolver\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:1:1: option \"resolver_pinned_accounts\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:2:1: option \"default_sentinel\" is not supported by tribune-broker yet; refusing to run without it",
             "x.conf:3:45: option \"authorization.users.proxy_required\" is not supported by tribune-broker yet; refusing to run without it",
         ]
     );
@@ -523,6 +523,32 @@ fn jetstream_forms() {
     assert_eq!(
         errors("store_dir: /a\njetstream { store_dir: /b }\n"),
         ["x.conf:2:13: Duplicate 'store_dir' configuration"]
+    );
+}
+
+#[test]
+fn jetstream_server_limits() {
+    let (o, w) = apply(
+        "jetstream { limits { max_ack_pending: 500, max_request_batch: 100, \
+         duplicate_window: \"30s\", max_ha_assets: 10 } }\n",
+    );
+    let l = o.jetstream.limits;
+    assert_eq!(
+        (l.max_ack_pending, l.max_request_batch, l.duplicate_window),
+        (500, 100, Duration::from_secs(30))
+    );
+    // Not applied yet, and said so rather than ignored silently.
+    assert_eq!(
+        w,
+        ["x.conf:1:93: option \"jetstream.limits.max_ha_assets\" is not supported by tribune-broker yet; ignoring"]
+    );
+    assert_eq!(
+        errors("jetstream { limits: 5 }\n"),
+        ["x.conf:1:13: Expected a map to define JetStreamLimits, got integer"]
+    );
+    assert_eq!(
+        errors("jetstream { limits { max_batch: 5 } }\n"),
+        ["x.conf:1:22: unknown field \"max_batch\""]
     );
 }
 

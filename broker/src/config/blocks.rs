@@ -392,7 +392,6 @@ const UNSUPPORTED_JS: &[&str] = &[
     "prev_encryption_key",
     "cipher",
     "extension_hint",
-    "limits",
     "tpm",
     "unique_tag",
     "max_outstanding_catchup",
@@ -452,6 +451,7 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
                             }
                         }
                     },
+                    "limits" => js_limits(opts, cx, &format!("{key}.{k}"), v),
                     lk if UNSUPPORTED_JS.contains(&lk) => cx.unsupported(&format!("{key}.{k}"), v),
                     _ => cx.unknown(k, v),
                 }
@@ -465,6 +465,44 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
                 other.type_name()
             ),
         ),
+    }
+}
+
+/// `jetstream { limits { ... } }`. `max_ha_assets` (replicated assets per
+/// server) and `batch` (atomic batch publishes, which Tribune does not
+/// take) are not applied yet, and say so.
+fn js_limits(opts: &mut Options, cx: &mut Ctx, path: &str, node: &Node) {
+    let Value::Map(map) = &node.value else {
+        cx.error(
+            &node.pos,
+            format!(
+                "Expected a map to define JetStreamLimits, got {}",
+                node.value.type_name()
+            ),
+        );
+        return;
+    };
+    let limits = &mut opts.jetstream.limits;
+    for (k, v) in map.iter() {
+        match k.to_ascii_lowercase().as_str() {
+            "max_ack_pending" => {
+                if let Some(n) = cx.int(k, v) {
+                    limits.max_ack_pending = n.max(0);
+                }
+            }
+            "max_request_batch" => {
+                if let Some(n) = cx.int(k, v) {
+                    limits.max_request_batch = n.max(0);
+                }
+            }
+            "duplicate_window" => {
+                if let Some(d) = cx.duration(k, v) {
+                    limits.duplicate_window = d;
+                }
+            }
+            "max_ha_assets" | "batch" => cx.unsupported(&format!("{path}.{k}"), v),
+            _ => cx.unknown(k, v),
+        }
     }
 }
 

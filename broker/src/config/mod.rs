@@ -26,6 +26,8 @@ mod blocks;
 mod callout;
 mod duration;
 mod exports;
+mod js_limits;
+mod operator;
 mod parser;
 mod scalar;
 mod tls;

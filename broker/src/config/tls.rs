@@ -14,7 +14,10 @@ use std::time::Duration;
 use super::apply::{checked_port, listen, Ctx};
 use super::value::{Node, Value};
 use crate::options::Options;
-use crate::tls::{classify_cipher, classify_curve, MinVersion, SuiteName, TlsOptions};
+use crate::tls::{
+    classify_cipher, classify_curve, MinVersion, SuiteName, TlsOptions,
+    DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK,
+};
 
 /// Where a block sits: the client port (also https) or routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,42 @@ fn names(cx: &mut Ctx, k: &str, v: &Node) -> Option<Vec<(String, Node)>> {
     Some(out)
 }
 
+/// `handshake_first` (`first`, `immediate`): a boolean, `on`/`off`,
+/// `auto`/`auto_fallback` (TLS first with nats-server's default fallback
+/// delay) or a Go duration (TLS first with that fallback delay), read as
+/// nats-server's `parseTLS` does. Returns whether TLS comes first and the
+/// fallback delay (zero: no fallback, the handshake is required). A negative
+/// duration is accepted and means no fallback, as nats-server only honours a
+/// strictly positive delay.
+fn handshake_first(cx: &mut Ctx, k: &str, v: &Node) -> Option<(bool, Duration)> {
+    match &v.value {
+        Value::Bool(b) => Some((*b, Duration::ZERO)),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "on" => Some((true, Duration::ZERO)),
+            "false" | "off" => Some((false, Duration::ZERO)),
+            "auto" | "auto_fallback" => Some((true, DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK)),
+            _ => match super::parse_go_duration(s) {
+                Ok((true, _)) => Some((true, Duration::ZERO)),
+                Ok((false, d)) => Some((true, d)),
+                Err(_) => {
+                    cx.error(&v.pos, format!("field {k:?}'s value {s:?} is invalid"));
+                    None
+                }
+            },
+        },
+        other => {
+            cx.error(
+                &v.pos,
+                format!(
+                    "field {k:?} should be a boolean or a string, got {}",
+                    other.type_name()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Parse a `tls {}` block and check that its files load. `path` is the
 /// block's dotted name (`tls`, `cluster.tls`) for messages.
 pub(super) fn tls_block(
@@ -149,27 +188,25 @@ pub(super) fn tls_block(
                     None => {}
                 }
             }
-            "handshake_first" | "first" | "immediate" => match &v.value {
-                Value::Bool(b) => t.handshake_first = *b,
-                Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                    "true" | "on" => t.handshake_first = true,
-                    "false" | "off" => t.handshake_first = false,
-                    _ if usage == TlsUse::Client => cx.error(
-                        &v.pos,
-                        format!("{path}.{k}: {s:?} (a fallback to clients that do not start with TLS) is not supported by tribune-broker yet; use true or false"),
-                    ),
-                    _ => cx.error(&v.pos, format!("field {k:?}'s value {s:?} is invalid")),
-                },
-                other => cx.error(
-                    &v.pos,
-                    format!("field {k:?} should be a boolean or a string, got {}", other.type_name()),
-                ),
-            },
+            "handshake_first" | "first" | "immediate" => {
+                if let Some((first, fallback)) = handshake_first(cx, k, v) {
+                    t.handshake_first = first;
+                    t.handshake_first_fallback = fallback;
+                    if first && path.contains('.') {
+                        cx.warn(
+                            &v.pos,
+                            format!("{path}.{k} only applies to the client port (nats-server ignores it here too); ignoring"),
+                        );
+                    }
+                }
+            }
             "allow_insecure_cipher_suites" => {
                 allow_insecure = flag(cx, k, v).unwrap_or(allow_insecure)
             }
             "cipher_suites" => {
-                let Some(list) = names(cx, k, v) else { continue };
+                let Some(list) = names(cx, k, v) else {
+                    continue;
+                };
                 let mut suites = Vec::new();
                 for (name, item) in list {
                     match classify_cipher(&name) {
@@ -192,7 +229,9 @@ pub(super) fn tls_block(
                 t.cipher_suites = suites;
             }
             "curve_preferences" => {
-                let Some(list) = names(cx, k, v) else { continue };
+                let Some(list) = names(cx, k, v) else {
+                    continue;
+                };
                 let mut curves = Vec::new();
                 for (name, item) in list {
                     match classify_curve(&name) {
@@ -208,7 +247,10 @@ pub(super) fn tls_block(
                     }
                 }
                 if curves.is_empty() {
-                    cx.warn(&v.pos, format!("{path}.{k}: no supported curve named; using the defaults"));
+                    cx.warn(
+                        &v.pos,
+                        format!("{path}.{k}: no supported curve named; using the defaults"),
+                    );
                 }
                 t.curve_preferences = curves;
             }
@@ -227,7 +269,10 @@ pub(super) fn tls_block(
                 },
                 _ => cx.error(
                     &v.pos,
-                    format!("error parsing tls config: 'min_version' wrong type: {}", v.value.type_name()),
+                    format!(
+                        "error parsing tls config: 'min_version' wrong type: {}",
+                        v.value.type_name()
+                    ),
                 ),
             },
             "verify_cert_and_check_known_urls" => match usage {
@@ -498,14 +543,88 @@ mod tests {
             let e = errors(&format!("tls {{\n {f} {key}\n}}\n"));
             assert!(e[0].contains("refusing to run without it"), "{key}: {e:?}");
         }
-        let e = errors(&format!("tls {{\n {f} handshake_first: auto\n}}\n"));
-        assert!(
-            e[0].contains("is not supported by tribune-broker yet"),
-            "{e:?}"
-        );
         let e = errors(&format!(
             "cluster {{\n port: 6222\n tls {{\n {f} verify_cert_and_check_known_urls: true\n }}\n}}\n"
         ));
         assert!(e[0].contains("refusing to run without it"), "{e:?}");
+    }
+
+    #[test]
+    fn handshake_first_forms() {
+        let d = pki();
+        let f = files(&d);
+        let first = |v: &str| {
+            let (o, w) = apply(&format!("tls {{\n {f} handshake_first: {v}\n}}\n"));
+            assert!(w.is_empty(), "{v}: {w:?}");
+            let t = o.tls.expect("tls parsed");
+            (t.handshake_first, t.handshake_first_fallback)
+        };
+        let none = Duration::ZERO;
+        assert_eq!(first("true"), (true, none));
+        assert_eq!(first("false"), (false, none));
+        assert_eq!(first("\"on\""), (true, none));
+        assert_eq!(first("\"OFF\""), (false, none));
+        assert_eq!(first("auto"), (true, Duration::from_millis(50)));
+        assert_eq!(
+            first("\"Auto_Fallback\""),
+            (true, Duration::from_millis(50))
+        );
+        assert_eq!(first("\"300ms\""), (true, Duration::from_millis(300)));
+        assert_eq!(first("\"1m0.5s\""), (true, Duration::from_millis(60_500)));
+        // Zero and negative delays mean TLS first with no fallback.
+        assert_eq!(first("\"0s\""), (true, none));
+        assert_eq!(first("\"-1s\""), (true, none));
+        // The aliases.
+        let (o, _) = apply(&format!("tls {{\n {f} first: \"2s\"\n}}\n"));
+        assert_eq!(
+            o.tls.map(|t| t.handshake_first_fallback),
+            Some(Duration::from_secs(2))
+        );
+        let (o, _) = apply(&format!("tls {{\n {f} immediate: true\n}}\n"));
+        assert!(o.tls.is_some_and(|t| t.handshake_first));
+    }
+
+    #[test]
+    fn handshake_first_errors_as_nats_server() {
+        let d = pki();
+        let f = files(&d);
+        let e = errors(&format!("tls {{\n {f} handshake_first: \"soon\"\n}}\n"));
+        assert!(
+            e[0].ends_with("field \"handshake_first\"'s value \"soon\" is invalid"),
+            "{e:?}"
+        );
+        // The key as written, and a duration is case-sensitive as in Go.
+        let e = errors(&format!("tls {{\n {f} First: \"300MS\"\n}}\n"));
+        assert!(
+            e[0].ends_with("field \"First\"'s value \"300MS\" is invalid"),
+            "{e:?}"
+        );
+        let e = errors(&format!("tls {{\n {f} handshake_first: 5\n}}\n"));
+        assert!(
+            e[0].contains("field \"handshake_first\" should be a boolean or a string, got"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn handshake_first_outside_the_client_port_is_ignored_with_a_warning() {
+        let d = pki();
+        let f = files(&d);
+        let (_, w) = apply(&format!(
+            "cluster {{\n port: 6222\n tls {{\n {f} handshake_first: auto\n }}\n}}\n"
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("cluster.tls.handshake_first only applies to the client port"),
+            "{w:?}"
+        );
+        let (_, w) = apply(&format!(
+            "websocket {{\n port: 8080\n tls {{\n {f} handshake_first: \"300ms\"\n }}\n}}\n"
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("websocket.tls.handshake_first only applies"),
+            "{w:?}"
+        );
     }
 }

@@ -220,9 +220,9 @@ pub(super) fn problems(opts: &Options, check_no_auth_user: bool) -> Vec<String> 
             );
         }
     }
-    if let Some(c) = &ws.jwt_cookie {
-        // Tribune has no trusted operators or keys (they are refused), so
-        // a JWT cookie can never be honoured.
+    if let Some(c) = ws.jwt_cookie.as_ref().filter(|_| opts.operator.is_none()) {
+        // The cookie's JWT is checked as a CONNECT's would be, which only
+        // operator mode does.
         out.push(format!(
             "trusted operators or trusted keys configuration is required for JWT authentication via cookie {c:?}"
         ));

@@ -3,7 +3,6 @@
 //! API task; answers go to the request's reply subject in nats-server's
 //! JSON (`type`, and `error: {code, err_code, description}` on failure).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use base64::Engine;
@@ -19,7 +18,8 @@ use super::headers;
 use super::stream::Stream;
 use super::types::{
     self, AckPolicy, ClusterInfo, ConsumerConfig, DeliverPolicy, MsgGetRequest, NextRequest,
-    PurgeRequest, Retention, StreamConfig, StreamInfo, StreamState, DEFAULT_DUPLICATE_WINDOW,
+    PriorityPolicy, PurgeRequest, Retention, StreamConfig, StreamInfo, StreamState,
+    DEFAULT_DUPLICATE_WINDOW,
 };
 use super::JsAccount;
 use crate::internal::OwnedMsg;
@@ -29,9 +29,7 @@ const API_PREFIX: &str = "$JS.API.";
 /// The most replicas a stream or consumer may have (nats-server's limit).
 const MAX_REPLICAS: i64 = 5;
 const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
-/// The JetStream API level Tribune implements (`api.level` of
-/// `$JS.API.INFO` and `/jsz`): nats-server 2.11's, the first numbered one.
-pub(crate) const API_LEVEL: u32 = 1;
+pub(crate) use super::account_info::API_LEVEL;
 
 /// Serve the account's API, acks and flow-control replies until the server goes.
 pub(crate) async fn serve(
@@ -49,9 +47,6 @@ pub(crate) async fn serve(
             on_flow_control(&acc, rest, &m.subject);
         } else if let Some(api) = m.subject.strip_prefix(API_PREFIX) {
             trace!("JetStream API request {:?} in {:?}", m.subject, acc.name);
-            if counts_as_api(api) {
-                acc.api_total.fetch_add(1, Ordering::Relaxed);
-            }
             let api = api.to_string();
             if let Some(c) = server.jetstream().and_then(|js| js.cluster()) {
                 let c = c.clone();
@@ -64,14 +59,6 @@ pub(crate) async fn serve(
             handle(&acc, &server, &api, &m);
         }
     }
-}
-
-/// Whether a request under `$JS.API.` counts in `api.total` (`/jsz`,
-/// `$JS.API.INFO`). nats-server counts what its API handlers serve; pull
-/// requests and direct gets go straight to the consumer or stream and are
-/// data, not API calls.
-fn counts_as_api(api: &str) -> bool {
-    !(api.starts_with("CONSUMER.MSG.NEXT.") || api.starts_with("DIRECT.GET."))
 }
 
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>`
@@ -161,6 +148,10 @@ pub(crate) fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
             answer(kind, &paged(None, Some(json!([]))))
         }
         "stream_purge_response" => answer(kind, &json!({ "error": e, "purged": 0 })),
+        "consumer_pause_response" => answer(
+            kind,
+            &json!({ "error": e, "paused": false, "pause_until": types::rfc3339(None) }),
+        ),
         _ => answer(kind, &json!({ "error": e })),
     }
 }
@@ -173,23 +164,39 @@ fn parse<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
 }
 
 fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
-    let Some(reply) = m.reply.as_deref() else {
-        return;
-    };
+    // As in nats-server, a request without a reply subject is still served
+    // (and counted); only its answer is dropped.
+    let reply = m.reply.as_deref();
     let tokens: Vec<&str> = api.split('.').collect();
+    let publish = |body: &[u8]| {
+        if let Some(reply) = reply {
+            acc.client.publish(server, reply, None, b"", body);
+        }
+    };
     let send = |body: Vec<u8>| {
-        acc.client.publish(server, reply, None, b"", &body);
+        acc.track_api(false);
+        publish(&body);
     };
     let respond = |kind: &str, r: Result<Vec<u8>, ApiError>| match r {
         Ok(body) => send(body),
         Err(e) => {
             debug!("JetStream API {api:?}: {e}");
-            acc.api_errors.fetch_add(1, Ordering::Relaxed);
-            send(error_answer(kind, &e));
+            acc.track_api(true);
+            publish(&error_answer(kind, &e));
         }
     };
     match tokens.as_slice() {
-        ["INFO"] => send(answer("account_info_response", &account_info(acc))),
+        ["INFO"] => {
+            let remote = server
+                .jetstream()
+                .and_then(|js| js.cluster())
+                .map(|c| c.usage.account(&acc.name))
+                .unwrap_or_default();
+            send(answer(
+                "account_info_response",
+                &super::account_info::body(acc, acc.limits, remote),
+            ))
+        }
         ["STREAM", "CREATE", name] => respond(
             "stream_create_response",
             stream_create(acc, server, name, &m.payload),
@@ -202,9 +209,17 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             "stream_info_response",
             with_stream(acc, name).and_then(|s| {
                 let req: Value = parse(&m.payload)?;
-                let filter = req.get("subjects_filter").and_then(Value::as_str);
+                let filter = req
+                    .get("subjects_filter")
+                    .and_then(Value::as_str)
+                    .filter(|f| !f.is_empty());
                 let mut info =
-                    serde_json::to_value(stream_info(server, &s, filter)).unwrap_or_default();
+                    serde_json::to_value(stream_info(server, &s, None)).unwrap_or_default();
+                let totals = match filter {
+                    Some(f) => s.inner.lock().store.subjects_totals(f),
+                    None => Default::default(),
+                };
+                super::info_subjects::page(&mut info, totals, &req);
                 if req.get("deleted_details").and_then(Value::as_bool) == Some(true) {
                     let deleted = deleted_seqs(&s);
                     if !deleted.is_empty() {
@@ -273,15 +288,20 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
         ["STREAM", "PURGE", name] => {
             respond("stream_purge_response", stream_purge(acc, name, &m.payload))
         }
-        ["STREAM", "MSG", "GET", name] => {
-            respond("stream_msg_get_response", msg_get(acc, name, &m.payload))
-        }
+        // A message found goes straight back, outside the API layer, and
+        // is not counted in nats-server; only failures are.
+        ["STREAM", "MSG", "GET", name] => match msg_get(acc, name, &m.payload) {
+            Ok(body) => publish(&body),
+            Err(e) => respond("stream_msg_get_response", Err(e)),
+        },
         ["STREAM", "MSG", "DELETE", name] => respond(
             "stream_msg_delete_response",
             msg_delete(acc, name, &m.payload),
         ),
         ["DIRECT", "GET", name, rest @ ..] => {
-            super::direct_get::serve(acc, server, name, rest, reply, m)
+            if let Some(reply) = reply {
+                super::direct_get::serve(acc, server, name, rest, reply, m)
+            }
         }
         ["CONSUMER", "CREATE", stream, rest @ ..] => {
             let filter = (rest.len() > 1).then(|| rest[1..].join("."));
@@ -314,6 +334,14 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                 answer("consumer_delete_response", &json!({"success": true}))
             }),
         ),
+        ["CONSUMER", "PAUSE", stream, name] => respond(
+            "consumer_pause_response",
+            consumer_pause(acc, server, stream, name, &m.payload),
+        ),
+        ["CONSUMER", "UNPIN", stream, name] => respond(
+            "consumer_unpin_response",
+            consumer_unpin(acc, stream, name, &m.payload),
+        ),
         ["CONSUMER", "LIST", stream] => respond(
             "consumer_list_response",
             with_stream(acc, stream).map(|s| {
@@ -342,6 +370,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             }),
         ),
         ["CONSUMER", "MSG", "NEXT", stream, name] => {
+            let Some(reply) = reply else { return };
             match acc
                 .stream(stream)
                 .and_then(|s| s.consumers.read().get(*name).cloned())
@@ -379,28 +408,6 @@ fn page<T>(items: Vec<T>, payload: &[u8], limit: usize) -> (usize, usize, Vec<T>
         offset,
         items.into_iter().skip(offset).take(limit).collect(),
     )
-}
-
-fn account_info(acc: &JsAccount) -> Value {
-    let u = acc.usage();
-    json!({
-        "memory": u.memory,
-        "storage": u.storage,
-        "reserved_memory": 0,
-        "reserved_storage": 0,
-        "streams": u.streams,
-        "consumers": u.consumers,
-        "limits": {
-            "max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
-            "max_ack_pending": -1, "memory_max_stream_bytes": -1,
-            "storage_max_stream_bytes": -1, "max_bytes_required": false
-        },
-        "api": {
-            "level": API_LEVEL,
-            "total": acc.api_total.load(Ordering::Relaxed),
-            "errors": acc.api_errors.load(Ordering::Relaxed)
-        }
-    })
 }
 
 fn with_stream(acc: &JsAccount, name: &str) -> Result<Arc<Stream>, ApiError> {
@@ -532,7 +539,7 @@ pub(crate) fn normalize_stream(
     // silently ignored. (`allow_msg_ttl` is accepted: clients turn it on for
     // KV buckets; per-message TTLs are not applied, so such messages live
     // by the stream's own limits, which never loses data early.)
-    for key in ["mirror", "sources", "subject_transform", "republish"] {
+    for key in ["mirror", "sources"] {
         let set = match c.extra.get(key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
             Some(Value::Array(a)) => !a.is_empty(),
@@ -587,8 +594,14 @@ pub(crate) fn normalize_stream(
             "duplicates window can not be negative",
         ));
     }
+    // The server's `limits { duplicate_window }` lowers the default and
+    // caps what a stream may ask for, as in nats-server.
+    let dw_limit = types::nanos(acc.server_limits.duplicate_window);
     if c.duplicate_window == 0 {
-        let dw = types::nanos(DEFAULT_DUPLICATE_WINDOW);
+        let mut dw = types::nanos(DEFAULT_DUPLICATE_WINDOW);
+        if dw_limit > 0 && dw > dw_limit {
+            dw = dw_limit;
+        }
         c.duplicate_window = if c.max_age > 0 && c.max_age < dw {
             c.max_age
         } else {
@@ -599,6 +612,12 @@ pub(crate) fn normalize_stream(
         return Err(errors::stream_invalid_config(
             "duplicates window can not be larger then max age",
         ));
+    }
+    if dw_limit > 0 && c.duplicate_window > dw_limit {
+        return Err(errors::stream_invalid_config(format!(
+            "duplicates window can not be larger then server limit of {}",
+            crate::monitor::gofmt::go_duration(u64::try_from(dw_limit).unwrap_or(0))
+        )));
     }
     if c.subjects.is_empty() {
         c.subjects = vec![c.name.clone()];
@@ -638,6 +657,12 @@ pub(crate) fn normalize_stream(
             return Err(errors::subjects_overlap());
         }
     }
+    if let Some(t) = &c.subject_transform {
+        super::subject_transform::validate(t)?;
+    }
+    if let Some(rp) = c.republish.as_mut() {
+        super::republish::normalize(rp, &c.subjects, c.subject_transform.as_ref())?;
+    }
     Ok(c)
 }
 
@@ -659,6 +684,8 @@ fn stream_create(
     let _admin = acc.admin.lock();
     let cfg = stream_config(payload)?;
     let cfg = normalize_stream(acc, cfg, name, None)?;
+    // Before the "already exists" answer, as in nats-server.
+    super::limits::check_stream_create(server.jetstream().map(|j| &**j), acc, &cfg)?;
     if let Some(existing) = acc.stream(name) {
         if existing.config() == cfg {
             return Ok(answer(
@@ -684,7 +711,19 @@ fn stream_update(
     let cfg = stream_config(payload)?;
     let s = with_stream(acc, name)?;
     let cfg = normalize_stream(acc, cfg, name, None)?;
-    check_stream_update(&s.config(), &cfg)?;
+    let old = s.config();
+    check_stream_update(&old, &cfg)?;
+    let consumers: Vec<(String, ConsumerConfig)> = s
+        .consumers
+        .read()
+        .iter()
+        .map(|(n, c)| (n.clone(), c.config()))
+        .collect();
+    cfg.consumer_limits.check_update(
+        &old.consumer_limits,
+        consumers.iter().map(|(n, c)| (n.as_str(), c)),
+    )?;
+    super::limits::check_stream_update(server.jetstream().map(|j| &**j), acc, &s.config(), &cfg)?;
     acc.update_stream(server, &s, cfg)?;
     Ok(answer(
         "stream_update_response",
@@ -832,7 +871,14 @@ fn next_request(payload: &[u8]) -> Result<NextRequest, String> {
             ..Default::default()
         });
     }
-    serde_json::from_str::<NextRequest>(t).map_err(|e| format!("Bad Request - {e}"))
+    let mut req =
+        serde_json::from_str::<NextRequest>(t).map_err(|e| format!("Bad Request - {e}"))?;
+    req.structured = true;
+    // Heartbeats must fit twice into the wait (nats-server's rule).
+    if req.idle_heartbeat > 0 && req.idle_heartbeat.saturating_mul(2) > req.expires {
+        return Err("Bad Request - heartbeat value too large".to_string());
+    }
+    Ok(req)
 }
 
 /// A fresh ephemeral consumer name: 8 characters, as nats-server makes them.
@@ -883,8 +929,93 @@ pub(crate) fn consumer_change(
             acc.delete_consumer(server, stream, name);
             answer("consumer_delete_response", &json!({"success": true}))
         }),
+        ["CONSUMER", "PAUSE", stream, name] => consumer_pause(acc, server, stream, name, payload),
         _ => Err(errors::bad_request()),
     }
+}
+
+/// `CONSUMER.UNPIN.<stream>.<consumer>` with `{"group": ...}`: the group's
+/// pinned client loses its pin. Checked in nats-server's order: the body,
+/// then the stream and consumer, then the group. Answered by the copy that
+/// delivers (pins are not replicated).
+fn consumer_unpin(
+    acc: &JsAccount,
+    stream: &str,
+    name: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct UnpinRequest {
+        #[serde(default)]
+        group: String,
+    }
+    let req: UnpinRequest = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    if req.group.is_empty() {
+        return Err(errors::invalid_json("consumer group not specified"));
+    }
+    if !valid_group_name(&req.group) {
+        return Err(invalid_group_name());
+    }
+    let c = with_consumer(acc, stream, name)?;
+    if !c.config().priority_groups.contains(&req.group) {
+        return Err(ApiError::new(
+            400,
+            10160,
+            "Provided priority group does not exist for this consumer",
+        ));
+    }
+    c.unpin();
+    Ok(answer("consumer_unpin_response", &json!({})))
+}
+
+/// The deadline a `CONSUMER.PAUSE` body asks for (None: resume). A body
+/// that is not a JSON object or array is an empty request, as in
+/// nats-server; one that is must parse.
+fn pause_request(payload: &[u8]) -> Result<Option<std::time::SystemTime>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct PauseRequest {
+        #[serde(default)]
+        pause_until: Option<String>,
+    }
+    let json_like = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['));
+    if !json_like {
+        return Ok(None);
+    }
+    let req: PauseRequest = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    let until = types::parse_pause(req.pause_until.as_deref()).map_err(errors::invalid_json)?;
+    Ok(until.map(std::time::SystemTime::from))
+}
+
+/// `CONSUMER.PAUSE.<stream>.<consumer>`: pause until the requested time,
+/// or resume. Every replica applies it (the deadline is part of the
+/// replicated, saved config), so a new leader keeps the pause.
+pub(crate) fn consumer_pause(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    stream: &str,
+    name: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let _admin = acc.admin.lock();
+    let until = pause_request(payload)?;
+    let s = with_stream(acc, stream)?;
+    let c = with_consumer(acc, stream, name)?;
+    c.set_pause(server, until);
+    acc.save_consumer_meta(&s, &c)?;
+    let left = until
+        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+        .filter(|d| !d.is_zero());
+    let mut body = json!({
+        "paused": left.is_some(),
+        "pause_until": types::rfc3339(until),
+    });
+    if let Some(left) = left {
+        body["pause_remaining"] = json!(types::nanos(left));
+    }
+    Ok(answer("consumer_pause_response", &body))
 }
 
 fn consumer_create(
@@ -978,29 +1109,49 @@ fn consumer_create(
         }
     }
     let stream_cfg = s.config();
+    let asked = cfg.clone();
     check_consumer(&s, &stream_cfg, &mut cfg, &name)?;
+    super::limits::check_consumer_limits(acc, &mut cfg, &asked, &stream_cfg.consumer_limits)?;
+    stream_cfg.consumer_limits.check(&cfg)?;
     let existing = s.consumers.read().get(&name).cloned();
+    // The pause is set on create; later only `CONSUMER.PAUSE` changes it
+    // (an update keeps the current one, as nats-server does).
+    cfg.pause_until = match &existing {
+        Some(e) => e.config().pause_until,
+        None => types::parse_pause(cfg.pause_until.as_deref())
+            .map_err(errors::invalid_json)?
+            .map(|t| types::go_time(&t)),
+    };
+    // nats-server announces a pause after every create request that
+    // succeeds (new consumer, update, or the same config again).
+    let answered = |c: &consumer::Consumer| {
+        let body = answer("consumer_create_response", &c.info(server));
+        if c.is_paused() && !c.is_passive() {
+            c.announce_pause(server);
+        }
+        body
+    };
     if let Some(existing) = existing {
         let old = existing.config();
         if same_ignoring_name(&old, &cfg) {
-            return Ok(answer("consumer_create_response", &existing.info(server)));
+            return Ok(answered(&existing));
         }
+        // An updated config keeps its deadline in UTC.
+        cfg.pause_until = old.pause_deadline().map(|t| types::rfc3339(Some(t)));
         if req.action == "create" {
             return Err(errors::consumer_already_exists());
         }
-        check_update(&old, &cfg)?;
+        check_update(acc, &old, &cfg)?;
         existing.update(cfg);
         acc.save_consumer_meta(&s, &existing)?;
-        return Ok(answer("consumer_create_response", &existing.info(server)));
+        return Ok(answered(&existing));
     }
     if req.action == "update" {
         return Err(errors::consumer_does_not_exist());
     }
-    if stream_cfg.max_consumers > 0 && s.consumers.read().len() as i64 >= stream_cfg.max_consumers {
-        return Err(errors::max_consumers());
-    }
+    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, s.consumers.read().len())?;
     let c = acc.create_consumer(server, &s, name, cfg)?;
-    Ok(answer("consumer_create_response", &c.info(server)))
+    Ok(answered(&c))
 }
 
 fn policy_words(p: DeliverPolicy) -> &'static str {
@@ -1014,8 +1165,14 @@ fn policy_words(p: DeliverPolicy) -> &'static str {
     }
 }
 
-/// What an update may not change, with nats-server's complaint.
-fn check_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Result<(), ApiError> {
+/// What an update may not change, with nats-server's complaint (its
+/// `checkNewConsumerConfig`, in its order). Filters, limits, ack wait,
+/// backoff, description and the like may change.
+fn check_update(
+    acc: &JsAccount,
+    old: &ConsumerConfig,
+    new: &ConsumerConfig,
+) -> Result<(), ApiError> {
     let refuse = |what: &str| {
         Err(errors::consumer_create(format!(
             "{what} can not be updated"
@@ -1024,10 +1181,19 @@ fn check_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Result<(), ApiErr
     if old.deliver_policy != new.deliver_policy {
         return refuse("deliver policy");
     }
+    if old.mem_storage != new.mem_storage {
+        return refuse("storage type");
+    }
+    for flag in ["direct", "sourcing"] {
+        if old.extra.get(flag) != new.extra.get(flag) {
+            return refuse(flag);
+        }
+    }
     if old.opt_start_seq != new.opt_start_seq {
         return refuse("start sequence");
     }
-    if old.opt_start_time != new.opt_start_time {
+    let start = |c: &ConsumerConfig| c.opt_start_time.as_deref().map(types::parse_rfc3339);
+    if start(old) != start(new) {
         return refuse("start time");
     }
     if old.ack_policy != new.ack_policy {
@@ -1036,16 +1202,44 @@ fn check_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Result<(), ApiErr
     if old.replay_policy != new.replay_policy {
         return refuse("replay policy");
     }
-    if old.is_pull() != new.is_pull() {
-        return Err(errors::consumer_create(
-            "can not update push consumer to pull based",
-        ));
+    if old.idle_heartbeat != new.idle_heartbeat {
+        return refuse("heart beats");
     }
-    if old.filters() != new.filters() {
-        return refuse("filter subject");
+    if old.flow_control != new.flow_control {
+        return refuse("flow control");
     }
-    if old.mem_storage != new.mem_storage {
-        return refuse("mem storage");
+    let deliver = |c: &ConsumerConfig| c.deliver_subject.clone().unwrap_or_default();
+    let (was, now) = (deliver(old), deliver(new));
+    if was != now {
+        if was.is_empty() {
+            return Err(errors::consumer_create(
+                "can not update pull consumer to push based",
+            ));
+        }
+        if now.is_empty() {
+            return Err(errors::consumer_create(
+                "can not update push consumer to pull based",
+            ));
+        }
+        // A bound push consumer keeps its deliver subject.
+        let bound = !acc
+            .client
+            .account()
+            .sublist
+            .match_subject(was.as_bytes())
+            .is_empty();
+        if bound {
+            return Err(errors::consumer_name_exist());
+        }
+    }
+    if old.max_waiting != new.max_waiting {
+        return refuse("max waiting");
+    }
+    if !new.backoff.is_empty()
+        && new.max_deliver != -1
+        && new.backoff.len() as i64 > new.max_deliver
+    {
+        return Err(errors::max_deliver_backoff());
     }
     Ok(())
 }
@@ -1185,7 +1379,16 @@ fn check_consumer(
             }
         }
     }
+    // A negative pin timeout reads as none (nats-server outside pedantic mode).
+    cfg.priority_timeout = cfg.priority_timeout.max(0);
+    check_priority(cfg)?;
+    // The stream's consumer limits come first: the server's defaults
+    // only fill in what is still unset.
+    stream_cfg.consumer_limits.apply_defaults(cfg);
     // Defaults, as nats-server reports them back.
+    if cfg.priority_policy == PriorityPolicy::PinnedClient && cfg.priority_timeout == 0 {
+        cfg.priority_timeout = types::nanos(consumer::DEFAULT_PINNED_TTL);
+    }
     if cfg.ack_policy != AckPolicy::None && cfg.ack_wait == 0 {
         cfg.ack_wait = types::nanos(consumer::DEFAULT_ACK_WAIT);
     }
@@ -1204,17 +1407,121 @@ fn check_consumer(
     Ok(())
 }
 
+/// nats-server's priority group rules (`overflow`, `pinned_client` and
+/// `prioritized` are all served).
+fn check_priority(cfg: &ConsumerConfig) -> Result<(), ApiError> {
+    if cfg.priority_policy == PriorityPolicy::None {
+        if !cfg.priority_groups.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10196,
+                "consumer can not have priority groups when policy is none",
+            ));
+        }
+        if cfg.priority_timeout > 0 {
+            return Err(ApiError::new(
+                400,
+                10197,
+                "PinnedTTL cannot be set when PriorityPolicy is none",
+            ));
+        }
+        return Ok(());
+    }
+    if !cfg.is_pull() {
+        return Err(ApiError::new(
+            400,
+            10178,
+            "priority groups can not be used with push consumers",
+        ));
+    }
+    if cfg.priority_groups.is_empty() {
+        return Err(ApiError::new(
+            400,
+            10159,
+            "Setting PriorityPolicy requires at least one PriorityGroup to be set",
+        ));
+    }
+    for g in &cfg.priority_groups {
+        if g.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10161,
+                "Group name cannot be an empty string",
+            ));
+        }
+        if !valid_group_name(g) {
+            return Err(invalid_group_name());
+        }
+    }
+    Ok(())
+}
+
+fn invalid_group_name() -> ApiError {
+    ApiError::new(
+        400,
+        10162,
+        "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
+    )
+}
+
+/// 1 to 16 of `A-Z a-z 0-9 / _ = -` (nats-server's group name pattern).
+fn valid_group_name(g: &str) -> bool {
+    (1..=16).contains(&g.len())
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pulls_and_direct_gets_are_not_api_calls() {
-        assert!(counts_as_api("STREAM.CREATE.S"));
-        assert!(counts_as_api("CONSUMER.INFO.S.C"));
-        assert!(counts_as_api("INFO"));
-        assert!(!counts_as_api("CONSUMER.MSG.NEXT.S.C"));
-        assert!(!counts_as_api("DIRECT.GET.S"));
-        assert!(!counts_as_api("DIRECT.GET.S.subject"));
+    fn priority_group_rules() {
+        let cfg = |policy, groups: &[&str]| ConsumerConfig {
+            priority_policy: policy,
+            priority_groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        };
+        let code = |c: &ConsumerConfig| check_priority(c).err().map(|e| e.err_code);
+        assert_eq!(code(&cfg(PriorityPolicy::None, &[])), None);
+        assert_eq!(code(&cfg(PriorityPolicy::None, &["A"])), Some(10196));
+        assert_eq!(code(&cfg(PriorityPolicy::Overflow, &[])), Some(10159));
+        assert_eq!(code(&cfg(PriorityPolicy::Overflow, &[""])), Some(10161));
+        assert_eq!(
+            code(&cfg(PriorityPolicy::Overflow, &["seventeen-chars-x"])),
+            Some(10162)
+        );
+        assert_eq!(code(&cfg(PriorityPolicy::Overflow, &["jobs/A_1=-"])), None);
+        let mut push = cfg(PriorityPolicy::Overflow, &["A"]);
+        push.deliver_subject = Some("d".into());
+        assert_eq!(code(&push), Some(10178));
+        assert_eq!(code(&cfg(PriorityPolicy::PinnedClient, &["A"])), None);
+        assert_eq!(code(&cfg(PriorityPolicy::Prioritized, &["A"])), None);
+    }
+
+    #[test]
+    fn pause_requests() {
+        assert_eq!(pause_request(b"").ok(), Some(None));
+        // Not a JSON object: an empty request (resume), as in nats-server.
+        assert_eq!(pause_request(b"now").ok(), Some(None));
+        assert_eq!(pause_request(b"{}").ok(), Some(None));
+        assert_eq!(
+            pause_request(br#"{"pause_until":"0001-01-01T00:00:00Z"}"#).ok(),
+            Some(None)
+        );
+        let until = pause_request(br#"{"pause_until":"2030-01-01T00:00:00Z"}"#)
+            .ok()
+            .flatten();
+        assert_eq!(
+            until.map(|t| types::rfc3339(Some(t))).as_deref(),
+            Some("2030-01-01T00:00:00Z")
+        );
+        for bad in [
+            &br#"{"pause_until":5}"#[..],
+            br#"{"pause_until":"soon"}"#,
+            b"[1]",
+        ] {
+            assert_eq!(pause_request(bad).err().map(|e| e.err_code), Some(10025));
+        }
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::headers;
+use super::pin;
 use super::store::{ConsumerState, ConsumerStateFile, Pending, SequencePair, StoredMsg};
 use super::stream::{now_nanos, Stream};
 use super::types::{
@@ -31,6 +32,8 @@ use crate::server::Server;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
 pub const DEFAULT_MAX_WAITING: i64 = 512;
+/// How long a pinned client keeps its pin (nats-server's default).
+pub const DEFAULT_PINNED_TTL: Duration = Duration::from_secs(120);
 /// Ephemeral consumers go away after this long without interest.
 pub const DEFAULT_INACTIVE_THRESHOLD: Duration = Duration::from_secs(5);
 /// Flow control: ask the client to confirm after this much was sent.
@@ -52,6 +55,24 @@ struct Waiting {
     no_wait: bool,
     hb: Option<Duration>,
     next_hb: Instant,
+    /// Overflow priority: serve only while at least this many messages are
+    /// pending, or this many acknowledgements outstanding (0: no limit).
+    min_pending: i64,
+    min_ack_pending: i64,
+    /// The `Nats-Pin-Id` the request carries, or was handed.
+    pin_id: Option<String>,
+    /// A prioritized consumer serves lower values first (0 to 9).
+    priority: i64,
+}
+
+impl Waiting {
+    /// May an overflow request take a message now? `pending`: messages
+    /// left counting the one at hand; `ack_pending`: unacknowledged ones.
+    fn overflow_allows(&self, pending: u64, ack_pending: usize) -> bool {
+        (self.min_pending <= 0 && self.min_ack_pending <= 0)
+            || (self.min_pending > 0 && self.min_pending as u64 <= pending)
+            || (self.min_ack_pending > 0 && self.min_ack_pending as usize <= ack_pending)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +105,30 @@ struct CState {
     last_save: Instant,
     /// Original-replay pacing: (stored ts of the last message sent, when).
     replay: Option<(i64, Instant)>,
+    /// Nothing is delivered before this time (`pause_until`, parsed once).
+    pause: Option<SystemTime>,
+    /// The pause was in force when this copy last took charge of it: when
+    /// it ends, the delivering copy announces the resume (nats-server's
+    /// unpause timer, which only a leader runs).
+    resume_advisory: bool,
+    /// The pinned client of a `pinned_client` consumer.
+    pin: Option<pin::Pin>,
+    /// Advisories raised outside a delivery pass, sent by the next one.
+    advisories: Vec<Out>,
+}
+
+impl CState {
+    fn paused(&self, now: SystemTime) -> bool {
+        self.pause.is_some_and(|p| now < p)
+    }
+}
+
+/// Where [`Consumer::next_message`] found a message, so it can be put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Redelivery,
+    LastPerSubject,
+    New,
 }
 
 /// A message (or status) to publish once the lock is released.
@@ -103,7 +148,9 @@ pub struct Consumer {
     pub created: SystemTime,
     /// Mutable fields change on update (`CONSUMER.CREATE` with a new config).
     config: RwLock<ConsumerConfig>,
-    filters: Vec<String>,
+    /// The subjects selected (empty: all), from the config; replaced when
+    /// an update changes `filter_subject(s)`.
+    filters: RwLock<Vec<String>>,
     stream: Weak<Stream>,
     account: Weak<JsAccount>,
     state: Mutex<CState>,
@@ -114,6 +161,9 @@ pub struct Consumer {
     /// receives) but delivers nothing and answers no one.
     passive: AtomicBool,
     state_file: Option<ConsumerStateFile>,
+    /// Set when the delivery task starts: statuses sent outside it (a
+    /// leadership change) need the server to publish through.
+    server: Mutex<Weak<Server>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -200,7 +250,12 @@ impl Consumer {
             dirty: false,
             last_save: now,
             replay: None,
+            pause: config.pause_deadline(),
+            resume_advisory: false,
+            pin: None,
+            advisories: Vec::new(),
         };
+        st.resume_advisory = st.paused(SystemTime::now());
         let ack_wait = ack_wait(&config);
         // A push consumer with heartbeats sends the first one right away,
         // as nats-server does, so clients learn where the stream stands.
@@ -284,7 +339,7 @@ impl Consumer {
             stream_name: stream.name.clone(),
             created,
             config: RwLock::new(config),
-            filters,
+            filters: RwLock::new(filters),
             stream: Arc::downgrade(stream),
             account: Arc::downgrade(account),
             state: Mutex::new(st),
@@ -292,6 +347,7 @@ impl Consumer {
             stopped: AtomicBool::new(false),
             passive: AtomicBool::new(stream.is_passive()),
             state_file,
+            server: Mutex::new(Weak::new()),
         })
     }
 
@@ -302,10 +358,61 @@ impl Consumer {
     /// Apply an updated configuration (already checked to change only
     /// what may change), and save it for restarts.
     pub(crate) fn update(&self, cfg: ConsumerConfig) {
+        let filters = cfg.filters();
+        let pause = cfg.pause_deadline();
+        let pinned = cfg.priority_policy == types::PriorityPolicy::PinnedClient;
         *self.config.write() = cfg;
+        *self.filters.write() = filters;
+        {
+            let mut st = self.state.lock();
+            if !pinned {
+                st.pin = None;
+            }
+            if st.pause != pause {
+                st.pause = pause;
+                st.resume_advisory = st.paused(SystemTime::now());
+            }
+        }
         self.wake();
     }
 
+    /// Pause until `until` (None or a past time: resume now), as
+    /// `CONSUMER.PAUSE` does. Returns the config to save. The delivering
+    /// copy announces a change on `$JS.EVENT.ADVISORY.CONSUMER.PAUSE`.
+    pub(crate) fn set_pause(&self, server: &Server, until: Option<SystemTime>) -> ConsumerConfig {
+        let cfg = {
+            let mut cfg = self.config.write();
+            cfg.pause_until = until.map(|t| types::rfc3339(Some(t)));
+            cfg.clone()
+        };
+        let changed = {
+            let mut st = self.state.lock();
+            let changed = st.pause != until;
+            st.pause = until;
+            st.resume_advisory = st.paused(SystemTime::now());
+            changed
+        };
+        if changed && !self.is_passive() {
+            self.announce_pause(server);
+        }
+        self.wake();
+        cfg
+    }
+
+    /// Publish the pause advisory for the current pause state.
+    pub(crate) fn announce_pause(&self, server: &Server) {
+        let Some(acc) = self.account.upgrade() else {
+            return;
+        };
+        let until = self.state.lock().pause;
+        let o = self.pause_advisory(until);
+        self.publish_all(server, &acc, vec![o]);
+    }
+
+    /// Whether a pause is in force now.
+    pub fn is_paused(&self) -> bool {
+        self.state.lock().paused(SystemTime::now())
+    }
     /// The consumer is being deleted: pull requests waiting on it hear so.
     pub(crate) fn close_requests(&self, server: &Server) {
         let waiting: Vec<Waiting> = self.state.lock().waiting.drain(..).collect();
@@ -320,9 +427,9 @@ impl Consumer {
 
     /// Does this consumer select messages on `subject`?
     pub fn wants(&self, subject: &str) -> bool {
-        self.filters.is_empty()
-            || self
-                .filters
+        let filters = self.filters.read_recursive();
+        filters.is_empty()
+            || filters
                 .iter()
                 .any(|f| crate::subject::matches(f.as_bytes(), subject.as_bytes()))
     }
@@ -358,9 +465,24 @@ impl Consumer {
     /// clients retry on the new leader); one that starts redelivers what
     /// is pending, after its ack wait, as a restarted consumer does.
     pub(crate) fn set_passive(&self, passive: bool) {
-        self.passive.store(passive, Ordering::Release);
-        if passive {
-            self.state.lock().waiting.clear();
+        let was = self.passive.swap(passive, Ordering::AcqRel);
+        if passive && !was {
+            // nats-server tells the waiting clients to ask the new leader.
+            // A pin is the delivering copy's alone (nats-server drops it too).
+            let waiting: Vec<Waiting> = {
+                let mut st = self.state.lock();
+                st.pin = None;
+                st.waiting.drain(..).collect()
+            };
+            if let Some(server) = self.server.lock().upgrade() {
+                for w in waiting {
+                    self.send_status(&server, &w.reply, 409, "Leadership Change");
+                }
+            }
+        } else if !passive && was {
+            // The new leader runs the unpause timer, as nats-server's does.
+            let mut st = self.state.lock();
+            st.resume_advisory = st.paused(SystemTime::now());
         }
         self.wake();
     }
@@ -433,6 +555,7 @@ impl Consumer {
     pub(crate) fn spawn(self: &Arc<Self>, server: &Arc<Server>) {
         let me = self.clone();
         let server = Arc::downgrade(server);
+        *self.server.lock() = server.clone();
         tokio::spawn(async move {
             loop {
                 if me.is_stopped() {
@@ -491,14 +614,43 @@ impl Consumer {
         }
         let now = Instant::now();
         let batch = req.batch.max(1);
+        if let Some(desc) = over_request_limits(&self.config.read_recursive(), &req, batch) {
+            self.send_status(server, reply, 409, &desc);
+            return;
+        }
+        if let Some(desc) = priority_request_error(&self.config.read_recursive(), &req) {
+            self.send_status(server, reply, 400, &desc);
+            return;
+        }
         let expires = (req.expires > 0).then(|| now + types::duration(req.expires));
+        let pin_ttl = pin_ttl(&self.config.read_recursive());
         let mut st = self.state.lock();
         st.last_active = now;
+        // The pinned client keeps its pin by pulling; another id is refused.
+        let asked = req.id.as_deref().filter(|i| !i.is_empty());
+        if let (Some(p), Some(ttl), Some(id)) = (st.pin.as_mut(), pin_ttl, asked) {
+            if p.id == id {
+                p.refresh(ttl, now);
+            } else {
+                drop(st);
+                self.send_status(server, reply, 423, "Nats-Pin-Id mismatch");
+                return;
+            }
+        }
         let available = self.num_pending(&st) + st.redeliver.len() as u64;
         if req.no_wait && available == 0 && expires.is_none() {
             drop(st);
             self.send_status(server, reply, 404, "No Messages");
             return;
+        }
+        if req.no_wait && available > 0 {
+            // What is there is promised to requests already waiting.
+            let promised: i64 = st.waiting.iter().map(|w| w.batch).sum();
+            if (available as i64) < promised {
+                drop(st);
+                self.send_status(server, reply, 408, "Requests Pending");
+                return;
+            }
         }
         let max_waiting = match self.config.read_recursive().max_waiting {
             0 => DEFAULT_MAX_WAITING,
@@ -512,7 +664,9 @@ impl Consumer {
             return;
         }
         let hb = (req.idle_heartbeat > 0).then(|| types::duration(req.idle_heartbeat));
-        st.waiting.push_back(Waiting {
+        let prioritized =
+            self.config.read_recursive().priority_policy == types::PriorityPolicy::Prioritized;
+        let w = Waiting {
             reply: reply.to_string(),
             batch,
             max_bytes: req.max_bytes,
@@ -522,7 +676,22 @@ impl Consumer {
             no_wait: req.no_wait,
             hb,
             next_hb: now + hb.unwrap_or(Duration::ZERO),
-        });
+            min_pending: req.min_pending,
+            min_ack_pending: req.min_ack_pending,
+            pin_id: req.id,
+            // A request without a JSON body ranks last (nats-server's
+            // MaxInt32 for a request without priority fields).
+            priority: if req.structured {
+                req.priority
+            } else {
+                i64::from(i32::MAX)
+            },
+        };
+        if prioritized {
+            enqueue_by_priority(&mut st.waiting, w);
+        } else {
+            st.waiting.push_back(w);
+        }
         drop(st);
         self.wake();
     }
@@ -610,10 +779,11 @@ impl Consumer {
             return 0;
         };
         let inner = stream.inner.lock();
-        let from_store = if self.filters.is_empty() {
+        let filters = self.filters.read_recursive();
+        let from_store = if filters.is_empty() {
             inner.store.num_pending("", st.next_seq)
         } else {
-            self.filters
+            filters
                 .iter()
                 .map(|f| inner.store.num_pending(f, st.next_seq))
                 .sum()
@@ -623,11 +793,11 @@ impl Consumer {
 
     /// The next message to deliver: redeliveries first, then
     /// last-per-subject starting points, then new messages.
-    fn next_message(&self, st: &mut CState, stream: &Stream) -> Option<(StoredMsg, bool)> {
+    fn next_message(&self, st: &mut CState, stream: &Stream) -> Option<(StoredMsg, Source)> {
         let inner = stream.inner.lock();
         while let Some(seq) = st.redeliver.pop_first() {
             match inner.store.load(seq) {
-                Ok(Some(m)) => return Some((m, true)),
+                Ok(Some(m)) => return Some((m, Source::Redelivery)),
                 _ => {
                     st.pending.remove(&seq);
                     st.redelivered.remove(&seq);
@@ -636,13 +806,14 @@ impl Consumer {
         }
         while let Some(seq) = st.last_per_subject.pop_front() {
             if let Ok(Some(m)) = inner.store.load(seq) {
-                return Some((m, false));
+                return Some((m, Source::LastPerSubject));
             }
         }
-        let next = if self.filters.is_empty() {
+        let filters = self.filters.read_recursive();
+        let next = if filters.is_empty() {
             inner.store.load_next("", st.next_seq).ok().flatten()
         } else {
-            self.filters
+            filters
                 .iter()
                 .filter_map(|f| inner.store.load_next(f, st.next_seq).ok().flatten())
                 .min_by_key(|m| m.seq)
@@ -650,7 +821,18 @@ impl Consumer {
         if let Some(m) = &next {
             st.next_seq = m.seq + 1;
         }
-        next.map(|m| (m, false))
+        next.map(|m| (m, Source::New))
+    }
+
+    /// Undo [`Self::next_message`]: the message goes out later.
+    fn put_back(st: &mut CState, seq: u64, from: Source) {
+        match from {
+            Source::Redelivery => {
+                st.redeliver.insert(seq);
+            }
+            Source::LastPerSubject => st.last_per_subject.push_front(seq),
+            Source::New => st.next_seq = seq,
+        }
     }
 
     /// One pass: expire requests, find due redeliveries, deliver what can be
@@ -662,13 +844,24 @@ impl Consumer {
         let mut more = false;
         let next_at = {
             let mut st = self.state.lock();
-            // Pull requests past their expiry.
+            out.append(&mut st.advisories);
+            // A pin whose client stopped pulling lapses.
+            if st.pin.as_ref().is_some_and(|p| p.deadline <= now) {
+                st.pin = None;
+                out.push(self.unpinned_advisory("timeout"));
+            }
+            // Pull requests past their expiry, and (quietly) those whose
+            // client went away: nats-server drops a waiting request once its
+            // reply subject has no interest, so messages are not handed to
+            // a dead inbox to come back only after `ack_wait`.
             let mut i = 0;
             while i < st.waiting.len() {
                 if st.waiting[i].expires.is_some_and(|e| e <= now) {
                     if let Some(w) = st.waiting.remove(i) {
                         out.push(status(&w.reply, 408, "Request Timeout", &pending_hdrs(&w)));
                     }
+                } else if !reply_has_interest(&acc, &st.waiting[i].reply) {
+                    st.waiting.remove(i);
                 } else {
                     i += 1;
                 }
@@ -691,10 +884,20 @@ impl Consumer {
                 .deliver_subject
                 .as_deref()
                 .is_some_and(|d| has_interest(&acc, d));
-            while sent < PASS && self.can_send(&st, interest) {
-                let Some((msg, redelivery)) = self.next_message(&mut st, &stream) else {
+            let wall = SystemTime::now();
+            let paused = st.paused(wall);
+            if !paused && st.resume_advisory {
+                // The pause ran out: say so once, as nats-server's timer does.
+                st.resume_advisory = false;
+                out.push(self.pause_advisory(st.pause));
+            }
+            // Set when waiting requests could not take the next message.
+            let mut stalled = false;
+            while !paused && sent < PASS && self.can_send(&st, interest) {
+                let Some((msg, from)) = self.next_message(&mut st, &stream) else {
                     break;
                 };
+                let redelivery = from == Source::Redelivery;
                 if self.config.read_recursive().replay_policy == ReplayPolicy::Original
                     && !redelivery
                 {
@@ -702,7 +905,7 @@ impl Consumer {
                         let gap = Duration::from_nanos((msg.ts - prev_ts).max(0) as u64);
                         if at + gap > now {
                             // Not yet: put it back and come back then.
-                            st.next_seq = msg.seq;
+                            Self::put_back(&mut st, msg.seq, from);
                             st.replay = Some((prev_ts, at));
                             drop(st);
                             self.publish_all(server, &acc, out);
@@ -711,19 +914,31 @@ impl Consumer {
                     }
                     st.replay = Some((msg.ts, now));
                 }
-                if !redelivery {
-                    remaining = remaining.saturating_sub(1);
+                let left = if redelivery {
+                    remaining
+                } else {
+                    remaining.saturating_sub(1)
+                };
+                let (seq, before) = (msg.seq, out.len());
+                if self
+                    .deliver(&mut st, msg, redelivery, now, left, &mut out)
+                    .is_some()
+                {
+                    // No request had room for it, or none may take it now.
+                    Self::put_back(&mut st, seq, from);
+                    stalled = true;
+                    break;
                 }
-                if let Some(o) = self.deliver(&mut st, msg, redelivery, now, remaining) {
-                    out.push(o);
-                    sent += 1;
-                }
+                remaining = left;
+                sent += out.len() - before;
             }
-            if sent == PASS {
+            if sent >= PASS {
                 more = true;
             }
-            // No-wait requests at the end of the stream.
-            let exhausted = st.redeliver.is_empty() && self.num_pending(&st) == 0;
+            // No-wait requests at the end of the stream (or of what a
+            // paused consumer may deliver now, as nats-server treats it).
+            let exhausted =
+                paused || stalled || (st.redeliver.is_empty() && self.num_pending(&st) == 0);
             if exhausted {
                 let mut i = 0;
                 while i < st.waiting.len() {
@@ -782,7 +997,11 @@ impl Consumer {
         }
     }
 
-    /// Record and format one delivery.
+    /// Record and format one delivery, into `out`. A pull consumer's
+    /// message goes to the first waiting request with room for it
+    /// (nats-server's size: subject, ack reply, headers and payload); one
+    /// without room hears `409 Message Size Exceeds MaxBytes` and goes.
+    /// Returns the message when no request is left to take it.
     fn deliver(
         &self,
         st: &mut CState,
@@ -790,29 +1009,130 @@ impl Consumer {
         redelivery: bool,
         now: Instant,
         pending: u64,
-    ) -> Option<Out> {
+        out: &mut Vec<Out>,
+    ) -> Option<StoredMsg> {
+        let cfg = self.config.read_recursive();
         let sseq = msg.seq;
         let dc = if redelivery {
-            let n = st.redelivered.entry(sseq).or_insert(0);
-            *n += 1;
-            *n + 1
+            st.redelivered.get(&sseq).copied().unwrap_or(0) + 2
         } else {
             1
         };
-        let max_deliver = self.config.read_recursive().max_deliver;
-        if max_deliver > 0 && dc > max_deliver as u64 {
+        if cfg.max_deliver > 0 && dc > cfg.max_deliver as u64 {
             st.pending.remove(&sseq);
             st.redelivered.remove(&sseq);
             st.dirty = true;
-            return Some(self.max_deliver_advisory(sseq, dc - 1));
+            out.push(self.max_deliver_advisory(sseq, dc - 1));
+            return None;
         }
         let cseq = st.delivered.consumer_seq + 1;
+        let reply = format!(
+            "$JS.ACK.{}.{}.{dc}.{sseq}.{cseq}.{}.{pending}",
+            self.stream_name, self.name, msg.ts
+        );
+        let (mut hdrs, payload) = if cfg.headers_only {
+            let size = msg.payload.len().to_string();
+            (
+                headers::append(&msg.headers, &[("Nats-Msg-Size", &size)]),
+                bytes::Bytes::new(),
+            )
+        } else {
+            (msg.headers.to_vec(), msg.payload.clone())
+        };
+        let size = (msg.subject.len() + reply.len() + hdrs.len() + payload.len()) as i64;
+        let mut completed = None;
+        // Whether this delivery just handed out a pin.
+        let mut pinned_now = false;
+        let target = match cfg.deliver_subject.as_deref().filter(|s| !s.is_empty()) {
+            Some(subject) => {
+                st.fc_msgs += 1;
+                st.fc_bytes += size as u64;
+                subject.to_string()
+            }
+            None => loop {
+                if cfg.priority_policy == types::PriorityPolicy::Overflow {
+                    // The first request whose thresholds the consumer meets;
+                    // the ones before it go to the back, as nats-server
+                    // cycles past them.
+                    let ack_pending = st.pending.len();
+                    let at = st
+                        .waiting
+                        .iter()
+                        .position(|w| w.overflow_allows(pending.saturating_add(1), ack_pending));
+                    match at {
+                        Some(i) => st.waiting.rotate_left(i),
+                        None => return Some(msg),
+                    }
+                }
+                if cfg.priority_policy == types::PriorityPolicy::PinnedClient {
+                    let ttl = pin_ttl(&cfg).unwrap_or(DEFAULT_PINNED_TTL);
+                    match self.pinned_request(st, now, ttl, out) {
+                        Some((i, new_pin)) => {
+                            st.waiting.rotate_left(i);
+                            pinned_now = new_pin;
+                        }
+                        None => return Some(msg),
+                    }
+                }
+                let Some(mut w) = st.waiting.pop_front() else {
+                    return Some(msg);
+                };
+                if w.max_bytes > 0 {
+                    let left = w.max_bytes - w.bytes;
+                    if size > left {
+                        out.push(status(
+                            &w.reply,
+                            409,
+                            "Message Size Exceeds MaxBytes",
+                            &pending_hdrs(&w),
+                        ));
+                        if pinned_now {
+                            // The pin went with a request that took nothing.
+                            st.pin = None;
+                            pinned_now = false;
+                        }
+                        continue;
+                    }
+                    w.bytes += size;
+                    if w.bytes == w.max_bytes {
+                        // Exactly full: this one is the last.
+                        w.batch = 1;
+                    }
+                }
+                w.batch -= 1;
+                w.delivered += 1;
+                if let Some(hb) = w.hb {
+                    w.next_hb = now + hb;
+                }
+                let reply = w.reply.clone();
+                if w.batch > 0 {
+                    // Round robin: the next message goes to the next request
+                    // (of the same priority, for a prioritized consumer).
+                    if cfg.priority_policy == types::PriorityPolicy::Prioritized {
+                        enqueue_by_priority(&mut st.waiting, w);
+                    } else {
+                        st.waiting.push_back(w);
+                    }
+                } else if w.max_bytes > 0 && w.bytes < w.max_bytes {
+                    completed = Some(status(&w.reply, 409, "Batch Completed", &pending_hdrs(&w)));
+                }
+                break reply;
+            },
+        };
+        if cfg.priority_policy == types::PriorityPolicy::PinnedClient {
+            if let Some(p) = &st.pin {
+                hdrs = headers::append(&hdrs, &[(pin::PIN_HEADER, &p.id)]);
+            }
+        }
+        if redelivery {
+            *st.redelivered.entry(sseq).or_insert(0) += 1;
+        }
         st.delivered.consumer_seq = cseq;
         if sseq > st.delivered.stream_seq {
             st.delivered.stream_seq = sseq;
         }
-        if self.config.read_recursive().ack_policy != AckPolicy::None {
-            let wait = backoff_wait(&self.config.read_recursive(), dc);
+        if cfg.ack_policy != AckPolicy::None {
+            let wait = backoff_wait(&cfg, dc);
             st.pending.insert(
                 sseq,
                 InFlight {
@@ -826,52 +1146,128 @@ impl Consumer {
         st.last_send = now;
         st.last_active = now;
         st.last_delivery = Some(SystemTime::now());
-        let reply = format!(
-            "$JS.ACK.{}.{}.{dc}.{sseq}.{cseq}.{}.{pending}",
-            self.stream_name, self.name, msg.ts
-        );
-        let (hdrs, payload) = if self.config.read_recursive().headers_only {
-            let size = msg.payload.len().to_string();
-            (
-                headers::append(&msg.headers, &[("Nats-Msg-Size", &size)]),
-                bytes::Bytes::new(),
-            )
-        } else {
-            (msg.headers.to_vec(), msg.payload.clone())
-        };
-        let size = (hdrs.len() + payload.len()) as i64;
-        let target = match self
-            .config
-            .read_recursive()
-            .deliver_subject
-            .as_deref()
-            .filter(|s| !s.is_empty())
-        {
-            Some(subject) => {
-                st.fc_msgs += 1;
-                st.fc_bytes += size as u64;
-                subject.to_string()
-            }
-            None => {
-                let w = st.waiting.front_mut()?;
-                w.batch -= 1;
-                w.delivered += 1;
-                w.bytes += size;
-                let reply = w.reply.clone();
-                let done = w.batch <= 0 || (w.max_bytes > 0 && w.bytes >= w.max_bytes);
-                if done {
-                    st.waiting.pop_front();
-                }
-                reply
-            }
-        };
-        Some(Out {
+        out.push(Out {
             subject: target,
             shown: Some(msg.subject),
             reply: Some(reply),
             headers: hdrs,
             payload,
-        })
+        });
+        out.extend(completed);
+        None
+    }
+
+    /// The waiting request a `pinned_client` consumer serves next, as an
+    /// index into `st.waiting`, and whether it was pinned just now. Without
+    /// a pin the first request without an id takes one; with a pin only
+    /// its holder is served and requests without an id wait. A request
+    /// naming another id (a lapsed pin) hears `423 Nats-Wrong-Pin-Id` and
+    /// goes, as in nats-server.
+    fn pinned_request(
+        &self,
+        st: &mut CState,
+        now: Instant,
+        ttl: Duration,
+        out: &mut Vec<Out>,
+    ) -> Option<(usize, bool)> {
+        let mut i = 0;
+        while i < st.waiting.len() {
+            let asked = st.waiting[i].pin_id.as_deref().filter(|p| !p.is_empty());
+            let current = st.pin.as_ref().map(|p| p.id.as_str());
+            let (pinned, has_id, holder) = (current.is_some(), asked.is_some(), current == asked);
+            if !pinned && !has_id {
+                let p = pin::Pin::new(ttl, now);
+                st.waiting[i].pin_id = Some(p.id.clone());
+                out.push(self.pinned_advisory(&p.id));
+                st.pin = Some(p);
+                return Some((i, true));
+            }
+            if pinned && holder {
+                return Some((i, false));
+            }
+            if pinned && !has_id {
+                i += 1;
+                continue;
+            }
+            if let Some(w) = st.waiting.remove(i) {
+                out.push(status(
+                    &w.reply,
+                    423,
+                    "Nats-Wrong-Pin-Id",
+                    &pending_hdrs(&w),
+                ));
+            }
+        }
+        None
+    }
+
+    /// The group a pin belongs to (nats-server serves the first one).
+    fn pin_group(&self) -> String {
+        let cfg = self.config.read_recursive();
+        cfg.priority_groups.first().cloned().unwrap_or_default()
+    }
+
+    fn account_name(&self) -> String {
+        self.account
+            .upgrade()
+            .map(|a| a.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn pinned_advisory(&self, id: &str) -> Out {
+        let (account, group) = (self.account_name(), self.pin_group());
+        let (subject, body) =
+            pin::pinned_advisory(&account, &self.stream_name, &self.name, &group, id);
+        advisory_out(subject, &body)
+    }
+
+    fn unpinned_advisory(&self, reason: &str) -> Out {
+        let (account, group) = (self.account_name(), self.pin_group());
+        let (subject, body) =
+            pin::unpinned_advisory(&account, &self.stream_name, &self.name, &group, reason);
+        advisory_out(subject, &body)
+    }
+
+    /// `CONSUMER.UNPIN`: the pinned client loses its pin (whether or not one
+    /// was pinned, nats-server announces it); the next request without an
+    /// id takes over.
+    pub fn unpin(&self) {
+        let advisory = self.unpinned_advisory("admin");
+        {
+            let mut st = self.state.lock();
+            st.pin = None;
+            st.advisories.push(advisory);
+        }
+        self.wake();
+    }
+
+    /// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`: the pause
+    /// state now (`paused` is whether `until` is still ahead), with the
+    /// deadline as the config has it (a new consumer's in its own offset).
+    fn pause_advisory(&self, until: Option<SystemTime>) -> Out {
+        let paused = until.is_some_and(|t| SystemTime::now() < t);
+        let shown = self
+            .config
+            .read_recursive()
+            .pause_until
+            .clone()
+            .unwrap_or_else(|| types::rfc3339(None));
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_pause",
+            "id": types::event_id(),
+            "timestamp": types::rfc3339(Some(SystemTime::now())),
+            "stream": self.stream_name,
+            "consumer": self.name,
+            "paused": paused,
+            "pause_until": shown,
+        });
+        advisory_out(
+            format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{}.{}",
+                self.stream_name, self.name
+            ),
+            &body,
+        )
     }
 
     /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`, as
@@ -879,23 +1275,20 @@ impl Consumer {
     fn max_deliver_advisory(&self, sseq: u64, deliveries: u64) -> Out {
         let body = serde_json::json!({
             "type": "io.nats.jetstream.advisory.v1.max_deliver",
-            "id": format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
+            "id": types::event_id(),
             "timestamp": types::rfc3339(Some(SystemTime::now())),
             "stream": self.stream_name,
             "consumer": self.name,
             "stream_seq": sseq,
             "deliveries": deliveries,
         });
-        Out {
-            subject: format!(
+        advisory_out(
+            format!(
                 "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
                 self.stream_name, self.name
             ),
-            shown: None,
-            reply: None,
-            headers: Vec::new(),
-            payload: serde_json::to_vec(&body).unwrap_or_default().into(),
-        }
+            &body,
+        )
     }
 
     fn heartbeats(&self, st: &mut CState, now: Instant, out: &mut Vec<Out>) {
@@ -966,6 +1359,14 @@ impl Consumer {
             && self.config.read_recursive().deliver_subject.is_some()
         {
             consider(st.last_send + types::duration(self.config.read_recursive().idle_heartbeat));
+        }
+        if let Some(p) = &st.pin {
+            consider(p.deadline);
+        }
+        if let Some(p) = st.pause {
+            if let Ok(left) = p.duration_since(SystemTime::now()) {
+                consider(Instant::now() + left);
+            }
         }
         if let Some(t) = self.inactive_threshold() {
             consider(Instant::now() + t);
@@ -1043,13 +1444,24 @@ impl Consumer {
                 ..Default::default()
             },
         });
+        let cfg = self.config();
+        // A push consumer is bound while its deliver subject has interest.
+        let push_bound = cfg
+            .deliver_subject
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .zip(self.account.upgrade())
+            .is_some_and(|(d, acc)| has_interest(&acc, d));
         let st = self.state.lock();
         let floor = ack_floor(&st);
+        let pause_left = st
+            .pause
+            .and_then(|p| p.duration_since(SystemTime::now()).ok())
+            .filter(|d| !d.is_zero());
         ConsumerInfo {
             stream_name: self.stream_name.clone(),
             name: self.name.clone(),
             created: types::rfc3339(Some(self.created)),
-            config: Some(self.config()),
             delivered: SequenceInfo {
                 consumer_seq: st.delivered.consumer_seq,
                 stream_seq: st.delivered.stream_seq,
@@ -1061,12 +1473,32 @@ impl Consumer {
                 last_active: st.last_ack.map(|t| types::rfc3339(Some(t))),
             },
             num_ack_pending: st.pending.len() as u64,
-            num_redelivered: st.redelivered.len() as u64,
+            // With one delivery allowed nothing is redelivered, whatever
+            // the state counts (nats-server reports 0 then too).
+            num_redelivered: if cfg.max_deliver == 1 {
+                0
+            } else {
+                st.redelivered.len() as u64
+            },
             num_waiting: st.waiting.len() as u64,
             num_pending: self.num_pending(&st),
             cluster,
-            push_bound: false,
+            push_bound,
+            paused: pause_left.is_some(),
+            pause_remaining: pause_left.map_or(0, types::nanos),
             ts: types::rfc3339(Some(SystemTime::now())),
+            // nats-server reports the first group (it serves one for now).
+            priority_groups: cfg
+                .priority_groups
+                .first()
+                .map(|g| types::PriorityGroupState {
+                    group: g.clone(),
+                    pinned_client_id: st.pin.as_ref().map(|p| p.id.clone()),
+                    pinned_ts: types::rfc3339(st.pin.as_ref().map(|p| p.since)),
+                })
+                .into_iter()
+                .collect(),
+            config: Some(cfg),
         }
     }
 
@@ -1077,6 +1509,83 @@ impl Consumer {
                 .publish(server, &o.subject, None, &o.headers, b"");
         }
     }
+}
+
+/// The consumer's `max_batch`, `max_expires` and `max_bytes` limits on a
+/// pull request: nats-server's 409 description for the first one broken.
+fn over_request_limits(cfg: &ConsumerConfig, req: &NextRequest, batch: i64) -> Option<String> {
+    if cfg.max_batch > 0 && batch > cfg.max_batch {
+        return Some(format!("Exceeded MaxRequestBatch of {}", cfg.max_batch));
+    }
+    if req.expires > 0 && cfg.max_expires > 0 && req.expires > cfg.max_expires {
+        return Some(format!(
+            "Exceeded MaxRequestExpires of {}",
+            crate::monitor::gofmt::go_duration(cfg.max_expires.max(0) as u64)
+        ));
+    }
+    if req.max_bytes > 0 && cfg.max_bytes > 0 && req.max_bytes > cfg.max_bytes {
+        return Some(format!("Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes));
+    }
+    None
+}
+
+/// A prioritized consumer's queue stays ordered by priority, first come
+/// first served within one: `w` goes behind every request of its priority.
+fn enqueue_by_priority(waiting: &mut VecDeque<Waiting>, w: Waiting) {
+    let at = waiting
+        .iter()
+        .position(|x| x.priority > w.priority)
+        .unwrap_or(waiting.len());
+    waiting.insert(at, w);
+}
+
+/// An advisory as the delivery pass publishes it.
+fn advisory_out(subject: String, body: &serde_json::Value) -> Out {
+    Out {
+        subject,
+        shown: None,
+        reply: None,
+        headers: Vec::new(),
+        payload: serde_json::to_vec(body).unwrap_or_default().into(),
+    }
+}
+
+/// How long a pin lasts without a pull, for a `pinned_client` consumer.
+fn pin_ttl(cfg: &ConsumerConfig) -> Option<Duration> {
+    (cfg.priority_policy == types::PriorityPolicy::PinnedClient).then(|| {
+        match cfg.priority_timeout {
+            t if t > 0 => types::duration(t),
+            _ => DEFAULT_PINNED_TTL,
+        }
+    })
+}
+
+/// A pull request's priority group fields against the consumer's policy:
+/// nats-server's 400 description when they do not fit.
+fn priority_request_error(cfg: &ConsumerConfig, req: &NextRequest) -> Option<String> {
+    use types::PriorityPolicy as P;
+    if !req.structured {
+        return None;
+    }
+    if (req.min_pending != 0 || req.min_ack_pending != 0) && cfg.priority_policy != P::Overflow {
+        return Some("Bad Request - Not a Overflow Priority consumer".into());
+    }
+    if req.id.as_deref().is_some_and(|i| !i.is_empty()) && cfg.priority_policy != P::PinnedClient {
+        return Some("Bad Request - Not a Pinned Client Priority consumer".into());
+    }
+    if !(0..=9).contains(&req.priority) {
+        return Some("Bad Request - Priority must be between 0 and 9".into());
+    }
+    if cfg.priority_policy != P::None {
+        match req.group.as_deref().filter(|g| !g.is_empty()) {
+            None => return Some("Bad Request - Priority Group missing".into()),
+            Some(g) if !cfg.priority_groups.iter().any(|x| x == g) => {
+                return Some("Bad Request - Invalid Priority Group".into())
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 fn ack_floor(st: &CState) -> SequencePair {
@@ -1103,6 +1612,13 @@ fn backoff_wait(cfg: &ConsumerConfig, dc: u64) -> Duration {
     }
     let i = (dc.saturating_sub(1) as usize).min(cfg.backoff.len() - 1);
     types::duration(cfg.backoff[i])
+}
+
+/// Whether a pull request's reply still reaches someone. A reply into
+/// another account (`_R_.`, a service import's response route) is not a
+/// subscription here, so it always counts.
+fn reply_has_interest(acc: &JsAccount, reply: &str) -> bool {
+    reply.starts_with(crate::accounts::RESPONSE_PREFIX) || has_interest(acc, reply)
 }
 
 fn has_interest(acc: &JsAccount, subject: &str) -> bool {
@@ -1170,6 +1686,156 @@ mod tests {
         assert_eq!(Ack::parse(b"+TERM reason"), Ack::Term);
         assert_eq!(Ack::parse(b"+NXT 5"), Ack::Next(5));
         assert_eq!(Ack::parse(br#"+NXT {"batch":3}"#), Ack::Next(3));
+    }
+
+    #[test]
+    fn pull_request_limits_in_nats_server_words() {
+        let cfg = ConsumerConfig {
+            max_batch: 5,
+            max_expires: 2_000_000_000,
+            max_bytes: 100,
+            ..Default::default()
+        };
+        let req = |expires, max_bytes| NextRequest {
+            expires,
+            max_bytes,
+            ..Default::default()
+        };
+        assert_eq!(over_request_limits(&cfg, &req(0, 0), 5), None);
+        assert_eq!(
+            over_request_limits(&cfg, &req(0, 0), 6).as_deref(),
+            Some("Exceeded MaxRequestBatch of 5")
+        );
+        assert_eq!(
+            over_request_limits(&cfg, &req(3_000_000_000, 0), 1).as_deref(),
+            Some("Exceeded MaxRequestExpires of 2s")
+        );
+        assert_eq!(
+            over_request_limits(&cfg, &req(0, 101), 1).as_deref(),
+            Some("Exceeded MaxRequestMaxBytes of 100")
+        );
+        assert_eq!(
+            over_request_limits(&ConsumerConfig::default(), &req(9, 9), 9),
+            None
+        );
+    }
+
+    #[test]
+    fn priority_request_fields_in_nats_server_words() {
+        let overflow = ConsumerConfig {
+            priority_policy: types::PriorityPolicy::Overflow,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        };
+        let req = |body: &str| {
+            let mut r: NextRequest = serde_json::from_str(body).expect("request json");
+            r.structured = true;
+            r
+        };
+        let err = |cfg: &ConsumerConfig, body: &str| priority_request_error(cfg, &req(body));
+        assert_eq!(err(&overflow, r#"{"group":"A","min_pending":3}"#), None);
+        assert_eq!(
+            err(&overflow, r#"{"batch":1}"#).as_deref(),
+            Some("Bad Request - Priority Group missing")
+        );
+        assert_eq!(
+            err(&overflow, r#"{"group":"B"}"#).as_deref(),
+            Some("Bad Request - Invalid Priority Group")
+        );
+        assert_eq!(
+            err(&overflow, r#"{"group":"A","id":"x"}"#).as_deref(),
+            Some("Bad Request - Not a Pinned Client Priority consumer")
+        );
+        assert_eq!(
+            err(&overflow, r#"{"group":"A","priority":10}"#).as_deref(),
+            Some("Bad Request - Priority must be between 0 and 9")
+        );
+        let plain = ConsumerConfig::default();
+        assert_eq!(
+            err(&plain, r#"{"min_ack_pending":1}"#).as_deref(),
+            Some("Bad Request - Not a Overflow Priority consumer")
+        );
+        // A group on a consumer without a policy is not looked at.
+        assert_eq!(err(&plain, r#"{"group":"Z"}"#), None);
+        // An empty or numeric body carries no priority fields to check.
+        let bare = NextRequest {
+            batch: 1,
+            ..Default::default()
+        };
+        assert_eq!(priority_request_error(&overflow, &bare), None);
+    }
+
+    #[test]
+    fn prioritized_queue_order() {
+        let w = |reply: &str, priority| Waiting {
+            reply: reply.into(),
+            batch: 1,
+            max_bytes: 0,
+            bytes: 0,
+            delivered: 0,
+            expires: None,
+            no_wait: false,
+            hb: None,
+            next_hb: Instant::now(),
+            min_pending: 0,
+            min_ack_pending: 0,
+            pin_id: None,
+            priority,
+        };
+        let mut q = VecDeque::new();
+        for (r, p) in [("a5", 5), ("b1", 1), ("c5", 5), ("d0", 0), ("e1", 1)] {
+            enqueue_by_priority(&mut q, w(r, p));
+        }
+        let order: Vec<&str> = q.iter().map(|w| w.reply.as_str()).collect();
+        assert_eq!(order, ["d0", "b1", "e1", "a5", "c5"]);
+    }
+
+    #[test]
+    fn pin_timeouts() {
+        let mut cfg = ConsumerConfig {
+            priority_policy: types::PriorityPolicy::PinnedClient,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        };
+        assert_eq!(pin_ttl(&cfg), Some(DEFAULT_PINNED_TTL));
+        cfg.priority_timeout = 1_000_000_000;
+        assert_eq!(pin_ttl(&cfg), Some(Duration::from_secs(1)));
+        // An id is the pinned policy's field; other policies refuse it.
+        let mut req: NextRequest =
+            serde_json::from_str(r#"{"group":"A","id":"p1"}"#).expect("request json");
+        req.structured = true;
+        assert_eq!(priority_request_error(&cfg, &req), None);
+        cfg.priority_policy = types::PriorityPolicy::Overflow;
+        assert_eq!(pin_ttl(&cfg), None);
+        assert!(priority_request_error(&cfg, &req).is_some());
+    }
+
+    #[test]
+    fn overflow_thresholds() {
+        let w = |min_pending, min_ack_pending| Waiting {
+            reply: String::new(),
+            batch: 1,
+            max_bytes: 0,
+            bytes: 0,
+            delivered: 0,
+            expires: None,
+            no_wait: false,
+            hb: None,
+            next_hb: Instant::now(),
+            min_pending,
+            min_ack_pending,
+            pin_id: None,
+            priority: 0,
+        };
+        assert!(w(0, 0).overflow_allows(0, 0));
+        assert!(w(5, 0).overflow_allows(5, 0));
+        assert!(!w(5, 0).overflow_allows(4, 100));
+        assert!(w(0, 2).overflow_allows(0, 2));
+        assert!(!w(0, 2).overflow_allows(100, 1));
+        // Either threshold met is enough.
+        assert!(w(5, 2).overflow_allows(1, 2));
+        assert!(w(5, 2).overflow_allows(5, 0));
+        assert!(!w(5, 2).overflow_allows(4, 1));
     }
 
     #[test]

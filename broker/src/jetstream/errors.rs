@@ -68,11 +68,25 @@ api_errors! {
     deliver_cycle = (400, 10081, "consumer deliver subject forms a cycle");
     max_deliver_backoff = (400, 10116, "max deliver is required to be > length of backoff values");
     max_consumers = (400, 10026, "maximum consumers limit reached");
+    max_streams = (400, 10027, "maximum number of streams reached");
+    memory_resources_exceeded = (500, 10028, "insufficient memory resources available");
+    storage_resources_exceeded = (500, 10047, "insufficient storage resources available");
+    stream_max_bytes_required = (400, 10113, "account requires a stream config to have max bytes set");
+    stream_max_stream_bytes_exceeded = (400, 10122, "stream max bytes exceeds account limit max stream bytes");
     wrong_last_sequence_constant = (400, 10164, "wrong last sequence");
     peer_not_member = (400, 10040, "peer not a member");
     peer_remap = (503, 10075, "peer remap failed");
     no_suitable_peers = (400, 10005, "no suitable peers for placement");
     replicas_negative = (400, 10133, "replicas count cannot be negative");
+}
+
+/// A consumer asks for more unacknowledged messages than its account allows.
+pub fn max_ack_pending_excess(limit: i64) -> ApiError {
+    ApiError::new(
+        400,
+        10121,
+        format!("consumer max ack pending exceeds system limit of {limit}"),
+    )
 }
 
 pub fn invalid_json(err: impl std::fmt::Display) -> ApiError {

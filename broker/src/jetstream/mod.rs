@@ -15,14 +15,22 @@
 //! `obs/<consumer>/` (consumer configuration and state), the layout
 //! nats-server uses, so a restart recovers everything.
 
+pub mod account_info;
 pub mod api;
 pub mod cluster;
 pub mod consumer;
+pub mod consumer_limits;
 pub(crate) mod direct_get;
 pub mod errors;
 pub mod headers;
+pub(crate) mod info_subjects;
+pub(crate) mod limits;
+pub(crate) mod pin;
+pub mod republish;
 pub mod store;
 pub mod stream;
+pub mod subject_transform;
+pub(crate) mod transform;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
@@ -65,6 +73,10 @@ pub struct JetStream {
     pub store_dir: PathBuf,
     pub sync: SyncPolicy,
     accounts: Mutex<HashMap<String, Arc<JsAccount>>>,
+    /// `max_memory_store` / `max_file_store`: what all accounts' streams may
+    /// reserve on this server (`None`: no limit configured).
+    max_memory: Option<i64>,
+    max_storage: Option<i64>,
     /// The domain this server shares with the cluster's other JetStream
     /// servers, once joined (clustered servers only).
     cluster: std::sync::OnceLock<Arc<cluster::JsCluster>>,
@@ -87,8 +99,16 @@ pub struct JsAccount {
     sync: SyncPolicy,
     /// Serializes API requests that change the account (create/delete).
     pub(crate) admin: Mutex<()>,
+    /// API responses sent (`api.total`), counted as nats-server's
+    /// `trackAPI` does: when a response goes out through the API layer, so
+    /// the `$JS.API.INFO` answer does not count itself.
     pub(crate) api_total: std::sync::atomic::AtomicU64,
+    /// Of those, the error responses (`api.errors`).
     pub(crate) api_errors: std::sync::atomic::AtomicU64,
+    /// The account's JetStream limits, as `$JS.API.INFO` reports them.
+    pub(crate) limits: account_info::AccountLimits,
+    /// The server's `jetstream { limits {} }`, over every account.
+    pub(crate) server_limits: crate::options::JsServerLimits,
 }
 
 impl std::fmt::Debug for JsAccount {
@@ -134,6 +154,8 @@ impl JetStream {
             store_dir,
             sync: opts.sync,
             accounts: Mutex::new(HashMap::new()),
+            max_memory: opts.max_memory_store.filter(|n| *n >= 0),
+            max_storage: opts.max_file_store.filter(|n| *n >= 0),
             cluster: std::sync::OnceLock::new(),
         });
         let sys = server.system_account();
@@ -183,6 +205,14 @@ impl JetStream {
             admin: Mutex::new(()),
             api_total: Default::default(),
             api_errors: Default::default(),
+            limits: server
+                .opts()
+                .accounts
+                .iter()
+                .find(|a| a.name == account.name)
+                .and_then(|a| a.jetstream_limits)
+                .unwrap_or_default(),
+            server_limits: server.opts().jetstream.limits,
         });
         jsa.sweep_removed();
         if recover {
@@ -270,6 +300,18 @@ pub struct Usage {
 }
 
 impl JsAccount {
+    /// Count one API response, an error or not (nats-server's `trackAPI` /
+    /// `trackAPIErr`). Called where the response is sent, never where the
+    /// request arrives: requests nobody answers (unknown subjects, pull
+    /// requests, direct gets, successful `STREAM.MSG.GET`) do not count.
+    pub(crate) fn track_api(&self, error: bool) {
+        use std::sync::atomic::Ordering;
+        self.api_total.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.api_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn usage(&self) -> Usage {
         let mut u = Usage::default();
         for s in self.streams.read().values() {
@@ -577,7 +619,7 @@ impl JsAccount {
                 .store
                 .update_limits(stream::limits(&config))
                 .map_err(errors::stream_update)?;
-            inner.config = config;
+            inner.set_config(config);
             inner.store.take_removed()
         };
         stream.forget(&removed);

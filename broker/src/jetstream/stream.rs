@@ -20,7 +20,10 @@ use tracing::{debug, error, warn};
 use super::consumer::Consumer;
 use super::errors::{self, ApiError};
 use super::headers;
+use super::republish::{Outgoing, Republisher};
 use super::store::{MsgStore, StoreError, StoreLimits};
+use super::subject_transform;
+use super::transform::SubjectTransform;
 use super::types::{self, Discard, Retention, StreamConfig, DEFAULT_DUPLICATE_WINDOW};
 use super::JsAccount;
 use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
@@ -76,6 +79,10 @@ impl<'a> Published<'a> {
 pub(crate) struct StreamInner {
     pub config: StreamConfig,
     pub store: Box<dyn MsgStore>,
+    /// The parsed `republish` of `config`, kept in step with it.
+    republish: Option<Republisher>,
+    /// The parsed `subject_transform` of `config`, kept in step with it.
+    input_transform: Option<SubjectTransform>,
     /// `Nats-Msg-Id` -> sequence, within the duplicate window. The id is
     /// shared with `dedup_order`: one allocation per stored message.
     dedup: HashMap<Arc<str>, u64, ahash::RandomState>,
@@ -84,6 +91,13 @@ pub(crate) struct StreamInner {
 }
 
 impl StreamInner {
+    /// Replace the configuration (and what is parsed from it).
+    pub(crate) fn set_config(&mut self, config: StreamConfig) {
+        self.republish = Republisher::from_config(config.republish.as_ref());
+        self.input_transform = subject_transform::compile(config.subject_transform.as_ref());
+        self.config = config;
+    }
+
     /// Note a stored message's `Nats-Msg-Id` for the duplicate window.
     /// Nats-Expected-Last-Msg-Id compares with the newest message's id,
     /// which is empty when that message had none.
@@ -147,6 +161,8 @@ impl Stream {
             name: config.name.clone(),
             created,
             inner: Mutex::new(StreamInner {
+                republish: Republisher::from_config(config.republish.as_ref()),
+                input_transform: subject_transform::compile(config.subject_transform.as_ref()),
                 config,
                 store,
                 dedup: HashMap::default(),
@@ -288,6 +304,7 @@ impl Stream {
     ) {
         let mut batch = Vec::with_capacity(64);
         let mut results: Vec<Result<(u64, bool), ApiError>> = Vec::with_capacity(64);
+        let mut outgoing: Vec<Outgoing> = Vec::new();
         let mut last_sync = std::time::Instant::now();
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -301,8 +318,9 @@ impl Stream {
                 let mut inner = self.inner.lock();
                 let mut stored = 0;
                 let now = now_nanos();
+                // A stream of this server's own: it is its own leader.
                 for m in &batch {
-                    let r = self.process(&mut inner, &Published::of(m), now);
+                    let r = self.process(&mut inner, &Published::of(m), now, Some(&mut outgoing));
                     if matches!(r, Ok((_, false))) {
                         stored += 1;
                     }
@@ -328,6 +346,8 @@ impl Stream {
             };
             self.forget(&removed);
             if let Some(server) = server.upgrade() {
+                // Republished before the acks, as nats-server does.
+                self.republish(&server, &mut outgoing);
                 self.send_acks(
                     &server,
                     batch.iter().map(|m| m.reply.as_deref()),
@@ -348,17 +368,24 @@ impl Stream {
     /// the leader's time `ts`: the same checks and the same store as a
     /// stream of this server's own, without the fsync (the Raft log holds
     /// the batch durably) and without acks (the leader sends them).
+    ///
+    /// Only the leader (the replica that is not passive) republishes, as in
+    /// nats-server: each stored message is republished once, by whichever
+    /// server led when it was applied.
     pub(crate) fn apply_published(
         &self,
+        server: Option<&Server>,
         msgs: &[Published<'_>],
         ts: i64,
         results: &mut Vec<Result<(u64, bool), ApiError>>,
     ) {
+        let mut outgoing = Vec::new();
+        let lead = server.is_some() && !self.is_passive();
         let (removed, stored) = {
             let mut inner = self.inner.lock();
             let mut stored = 0;
             for m in msgs {
-                let r = self.process(&mut inner, m, ts);
+                let r = self.process(&mut inner, m, ts, lead.then_some(&mut outgoing));
                 if matches!(r, Ok((_, false))) {
                     stored += 1;
                 }
@@ -367,8 +394,27 @@ impl Stream {
             (inner.store.take_removed(), stored)
         };
         self.forget(&removed);
+        if let Some(server) = server {
+            self.republish(server, &mut outgoing);
+        }
         if stored > 0 {
             self.after_store();
+        }
+    }
+
+    /// Publish what [`Stream::process`] prepared for `republish` (outside
+    /// the stream's lock: a destination may feed another stream).
+    fn republish(&self, server: &Server, outgoing: &mut Vec<Outgoing>) {
+        if outgoing.is_empty() {
+            return;
+        }
+        let Some(acc) = self.account.upgrade() else {
+            outgoing.clear();
+            return;
+        };
+        for m in outgoing.drain(..) {
+            acc.client
+                .publish(server, &m.subject, None, &m.headers, &m.payload);
         }
     }
 
@@ -461,13 +507,22 @@ impl Stream {
     /// Check and store one published message: `Ok((seq, duplicate))`.
     /// `now` is the message's timestamp: this server's clock for a stream
     /// of its own, the leader's (from the Raft entry) for a replicated one,
-    /// so every replica decides and stores alike.
+    /// so every replica decides and stores alike. `republish` collects the
+    /// message to republish, if the stream does and this server leads.
     fn process(
         &self,
         inner: &mut StreamInner,
         m: &Published<'_>,
         now: i64,
+        republish: Option<&mut Vec<Outgoing>>,
     ) -> Result<(u64, bool), ApiError> {
+        // The stream's subject transform applies first: every check and
+        // the store see the transformed subject (unmatched ones keep theirs).
+        let transformed = inner
+            .input_transform
+            .as_ref()
+            .and_then(|t| t.apply(m.subject));
+        let subject = transformed.as_deref().unwrap_or(m.subject);
         let cfg = &inner.config;
         if cfg.sealed {
             return Err(errors::sealed());
@@ -512,7 +567,7 @@ impl Stream {
             }
         }
         if let Some(v) = h.expected_last_subj_seq {
-            let last = inner.store.last_seq_for_subject(m.subject);
+            let last = inner.store.last_seq_for_subject(subject);
             match v.parse::<u64>() {
                 Ok(want) if want == last => {}
                 Ok(_) => return Err(errors::wrong_last_sequence(last)),
@@ -539,15 +594,15 @@ impl Stream {
             if cfg.max_msgs > 0 && state.msgs >= cfg.max_msgs as u64 {
                 return Err(errors::store_failed("maximum messages exceeded"));
             }
-            let size = super::store::file_store_msg_size(m.subject, hdr, m.payload);
+            let size = super::store::file_store_msg_size(subject, hdr, m.payload);
             if cfg.max_bytes > 0 && state.bytes + size > cfg.max_bytes as u64 {
                 return Err(errors::store_failed("maximum bytes exceeded"));
             }
             if cfg.discard_new_per_subject && cfg.max_msgs_per_subject > 0 {
                 let n = inner
                     .store
-                    .subjects_totals(m.subject)
-                    .get(m.subject)
+                    .subjects_totals(subject)
+                    .get(subject)
                     .copied()
                     .unwrap_or(0);
                 if n >= cfg.max_msgs_per_subject as u64 {
@@ -557,24 +612,35 @@ impl Stream {
                 }
             }
         }
+        // Where to republish, and the subject's previous sequence (read
+        // before this message becomes the last one).
+        let target = match (&inner.republish, &republish) {
+            (Some(rp), Some(_)) => rp
+                .target(subject)
+                .map(|to| (to, inner.store.last_seq_for_subject(subject))),
+            _ => None,
+        };
         let seq = inner
             .store
-            .store_msg(m.subject, hdr, m.payload, now)
+            .store_msg(subject, hdr, m.payload, now)
             .map_err(|e| match e {
                 StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
                 other => errors::store_failed(other),
             })?;
         if let Some(r) = h.rollup {
-            let filter = if r == "all" { "" } else { m.subject };
+            let filter = if r == "all" { "" } else { subject };
             if let Err(e) = inner.store.purge(filter, seq, 0) {
                 warn!("JetStream stream {:?}: rollup purge: {e}", self.name);
             }
         }
         if inner.config.retention == Retention::Interest
-            && !self.consumers.read().values().any(|c| c.wants(m.subject))
+            && !self.consumers.read().values().any(|c| c.wants(subject))
         {
             // Nobody is interested: acknowledged, counted, not kept.
             let _ = inner.store.remove(seq);
+        }
+        if let (Some((to, last)), Some(out), Some(rp)) = (target, republish, &inner.republish) {
+            out.push(rp.message(to, &self.name, subject, seq, now, last, hdr, m.payload));
         }
         inner.remember(msg_id, seq, now);
         Ok((seq, false))

@@ -20,6 +20,16 @@ pub fn duration(ns: i64) -> Duration {
     Duration::from_nanos(ns.max(0) as u64)
 }
 
+/// A JetStream advisory's `id`: 32 random hex digits (consumers of
+/// advisories only compare them).
+pub fn event_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
 /// A time as Go's `time.Time` marshals it (zero time for "never").
 pub fn rfc3339(t: Option<SystemTime>) -> String {
     match t {
@@ -127,6 +137,17 @@ pub struct StreamConfig {
     pub deny_purge: bool,
     #[serde(default)]
     pub allow_rollup_hdrs: bool,
+    /// Defaults and ceilings for the stream's consumers (clients send
+    /// `null` for none).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub consumer_limits: super::consumer_limits::ConsumerLimits,
+    /// Transform incoming subjects before storing (see
+    /// [`super::subject_transform`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<super::subject_transform::SubjectTransformConfig>,
+    /// Publish each stored message again (see [`super::republish`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<super::republish::RePublish>,
     #[serde(default)]
     pub allow_direct: bool,
     #[serde(default)]
@@ -238,6 +259,28 @@ pub enum ReplayPolicy {
     Original,
 }
 
+/// How a pull consumer chooses among waiting requests (nats-server 2.11's
+/// priority groups). `none` is not written back (omitempty of Go's 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityPolicy {
+    #[default]
+    None,
+    /// A request may state `min_pending` / `min_ack_pending`: it is served
+    /// only while the consumer is that far behind.
+    Overflow,
+    /// One client at a time (the pinned one) receives the messages.
+    PinnedClient,
+    /// Waiting requests are served lowest `priority` first.
+    Prioritized,
+}
+
+impl PriorityPolicy {
+    pub fn is_none(&self) -> bool {
+        *self == PriorityPolicy::None
+    }
+}
+
 /// `ConsumerConfig` as nats-server reads and writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ConsumerConfig {
@@ -289,6 +332,27 @@ pub struct ConsumerConfig {
     pub mem_storage: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backoff: Vec<i64>,
+    /// Pull requests may ask for at most this many messages (0: any).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_batch: i64,
+    /// Pull requests may wait at most this long, in nanoseconds (0: any).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_expires: i64,
+    /// Pull requests may ask for at most this many bytes (0: any).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_bytes: i64,
+    /// Nothing is delivered before this time (RFC 3339, kept in UTC as Go
+    /// writes it). Set on create, or later only through `CONSUMER.PAUSE`:
+    /// an update keeps the current value, as nats-server does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "PriorityPolicy::is_none")]
+    pub priority_policy: PriorityPolicy,
+    /// How long a pinned client keeps its pin without pulling (ns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority_timeout: i64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -306,6 +370,52 @@ impl ConsumerConfig {
     pub fn is_pull(&self) -> bool {
         self.deliver_subject.as_deref().is_none_or(str::is_empty)
     }
+
+    /// When a pause ends (None: not paused, or the pause is unreadable,
+    /// which [`parse_pause`] keeps from being stored).
+    pub fn pause_deadline(&self) -> Option<SystemTime> {
+        self.pause_until.as_deref().and_then(parse_rfc3339)
+    }
+}
+
+/// A requested pause deadline: Go's zero time (or nothing) means no
+/// pause. An unreadable time is an error, as Go's JSON decoding of a
+/// `time.Time` fails on one. The offset given is kept: nats-server writes
+/// a new consumer's deadline back as it was given, and only stores it in
+/// UTC once `CONSUMER.PAUSE` or an update sets it.
+pub fn parse_pause(
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let t = chrono::DateTime::parse_from_rfc3339(raw)
+        .map_err(|e| format!("parsing time {raw:?} as RFC 3339: {e}"))?;
+    let zero = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    if Some(t.with_timezone(&chrono::Utc)) == zero {
+        return Ok(None);
+    }
+    Ok(Some(t))
+}
+
+/// `t` as Go's `time.Time` marshals it (RFC 3339 with the nanoseconds
+/// that are not zero, `Z` for UTC, the offset otherwise).
+pub fn go_time(t: &chrono::DateTime<chrono::FixedOffset>) -> String {
+    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = chrono::Timelike::nanosecond(t) % 1_000_000_000;
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    if t.offset().local_minus_utc() == 0 {
+        out.push('Z');
+    } else {
+        out.push_str(&t.format("%:z").to_string());
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -337,22 +447,64 @@ pub struct ConsumerInfo {
     pub cluster: Option<ClusterInfo>,
     #[serde(skip_serializing_if = "is_false")]
     pub push_bound: bool,
+    /// Whether a pause is in force now, and for how much longer (ns).
+    #[serde(skip_serializing_if = "is_false")]
+    pub paused: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pause_remaining: i64,
     pub ts: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<PriorityGroupState>,
+}
+
+/// One priority group in a consumer's info (`pinned_ts` is always
+/// written: a Go `time.Time` is never omitted).
+#[derive(Debug, Clone, Serialize)]
+pub struct PriorityGroupState {
+    pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_client_id: Option<String>,
+    pub pinned_ts: String,
+}
+
+/// A JSON `null` read as the type's zero value, as Go's decoder leaves a
+/// non-pointer field untouched on `null` (clients send `"min_pending":null`).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A pull request (`CONSUMER.MSG.NEXT`) body.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NextRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub batch: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expires: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub no_wait: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub max_bytes: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub idle_heartbeat: i64,
+    /// Priority group fields (nats-server 2.11).
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub min_pending: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub min_ack_pending: i64,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub priority: i64,
+    /// Whether the request was a JSON object: nats-server checks priority
+    /// group fields only then (an empty or numeric body skips them).
+    #[serde(skip)]
+    pub structured: bool,
 }
 
 /// `STREAM.MSG.GET` / `DIRECT.GET` request body.
@@ -392,6 +544,39 @@ pub struct StoredMsgJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_request_nulls_read_as_zero() {
+        let r: NextRequest = serde_json::from_str(
+            r#"{"batch":2,"expires":null,"group":"A","min_pending":null,"min_ack_pending":3}"#,
+        )
+        .expect("request");
+        assert_eq!(
+            (r.batch, r.expires, r.min_pending, r.min_ack_pending),
+            (2, 0, 0, 3)
+        );
+        assert_eq!(r.group.as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn pause_deadlines_as_nats_server_reads_them() {
+        assert_eq!(parse_pause(None), Ok(None));
+        assert_eq!(parse_pause(Some("0001-01-01T00:00:00Z")), Ok(None));
+        assert!(parse_pause(Some("tomorrow")).is_err());
+        let t = parse_pause(Some("2030-01-02T05:04:05.120+02:00"))
+            .ok()
+            .flatten()
+            .expect("a deadline");
+        // Kept in its own offset, written as Go writes it.
+        assert_eq!(go_time(&t), "2030-01-02T05:04:05.12+02:00");
+        let utc = t.with_timezone(&chrono::Utc).fixed_offset();
+        assert_eq!(go_time(&utc), "2030-01-02T03:04:05.12Z");
+        let cfg = ConsumerConfig {
+            pause_until: Some(go_time(&t)),
+            ..Default::default()
+        };
+        assert_eq!(cfg.pause_deadline(), Some(SystemTime::from(t)));
+    }
 
     #[test]
     fn stream_config_defaults_and_extra_fields_round_trip() {

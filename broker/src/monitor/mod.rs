@@ -235,7 +235,7 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         Endpoint::Connz => connz::handle(&m, &params),
         Endpoint::Routez => routez(&m, &params),
         Endpoint::Subsz => subsz::handle(&m, &params),
-        Endpoint::Healthz => healthz(&m, &params),
+        Endpoint::Healthz => healthz(&m, &params).await,
         Endpoint::Metrics => metrics::handle(&m),
         Endpoint::Jsz => jsz::handle(&m, &params),
     }
@@ -462,7 +462,7 @@ struct HealthzError {
 /// (unless `js-meta-only`) every stream replica it holds must be caught
 /// up, so a rolling upgrade waits for a restarted node to catch up before
 /// taking down the next.
-fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
+async fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
     let flag = |k: &str| p.bool(k).unwrap_or(false);
     let js = m.server.jetstream()?;
     if flag("js-enabled-only") || flag("js-server-only") {
@@ -479,6 +479,7 @@ fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
     };
     cluster
         .health_problems(flag("js-meta-only"))
+        .await
         .into_iter()
         .next()
 }
@@ -486,7 +487,7 @@ fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
 /// `/healthz`, as nats-server answers it with JetStream disabled: `ok` once
 /// the client listener is up, and the readiness error (status 500) before
 /// that and in lame-duck mode, when the client listener is closed.
-fn healthz(m: &Monitor, p: &Params) -> Response {
+async fn healthz(m: &Monitor, p: &Params) -> Response {
     m.count(stat_key::HEALTHZ);
     // Decoded here for their 400s; `jetstream_health` reads them.
     for key in [
@@ -524,7 +525,7 @@ fn healthz(m: &Monitor, p: &Params) -> Response {
             "failed to be ready for connections after 1ms: server".to_string(),
             "CONNECTION",
         )
-    } else if let Some(problem) = jetstream_health(m, p) {
+    } else if let Some(problem) = jetstream_health(m, p).await {
         (StatusCode::SERVICE_UNAVAILABLE, problem, "JETSTREAM")
     } else {
         return json_response(

@@ -21,6 +21,11 @@ pub(super) struct Varz {
     server_name: String,
     version: &'static str,
     proto: u32,
+    /// The commit the binary was built from (broker/build.rs), as nats-server
+    /// reports its own: `make upgrade` checks a replaced node runs the commit
+    /// its new AMI is tagged with.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    git_commit: &'static str,
     go: String,
     host: String,
     port: u16,
@@ -278,6 +283,7 @@ pub(super) fn build(m: &Monitor) -> Varz {
         server_name: s.name.clone(),
         version: NATS_COMPAT_VERSION,
         proto: 1,
+        git_commit: crate::GIT_COMMIT,
         go: format!("tribune-broker {}", crate::VERSION),
         host: opts.host.clone(),
         port: l.client.map_or(opts.port, |a| a.port()),

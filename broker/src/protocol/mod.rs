@@ -23,6 +23,7 @@ pub mod errors {
     pub const AUTH_VIOLATION: &str = "Authorization Violation";
     pub const AUTH_TIMEOUT: &str = "Authentication Timeout";
     pub const AUTH_EXPIRED: &str = "User Authentication Expired";
+    pub const ACCOUNT_AUTH_EXPIRED: &str = "Account Authentication Expired";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
     pub const MAX_CONNECTIONS: &str = "maximum connections exceeded";

@@ -231,6 +231,32 @@ where
     }
 }
 
+/// Run `body` on every flavor (nats-server first) and require the same
+/// transcript (lines) from each.
+pub async fn same_on_every_flavor<F, Fut>(tribune_built: &str, body: F)
+where
+    F: Fn(Flavor) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let mut seen: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for f in flavors(tribune_built) {
+        eprintln!("=== {}", f.label);
+        let label = f.label;
+        let t = body(f).await;
+        for l in &t {
+            eprintln!("  {l}");
+        }
+        seen.push((label, t));
+    }
+    for (label, t) in &seen[1..] {
+        let (ref_label, reference) = &seen[0];
+        for (i, (a, b)) in reference.iter().zip(t).enumerate() {
+            assert_eq!(a, b, "line {i}: {ref_label} vs {label}");
+        }
+        assert_eq!(reference.len(), t.len(), "{ref_label} vs {label}");
+    }
+}
+
 /// A server with JetStream and a connected client, for one test body.
 /// When the test fails, the end of the server's log is printed.
 pub struct Js {

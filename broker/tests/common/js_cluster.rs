@@ -361,6 +361,23 @@ impl JsCluster {
         .await
     }
 
+    /// `STREAM.CREATE` of `config` (a stream configuration with its name)
+    /// through node 0, then [`JsCluster::wait_stream_leader`]. Returns the
+    /// create answer; panics on an error.
+    pub async fn create_stream(&self, config: &Value) -> Value {
+        let name = config["name"].as_str().expect("the stream config's name");
+        let v = self
+            .request_ok(
+                0,
+                &format!("$JS.API.STREAM.CREATE.{name}"),
+                &config.to_string(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create stream {name}: {e}"));
+        self.wait_stream_leader(name, None).await;
+        v
+    }
+
     /// The leader of stream `stream` once every running node agrees on it
     /// and it has every running node as a current replica; see
     /// [`JsCluster::wait_group_leader`]. Returns the leader's node index and

@@ -95,9 +95,19 @@ export async function startServer(bin) {
   await waitForPort(port);
   return {
     port,
+    // The store is removed once the server has exited: it may still write
+    // state as it shuts down. Await the promise, or let it finish alone.
     stop() {
+      const exited =
+        child.exitCode !== null || child.signalCode !== null
+          ? Promise.resolve()
+          : new Promise((done) => child.once("exit", done));
       child.kill("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
+      const guard = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      return exited.then(() => {
+        clearTimeout(guard);
+        rmSync(dir, { recursive: true, force: true });
+      });
     },
   };
 }

@@ -8,6 +8,16 @@ variable "localstack_endpoint" {
   }
 }
 
+variable "moto_endpoint" {
+  description = "moto server URL for EC2, Auto Scaling and ELBv2 (started with MOTO_ACCOUNT_ID=000000000000, LocalStack's account)."
+  type        = string
+  default     = "http://127.0.0.1:5000"
+  validation {
+    condition     = can(regex("^https?://", var.moto_endpoint))
+    error_message = "moto_endpoint must be an http:// or https:// URL."
+  }
+}
+
 variable "region" {
   description = "Region to create the resources in."
   type        = string
@@ -18,16 +28,6 @@ variable "cluster_name" {
   description = "Cluster name; tests use a unique one per run so a long-lived LocalStack is shared safely."
   type        = string
   default     = "tribune-example"
-}
-
-variable "tls_secret_json" {
-  description = "JSON of the TLS secret ({\"ca_pem\",\"cert_pem\",\"key_pem\"}). Only for LocalStack: on AWS the secret is created out of band so the key never enters Terraform state."
-  type        = string
-  sensitive   = true
-  validation {
-    condition     = can(jsondecode(var.tls_secret_json).ca_pem) && can(jsondecode(var.tls_secret_json).cert_pem) && can(jsondecode(var.tls_secret_json).key_pem)
-    error_message = "tls_secret_json must be a JSON object with ca_pem, cert_pem and key_pem."
-  }
 }
 
 variable "domain" {

@@ -1,10 +1,13 @@
 # One security group for the brokers. Rules are separate resources (one
 # CIDR each) so adding a client CIDR does not rewrite the others.
 #
-#   4222  NATS clients (TLS)       from client_cidrs
+#   4222  NATS clients (TLS)       through the NLB (its security group, which
+#   443   browsers (wss://)        admits client_cidrs); directly from
+#                                  client_cidrs too when no client_hostname
+#                                  is set and clients are told the EIPs
 #   6222  cluster routes (mTLS)    only from this security group, i.e. the
 #                                  peers' private IPs inside the VPC
-#   8222  monitoring (/healthz...) from admin_cidrs
+#   8222  monitoring (/healthz...) from admin_cidrs, and the NLB's health checks
 #   22    SSH for Ansible          from admin_cidrs (enable_ssh)
 
 resource "aws_security_group" "cluster" {
@@ -18,8 +21,15 @@ resource "aws_security_group" "cluster" {
   }
 }
 
+# Direct client access (clients dial the EIPs they learn from INFO
+# connect_urls) only when the brokers advertise their EIPs, i.e. without a
+# client_hostname; with one, every client connection comes through the NLB.
+locals {
+  direct_client_cidrs = var.client_hostname == null ? toset(var.client_cidrs) : toset([])
+}
+
 resource "aws_vpc_security_group_ingress_rule" "client" {
-  for_each = toset(var.client_cidrs)
+  for_each = local.direct_client_cidrs
 
   security_group_id = aws_security_group.cluster.id
   description       = "NATS clients (TLS)"
@@ -28,6 +38,32 @@ resource "aws_vpc_security_group_ingress_rule" "client" {
   to_port           = 4222
   cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
   cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
+
+resource "aws_vpc_security_group_ingress_rule" "websocket" {
+  for_each = local.direct_client_cidrs
+
+  security_group_id = aws_security_group.cluster.id
+  description       = "Browsers: NATS over WebSocket (wss:// only)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
+}
+
+# Clients through the NLB (their own IPs are preserved; AWS lets this rule
+# match them because they arrive through the referenced NLB group), and
+# its health checks on the monitoring port.
+resource "aws_vpc_security_group_ingress_rule" "from_nlb" {
+  for_each = toset(concat(keys(local.client_ports), [tostring(local.monitor_port)]))
+
+  security_group_id            = aws_security_group.cluster.id
+  description                  = each.key == tostring(local.monitor_port) ? "NLB health checks (/healthz)" : "Clients through the NLB"
+  ip_protocol                  = "tcp"
+  from_port                    = tonumber(each.key)
+  to_port                      = tonumber(each.key)
+  referenced_security_group_id = aws_security_group.nlb.id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "route" {

@@ -30,7 +30,7 @@ variable "subnet_ids" {
 }
 
 variable "ami_id" {
-  description = "AMI built by packer/ (tribune binaries, hardened units, boot-time config renderer)."
+  description = "AMI built by packer/ (tribune binaries, hardened units, boot-time config renderer) that new nodes start with. Only the first value counts: later versions move node by node with make upgrade (see node_ami in nodes.tf)."
   type        = string
   validation {
     condition     = can(regex("^ami-[0-9a-f]+$", var.ami_id))
@@ -115,27 +115,17 @@ variable "discovery_tag_key" {
   }
 }
 
-variable "tls_secret_arn" {
-  description = "ARN of the Secrets Manager secret named tribune/<name>/tls holding the TLS material (JSON: ca_pem, cert_pem, key_pem). Nodes fetch it at boot by that name."
+variable "secrets_kms_key_arn" {
+  description = "ARN of the customer-managed KMS key the cluster's secrets (tribune/<name>/*, made by `make secrets`) are encrypted with: the key behind alias/tribune-<name>. The instance role may decrypt with it through Secrets Manager only, and only those secrets."
   type        = string
   validation {
-    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:tribune/[a-z0-9-]+/tls-[A-Za-z0-9]{6}$", var.tls_secret_arn))
-    error_message = "tls_secret_arn must be the full ARN of a secret named tribune/<cluster>/tls (including the 6-character suffix Secrets Manager adds)."
-  }
-}
-
-variable "tls_secret_kms_key_arn" {
-  description = "Customer-managed KMS key the TLS secret is encrypted with. null: the secret uses the AWS-managed key, and no kms:Decrypt grant is needed."
-  type        = string
-  default     = null
-  validation {
-    condition     = var.tls_secret_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", coalesce(var.tls_secret_kms_key_arn, "x")))
-    error_message = "tls_secret_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>) or null."
+    condition     = can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.secrets_kms_key_arn))
+    error_message = "secrets_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
   }
 }
 
 variable "root_volume_size_gb" {
-  description = "Size of the encrypted gp3 root volume (binaries, logs and, later, the JetStream store)."
+  description = "Size of the encrypted gp3 root volume (binaries, logs; JetStream is on the data volume)."
   type        = number
   default     = 20
   validation {
@@ -145,7 +135,7 @@ variable "root_volume_size_gb" {
 }
 
 variable "ebs_kms_key_arn" {
-  description = "KMS key for the root volumes. null: the account's default EBS key (aws/ebs)."
+  description = "KMS key for the root and data volumes. null: the account's default EBS key (aws/ebs). A customer-managed key's policy must let the Auto Scaling service-linked role (AWSServiceRoleForAutoScaling) use it, or launches fail; the brokers' role gets what attaching the data volume needs."
   type        = string
   default     = null
 }
@@ -157,7 +147,7 @@ variable "detailed_monitoring" {
 }
 
 variable "attach_instance_profile" {
-  description = "Attach the instance profile to the brokers. Always true on AWS (discovery and the TLS secret need it); false only for LocalStack 2026.x, whose EC2 mock cannot see instance profiles created in its IAM (RunInstances answers NoSuchEntity)."
+  description = "Attach the instance profile to the brokers. Always true on AWS (discovery and the secrets need it); false only for LocalStack 2026.x, whose EC2 mock cannot see instance profiles created in its IAM (RunInstances answers NoSuchEntity)."
   type        = bool
   default     = true
 }
@@ -166,4 +156,112 @@ variable "tags" {
   description = "Tags added to every resource of this module."
   type        = map(string)
   default     = {}
+}
+
+variable "root_device_name" {
+  description = "Root device name of ami_id, where the launch template sets the root volume's size and encryption. /dev/xvda for the Debian 12 images `make ami` builds on; a wrong name adds a second volume instead."
+  type        = string
+  default     = "/dev/xvda"
+  validation {
+    condition     = can(regex("^/dev/[a-z0-9]+$", var.root_device_name))
+    error_message = "root_device_name must look like /dev/xvda."
+  }
+}
+
+variable "data_volume_size_gb" {
+  description = "Size of each node's JetStream data volume (encrypted gp3, kept across instance replacement). Growing it is done in place; the node grows the filesystem at its next boot."
+  type        = number
+  default     = 100
+  validation {
+    condition     = var.data_volume_size_gb >= 1 && var.data_volume_size_gb <= 16384
+    error_message = "data_volume_size_gb must be between 1 and 16384."
+  }
+}
+
+variable "data_volume_iops" {
+  description = "Provisioned IOPS of each data volume (gp3: 3000 included, up to 16000)."
+  type        = number
+  default     = 3000
+  validation {
+    condition     = var.data_volume_iops >= 3000 && var.data_volume_iops <= 16000
+    error_message = "data_volume_iops must be between 3000 and 16000 (gp3)."
+  }
+}
+
+variable "data_volume_throughput" {
+  description = "Provisioned throughput of each data volume in MiB/s (gp3: 125 included, up to 1000)."
+  type        = number
+  default     = 125
+  validation {
+    condition     = var.data_volume_throughput >= 125 && var.data_volume_throughput <= 1000
+    error_message = "data_volume_throughput must be between 125 and 1000 (gp3)."
+  }
+}
+
+variable "data_volume_final_snapshot" {
+  description = "Snapshot a data volume before Terraform deletes it. true everywhere but throw-away test stacks."
+  type        = bool
+  default     = true
+}
+
+variable "data_volume_snapshot_ids" {
+  description = "Restore only: per availability zone, the EBS snapshot a data volume is created from when it is next created (terraform apply -replace, README \"Restore JetStream from snapshots\"). Changing it alone replaces nothing."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for id in values(var.data_volume_snapshot_ids) : can(regex("^snap-[0-9a-f]+$", id))])
+    error_message = "data_volume_snapshot_ids values must look like snap-0123abcd."
+  }
+}
+
+variable "data_snapshot_retain" {
+  description = "Scheduled snapshots of each data volume to keep (Data Lifecycle Manager); 0 takes none."
+  type        = number
+  default     = 14
+  validation {
+    condition     = var.data_snapshot_retain >= 0 && var.data_snapshot_retain <= 1000
+    error_message = "data_snapshot_retain must be between 0 and 1000."
+  }
+}
+
+variable "data_snapshot_interval_hours" {
+  description = "Hours between scheduled snapshots (Data Lifecycle Manager allows 1, 2, 3, 4, 6, 8, 12 or 24): what a restore can lose at most."
+  type        = number
+  default     = 12
+  validation {
+    condition     = contains([1, 2, 3, 4, 6, 8, 12, 24], var.data_snapshot_interval_hours)
+    error_message = "data_snapshot_interval_hours must be 1, 2, 3, 4, 6, 8, 12 or 24."
+  }
+}
+
+variable "client_hostname" {
+  description = "The DNS name clients use (nats.<domain>, pointing at the NLB). The brokers advertise it in INFO (connect_urls, ws_connect_urls), so reconnects also go through the NLB, and take client traffic only from the NLB. null: each broker advertises its Elastic IP and also takes clients directly from client_cidrs (the TLS certificate then needs the EIPs as SANs)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.client_hostname == null || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", coalesce(var.client_hostname, "x")))
+    error_message = "client_hostname must be null or a lower-case DNS name such as nats.example.com."
+  }
+}
+
+variable "nlb_deletion_protection" {
+  description = "Deletion protection on the client NLB (its DNS name is what nats.<domain> points at). false only for throw-away test stacks."
+  type        = bool
+  default     = true
+}
+
+variable "health_check_grace_period" {
+  description = "Seconds after launch before the ASG acts on a replacement's EC2 status checks."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.health_check_grace_period >= 0 && var.health_check_grace_period <= 7200
+    error_message = "health_check_grace_period must be between 0 and 7200 seconds."
+  }
+}
+
+variable "wait_for_capacity_timeout" {
+  description = "How long terraform apply waits for each ASG's instance to be InService (a Go duration such as 10m; 0 does not wait)."
+  type        = string
+  default     = "10m"
 }

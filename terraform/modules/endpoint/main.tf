@@ -1,15 +1,21 @@
-# nats.<domain>: one A record listing every broker.
+# nats.<domain>: an alias of the cluster's Network Load Balancer.
 #
-# Clients only need one address to bootstrap: after connecting, the INFO
-# connect_urls (each broker advertises its Elastic IP) tell them every
-# member, and they fail over among those. The DNS name is what goes into
-# client configuration and the TLS certificate's subject alternative names.
+# The NLB health-checks the brokers and sends new connections to healthy
+# ones only, so this one name is all clients need: tls://nats.<domain>:4222
+# and wss://nats.<domain> for browsers. The brokers advertise the same name
+# in INFO (connect_urls), so a client's reconnects come back through it
+# too. An alias costs nothing per query and follows the NLB's addresses;
+# evaluate_target_health lets Route53 drop the record if the NLB itself has
+# no healthy target at all.
 
 resource "aws_route53_record" "nats" {
-  #checkov:skip=CKV2_AWS_23:The records are the cluster's Elastic IPs (module.cluster.public_ips, passed in through var.ips); checkov cannot follow values across module boundaries, so it sees an A record with no attached resource.
   zone_id = var.zone_id
   name    = "${var.record_name}.${var.domain}"
   type    = "A"
-  ttl     = var.ttl
-  records = sort(var.ips)
+
+  alias {
+    name                   = var.lb_dns_name
+    zone_id                = var.lb_zone_id
+    evaluate_target_health = true
+  }
 }

@@ -26,21 +26,20 @@ variable "record_name" {
   }
 }
 
-variable "ips" {
-  description = "Public IPs of the brokers (the cluster module's public_ips values)."
-  type        = list(string)
+variable "lb_dns_name" {
+  description = "DNS name of the cluster's client NLB (the cluster module's nlb_dns_name)."
+  type        = string
   validation {
-    condition     = length(var.ips) > 0 && alltrue([for ip in var.ips : can(cidrhost("${ip}/32", 0))])
-    error_message = "ips must be a non-empty list of IPv4 addresses."
+    condition     = length(var.lb_dns_name) > 0
+    error_message = "lb_dns_name must be the NLB's DNS name."
   }
 }
 
-variable "ttl" {
-  description = "TTL of the record in seconds. Short, so clients stop resolving a replaced node soon."
-  type        = number
-  default     = 60
+variable "lb_zone_id" {
+  description = "Route53 zone ID of the NLB (the cluster module's nlb_zone_id)."
+  type        = string
   validation {
-    condition     = var.ttl >= 10 && var.ttl <= 86400
-    error_message = "ttl must be between 10 and 86400 seconds."
+    condition     = length(var.lb_zone_id) > 0
+    error_message = "lb_zone_id must be the NLB's canonical hosted zone ID."
   }
 }

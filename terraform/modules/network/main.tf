@@ -1,9 +1,10 @@
 # A VPC with one public subnet per AZ for a 3-node Tribune cluster.
 #
-# Public subnets because each broker has an Elastic IP that clients reach
-# directly; nothing else lives here. Instances get no automatic public IP
-# (map_public_ip_on_launch = false): the only public address is the EIP
-# the cluster module attaches, so the set of public IPs is explicit.
+# Public subnets because the client NLB and each broker's Elastic IP live
+# here; nothing else does. The subnets hand out no public IPs
+# (map_public_ip_on_launch = false): a broker launches with one only because
+# its launch template asks for it (so its boot step can reach the EC2 API),
+# and that address is replaced by the broker's Elastic IP at boot.
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}

@@ -111,6 +111,16 @@ impl Reader {
             conn_type: self.cfg.client_type.conn_type(),
             source: self.shared.addr.map(|a| a.ip()),
         };
+        if let Some(trust) = server.trust() {
+            // Operator mode: a user JWT or nothing, never another identity.
+            return match trust.authenticate(login) {
+                Ok(identity) => self.complete_connect(c, identity, implicit),
+                Err(why) => {
+                    debug!("{} - {why}", self.tag());
+                    self.auth_violation()
+                }
+            };
+        }
         let local = tokio::time::timeout(
             self.cfg.auth_timeout,
             auth::authenticate(&opts, server.secrets(), login),
@@ -222,6 +232,7 @@ impl Reader {
                 .unwrap_or(Duration::ZERO);
             Instant::now() + left
         });
+        self.expiry = identity.expiry;
         self.connect_received = true;
         let headers = c.headers && self.cfg.headers_supported;
         self.parser.headers = headers;

@@ -123,6 +123,12 @@ impl MetaGroup {
         leadership::is_current(&self.raft)
     }
 
+    /// [`Self::is_current`], allowing a follower `within` to apply what it
+    /// holds (see [`leadership::is_current_or_progressing`]).
+    pub async fn is_current_within(&self, within: std::time::Duration) -> bool {
+        leadership::is_current_or_progressing(&self.raft, within).await
+    }
+
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
     }

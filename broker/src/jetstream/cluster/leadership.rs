@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use openraft::{BasicNode, Raft, RaftTypeConfig, ServerState};
+use openraft::{BasicNode, Raft, RaftMetrics, RaftTypeConfig, ServerState};
 
 use crate::jetstream::errors::ApiError;
 use crate::raft::network::Router;
@@ -70,15 +70,48 @@ pub fn is_leader<C: GroupTypes>(raft: &Raft<C>, me: u64) -> bool {
 pub fn is_current<C: GroupTypes>(raft: &Raft<C>) -> bool {
     let m = raft.metrics();
     let m = m.borrow();
-    if m.state == ServerState::Leader {
+    m.state == ServerState::Leader
+        || applied_in_term(&m).is_some_and(|i| Some(i) == m.last_log_index)
+}
+
+/// [`is_current`], or, for a follower that is not only because it holds
+/// entries it has not applied yet, whether it applies everything it held
+/// when asked within `within` (nats-server's "forward progress" check).
+/// Under steady writes a follower nearly always holds a just-appended
+/// entry whose commit arrives with the next append, so the strict check
+/// alone reads a healthy follower as behind on a good share of samples,
+/// and a load balancer polling `/healthz` would drop it.
+pub async fn is_current_or_progressing<C: GroupTypes>(raft: &Raft<C>, within: Duration) -> bool {
+    if is_current(raft) {
         return true;
     }
-    let Some(applied) = m.last_applied else {
-        return false;
+    let target = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Follower || m.current_leader.is_none() {
+            return false;
+        }
+        m.last_log_index
     };
-    m.current_leader.is_some()
-        && applied.leader_id.term == m.current_term
-        && Some(applied.index) == m.last_log_index
+    if target.is_none() {
+        return false;
+    }
+    match raft
+        .wait(Some(within))
+        .applied_index_at_least(target, "health: forward progress")
+        .await
+    {
+        Ok(m) => applied_in_term(&m).is_some_and(|i| Some(i) >= target),
+        Err(_) => false,
+    }
+}
+
+/// The index this replica has applied, if it knows a leader and that
+/// entry is of the current term: what both currency checks build on.
+fn applied_in_term(m: &RaftMetrics<u64, BasicNode>) -> Option<u64> {
+    let applied = m.last_applied.as_ref()?;
+    (m.current_leader.is_some() && applied.leader_id.term == m.current_term)
+        .then_some(applied.index)
 }
 
 fn name_of(names: &BTreeMap<u64, String>, id: u64) -> String {

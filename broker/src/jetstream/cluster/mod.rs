@@ -39,6 +39,7 @@ pub mod stream_group;
 pub mod stream_sm;
 pub mod stream_snapshot;
 pub mod timing;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,6 +59,11 @@ use stream_group::StreamGroup;
 /// How long removing a replica waits for its Raft log's last writes.
 const LOG_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long `/healthz` gives a follower replica to apply what it holds
+/// before calling it behind: a few group commits, far below the interval
+/// of any load balancer's health check.
+pub const HEALTH_PROGRESS_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// This server's part of the JetStream domain.
 pub struct JsCluster {
     pub meta: Arc<MetaGroup>,
@@ -73,6 +79,8 @@ pub struct JsCluster {
     router: Arc<Router>,
     bus: Arc<bus::SystemBus>,
     peers: Arc<RoutePeers>,
+    /// The other servers' API counters per account, for `$JS.API.INFO`.
+    pub(crate) usage: Arc<usage::RemoteUsage>,
 }
 
 impl std::fmt::Debug for JsCluster {
@@ -125,7 +133,10 @@ impl JsCluster {
             meta.clone(),
             rx,
         ));
+        let usage = Arc::new(usage::RemoteUsage::default());
+        usage::start(server, usage.clone())?;
         let cluster = Arc::new(JsCluster {
+            usage,
             admin: tokio::sync::Mutex::new(()),
             lifecycle: tokio::sync::Mutex::new(()),
             streams: Mutex::new(HashMap::new()),
@@ -159,12 +170,15 @@ impl JsCluster {
     /// Why this server is not a healthy member of the domain, in
     /// nats-server's words (`/healthz`): no meta leader, behind the meta
     /// leader, or (unless `meta_only`) a stream replica still catching up.
-    /// Empty when healthy.
-    pub fn health_problems(&self, meta_only: bool) -> Vec<String> {
+    /// Empty when healthy. A follower that is merely applying what it just
+    /// received counts as current if it gets there within
+    /// [`HEALTH_PROGRESS_WAIT`], shared by all replicas, so the answer
+    /// takes at most about that long.
+    pub async fn health_problems(&self, meta_only: bool) -> Vec<String> {
         if self.meta.leader().is_none() {
             return vec!["JetStream has not established contact with a meta leader".into()];
         }
-        if !self.meta.is_current() {
+        if !self.meta.is_current_within(HEALTH_PROGRESS_WAIT).await {
             return vec!["JetStream is not current with the meta leader".into()];
         }
         if meta_only {
@@ -186,11 +200,21 @@ impl JsCluster {
                     .map(move |(name, _)| (acc.clone(), name.clone()))
             })
             .collect();
-        placed
-            .into_iter()
-            .filter(|(acc, name)| !self.stream_group(acc, name).is_some_and(|g| g.is_current()))
-            .map(|(acc, name)| format!("JetStream stream '{acc} > {name}' is not current"))
-            .collect()
+        // One shared deadline: replicas that are current answer at once,
+        // the others share the wait.
+        let deadline = tokio::time::Instant::now() + HEALTH_PROGRESS_WAIT;
+        let mut problems = Vec::new();
+        for (acc, name) in placed {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let current = match self.stream_group(&acc, &name) {
+                Some(g) => g.is_current_within(left).await,
+                None => false,
+            };
+            if !current {
+                problems.push(format!("JetStream stream '{acc} > {name}' is not current"));
+            }
+        }
+        problems
     }
 
     /// This server's replica of a stream, if it holds one.

@@ -29,6 +29,58 @@ pub async fn stream_info(
     stream: &str,
     within: Duration,
 ) -> Option<Value> {
+    ask(
+        server,
+        acc,
+        &format!("$JS.API.STREAM.INFO.{stream}"),
+        b"",
+        within,
+    )
+    .await
+}
+
+/// The configurations of `stream`'s consumers as its leader knows them
+/// (`CONSUMER.LIST`, every page), or `None` if no leader answered in time.
+/// A replica's own copy may lag behind a consumer just created.
+pub async fn consumer_configs(
+    server: &Arc<Server>,
+    acc: &JsAccount,
+    stream: &str,
+    within: Duration,
+) -> Option<Vec<(String, crate::jetstream::types::ConsumerConfig)>> {
+    let mut out = Vec::new();
+    loop {
+        let body = serde_json::json!({ "offset": out.len() }).to_string();
+        let v = ask(
+            server,
+            acc,
+            &format!("$JS.API.CONSUMER.LIST.{stream}"),
+            body.as_bytes(),
+            within,
+        )
+        .await?;
+        let page = v.get("consumers").and_then(Value::as_array)?;
+        for c in page {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let cfg = serde_json::from_value(c.get("config").cloned().unwrap_or_default()).ok()?;
+            out.push((name.to_string(), cfg));
+        }
+        let total = v.get("total").and_then(Value::as_u64).unwrap_or(0);
+        if page.is_empty() || out.len() as u64 >= total {
+            return Some(out);
+        }
+    }
+}
+
+/// Send `body` to the account's JetStream API `subject` and wait up to
+/// `within` for an answer without an error.
+async fn ask(
+    server: &Arc<Server>,
+    acc: &JsAccount,
+    subject: &str,
+    body: &[u8],
+    within: Duration,
+) -> Option<Value> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let client = InternalClient::new(
         server,
@@ -41,22 +93,16 @@ pub async fn stream_info(
         crate::jetstream::api::ephemeral_name()
     );
     if let Err(e) = client.subscribe(server, &inbox, None) {
-        debug!("asking the leader of {stream:?}: {e}");
+        debug!("asking {subject:?}: {e}");
         return None;
     }
-    client.publish(
-        server,
-        &format!("$JS.API.STREAM.INFO.{stream}"),
-        Some(&inbox),
-        b"",
-        b"",
-    );
+    client.publish(server, subject, Some(&inbox), b"", body);
     let answer = tokio::time::timeout(within, rx.recv()).await;
     client.close(server);
     let m = answer.ok().flatten()?;
     let v: Value = serde_json::from_slice(&m.payload).ok()?;
     if v.get("error").is_some() {
-        debug!("the leader of {stream:?} answered {v}");
+        debug!("{subject:?} answered {v}");
         return None;
     }
     Some(v)

@@ -121,19 +121,20 @@ pub(crate) fn dispatch(
         }
         ["CONSUMER", "CREATE", stream, ..]
         | ["CONSUMER", "DURABLE", "CREATE", stream, ..]
-        | ["CONSUMER", "DELETE", stream, ..] => match c.stream_group(&acc.name, stream) {
+        | ["CONSUMER", "DELETE", stream, ..]
+        | ["CONSUMER", "PAUSE", stream, _] => match c.stream_group(&acc.name, stream) {
             Some(g) if g.is_leader() => {
-                // Every replica creates (or deletes) the consumer; an
-                // ephemeral one is named here, once.
+                // Every replica creates, pauses or deletes the consumer;
+                // an ephemeral one is named here, once.
                 let api = if tokens.len() == 3 && tokens[1] == "CREATE" && unnamed(&m.payload) {
                     format!("{api}.{}", crate::jetstream::api::ephemeral_name())
                 } else {
                     api.to_string()
                 };
-                let kind = if tokens[1] == "DELETE" {
-                    "consumer_delete_response"
-                } else {
-                    "consumer_create_response"
+                let kind = match tokens[1] {
+                    "DELETE" => "consumer_delete_response",
+                    "PAUSE" => "consumer_pause_response",
+                    _ => "consumer_create_response",
                 };
                 let entry = super::stream_sm::StreamEntry::Consumer {
                     api,
@@ -186,10 +187,12 @@ fn spawn_replicated(
     let (acc, server) = (acc.clone(), Arc::downgrade(server));
     tokio::spawn(async move {
         let body = match g.propose_api(entry).await {
-            Ok(body) => body,
+            Ok(body) => {
+                acc.track_api(false);
+                body
+            }
             Err(e) => {
-                acc.api_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                acc.track_api(true);
                 crate::jetstream::api::error_answer(kind, &e)
             }
         };
@@ -210,6 +213,7 @@ fn spawn_stepdown(
     let placement = match super::stepdown::parse(&m.payload) {
         Ok(p) => p,
         Err(e) => {
+            acc.track_api(true);
             let body = json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e });
             acc.client
                 .publish(server, &reply, None, b"", body.to_string().as_bytes());
@@ -220,9 +224,13 @@ fn spawn_stepdown(
     tokio::spawn(async move {
         let body = match g.step_down(placement.as_ref()).await {
             Ok(()) => {
+                acc.track_api(false);
                 json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "success": true })
             }
-            Err(e) => json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e }),
+            Err(e) => {
+                acc.track_api(true);
+                json!({ "type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e })
+            }
         };
         if let Some(s) = server.upgrade() {
             acc.client
@@ -263,11 +271,13 @@ fn spawn_meta_op(
         };
         let Some(server) = srv.upgrade() else { return };
         let body = match result {
-            Ok(v) => crate::jetstream::api::answer(kind, &v),
+            Ok(v) => {
+                acc.track_api(false);
+                crate::jetstream::api::answer(kind, &v)
+            }
             Err(e) => {
                 debug!("JetStream API {op} {name:?}: {e}");
-                acc.api_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                acc.track_api(true);
                 crate::jetstream::api::error_answer(kind, &e)
             }
         };
@@ -286,6 +296,20 @@ async fn create(
     let peers_available = c.meta.voter_count();
     let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(peers_available))?;
     let config = serde_json::to_string(&cfg).map_err(errors::stream_create)?;
+    let others: Vec<crate::jetstream::types::StreamConfig> = c
+        .meta
+        .view()
+        .read()
+        .streams
+        .get(&acc.name)
+        .map(|streams| {
+            streams
+                .values()
+                .filter_map(|sa| serde_json::from_str(&sa.config).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::jetstream::limits::check_clustered_stream_create(acc, &cfg, &others)?;
     let existing = c.meta.view().read().stream(&acc.name, name).cloned();
     if let Some(sa) = existing {
         let old: crate::jetstream::types::StreamConfig =
@@ -325,6 +349,48 @@ async fn update(
     let cfg = crate::jetstream::api::stream_config(payload)?;
     let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(c.meta.voter_count()))?;
     crate::jetstream::api::check_stream_update(&old, &cfg)?;
+    // The consumers' configurations: those the meta group assigned, and
+    // those of this server's replica (consumers of a replicated stream are
+    // created through its own group, so every replica has them).
+    let mut consumers: Vec<(String, crate::jetstream::types::ConsumerConfig)> = sa
+        .consumers
+        .values()
+        .filter_map(|ca| Some((ca.name.clone(), serde_json::from_str(&ca.config).ok()?)))
+        .collect();
+    if cfg.consumer_limits != old.consumer_limits {
+        // The stream leader's list is current; this replica's is the
+        // fallback when no leader answers.
+        let leads = c
+            .stream_group(&acc.name, name)
+            .is_some_and(|g| g.is_leader());
+        let remote = match server.upgrade() {
+            Some(srv) if !leads => {
+                super::remote::consumer_configs(&srv, acc, name, REMOTE_WAIT).await
+            }
+            _ => None,
+        };
+        let local = || -> Vec<(String, crate::jetstream::types::ConsumerConfig)> {
+            acc.stream(name)
+                .map(|s| {
+                    s.consumers
+                        .read()
+                        .iter()
+                        .map(|(n, c)| (n.clone(), c.config()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for (n, cc) in remote.unwrap_or_else(local) {
+            if !consumers.iter().any(|(m, _)| *m == n) {
+                consumers.push((n, cc));
+            }
+        }
+    }
+    cfg.consumer_limits.check_update(
+        &old.consumer_limits,
+        consumers.iter().map(|(n, c)| (n.as_str(), c)),
+    )?;
+    crate::jetstream::limits::check_max_bytes(acc, &cfg)?;
     // Another replica count: servers are added or removed (also when an
     // earlier change left the stream with another count than configured).
     let replicas = usize::try_from(cfg.num_replicas).unwrap_or(1).max(1);

@@ -230,6 +230,12 @@ impl StreamGroup {
         !self.catching_up.get() && leadership::is_current(&self.raft)
     }
 
+    /// [`Self::is_current`], allowing a follower `within` to apply what it
+    /// holds (see [`leadership::is_current_or_progressing`]).
+    pub async fn is_current_within(&self, within: std::time::Duration) -> bool {
+        !self.catching_up.get() && leadership::is_current_or_progressing(&self.raft, within).await
+    }
+
     /// Leadership, with the servers the stream is assigned to as its
     /// replicas (a new one still catching up is listed, one on its way out
     /// is not), as nats-server shows them.

@@ -403,6 +403,20 @@ impl StreamStateMachine {
             }
             let c = self.stream.consumers.read().get(&sc.name).cloned();
             if let Some(c) = c {
+                // An update keeps the pause it had: take the snapshot's.
+                let pause = config
+                    .get("pause_until")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(crate::jetstream::types::parse_rfc3339);
+                if c.config().pause_deadline() != pause {
+                    c.set_pause(&server, pause);
+                    if let Err(e) = acc.save_consumer_meta(&self.stream, &c) {
+                        error!(
+                            "JetStream stream {name:?}: saving consumer {:?} from a snapshot: {}",
+                            sc.name, e.description
+                        );
+                    }
+                }
                 c.take_state(sc.state.clone());
             }
         }
@@ -556,7 +570,9 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                         })
                         .collect();
                     let mut results = Vec::with_capacity(msgs.len());
-                    self.stream.apply_published(&published, ts, &mut results);
+                    let server = self.server.upgrade();
+                    self.stream
+                        .apply_published(server.as_deref(), &published, ts, &mut results);
                     out.push(StreamResponse::Published(results));
                 }
                 EntryPayload::Normal(StreamEntry::Purge { request }) => {

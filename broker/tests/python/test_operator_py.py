@@ -1,0 +1,200 @@
+"""nats-py with `user_credentials=` in operator mode, against nats-server and
+tribune-broker started with the same config (`operator`, `system_account`,
+`resolver: MEMORY`, `resolver_preload`).
+
+The operator, accounts and users are made here: nkeys for the keys, and
+NATS JWTs (`header.claims.sig`, ed25519 over the first two parts, signed by
+the issuer's nkey) encoded by hand, as nsc writes them.
+
+Timeouts are guards against hanging, never assertions about speed.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import time
+
+import nats
+import nkeys
+import pytest
+from nats.errors import NoServersError
+
+from test_nats_py import SELECTED, BINARIES, WAIT, Server, barrier, run
+
+
+def new_key(prefix):
+    return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def encode_jwt(claims: dict, signer) -> str:
+    """Sign `claims` as nats-io/jwt v2 does: iss, iat, and a jti hashed
+    from the claims."""
+    claims = dict(claims, iss=signer.public_key.decode(), iat=int(time.time()))
+    claims["jti"] = base64.b32encode(
+        hashlib.sha512(json.dumps(claims, sort_keys=True).encode()).digest()[:32]
+    ).decode().rstrip("=")
+    header = b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = signer.sign(f"{header}.{body}".encode())
+    return f"{header}.{body}.{b64(sig)}"
+
+
+def creds(path, token: str, key) -> str:
+    path.write_text(
+        "-----BEGIN NATS USER JWT-----\n"
+        f"{token}\n"
+        "------END NATS USER JWT------\n\n"
+        "-----BEGIN USER NKEY SEED-----\n"
+        f"{key.seed.decode()}\n"
+        "------END USER NKEY SEED------\n"
+    )
+    return str(path)
+
+
+def user_claims(key, name, **nats_fields):
+    return {
+        "sub": key.public_key.decode(),
+        "name": name,
+        "nats": {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                 "type": "user", "version": 2, **nats_fields},
+    }
+
+
+def account_claims(key, name, **nats_fields):
+    return {
+        "sub": key.public_key.decode(),
+        "name": name,
+        "nats": {"limits": {"subs": -1, "data": -1, "payload": -1, "conn": -1},
+                 "type": "account", "version": 2, **nats_fields},
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """An operator, a system account, accounts A and B (B's user signed by
+    B's signing key) and their users' .creds files."""
+    d = tmp_path_factory.mktemp("operator")
+    op = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    sys_acc = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    a = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    b = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    b_signer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    operator_jwt = encode_jwt(
+        {"sub": op.public_key.decode(), "name": "OP",
+         "nats": {"system_account": sys_acc.public_key.decode(),
+                  "type": "operator", "version": 2}},
+        op,
+    )
+    preload = {
+        sys_acc.public_key.decode(): encode_jwt(account_claims(sys_acc, "SYS"), op),
+        a.public_key.decode(): encode_jwt(account_claims(a, "A"), op),
+        b.public_key.decode(): encode_jwt(
+            account_claims(b, "B", signing_keys=[b_signer.public_key.decode()]), op
+        ),
+    }
+    (d / "op.jwt").write_text(operator_jwt)
+    lines = "".join(f"  {k}: {v}\n" for k, v in preload.items())
+    config = (
+        f"operator: \"{d / 'op.jwt'}\"\n"
+        f"system_account: {sys_acc.public_key.decode()}\n"
+        "resolver: MEMORY\n"
+        f"resolver_preload: {{\n{lines}}}\n"
+    )
+    (d / "server.conf").write_text(config)
+
+    alice = new_key(nkeys.PREFIX_BYTE_USER)
+    bob = new_key(nkeys.PREFIX_BYTE_USER)
+    mallory = new_key(nkeys.PREFIX_BYTE_USER)
+    stranger = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    return {
+        "config": d / "server.conf",
+        "alice": creds(d / "alice.creds", encode_jwt(user_claims(alice, "alice"), a), alice),
+        "bob": creds(
+            d / "bob.creds",
+            encode_jwt(
+                user_claims(bob, "bob", issuer_account=b.public_key.decode()), b_signer
+            ),
+            bob,
+        ),
+        # Claims account A but is signed by a key A does not list.
+        "mallory": creds(
+            d / "mallory.creds",
+            encode_jwt(
+                user_claims(mallory, "mallory", issuer_account=a.public_key.decode()),
+                stranger,
+            ),
+            mallory,
+        ),
+    }
+
+
+@pytest.fixture(scope="module", params=SELECTED)
+def server(request, tmp_path_factory, world):
+    name = request.param
+    srv = Server(
+        BINARIES[name](),
+        tmp_path_factory.mktemp(f"{name}-operator"),
+        args=["-c", str(world["config"])],
+    )
+    yield srv
+    srv.stop()
+
+
+async def connect(server, credentials):
+    return await nats.connect(
+        server.url,
+        user_credentials=credentials,
+        allow_reconnect=False,
+        connect_timeout=WAIT,
+        max_reconnect_attempts=0,
+    )
+
+
+def test_user_credentials_pub_sub_in_own_account(server, world):
+    async def main():
+        alice = await connect(server, world["alice"])
+        bob = await connect(server, world["bob"])
+        sub_a = await alice.subscribe("news")
+        sub_b = await bob.subscribe("news")
+        await barrier(alice)
+        await barrier(bob)
+        await bob.publish("news", b"from B")
+        await alice.publish("news", b"from A")
+        await barrier(bob)
+        await barrier(alice)
+        assert (await sub_a.next_msg(timeout=WAIT)).data == b"from A"
+        assert (await sub_b.next_msg(timeout=WAIT)).data == b"from B"
+        # Nothing crossed from one account into the other.
+        for sub in (sub_a, sub_b):
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.next_msg(timeout=0.2)
+        await alice.close()
+        await bob.close()
+
+    run(main())
+
+
+def test_user_of_a_key_the_account_does_not_list_is_refused(server, world):
+    async def main():
+        errors = []
+
+        async def on_error(e):
+            errors.append(e)
+
+        with pytest.raises((NoServersError, nats.errors.Error)):
+            await nats.connect(
+                server.url,
+                user_credentials=world["mallory"],
+                allow_reconnect=False,
+                connect_timeout=WAIT,
+                max_reconnect_attempts=0,
+                error_cb=on_error,
+            )
+        assert any("authorization violation" in str(e).lower() for e in errors), errors
+
+    run(main())

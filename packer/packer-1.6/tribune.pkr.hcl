@@ -1,0 +1,1 @@
+../tribune.pkr.hcl
