@@ -34,6 +34,7 @@ pub mod server;
 pub mod signals;
 pub mod subject;
 pub mod sublist;
+pub mod sublist_watch;
 pub mod subscription;
 pub mod tls;
 pub mod websocket;

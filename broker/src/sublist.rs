@@ -148,6 +148,8 @@ pub struct Sublist {
     inserts: AtomicU64,
     removes: AtomicU64,
     matches: AtomicU64,
+    /// Who waits for a first subscriber on a subject (push consumers).
+    pub watch: crate::sublist_watch::InterestWatch,
 }
 
 /// Split a subject into tokens, or `None` if it has an empty token.
@@ -203,6 +205,7 @@ impl Sublist {
         if path.iter().any(|t| is_fwc(t)) {
             return Err(SublistError::InvalidSubject);
         }
+        let watched = self.watch.is_armed().then(|| sub.clone());
         let mut root = self.root.write();
         if sub.slot() != NOT_LISTED {
             return Err(SublistError::AlreadyListed);
@@ -230,6 +233,10 @@ impl Sublist {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.inserts.fetch_add(1, Ordering::Relaxed);
         self.genid.fetch_add(1, Ordering::Release);
+        drop(root);
+        if let Some(sub) = watched {
+            self.watch.added(&sub.subject);
+        }
         Ok(())
     }
 

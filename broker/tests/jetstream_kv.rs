@@ -256,3 +256,43 @@ async fn watch_on(f: Flavor) {
     kv.put("a", "4".into()).await.unwrap();
     assert_eq!(next_entry(&mut quiet, "quiet").await.revision, 7);
 }
+
+/// `watch_with_history`: every entry says whether the watcher has caught
+/// up (`seen_current`): false for the stored values but the last, true
+/// for the last and everything put after (async-nats reads it from the
+/// consumer's `num_pending` at creation and each delivery's pending count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_seen_current() {
+    for_each_flavor(BIN, seen_current_on).await;
+}
+
+async fn seen_current_on(f: Flavor) {
+    let t = Js::start(&f).await;
+    let kv = bucket(&t, "current", 15).await;
+    for i in 0..10 {
+        kv.put(format!("key.{i}"), i.to_string().into())
+            .await
+            .unwrap_or_else(|e| panic!("[{}] put: {e}", t.label));
+    }
+    let mut w = kv
+        .watch_with_history("key.>")
+        .await
+        .unwrap_or_else(|e| panic!("[{}] watch: {e}", t.label));
+    let writer = tokio::spawn({
+        let kv = kv.clone();
+        async move {
+            for i in 10..15 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                kv.put(format!("key.{i}"), i.to_string().into())
+                    .await
+                    .expect("put while watching");
+            }
+        }
+    });
+    for i in 0..15 {
+        let e = next_entry(&mut w, "a watched key").await;
+        assert_eq!(e.key, format!("key.{i}"), "[{}]", t.label);
+        assert_eq!(e.seen_current, i >= 9, "[{}] key.{i}: {e:?}", t.label);
+    }
+    writer.await.expect("writer");
+}

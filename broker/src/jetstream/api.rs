@@ -152,6 +152,7 @@ pub(crate) fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
             kind,
             &json!({ "error": e, "paused": false, "pause_until": types::rfc3339(None) }),
         ),
+        RESET_RESPONSE => answer(kind, &json!({ "error": e, "reset_seq": 0 })),
         _ => answer(kind, &json!({ "error": e })),
     }
 }
@@ -341,6 +342,12 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
         ["CONSUMER", "UNPIN", stream, name] => respond(
             "consumer_unpin_response",
             consumer_unpin(acc, stream, name, &m.payload),
+        ),
+        // nats-server's consumer answers its reset itself, outside the API
+        // handlers: not counted in `$JS.API.INFO`.
+        ["CONSUMER", "RESET", stream, name] => publish(
+            &consumer_reset(acc, server, stream, name, &m.payload)
+                .unwrap_or_else(|e| error_answer(RESET_RESPONSE, &e)),
         ),
         ["CONSUMER", "LIST", stream] => respond(
             "consumer_list_response",
@@ -536,9 +543,7 @@ pub(crate) fn normalize_stream(
         c.description = None;
     }
     // Features that change what a stream stores are refused rather than
-    // silently ignored. (`allow_msg_ttl` is accepted: clients turn it on for
-    // KV buckets; per-message TTLs are not applied, so such messages live
-    // by the stream's own limits, which never loses data early.)
+    // silently ignored.
     for key in ["mirror", "sources"] {
         let set = match c.extra.get(key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
@@ -618,6 +623,25 @@ pub(crate) fn normalize_stream(
             "duplicates window can not be larger then server limit of {}",
             crate::monitor::gofmt::go_duration(u64::try_from(dw_limit).unwrap_or(0))
         )));
+    }
+    // Markers need TTLs (their own) and roll-ups (how they replace what
+    // they mark): turned on for them, as nats-server does when the
+    // request is not pedantic.
+    if c.subject_delete_marker_ttl > 0 {
+        if c.subject_delete_marker_ttl < 1_000_000_000 {
+            return Err(errors::stream_invalid_config(
+                "subject delete marker TTL must be at least 1 second",
+            ));
+        }
+        c.allow_msg_ttl = true;
+        if !c.allow_rollup_hdrs {
+            c.allow_rollup_hdrs = true;
+            c.deny_purge = false;
+        }
+    } else if c.subject_delete_marker_ttl < 0 {
+        return Err(errors::stream_invalid_config(
+            "subject delete marker TTL must not be negative",
+        ));
     }
     if c.subjects.is_empty() {
         c.subjects = vec![c.name.clone()];
@@ -748,6 +772,11 @@ pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Res
     if old.sealed && !cfg.sealed {
         return Err(errors::stream_update(
             "stream configuration update can not unseal a sealed stream",
+        ));
+    }
+    if old.allow_msg_ttl && !cfg.allow_msg_ttl {
+        return Err(errors::stream_invalid_config(
+            "message TTL status can not be disabled",
         ));
     }
     Ok(())
@@ -930,6 +959,7 @@ pub(crate) fn consumer_change(
             answer("consumer_delete_response", &json!({"success": true}))
         }),
         ["CONSUMER", "PAUSE", stream, name] => consumer_pause(acc, server, stream, name, payload),
+        ["CONSUMER", "RESET", stream, name] => consumer_reset(acc, server, stream, name, payload),
         _ => Err(errors::bad_request()),
     }
 }
@@ -966,6 +996,58 @@ fn consumer_unpin(
     }
     c.unpin();
     Ok(answer("consumer_unpin_response", &json!({})))
+}
+
+/// The kind of a `CONSUMER.RESET` answer.
+pub(crate) const RESET_RESPONSE: &str = "consumer_reset_response";
+
+/// The stream sequence a `CONSUMER.RESET` body (`{"seq": N}`, or empty
+/// for "back to the ack floor") resets `name` to, checked against the
+/// consumer's deliver policy. A replicated stream's leader resolves it
+/// before proposing, so every replica applies the same sequence.
+pub(crate) fn reset_target(
+    acc: &JsAccount,
+    stream: &str,
+    name: &str,
+    payload: &[u8],
+) -> Result<u64, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    struct ResetRequest {
+        #[serde(default)]
+        seq: u64,
+    }
+    let req: ResetRequest = parse(payload)?;
+    let c = with_consumer(acc, stream, name)?;
+    c.reset_target(req.seq)
+        .map_err(errors::consumer_invalid_reset)
+}
+
+/// `CONSUMER.RESET.<stream>.<consumer>`: the consumer starts over at the
+/// sequence [`reset_target`] gives; the answer is its info and that
+/// sequence (`reset_seq`).
+pub(crate) fn consumer_reset(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    stream: &str,
+    name: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Serialize)]
+    struct ResetResponse {
+        #[serde(flatten)]
+        info: types::ConsumerInfo,
+        reset_seq: u64,
+    }
+    let seq = reset_target(acc, stream, name, payload)?.max(1);
+    let c = with_consumer(acc, stream, name)?;
+    c.reset(seq);
+    Ok(answer(
+        RESET_RESPONSE,
+        &ResetResponse {
+            info: c.info(server),
+            reset_seq: seq,
+        },
+    ))
 }
 
 /// The deadline a `CONSUMER.PAUSE` body asks for (None: resume). A body

@@ -175,6 +175,12 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+impl crate::sublist_watch::InterestWaker for Consumer {
+    fn interest_appeared(&self) {
+        self.wake();
+    }
+}
+
 /// An acknowledgement, as the client sends it to the ack subject.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ack {
@@ -361,6 +367,15 @@ impl Consumer {
         let filters = cfg.filters();
         let pause = cfg.pause_deadline();
         let pinned = cfg.priority_policy == types::PriorityPolicy::PinnedClient;
+        if let Some(deliver) = &cfg.deliver_subject {
+            if let Some(acc) = self.account.upgrade() {
+                acc.client
+                    .account()
+                    .sublist
+                    .watch
+                    .retarget(&self.watch_key(), deliver);
+            }
+        }
         *self.config.write() = cfg;
         *self.filters.write() = filters;
         {
@@ -448,6 +463,13 @@ impl Consumer {
 
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        if let Some(acc) = self.account.upgrade() {
+            acc.client
+                .account()
+                .sublist
+                .watch
+                .unwatch(&self.watch_key(), self as *const Self as *const ());
+        }
         self.save(true);
         self.wake.notify_one();
     }
@@ -537,6 +559,67 @@ impl Consumer {
         self.maybe_save(&mut st, false);
     }
 
+    /// Where `CONSUMER.RESET` with `seq` puts the consumer: 0 means back to
+    /// just above the ack floor. A consumer that starts at a sequence or a
+    /// time cannot be reset below that start; one that delivers only the
+    /// last or new messages cannot be given a sequence at all (nats-server's
+    /// rules; the `Err` is the reason its error quotes).
+    pub(crate) fn reset_target(&self, seq: u64) -> Result<u64, &'static str> {
+        if seq == 0 {
+            let st = self.state.lock();
+            return Ok(ack_floor(&st).stream_seq + 1);
+        }
+        let cfg = self.config.read_recursive();
+        match cfg.deliver_policy {
+            DeliverPolicy::All => {}
+            DeliverPolicy::ByStartSequence if seq < cfg.opt_start_seq => {
+                return Err("below start seq")
+            }
+            DeliverPolicy::ByStartSequence => {}
+            DeliverPolicy::ByStartTime => {
+                let start = cfg
+                    .opt_start_time
+                    .as_deref()
+                    .and_then(types::parse_rfc3339)
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                let first = match (start, self.stream.upgrade()) {
+                    (Some(ns), Some(stream)) => stream.inner.lock().store.seq_for_time(ns),
+                    _ => 0,
+                };
+                if seq < first {
+                    return Err("below start time");
+                }
+            }
+            _ => return Err("not allowed"),
+        }
+        Ok(seq)
+    }
+
+    /// Start over at stream sequence `seq` (from [`Self::reset_target`]):
+    /// nothing is pending or counted as redelivered any more, the delivered
+    /// counters restart just below `seq` and the next delivery is `seq`.
+    pub(crate) fn reset(&self, seq: u64) {
+        let seq = seq.max(1);
+        let mut st = self.state.lock();
+        st.pending.clear();
+        st.redelivered.clear();
+        st.redeliver.clear();
+        st.last_per_subject.clear();
+        st.replay = None;
+        st.next_seq = seq;
+        st.delivered = SequencePair {
+            consumer_seq: 0,
+            stream_seq: seq - 1,
+        };
+        st.last_delivery = None;
+        st.last_ack = None;
+        st.dirty = true;
+        self.maybe_save(&mut st, true);
+        drop(st);
+        self.wake();
+    }
+
     /// Sequences the stream dropped: nothing to redeliver there.
     pub fn forget(&self, removed: &[RangeInclusive<u64>]) {
         let mut st = self.state.lock();
@@ -551,8 +634,26 @@ impl Consumer {
         }
     }
 
+    /// The consumer's name in its account's interest watch.
+    fn watch_key(&self) -> String {
+        format!("{}.{}", self.stream_name, self.name)
+    }
+
     /// Run the delivery loop until the consumer is stopped.
     pub(crate) fn spawn(self: &Arc<Self>, server: &Arc<Server>) {
+        // A push consumer starts delivering the moment its deliver subject
+        // gets a subscriber (clients often subscribe after creating it).
+        if let (Some(deliver), Some(acc)) = (
+            self.config.read_recursive().deliver_subject.clone(),
+            self.account.upgrade(),
+        ) {
+            let me: Arc<dyn crate::sublist_watch::InterestWaker> = self.clone();
+            acc.client.account().sublist.watch.watch(
+                &self.watch_key(),
+                &deliver,
+                Arc::downgrade(&me),
+            );
+        }
         let me = self.clone();
         let server = Arc::downgrade(server);
         *self.server.lock() = server.clone();

@@ -36,6 +36,8 @@ macro_rules! api_errors {
 api_errors! {
     stream_not_found = (404, 10059, "stream not found");
     consumer_not_found = (404, 10014, "consumer not found");
+    msg_ttl_invalid = (400, 10165, "invalid per-message TTL");
+    msg_ttl_disabled = (400, 10166, "per-message TTL is disabled");
     stream_name_exist = (400, 10058, "stream name already in use with a different configuration");
     subjects_overlap = (400, 10065, "subjects overlap with an existing stream");
     bad_request = (400, 10003, "bad request");
@@ -106,6 +108,10 @@ pub fn store_failed(err: impl std::fmt::Display) -> ApiError {
 }
 pub fn consumer_create(err: impl std::fmt::Display) -> ApiError {
     ApiError::new(500, 10012, err.to_string())
+}
+/// `CONSUMER.RESET` to a sequence the consumer's deliver policy forbids.
+pub fn consumer_invalid_reset(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(400, 10204, format!("invalid reset: {err}"))
 }
 pub fn msg_delete_failed(err: impl std::fmt::Display) -> ApiError {
     ApiError::new(500, 10057, err.to_string())

@@ -40,6 +40,7 @@ pub struct PublishHeaders<'a> {
     pub expected_last_subj_seq: Option<&'a str>,
     pub expected_last_msg_id: Option<&'a str>,
     pub rollup: Option<&'a str>,
+    pub ttl: Option<&'a str>,
 }
 
 impl<'a> PublishHeaders<'a> {
@@ -57,6 +58,7 @@ impl<'a> PublishHeaders<'a> {
                 (EXPECTED_LAST_SUBJ_SEQ, &mut out.expected_last_subj_seq),
                 (EXPECTED_LAST_MSG_ID, &mut out.expected_last_msg_id),
                 (ROLLUP, &mut out.rollup),
+                (super::ttl::TTL, &mut out.ttl),
             ]
             .into_iter()
             .find(|(name, _)| k.eq_ignore_ascii_case(name));

@@ -31,6 +31,7 @@ pub mod store;
 pub mod stream;
 pub mod subject_transform;
 pub(crate) mod transform;
+pub(crate) mod ttl;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};

@@ -24,6 +24,7 @@ use super::republish::{Outgoing, Republisher};
 use super::store::{MsgStore, StoreError, StoreLimits};
 use super::subject_transform;
 use super::transform::SubjectTransform;
+use super::ttl::{self, Ttl, TtlIndex};
 use super::types::{self, Discard, Retention, StreamConfig, DEFAULT_DUPLICATE_WINDOW};
 use super::JsAccount;
 use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
@@ -88,6 +89,11 @@ pub(crate) struct StreamInner {
     dedup: HashMap<Arc<str>, u64, ahash::RandomState>,
     dedup_order: VecDeque<(i64, Arc<str>)>,
     last_msg_id: String,
+    /// When messages with a `Nats-TTL` expire (`allow_msg_ttl` streams).
+    ttls: TtlIndex,
+    /// Markers this leader asked for and when (sequence of the message
+    /// they replace): not asked again while the first is on its way.
+    markers_sent: HashMap<u64, i64>,
 }
 
 impl StreamInner {
@@ -95,7 +101,27 @@ impl StreamInner {
     pub(crate) fn set_config(&mut self, config: StreamConfig) {
         self.republish = Republisher::from_config(config.republish.as_ref());
         self.input_transform = subject_transform::compile(config.subject_transform.as_ref());
+        let ttls_on = config.allow_msg_ttl && !self.config.allow_msg_ttl;
         self.config = config;
+        if ttls_on {
+            self.rebuild_ttls();
+        }
+    }
+
+    /// Index the TTL of every stored message (on open, or when a stream
+    /// update turns TTLs on). Reads every message's headers once.
+    fn rebuild_ttls(&mut self) {
+        self.ttls.clear();
+        if !self.config.allow_msg_ttl {
+            return;
+        }
+        let mut seq = self.store.state().first_seq;
+        while let Ok(Some(m)) = self.store.load_next("", seq) {
+            seq = m.seq + 1;
+            if let Some(Ttl::Secs(secs)) = ttl::of(&m.headers) {
+                self.ttls.track(m.seq, m.ts, secs);
+            }
+        }
     }
 
     /// Note a stored message's `Nats-Msg-Id` for the duplicate window.
@@ -138,11 +164,18 @@ impl std::fmt::Debug for Stream {
 }
 
 /// What the store enforces, from the stream's configuration.
+/// A stream with `allow_msg_ttl` expires by age itself (see [`ttl`]):
+/// messages marked "never" outlive `max_age`, and a subject's last one may
+/// leave a marker, which only this layer can tell.
 pub(crate) fn limits(cfg: &StreamConfig) -> StoreLimits {
     StoreLimits {
         max_msgs: cfg.max_msgs,
         max_bytes: cfg.max_bytes,
-        max_age: types::duration(cfg.max_age),
+        max_age: if cfg.allow_msg_ttl {
+            Duration::ZERO
+        } else {
+            types::duration(cfg.max_age)
+        },
         max_msgs_per_subject: cfg.max_msgs_per_subject,
         max_msg_size: cfg.max_msg_size,
     }
@@ -168,6 +201,8 @@ impl Stream {
                 dedup: HashMap::default(),
                 dedup_order: VecDeque::new(),
                 last_msg_id: String::new(),
+                ttls: TtlIndex::default(),
+                markers_sent: HashMap::new(),
             }),
             consumers: RwLock::new(BTreeMap::new()),
             dir,
@@ -190,6 +225,7 @@ impl Stream {
     /// publish, whose time is later.
     pub(crate) fn rebuild_dedup(&self) {
         let mut inner = self.inner.lock();
+        inner.rebuild_ttls();
         let window = match inner.config.duplicate_window {
             0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
             w => w,
@@ -274,6 +310,10 @@ impl Stream {
     }
 
     fn expire(&self) {
+        if self.inner.lock().config.allow_msg_ttl {
+            self.expire_ttls();
+            return;
+        }
         let removed = {
             let mut inner = self.inner.lock();
             if inner.config.max_age <= 0 {
@@ -285,6 +325,82 @@ impl Stream {
             inner.store.take_removed()
         };
         self.forget(&removed);
+    }
+
+    /// Expiry of an `allow_msg_ttl` stream: messages past `max_age`
+    /// (unless their TTL says "never") and messages past their own TTL go.
+    /// With `subject_delete_marker_ttl`, a subject's last message is not
+    /// removed but replaced: the leader stores a marker that rolls the
+    /// subject up (every replica applies it at the same sequence), and a
+    /// follower leaves the message for that marker.
+    fn expire_ttls(&self) {
+        const MARKER_RETRY: i64 = 2_000_000_000;
+        // Taken before the stream lock (lock order), and only by the
+        // replica that leads: its write path accepts the markers.
+        let tx = if self.is_passive() {
+            None
+        } else {
+            self.ingest.lock().clone()
+        };
+        let now = now_nanos();
+        let mut removed: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
+        let mut markers: Vec<OwnedMsg> = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            let inner = &mut *inner;
+            let mut due: Vec<u64> = inner.ttls.take_due(now);
+            if inner.config.max_age > 0 {
+                let oldest = now.saturating_sub(inner.config.max_age);
+                let mut seq = inner.store.state().first_seq;
+                while let Ok(Some(m)) = inner.store.load_next("", seq) {
+                    if m.ts > oldest {
+                        break;
+                    }
+                    seq = m.seq + 1;
+                    if ttl::of(&m.headers) != Some(Ttl::Never) {
+                        due.push(m.seq);
+                    }
+                }
+            }
+            due.sort_unstable();
+            due.dedup();
+            let sdm_secs = inner.config.subject_delete_marker_ttl / 1_000_000_000;
+            inner
+                .markers_sent
+                .retain(|_, at| now.saturating_sub(*at) < MARKER_RETRY);
+            for seq in due {
+                let Ok(Some(m)) = inner.store.load(seq) else {
+                    continue;
+                };
+                let last = sdm_secs > 0
+                    && !ttl::is_marker(&m.headers)
+                    && inner.store.last_seq_for_subject(&m.subject) == seq;
+                if !last {
+                    if matches!(inner.store.remove(seq), Ok(true)) {
+                        removed.push(seq..=seq);
+                    }
+                    continue;
+                }
+                // Looked at again until the marker has rolled it up.
+                inner.ttls.retry(seq, now.saturating_add(MARKER_RETRY));
+                if tx.is_some() && !inner.markers_sent.contains_key(&seq) {
+                    inner.markers_sent.insert(seq, now);
+                    markers.push(OwnedMsg {
+                        subject: m.subject.clone(),
+                        reply: None,
+                        headers: ttl::marker_headers(sdm_secs).into(),
+                        payload: bytes::Bytes::new(),
+                    });
+                }
+            }
+            removed.extend(inner.store.take_removed());
+        }
+        self.forget(&removed);
+        if let Some(tx) = tx {
+            for m in markers {
+                let _ = tx.send(m);
+            }
+        }
     }
 
     /// Tell consumers that these sequences are gone.
@@ -552,6 +668,12 @@ impl Stream {
                 return Err(errors::stream_not_match());
             }
         }
+        // A TTL on a stream that does not allow them is refused outright;
+        // whether it is valid is checked after the other expectations.
+        let ttl = h.ttl.map(ttl::parse);
+        if matches!(ttl, Some(Ok(Some(_)))) && !cfg.allow_msg_ttl {
+            return Err(errors::msg_ttl_disabled());
+        }
         let msg_id = h.msg_id.filter(|s| !s.is_empty());
         if let Some(id) = msg_id {
             if let Some(seq) = inner.dedup.get(id) {
@@ -612,6 +734,22 @@ impl Stream {
                 }
             }
         }
+        let ttl = match ttl {
+            Some(Err(())) => return Err(errors::msg_ttl_invalid()),
+            Some(Ok(t)) => t,
+            None => None,
+        };
+        // No message may outlive the marker its removal leaves: a shorter
+        // TTL is raised to the marker's (not where a subject keeps one).
+        let sdm_secs = cfg.subject_delete_marker_ttl / 1_000_000_000;
+        let raised;
+        let (hdr, ttl) = match ttl {
+            Some(Ttl::Secs(secs)) if sdm_secs > secs && cfg.max_msgs_per_subject != 1 => {
+                raised = ttl::with_ttl(hdr, sdm_secs);
+                (&raised[..], Some(Ttl::Secs(sdm_secs)))
+            }
+            _ => (hdr, ttl),
+        };
         // Where to republish, and the subject's previous sequence (read
         // before this message becomes the last one).
         let target = match (&inner.republish, &republish) {
@@ -641,6 +779,9 @@ impl Stream {
         }
         if let (Some((to, last)), Some(out), Some(rp)) = (target, republish, &inner.republish) {
             out.push(rp.message(to, &self.name, subject, seq, now, last, hdr, m.payload));
+        }
+        if let Some(Ttl::Secs(secs)) = ttl {
+            inner.ttls.track(seq, now, secs);
         }
         inner.remember(msg_id, seq, now);
         Ok((seq, false))

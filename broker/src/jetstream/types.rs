@@ -154,6 +154,14 @@ pub struct StreamConfig {
     pub mirror_direct: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
+    /// Messages may carry their own TTL (`Nats-TTL`); see
+    /// [`super::ttl`]. Once on, it cannot be turned off.
+    #[serde(default)]
+    pub allow_msg_ttl: bool,
+    /// When `max_age` or a TTL removes a subject's last message, leave a
+    /// delete marker that lives this long (nanoseconds; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ack: bool,
     /// Everything else, kept and echoed back.

@@ -145,6 +145,31 @@ pub(crate) fn dispatch(
             }
             _ => stream_of(stream),
         },
+        // The leader resolves the sequence (an empty body means its ack
+        // floor, which only it knows for sure) and every replica applies
+        // that one.
+        ["CONSUMER", "RESET", stream, name] => match c.stream_group(&acc.name, stream) {
+            Some(g) if g.is_leader() => {
+                let kind = crate::jetstream::api::RESET_RESPONSE;
+                match crate::jetstream::api::reset_target(acc, stream, name, &m.payload) {
+                    Ok(seq) => {
+                        let entry = StreamEntry::Consumer {
+                            api: api.to_string(),
+                            request: json!({ "seq": seq }).to_string().into(),
+                        };
+                        spawn_replicated(acc, server, m, g, kind, entry);
+                    }
+                    Err(e) => {
+                        if let Some(reply) = &m.reply {
+                            let body = crate::jetstream::api::error_answer(kind, &e);
+                            acc.client.publish(server, reply, None, b"", &body);
+                        }
+                    }
+                }
+                Decision::Done
+            }
+            _ => stream_of(stream),
+        },
         ["CONSUMER", op, ..] => {
             // CONSUMER.<op>.<stream>... or CONSUMER.DURABLE.CREATE.<stream>...
             // and CONSUMER.MSG.NEXT.<stream>...
@@ -186,13 +211,20 @@ fn spawn_replicated(
     let Some(reply) = m.reply.clone() else { return };
     let (acc, server) = (acc.clone(), Arc::downgrade(server));
     tokio::spawn(async move {
+        // nats-server's consumer answers a reset itself, outside the API
+        // handlers that count calls.
+        let counted = kind != crate::jetstream::api::RESET_RESPONSE;
         let body = match g.propose_api(entry).await {
             Ok(body) => {
-                acc.track_api(false);
+                if counted {
+                    acc.track_api(false);
+                }
                 body
             }
             Err(e) => {
-                acc.track_api(true);
+                if counted {
+                    acc.track_api(true);
+                }
                 crate::jetstream::api::error_answer(kind, &e)
             }
         };
