@@ -72,6 +72,8 @@ api_errors! {
     max_consumers = (400, 10026, "maximum consumers limit reached");
     max_streams = (400, 10027, "maximum number of streams reached");
     memory_resources_exceeded = (500, 10028, "insufficient memory resources available");
+    account_resources_exceeded = (400, 10002, "resource limits exceeded for account");
+    insufficient_resources = (503, 10023, "insufficient resources");
     storage_resources_exceeded = (500, 10047, "insufficient storage resources available");
     stream_max_bytes_required = (400, 10113, "account requires a stream config to have max bytes set");
     stream_max_stream_bytes_exceeded = (400, 10122, "stream max bytes exceeds account limit max stream bytes");

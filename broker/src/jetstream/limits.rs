@@ -7,10 +7,15 @@
 //!
 //! As in nats-server, a stream without `max_bytes` reserves one byte, so
 //! the reservation check stops creating streams once a limit is taken by
-//! reservations; what streams actually store is not checked here.
+//! reservations. What streams actually store is checked on publish with a
+//! [`StoreBudget`]: a message that would take the account past its
+//! `max_mem`/`max_file` is refused (10002), and while the server is over
+//! its `max_memory_store`/`max_file_store` every publish of that storage
+//! is (10023).
 
 use super::consumer_limits::ConsumerLimits;
 use super::errors::{self, ApiError};
+use super::store::{file_store_msg_size, mem_store_msg_size};
 use super::types::{AckPolicy, ConsumerConfig, Storage, StreamConfig};
 use super::{JetStream, JsAccount};
 
@@ -253,5 +258,123 @@ mod tests {
         assert!(!fits(10, 11, 0));
         assert!(fits(0, 0, 0));
         assert!(!fits(0, 0, 1));
+    }
+}
+
+/// What a stream's publishes may still store, measured once per write
+/// batch outside the stream's lock (the measure locks every stream of the
+/// account, and of the server when it has a limit) and spent as the batch
+/// stores. `None` from [`budget`] when neither the account nor the server
+/// limits this storage type: nothing to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreBudget {
+    storage: Storage,
+    /// The account's limit and what it uses.
+    account: Option<(i64, i64)>,
+    /// The server's limit and what all accounts use.
+    server: Option<(i64, i64)>,
+}
+
+/// The budget of `acc`'s streams of `storage` now.
+pub(crate) fn budget(
+    js: Option<&JetStream>,
+    acc: &JsAccount,
+    storage: Storage,
+) -> Option<StoreBudget> {
+    let used = |a: &JsAccount| -> i64 {
+        let u = a.usage();
+        let bytes = match storage {
+            Storage::Memory => u.memory,
+            Storage::File => u.storage,
+        };
+        i64::try_from(bytes).unwrap_or(i64::MAX)
+    };
+    let limit = account_limit(acc, storage);
+    let account = (limit >= 0).then(|| (limit, used(acc)));
+    let server = js.and_then(|js| {
+        let limit = match storage {
+            Storage::Memory => js.max_memory,
+            Storage::File => js.max_storage,
+        }?;
+        let all = js.accounts.lock().values().cloned().collect::<Vec<_>>();
+        Some((
+            limit,
+            all.iter().map(|a| used(a)).fold(0i64, i64::saturating_add),
+        ))
+    });
+    (account.is_some() || server.is_some()).then_some(StoreBudget {
+        storage,
+        account,
+        server,
+    })
+}
+
+impl StoreBudget {
+    /// The bytes a message takes in this storage, as nats-server counts.
+    pub(crate) fn size(&self, subject: &str, headers: &[u8], payload: &[u8]) -> i64 {
+        let n = match self.storage {
+            Storage::Memory => mem_store_msg_size(subject, headers, payload),
+            Storage::File => file_store_msg_size(subject, headers, payload),
+        };
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
+    /// The server already uses more than it may (checked before anything
+    /// else about a publish, as in nats-server).
+    pub(crate) fn check_server(&self) -> Result<(), ApiError> {
+        match self.server {
+            Some((limit, used)) if used > limit => Err(errors::insufficient_resources()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Would `size` more bytes take the account past its limit?
+    pub(crate) fn check_account(&self, size: i64) -> Result<(), ApiError> {
+        match self.account {
+            Some((limit, used)) if used.saturating_add(size) > limit => {
+                Err(errors::account_resources_exceeded())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `size` bytes were stored.
+    pub(crate) fn spend(&mut self, size: i64) {
+        for (_, used) in [&mut self.account, &mut self.server].into_iter().flatten() {
+            *used = used.saturating_add(size);
+        }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_account_limit_counts_the_message_and_the_server_limit_does_not() {
+        let mut b = StoreBudget {
+            storage: Storage::File,
+            account: Some((100, 60)),
+            server: Some((1000, 1000)),
+        };
+        assert_eq!(b.check_account(40), Ok(()));
+        assert_eq!(
+            b.check_account(41),
+            Err(errors::account_resources_exceeded())
+        );
+        assert_eq!(b.check_server(), Ok(()), "at the limit is not over it");
+        b.spend(1);
+        assert_eq!(b.check_server(), Err(errors::insufficient_resources()));
+        assert_eq!(
+            b.check_account(40),
+            Err(errors::account_resources_exceeded())
+        );
+        let open = StoreBudget {
+            storage: Storage::Memory,
+            account: None,
+            server: None,
+        };
+        assert_eq!(open.check_account(i64::MAX), Ok(()));
+        assert!(open.size("a", b"", b"xy") > 2);
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, error, warn};
 use super::consumer::Consumer;
 use super::errors::{self, ApiError};
 use super::headers;
+use super::limits::StoreBudget;
 use super::republish::{Outgoing, Republisher};
 use super::store::{MsgStore, StoreError, StoreLimits};
 use super::subject_transform;
@@ -94,6 +95,10 @@ pub(crate) struct StreamInner {
     /// Markers this leader asked for and when (sequence of the message
     /// they replace): not asked again while the first is on its way.
     markers_sent: HashMap<u64, i64>,
+    /// What this write batch may still store under the account's and the
+    /// server's storage limits (None: unlimited, or a replicated apply,
+    /// which the leader checked).
+    budget: Option<StoreBudget>,
 }
 
 impl StreamInner {
@@ -203,6 +208,7 @@ impl Stream {
                 last_msg_id: String::new(),
                 ttls: TtlIndex::default(),
                 markers_sent: HashMap::new(),
+                budget: None,
             }),
             consumers: RwLock::new(BTreeMap::new()),
             dir,
@@ -430,8 +436,11 @@ impl Stream {
                     Err(_) => break,
                 }
             }
+            // Measured before the lock: it reads every stream's usage.
+            let budget = self.budget(&server);
             let (removed, no_ack, stored) = {
                 let mut inner = self.inner.lock();
+                inner.budget = budget;
                 let mut stored = 0;
                 let now = now_nanos();
                 // A stream of this server's own: it is its own leader.
@@ -458,6 +467,7 @@ impl Stream {
                         }
                     }
                 }
+                inner.budget = None;
                 (inner.store.take_removed(), inner.config.no_ack, stored)
             };
             self.forget(&removed);
@@ -478,6 +488,14 @@ impl Stream {
             results.clear();
         }
         debug!("JetStream stream {:?}: writer stopped", self.name);
+    }
+
+    /// The storage budget of this stream's account (and server) now.
+    fn budget(&self, server: &Weak<Server>) -> Option<StoreBudget> {
+        let server = server.upgrade()?;
+        let acc = self.account.upgrade()?;
+        let storage = self.inner.lock().config.storage;
+        super::limits::budget(server.jetstream().map(|j| &**j), &acc, storage)
     }
 
     /// Apply a replicated batch of publishes (a committed Raft entry) at
@@ -650,6 +668,9 @@ impl Stream {
         if cfg.max_msg_size > 0 && hdr.len() + m.payload.len() > cfg.max_msg_size as usize {
             return Err(errors::msg_too_large());
         }
+        if let Some(b) = &inner.budget {
+            b.check_server()?;
+        }
         let window = match cfg.duplicate_window {
             0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
             w => w,
@@ -734,6 +755,14 @@ impl Stream {
                 }
             }
         }
+        let size = match &inner.budget {
+            Some(b) => {
+                let size = b.size(subject, hdr, m.payload);
+                b.check_account(size)?;
+                size
+            }
+            None => 0,
+        };
         let ttl = match ttl {
             Some(Err(())) => return Err(errors::msg_ttl_invalid()),
             Some(Ok(t)) => t,
@@ -782,6 +811,9 @@ impl Stream {
         }
         if let Some(Ttl::Secs(secs)) = ttl {
             inner.ttls.track(seq, now, secs);
+        }
+        if let Some(b) = inner.budget.as_mut() {
+            b.spend(size);
         }
         inner.remember(msg_id, seq, now);
         Ok((seq, false))
