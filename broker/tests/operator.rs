@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::creds::write_creds;
 use common::raw::{sign_nonce, RawConn, CLOSED};
 use common::ServerSpec;
 use futures::StreamExt;
@@ -181,20 +182,6 @@ impl World {
         s.push_str("}\n");
         s
     }
-}
-
-/// The standard `.creds` layout nsc writes.
-fn write_creds(path: &Path, token: &str, key: &KeyPair) {
-    let seed = key.seed().unwrap();
-    let text = format!(
-        "-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n\
-         ************************* IMPORTANT *************************\n\
-         NKEY Seed printed below can be used to sign and prove identity.\n\
-         NKEYs are sensitive and should be treated as secrets.\n\n\
-         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
-         *************************************************************\n"
-    );
-    std::fs::write(path, text).unwrap();
 }
 
 /// What a raw login gets back: the lines up to `PONG`, or the close.
@@ -470,8 +457,8 @@ async fn jetstream_follows_the_account_jwt() {
     for (acc, js) in [(&sys, false), (&with_js, true), (&without_js, false)] {
         let mut ac = AccountClaims::new(&acc.public_key());
         if js {
-            ac.nats.limits.mem_storage = -1;
-            ac.nats.limits.disk_storage = -1;
+            ac.nats.limits.jetstream.mem_storage = -1;
+            ac.nats.limits.jetstream.disk_storage = -1;
         }
         let token = jwt::encode(&mut ac, &op).unwrap();
         preload.push_str(&format!("  {}: {token}\n", acc.public_key()));

@@ -112,24 +112,41 @@ pub struct OperatorLimits {
     pub conn: i64,
     #[serde(default = "unlimited")]
     pub leaf: i64,
-    /// JetStream memory storage; 0 (the default) means no JetStream.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub mem_storage: i64,
-    /// JetStream file storage; 0 (the default) means no JetStream.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub disk_storage: i64,
+    /// The account's JetStream limits, flat in the same map as in
+    /// nats-io/jwt; storage 0 (the default) means no JetStream.
+    #[serde(flatten)]
+    pub jetstream: JetStreamLimits,
     /// Per-replication-tier JetStream limits (`R1`, `R3`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tiered_limits: BTreeMap<String, JetStreamTier>,
+    pub tiered_limits: BTreeMap<String, JetStreamLimits>,
 }
 
-/// One tier of `tiered_limits`; only what decides whether JetStream is on.
+/// JetStream limits of an account (or of one tier), as nats-io/jwt names
+/// them. 0 is "not set" (storage: no JetStream), -1 unlimited.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct JetStreamTier {
-    #[serde(default)]
+pub struct JetStreamLimits {
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub mem_storage: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub disk_storage: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streams: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consumer: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mem_max_stream_bytes: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disk_max_stream_bytes: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub max_bytes_required: bool,
+}
+
+impl JetStreamLimits {
+    fn has_storage(&self) -> bool {
+        self.mem_storage != 0 || self.disk_storage != 0
+    }
 }
 
 impl Default for OperatorLimits {
@@ -144,8 +161,7 @@ impl Default for OperatorLimits {
             disallow_bearer: false,
             conn: -1,
             leaf: -1,
-            mem_storage: 0,
-            disk_storage: 0,
+            jetstream: JetStreamLimits::default(),
             tiered_limits: BTreeMap::new(),
         }
     }
@@ -155,12 +171,11 @@ impl OperatorLimits {
     /// Does the account have JetStream? As in nats-io/jwt, when any storage
     /// limit (global or of a tier) is not zero.
     pub fn jetstream_enabled(&self) -> bool {
-        self.mem_storage != 0
-            || self.disk_storage != 0
+        self.jetstream.has_storage()
             || self
                 .tiered_limits
                 .values()
-                .any(|t| t.mem_storage != 0 || t.disk_storage != 0)
+                .any(JetStreamLimits::has_storage)
     }
 }
 
@@ -388,7 +403,7 @@ mod tests {
             })),
         ];
         ac.nats.limits.conn = 2;
-        ac.nats.limits.disk_storage = -1;
+        ac.nats.limits.jetstream.disk_storage = -1;
         let tok = encode(&mut ac, &op).unwrap();
         let back: AccountClaims = decode_verified(&tok).unwrap();
         assert_eq!(back.std.iss, op.public_key());

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512_256};
 
 pub use account::{
-    AccountClaims, OperatorClaims, OperatorLimits, SigningKey, UserLimitsClaims,
+    AccountClaims, JetStreamLimits, OperatorClaims, OperatorLimits, SigningKey, UserLimitsClaims,
     UserPermissionLimits, UserScope,
 };
 pub use claims::*;

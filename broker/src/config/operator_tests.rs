@@ -39,7 +39,7 @@ impl Keys {
         let app = self.account(&self.app, |c| {
             c.nats.limits.conn = 2;
             c.nats.limits.subs = 10;
-            c.nats.limits.disk_storage = -1;
+            c.nats.limits.jetstream.disk_storage = -1;
         });
         let sys = self.account(&self.sys, |_| {});
         format!(

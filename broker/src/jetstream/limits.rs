@@ -76,6 +76,9 @@ pub(crate) fn check_stream_create(
     acc: &JsAccount,
     cfg: &StreamConfig,
 ) -> Result<(), ApiError> {
+    // The `max_bytes` rules belong to the configuration check, which
+    // nats-server runs first (`checkStreamCfg`).
+    check_max_bytes(acc, cfg)?;
     // A stream of the same name is not counted: creating it again with the
     // same configuration is an idempotent success in nats-server.
     let max_streams = acc.limits.max_streams;
@@ -90,8 +93,7 @@ pub(crate) fn check_stream_create(
     }
     // No max_bytes still takes a byte.
     let add = if cfg.max_bytes < 0 { 1 } else { cfg.max_bytes };
-    check_bytes(js, acc, cfg, add, 0)?;
-    check_max_bytes(acc, cfg)
+    check_bytes(js, acc, cfg, add, 0)
 }
 
 /// Stream update: only growth of `max_bytes` needs room; the stream's own
@@ -102,14 +104,14 @@ pub(crate) fn check_stream_update(
     old: &StreamConfig,
     cfg: &StreamConfig,
 ) -> Result<(), ApiError> {
+    check_max_bytes(acc, cfg)?;
     let new = cfg.max_bytes.max(0);
     let diff = if cfg.max_bytes == old.max_bytes {
         0
     } else {
         (new - old.max_bytes.max(0)).max(0)
     };
-    check_bytes(js, acc, cfg, diff, new - diff)?;
-    check_max_bytes(acc, cfg)
+    check_bytes(js, acc, cfg, diff, new - diff)
 }
 
 /// Can `cfg`'s stream reserve `add` more bytes? `own` is what it already

@@ -19,12 +19,13 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tribune_auth::jwt::AccountClaims;
+use tribune_auth::jwt::{AccountClaims, JetStreamLimits, OperatorLimits};
 
 pub use resolver::{MemoryResolver, Resolver};
 
 use crate::auth::claims::permissions_of;
 use crate::auth::{Identity, Login};
+use crate::jetstream::account_info::AccountLimits as JsAccountLimits;
 use crate::limits::{AccountLimits, ConnLimits, Limit};
 use crate::options::{AccountConfig, OperatorOptions};
 
@@ -64,6 +65,7 @@ pub fn account_config(claims: &AccountClaims) -> AccountConfig {
     AccountConfig {
         name: claims.std.sub.clone(),
         jetstream: Some(l.jetstream_enabled()),
+        jetstream_limits: jetstream_limits(l),
         default_permissions: claims
             .nats
             .default_permissions
@@ -77,5 +79,126 @@ pub fn account_config(claims: &AccountClaims) -> AccountConfig {
             },
         },
         ..Default::default()
+    }
+}
+
+/// The JetStream limits an account JWT sets, as nats-server reads them:
+/// the flat limits when they grant storage, else the tiers'. Tribune has
+/// no per-tier accounting, so tiers apply flat, each limit the strictest
+/// any tier sets: never more than nats-server would allow.
+fn jetstream_limits(l: &OperatorLimits) -> Option<JsAccountLimits> {
+    if !l.jetstream_enabled() {
+        return None;
+    }
+    if l.jetstream.mem_storage != 0 || l.jetstream.disk_storage != 0 {
+        return Some(from_jwt(&l.jetstream));
+    }
+    l.tiered_limits
+        .values()
+        .map(from_jwt)
+        .reduce(|a, b| JsAccountLimits {
+            max_memory: strictest_bytes(a.max_memory, b.max_memory),
+            max_storage: strictest_bytes(a.max_storage, b.max_storage),
+            max_streams: strictest(a.max_streams, b.max_streams),
+            max_consumers: strictest(a.max_consumers, b.max_consumers),
+            max_ack_pending: strictest(a.max_ack_pending, b.max_ack_pending),
+            memory_max_stream_bytes: strictest(
+                a.memory_max_stream_bytes,
+                b.memory_max_stream_bytes,
+            ),
+            storage_max_stream_bytes: strictest(
+                a.storage_max_stream_bytes,
+                b.storage_max_stream_bytes,
+            ),
+            max_bytes_required: a.max_bytes_required || b.max_bytes_required,
+        })
+}
+
+/// One set of JWT limits: storage and counts as written (-1 and 0 both
+/// leave them open), the per-stream and ack ceilings with 0 read as -1,
+/// as nats-server does.
+fn from_jwt(j: &JetStreamLimits) -> JsAccountLimits {
+    let unlimited = |v: i64| if v > 0 { v } else { -1 };
+    JsAccountLimits {
+        max_memory: j.mem_storage,
+        max_storage: j.disk_storage,
+        max_streams: j.streams,
+        max_consumers: j.consumer,
+        max_ack_pending: unlimited(j.max_ack_pending),
+        memory_max_stream_bytes: unlimited(j.mem_max_stream_bytes),
+        storage_max_stream_bytes: unlimited(j.disk_max_stream_bytes),
+        max_bytes_required: j.max_bytes_required,
+    }
+}
+
+/// The stricter of two storage limits: any value from 0 up is a limit (0
+/// allows no storage of that kind), a negative one none.
+fn strictest_bytes(a: i64, b: i64) -> i64 {
+    match (a >= 0, b >= 0) {
+        (true, true) => a.min(b),
+        (true, false) => a,
+        (false, true) => b,
+        (false, false) => -1,
+    }
+}
+
+/// The stricter of two count limits, where nats-server reads anything
+/// below 1 as none.
+fn strictest(a: i64, b: i64) -> i64 {
+    match (a > 0, b > 0) {
+        (true, true) => a.min(b),
+        (true, false) => a,
+        (false, true) => b,
+        (false, false) => a.max(b),
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn flat_limits_read_as_nats_server_reads_them() {
+        let mut l = OperatorLimits::default();
+        assert_eq!(jetstream_limits(&l), None);
+        l.jetstream = JetStreamLimits {
+            disk_storage: 1200,
+            mem_storage: -1,
+            streams: 2,
+            consumer: 0,
+            max_ack_pending: 0,
+            ..Default::default()
+        };
+        let j = jetstream_limits(&l).unwrap();
+        assert_eq!((j.max_storage, j.max_memory, j.max_streams), (1200, -1, 2));
+        assert_eq!((j.max_consumers, j.max_ack_pending), (0, -1));
+        assert_eq!(j.storage_max_stream_bytes, -1);
+    }
+
+    #[test]
+    fn tiers_apply_flat_at_their_strictest() {
+        let mut l = OperatorLimits::default();
+        l.tiered_limits.insert(
+            "R1".into(),
+            JetStreamLimits {
+                disk_storage: 5000,
+                mem_storage: -1,
+                streams: 10,
+                ..Default::default()
+            },
+        );
+        l.tiered_limits.insert(
+            "R3".into(),
+            JetStreamLimits {
+                disk_storage: 3000,
+                streams: -1,
+                max_ack_pending: 7,
+                ..Default::default()
+            },
+        );
+        let j = jetstream_limits(&l).unwrap();
+        assert_eq!((j.max_storage, j.max_streams), (3000, 10));
+        assert_eq!(j.max_memory, 0, "R3 allows no memory storage");
+        assert_eq!(j.max_ack_pending, 7);
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod creds;
 pub mod direct_get;
 pub mod js;
 pub mod js_cluster;
