@@ -22,12 +22,12 @@ async fn markers_are_replicated(flavor: Flavor) {
     let mut jc = JsCluster::start(flavor).await;
     jc.create_stream(
         &json!({"name": STREAM, "subjects": ["sdm.>"], "num_replicas": 3,
-        "allow_direct": true, "max_age": 1_000_000_000i64,
+        "allow_direct": true, "max_age": 3_000_000_000i64,
         "subject_delete_marker_ttl": 3_000_000_000i64}),
     )
     .await;
     let js = jc.js_patient(0);
-    publish_sure(&js, "sdm.a".to_string(), "kept a second".into()).await;
+    publish_sure(&js, "sdm.a".to_string(), "kept three seconds".into()).await;
 
     // Every replica: the message gone, the marker (empty) at sequence 2.
     jc.poll(
