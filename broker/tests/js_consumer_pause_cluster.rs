@@ -137,32 +137,12 @@ async fn paused_consumer_survives_leader_kill(flavor: Flavor) {
         })
         .await;
     assert_eq!(v["paused"], json!(false), "{v}");
-    let consumer: async_nats::jetstream::consumer::PullConsumer = jc
-        .js_patient(via)
-        .get_consumer_from_stream(CONSUMER, STREAM)
+    let got: BTreeSet<String> = jc
+        .pull_acked(via, STREAM, CONSUMER, MSGS as usize)
         .await
-        .unwrap_or_else(|e| panic!("get consumer: {e}"));
-    let mut got = BTreeSet::new();
-    let end = Instant::now() + JS_DEADLINE;
-    while (got.len() as u64) < MSGS {
-        assert!(Instant::now() < end, "only {got:?} delivered after resume");
-        let Ok(mut batch) = consumer
-            .fetch()
-            .max_messages(MSGS as usize)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-        else {
-            continue;
-        };
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_secs(10), batch.next()).await
-        {
-            if m.double_ack().await.is_ok() {
-                got.insert(m.subject.to_string());
-            }
-        }
-    }
+        .into_iter()
+        .collect();
+    assert_eq!(got.len() as u64, MSGS, "{got:?}");
     let info = jc
         .request_ok(
             via,

@@ -9,50 +9,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 use common::cluster::Flavor;
-use common::js_cluster::{JsCluster, JS_DEADLINE};
+use common::js_cluster::JsCluster;
 use common::js_publish::publish_sure;
 
 const STREAM: &str = "RESET";
 const CONSUMER: &str = "again";
 const MSGS: u64 = 6;
-
-/// The subjects of the next `n` messages pulled through node `via`,
-/// each acknowledged (double ack, so a lost ack is retried).
-async fn pull_acked(jc: &JsCluster, via: usize, n: usize) -> Vec<String> {
-    let consumer: async_nats::jetstream::consumer::PullConsumer = jc
-        .js_patient(via)
-        .get_consumer_from_stream(CONSUMER, STREAM)
-        .await
-        .unwrap_or_else(|e| panic!("get consumer: {e}"));
-    let mut got = Vec::new();
-    let end = Instant::now() + JS_DEADLINE;
-    while got.len() < n {
-        assert!(Instant::now() < end, "only {got:?} delivered");
-        let Ok(mut batch) = consumer
-            .fetch()
-            .max_messages(n - got.len())
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-        else {
-            continue;
-        };
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_secs(10), batch.next()).await
-        {
-            if m.double_ack().await.is_ok() {
-                got.push(m.subject.to_string());
-            }
-        }
-    }
-    got
-}
 
 async fn reset_survives_leader_kill(flavor: Flavor) {
     let mut jc = JsCluster::start(flavor).await;
@@ -74,7 +39,7 @@ async fn reset_survives_leader_kill(flavor: Flavor) {
     let (leader, _) = jc.wait_consumer_leader(STREAM, CONSUMER, None).await;
     let via = (leader + 1) % 3;
     assert_eq!(
-        pull_acked(&jc, via, 4).await,
+        jc.pull_acked(via, STREAM, CONSUMER, 4).await,
         ["again.m1", "again.m2", "again.m3", "again.m4"]
     );
 
@@ -106,7 +71,7 @@ async fn reset_survives_leader_kill(flavor: Flavor) {
     assert!(reset_info(&info), "the new leader lost the reset: {info}");
     let via = (0..3).find(|i| *i != leader).unwrap_or(0);
     assert_eq!(
-        pull_acked(&jc, via, 5).await,
+        jc.pull_acked(via, STREAM, CONSUMER, 5).await,
         ["again.m2", "again.m3", "again.m4", "again.m5", "again.m6"]
     );
 }

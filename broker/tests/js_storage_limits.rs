@@ -9,8 +9,7 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::js::{flavors, WAIT};
+use common::js::{api, flavors};
 use common::ServerSpec;
 use serde_json::Value;
 
@@ -23,17 +22,6 @@ accounts {
   B { jetstream: enabled, users: [{user: b, password: b}] }
 }
 "#;
-
-async fn request(nc: &async_nats::Client, subject: &str, body: &str) -> Value {
-    let r = tokio::time::timeout(
-        WAIT,
-        nc.request(subject.to_string(), Bytes::from(body.to_string())),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("no answer to {subject}"))
-    .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    serde_json::from_slice(&r.payload).unwrap_or(Value::Null)
-}
 
 fn line(what: &str, v: &Value) -> String {
     match v.get("error") {
@@ -56,7 +44,7 @@ async fn scenario(bin: &std::path::Path) -> Vec<String> {
     let b = user("b").connect(&url).await.expect("connect b");
     let mut t = Vec::new();
     for (nc, name, storage) in [(&a, "F", "file"), (&a, "M", "memory"), (&b, "BF", "file")] {
-        let v = request(
+        let v = api(
             nc,
             &format!("$JS.API.STREAM.CREATE.{name}"),
             &format!(
@@ -72,22 +60,22 @@ async fn scenario(bin: &std::path::Path) -> Vec<String> {
     // small message, which fits where the room left is big enough for it.
     for (stream, n) in [("f", 8), ("m", 6)] {
         for i in 0..n {
-            let v = request(&a, &format!("{stream}.{i}"), &body).await;
+            let v = api(&a, &format!("{stream}.{i}"), &body).await;
             t.push(line(&format!("{stream}.{i}"), &v));
         }
-        let v = request(&a, &format!("{stream}.small"), "y").await;
+        let v = api(&a, &format!("{stream}.small"), "y").await;
         t.push(line(&format!("{stream}.small"), &v));
     }
     // Account B has no limit of its own; the server's file limit counts
     // every account: the publish that goes over it is taken, the next not.
     let big = "z".repeat(1000);
     for i in 0..5 {
-        let v = request(&b, &format!("bf.{i}"), &big).await;
+        let v = api(&b, &format!("bf.{i}"), &big).await;
         t.push(line(&format!("bf.{i}"), &v));
     }
-    let v = request(&a, "f.after", "y").await;
+    let v = api(&a, "f.after", "y").await;
     t.push(line("f.after (server over)", &v));
-    let v = request(&a, "m.after", "y").await;
+    let v = api(&a, "m.after", "y").await;
     t.push(line("m.after", &v));
     t
 }

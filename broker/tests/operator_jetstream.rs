@@ -6,24 +6,12 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::creds::write_creds;
-use common::js::WAIT;
+use common::js::api;
 use common::ServerSpec;
 use nkeys::KeyPair;
 use serde_json::Value;
 use tribune_auth::jwt::{self, AccountClaims, JetStreamLimits, OperatorClaims, UserClaims};
-
-async fn request(nc: &async_nats::Client, subject: &str, body: &str) -> Value {
-    let r = tokio::time::timeout(
-        WAIT,
-        nc.request(subject.to_string(), Bytes::from(body.to_string())),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("no answer to {subject}"))
-    .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    serde_json::from_slice(&r.payload).unwrap_or(Value::Null)
-}
 
 fn outcome(what: &str, v: &Value) -> String {
     match v.get("error") {
@@ -84,7 +72,7 @@ async fn account_jwt_jetstream_limits_match_nats_server() {
             .await
             .unwrap_or_else(|e| panic!("{label}: connect: {e}"));
         let mut t = Vec::new();
-        let info = request(&nc, "$JS.API.INFO", "").await;
+        let info = api(&nc, "$JS.API.INFO", "").await;
         t.push(format!("limits: {}", info["limits"]));
         let streams = [
             (
@@ -99,7 +87,7 @@ async fn account_jwt_jetstream_limits_match_nats_server() {
             ("S3", r#"{"name":"S3","subjects":["s3.>"]}"#),
         ];
         for (name, cfg) in streams {
-            let v = request(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
             t.push(outcome(&format!("create {name}"), &v));
         }
         for (name, cfg) in [
@@ -110,7 +98,7 @@ async fn account_jwt_jetstream_limits_match_nats_server() {
             ("C2", r#"{"durable_name":"C2","ack_policy":"explicit"}"#),
             ("C3", r#"{"durable_name":"C3","ack_policy":"explicit"}"#),
         ] {
-            let v = request(
+            let v = api(
                 &nc,
                 &format!("$JS.API.CONSUMER.CREATE.S1.{name}"),
                 &format!(r#"{{"stream_name":"S1","config":{cfg}}}"#),
@@ -120,10 +108,10 @@ async fn account_jwt_jetstream_limits_match_nats_server() {
         }
         let body = "x".repeat(300);
         for i in 0..7 {
-            let v = request(&nc, &format!("s1.{i}"), &body).await;
+            let v = api(&nc, &format!("s1.{i}"), &body).await;
             t.push(outcome(&format!("publish s1.{i}"), &v));
         }
-        let v = request(&nc, "s2.m", &body).await;
+        let v = api(&nc, "s2.m", &body).await;
         t.push(outcome("publish s2.m (memory is unlimited)", &v));
         seen.push((label, t));
     }

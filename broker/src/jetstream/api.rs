@@ -1011,6 +1011,17 @@ pub(crate) fn reset_target(
     name: &str,
     payload: &[u8],
 ) -> Result<u64, ApiError> {
+    resolve_reset(acc, stream, name, payload).map(|(_, seq)| seq)
+}
+
+/// The consumer a `CONSUMER.RESET` names and the sequence it goes to (the
+/// body is read first, as nats-server does).
+fn resolve_reset(
+    acc: &JsAccount,
+    stream: &str,
+    name: &str,
+    payload: &[u8],
+) -> Result<(Arc<consumer::Consumer>, u64), ApiError> {
     #[derive(serde::Deserialize, Default)]
     struct ResetRequest {
         #[serde(default)]
@@ -1018,8 +1029,10 @@ pub(crate) fn reset_target(
     }
     let req: ResetRequest = parse(payload)?;
     let c = with_consumer(acc, stream, name)?;
-    c.reset_target(req.seq)
-        .map_err(errors::consumer_invalid_reset)
+    let seq = c
+        .reset_target(req.seq)
+        .map_err(errors::consumer_invalid_reset)?;
+    Ok((c, seq))
 }
 
 /// `CONSUMER.RESET.<stream>.<consumer>`: the consumer starts over at the
@@ -1038,8 +1051,7 @@ pub(crate) fn consumer_reset(
         info: types::ConsumerInfo,
         reset_seq: u64,
     }
-    let seq = reset_target(acc, stream, name, payload)?.max(1);
-    let c = with_consumer(acc, stream, name)?;
+    let (c, seq) = resolve_reset(acc, stream, name, payload)?;
     c.reset(seq);
     Ok(answer(
         RESET_RESPONSE,

@@ -410,7 +410,7 @@ impl JsAccount {
             self,
             self.sync,
         );
-        stream.rebuild_dedup();
+        stream.rebuild_indexes();
         if let Ok(obs) = std::fs::read_dir(dir.join("obs")) {
             for o in obs.flatten() {
                 if let Err(err) = self.recover_consumer(&stream, &o.path()) {

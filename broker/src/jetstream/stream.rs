@@ -221,15 +221,17 @@ impl Stream {
         })
     }
 
-    /// After a restart: rebuild the duplicate window (and the last message
-    /// id) from the messages stored within it, as nats-server does.
+    /// After a restart (or a snapshot installed): rebuild what the stream
+    /// keeps in memory about its messages: the expiry times of messages
+    /// with a TTL, and the duplicate window (and the last message id) from
+    /// the messages stored within it, as nats-server does.
     ///
     /// The window is measured back from the newest stored message, not
     /// from the clock: a replica replaying its Raft log checks each entry
     /// at the leader's time of that entry, and must still know every id
     /// the leader knew then. Ids older than that are trimmed by the next
     /// publish, whose time is later.
-    pub(crate) fn rebuild_dedup(&self) {
+    pub(crate) fn rebuild_indexes(&self) {
         let mut inner = self.inner.lock();
         inner.rebuild_ttls();
         let window = match inner.config.duplicate_window {

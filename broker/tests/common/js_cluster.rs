@@ -453,6 +453,49 @@ impl JsCluster {
         (self.index_of(&name), v)
     }
 
+    /// Pull from durable `consumer` of `stream` through node `via`, double
+    /// acknowledging each message (so a lost ack is retried), until `n`
+    /// different subjects came; the subjects in delivery order (a
+    /// redelivery shows as a repeat). Panics after [`JS_DEADLINE`].
+    pub async fn pull_acked(
+        &self,
+        via: usize,
+        stream: &str,
+        consumer: &str,
+        n: usize,
+    ) -> Vec<String> {
+        use futures::StreamExt;
+        let pull: async_nats::jetstream::consumer::PullConsumer = self
+            .js_patient(via)
+            .get_consumer_from_stream(consumer, stream)
+            .await
+            .unwrap_or_else(|e| panic!("get consumer {stream}/{consumer}: {e}"));
+        let mut got = Vec::new();
+        let mut distinct = BTreeSet::new();
+        let end = Instant::now() + JS_DEADLINE;
+        while distinct.len() < n {
+            assert!(Instant::now() < end, "only {got:?} delivered");
+            let Ok(mut batch) = pull
+                .fetch()
+                .max_messages(n - distinct.len())
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+            else {
+                continue;
+            };
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(10), batch.next()).await
+            {
+                if m.double_ack().await.is_ok() {
+                    distinct.insert(m.subject.to_string());
+                    got.push(m.subject.to_string());
+                }
+            }
+        }
+        got
+    }
+
     /// `$JS.API.DIRECT.GET.<stream>` of `seq` through node `i`: the stored
     /// payload, after checking the reply's `Nats-Stream` and
     /// `Nats-Sequence` headers. `Ok(None)` when the server says 404 (no such

@@ -275,7 +275,7 @@ impl StreamStateMachine {
                     .context("syncing the rolled-back store")?;
             }
         }
-        stream.rebuild_dedup();
+        stream.rebuild_indexes();
         Ok(())
     }
 
@@ -299,7 +299,7 @@ impl StreamStateMachine {
             stream_snapshot::reset_store(&self.stream, &snap).map_err(anyhow::Error::msg)?;
             stream_snapshot::store_fetched(&self.stream, msgs).map_err(anyhow::Error::msg)?;
             stream_snapshot::finish_store(&self.stream, &snap).map_err(anyhow::Error::msg)?;
-            self.stream.rebuild_dedup();
+            self.stream.rebuild_indexes();
             self.install_consumers(&snap);
             self.last_applied = file.meta.last_log_id;
             self.membership = file.meta.last_membership;
@@ -340,7 +340,7 @@ impl StreamStateMachine {
             None => self.catchup.fetch(&self.stream, snap, &p.peers).await?,
         }
         stream_snapshot::finish_store(&self.stream, snap)?;
-        self.stream.rebuild_dedup();
+        self.stream.rebuild_indexes();
         Ok(())
     }
 
