@@ -830,13 +830,17 @@ pub async fn assert_states_are_whole(client: &async_nats::Client, seed: u64, upd
     eprintln!("{} match states checked", expected.len());
 }
 
-/// Steps the SPORTS stream's leader down until node `name` leads it.
+/// Steps the SPORTS stream's leader down until node `name` leads it. The
+/// step-down names `name` as the preferred new leader (both servers take
+/// `placement.preferred`), so it does not depend on a random election; it is
+/// repeated while `name` is not yet current enough to take over.
 pub async fn lead_from(
     client: &async_nats::Client,
     js: &async_nats::jetstream::Context,
     name: &str,
 ) {
-    for _ in 0..20 {
+    let body = serde_json::json!({ "placement": { "preferred": name } }).to_string();
+    for _ in 0..120 {
         let leader = match js.get_stream("SPORTS").await {
             Ok(mut s) => s
                 .info()
@@ -851,7 +855,7 @@ pub async fn lead_from(
         if leader.is_some() {
             let _ = tokio::time::timeout(
                 Duration::from_secs(10),
-                client.request("$JS.API.STREAM.LEADER.STEPDOWN.SPORTS", "".into()),
+                client.request("$JS.API.STREAM.LEADER.STEPDOWN.SPORTS", body.clone().into()),
             )
             .await;
         }
