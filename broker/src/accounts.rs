@@ -154,6 +154,20 @@ impl Account {
         self.cross.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether a message on `subject` reaches anyone: a subscriber here,
+    /// or one in an account that imports it as a stream (a JetStream push
+    /// consumer delivering to another account, say).
+    pub fn has_interest(&self, subject: &[u8]) -> bool {
+        if !self.sublist.match_subject(subject).is_empty() {
+            return true;
+        }
+        self.has_cross()
+            && self
+                .stream_targets(subject)
+                .iter()
+                .any(|(importer, mapped)| !importer.sublist.match_subject(mapped).is_empty())
+    }
+
     /// Importers of a message on `subject`, with the subject they see.
     pub fn stream_targets(&self, subject: &[u8]) -> Vec<(Arc<Account>, Vec<u8>)> {
         let links = self.stream_links.read();
@@ -177,11 +191,14 @@ impl Account {
         let si = imports
             .iter()
             .find(|s| crate::subject::matches(s.local.as_bytes(), subject))?;
-        // A literal mapping renames the subject; a wildcard keeps it.
-        let target = if crate::subject::has_wildcard_token(si.subject.as_bytes()) {
+        // A literal mapping renames the subject; a wildcard one keeps what
+        // its wildcards matched, under the exported subject's other tokens.
+        let target = if !crate::subject::has_wildcard_token(si.subject.as_bytes()) {
+            si.subject.as_bytes().to_vec()
+        } else if si.local == si.subject {
             subject.to_vec()
         } else {
-            si.subject.as_bytes().to_vec()
+            rename_wildcards(&si.local, &si.subject, subject)
         };
         Some((si.exporter.clone(), target, si.response))
     }
@@ -312,6 +329,48 @@ fn export_for<'a>(
     Some(candidates.find(|e| e.subject == subject).unwrap_or(first))
 }
 
+/// Whether a wildcard service import may be renamed from `subject` to
+/// `to`: the same `*` count, and a `>` in both or neither, so that each
+/// wildcard of one has its place in the other.
+fn same_wildcards(subject: &str, to: &str) -> bool {
+    let shape = |s: &str| {
+        let toks: Vec<&str> = s.split('.').collect();
+        (
+            toks.iter().filter(|t| **t == "*").count(),
+            toks.last() == Some(&">"),
+        )
+    };
+    shape(subject) == shape(to)
+}
+
+/// `subject` (matching the importer's `local` pattern) renamed into the
+/// exported pattern `target`: the tokens the `*`s of `local` matched fill
+/// the `*`s of `target` in order, and what `>` matched follows its `>`.
+fn rename_wildcards(local: &str, target: &str, subject: &[u8]) -> Vec<u8> {
+    let subject = String::from_utf8_lossy(subject);
+    let toks: Vec<&str> = subject.split('.').collect();
+    let pattern: Vec<&str> = local.split('.').collect();
+    let mut stars = Vec::new();
+    let mut rest: &[&str] = &[];
+    for (i, p) in pattern.iter().enumerate() {
+        match *p {
+            "*" => stars.push(toks.get(i).copied().unwrap_or_default()),
+            ">" => rest = toks.get(i..).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    let mut stars = stars.into_iter();
+    let mut out: Vec<&str> = Vec::with_capacity(toks.len());
+    for t in target.split('.') {
+        match t {
+            "*" => out.push(stars.next().unwrap_or_default()),
+            ">" => out.extend_from_slice(rest),
+            lit => out.push(lit),
+        }
+    }
+    out.join(".").into_bytes()
+}
+
 /// Wire the configured imports between accounts. An import of something
 /// the exporter does not export to the importer is refused and logged, as
 /// nats-server refuses it.
@@ -359,11 +418,14 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                     ));
                 }
                 ExportKind::Service
-                    if imp.to.as_ref().is_some_and(|to| to != &imp.subject)
-                        && crate::subject::has_wildcard_token(imp.subject.as_bytes()) =>
+                    if imp.to.as_ref().is_some_and(|to| {
+                        to != &imp.subject
+                            && crate::subject::has_wildcard_token(imp.subject.as_bytes())
+                            && !same_wildcards(&imp.subject, to)
+                    }) =>
                 {
-                    // The local subject would be delivered into the exporter
-                    // as is, outside what it exports.
+                    // Its wildcards would have no place in the export's
+                    // subject: refused, as nats-server refuses it.
                     error!(
                         "Account {:?}: a wildcard service import of {:?} cannot be renamed to {:?}",
                         cfg.name, imp.subject, imp.to
@@ -393,6 +455,21 @@ mod tests {
             imports,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn wildcard_service_imports_rename_around_their_wildcards() {
+        assert!(same_wildcards("$JS.API.>", "$JS.A.API.>"));
+        assert!(same_wildcards("svc.*.x", "a.*.b.c"));
+        assert!(!same_wildcards("svc.*", "a.>"));
+        assert_eq!(
+            rename_wildcards("$JS.A.API.>", "$JS.API.>", b"$JS.A.API.CONSUMER.CREATE.O"),
+            b"$JS.API.CONSUMER.CREATE.O"
+        );
+        assert_eq!(
+            rename_wildcards("a.*.b.*", "svc.*.x.*", b"a.1.b.2"),
+            b"svc.1.x.2"
+        );
     }
 
     #[test]

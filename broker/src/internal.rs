@@ -117,15 +117,23 @@ impl InternalClient {
         headers: &[u8],
         payload: &[u8],
     ) -> usize {
+        let mut crossed = 0;
         if self.account.has_cross() {
             let ends = headers.is_empty() && payload.is_empty();
             if let Some(resp) = self.account.response_for(to.as_bytes(), ends) {
                 return self.respond(server, &resp, to, headers, payload);
             }
+            let msg = Msg {
+                subject: subject.as_bytes(),
+                reply: reply.map(str::as_bytes),
+                hdr_len: headers.len(),
+                body: &[headers, payload].concat(),
+            };
+            crossed = self.cross_account(server, to, &msg);
         }
         let result = self.account.sublist.match_subject(to.as_bytes());
         if result.is_empty() {
-            return 0;
+            return crossed;
         }
         let body;
         let body_ref: &[u8] = if headers.is_empty() {
@@ -147,7 +155,7 @@ impl InternalClient {
         let has_route =
             result.psubs.iter().any(is_route) || result.qsubs.iter().flatten().any(is_route);
         if to == subject || !has_route {
-            return self.route(server, &result, &msg);
+            return crossed + self.route(server, &result, &msg);
         }
         let (mut local, mut remote) = (MatchResult::default(), MatchResult::default());
         for s in result.psubs {
@@ -173,7 +181,51 @@ impl InternalClient {
             reply: suffixed.as_deref().or(msg.reply),
             ..msg
         };
-        self.route(server, &local, &msg) + self.route(server, &remote, &on_wire)
+        crossed + self.route(server, &local, &msg) + self.route(server, &remote, &on_wire)
+    }
+
+    /// An internal publish on `to` crossing into other accounts, as a
+    /// client's does: into the importers of a stream export (under the
+    /// import's subject, or the message's own when it is a JetStream
+    /// delivery shown under its stored subject), and to the exporter of
+    /// an imported service (the reply mapped so the answer comes back).
+    /// A mirror or source fed from another account relies on both.
+    fn cross_account(&self, server: &Server, to: &str, msg: &Msg<'_>) -> usize {
+        let mut n = 0;
+        for (importer, mapped) in self.account.stream_targets(to.as_bytes()) {
+            let result = importer.sublist.match_subject(&mapped);
+            let shown = if msg.subject == to.as_bytes() {
+                &mapped[..]
+            } else {
+                msg.subject
+            };
+            let m = Msg {
+                subject: shown,
+                ..*msg
+            };
+            // Only on this server (`Import` keeps off the routes): every
+            // node applies stream imports itself, as for a client's publish.
+            n += self.deliver_as(server, &result, &m, &importer.name, Origin::Import);
+        }
+        if let Some((exporter, target, policy)) = self.account.service_for(to.as_bytes()) {
+            let mapped = msg.reply.map(|r| {
+                let mapped = server.response_subject();
+                exporter.add_response(mapped.clone(), self.account.clone(), r.to_vec(), policy);
+                mapped
+            });
+            let result = exporter.sublist.match_subject(&target);
+            let m = Msg {
+                subject: &target,
+                reply: mapped.as_deref(),
+                ..*msg
+            };
+            let origin = Origin::Client {
+                cid: self.shared.cid,
+                echo: true,
+            };
+            n += self.deliver_as(server, &result, &m, &exporter.name, origin);
+        }
+        n
     }
 
     /// A response to a request that came in through a service import (this

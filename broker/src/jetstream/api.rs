@@ -356,6 +356,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                     .consumers
                     .read()
                     .values()
+                    .filter(|c| !c.is_direct())
                     .map(|c| c.info(server))
                     .collect();
                 let (total, offset, list) = page(list, &m.payload, 256);
@@ -368,7 +369,13 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
         ["CONSUMER", "NAMES", stream] => respond(
             "consumer_names_response",
             with_stream(acc, stream).map(|s| {
-                let names: Vec<String> = s.consumers.read().keys().cloned().collect();
+                let names: Vec<String> = s
+                    .consumers
+                    .read()
+                    .iter()
+                    .filter(|(_, c)| !c.is_direct())
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 let (total, offset, names) = page(names, &m.payload, 1024);
                 answer(
                     "consumer_names_response",
@@ -450,6 +457,7 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
     let subjects = filter.map(|f| inner.store.subjects_totals(f));
     let config = inner.config.clone();
     drop(inner);
+    let (mirror, sources) = s.feed_info();
     StreamInfo {
         config,
         created: types::rfc3339(Some(s.created)),
@@ -463,9 +471,16 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
             num_deleted: st.num_deleted,
             num_subjects: st.num_subjects,
             subjects,
-            consumer_count: s.consumers.read().len(),
+            consumer_count: s
+                .consumers
+                .read()
+                .values()
+                .filter(|c| !c.is_direct())
+                .count(),
         },
         cluster: cluster_info(server, s),
+        mirror,
+        sources,
         ts: types::rfc3339(Some(std::time::SystemTime::now())),
     }
 }
@@ -542,20 +557,6 @@ pub(crate) fn normalize_stream(
     if c.description.as_deref() == Some("") {
         c.description = None;
     }
-    // Features that change what a stream stores are refused rather than
-    // silently ignored.
-    for key in ["mirror", "sources"] {
-        let set = match c.extra.get(key) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(_) => true,
-        };
-        if set {
-            return Err(errors::stream_invalid_config(format!(
-                "stream {key} is not supported by tribune-broker yet"
-            )));
-        }
-    }
     if c.num_replicas < 0 {
         return Err(errors::replicas_negative());
     }
@@ -602,7 +603,7 @@ pub(crate) fn normalize_stream(
     // The server's `limits { duplicate_window }` lowers the default and
     // caps what a stream may ask for, as in nats-server.
     let dw_limit = types::nanos(acc.server_limits.duplicate_window);
-    if c.duplicate_window == 0 {
+    if c.duplicate_window == 0 && c.mirror.is_none() && c.sources.is_empty() {
         let mut dw = types::nanos(DEFAULT_DUPLICATE_WINDOW);
         if dw_limit > 0 && dw > dw_limit {
             dw = dw_limit;
@@ -643,7 +644,9 @@ pub(crate) fn normalize_stream(
             "subject delete marker TTL must not be negative",
         ));
     }
-    if c.subjects.is_empty() {
+    // A mirror takes no subjects of its own, nor does a stream that only
+    // sources; any other gets its name as its subject.
+    if c.subjects.is_empty() && c.mirror.is_none() && c.sources.is_empty() {
         c.subjects = vec![c.name.clone()];
     }
     for (i, s) in c.subjects.iter().enumerate() {
@@ -679,6 +682,34 @@ pub(crate) fn normalize_stream(
             .any(|a| theirs.iter().any(|b| crate::permissions::overlaps(a, b)))
         {
             return Err(errors::subjects_overlap());
+        }
+    }
+    super::sourcing::config::check(
+        &c.name,
+        &c.subjects,
+        c.max_msg_size,
+        c.subject_delete_marker_ttl,
+        c.mirror.as_ref(),
+        &c.sources,
+        &c.extra,
+        &|n| {
+            acc.stream(n).map(|o| {
+                let oc = o.config();
+                super::sourcing::config::Origin {
+                    max_msg_size: oc.max_msg_size,
+                    subjects: oc.subjects,
+                    mirror: oc.mirror.filter(|m| m.external.is_none()).map(|m| m.name),
+                    sources: oc.sources,
+                }
+            })
+        },
+    )?;
+    if let Some(m) = &c.mirror {
+        // Direct gets of a mirror follow its origin's.
+        if m.external.is_none() {
+            if let Some(o) = acc.stream(&m.name) {
+                c.mirror_direct = o.config().allow_direct;
+            }
         }
     }
     if let Some(t) = &c.subject_transform {
@@ -772,6 +803,13 @@ pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Res
     if old.sealed && !cfg.sealed {
         return Err(errors::stream_update(
             "stream configuration update can not unseal a sealed stream",
+        ));
+    }
+    if cfg.mirror.is_some() && cfg.mirror != old.mirror {
+        return Err(ApiError::new(
+            400,
+            10055,
+            "stream mirror configuration can not be updated",
         ));
     }
     if old.allow_msg_ttl && !cfg.allow_msg_ttl {
@@ -1243,7 +1281,13 @@ fn consumer_create(
     if req.action == "update" {
         return Err(errors::consumer_does_not_exist());
     }
-    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, s.consumers.read().len())?;
+    let public = s
+        .consumers
+        .read()
+        .values()
+        .filter(|c| !c.is_direct())
+        .count();
+    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, public)?;
     let c = acc.create_consumer(server, &s, name, cfg)?;
     Ok(answered(&c))
 }

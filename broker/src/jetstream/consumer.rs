@@ -357,6 +357,12 @@ impl Consumer {
         })
     }
 
+    /// A mirror's or source's consumer (`"direct": true`): not listed,
+    /// as nats-server lists only public consumers.
+    pub fn is_direct(&self) -> bool {
+        self.config.read_recursive().extra.get("direct") == Some(&serde_json::Value::Bool(true))
+    }
+
     pub fn config(&self) -> ConsumerConfig {
         self.config.read_recursive().clone()
     }
@@ -1723,11 +1729,7 @@ fn reply_has_interest(acc: &JsAccount, reply: &str) -> bool {
 }
 
 fn has_interest(acc: &JsAccount, subject: &str) -> bool {
-    !acc.client
-        .account()
-        .sublist
-        .match_subject(subject.as_bytes())
-        .is_empty()
+    acc.client.account().has_interest(subject.as_bytes())
 }
 
 fn pending_hdrs(w: &Waiting) -> Vec<(String, String)> {

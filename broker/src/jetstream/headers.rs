@@ -93,6 +93,29 @@ pub fn append(block: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
     finish(block[..block.len() - 2].to_vec(), headers)
 }
 
+/// `block` without the header lines `drop` picks by name (a status line
+/// stays); `None` when nothing is dropped.
+pub fn without(block: &[u8], drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(block).ok()?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next()?;
+    let mut out = Vec::with_capacity(block.len());
+    out.extend_from_slice(first.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut dropped = false;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = line.split_once(':').map_or(line, |(k, _)| k).trim();
+        if drop(name) {
+            dropped = true;
+            continue;
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    dropped.then_some(out)
+}
+
 /// Write `headers` after the lines already in `out`, then the blank line.
 fn finish(mut out: Vec<u8>, headers: &[(&str, &str)]) -> Vec<u8> {
     for (k, v) in headers {
@@ -125,6 +148,15 @@ mod tests {
         );
         assert_eq!(append(b"", &[("Y", "2")]), b"NATS/1.0\r\nY: 2\r\n\r\n");
         assert_eq!(get(b"garbage", "x"), None);
+        assert_eq!(
+            without(
+                b"NATS/1.0\r\nA: 1\r\nNats-Expected-Stream: S\r\nB: 2\r\n\r\n",
+                |n| n.starts_with("Nats-Expected-")
+            )
+            .as_deref(),
+            Some(&b"NATS/1.0\r\nA: 1\r\nB: 2\r\n\r\n"[..])
+        );
+        assert_eq!(without(&h, |n| n == "Z"), None);
     }
 
     #[test]

@@ -24,9 +24,11 @@ pub(crate) mod direct_get;
 pub mod errors;
 pub mod headers;
 pub(crate) mod info_subjects;
+pub(crate) mod ingest;
 pub(crate) mod limits;
 pub(crate) mod pin;
 pub mod republish;
+pub mod sourcing;
 pub mod store;
 pub mod stream;
 pub mod subject_transform;
@@ -325,7 +327,12 @@ impl JsAccount {
             drop(inner);
             u.streams += 1;
             u.messages += st.msgs;
-            u.consumers += s.consumers.read().len();
+            u.consumers += s
+                .consumers
+                .read()
+                .values()
+                .filter(|c| !c.is_direct())
+                .count();
         }
         u
     }
@@ -613,9 +620,12 @@ impl JsAccount {
             write_meta(dir, &meta).map_err(errors::stream_update)?;
         }
         let subjects_changed;
+        let feeds_changed;
         let removed = {
             let mut inner = stream.inner.lock();
             subjects_changed = inner.config.subjects != config.subjects;
+            feeds_changed =
+                inner.config.mirror != config.mirror || inner.config.sources != config.sources;
             inner
                 .store
                 .update_limits(stream::limits(&config))
@@ -626,6 +636,9 @@ impl JsAccount {
         stream.forget(&removed);
         if subjects_changed && subscribed {
             stream.subscribe(server)?;
+        }
+        if feeds_changed && subscribed {
+            stream.start_feeds(server);
         }
         Ok(())
     }

@@ -20,15 +20,18 @@ use tracing::{debug, error, warn};
 use super::consumer::Consumer;
 use super::errors::{self, ApiError};
 use super::headers;
+use super::ingest::{At, Ingest, IngestHandler};
 use super::limits::StoreBudget;
 use super::republish::{Outgoing, Republisher};
+use super::sourcing::feed::{self, Feed};
+use super::sourcing::{FeedSink, FeedState, SourceInfo, STREAM_SOURCE};
 use super::store::{MsgStore, StoreError, StoreLimits};
 use super::subject_transform;
 use super::transform::SubjectTransform;
 use super::ttl::{self, Ttl, TtlIndex};
 use super::types::{self, Discard, Retention, StreamConfig, DEFAULT_DUPLICATE_WINDOW};
 use super::JsAccount;
-use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
+use crate::internal::{InternalClient, OwnedMsg};
 use crate::options::SyncPolicy;
 use crate::server::Server;
 
@@ -66,14 +69,17 @@ pub(crate) struct Published<'a> {
     pub subject: &'a str,
     pub headers: &'a [u8],
     pub payload: &'a [u8],
+    /// A mirror's message: stored at its origin's sequence and time.
+    pub at: Option<At>,
 }
 
 impl<'a> Published<'a> {
-    pub fn of(m: &'a OwnedMsg) -> Self {
+    pub fn of(m: &'a Ingest) -> Self {
         Published {
-            subject: &m.subject,
-            headers: &m.headers,
-            payload: &m.payload,
+            subject: &m.msg.subject,
+            headers: &m.msg.headers,
+            payload: &m.msg.payload,
+            at: m.at,
         }
     }
 }
@@ -154,7 +160,9 @@ pub struct Stream {
     /// The subscriptions that capture the stream's subjects.
     client: Mutex<Option<InternalClient>>,
     /// Feeds the writer thread (taken on stop).
-    ingest: Mutex<Option<mpsc::UnboundedSender<OwnedMsg>>>,
+    ingest: Mutex<Option<mpsc::UnboundedSender<Ingest>>>,
+    /// The feeds of its mirror or sources, while this replica leads.
+    feeds: Mutex<Vec<Feed>>,
     sync: SyncPolicy,
     /// Set by [`Stream::stop`]: timers end.
     stopped: std::sync::atomic::AtomicBool,
@@ -165,6 +173,17 @@ pub struct Stream {
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream").field("name", &self.name).finish()
+    }
+}
+
+/// How long `Nats-Msg-Id`s are remembered (nanoseconds; 0: not at all).
+/// A mirror or a stream with sources keeps no window unless given one; a
+/// configuration written before the default was filled in gets it.
+fn dedup_window(cfg: &StreamConfig) -> i64 {
+    match cfg.duplicate_window {
+        0 if cfg.mirror.is_some() || !cfg.sources.is_empty() => 0,
+        0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
+        w => w,
     }
 }
 
@@ -215,6 +234,7 @@ impl Stream {
             account: Arc::downgrade(account),
             client: Mutex::new(None),
             ingest: Mutex::new(None),
+            feeds: Mutex::new(Vec::new()),
             sync,
             stopped: Default::default(),
             passive: Default::default(),
@@ -234,12 +254,9 @@ impl Stream {
     pub(crate) fn rebuild_indexes(&self) {
         let mut inner = self.inner.lock();
         inner.rebuild_ttls();
-        let window = match inner.config.duplicate_window {
-            0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
-            w => w,
-        };
+        let window = dedup_window(&inner.config);
         let state = inner.store.state();
-        if state.msgs == 0 {
+        if state.msgs == 0 || window == 0 {
             return;
         }
         let mut seq = inner
@@ -275,6 +292,7 @@ impl Stream {
             .spawn(move || me.write_loop(rx, srv))
             .map_err(|e| errors::stream_create(format!("starting the writer: {e}")))?;
         self.start_expiry();
+        self.start_feeds(server);
         Ok(())
     }
 
@@ -287,7 +305,7 @@ impl Stream {
         let client = InternalClient::new(
             server,
             acc.client.account().clone(),
-            Arc::new(ChannelHandler(tx)),
+            Arc::new(IngestHandler(tx)),
         );
         for subject in &self.inner.lock().config.subjects {
             client
@@ -311,6 +329,7 @@ impl Stream {
         self.stopped
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.unsubscribe(server);
+        self.feeds.lock().clear();
         self.ingest.lock().take();
         for c in self.consumers.read().values() {
             c.stop();
@@ -352,7 +371,7 @@ impl Stream {
         };
         let now = now_nanos();
         let mut removed: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
-        let mut markers: Vec<OwnedMsg> = Vec::new();
+        let mut markers: Vec<Ingest> = Vec::new();
         {
             let mut inner = self.inner.lock();
             let inner = &mut *inner;
@@ -393,12 +412,12 @@ impl Stream {
                 inner.ttls.retry(seq, now.saturating_add(MARKER_RETRY));
                 if tx.is_some() && !inner.markers_sent.contains_key(&seq) {
                     inner.markers_sent.insert(seq, now);
-                    markers.push(OwnedMsg {
+                    markers.push(Ingest::published(OwnedMsg {
                         subject: m.subject.clone(),
                         reply: None,
                         headers: ttl::marker_headers(sdm_secs).into(),
                         payload: bytes::Bytes::new(),
-                    });
+                    }));
                 }
             }
             removed.extend(inner.store.take_removed());
@@ -421,11 +440,7 @@ impl Stream {
         }
     }
 
-    fn write_loop(
-        self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<OwnedMsg>,
-        server: Weak<Server>,
-    ) {
+    fn write_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Ingest>, server: Weak<Server>) {
         let mut batch = Vec::with_capacity(64);
         let mut results: Vec<Result<(u64, bool), ApiError>> = Vec::with_capacity(64);
         let mut outgoing: Vec<Outgoing> = Vec::new();
@@ -478,7 +493,7 @@ impl Stream {
                 self.republish(&server, &mut outgoing);
                 self.send_acks(
                     &server,
-                    batch.iter().map(|m| m.reply.as_deref()),
+                    batch.iter().map(|m| m.msg.reply.as_deref()),
                     &results,
                     no_ack,
                 );
@@ -558,14 +573,49 @@ impl Stream {
     /// became the leader): subscribe to the subjects, feeding `tx`, and
     /// let the consumers deliver.
     pub(crate) fn lead(
-        &self,
-        server: &Server,
-        tx: mpsc::UnboundedSender<OwnedMsg>,
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        tx: mpsc::UnboundedSender<Ingest>,
     ) -> Result<(), ApiError> {
         *self.ingest.lock() = Some(tx);
         self.subscribe(server)?;
         self.set_passive(false);
+        self.start_feeds(server);
         Ok(())
+    }
+
+    /// (Re)start the feeds of the stream's mirror or sources (on the
+    /// replica that leads; a configuration change restarts them).
+    pub(crate) fn start_feeds(self: &Arc<Self>, server: &Arc<Server>) {
+        let cfg = self.config();
+        let mut feeds = self.feeds.lock();
+        feeds.clear();
+        let sink: Arc<dyn FeedSink> = self.clone();
+        let sink = Arc::downgrade(&sink);
+        let wanted = cfg
+            .mirror
+            .iter()
+            .map(|m| (m, true))
+            .chain(cfg.sources.iter().map(|s| (s, false)));
+        for (src, mirror) in wanted {
+            let state = Arc::new(FeedState::new(src.clone(), mirror));
+            feeds.push(feed::spawn(Arc::downgrade(server), sink.clone(), state));
+        }
+    }
+
+    /// `STREAM.INFO`'s `mirror` and `sources`, from the running feeds.
+    pub(crate) fn feed_info(&self) -> (Option<SourceInfo>, Vec<SourceInfo>) {
+        let feeds = self.feeds.lock();
+        let mirror = feeds
+            .iter()
+            .find(|f| f.state.mirror)
+            .map(|f| f.state.info());
+        let sources = feeds
+            .iter()
+            .filter(|f| !f.state.mirror)
+            .map(|f| f.state.info())
+            .collect();
+        (mirror, sources)
     }
 
     /// Stop taking messages here (leadership moved away, or a replica
@@ -573,6 +623,7 @@ impl Stream {
     pub(crate) fn follow(&self, server: &Server) {
         self.set_passive(true);
         self.unsubscribe(server);
+        self.feeds.lock().clear();
         self.ingest.lock().take();
     }
 
@@ -663,6 +714,9 @@ impl Stream {
         if cfg.sealed {
             return Err(errors::sealed());
         }
+        if let Some(at) = m.at {
+            return self.process_mirrored(inner, subject, m, at);
+        }
         let hdr = m.headers;
         if hdr.len() > 64 * 1024 {
             return Err(errors::header_too_large());
@@ -673,10 +727,7 @@ impl Stream {
         if let Some(b) = &inner.budget {
             b.check_server()?;
         }
-        let window = match cfg.duplicate_window {
-            0 => types::nanos(DEFAULT_DUPLICATE_WINDOW),
-            w => w,
-        };
+        let window = dedup_window(cfg);
         while let Some((ts, _)) = inner.dedup_order.front() {
             if *ts + window >= now {
                 break;
@@ -697,7 +748,7 @@ impl Stream {
         if matches!(ttl, Some(Ok(Some(_)))) && !cfg.allow_msg_ttl {
             return Err(errors::msg_ttl_disabled());
         }
-        let msg_id = h.msg_id.filter(|s| !s.is_empty());
+        let msg_id = h.msg_id.filter(|s| !s.is_empty() && window > 0);
         if let Some(id) = msg_id {
             if let Some(seq) = inner.dedup.get(id) {
                 return Ok((*seq, true));
@@ -821,6 +872,60 @@ impl Stream {
         Ok((seq, false))
     }
 
+    /// Store a mirror's message at its origin's sequence and time: what
+    /// the mirror holds already is skipped (a resumed feed may deliver it
+    /// again), a gap (messages the origin no longer had) is skipped over.
+    /// The origin checked the publish; only the mirror's own limits apply.
+    fn process_mirrored(
+        &self,
+        inner: &mut StreamInner,
+        subject: &str,
+        m: &Published<'_>,
+        at: At,
+    ) -> Result<(u64, bool), ApiError> {
+        let cfg = &inner.config;
+        if cfg.max_msg_size > 0 && m.headers.len() + m.payload.len() > cfg.max_msg_size as usize {
+            return Err(errors::msg_too_large());
+        }
+        if let Some(b) = &inner.budget {
+            b.check_server()?;
+        }
+        let last = inner.store.state().last_seq;
+        if at.seq <= last {
+            return Ok((at.seq, true));
+        }
+        if at.seq > last + 1 {
+            inner
+                .store
+                .skip_to(at.seq - 1)
+                .map_err(errors::store_failed)?;
+        }
+        let size = match &inner.budget {
+            Some(b) => {
+                let size = b.size(subject, m.headers, m.payload);
+                b.check_account(size)?;
+                size
+            }
+            None => 0,
+        };
+        let seq = inner
+            .store
+            .store_msg(subject, m.headers, m.payload, at.ts)
+            .map_err(|e| match e {
+                StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
+                other => errors::store_failed(other),
+            })?;
+        if inner.config.allow_msg_ttl {
+            if let Some(Ttl::Secs(secs)) = ttl::of(m.headers) {
+                inner.ttls.track(seq, at.ts, secs);
+            }
+        }
+        if let Some(b) = inner.budget.as_mut() {
+            b.spend(size);
+        }
+        Ok((seq, false))
+    }
+
     /// Interest and work-queue retention: drop `seq` once every consumer
     /// that wants it has acknowledged it. Takes no consumer lock while the
     /// stream lock is held.
@@ -843,6 +948,43 @@ impl Stream {
             .all(|c| c.has_acked(seq));
         if done {
             let _ = self.inner.lock().store.remove(seq);
+        }
+    }
+}
+
+impl FeedSink for Stream {
+    fn account(&self) -> Option<Arc<crate::accounts::Account>> {
+        self.account
+            .upgrade()
+            .map(|acc| acc.client.account().clone())
+    }
+
+    /// A mirror resumes after its last sequence. A source resumes after
+    /// the newest message that carries its mark, found from the end.
+    fn resume_point(&self, feed: &FeedState) -> (u64, bool) {
+        let inner = self.inner.lock();
+        let state = inner.store.state();
+        let empty = state.last_seq == 0;
+        if feed.mirror {
+            return (state.last_seq, empty);
+        }
+        for seq in (state.first_seq.max(1)..=state.last_seq).rev() {
+            let Ok(Some(m)) = inner.store.load(seq) else {
+                continue;
+            };
+            if let Some(origin) =
+                headers::get(&m.headers, STREAM_SOURCE).and_then(|h| feed.origin_seq(h))
+            {
+                return (origin, empty);
+            }
+        }
+        (0, empty)
+    }
+
+    fn ingest(&self, m: Ingest) -> bool {
+        match self.ingest.lock().as_ref() {
+            Some(tx) => tx.send(m).is_ok(),
+            None => false,
         }
     }
 }

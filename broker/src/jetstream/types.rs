@@ -105,7 +105,7 @@ pub struct StreamConfig {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
     #[serde(default)]
     pub retention: Retention,
@@ -127,7 +127,9 @@ pub struct StreamConfig {
     pub storage: Storage,
     #[serde(default = "one")]
     pub num_replicas: i64,
-    #[serde(default)]
+    /// 0 (left out) only for mirrors and sources, which then keep no
+    /// duplicate window, as in nats-server.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate_window: i64,
     #[serde(default)]
     pub sealed: bool,
@@ -148,6 +150,18 @@ pub struct StreamConfig {
     /// Publish each stored message again (see [`super::republish`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub republish: Option<super::republish::RePublish>,
+    /// Copy another stream, message for message (see
+    /// [`super::sourcing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<super::sourcing::StreamSource>,
+    /// Take in the messages of other streams (clients send `null` for
+    /// none).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub sources: Vec<super::sourcing::StreamSource>,
     #[serde(default)]
     pub allow_direct: bool,
     #[serde(default)]
@@ -232,6 +246,10 @@ pub struct StreamInfo {
     pub created: String,
     pub state: StreamState,
     pub cluster: ClusterInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<super::sourcing::SourceInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<super::sourcing::SourceInfo>,
     pub ts: String,
 }
 

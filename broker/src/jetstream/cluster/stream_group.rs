@@ -23,11 +23,14 @@ use super::leadership::{self, Leadership};
 use super::membership::{self, Assigned};
 use super::meta::StreamAssignment;
 use super::stepdown::{self, Placement};
-use super::stream_sm::{ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes};
+use super::stream_sm::{
+    MirroredMsg, ProposedMsg, StreamEntry, StreamResponse, StreamStateMachine, StreamTypes,
+};
 use super::stream_snapshot::{CatchupClient, CatchupFlag, StreamCatchupSource};
 use super::timing;
 use crate::internal::OwnedMsg;
 use crate::jetstream::errors::ApiError;
+use crate::jetstream::ingest::{At, Ingest};
 use crate::jetstream::stream::{now_nanos, Stream};
 use crate::raft::log::LogStore;
 use crate::raft::network::{Network, Router};
@@ -362,15 +365,29 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
 
 /// Batch what the stream's subjects deliver into proposals, in order, and
 /// ack each batch once applied. Ends when the stream stops leading here
-/// (its sender is dropped).
-async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<OwnedMsg>) {
-    while let Some(first) = rx.recv().await {
-        let mut bytes = msg_bytes(&first);
+/// (its sender is dropped). A mirror's messages, which keep their origin's
+/// sequence and time, go in batches of their own.
+async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Ingest>) {
+    let mut carried: Option<Ingest> = None;
+    loop {
+        let first = match carried.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let mirrored = first.at.is_some();
+        let mut bytes = msg_bytes(&first.msg);
         let mut batch = vec![first];
         while batch.len() < BATCH_MSGS && bytes < BATCH_BYTES {
             match rx.try_recv() {
+                Ok(m) if m.at.is_some() != mirrored => {
+                    carried = Some(m);
+                    break;
+                }
                 Ok(m) => {
-                    bytes += msg_bytes(&m);
+                    bytes += msg_bytes(&m.msg);
                     batch.push(m);
                 }
                 Err(_) => break,
@@ -379,17 +396,35 @@ async fn propose(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<Owned
         let Some(g) = group.upgrade() else { return };
         // The messages move into the entry; their reply subjects stay for
         // the acks.
-        let replies: Vec<Option<String>> = batch.iter_mut().map(|m| m.reply.take()).collect();
-        let entry = StreamEntry::Msgs {
-            ts: now_nanos(),
-            msgs: batch
-                .into_iter()
-                .map(|m| ProposedMsg {
-                    subject: m.subject,
-                    headers: m.headers,
-                    payload: m.payload,
-                })
-                .collect(),
+        let replies: Vec<Option<String>> = batch.iter_mut().map(|m| m.msg.reply.take()).collect();
+        let entry = if mirrored {
+            StreamEntry::Mirrored {
+                msgs: batch
+                    .into_iter()
+                    .map(|m| {
+                        let at = m.at.unwrap_or(At { seq: 0, ts: 0 });
+                        MirroredMsg {
+                            seq: at.seq,
+                            ts: at.ts,
+                            subject: m.msg.subject,
+                            headers: m.msg.headers,
+                            payload: m.msg.payload,
+                        }
+                    })
+                    .collect(),
+            }
+        } else {
+            StreamEntry::Msgs {
+                ts: now_nanos(),
+                msgs: batch
+                    .into_iter()
+                    .map(|m| ProposedMsg {
+                        subject: m.msg.subject,
+                        headers: m.msg.headers,
+                        payload: m.msg.payload,
+                    })
+                    .collect(),
+            }
         };
         let responder = match g.raft.client_write_ff(entry).await {
             Ok(r) => r,

@@ -36,6 +36,7 @@ use tracing::{error, info, warn};
 use super::meta::write_atomically;
 use super::stream_snapshot::{self, CatchupClient, CatchupFlag, StreamSnapshot};
 use crate::jetstream::errors::ApiError;
+use crate::jetstream::ingest::At;
 use crate::jetstream::stream::{Published, Stream};
 
 openraft::declare_raft_types!(
@@ -76,6 +77,19 @@ pub enum StreamEntry {
         name: String,
         state: crate::jetstream::store::ConsumerState,
     },
+    /// A mirror's messages, each at its origin's sequence and time. (Last:
+    /// entries are encoded by position, and older logs must still read.)
+    Mirrored { msgs: Vec<MirroredMsg> },
+}
+
+/// A mirrored message in a [`StreamEntry::Mirrored`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredMsg {
+    pub seq: u64,
+    pub ts: i64,
+    pub subject: String,
+    pub headers: bytes::Bytes,
+    pub payload: bytes::Bytes,
 }
 
 /// What applying an entry decided.
@@ -567,10 +581,31 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                             subject: &m.subject,
                             headers: &m.headers,
                             payload: &m.payload,
+                            at: None,
                         })
                         .collect();
                     let mut results = Vec::with_capacity(msgs.len());
                     let server = self.server.upgrade();
+                    self.stream
+                        .apply_published(server.as_deref(), &published, ts, &mut results);
+                    out.push(StreamResponse::Published(results));
+                }
+                EntryPayload::Normal(StreamEntry::Mirrored { msgs }) => {
+                    let published: Vec<Published<'_>> = msgs
+                        .iter()
+                        .map(|m| Published {
+                            subject: &m.subject,
+                            headers: &m.headers,
+                            payload: &m.payload,
+                            at: Some(At {
+                                seq: m.seq,
+                                ts: m.ts,
+                            }),
+                        })
+                        .collect();
+                    let mut results = Vec::with_capacity(msgs.len());
+                    let server = self.server.upgrade();
+                    let ts = msgs.last().map_or(0, |m| m.ts);
                     self.stream
                         .apply_published(server.as_deref(), &published, ts, &mut results);
                     out.push(StreamResponse::Published(results));

@@ -1,0 +1,431 @@
+//! The task that keeps one mirror or source fed from its origin.
+//!
+//! Each attempt subscribes a fresh deliver subject, asks the origin for an
+//! ephemeral push consumer starting after what the stream holds, and
+//! passes deliveries to the stream's writer in order. The origin's
+//! sequence is tracked as nats-server does: a skipped delivery sequence,
+//! a heartbeat naming a later one, or ten seconds of silence start a new
+//! attempt from the last origin sequence passed on. The task ends when its
+//! handle is dropped (the stream stops leading, is updated or deleted).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use super::{ack_info, FeedSink, FeedState, STREAM_SOURCE};
+use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::headers;
+use crate::jetstream::ingest::{At, Ingest};
+use crate::jetstream::transform::SubjectTransform;
+use crate::server::Server;
+
+/// The origin's consumer sends a heartbeat this often when idle.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence this long means the feed is stalled: start again.
+const STALLED: Duration = Duration::from_secs(10);
+/// How long to wait for the consumer create answer (or a first delivery).
+const CREATE_WAIT: Duration = Duration::from_secs(10);
+/// Pause between attempts, doubled on each failure up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A running feed; dropping it ends the task.
+pub(crate) struct Feed {
+    pub state: Arc<FeedState>,
+    _stop: watch::Sender<()>,
+}
+
+/// Start feeding `sink` from `state`'s origin.
+pub(crate) fn spawn(server: Weak<Server>, sink: Weak<dyn FeedSink>, state: Arc<FeedState>) -> Feed {
+    let (stop_tx, stop) = watch::channel(());
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut feed = Running {
+            server,
+            sink,
+            state: st,
+            stop,
+            sseq: None,
+            dseq: 0,
+            transforms: Vec::new(),
+        };
+        feed.transforms = feed.state.source.transforms();
+        feed.run().await;
+    });
+    Feed {
+        state,
+        _stop: stop_tx,
+    }
+}
+
+enum Outcome {
+    /// The handle was dropped, or the stream or server is gone.
+    Stop,
+    /// Start a new attempt (after a pause when the last one failed).
+    Retry { failed: bool },
+}
+
+struct Running {
+    server: Weak<Server>,
+    sink: Weak<dyn FeedSink>,
+    state: Arc<FeedState>,
+    stop: watch::Receiver<()>,
+    /// The last origin sequence passed to the stream (`None` until read
+    /// from the stream at the first attempt).
+    sseq: Option<u64>,
+    /// The origin consumer's delivery sequence of that message.
+    dseq: u64,
+    transforms: Vec<SubjectTransform>,
+}
+
+impl Running {
+    async fn run(&mut self) {
+        let mut pause = RETRY_MIN;
+        loop {
+            match self.attempt().await {
+                Outcome::Stop => return,
+                Outcome::Retry { failed } => {
+                    let wait = if failed { pause } else { RETRY_MIN };
+                    pause = if failed {
+                        (pause * 2).min(RETRY_MAX)
+                    } else {
+                        RETRY_MIN
+                    };
+                    tokio::select! {
+                        _ = self.stop.changed() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One consumer on the origin, from creation until it fails or stops.
+    async fn attempt(&mut self) -> Outcome {
+        let (Some(server), Some(sink)) = (self.server.upgrade(), self.sink.upgrade()) else {
+            return Outcome::Stop;
+        };
+        let Some(account) = sink.account() else {
+            return Outcome::Stop;
+        };
+        let (resume, empty) = match self.sseq {
+            Some(s) => (s, false),
+            None => {
+                let (s, empty) = sink.resume_point(&self.state);
+                self.sseq = Some(s);
+                self.state.set_seq(s);
+                (s, empty)
+            }
+        };
+        self.dseq = 0;
+        drop(sink);
+        let state = self.state.clone();
+        let src = &state.source;
+        let kind = if self.state.mirror { "M" } else { "S" };
+        let id = crate::jetstream::api::ephemeral_name();
+        let deliver = match src.external.as_ref().filter(|e| !e.deliver.is_empty()) {
+            Some(e) => format!("{}.{kind}.{id}", e.deliver),
+            None => format!("$JS.{kind}.{id}"),
+        };
+        let reply = format!("$JS.{kind}.R.{id}");
+        let name = format!(
+            "JS_{}_{id}",
+            if self.state.mirror {
+                "MIRROR"
+            } else {
+                "SOURCE"
+            }
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel::<OwnedMsg>();
+        let client = InternalClient::new(&server, account, Arc::new(ChannelHandler(tx)));
+        for s in [&deliver, &reply] {
+            if let Err(e) = client.subscribe(&server, s, None) {
+                self.fail(format!("subscribing to {s}: {e}"));
+                client.close(&server);
+                return Outcome::Retry { failed: true };
+            }
+        }
+        let api = src
+            .external
+            .as_ref()
+            .filter(|e| !e.api.is_empty())
+            .map_or("$JS.API", |e| e.api.as_str())
+            .trim_end_matches('.')
+            .to_string();
+        let body = self.create_request(&name, &deliver, resume, empty);
+        client.publish(
+            &server,
+            &format!("{api}.CONSUMER.CREATE.{}", src.name),
+            Some(&reply),
+            b"",
+            body.to_string().as_bytes(),
+        );
+        drop(server);
+        let outcome = self.receive(&client, &mut rx, &reply).await;
+        if let Some(server) = self.server.upgrade() {
+            client.close(&server);
+            // The origin would drop it after its inactive threshold; this
+            // spares it the wait.
+            client.publish(
+                &server,
+                &format!("{api}.CONSUMER.DELETE.{}.{name}", src.name),
+                None,
+                b"",
+                b"",
+            );
+        }
+        outcome
+    }
+
+    /// The `CONSUMER.CREATE` body: start after `resume`, or where the
+    /// source's options say when the stream holds nothing from it yet.
+    fn create_request(
+        &self,
+        name: &str,
+        deliver: &str,
+        resume: u64,
+        empty: bool,
+    ) -> serde_json::Value {
+        let src = &self.state.source;
+        let mut config = json!({
+            "name": name,
+            "deliver_subject": deliver,
+            "ack_policy": "none",
+            "ack_wait": 22 * 3600 * 1_000_000_000i64,
+            "max_deliver": 1,
+            "idle_heartbeat": HEARTBEAT.as_nanos() as i64,
+            "flow_control": true,
+            "inactive_threshold": STALLED.as_nanos() as i64,
+            "num_replicas": 1,
+            "mem_storage": true,
+            "direct": true,
+        });
+        let fresh = if self.state.mirror {
+            empty
+        } else {
+            resume == 0
+        };
+        if fresh && src.opt_start_seq > 0 {
+            config["deliver_policy"] = json!("by_start_sequence");
+            config["opt_start_seq"] = json!(src.opt_start_seq);
+        } else if fresh && src.opt_start_time.is_some() {
+            config["deliver_policy"] = json!("by_start_time");
+            config["opt_start_time"] = json!(src.opt_start_time);
+        } else if resume > 0 {
+            config["deliver_policy"] = json!("by_start_sequence");
+            config["opt_start_seq"] = json!(resume + 1);
+        } else {
+            config["deliver_policy"] = json!("all");
+        }
+        match src.filters().as_slice() {
+            [] => {}
+            [one] => config["filter_subject"] = json!(one),
+            many => config["filter_subjects"] = json!(many),
+        }
+        json!({ "stream_name": src.name, "config": config })
+    }
+
+    /// Pass deliveries on until the consumer fails, stalls or is stopped.
+    async fn receive(
+        &mut self,
+        client: &InternalClient,
+        rx: &mut mpsc::UnboundedReceiver<OwnedMsg>,
+        reply: &str,
+    ) -> Outcome {
+        let mut created = false;
+        let mut wait = CREATE_WAIT;
+        loop {
+            let m = tokio::select! {
+                // A stopped feed takes nothing more, even if it is there.
+                biased;
+                _ = self.stop.changed() => return Outcome::Stop,
+                m = tokio::time::timeout(wait, rx.recv()) => m,
+            };
+            let m = match m {
+                Ok(Some(m)) => m,
+                Ok(None) => return Outcome::Stop,
+                Err(_) if !created => {
+                    self.fail("consumer create timed out".to_string());
+                    return Outcome::Retry { failed: true };
+                }
+                Err(_) => {
+                    debug!(
+                        "{} feed from {:?} stalled",
+                        self.kind(),
+                        self.state.source.name
+                    );
+                    return Outcome::Retry { failed: false };
+                }
+            };
+            if m.subject == reply {
+                match create_error(&m.payload) {
+                    None => {
+                        created = true;
+                        wait = STALLED;
+                        self.state.set_error(None);
+                        continue;
+                    }
+                    Some(e) => {
+                        self.state.set_error(Some(e));
+                        return Outcome::Retry { failed: true };
+                    }
+                }
+            }
+            // Deliveries may overtake the create answer.
+            created = true;
+            wait = STALLED;
+            self.state.heard();
+            if is_control(&m.headers) {
+                if let Some(outcome) = self.control(client, &m) {
+                    return outcome;
+                }
+                continue;
+            }
+            if let Some(outcome) = self.deliver(m) {
+                return outcome;
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.state.mirror {
+            "mirror"
+        } else {
+            "source"
+        }
+    }
+
+    fn fail(&self, why: String) {
+        let code = if self.state.mirror { 10029 } else { 10045 };
+        warn!(
+            "JetStream {} feed from {:?}: {why}",
+            self.kind(),
+            self.state.source.name
+        );
+        self.state.set_error(Some(ApiError::new(500, code, why)));
+    }
+
+    /// Flow control asks for an answer; a heartbeat names the last
+    /// delivery sent, and whether the origin thinks the feed stalled.
+    fn control(&mut self, client: &InternalClient, m: &OwnedMsg) -> Option<Outcome> {
+        let server = self.server.upgrade()?;
+        if let Some(r) = &m.reply {
+            client.publish(&server, r, None, b"", b"");
+            return None;
+        }
+        let last = headers::get(&m.headers, "Nats-Last-Consumer")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if last > 0 && last != self.dseq {
+            debug!(
+                "{} feed from {:?}: missed deliveries ({} sent, {} seen)",
+                self.kind(),
+                self.state.source.name,
+                last,
+                self.dseq
+            );
+            return Some(Outcome::Retry { failed: false });
+        }
+        if let Some(fc) = headers::get(&m.headers, "Nats-Consumer-Stalled") {
+            client.publish(&server, fc.trim(), None, b"", b"");
+        }
+        None
+    }
+
+    /// A delivery: in order, pass it on; a gap in the delivery sequence
+    /// means one was lost, so start again after the last passed on.
+    fn deliver(&mut self, m: OwnedMsg) -> Option<Outcome> {
+        let reply = m.reply.as_deref()?;
+        let a = ack_info(reply)?;
+        if a.delivered > 1 {
+            return None;
+        }
+        let sseq = self.sseq.unwrap_or(0);
+        if a.stream_seq <= sseq {
+            if a.consumer_seq == self.dseq + 1 {
+                self.dseq += 1;
+            }
+            return None;
+        }
+        let first = self.dseq == 0;
+        if self.state.mirror {
+            if !(a.stream_seq == sseq + 1 || first || a.consumer_seq == self.dseq + 1) {
+                return Some(Outcome::Retry { failed: false });
+            }
+        } else if !(a.consumer_seq == self.dseq + 1 || (first && a.consumer_seq > self.dseq)) {
+            return Some(Outcome::Retry { failed: false });
+        }
+        self.dseq = a.consumer_seq;
+        self.sseq = Some(a.stream_seq);
+        self.state.set_seq(a.stream_seq);
+        self.state.set_lag(a.pending);
+        let subject = self
+            .transforms
+            .iter()
+            .find_map(|t| t.apply(&m.subject))
+            .unwrap_or_else(|| m.subject.clone());
+        let (headers, at) = if self.state.mirror {
+            (
+                m.headers,
+                Some(At {
+                    seq: a.stream_seq,
+                    ts: a.ts,
+                }),
+            )
+        } else {
+            (self.source_headers(&m.headers, a.sseq, &m.subject), None)
+        };
+        let ingest = Ingest {
+            msg: OwnedMsg {
+                subject,
+                reply: None,
+                headers,
+                payload: m.payload,
+            },
+            at,
+        };
+        let sink = self.sink.upgrade()?;
+        if !sink.ingest(ingest) {
+            return Some(Outcome::Stop);
+        }
+        None
+    }
+
+    /// A sourced message's headers: those that checked the publish at
+    /// the origin (`Nats-Expected-*`, batch headers) and an earlier
+    /// source's mark go; this source's mark is added.
+    fn source_headers(&self, hdr: &[u8], sseq: &str, subject: &str) -> Bytes {
+        let stripped = headers::without(hdr, |n| {
+            n == STREAM_SOURCE || n.starts_with("Nats-Expected-") || n.starts_with("Nats-Batch-")
+        });
+        let base = stripped.as_deref().unwrap_or(hdr);
+        let value = self.state.header_value(sseq, subject);
+        Bytes::from(headers::append(base, &[(STREAM_SOURCE, &value)]))
+    }
+}
+
+/// A status line `NATS/1.0 100 ...`: flow control or a heartbeat.
+fn is_control(hdr: &[u8]) -> bool {
+    hdr.starts_with(b"NATS/1.0 100")
+}
+
+/// The error of a `CONSUMER.CREATE` answer, if it is one.
+fn create_error(body: &[u8]) -> Option<ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: Option<ApiError>,
+    }
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(a) => a.error,
+        Err(e) => Some(ApiError::new(
+            500,
+            10025,
+            format!("bad consumer create answer: {e}"),
+        )),
+    }
+}
