@@ -269,3 +269,61 @@ def test_key_value(js_server):
         await nc.close()
 
     run(main())
+
+
+def test_mirror_and_source(js_server):
+    """nats-py's StreamSource for a mirror and a filtered, transformed
+    source: what they hold and what stream_info says of them."""
+    from nats.js.api import StreamSource, SubjectTransform
+
+    async def main():
+        nc, js = await js_connect(js_server)
+        await js.add_stream(name="PY_ORIGIN", subjects=["pyorigin.>"])
+        for i in range(4):
+            await js.publish(f"pyorigin.{i % 2}", str(i).encode())
+        await js.add_stream(StreamConfig(name="PY_MIRROR", mirror=StreamSource(name="PY_ORIGIN")))
+        await js.add_stream(
+            StreamConfig(
+                name="PY_SOURCED",
+                sources=[
+                    StreamSource(
+                        name="PY_ORIGIN",
+                        subject_transforms=[
+                            SubjectTransform(src="pyorigin.1", dest="pysourced.one")
+                        ],
+                    )
+                ],
+            )
+        )
+
+        async def holds(stream, n):
+            for _ in range(int(WAIT / 0.1)):
+                if (await js.stream_info(stream)).state.messages == n:
+                    return
+                await asyncio.sleep(0.1)
+            pytest.fail(f"{stream} never held {n} messages")
+
+        await holds("PY_MIRROR", 4)
+        await holds("PY_SOURCED", 2)
+        mirror = await js.stream_info("PY_MIRROR")
+        assert mirror.mirror.name == "PY_ORIGIN"
+        assert mirror.mirror.lag == 0
+        assert mirror.config.mirror.name == "PY_ORIGIN"
+        assert not mirror.config.subjects
+        got = await js.get_msg("PY_MIRROR", 3)
+        assert (got.subject, got.data) == ("pyorigin.0", b"2")
+        sourced = await js.stream_info("PY_SOURCED")
+        assert [s.name for s in sourced.sources] == ["PY_ORIGIN"]
+        got = await js.get_msg("PY_SOURCED", 2)
+        assert (got.subject, got.data) == ("pysourced.one", b"3")
+        assert got.headers["Nats-Stream-Source"].split(" ")[:5] == [
+            "PY_ORIGIN", "4", "pyorigin.1", "pysourced.one", "pyorigin.1"
+        ]
+        with pytest.raises(BadRequestError) as e:
+            await js.add_stream(
+                StreamConfig(name="PY_BAD", subjects=["x"], mirror=StreamSource(name="PY_ORIGIN"))
+            )
+        assert e.value.err_code == 10034
+        await nc.close()
+
+    run(main())
