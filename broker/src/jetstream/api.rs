@@ -202,6 +202,25 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
             "stream_create_response",
             stream_create(acc, server, name, &m.payload),
         ),
+        // Answered first, then the chunks flow (or are awaited).
+        ["STREAM", "SNAPSHOT", name] => {
+            match super::backup::snapshot_begin(acc, server, name, &m.payload) {
+                Ok((body, job)) => {
+                    send(body);
+                    job.start();
+                }
+                Err(e) => respond("stream_snapshot_response", Err(e)),
+            }
+        }
+        ["STREAM", "RESTORE", name] => {
+            match super::backup::restore_begin(acc, server, name, &m.payload) {
+                Ok((body, job)) => {
+                    send(body);
+                    job.start();
+                }
+                Err(e) => respond("stream_restore_response", Err(e)),
+            }
+        }
         ["STREAM", "UPDATE", name] => respond(
             "stream_update_response",
             stream_update(acc, server, name, &m.payload),

@@ -17,6 +17,7 @@
 
 pub mod account_info;
 pub mod api;
+pub(crate) mod backup;
 pub mod cluster;
 pub mod consumer;
 pub mod consumer_limits;
@@ -465,6 +466,52 @@ impl JsAccount {
         server: &Arc<Server>,
         config: StreamConfig,
     ) -> Result<Arc<Stream>, ApiError> {
+        let stream = self.new_stream(config)?;
+        stream.start(server)?;
+        self.streams
+            .write()
+            .insert(stream.name.clone(), stream.clone());
+        Ok(stream)
+    }
+
+    /// Create a stream from a backup (the config is already validated):
+    /// `fill` stores its messages before it takes any publish. On error
+    /// nothing is left behind.
+    pub(crate) fn restore_stream(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        config: StreamConfig,
+        fill: impl FnOnce(&mut dyn MsgStore) -> Result<(), String>,
+    ) -> Result<Arc<Stream>, ApiError> {
+        let stream = self.new_stream(config)?;
+        let filled = fill(&mut *stream.inner.lock().store);
+        if let Err(e) = filled {
+            if let Some(dir) = &stream.dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(ApiError::new(500, 10062, format!("restore failed: {e}")));
+        }
+        stream.rebuild_indexes();
+        stream.start(server)?;
+        self.streams
+            .write()
+            .insert(stream.name.clone(), stream.clone());
+        Ok(stream)
+    }
+
+    /// A consumer from a backup, on a stream being restored.
+    pub(crate) fn restore_consumer(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        stream: &Arc<Stream>,
+        name: String,
+        config: ConsumerConfig,
+    ) -> Result<Arc<Consumer>, ApiError> {
+        self.create_consumer(server, stream, name, config)
+    }
+
+    /// A new stream's store (and directory), not started.
+    fn new_stream(self: &Arc<Self>, config: StreamConfig) -> Result<Arc<Stream>, ApiError> {
         let created = SystemTime::now();
         let (store, dir): (Box<dyn MsgStore>, Option<PathBuf>) = match config.storage {
             Storage::Memory => (Box::new(MemStore::new(stream::limits(&config))), None),
@@ -484,12 +531,7 @@ impl JsAccount {
                 (Box::new(store), Some(dir))
             }
         };
-        let stream = Stream::new(config, store, created, dir, self, self.sync);
-        stream.start(server)?;
-        self.streams
-            .write()
-            .insert(stream.name.clone(), stream.clone());
-        Ok(stream)
+        Ok(Stream::new(config, store, created, dir, self, self.sync))
     }
 
     /// Open (or create) this server's replica of a replicated stream: its

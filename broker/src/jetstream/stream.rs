@@ -960,16 +960,16 @@ impl FeedSink for Stream {
     }
 
     /// A mirror resumes after its last sequence. A source resumes after
-    /// the newest message that carries its mark, found from the end.
+    /// the newest message that carries its mark, found from the end (the
+    /// lock is taken per message: writes go on meanwhile).
     fn resume_point(&self, feed: &FeedState) -> (u64, bool) {
-        let inner = self.inner.lock();
-        let state = inner.store.state();
+        let state = self.inner.lock().store.state();
         let empty = state.last_seq == 0;
         if feed.mirror {
             return (state.last_seq, empty);
         }
         for seq in (state.first_seq.max(1)..=state.last_seq).rev() {
-            let Ok(Some(m)) = inner.store.load(seq) else {
+            let Ok(Some(m)) = self.inner.lock().store.load(seq) else {
                 continue;
             };
             if let Some(origin) =

@@ -116,9 +116,10 @@ pub(crate) fn dispatch(
             }
             Decision::Done
         }
-        ["STREAM", "INFO", name] | ["STREAM", "MSG", "GET", name] | ["DIRECT", "GET", name, ..] => {
-            stream_of(name)
-        }
+        ["STREAM", "INFO", name]
+        | ["STREAM", "MSG", "GET", name]
+        | ["DIRECT", "GET", name, ..]
+        | ["STREAM", "SNAPSHOT", name] => stream_of(name),
         ["CONSUMER", "CREATE", stream, ..]
         | ["CONSUMER", "DURABLE", "CREATE", stream, ..]
         | ["CONSUMER", "DELETE", stream, ..]

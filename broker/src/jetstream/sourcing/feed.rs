@@ -364,11 +364,7 @@ impl Running {
         self.sseq = Some(a.stream_seq);
         self.state.set_seq(a.stream_seq);
         self.state.set_lag(a.pending);
-        let subject = self
-            .transforms
-            .iter()
-            .find_map(|t| t.apply(&m.subject))
-            .unwrap_or_else(|| m.subject.clone());
+        let renamed = self.transforms.iter().find_map(|t| t.apply(&m.subject));
         let (headers, at) = if self.state.mirror {
             (
                 m.headers,
@@ -380,6 +376,7 @@ impl Running {
         } else {
             (self.source_headers(&m.headers, a.sseq, &m.subject), None)
         };
+        let subject = renamed.unwrap_or(m.subject);
         let ingest = Ingest {
             msg: OwnedMsg {
                 subject,
