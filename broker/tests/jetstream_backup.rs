@@ -14,126 +14,19 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use common::backup::{self, outcome};
 use common::js::{same_on_every_flavor, Flavor, Js, WAIT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tribune-broker");
 
-fn outcome(v: &Value) -> String {
-    match v.get("error") {
-        Some(e) => format!("error {}/{} {}", e["code"], e["err_code"], e["description"]),
-        None => "ok".to_string(),
-    }
-}
-
-/// A snapshot as a backup tool takes it: the answer, then every chunk
-/// (acknowledged as it comes) until the end status. Returns the answer,
-/// the chunks, and transcript lines about the protocol.
-async fn snapshot(js: &Js, stream: &str, body: Value) -> (Value, Vec<Bytes>, Vec<String>) {
-    let inbox = js.nc.new_inbox();
-    let mut sub = js.nc.subscribe(inbox.clone()).await.expect("subscribe");
-    let mut req = body;
-    req["deliver_subject"] = json!(inbox);
-    let answer = js
-        .api(
-            &format!("$JS.API.STREAM.SNAPSHOT.{stream}"),
-            &req.to_string(),
-        )
-        .await;
-    let mut lines = vec![format!(
-        "snapshot answer: {} config.name={} state.messages={}",
-        outcome(&answer),
-        answer["config"]["name"],
-        answer["state"]["messages"]
-    )];
-    let mut chunks = Vec::new();
-    let mut index = 0u64;
-    let ack_prefix = format!("$JS.SNAPSHOT.ACK.{stream}.");
-    loop {
-        let m = tokio::time::timeout(WAIT, sub.next())
-            .await
-            .unwrap_or_else(|_| panic!("[{}] snapshot chunks stopped", js.label))
-            .expect("subscription open");
-        if m.payload.is_empty() {
-            let status = m.status.map(|s| s.as_u16()).unwrap_or(0);
-            lines.push(format!("end status {status}"));
-            break;
-        }
-        match &m.reply {
-            Some(r) => {
-                let r = r.as_str();
-                let tail: Vec<&str> = r
-                    .strip_prefix(&ack_prefix)
-                    .unwrap_or_else(|| panic!("[{}] ack reply {r}", js.label))
-                    .split('.')
-                    .collect();
-                index += 1;
-                assert_eq!(tail.len(), 3, "[{}] {r}", js.label);
-                assert_eq!(tail[1], m.payload.len().to_string(), "[{}] {r}", js.label);
-                assert_eq!(tail[2], index.to_string(), "[{}] {r}", js.label);
-                js.nc
-                    .publish(r.to_string(), Bytes::new())
-                    .await
-                    .expect("ack");
-            }
-            None => lines.push("a last chunk without a reply".to_string()),
-        }
-        chunks.push(m.payload.clone());
-    }
-    lines.push(format!("chunks numbered from 1 to the last: {}", index > 0));
-    (answer, chunks, lines)
-}
-
-/// Restore `chunks` as `stream`: the answers of the request and the end.
-async fn restore(
-    js: &Js,
-    stream: &str,
-    config: &Value,
-    state: &Value,
-    chunks: &[Bytes],
-) -> Vec<String> {
-    let v = js
-        .api(
-            &format!("$JS.API.STREAM.RESTORE.{stream}"),
-            &json!({"config": config, "state": state}).to_string(),
-        )
-        .await;
-    let mut t = vec![format!("restore answer: {}", outcome(&v))];
-    let Some(deliver) = v["deliver_subject"].as_str() else {
-        return t;
-    };
-    t.push(format!(
-        "restore subject: {}",
-        deliver.starts_with(&format!("$JS.SNAPSHOT.RESTORE.{stream}."))
-    ));
-    for c in chunks {
-        let r = tokio::time::timeout(WAIT, js.nc.request(deliver.to_string(), c.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("[{}] chunk not answered", js.label))
-            .expect("chunk request");
-        assert!(
-            r.payload.is_empty(),
-            "[{}] chunk answer {:?}",
-            js.label,
-            r.payload
-        );
-    }
-    let done = tokio::time::timeout(WAIT * 2, js.nc.request(deliver.to_string(), Bytes::new()))
-        .await
-        .unwrap_or_else(|_| panic!("[{}] restore end not answered", js.label))
-        .expect("end request");
-    let v: Value = serde_json::from_slice(&done.payload).unwrap_or(Value::Null);
-    t.push(format!(
-        "restore end: {} type={} messages={} first={} last={} deleted={}",
-        outcome(&v),
-        v["type"],
-        v["state"]["messages"],
-        v["state"]["first_seq"],
-        v["state"]["last_seq"],
-        v["state"]["num_deleted"]
-    ));
-    t
+fn snapshot<'a>(
+    js: &'a Js,
+    stream: &'a str,
+    body: Value,
+) -> impl std::future::Future<Output = (Value, Vec<Bytes>, Vec<String>)> + 'a {
+    backup::snapshot(js.label, &js.nc, stream, body)
 }
 
 /// Every message of `stream`: `seq subject data headers`.
@@ -276,7 +169,17 @@ async fn round_trip(f: Flavor) -> Vec<String> {
         t.push(format!("restore over the live stream: {}", outcome(&v)));
         let v = js.api(&format!("$JS.API.STREAM.DELETE.{name}"), "").await;
         t.push(format!("delete stream: {}", outcome(&v)));
-        t.extend(restore(&js, &name, &answer["config"], &answer["state"], &chunks).await);
+        t.extend(
+            backup::restore(
+                js.label,
+                &js.nc,
+                &name,
+                &answer["config"],
+                &answer["state"],
+                &chunks,
+            )
+            .await,
+        );
         let after = contents(&js, &name).await;
         t.push(format!(
             "{name}: {} messages, all as before: {}",

@@ -5,6 +5,7 @@
 //! every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod backup;
 pub mod cluster;
 pub mod creds;
 pub mod direct_get;
