@@ -12,10 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use common::backup::{self, outcome};
-use common::js::{same_on_every_flavor, Flavor, Js, WAIT};
+use common::js::{b64_text, same_on_every_flavor, stored_messages, Flavor, Js, WAIT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -31,35 +30,20 @@ fn snapshot<'a>(
 
 /// Every message of `stream`: `seq subject data headers`.
 async fn contents(js: &Js, stream: &str) -> Vec<String> {
-    let info = js.api(&format!("$JS.API.STREAM.INFO.{stream}"), "").await;
-    let last = info["state"]["last_seq"].as_u64().unwrap_or(0);
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        let v = js
-            .api(
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                &json!({ "seq": seq }).to_string(),
+    stored_messages(&js.nc, stream)
+        .await
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {:?} {:?} {}",
+                m["seq"],
+                m["subject"].as_str().unwrap_or(""),
+                b64_text(m, "data"),
+                b64_text(m, "hdrs"),
+                m["time"].as_str().unwrap_or("")
             )
-            .await;
-        let m = &v["message"];
-        if m.is_null() {
-            continue;
-        }
-        let b64 = |k: &str| {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(m[k].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            String::from_utf8_lossy(&raw).into_owned()
-        };
-        out.push(format!(
-            "{seq} {} {:?} {:?} {}",
-            m["subject"].as_str().unwrap_or(""),
-            b64("data"),
-            b64("hdrs"),
-            m["time"].as_str().unwrap_or("")
-        ));
-    }
-    out
+        })
+        .collect()
 }
 
 async fn consumer_line(js: &Js, stream: &str, name: &str) -> String {

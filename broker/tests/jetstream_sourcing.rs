@@ -17,8 +17,7 @@ mod common;
 
 use std::time::Instant;
 
-use base64::Engine;
-use common::js::{same_on_every_flavor, Durable, Flavor, Js, WAIT};
+use common::js::{b64_text, same_on_every_flavor, stored_messages, Durable, Flavor, Js, WAIT};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tribune-broker");
@@ -75,10 +74,7 @@ async fn publish(js: &C, subject: &str, data: &str) -> String {
 /// The stored header block, without nats-server's stream identity (the
 /// sixth field of `Nats-Stream-Source`, which Tribune does not write).
 fn headers_of(m: &Value) -> String {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(m["hdrs"].as_str().unwrap_or(""))
-        .unwrap_or_default();
-    String::from_utf8_lossy(&raw)
+    b64_text(m, "hdrs")
         .split("\r\n")
         .filter(|l| !l.is_empty())
         .map(|l| match l.strip_prefix("Nats-Stream-Source: ") {
@@ -94,34 +90,19 @@ fn headers_of(m: &Value) -> String {
 
 /// Every message of `stream` as `seq subject data [headers]`, in order.
 async fn contents(js: &C, stream: &str) -> Vec<String> {
-    let info = js.api(&format!("$JS.API.STREAM.INFO.{stream}"), "").await;
-    let (first, last) = (
-        info["state"]["first_seq"].as_u64().unwrap_or(0),
-        info["state"]["last_seq"].as_u64().unwrap_or(0),
-    );
-    let mut out = Vec::new();
-    for seq in first.max(1)..=last {
-        let v = js
-            .api(
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                &json!({ "seq": seq }).to_string(),
+    stored_messages(&js.nc, stream)
+        .await
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {} [{}]",
+                m["seq"],
+                m["subject"].as_str().unwrap_or(""),
+                b64_text(m, "data"),
+                headers_of(m)
             )
-            .await;
-        let m = &v["message"];
-        if m.is_null() {
-            continue;
-        }
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(m["data"].as_str().unwrap_or(""))
-            .unwrap_or_default();
-        out.push(format!(
-            "{seq} {} {} [{}]",
-            m["subject"].as_str().unwrap_or(""),
-            String::from_utf8_lossy(&data),
-            headers_of(m)
-        ));
-    }
-    out
+        })
+        .collect()
 }
 
 /// Poll until `stream` holds `n` messages; its state then.

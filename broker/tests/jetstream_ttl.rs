@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
 use base64::Engine;
-use common::js::{same_on_every_flavor, Flavor, Js, WAIT};
+use common::js::{same_on_every_flavor, stored_messages, Flavor, Js, WAIT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -68,24 +68,11 @@ fn config_line(v: &Value) -> String {
 
 /// The subjects stored in `stream`, in sequence order.
 async fn subjects(js: &Js, stream: &str) -> Vec<String> {
-    let info = js.api(&format!("$JS.API.STREAM.INFO.{stream}"), "").await;
-    let (first, last) = (
-        info["state"]["first_seq"].as_u64().unwrap_or(0),
-        info["state"]["last_seq"].as_u64().unwrap_or(0),
-    );
-    let mut out = Vec::new();
-    for seq in first.max(1)..=last {
-        let v = js
-            .api(
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                &json!({ "seq": seq }).to_string(),
-            )
-            .await;
-        if let Some(s) = v["message"]["subject"].as_str() {
-            out.push(s.to_string());
-        }
-    }
-    out
+    stored_messages(&js.nc, stream)
+        .await
+        .iter()
+        .filter_map(|m| m["subject"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Poll until `stream` holds exactly the subjects `want` (in sequence

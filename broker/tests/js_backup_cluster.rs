@@ -41,7 +41,10 @@ async fn backup_restores_elsewhere(flavor: Flavor) {
     let (answer, chunks, lines) = snapshot(label, jc.client(via), "R3", json!({})).await;
     // (nats-server's end marker, routed from the leader, reaches the
     // client without its 204 status line; what counts is the restore.)
-    assert!(lines.iter().any(|l| l.starts_with("end status")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("end status")),
+        "{lines:?}"
+    );
     assert_eq!(answer["state"]["messages"], json!(40), "{answer}");
 
     let single = start_js(&flavor.bin());

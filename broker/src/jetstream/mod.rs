@@ -467,6 +467,15 @@ impl JsAccount {
         config: StreamConfig,
     ) -> Result<Arc<Stream>, ApiError> {
         let stream = self.new_stream(config)?;
+        self.start_stream(server, stream)
+    }
+
+    /// Start a new stream and make it the account's.
+    fn start_stream(
+        &self,
+        server: &Arc<Server>,
+        stream: Arc<Stream>,
+    ) -> Result<Arc<Stream>, ApiError> {
         stream.start(server)?;
         self.streams
             .write()
@@ -492,11 +501,7 @@ impl JsAccount {
             return Err(ApiError::new(500, 10062, format!("restore failed: {e}")));
         }
         stream.rebuild_indexes();
-        stream.start(server)?;
-        self.streams
-            .write()
-            .insert(stream.name.clone(), stream.clone());
-        Ok(stream)
+        self.start_stream(server, stream)
     }
 
     /// A consumer from a backup, on a stream being restored.

@@ -206,6 +206,38 @@ pub fn api_error(v: &Value) -> (u64, u64, String) {
     )
 }
 
+/// Every message `stream` holds, in sequence order, as `STREAM.MSG.GET`
+/// gives it (`subject`, `seq`, base64 `data` and `hdrs`, `time`).
+pub async fn stored_messages(client: &async_nats::Client, stream: &str) -> Vec<Value> {
+    let info = api(client, &format!("$JS.API.STREAM.INFO.{stream}"), "").await;
+    let (first, last) = (
+        info["state"]["first_seq"].as_u64().unwrap_or(0),
+        info["state"]["last_seq"].as_u64().unwrap_or(0),
+    );
+    let mut out = Vec::new();
+    for seq in first.max(1)..=last {
+        let v = api(
+            client,
+            &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            &serde_json::json!({ "seq": seq }).to_string(),
+        )
+        .await;
+        if !v["message"].is_null() {
+            out.push(v["message"].clone());
+        }
+    }
+    out
+}
+
+/// A base64 field of a stored message (`data`, `hdrs`), as text.
+pub fn b64_text(m: &Value, key: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(m[key].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 /// Poll the async condition `f` until it holds or [`WAIT`] passes.
 pub async fn eventually<F, Fut>(what: &str, mut f: F)
 where

@@ -436,6 +436,21 @@ impl StreamStateMachine {
         }
     }
 
+    /// Apply a committed batch of messages (published, or a mirror's at
+    /// their origin's sequences) at the leader's time `ts`.
+    fn apply_msgs<'a>(
+        &self,
+        msgs: impl ExactSizeIterator<Item = Published<'a>>,
+        ts: i64,
+    ) -> StreamResponse {
+        let mut results = Vec::with_capacity(msgs.len());
+        let published: Vec<Published<'a>> = msgs.collect();
+        let server = self.server.upgrade();
+        self.stream
+            .apply_published(server.as_deref(), &published, ts, &mut results);
+        StreamResponse::Published(results)
+    }
+
     /// Run an API request's handler on this replica's stream.
     fn api(
         &self,
@@ -575,40 +590,26 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                     out.push(StreamResponse::default());
                 }
                 EntryPayload::Normal(StreamEntry::Msgs { ts, msgs }) => {
-                    let published: Vec<Published<'_>> = msgs
-                        .iter()
-                        .map(|m| Published {
-                            subject: &m.subject,
-                            headers: &m.headers,
-                            payload: &m.payload,
-                            at: None,
-                        })
-                        .collect();
-                    let mut results = Vec::with_capacity(msgs.len());
-                    let server = self.server.upgrade();
-                    self.stream
-                        .apply_published(server.as_deref(), &published, ts, &mut results);
-                    out.push(StreamResponse::Published(results));
+                    let published = msgs.iter().map(|m| Published {
+                        subject: &m.subject,
+                        headers: &m.headers,
+                        payload: &m.payload,
+                        at: None,
+                    });
+                    out.push(self.apply_msgs(published, ts));
                 }
                 EntryPayload::Normal(StreamEntry::Mirrored { msgs }) => {
-                    let published: Vec<Published<'_>> = msgs
-                        .iter()
-                        .map(|m| Published {
-                            subject: &m.subject,
-                            headers: &m.headers,
-                            payload: &m.payload,
-                            at: Some(At {
-                                seq: m.seq,
-                                ts: m.ts,
-                            }),
-                        })
-                        .collect();
-                    let mut results = Vec::with_capacity(msgs.len());
-                    let server = self.server.upgrade();
                     let ts = msgs.last().map_or(0, |m| m.ts);
-                    self.stream
-                        .apply_published(server.as_deref(), &published, ts, &mut results);
-                    out.push(StreamResponse::Published(results));
+                    let published = msgs.iter().map(|m| Published {
+                        subject: &m.subject,
+                        headers: &m.headers,
+                        payload: &m.payload,
+                        at: Some(At {
+                            seq: m.seq,
+                            ts: m.ts,
+                        }),
+                    });
+                    out.push(self.apply_msgs(published, ts));
                 }
                 EntryPayload::Normal(StreamEntry::Purge { request }) => {
                     out.push(StreamResponse::Api(self.api(|acc, name| {
