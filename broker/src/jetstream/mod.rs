@@ -504,17 +504,6 @@ impl JsAccount {
         self.start_stream(server, stream)
     }
 
-    /// A consumer from a backup, on a stream being restored.
-    pub(crate) fn restore_consumer(
-        self: &Arc<Self>,
-        server: &Arc<Server>,
-        stream: &Arc<Stream>,
-        name: String,
-        config: ConsumerConfig,
-    ) -> Result<Arc<Consumer>, ApiError> {
-        self.create_consumer(server, stream, name, config)
-    }
-
     /// A new stream's store (and directory), not started.
     fn new_stream(self: &Arc<Self>, config: StreamConfig) -> Result<Arc<Stream>, ApiError> {
         let created = SystemTime::now();

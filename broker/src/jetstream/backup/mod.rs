@@ -507,7 +507,7 @@ fn build(
         store.sync().map_err(|e| e.to_string())
     })?;
     for c in consumers {
-        match acc.restore_consumer(&server, &stream, c.name.clone(), c.config) {
+        match acc.create_consumer(&server, &stream, c.name.clone(), c.config) {
             Ok(made) => made.take_state(c.state),
             Err(e) => warn!(
                 "Restore of stream '{} > {}': consumer {:?}: {e}",
