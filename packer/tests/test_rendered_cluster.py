@@ -194,8 +194,15 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
 
         ca = nodes[0].etc / "tls" / "ca.pem"
         hs256 = material["web-idp"]["hs256_secret"]
-        asyncio.run(_clients(nodes, ca, nk["services_seed"], _token(hs256, ["football"])))
-        asyncio.run(_app_clients(nodes, ca, hs256))
+        try:
+            asyncio.run(_clients(nodes, ca, nk["services_seed"], _token(hs256, ["football"])))
+            asyncio.run(_app_clients(nodes, ca, hs256))
+        except BaseException as e:
+            # What each part of the system said, for a failure seen only on
+            # a loaded CI machine.
+            tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}"
+                               for log in sorted(logs.glob("*.log")))
+            raise AssertionError(f"{e!r}\n{tails}") from e
 
 
 def _connz_accounts(node: Node) -> dict[str, str]:
