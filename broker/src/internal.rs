@@ -117,23 +117,16 @@ impl InternalClient {
         headers: &[u8],
         payload: &[u8],
     ) -> usize {
-        let mut crossed = 0;
-        if self.account.has_cross() {
+        let cross = self.account.has_cross();
+        if cross {
             let ends = headers.is_empty() && payload.is_empty();
             if let Some(resp) = self.account.response_for(to.as_bytes(), ends) {
                 return self.respond(server, &resp, to, headers, payload);
             }
-            let msg = Msg {
-                subject: subject.as_bytes(),
-                reply: reply.map(str::as_bytes),
-                hdr_len: headers.len(),
-                body: &[headers, payload].concat(),
-            };
-            crossed = self.cross_account(server, to, &msg);
         }
         let result = self.account.sublist.match_subject(to.as_bytes());
-        if result.is_empty() {
-            return crossed;
+        if result.is_empty() && !cross {
+            return 0;
         }
         let body;
         let body_ref: &[u8] = if headers.is_empty() {
@@ -151,6 +144,14 @@ impl InternalClient {
             hdr_len: headers.len(),
             body: body_ref,
         };
+        let crossed = if cross {
+            self.cross_account(server, to, &msg)
+        } else {
+            0
+        };
+        if result.is_empty() {
+            return crossed;
+        }
         let is_route = |s: &Arc<Subscription>| s.client.kind == ConnKind::Route;
         let has_route =
             result.psubs.iter().any(is_route) || result.qsubs.iter().flatten().any(is_route);

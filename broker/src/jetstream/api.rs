@@ -490,12 +490,7 @@ pub(crate) fn stream_info(server: &Server, s: &Stream, filter: Option<&str>) -> 
             num_deleted: st.num_deleted,
             num_subjects: st.num_subjects,
             subjects,
-            consumer_count: s
-                .consumers
-                .read()
-                .values()
-                .filter(|c| !c.is_direct())
-                .count(),
+            consumer_count: s.public_consumers(),
         },
         cluster: cluster_info(server, s),
         mirror,
@@ -1300,13 +1295,7 @@ fn consumer_create(
     if req.action == "update" {
         return Err(errors::consumer_does_not_exist());
     }
-    let public = s
-        .consumers
-        .read()
-        .values()
-        .filter(|c| !c.is_direct())
-        .count();
-    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, public)?;
+    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, s.public_consumers())?;
     let c = acc.create_consumer(server, &s, name, cfg)?;
     Ok(answered(&c))
 }

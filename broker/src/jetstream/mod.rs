@@ -328,12 +328,7 @@ impl JsAccount {
             drop(inner);
             u.streams += 1;
             u.messages += st.msgs;
-            u.consumers += s
-                .consumers
-                .read()
-                .values()
-                .filter(|c| !c.is_direct())
-                .count();
+            u.consumers += s.public_consumers();
         }
         u
     }

@@ -135,6 +135,55 @@ impl StreamInner {
         }
     }
 
+    /// `max_msg_size`, and the server's storage limit when budgeted: the
+    /// checks every message meets before anything else is looked at.
+    fn check_fits(&self, hdr: &[u8], payload: &[u8]) -> Result<(), ApiError> {
+        let max = self.config.max_msg_size;
+        if max > 0 && hdr.len() + payload.len() > max as usize {
+            return Err(errors::msg_too_large());
+        }
+        match &self.budget {
+            Some(b) => b.check_server(),
+            None => Ok(()),
+        }
+    }
+
+    /// What the message costs under the account's storage limit, refused
+    /// if it does not fit (0 when this write is not budgeted).
+    fn check_budget(&self, subject: &str, hdr: &[u8], payload: &[u8]) -> Result<i64, ApiError> {
+        match &self.budget {
+            Some(b) => {
+                let size = b.size(subject, hdr, payload);
+                b.check_account(size)?;
+                Ok(size)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Store a checked message at `ts`, the store's refusals as publish
+    /// errors, and spend its `size` from the budget.
+    fn store(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        payload: &[u8],
+        ts: i64,
+        size: i64,
+    ) -> Result<u64, ApiError> {
+        let seq = self
+            .store
+            .store_msg(subject, hdr, payload, ts)
+            .map_err(|e| match e {
+                StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
+                other => errors::store_failed(other),
+            })?;
+        if let Some(b) = self.budget.as_mut() {
+            b.spend(size);
+        }
+        Ok(seq)
+    }
+
     /// Note a stored message's `Nats-Msg-Id` for the duplicate window.
     /// Nats-Expected-Last-Msg-Id compares with the newest message's id,
     /// which is empty when that message had none.
@@ -603,6 +652,16 @@ impl Stream {
         }
     }
 
+    /// How many consumers the stream shows: all but the direct ones that
+    /// feed mirrors and sources elsewhere.
+    pub(crate) fn public_consumers(&self) -> usize {
+        self.consumers
+            .read()
+            .values()
+            .filter(|c| !c.is_direct())
+            .count()
+    }
+
     /// `STREAM.INFO`'s `mirror` and `sources`, from the running feeds.
     pub(crate) fn feed_info(&self) -> (Option<SourceInfo>, Vec<SourceInfo>) {
         let feeds = self.feeds.lock();
@@ -710,8 +769,7 @@ impl Stream {
             .as_ref()
             .and_then(|t| t.apply(m.subject));
         let subject = transformed.as_deref().unwrap_or(m.subject);
-        let cfg = &inner.config;
-        if cfg.sealed {
+        if inner.config.sealed {
             return Err(errors::sealed());
         }
         if let Some(at) = m.at {
@@ -721,12 +779,8 @@ impl Stream {
         if hdr.len() > 64 * 1024 {
             return Err(errors::header_too_large());
         }
-        if cfg.max_msg_size > 0 && hdr.len() + m.payload.len() > cfg.max_msg_size as usize {
-            return Err(errors::msg_too_large());
-        }
-        if let Some(b) = &inner.budget {
-            b.check_server()?;
-        }
+        inner.check_fits(hdr, m.payload)?;
+        let cfg = &inner.config;
         let window = dedup_window(cfg);
         while let Some((ts, _)) = inner.dedup_order.front() {
             if *ts + window >= now {
@@ -808,14 +862,8 @@ impl Stream {
                 }
             }
         }
-        let size = match &inner.budget {
-            Some(b) => {
-                let size = b.size(subject, hdr, m.payload);
-                b.check_account(size)?;
-                size
-            }
-            None => 0,
-        };
+        let size = inner.check_budget(subject, hdr, m.payload)?;
+        let cfg = &inner.config;
         let ttl = match ttl {
             Some(Err(())) => return Err(errors::msg_ttl_invalid()),
             Some(Ok(t)) => t,
@@ -840,13 +888,7 @@ impl Stream {
                 .map(|to| (to, inner.store.last_seq_for_subject(subject))),
             _ => None,
         };
-        let seq = inner
-            .store
-            .store_msg(subject, hdr, m.payload, now)
-            .map_err(|e| match e {
-                StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
-                other => errors::store_failed(other),
-            })?;
+        let seq = inner.store(subject, hdr, m.payload, now, size)?;
         if let Some(r) = h.rollup {
             let filter = if r == "all" { "" } else { subject };
             if let Err(e) = inner.store.purge(filter, seq, 0) {
@@ -865,9 +907,6 @@ impl Stream {
         if let Some(Ttl::Secs(secs)) = ttl {
             inner.ttls.track(seq, now, secs);
         }
-        if let Some(b) = inner.budget.as_mut() {
-            b.spend(size);
-        }
         inner.remember(msg_id, seq, now);
         Ok((seq, false))
     }
@@ -883,45 +922,23 @@ impl Stream {
         m: &Published<'_>,
         at: At,
     ) -> Result<(u64, bool), ApiError> {
-        let cfg = &inner.config;
-        if cfg.max_msg_size > 0 && m.headers.len() + m.payload.len() > cfg.max_msg_size as usize {
-            return Err(errors::msg_too_large());
-        }
-        if let Some(b) = &inner.budget {
-            b.check_server()?;
-        }
+        inner.check_fits(m.headers, m.payload)?;
         let last = inner.store.state().last_seq;
         if at.seq <= last {
             return Ok((at.seq, true));
         }
+        let size = inner.check_budget(subject, m.headers, m.payload)?;
         if at.seq > last + 1 {
             inner
                 .store
                 .skip_to(at.seq - 1)
                 .map_err(errors::store_failed)?;
         }
-        let size = match &inner.budget {
-            Some(b) => {
-                let size = b.size(subject, m.headers, m.payload);
-                b.check_account(size)?;
-                size
-            }
-            None => 0,
-        };
-        let seq = inner
-            .store
-            .store_msg(subject, m.headers, m.payload, at.ts)
-            .map_err(|e| match e {
-                StoreError::MsgTooLarge { .. } => errors::msg_too_large(),
-                other => errors::store_failed(other),
-            })?;
+        let seq = inner.store(subject, m.headers, m.payload, at.ts, size)?;
         if inner.config.allow_msg_ttl {
             if let Some(Ttl::Secs(secs)) = ttl::of(m.headers) {
                 inner.ttls.track(seq, at.ts, secs);
             }
-        }
-        if let Some(b) = inner.budget.as_mut() {
-            b.spend(size);
         }
         Ok((seq, false))
     }

@@ -131,11 +131,9 @@ impl SnapshotJob {
     async fn run(self) -> Result<i64, String> {
         let server = self.server.upgrade().ok_or("server stopped")?;
         let account = self.acc.client.account().clone();
-        let chunk = self.req.chunk_size.clamp(1024, 1024 * 1024) as usize;
-        let chunk = if self.req.chunk_size == 0 {
-            128 * 1024
-        } else {
-            chunk
+        let chunk = match self.req.chunk_size {
+            0 => 128 * 1024,
+            c => c.clamp(1024, 1024 * 1024) as usize,
         };
         let window = match self.req.window_size {
             0 => 8 * 1024 * 1024,
@@ -220,16 +218,10 @@ impl SnapshotJob {
                     }
                 }
             }
-            while buf.len() >= chunk {
-                let rest = buf.split_off(chunk);
-                out.chunk(std::mem::replace(&mut buf, rest), true).await?;
-            }
+            out.full_chunks(&mut buf, chunk).await?;
         }
         w.end(&mut buf);
-        while buf.len() >= chunk {
-            let rest = buf.split_off(chunk);
-            out.chunk(std::mem::replace(&mut buf, rest), true).await?;
-        }
+        out.full_chunks(&mut buf, chunk).await?;
         if !buf.is_empty() {
             // The short last chunk goes without a reply, as in nats-server.
             out.chunk(buf, false).await?;
@@ -251,6 +243,15 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
+    /// Send every whole chunk at the front of `buf`, keeping the rest.
+    async fn full_chunks(&mut self, buf: &mut Vec<u8>, chunk: usize) -> Result<(), &'static str> {
+        while buf.len() >= chunk {
+            let rest = buf.split_off(chunk);
+            self.chunk(std::mem::replace(buf, rest), true).await?;
+        }
+        Ok(())
+    }
+
     async fn chunk(&mut self, data: Vec<u8>, acked: bool) -> Result<(), &'static str> {
         while let Ok(_ack) = self.rx.try_recv() {
             self.slots += 1;

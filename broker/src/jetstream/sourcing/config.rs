@@ -165,6 +165,47 @@ pub struct Origin {
     pub sources: Vec<StreamSource>,
 }
 
+/// What the mirror and sources name, for the checks made across them.
+#[derive(Default)]
+struct Seen {
+    deliver_prefixes: Vec<String>,
+    api_prefixes: Vec<String>,
+    /// The subjects of the origins within the account.
+    origin_subjects: Vec<String>,
+}
+
+impl Seen {
+    /// An external origin's prefixes; an origin within the account, its
+    /// subjects, and `too_big` if its messages may not fit this stream.
+    fn note(
+        &mut self,
+        src: &StreamSource,
+        max_msg_size: i32,
+        lookup: &dyn Fn(&str) -> Option<Origin>,
+        too_big: impl Fn() -> ApiError,
+    ) -> Result<(), ApiError> {
+        match &src.external {
+            None => {
+                if let Some(o) = lookup(&src.name) {
+                    self.origin_subjects.extend(o.subjects);
+                    if max_msg_size > 0 && o.max_msg_size > 0 && max_msg_size < o.max_msg_size {
+                        return Err(too_big());
+                    }
+                }
+            }
+            Some(ext) => {
+                if !ext.deliver.is_empty() {
+                    self.deliver_prefixes.push(ext.deliver.clone());
+                }
+                if !ext.api.is_empty() {
+                    self.api_prefixes.push(ext.api.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// nats-server's checks of a stream's `mirror` and `sources`, in its
 /// order. `subjects` are the stream's own; `lookup` finds another stream
 /// of the account by name.
@@ -179,9 +220,7 @@ pub fn check(
     extra: &Map<String, Value>,
     lookup: &dyn Fn(&str) -> Option<Origin>,
 ) -> Result<(), ApiError> {
-    let mut deliver_prefixes = Vec::new();
-    let mut api_prefixes = Vec::new();
-    let mut origin_subjects: Vec<String> = Vec::new();
+    let mut seen = Seen::default();
     let first_seq = extra.get("first_seq").and_then(Value::as_u64).unwrap_or(0);
     if let Some(m) = mirror {
         if first_seq > 0 {
@@ -227,31 +266,17 @@ pub fn check(
                 }
             }
         }
-        match &m.external {
-            None => {
-                if !is_valid_name(&m.name) {
-                    return Err(err(400, 10142, "mirrored stream name is invalid"));
-                }
-                if let Some(o) = lookup(&m.name) {
-                    origin_subjects.extend(o.subjects);
-                    if max_msg_size > 0 && o.max_msg_size > 0 && max_msg_size < o.max_msg_size {
-                        return Err(err(
-                            400,
-                            10030,
-                            "stream mirror must have max message size >= source",
-                        ));
-                    }
-                }
-            }
-            Some(ext) => {
-                if !ext.deliver.is_empty() {
-                    deliver_prefixes.push(ext.deliver.clone());
-                }
-                if !ext.api.is_empty() {
-                    api_prefixes.push(ext.api.clone());
-                }
-            }
+        if m.external.is_none() && !is_valid_name(&m.name) {
+            return Err(err(400, 10142, "mirrored stream name is invalid"));
         }
+        let too_big = || {
+            err(
+                400,
+                10030,
+                "stream mirror must have max message size >= source",
+            )
+        };
+        seen.note(m, max_msg_size, lookup, too_big)?;
     }
     let mut inames = std::collections::HashSet::new();
     for s in sources {
@@ -279,30 +304,16 @@ pub fn check(
         if s.extra.get("consumer").is_some_and(|v| !v.is_null()) {
             return Err(err(400, 10215, "stream source consumer config is invalid"));
         }
-        match &s.external {
-            None => {
-                if let Some(o) = lookup(&s.name) {
-                    origin_subjects.extend(o.subjects);
-                    if max_msg_size > 0 && o.max_msg_size > 0 && max_msg_size < o.max_msg_size {
-                        return Err(err(
-                            400,
-                            10046,
-                            "stream source must have max message size >= target",
-                        ));
-                    }
-                }
-            }
-            Some(ext) => {
-                if !ext.deliver.is_empty() {
-                    deliver_prefixes.push(ext.deliver.clone());
-                }
-                if !ext.api.is_empty() {
-                    api_prefixes.push(ext.api.clone());
-                }
-            }
-        }
+        let too_big = || {
+            err(
+                400,
+                10046,
+                "stream source must have max message size >= target",
+            )
+        };
+        seen.note(s, max_msg_size, lookup, too_big)?;
     }
-    for pfx in &deliver_prefixes {
+    for pfx in &seen.deliver_prefixes {
         if pfx.contains(['*', '>']) || !crate::subject::is_valid(pfx.as_bytes()) {
             return Err(err(
                 400,
@@ -310,7 +321,7 @@ pub fn check(
                 format!("stream external delivery prefix {pfx} must not contain wildcards"),
             ));
         }
-        for sub in &origin_subjects {
+        for sub in &seen.origin_subjects {
             if overlaps(sub, &format!("{pfx}.{sub}")) {
                 return Err(err(
                     400,
@@ -322,7 +333,7 @@ pub fn check(
             }
         }
     }
-    for pfx in &api_prefixes {
+    for pfx in &seen.api_prefixes {
         if pfx.contains(['*', '>']) || !crate::subject::is_valid(pfx.as_bytes()) {
             return Err(err(
                 500,

@@ -48,13 +48,12 @@ pub(crate) fn spawn(server: Weak<Server>, sink: Weak<dyn FeedSink>, state: Arc<F
         let mut feed = Running {
             server,
             sink,
+            transforms: st.source.transforms(),
             state: st,
             stop,
             sseq: None,
             dseq: 0,
-            transforms: Vec::new(),
         };
-        feed.transforms = feed.state.source.transforms();
         feed.run().await;
     });
     Feed {
