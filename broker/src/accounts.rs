@@ -79,9 +79,11 @@ pub struct Account {
     pub name: String,
     /// `default_permissions`, for auth-callout users whose JWT carries none
     /// (configured users had them filled in when the config was read).
-    pub default_permissions: Option<crate::permissions::Permissions>,
-    /// `limits {}`: clients bound here, and what each of them may do.
-    pub limits: AccountLimits,
+    /// An account JWT update replaces it.
+    default_permissions: RwLock<Option<crate::permissions::Permissions>>,
+    /// `limits {}`: clients bound here, and what each of them may do. An
+    /// account JWT update replaces them for the clients that bind next.
+    limits: RwLock<AccountLimits>,
     /// Clients bound to the account on this node, for `max_connections`.
     clients: std::sync::atomic::AtomicUsize,
     pub sublist: Sublist,
@@ -113,8 +115,8 @@ impl Account {
     pub fn configured(cfg: &AccountConfig) -> Arc<Self> {
         Arc::new(Account {
             name: cfg.name.clone(),
-            default_permissions: cfg.default_permissions.clone(),
-            limits: cfg.limits,
+            default_permissions: RwLock::new(cfg.default_permissions.clone()),
+            limits: RwLock::new(cfg.limits),
             clients: std::sync::atomic::AtomicUsize::new(0),
             sublist: Sublist::new(),
             stream_links: RwLock::new(Vec::new()),
@@ -130,13 +132,30 @@ impl Account {
     /// is given back when the returned guard is dropped.
     pub fn take_seat(self: &Arc<Self>) -> Option<AccountSeat> {
         use std::sync::atomic::Ordering;
-        let limit = self.limits.max_connections;
+        let limit = self.limits.read().max_connections;
         self.clients
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (!limit.reached(n)).then_some(n + 1)
             })
             .ok()?;
         Some(AccountSeat(self.clone()))
+    }
+
+    /// The account's limits now.
+    pub fn limits(&self) -> AccountLimits {
+        *self.limits.read()
+    }
+
+    /// The permissions of users who bring none of their own.
+    pub fn default_permissions(&self) -> Option<crate::permissions::Permissions> {
+        self.default_permissions.read().clone()
+    }
+
+    /// Apply what an updated account JWT says: limits and default
+    /// permissions for the clients that bind from now on.
+    pub fn reconfigure(&self, cfg: &AccountConfig) {
+        *self.limits.write() = cfg.limits;
+        *self.default_permissions.write() = cfg.default_permissions.clone();
     }
 
     /// Clients bound to the account on this node.

@@ -409,8 +409,7 @@ impl AuthCallout {
         };
         // A JWT with no permissions gets the account's defaults, as
         // nats-server's buildInternalNkeyUser gives them.
-        let permissions =
-            permissions_from_jwt(&user.nats).or_else(|| target.default_permissions.clone());
+        let permissions = permissions_from_jwt(&user.nats).or_else(|| target.default_permissions());
         Ok(Identity {
             user: Some(name),
             account: Some(target.name.clone()),

@@ -36,6 +36,7 @@ pub mod subject;
 pub mod sublist;
 pub mod sublist_watch;
 pub mod subscription;
+pub mod system;
 pub mod tls;
 pub mod websocket;
 

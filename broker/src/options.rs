@@ -135,6 +135,44 @@ pub struct OperatorOptions {
     pub trusted_keys: Vec<String>,
     /// `resolver_preload`: account public key → account JWT, as written.
     pub preload: Vec<(String, String)>,
+    /// Where account JWTs live: `MEMORY`, or a directory kept up to date
+    /// over the system account (`type: full`).
+    pub resolver: ResolverOptions,
+}
+
+/// `resolver: MEMORY` or `resolver { type: full, dir: ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ResolverOptions {
+    #[default]
+    Memory,
+    Full(FullResolverOptions),
+}
+
+/// `resolver { type: full, dir, allow_delete, hard_delete, limit, interval,
+/// timeout }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullResolverOptions {
+    pub dir: PathBuf,
+    pub delete: crate::operator::store::DeleteMode,
+    /// At most this many accounts (0: no limit).
+    pub limit: usize,
+    /// How often the servers of a cluster compare their directories.
+    pub interval: std::time::Duration,
+    /// How long to wait for another server's answer.
+    pub timeout: std::time::Duration,
+}
+
+impl FullResolverOptions {
+    /// nats-server's defaults: a sync each minute, 1.9 s to answer.
+    pub fn new(dir: PathBuf) -> Self {
+        FullResolverOptions {
+            dir,
+            delete: Default::default(),
+            limit: 0,
+            interval: std::time::Duration::from_secs(60),
+            timeout: std::time::Duration::from_millis(1900),
+        }
+    }
 }
 
 /// `cluster { ... }`: where this node listens for routes, which peers it

@@ -22,6 +22,7 @@ use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::subscription::Subscription;
 use crate::{ports, VERSION};
 
+mod operator;
 mod ws_listener;
 
 /// The nats-server release whose client protocol Tribune speaks. Clients
@@ -97,8 +98,9 @@ pub struct Server {
     pub start_time: SystemTime,
     opts: RwLock<Arc<Options>>,
     global: Arc<Account>,
-    /// Every account by name: `$G`, the system account, configured ones.
-    accounts: HashMap<String, Arc<Account>>,
+    /// Every account by name: `$G`, the system account, configured ones,
+    /// and in operator mode those a directory resolver learns of later.
+    accounts: RwLock<HashMap<String, Arc<Account>>>,
     system_account: Arc<Account>,
     clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
     closed: Mutex<VecDeque<ClosedClient>>,
@@ -124,8 +126,9 @@ pub struct Server {
     tls: RwLock<crate::tls::TlsContexts>,
     /// Auth callout, when configured; set up at start.
     callout: std::sync::OnceLock<crate::callout::AuthCallout>,
-    /// Operator mode: the trusted accounts, when `operator` is configured.
-    trust: Option<crate::operator::Trust>,
+    /// Operator mode: the trusted accounts, when `operator` is configured;
+    /// set up at start.
+    trust: std::sync::OnceLock<crate::operator::Trust>,
     /// JetStream, when enabled; set up at start.
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
@@ -160,10 +163,6 @@ impl Server {
             .name
             .clone()
             .unwrap_or_else(|| nkeys::KeyPair::new_server().public_key()[..22].to_string());
-        let trust = opts
-            .operator
-            .as_ref()
-            .map(crate::operator::Trust::from_options);
         Arc::new(Server {
             id,
             key_pair,
@@ -172,7 +171,7 @@ impl Server {
             start_time: SystemTime::now(),
             opts: RwLock::new(Arc::new(opts)),
             global,
-            accounts,
+            accounts: RwLock::new(accounts),
             system_account,
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
@@ -191,7 +190,7 @@ impl Server {
             route_keepers: Mutex::new(HashMap::new()),
             tls: RwLock::new(crate::tls::TlsContexts::default()),
             callout: std::sync::OnceLock::new(),
-            trust,
+            trust: std::sync::OnceLock::new(),
             jetstream: std::sync::OnceLock::new(),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
@@ -206,15 +205,16 @@ impl Server {
         self.global.clone()
     }
 
-    /// An account by name (routes name it in every message). Accounts are
-    /// fixed at start: adding one needs a restart.
+    /// An account by name (routes name it in every message). Configured
+    /// accounts are fixed at start; in operator mode the resolver's
+    /// accounts join as it learns of them.
     pub fn account(&self, name: &[u8]) -> Option<Arc<Account>> {
         let name = std::str::from_utf8(name).ok()?;
-        self.accounts.get(name).cloned()
+        self.accounts.read().get(name).cloned()
     }
 
     pub fn accounts(&self) -> Vec<Arc<Account>> {
-        self.accounts.values().cloned().collect()
+        self.accounts.read().values().cloned().collect()
     }
 
     pub fn system_account(&self) -> Arc<Account> {
@@ -246,7 +246,7 @@ impl Server {
 
     /// Operator mode's trust in accounts, when configured.
     pub fn trust(&self) -> Option<&crate::operator::Trust> {
-        self.trust.as_ref()
+        self.trust.get()
     }
 
     /// JetStream, when enabled.
@@ -462,7 +462,7 @@ impl Server {
     /// service we import, so responses made on other nodes come back here.
     fn advertise_response_interest(&self) {
         let mut exporters: Vec<String> = Vec::new();
-        for acc in self.accounts.values() {
+        for acc in self.accounts() {
             for si in acc.service_imports.read().iter() {
                 if !exporters.contains(&si.exporter.name) {
                     exporters.push(si.exporter.name.clone());
@@ -667,10 +667,12 @@ impl Server {
         if let Some(callout) = crate::callout::AuthCallout::start(self, &opts) {
             let _ = self.callout.set(callout);
         }
+        self.start_trust(&opts)?;
         if opts.jetstream.enabled {
             let js = crate::jetstream::JetStream::start(self, &opts.jetstream)?;
             let _ = self.jetstream.set(js);
         }
+        self.start_claims_service(&opts)?;
         if let Some(local) = crate::tls::start_https(self, &opts).await? {
             self.listeners.write().http = Some(local);
         }

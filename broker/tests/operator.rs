@@ -55,12 +55,7 @@ struct User {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let op = KeyPair::new_operator();
-        let sys = KeyPair::new_account();
-        let mut oc = OperatorClaims::new(&op.public_key());
-        oc.std.name = "OP".into();
-        oc.nats.system_account = sys.public_key();
-        let operator_jwt = jwt::encode(&mut oc, &op).unwrap();
+        let (op, operator_jwt, sys) = common::creds::operator_with_system_account();
 
         let (a, b, c) = (
             KeyPair::new_account(),

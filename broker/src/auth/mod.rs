@@ -43,6 +43,18 @@ pub struct Identity {
     pub expires: Option<SystemTime>,
     /// Whose expiry `expires` is: what the client is told then.
     pub expiry: Expiry,
+    /// For a user JWT: who signed it and when, so that an account update
+    /// revoking the user or dropping the signing key can end the connection.
+    pub signed: Option<Signed>,
+}
+
+/// The signature on a user JWT a connection was admitted with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The account key or signing key that signed the user JWT.
+    pub issuer: String,
+    /// The user JWT's `iat` (unix seconds), which revocations compare.
+    pub issued_at: i64,
 }
 
 /// Whose credentials end a connection when they expire.

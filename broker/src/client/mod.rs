@@ -49,6 +49,8 @@ pub struct ClientMeta {
     pub user: Option<String>,
     pub account: String,
     pub rtt_nanos: u64,
+    /// Who signed the user JWT the client was admitted with, if any.
+    pub signed: Option<crate::auth::Signed>,
 }
 
 /// What is on the other end of a connection.

@@ -31,6 +31,8 @@ pub enum ClosedState {
     NoRespondersRequiresHeaders,
     DuplicateRoute,
     TlsHandshakeError,
+    /// The account's JWT revoked the user's credentials.
+    Revocation,
 }
 
 impl fmt::Display for ClosedState {
@@ -56,6 +58,7 @@ impl fmt::Display for ClosedState {
             ClosedState::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             ClosedState::DuplicateRoute => "Duplicate Route",
             ClosedState::TlsHandshakeError => "TLS Handshake Failure",
+            ClosedState::Revocation => "Credentials Revoked",
         })
     }
 }

@@ -18,7 +18,10 @@
 use super::apply::Ctx;
 use super::value::{Map, Node, Value};
 use crate::operator::{self, verify};
-use crate::options::{OperatorOptions, Options};
+use std::time::Duration;
+
+use crate::operator::store::DeleteMode;
+use crate::options::{FullResolverOptions, OperatorOptions, Options, ResolverOptions};
 
 /// Every spelling nats-server accepts for the operator JWTs.
 pub(super) const OPERATOR_KEYS: &[&str] = &[
@@ -53,7 +56,7 @@ fn find<'a>(root: &'a Map, names: &[&str]) -> Option<(&'a str, &'a Node)> {
 pub(super) fn apply(opts: &mut Options, cx: &mut Ctx, root: &Map) {
     let operators = find(root, OPERATOR_KEYS).map(|(k, n)| (n, operator_jwts(cx, k, n)));
     let trusted = find(root, TRUSTED_KEYS).map(|(k, n)| (n, trusted_keys(cx, k, n)));
-    let resolver = find(root, RESOLVER_KEYS).and_then(|(k, n)| memory_resolver(cx, k, n));
+    let resolver = find(root, RESOLVER_KEYS).and_then(|(k, n)| resolver(cx, k, n));
     let preload = find(root, &[PRELOAD_KEY]).map(|(_, n)| preloads(cx, n));
     let at = match (&operators, &trusted) {
         (Some((n, _)), _) | (None, Some((n, _))) => (*n).clone(),
@@ -125,6 +128,7 @@ pub(super) fn apply(opts: &mut Options, cx: &mut Ctx, root: &Map) {
     opts.operator = Some(OperatorOptions {
         trusted_keys,
         preload,
+        resolver: resolver.unwrap_or_default(),
     });
 }
 
@@ -220,42 +224,112 @@ fn trusted_keys(cx: &mut Ctx, key: &str, node: &Node) -> Vec<String> {
     super::accounts::strings(cx, key, node).unwrap_or_default()
 }
 
-/// `resolver`: only `MEMORY` is supported; anything else is refused.
-fn memory_resolver(cx: &mut Ctx, key: &str, node: &Node) -> Option<()> {
+/// `resolver`: `MEMORY`, or a map for the directory resolver
+/// (`type: full`). `URL(...)` and `type: cache` are refused.
+fn resolver(cx: &mut Ctx, key: &str, node: &Node) -> Option<ResolverOptions> {
     match &node.value {
         Value::String(s) => {
             let s = s.trim();
             if s.eq_ignore_ascii_case("MEM") || s.eq_ignore_ascii_case("MEMORY") {
-                return Some(());
+                return Some(ResolverOptions::Memory);
             }
             if s.to_ascii_uppercase().starts_with("URL") {
                 cx.error(
                     &node.pos,
-                    format!("{key} {s:?} is not supported by tribune-broker yet; only MEMORY is"),
+                    format!(
+                        "{key} {s:?} is not supported by tribune-broker; use MEMORY or a full directory resolver"
+                    ),
                 );
             } else {
-                cx.error(&node.pos, format!("{key} {s:?} is not a resolver"));
+                cx.error(&node.pos, RESOLVER_SHAPE.to_string());
             }
             None
         }
-        Value::Map(m) => {
-            let kind = m
-                .get_ignore_case("type")
-                .and_then(|n| n.value.as_str())
-                .unwrap_or("full");
+        Value::Map(m) => full_resolver(cx, key, node, m),
+        _ => {
             cx.error(
                 &node.pos,
                 format!(
-                    "{key} of type {kind:?} is not supported by tribune-broker yet; only MEMORY is"
+                    "error parsing operator resolver, wrong type {}",
+                    node.value.type_name()
                 ),
             );
             None
         }
+    }
+}
+
+const RESOLVER_SHAPE: &str = "error parsing account resolver, should be MEM or  URL(\"url\") or a map containing dir and type state=[FULL|CACHE])";
+
+/// `resolver { type, dir, allow_delete, hard_delete, limit, interval,
+/// timeout, ttl }`, with nats-server's checks and words.
+fn full_resolver(cx: &mut Ctx, key: &str, node: &Node, m: &Map) -> Option<ResolverOptions> {
+    let string = |cx: &mut Ctx, k: &str| m.get(k).and_then(|n| cx.string(k, n));
+    let kind = string(cx, "type").unwrap_or_default();
+    let dir = string(cx, "dir").unwrap_or_default();
+    let del = m
+        .get("allow_delete")
+        .and_then(|n| cx.bool("allow_delete", n));
+    let hard = m.get("hard_delete").and_then(|n| cx.bool("hard_delete", n));
+    let limit = m.get("limit").and_then(|n| cx.int("limit", n));
+    let duration = |cx: &mut Ctx, k: &str| m.get(k).and_then(|n| cx.duration(k, n));
+    let ttl = duration(cx, "ttl");
+    let interval = duration(cx, "interval");
+    let timeout = duration(cx, "timeout");
+    match kind.to_ascii_uppercase().as_str() {
+        "FULL" => {}
+        "MEM" | "MEMORY" => return Some(ResolverOptions::Memory),
+        "CACHE" => {
+            cx.error(
+                &node.pos,
+                format!(
+                    "{key} of type \"cache\" is not supported by tribune-broker; use type: full"
+                ),
+            );
+            return None;
+        }
         _ => {
-            cx.type_error(key, node, "string or map");
-            None
+            cx.error(&node.pos, RESOLVER_SHAPE.to_string());
+            return None;
         }
     }
+    if dir.is_empty() {
+        cx.error(
+            &node.pos,
+            "dir has no value and needs to point to a directory",
+        );
+        return None;
+    }
+    if std::fs::metadata(&dir).is_ok_and(|md| !md.is_dir()) {
+        cx.error(&node.pos, "dir needs to point to an accessible directory");
+        return None;
+    }
+    if ttl.is_some_and(|t| !t.is_zero()) {
+        cx.error(&node.pos, "FULL does not accept ttl");
+    }
+    if hard.is_some() && del != Some(true) {
+        cx.error(&node.pos, "hard_delete has no effect without delete");
+    }
+    if timeout.is_some_and(|t| t.is_zero()) {
+        cx.error(
+            &node.pos,
+            format!("Fetch timeout {:?} is too smal", Duration::ZERO),
+        );
+    }
+    let mut full = FullResolverOptions::new(dir.into());
+    full.delete = match (del, hard) {
+        (Some(true), Some(true)) => DeleteMode::Remove,
+        (Some(true), _) => DeleteMode::Rename,
+        _ => DeleteMode::Refuse,
+    };
+    full.limit = limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(0);
+    if let Some(i) = interval.filter(|i| !i.is_zero()) {
+        full.interval = i;
+    }
+    if let Some(t) = timeout.filter(|t| !t.is_zero()) {
+        full.timeout = t;
+    }
+    Some(ResolverOptions::Full(full))
 }
 
 /// `resolver_preload`: account public key → account JWT. A value that is

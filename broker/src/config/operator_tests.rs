@@ -179,18 +179,35 @@ fn nats_server_refuses_these_combinations() {
 fn other_resolvers_are_refused_not_ignored() {
     let k = Keys::new();
     let op = k.operator(None);
+    let file = tempfile::NamedTempFile::new().unwrap();
     for (resolver, want) in [
         (
-            "URL(http://localhost:9090/jwt/v1/accounts/)",
-            "is not supported by tribune-broker yet; only MEMORY is",
+            "URL(http://localhost:9090/jwt/v1/accounts/)".to_string(),
+            "is not supported by tribune-broker; use MEMORY or a full directory resolver",
         ),
         (
-            "{ type: full, dir: \"/tmp/jwt\" }",
-            "resolver of type \"full\" is not supported by tribune-broker yet",
+            "{ type: cache, dir: \"/tmp/jwt\" }".to_string(),
+            "resolver of type \"cache\" is not supported by tribune-broker; use type: full",
         ),
         (
-            "{ type: cache, dir: \"/tmp/jwt\" }",
-            "resolver of type \"cache\" is not supported by tribune-broker yet",
+            "{ type: full }".to_string(),
+            "dir has no value and needs to point to a directory",
+        ),
+        (
+            format!("{{ type: full, dir: {:?} }}", file.path()),
+            "dir needs to point to an accessible directory",
+        ),
+        (
+            "{ type: full, dir: /tmp/jwt, ttl: \"1m\" }".to_string(),
+            "FULL does not accept ttl",
+        ),
+        (
+            "{ type: full, dir: /tmp/jwt, hard_delete: true }".to_string(),
+            "hard_delete has no effect without delete",
+        ),
+        (
+            "{ type: other, dir: /tmp/jwt }".to_string(),
+            "should be MEM or  URL(\"url\") or a map containing dir and type",
         ),
     ] {
         let errs = apply(&format!("operator: {op}\nresolver: {resolver}\n")).unwrap_err();
@@ -199,6 +216,40 @@ fn other_resolvers_are_refused_not_ignored() {
             "{resolver}: {errs:?}"
         );
     }
+}
+
+#[test]
+fn full_resolver_reads_as_nats_server_reads_it() {
+    use crate::operator::store::DeleteMode;
+    use crate::options::ResolverOptions;
+    let k = Keys::new();
+    let op = k.operator(None);
+    let (o, _) = apply(&format!(
+        "operator: {op}\nresolver: {{ type: full, dir: /tmp/jwt-x, allow_delete: true, \
+         interval: \"2s\", timeout: \"500ms\", limit: 10 }}\n"
+    ))
+    .unwrap();
+    let ResolverOptions::Full(f) = o.operator.unwrap().resolver else {
+        panic!("a full resolver");
+    };
+    assert_eq!(f.dir, std::path::PathBuf::from("/tmp/jwt-x"));
+    assert_eq!(f.delete, DeleteMode::Rename);
+    assert_eq!(f.limit, 10);
+    assert_eq!(f.interval, std::time::Duration::from_secs(2));
+    assert_eq!(f.timeout, std::time::Duration::from_millis(500));
+    let (o, _) = apply(&format!(
+        "operator: {op}\nresolver: {{ type: FULL, dir: /tmp/jwt-x, allow_delete: true, hard_delete: true }}\n"
+    ))
+    .unwrap();
+    let ResolverOptions::Full(f) = o.operator.unwrap().resolver else {
+        panic!("a full resolver");
+    };
+    assert_eq!(f.delete, DeleteMode::Remove);
+    assert_eq!(
+        f.interval,
+        std::time::Duration::from_secs(60),
+        "nats-server's default"
+    );
 }
 
 #[test]

@@ -46,6 +46,18 @@ impl Default for AccountLimits {
     }
 }
 
+impl AccountLimits {
+    /// No storage of either kind: nothing more can be created or stored
+    /// (a stream without `max_bytes` still reserves a byte).
+    pub fn nothing() -> Self {
+        AccountLimits {
+            max_memory: 0,
+            max_storage: 0,
+            ..Default::default()
+        }
+    }
+}
+
 /// `api` of the answer (`JetStreamAPIStats`; `inflight` is omitted when
 /// zero there, and Tribune serves an account's requests one at a time).
 #[derive(Debug, Serialize)]

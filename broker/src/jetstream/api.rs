@@ -195,7 +195,7 @@ fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
                 .unwrap_or_default();
             send(answer(
                 "account_info_response",
-                &super::account_info::body(acc, acc.limits, remote),
+                &super::account_info::body(acc, acc.limits(), remote),
             ))
         }
         ["STREAM", "CREATE", name] => respond(

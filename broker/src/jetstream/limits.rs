@@ -22,8 +22,8 @@ use super::{JetStream, JsAccount};
 /// The account's limit for this storage type (negative: none).
 fn account_limit(acc: &JsAccount, storage: Storage) -> i64 {
     match storage {
-        Storage::Memory => acc.limits.max_memory,
-        Storage::File => acc.limits.max_storage,
+        Storage::Memory => acc.limits().max_memory,
+        Storage::File => acc.limits().max_storage,
     }
 }
 
@@ -55,7 +55,7 @@ fn fits(limit: i64, current: i64, add: i64) -> bool {
 /// The `max_bytes` rules of the account (`maxBytesLimits`): checked with
 /// the stream's configuration, on create and update.
 pub(crate) fn check_max_bytes(acc: &JsAccount, cfg: &StreamConfig) -> Result<(), ApiError> {
-    let l = &acc.limits;
+    let l = &acc.limits();
     let per_stream = match cfg.storage {
         Storage::Memory => l.memory_max_stream_bytes,
         Storage::File => l.storage_max_stream_bytes,
@@ -81,7 +81,7 @@ pub(crate) fn check_stream_create(
     check_max_bytes(acc, cfg)?;
     // A stream of the same name is not counted: creating it again with the
     // same configuration is an idempotent success in nats-server.
-    let max_streams = acc.limits.max_streams;
+    let max_streams = acc.limits().max_streams;
     let others = acc
         .streams
         .read()
@@ -166,7 +166,7 @@ pub(crate) fn check_clustered_stream_create(
     // The configuration is checked first there (`checkStreamCfg`).
     check_max_bytes(acc, cfg)?;
     let others: Vec<&StreamConfig> = others.iter().filter(|o| o.name != cfg.name).collect();
-    let max_streams = acc.limits.max_streams;
+    let max_streams = acc.limits().max_streams;
     if max_streams > 0 && others.len() as i64 >= max_streams {
         return Err(errors::max_streams());
     }
@@ -189,7 +189,7 @@ pub(crate) fn check_consumer_create(
     stream_max: i64,
     existing: usize,
 ) -> Result<(), ApiError> {
-    let account_max = acc.limits.max_consumers;
+    let account_max = acc.limits().max_consumers;
     let max = if stream_max <= 0 || (account_max > 0 && account_max < stream_max) {
         account_max
     } else {
@@ -216,7 +216,7 @@ pub(crate) fn check_consumer_limits(
     stream: &ConsumerLimits,
 ) -> Result<(), ApiError> {
     let server = acc.server_limits;
-    let account = acc.limits.max_ack_pending;
+    let account = acc.limits().max_ack_pending;
     if asked.max_ack_pending == 0
         && stream.max_ack_pending == 0
         && cfg.ack_policy != AckPolicy::None

@@ -109,8 +109,9 @@ pub struct JsAccount {
     pub(crate) api_total: std::sync::atomic::AtomicU64,
     /// Of those, the error responses (`api.errors`).
     pub(crate) api_errors: std::sync::atomic::AtomicU64,
-    /// The account's JetStream limits, as `$JS.API.INFO` reports them.
-    pub(crate) limits: account_info::AccountLimits,
+    /// The account's JetStream limits, as `$JS.API.INFO` reports them;
+    /// an account JWT update replaces them.
+    limits: RwLock<account_info::AccountLimits>,
     /// The server's `jetstream { limits {} }`, over every account.
     pub(crate) server_limits: crate::options::JsServerLimits,
 }
@@ -164,22 +165,20 @@ impl JetStream {
         });
         let sys = server.system_account();
         let conf = server.opts();
-        // As in nats-server: when accounts say `jetstream: enabled`, only
-        // they get it; otherwise every account but the system account.
-        let explicit = conf.accounts.iter().any(|a| a.jetstream.is_some());
+        // As in nats-server: when accounts say `jetstream: enabled` (every
+        // account JWT says yes or no), only they get it; otherwise every
+        // account but the system account.
+        let explicit =
+            conf.operator.is_some() || conf.accounts.iter().any(|a| a.jetstream.is_some());
         for acc in server.accounts() {
             if Arc::ptr_eq(&acc, &sys) {
                 continue;
             }
-            let wanted = conf
-                .accounts
-                .iter()
-                .find(|a| a.name == acc.name)
-                .and_then(|a| a.jetstream);
-            if explicit && wanted != Some(true) {
+            let cfg = server.account_config(&acc.name).unwrap_or_default();
+            if explicit && cfg.jetstream != Some(true) {
                 continue;
             }
-            js.enable_account(server, acc, !conf.cluster.enabled())?;
+            js.enable_account(server, acc, &cfg, !conf.cluster.enabled())?;
         }
         info!("JetStream started");
         Ok(js)
@@ -192,6 +191,7 @@ impl JetStream {
         &self,
         server: &Arc<Server>,
         account: Arc<Account>,
+        cfg: &crate::options::AccountConfig,
         recover: bool,
     ) -> Result<()> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -209,13 +209,7 @@ impl JetStream {
             admin: Mutex::new(()),
             api_total: Default::default(),
             api_errors: Default::default(),
-            limits: server
-                .opts()
-                .accounts
-                .iter()
-                .find(|a| a.name == account.name)
-                .and_then(|a| a.jetstream_limits)
-                .unwrap_or_default(),
+            limits: RwLock::new(cfg.jetstream_limits.unwrap_or_default()),
             server_limits: server.opts().jetstream.limits,
         });
         jsa.sweep_removed();
@@ -227,6 +221,34 @@ impl JetStream {
             .insert(account.name.clone(), jsa.clone());
         let srv = Arc::downgrade(server);
         tokio::spawn(api::serve(jsa, srv, rx));
+        Ok(())
+    }
+
+    /// An account's JWT changed: serve JetStream in it when the JWT grants
+    /// it (an account created or granted at run time), or apply its new
+    /// limits. A JWT that no longer grants JetStream leaves the streams in
+    /// place but allows nothing more to be stored or created, so nothing
+    /// is lost by an update made in error.
+    pub fn account_changed(
+        &self,
+        server: &Arc<Server>,
+        account: Arc<Account>,
+        cfg: &crate::options::AccountConfig,
+    ) -> Result<()> {
+        let limits = match (cfg.jetstream, cfg.jetstream_limits) {
+            (Some(false), _) => account_info::AccountLimits::nothing(),
+            (_, l) => l.unwrap_or_default(),
+        };
+        if let Some(jsa) = self.account(&account.name) {
+            jsa.set_limits(limits);
+            return Ok(());
+        }
+        if cfg.jetstream != Some(true) {
+            return Ok(());
+        }
+        let recover = !server.opts().cluster.enabled();
+        self.enable_account(server, account, cfg, recover)?;
+        info!("JetStream enabled for account {:?}", cfg.name);
         Ok(())
     }
 
@@ -304,6 +326,15 @@ pub struct Usage {
 }
 
 impl JsAccount {
+    /// The account's JetStream limits now.
+    pub(crate) fn limits(&self) -> account_info::AccountLimits {
+        *self.limits.read()
+    }
+
+    fn set_limits(&self, limits: account_info::AccountLimits) {
+        *self.limits.write() = limits;
+    }
+
     /// Count one API response, an error or not (nats-server's `trackAPI` /
     /// `trackAPIErr`). Called where the response is sent, never where the
     /// request arrives: requests nobody answers (unknown subjects, pull

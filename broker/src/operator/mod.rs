@@ -13,6 +13,7 @@
 //! JWT into an account configuration ([`account_config`]).
 
 pub mod resolver;
+pub mod store;
 pub mod times;
 pub mod user;
 pub mod verify;
@@ -21,33 +22,64 @@ use std::sync::Arc;
 
 use tribune_auth::jwt::{AccountClaims, JetStreamLimits, OperatorLimits};
 
-pub use resolver::{MemoryResolver, Resolver};
+pub use resolver::{DirResolver, MemoryResolver, Refusal, Resolver};
 
 use crate::auth::claims::permissions_of;
 use crate::auth::{Identity, Login};
 use crate::jetstream::account_info::AccountLimits as JsAccountLimits;
 use crate::limits::{AccountLimits, ConnLimits, Limit};
-use crate::options::{AccountConfig, OperatorOptions};
+use crate::options::{AccountConfig, OperatorOptions, ResolverOptions};
 
 /// What the server trusts in operator mode; built once at start.
 #[derive(Debug, Clone)]
 pub struct Trust {
     resolver: Arc<dyn Resolver>,
+    /// The directory resolver, when configured: the system account's
+    /// claims service changes it at run time.
+    dir: Option<Arc<DirResolver>>,
 }
 
 impl Trust {
-    /// The memory resolver over the configured preloads.
-    pub fn from_options(opts: &OperatorOptions) -> Trust {
-        Trust::with_resolver(Arc::new(MemoryResolver::new(
-            &opts.trusted_keys,
-            &opts.preload,
-        )))
+    /// The configured resolver: memory over the preloads, or the
+    /// directory (created if missing, preloads stored into it).
+    pub fn from_options(opts: &OperatorOptions) -> std::io::Result<Trust> {
+        Ok(match &opts.resolver {
+            ResolverOptions::Memory => Trust::with_resolver(Arc::new(MemoryResolver::new(
+                &opts.trusted_keys,
+                &opts.preload,
+            ))),
+            ResolverOptions::Full(full) => {
+                let dir = Arc::new(DirResolver::open(
+                    &full.dir,
+                    full.delete,
+                    full.limit,
+                    &opts.trusted_keys,
+                    &opts.preload,
+                )?);
+                Trust {
+                    resolver: dir.clone(),
+                    dir: Some(dir),
+                }
+            }
+        })
     }
 
-    /// Any resolver (a directory resolver kept up to date over
-    /// `$SYS.REQ.CLAIMS.UPDATE` plugs in here).
+    /// Any resolver that does not change at run time.
     pub fn with_resolver(resolver: Arc<dyn Resolver>) -> Trust {
-        Trust { resolver }
+        Trust {
+            resolver,
+            dir: None,
+        }
+    }
+
+    /// The directory resolver, when that is the one configured.
+    pub fn dir(&self) -> Option<&Arc<DirResolver>> {
+        self.dir.as_ref()
+    }
+
+    /// An account's verified claims, if the resolver knows it.
+    pub fn account(&self, key: &str) -> Option<Arc<AccountClaims>> {
+        self.resolver.account(key)
     }
 
     /// Admit a client by its user JWT, or say why not (for the debug log;

@@ -218,6 +218,10 @@ fn identity(user: &UserClaims, account: &AccountClaims, window: Option<Duration>
         },
         expires,
         expiry,
+        signed: Some(crate::auth::Signed {
+            issuer: user.std.iss.clone(),
+            issued_at: user.std.iat,
+        }),
     }
 }
 

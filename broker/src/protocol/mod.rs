@@ -24,6 +24,7 @@ pub mod errors {
     pub const AUTH_TIMEOUT: &str = "Authentication Timeout";
     pub const AUTH_EXPIRED: &str = "User Authentication Expired";
     pub const ACCOUNT_AUTH_EXPIRED: &str = "Account Authentication Expired";
+    pub const AUTH_REVOKED: &str = "User Authentication Revoked";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
     pub const MAX_CONNECTIONS: &str = "maximum connections exceeded";

@@ -131,7 +131,8 @@ pub fn close_status_for(reason: ClosedState) -> u16 {
         | MaxAccountConnectionsExceeded
         | MaxConnectionsExceeded
         | MaxControlLineExceeded
-        | AuthenticationExpired => status::POLICY_VIOLATION,
+        | AuthenticationExpired
+        | Revocation => status::POLICY_VIOLATION,
         TlsHandshakeError => status::TLS_HANDSHAKE,
         ParseError | ProtocolViolation | BadClientProtocolVersion => status::PROTOCOL_ERROR,
         MaxPayloadExceeded => status::MESSAGE_TOO_BIG,

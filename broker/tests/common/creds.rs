@@ -17,3 +17,16 @@ pub fn write_creds(path: &Path, token: &str, key: &KeyPair) {
     );
     std::fs::write(path, text).expect("write the creds file");
 }
+
+/// A new operator (named `OP`) whose JWT names a new system account:
+/// the operator's key, its JWT, and the system account's key.
+pub fn operator_with_system_account() -> (KeyPair, String, KeyPair) {
+    use tribune_auth::jwt::{self, OperatorClaims};
+    let op = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let mut oc = OperatorClaims::new(&op.public_key());
+    oc.std.name = "OP".into();
+    oc.nats.system_account = sys.public_key();
+    let token = jwt::encode(&mut oc, &op).expect("sign the operator JWT");
+    (op, token, sys)
+}

@@ -366,3 +366,28 @@ fn rand_u64() -> u64 {
     );
     h.finish()
 }
+
+/// Wait until `a` and `b`, connected to two servers of one cluster, reach
+/// each other: a message `b` subscribes to, published by `a`, arrives.
+pub async fn wait_for_route(a: &async_nats::Client, b: &async_nats::Client) {
+    use futures::StreamExt;
+    let subject = format!("_ROUTE_PROBE.{:016x}", rand_u64());
+    let mut sub = b.subscribe(subject.clone()).await.expect("probe sub");
+    b.flush().await.expect("probe flush");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        a.publish(subject.clone(), bytes::Bytes::new())
+            .await
+            .expect("probe pub");
+        if tokio::time::timeout(Duration::from_millis(200), sub.next())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers never routed to each other"
+        );
+    }
+}

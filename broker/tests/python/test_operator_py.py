@@ -9,6 +9,7 @@ the issuer's nkey) encoded by hand, as nsc writes them.
 Timeouts are guards against hanging, never assertions about speed.
 """
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -56,6 +57,16 @@ def creds(path, token: str, key) -> str:
     return str(path)
 
 
+def operator_claims_jwt(op, sys_acc) -> str:
+    """The operator's JWT, naming `sys_acc` its system account."""
+    return encode_jwt(
+        {"sub": op.public_key.decode(), "name": "OP",
+         "nats": {"system_account": sys_acc.public_key.decode(),
+                  "type": "operator", "version": 2}},
+        op,
+    )
+
+
 def user_claims(key, name, **nats_fields):
     return {
         "sub": key.public_key.decode(),
@@ -84,12 +95,7 @@ def world(tmp_path_factory):
     a = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
     b = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
     b_signer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
-    operator_jwt = encode_jwt(
-        {"sub": op.public_key.decode(), "name": "OP",
-         "nats": {"system_account": sys_acc.public_key.decode(),
-                  "type": "operator", "version": 2}},
-        op,
-    )
+    operator_jwt = operator_claims_jwt(op, sys_acc)
     preload = {
         sys_acc.public_key.decode(): encode_jwt(account_claims(sys_acc, "SYS"), op),
         a.public_key.decode(): encode_jwt(account_claims(a, "A"), op),
@@ -198,3 +204,75 @@ def test_user_of_a_key_the_account_does_not_list_is_refused(server, world):
         assert any("authorization violation" in str(e).lower() for e in errors), errors
 
     run(main())
+
+
+@pytest.mark.parametrize("name", SELECTED)
+def test_full_resolver_push_then_revoke(name, tmp_path):
+    """`resolver { type: full }`: an account pushed by a system user over
+    `$SYS.REQ.CLAIMS.UPDATE` admits its users at once, and a push that
+    revokes a user ends that user's live connection."""
+    op = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    sys_acc = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    app = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    operator_jwt = operator_claims_jwt(op, sys_acc)
+    sys_pub = sys_acc.public_key.decode()
+    config = tmp_path / "server.conf"
+    config.write_text(
+        f"operator: {operator_jwt}\n"
+        f"system_account: {sys_pub}\n"
+        f"resolver: {{ type: full, dir: \"{tmp_path / 'jwt'}\" }}\n"
+        f"resolver_preload: {{ {sys_pub}: {encode_jwt(account_claims(sys_acc, 'SYS'), op)} }}\n"
+    )
+    admin_key = new_key(nkeys.PREFIX_BYTE_USER)
+    admin_creds = creds(tmp_path / "admin.creds",
+                        encode_jwt(user_claims(admin_key, "admin"), sys_acc), admin_key)
+    fan = new_key(nkeys.PREFIX_BYTE_USER)
+    fan_creds = creds(tmp_path / "fan.creds", encode_jwt(user_claims(fan, "fan"), app), fan)
+    srv = Server(BINARIES[name](), tmp_path / "run", args=["-c", str(config)])
+
+    async def main():
+        admin = await connect(srv, admin_creds)
+        reply = await admin.request(
+            "$SYS.REQ.CLAIMS.UPDATE",
+            encode_jwt(account_claims(app, "APP"), op).encode(),
+            timeout=WAIT,
+        )
+        data = json.loads(reply.data)["data"]
+        assert (data["code"], data["message"]) == (200, "jwt updated")
+
+        errors = []
+        closed = []
+
+        async def on_error(e):
+            errors.append(e)
+
+        async def on_closed():
+            closed.append(True)
+
+        nc = await nats.connect(
+            srv.url, user_credentials=fan_creds, allow_reconnect=False,
+            connect_timeout=WAIT, max_reconnect_attempts=0,
+            error_cb=on_error, closed_cb=on_closed,
+        )
+        await barrier(nc)
+        time.sleep(1.1)  # a revocation covers JWTs issued before it
+        revoking = account_claims(
+            app, "APP", revocations={fan.public_key.decode(): int(time.time())}
+        )
+        reply = await admin.request(
+            f"$SYS.REQ.ACCOUNT.{app.public_key.decode()}.CLAIMS.UPDATE",
+            encode_jwt(revoking, op).encode(),
+            timeout=WAIT,
+        )
+        assert json.loads(reply.data)["data"]["message"] == "jwt updated"
+        for _ in range(100):
+            if closed:
+                break
+            await asyncio.sleep(0.1)
+        assert closed, "the revoked user's connection was closed"
+        await admin.close()
+
+    try:
+        run(main())
+    finally:
+        srv.stop()

@@ -220,7 +220,7 @@ impl Reader {
                 .and_then(|p| p.allow_responses),
         );
         // The server's limits, narrowed by the account's and the user's.
-        let limits = self.account.limits.conn.min(identity.limits);
+        let limits = self.account.limits().conn.min(identity.limits);
         self.max_subs = Limit::from_option(self.cfg.max_subs).min(limits.subs);
         self.parser.max_payload = match (self.base_max_payload, limits.payload.as_usize()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -245,6 +245,7 @@ impl Reader {
             meta.version = c.version.clone();
             meta.user = identity.user.clone();
             meta.account = self.account.name.clone();
+            meta.signed = identity.signed.clone();
             // First estimate, as nats-server makes it: connect to CONNECT.
             if meta.rtt_nanos == 0 {
                 meta.rtt_nanos = self.accepted.elapsed().as_nanos() as u64;

@@ -1,0 +1,156 @@
+//! Operator mode's life cycle in the server: the resolver set up at start,
+//! its accounts made real, and account JWT changes applied to the
+//! accounts and the clients bound to them.
+//!
+//! The claims service (`crate::system::claims`) decides what changed; this
+//! is where the server acts on it, since only the server holds the account
+//! map, the client list and JetStream.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tracing::{debug, info, warn};
+use tribune_auth::jwt::AccountClaims;
+
+use super::Server;
+use crate::accounts::Account;
+use crate::client::{ClientShared, ClosedState, ConnKind};
+use crate::operator::{self, Trust};
+use crate::options::{AccountConfig, Options, ResolverOptions};
+use crate::protocol::errors;
+
+impl Server {
+    /// Open the configured resolver and create an account for every JWT it
+    /// holds, before JetStream starts so that they get it too.
+    pub(super) fn start_trust(&self, opts: &Options) -> Result<()> {
+        let Some(op) = &opts.operator else {
+            return Ok(());
+        };
+        let trust = Trust::from_options(op).with_context(|| match &op.resolver {
+            ResolverOptions::Full(f) => format!("could not open resolver dir {}", f.dir.display()),
+            ResolverOptions::Memory => "could not set up the memory resolver".to_string(),
+        })?;
+        if let Some(dir) = trust.dir() {
+            info!(
+                "Managing all jwt in exclusive directory {}",
+                dir.dir().display()
+            );
+            for key in dir.keys() {
+                if let Some(claims) = trust.account(&key) {
+                    self.register_account(&operator::account_config(&claims));
+                }
+            }
+        }
+        let _ = self.trust.set(trust);
+        Ok(())
+    }
+
+    /// Serve the directory resolver's `$SYS.REQ.CLAIMS.*` requests, when
+    /// that resolver is configured.
+    pub(super) fn start_claims_service(self: &Arc<Self>, opts: &Options) -> Result<()> {
+        let (Some(dir), Some(op)) = (self.trust().and_then(Trust::dir), &opts.operator) else {
+            return Ok(());
+        };
+        let ResolverOptions::Full(full) = &op.resolver else {
+            return Ok(());
+        };
+        crate::system::claims::start(self, dir.clone(), full.interval)
+            .context("could not set up the account JWT requests")
+    }
+
+    /// An account's configuration: from `accounts {}`, or in operator mode
+    /// from its verified JWT.
+    pub fn account_config(&self, name: &str) -> Option<AccountConfig> {
+        if let Some(cfg) = self.opts().accounts.iter().find(|a| a.name == name) {
+            return Some(cfg.clone());
+        }
+        let claims = self.trust()?.account(name)?;
+        Some(operator::account_config(&claims))
+    }
+
+    /// The account named by `cfg`, created if this server has none yet.
+    fn register_account(&self, cfg: &AccountConfig) -> (Arc<Account>, bool) {
+        let mut accounts = self.accounts.write();
+        if let Some(acc) = accounts.get(&cfg.name) {
+            return (acc.clone(), false);
+        }
+        let acc = Account::configured(cfg);
+        accounts.insert(cfg.name.clone(), acc.clone());
+        (acc, true)
+    }
+
+    /// A new or changed account JWT is in force: create the account, or
+    /// apply the JWT to it and to its clients, as nats-server does on an
+    /// account update (limits for new clients, default permissions,
+    /// JetStream, and the end of revoked users and of users signed by a
+    /// key the account no longer lists).
+    pub fn account_claims_changed(self: &Arc<Self>, claims: &AccountClaims) {
+        let cfg = operator::account_config(claims);
+        let (acc, created) = self.register_account(&cfg);
+        if created {
+            debug!("Account [{}] registered", cfg.name);
+        } else {
+            acc.reconfigure(&cfg);
+        }
+        if let Some(js) = self.jetstream() {
+            if !Arc::ptr_eq(&acc, &self.system_account()) {
+                if let Err(e) = js.account_changed(self, acc.clone(), &cfg) {
+                    warn!("JetStream for account {:?} not updated: {e:#}", cfg.name);
+                }
+            }
+        }
+        for c in self.clients_of(&acc) {
+            let signed = c.meta.lock().signed.clone();
+            let user = c.meta.lock().user.clone().unwrap_or_default();
+            let Some(signed) = signed else { continue };
+            if claims.is_revoked(&user, signed.issued_at) {
+                debug!("{} - {}", c.tag(), errors::AUTH_REVOKED);
+                c.send(format!("-ERR '{}'\r\n", errors::AUTH_REVOKED).as_bytes());
+                c.close(ClosedState::Revocation);
+            } else if claims.issuer_scope(&signed.issuer).is_none() {
+                debug!("{} - User JWT issuer is not known", c.tag());
+                c.send(format!("-ERR '{}'\r\n", errors::AUTH_VIOLATION).as_bytes());
+                c.close(ClosedState::AuthenticationViolation);
+            }
+        }
+    }
+
+    /// An account JWT was deleted: its clients are told their account
+    /// expired and closed, and no new one is admitted (the resolver no
+    /// longer knows it). Its JetStream data stays on disk, as in
+    /// nats-server, and stores nothing more.
+    pub fn account_claims_deleted(self: &Arc<Self>, key: &str) {
+        let Some(acc) = self.account(key.as_bytes()) else {
+            return;
+        };
+        debug!("Disable account {key} due to remove");
+        if let Some(js) = self.jetstream() {
+            let cfg = AccountConfig {
+                name: key.to_string(),
+                jetstream: Some(false),
+                ..Default::default()
+            };
+            if let Err(e) = js.account_changed(self, acc.clone(), &cfg) {
+                warn!("JetStream for account {key:?} not disabled: {e:#}");
+            }
+        }
+        for c in self.clients_of(&acc) {
+            c.send(format!("-ERR '{}'\r\n", errors::ACCOUNT_AUTH_EXPIRED).as_bytes());
+            c.close(ClosedState::AuthenticationExpired);
+        }
+    }
+
+    /// The client connections bound to `acc` on this server.
+    fn clients_of(&self, acc: &Arc<Account>) -> Vec<Arc<ClientShared>> {
+        self.clients()
+            .into_iter()
+            .filter(|c| c.kind == ConnKind::Client)
+            .filter(|c| {
+                c.account
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|a| Arc::ptr_eq(a, acc))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,444 @@
+//! The full account resolver (`resolver { type: full, dir }`) against
+//! nats-server: account JWTs pushed over `$SYS.REQ.CLAIMS.UPDATE` as `nsc
+//! push` sends them, looked up, listed, revoked and deleted, with the same
+//! configuration on both servers and the answers compared.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{sign_nonce, RawConn, CLOSED};
+use common::ServerSpec;
+use nkeys::KeyPair;
+use serde_json::Value;
+use tribune_auth::jwt::{self, AccountClaims, OperatorClaims, UserClaims};
+
+/// An operator, its system account with a user, and an application
+/// account whose JWT the test pushes.
+struct World {
+    dir: tempfile::TempDir,
+    op: KeyPair,
+    operator_jwt: String,
+    sys: KeyPair,
+    sys_jwt: String,
+    sys_user: std::path::PathBuf,
+    app: KeyPair,
+}
+
+/// One user of the application account.
+struct AppUser {
+    key: KeyPair,
+    jwt: String,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (op, operator_jwt, sys) = common::creds::operator_with_system_account();
+        let mut sc = AccountClaims::new(&sys.public_key());
+        sc.std.name = "SYS".into();
+        let sys_jwt = jwt::encode(&mut sc, &op).unwrap();
+        let key = KeyPair::new_user();
+        let mut uc = UserClaims::new(&key.public_key(), "");
+        uc.std.name = "admin".into();
+        let sys_user = dir.path().join("sys.creds");
+        common::creds::write_creds(&sys_user, &jwt::encode(&mut uc, &sys).unwrap(), &key);
+        World {
+            dir,
+            op,
+            operator_jwt,
+            sys,
+            sys_jwt,
+            sys_user,
+            app: KeyPair::new_account(),
+        }
+    }
+
+    /// The configuration both servers run: the system account preloaded,
+    /// everything else pushed. `jwt_dir` is where the resolver keeps JWTs.
+    fn config(&self, jwt_dir: &str, extra: &str) -> String {
+        format!(
+            "operator: {}\nsystem_account: {}\n\
+             resolver: {{ type: full, dir: {jwt_dir:?}, allow_delete: true, interval: \"1s\" }}\n\
+             resolver_preload: {{ {}: {} }}\n{extra}",
+            self.operator_jwt,
+            self.sys.public_key(),
+            self.sys.public_key(),
+            self.sys_jwt
+        )
+    }
+
+    /// The application account's JWT, signed now.
+    fn app_jwt(&self, edit: impl Fn(&mut AccountClaims)) -> String {
+        let mut ac = AccountClaims::new(&self.app.public_key());
+        ac.std.name = "APP".into();
+        edit(&mut ac);
+        jwt::encode(&mut ac, &self.op).unwrap()
+    }
+
+    fn app_user(&self) -> AppUser {
+        let key = KeyPair::new_user();
+        let mut uc = UserClaims::new(&key.public_key(), "");
+        uc.std.name = "fan".into();
+        let token = jwt::encode(&mut uc, &self.app).unwrap();
+        AppUser { key, jwt: token }
+    }
+
+    async fn admin(&self, url: &str) -> async_nats::Client {
+        async_nats::ConnectOptions::with_credentials_file(self.sys_user.clone())
+            .await
+            .unwrap()
+            .connect(url)
+            .await
+            .unwrap()
+    }
+
+    /// An operator-signed request to delete `accounts`, as `nsc` sends it.
+    fn delete_request(&self, accounts: &[String]) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let mut oc = OperatorClaims::new(&self.op.public_key());
+        let token = jwt::encode(&mut oc, &self.op).unwrap();
+        let mut p: Value = jwt::decode_payload(&token).unwrap();
+        p["nats"] = serde_json::json!({ "accounts": accounts, "type": "generic", "version": 2 });
+        let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+        let input = format!(
+            "{h}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&p).unwrap())
+        );
+        let sig = self.op.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+/// A raw login as `user`: the lines up to `PONG`, or the close.
+fn login(port: u16, user: &AppUser) -> (RawConn, Vec<String>) {
+    let mut c = RawConn::open(port);
+    let sig = sign_nonce(&user.key, &c.nonce());
+    c.send(&format!(
+        "CONNECT {{\"verbose\":false,\"protocol\":1,\"jwt\":\"{}\",\"sig\":\"{sig}\"}}\r\nPING\r\n",
+        user.jwt
+    ));
+    let lines = c.until_pong();
+    (c, lines)
+}
+
+/// A system request's answer without the `server` block, which names the
+/// server that answered.
+async fn ask(admin: &async_nats::Client, subject: &str, body: String) -> Value {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        admin.request(subject.to_string(), body.into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{subject}: no answer"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    if reply.payload.is_empty() {
+        return Value::Null;
+    }
+    let mut v: Value = serde_json::from_slice(&reply.payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&reply.payload).into()));
+    if let Some(server) = v.get("server") {
+        assert!(server["id"].as_str().is_some_and(|id| !id.is_empty()));
+        v.as_object_mut().unwrap().remove("server");
+    }
+    v
+}
+
+#[tokio::test]
+async fn pushed_accounts_admit_their_users_until_revoked_or_deleted() {
+    let w = World::new();
+    let app = w.app.public_key();
+    let mut recorded: Vec<(&str, Vec<(String, Value)>)> = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("jwt-{label}"));
+        let config = w.config(jwt_dir.to_str().unwrap(), "");
+        let server = ServerSpec::new(bin).config(config).start().unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let mut seen = Vec::new();
+        let fan = w.app_user();
+
+        // Unknown until pushed.
+        let (_, refused) = login(server.port, &fan);
+        assert_eq!(
+            refused,
+            ["-ERR 'Authorization Violation'\r\n", CLOSED],
+            "{label}"
+        );
+        let lookup = format!("$SYS.REQ.ACCOUNT.{app}.CLAIMS.LOOKUP");
+        seen.push((
+            "lookup unknown".into(),
+            ask(&admin, &lookup, String::new()).await,
+        ));
+
+        let first = w.app_jwt(|_| {});
+        seen.push((
+            "push".into(),
+            ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", first.clone()).await,
+        ));
+        let (mut conn, admitted) = login(server.port, &fan);
+        assert_eq!(admitted, ["PONG\r\n"], "{label}: the pushed account's user");
+        assert_eq!(
+            ask(&admin, &lookup, String::new()).await,
+            Value::String(first.clone()),
+            "{label}: lookup answers the stored JWT"
+        );
+        let mut list = ask(&admin, "$SYS.REQ.CLAIMS.LIST", String::new()).await;
+        list["data"]
+            .as_array_mut()
+            .unwrap()
+            .sort_by_key(|v| v.as_str().map(str::to_string));
+        seen.push(("list".into(), list));
+        let mut want = vec![Value::from(app.clone()), Value::from(w.sys.public_key())];
+        want.sort_by_key(|v| v.as_str().map(str::to_string));
+        assert_eq!(
+            seen.last().unwrap().1["data"],
+            Value::Array(want),
+            "{label}"
+        );
+        assert!(
+            jwt_dir.join(format!("{app}.jwt")).exists(),
+            "{label}: one file per account, named as nats-server names it"
+        );
+
+        // Refused pushes change nothing.
+        seen.push((
+            "push garbage".into(),
+            ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", "garbage".into()).await,
+        ));
+        seen.push((
+            "push for another subject".into(),
+            ask(
+                &admin,
+                &format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", w.sys.public_key()),
+                first.clone(),
+            )
+            .await,
+        ));
+
+        // Revoking the user ends its connection at once.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let fan_key = fan.key.public_key();
+        let revoking = w.app_jwt(|ac| {
+            ac.nats.revocations.insert(fan_key.clone(), jwt::now_unix());
+        });
+        seen.push((
+            "push revocation".into(),
+            ask(
+                &admin,
+                &format!("$SYS.REQ.ACCOUNT.{app}.CLAIMS.UPDATE"),
+                revoking,
+            )
+            .await,
+        ));
+        let mut ended = conn.until_pong();
+        // The first PONG's connect INFO and the server's RTT PING may come first.
+        ended.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
+        assert_eq!(
+            ended,
+            ["-ERR 'User Authentication Revoked'\r\n", CLOSED],
+            "{label}: the revoked user's connection"
+        );
+        let (_, again) = login(server.port, &fan);
+        assert_eq!(
+            again,
+            ["-ERR 'Authorization Violation'\r\n", CLOSED],
+            "{label}"
+        );
+        let other = w.app_user();
+        let (mut other_conn, ok) = login(server.port, &other);
+        assert_eq!(ok, ["PONG\r\n"], "{label}: users not revoked still connect");
+
+        // Deleting the account ends its connections and refuses its users.
+        seen.push((
+            "delete".into(),
+            ask(
+                &admin,
+                "$SYS.REQ.CLAIMS.DELETE",
+                w.delete_request(std::slice::from_ref(&app)),
+            )
+            .await,
+        ));
+        let mut ended = other_conn.until_pong();
+        // The first PONG's connect INFO and the server's RTT PING may come first.
+        ended.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
+        assert_eq!(
+            ended,
+            ["-ERR 'Account Authentication Expired'\r\n", CLOSED],
+            "{label}: the deleted account's connection"
+        );
+        assert_eq!(
+            ask(&admin, &lookup, String::new()).await,
+            Value::Null,
+            "{label}"
+        );
+        assert!(
+            jwt_dir.join(format!("{app}.jwt.deleted")).exists(),
+            "{label}"
+        );
+        seen.push((
+            "delete the system account".into(),
+            ask(
+                &admin,
+                "$SYS.REQ.CLAIMS.DELETE",
+                w.delete_request(&[w.sys.public_key()]),
+            )
+            .await,
+        ));
+        recorded.push((label, seen));
+    }
+    let (_, reference) = &recorded[0];
+    let (_, tribune) = &recorded[1];
+    for ((what, want), (_, got)) in reference.iter().zip(tribune) {
+        assert_eq!(got, want, "{what}: tribune vs nats-server");
+    }
+}
+
+/// The JWTs pushed survive a restart, and a server that was down while an
+/// account was pushed to its peer learns it from the peer within the sync
+/// interval, without anyone pushing again.
+#[tokio::test]
+async fn a_restarted_server_catches_up_with_its_peer() {
+    let w = World::new();
+    for (label, bin) in common::both_servers() {
+        let dirs = [
+            w.dir.path().join(format!("{label}-n1")),
+            w.dir.path().join(format!("{label}-n2")),
+        ];
+        let n1 = ServerSpec::new(&bin)
+            .config(w.config(
+                dirs[0].to_str().unwrap(),
+                "server_name: n1\ncluster { name: c, listen: \"127.0.0.1:-1\" }\n",
+            ))
+            .start()
+            .unwrap();
+        let route = n1.addr_of("cluster").expect("n1's route port");
+        let n2_config = w.config(
+            dirs[1].to_str().unwrap(),
+            &format!(
+                "server_name: n2\ncluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{route}\"] }}\n"
+            ),
+        );
+        let spec2 = ServerSpec::new(&bin).config(n2_config);
+        let n2 = spec2.start().unwrap();
+        let admin = w.admin(&n1.client_url()).await;
+        let watcher = w.admin(&n2.client_url()).await;
+        common::wait_for_route(&admin, &watcher).await;
+
+        // One push reaches both servers.
+        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", w.app_jwt(|_| {})).await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let fan = w.app_user();
+        let port2 = n2.port;
+        poll_login(
+            port2,
+            &fan,
+            &format!("{label}: n2 admits the pushed account"),
+        )
+        .await;
+        drop(watcher);
+
+        // n2 is down while the account changes.
+        drop(n2);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let fan_key = fan.key.public_key();
+        let revoking = w.app_jwt(|ac| {
+            ac.nats.revocations.insert(fan_key.clone(), jwt::now_unix());
+        });
+        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", revoking.clone()).await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let n2 = spec2.start().unwrap();
+        let lookup = format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", w.app.public_key());
+        let file = dirs[1].join(format!("{}.jwt", w.app.public_key()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == revoking) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: n2 never caught up\n{}",
+                n2.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (_, refused) = login(n2.port, &fan);
+        assert_eq!(
+            refused,
+            ["-ERR 'Authorization Violation'\r\n", CLOSED],
+            "{label}: n2 applies the revocation it caught up with"
+        );
+        let _ = lookup;
+    }
+}
+
+/// Log in as `user` until it is admitted.
+async fn poll_login(port: u16, user: &AppUser, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, lines) = login(port, user);
+        if lines == ["PONG\r\n"] {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An account pushed at run time gets JetStream when its JWT grants it,
+/// and an update's JetStream limits apply at once.
+#[tokio::test]
+async fn pushed_accounts_get_jetstream_with_their_limits() {
+    let w = World::new();
+    let mut recorded = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("js-{label}"));
+        let config = w.config(
+            jwt_dir.to_str().unwrap(),
+            "jetstream { store_dir: \"{dir}/js\" }\n",
+        );
+        let server = ServerSpec::new(bin).config(config).start().unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let grant = |streams: i64| {
+            w.app_jwt(move |ac| {
+                ac.nats.limits.jetstream.disk_storage = 1 << 20;
+                ac.nats.limits.jetstream.mem_storage = 0;
+                ac.nats.limits.jetstream.streams = streams;
+            })
+        };
+        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", grant(2)).await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let user = w.app_user();
+        let creds = w.dir.path().join(format!("fan-{label}.creds"));
+        common::creds::write_creds(&creds, &user.jwt, &user.key);
+        let fan = async_nats::ConnectOptions::with_credentials_file(creds)
+            .await
+            .unwrap()
+            .connect(server.client_url())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(fan);
+        let stream = |name: &str| async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![format!("{name}.>")],
+            max_bytes: 1024,
+            ..Default::default()
+        };
+        js.create_stream(stream("ONE"))
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        // Down to one stream: the second is refused.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", grant(1)).await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let refused = js.create_stream(stream("TWO")).await.unwrap_err();
+        let info = js.query_account().await.unwrap();
+        recorded.push((label, refused.to_string(), info.limits.max_streams));
+    }
+    assert_eq!(recorded[0].2, Some(1), "nats-server applies the update");
+    assert_eq!(
+        (&recorded[1].1, recorded[1].2),
+        (&recorded[0].1, recorded[0].2),
+        "tribune vs nats-server"
+    );
+}
