@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use tracing::{error, warn};
 
 use crate::limits::AccountLimits;
-use crate::options::{AccountConfig, Export, ExportKind, ResponsePolicy, ResponseType};
+use crate::options::{AccountConfig, Export, ExportKind, Import, ResponsePolicy, ResponseType};
 use crate::sublist::Sublist;
 
 /// Name of the default account, as nats-server names it.
@@ -156,6 +156,14 @@ impl Account {
     pub fn reconfigure(&self, cfg: &AccountConfig) {
         *self.limits.write() = cfg.limits;
         *self.default_permissions.write() = cfg.default_permissions.clone();
+    }
+
+    /// Forget every import link this account takes part in, as importer
+    /// or exporter, before they are linked anew from updated JWTs.
+    pub fn clear_links(&self) {
+        self.stream_links.write().clear();
+        self.service_imports.write().clear();
+        self.stream_imports.write().clear();
     }
 
     /// Clients bound to the account on this node.
@@ -332,20 +340,30 @@ impl std::fmt::Debug for Account {
 /// The export of `kind` that lets `importer` import `subject`, if any: the
 /// one for exactly that subject first, else the first wildcard export that
 /// covers it (nats-server looks an import's export up the same way).
-fn export_for<'a>(
-    cfg: &'a AccountConfig,
-    kind: ExportKind,
-    subject: &str,
-    importer: &str,
-) -> Option<&'a Export> {
+fn export_for<'a>(cfg: &'a AccountConfig, imp: &Import, importer: &str) -> Option<&'a Export> {
+    let subject = imp.subject.as_str();
     let usable = |e: &&Export| {
-        e.kind == kind
+        e.kind == imp.kind
             && crate::permissions::is_subset(subject, &e.subject)
             && (e.accounts.is_empty() || e.accounts.iter().any(|a| a == importer))
+            && (!e.token_required || activated(cfg, e, imp, importer))
     };
     let mut candidates = cfg.exports.iter().filter(usable);
     let first = candidates.clone().next()?;
     Some(candidates.find(|e| e.subject == subject).unwrap_or(first))
+}
+
+/// A private export's import carries an activation signed by the
+/// exporter (or one of its signing keys) that the export has not revoked.
+fn activated(exporter: &AccountConfig, e: &Export, imp: &Import, importer: &str) -> bool {
+    let Some(a) = &imp.activation else {
+        return false;
+    };
+    let signer_known = a.issuer == exporter.name || exporter.signing_keys.contains(&a.issuer);
+    let revoked = [importer, "*"]
+        .iter()
+        .any(|k| e.revocations.get(*k).is_some_and(|&t| t >= a.issued_at));
+    signer_known && !revoked
 }
 
 /// Whether a wildcard service import may be renamed from `subject` to
@@ -409,7 +427,7 @@ pub fn link_imports(accounts: &HashMap<String, Arc<Account>>, configs: &[Account
                 );
                 continue;
             };
-            let Some(export) = export_for(exp_cfg, imp.kind, &imp.subject, &cfg.name) else {
+            let Some(export) = export_for(exp_cfg, imp, &cfg.name) else {
                 let what = if imp.kind == ExportKind::Stream {
                     "stream"
                 } else {
@@ -502,12 +520,14 @@ mod tests {
                         subject: "sports.>".into(),
                         accounts: vec![],
                         response: ResponsePolicy::default(),
+                        ..Default::default()
                     },
                     Export {
                         kind: ExportKind::Service,
                         subject: "svc.time".into(),
                         accounts: vec!["WEB".into()],
                         response: ResponsePolicy::default(),
+                        ..Default::default()
                     },
                 ],
                 vec![],
@@ -521,18 +541,21 @@ mod tests {
                         account: "APP".into(),
                         subject: "sports.football.>".into(),
                         to: Some("feed".into()),
+                        activation: None,
                     },
                     Import {
                         kind: ExportKind::Service,
                         account: "APP".into(),
                         subject: "svc.time".into(),
                         to: Some("time".into()),
+                        activation: None,
                     },
                     Import {
                         kind: ExportKind::Stream,
                         account: "APP".into(),
                         subject: "secret.>".into(),
                         to: None,
+                        activation: None,
                     },
                 ],
             ),
@@ -544,6 +567,7 @@ mod tests {
                     account: "APP".into(),
                     subject: "svc.time".into(),
                     to: None,
+                    activation: None,
                 }],
             ),
         ];
@@ -648,12 +672,14 @@ mod tests {
                     subject: "$JS.API.>".into(),
                     accounts: vec![],
                     response: ResponsePolicy::default(),
+                    ..Default::default()
                 },
                 Export {
                     kind: ExportKind::Service,
                     subject: "$JS.API.DIRECT.GET.S".into(),
                     accounts: vec![],
                     response: streamed,
+                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -663,6 +689,7 @@ mod tests {
             account: "S".into(),
             subject: subject.into(),
             to: None,
+            activation: None,
         };
         let importer = cfg(
             "APP",

@@ -41,14 +41,15 @@ pub struct User {
 }
 
 /// Whether an account shares a stream of messages or a request/reply service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportKind {
+    #[default]
     Stream,
     Service,
 }
 
 /// `exports: [ {stream: "sports.>"}, {service: "svc.>", accounts: [B]} ]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Export {
     pub kind: ExportKind,
     pub subject: String,
@@ -56,6 +57,21 @@ pub struct Export {
     pub accounts: Vec<String>,
     /// Services: how many responses a request may get, and for how long.
     pub response: ResponsePolicy,
+    /// An account JWT's private export (`token_req`): importers need an
+    /// activation the exporter signed, not revoked in `revocations`.
+    pub token_required: bool,
+    /// Importing account (or `*`) → unix time: activations issued at or
+    /// before it are revoked.
+    pub revocations: std::collections::BTreeMap<String, i64>,
+}
+
+/// An import's activation token, checked when the account JWT was read:
+/// who signed it and when. The link checks the signer against the
+/// exporter's keys and the time against the export's revocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub issuer: String,
+    pub issued_at: i64,
 }
 
 /// How many responses one request to a service may get back (a service
@@ -96,7 +112,7 @@ impl Default for ResponsePolicy {
 }
 
 /// `imports: [ {stream: {account: A, subject: "x.>"}, prefix: "p"}, {service: {account: A, subject: "svc"}, to: "local.svc"} ]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Import {
     pub kind: ExportKind,
     pub account: String,
@@ -104,12 +120,16 @@ pub struct Import {
     /// Stream imports: prefix added to the subject. Service imports: the
     /// local subject the importer publishes requests on.
     pub to: Option<String>,
+    /// For a private export: the verified activation token.
+    pub activation: Option<Activation>,
 }
 
 /// One entry of `accounts { NAME { users, exports, imports } }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccountConfig {
     pub name: String,
+    /// An account JWT's signing keys: they may sign activations too.
+    pub signing_keys: Vec<String>,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
     /// `jetstream: enabled` (or a limits map) in the account. When any

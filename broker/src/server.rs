@@ -417,7 +417,7 @@ impl Server {
     }
 
     /// Stream imports a subscription draws on: (exporting account, filter).
-    fn upstream(account: &Account, sub: &Subscription) -> Vec<(String, String)> {
+    pub(crate) fn upstream(account: &Account, sub: &Subscription) -> Vec<(String, String)> {
         if !account.has_cross() {
             return Vec::new();
         }
@@ -461,22 +461,34 @@ impl Server {
     /// Interest in `_R_.<this server>.>` in every account that exports a
     /// service we import, so responses made on other nodes come back here.
     fn advertise_response_interest(&self) {
-        let mut exporters: Vec<String> = Vec::new();
-        for acc in self.accounts() {
-            for si in acc.service_imports.read().iter() {
-                if !exporters.contains(&si.exporter.name) {
-                    exporters.push(si.exporter.name.clone());
-                }
-            }
+        for e in self.service_exporters() {
+            self.advertise_responses_from(&e);
         }
+    }
+
+    /// Accounts whose services some account here imports.
+    pub(crate) fn service_exporters(&self) -> std::collections::BTreeSet<String> {
+        self.accounts()
+            .iter()
+            .flat_map(|acc| {
+                acc.service_imports
+                    .read()
+                    .iter()
+                    .map(|si| si.exporter.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Interest in `_R_.<this server>.>` in `exporter`.
+    pub(crate) fn advertise_responses_from(&self, exporter: &str) {
         let subject = format!(
             "{}{}.>",
             crate::accounts::RESPONSE_PREFIX,
             self.response_token()
         );
-        for e in exporters {
-            self.routes.add_local_subject(&e, subject.as_bytes(), true);
-        }
+        self.routes
+            .add_local_subject(exporter, subject.as_bytes(), true);
     }
 
     /// Keep a route to `url` up until [`Self::drop_route`] (or shutdown).

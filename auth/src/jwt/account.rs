@@ -83,9 +83,71 @@ pub struct Account {
     /// What users of the account whose JWT names no permissions get.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_permissions: Option<Permissions>,
+    /// Streams and services the account offers other accounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<Export>,
+    /// Streams and services it takes from other accounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<Import>,
     #[serde(rename = "type")]
     pub kind: String,
     pub version: i64,
+}
+
+/// One entry of an account JWT's `exports` (nats-io/jwt v2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Export {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub subject: String,
+    /// `stream` or `service`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Private: importers need an activation token the exporter signed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_req: bool,
+    /// Importing account (or `*`) → unix time: activations issued at or
+    /// before it are revoked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, i64>,
+    /// Services: `Singleton`, `Stream` or `Chunked`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub response_type: String,
+    /// Services: nanoseconds the way back stays open without a response.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub response_threshold: i64,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub account_token_position: u32,
+}
+
+/// One entry of an account JWT's `imports` (nats-io/jwt v2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Import {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The exporter's subject.
+    pub subject: String,
+    /// The exporting account's public key.
+    pub account: String,
+    /// An activation JWT, for a private export.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// Deprecated: a stream import's prefix; a service import's subject in
+    /// the exporter.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub to: String,
+    /// The subject in the importing account.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub local_subject: String,
+    /// `stream` or `service`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share: bool,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 /// An account's `limits`: NATS, account and JetStream limits in one map,

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512_256};
 
 pub use account::{
-    AccountClaims, JetStreamLimits, OperatorClaims, OperatorLimits, SigningKey, UserLimitsClaims,
-    UserPermissionLimits, UserScope,
+    AccountClaims, Export as JwtExport, Import as JwtImport, JetStreamLimits, OperatorClaims,
+    OperatorLimits, SigningKey, UserLimitsClaims, UserPermissionLimits, UserScope,
 };
 pub use claims::*;
 

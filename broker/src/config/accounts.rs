@@ -135,6 +135,7 @@ fn imports(cx: &mut Ctx, node: &Node) -> Vec<Import> {
                         account,
                         subject,
                         to: None,
+                        activation: None,
                     });
                 }
                 "prefix" | "to" => to = cx.string(k, v),

@@ -90,6 +90,7 @@ fn export(cx: &mut Ctx, item: &Node) -> Option<Export> {
             subject,
             accounts,
             response,
+            ..Default::default()
         }),
         Some(_) => {
             cx.error(&item.pos, format!("invalid export subject {subject:?}"));

@@ -12,6 +12,7 @@
 //! exist because the configuration turned every verified preloaded account
 //! JWT into an account configuration ([`account_config`]).
 
+pub mod links;
 pub mod resolver;
 pub mod store;
 pub mod times;
@@ -110,7 +111,24 @@ pub fn account_config(claims: &AccountClaims) -> AccountConfig {
                 payload: Limit::from_jwt(l.payload),
             },
         },
-        ..Default::default()
+        signing_keys: claims
+            .nats
+            .signing_keys
+            .iter()
+            .map(|k| k.key().to_string())
+            .collect(),
+        exports: claims
+            .nats
+            .exports
+            .iter()
+            .filter_map(|e| links::export(&claims.std.sub, e))
+            .collect(),
+        imports: claims
+            .nats
+            .imports
+            .iter()
+            .filter_map(|i| links::import(&claims.std.sub, i))
+            .collect(),
     }
 }
 

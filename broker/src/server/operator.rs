@@ -6,6 +6,7 @@
 //! is where the server acts on it, since only the server holds the account
 //! map, the client list and JetStream.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -42,7 +43,76 @@ impl Server {
             }
         }
         let _ = self.trust.set(trust);
+        if matches!(op.resolver, ResolverOptions::Full(_)) {
+            self.relink_operator_accounts();
+        }
         Ok(())
+    }
+
+    /// Link every operator-mode account's JWT imports anew (an account
+    /// JWT came, changed or went), and bring the interest this server
+    /// advertises to its routes for stream imports in line with the new
+    /// links: each local subscription's upstream interest is counted
+    /// before and after, and only the difference is sent.
+    fn relink_operator_accounts(&self) {
+        let Some(trust) = self.trust() else {
+            return;
+        };
+        let accounts = self.accounts.read().clone();
+        let configs: Vec<AccountConfig> = accounts
+            .keys()
+            .filter_map(|k| trust.account(k))
+            .map(|c| operator::account_config(&c))
+            .collect();
+        let clustered = self.opts().cluster.enabled();
+        let before = clustered.then(|| self.upstream_interest(&accounts));
+        let exporters_before = self.service_exporters();
+        for acc in accounts.values() {
+            acc.clear_links();
+        }
+        crate::accounts::link_imports(&accounts, &configs);
+        let Some(before) = before else {
+            return;
+        };
+        let after = self.upstream_interest(&accounts);
+        for key in before.keys().chain(after.keys()) {
+            let (was, is) = (
+                before.get(key).copied().unwrap_or(0),
+                after.get(key).copied().unwrap_or(0),
+            );
+            let (exporter, filter) = key;
+            for _ in is..was {
+                self.routes
+                    .add_local_subject(exporter, filter.as_bytes(), false);
+            }
+            for _ in was..is {
+                self.routes
+                    .add_local_subject(exporter, filter.as_bytes(), true);
+            }
+        }
+        for e in self.service_exporters().difference(&exporters_before) {
+            self.advertise_responses_from(e);
+        }
+    }
+
+    /// How many local subscriptions draw on each (exporter, filter) stream
+    /// import, as [`Server::local_sub_added`] advertised them.
+    fn upstream_interest(
+        &self,
+        accounts: &HashMap<String, Arc<Account>>,
+    ) -> HashMap<(String, String), usize> {
+        let mut out = HashMap::new();
+        for acc in accounts.values() {
+            for sub in acc.sublist.all() {
+                if sub.client.kind == ConnKind::Route {
+                    continue;
+                }
+                for pair in Server::upstream(acc, &sub) {
+                    *out.entry(pair).or_insert(0) += 1;
+                }
+            }
+        }
+        out
     }
 
     /// Serve the directory resolver's `$SYS.REQ.CLAIMS.*` requests, when
@@ -99,6 +169,7 @@ impl Server {
                 }
             }
         }
+        self.relink_operator_accounts();
         for c in self.clients_of(&acc) {
             let signed = c.meta.lock().signed.clone();
             let user = c.meta.lock().user.clone().unwrap_or_default();
@@ -134,6 +205,7 @@ impl Server {
                 warn!("JetStream for account {key:?} not disabled: {e:#}");
             }
         }
+        self.relink_operator_accounts();
         for c in self.clients_of(&acc) {
             c.send(format!("-ERR '{}'\r\n", errors::ACCOUNT_AUTH_EXPIRED).as_bytes());
             c.close(ClosedState::AuthenticationExpired);

@@ -30,3 +30,27 @@ pub fn operator_with_system_account() -> (KeyPair, String, KeyPair) {
     let token = jwt::encode(&mut oc, &op).expect("sign the operator JWT");
     (op, token, sys)
 }
+
+/// An activation token, as `nsc generate activation` writes one:
+/// `exporter` lets `importer` import `subject` (a `stream` or `service`).
+pub fn activation_token(exporter: &KeyPair, importer: &str, subject: &str, kind: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let claims = serde_json::json!({
+        "jti": format!("{:x}", rand::random::<u64>()),
+        "iat": tribune_auth::jwt::now_unix(),
+        "iss": exporter.public_key(),
+        "name": subject,
+        "sub": importer,
+        "nats": { "subject": subject, "kind": kind, "type": "activation", "version": 2 },
+    });
+    let head = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let input = format!(
+        "{head}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims as JSON"))
+    );
+    let sig = exporter
+        .sign(input.as_bytes())
+        .expect("sign the activation");
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
