@@ -131,6 +131,8 @@ pub struct Server {
     trust: std::sync::OnceLock<crate::operator::Trust>,
     /// JetStream, when enabled; set up at start.
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
+    /// The full resolver's `$SYS.REQ.CLAIMS.*` service, when configured.
+    claims: std::sync::OnceLock<crate::system::claims::Claims>,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
     secrets: crate::auth::SecretChecker,
 }
@@ -192,6 +194,7 @@ impl Server {
             callout: std::sync::OnceLock::new(),
             trust: std::sync::OnceLock::new(),
             jetstream: std::sync::OnceLock::new(),
+            claims: std::sync::OnceLock::new(),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
     }

@@ -442,3 +442,105 @@ async fn pushed_accounts_get_jetstream_with_their_limits() {
         "tribune vs nats-server"
     );
 }
+
+/// A push that lowers the account's `conn` limit below the connections
+/// open keeps the oldest and closes the rest, as nats-server does.
+#[tokio::test]
+async fn a_lowered_connection_limit_closes_the_newest() {
+    let w = World::new();
+    let mut recorded = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("conn-{label}"));
+        let server = ServerSpec::new(bin)
+            .config(w.config(jwt_dir.to_str().unwrap(), ""))
+            .start()
+            .unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", w.app_jwt(|_| {})).await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let (mut first, a) = login(server.port, &w.app_user());
+        let (mut second, b) = login(server.port, &w.app_user());
+        assert_eq!(
+            (a, b),
+            (vec!["PONG\r\n".to_string()], vec!["PONG\r\n".to_string()])
+        );
+        let reply = ask(
+            &admin,
+            "$SYS.REQ.CLAIMS.UPDATE",
+            w.app_jwt(|ac| ac.nats.limits.conn = 1),
+        )
+        .await;
+        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        let mut ended = second.until_pong();
+        ended.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
+        let mut kept = first.ping();
+        kept.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
+        recorded.push((label, ended, kept));
+    }
+    assert_eq!(
+        recorded[0].1,
+        [
+            "-ERR 'maximum account active connections exceeded'\r\n",
+            CLOSED
+        ],
+        "nats-server closes the newest"
+    );
+    assert_eq!(recorded[0].2, ["PONG\r\n"], "nats-server keeps the oldest");
+    assert_eq!(
+        (&recorded[1].1, &recorded[1].2),
+        (&recorded[0].1, &recorded[0].2),
+        "tribune vs nats-server"
+    );
+}
+
+/// A login on a server that never saw an account's push (it joined
+/// later) is admitted: the server asks its peers for the account first.
+#[tokio::test]
+async fn a_login_for_an_account_only_a_peer_holds_is_admitted() {
+    let w = World::new();
+    for (label, bin) in common::both_servers() {
+        let dirs = [
+            w.dir.path().join(format!("fetch-{label}-n1")),
+            w.dir.path().join(format!("fetch-{label}-n2")),
+        ];
+        // Only n1's directory holds the account, as after a push n2 missed.
+        std::fs::create_dir_all(&dirs[0]).unwrap();
+        std::fs::write(
+            dirs[0].join(format!("{}.jwt", w.app.public_key())),
+            w.app_jwt(|_| {}),
+        )
+        .unwrap();
+        let n1 = ServerSpec::new(&bin)
+            .config(w.config(
+                dirs[0].to_str().unwrap(),
+                "server_name: n1\ncluster { name: c, listen: \"127.0.0.1:-1\" }\n",
+            ))
+            .start()
+            .unwrap();
+        let route = n1.addr_of("cluster").unwrap();
+        // A long interval: nats-server then syncs only on a lookup.
+        let n2_config = w
+            .config(
+                dirs[1].to_str().unwrap(),
+                &format!(
+                    "server_name: n2\ncluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{route}\"] }}\n"
+                ),
+            )
+            .replace("interval: \"1s\"", "interval: \"1h\"");
+        let n2 = ServerSpec::new(&bin).config(n2_config).start().unwrap();
+        let a = w.admin(&n1.client_url()).await;
+        let b = w.admin(&n2.client_url()).await;
+        common::wait_for_route(&a, &b).await;
+        let (_, lines) = login(n2.port, &w.app_user());
+        assert_eq!(
+            lines,
+            ["PONG\r\n"],
+            "{label}: n2 fetched the account\n{}",
+            n2.log()
+        );
+        assert!(
+            dirs[1].join(format!("{}.jwt", w.app.public_key())).exists(),
+            "{label}: and stored it"
+        );
+    }
+}

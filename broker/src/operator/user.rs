@@ -88,6 +88,18 @@ pub fn authenticate(resolver: &dyn Resolver, login: Login<'_>) -> Result<Identit
     Ok(identity(&user, &account, window))
 }
 
+/// The account a user JWT names (its `issuer_account`, else its issuer),
+/// read without verifying anything: only to know which account to look
+/// up before [`authenticate`] checks it all.
+pub fn account_of(token: Option<&str>) -> Option<String> {
+    let user: UserClaims = jwt::decode_payload(token?).ok()?;
+    Some(if user.nats.issuer_account.is_empty() {
+        user.std.iss
+    } else {
+        user.nats.issuer_account
+    })
+}
+
 /// The checks nats-io/jwt's `Validate` makes that block a user JWT.
 fn validate(user: &UserClaims) -> Result<(), String> {
     check_times(&user.std).map_err(str::to_string)?;

@@ -124,8 +124,19 @@ impl Server {
         let ResolverOptions::Full(full) = &op.resolver else {
             return Ok(());
         };
-        crate::system::claims::start(self, dir.clone(), full.interval)
-            .context("could not set up the account JWT requests")
+        let claims = crate::system::claims::start(self, dir.clone(), full.interval, full.timeout)
+            .context("could not set up the account JWT requests")?;
+        let _ = self.claims.set(claims);
+        Ok(())
+    }
+
+    /// Before a login names an account this server does not hold, ask the
+    /// other servers for it (full resolver only). True when it is held now.
+    pub async fn fetch_account(self: &Arc<Self>, key: &str) -> bool {
+        match self.claims.get() {
+            Some(c) => c.clone().fetch(self, key).await,
+            None => false,
+        }
     }
 
     /// An account's configuration: from `accounts {}`, or in operator mode
@@ -170,7 +181,19 @@ impl Server {
             }
         }
         self.relink_operator_accounts();
+        // The oldest connections keep their seats, as in nats-server.
+        let limit = acc.limits().max_connections;
+        let mut seated = 0;
         for c in self.clients_of(&acc) {
+            if limit.reached(seated) {
+                debug!("{} - {}", c.tag(), errors::MAX_ACCOUNT_CONNECTIONS_EXCEEDED);
+                c.send(
+                    format!("-ERR '{}'\r\n", errors::MAX_ACCOUNT_CONNECTIONS_EXCEEDED).as_bytes(),
+                );
+                c.close(ClosedState::MaxAccountConnectionsExceeded);
+                continue;
+            }
+            seated += 1;
             let signed = c.meta.lock().signed.clone();
             let user = c.meta.lock().user.clone().unwrap_or_default();
             let Some(signed) = signed else { continue };

@@ -12,7 +12,8 @@
 //!
 //! Every server of a cluster subscribes, so a push reaches all of them at
 //! once; each asks the others for their pack every `interval`, so one that
-//! was down catches up. Tribune's pack requests go to every server (not
+//! was down catches up; and a login for an account this server does not
+//! hold asks the others for it first ([`Claims::fetch`]). Tribune's pack requests go to every server (not
 //! to a queue group as in nats-server) and a server ignores its own, so a
 //! server never answers itself.
 
@@ -20,14 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
+use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
 use super::ServerInfo;
 use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
-use crate::operator::{DirResolver, Refusal};
+use crate::operator::{DirResolver, Refusal, Resolver};
 use crate::server::Server;
 
 pub const UPDATE: &str = "$SYS.REQ.CLAIMS.UPDATE";
@@ -37,6 +41,8 @@ pub const PACK: &str = "$SYS.REQ.CLAIMS.PACK";
 const ACCOUNT_UPDATE: &str = "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE";
 const ACCOUNT_UPDATE_OLD: &str = "$SYS.ACCOUNT.*.CLAIMS.UPDATE";
 const ACCOUNT_LOOKUP: &str = "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP";
+/// After the pack inbox: where answers to this server's lookups come.
+const FETCH_SUFFIX: &str = ".fetch.";
 
 /// What one request asks, read from its subject.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +53,8 @@ enum Request<'a> {
     Delete,
     Pack,
     PackReply,
+    /// An answer to one of our lookups: the token after the fetch inbox.
+    FetchReply(&'a str),
 }
 
 fn request<'a>(subject: &'a str, inbox: &str) -> Option<Request<'a>> {
@@ -57,6 +65,12 @@ fn request<'a>(subject: &'a str, inbox: &str) -> Option<Request<'a>> {
         PACK => return Some(Request::Pack),
         s if s == inbox => return Some(Request::PackReply),
         _ => {}
+    }
+    if let Some(token) = subject
+        .strip_prefix(inbox)
+        .and_then(|rest| rest.strip_prefix(FETCH_SUFFIX))
+    {
+        return Some(Request::FetchReply(token));
     }
     let t: Vec<&str> = subject.split('.').collect();
     match t.as_slice() {
@@ -101,10 +115,73 @@ struct Service {
     /// Where other servers' packs come back to.
     inbox: String,
     seq: AtomicU64,
+    /// Lookups waiting for a peer's answer, by inbox token.
+    fetches: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    next_fetch: AtomicU64,
+    timeout: Duration,
+}
+
+/// The server's handle on the running service.
+#[derive(Clone)]
+pub struct Claims(Arc<Service>);
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("inbox", &self.0.inbox)
+            .finish()
+    }
+}
+
+impl Claims {
+    /// Ask the other servers for an account this server does not hold
+    /// (nats-server's lookup on a miss), waiting at most the resolver's
+    /// `timeout`. The first answer that verifies is stored and applied.
+    pub async fn fetch(&self, server: &Arc<Server>, key: &str) -> bool {
+        let svc = &self.0;
+        if svc.dir.account(key).is_some() {
+            return true;
+        }
+        if !crate::operator::verify::is_public_key(key, nkeys::KeyPairType::Account) {
+            return false;
+        }
+        let token = svc.next_fetch.fetch_add(1, Ordering::Relaxed).to_string();
+        let (tx, rx) = oneshot::channel();
+        svc.fetches.lock().insert(token.clone(), tx);
+        let reply = format!("{}{FETCH_SUFFIX}{token}", svc.inbox);
+        let subject = format!("$SYS.REQ.ACCOUNT.{key}.CLAIMS.LOOKUP");
+        svc.client.publish(server, &subject, Some(&reply), &[], &[]);
+        let answer = tokio::time::timeout(svc.timeout, rx).await;
+        svc.fetches.lock().remove(&token);
+        let Ok(Ok(jwt)) = answer else {
+            debug!("DirResolver - Could not fetch account {key:?} from another server");
+            return false;
+        };
+        match svc.dir.update(&jwt, Some(key)) {
+            Ok((claims, changed)) => {
+                if changed {
+                    server.account_claims_changed(&claims);
+                }
+                true
+            }
+            Err(r) => {
+                debug!(
+                    "DirResolver - Fetched account {key:?} refused: {} - {}",
+                    r.headline, r.cause
+                );
+                false
+            }
+        }
+    }
 }
 
 /// Subscribe in the system account and serve until the server is gone.
-pub fn start(server: &Arc<Server>, dir: Arc<DirResolver>, interval: Duration) -> Result<()> {
+pub fn start(
+    server: &Arc<Server>,
+    dir: Arc<DirResolver>,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<Claims> {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = InternalClient::new(
         server,
@@ -121,6 +198,7 @@ pub fn start(server: &Arc<Server>, dir: Arc<DirResolver>, interval: Duration) ->
         DELETE,
         PACK,
         inbox.as_str(),
+        &format!("{inbox}{FETCH_SUFFIX}*"),
     ] {
         client.subscribe(server, subject, None)?;
     }
@@ -130,10 +208,13 @@ pub fn start(server: &Arc<Server>, dir: Arc<DirResolver>, interval: Duration) ->
         client,
         inbox,
         seq: AtomicU64::new(0),
+        fetches: Mutex::new(HashMap::new()),
+        next_fetch: AtomicU64::new(1),
+        timeout,
     });
     tokio::spawn(svc.clone().serve(rx));
-    tokio::spawn(svc.sync_every(interval));
-    Ok(())
+    tokio::spawn(svc.clone().sync_every(interval));
+    Ok(Claims(svc))
 }
 
 impl Service {
@@ -221,6 +302,14 @@ impl Service {
                     }
                 }
                 self.send(server, reply, b"");
+            }
+            Request::FetchReply(token) => {
+                // Empty: that server does not hold it either; wait on.
+                if !msg.payload.is_empty() {
+                    if let Some(tx) = self.fetches.lock().remove(token) {
+                        let _ = tx.send(body.to_string());
+                    }
+                }
             }
             Request::PackReply => {
                 if msg.payload.is_empty() {
@@ -319,5 +408,9 @@ mod tests {
         assert_eq!(request(PACK, inbox), Some(Request::Pack));
         assert_eq!(request(inbox, inbox), Some(Request::PackReply));
         assert_eq!(request("$SYS.REQ.ACCOUNT.AXYZ.CONNZ", inbox), None);
+        assert_eq!(
+            request("$SYS._INBOX.abc.claims.pack.fetch.7", inbox),
+            Some(Request::FetchReply("7"))
+        );
     }
 }

@@ -113,6 +113,12 @@ impl Reader {
         };
         if let Some(trust) = server.trust() {
             // Operator mode: a user JWT or nothing, never another identity.
+            // An account this server does not hold may be held by a peer.
+            if let Some(key) = crate::operator::user::account_of(c.jwt.as_deref()) {
+                if trust.dir().is_some() && trust.account(&key).is_none() {
+                    server.fetch_account(&key).await;
+                }
+            }
             return match trust.authenticate(login) {
                 Ok(identity) => self.complete_connect(c, identity, implicit),
                 Err(why) => {
