@@ -216,6 +216,20 @@ async fn pushed_accounts_admit_their_users_until_revoked_or_deleted() {
             .await,
         ));
 
+        let too_many = w.app_jwt(|ac| {
+            ac.nats.limits.exports = 0;
+            ac.nats.limits.wildcards = false;
+            ac.nats.exports = vec![tribune_auth::jwt::JwtExport {
+                subject: "scores.>".into(),
+                kind: "stream".into(),
+                ..Default::default()
+            }];
+        });
+        seen.push((
+            "push beyond the account's own export limits".into(),
+            ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", too_many).await,
+        ));
+
         // Revoking the user ends its connection at once.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let fan_key = fan.key.public_key();

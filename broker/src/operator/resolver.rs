@@ -158,6 +158,14 @@ impl DirResolver {
         if let Err(e) = crate::auth::claims::check_times(&claims.std) {
             return Err(Refusal::new(&key, "jwt validation failed", e));
         }
+        let problems = verify::validation_problems(token, &claims);
+        if !problems.is_empty() {
+            return Err(Refusal::new(
+                &key,
+                "jwt validation failed",
+                verify::validation_errors(&problems),
+            ));
+        }
         let iss = &claims.std.iss;
         if !self.trusted.contains(iss) {
             let cause = if verify::is_public_key(iss, nkeys::KeyPairType::Operator) {

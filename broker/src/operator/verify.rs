@@ -106,7 +106,62 @@ pub fn account(key: &str, token: &str, trusted: &[String]) -> Result<AccountClai
     }) {
         return Err(format!("unknown signing key scope {:?}", s.kind));
     }
+    let problems = validation_problems(token, &acc);
+    if !problems.is_empty() {
+        return Err(validation_errors(&problems));
+    }
     Ok(acc)
+}
+
+/// The blocking issues nats-io/jwt finds in an account's exports and
+/// imports against its own limits, in its words. nats-io/jwt reads an
+/// absent `imports`/`exports` limit as 0 and an absent `wildcards` as
+/// false, so they are read here as written, not with the defaults that
+/// fill the claims for everything else.
+pub fn validation_problems(token: &str, acc: &AccountClaims) -> Vec<String> {
+    #[derive(serde::Deserialize, Default)]
+    struct Written {
+        #[serde(default)]
+        nats: WrittenNats,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct WrittenNats {
+        #[serde(default)]
+        limits: WrittenLimits,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct WrittenLimits {
+        imports: Option<i64>,
+        exports: Option<i64>,
+        wildcards: Option<bool>,
+    }
+    let l = jwt::decode_payload::<Written>(token)
+        .map(|w| w.nats.limits)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let (imports, exports) = (l.imports.unwrap_or(0), l.exports.unwrap_or(0));
+    if imports >= 0 && acc.nats.imports.len() as i64 > imports {
+        out.push("the account contains more imports than allowed by the operator".to_string());
+    }
+    if exports >= 0 && acc.nats.exports.len() as i64 > exports {
+        out.push("the account contains more exports than allowed by the operator".to_string());
+    }
+    if !l.wildcards.unwrap_or(false) {
+        for e in &acc.nats.exports {
+            if crate::subject::has_wildcard_token(e.subject.as_bytes()) {
+                out.push(
+                    "the account contains wildcard exports that are not allowed by the operator"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `validation errors: [a b]`, as nats-server prints a list of them.
+pub fn validation_errors(problems: &[String]) -> String {
+    format!("validation errors: [{}]", problems.join(" "))
 }
 
 /// The only kind of scope nats-io/jwt knows; an account JWT with another

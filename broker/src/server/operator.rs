@@ -235,9 +235,10 @@ impl Server {
         }
     }
 
-    /// The client connections bound to `acc` on this server.
+    /// The client connections bound to `acc` on this server, oldest first.
     fn clients_of(&self, acc: &Arc<Account>) -> Vec<Arc<ClientShared>> {
-        self.clients()
+        let mut out: Vec<Arc<ClientShared>> = self
+            .clients()
             .into_iter()
             .filter(|c| c.kind == ConnKind::Client)
             .filter(|c| {
@@ -246,6 +247,9 @@ impl Server {
                     .as_ref()
                     .is_some_and(|a| Arc::ptr_eq(a, acc))
             })
-            .collect()
+            .collect();
+        // Oldest first: a lowered connection limit keeps these.
+        out.sort_by_key(|c| c.cid);
+        out
     }
 }

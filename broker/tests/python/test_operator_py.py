@@ -276,3 +276,143 @@ def test_full_resolver_push_then_revoke(name, tmp_path):
         run(main())
     finally:
         srv.stop()
+
+
+def activation_jwt(exporter, importer, subject, kind):
+    """An activation token, as `nsc generate activation` writes one."""
+    return encode_jwt(
+        {"sub": importer.public_key.decode(), "name": subject,
+         "nats": {"subject": subject, "kind": kind, "type": "activation", "version": 2}},
+        exporter,
+    )
+
+
+@pytest.mark.parametrize("name", SELECTED)
+def test_jwt_exports_and_imports(name, tmp_path):
+    """Account JWT exports and imports: a public stream, a private stream
+    imported with an activation token (and without one), and a service
+    imported under a local subject."""
+    op = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    sys_acc = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    exp = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    imp = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    other = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    exp_pub = exp.public_key.decode()
+    exports = [
+        {"subject": "sports.>", "type": "stream"},
+        {"subject": "vip.>", "type": "stream", "token_req": True},
+        {"subject": "svc.time", "type": "service"},
+    ]
+
+    def imports(token):
+        return [
+            {"subject": "sports.>", "account": exp_pub, "type": "stream"},
+            {"subject": "vip.>", "account": exp_pub, "type": "stream", "token": token},
+            {"subject": "svc.time", "account": exp_pub, "type": "service",
+             "local_subject": "time"},
+        ]
+
+    # nats-io/jwt reads absent import and export limits as none allowed.
+    open_limits = {"subs": -1, "data": -1, "payload": -1, "conn": -1,
+                   "imports": -1, "exports": -1, "wildcards": True}
+    preload = {
+        sys_acc: account_claims(sys_acc, "SYS"),
+        exp: account_claims(exp, "EXP", exports=exports, limits=open_limits),
+        imp: account_claims(imp, "IMP", limits=open_limits,
+                            imports=imports(activation_jwt(exp, imp, "vip.>", "stream"))),
+        other: account_claims(other, "OTHER", imports=imports(""), limits=open_limits),
+    }
+    lines = "".join(f"  {k.public_key.decode()}: {encode_jwt(c, op)}\n" for k, c in preload.items())
+    config = tmp_path / "server.conf"
+    config.write_text(
+        f"operator: {operator_claims_jwt(op, sys_acc)}\n"
+        f"system_account: {sys_acc.public_key.decode()}\n"
+        f"resolver: MEMORY\nresolver_preload: {{\n{lines}}}\n"
+    )
+
+    def user_creds(account, label):
+        key = new_key(nkeys.PREFIX_BYTE_USER)
+        return creds(tmp_path / f"{label}.creds", encode_jwt(user_claims(key, label), account), key)
+
+    srv = Server(BINARIES[name](), tmp_path / "run", args=["-c", str(config)])
+
+    async def main():
+        e = await connect(srv, user_creds(exp, "exp"))
+
+        async def answer(msg):
+            await msg.respond(b"noon")
+
+        await e.subscribe("svc.time", cb=answer)
+        await barrier(e)
+        seen = {}
+        for label, account in (("IMP", imp), ("OTHER", other)):
+            nc = await connect(srv, user_creds(account, label.lower()))
+            sub = await nc.subscribe(">")
+            await barrier(nc)
+            await e.publish("sports.football.1", b"goal")
+            await e.publish("vip.lounge", b"secret")
+            await barrier(e)
+            got = []
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=0.3)
+                except nats.errors.TimeoutError:
+                    break
+                if not m.subject.startswith(("_BARRIER", "_INBOX")):
+                    got.append(f"{m.subject} {m.data.decode()}")
+            reply = await nc.request("time", b"now?", timeout=WAIT)
+            got.append(f"time: {reply.data.decode()}")
+            seen[label] = got
+            await nc.close()
+        await e.close()
+        assert seen == {
+            "IMP": ["sports.football.1 goal", "vip.lounge secret", "time: noon"],
+            "OTHER": ["sports.football.1 goal", "time: noon"],
+        }, seen
+
+    try:
+        run(main())
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("name", SELECTED)
+def test_imports_beyond_the_account_limits_refuse_its_users(name, tmp_path):
+    """An account JWT with imports but no `imports` limit (absent reads as
+    zero in nats-io/jwt) does not validate: its users are refused."""
+    op = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    sys_acc = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    exp = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    imp = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    stream = {"subject": "sports.>", "account": exp.public_key.decode(), "type": "stream"}
+    preload = {
+        sys_acc: account_claims(sys_acc, "SYS"),
+        imp: account_claims(imp, "IMP", imports=[stream]),
+    }
+    lines = "".join(f"  {k.public_key.decode()}: {encode_jwt(c, op)}\n" for k, c in preload.items())
+    config = tmp_path / "server.conf"
+    config.write_text(
+        f"operator: {operator_claims_jwt(op, sys_acc)}\n"
+        f"system_account: {sys_acc.public_key.decode()}\n"
+        f"resolver: MEMORY\nresolver_preload: {{\n{lines}}}\n"
+    )
+    key = new_key(nkeys.PREFIX_BYTE_USER)
+    user = creds(tmp_path / "imp.creds", encode_jwt(user_claims(key, "imp"), imp), key)
+    srv = Server(BINARIES[name](), tmp_path / "run", args=["-c", str(config)])
+
+    async def main():
+        errors = []
+
+        async def on_error(e):
+            errors.append(e)
+
+        with pytest.raises((NoServersError, nats.errors.Error)):
+            await nats.connect(srv.url, user_credentials=user, allow_reconnect=False,
+                               connect_timeout=WAIT, max_reconnect_attempts=0,
+                               error_cb=on_error)
+        assert any("authorization violation" in str(e).lower() for e in errors), errors
+
+    try:
+        run(main())
+    finally:
+        srv.stop()
