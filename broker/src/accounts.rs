@@ -363,7 +363,11 @@ fn activated(exporter: &AccountConfig, e: &Export, imp: &Import, importer: &str)
     let revoked = [importer, "*"]
         .iter()
         .any(|k| e.revocations.get(*k).is_some_and(|&t| t >= a.issued_at));
-    signer_known && !revoked
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let expired = a.expires > 0 && now >= a.expires;
+    signer_known && !revoked && !expired
 }
 
 /// Whether a wildcard service import may be renamed from `subject` to

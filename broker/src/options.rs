@@ -72,6 +72,8 @@ pub struct Export {
 pub struct Activation {
     pub issuer: String,
     pub issued_at: i64,
+    /// Unix seconds after which it no longer activates (0: never).
+    pub expires: i64,
 }
 
 /// How many responses one request to a service may get back (a service

@@ -133,6 +133,12 @@ pub struct Server {
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     /// The full resolver's `$SYS.REQ.CLAIMS.*` service, when configured.
     claims: std::sync::OnceLock<crate::system::claims::Claims>,
+    /// Held while an account JWT change is applied, so that changes (a
+    /// push, a merge, a fetch at login) apply one at a time.
+    account_changes: Mutex<()>,
+    /// Counts relinks of operator-mode imports; a timer set by one acts
+    /// only if no other came after it.
+    relinks: AtomicU64,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
     secrets: crate::auth::SecretChecker,
 }
@@ -195,6 +201,8 @@ impl Server {
             trust: std::sync::OnceLock::new(),
             jetstream: std::sync::OnceLock::new(),
             claims: std::sync::OnceLock::new(),
+            account_changes: Mutex::new(()),
+            relinks: AtomicU64::new(0),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::raw::{sign_nonce, RawConn, CLOSED};
 use common::ServerSpec;
+use futures::StreamExt;
 use nkeys::KeyPair;
 use serde_json::Value;
 use tribune_auth::jwt::{self, AccountClaims, OperatorClaims, UserClaims};
@@ -545,16 +546,175 @@ async fn a_login_for_an_account_only_a_peer_holds_is_admitted() {
         let a = w.admin(&n1.client_url()).await;
         let b = w.admin(&n2.client_url()).await;
         common::wait_for_route(&a, &b).await;
-        let (_, lines) = login(n2.port, &w.app_user());
+        // A subscriber on n1 before n2 knows the account: n2 must keep
+        // its interest for when it does.
+        let fan = w.app_user();
+        let creds = w.dir.path().join(format!("fetch-{label}.creds"));
+        common::creds::write_creds(&creds, &fan.jwt, &fan.key);
+        let listener = async_nats::ConnectOptions::with_credentials_file(creds)
+            .await
+            .unwrap()
+            .connect(n1.client_url())
+            .await
+            .unwrap();
+        let mut sub = listener.subscribe("scores.>").await.unwrap();
+        listener.flush().await.unwrap();
+        common::barrier(&a).await;
+        common::barrier(&b).await;
+        let (mut publisher, lines) = login(n2.port, &w.app_user());
         assert_eq!(
             lines,
             ["PONG\r\n"],
             "{label}: n2 fetched the account\n{}",
             n2.log()
         );
+        publisher.send("PUB scores.1 4\r\ngoal\r\nPING\r\n");
+        let got = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: n1's subscriber got nothing from n2"))
+            .unwrap();
+        assert_eq!(&got.payload[..], b"goal", "{label}");
         assert!(
             dirs[1].join(format!("{}.jwt", w.app.public_key())).exists(),
             "{label}: and stored it"
         );
     }
+}
+
+/// Pushes that end connections the way nats-server ends them: an account
+/// JWT already expired, a scoped signing key whose scope changed, and a
+/// bearer user once the account disallows bearer tokens.
+#[tokio::test]
+async fn pushes_end_connections_their_jwt_no_longer_admits() {
+    use tribune_auth::jwt::{Permission, SigningKey, UserPermissionLimits, UserScope};
+    let w = World::new();
+    let scoped = KeyPair::new_account();
+    let scope = |allow: &str| {
+        SigningKey::Scoped(Box::new(UserScope {
+            kind: "user_scope".into(),
+            key: scoped.public_key(),
+            role: "fans".into(),
+            template: UserPermissionLimits {
+                sub: Permission {
+                    allow: vec![allow.into()],
+                    deny: vec![],
+                },
+                subs: -1,
+                data: -1,
+                payload: -1,
+                ..Default::default()
+            },
+        }))
+    };
+    let app = w.app.public_key();
+    let user_of = |signer: &KeyPair, bearer: bool| {
+        let key = KeyPair::new_user();
+        let mut uc = UserClaims::new(&key.public_key(), "");
+        uc.nats.issuer_account = app.clone();
+        uc.nats.bearer_token = bearer;
+        if !bearer {
+            (uc.nats.subs, uc.nats.data, uc.nats.payload) = (0, 0, 0);
+        }
+        AppUser {
+            jwt: jwt::encode(&mut uc, signer).unwrap(),
+            key,
+        }
+    };
+    let mut recorded = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("ends-{label}"));
+        let server = ServerSpec::new(bin)
+            .config(w.config(jwt_dir.to_str().unwrap(), ""))
+            .start()
+            .unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let mut seen: Vec<(String, Value)> = Vec::new();
+        let mut ends: Vec<(String, Vec<String>)> = Vec::new();
+        let push = |token: String| {
+            let admin = admin.clone();
+            async move { ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", token).await }
+        };
+        seen.push((
+            "push".into(),
+            push(w.app_jwt(|ac| ac.nats.signing_keys = vec![scope("sports.>")])).await,
+        ));
+        let fan = user_of(&scoped, false);
+        let (mut conn, ok) = login(server.port, &fan);
+        assert_eq!(ok, ["PONG\r\n"], "{label}: the scoped user");
+        let bearer = user_of(&w.app, true);
+        let mut c = RawConn::open(server.port);
+        c.send(&format!(
+            "CONNECT {{\"verbose\":false,\"protocol\":1,\"jwt\":\"{}\"}}\r\nPING\r\n",
+            bearer.jwt
+        ));
+        assert_eq!(c.until_pong(), ["PONG\r\n"], "{label}: the bearer user");
+        let (mut plain, ok) = login(server.port, &w.app_user());
+        assert_eq!(ok, ["PONG\r\n"], "{label}: a plain user");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        seen.push((
+            "narrow the scope".into(),
+            push(w.app_jwt(|ac| ac.nats.signing_keys = vec![scope("sports.football.>")])).await,
+        ));
+        ends.push(("scoped user".into(), quiet(conn.ping())));
+        seen.push((
+            "disallow bearer".into(),
+            push(w.app_jwt(|ac| {
+                ac.nats.signing_keys = vec![scope("sports.football.>")];
+                ac.nats.limits.disallow_bearer = true;
+            }))
+            .await,
+        ));
+        ends.push(("bearer user".into(), quiet(c.ping())));
+        seen.push((
+            "expire the account".into(),
+            push(w.app_jwt(|ac| ac.std.exp = jwt::now_unix() - 1)).await,
+        ));
+        // nats-server ends them from a timer: give it a moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ends.push(("plain user".into(), quiet(plain.ping())));
+        recorded.push((label, seen, ends));
+    }
+    let (_, want_seen, want_ends) = &recorded[0];
+    for (what, reply) in want_seen {
+        assert_eq!(
+            reply["data"]["message"], "jwt updated",
+            "nats-server: {what}"
+        );
+    }
+    let ended = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        want_ends,
+        &[
+            ("scoped user".to_string(), ended(&[CLOSED])),
+            (
+                "bearer user".to_string(),
+                ended(&["-ERR 'Authorization Violation'\r\n", CLOSED])
+            ),
+            // nats-server stores the expired JWT but does not apply it
+            // (its claims fail verification): the connection stays.
+            ("plain user".to_string(), ended(&["PONG\r\n"])),
+        ],
+        "nats-server"
+    );
+    let (_, seen, ends) = &recorded[1];
+    assert_eq!(seen, want_seen, "tribune vs nats-server: replies");
+    assert_eq!(
+        ends[..2],
+        want_ends[..2],
+        "tribune vs nats-server: connections"
+    );
+    // Tribune applies it: an operator pushing an expired JWT means to end
+    // the account, and its connections end as they would at `exp`.
+    assert_eq!(
+        ends[2].1,
+        ended(&["-ERR 'Account Authentication Expired'\r\n", CLOSED]),
+        "tribune ends the expired account's connections"
+    );
+}
+
+/// The lines that matter: not the connect INFO nor the server's PING.
+fn quiet(mut lines: Vec<String>) -> Vec<String> {
+    lines.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
+    lines
 }

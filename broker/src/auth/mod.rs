@@ -55,6 +55,16 @@ pub struct Signed {
     pub issuer: String,
     /// The user JWT's `iat` (unix seconds), which revocations compare.
     pub issued_at: i64,
+    /// When the signer is a scoped key: its scope, as [`scope_digest`]
+    /// writes it. A changed scope ends the connection, as in nats-server.
+    pub scope: Option<String>,
+    /// A bearer token: no nonce was signed.
+    pub bearer: bool,
+}
+
+/// A scoped signing key's scope in a comparable form (its JSON).
+pub fn scope_digest(scope: &tribune_auth::jwt::UserScope) -> String {
+    serde_json::to_string(scope).unwrap_or_default()
 }
 
 /// Whose credentials end a connection when they expire.

@@ -145,6 +145,7 @@ fn activation(importer: &str, subject: &str, token: &str) -> Result<Activation, 
     Ok(Activation {
         issuer: g.std.iss.clone(),
         issued_at: g.std.iat,
+        expires: g.std.exp,
     })
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
 use tribune_auth::jwt::{self, AccountClaims};
 
@@ -60,13 +60,11 @@ impl Resolver for MemoryResolver {
 #[derive(Debug)]
 pub struct DirResolver {
     trusted: Vec<String>,
-    inner: Mutex<DirInner>,
-}
-
-#[derive(Debug)]
-struct DirInner {
-    store: DirStore,
-    accounts: HashMap<String, Known>,
+    /// The files; writers take it in turn (and fsync under it).
+    store: Mutex<DirStore>,
+    /// The verified accounts, which every login reads: never locked
+    /// across a write to disk.
+    accounts: RwLock<HashMap<String, Known>>,
 }
 
 #[derive(Debug)]
@@ -108,7 +106,7 @@ impl DirResolver {
         trusted: &[String],
         preload: &[(String, String)],
     ) -> std::io::Result<DirResolver> {
-        let (store, found) = DirStore::open(dir, delete, limit)?;
+        let (mut store, found) = DirStore::open(dir, delete, limit)?;
         let mut accounts = HashMap::new();
         for (key, token) in found {
             match verify::account(&key, &token, trusted) {
@@ -121,12 +119,17 @@ impl DirResolver {
                         },
                     );
                 }
-                Err(e) => warn!("Account JWT [{key}] in {} left out: {e}", dir.display()),
+                Err(e) => {
+                    warn!("Account JWT [{key}] in {} left out: {e}", dir.display());
+                    // Not counted in the store's hash, list or limit.
+                    store.forget(&key);
+                }
             }
         }
         let r = DirResolver {
             trusted: trusted.to_vec(),
-            inner: Mutex::new(DirInner { store, accounts }),
+            store: Mutex::new(store),
+            accounts: RwLock::new(accounts),
         };
         for (key, token) in preload {
             if let Err(e) = r.store_if_newer(key, token) {
@@ -155,9 +158,8 @@ impl DirResolver {
                 "subject does not match jwt content",
             ));
         }
-        if let Err(e) = crate::auth::claims::check_times(&claims.std) {
-            return Err(Refusal::new(&key, "jwt validation failed", e));
-        }
+        // An expired JWT is taken, as nats-server takes it: it ends the
+        // account's connections (how an operator cuts an account off).
         let problems = verify::validation_problems(token, &claims);
         if !problems.is_empty() {
             return Err(Refusal::new(
@@ -183,8 +185,8 @@ impl DirResolver {
     /// issued later: an older JWT replayed must not undo a revocation.
     fn store_if_newer(&self, key: &str, token: &str) -> Result<(Arc<AccountClaims>, bool), String> {
         let claims = Arc::new(verify::account(key, token, &self.trusted)?);
-        let mut inner = self.inner.lock();
-        if let Some(old) = inner.accounts.get(key) {
+        let mut store = self.store.lock();
+        if let Some(old) = self.accounts.read().get(key) {
             if old.jwt == token {
                 return Ok((old.claims.clone(), false));
             }
@@ -192,8 +194,8 @@ impl DirResolver {
                 return Err("a newer JWT of the account is stored".into());
             }
         }
-        inner.store.save(key, token).map_err(|e| e.to_string())?;
-        inner.accounts.insert(
+        store.save(key, token).map_err(|e| e.to_string())?;
+        self.accounts.write().insert(
             key.to_string(),
             Known {
                 jwt: token.to_string(),
@@ -219,24 +221,23 @@ impl DirResolver {
 
     /// The stored JWT of an account.
     pub fn jwt(&self, key: &str) -> Option<String> {
-        self.inner.lock().accounts.get(key).map(|k| k.jwt.clone())
+        self.accounts.read().get(key).map(|k| k.jwt.clone())
     }
 
     /// Every stored account key, sorted.
     pub fn keys(&self) -> Vec<String> {
-        self.inner.lock().store.keys()
+        self.store.lock().keys()
     }
 
     /// The store's hash: equal on two servers holding the same JWTs.
     pub fn hash(&self) -> [u8; 32] {
-        self.inner.lock().store.hash()
+        self.store.lock().hash()
     }
 
     /// Every stored JWT as a pack line, `<key>|<jwt>`.
     pub fn pack(&self) -> Vec<String> {
-        let inner = self.inner.lock();
-        let mut lines: Vec<String> = inner
-            .accounts
+        let accounts = self.accounts.read();
+        let mut lines: Vec<String> = accounts
             .iter()
             .map(|(k, v)| format!("{k}|{}", v.jwt))
             .collect();
@@ -277,13 +278,13 @@ impl DirResolver {
                 _ => return Err(refuse("malformed request")),
             }
         }
-        let mut inner = self.inner.lock();
+        let mut store = self.store.lock();
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for k in keys {
-            match inner.store.delete(&k) {
+            match store.delete(&k) {
                 Ok(_) => {
-                    inner.accounts.remove(&k);
+                    self.accounts.write().remove(&k);
                     deleted.push(k);
                 }
                 Err(e) => errors.push(e.to_string()),
@@ -305,17 +306,13 @@ impl DirResolver {
     }
 
     pub fn dir(&self) -> std::path::PathBuf {
-        self.inner.lock().store.dir().to_path_buf()
+        self.store.lock().dir().to_path_buf()
     }
 }
 
 impl Resolver for DirResolver {
     fn account(&self, key: &str) -> Option<Arc<AccountClaims>> {
-        self.inner
-            .lock()
-            .accounts
-            .get(key)
-            .map(|k| k.claims.clone())
+        self.accounts.read().get(key).map(|k| k.claims.clone())
     }
 }
 
@@ -431,12 +428,12 @@ mod dir_tests {
         let stranger = jwt::encode(&mut c, &KeyPair::new_operator()).unwrap();
         let e = r.update(&stranger, None).unwrap_err();
         assert_eq!(e.cause, "operator requires issuer to be a signing key");
-        let expired = k.account(0, |c| c.std.exp = 1);
-        assert_eq!(
-            r.update(&expired, None).unwrap_err().headline,
-            "jwt validation failed"
-        );
         assert!(r.keys().is_empty(), "nothing refused was stored");
+        let expired = k.account(0, |c| c.std.exp = 1);
+        assert!(
+            r.update(&expired, None).is_ok(),
+            "taken, to end the account"
+        );
     }
 
     #[test]

@@ -84,8 +84,13 @@ impl DirStore {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let text = fs::read_to_string(entry.path())?;
-            found.push((key.to_string(), text.trim().to_string()));
+            // One unreadable file costs its account, not the server.
+            match fs::read_to_string(entry.path()) {
+                Ok(text) => found.push((key.to_string(), text.trim().to_string())),
+                Err(e) => {
+                    tracing::warn!("Account JWT file {} not read: {e}", entry.path().display())
+                }
+            }
         }
         let mut store = DirStore {
             dir: dir.to_path_buf(),
@@ -97,6 +102,12 @@ impl DirStore {
             store.hashes.insert(key.clone(), digest(jwt));
         }
         Ok((store, found))
+    }
+
+    /// Leave a file's JWT out of the hash, the keys and the limit (it did
+    /// not verify); the file stays.
+    pub fn forget(&mut self, key: &str) {
+        self.hashes.remove(key);
     }
 
     pub fn dir(&self) -> &Path {

@@ -88,11 +88,12 @@ pub fn authenticate(resolver: &dyn Resolver, login: Login<'_>) -> Result<Identit
     Ok(identity(&user, &account, window))
 }
 
-/// The account a user JWT names (its `issuer_account`, else its issuer),
-/// read without verifying anything: only to know which account to look
-/// up before [`authenticate`] checks it all.
+/// The account a properly signed user JWT names (its `issuer_account`,
+/// else its issuer): which account to look up before [`authenticate`]
+/// checks the rest. A JWT whose signature fails names none, so junk
+/// does not make the server ask its peers.
 pub fn account_of(token: Option<&str>) -> Option<String> {
-    let user: UserClaims = jwt::decode_payload(token?).ok()?;
+    let user: UserClaims = jwt::decode_verified(token?).ok()?;
     Some(if user.nats.issuer_account.is_empty() {
         user.std.iss
     } else {
@@ -233,6 +234,11 @@ fn identity(user: &UserClaims, account: &AccountClaims, window: Option<Duration>
         signed: Some(crate::auth::Signed {
             issuer: user.std.iss.clone(),
             issued_at: user.std.iat,
+            scope: account
+                .issuer_scope(&user.std.iss)
+                .flatten()
+                .map(crate::auth::scope_digest),
+            bearer: u.bearer_token,
         }),
     }
 }

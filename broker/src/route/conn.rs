@@ -592,7 +592,11 @@ impl RouteReader<'_> {
     }
 
     fn on_remote_sub(&mut self, account: &[u8], subject: &[u8], queue: Option<&[u8]>, weight: u32) {
-        let Some(acc) = self.server.account(account) else {
+        let acc = self
+            .server
+            .account(account)
+            .or_else(|| self.server.placeholder_account(account));
+        let Some(acc) = acc else {
             debug!(
                 "{} - Unknown account {:?} for remote subject {:?}",
                 self.tag(),

@@ -23,7 +23,7 @@ use crate::protocol::errors;
 impl Server {
     /// Open the configured resolver and create an account for every JWT it
     /// holds, before JetStream starts so that they get it too.
-    pub(super) fn start_trust(&self, opts: &Options) -> Result<()> {
+    pub(super) fn start_trust(self: &Arc<Self>, opts: &Options) -> Result<()> {
         let Some(op) = &opts.operator else {
             return Ok(());
         };
@@ -38,7 +38,13 @@ impl Server {
             );
             for key in dir.keys() {
                 if let Some(claims) = trust.account(&key) {
-                    self.register_account(&operator::account_config(&claims));
+                    // A preload made the account already: the directory's
+                    // JWT (maybe pushed since) is the one in force.
+                    let cfg = operator::account_config(&claims);
+                    let (acc, created) = self.register_account(&cfg);
+                    if !created {
+                        acc.reconfigure(&cfg);
+                    }
                 }
             }
         }
@@ -54,7 +60,7 @@ impl Server {
     /// advertises to its routes for stream imports in line with the new
     /// links: each local subscription's upstream interest is counted
     /// before and after, and only the difference is sent.
-    fn relink_operator_accounts(&self) {
+    fn relink_operator_accounts(self: &Arc<Self>) {
         let Some(trust) = self.trust() else {
             return;
         };
@@ -64,6 +70,7 @@ impl Server {
             .filter_map(|k| trust.account(k))
             .map(|c| operator::account_config(&c))
             .collect();
+        self.relink_when_an_activation_expires(&configs);
         let clustered = self.opts().cluster.enabled();
         let before = clustered.then(|| self.upstream_interest(&accounts));
         let exporters_before = self.service_exporters();
@@ -75,7 +82,9 @@ impl Server {
             return;
         };
         let after = self.upstream_interest(&accounts);
-        for key in before.keys().chain(after.keys()) {
+        let keys: std::collections::BTreeSet<&(String, String)> =
+            before.keys().chain(after.keys()).collect();
+        for key in keys {
             let (was, is) = (
                 before.get(key).copied().unwrap_or(0),
                 after.get(key).copied().unwrap_or(0),
@@ -93,6 +102,39 @@ impl Server {
         for e in self.service_exporters().difference(&exporters_before) {
             self.advertise_responses_from(e);
         }
+    }
+
+    /// Link again when the first activation token in use expires, so the
+    /// import it opened closes then, not at the next change. Only the
+    /// newest relink's timer acts.
+    fn relink_when_an_activation_expires(self: &Arc<Self>, configs: &[AccountConfig]) {
+        let generation = self
+            .relinks
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let now = tribune_auth::jwt::now_unix();
+        let Some(first) = configs
+            .iter()
+            .flat_map(|c| &c.imports)
+            .filter_map(|i| i.activation.as_ref())
+            .map(|a| a.expires)
+            .filter(|&t| t > now)
+            .min()
+        else {
+            return;
+        };
+        let server = Arc::downgrade(self);
+        let wait = std::time::Duration::from_secs(u64::try_from(first - now).unwrap_or(0));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(server) = server.upgrade() else {
+                return;
+            };
+            if server.relinks.load(std::sync::atomic::Ordering::Acquire) == generation {
+                let _one_at_a_time = server.account_changes.lock();
+                server.relink_operator_accounts();
+            }
+        });
     }
 
     /// How many local subscriptions draw on each (exporter, filter) stream
@@ -142,11 +184,32 @@ impl Server {
     /// An account's configuration: from `accounts {}`, or in operator mode
     /// from its verified JWT.
     pub fn account_config(&self, name: &str) -> Option<AccountConfig> {
-        if let Some(cfg) = self.opts().accounts.iter().find(|a| a.name == name) {
-            return Some(cfg.clone());
+        if let Some(claims) = self.trust().and_then(|t| t.account(name)) {
+            return Some(operator::account_config(&claims));
         }
-        let claims = self.trust()?.account(name)?;
-        Some(operator::account_config(&claims))
+        self.opts()
+            .accounts
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+    }
+
+    /// With a directory resolver, interest a peer sends for an account this
+    /// server has not heard of yet is kept in an empty account of that
+    /// name (as nats-server keeps it), so it is there when the account's
+    /// JWT arrives. No one can log into it until then: logins ask the
+    /// resolver.
+    pub fn placeholder_account(&self, name: &[u8]) -> Option<Arc<Account>> {
+        self.trust()?.dir()?;
+        let name = std::str::from_utf8(name).ok()?;
+        if !operator::verify::is_public_key(name, nkeys::KeyPairType::Account) {
+            return None;
+        }
+        let cfg = AccountConfig {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        Some(self.register_account(&cfg).0)
     }
 
     /// The account named by `cfg`, created if this server has none yet.
@@ -166,6 +229,11 @@ impl Server {
     /// JetStream, and the end of revoked users and of users signed by a
     /// key the account no longer lists).
     pub fn account_claims_changed(self: &Arc<Self>, claims: &AccountClaims) {
+        let _one_at_a_time = self.account_changes.lock();
+        // The resolver's claims now: a later change may have overtaken
+        // the one this call was made for.
+        let current = self.trust().and_then(|t| t.account(&claims.std.sub));
+        let claims = current.as_deref().unwrap_or(claims);
         let cfg = operator::account_config(claims);
         let (acc, created) = self.register_account(&cfg);
         if created {
@@ -181,6 +249,8 @@ impl Server {
             }
         }
         self.relink_operator_accounts();
+        // An account JWT whose `exp` has passed ends its connections.
+        let expired = claims.std.exp > 0 && tribune_auth::jwt::now_unix() >= claims.std.exp;
         // The oldest connections keep their seats, as in nats-server.
         let limit = acc.limits().max_connections;
         let mut seated = 0;
@@ -194,16 +264,30 @@ impl Server {
                 continue;
             }
             seated += 1;
+            if expired {
+                c.send(format!("-ERR '{}'\r\n", errors::ACCOUNT_AUTH_EXPIRED).as_bytes());
+                c.close(ClosedState::AuthenticationExpired);
+                continue;
+            }
             let signed = c.meta.lock().signed.clone();
             let user = c.meta.lock().user.clone().unwrap_or_default();
             let Some(signed) = signed else { continue };
+            let scope = claims
+                .issuer_scope(&signed.issuer)
+                .map(|s| s.map(crate::auth::scope_digest));
+            let bearer_refused = signed.bearer && claims.nats.limits.disallow_bearer;
             if claims.is_revoked(&user, signed.issued_at) {
                 debug!("{} - {}", c.tag(), errors::AUTH_REVOKED);
                 c.send(format!("-ERR '{}'\r\n", errors::AUTH_REVOKED).as_bytes());
                 c.close(ClosedState::Revocation);
-            } else if claims.issuer_scope(&signed.issuer).is_none() {
-                debug!("{} - User JWT issuer is not known", c.tag());
+            } else if bearer_refused {
+                debug!("{} - Bearer User JWT not allowed", c.tag());
                 c.send(format!("-ERR '{}'\r\n", errors::AUTH_VIOLATION).as_bytes());
+                c.close(ClosedState::AuthenticationViolation);
+            } else if scope.is_none_or(|s| s != signed.scope) {
+                // Its signing key is gone or its scope changed: closed
+                // without a word, as nats-server closes it.
+                debug!("{} - User JWT signing key no longer valid", c.tag());
                 c.close(ClosedState::AuthenticationViolation);
             }
         }
@@ -214,6 +298,7 @@ impl Server {
     /// longer knows it). Its JetStream data stays on disk, as in
     /// nats-server, and stores nothing more.
     pub fn account_claims_deleted(self: &Arc<Self>, key: &str) {
+        let _one_at_a_time = self.account_changes.lock();
         let Some(acc) = self.account(key.as_bytes()) else {
             return;
         };
