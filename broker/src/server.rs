@@ -139,6 +139,8 @@ pub struct Server {
     /// Counts relinks of operator-mode imports; a timer set by one acts
     /// only if no other came after it.
     relinks: AtomicU64,
+    /// The pending relink for the first activation to expire.
+    relink_timer: Mutex<Option<tokio::task::AbortHandle>>,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
     secrets: crate::auth::SecretChecker,
 }
@@ -203,6 +205,7 @@ impl Server {
             claims: std::sync::OnceLock::new(),
             account_changes: Mutex::new(()),
             relinks: AtomicU64::new(0),
+            relink_timer: Mutex::new(None),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
     }

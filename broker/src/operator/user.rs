@@ -88,10 +88,11 @@ pub fn authenticate(resolver: &dyn Resolver, login: Login<'_>) -> Result<Identit
     Ok(identity(&user, &account, window))
 }
 
-/// The account a properly signed user JWT names (its `issuer_account`,
-/// else its issuer): which account to look up before [`authenticate`]
-/// checks the rest. A JWT whose signature fails names none, so junk
-/// does not make the server ask its peers.
+/// The account a self-consistently signed user JWT names (its
+/// `issuer_account`, else its issuer): which account to look up before
+/// [`authenticate`] checks the rest. A JWT whose signature fails names
+/// none; anyone can still mint a key and sign one, so a client can make
+/// the server ask its peers once per login, as with nats-server.
 pub fn account_of(token: Option<&str>) -> Option<String> {
     let user: UserClaims = jwt::decode_verified(token?).ok()?;
     Some(if user.nats.issuer_account.is_empty() {

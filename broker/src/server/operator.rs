@@ -125,16 +125,20 @@ impl Server {
         };
         let server = Arc::downgrade(self);
         let wait = std::time::Duration::from_secs(u64::try_from(first - now).unwrap_or(0));
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let Some(server) = server.upgrade() else {
                 return;
             };
+            let _one_at_a_time = server.account_changes.lock();
             if server.relinks.load(std::sync::atomic::Ordering::Acquire) == generation {
-                let _one_at_a_time = server.account_changes.lock();
                 server.relink_operator_accounts();
             }
         });
+        // One timer at a time: the newest relink's.
+        if let Some(old) = self.relink_timer.lock().replace(timer.abort_handle()) {
+            old.abort();
+        }
     }
 
     /// How many local subscriptions draw on each (exporter, filter) stream
@@ -232,8 +236,12 @@ impl Server {
         let _one_at_a_time = self.account_changes.lock();
         // The resolver's claims now: a later change may have overtaken
         // the one this call was made for.
-        let current = self.trust().and_then(|t| t.account(&claims.std.sub));
-        let claims = current.as_deref().unwrap_or(claims);
+        // Every caller stored the claims first, so an account the resolver
+        // no longer holds was deleted since: nothing to apply.
+        let Some(current) = self.trust().and_then(|t| t.account(&claims.std.sub)) else {
+            return;
+        };
+        let claims = current.as_ref();
         let cfg = operator::account_config(claims);
         let (acc, created) = self.register_account(&cfg);
         if created {
