@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::creds::{activation_token, operator_with_system_account, write_creds};
+use common::operator::{cluster_node, push_ok};
 use common::ServerSpec;
 use futures::StreamExt;
 use nkeys::KeyPair;
@@ -249,24 +250,13 @@ async fn pushed_imports_link_and_revoked_activations_unlink() {
         let server = ServerSpec::new(bin).config(config).start().unwrap();
         let url = server.client_url();
         let admin = connect(&url, w.creds(&w.sys, &format!("admin-{label}"))).await;
-        let push = |token: String| {
-            let admin = admin.clone();
-            async move {
-                let reply = admin
-                    .request("$SYS.REQ.CLAIMS.UPDATE", token.into())
-                    .await
-                    .unwrap();
-                let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-                assert_eq!(v["data"]["message"], "jwt updated", "{v}");
-            }
-        };
         // Importers first: their imports link once the exporter arrives.
-        push(w.imp_jwt()).await;
-        push(w.importer_jwt(&w.other, None)).await;
-        push(w.exp_jwt(false)).await;
+        push_ok(&admin, w.imp_jwt(), label).await;
+        push_ok(&admin, w.importer_jwt(&w.other, None), label).await;
+        push_ok(&admin, w.exp_jwt(false), label).await;
         let linked = observe(&w, &url, label).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        push(w.exp_jwt(true)).await;
+        push_ok(&admin, w.exp_jwt(true), label).await;
         let revoked = observe(&w, &url, &format!("{label}-after")).await;
         recorded.push((label, linked, revoked));
     }
@@ -316,7 +306,7 @@ async fn import_across_cluster(
 ) {
     let resolver = |node: &str| {
         format!(
-            "{}server_name: {node}\nresolver: {{ type: full, dir: {:?}, interval: \"1s\" }}\n\
+            "{}resolver: {{ type: full, dir: {:?}, interval: \"1s\" }}\n\
              resolver_preload: {{ {}: {} }}\n",
             w.header(),
             w.dir
@@ -327,43 +317,27 @@ async fn import_across_cluster(
         )
     };
     let n1 = ServerSpec::new(bin)
-        .config(resolver("n1") + "cluster { name: c, listen: \"127.0.0.1:-1\" }\n")
+        .config(resolver("n1") + &cluster_node("n1", None))
         .start()
         .unwrap();
     let route = n1.addr_of("cluster").unwrap();
     let n2 = ServerSpec::new(bin)
-        .config(
-            resolver("n2")
-                + &format!(
-                    "cluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{route}\"] }}\n"
-                ),
-        )
+        .config(resolver("n2") + &cluster_node("n2", Some(&route)))
         .start()
         .unwrap();
     let admin = connect(&n1.client_url(), w.creds(&w.sys, &format!("a1-{label}"))).await;
     let admin2 = connect(&n2.client_url(), w.creds(&w.sys, &format!("a2-{label}"))).await;
     common::wait_for_route(&admin, &admin2).await;
-    let push = |token: String| {
-        let admin = admin.clone();
-        async move {
-            let reply = admin
-                .request("$SYS.REQ.CLAIMS.UPDATE", token.into())
-                .await
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-            assert_eq!(v["data"]["message"], "jwt updated", "{v}");
-        }
-    };
-    push(w.imp_jwt()).await;
+    push_ok(&admin, w.imp_jwt(), label).await;
     if exporter_first {
-        push(w.exp_jwt(false)).await;
+        push_ok(&admin, w.exp_jwt(false), label).await;
     }
     // Polled: the push's first answer may come from the other server.
     let imp = connect_polled(&n2.client_url(), w.creds(&w.imp, &format!("imp-{label}"))).await;
     let mut sub = imp.subscribe("sports.>").await.unwrap();
     common::barrier(&imp).await;
     if !exporter_first {
-        push(w.exp_jwt(false)).await;
+        push_ok(&admin, w.exp_jwt(false), label).await;
     }
     let exp = connect_polled(&n1.client_url(), w.creds(&w.exp, &format!("exp-{label}"))).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

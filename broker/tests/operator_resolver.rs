@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::operator::{ask, cluster_node, push_ok};
 use common::raw::{sign_nonce, RawConn, CLOSED};
 use common::ServerSpec;
 use futures::StreamExt;
@@ -96,19 +97,11 @@ impl World {
 
     /// An operator-signed request to delete `accounts`, as `nsc` sends it.
     fn delete_request(&self, accounts: &[String]) -> String {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine;
         let mut oc = OperatorClaims::new(&self.op.public_key());
         let token = jwt::encode(&mut oc, &self.op).unwrap();
         let mut p: Value = jwt::decode_payload(&token).unwrap();
         p["nats"] = serde_json::json!({ "accounts": accounts, "type": "generic", "version": 2 });
-        let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-        let input = format!(
-            "{h}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&p).unwrap())
-        );
-        let sig = self.op.sign(input.as_bytes()).unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        common::creds::sign_json(&p, &self.op)
     }
 }
 
@@ -122,28 +115,6 @@ fn login(port: u16, user: &AppUser) -> (RawConn, Vec<String>) {
     ));
     let lines = c.until_pong();
     (c, lines)
-}
-
-/// A system request's answer without the `server` block, which names the
-/// server that answered.
-async fn ask(admin: &async_nats::Client, subject: &str, body: String) -> Value {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        admin.request(subject.to_string(), body.into()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{subject}: no answer"))
-    .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    if reply.payload.is_empty() {
-        return Value::Null;
-    }
-    let mut v: Value = serde_json::from_slice(&reply.payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&reply.payload).into()));
-    if let Some(server) = v.get("server") {
-        assert!(server["id"].as_str().is_some_and(|id| !id.is_empty()));
-        v.as_object_mut().unwrap().remove("server");
-    }
-    v
 }
 
 #[tokio::test]
@@ -321,19 +292,11 @@ async fn a_restarted_server_catches_up_with_its_peer() {
             w.dir.path().join(format!("{label}-n2")),
         ];
         let n1 = ServerSpec::new(&bin)
-            .config(w.config(
-                dirs[0].to_str().unwrap(),
-                "server_name: n1\ncluster { name: c, listen: \"127.0.0.1:-1\" }\n",
-            ))
+            .config(w.config(dirs[0].to_str().unwrap(), &cluster_node("n1", None)))
             .start()
             .unwrap();
         let route = n1.addr_of("cluster").expect("n1's route port");
-        let n2_config = w.config(
-            dirs[1].to_str().unwrap(),
-            &format!(
-                "server_name: n2\ncluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{route}\"] }}\n"
-            ),
-        );
+        let n2_config = w.config(dirs[1].to_str().unwrap(), &cluster_node("n2", Some(&route)));
         let spec2 = ServerSpec::new(&bin).config(n2_config);
         let n2 = spec2.start().unwrap();
         let admin = w.admin(&n1.client_url()).await;
@@ -341,8 +304,7 @@ async fn a_restarted_server_catches_up_with_its_peer() {
         common::wait_for_route(&admin, &watcher).await;
 
         // One push reaches both servers.
-        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", w.app_jwt(|_| {})).await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, w.app_jwt(|_| {}), label).await;
         let fan = w.app_user();
         let port2 = n2.port;
         poll_login(
@@ -360,8 +322,7 @@ async fn a_restarted_server_catches_up_with_its_peer() {
         let revoking = w.app_jwt(|ac| {
             ac.nats.revocations.insert(fan_key.clone(), jwt::now_unix());
         });
-        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", revoking.clone()).await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, revoking.clone(), label).await;
         let n2 = spec2.start().unwrap();
         let lookup = format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", w.app.public_key());
         let file = dirs[1].join(format!("{}.jwt", w.app.public_key()));
@@ -421,8 +382,7 @@ async fn pushed_accounts_get_jetstream_with_their_limits() {
                 ac.nats.limits.jetstream.streams = streams;
             })
         };
-        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", grant(2)).await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, grant(2), label).await;
         let user = w.app_user();
         let creds = w.dir.path().join(format!("fan-{label}.creds"));
         common::creds::write_creds(&creds, &user.jwt, &user.key);
@@ -444,8 +404,7 @@ async fn pushed_accounts_get_jetstream_with_their_limits() {
             .unwrap_or_else(|e| panic!("{label}: {e}"));
         // Down to one stream: the second is refused.
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", grant(1)).await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, grant(1), label).await;
         let refused = js.create_stream(stream("TWO")).await.unwrap_err();
         let info = js.query_account().await.unwrap();
         recorded.push((label, refused.to_string(), info.limits.max_streams));
@@ -471,21 +430,14 @@ async fn a_lowered_connection_limit_closes_the_newest() {
             .start()
             .unwrap();
         let admin = w.admin(&server.client_url()).await;
-        let reply = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", w.app_jwt(|_| {})).await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, w.app_jwt(|_| {}), label).await;
         let (mut first, a) = login(server.port, &w.app_user());
         let (mut second, b) = login(server.port, &w.app_user());
         assert_eq!(
             (a, b),
             (vec!["PONG\r\n".to_string()], vec!["PONG\r\n".to_string()])
         );
-        let reply = ask(
-            &admin,
-            "$SYS.REQ.CLAIMS.UPDATE",
-            w.app_jwt(|ac| ac.nats.limits.conn = 1),
-        )
-        .await;
-        assert_eq!(reply["data"]["message"], "jwt updated", "{label}");
+        push_ok(&admin, w.app_jwt(|ac| ac.nats.limits.conn = 1), label).await;
         let mut ended = second.until_pong();
         ended.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
         let mut kept = first.ping();
@@ -526,21 +478,13 @@ async fn a_login_for_an_account_only_a_peer_holds_is_admitted() {
         )
         .unwrap();
         let n1 = ServerSpec::new(&bin)
-            .config(w.config(
-                dirs[0].to_str().unwrap(),
-                "server_name: n1\ncluster { name: c, listen: \"127.0.0.1:-1\" }\n",
-            ))
+            .config(w.config(dirs[0].to_str().unwrap(), &cluster_node("n1", None)))
             .start()
             .unwrap();
         let route = n1.addr_of("cluster").unwrap();
         // A long interval: nats-server then syncs only on a lookup.
         let n2_config = w
-            .config(
-                dirs[1].to_str().unwrap(),
-                &format!(
-                    "server_name: n2\ncluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{route}\"] }}\n"
-                ),
-            )
+            .config(dirs[1].to_str().unwrap(), &cluster_node("n2", Some(&route)))
             .replace("interval: \"1s\"", "interval: \"1h\"");
         let n2 = ServerSpec::new(&bin).config(n2_config).start().unwrap();
         let a = w.admin(&n1.client_url()).await;

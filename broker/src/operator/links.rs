@@ -12,23 +12,22 @@ use tribune_auth::jwt::{self, JwtExport, JwtImport};
 use crate::auth::claims::check_times;
 use crate::options::{Activation, Export, ExportKind, Import, ResponsePolicy, ResponseType};
 
-fn kind(text: &str) -> Option<ExportKind> {
+/// An export's or import's `type`; an unknown one is logged (`what`:
+/// "export" or "import").
+fn kind(account: &str, what: &str, subject: &str, text: &str) -> Option<ExportKind> {
     match text.to_ascii_lowercase().as_str() {
         "stream" => Some(ExportKind::Stream),
         "service" => Some(ExportKind::Service),
-        _ => None,
+        _ => {
+            error!("Account {account}: {what} of {subject:?} has an unknown type {text:?}");
+            None
+        }
     }
 }
 
 /// One JWT export of `account`.
 pub fn export(account: &str, e: &JwtExport) -> Option<Export> {
-    let Some(k) = kind(&e.kind) else {
-        error!(
-            "Account {account}: export of {:?} has an unknown type {:?}",
-            e.subject, e.kind
-        );
-        return None;
-    };
+    let k = kind(account, "export", &e.subject, &e.kind)?;
     if !crate::subject::is_valid(e.subject.as_bytes()) {
         error!("Account {account}: invalid export subject {:?}", e.subject);
         return None;
@@ -70,13 +69,7 @@ pub fn export(account: &str, e: &JwtExport) -> Option<Export> {
 
 /// One JWT import of `account`, with its activation token checked.
 pub fn import(account: &str, i: &JwtImport) -> Option<Import> {
-    let Some(k) = kind(&i.kind) else {
-        error!(
-            "Account {account}: import of {:?} has an unknown type {:?}",
-            i.subject, i.kind
-        );
-        return None;
-    };
+    let k = kind(account, "import", &i.subject, &i.kind)?;
     let fail = |why: &str| {
         error!(
             "Account {account}: import of {:?} from {} not added: {why}",

@@ -383,10 +383,15 @@ mod dir_tests {
 
     /// Sign claims as they are, keeping their `iat`.
     fn resign(c: &AccountClaims, kp: &KeyPair) -> String {
+        sign_json(&serde_json::to_value(c).unwrap(), kp)
+    }
+
+    /// Sign a payload exactly as given.
+    fn sign_json(payload: &serde_json::Value, kp: &KeyPair) -> String {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;
         let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap());
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(payload).unwrap());
         let input = format!("{h}.{p}");
         let sig = kp.sign(input.as_bytes()).unwrap();
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
@@ -489,15 +494,7 @@ mod dir_tests {
             let token = jwt::encode(&mut oc, signer).unwrap();
             let mut p: serde_json::Value = jwt::decode_payload(&token).unwrap();
             p["nats"] = serde_json::json!({ "accounts": accounts });
-            use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            use base64::Engine;
-            let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-            let input = format!(
-                "{h}.{}",
-                URL_SAFE_NO_PAD.encode(serde_json::to_vec(&p).unwrap())
-            );
-            let sig = signer.sign(input.as_bytes()).unwrap();
-            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+            sign_json(&p, signer)
         };
         let acc = k.acc.public_key();
         let e = r

@@ -34,8 +34,6 @@ pub fn operator_with_system_account() -> (KeyPair, String, KeyPair) {
 /// An activation token, as `nsc generate activation` writes one:
 /// `exporter` lets `importer` import `subject` (a `stream` or `service`).
 pub fn activation_token(exporter: &KeyPair, importer: &str, subject: &str, kind: &str) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
     let claims = serde_json::json!({
         "jti": format!("{:x}", rand::random::<u64>()),
         "iat": tribune_auth::jwt::now_unix(),
@@ -44,13 +42,19 @@ pub fn activation_token(exporter: &KeyPair, importer: &str, subject: &str, kind:
         "sub": importer,
         "nats": { "subject": subject, "kind": kind, "type": "activation", "version": 2 },
     });
+    sign_json(&claims, exporter)
+}
+
+/// A NATS JWT whose payload is `claims` exactly as given, signed by
+/// `signer`: for claim types the JWT encoder has no struct for.
+pub fn sign_json(claims: &serde_json::Value, signer: &KeyPair) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     let head = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
     let input = format!(
         "{head}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims as JSON"))
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims as JSON"))
     );
-    let sig = exporter
-        .sign(input.as_bytes())
-        .expect("sign the activation");
+    let sig = signer.sign(input.as_bytes()).expect("sign the JWT");
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }

@@ -16,6 +16,7 @@ pub mod js_readback;
 pub mod js_workload;
 pub mod json_shape;
 pub mod netcut;
+pub mod operator;
 pub mod raw;
 pub mod scenario;
 pub mod ws;

@@ -278,6 +278,19 @@ def test_full_resolver_push_then_revoke(name, tmp_path):
         srv.stop()
 
 
+def memory_resolver_config(tmp_path, op, sys_acc, preload):
+    """`server.conf` in `tmp_path`: `op` trusted, `sys_acc` the system
+    account, and `preload` (account key pair -> claims) signed by `op`."""
+    lines = "".join(f"  {k.public_key.decode()}: {encode_jwt(c, op)}\n" for k, c in preload.items())
+    config = tmp_path / "server.conf"
+    config.write_text(
+        f"operator: {operator_claims_jwt(op, sys_acc)}\n"
+        f"system_account: {sys_acc.public_key.decode()}\n"
+        f"resolver: MEMORY\nresolver_preload: {{\n{lines}}}\n"
+    )
+    return config
+
+
 def activation_jwt(exporter, importer, subject, kind):
     """An activation token, as `nsc generate activation` writes one."""
     return encode_jwt(
@@ -322,13 +335,7 @@ def test_jwt_exports_and_imports(name, tmp_path):
                             imports=imports(activation_jwt(exp, imp, "vip.>", "stream"))),
         other: account_claims(other, "OTHER", imports=imports(""), limits=open_limits),
     }
-    lines = "".join(f"  {k.public_key.decode()}: {encode_jwt(c, op)}\n" for k, c in preload.items())
-    config = tmp_path / "server.conf"
-    config.write_text(
-        f"operator: {operator_claims_jwt(op, sys_acc)}\n"
-        f"system_account: {sys_acc.public_key.decode()}\n"
-        f"resolver: MEMORY\nresolver_preload: {{\n{lines}}}\n"
-    )
+    config = memory_resolver_config(tmp_path, op, sys_acc, preload)
 
     def user_creds(account, label):
         key = new_key(nkeys.PREFIX_BYTE_USER)
@@ -389,13 +396,7 @@ def test_imports_beyond_the_account_limits_refuse_its_users(name, tmp_path):
         sys_acc: account_claims(sys_acc, "SYS"),
         imp: account_claims(imp, "IMP", imports=[stream]),
     }
-    lines = "".join(f"  {k.public_key.decode()}: {encode_jwt(c, op)}\n" for k, c in preload.items())
-    config = tmp_path / "server.conf"
-    config.write_text(
-        f"operator: {operator_claims_jwt(op, sys_acc)}\n"
-        f"system_account: {sys_acc.public_key.decode()}\n"
-        f"resolver: MEMORY\nresolver_preload: {{\n{lines}}}\n"
-    )
+    config = memory_resolver_config(tmp_path, op, sys_acc, preload)
     key = new_key(nkeys.PREFIX_BYTE_USER)
     user = creds(tmp_path / "imp.creds", encode_jwt(user_claims(key, "imp"), imp), key)
     srv = Server(BINARIES[name](), tmp_path / "run", args=["-c", str(config)])
