@@ -3,7 +3,9 @@
 //! node leading the mirror is killed, then brought back. Every
 //! acknowledged origin message ends up in the mirror at its origin
 //! sequence, identically on every replica, and in the source exactly once
-//! (counted by the origin sequence in `Nats-Stream-Source`).
+//! (counted by the origin sequence in `Nats-Stream-Source`). A durable
+//! source (through an R3 `flow_control` consumer of the origin) holds every
+//! message once too, and the consumer's ack floor reaches the last.
 //! Run on three nats-server nodes (validating the scenario) and three
 //! tribune-broker nodes (`on_both_flavors!`, see `tests/js_replicated.rs`).
 //!
@@ -44,6 +46,16 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
     .await;
     jc.create_stream(&json!({"name": "S", "sources": [{"name": "O"}], "num_replicas": 3}))
         .await;
+    let durable = json!({"stream_name": "O", "config": {"durable_name": "dsrc",
+        "deliver_subject": "d.deliver", "ack_policy": "flow_control", "num_replicas": 3}});
+    jc.request_ok(0, "$JS.API.CONSUMER.CREATE.O.dsrc", &durable.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("durable consumer: {e}"));
+    jc.create_stream(
+        &json!({"name": "D", "num_replicas": 3, "sources": [{"name": "O",
+        "consumer": {"name": "dsrc", "deliver_subject": "d.deliver"}}]}),
+    )
+    .await;
 
     let (victim, _) = jc.wait_stream_leader("M", None).await;
     let via = (0..3).find(|i| *i != victim).unwrap_or(0);
@@ -62,7 +74,7 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
     jc.poll("the mirror and the source to hold every message", || {
         let jc = &jc;
         async move {
-            for s in ["M", "S"] {
+            for s in ["M", "S", "D"] {
                 let n = messages(jc, via, s).await?;
                 if n != 2 * HALF {
                     return Err(format!("{s} holds {n}"));
@@ -74,6 +86,7 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
     .await;
     jc.wait_stream_leader("M", None).await;
     jc.wait_stream_leader("S", None).await;
+    jc.wait_stream_leader("D", None).await;
 
     // The mirror: each replica the same, each message at its origin's
     // sequence.
@@ -94,9 +107,28 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
         }
     }
 
-    // The source: every origin sequence exactly once, on every replica.
-    let source = jc.every_replica_copy("S").await;
-    assert_copies_identical(&source, "source S");
+    let want: Vec<u64> = o.msgs.keys().copied().collect();
+    each_origin_message_once(&jc, "S", &want).await;
+    each_origin_message_once(&jc, "D", &want).await;
+    jc.poll("the durable source's consumer to ack everything", || {
+        let jc = &jc;
+        async move {
+            let v = jc
+                .request_ok(via, "$JS.API.CONSUMER.INFO.O.dsrc", "")
+                .await?;
+            match v["ack_floor"]["stream_seq"].as_u64() {
+                Some(n) if n == 2 * HALF => Ok(()),
+                _ => Err(format!("ack floor {}", v["ack_floor"])),
+            }
+        }
+    })
+    .await;
+}
+
+/// Every origin sequence exactly once in `stream`, on every replica.
+async fn each_origin_message_once(jc: &JsCluster, stream: &str, want: &[u64]) {
+    let source = jc.every_replica_copy(stream).await;
+    assert_copies_identical(&source, &format!("source {stream}"));
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     for m in source[0].msgs.values() {
         let raw = base64::engine::general_purpose::STANDARD
@@ -111,9 +143,11 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
             .unwrap_or_else(|| panic!("no Nats-Stream-Source in {text:?}"));
         *seen.entry(origin_seq).or_default() += 1;
     }
-    let want: Vec<u64> = o.msgs.keys().copied().collect();
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), want);
-    assert!(seen.values().all(|n| *n == 1), "sourced twice: {seen:?}");
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), want, "{stream}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "{stream} sourced twice: {seen:?}"
+    );
 }
 
 on_both_flavors!(feeds_survive_a_leader_kill => feeds_survive_a_leader_kill);

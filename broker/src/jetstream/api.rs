@@ -44,7 +44,7 @@ pub(crate) async fn serve(
         if let Some(rest) = m.subject.strip_prefix("$JS.ACK.") {
             on_ack(&acc, &server, rest, &m);
         } else if let Some(rest) = m.subject.strip_prefix("$JS.FC.") {
-            on_flow_control(&acc, rest, &m.subject);
+            on_flow_control(&acc, &server, rest, &m);
         } else if let Some(api) = m.subject.strip_prefix(API_PREFIX) {
             trace!("JetStream API request {:?} in {:?}", m.subject, acc.name);
             let api = api.to_string();
@@ -77,6 +77,11 @@ fn on_ack(acc: &JsAccount, server: &Server, rest: &str, m: &OwnedMsg) {
     else {
         return;
     };
+    // nats-server does not listen for acks to a `flow_control` consumer:
+    // only its flow-control replies acknowledge.
+    if c.ack_policy() == AckPolicy::FlowControl {
+        return;
+    }
     let ack = Ack::parse(&m.payload);
     let reply = m.reply.clone().unwrap_or_default();
     let next_reply = if matches!(ack, Ack::Next(_)) {
@@ -92,7 +97,7 @@ fn on_ack(acc: &JsAccount, server: &Server, rest: &str, m: &OwnedMsg) {
 }
 
 /// `$JS.FC.<stream>.<consumer>.<n>`
-fn on_flow_control(acc: &JsAccount, rest: &str, subject: &str) {
+fn on_flow_control(acc: &JsAccount, server: &Server, rest: &str, m: &OwnedMsg) {
     let mut t = rest.split('.');
     let (Some(stream), Some(consumer)) = (t.next(), t.next()) else {
         return;
@@ -101,7 +106,7 @@ fn on_flow_control(acc: &JsAccount, rest: &str, subject: &str) {
         .stream(stream)
         .and_then(|s| s.consumers.read().get(consumer).cloned())
     {
-        c.flow_control_reply(subject);
+        c.flow_control_reply(&m.subject, &m.headers, server);
     }
 }
 
@@ -1407,6 +1412,9 @@ fn check_consumer(
     name: &str,
 ) -> Result<(), ApiError> {
     let pull = cfg.is_pull();
+    if cfg.ack_policy == AckPolicy::FlowControl {
+        check_flow_control_acks(cfg)?;
+    }
     if let Some(d) = cfg.deliver_subject.as_deref().filter(|d| !d.is_empty()) {
         if d.contains(['*', '>']) {
             return Err(errors::deliver_to_wildcards());
@@ -1492,7 +1500,7 @@ fn check_consumer(
         ));
     }
     if stream_cfg.retention == Retention::WorkQueue {
-        if cfg.ack_policy != AckPolicy::Explicit {
+        if !matches!(cfg.ack_policy, AckPolicy::Explicit | AckPolicy::FlowControl) {
             return Err(if pull {
                 ApiError::new(
                     400,
@@ -1535,7 +1543,7 @@ fn check_consumer(
     if cfg.priority_policy == PriorityPolicy::PinnedClient && cfg.priority_timeout == 0 {
         cfg.priority_timeout = types::nanos(consumer::DEFAULT_PINNED_TTL);
     }
-    if cfg.ack_policy != AckPolicy::None && cfg.ack_wait == 0 {
+    if cfg.ack_policy.redelivers() && cfg.ack_wait == 0 {
         cfg.ack_wait = types::nanos(consumer::DEFAULT_ACK_WAIT);
     }
     if cfg.max_deliver == 0 {
@@ -1549,6 +1557,28 @@ fn check_consumer(
     }
     if cfg.durable_name.is_none() && cfg.inactive_threshold == 0 {
         cfg.inactive_threshold = types::nanos(consumer::DEFAULT_INACTIVE_THRESHOLD);
+    }
+    Ok(())
+}
+
+/// The `flow_control` ack policy (nats-server 2.14): flow control and a
+/// one-second heartbeat by default, a push consumer, a bounded ack
+/// window, no ack wait and no delivery limit (a durable source acks
+/// through flow control and resets the consumer instead).
+fn check_flow_control_acks(cfg: &mut ConsumerConfig) -> Result<(), ApiError> {
+    cfg.flow_control = true;
+    cfg.idle_heartbeat = types::nanos(crate::jetstream::sourcing::HEARTBEAT);
+    if cfg.is_pull() {
+        return Err(errors::ack_fc_requires_push());
+    }
+    if cfg.max_ack_pending < 0 {
+        return Err(errors::ack_fc_requires_max_ack_pending());
+    }
+    if cfg.ack_wait != 0 || !cfg.backoff.is_empty() {
+        return Err(errors::ack_fc_requires_no_ack_wait());
+    }
+    if cfg.max_deliver > 0 {
+        return Err(errors::ack_fc_requires_no_max_deliver());
     }
     Ok(())
 }

@@ -367,6 +367,10 @@ impl Consumer {
         self.config.read_recursive().clone()
     }
 
+    pub fn ack_policy(&self) -> AckPolicy {
+        self.config.read_recursive().ack_policy
+    }
+
     /// Apply an updated configuration (already checked to change only
     /// what may change), and save it for restarts.
     pub(crate) fn update(&self, cfg: ConsumerConfig) {
@@ -620,6 +624,10 @@ impl Consumer {
         };
         st.last_delivery = None;
         st.last_ack = None;
+        // A flow-control request before the reset may never be answered.
+        st.fc_pending = None;
+        st.fc_msgs = 0;
+        st.fc_bytes = 0;
         st.dirty = true;
         self.maybe_save(&mut st, true);
         drop(st);
@@ -806,17 +814,19 @@ impl Consumer {
     /// An acknowledgement for stream sequence `sseq`, delivered `dc` times.
     pub fn ack(&self, sseq: u64, ack: &Ack, server: &Server, ack_reply: &str) {
         let subject_for_retention;
+        // What one ack of all before it completed (for retention).
+        let mut swept: Vec<u64> = Vec::new();
         {
             let mut st = self.state.lock();
             st.last_active = Instant::now();
             match ack {
                 Ack::Ack | Ack::Next(_) => {
-                    if self.config.read_recursive().ack_policy == AckPolicy::All {
-                        let done: Vec<u64> = st.pending.range(..=sseq).map(|(s, _)| *s).collect();
-                        for s in done {
-                            st.pending.remove(&s);
-                            st.redeliver.remove(&s);
-                            st.redelivered.remove(&s);
+                    if self.config.read_recursive().ack_policy.acks_all_before() {
+                        swept = st.pending.range(..=sseq).map(|(s, _)| *s).collect();
+                        for s in &swept {
+                            st.pending.remove(s);
+                            st.redeliver.remove(s);
+                            st.redelivered.remove(s);
                         }
                     } else {
                         st.pending.remove(&sseq);
@@ -865,20 +875,38 @@ impl Consumer {
         }
         if subject_for_retention {
             if let Some(stream) = self.stream.upgrade() {
-                stream.acked(sseq);
+                if swept.is_empty() {
+                    stream.acked(sseq);
+                }
+                for s in swept {
+                    stream.acked(s);
+                }
             }
         }
         self.wake();
     }
 
-    /// A reply to our flow-control request.
-    pub fn flow_control_reply(&self, subject: &str) {
+    /// A reply to our flow-control request (only the latest counts). With
+    /// the `flow_control` ack policy its `Nats-Last-Stream` header (what
+    /// the source has stored) acknowledges everything up to it.
+    pub fn flow_control_reply(&self, subject: &str, hdr: &[u8], server: &Server) {
         let mut st = self.state.lock();
-        if st.fc_pending.as_deref() == Some(subject) {
-            st.fc_pending = None;
-            drop(st);
-            self.wake();
+        if st.fc_pending.as_deref() != Some(subject) {
+            return;
         }
+        st.fc_pending = None;
+        drop(st);
+        if self.config.read_recursive().ack_policy == AckPolicy::FlowControl {
+            let stored = headers::get(hdr, "Nats-Last-Stream")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|s| *s > 0);
+            if let Some(sseq) = stored {
+                // Wakes the consumer too.
+                self.ack(sseq, &Ack::Ack, server, "");
+                return;
+            }
+        }
+        self.wake();
     }
 
     fn num_pending(&self, st: &CState) -> u64 {
@@ -974,7 +1002,7 @@ impl Consumer {
                 }
             }
             // Redeliveries that are due.
-            if self.config.read_recursive().ack_policy != AckPolicy::None {
+            if self.config.read_recursive().ack_policy.redelivers() {
                 let due: Vec<u64> = st
                     .pending
                     .iter()
@@ -1410,9 +1438,21 @@ impl Consumer {
             .clone()
             .filter(|s| !s.is_empty())
         {
+            let cfg = self.config.read_recursive();
+            let hb_due =
+                cfg.idle_heartbeat > 0 && st.last_send + types::duration(cfg.idle_heartbeat) <= now;
+            // With flow-control acks, flow control is also how deliveries
+            // get acknowledged: ask when max_ack_pending is reached, and
+            // when idle with deliveries unacknowledged.
+            let fc_acks = cfg.ack_policy == AckPolicy::FlowControl && !st.pending.is_empty();
+            let ack_window_full =
+                cfg.max_ack_pending > 0 && st.pending.len() as i64 >= cfg.max_ack_pending;
+            drop(cfg);
             if self.config.read_recursive().flow_control
                 && st.fc_pending.is_none()
-                && (st.fc_msgs >= FC_MSGS || st.fc_bytes >= FC_BYTES)
+                && (st.fc_msgs >= FC_MSGS
+                    || st.fc_bytes >= FC_BYTES
+                    || (fc_acks && (ack_window_full || hb_due)))
             {
                 st.fc_id += 1;
                 let fc = format!("$JS.FC.{}.{}.{}", self.stream_name, self.name, st.fc_id);
@@ -1449,7 +1489,7 @@ impl Consumer {
     fn next_wakeup(&self, st: &CState) -> Option<Instant> {
         let mut at: Option<Instant> = None;
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
-        if self.config.read_recursive().ack_policy != AckPolicy::None {
+        if self.config.read_recursive().ack_policy.redelivers() {
             if let Some(d) = st.pending.values().map(|p| p.deadline).min() {
                 consider(d);
             }

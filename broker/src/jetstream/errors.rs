@@ -67,6 +67,16 @@ api_errors! {
     consumer_name_path = (400, 10127, "Consumer name can not contain path separators");
     hb_requires_push = (400, 10088, "consumer idle heartbeat requires a push based consumer");
     fc_requires_push = (400, 10089, "consumer flow control requires a push based consumer");
+    ack_fc_requires_push = (400, 10218, "flow control ack policy requires a push based consumer");
+    ack_fc_requires_fc = (400, 10219, "flow control ack policy requires flow control");
+    ack_fc_requires_max_ack_pending = (400, 10220, "flow control ack policy requires max ack pending");
+    ack_fc_requires_no_ack_wait = (400, 10221, "flow control ack policy requires unset ack wait");
+    ack_fc_requires_no_max_deliver = (400, 10222, "flow control ack policy requires unset max deliver");
+    mirror_consumer_invalid = (400, 10213, "stream mirror consumer config is invalid");
+    mirror_consumer_requires_ack_fc = (400, 10214, "stream mirror consumer requires flow control ack policy");
+    source_consumer_invalid = (400, 10215, "stream source consumer config is invalid");
+    source_consumer_duplicate = (400, 10216, "duplicate stream source consumer detected");
+    source_consumer_requires_ack_fc = (400, 10217, "stream source consumer requires flow control ack policy");
     deliver_cycle = (400, 10081, "consumer deliver subject forms a cycle");
     max_deliver_backoff = (400, 10116, "max deliver is required to be > length of backoff values");
     max_consumers = (400, 10026, "maximum consumers limit reached");

@@ -733,7 +733,7 @@ impl Stream {
                 continue;
             };
             let body = match r {
-                Ok(_) if no_ack => continue,
+                Ok(_) if no_ack && !reply.starts_with(super::sourcing::FEED_ACK_PREFIX) => continue,
                 Ok((seq, duplicate)) => pub_ack(&self.name, *seq, *duplicate),
                 Err(e) => pub_error(&self.name, e),
             };

@@ -275,6 +275,24 @@ pub enum AckPolicy {
     All,
     #[default]
     Explicit,
+    /// nats-server 2.14's `flow_control`: a push consumer whose
+    /// flow-control replies acknowledge everything up to the sequences
+    /// they name (`Nats-Last-Stream`), as a durable source answers them.
+    #[serde(rename = "flow_control")]
+    FlowControl,
+}
+
+impl AckPolicy {
+    /// Whether one acknowledgement covers every delivery before it.
+    pub fn acks_all_before(self) -> bool {
+        matches!(self, AckPolicy::All | AckPolicy::FlowControl)
+    }
+
+    /// Whether unacknowledged deliveries go again after `ack_wait`
+    /// (flow-control acks have no ack wait: the source resets instead).
+    pub fn redelivers(self) -> bool {
+        matches!(self, AckPolicy::All | AckPolicy::Explicit)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

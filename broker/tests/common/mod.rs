@@ -19,6 +19,7 @@ pub mod netcut;
 pub mod operator;
 pub mod raw;
 pub mod scenario;
+pub mod sourcing;
 pub mod ws;
 
 use std::collections::BTreeMap;

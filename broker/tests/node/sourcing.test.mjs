@@ -65,3 +65,47 @@ for (const [label, bin] of flavors) {
     }
   });
 }
+
+// Durable sourcing (ADR-60): a source reading a pre-created flow_control
+// consumer of a work queue stream drains it, acknowledging through flow
+// control only what it stored.
+for (const [label, bin] of flavors) {
+  test(`nats.js durable source drains a work queue against ${label}`, async () => {
+    const srv = await startServer(bin);
+    const nc = await connect({ servers: `127.0.0.1:${srv.port}` });
+    try {
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.add({ name: "JOBS", subjects: ["jobs.>"], retention: "workqueue" });
+      const ci = await jsm.consumers.add("JOBS", {
+        durable_name: "drain",
+        deliver_subject: "drain.deliver",
+        ack_policy: "flow_control",
+      });
+      assert.equal(ci.config.ack_policy, "flow_control", label);
+      assert.equal(ci.config.flow_control, true, label);
+      await assert.rejects(
+        jsm.consumers.add("JOBS", { durable_name: "late", deliver_subject: "late.d",
+          ack_policy: "flow_control", max_deliver: 2 }),
+        /flow control ack policy requires unset max deliver/,
+        label,
+      );
+      const js = jetstream(nc);
+      for (let i = 1; i <= 4; i++) await js.publish(`jobs.${i}`, `job${i}`);
+      await jsm.streams.add({
+        name: "DONE",
+        sources: [{ name: "JOBS", consumer: { name: "drain", deliver_subject: "drain.deliver" } }],
+      });
+      await holds(jsm, "DONE", 4, label);
+      await holds(jsm, "JOBS", 0, label);
+      const done = await jsm.streams.info("DONE");
+      assert.deepEqual(done.config.sources[0].consumer,
+        { name: "drain", deliver_subject: "drain.deliver" }, label);
+      const m = await jsm.streams.getMessage("DONE", { seq: 4 });
+      assert.equal(m.string(), "job4", label);
+      assert.equal((await jsm.consumers.info("JOBS", "drain")).ack_floor.stream_seq, 4, label);
+    } finally {
+      await nc.close();
+      srv.stop();
+    }
+  });
+}

@@ -327,3 +327,85 @@ def test_mirror_and_source(js_server):
         await nc.close()
 
     run(main())
+
+
+def test_durable_source_drains_a_work_queue(js_server):
+    """nats-py's StreamConsumerSource (durable sourcing, ADR-60): a source
+    reads a pre-created flow_control consumer of a work queue stream; what
+    it stores is acknowledged through flow control and leaves the queue.
+    A consumer with another ack policy is refused as a source."""
+    from nats.js.api import StreamConsumerSource, StreamSource
+
+    async def main():
+        nc, js = await js_connect(js_server)
+        await js.add_stream(
+            name="PY_JOBS", subjects=["pyjobs.>"], retention=RetentionPolicy.WORK_QUEUE
+        )
+        ci = await js.add_consumer(
+            "PY_JOBS",
+            ConsumerConfig(
+                durable_name="drain",
+                deliver_subject="pydrain.deliver",
+                ack_policy=AckPolicy.FLOW_CONTROL,
+            ),
+        )
+        assert ci.config.ack_policy == AckPolicy.FLOW_CONTROL
+        assert ci.config.flow_control is True
+        assert ci.config.idle_heartbeat == 1.0
+        with pytest.raises(BadRequestError) as e:
+            await js.add_consumer(
+                "PY_JOBS",
+                ConsumerConfig(durable_name="pulled", ack_policy=AckPolicy.FLOW_CONTROL),
+            )
+        assert e.value.err_code == 10218
+        for i in range(5):
+            await js.publish(f"pyjobs.{i}", f"job{i}".encode())
+        await js.add_stream(
+            StreamConfig(
+                name="PY_DONE",
+                sources=[
+                    StreamSource(
+                        name="PY_JOBS",
+                        consumer=StreamConsumerSource(
+                            name="drain", deliver_subject="pydrain.deliver"
+                        ),
+                    )
+                ],
+            )
+        )
+
+        async def until(what, check):
+            for _ in range(int(WAIT / 0.1)):
+                if await check():
+                    return
+                await asyncio.sleep(0.1)
+            pytest.fail(f"never: {what}")
+
+        async def holds(stream, n):
+            return (await js.stream_info(stream)).state.messages == n
+
+        await until("PY_DONE holds 5", lambda: holds("PY_DONE", 5))
+        await until("PY_JOBS is drained", lambda: holds("PY_JOBS", 0))
+        info = await js.stream_info("PY_DONE")
+        assert info.config.sources[0].consumer.name == "drain"
+        got = await js.get_msg("PY_DONE", 5)
+        assert (got.subject, got.data) == ("pyjobs.4", b"job4")
+        ci = await js.consumer_info("PY_JOBS", "drain")
+        assert ci.ack_floor.stream_seq == 5
+        with pytest.raises(BadRequestError) as e:
+            await js.add_stream(
+                StreamConfig(
+                    name="PY_BAD",
+                    sources=[
+                        StreamSource(
+                            name="PY_JOBS",
+                            filter_subject="pyjobs.1",
+                            consumer=StreamConsumerSource(name="drain", deliver_subject="x"),
+                        )
+                    ],
+                )
+            )
+        assert e.value.err_code == 10215
+        await nc.close()
+
+    run(main())

@@ -297,6 +297,9 @@ pub(crate) struct RestoreJob {
     client: InternalClient,
     rx: mpsc::UnboundedReceiver<OwnedMsg>,
     file: std::path::PathBuf,
+    /// Set in a clustered JetStream (this server leads the meta group):
+    /// the stream is made replicated, through the cluster.
+    cluster: Option<Arc<super::cluster::JsCluster>>,
 }
 
 /// Check a restore request; its answer (the subject for the chunks, which
@@ -321,19 +324,21 @@ pub(crate) fn restore_begin(
         return Err(errors::stream_name_path());
     }
     let js = server.jetstream().ok_or_else(errors::not_enabled)?;
-    if js.cluster().is_some() {
-        return Err(restore_failed(
-            "restoring into a clustered JetStream is not supported by tribune-broker yet",
-        ));
-    }
-    let config = super::api::normalize_stream(acc, req.config, name, None)?;
-    super::limits::check_stream_create(Some(js), acc, &config)?;
-    if acc.stream(name).is_some() {
-        return Err(ApiError::new(
-            400,
-            10130,
-            "stream name already in use, cannot restore",
-        ));
+    let cluster = js.cluster().cloned();
+    let voters = cluster.as_ref().map(|c| c.meta.voter_count());
+    let config = super::api::normalize_stream(acc, req.config, name, voters)?;
+    match &cluster {
+        Some(c) => super::cluster::restore::check(c, acc, &config)?,
+        None => {
+            super::limits::check_stream_create(Some(js), acc, &config)?;
+            if acc.stream(name).is_some() {
+                return Err(ApiError::new(
+                    400,
+                    10130,
+                    "stream name already in use, cannot restore",
+                ));
+            }
+        }
     }
     let id = super::api::ephemeral_name();
     let deliver = format!("$JS.SNAPSHOT.RESTORE.{name}.{id}");
@@ -365,6 +370,7 @@ pub(crate) fn restore_begin(
             client,
             rx,
             file,
+            cluster,
         },
     ))
 }
@@ -382,6 +388,22 @@ impl RestoreJob {
             self.client.close(&server);
         }
         let (reply, result) = match outcome {
+            Ok((reply, total)) if self.cluster.is_some() => {
+                let built = match (self.cluster.clone(), self.server.upgrade()) {
+                    (Some(c), Some(server)) => {
+                        super::cluster::restore::restore(
+                            c,
+                            self.acc.clone(),
+                            server,
+                            self.config.clone(),
+                            read_items(self.file.clone()),
+                        )
+                        .await
+                    }
+                    _ => Err(restore_failed("server stopped")),
+                };
+                (Some(reply), built.map(|body| (body, total)))
+            }
             Ok((reply, total)) => {
                 let job = (
                     self.server.clone(),
@@ -469,6 +491,47 @@ impl RestoreJob {
             }
         }
     }
+}
+
+/// Read the received snapshot on a blocking thread, as the items a
+/// clustered restore replicates (a bounded queue: the file is not held in
+/// memory).
+fn read_items(path: std::path::PathBuf) -> super::cluster::restore::Items {
+    use super::cluster::restore::{Item, Saved};
+    use super::cluster::stream_sm::MirroredMsg;
+    let (tx, rx) = mpsc::channel(256);
+    tokio::task::spawn_blocking(move || {
+        let read = || -> Result<(), String> {
+            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            let mut reader =
+                format::Reader::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+            while let Some(r) = reader.next_record().map_err(|e| e.to_string())? {
+                let item = match r {
+                    Record::Meta(_) => continue,
+                    Record::Msg(m) => Item::Msg(MirroredMsg {
+                        seq: m.seq,
+                        ts: m.ts,
+                        subject: m.subject,
+                        headers: m.headers.into(),
+                        payload: m.payload.into(),
+                    }),
+                    Record::Consumer(c) => Item::Consumer(Box::new(Saved {
+                        name: c.name,
+                        config: c.config,
+                        state: c.state,
+                    })),
+                };
+                if tx.blocking_send(Ok(item)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
 }
 
 /// Read the received snapshot and make the stream from it: its messages

@@ -34,6 +34,7 @@ pub mod placement;
 pub mod remote;
 pub mod replicas;
 pub mod requests;
+pub(crate) mod restore;
 pub mod stepdown;
 pub mod stream_group;
 pub mod stream_sm;

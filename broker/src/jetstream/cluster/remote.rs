@@ -72,6 +72,27 @@ pub async fn consumer_configs(
     }
 }
 
+/// Ask `stream`'s leader to hand its leadership to the server named
+/// `preferred`; whether it agreed within `within`.
+pub async fn step_down_to(
+    server: &Arc<Server>,
+    acc: &JsAccount,
+    stream: &str,
+    preferred: &str,
+    within: Duration,
+) -> bool {
+    let body = serde_json::json!({ "placement": { "preferred": preferred } }).to_string();
+    ask(
+        server,
+        acc,
+        &format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+        body.as_bytes(),
+        within,
+    )
+    .await
+    .is_some()
+}
+
 /// Send `body` to the account's JetStream API `subject` and wait up to
 /// `within` for an answer without an error.
 async fn ask(

@@ -547,7 +547,11 @@ fn leader_info(mut v: Value) -> Value {
 
 /// A group name as nats-server forms them (`S-R3F-xxxxxxxx`): kind,
 /// replicas, storage, and a random part unique in the domain.
-fn group_name(kind: &str, replicas: usize, storage: &crate::jetstream::types::Storage) -> String {
+pub(super) fn group_name(
+    kind: &str,
+    replicas: usize,
+    storage: &crate::jetstream::types::Storage,
+) -> String {
     let s = match storage {
         crate::jetstream::types::Storage::File => 'F',
         crate::jetstream::types::Storage::Memory => 'M',

@@ -253,6 +253,16 @@ impl StreamGroup {
         )
     }
 
+    /// This server's name in the group (as stepdown placements name it).
+    pub fn my_name(&self) -> String {
+        let me = self.router.id();
+        leadership::names(&self.raft)
+            .get(&me)
+            .cloned()
+            .or_else(|| self.assigned.borrow().names.get(&me).cloned())
+            .unwrap_or_else(|| format!("{me:016x}"))
+    }
+
     /// When this replica became the leader, while it leads.
     pub fn leader_since(&self) -> Option<SystemTime> {
         *self.leading_since.lock()
@@ -267,6 +277,17 @@ impl StreamGroup {
                 StreamResponse::Api(r) => r,
                 _ => Err(leadership::cluster_not_available()),
             },
+            Err(e) => {
+                debug!("stream group {}: proposal failed: {e}", self.group);
+                Err(leadership::cluster_not_available())
+            }
+        }
+    }
+
+    /// Replicate any entry; what applying it decided here.
+    pub async fn propose(&self, entry: StreamEntry) -> Result<StreamResponse, ApiError> {
+        match self.raft.client_write(entry).await {
+            Ok(resp) => Ok(resp.data),
             Err(e) => {
                 debug!("stream group {}: proposal failed: {e}", self.group);
                 Err(leadership::cluster_not_available())

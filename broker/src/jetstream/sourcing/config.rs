@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::jetstream::errors::ApiError;
+use crate::jetstream::errors::{self, ApiError};
 use crate::jetstream::subject_transform::SubjectTransformConfig;
 use crate::jetstream::transform::SubjectTransform;
 use crate::permissions::{is_subset, overlaps};
@@ -27,10 +27,30 @@ pub struct StreamSource {
     /// receive its deliveries through these prefixes (imports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalStream>,
-    /// Anything else (nats-server 2.14's durable `consumer`), kept so that
-    /// it can be refused rather than ignored.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    /// Durable sourcing (nats-server 2.14): feed from this existing
+    /// consumer of the origin, which must use the `flow_control` ack
+    /// policy, instead of an ephemeral one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerSource>,
+}
+
+/// `consumer` in a mirror or source: the durable's name and the subject
+/// it delivers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConsumerSource {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
+}
+
+impl ConsumerSource {
+    /// nats-server's checks: a valid consumer name and a literal subject.
+    fn is_valid(&self) -> bool {
+        is_valid_name(&self.name)
+            && !self.deliver_subject.contains(['*', '>'])
+            && crate::subject::is_valid(self.deliver_subject.as_bytes())
+    }
 }
 
 /// `external`: the API prefix (`$JS.<domain>.API` or an import) and the
@@ -58,6 +78,10 @@ impl StreamSource {
             name.push(':');
             name.push_str(&api_hash(&ext.api));
         }
+        if let Some(c) = &self.consumer {
+            name.push_str(":C=");
+            name.push_str(&api_hash(&c.name));
+        }
         let or_all = |s: &str| {
             if s.is_empty() {
                 ">".to_string()
@@ -81,6 +105,18 @@ impl StreamSource {
             (srcs.join("\x0c"), dests.join("\x0c"))
         };
         format!("{name} {src} {dest}")
+    }
+
+    /// The origin and durable consumer a durable source reads (two
+    /// sources may not share one).
+    fn consumer_key(&self) -> String {
+        let mut key = self.name.clone();
+        if let Some(ext) = &self.external {
+            key.push(':');
+            key.push_str(&api_hash(&ext.api));
+        }
+        let consumer = self.consumer.as_ref().map_or("", |c| c.name.as_str());
+        format!("{key} {consumer}")
     }
 
     /// The filters the origin's consumer is created with.
@@ -112,7 +148,7 @@ impl StreamSource {
 }
 
 /// nats-server's `getHash`: the first eight bytes of the SHA-256 of
-/// `api`, each mapped onto the 62 digits and letters.
+/// `api` (or a consumer name), each mapped onto the 62 digits and letters.
 fn api_hash(api: &str) -> String {
     use sha2::{Digest, Sha256};
     const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -240,8 +276,14 @@ pub fn check(
                 "stream mirrors can not also contain other sources",
             ));
         }
-        if m.extra.get("consumer").is_some_and(|v| !v.is_null()) {
-            return Err(err(400, 10213, "stream mirror consumer config is invalid"));
+        if let Some(c) = &m.consumer {
+            if !c.is_valid()
+                || m.opt_start_seq != 0
+                || m.opt_start_time.is_some()
+                || !m.filter_subject.is_empty()
+            {
+                return Err(errors::mirror_consumer_invalid());
+            }
         }
         if !m.filter_subject.is_empty() && !m.subject_transforms.is_empty() {
             return Err(err(
@@ -279,6 +321,7 @@ pub fn check(
         seen.note(m, max_msg_size, lookup, too_big)?;
     }
     let mut inames = std::collections::HashSet::new();
+    let mut durables = std::collections::HashSet::new();
     for s in sources {
         if !is_valid_name(&s.name) {
             return Err(err(400, 10141, "sourced stream name is invalid"));
@@ -301,8 +344,17 @@ pub fn check(
                 }
             }
         }
-        if s.extra.get("consumer").is_some_and(|v| !v.is_null()) {
-            return Err(err(400, 10215, "stream source consumer config is invalid"));
+        if let Some(c) = &s.consumer {
+            if !c.is_valid()
+                || s.opt_start_seq != 0
+                || s.opt_start_time.is_some()
+                || !s.filter_subject.is_empty()
+            {
+                return Err(errors::source_consumer_invalid());
+            }
+            if !durables.insert(s.consumer_key()) {
+                return Err(errors::source_consumer_duplicate());
+            }
         }
         let too_big = || {
             err(
@@ -434,6 +486,41 @@ mod tests {
             src(r#"{"name":"O","subject_transforms":[{"src":"a.>","dest":"b.>"},{"src":"c","dest":""}]}"#)
                 .iname(),
             "O a.>\x0cc b.>\x0c>"
+        );
+    }
+
+    #[test]
+    fn a_durable_source_names_its_consumer_in_the_index_name() {
+        // nats-server 2.15 writes `O:C=MItBWn8j` for consumer "agg".
+        assert_eq!(
+            src(r#"{"name":"O","consumer":{"name":"agg","deliver_subject":"agg.deliver"}}"#)
+                .iname(),
+            "O:C=MItBWn8j > >"
+        );
+        let codes = |json: &str| check_one(None, &[json], &[]);
+        assert_eq!(
+            codes(
+                r#"{"name":"O","filter_subject":"a","consumer":{"name":"c","deliver_subject":"d"}}"#
+            ),
+            Err(10215)
+        );
+        assert_eq!(
+            codes(r#"{"name":"O","consumer":{"name":"c","deliver_subject":"d.>"}}"#),
+            Err(10215)
+        );
+        assert_eq!(
+            codes(r#"{"name":"O","consumer":{"name":"c","deliver_subject":"d"}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check_one(
+                Some(
+                    r#"{"name":"O","opt_start_seq":3,"consumer":{"name":"c","deliver_subject":"d"}}"#
+                ),
+                &[],
+                &[]
+            ),
+            Err(10213)
         );
     }
 

@@ -2,7 +2,13 @@
 //!
 //! Each attempt subscribes a fresh deliver subject, asks the origin for an
 //! ephemeral push consumer starting after what the stream holds, and
-//! passes deliveries to the stream's writer in order. The origin's
+//! passes deliveries to the stream's writer in order. A durable source
+//! (`consumer` in its configuration) instead resets the named consumer,
+//! which must use the `flow_control` ack policy, back to its ack floor and
+//! listens on its deliver subject; its flow-control replies name what the
+//! stream has stored (each message is handed over with a reply subject
+//! the writer acks once it is stored), so the consumer's acknowledgements
+//! never run ahead of the stream. The origin's
 //! sequence is tracked as nats-server does: a skipped delivery sequence,
 //! a heartbeat naming a later one, or ten seconds of silence start a new
 //! attempt from the last origin sequence passed on. The task ends when its
@@ -16,16 +22,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use super::{ack_info, FeedSink, FeedState, STREAM_SOURCE};
+use super::{ack_info, FeedSink, FeedState, FEED_ACK_PREFIX, HEARTBEAT, STREAM_SOURCE};
 use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
-use crate::jetstream::errors::ApiError;
+use crate::jetstream::errors::{self, ApiError};
 use crate::jetstream::headers;
 use crate::jetstream::ingest::{At, Ingest};
 use crate::jetstream::transform::SubjectTransform;
 use crate::server::Server;
 
-/// The origin's consumer sends a heartbeat this often when idle.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence this long means the feed is stalled: start again.
 const STALLED: Duration = Duration::from_secs(10);
 /// How long to wait for the consumer create answer (or a first delivery).
@@ -53,6 +57,7 @@ pub(crate) fn spawn(server: Weak<Server>, sink: Weak<dyn FeedSink>, state: Arc<F
             stop,
             sseq: None,
             dseq: 0,
+            acks: Acks::default(),
         };
         feed.run().await;
     });
@@ -80,6 +85,22 @@ struct Running {
     /// The origin consumer's delivery sequence of that message.
     dseq: u64,
     transforms: Vec<SubjectTransform>,
+    /// A durable source's view of what the stream has stored.
+    acks: Acks,
+}
+
+/// What a durable source has handed to its stream and what the stream
+/// has confirmed storing, in this attempt.
+#[derive(Default)]
+struct Acks {
+    /// The subject the stream's writer acks to (`<prefix>.<dseq>.<sseq>`).
+    prefix: String,
+    handed: u64,
+    answered: u64,
+    /// A flow-control request waiting for the stream: its reply subject,
+    /// how many messages must be answered first, and the (delivery,
+    /// origin) sequences to report then.
+    waiting: Option<(String, u64, u64, u64)>,
 }
 
 impl Running {
@@ -127,11 +148,21 @@ impl Running {
         let src = &state.source;
         let kind = if self.state.mirror { "M" } else { "S" };
         let id = crate::jetstream::api::ephemeral_name();
-        let deliver = match src.external.as_ref().filter(|e| !e.deliver.is_empty()) {
-            Some(e) => format!("{}.{kind}.{id}", e.deliver),
-            None => format!("$JS.{kind}.{id}"),
+        let deliver = match (
+            &src.consumer,
+            src.external.as_ref().filter(|e| !e.deliver.is_empty()),
+        ) {
+            (Some(c), _) => c.deliver_subject.clone(),
+            (None, Some(e)) => format!("{}.{kind}.{id}", e.deliver),
+            (None, None) => format!("$JS.{kind}.{id}"),
         };
         let reply = format!("$JS.{kind}.R.{id}");
+        self.acks = Acks::default();
+        let durable = src.consumer.as_ref().map(|c| c.name.clone());
+        if durable.is_some() {
+            self.acks.prefix = format!("{FEED_ACK_PREFIX}{id}");
+        }
+        let ack_wildcard = format!("{}.>", self.acks.prefix);
         let name = format!(
             "JS_{}_{id}",
             if self.state.mirror {
@@ -142,7 +173,12 @@ impl Running {
         );
         let (tx, mut rx) = mpsc::unbounded_channel::<OwnedMsg>();
         let client = InternalClient::new(&server, account, Arc::new(ChannelHandler(tx)));
-        for s in [&deliver, &reply] {
+        let subjects = if durable.is_some() {
+            vec![&deliver, &reply, &ack_wildcard]
+        } else {
+            vec![&deliver, &reply]
+        };
+        for s in subjects {
             if let Err(e) = client.subscribe(&server, s, None) {
                 self.fail(format!("subscribing to {s}: {e}"));
                 client.close(&server);
@@ -156,18 +192,37 @@ impl Running {
             .map_or("$JS.API", |e| e.api.as_str())
             .trim_end_matches('.')
             .to_string();
-        let body = self.create_request(&name, &deliver, resume, empty);
-        client.publish(
-            &server,
-            &format!("{api}.CONSUMER.CREATE.{}", src.name),
-            Some(&reply),
-            b"",
-            body.to_string().as_bytes(),
-        );
+        match &durable {
+            // Back to its ack floor: what the stream already holds is
+            // skipped as it arrives again.
+            Some(durable) => {
+                client.publish(
+                    &server,
+                    &format!("{api}.CONSUMER.RESET.{}.{durable}", src.name),
+                    Some(&reply),
+                    b"",
+                    b"",
+                );
+            }
+            None => {
+                let body = self.create_request(&name, &deliver, resume, empty);
+                client.publish(
+                    &server,
+                    &format!("{api}.CONSUMER.CREATE.{}", src.name),
+                    Some(&reply),
+                    b"",
+                    body.to_string().as_bytes(),
+                );
+            }
+        }
         drop(server);
         let outcome = self.receive(&client, &mut rx, &reply).await;
         if let Some(server) = self.server.upgrade() {
             client.close(&server);
+            if durable.is_some() {
+                // The user's consumer stays for the next attempt.
+                return outcome;
+            }
             // The origin would drop it after its inactive threshold; this
             // spares it the wait.
             client.publish(
@@ -261,8 +316,15 @@ impl Running {
                     return Outcome::Retry { failed: false };
                 }
             };
+            if !self.acks.prefix.is_empty() && m.subject.starts_with(&self.acks.prefix) {
+                if let Some(outcome) = self.stored(client, &m) {
+                    return outcome;
+                }
+                continue;
+            }
             if m.subject == reply {
-                match create_error(&m.payload) {
+                let durable = self.state.source.consumer.is_some();
+                match create_error(&m.payload, durable, self.state.mirror) {
                     None => {
                         created = true;
                         wait = STALLED;
@@ -314,7 +376,15 @@ impl Running {
     fn control(&mut self, client: &InternalClient, m: &OwnedMsg) -> Option<Outcome> {
         let server = self.server.upgrade()?;
         if let Some(r) = &m.reply {
-            client.publish(&server, r, None, b"", b"");
+            if self.acks.prefix.is_empty() {
+                client.publish(&server, r, None, b"", b"");
+            } else {
+                // Answered (acking the durable) once the stream has
+                // stored everything handed to it so far.
+                let sseq = self.sseq.unwrap_or(0);
+                self.acks.waiting = Some((r.clone(), self.acks.handed, self.dseq, sseq));
+                self.answer_flow_control(client, &server);
+            }
             return None;
         }
         let last = headers::get(&m.headers, "Nats-Last-Consumer")
@@ -376,10 +446,14 @@ impl Running {
             (self.source_headers(&m.headers, a.sseq, &m.subject), None)
         };
         let subject = renamed.unwrap_or(m.subject);
+        let reply = (!self.acks.prefix.is_empty()).then(|| {
+            self.acks.handed += 1;
+            format!("{}.{}.{}", self.acks.prefix, a.consumer_seq, a.stream_seq)
+        });
         let ingest = Ingest {
             msg: OwnedMsg {
                 subject,
-                reply: None,
+                reply,
                 headers,
                 payload: m.payload,
             },
@@ -390,6 +464,66 @@ impl Running {
             return Some(Outcome::Stop);
         }
         None
+    }
+
+    /// The stream's answer for a message a durable source handed over:
+    /// stored (or a duplicate), or refused, in which case the feed starts
+    /// again at that message, as nats-server retries it.
+    fn stored(&mut self, client: &InternalClient, m: &OwnedMsg) -> Option<Outcome> {
+        self.acks.answered += 1;
+        if create_error(&m.payload, false, false).is_some() {
+            let origin = m
+                .subject
+                .rsplit('.')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            debug!(
+                "{} feed from {:?}: origin message {origin} not stored: {}",
+                self.kind(),
+                self.state.source.name,
+                String::from_utf8_lossy(&m.payload)
+            );
+            if origin > 0 {
+                let back = origin - 1;
+                if self.sseq.is_some_and(|s| s > back) {
+                    self.sseq = Some(back);
+                    self.state.set_seq(back);
+                }
+            }
+            return Some(Outcome::Retry { failed: true });
+        }
+        let server = self.server.upgrade()?;
+        self.answer_flow_control(client, &server);
+        None
+    }
+
+    /// Reply to the waiting flow-control request once the stream has
+    /// answered for everything handed to it before the request came:
+    /// `Nats-Last-Stream` then acknowledges up to that origin sequence.
+    fn answer_flow_control(&mut self, client: &InternalClient, server: &Server) {
+        let Some((_, target, _, _)) = &self.acks.waiting else {
+            return;
+        };
+        if self.acks.answered < *target {
+            return;
+        }
+        let Some((reply, _, dseq, sseq)) = self.acks.waiting.take() else {
+            return;
+        };
+        if sseq == 0 {
+            client.publish(server, &reply, None, b"", b"");
+            return;
+        }
+        let (d, s) = (dseq.to_string(), sseq.to_string());
+        let hdr = headers::build(
+            None,
+            &[
+                ("Nats-Last-Consumer", d.as_str()),
+                ("Nats-Last-Stream", s.as_str()),
+            ],
+        );
+        client.publish(server, &reply, None, &hdr, b"");
     }
 
     /// A sourced message's headers: those that checked the publish at
@@ -410,14 +544,33 @@ fn is_control(hdr: &[u8]) -> bool {
     hdr.starts_with(b"NATS/1.0 100")
 }
 
-/// The error of a `CONSUMER.CREATE` answer, if it is one.
-fn create_error(body: &[u8]) -> Option<ApiError> {
+/// The error of a `CONSUMER.CREATE` or `CONSUMER.RESET` answer (or of a
+/// publish ack), if it is one. A durable source's consumer must use the
+/// `flow_control` ack policy.
+fn create_error(body: &[u8], durable: bool, mirror: bool) -> Option<ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        ack_policy: Option<String>,
+    }
     #[derive(serde::Deserialize)]
     struct Answer {
         error: Option<ApiError>,
+        config: Option<Config>,
     }
     match serde_json::from_slice::<Answer>(body) {
-        Ok(a) => a.error,
+        Ok(Answer { error: Some(e), .. }) => Some(e),
+        Ok(a) if durable => {
+            let policy = a.config.and_then(|c| c.ack_policy);
+            (policy.as_deref() != Some("flow_control")).then(|| {
+                if mirror {
+                    errors::mirror_consumer_requires_ack_fc()
+                } else {
+                    errors::source_consumer_requires_ack_fc()
+                }
+            })
+        }
+        Ok(_) => None,
         Err(e) => Some(ApiError::new(
             500,
             10025,

@@ -26,11 +26,19 @@ use super::errors::ApiError;
 use super::ingest::Ingest;
 use super::subject_transform::SubjectTransformConfig;
 use crate::accounts::Account;
-pub use config::{ExternalStream, StreamSource};
+pub use config::{ConsumerSource, ExternalStream, StreamSource};
 
 /// The header a sourced message carries: `<stream> <seq> <filter> <dest>
 /// <subject>`, the middle two from the source's index name.
 pub const STREAM_SOURCE: &str = "Nats-Stream-Source";
+
+/// The origin's consumer sends a heartbeat this often when idle (and a
+/// `flow_control` ack policy consumer must use exactly this).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a stream's writer acks the messages a durable source hands it;
+/// these go out even on a `no_ack` stream (the feed waits for them).
+pub const FEED_ACK_PREFIX: &str = "$JS.S.A.";
 
 /// What a feed needs from the stream it fills.
 pub(crate) trait FeedSink: Send + Sync {
