@@ -141,6 +141,9 @@ pub struct Server {
     relinks: AtomicU64,
     /// The pending relink for the first activation to expire.
     relink_timer: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Per account with a future `exp` in its JWT: the timer that ends its
+    /// connections then.
+    account_expiry: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Checks passwords, tokens and route passwords; bcrypt off the runtime.
     secrets: crate::auth::SecretChecker,
 }
@@ -206,6 +209,7 @@ impl Server {
             account_changes: Mutex::new(()),
             relinks: AtomicU64::new(0),
             relink_timer: Mutex::new(None),
+            account_expiry: Mutex::new(HashMap::new()),
             secrets: crate::auth::SecretChecker::for_this_machine(),
         })
     }

@@ -662,3 +662,44 @@ fn quiet(mut lines: Vec<String>) -> Vec<String> {
     lines.retain(|l| l != "PING\r\n" && !l.starts_with("INFO "));
     lines
 }
+
+/// An account JWT pushed with an `exp` in the near future ends the
+/// account's connections when it comes, whenever they logged in (its
+/// account had no `exp` then): nats-server's account expiration timer.
+#[tokio::test]
+async fn an_account_exp_pushed_later_ends_its_connections_then() {
+    let w = World::new();
+    let mut recorded = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("exp-{label}"));
+        let server = ServerSpec::new(bin)
+            .config(w.config(jwt_dir.to_str().unwrap(), ""))
+            .start()
+            .unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let pushed = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", w.app_jwt(|_| {})).await;
+        assert_eq!(pushed["data"]["message"], "jwt updated", "{label}");
+        let (mut conn, ok) = login(server.port, &w.app_user());
+        assert_eq!(ok, ["PONG\r\n"], "{label}");
+        let exp = jwt::now_unix() + 2;
+        let pushed = ask(
+            &admin,
+            "$SYS.REQ.CLAIMS.UPDATE",
+            w.app_jwt(|ac| ac.std.exp = exp),
+        )
+        .await;
+        assert_eq!(pushed["data"]["message"], "jwt updated", "{label}");
+        let before = quiet(conn.ping());
+        // Past `exp` (whole seconds) with room for the timer.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        recorded.push((label, before, quiet(conn.ping())));
+    }
+    for (label, before, after) in &recorded {
+        assert_eq!(before, &["PONG\r\n"], "{label}: before exp");
+        assert_eq!(
+            after,
+            &["-ERR 'Account Authentication Expired'\r\n", CLOSED],
+            "{label}: after exp"
+        );
+    }
+}

@@ -257,6 +257,7 @@ impl Server {
             }
         }
         self.relink_operator_accounts();
+        self.expire_account_at(&cfg.name, claims.std.exp);
         // An account JWT whose `exp` has passed ends its connections.
         let expired = claims.std.exp > 0 && tribune_auth::jwt::now_unix() >= claims.std.exp;
         // The oldest connections keep their seats, as in nats-server.
@@ -301,6 +302,53 @@ impl Server {
         }
     }
 
+    /// The account's JWT expires at `exp` (unix seconds; 0: never): its
+    /// connections end then with `Account Authentication Expired`, as
+    /// nats-server's account expiration timer ends them, whenever they
+    /// logged in. A later change of the JWT replaces the timer.
+    fn expire_account_at(self: &Arc<Self>, name: &str, exp: i64) {
+        let now = tribune_auth::jwt::now_unix();
+        let timer = (exp > now).then(|| {
+            let server = Arc::downgrade(self);
+            let name = name.to_string();
+            let wait = std::time::Duration::from_secs(u64::try_from(exp - now).unwrap_or(0));
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Some(server) = server.upgrade() {
+                    server.account_expired(&name, exp);
+                }
+            })
+            .abort_handle()
+        });
+        let mut timers = self.account_expiry.lock();
+        let old = match timer {
+            Some(t) => timers.insert(name.to_string(), t),
+            None => timers.remove(name),
+        };
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// An account's expiration timer fired: if its JWT in force still
+    /// expires then, its connections end.
+    fn account_expired(&self, name: &str, exp: i64) {
+        let _one_at_a_time = self.account_changes.lock();
+        self.account_expiry.lock().remove(name);
+        let still = self
+            .trust()
+            .and_then(|t| t.account(name))
+            .is_some_and(|c| c.std.exp == exp);
+        let Some(acc) = self.account(name.as_bytes()).filter(|_| still) else {
+            return;
+        };
+        debug!("Account [{name}] expired");
+        for c in self.clients_of(&acc) {
+            c.send(format!("-ERR '{}'\r\n", errors::ACCOUNT_AUTH_EXPIRED).as_bytes());
+            c.close(ClosedState::AuthenticationExpired);
+        }
+    }
+
     /// An account JWT was deleted: its clients are told their account
     /// expired and closed, and no new one is admitted (the resolver no
     /// longer knows it). Its JetStream data stays on disk, as in
@@ -311,6 +359,9 @@ impl Server {
             return;
         };
         debug!("Disable account {key} due to remove");
+        if let Some(t) = self.account_expiry.lock().remove(key) {
+            t.abort();
+        }
         if let Some(js) = self.jetstream() {
             let cfg = AccountConfig {
                 name: key.to_string(),
