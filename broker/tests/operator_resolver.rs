@@ -703,3 +703,85 @@ async fn an_account_exp_pushed_later_ends_its_connections_then() {
         );
     }
 }
+
+/// A pushed account JWT reaches the connections already bound to it, as
+/// nats-server applies an update: its default permissions (for users with
+/// none of their own) remove the subscriptions they no longer allow, a
+/// lowered payload limit refuses the next big publish, and a subscription
+/// limit a connection is at (or over) closes it.
+#[tokio::test]
+async fn pushed_limits_and_default_permissions_reach_live_connections() {
+    use tribune_auth::jwt::account::Permissions;
+    use tribune_auth::jwt::Permission;
+    let w = World::new();
+    let defaults = |sub: &str| {
+        Some(Permissions {
+            pub_: Permission::default(),
+            sub: Permission {
+                allow: vec![sub.into()],
+                deny: vec![],
+            },
+            resp: None,
+        })
+    };
+    let big = "x".repeat(2000);
+    let mut recorded = Vec::new();
+    for (label, bin) in common::both_servers() {
+        let jwt_dir = w.dir.path().join(format!("live-{label}"));
+        let server = ServerSpec::new(bin)
+            .config(w.config(jwt_dir.to_str().unwrap(), ""))
+            .start()
+            .unwrap();
+        let admin = w.admin(&server.client_url()).await;
+        let push = |token: String| {
+            let admin = admin.clone();
+            async move {
+                let v = ask(&admin, "$SYS.REQ.CLAIMS.UPDATE", token).await;
+                assert_eq!(v["data"]["message"], "jwt updated", "{v}");
+            }
+        };
+        push(w.app_jwt(|ac| ac.nats.default_permissions = defaults(">"))).await;
+        let mut t: Vec<String> = Vec::new();
+        let (mut a, ok) = login(server.port, &w.app_user());
+        assert_eq!(ok, ["PONG\r\n"], "{label}");
+        a.send("SUB sports.a 1\r\nSUB news.b 2\r\nSUB news.c 3\r\n");
+        t.extend(quiet(a.ping()));
+        let (mut b, ok) = login(server.port, &w.app_user());
+        assert_eq!(ok, ["PONG\r\n"], "{label}");
+        b.send("SUB sports.a 1\r\nSUB sports.b 2\r\n");
+        t.extend(quiet(b.ping()));
+
+        // Narrower defaults: a's news subscriptions go (in either order).
+        push(w.app_jwt(|ac| ac.nats.default_permissions = defaults("sports.>"))).await;
+        let mut lines = quiet(a.ping());
+        lines.sort();
+        t.push(format!("a after narrower defaults: {lines:?}"));
+        t.push(format!("b after narrower defaults: {:?}", quiet(b.ping())));
+
+        // A payload limit under what a sends next.
+        push(w.app_jwt(|ac| {
+            ac.nats.default_permissions = defaults("sports.>");
+            ac.nats.limits.payload = 1024;
+        }))
+        .await;
+        t.push(format!("b after payload limit: {:?}", quiet(b.ping())));
+        a.send(&format!("PUB sports.a {}\r\n{big}\r\n", big.len()));
+        t.push(format!("a publishes 2000 bytes: {:?}", quiet(a.ping())));
+
+        // A subscription limit b is at.
+        push(w.app_jwt(|ac| {
+            ac.nats.default_permissions = defaults("sports.>");
+            ac.nats.limits.payload = 1024;
+            ac.nats.limits.subs = 2;
+        }))
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        t.push(format!("b after subs limit: {:?}", quiet(b.ping())));
+        recorded.push((label, t));
+    }
+    let (_, want) = &recorded[0];
+    for l in want {
+        eprintln!("nats-server: {l}");
+    }
+    assert_eq!(&recorded[1].1, want, "tribune vs nats-server");
+}

@@ -38,6 +38,9 @@ pub struct Identity {
     /// The user's own limits (from a user JWT); the server's and the
     /// account's still apply on top.
     pub limits: ConnLimits,
+    /// `permissions` are the account's defaults (the user JWT brought
+    /// none): they follow the account's JWT when it changes.
+    pub default_permissions: bool,
     /// When the credentials expire (a user JWT's `exp`): the connection is
     /// closed then.
     pub expires: Option<SystemTime>,

@@ -16,7 +16,7 @@ use login::PendingAuth;
 
 mod login;
 use crate::accounts::{Account, AccountSeat};
-use crate::limits::Limit;
+use crate::limits::{ConnLimits, Limit};
 use crate::permissions::{self, Permissions, SubVerdict};
 use crate::protocol::{
     err_line, errors, ConnectOptions, Op, ParseError, Parser, Step, CLIENT_PROTO_INFO,
@@ -100,6 +100,8 @@ pub async fn run_client<R, W>(
         expiry: crate::auth::Expiry::User,
         max_subs,
         base_max_payload,
+        user_limits: ConnLimits::default(),
+        default_perms: false,
         seat: None,
         accepted: Instant::now(),
         in_msgs: 0,
@@ -144,6 +146,12 @@ struct Reader {
     max_subs: Limit,
     /// The server's `max_payload`, before the account's and user's limits.
     base_max_payload: Option<usize>,
+    /// The user's own limits (applied again with the account's when its
+    /// JWT changes).
+    user_limits: ConnLimits,
+    /// The user brought no permissions: the account's defaults apply, and
+    /// follow the account's JWT.
+    default_perms: bool,
     /// The connection's place in its account (`max_connections`).
     seat: Option<AccountSeat>,
     accepted: Instant,
@@ -230,6 +238,11 @@ impl Reader {
                 }
                 _ = self.shared.kill.notified() => {
                     return self.shared.closed_reason().unwrap_or(ClosedState::ServerShutdown);
+                }
+                _ = self.shared.account_changed.notified() => {
+                    if let Flow::Close(reason) = self.account_changed() {
+                        return reason;
+                    }
                 }
                 _ = &mut expiry, if armed.is_some() => {
                     let error = self.expiry.error();

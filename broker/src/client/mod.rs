@@ -90,6 +90,9 @@ pub struct ClientShared {
     pub(crate) wake: Notify,
     /// Wakes the reader task when someone else closes the connection.
     pub(crate) kill: Notify,
+    /// Wakes the reader task when its account's JWT changed: it applies
+    /// the account's limits and default permissions again.
+    pub(crate) account_changed: Notify,
     /// Wakes producers stalled on this consumer once it has drained.
     pub(crate) drained: Notify,
     /// Echo our own publishes back to our subscriptions.
@@ -165,6 +168,7 @@ impl ClientShared {
             out: Mutex::new(Outbound::new(max_pending)),
             wake: Notify::new(),
             kill: Notify::new(),
+            account_changed: Notify::new(),
             drained: Notify::new(),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),

@@ -33,6 +33,9 @@ pub enum ClosedState {
     TlsHandshakeError,
     /// The account's JWT revoked the user's credentials.
     Revocation,
+    /// An account update left the connection at or over its subscription
+    /// limit.
+    MaxSubscriptionsExceeded,
 }
 
 impl fmt::Display for ClosedState {
@@ -59,6 +62,7 @@ impl fmt::Display for ClosedState {
             ClosedState::DuplicateRoute => "Duplicate Route",
             ClosedState::TlsHandshakeError => "TLS Handshake Failure",
             ClosedState::Revocation => "Credentials Revoked",
+            ClosedState::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
         })
     }
 }

@@ -226,6 +226,7 @@ fn identity(user: &UserClaims, account: &AccountClaims, window: Option<Duration>
         user: Some(user.std.sub.clone()),
         account: Some(account.std.sub.clone()),
         permissions: permissions_from_jwt(u).or_else(default_permissions),
+        default_permissions: permissions_from_jwt(u).is_none(),
         limits: ConnLimits {
             subs: Limit::from_jwt(u.subs),
             payload: Limit::from_jwt(u.payload),

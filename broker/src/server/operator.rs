@@ -229,9 +229,10 @@ impl Server {
 
     /// A new or changed account JWT is in force: create the account, or
     /// apply the JWT to it and to its clients, as nats-server does on an
-    /// account update (limits for new clients, default permissions,
-    /// JetStream, and the end of revoked users and of users signed by a
-    /// key the account no longer lists).
+    /// account update (limits and default permissions, for new clients
+    /// and, through their own tasks, for those connected; JetStream; the
+    /// end of revoked users and of users signed by a key the account no
+    /// longer lists).
     pub fn account_claims_changed(self: &Arc<Self>, claims: &AccountClaims) {
         let _one_at_a_time = self.account_changes.lock();
         // The resolver's claims now: a later change may have overtaken
@@ -278,6 +279,8 @@ impl Server {
                 c.close(ClosedState::AuthenticationExpired);
                 continue;
             }
+            // Its own task applies the new limits and default permissions.
+            c.account_changed.notify_one();
             let signed = c.meta.lock().signed.clone();
             let user = c.meta.lock().user.clone().unwrap_or_default();
             let Some(signed) = signed else { continue };

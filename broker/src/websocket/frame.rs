@@ -131,6 +131,7 @@ pub fn close_status_for(reason: ClosedState) -> u16 {
         | MaxAccountConnectionsExceeded
         | MaxConnectionsExceeded
         | MaxControlLineExceeded
+        | MaxSubscriptionsExceeded
         | AuthenticationExpired
         | Revocation => status::POLICY_VIOLATION,
         TlsHandshakeError => status::TLS_HANDSHAKE,

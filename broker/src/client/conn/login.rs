@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{debug, error, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::{Flow, Reader};
 use crate::accounts::Account;
@@ -206,18 +206,8 @@ impl Reader {
         if let Err(flow) = self.bind_account(account) {
             return flow;
         }
-        let mut perms = identity.permissions.clone();
-        // Users of the callout account may not forge requests to it.
-        if let Some(co) = self.server.callout() {
-            if self.account.name == co.account_name() {
-                let p = perms.get_or_insert_with(Default::default);
-                p.publish
-                    .get_or_insert_with(Default::default)
-                    .deny
-                    .push(callout::AUTH_CALLOUT_SUBJECT.to_string());
-            }
-        }
-        self.perms = perms.map(Arc::new);
+        self.perms = self.guarded(identity.permissions.clone()).map(Arc::new);
+        self.default_perms = identity.default_permissions;
         self.pub_cache.clear();
         self.shared.set_reply_allowance(
             identity
@@ -225,13 +215,8 @@ impl Reader {
                 .as_ref()
                 .and_then(|p| p.allow_responses),
         );
-        // The server's limits, narrowed by the account's and the user's.
-        let limits = self.account.limits().conn.min(identity.limits);
-        self.max_subs = Limit::from_option(self.cfg.max_subs).min(limits.subs);
-        self.parser.max_payload = match (self.base_max_payload, limits.payload.as_usize()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.user_limits = identity.limits;
+        self.apply_limits();
         self.expires = identity.expires.map(|at| {
             let left = at
                 .duration_since(std::time::SystemTime::now())
@@ -298,5 +283,90 @@ impl Reader {
             self.cache.clear();
         }
         Ok(())
+    }
+}
+
+impl Reader {
+    /// `perms` with what the server adds: users of the callout account may
+    /// not forge requests to it.
+    fn guarded(
+        &self,
+        mut perms: Option<crate::permissions::Permissions>,
+    ) -> Option<crate::permissions::Permissions> {
+        if let Some(co) = self.server.callout() {
+            if self.account.name == co.account_name() {
+                let p = perms.get_or_insert_with(Default::default);
+                p.publish
+                    .get_or_insert_with(Default::default)
+                    .deny
+                    .push(callout::AUTH_CALLOUT_SUBJECT.to_string());
+            }
+        }
+        perms
+    }
+
+    /// The server's limits, narrowed by the account's and the user's.
+    fn apply_limits(&mut self) {
+        let limits = self.account.limits().conn.min(self.user_limits);
+        self.max_subs = Limit::from_option(self.cfg.max_subs).min(limits.subs);
+        self.parser.max_payload = match (self.base_max_payload, limits.payload.as_usize()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The account's JWT changed: its limits apply again, and its default
+    /// permissions to a user who brought none (subscriptions they no
+    /// longer allow are removed), as nats-server's `applyAccountLimits`
+    /// and `updateDefaultPermissions` do. A connection left at or over its
+    /// subscription limit is closed.
+    pub(super) fn account_changed(&mut self) -> Flow {
+        if !self.connect_received {
+            return Flow::Continue;
+        }
+        self.apply_limits();
+        if self.default_perms {
+            self.perms = self
+                .guarded(self.account.default_permissions())
+                .map(Arc::new);
+            self.pub_cache.clear();
+            self.drop_forbidden_subscriptions();
+        }
+        if self.max_subs.reached(self.shared.num_subs()) {
+            error!("{} - {}", self.tag(), errors::MAX_SUBS);
+            self.send_err(errors::MAX_SUBS);
+            return Flow::Close(ClosedState::MaxSubscriptionsExceeded);
+        }
+        Flow::Continue
+    }
+
+    /// Remove the subscriptions the connection's permissions no longer
+    /// allow, each with nats-server's error.
+    fn drop_forbidden_subscriptions(&mut self) {
+        let Some(perms) = self.perms.clone() else {
+            return;
+        };
+        let subs: Vec<Arc<crate::subscription::Subscription>> =
+            self.shared.subs.lock().values().cloned().collect();
+        for sub in subs {
+            let subject = String::from_utf8_lossy(&sub.subject).into_owned();
+            let queue = sub.queue.as_deref().map(String::from_utf8_lossy);
+            match perms.check_subscribe(&subject, queue.as_deref()) {
+                crate::permissions::SubVerdict::Denied => {
+                    let sid = String::from_utf8_lossy(&sub.sid);
+                    let what = match &queue {
+                        Some(q) => format!("{subject:?} using queue {q:?} (sid {sid:?})"),
+                        None => format!("{subject:?} (sid {sid:?})"),
+                    };
+                    let user = self.shared.meta.lock().user.clone().unwrap_or_default();
+                    info!("Removed sub {what} for {user} - not authorized");
+                    self.send_err(&format!("Permissions Violation for Subscription to {what}"));
+                    self.server.remove_subscription(&sub);
+                }
+                crate::permissions::SubVerdict::AllowedExcept(deny) => sub.set_deny(deny),
+                crate::permissions::SubVerdict::Allowed => {}
+            }
+        }
+        self.cache.clear();
     }
 }
