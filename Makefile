@@ -16,7 +16,7 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 # cargo-nextest if installed, else plain cargo test.
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help build run web test test-rust test-python test-node test-web venv localstack localstack-stop bench bench-js-cluster conformance conformance-smoke bench-bridge fmt fmt-check lint clean distclean
+.PHONY: help build run web test test-rust test-python test-node test-web venv localstack localstack-stop bench bench-js-cluster conformance conformance-py conformance-smoke bench-bridge fmt fmt-check lint clean distclean
 .PHONY: fuzz fuzz-smoke chaos
 .PHONY: deploy-venv moto-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 .PHONY: secrets secrets-check rotate-tls web-app
@@ -35,6 +35,7 @@ help:
 	@echo "make localstack   install (once) and start LocalStack on 127.0.0.1:4566 for the AWS tests"
 	@echo "make bench        release build, then tribune-broker vs nats-server; rewrites BENCHMARKS.md"
 	@echo "make conformance  async-nats' own test suite against nats-server and tribune-broker (target/conformance/summary.txt)"
+	@echo "make conformance-py  nats.py's own test suite (from GitHub) against both servers (target/conformance/nats-py/summary.txt)"
 	@echo "make bench-js-cluster  3-node JetStream R3 publish and leader failover, both servers; prints only"
 	@echo "make bench-bridge      the bridge over mqtt/mqtts/wss into R1 and R3 streams, both servers; prints rows"
 	@echo "make fmt          cargo fmt; make fmt-check: check only"
@@ -183,6 +184,15 @@ conformance: venv
 	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
 	NATS_SERVER=$(abspath $(NATS_SERVER_BIN)) TRIBUNE_BROKER=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker \
 		broker/tests/conformance/run.sh $(CONFORMANCE_ARGS)
+
+# nats.py's own test suite (from its GitHub source: NATS_PY_SRC=<checkout>,
+# or cloned at NATS_PY_REF) against nats-server, then tribune-broker;
+# counts and differences in target/conformance/nats-py/summary.txt. Needs
+# the network for the clone; not part of make test.
+conformance-py: venv
+	$(CARGO) build --release -p tribune-broker --bin tribune-broker
+	NATS_SERVER=$(abspath $(NATS_SERVER_BIN)) TRIBUNE_BROKER=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker \
+		PYTHON=$(abspath $(VENV))/bin/python broker/tests/conformance/nats-py.sh $(CONFORMANCE_ARGS)
 
 # make test's short run: async-nats' core client tests (connect, auth,
 # pub/sub, request/reply, reconnect, lame duck, slow consumers) against both

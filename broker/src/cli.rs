@@ -73,7 +73,7 @@ pub struct Cli {
     #[arg(long = "routes")]
     pub routes: Option<String>,
     /// Cluster URL for solicited routes
-    #[arg(long = "cluster")]
+    #[arg(long = "cluster", visible_alias = "cluster_listen")]
     pub cluster: Option<String>,
     /// Cluster name
     #[arg(long = "cluster_name")]
@@ -127,6 +127,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("store_dir", "--store_dir"),
     ("routes", "--routes"),
     ("cluster", "--cluster"),
+    ("cluster_listen", "--cluster"),
     ("cluster_name", "--cluster_name"),
     ("signal", "--signal"),
     ("sl", "--signal"),
@@ -434,6 +435,12 @@ mod tests {
         assert!(parse(&["-p", "70000"])
             .apply(&mut Options::default())
             .is_err());
+        // nats-server's other spelling of --cluster.
+        let mut o = Options::default();
+        parse(&["--cluster_listen", "nats://127.0.0.1:6223"])
+            .apply(&mut o)
+            .unwrap();
+        assert_eq!(o.cluster.port, Some(6223));
     }
 
     #[test]

@@ -150,15 +150,19 @@ fn verified_payload<C: DeserializeOwned + HasIssuer>(token: &str) -> Result<C> {
     if alg != ALG_NKEY && alg != ALG_NKEY_OLD {
         bail!("unexpected alg {:?}", header.alg);
     }
-    let claims: C = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).context("payload base64")?)
-        .context("payload json")?;
+    let claims: C = claims_from(&URL_SAFE_NO_PAD.decode(p).context("payload base64")?)?;
     let sig = URL_SAFE_NO_PAD.decode(s).context("signature base64")?;
     let iss = claims.issuer();
     let kp =
         KeyPair::from_public_key(iss).map_err(|e| anyhow!("issuer {iss:?} is not an nkey: {e}"))?;
-    let signed = &token[..h.len() + 1 + p.len()];
+    // Version 1 JWTs (`ed25519`) signed the payload alone.
+    let (signed, failed) = if alg == ALG_NKEY_OLD {
+        (p, "claim failed V1 signature verification")
+    } else {
+        (&token[..h.len() + 1 + p.len()], "bad signature")
+    };
     kp.verify(signed.as_bytes(), &sig)
-        .map_err(|_| anyhow!("bad signature"))?;
+        .map_err(|_| anyhow!(failed))?;
     Ok(claims)
 }
 
@@ -184,8 +188,34 @@ pub fn decode_payload<C: DeserializeOwned>(token: &str) -> Result<C> {
         .split('.')
         .nth(1)
         .ok_or_else(|| anyhow!("not a JWT (expected 3 parts)"))?;
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).context("payload base64")?)
-        .context("payload json")
+    claims_from(&URL_SAFE_NO_PAD.decode(payload).context("payload base64")?)
+}
+
+/// A JWT payload as claims. Version 1 JWTs (nsc before 2.0, still in old
+/// deployments and client test suites) carry their `type` at the top and
+/// may have no `nats` object at all; they are read as nats-io/jwt reads
+/// them, with the type moved into `nats` (version 1).
+fn claims_from<C: DeserializeOwned>(payload: &[u8]) -> Result<C> {
+    let mut v: serde_json::Value = serde_json::from_slice(payload).context("payload json")?;
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(kind) = obj.get("type").and_then(|t| t.as_str()).map(str::to_string) {
+            let nats = obj
+                .entry("nats")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(nats) = nats.as_object_mut() {
+                nats.entry("version").or_insert(serde_json::Value::from(1));
+                // A version 1 user JWT had no limits: none apply.
+                if kind == "user" {
+                    for limit in ["subs", "data", "payload"] {
+                        nats.entry(limit).or_insert(serde_json::Value::from(-1));
+                    }
+                }
+                nats.entry("type")
+                    .or_insert(serde_json::Value::String(kind));
+            }
+        }
+    }
+    serde_json::from_value(v).context("payload json")
 }
 
 /// The public-key type of an nkey string, if it is a valid public nkey.
@@ -198,6 +228,46 @@ pub fn public_key_type(key: &str) -> Option<nkeys::KeyPairType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version 1 JWT as nsc wrote them before 2.0: `ed25519`, the type
+    /// at the top, the signature over the payload alone.
+    fn v1_token(payload: serde_json::Value, kp: &KeyPair) -> String {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"jwt","alg":"ed25519"}"#);
+        let p = URL_SAFE_NO_PAD.encode(payload.to_string());
+        let sig = URL_SAFE_NO_PAD.encode(kp.sign(p.as_bytes()).unwrap());
+        format!("{h}.{p}.{sig}")
+    }
+
+    #[test]
+    fn version_1_jwts_read_as_nats_io_jwt_reads_them() {
+        let acc = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        let payload = serde_json::json!({
+            "jti": "J", "iat": 1_553_840_944, "iss": acc.public_key(),
+            "name": "old", "sub": user.public_key(), "type": "user",
+            "nats": {"pub": {}, "sub": {}}
+        });
+        let tok = v1_token(payload.clone(), &acc);
+        let back: UserClaims = decode_verified(&tok).unwrap();
+        assert_eq!(back.nats.kind, "user");
+        assert_eq!(
+            (back.nats.subs, back.nats.data, back.nats.payload),
+            (-1, -1, -1)
+        );
+        // Signed by someone else: refused in nats-io/jwt's words.
+        let forged = v1_token(payload, &KeyPair::new_account());
+        let err = decode_verified::<UserClaims>(&forged).unwrap_err();
+        assert_eq!(err.to_string(), "claim failed V1 signature verification");
+        // An operator JWT of version 1 may have no `nats` at all.
+        let op = KeyPair::new_operator();
+        let tok = v1_token(
+            serde_json::json!({"jti": "J", "iat": 1, "iss": op.public_key(),
+                "sub": op.public_key(), "name": "op", "type": "operator"}),
+            &op,
+        );
+        let back: OperatorClaims = decode_verified(&tok).unwrap();
+        assert_eq!(back.nats.kind, "operator");
+    }
 
     #[test]
     fn user_jwt_roundtrip_and_tamper_detection() {

@@ -286,6 +286,16 @@ fn unsupported_security_options_are_errors() {
         errors("accounts { A: { exports: [ {stream: \"a.*\", account_token_position: 2} ] } }\n"),
         ["x.conf:1:44: option \"exports.account_token_position\" is not supported by tribune-broker yet; refusing to run without it"]
     );
+    // Encryption at rest, the API's domain and replica placement by tag
+    // change what is promised: never ignored.
+    assert_eq!(
+        errors("jetstream { key: \"s3cr3t\", domain: hub, unique_tag: \"az:\" }\n"),
+        [
+            "x.conf:1:13: option \"jetstream.key\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:1:28: option \"jetstream.domain\" is not supported by tribune-broker yet; refusing to run without it",
+            "x.conf:1:41: option \"jetstream.unique_tag\" is not supported by tribune-broker yet; refusing to run without it",
+        ]
+    );
 }
 
 /// `default_permissions` bind the users of their own block or account that

@@ -381,8 +381,10 @@ pub(super) fn set_store_dir(opts: &mut Options, cx: &mut Ctx, node: &Node, dir: 
     opts.jetstream.store_dir = Some(PathBuf::from(dir));
 }
 
-const UNSUPPORTED_JS: &[&str] = &[
-    "strict",
+/// JetStream options Tribune does not honour and that change what is
+/// promised (encryption at rest, the API's subjects, where replicas go):
+/// refused at start rather than ignored.
+const REFUSED_JS: &[&str] = &[
     "domain",
     "key",
     "ek",
@@ -391,9 +393,14 @@ const UNSUPPORTED_JS: &[&str] = &[
     "prev_ek",
     "prev_encryption_key",
     "cipher",
-    "extension_hint",
     "tpm",
     "unique_tag",
+];
+
+/// Tuning knobs of nats-server's implementation: warned about, ignored.
+const UNSUPPORTED_JS: &[&str] = &[
+    "strict",
+    "extension_hint",
     "max_outstanding_catchup",
     "max_buffered_size",
     "max_buffered_msgs",
@@ -452,6 +459,7 @@ pub(super) fn jetstream(opts: &mut Options, cx: &mut Ctx, key: &str, node: &Node
                         }
                     },
                     "limits" => js_limits(opts, cx, &format!("{key}.{k}"), v),
+                    lk if REFUSED_JS.contains(&lk) => cx.refuse(&format!("{key}.{k}"), v),
                     lk if UNSUPPORTED_JS.contains(&lk) => cx.unsupported(&format!("{key}.{k}"), v),
                     _ => cx.unknown(k, v),
                 }

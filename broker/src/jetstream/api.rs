@@ -576,6 +576,16 @@ pub(crate) fn normalize_stream(
     if c.description.as_deref() == Some("") {
         c.description = None;
     }
+    // nats-server reports the default storage compression as "none"
+    // (Tribune's stores keep messages uncompressed whatever it says).
+    match c.extra.get("compression").and_then(Value::as_str) {
+        None | Some("") => {
+            c.extra
+                .insert("compression".to_string(), Value::String("none".into()));
+        }
+        Some("none" | "s2") => {}
+        Some(_) => return Err(errors::invalid_json("unknown compression algorithm")),
+    }
     if c.num_replicas < 0 {
         return Err(errors::replicas_negative());
     }
@@ -605,6 +615,18 @@ pub(crate) fn normalize_stream(
     }
     if c.max_msg_size <= 0 {
         c.max_msg_size = -1;
+    }
+    if c.discard_new_per_subject {
+        if c.discard != types::Discard::New {
+            return Err(errors::stream_invalid_config(
+                "discard new per subject requires discard new policy to be set",
+            ));
+        }
+        if c.max_msgs_per_subject <= 0 {
+            return Err(errors::stream_invalid_config(
+                "discard new per subject requires max msgs per subject > 0",
+            ));
+        }
     }
     if c.max_age < 0 {
         return Err(errors::stream_invalid_config("max age can not be negative"));
@@ -757,6 +779,7 @@ fn stream_create(
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
     let cfg = stream_config(payload)?;
+    check_stream_create(&cfg)?;
     let cfg = normalize_stream(acc, cfg, name, None)?;
     // Before the "already exists" answer, as in nats-server.
     super::limits::check_stream_create(server.jetstream().map(|j| &**j), acc, &cfg)?;
@@ -771,8 +794,29 @@ fn stream_create(
     }
     let s = acc.create_stream(server, cfg)?;
     let mut v = serde_json::to_value(stream_info(server, &s, None)).unwrap_or_default();
+    // A server of its own answers a create without the `cluster` section
+    // (nats-server's create response has none; STREAM.INFO has it).
+    if let Some(o) = v.as_object_mut() {
+        o.remove("cluster");
+    }
     v["did_create"] = Value::Bool(true);
     Ok(answer("stream_create_response", &v))
+}
+
+/// What nats-server refuses of a stream create alone (not of an update):
+/// a sealed stream, and `mirror_direct` without a mirror.
+pub(crate) fn check_stream_create(cfg: &StreamConfig) -> Result<(), ApiError> {
+    if cfg.sealed {
+        return Err(errors::stream_invalid_config(
+            "stream configuration for create can not be sealed",
+        ));
+    }
+    if cfg.mirror_direct && cfg.mirror.is_none() {
+        return Err(errors::stream_invalid_config(
+            "stream has no mirror but does have mirror direct",
+        ));
+    }
+    Ok(())
 }
 
 fn stream_update(
@@ -1497,6 +1541,13 @@ fn check_consumer(
     if cfg.deliver_policy == DeliverPolicy::ByStartTime && cfg.opt_start_time.is_none() {
         return Err(errors::invalid_policy(
             "consumer delivery policy is deliver by start time, but optional start time is not set",
+        ));
+    }
+    if cfg.flow_control && cfg.idle_heartbeat == 0 {
+        return Err(ApiError::new(
+            400,
+            10108,
+            "consumer with flow control also needs heartbeats",
         ));
     }
     if stream_cfg.retention == Retention::WorkQueue {

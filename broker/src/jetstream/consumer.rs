@@ -1072,8 +1072,11 @@ impl Consumer {
             }
             // No-wait requests at the end of the stream (or of what a
             // paused consumer may deliver now, as nats-server treats it).
-            let exhausted =
-                paused || stalled || (st.redeliver.is_empty() && self.num_pending(&st) == 0);
+            // A full ack window ends them too: nothing more can go now.
+            let exhausted = paused
+                || stalled
+                || self.ack_window_full(&st)
+                || (st.redeliver.is_empty() && self.num_pending(&st) == 0);
             if exhausted {
                 let mut i = 0;
                 while i < st.waiting.len() {
@@ -1115,21 +1118,33 @@ impl Consumer {
     /// May one more message go out now? `interest`: whether a push
     /// consumer's deliver subject has subscribers (looked up once a pass).
     fn can_send(&self, st: &CState, interest: bool) -> bool {
-        let cfg = self.config.read_recursive();
-        if cfg.ack_policy != AckPolicy::None && st.redeliver.is_empty() {
-            let max = match cfg.max_ack_pending {
-                0 => DEFAULT_MAX_ACK_PENDING,
-                n => n,
-            };
-            if max > 0 && st.pending.len() as i64 >= max {
-                return false;
-            }
+        if self.ack_window_full(st) {
+            return false;
         }
+        let cfg = self.config.read_recursive();
         if cfg.is_pull() {
             !st.waiting.is_empty()
         } else {
-            interest && st.fc_pending.is_none()
+            // Flow control is asked for at half the window (as nats-server
+            // asks at half its pending-bytes limit): deliveries go on
+            // while the answer travels, and stop once a second half has
+            // gone out unanswered.
+            interest
+                && (st.fc_pending.is_none() || (st.fc_msgs < FC_MSGS && st.fc_bytes < FC_BYTES))
         }
+    }
+
+    /// `max_ack_pending` deliveries wait for acks (and none is due again).
+    fn ack_window_full(&self, st: &CState) -> bool {
+        let cfg = self.config.read_recursive();
+        if cfg.ack_policy == AckPolicy::None || !st.redeliver.is_empty() {
+            return false;
+        }
+        let max = match cfg.max_ack_pending {
+            0 => DEFAULT_MAX_ACK_PENDING,
+            n => n,
+        };
+        max > 0 && st.pending.len() as i64 >= max
     }
 
     /// Record and format one delivery, into `out`. A pull consumer's

@@ -263,6 +263,22 @@ impl Stream {
         account: &Arc<JsAccount>,
         sync: SyncPolicy,
     ) -> Arc<Stream> {
+        let mut store = store;
+        // `first_seq`: a stream that has never stored anything starts its
+        // sequences there, as in nats-server.
+        let first_seq = config
+            .extra
+            .get("first_seq")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if first_seq > 1 && store.state().last_seq == 0 {
+            if let Err(e) = store.skip_to(first_seq - 1) {
+                error!(
+                    "JetStream stream {:?}: starting at sequence {first_seq}: {e}",
+                    config.name
+                );
+            }
+        }
         Arc::new(Stream {
             name: config.name.clone(),
             created,

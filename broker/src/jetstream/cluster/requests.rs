@@ -326,6 +326,7 @@ async fn create(
     payload: &[u8],
 ) -> Result<Value, ApiError> {
     let cfg = crate::jetstream::api::stream_config(payload)?;
+    crate::jetstream::api::check_stream_create(&cfg)?;
     let peers_available = c.meta.voter_count();
     let cfg = crate::jetstream::api::normalize_stream(acc, cfg, name, Some(peers_available))?;
     let config = serde_json::to_string(&cfg).map_err(errors::stream_create)?;
