@@ -320,3 +320,64 @@ async fn resume_after_restart(f: Flavor) -> Vec<String> {
 async fn durable_sources_resume_after_a_restart() {
     same_on_every_flavor(BIN, resume_after_restart).await;
 }
+
+/// The consumer already delivered messages nobody acknowledged (a plain
+/// subscriber on its deliver subject took them) when the source starts:
+/// the source resets it to its ack floor and takes every message, those
+/// first deliveries included, and the ack floor only follows what it
+/// stored.
+async fn consumer_ahead_of_the_stream(f: Flavor) -> Vec<String> {
+    let server = Js::start(&f).await;
+    let js = C::of(&server);
+    let mut t = Vec::new();
+    t.push(create(&js, json!({"name": "O", "subjects": ["o.>"]})).await);
+    let v = add_consumer(
+        &js,
+        "O",
+        json!({"durable_name": "agg", "deliver_subject": "agg.deliver",
+            "ack_policy": "flow_control"}),
+    )
+    .await;
+    t.push(format!("consumer agg: {}", outcome(&v)));
+    let mut early = js.nc.subscribe("agg.deliver").await.expect("subscribe");
+    for i in 1..=5 {
+        t.push(publish(&js, &format!("o.{i}"), &format!("m{i}")).await);
+    }
+    let mut seen = 0;
+    while seen < 5 {
+        let m = tokio::time::timeout(WAIT, futures_next(&mut early))
+            .await
+            .unwrap_or_else(|_| panic!("[{}] early deliveries", js.label));
+        if !m.payload.is_empty() {
+            seen += 1;
+        }
+    }
+    drop(early);
+    js.nc.flush().await.expect("flush");
+    t.push(format!("delivered elsewhere: {seen}"));
+    for i in 6..=8 {
+        t.push(publish(&js, &format!("o.{i}"), &format!("m{i}")).await);
+    }
+    t.push(
+        create(
+            &js,
+            json!({"name": "AGG", "sources": [{"name": "O",
+                "consumer": {"name": "agg", "deliver_subject": "agg.deliver"}}]}),
+        )
+        .await,
+    );
+    t.push(settle(&js, "AGG", 8).await);
+    t.push(acked_through(&js, "O", "agg", 8).await);
+    t.extend(contents(&js, "AGG").await);
+    t
+}
+
+async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures::StreamExt;
+    sub.next().await.expect("subscription ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_source_takes_what_its_consumer_delivered_elsewhere() {
+    same_on_every_flavor(BIN, consumer_ahead_of_the_stream).await;
+}

@@ -150,7 +150,10 @@ fn verified_payload<C: DeserializeOwned + HasIssuer>(token: &str) -> Result<C> {
     if alg != ALG_NKEY && alg != ALG_NKEY_OLD {
         bail!("unexpected alg {:?}", header.alg);
     }
-    let claims: C = claims_from(&URL_SAFE_NO_PAD.decode(p).context("payload base64")?)?;
+    let claims: C = claims_from(
+        &URL_SAFE_NO_PAD.decode(p).context("payload base64")?,
+        alg == ALG_NKEY_OLD,
+    )?;
     let sig = URL_SAFE_NO_PAD.decode(s).context("signature base64")?;
     let iss = claims.issuer();
     let kp =
@@ -188,16 +191,25 @@ pub fn decode_payload<C: DeserializeOwned>(token: &str) -> Result<C> {
         .split('.')
         .nth(1)
         .ok_or_else(|| anyhow!("not a JWT (expected 3 parts)"))?;
-    claims_from(&URL_SAFE_NO_PAD.decode(payload).context("payload base64")?)
+    let v1 = token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<Header>(&h).ok())
+        .is_some_and(|h| h.alg.eq_ignore_ascii_case(ALG_NKEY_OLD));
+    claims_from(
+        &URL_SAFE_NO_PAD.decode(payload).context("payload base64")?,
+        v1,
+    )
 }
 
 /// A JWT payload as claims. Version 1 JWTs (nsc before 2.0, still in old
 /// deployments and client test suites) carry their `type` at the top and
 /// may have no `nats` object at all; they are read as nats-io/jwt reads
 /// them, with the type moved into `nats` (version 1).
-fn claims_from<C: DeserializeOwned>(payload: &[u8]) -> Result<C> {
+fn claims_from<C: DeserializeOwned>(payload: &[u8], v1: bool) -> Result<C> {
     let mut v: serde_json::Value = serde_json::from_slice(payload).context("payload json")?;
-    if let Some(obj) = v.as_object_mut() {
+    if let Some(obj) = v.as_object_mut().filter(|_| v1) {
         if let Some(kind) = obj.get("type").and_then(|t| t.as_str()).map(str::to_string) {
             let nats = obj
                 .entry("nats")

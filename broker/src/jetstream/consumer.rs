@@ -895,10 +895,13 @@ impl Consumer {
             return;
         }
         st.fc_pending = None;
+        // Nothing past what was delivered can be acknowledged.
+        let delivered = st.delivered.stream_seq;
         drop(st);
         if self.config.read_recursive().ack_policy == AckPolicy::FlowControl {
             let stored = headers::get(hdr, "Nats-Last-Stream")
                 .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s.min(delivered))
                 .filter(|s| *s > 0);
             if let Some(sseq) = stored {
                 // Wakes the consumer too.
@@ -1463,6 +1466,16 @@ impl Consumer {
             let ack_window_full =
                 cfg.max_ack_pending > 0 && st.pending.len() as i64 >= cfg.max_ack_pending;
             drop(cfg);
+            // The heartbeat first, naming only a request already out (as
+            // nats-server orders them): a request made in this same pass
+            // is not one the client has stalled on.
+            if self.config.read_recursive().idle_heartbeat > 0 {
+                let hb = types::duration(self.config.read_recursive().idle_heartbeat);
+                if st.last_send + hb <= now {
+                    out.push(heartbeat(&subject, last, st.fc_pending.as_deref()));
+                    st.last_send = now;
+                }
+            }
             if self.config.read_recursive().flow_control
                 && st.fc_pending.is_none()
                 && (st.fc_msgs >= FC_MSGS
@@ -1481,13 +1494,6 @@ impl Consumer {
                 st.fc_pending = Some(fc);
                 st.fc_msgs = 0;
                 st.fc_bytes = 0;
-            }
-            if self.config.read_recursive().idle_heartbeat > 0 {
-                let hb = types::duration(self.config.read_recursive().idle_heartbeat);
-                if st.last_send + hb <= now {
-                    out.push(heartbeat(&subject, last, st.fc_pending.as_deref()));
-                    st.last_send = now;
-                }
             }
             return;
         }

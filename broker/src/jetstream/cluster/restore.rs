@@ -127,6 +127,9 @@ fn quiet(config: &StreamConfig) -> StreamConfig {
     q.republish = None;
     q.subject_transform = None;
     q.sealed = false;
+    // No delete markers of its own: they would take the sequences the
+    // backup's messages go to.
+    q.subject_delete_marker_ttl = 0;
     q
 }
 
@@ -282,10 +285,18 @@ async fn send_messages(g: &StreamGroup, mut rx: Items) -> Result<Vec<Saved>, Api
 /// One batch through the group: committed on a quorum and stored here.
 async fn store(g: &StreamGroup, msgs: Vec<MirroredMsg>) -> Result<(), ApiError> {
     match g.propose(StreamEntry::Mirrored { msgs }).await? {
-        StreamResponse::Published(results) => match results.into_iter().find_map(Result::err) {
-            Some(e) => Err(failed(e.description)),
-            None => Ok(()),
-        },
+        StreamResponse::Published(results) => {
+            for r in results {
+                match r {
+                    Err(e) => return Err(failed(e.description)),
+                    // Its sequence was taken already: the stream would
+                    // not hold the backup as it was.
+                    Ok((seq, true)) => return Err(failed(format!("sequence {seq} already taken"))),
+                    Ok(_) => {}
+                }
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -93,15 +93,33 @@ struct Running {
 /// has confirmed storing, in this attempt.
 #[derive(Default)]
 struct Acks {
-    /// The subject the stream's writer acks to (`<prefix>.<dseq>.<sseq>`).
+    /// The subject the stream's writer acks to (`<prefix>.<n>.<sseq>`, `n`
+    /// counting the messages handed over in this attempt).
     prefix: String,
     handed: u64,
+    /// Every message up to this one has been answered (a replicated
+    /// stream's answers may come out of order).
     answered: u64,
-    /// A flow-control request waiting for the stream: its reply subject,
-    /// how many messages must be answered first, and the (delivery,
-    /// origin) sequences to report then.
-    waiting: Option<(String, u64, u64, u64)>,
+    /// Answers that came before an earlier one.
+    early: std::collections::BTreeSet<u64>,
+    /// A flow-control request waiting for the stream.
+    waiting: Option<WaitingFc>,
 }
+
+/// A flow-control request a durable source answers once the stream has
+/// answered for the first `handed` messages: then it reports the delivery
+/// and origin sequences of the last of them.
+struct WaitingFc {
+    reply: String,
+    handed: u64,
+    dseq: u64,
+    sseq: u64,
+    since: std::time::Instant,
+}
+
+/// How long a flow-control request may wait for the stream's answers
+/// before the durable feed starts again (from what the stream holds).
+const FC_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 impl Running {
     async fn run(&mut self) {
@@ -133,7 +151,10 @@ impl Running {
         let Some(account) = sink.account() else {
             return Outcome::Stop;
         };
-        let (resume, empty) = match self.sseq {
+        // A durable source resumes from what its stream holds, every time:
+        // what an earlier attempt handed over may not have been stored.
+        let durable_feed = self.state.source.consumer.is_some();
+        let (resume, empty) = match self.sseq.filter(|_| !durable_feed) {
             Some(s) => (s, false),
             None => {
                 let (s, empty) = sink.resume_point(&self.state);
@@ -217,6 +238,11 @@ impl Running {
         }
         drop(server);
         let outcome = self.receive(&client, &mut rx, &reply).await;
+        if durable.is_some() && !matches!(outcome, Outcome::Stop) {
+            // The next attempt starts from what the stream holds: let it
+            // answer for what this one handed over first.
+            self.drain(&mut rx).await;
+        }
         if let Some(server) = self.server.upgrade() {
             client.close(&server);
             if durable.is_some() {
@@ -322,6 +348,16 @@ impl Running {
                 }
                 continue;
             }
+            if let Some(w) = &self.acks.waiting {
+                if w.since.elapsed() > FC_ANSWER_WAIT {
+                    debug!(
+                        "{} feed from {:?}: the stream did not answer in time",
+                        self.kind(),
+                        self.state.source.name
+                    );
+                    return Outcome::Retry { failed: false };
+                }
+            }
             if m.subject == reply {
                 let durable = self.state.source.consumer.is_some();
                 match create_error(&m.payload, durable, self.state.mirror) {
@@ -336,6 +372,11 @@ impl Running {
                         return Outcome::Retry { failed: true };
                     }
                 }
+            }
+            // A durable consumer's deliveries before its reset are from
+            // where it stood, not from its ack floor: not taken.
+            if !created && !self.acks.prefix.is_empty() {
+                continue;
             }
             // Deliveries may overtake the create answer.
             created = true;
@@ -379,11 +420,7 @@ impl Running {
             if self.acks.prefix.is_empty() {
                 client.publish(&server, r, None, b"", b"");
             } else {
-                // Answered (acking the durable) once the stream has
-                // stored everything handed to it so far.
-                let sseq = self.sseq.unwrap_or(0);
-                self.acks.waiting = Some((r.clone(), self.acks.handed, self.dseq, sseq));
-                self.answer_flow_control(client, &server);
+                self.wait_to_answer(client, &server, r.clone());
             }
             return None;
         }
@@ -401,7 +438,13 @@ impl Running {
             return Some(Outcome::Retry { failed: false });
         }
         if let Some(fc) = headers::get(&m.headers, "Nats-Consumer-Stalled") {
-            client.publish(&server, fc.trim(), None, b"", b"");
+            let fc = fc.trim().to_string();
+            if self.acks.prefix.is_empty() {
+                client.publish(&server, &fc, None, b"", b"");
+            } else if self.acks.waiting.as_ref().is_none_or(|w| w.reply != fc) {
+                // A request this feed never saw: answered as one it did.
+                self.wait_to_answer(client, &server, fc);
+            }
         }
         None
     }
@@ -422,6 +465,11 @@ impl Running {
             return None;
         }
         let first = self.dseq == 0;
+        // After its reset a durable consumer delivers from 1 again; a
+        // first delivery numbered otherwise was sent before the reset.
+        if first && !self.acks.prefix.is_empty() && a.consumer_seq != 1 {
+            return Some(Outcome::Retry { failed: false });
+        }
         if self.state.mirror {
             if !(a.stream_seq == sseq + 1 || first || a.consumer_seq == self.dseq + 1) {
                 return Some(Outcome::Retry { failed: false });
@@ -448,7 +496,7 @@ impl Running {
         let subject = renamed.unwrap_or(m.subject);
         let reply = (!self.acks.prefix.is_empty()).then(|| {
             self.acks.handed += 1;
-            format!("{}.{}.{}", self.acks.prefix, a.consumer_seq, a.stream_seq)
+            format!("{}.{}.{}", self.acks.prefix, self.acks.handed, a.stream_seq)
         });
         let ingest = Ingest {
             msg: OwnedMsg {
@@ -468,29 +516,15 @@ impl Running {
 
     /// The stream's answer for a message a durable source handed over:
     /// stored (or a duplicate), or refused, in which case the feed starts
-    /// again at that message, as nats-server retries it.
+    /// again from what the stream holds, as nats-server retries it.
     fn stored(&mut self, client: &InternalClient, m: &OwnedMsg) -> Option<Outcome> {
-        self.acks.answered += 1;
-        if create_error(&m.payload, false, false).is_some() {
-            let origin = m
-                .subject
-                .rsplit('.')
-                .next()
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
+        if !self.record_answer(m) {
             debug!(
-                "{} feed from {:?}: origin message {origin} not stored: {}",
+                "{} feed from {:?}: a message was not stored: {}",
                 self.kind(),
                 self.state.source.name,
                 String::from_utf8_lossy(&m.payload)
             );
-            if origin > 0 {
-                let back = origin - 1;
-                if self.sseq.is_some_and(|s| s > back) {
-                    self.sseq = Some(back);
-                    self.state.set_seq(back);
-                }
-            }
             return Some(Outcome::Retry { failed: true });
         }
         let server = self.server.upgrade()?;
@@ -498,24 +532,80 @@ impl Running {
         None
     }
 
+    /// Note the stream's answer `m` for the `n`-th message handed over (its
+    /// subject's second-to-last token); whether it was stored.
+    fn record_answer(&mut self, m: &OwnedMsg) -> bool {
+        let n = m
+            .subject
+            .rsplit('.')
+            .nth(1)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if n == self.acks.answered + 1 {
+            self.acks.answered = n;
+            while self.acks.early.remove(&(self.acks.answered + 1)) {
+                self.acks.answered += 1;
+            }
+        } else if n > self.acks.answered {
+            self.acks.early.insert(n);
+        }
+        create_error(&m.payload, false, false).is_none()
+    }
+
+    /// Wait (a little) for the stream to answer for everything handed over
+    /// in this attempt, taking only its answers.
+    async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<OwnedMsg>) {
+        let deadline = tokio::time::Instant::now() + FC_ANSWER_WAIT;
+        while self.acks.answered < self.acks.handed {
+            let m = tokio::select! {
+                biased;
+                _ = self.stop.changed() => return,
+                m = tokio::time::timeout_at(deadline, rx.recv()) => m,
+            };
+            match m {
+                Ok(Some(m)) if m.subject.starts_with(&self.acks.prefix) => {
+                    self.record_answer(&m);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Hold the flow-control request `reply` until the stream has answered
+    /// for everything handed over so far (then `Nats-Last-Stream` acks the
+    /// durable up to the last of it).
+    fn wait_to_answer(&mut self, client: &InternalClient, server: &Server, reply: String) {
+        self.acks.waiting = Some(WaitingFc {
+            reply,
+            handed: self.acks.handed,
+            dseq: self.dseq,
+            sseq: self.sseq.unwrap_or(0),
+            since: std::time::Instant::now(),
+        });
+        self.answer_flow_control(client, server);
+    }
+
     /// Reply to the waiting flow-control request once the stream has
     /// answered for everything handed to it before the request came:
     /// `Nats-Last-Stream` then acknowledges up to that origin sequence.
     fn answer_flow_control(&mut self, client: &InternalClient, server: &Server) {
-        let Some((_, target, _, _)) = &self.acks.waiting else {
-            return;
-        };
-        if self.acks.answered < *target {
-            return;
-        }
-        let Some((reply, _, dseq, sseq)) = self.acks.waiting.take() else {
-            return;
-        };
-        if sseq == 0 {
-            client.publish(server, &reply, None, b"", b"");
+        if self
+            .acks
+            .waiting
+            .as_ref()
+            .is_none_or(|w| self.acks.answered < w.handed)
+        {
             return;
         }
-        let (d, s) = (dseq.to_string(), sseq.to_string());
+        let Some(w) = self.acks.waiting.take() else {
+            return;
+        };
+        if w.sseq == 0 {
+            client.publish(server, &w.reply, None, b"", b"");
+            return;
+        }
+        let (d, s) = (w.dseq.to_string(), w.sseq.to_string());
         let hdr = headers::build(
             None,
             &[
@@ -523,7 +613,7 @@ impl Running {
                 ("Nats-Last-Stream", s.as_str()),
             ],
         );
-        client.publish(server, &reply, None, &hdr, b"");
+        client.publish(server, &w.reply, None, &hdr, b"");
     }
 
     /// A sourced message's headers: those that checked the publish at
