@@ -31,6 +31,27 @@ async fn add_consumer(js: &C, stream: &str, cfg: Value) -> Value {
     .await
 }
 
+/// A durable `flow_control` consumer `name` of `stream`, delivering to
+/// `<name>.deliver`: its transcript line.
+async fn fc_consumer(js: &C, stream: &str, name: &str) -> String {
+    let v = add_consumer(
+        js,
+        stream,
+        json!({"durable_name": name, "deliver_subject": format!("{name}.deliver"),
+            "ack_policy": "flow_control"}),
+    )
+    .await;
+    format!("consumer {name}: {}", outcome(&v))
+}
+
+/// Create stream `name` sourcing `origin` through its durable `consumer`
+/// (as [`fc_consumer`] makes them).
+async fn durable_source(js: &C, name: &str, origin: &str, consumer: &str) -> String {
+    let source = json!({"name": origin,
+        "consumer": {"name": consumer, "deliver_subject": format!("{consumer}.deliver")}});
+    create(js, json!({"name": name, "sources": [source]})).await
+}
+
 /// The configuration fields the `flow_control` ack policy sets or checks.
 fn fc_fields(v: &Value) -> String {
     let c = &v["config"];
@@ -232,22 +253,8 @@ async fn checks_and_feeds(f: Flavor) -> Vec<String> {
         )
         .await,
     );
-    let v = add_consumer(
-        &js,
-        "Q",
-        json!({"durable_name": "drain", "deliver_subject": "drain.deliver",
-            "ack_policy": "flow_control"}),
-    )
-    .await;
-    t.push(format!("consumer drain: {}", outcome(&v)));
-    t.push(
-        create(
-            &js,
-            json!({"name": "QAGG", "sources": [{"name": "Q",
-                "consumer": {"name": "drain", "deliver_subject": "drain.deliver"}}]}),
-        )
-        .await,
-    );
+    t.push(fc_consumer(&js, "Q", "drain").await);
+    t.push(durable_source(&js, "QAGG", "Q", "drain").await);
     for i in 1..=4 {
         t.push(publish(&js, &format!("q.{i}"), &format!("job{i}")).await);
     }
@@ -256,14 +263,7 @@ async fn checks_and_feeds(f: Flavor) -> Vec<String> {
     t.push(settle(&js, "Q", 0).await);
 
     // A consumer with another ack policy cannot feed a source.
-    t.push(
-        create(
-            &js,
-            json!({"name": "WRONG", "sources": [{"name": "O",
-                "consumer": {"name": "expl", "deliver_subject": "expl.deliver"}}]}),
-        )
-        .await,
-    );
+    t.push(durable_source(&js, "WRONG", "O", "expl").await);
     t.push(source_error(&js, "WRONG").await);
     t
 }
@@ -283,22 +283,8 @@ async fn resume_after_restart(f: Flavor) -> Vec<String> {
         let server = Js::on(f.label, store.start()).await;
         let js = C::of(&server);
         t.push(create(&js, json!({"name": "O", "subjects": ["o.>"]})).await);
-        let v = add_consumer(
-            &js,
-            "O",
-            json!({"durable_name": "agg", "deliver_subject": "agg.deliver",
-                "ack_policy": "flow_control"}),
-        )
-        .await;
-        t.push(format!("consumer agg: {}", outcome(&v)));
-        t.push(
-            create(
-                &js,
-                json!({"name": "AGG", "sources": [{"name": "O",
-                    "consumer": {"name": "agg", "deliver_subject": "agg.deliver"}}]}),
-            )
-            .await,
-        );
+        t.push(fc_consumer(&js, "O", "agg").await);
+        t.push(durable_source(&js, "AGG", "O", "agg").await);
         for i in 1..=4 {
             t.push(publish(&js, &format!("o.{i}"), &format!("before{i}")).await);
         }
@@ -331,14 +317,7 @@ async fn consumer_ahead_of_the_stream(f: Flavor) -> Vec<String> {
     let js = C::of(&server);
     let mut t = Vec::new();
     t.push(create(&js, json!({"name": "O", "subjects": ["o.>"]})).await);
-    let v = add_consumer(
-        &js,
-        "O",
-        json!({"durable_name": "agg", "deliver_subject": "agg.deliver",
-            "ack_policy": "flow_control"}),
-    )
-    .await;
-    t.push(format!("consumer agg: {}", outcome(&v)));
+    t.push(fc_consumer(&js, "O", "agg").await);
     let mut early = js.nc.subscribe("agg.deliver").await.expect("subscribe");
     for i in 1..=5 {
         t.push(publish(&js, &format!("o.{i}"), &format!("m{i}")).await);
@@ -358,14 +337,7 @@ async fn consumer_ahead_of_the_stream(f: Flavor) -> Vec<String> {
     for i in 6..=8 {
         t.push(publish(&js, &format!("o.{i}"), &format!("m{i}")).await);
     }
-    t.push(
-        create(
-            &js,
-            json!({"name": "AGG", "sources": [{"name": "O",
-                "consumer": {"name": "agg", "deliver_subject": "agg.deliver"}}]}),
-        )
-        .await,
-    );
+    t.push(durable_source(&js, "AGG", "O", "agg").await);
     t.push(settle(&js, "AGG", 8).await);
     t.push(acked_through(&js, "O", "agg", 8).await);
     t.extend(contents(&js, "AGG").await);

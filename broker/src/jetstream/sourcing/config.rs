@@ -107,6 +107,18 @@ impl StreamSource {
         format!("{name} {src} {dest}")
     }
 
+    /// nats-server's checks of a durable `consumer`: a valid consumer name
+    /// and literal deliver subject, and no start options or filter (the
+    /// consumer's own configuration decides those).
+    fn bad_durable(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| {
+            !c.is_valid()
+                || self.opt_start_seq != 0
+                || self.opt_start_time.is_some()
+                || !self.filter_subject.is_empty()
+        })
+    }
+
     /// The origin and durable consumer a durable source reads (two
     /// sources may not share one).
     fn consumer_key(&self) -> String {
@@ -276,14 +288,8 @@ pub fn check(
                 "stream mirrors can not also contain other sources",
             ));
         }
-        if let Some(c) = &m.consumer {
-            if !c.is_valid()
-                || m.opt_start_seq != 0
-                || m.opt_start_time.is_some()
-                || !m.filter_subject.is_empty()
-            {
-                return Err(errors::mirror_consumer_invalid());
-            }
+        if m.bad_durable() {
+            return Err(errors::mirror_consumer_invalid());
         }
         if !m.filter_subject.is_empty() && !m.subject_transforms.is_empty() {
             return Err(err(
@@ -344,17 +350,11 @@ pub fn check(
                 }
             }
         }
-        if let Some(c) = &s.consumer {
-            if !c.is_valid()
-                || s.opt_start_seq != 0
-                || s.opt_start_time.is_some()
-                || !s.filter_subject.is_empty()
-            {
-                return Err(errors::source_consumer_invalid());
-            }
-            if !durables.insert(s.consumer_key()) {
-                return Err(errors::source_consumer_duplicate());
-            }
+        if s.bad_durable() {
+            return Err(errors::source_consumer_invalid());
+        }
+        if s.consumer.is_some() && !durables.insert(s.consumer_key()) {
+            return Err(errors::source_consumer_duplicate());
         }
         let too_big = || {
             err(
