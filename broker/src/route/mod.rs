@@ -360,6 +360,22 @@ impl Routes {
         self.state.lock().peers.iter().any(|p| p.id == id)
     }
 
+    /// The id of a registered peer whose route listener is at `host:port`,
+    /// as its INFO told (or as seen on its connection when it listens on
+    /// every address). A configured route that peer dialled first is
+    /// thereby known to be connected, and is not dialled again: the second
+    /// connection would replace the first one, traffic and all, and lose
+    /// what was in flight on it.
+    pub fn peer_listening_at(&self, host: &str, port: u16) -> Option<String> {
+        let st = self.state.lock();
+        st.peers
+            .iter()
+            .find(|p| {
+                RouteUrl::parse(&p.url).is_ok_and(|u| u.port == port && u.host == host)
+            })
+            .map(|p| p.id.clone())
+    }
+
     pub fn num_peers(&self) -> usize {
         self.state.lock().peers.len()
     }
@@ -445,11 +461,18 @@ pub async fn solicit_forever(server: Arc<Server>, url: RouteUrl, mut keep: watch
             );
             return;
         }
-        let peer_known = url
+        let mut peer_known = url
             .peer_id
             .lock()
             .clone()
             .is_some_and(|id| server.routes.has_peer(&id));
+        if !peer_known {
+            if let Some(id) = server.routes.peer_listening_at(&url.host, url.port) {
+                // The peer dialled us before our dial reached it.
+                *url.peer_id.lock() = Some(id);
+                peer_known = true;
+            }
+        }
         if peer_known {
             // Connected already (maybe through the peer dialling us): wait
             // until the set of peers changes, then look again.
@@ -542,6 +565,17 @@ mod tests {
             configured: true,
             start: SystemTime::now(),
         }
+    }
+
+    /// A peer that dialled in is found by the address its INFO advertises,
+    /// so the configured route to it is not dialled a second time.
+    #[test]
+    fn a_peer_that_dialled_in_is_found_by_its_listen_address() {
+        let routes = Routes::default();
+        routes.register(peer("B", false), "A").unwrap();
+        assert_eq!(routes.peer_listening_at("B", 6222).as_deref(), Some("B"));
+        assert_eq!(routes.peer_listening_at("B", 6223), None);
+        assert_eq!(routes.peer_listening_at("C", 6222), None);
     }
 
     /// Servers "A" < "B" dialled each other at once. Whatever order the two
