@@ -133,6 +133,8 @@ pub struct Server {
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     /// The full resolver's `$SYS.REQ.CLAIMS.*` service, when configured.
     claims: std::sync::OnceLock<crate::system::claims::Claims>,
+    /// Sends this server's own events (`$SYS.SERVER.<id>.*`).
+    system_events: std::sync::OnceLock<crate::system::server_api::Events>,
     /// Held while an account JWT change is applied, so that changes (a
     /// push, a merge, a fetch at login) apply one at a time.
     account_changes: Mutex<()>,
@@ -206,6 +208,7 @@ impl Server {
             trust: std::sync::OnceLock::new(),
             jetstream: std::sync::OnceLock::new(),
             claims: std::sync::OnceLock::new(),
+            system_events: std::sync::OnceLock::new(),
             account_changes: Mutex::new(()),
             relinks: AtomicU64::new(0),
             relink_timer: Mutex::new(None),
@@ -703,7 +706,10 @@ impl Server {
             let _ = self.jetstream.set(js);
         }
         self.start_claims_service(&opts)?;
-        if let Some(local) = crate::tls::start_https(self, &opts).await? {
+        let monitor = crate::monitor::Monitor::start(self.clone());
+        let events = crate::system::server_api::start(self, monitor.clone())?;
+        let _ = self.system_events.set(events);
+        if let Some(local) = crate::tls::start_https(self, &opts, monitor.clone()).await? {
             self.listeners.write().http = Some(local);
         }
         if let Some(http_port) = opts.http_port {
@@ -717,9 +723,8 @@ impl Server {
                 join_host_port(opts.monitor_host(), local.port())
             );
             self.listeners.write().http = Some(local);
-            let srv = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::monitor::serve(srv, listener).await {
+                if let Err(e) = crate::monitor::serve(monitor, listener).await {
                     error!("Error starting monitor: {e:#}");
                 }
             });
@@ -1057,6 +1062,9 @@ impl Server {
         let opts = self.opts();
         info!("Entering lame duck mode, stop accepting new clients");
         let _ = self.stop_accepting.send(true);
+        if let Some(events) = self.system_events.get() {
+            events.lame_duck(self);
+        }
         let clients = self.clients();
         let addr = SocketAddr::from(([0, 0, 0, 0], 0));
         let ldm_line = |mut ldm: Info| {
@@ -1102,16 +1110,22 @@ impl Server {
         }
         info!("Initiating Shutdown...");
         let _ = self.stop_accepting.send(true);
+        // Before the routes close, so the other servers hear it.
+        if let Some(events) = self.system_events.get() {
+            events.shutdown(self);
+        }
         for c in self.clients() {
             c.close(ClosedState::ServerShutdown);
         }
         self.route_keepers.lock().clear();
-        for p in self.routes.peers() {
+        let peers = self.routes.peers();
+        for p in &peers {
             p.conn.close(ClosedState::ServerShutdown);
         }
-        // Give writers a moment to flush their last bytes.
+        // Give writers a moment to flush their last bytes: the clients', and
+        // the routes' (the SHUTDOWN event is among them).
         for _ in 0..50 {
-            if self.num_clients() == 0 {
+            if self.num_clients() == 0 && peers.iter().all(|p| p.conn.pending_bytes() == 0) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

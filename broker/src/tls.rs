@@ -759,6 +759,7 @@ pub fn log_client_tls(opts: &crate::options::Options) {
 pub async fn start_https(
     server: &Arc<Server>,
     opts: &crate::options::Options,
+    monitor: Arc<crate::monitor::Monitor>,
 ) -> Result<Option<SocketAddr>> {
     let Some(port) = opts.https_port else {
         return Ok(None);
@@ -780,9 +781,8 @@ pub async fn start_https(
         crate::server::join_host_port(host, local.port())
     );
     let listener = HttpsListener::new(listener, acceptor, t.timeout)?;
-    let srv = server.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::monitor::serve_on(srv, listener).await {
+        if let Err(e) = crate::monitor::serve_on(monitor, listener).await {
             error!("Error starting monitor: {e:#}");
         }
     });

@@ -828,10 +828,8 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 /// Run identical traffic against nats-server and tribune-broker and compare
 /// the key sets of every endpoint's JSON.
 ///
-/// Known differences, all in /varz and all nats-server-only:
-/// - `feature_flags`: JetStream/Raft feature toggles Tribune lacks.
-/// - `system_account` (`$SYS`): Tribune has no system account yet; the field
-///   is `omitempty` in nats-server, so leaving it out is the faithful shape.
+/// The one known difference, in /varz and nats-server-only:
+/// `feature_flags`, JetStream/Raft feature toggles Tribune lacks.
 ///
 /// Everything else matches, including nested objects (`cluster`, `gateway`,
 /// `leaf`, `mqtt`, `websocket`, `jetstream` empty as with the features off;
@@ -843,7 +841,7 @@ async fn key_sets_match_nats_server() {
     let reference = shapes(nats_server_bin()).await;
     let ours = shapes(tribune()).await;
 
-    let nats_only_varz = set(&["feature_flags", "system_account"]);
+    let nats_only_varz = set(&["feature_flags"]);
     let feature_flag_keys: BTreeSet<String> = reference
         .varz
         .iter()

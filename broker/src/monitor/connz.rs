@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::response::Response;
 use serde::Serialize;
 
 use super::gofmt::{my_uptime, rtt_string, GoTime};
 use super::query::{page_bounds, ConnState, Params};
-use super::{bad_request, json_ok, stat_key, Monitor};
+use super::{Monitor, ZError};
 use crate::accounts::GLOBAL_ACCOUNT;
 use crate::client::ClientShared;
 use crate::server::{ClosedClient, Server};
@@ -21,7 +20,7 @@ use crate::subscription::Subscription;
 pub(super) const DEFAULT_LIST_SIZE: usize = 1024;
 
 #[derive(Serialize)]
-struct Connz {
+pub(super) struct Connz {
     server_id: String,
     now: GoTime,
     num_connections: usize,
@@ -465,16 +464,10 @@ fn connz(m: &Monitor, o: &ConnzOpts) -> Connz {
     out
 }
 
-pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
-    let o = match ConnzOpts::from_params(p) {
-        Ok(o) => o,
-        Err(e) => return bad_request(e),
-    };
-    m.count(stat_key::CONNZ);
-    if let Err(e) = o.validate(p.get("sort")) {
-        return bad_request(e);
-    }
-    json_ok(&connz(m, &o))
+pub(super) fn data(m: &Monitor, p: &Params) -> Result<Connz, ZError> {
+    let o = ConnzOpts::from_params(p).map_err(ZError::BadRequest)?;
+    o.validate(p.get("sort")).map_err(ZError::BadRequest)?;
+    Ok(connz(m, &o))
 }
 
 #[cfg(test)]

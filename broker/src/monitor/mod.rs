@@ -11,7 +11,8 @@ pub(crate) mod gofmt;
 mod jsz;
 mod metrics;
 mod procstat;
-mod query;
+pub(crate) mod query;
+pub(crate) mod statsz;
 mod subsz;
 mod varz;
 
@@ -32,7 +33,7 @@ use crate::accounts::Account;
 use crate::server::Server;
 
 use gofmt::GoTime;
-use query::Params;
+pub(crate) use query::Params;
 
 /// The endpoints, by path relative to the base path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +70,30 @@ mod stat_key {
     pub const METRICS: &str = "/metrics";
 }
 
-/// State shared by the HTTP handlers.
-pub(crate) struct Monitor {
+/// Why a monitoring request has no data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZError {
+    /// The options do not decode or make no sense: nats-server's 400 text.
+    BadRequest(String),
+    /// Not asked of this server (`leader-only` anywhere but on the meta
+    /// leader): HTTP answers 400 with the text, the system account nothing.
+    Filtered(String),
+}
+
+/// The endpoints the system account serves too (`$SYS.REQ.SERVER.*.<KIND>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Z {
+    Varz,
+    Connz,
+    Routez,
+    Subsz,
+    Jsz,
+    Healthz,
+}
+
+/// State shared by the HTTP handlers and the system account's requests:
+/// one per server, so both show the same CPU sample and request counts.
+pub struct Monitor {
     server: Arc<Server>,
     /// Normalized base path: `/` or `/prefix` (nats-server's `normalizeBasePath`).
     base: String,
@@ -79,6 +102,43 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
+    /// The monitor of `server`, sampling CPU every second for as long as
+    /// it is held.
+    pub fn start(server: Arc<Server>) -> Arc<Monitor> {
+        let monitor = Arc::new(Monitor::new(server));
+        let m = Arc::downgrade(&monitor);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match m.upgrade() {
+                    Some(m) => m.tick(),
+                    None => break,
+                }
+            }
+        });
+        monitor
+    }
+
+    /// What `z` answers for `p`, as compact JSON (the `data` of a system
+    /// account reply).
+    pub async fn json(&self, z: Z, p: &Params) -> Result<String, ZError> {
+        Ok(match z {
+            Z::Varz => gofmt::to_json(&varz::build(self)),
+            Z::Connz => gofmt::to_json(&connz::data(self, p)?),
+            Z::Routez => gofmt::to_json(&routez(self, p)?),
+            Z::Subsz => gofmt::to_json(&subsz::data(self, p)?),
+            Z::Jsz => gofmt::to_json(&jsz::data(self, p)?),
+            Z::Healthz => gofmt::to_json(&healthz(self, p).await?),
+        })
+    }
+
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
     fn new(server: Arc<Server>) -> Monitor {
         let base = normalize_base_path(&server.opts().http_base_path);
         Monitor {
@@ -224,6 +284,14 @@ fn not_found() -> Response {
     r
 }
 
+/// The HTTP answer to a data endpoint: pretty JSON, or the 400.
+fn respond<T: Serialize>(r: Result<T, ZError>) -> Response {
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(ZError::BadRequest(e) | ZError::Filtered(e)) => bad_request(e),
+    }
+}
+
 async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
     let Some(ep) = m.route(uri.path()) else {
         return not_found();
@@ -231,50 +299,59 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
     let params = Params::parse(uri.query());
     match ep {
         Endpoint::Root => root(&m),
-        Endpoint::Varz => varz::handle(&m),
-        Endpoint::Connz => connz::handle(&m, &params),
-        Endpoint::Routez => routez(&m, &params),
-        Endpoint::Subsz => subsz::handle(&m, &params),
-        Endpoint::Healthz => healthz(&m, &params).await,
+        Endpoint::Varz => {
+            m.count(stat_key::VARZ);
+            json_ok(&varz::build(&m))
+        }
+        Endpoint::Connz => {
+            // Counted once the parameters decode, as nats-server counts.
+            if connz::ConnzOpts::from_params(&params).is_ok() {
+                m.count(stat_key::CONNZ);
+            }
+            respond(connz::data(&m, &params))
+        }
+        Endpoint::Routez => {
+            if params.subs().is_ok() {
+                m.count(stat_key::ROUTEZ);
+            }
+            respond(routez(&m, &params))
+        }
+        Endpoint::Subsz => {
+            m.count(stat_key::SUBSZ);
+            respond(subsz::data(&m, &params))
+        }
+        Endpoint::Healthz => {
+            m.count(stat_key::HEALTHZ);
+            match healthz(&m, &params).await {
+                Ok(hs) => healthz_http(hs),
+                Err(ZError::BadRequest(e) | ZError::Filtered(e)) => bad_request(e),
+            }
+        }
         Endpoint::Metrics => metrics::handle(&m),
-        Endpoint::Jsz => jsz::handle(&m, &params),
+        Endpoint::Jsz => {
+            m.count("/jsz");
+            respond(jsz::data(&m, &params))
+        }
     }
 }
 
 /// Serve the monitoring endpoints on `listener` until the server shuts down.
-pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
-    serve_on(server, listener).await
+pub async fn serve(monitor: Arc<Monitor>, listener: TcpListener) -> Result<()> {
+    serve_on(monitor, listener).await
 }
 
 /// Serve the endpoints on any listener (plain TCP, or TLS for https).
-pub async fn serve_on<L>(server: Arc<Server>, listener: L) -> Result<()>
+pub async fn serve_on<L>(monitor: Arc<Monitor>, listener: L) -> Result<()>
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let monitor = Arc::new(Monitor::new(server.clone()));
-    let sampler = {
-        let m = Arc::downgrade(&monitor);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                match m.upgrade() {
-                    Some(m) => m.tick(),
-                    None => break,
-                }
-            }
-        })
-    };
+    let server = monitor.server.clone();
     let app = axum::Router::new().fallback(handle).with_state(monitor);
     let stopped = async move { server.wait_for_shutdown().await };
-    let result = axum::serve(listener, app)
+    axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
-        .await;
-    sampler.abort();
-    result?;
+        .await?;
     Ok(())
 }
 
@@ -352,15 +429,8 @@ struct RouteInfo {
     compression: String,
 }
 
-fn routez(m: &Monitor, p: &Params) -> Response {
-    if let Err(e) = p.subs() {
-        return bad_request(e);
-    }
-    let (subs, detail) = match p.subs() {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    m.count(stat_key::ROUTEZ);
+fn routez(m: &Monitor, p: &Params) -> Result<Routez, ZError> {
+    let (subs, detail) = p.subs().map_err(ZError::BadRequest)?;
     let now = SystemTime::now();
     let routes: Vec<RouteInfo> = m
         .server
@@ -369,7 +439,7 @@ fn routez(m: &Monitor, p: &Params) -> Response {
         .iter()
         .map(|peer| route_entry(peer, now, subs, detail))
         .collect();
-    json_ok(&Routez {
+    Ok(Routez {
         server_id: m.server.id.clone(),
         server_name: m.server.name.clone(),
         now: Monitor::now(),
@@ -443,6 +513,10 @@ fn url_host_port(url: &str) -> Option<(String, u16)> {
 #[derive(Serialize, Default)]
 struct HealthStatus {
     status: &'static str,
+    /// The HTTP status; shown only in system account replies (nats-server
+    /// leaves it out of the HTTP body).
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    status_code: u16,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -484,11 +558,23 @@ async fn jetstream_health(m: &Monitor, p: &Params) -> Option<String> {
         .next()
 }
 
+fn is_zero_u16(v: &u16) -> bool {
+    *v == 0
+}
+
+/// `/healthz`'s answer over HTTP: the status code, and the body without it.
+fn healthz_http(mut hs: HealthStatus) -> Response {
+    let code = StatusCode::from_u16(hs.status_code).unwrap_or(StatusCode::OK);
+    hs.status_code = 0;
+    json_response(code, gofmt::to_json(&hs))
+}
+
 /// `/healthz`, as nats-server answers it with JetStream disabled: `ok` once
 /// the client listener is up, and the readiness error (status 500) before
-/// that and in lame-duck mode, when the client listener is closed.
-async fn healthz(m: &Monitor, p: &Params) -> Response {
-    m.count(stat_key::HEALTHZ);
+/// that and in lame-duck mode, when the client listener is closed. The
+/// status code travels in the answer (`status_code`), as nats-server's
+/// system account replies show it.
+async fn healthz(m: &Monitor, p: &Params) -> Result<HealthStatus, ZError> {
     // Decoded here for their 400s; `jetstream_health` reads them.
     for key in [
         "js-enabled",
@@ -496,14 +582,9 @@ async fn healthz(m: &Monitor, p: &Params) -> Response {
         "js-server-only",
         "js-meta-only",
     ] {
-        if let Err(e) = p.bool(key) {
-            return bad_request(e);
-        }
+        p.bool(key).map_err(ZError::BadRequest)?;
     }
-    let details = match p.bool("details") {
-        Ok(d) => d,
-        Err(e) => return bad_request(e),
-    };
+    let details = p.bool("details").map_err(ZError::BadRequest)?;
     let (code, problem, kind) = if p.get("account").is_empty() && !p.get("stream").is_empty() {
         (
             StatusCode::BAD_REQUEST,
@@ -528,15 +609,13 @@ async fn healthz(m: &Monitor, p: &Params) -> Response {
     } else if let Some(problem) = jetstream_health(m, p).await {
         (StatusCode::SERVICE_UNAVAILABLE, problem, "JETSTREAM")
     } else {
-        return json_response(
-            StatusCode::OK,
-            gofmt::to_json(&HealthStatus {
-                status: "ok",
-                ..Default::default()
-            }),
-        );
+        return Ok(HealthStatus {
+            status: "ok",
+            status_code: 200,
+            ..Default::default()
+        });
     };
-    let hs = if details {
+    let mut hs = if details {
         HealthStatus {
             status: "error",
             errors: vec![HealthzError {
@@ -552,7 +631,8 @@ async fn healthz(m: &Monitor, p: &Params) -> Response {
             ..Default::default()
         }
     };
-    json_response(code, gofmt::to_json(&hs))
+    hs.status_code = code.as_u16();
+    Ok(hs)
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ impl Params {
         }
     }
 
+    /// Parameters given as pairs (a system account request's options,
+    /// translated to the names the HTTP endpoint reads).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
     /// The first value of `key`, or "".
     pub fn get(&self, key: &str) -> &str {
         self.0

@@ -1,17 +1,16 @@
 //! `/subsz` (alias `/subscriptionsz`): subscription index statistics and,
 //! with `subs=1`, the subscriptions themselves.
 
-use axum::response::Response;
 use serde::Serialize;
 
 use super::connz::{sid_order, SubDetail, DEFAULT_LIST_SIZE};
 use super::gofmt::{GoFloat, GoTime};
 use super::query::{page_bounds, Params};
-use super::{accounts, bad_request, json_ok, stat_key, Monitor};
+use super::{accounts, Monitor, ZError};
 use crate::subject;
 
 #[derive(Serialize)]
-struct Subsz {
+pub(super) struct Subsz {
     server_id: String,
     now: GoTime,
     num_subscriptions: u64,
@@ -36,26 +35,18 @@ fn is_literal_subject(s: &str) -> bool {
     s.split('.').all(|t| !t.is_empty() && t != "*" && t != ">")
 }
 
-pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
-    m.count(stat_key::SUBSZ);
-    let subs = match p.bool("subs") {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    let offset = match p.int("offset") {
-        Ok(v) => v.max(0) as usize,
-        Err(e) => return bad_request(e),
-    };
-    let limit = match p.int("limit") {
-        Ok(v) if v <= 0 => DEFAULT_LIST_SIZE,
-        Ok(v) => v as usize,
-        Err(e) => return bad_request(e),
+pub(super) fn data(m: &Monitor, p: &Params) -> Result<Subsz, ZError> {
+    let subs = p.bool("subs").map_err(ZError::BadRequest)?;
+    let offset = p.int("offset").map_err(ZError::BadRequest)?.max(0) as usize;
+    let limit = match p.int("limit").map_err(ZError::BadRequest)? {
+        v if v <= 0 => DEFAULT_LIST_SIZE,
+        v => v as usize,
     };
     let test = p.get("test");
     if !test.is_empty() && !is_literal_subject(test) {
-        return bad_request(format!(
+        return Err(ZError::BadRequest(format!(
             "invalid test subject, must be valid publish subject: {test}"
-        ));
+        )));
     }
     let filter_acc = p.get("acc");
 
@@ -89,7 +80,9 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
             continue;
         }
         for sub in acc.sublist.all() {
-            if sub.is_closed() {
+            // Local subscriptions only, as nats-server lists them: a
+            // route's stand for another server's, listed there.
+            if sub.is_closed() || sub.client.kind == crate::client::ConnKind::Route {
                 continue;
             }
             if !test.is_empty() && !subject::matches(&sub.subject, test.as_bytes()) {
@@ -114,7 +107,7 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
         let (lo, hi) = page_bounds(offset, limit, details.len());
         out.subscriptions_list = details.drain(lo..hi).collect();
     }
-    json_ok(&out)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use axum::response::Response;
 use serde::Serialize;
 
 use super::gofmt::{my_uptime, GoFloat, GoTime};
-use super::{accounts, json_ok, procstat, stat_key, Monitor};
+use super::{accounts, procstat, Monitor};
 use crate::server::NATS_COMPAT_VERSION;
 
 /// nats-server reports its default handshake timeout (2s) even when TLS is
@@ -35,6 +34,11 @@ pub(super) struct Varz {
     tls_required: bool,
     #[serde(skip_serializing_if = "is_false")]
     tls_verify: bool,
+    /// The client URLs this server's INFO offers (its own, then its peers').
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    connect_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ws_connect_urls: Vec<String>,
     max_connections: usize,
     #[serde(skip_serializing_if = "is_zero_usize")]
     max_subscriptions: usize,
@@ -54,7 +58,8 @@ pub(super) struct Varz {
     leaf: Empty,
     mqtt: Empty,
     websocket: WebsocketVarz,
-    jetstream: Empty,
+    /// `{}` when JetStream is off.
+    jetstream: JetStreamBlock,
     tls_timeout: GoFloat,
     write_deadline: u64,
     start: GoTime,
@@ -84,9 +89,20 @@ pub(super) struct Varz {
     http_req_stats: BTreeMap<&'static str, u64>,
     config_load_time: GoTime,
     config_digest: String,
+    /// The system account's name (`$SYS` unless configured).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    system_account: String,
     slow_consumer_stats: PerKind,
     stale_connection_stats: PerKind,
     disk_io_wait_stats: DiskIoWait,
+}
+
+/// `/varz`'s `jetstream`: nats-server's `JetStreamVarz`, or `{}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JetStreamBlock {
+    On(Box<super::jsz::JetStreamVarz>),
+    Off(Empty),
 }
 
 /// A feature block that is off: nats-server emits `{}`.
@@ -290,6 +306,8 @@ pub(super) fn build(m: &Monitor) -> Varz {
         auth_required: opts.auth_required(),
         tls_required: opts.tls.is_some() && !opts.allow_non_tls,
         tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
+        connect_urls: s.client_connect_urls(),
+        ws_connect_urls: s.ws_connect_urls(),
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subs,
         ping_interval: opts.ping_interval.as_nanos() as u64,
@@ -315,7 +333,10 @@ pub(super) fn build(m: &Monitor) -> Varz {
         leaf: Empty {},
         mqtt: Empty {},
         websocket: websocket_varz(s, &opts),
-        jetstream: Empty {},
+        jetstream: match super::jsz::varz_block(m) {
+            Some(js) => JetStreamBlock::On(Box::new(js)),
+            None => JetStreamBlock::Off(Empty {}),
+        },
         tls_timeout: GoFloat(
             opts.tls
                 .as_ref()
@@ -349,6 +370,7 @@ pub(super) fn build(m: &Monitor) -> Varz {
         http_req_stats: m.req_stats(),
         config_load_time: GoTime(m.config_load_time()),
         config_digest: String::new(),
+        system_account: s.system_account().name.clone(),
         slow_consumer_stats: PerKind {
             clients: slow,
             ..Default::default()
@@ -359,11 +381,6 @@ pub(super) fn build(m: &Monitor) -> Varz {
         },
         disk_io_wait_stats: DiskIoWait::default(),
     }
-}
-
-pub(super) fn handle(m: &Monitor) -> Response {
-    m.count(stat_key::VARZ);
-    json_ok(&build(m))
 }
 
 #[cfg(test)]

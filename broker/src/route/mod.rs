@@ -370,9 +370,7 @@ impl Routes {
         let st = self.state.lock();
         st.peers
             .iter()
-            .find(|p| {
-                RouteUrl::parse(&p.url).is_ok_and(|u| u.port == port && u.host == host)
-            })
+            .find(|p| RouteUrl::parse(&p.url).is_ok_and(|u| u.port == port && u.host == host))
             .map(|p| p.id.clone())
     }
 

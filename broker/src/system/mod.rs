@@ -6,6 +6,8 @@
 //! server only through the methods made for it.
 
 pub mod claims;
+pub mod options;
+pub mod server_api;
 
 use serde::Serialize;
 

@@ -13,12 +13,11 @@ mod options;
 
 use std::sync::atomic::Ordering;
 
-use axum::response::Response;
 use serde::Serialize;
 
 use super::gofmt::GoTime;
 use super::query::Params;
-use super::{bad_request, json_ok, Monitor};
+use super::{Monitor, ZError};
 use crate::jetstream::JetStream;
 use crate::options::SyncPolicy;
 use crate::server::Server;
@@ -53,9 +52,34 @@ fn is_zero_usize(n: &usize) -> bool {
 #[derive(Serialize)]
 struct JsLimits {}
 
+/// nats-server's `JetStreamVarz`: the `jetstream` block of `/varz` and of
+/// `STATSZ`, from the same numbers as `/jsz`.
+#[derive(Serialize)]
+pub(crate) struct JetStreamVarz {
+    config: JszConfig,
+    stats: Stats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<MetaCluster>,
+    limits: JsLimits,
+}
+
+/// The `jetstream` block, or `None` when JetStream is off.
+pub(crate) fn varz_block(m: &Monitor) -> Option<JetStreamVarz> {
+    let jsz = data(m, &Params::default()).ok()?;
+    if jsz.disabled {
+        return None;
+    }
+    Some(JetStreamVarz {
+        config: jsz.config,
+        stats: jsz.stats,
+        meta: jsz.meta_cluster,
+        limits: JsLimits {},
+    })
+}
+
 /// nats-server's `JSInfo`, fields in its order.
 #[derive(Serialize)]
-struct Jsz {
+pub(super) struct Jsz {
     #[serde(flatten)]
     stats: Stats,
     server_id: String,
@@ -84,12 +108,10 @@ struct Jsz {
 /// (and where JetStream is off): status 400 with this text.
 const NOT_LEADER: &str = "filtered response: not leader";
 
-pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
-    m.count("/jsz");
-    let opts = match JszOptions::parse(p) {
-        Ok(o) => o,
-        Err(e) => return bad_request(e),
-    };
+/// `/jsz` for `p`; a `leader-only` request anywhere but on the meta
+/// leader is [`ZError::Filtered`].
+pub(super) fn data(m: &Monitor, p: &Params) -> Result<Jsz, ZError> {
+    let opts = JszOptions::parse(p).map_err(ZError::BadRequest)?;
     let server = &m.server;
     let mut out = Jsz {
         stats: Stats::default(),
@@ -110,12 +132,12 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
     };
     let Some(js) = server.jetstream() else {
         if opts.leader_only {
-            return bad_request(NOT_LEADER.to_string());
+            return Err(ZError::Filtered(NOT_LEADER.to_string()));
         }
-        return json_ok(&out);
+        return Ok(out);
     };
     if opts.leader_only && !is_meta_leader(server, js) {
-        return bad_request(NOT_LEADER.to_string());
+        return Err(ZError::Filtered(NOT_LEADER.to_string()));
     }
     out.disabled = false;
     out.limits = Some(JsLimits {});
@@ -160,7 +182,7 @@ pub(super) fn handle(m: &Monitor, p: &Params) -> Response {
         .iter()
         .map(|acc| AccountDetail::of(server, acc, &opts))
         .collect();
-    json_ok(&out)
+    Ok(out)
 }
 
 /// Whether `leader-only` lets this server answer: it runs by itself, or it

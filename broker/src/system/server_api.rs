@@ -1,0 +1,351 @@
+//! The system account's requests about servers, and the events a server
+//! sends about itself, on nats-server's subjects and in its JSON:
+//!
+//! | Subject | Answer |
+//! |---|---|
+//! | `$SYS.REQ.SERVER.PING` | every server's `STATSZ` (how `nats server list` finds the cluster) |
+//! | `$SYS.REQ.SERVER.PING.<KIND>` | every server's `<KIND>` |
+//! | `$SYS.REQ.SERVER.<id>.<KIND>` | that server's `<KIND>` |
+//! | `$SYS.SERVER.<id>.STATSZ` | sent by each server: at a quarter second after start, backing off to every 10s |
+//! | `$SYS.SERVER.<id>.LAMEDUCK`, `.SHUTDOWN` | sent when a server enters lame duck mode or shuts down |
+//!
+//! `<KIND>` is `STATSZ`, `IDZ`, or an HTTP endpoint (`VARZ`, `CONNZ`,
+//! `SUBSZ`, `ROUTEZ`, `JSZ`, `HEALTHZ`) answered from the same code as its
+//! HTTP twin, with the request's JSON options in place of the query string.
+//! Kinds nats-server has and Tribune does not (gateways, leaf nodes,
+//! profiling) are answered with nats-server's error object, so a tool gets
+//! a reason instead of a timeout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::options::{self, EventFilter, Identity};
+use super::ServerInfo;
+use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
+use crate::monitor::statsz::{self, ServerStats};
+use crate::monitor::{Monitor, ZError, Z};
+use crate::server::Server;
+
+/// The request every server answers with its `STATSZ`.
+pub const PING: &str = "$SYS.REQ.SERVER.PING";
+
+/// How often a server sends its `STATSZ` once started (nats-server's
+/// `statsHBInterval`).
+const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What one request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Statsz,
+    Idz,
+    Z(Z),
+    /// A kind nats-server answers and Tribune has nothing for.
+    Unsupported(&'static str),
+}
+
+const KINDS: &[(&str, Kind)] = &[
+    ("STATSZ", Kind::Statsz),
+    ("IDZ", Kind::Idz),
+    ("VARZ", Kind::Z(Z::Varz)),
+    ("CONNZ", Kind::Z(Z::Connz)),
+    ("SUBSZ", Kind::Z(Z::Subsz)),
+    ("ROUTEZ", Kind::Z(Z::Routez)),
+    ("JSZ", Kind::Z(Z::Jsz)),
+    ("HEALTHZ", Kind::Z(Z::Healthz)),
+    ("ACCOUNTZ", Kind::Unsupported("ACCOUNTZ")),
+    ("GATEWAYZ", Kind::Unsupported("GATEWAYZ")),
+    ("LEAFZ", Kind::Unsupported("LEAFZ")),
+    ("EXPVARZ", Kind::Unsupported("EXPVARZ")),
+    ("IPQUEUESZ", Kind::Unsupported("IPQUEUESZ")),
+    ("RAFTZ", Kind::Unsupported("RAFTZ")),
+    ("PROFILEZ", Kind::Unsupported("PROFILEZ")),
+];
+
+/// nats-server's `ApiError` in a system reply.
+#[derive(Debug, Serialize)]
+struct ApiError {
+    code: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    description: String,
+}
+
+/// nats-server's `ServerAPIResponse` with an error instead of data.
+#[derive(Serialize)]
+struct ErrorResponse {
+    server: ServerInfo,
+    error: ApiError,
+}
+
+/// nats-server's `ServerStatsMsg`.
+#[derive(Serialize)]
+struct StatszMsg {
+    server: ServerInfo,
+    statsz: ServerStats,
+}
+
+/// nats-server's `ServerID`, the answer to `IDZ`.
+#[derive(Serialize)]
+struct ServerId<'a> {
+    name: &'a str,
+    host: &'a str,
+    id: &'a str,
+}
+
+struct Service {
+    server: Weak<Server>,
+    monitor: Arc<Monitor>,
+    client: InternalClient,
+    /// Counts the messages this service sent (`server.seq`).
+    seq: AtomicU64,
+    statsz_subject: String,
+}
+
+/// The events a server sends about itself; held by the server.
+#[derive(Clone)]
+pub struct Events(Arc<Service>);
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// `$SYS.SERVER.<id>.LAMEDUCK`: this server stops taking clients.
+    pub fn lame_duck(&self, server: &Server) {
+        self.0.send_server_event(server, "LAMEDUCK");
+    }
+
+    /// `$SYS.SERVER.<id>.SHUTDOWN`: this server is going away.
+    pub fn shutdown(&self, server: &Server) {
+        self.0.send_server_event(server, "SHUTDOWN");
+    }
+}
+
+/// Subscribe in the system account and serve until the server shuts down.
+pub fn start(server: &Arc<Server>, monitor: Arc<Monitor>) -> Result<Events> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = InternalClient::new(
+        server,
+        server.system_account(),
+        Arc::new(ChannelHandler(tx)),
+    );
+    client.subscribe(server, PING, None)?;
+    for (name, _) in KINDS {
+        client.subscribe(server, &format!("{PING}.{name}"), None)?;
+        client.subscribe(
+            server,
+            &format!("$SYS.REQ.SERVER.{}.{name}", server.id),
+            None,
+        )?;
+    }
+    let svc = Arc::new(Service {
+        server: Arc::downgrade(server),
+        monitor,
+        client,
+        seq: AtomicU64::new(0),
+        statsz_subject: format!("$SYS.SERVER.{}.STATSZ", server.id),
+    });
+    tokio::spawn(svc.clone().serve(rx));
+    tokio::spawn(svc.clone().heartbeat());
+    Ok(Events(svc))
+}
+
+/// The kind a request subject asks for.
+fn kind_of(subject: &str, id: &str) -> Option<Kind> {
+    if subject == PING {
+        return Some(Kind::Statsz);
+    }
+    let rest = subject.strip_prefix("$SYS.REQ.SERVER.")?;
+    let (target, name) = rest.split_once('.')?;
+    if target != "PING" && target != id {
+        return None;
+    }
+    KINDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
+
+impl Service {
+    async fn serve(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OwnedMsg>) {
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                () = self.shutting_down() => None,
+            };
+            let (Some(msg), Some(server)) = (msg, self.server.upgrade()) else {
+                return;
+            };
+            self.handle(&server, &msg).await;
+        }
+    }
+
+    async fn shutting_down(&self) {
+        if let Some(s) = self.server.upgrade() {
+            s.wait_for_shutdown().await;
+        }
+    }
+
+    /// Send `STATSZ` a quarter second after start, then ever less often up
+    /// to every [`STATSZ_INTERVAL`]. A server without routes sends only when
+    /// someone listens, as nats-server does.
+    async fn heartbeat(self: Arc<Self>) {
+        let mut n = 0;
+        loop {
+            let wait = statsz::heartbeat_delay(n, STATSZ_INTERVAL);
+            n = n.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutting_down() => return,
+            }
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            let clustered = server.opts().cluster.enabled();
+            let listened = !server
+                .system_account()
+                .sublist
+                .match_subject(self.statsz_subject.as_bytes())
+                .is_empty();
+            if clustered || listened {
+                self.send_statsz(&server, &self.statsz_subject);
+            }
+        }
+    }
+
+    fn info(&self, server: &Server) -> ServerInfo {
+        ServerInfo::of(server, self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn excluded(&self, server: &Server, filter: &EventFilter) -> bool {
+        let opts = server.opts();
+        let cluster = server.cluster_name_if_clustered();
+        filter.excludes(&Identity {
+            name: &server.name,
+            host: &opts.host,
+            cluster: &cluster,
+        })
+    }
+
+    async fn handle(&self, server: &Arc<Server>, msg: &OwnedMsg) {
+        let Some(kind) = kind_of(&msg.subject, &server.id) else {
+            return;
+        };
+        let reply = msg.reply.as_deref().filter(|r| !r.is_empty());
+        match kind {
+            Kind::Statsz => {
+                // No reply: send on the broadcast subject, as nats-server does.
+                let to = reply.unwrap_or(&self.statsz_subject);
+                match options::filter(&msg.payload) {
+                    Ok(f) if self.excluded(server, &f) => {}
+                    Ok(_) => self.send_statsz(server, to),
+                    Err(e) => self.send_error(server, to, 400, e),
+                }
+            }
+            Kind::Idz => {
+                let Some(reply) = reply else { return };
+                let opts = server.opts();
+                let id = ServerId {
+                    name: &server.name,
+                    host: &opts.host,
+                    id: &server.id,
+                };
+                self.send(server, reply, &id);
+            }
+            Kind::Z(z) => {
+                let Some(reply) = reply else { return };
+                let (params, filter) = match options::decode(z, &msg.payload) {
+                    Ok(v) => v,
+                    Err(e) => return self.send_error(server, reply, 400, e),
+                };
+                if self.excluded(server, &filter) {
+                    return;
+                }
+                match self.monitor.json(z, &params).await {
+                    Ok(data) => {
+                        let info = crate::monitor::gofmt::to_json(&self.info(server));
+                        let body = format!("{{\"server\":{info},\"data\":{data}}}");
+                        self.client
+                            .publish(server, reply, None, &[], body.as_bytes());
+                    }
+                    // nats-server answers an endpoint's own error with 500.
+                    Err(ZError::BadRequest(e)) => self.send_error(server, reply, 500, e),
+                    Err(ZError::Filtered(_)) => {}
+                }
+            }
+            Kind::Unsupported(name) => {
+                let Some(reply) = reply else { return };
+                let filter = options::filter(&msg.payload).unwrap_or_default();
+                if self.excluded(server, &filter) {
+                    return;
+                }
+                debug!("System request {:?}: {name} is not supported", msg.subject);
+                self.send_error(
+                    server,
+                    reply,
+                    501,
+                    format!("{name} is not supported by tribune-broker"),
+                );
+            }
+        }
+    }
+
+    fn send_statsz(&self, server: &Server, to: &str) {
+        let msg = StatszMsg {
+            server: self.info(server),
+            statsz: self.monitor.statsz(),
+        };
+        self.send(server, to, &msg);
+    }
+
+    fn send_error(&self, server: &Server, to: &str, code: u16, description: String) {
+        let msg = ErrorResponse {
+            server: self.info(server),
+            error: ApiError { code, description },
+        };
+        self.send(server, to, &msg);
+    }
+
+    /// `$SYS.SERVER.<id>.<what>` with this server's `ServerInfo` as body.
+    fn send_server_event(&self, server: &Server, what: &str) {
+        let subject = format!("$SYS.SERVER.{}.{what}", server.id);
+        let info = self.info(server);
+        self.send(server, &subject, &info);
+    }
+
+    fn send<T: Serialize>(&self, server: &Server, to: &str, msg: &T) {
+        let body = crate::monitor::gofmt::to_json(msg);
+        self.client.publish(server, to, None, &[], body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_their_kind() {
+        let id = "NABC";
+        assert_eq!(kind_of(PING, id), Some(Kind::Statsz));
+        assert_eq!(
+            kind_of("$SYS.REQ.SERVER.PING.STATSZ", id),
+            Some(Kind::Statsz)
+        );
+        assert_eq!(
+            kind_of("$SYS.REQ.SERVER.PING.CONNZ", id),
+            Some(Kind::Z(Z::Connz))
+        );
+        assert_eq!(kind_of("$SYS.REQ.SERVER.NABC.IDZ", id), Some(Kind::Idz));
+        assert_eq!(
+            kind_of("$SYS.REQ.SERVER.NABC.LEAFZ", id),
+            Some(Kind::Unsupported("LEAFZ"))
+        );
+        assert_eq!(kind_of("$SYS.REQ.SERVER.NOTME.VARZ", id), None);
+        assert_eq!(kind_of("$SYS.REQ.SERVER.PING.NOPE", id), None);
+        assert_eq!(kind_of("$SYS.REQ.ACCOUNT.PING.STATZ", id), None);
+    }
+}

@@ -1,0 +1,259 @@
+"""The system account's requests and events, from nats-py, on a three-node
+nats-server cluster and on a three-node tribune-broker cluster with the same
+configuration (nats_cluster.Cluster): the same scenario runs on both, and
+what must agree is compared.
+
+What the scenario gathers (`facts`), each as a value both servers must give:
+- `$SYS.REQ.SERVER.PING` (how `nats server list` finds the cluster): one
+  STATSZ per node, its names, connection counts, routes and active servers;
+- `$SYS.REQ.SERVER.PING.<KIND>` for IDZ, VARZ, CONNZ (of one account),
+  SUBSZ, ROUTEZ, JSZ, HEALTHZ, and `$SYS.REQ.SERVER.<id>.<KIND>` for one node;
+- a request filtered to one server by name, and one no server matches;
+- an endpoint's own error (an unknown sort) as nats-server's error object;
+- `$SYS.SERVER.<id>.STATSZ` heartbeats from every node, heard on one;
+- `$SYS.SERVER.<id>.SHUTDOWN` from a node stopped with SIGTERM.
+
+Then the JSON key sets of each answer are compared. Tribune leaves out a few
+fields nats-server has (INTENDED_MISSING, each with its reason); any other
+missing key fails.
+
+Timeouts are guards against hanging, never assertions about speed.
+"""
+
+import asyncio
+import json
+import signal
+
+import nats
+from nats_cluster import CLUSTER_NAME, Cluster, poll
+from test_nats_py import WAIT, nats_server_bin, tribune_bin
+
+# How long a request waits for answers from every node (a guard).
+GATHER = WAIT
+# After the expected answers, how long to listen for unexpected extra ones.
+QUIET = 0.5
+# A STATSZ heartbeat comes at most every 10s (nats-server's interval).
+HEARTBEAT_GUARD = 40.0
+
+# Keys nats-server's answers have that Tribune's do not, and why.
+INTENDED_MISSING = {
+    # nats-server's release feature switches: Tribune has no such switches.
+    "server": {"feature_flags"},
+    "varz": {"feature_flags"},
+    "statsz": set(),
+    "connz": set(),
+    "routez_route": set(),
+    "jsz": set(),
+}
+
+
+async def gather(nc, subject, body=b"", expect=3):
+    """Every answer to one request: `expect` of them (failing without), then
+    a short quiet wait for unexpected extras."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(subject, body, reply=inbox)
+    answers = []
+    try:
+        while len(answers) < expect:
+            m = await sub.next_msg(timeout=GATHER)
+            answers.append(json.loads(m.data))
+        while True:
+            m = await sub.next_msg(timeout=QUIET)
+            answers.append(json.loads(m.data))
+    except nats.errors.TimeoutError:
+        pass
+    finally:
+        await sub.unsubscribe()
+    assert len(answers) >= expect, f"{subject}: {len(answers)} answers, want {expect}: {answers}"
+    return answers
+
+
+def by_server(answers):
+    return {a["server"]["name"]: a for a in answers}
+
+
+async def scenario(cluster: Cluster):
+    a, b, c = cluster.nodes
+    sys_nc = await nats.connect(a.server.url, user="sys", password="sys", allow_reconnect=False)
+    apps = []
+    for n in cluster.nodes:
+        apps.append(
+            await nats.connect(
+                n.server.url, user="app", password="app", name=f"app-{n.name}", allow_reconnect=False
+            )
+        )
+    for nc in apps:
+        await nc.subscribe("sports.football.>")
+        await nc.flush()
+    facts, keys = {}, {}
+    names = sorted(n.name for n in cluster.nodes)
+
+    # Heartbeats: a subscriber on node-a hears every node's STATSZ.
+    heard = set()
+    hb = await sys_nc.subscribe("$SYS.SERVER.*.STATSZ")
+
+    async def heartbeats():
+        try:
+            while set(names) - heard:
+                m = await hb.next_msg(timeout=HEARTBEAT_GUARD)
+                heard.add(json.loads(m.data)["server"]["name"])
+        except nats.errors.TimeoutError:
+            pass
+
+    heartbeat_task = asyncio.create_task(heartbeats())
+    # Subscribed now, so every node knows the interest long before node-c
+    # stops (interest crosses routes asynchronously).
+    down = await sys_nc.subscribe(f"$SYS.SERVER.{c.server_id}.SHUTDOWN")
+
+    # PING: STATSZ from every node.
+    ping = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING"))
+    facts["ping"] = sorted(ping)
+    facts["statsz_connections"] = {k: v["statsz"]["connections"] for k, v in ping.items()}
+    facts["statsz_active_servers"] = {k: v["statsz"]["active_servers"] for k, v in ping.items()}
+    facts["statsz_routes"] = {
+        # A set: nats-server pools several connections per peer.
+        k: sorted({r["name"] for r in v["statsz"].get("routes", [])}) for k, v in ping.items()
+    }
+    facts["server_block"] = {
+        k: (v["server"]["id"] == cluster.node_named(k).server_id, v["server"]["cluster"], v["server"]["jetstream"])
+        for k, v in ping.items()
+    }
+    keys["server"] = set(ping["node-a"]["server"])
+    keys["statsz"] = set().union(*(set(v["statsz"]) for v in ping.values()))
+
+    idz = await gather(sys_nc, "$SYS.REQ.SERVER.PING.IDZ")
+    facts["idz"] = sorted((i["name"], i["id"] == cluster.node_named(i["name"]).server_id) for i in idz)
+
+    varz = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING.VARZ"))
+    facts["varz"] = {
+        k: (v["data"]["server_name"], v["data"]["connections"]) for k, v in varz.items()
+    }
+    keys["varz"] = set(varz["node-a"]["data"])
+
+    connz = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING.CONNZ", b'{"acc":"APP","subscriptions":true}'))
+    facts["connz_app"] = {
+        k: sorted((c.get("name"), tuple(c.get("subscriptions_list", []))) for c in v["data"]["connections"])
+        for k, v in connz.items()
+    }
+    keys["connz"] = set(connz["node-a"]["data"]["connections"][0])
+
+    subsz = by_server(
+        await gather(
+            sys_nc,
+            "$SYS.REQ.SERVER.PING.SUBSZ",
+            b'{"subscriptions":true,"account":"APP","test":"sports.football.1"}',
+        )
+    )
+    facts["subsz_app_football"] = {
+        k: sorted(s["subject"] for s in v["data"].get("subscriptions_list", [])) for k, v in subsz.items()
+    }
+
+    routez = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING.ROUTEZ"))
+    facts["routez"] = {
+        k: sorted({r["remote_name"] for r in v["data"]["routes"]}) for k, v in routez.items()
+    }
+    keys["routez_route"] = set(routez["node-a"]["data"]["routes"][0])
+
+    async def meta_leaders():
+        jsz = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING.JSZ"))
+        leaders = {v["data"].get("meta_cluster", {}).get("leader", "") for v in jsz.values()}
+        if len(leaders) == 1 and "" not in leaders:
+            keys["jsz"] = set(jsz["node-a"]["data"])
+            return {k: (v["data"].get("disabled", False), v["data"]["meta_cluster"]["cluster_size"]) for k, v in jsz.items()}
+        return None
+
+    facts["jsz"] = await poll(cluster, "one JetStream meta leader seen by every node", meta_leaders)
+
+    health = by_server(await gather(sys_nc, f"$SYS.REQ.SERVER.{b.server_id}.HEALTHZ", expect=1))
+    facts["healthz_one"] = {k: v["data"] for k, v in health.items()}
+
+    # Filters: by name (substring and exact), and one no server matches.
+    facts["filtered"] = sorted(
+        by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING.STATSZ", b'{"server_name":"node-b"}', expect=1))
+    )
+    facts["filtered_exact_cluster"] = sorted(
+        by_server(
+            await gather(
+                sys_nc,
+                "$SYS.REQ.SERVER.PING.VARZ",
+                json.dumps({"cluster": CLUSTER_NAME, "exact_match": True}).encode(),
+            )
+        )
+    )
+    facts["filtered_none"] = await gather(
+        sys_nc, "$SYS.REQ.SERVER.PING.STATSZ", b'{"server_name":"elsewhere"}', expect=0
+    )
+
+    # An endpoint's own error, and a request that is not JSON.
+    bad = await gather(sys_nc, f"$SYS.REQ.SERVER.{a.server_id}.CONNZ", b'{"sort":"bogus"}', expect=1)
+    facts["bad_sort"] = [(x["error"]["code"], x["error"]["description"], x["server"]["name"]) for x in bad]
+    bad = await gather(sys_nc, f"$SYS.REQ.SERVER.{a.server_id}.VARZ", b"{not json", expect=1)
+    facts["not_json"] = [(x["error"]["code"], "data" in x) for x in bad]
+
+    await heartbeat_task
+    facts["heartbeats"] = sorted(heard)
+
+    # SIGTERM node-c: node-a hears its SHUTDOWN.
+    await apps[2].close()
+    c.server.proc.send_signal(signal.SIGTERM)
+    m = await down.next_msg(timeout=WAIT * 2)
+    facts["shutdown"] = (json.loads(m.data)["name"], json.loads(m.data)["id"] == c.server_id)
+
+    for nc in apps[:2]:
+        await nc.close()
+    await sys_nc.close()
+    return facts, keys
+
+
+def expected_facts():
+    names = ["node-a", "node-b", "node-c"]
+    others = {n: [m for m in names if m != n] for n in names}
+    return {
+        "ping": names,
+        "statsz_connections": {"node-a": 2, "node-b": 1, "node-c": 1},
+        "statsz_active_servers": {n: 3 for n in names},
+        "statsz_routes": others,
+        "server_block": {n: (True, CLUSTER_NAME, True) for n in names},
+        "idz": [(n, True) for n in names],
+        "varz": {"node-a": ("node-a", 2), "node-b": ("node-b", 1), "node-c": ("node-c", 1)},
+        "connz_app": {n: [(f"app-{n}", ("sports.football.>",))] for n in names},
+        "subsz_app_football": {n: ["sports.football.>"] for n in names},
+        "routez": others,
+        "jsz": {n: (False, 3) for n in names},
+        "healthz_one": {"node-b": {"status": "ok", "status_code": 200}},
+        "filtered": ["node-b"],
+        "filtered_exact_cluster": names,
+        "filtered_none": [],
+        "bad_sort": [(500, "invalid sorting option: bogus", "node-a")],
+        "not_json": [(400, False)],
+        "heartbeats": names,
+        "shutdown": ("node-c", True),
+    }
+
+
+async def run(binary, workdir):
+    cluster = Cluster(binary, workdir).start()
+    try:
+        return await asyncio.wait_for(scenario(cluster), timeout=240)
+    except BaseException:
+        print(cluster.diagnostics())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_system_requests_and_events_agree_with_nats_server(tmp_path):
+    ref_facts, ref_keys = asyncio.run(run(nats_server_bin(), tmp_path / "nats-server"))
+    want = expected_facts()
+    # The reference validates the scenario first.
+    for k in want:
+        assert ref_facts[k] == want[k], f"nats-server: {k}"
+    facts, keys = asyncio.run(run(tribune_bin(), tmp_path / "tribune"))
+    for k in want:
+        assert facts[k] == want[k], f"tribune: {k}"
+    missing = {
+        what: sorted(ref - keys.get(what, set()) - INTENDED_MISSING[what])
+        for what, ref in ref_keys.items()
+    }
+    assert not any(missing.values()), f"tribune's answers lack keys nats-server's have: {missing}"
