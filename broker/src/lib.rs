@@ -22,6 +22,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod monitor;
+pub mod nuid;
 pub mod operator;
 pub mod options;
 pub mod permissions;

@@ -901,11 +901,21 @@ impl Server {
         .await;
     }
 
+    /// A client logged in (or in again): the system account hears of it.
+    pub fn client_connected(&self, c: &ClientShared) {
+        if let Some(events) = self.system_events.get() {
+            events.client_connected(self, c);
+        }
+    }
+
     /// Forget a closed connection, remembering it (and the subscriptions it
     /// had) for `/connz?state=closed`.
     pub fn unregister(&self, c: &Arc<ClientShared>, subs: &[Arc<Subscription>]) {
         self.clients.lock().remove(&c.cid);
         let reason = c.closed_reason().unwrap_or(ClosedState::ClientClosed);
+        if let Some(events) = self.system_events.get() {
+            events.client_disconnected(self, c, reason);
+        }
         debug!("{} - Client connection closed: {reason}", c.tag());
         let (out_msgs, out_bytes) = c.out.lock().out_counts();
         let closed = ClosedClient {

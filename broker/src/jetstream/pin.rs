@@ -41,13 +41,8 @@ impl Pin {
     }
 }
 
-/// 22 random base-62 characters, the shape of nats-server's NUIDs (clients
-/// only compare them).
 fn new_id() -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..22)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
+    crate::nuid::next()
 }
 
 /// `$JS.EVENT.ADVISORY.CONSUMER.PINNED.<stream>.<consumer>`: (subject, body).

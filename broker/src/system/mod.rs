@@ -6,6 +6,7 @@
 //! server only through the methods made for it.
 
 pub mod claims;
+pub mod client_events;
 pub mod options;
 pub mod server_api;
 

@@ -25,8 +25,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use super::client_events;
 use super::options::{self, EventFilter, Identity};
 use super::ServerInfo;
+use crate::client::{ClientShared, ClosedState};
 use crate::internal::{ChannelHandler, InternalClient, OwnedMsg};
 use crate::monitor::statsz::{self, ServerStats};
 use crate::monitor::{Monitor, ZError, Z};
@@ -126,6 +128,35 @@ impl Events {
     pub fn shutdown(&self, server: &Server) {
         self.0.send_server_event(server, "SHUTDOWN");
     }
+
+    /// `$SYS.ACCOUNT.<account>.CONNECT`: `c` logged in.
+    pub fn client_connected(&self, server: &Server, c: &ClientShared) {
+        let account = c.meta.lock().account.clone();
+        if !self
+            .0
+            .listened(server, &format!("$SYS.ACCOUNT.{account}.CONNECT"))
+        {
+            return;
+        }
+        if let Some((subject, event)) = client_events::connect(c, self.0.info(server)) {
+            self.0.send(server, &subject, &event);
+        }
+    }
+
+    /// `$SYS.ACCOUNT.<account>.DISCONNECT`: `c` closed for `reason`.
+    pub fn client_disconnected(&self, server: &Server, c: &ClientShared, reason: ClosedState) {
+        let account = c.meta.lock().account.clone();
+        if account.is_empty()
+            || !self
+                .0
+                .listened(server, &format!("$SYS.ACCOUNT.{account}.DISCONNECT"))
+        {
+            return;
+        }
+        if let Some((subject, event)) = client_events::disconnect(c, reason, self.0.info(server)) {
+            self.0.send(server, &subject, &event);
+        }
+    }
 }
 
 /// Subscribe in the system account and serve until the server shuts down.
@@ -206,15 +237,20 @@ impl Service {
                 return;
             };
             let clustered = server.opts().cluster.enabled();
-            let listened = !server
-                .system_account()
-                .sublist
-                .match_subject(self.statsz_subject.as_bytes())
-                .is_empty();
-            if clustered || listened {
+            if clustered || self.listened(&server, &self.statsz_subject) {
                 self.send_statsz(&server, &self.statsz_subject);
             }
         }
+    }
+
+    /// Someone (here or, through a route, elsewhere) subscribes to `subject`
+    /// in the system account: events nobody hears are not even built.
+    fn listened(&self, server: &Server, subject: &str) -> bool {
+        !server
+            .system_account()
+            .sublist
+            .match_subject(subject.as_bytes())
+            .is_empty()
     }
 
     fn info(&self, server: &Server) -> ServerInfo {

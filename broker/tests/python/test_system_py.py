@@ -11,6 +11,7 @@ What the scenario gathers (`facts`), each as a value both servers must give:
 - a request filtered to one server by name, and one no server matches;
 - an endpoint's own error (an unknown sort) as nats-server's error object;
 - `$SYS.SERVER.<id>.STATSZ` heartbeats from every node, heard on one;
+- `$SYS.ACCOUNT.APP.CONNECT` and `.DISCONNECT` of a client on another node;
 - `$SYS.SERVER.<id>.SHUTDOWN` from a node stopped with SIGTERM.
 
 Then the JSON key sets of each answer are compared. Tribune leaves out a few
@@ -44,6 +45,11 @@ INTENDED_MISSING = {
     "connz": set(),
     "routez_route": set(),
     "jsz": set(),
+    "connect_event": set(),
+    "disconnect_event": set(),
+    # The user JWT: a bearer JWT is a credential (system/client_events.rs).
+    "connect_client": {"jwt"},
+    "disconnect_client": {"jwt"},
 }
 
 
@@ -105,6 +111,8 @@ async def scenario(cluster: Cluster):
     # Subscribed now, so every node knows the interest long before node-c
     # stops (interest crosses routes asynchronously).
     down = await sys_nc.subscribe(f"$SYS.SERVER.{c.server_id}.SHUTDOWN")
+    connects = await sys_nc.subscribe("$SYS.ACCOUNT.APP.CONNECT")
+    disconnects = await sys_nc.subscribe("$SYS.ACCOUNT.APP.DISCONNECT")
 
     # PING: STATSZ from every node.
     ping = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING"))
@@ -194,6 +202,32 @@ async def scenario(cluster: Cluster):
     await heartbeat_task
     facts["heartbeats"] = sorted(heard)
 
+    # A client of account APP comes and goes on node-b; node-a hears both.
+    visitor = await nats.connect(b.server.url, user="app", password="app", name="visitor", allow_reconnect=False)
+    await visitor.publish("sports.football.1", b"goal")
+    await visitor.flush()
+    await visitor.close()
+    for sub, kind in ((connects, "connect"), (disconnects, "disconnect")):
+        while True:
+            ev = json.loads((await sub.next_msg(timeout=WAIT * 2)).data)
+            if ev["client"].get("name") == "visitor":
+                break
+        cl = ev["client"]
+        facts[f"{kind}_event"] = (
+            ev["type"],
+            ev["server"]["name"],
+            cl["acc"],
+            cl["user"],
+            cl["kind"],
+            cl["client_type"],
+            cl["lang"],
+            "stop" in cl,
+            ev.get("reason"),
+            (ev.get("sent") or {}).get("msgs"),
+        )
+        keys[f"{kind}_event"] = set(ev)
+        keys[f"{kind}_client"] = set(cl)
+
     # SIGTERM node-c: node-a hears its SHUTDOWN.
     await apps[2].close()
     c.server.proc.send_signal(signal.SIGTERM)
@@ -228,6 +262,14 @@ def expected_facts():
         "bad_sort": [(500, "invalid sorting option: bogus", "node-a")],
         "not_json": [(400, False)],
         "heartbeats": names,
+        "connect_event": (
+            "io.nats.server.advisory.v1.client_connect",
+            "node-b", "APP", "app", "Client", "nats", "python3", False, None, None,
+        ),
+        "disconnect_event": (
+            "io.nats.server.advisory.v1.client_disconnect",
+            "node-b", "APP", "app", "Client", "nats", "python3", True, "Client Closed", 1,
+        ),
         "shutdown": ("node-c", True),
     }
 

@@ -256,6 +256,7 @@ impl Reader {
             }
         }
         self.connect = c;
+        self.server.client_connected(&self.shared);
         Flow::Continue
     }
 
