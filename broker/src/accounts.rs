@@ -75,8 +75,60 @@ pub struct ResponseRoute {
     pub reply: bytes::Bytes,
 }
 
+/// What an account's closed connections sent and were sent, kept so that
+/// `/accstatz` adds it to the live connections' counters. Updated once per
+/// closed connection, never on the message path.
+#[derive(Debug, Default)]
+pub struct AccountTraffic {
+    in_msgs: std::sync::atomic::AtomicU64,
+    in_bytes: std::sync::atomic::AtomicU64,
+    out_msgs: std::sync::atomic::AtomicU64,
+    out_bytes: std::sync::atomic::AtomicU64,
+    slow_consumers: std::sync::atomic::AtomicU64,
+}
+
+/// [`AccountTraffic`] read at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    pub slow_consumers: u64,
+}
+
+impl AccountTraffic {
+    /// A connection of the account closed with these counts.
+    pub fn add_closed(&self, in_msgs: u64, in_bytes: u64, out_msgs: u64, out_bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.in_msgs.fetch_add(in_msgs, Relaxed);
+        self.in_bytes.fetch_add(in_bytes, Relaxed);
+        self.out_msgs.fetch_add(out_msgs, Relaxed);
+        self.out_bytes.fetch_add(out_bytes, Relaxed);
+    }
+
+    /// A client of the account was cut off as a slow consumer.
+    pub fn add_slow_consumer(&self) {
+        self.slow_consumers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TrafficSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        TrafficSnapshot {
+            in_msgs: self.in_msgs.load(Relaxed),
+            in_bytes: self.in_bytes.load(Relaxed),
+            out_msgs: self.out_msgs.load(Relaxed),
+            out_bytes: self.out_bytes.load(Relaxed),
+            slow_consumers: self.slow_consumers.load(Relaxed),
+        }
+    }
+}
+
 pub struct Account {
     pub name: String,
+    /// What its closed connections sent and were sent (`/accstatz`).
+    pub traffic: AccountTraffic,
     /// `default_permissions`, for auth-callout users whose JWT carries none
     /// (configured users had them filled in when the config was read).
     /// An account JWT update replaces it.
@@ -115,6 +167,7 @@ impl Account {
     pub fn configured(cfg: &AccountConfig) -> Arc<Self> {
         Arc::new(Account {
             name: cfg.name.clone(),
+            traffic: AccountTraffic::default(),
             default_permissions: RwLock::new(cfg.default_permissions.clone()),
             limits: RwLock::new(cfg.limits),
             clients: std::sync::atomic::AtomicUsize::new(0),

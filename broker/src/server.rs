@@ -918,6 +918,14 @@ impl Server {
         }
         debug!("{} - Client connection closed: {reason}", c.tag());
         let (out_msgs, out_bytes) = c.out.lock().out_counts();
+        if let Some(acc) = c.account.lock().as_ref() {
+            acc.traffic.add_closed(
+                c.stats.in_msgs.load(Ordering::Relaxed),
+                c.stats.in_bytes.load(Ordering::Relaxed),
+                out_msgs,
+                out_bytes,
+            );
+        }
         let closed = ClosedClient {
             cid: c.cid,
             client_type: c.client_type,
@@ -987,6 +995,9 @@ impl Server {
     pub fn note_slow_consumer(&self, c: &Arc<ClientShared>, reason: ClosedState) {
         if c.close(reason) {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            if let Some(acc) = c.account.lock().as_ref() {
+                acc.traffic.add_slow_consumer();
+            }
             let opts = self.opts();
             match reason {
                 ClosedState::SlowConsumerWriteDeadline => {

@@ -6,6 +6,7 @@
 //! and exporters written for nats-server work unchanged. Everything is read
 //! from the live [`Server`]; nothing here mutates broker state.
 
+mod accountz;
 mod connz;
 pub(crate) mod gofmt;
 mod jsz;
@@ -46,6 +47,8 @@ enum Endpoint {
     Healthz,
     Metrics,
     Jsz,
+    Accountz,
+    AccountStatz,
 }
 
 const ENDPOINTS: &[(&str, Endpoint)] = &[
@@ -57,6 +60,8 @@ const ENDPOINTS: &[(&str, Endpoint)] = &[
     ("/healthz", Endpoint::Healthz),
     ("/metrics", Endpoint::Metrics),
     ("/jsz", Endpoint::Jsz),
+    ("/accountz", Endpoint::Accountz),
+    ("/accstatz", Endpoint::AccountStatz),
 ];
 
 /// Keys of `http_req_stats` (nats-server counts `/subscriptionsz` as `/subsz`).
@@ -89,6 +94,11 @@ pub enum Z {
     Subsz,
     Jsz,
     Healthz,
+    Accountz,
+    /// One account's JetStream (`$SYS.REQ.ACCOUNT.<account>.JSZ`).
+    JszAccount,
+    /// One account's `AccountInfo` (`$SYS.REQ.ACCOUNT.<account>.INFO`).
+    AccountInfo,
 }
 
 /// State shared by the HTTP handlers and the system account's requests:
@@ -132,7 +142,18 @@ impl Monitor {
             Z::Subsz => gofmt::to_json(&subsz::data(self, p)?),
             Z::Jsz => gofmt::to_json(&jsz::data(self, p)?),
             Z::Healthz => gofmt::to_json(&healthz(self, p).await?),
+            Z::Accountz => gofmt::to_json(&accountz::data(self, p)?),
+            Z::JszAccount => gofmt::to_json(&jsz::account_data(self, p)?),
+            Z::AccountInfo => gofmt::to_json(&accountz::info(&self.server, p.get("acc"))?),
         })
+    }
+
+    /// `/accstatz` of `accounts` (every account when empty) as compact
+    /// JSON, or `None` when it lists no account and `include_unused` is
+    /// off: nats-server does not answer then.
+    pub fn account_statz_json(&self, accounts: &[String], include_unused: bool) -> Option<String> {
+        let statz = accountz::statz(self, accounts, include_unused);
+        (include_unused || !statz.is_empty()).then(|| gofmt::to_json(&statz))
     }
 
     pub(crate) fn server(&self) -> &Arc<Server> {
@@ -331,6 +352,14 @@ async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         Endpoint::Jsz => {
             m.count("/jsz");
             respond(jsz::data(&m, &params))
+        }
+        Endpoint::Accountz => {
+            m.count("/accountz");
+            respond(accountz::data(&m, &params))
+        }
+        Endpoint::AccountStatz => {
+            m.count("/accstatz");
+            respond(accountz::statz_data(&m, &params))
         }
     }
 }

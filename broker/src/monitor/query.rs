@@ -36,6 +36,13 @@ impl Params {
         Params(pairs)
     }
 
+    /// `key` set to `value`, whatever the parameters said (a system
+    /// request's subject names the account its options may not change).
+    pub fn with(mut self, key: &str, value: &str) -> Params {
+        self.0.insert(0, (key.to_string(), value.to_string()));
+        self
+    }
+
     /// The first value of `key`, or "".
     pub fn get(&self, key: &str) -> &str {
         self.0

@@ -101,6 +101,29 @@ struct JszOptions {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
+struct AccountzOptions {
+    account: String,
+}
+
+/// `$SYS.REQ.ACCOUNT.PING.STATZ` and `<account>.STATZ` (nats-server's
+/// `AccountStatzOptions`).
+#[derive(Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct AccountStatzOptions {
+    pub accounts: Vec<String>,
+    pub include_unused: bool,
+}
+
+/// The options of an account STATZ request and its filter.
+pub fn account_statz(body: &[u8]) -> Result<(AccountStatzOptions, EventFilter), String> {
+    match object(body)? {
+        Some(v) => Ok((read(&v)?, read(&v)?)),
+        None => Ok(Default::default()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct HealthzOptions {
     #[serde(rename = "js-enabled")]
     js_enabled: bool,
@@ -237,7 +260,12 @@ pub fn decode(z: Z, body: &[u8]) -> Result<(Params, EventFilter), String> {
                 .text("acc", &o.account)
                 .text("test", &o.test)
         }
-        Z::Jsz => {
+        Z::Accountz => {
+            let o: AccountzOptions = read(body)?;
+            Pairs::default().text("acc", &o.account)
+        }
+        Z::AccountInfo => Pairs::default(),
+        Z::Jsz | Z::JszAccount => {
             let o: JszOptions = read(body)?;
             Pairs::default()
                 .text("acc", &o.account)

@@ -6,6 +6,8 @@
 //! | `$SYS.REQ.SERVER.PING` | every server's `STATSZ` (how `nats server list` finds the cluster) |
 //! | `$SYS.REQ.SERVER.PING.<KIND>` | every server's `<KIND>` |
 //! | `$SYS.REQ.SERVER.<id>.<KIND>` | that server's `<KIND>` |
+//! | `$SYS.REQ.ACCOUNT.<account>.<KIND>` | `CONNZ`, `SUBSZ`, `JSZ`, `INFO` or `STATZ` of one account, from every server |
+//! | `$SYS.REQ.ACCOUNT.PING.STATZ` | every server's `STATZ` of the accounts with clients there |
 //! | `$SYS.SERVER.<id>.STATSZ` | sent by each server: at a quarter second after start, backing off to every 10s |
 //! | `$SYS.SERVER.<id>.LAMEDUCK`, `.SHUTDOWN` | sent when a server enters lame duck mode or shuts down |
 //!
@@ -60,7 +62,7 @@ const KINDS: &[(&str, Kind)] = &[
     ("ROUTEZ", Kind::Z(Z::Routez)),
     ("JSZ", Kind::Z(Z::Jsz)),
     ("HEALTHZ", Kind::Z(Z::Healthz)),
-    ("ACCOUNTZ", Kind::Unsupported("ACCOUNTZ")),
+    ("ACCOUNTZ", Kind::Z(Z::Accountz)),
     ("GATEWAYZ", Kind::Unsupported("GATEWAYZ")),
     ("LEAFZ", Kind::Unsupported("LEAFZ")),
     ("EXPVARZ", Kind::Unsupported("EXPVARZ")),
@@ -68,6 +70,16 @@ const KINDS: &[(&str, Kind)] = &[
     ("RAFTZ", Kind::Unsupported("RAFTZ")),
     ("PROFILEZ", Kind::Unsupported("PROFILEZ")),
 ];
+
+/// What `$SYS.REQ.ACCOUNT.<account>.<KIND>` may ask.
+const ACCOUNT_KINDS: &[&str] = &["CONNZ", "SUBSZ", "JSZ", "INFO", "STATZ", "LEAFZ"];
+
+/// `(account, kind)` of an account request subject.
+fn account_request(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("$SYS.REQ.ACCOUNT.")?;
+    let (account, kind) = rest.split_once('.')?;
+    (ACCOUNT_KINDS.contains(&kind) && !account.is_empty()).then_some((account, kind))
+}
 
 /// nats-server's `ApiError` in a system reply.
 #[derive(Debug, Serialize)]
@@ -81,6 +93,10 @@ struct ApiError {
 #[derive(Serialize)]
 struct ErrorResponse {
     server: ServerInfo,
+    /// `null` when the endpoint itself failed: nats-server's reply carries
+    /// the empty result next to the error then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<()>,
     error: ApiError,
 }
 
@@ -168,6 +184,9 @@ pub fn start(server: &Arc<Server>, monitor: Arc<Monitor>) -> Result<Events> {
         Arc::new(ChannelHandler(tx)),
     );
     client.subscribe(server, PING, None)?;
+    for name in ACCOUNT_KINDS {
+        client.subscribe(server, &format!("$SYS.REQ.ACCOUNT.*.{name}"), None)?;
+    }
     for (name, _) in KINDS {
         client.subscribe(server, &format!("{PING}.{name}"), None)?;
         client.subscribe(
@@ -268,6 +287,9 @@ impl Service {
     }
 
     async fn handle(&self, server: &Arc<Server>, msg: &OwnedMsg) {
+        if let Some((account, kind)) = account_request(&msg.subject) {
+            return self.handle_account(server, msg, account, kind).await;
+        }
         let Some(kind) = kind_of(&msg.subject, &server.id) else {
             return;
         };
@@ -301,17 +323,7 @@ impl Service {
                 if self.excluded(server, &filter) {
                     return;
                 }
-                match self.monitor.json(z, &params).await {
-                    Ok(data) => {
-                        let info = crate::monitor::gofmt::to_json(&self.info(server));
-                        let body = format!("{{\"server\":{info},\"data\":{data}}}");
-                        self.client
-                            .publish(server, reply, None, &[], body.as_bytes());
-                    }
-                    // nats-server answers an endpoint's own error with 500.
-                    Err(ZError::BadRequest(e)) => self.send_error(server, reply, 500, e),
-                    Err(ZError::Filtered(_)) => {}
-                }
+                self.answer(server, reply, z, &params).await;
             }
             Kind::Unsupported(name) => {
                 let Some(reply) = reply else { return };
@@ -330,6 +342,93 @@ impl Service {
         }
     }
 
+    /// `$SYS.REQ.ACCOUNT.<account>.<kind>`, as nats-server answers it: the
+    /// endpoint's options with the account taken from the subject.
+    async fn handle_account(
+        &self,
+        server: &Arc<Server>,
+        msg: &OwnedMsg,
+        account: &str,
+        kind: &str,
+    ) {
+        let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty()) else {
+            return;
+        };
+        let z = match kind {
+            "STATZ" => {
+                let (opts, filter) = match options::account_statz(&msg.payload) {
+                    Ok(v) => v,
+                    Err(e) => return self.send_error(server, reply, 400, e),
+                };
+                if self.excluded(server, &filter) {
+                    return;
+                }
+                let accounts = if account == "PING" {
+                    opts.accounts
+                } else {
+                    vec![account.to_string()]
+                };
+                // No answer from a server where none of them has a client.
+                if let Some(data) = self
+                    .monitor
+                    .account_statz_json(&accounts, opts.include_unused)
+                {
+                    self.send_data(server, reply, &data);
+                }
+                return;
+            }
+            "LEAFZ" => {
+                let filter = options::filter(&msg.payload).unwrap_or_default();
+                if !self.excluded(server, &filter) {
+                    self.send_error(
+                        server,
+                        reply,
+                        501,
+                        "LEAFZ is not supported by tribune-broker".into(),
+                    );
+                }
+                return;
+            }
+            "CONNZ" => Z::Connz,
+            "SUBSZ" => Z::Subsz,
+            "JSZ" => Z::JszAccount,
+            _ => Z::AccountInfo,
+        };
+        if account == "PING" {
+            return;
+        }
+        let (params, filter) = match options::decode(z, &msg.payload) {
+            Ok(v) => v,
+            Err(e) => return self.send_error(server, reply, 400, e),
+        };
+        if self.excluded(server, &filter) {
+            return;
+        }
+        let params = match z {
+            Z::Subsz => params.with("acc", account).with("subs", "true"),
+            _ => params.with("acc", account),
+        };
+        self.answer(server, reply, z, &params).await;
+    }
+
+    /// The `data` of `z` for `params`, or nats-server's error for it.
+    async fn answer(&self, server: &Server, reply: &str, z: Z, params: &crate::monitor::Params) {
+        match self.monitor.json(z, params).await {
+            Ok(data) => self.send_data(server, reply, &data),
+            // nats-server answers an endpoint's own error with 500.
+            Err(ZError::BadRequest(e)) => self.send_endpoint_error(server, reply, e),
+            Err(ZError::Filtered(_)) => {}
+        }
+    }
+
+    /// `{"server": ..., "data": <data>}`, `data` being JSON already.
+    fn send_data(&self, server: &Server, reply: &str, data: &str) {
+        let info = crate::monitor::gofmt::to_json(&self.info(server));
+        let body = format!("{{\"server\":{info},\"data\":{data}}}");
+        self.client
+            .publish(server, reply, None, &[], body.as_bytes());
+    }
+
     fn send_statsz(&self, server: &Server, to: &str) {
         let msg = StatszMsg {
             server: self.info(server),
@@ -341,7 +440,21 @@ impl Service {
     fn send_error(&self, server: &Server, to: &str, code: u16, description: String) {
         let msg = ErrorResponse {
             server: self.info(server),
+            data: None,
             error: ApiError { code, description },
+        };
+        self.send(server, to, &msg);
+    }
+
+    /// The endpoint failed: code 500, and `"data": null`, as nats-server.
+    fn send_endpoint_error(&self, server: &Server, to: &str, description: String) {
+        let msg = ErrorResponse {
+            server: self.info(server),
+            data: Some(()),
+            error: ApiError {
+                code: 500,
+                description,
+            },
         };
         self.send(server, to, &msg);
     }
@@ -383,5 +496,15 @@ mod tests {
         assert_eq!(kind_of("$SYS.REQ.SERVER.NOTME.VARZ", id), None);
         assert_eq!(kind_of("$SYS.REQ.SERVER.PING.NOPE", id), None);
         assert_eq!(kind_of("$SYS.REQ.ACCOUNT.PING.STATZ", id), None);
+        assert_eq!(
+            account_request("$SYS.REQ.ACCOUNT.PING.STATZ"),
+            Some(("PING", "STATZ"))
+        );
+        assert_eq!(
+            account_request("$SYS.REQ.ACCOUNT.APP.CONNZ"),
+            Some(("APP", "CONNZ"))
+        );
+        assert_eq!(account_request("$SYS.REQ.ACCOUNT.APP.CLAIMS.LOOKUP"), None);
+        assert_eq!(account_request("$SYS.REQ.ACCOUNT.APP.NOPE"), None);
     }
 }

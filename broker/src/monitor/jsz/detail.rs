@@ -53,7 +53,7 @@ pub(super) struct Stats {
 /// (whose `accounts`, `ha_assets` and `api.level` nats-server leaves zero
 /// here), then the streams.
 #[derive(Serialize)]
-pub(super) struct AccountDetail {
+pub(in crate::monitor) struct AccountDetail {
     name: String,
     id: String,
     #[serde(flatten)]

@@ -185,6 +185,25 @@ pub(super) fn data(m: &Monitor, p: &Params) -> Result<Jsz, ZError> {
     Ok(out)
 }
 
+/// nats-server's `JszAccount`: the `acc` account's detail alone.
+pub(super) fn account_data(m: &Monitor, p: &Params) -> Result<AccountDetail, ZError> {
+    let opts = JszOptions::parse(p).map_err(ZError::BadRequest)?;
+    let server = &m.server;
+    let js = server
+        .jetstream()
+        .ok_or_else(|| ZError::BadRequest("jetstream not enabled".into()))?;
+    if server.account(opts.account.as_bytes()).is_none() {
+        return Err(ZError::BadRequest(format!(
+            "account {:?} not found",
+            opts.account
+        )));
+    }
+    let acc = js.account(&opts.account).ok_or_else(|| {
+        ZError::BadRequest(format!("account {:?} not jetstream enabled", opts.account))
+    })?;
+    Ok(AccountDetail::of(server, &acc, &opts))
+}
+
 /// Whether `leader-only` lets this server answer: it runs by itself, or it
 /// leads the meta group. A clustered server that has not joined the
 /// domain yet knows no leader, so it is not one.
