@@ -736,6 +736,9 @@ impl Reader {
             self.server.local_subs_removed(&self.account, chunk);
             tokio::task::yield_now().await;
         }
+        // The seat goes back first, so what unregistering reports (the
+        // account's connection count) no longer counts this connection.
+        self.seat = None;
         self.server.unregister(&self.shared, &subs);
         while !subs.is_empty() {
             subs.truncate(subs.len().saturating_sub(REMOVE_CHUNK));

@@ -113,7 +113,7 @@ pub(super) struct AccountStatz {
 /// zero; per-route traffic of an account it does not count, so `routes` is
 /// left out rather than shown as zero.
 #[derive(Serialize, Default)]
-struct DataStats {
+pub struct DataStats {
     msgs: u64,
     bytes: u64,
     gateways: MsgBytes,
@@ -121,14 +121,14 @@ struct DataStats {
 }
 
 #[derive(Serialize, Default)]
-struct MsgBytes {
+pub struct MsgBytes {
     msgs: u64,
     bytes: u64,
 }
 
 /// nats-server's `AccountStat`.
 #[derive(Serialize)]
-pub(crate) struct AccountStat {
+pub struct AccountStat {
     acc: String,
     name: String,
     conns: usize,
@@ -232,7 +232,7 @@ pub(super) fn info(s: &Arc<Server>, name: &str) -> Result<AccountInfo, ZError> {
 }
 
 /// One account's traffic and connections on this server.
-pub(crate) fn account_stat(s: &Server, acc: &Account) -> AccountStat {
+pub fn account_stat(s: &Server, acc: &Account) -> AccountStat {
     let t = acc.traffic.snapshot();
     let (mut sent, mut received) = (
         DataStats {

@@ -6,7 +6,7 @@
 //! and exporters written for nats-server work unchanged. Everything is read
 //! from the live [`Server`]; nothing here mutates broker state.
 
-mod accountz;
+pub(crate) mod accountz;
 mod connz;
 pub(crate) mod gofmt;
 mod jsz;

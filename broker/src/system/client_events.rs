@@ -18,6 +18,22 @@ use crate::monitor::gofmt::GoTime;
 
 pub const CONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_connect";
 pub const DISCONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_disconnect";
+pub const ACCOUNT_CONNS_TYPE: &str = "io.nats.server.advisory.v1.account_connections";
+
+/// nats-server's `AccountNumConns`: an account's connections and traffic on
+/// one server, sent on `$SYS.ACCOUNT.<account>.SERVER.CONNS` (and the old
+/// `$SYS.SERVER.ACCOUNT.<account>.CONNS`) when they change, and every 30s
+/// while the account has clients there.
+#[derive(Serialize)]
+pub struct AccountConnsEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub timestamp: GoTime,
+    pub server: ServerInfo,
+    #[serde(flatten)]
+    pub stat: crate::monitor::accountz::AccountStat,
+}
 
 /// nats-server's `ClientInfo`, the fields Tribune knows.
 #[derive(Debug, Serialize)]

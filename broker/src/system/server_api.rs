@@ -9,6 +9,7 @@
 //! | `$SYS.REQ.ACCOUNT.<account>.<KIND>` | `CONNZ`, `SUBSZ`, `JSZ`, `INFO` or `STATZ` of one account, from every server |
 //! | `$SYS.REQ.ACCOUNT.PING.STATZ` | every server's `STATZ` of the accounts with clients there |
 //! | `$SYS.SERVER.<id>.STATSZ` | sent by each server: at a quarter second after start, backing off to every 10s |
+//! | `$SYS.ACCOUNT.<account>.CONNECT`, `.DISCONNECT`, `.SERVER.CONNS` | a client of the account came or went ([`super::client_events`]); CONNS also every 30s while it has clients |
 //! | `$SYS.SERVER.<id>.LAMEDUCK`, `.SHUTDOWN` | sent when a server enters lame duck mode or shuts down |
 //!
 //! `<KIND>` is `STATSZ`, `IDZ`, or an HTTP endpoint (`VARZ`, `CONNZ`,
@@ -42,6 +43,10 @@ pub const PING: &str = "$SYS.REQ.SERVER.PING";
 /// How often a server sends its `STATSZ` once started (nats-server's
 /// `statsHBInterval`).
 const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often each account with clients sends its CONNS event (nats-server's
+/// `eventsHBInterval`).
+const ACCOUNT_CONNS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What one request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +153,7 @@ impl Events {
     /// `$SYS.ACCOUNT.<account>.CONNECT`: `c` logged in.
     pub fn client_connected(&self, server: &Server, c: &ClientShared) {
         let account = c.meta.lock().account.clone();
+        self.0.send_account_conns(server, &account);
         if !self
             .0
             .listened(server, &format!("$SYS.ACCOUNT.{account}.CONNECT"))
@@ -162,16 +168,20 @@ impl Events {
     /// `$SYS.ACCOUNT.<account>.DISCONNECT`: `c` closed for `reason`.
     pub fn client_disconnected(&self, server: &Server, c: &ClientShared, reason: ClosedState) {
         let account = c.meta.lock().account.clone();
-        if account.is_empty()
-            || !self
-                .0
-                .listened(server, &format!("$SYS.ACCOUNT.{account}.DISCONNECT"))
-        {
+        if account.is_empty() {
             return;
         }
-        if let Some((subject, event)) = client_events::disconnect(c, reason, self.0.info(server)) {
-            self.0.send(server, &subject, &event);
+        if self
+            .0
+            .listened(server, &format!("$SYS.ACCOUNT.{account}.DISCONNECT"))
+        {
+            if let Some((subject, event)) =
+                client_events::disconnect(c, reason, self.0.info(server))
+            {
+                self.0.send(server, &subject, &event);
+            }
         }
+        self.0.send_account_conns(server, &account);
     }
 }
 
@@ -204,6 +214,7 @@ pub fn start(server: &Arc<Server>, monitor: Arc<Monitor>) -> Result<Events> {
     });
     tokio::spawn(svc.clone().serve(rx));
     tokio::spawn(svc.clone().heartbeat());
+    tokio::spawn(svc.clone().account_conns_heartbeat());
     Ok(Events(svc))
 }
 
@@ -270,6 +281,53 @@ impl Service {
             .sublist
             .match_subject(subject.as_bytes())
             .is_empty()
+    }
+
+    /// Every [`ACCOUNT_CONNS_INTERVAL`], the CONNS event of each account
+    /// with clients here.
+    async fn account_conns_heartbeat(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(ACCOUNT_CONNS_INTERVAL) => {}
+                () = self.shutting_down() => return,
+            }
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            for acc in server.accounts() {
+                if acc.num_clients() > 0 {
+                    self.send_account_conns(&server, &acc.name);
+                }
+            }
+        }
+    }
+
+    /// `$SYS.ACCOUNT.<account>.SERVER.CONNS` and its old subject, if anyone
+    /// listens (never for the global account, as nats-server).
+    fn send_account_conns(&self, server: &Server, account: &str) {
+        if account.is_empty() || account == crate::accounts::GLOBAL_ACCOUNT {
+            return;
+        }
+        let subjects = [
+            format!("$SYS.ACCOUNT.{account}.SERVER.CONNS"),
+            format!("$SYS.SERVER.ACCOUNT.{account}.CONNS"),
+        ];
+        if !subjects.iter().any(|s| self.listened(server, s)) {
+            return;
+        }
+        let Some(acc) = server.account(account.as_bytes()) else {
+            return;
+        };
+        let event = client_events::AccountConnsEvent {
+            kind: client_events::ACCOUNT_CONNS_TYPE,
+            id: crate::nuid::next(),
+            timestamp: crate::monitor::gofmt::GoTime(std::time::SystemTime::now()),
+            server: self.info(server),
+            stat: crate::monitor::accountz::account_stat(server, &acc),
+        };
+        for s in &subjects {
+            self.send(server, s, &event);
+        }
     }
 
     fn info(&self, server: &Server) -> ServerInfo {

@@ -11,7 +11,10 @@ What the scenario gathers (`facts`), each as a value both servers must give:
 - a request filtered to one server by name, and one no server matches;
 - an endpoint's own error (an unknown sort) as nats-server's error object;
 - `$SYS.SERVER.<id>.STATSZ` heartbeats from every node, heard on one;
-- `$SYS.ACCOUNT.APP.CONNECT` and `.DISCONNECT` of a client on another node;
+- `$SYS.ACCOUNT.APP.CONNECT`, `.DISCONNECT` and `.SERVER.CONNS` of a client
+  on another node;
+- one account's CONNZ, SUBSZ, INFO, JSZ and STATZ, `PING.STATZ`, ACCOUNTZ,
+  and `/accountz` and `/accstatz` over HTTP;
 - `$SYS.SERVER.<id>.SHUTDOWN` from a node stopped with SIGTERM.
 
 Then the JSON key sets of each answer are compared. Tribune leaves out a few
@@ -47,6 +50,7 @@ INTENDED_MISSING = {
     "jsz": set(),
     "connect_event": set(),
     "account_jsz": set(),
+    "account_conns_event": set(),
     # (Inside an account's sent/received, Tribune leaves out `routes`: it
     # counts no per-route traffic of an account, and shows no made-up zeros.)
     "account_stat": set(),
@@ -121,6 +125,7 @@ async def scenario(cluster: Cluster):
     down = await sys_nc.subscribe(f"$SYS.SERVER.{c.server_id}.SHUTDOWN")
     connects = await sys_nc.subscribe("$SYS.ACCOUNT.APP.CONNECT")
     disconnects = await sys_nc.subscribe("$SYS.ACCOUNT.APP.DISCONNECT")
+    conns = await sys_nc.subscribe("$SYS.ACCOUNT.APP.SERVER.CONNS")
 
     # PING: STATSZ from every node.
     ping = by_server(await gather(sys_nc, "$SYS.REQ.SERVER.PING"))
@@ -267,6 +272,14 @@ async def scenario(cluster: Cluster):
         )
         keys[f"{kind}_event"] = set(ev)
         keys[f"{kind}_client"] = set(cl)
+    # node-b's CONNS events for APP: 2 clients with the visitor, then 1.
+    seen = []
+    while seen[-2:] != [2, 1]:
+        ev = json.loads((await conns.next_msg(timeout=WAIT * 2)).data)
+        if ev["server"]["name"] == "node-b":
+            seen.append(ev["conns"])
+            facts["account_conns_event"] = (ev["type"], ev["acc"], ev["total_conns"])
+            keys["account_conns_event"] = set(ev)
 
     # SIGTERM node-c: node-a hears its SHUTDOWN.
     await apps[2].close()
@@ -302,6 +315,7 @@ def expected_facts():
         "bad_sort": [(500, "invalid sorting option: bogus", "node-a")],
         "not_json": [(400, False)],
         "heartbeats": names,
+        "account_conns_event": ("io.nats.server.advisory.v1.account_connections", "APP", 1),
         "account_connz": {n: [f"app-{n}"] for n in names},
         "account_subsz": {n: True for n in names},
         "account_info": {n: ("APP", 1, True) for n in names},
