@@ -901,6 +901,21 @@ impl Server {
         .await;
     }
 
+    /// The answer to a client's `$SYS.REQ.USER.INFO`.
+    pub fn user_info_reply(
+        &self,
+        user: &str,
+        account: &str,
+        perms: Option<&crate::permissions::Permissions>,
+        expires_in: Option<Duration>,
+    ) -> Vec<u8> {
+        let info = match self.system_events.get() {
+            Some(events) => events.server_info(self),
+            None => crate::system::ServerInfo::of(self, 0),
+        };
+        crate::system::user_info::reply(info, user, account, perms, expires_in)
+    }
+
     /// A client logged in (or in again): the system account hears of it.
     pub fn client_connected(&self, c: &ClientShared) {
         if let Some(events) = self.system_events.get() {

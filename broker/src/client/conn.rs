@@ -475,6 +475,11 @@ impl Reader {
             self.shared.send(b"+OK\r\n");
         }
         let mut crossed = 0;
+        if msg.subject == crate::system::user_info::SUBJECT {
+            if let Some(reply) = msg.reply {
+                crossed += self.answer_user_info(reply);
+            }
+        }
         if self.account.has_cross() {
             match self.cross_account(&msg) {
                 None => return,
@@ -603,6 +608,29 @@ impl Reader {
         self.out_msgs += n as u64;
         self.out_bytes += bytes as u64;
         n
+    }
+
+    /// `$SYS.REQ.USER.INFO`: the server answers on `reply`, in this
+    /// client's account, who the client is (`system::user_info`).
+    fn answer_user_info(&mut self, reply: &[u8]) -> usize {
+        let user = self.shared.meta.lock().user.clone().unwrap_or_default();
+        let expires_in = self
+            .expires
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        let body = self.server.user_info_reply(
+            &user,
+            &self.account.name,
+            self.perms.as_deref(),
+            expires_in,
+        );
+        let msg = Msg {
+            subject: reply,
+            reply: None,
+            hdr_len: 0,
+            body: &body,
+        };
+        let account = self.account.clone();
+        self.deliver_into(&account, &msg, false).max(1)
     }
 
     /// Tell a requester nobody is listening: a 503 status to its own

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod client_events;
 pub mod options;
 pub mod server_api;
+pub mod user_info;
 
 use serde::Serialize;
 

@@ -150,6 +150,11 @@ impl Events {
         self.0.send_server_event(server, "SHUTDOWN");
     }
 
+    /// This server's `server` block for a system message sent now.
+    pub fn server_info(&self, server: &Server) -> ServerInfo {
+        self.0.info(server)
+    }
+
     /// `$SYS.ACCOUNT.<account>.CONNECT`: `c` logged in.
     pub fn client_connected(&self, server: &Server, c: &ClientShared) {
         let account = c.meta.lock().account.clone();

@@ -17,6 +17,9 @@ What the scenario gathers (`facts`), each as a value both servers must give:
   and `/accountz` and `/accstatz` over HTTP;
 - `$SYS.SERVER.<id>.SHUTDOWN` from a node stopped with SIGTERM.
 
+A second test asks `$SYS.REQ.USER.INFO` as users with and without
+permissions, and as one not allowed to publish it, on one server of each.
+
 Then the JSON key sets of each answer are compared. Tribune leaves out a few
 fields nats-server has (INTENDED_MISSING, each with its reason); any other
 missing key fails.
@@ -30,7 +33,7 @@ import signal
 
 import nats
 from nats_cluster import CLUSTER_NAME, Cluster, http_json, poll
-from test_nats_py import WAIT, nats_server_bin, tribune_bin
+from test_nats_py import WAIT, Server, nats_server_bin, tribune_bin
 
 # How long a request waits for answers from every node (a guard).
 GATHER = WAIT
@@ -366,3 +369,66 @@ def test_system_requests_and_events_agree_with_nats_server(tmp_path):
         for what, ref in ref_keys.items()
     }
     assert not any(missing.values()), f"tribune's answers lack keys nats-server's have: {missing}"
+
+
+USER_INFO_CONFIG = """
+accounts {
+  SYS { users [{user: sys, password: sys}] }
+  APP { users [
+    {user: limited, password: limited, permissions: {
+      publish: {allow: ["sports.>", "$SYS.REQ.USER.INFO"], deny: ["sports.admin.>"]},
+      subscribe: {allow: ["_INBOX.>", "sports.>"]},
+      allow_responses: {max: 2, expires: "1m"}}},
+    {user: free, password: free},
+    {user: mute, password: mute, permissions: {publish: {allow: ["sports.>"]}}}
+  ] }
+}
+system_account: SYS
+"""
+
+
+async def user_info_answers(binary, workdir):
+    """What `$SYS.REQ.USER.INFO` tells each user: the `data` of the reply,
+    or the error a user without publish permission for it gets."""
+    conf = workdir / "server.conf"
+    workdir.mkdir(parents=True)
+    conf.write_text(USER_INFO_CONFIG)
+    server = Server(binary, workdir / "srv", args=("-c", str(conf)))
+    out = {}
+    try:
+        for user in ("limited", "free", "mute", "sys"):
+            errors = []
+
+            async def on_error(e):
+                errors.append(str(e))
+
+            nc = await nats.connect(
+                server.url, user=user, password=user, allow_reconnect=False, error_cb=on_error
+            )
+            try:
+                m = await nc.request("$SYS.REQ.USER.INFO", b"", timeout=WAIT / 4)
+                data = json.loads(m.data)["data"]
+                # nats-server lists each allow/deny in no fixed order.
+                for kind in ("publish", "subscribe"):
+                    for rule in (data.get("permissions", {}).get(kind) or {}).values():
+                        rule.sort()
+                out[user] = data
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                await asyncio.sleep(0.2)  # the -ERR arrives on its own
+                out[user] = (type(e).__name__, errors)
+            await nc.close()
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+    return out
+
+
+def test_user_info_agrees_with_nats_server(tmp_path):
+    """`$SYS.REQ.USER.INFO` from users with and without permissions, and from
+    one not allowed to publish it: the same answers from both servers."""
+    ref = asyncio.run(user_info_answers(nats_server_bin(), tmp_path / "nats-server"))
+    assert ref["free"] == {"user": "free", "account": "APP", "account_name": "APP"}
+    assert ref["limited"]["permissions"]["responses"] == {"max": 2, "ttl": 60_000_000_000}
+    assert ref["mute"][0] == "TimeoutError", ref["mute"]
+    got = asyncio.run(user_info_answers(tribune_bin(), tmp_path / "tribune"))
+    assert got == ref
