@@ -201,6 +201,24 @@ pub fn publish_violation(subject: &str) -> String {
     format!("Permissions Violation for Publish to {subject:?}")
 }
 
+/// Reply subjects only the server hands out: a service import's response
+/// subject, a JetStream ack, a gateway reply. A client may not publish with
+/// one as its reply (nats-server's `isReservedReply`): the answer would go
+/// where the client may not publish itself.
+pub fn is_reserved_reply(reply: &[u8]) -> bool {
+    // `_R_.` alone counts; the others need something after the prefix.
+    reply.starts_with(b"_R_.")
+        || [&b"$JS.ACK."[..], b"_GR_."]
+            .iter()
+            .any(|p| reply.len() > p.len() && reply.starts_with(p))
+}
+
+/// `-ERR` text for a publish whose reply subject is reserved, as
+/// nats-server words it.
+pub fn reply_violation(reply: &str) -> String {
+    format!("Permissions Violation for Publish with Reply of {reply:?}")
+}
+
 /// `-ERR` text for a refused subscription, exactly as nats-server 2.15
 /// sends it (its log line names the sid; the client error does not).
 pub fn subscribe_violation(subject: &str, queue: Option<&str>) -> String {

@@ -667,6 +667,15 @@ impl Server {
         self.clients.lock().values().cloned().collect()
     }
 
+    /// The open client connections and what `f` reads, at one moment: no
+    /// connection closes in between (closing moves its counts into its
+    /// account's traffic under the same lock).
+    pub fn clients_with<T>(&self, f: impl FnOnce() -> T) -> (Vec<Arc<ClientShared>>, T) {
+        let clients = self.clients.lock();
+        let t = f();
+        (clients.values().cloned().collect(), t)
+    }
+
     pub fn num_clients(&self) -> usize {
         self.clients.lock().len()
     }
@@ -918,6 +927,7 @@ impl Server {
 
     /// A client logged in (or in again): the system account hears of it.
     pub fn client_connected(&self, c: &ClientShared) {
+        c.meta.lock().announced = true;
         if let Some(events) = self.system_events.get() {
             events.client_connected(self, c);
         }
@@ -926,21 +936,26 @@ impl Server {
     /// Forget a closed connection, remembering it (and the subscriptions it
     /// had) for `/connz?state=closed`.
     pub fn unregister(&self, c: &Arc<ClientShared>, subs: &[Arc<Subscription>]) {
-        self.clients.lock().remove(&c.cid);
         let reason = c.closed_reason().unwrap_or(ClosedState::ClientClosed);
+        let (out_msgs, out_bytes) = c.out.lock().out_counts();
+        {
+            // One step under the clients lock, so an account's traffic
+            // ([`Self::clients_with`]) counts the connection exactly once.
+            let mut clients = self.clients.lock();
+            clients.remove(&c.cid);
+            if let Some(acc) = c.account.lock().as_ref() {
+                acc.traffic.add_closed(
+                    c.stats.in_msgs.load(Ordering::Relaxed),
+                    c.stats.in_bytes.load(Ordering::Relaxed),
+                    out_msgs,
+                    out_bytes,
+                );
+            }
+        }
         if let Some(events) = self.system_events.get() {
             events.client_disconnected(self, c, reason);
         }
         debug!("{} - Client connection closed: {reason}", c.tag());
-        let (out_msgs, out_bytes) = c.out.lock().out_counts();
-        if let Some(acc) = c.account.lock().as_ref() {
-            acc.traffic.add_closed(
-                c.stats.in_msgs.load(Ordering::Relaxed),
-                c.stats.in_bytes.load(Ordering::Relaxed),
-                out_msgs,
-                out_bytes,
-            );
-        }
         let closed = ClosedClient {
             cid: c.cid,
             client_type: c.client_type,

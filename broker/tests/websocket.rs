@@ -400,8 +400,10 @@ fn client_limits_are_enforced_as_on_tcp() {
                 // nats-server queues the -ERR and the close frame, then
                 // closes for a read error (how its WebSocket read loop
                 // reports a parser error) without flushing them. Tribune
-                // sends both, as it does over TCP.
-                assert_eq!((text.as_str(), close), ("", None), "{label}");
+                // sends both, as it does over TCP. (Its writer sometimes
+                // gets the -ERR out first: a race in nats-server.)
+                assert!(text.is_empty() || text.ends_with(err), "{label}: {text:?}");
+                assert_eq!(close, None, "{label}");
                 continue;
             }
             assert!(text.ends_with(err), "{label}: {text:?}");

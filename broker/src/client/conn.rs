@@ -471,6 +471,12 @@ impl Reader {
             self.send_err(&permissions::publish_violation(&subj));
             return;
         }
+        if let Some(reply) = msg.reply.filter(|r| permissions::is_reserved_reply(r)) {
+            let reply = String::from_utf8_lossy(reply);
+            error!("{} - Publish Violation - Reply {reply:?}", self.tag());
+            self.send_err(&permissions::reply_violation(&reply));
+            return;
+        }
         if self.connect.verbose {
             self.shared.send(b"+OK\r\n");
         }
@@ -483,7 +489,7 @@ impl Reader {
         if self.account.has_cross() {
             match self.cross_account(&msg) {
                 None => return,
-                Some(n) => crossed = n,
+                Some(n) => crossed += n,
             }
         }
         let result = self.cache.get(&self.account.sublist, msg.subject);
@@ -623,14 +629,29 @@ impl Reader {
             self.perms.as_deref(),
             expires_in,
         );
-        let msg = Msg {
-            subject: reply,
-            reply: None,
-            hdr_len: 0,
-            body: &body,
-        };
-        let account = self.account.clone();
-        self.deliver_into(&account, &msg, false).max(1)
+        // Only to this connection's own subscriptions on the reply subject:
+        // published into the account, the server's answer would reach
+        // subjects the client may not publish to (a JetStream API subject
+        // as the reply would run that request).
+        let r = self.account.sublist.match_subject(reply);
+        let mut n = 0;
+        for sub in r.psubs.iter().filter(|s| s.client.cid == self.shared.cid) {
+            let mut out = Vec::with_capacity(32 + reply.len() + body.len());
+            out.extend_from_slice(b"MSG ");
+            out.extend_from_slice(reply);
+            out.push(b' ');
+            out.extend_from_slice(&sub.sid);
+            out.extend_from_slice(format!(" {}\r\n", body.len()).as_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+            self.shared.send(&out);
+            n += 1;
+        }
+        self.out_msgs += n as u64;
+        self.out_bytes += (n * body.len()) as u64;
+        // Answered, even if the client does not listen on the reply: no
+        // "no responders" for it.
+        n.max(1)
     }
 
     /// Tell a requester nobody is listening: a 503 status to its own

@@ -51,6 +51,9 @@ pub struct ClientMeta {
     pub rtt_nanos: u64,
     /// Who signed the user JWT the client was admitted with, if any.
     pub signed: Option<crate::auth::Signed>,
+    /// Its login was announced (`$SYS.ACCOUNT.<account>.CONNECT`): only
+    /// then is its close announced too.
+    pub announced: bool,
 }
 
 /// What is on the other end of a connection.

@@ -233,7 +233,7 @@ pub(super) fn info(s: &Arc<Server>, name: &str) -> Result<AccountInfo, ZError> {
 
 /// One account's traffic and connections on this server.
 pub fn account_stat(s: &Server, acc: &Account) -> AccountStat {
-    let t = acc.traffic.snapshot();
+    let (clients, t) = s.clients_with(|| acc.traffic.snapshot());
     let (mut sent, mut received) = (
         DataStats {
             msgs: t.out_msgs,
@@ -246,7 +246,7 @@ pub fn account_stat(s: &Server, acc: &Account) -> AccountStat {
             ..Default::default()
         },
     );
-    for c in s.clients() {
+    for c in clients {
         let same = c
             .account
             .lock()

@@ -115,14 +115,19 @@ impl Monitor {
     /// The monitor of `server`, sampling CPU every second for as long as
     /// it is held.
     pub fn start(server: Arc<Server>) -> Arc<Monitor> {
-        let monitor = Arc::new(Monitor::new(server));
+        let monitor = Arc::new(Monitor::new(server.clone()));
         let m = Arc::downgrade(&monitor);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
+            let stopped = server.wait_for_shutdown();
+            tokio::pin!(stopped);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = &mut stopped => break,
+                }
                 match m.upgrade() {
                     Some(m) => m.tick(),
                     None => break,

@@ -3,7 +3,6 @@
 //! counters as `/varz`, so the two never disagree.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -116,24 +115,15 @@ impl Monitor {
                 }
             })
             .collect();
-        let clients = s.clients();
-        let mut active: Vec<Arc<str>> = Vec::new();
-        for c in &clients {
-            if let Some(acc) = c.account.lock().as_ref() {
-                let name: Arc<str> = Arc::from(acc.name.as_str());
-                if !active.contains(&name) {
-                    active.push(name);
-                }
-            }
-        }
+        let active = s.accounts().iter().filter(|a| a.num_clients() > 0).count();
         ServerStats {
             start: GoTime(s.start_time),
             mem: procstat::rss_bytes(),
             cores: varz::cores(),
             cpu: GoFloat(self.cpu.percent()),
-            connections: clients.len(),
+            connections: s.num_clients(),
             total_connections: st.total_connections.load(Ordering::Relaxed),
-            active_accounts: active.len(),
+            active_accounts: active,
             subscriptions: accounts(s).iter().map(|a| a.sublist.count()).sum(),
             sent,
             sent_to_clients: sent,

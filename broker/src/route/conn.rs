@@ -152,7 +152,14 @@ async fn serve<R, W>(
         rng: QueueRng::new(shared.cid.wrapping_mul(0x2545_f491_4f6c_dd1d)),
         server: server.clone(),
         shared: shared.clone(),
-        parser: RouteParser::new(opts.max_control_line * 16, opts.max_payload),
+        // A peer forwards what its own clients and services may publish, and
+        // system replies can be larger than a client's max_payload (a CONNZ of
+        // many connections): nats-server does not limit route messages by it.
+        // Only the largest max_payload a server may be given bounds them.
+        parser: RouteParser::new(
+            opts.max_control_line * 16,
+            opts.max_payload.max(super::MAX_ROUTE_MESSAGE),
+        ),
         url,
         solicited: url.is_some(),
         configured,

@@ -439,6 +439,10 @@ impl Routes {
     }
 }
 
+/// The largest message a route peer may send: nats-server's ceiling for
+/// `max_payload` (64 MiB). Routes are not held to the clients' limit.
+pub const MAX_ROUTE_MESSAGE: usize = 64 * 1024 * 1024;
+
 /// How long an explicit route waits before redialling, at most.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 

@@ -176,7 +176,14 @@ fn object(body: &[u8]) -> Result<Option<serde_json::Value>, String> {
     }
     match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| e.to_string())? {
         serde_json::Value::Null => Ok(None),
-        v @ serde_json::Value::Object(_) => Ok(Some(v)),
+        // As Go decodes into a struct: a `null` leaves a field unset, and
+        // keys match whatever their case (every option's name is lower case).
+        serde_json::Value::Object(map) => Ok(Some(serde_json::Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
+        ))),
         other => Err(format!(
             "json: cannot unmarshal {} into the request options",
             kind(&other)
@@ -354,5 +361,16 @@ mod tests {
         assert!(decode(Z::Connz, br#"{"limit":"x"}"#).is_err());
         assert!(filter(b"[]").is_err());
         assert_eq!(filter(b"null"), Ok(EventFilter::default()));
+        // What Go sends for `AccountStatzOptions{IncludeUnused: true}`.
+        let (o, _) = account_statz(br#"{"accounts":null,"include_unused":true}"#).unwrap();
+        assert_eq!(
+            o,
+            AccountStatzOptions {
+                accounts: vec![],
+                include_unused: true
+            }
+        );
+        let (p, f) = decode(Z::Connz, br#"{"Acc":"APP","Server_Name":"n"}"#).unwrap();
+        assert_eq!((p.get("acc"), f.server_name.as_str()), ("APP", "n"));
     }
 }

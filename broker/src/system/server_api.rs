@@ -54,6 +54,9 @@ enum Kind {
     Statsz,
     Idz,
     Z(Z),
+    /// Gateways or leaf nodes: Tribune has none, and says so in
+    /// nats-server's shape (an empty `Gatewayz` or `Leafz`).
+    Empty(&'static str),
     /// A kind nats-server answers and Tribune has nothing for.
     Unsupported(&'static str),
 }
@@ -68,8 +71,8 @@ const KINDS: &[(&str, Kind)] = &[
     ("JSZ", Kind::Z(Z::Jsz)),
     ("HEALTHZ", Kind::Z(Z::Healthz)),
     ("ACCOUNTZ", Kind::Z(Z::Accountz)),
-    ("GATEWAYZ", Kind::Unsupported("GATEWAYZ")),
-    ("LEAFZ", Kind::Unsupported("LEAFZ")),
+    ("GATEWAYZ", Kind::Empty("GATEWAYZ")),
+    ("LEAFZ", Kind::Empty("LEAFZ")),
     ("EXPVARZ", Kind::Unsupported("EXPVARZ")),
     ("IPQUEUESZ", Kind::Unsupported("IPQUEUESZ")),
     ("RAFTZ", Kind::Unsupported("RAFTZ")),
@@ -172,8 +175,11 @@ impl Events {
 
     /// `$SYS.ACCOUNT.<account>.DISCONNECT`: `c` closed for `reason`.
     pub fn client_disconnected(&self, server: &Server, c: &ClientShared, reason: ClosedState) {
-        let account = c.meta.lock().account.clone();
-        if account.is_empty() {
+        let (account, announced) = {
+            let meta = c.meta.lock();
+            (meta.account.clone(), meta.announced)
+        };
+        if account.is_empty() || !announced {
             return;
         }
         if self
@@ -221,6 +227,19 @@ pub fn start(server: &Arc<Server>, monitor: Arc<Monitor>) -> Result<Events> {
     tokio::spawn(svc.clone().heartbeat());
     tokio::spawn(svc.clone().account_conns_heartbeat());
     Ok(Events(svc))
+}
+
+/// nats-server's `Gatewayz` or `Leafz` of a server with none.
+fn empty_data(server: &Server, kind: &str) -> String {
+    let now = crate::monitor::gofmt::rfc3339_nano(std::time::SystemTime::now());
+    let id = &server.id;
+    if kind == "GATEWAYZ" {
+        format!(
+            "{{\"server_id\":\"{id}\",\"now\":\"{now}\",\"outbound_gateways\":{{}},\"inbound_gateways\":{{}}}}"
+        )
+    } else {
+        format!("{{\"server_id\":\"{id}\",\"now\":\"{now}\",\"leafnodes\":0,\"leafs\":[]}}")
+    }
 }
 
 /// The kind a request subject asks for.
@@ -388,6 +407,14 @@ impl Service {
                 }
                 self.answer(server, reply, z, &params).await;
             }
+            Kind::Empty(name) => {
+                let Some(reply) = reply else { return };
+                match options::filter(&msg.payload) {
+                    Ok(f) if self.excluded(server, &f) => {}
+                    Ok(_) => self.send_data(server, reply, &empty_data(server, name)),
+                    Err(e) => self.send_error(server, reply, 400, e),
+                }
+            }
             Kind::Unsupported(name) => {
                 let Some(reply) = reply else { return };
                 let filter = options::filter(&msg.payload).unwrap_or_default();
@@ -441,14 +468,10 @@ impl Service {
                 return;
             }
             "LEAFZ" => {
-                let filter = options::filter(&msg.payload).unwrap_or_default();
-                if !self.excluded(server, &filter) {
-                    self.send_error(
-                        server,
-                        reply,
-                        501,
-                        "LEAFZ is not supported by tribune-broker".into(),
-                    );
+                match options::filter(&msg.payload) {
+                    Ok(f) if self.excluded(server, &f) => {}
+                    Ok(_) => self.send_data(server, reply, &empty_data(server, "LEAFZ")),
+                    Err(e) => self.send_error(server, reply, 400, e),
                 }
                 return;
             }
@@ -554,7 +577,7 @@ mod tests {
         assert_eq!(kind_of("$SYS.REQ.SERVER.NABC.IDZ", id), Some(Kind::Idz));
         assert_eq!(
             kind_of("$SYS.REQ.SERVER.NABC.LEAFZ", id),
-            Some(Kind::Unsupported("LEAFZ"))
+            Some(Kind::Empty("LEAFZ"))
         );
         assert_eq!(kind_of("$SYS.REQ.SERVER.NOTME.VARZ", id), None);
         assert_eq!(kind_of("$SYS.REQ.SERVER.PING.NOPE", id), None);

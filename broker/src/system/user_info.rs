@@ -27,11 +27,18 @@ struct SubjectPerm<'a> {
 }
 
 impl<'a> SubjectPerm<'a> {
-    fn of(p: &'a Option<SubjectPermission>) -> Option<SubjectPerm<'a>> {
-        p.as_ref().map(|p| SubjectPerm {
-            allow: p.allow.as_deref().unwrap_or_default(),
-            deny: &p.deny,
-        })
+    /// `{}` for no rules, as nats-server shows a user with permissions.
+    fn of(p: &'a Option<SubjectPermission>) -> SubjectPerm<'a> {
+        match p {
+            Some(p) => SubjectPerm {
+                allow: p.allow.as_deref().unwrap_or_default(),
+                deny: &p.deny,
+            },
+            None => SubjectPerm {
+                allow: &[],
+                deny: &[],
+            },
+        }
     }
 }
 
@@ -45,10 +52,8 @@ struct ResponsePerm {
 /// nats-server's public `Permissions`.
 #[derive(Serialize)]
 struct PublicPermissions<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    publish: Option<SubjectPerm<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subscribe: Option<SubjectPerm<'a>>,
+    publish: SubjectPerm<'a>,
+    subscribe: SubjectPerm<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     responses: Option<ResponsePerm>,
 }
@@ -96,7 +101,10 @@ pub fn reply(
             account,
             account_name: account,
             permissions,
-            expires: expires_in.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            // Whole seconds, left out at zero, as nats-server shows it.
+            expires: expires_in
+                .map(|d| d.as_secs().saturating_mul(1_000_000_000))
+                .filter(|n| *n > 0),
         },
     };
     crate::monitor::gofmt::to_json(&msg).into_bytes()
@@ -151,7 +159,7 @@ mod tests {
             "free",
             "APP",
             None,
-            Some(Duration::from_secs(5)),
+            Some(Duration::from_millis(5_700)),
         ))
         .unwrap();
         assert_eq!(

@@ -423,6 +423,44 @@ async def user_info_answers(binary, workdir):
     return out
 
 
+async def user_info_reply_reaches_others(binary, workdir):
+    """`limited` may not publish on `secret.>`; it asks USER.INFO with
+    `secret.inbox` as the reply while another client of its account listens
+    there. True if that client got the answer."""
+    conf = workdir / "server.conf"
+    workdir.mkdir(parents=True)
+    conf.write_text(USER_INFO_CONFIG)
+    server = Server(binary, workdir / "srv", args=("-c", str(conf)))
+    try:
+        other = await nats.connect(server.url, user="free", password="free", allow_reconnect=False)
+        sub = await other.subscribe("secret.inbox")
+        await other.flush()
+        limited = await nats.connect(server.url, user="limited", password="limited", allow_reconnect=False)
+        await limited.publish("$SYS.REQ.USER.INFO", b"", reply="secret.inbox")
+        await limited.flush()
+        try:
+            await sub.next_msg(timeout=QUIET)
+            got = True
+        except nats.errors.TimeoutError:
+            got = False
+        await limited.close()
+        await other.close()
+        return got
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+
+
+def test_user_info_answers_only_the_requester(tmp_path):
+    """Tribune delivers the USER.INFO answer only to the requester's own
+    subscriptions on the reply subject. nats-server publishes it into the
+    account, so any subscriber of the reply subject gets it, which lets a
+    client make the server publish where the client itself may not (a
+    JetStream API subject as the reply would run that request). An intended
+    difference, in the README."""
+    assert not asyncio.run(user_info_reply_reaches_others(tribune_bin(), tmp_path / "tribune"))
+
+
 def test_user_info_agrees_with_nats_server(tmp_path):
     """`$SYS.REQ.USER.INFO` from users with and without permissions, and from
     one not allowed to publish it: the same answers from both servers."""
