@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{sleep, Instant};
 use tracing::{debug, error, trace};
 
-use super::deliver::{deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
+use super::deliver::{deliver_one, deliver_to_match, FlushSet, Msg, Origin, QueueRng, RouteFanout};
 use super::{ClientShared, ClientType, ClosedState, CookieCredentials, Plain, TransportWriter};
 use login::PendingAuth;
 
@@ -633,22 +633,21 @@ impl Reader {
         // published into the account, the server's answer would reach
         // subjects the client may not publish to (a JetStream API subject
         // as the reply would run that request).
+        let msg = Msg {
+            subject: reply,
+            reply: None,
+            hdr_len: 0,
+            body: &body,
+        };
         let r = self.account.sublist.match_subject(reply);
         let mut n = 0;
         for sub in r.psubs.iter().filter(|s| s.client.cid == self.shared.cid) {
-            let mut out = Vec::with_capacity(32 + reply.len() + body.len());
-            out.extend_from_slice(b"MSG ");
-            out.extend_from_slice(reply);
-            out.push(b' ');
-            out.extend_from_slice(&sub.sid);
-            out.extend_from_slice(format!(" {}\r\n", body.len()).as_bytes());
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"\r\n");
-            self.shared.send(&out);
-            n += 1;
+            if let Some(bytes) = deliver_one(sub, &msg, &mut self.flush, &*self.server) {
+                n += 1;
+                self.out_bytes += bytes as u64;
+            }
         }
         self.out_msgs += n as u64;
-        self.out_bytes += (n * body.len()) as u64;
         // Answered, even if the client does not listen on the reply: no
         // "no responders" for it.
         n.max(1)

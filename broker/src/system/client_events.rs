@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::ServerInfo;
 use crate::client::{ClientShared, ClosedState};
 use crate::monitor::gofmt::GoTime;
+use crate::monitor::statsz::DataStats;
 
 pub const CONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_connect";
 pub const DISCONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_disconnect";
@@ -26,13 +27,32 @@ pub const ACCOUNT_CONNS_TYPE: &str = "io.nats.server.advisory.v1.account_connect
 /// while the account has clients there.
 #[derive(Serialize)]
 pub struct AccountConnsEvent {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: String,
-    pub timestamp: GoTime,
-    pub server: ServerInfo,
+    #[serde(flatten)]
+    pub head: EventHead,
     #[serde(flatten)]
     pub stat: crate::monitor::accountz::AccountStat,
+}
+
+/// What every event starts with: nats-server's `TypedEvent` (type, a new
+/// id, the time) and the sending server's `server` block.
+#[derive(Serialize)]
+pub struct EventHead {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    timestamp: GoTime,
+    server: ServerInfo,
+}
+
+impl EventHead {
+    pub fn new(kind: &'static str, server: ServerInfo, at: SystemTime) -> EventHead {
+        EventHead {
+            kind,
+            id: crate::nuid::next(),
+            timestamp: GoTime(at),
+            server,
+        }
+    }
 }
 
 /// nats-server's `ClientInfo`, the fields Tribune knows.
@@ -107,32 +127,19 @@ impl ClientInfo {
     }
 }
 
-/// Messages and bytes, as nats-server's `DataStats` writes them.
-#[derive(Debug, Serialize)]
-pub struct DataStats {
-    pub msgs: u64,
-    pub bytes: u64,
-}
-
 /// nats-server's `ConnectEventMsg`.
 #[derive(Serialize)]
 pub struct ConnectEvent {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: String,
-    pub timestamp: GoTime,
-    pub server: ServerInfo,
+    #[serde(flatten)]
+    pub head: EventHead,
     pub client: ClientInfo,
 }
 
 /// nats-server's `DisconnectEventMsg`.
 #[derive(Serialize)]
 pub struct DisconnectEvent {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: String,
-    pub timestamp: GoTime,
-    pub server: ServerInfo,
+    #[serde(flatten)]
+    pub head: EventHead,
     pub client: ClientInfo,
     /// What the client sent (the server's inbound).
     pub sent: DataStats,
@@ -148,10 +155,7 @@ pub fn connect(c: &ClientShared, server: ServerInfo) -> Option<(String, ConnectE
     Some((
         subject,
         ConnectEvent {
-            kind: CONNECT_TYPE,
-            id: crate::nuid::next(),
-            timestamp: GoTime(SystemTime::now()),
-            server,
+            head: EventHead::new(CONNECT_TYPE, server, SystemTime::now()),
             client,
         },
     ))
@@ -172,10 +176,7 @@ pub fn disconnect(
     Some((
         subject,
         DisconnectEvent {
-            kind: DISCONNECT_TYPE,
-            id: crate::nuid::next(),
-            timestamp: GoTime(now),
-            server,
+            head: EventHead::new(DISCONNECT_TYPE, server, now),
             client,
             sent: DataStats {
                 msgs: c.stats.in_msgs.load(Ordering::Relaxed),

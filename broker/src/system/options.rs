@@ -203,6 +203,16 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The `subs` parameter of `/connz` and `/routez` for the JSON options
+/// `subscriptions` and `subscriptions_detail`.
+fn subs(subscriptions: bool, detail: bool) -> &'static str {
+    match (subscriptions, detail) {
+        (_, true) => "detail",
+        (true, false) => "true",
+        (false, false) => "",
+    }
+}
+
 fn read<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, String> {
     T::deserialize(v).map_err(|e| e.to_string())
 }
@@ -228,16 +238,7 @@ pub fn decode(z: Z, body: &[u8]) -> Result<(Params, EventFilter), String> {
             Pairs::default()
                 .text("sort", &o.sort)
                 .flag("auth", o.auth)
-                .text(
-                    "subs",
-                    if o.subscriptions_detail {
-                        "detail"
-                    } else if o.subscriptions {
-                        "true"
-                    } else {
-                        ""
-                    },
-                )
+                .text("subs", subs(o.subscriptions, o.subscriptions_detail))
                 .num("offset", o.offset)
                 .num("limit", o.limit)
                 .num("cid", o.cid)
@@ -247,16 +248,7 @@ pub fn decode(z: Z, body: &[u8]) -> Result<(Params, EventFilter), String> {
         }
         Z::Routez => {
             let o: RoutezOptions = read(body)?;
-            Pairs::default().text(
-                "subs",
-                if o.subscriptions_detail {
-                    "detail"
-                } else if o.subscriptions {
-                    "true"
-                } else {
-                    ""
-                },
-            )
+            Pairs::default().text("subs", subs(o.subscriptions, o.subscriptions_detail))
         }
         Z::Subsz => {
             let o: SubszOptions = read(body)?;

@@ -242,6 +242,11 @@ fn empty_data(server: &Server, kind: &str) -> String {
     }
 }
 
+/// A request whose JSON holds only the filter.
+fn filter_only(body: &[u8]) -> Result<((), EventFilter), String> {
+    options::filter(body).map(|f| ((), f))
+}
+
 /// The kind a request subject asks for.
 fn kind_of(subject: &str, id: &str) -> Option<Kind> {
     if subject == PING {
@@ -343,10 +348,11 @@ impl Service {
             return;
         };
         let event = client_events::AccountConnsEvent {
-            kind: client_events::ACCOUNT_CONNS_TYPE,
-            id: crate::nuid::next(),
-            timestamp: crate::monitor::gofmt::GoTime(std::time::SystemTime::now()),
-            server: self.info(server),
+            head: client_events::EventHead::new(
+                client_events::ACCOUNT_CONNS_TYPE,
+                self.info(server),
+                std::time::SystemTime::now(),
+            ),
             stat: crate::monitor::accountz::account_stat(server, &acc),
         };
         for s in &subjects {
@@ -356,6 +362,24 @@ impl Service {
 
     fn info(&self, server: &Server) -> ServerInfo {
         ServerInfo::of(server, self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// The options of a request if it is for this server: `None` when its
+    /// filter names other servers, or when its JSON does not decode (then
+    /// answered on `to` with nats-server's 400).
+    fn addressed<T>(
+        &self,
+        server: &Server,
+        to: &str,
+        decoded: Result<(T, EventFilter), String>,
+    ) -> Option<T> {
+        match decoded {
+            Ok((opts, filter)) => (!self.excluded(server, &filter)).then_some(opts),
+            Err(e) => {
+                self.send_error(server, to, 400, e);
+                None
+            }
+        }
     }
 
     fn excluded(&self, server: &Server, filter: &EventFilter) -> bool {
@@ -380,10 +404,11 @@ impl Service {
             Kind::Statsz => {
                 // No reply: send on the broadcast subject, as nats-server does.
                 let to = reply.unwrap_or(&self.statsz_subject);
-                match options::filter(&msg.payload) {
-                    Ok(f) if self.excluded(server, &f) => {}
-                    Ok(_) => self.send_statsz(server, to),
-                    Err(e) => self.send_error(server, to, 400, e),
+                if self
+                    .addressed(server, to, filter_only(&msg.payload))
+                    .is_some()
+                {
+                    self.send_statsz(server, to);
                 }
             }
             Kind::Idz => {
@@ -398,21 +423,19 @@ impl Service {
             }
             Kind::Z(z) => {
                 let Some(reply) = reply else { return };
-                let (params, filter) = match options::decode(z, &msg.payload) {
-                    Ok(v) => v,
-                    Err(e) => return self.send_error(server, reply, 400, e),
-                };
-                if self.excluded(server, &filter) {
-                    return;
+                if let Some(params) =
+                    self.addressed(server, reply, options::decode(z, &msg.payload))
+                {
+                    self.answer(server, reply, z, &params).await;
                 }
-                self.answer(server, reply, z, &params).await;
             }
             Kind::Empty(name) => {
                 let Some(reply) = reply else { return };
-                match options::filter(&msg.payload) {
-                    Ok(f) if self.excluded(server, &f) => {}
-                    Ok(_) => self.send_data(server, reply, &empty_data(server, name)),
-                    Err(e) => self.send_error(server, reply, 400, e),
+                if self
+                    .addressed(server, reply, filter_only(&msg.payload))
+                    .is_some()
+                {
+                    self.send_data(server, reply, &empty_data(server, name));
                 }
             }
             Kind::Unsupported(name) => {
@@ -446,13 +469,11 @@ impl Service {
         };
         let z = match kind {
             "STATZ" => {
-                let (opts, filter) = match options::account_statz(&msg.payload) {
-                    Ok(v) => v,
-                    Err(e) => return self.send_error(server, reply, 400, e),
-                };
-                if self.excluded(server, &filter) {
+                let Some(opts) =
+                    self.addressed(server, reply, options::account_statz(&msg.payload))
+                else {
                     return;
-                }
+                };
                 let accounts = if account == "PING" {
                     opts.accounts
                 } else {
@@ -468,10 +489,11 @@ impl Service {
                 return;
             }
             "LEAFZ" => {
-                match options::filter(&msg.payload) {
-                    Ok(f) if self.excluded(server, &f) => {}
-                    Ok(_) => self.send_data(server, reply, &empty_data(server, "LEAFZ")),
-                    Err(e) => self.send_error(server, reply, 400, e),
+                if self
+                    .addressed(server, reply, filter_only(&msg.payload))
+                    .is_some()
+                {
+                    self.send_data(server, reply, &empty_data(server, "LEAFZ"));
                 }
                 return;
             }
@@ -483,13 +505,9 @@ impl Service {
         if account == "PING" {
             return;
         }
-        let (params, filter) = match options::decode(z, &msg.payload) {
-            Ok(v) => v,
-            Err(e) => return self.send_error(server, reply, 400, e),
-        };
-        if self.excluded(server, &filter) {
+        let Some(params) = self.addressed(server, reply, options::decode(z, &msg.payload)) else {
             return;
-        }
+        };
         let params = match z {
             Z::Subsz => params.with("acc", account).with("subs", "true"),
             _ => params.with("acc", account),
