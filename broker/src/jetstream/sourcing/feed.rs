@@ -194,8 +194,13 @@ impl Running {
         );
         let (tx, mut rx) = mpsc::unbounded_channel::<OwnedMsg>();
         let client = InternalClient::new(&server, account, Arc::new(ChannelHandler(tx)));
+        // A durable source listens on its consumer's deliver subject only
+        // once the reset is answered, as nats-server does: the consumer
+        // delivers only to interest, so its first delivery is from the
+        // ack floor, never one from before the reset (which could also
+        // overtake the answer and be taken as stale).
         let subjects = if durable.is_some() {
-            vec![&deliver, &reply, &ack_wildcard]
+            vec![&reply, &ack_wildcard]
         } else {
             vec![&deliver, &reply]
         };
@@ -237,7 +242,7 @@ impl Running {
             }
         }
         drop(server);
-        let outcome = self.receive(&client, &mut rx, &reply).await;
+        let outcome = self.receive(&client, &mut rx, &reply, &deliver).await;
         if durable.is_some() && !matches!(outcome, Outcome::Stop) {
             // The next attempt starts from what the stream holds: let it
             // answer for what this one handed over first.
@@ -316,6 +321,7 @@ impl Running {
         client: &InternalClient,
         rx: &mut mpsc::UnboundedReceiver<OwnedMsg>,
         reply: &str,
+        deliver: &str,
     ) -> Outcome {
         let mut created = false;
         let mut wait = CREATE_WAIT;
@@ -361,6 +367,19 @@ impl Running {
             if m.subject == reply {
                 let durable = self.state.source.consumer.is_some();
                 match create_error(&m.payload, durable, self.state.mirror) {
+                    None if durable && !created => {
+                        created = true;
+                        wait = STALLED;
+                        self.state.set_error(None);
+                        let Some(server) = self.server.upgrade() else {
+                            return Outcome::Stop;
+                        };
+                        if let Err(e) = client.subscribe(&server, deliver, None) {
+                            self.fail(format!("subscribing to {deliver}: {e}"));
+                            return Outcome::Retry { failed: true };
+                        }
+                        continue;
+                    }
                     None => {
                         created = true;
                         wait = STALLED;
@@ -372,11 +391,6 @@ impl Running {
                         return Outcome::Retry { failed: true };
                     }
                 }
-            }
-            // A durable consumer's deliveries before its reset are from
-            // where it stood, not from its ack floor: not taken.
-            if !created && !self.acks.prefix.is_empty() {
-                continue;
             }
             // Deliveries may overtake the create answer.
             created = true;
