@@ -92,6 +92,20 @@ impl Exposition {
         }
     }
 
+    /// A family whose samples carry owned label values (per stream,
+    /// per replica, ...).
+    pub fn labelled(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        rows: &[(Vec<(&str, &str)>, f64)],
+    ) {
+        let samples: Vec<(&[(&str, &str)], f64)> =
+            rows.iter().map(|(l, v)| (l.as_slice(), *v)).collect();
+        self.family(name, kind, help, &samples);
+    }
+
     /// A family with a single unlabelled sample.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
         self.family(name, kind, help, &[(&[], value)]);
@@ -314,14 +328,13 @@ fn render(m: &Monitor) -> String {
         .iter()
         .map(|(path, n)| (vec![("path", *path)], *n as f64))
         .collect();
-    let samples: Vec<(&[(&str, &str)], f64)> =
-        samples.iter().map(|(l, v)| (l.as_slice(), *v)).collect();
-    e.family(
+    e.labelled(
         "tribune_http_requests_total",
         Counter,
         "Monitoring HTTP requests, by endpoint.",
         &samples,
     );
+    super::jsz::metrics(m, &mut e);
     e.finish()
 }
 

@@ -17,6 +17,7 @@ pub mod js_workload;
 pub mod json_shape;
 pub mod netcut;
 pub mod operator;
+pub mod prometheus;
 pub mod raw;
 pub mod scenario;
 pub mod sourcing;

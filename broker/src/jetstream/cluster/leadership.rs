@@ -32,6 +32,28 @@ pub struct Leadership {
     pub size: usize,
 }
 
+impl Leadership {
+    /// Whether this view, taken on server `me`, shows a leader that can
+    /// make progress: one is known and, when it is `me`, it heard from a
+    /// quorum of the voters within `within`. An openraft leader cut off
+    /// from the others keeps its role (nats-server's steps down once it
+    /// has lost quorum), so knowing a leader is not enough on the leader.
+    pub fn leader_with_quorum(&self, me: &str, within: Duration) -> bool {
+        match &self.leader {
+            None => false,
+            Some(leader) if leader == me => {
+                let heard = self
+                    .replicas
+                    .iter()
+                    .filter(|r| r.active.is_some_and(|a| a <= within))
+                    .count();
+                heard + 1 > self.size / 2
+            }
+            Some(_) => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReplicaStatus {
     pub id: u64,
@@ -178,5 +200,48 @@ pub fn leadership_of<C: GroupTypes>(
         leader_id,
         replicas,
         size: voters.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(name: &str, active: Option<u64>) -> ReplicaStatus {
+        ReplicaStatus {
+            id: 0,
+            name: name.into(),
+            current: true,
+            lag: 0,
+            active: active.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn a_leader_needs_a_quorum_it_heard_from_recently() {
+        let within = Duration::from_secs(10);
+        let view = |leader: Option<&str>, replicas| Leadership {
+            leader: leader.map(str::to_string),
+            leader_id: None,
+            replicas,
+            size: 3,
+        };
+        assert!(!view(None, vec![]).leader_with_quorum("a", within));
+        // Another leader: this follower hears from it.
+        assert!(view(Some("b"), vec![]).leader_with_quorum("a", within));
+        let both = vec![replica("b", Some(1)), replica("c", Some(2))];
+        assert!(view(Some("a"), both).leader_with_quorum("a", within));
+        let one = vec![replica("b", Some(1)), replica("c", Some(60))];
+        assert!(view(Some("a"), one).leader_with_quorum("a", within));
+        let none = vec![replica("b", Some(60)), replica("c", None)];
+        assert!(!view(Some("a"), none).leader_with_quorum("a", within));
+        // A single replica is its own quorum.
+        let solo = Leadership {
+            leader: Some("a".into()),
+            leader_id: None,
+            replicas: vec![],
+            size: 1,
+        };
+        assert!(solo.leader_with_quorum("a", within));
     }
 }

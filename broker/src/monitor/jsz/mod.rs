@@ -9,6 +9,7 @@
 
 mod detail;
 mod meta;
+mod metrics;
 mod options;
 
 use std::sync::atomic::Ordering;
@@ -23,6 +24,7 @@ use crate::options::SyncPolicy;
 use crate::server::Server;
 use detail::{AccountDetail, Stats};
 use meta::MetaCluster;
+pub(super) use metrics::metrics;
 use options::JszOptions;
 
 /// nats-server's `JetStreamConfig`; all zero when JetStream is off.
