@@ -117,6 +117,7 @@ async fn replicated_streams_show_leaders_lag_and_leaderless_groups() {
     assert_eq!(meta_leaders, 1.0);
     for (i, v) in views.iter().enumerate() {
         let me = &names[i];
+        assert_eq!(v["tribune_routes"], 2.0, "{me}: a full mesh of three");
         assert_eq!(v["tribune_jetstream_enabled"], 1.0, "{me}");
         assert_eq!(v["tribune_jetstream_meta_cluster_size"], 3.0, "{me}");
         assert_eq!(v["tribune_jetstream_meta_leaderless"], 0.0, "{me}");

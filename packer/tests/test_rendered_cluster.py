@@ -16,6 +16,9 @@ receives a bridge update from the simulator, and only the sports its
 token grants. The web-idp secret also lists a web application (`apps`):
 a token for its audience lands in its own account, which reads the same
 feed (live and direct get); a token for no known audience is refused.
+Last, the shipped alerting rules and dashboard read only metrics these
+binaries write, and a real Prometheus scraping them evaluates the rules:
+quiet while healthy, node-down naming a stopped broker (live_alerts.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from test_packer import LOCALSTACK, _broker_bin, _instance, _localstack_sm, _ren
 
 from node_secrets import AUTH_BIN, BRIDGE, HS256_AUDIENCE as AUDIENCE, HS256_ISSUER as ISSUER  # noqa: E402
 from node_secrets import bootstrapped  # noqa: E402
+import live_alerts  # noqa: E402
 
 AUTH = AUTH_BIN
 # A web application besides WEB, as `make web-app APP=partners
@@ -176,9 +180,11 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
         _localize(nodes, tmp_path, nk["route_user"], nk["route_password"], mqtt_port)
         logs = tmp_path / "logs"
         logs.mkdir()
+        brokers = {}
         for n in nodes:
             p, log = _start(procs, logs, f"broker{n.i}", [str(_broker_bin()), "-c", str(n.etc / "broker.conf")])
             _wait_port(n.client, f"broker{n.i}", p, log)
+            brokers[f"node{n.i}"] = p
         for n in nodes:
             p, log = _start(procs, logs, f"auth{n.i}", [str(AUTH), "--config", str(n.etc / "auth.toml")])
             _wait_port(n.auth_metrics, f"auth{n.i}", p, log)
@@ -197,6 +203,21 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
         try:
             asyncio.run(_clients(nodes, ca, nk["services_seed"], _token(hs256, ["football"])))
             asyncio.run(_app_clients(nodes, ca, hs256))
+            # The shipped alerts and dashboard read what these binaries
+            # write, and a real Prometheus evaluates the rules on them.
+            targets = {
+                "tribune-broker": [(f"node{n.i}", f"127.0.0.1:{n.mon}") for n in nodes],
+                "tribune-auth": [(f"node{n.i}", f"127.0.0.1:{n.auth_metrics}") for n in nodes],
+                "tribune-bridge": [(f"node{n.i}", f"127.0.0.1:{n.bridge_http}") for n in nodes],
+            }
+            live_alerts.check_metrics(targets)
+
+            def stop_broker(instance: str) -> None:
+                brokers[instance].terminate()
+                brokers[instance].wait(timeout=30)
+
+            live_alerts.check_alerts(targets, stop_broker, tmp_path,
+                                     lambda name, cmd: _start(procs, logs, name, cmd)[0])
         except BaseException as e:
             # What each part of the system said, for a failure seen only on
             # a loaded CI machine.

@@ -218,8 +218,8 @@ fn render(m: &Monitor) -> String {
     e.single(
         "tribune_routes",
         Gauge,
-        "Cluster routes currently connected.",
-        0.0,
+        "Cluster routes currently connected (one per peer, as /varz counts them).",
+        s.routes.num_peers() as f64,
     );
     e.single(
         "tribune_messages_received_total",
@@ -311,6 +311,20 @@ fn render(m: &Monitor) -> String {
         "User and system CPU time used by the process, in seconds.",
         procstat::cpu_seconds(),
     );
+    if let Some((total, available)) = procstat::system_memory() {
+        e.single(
+            "tribune_system_memory_bytes",
+            Gauge,
+            "The host's memory.",
+            total as f64,
+        );
+        e.single(
+            "tribune_system_memory_available_bytes",
+            Gauge,
+            "The host's memory still available to new work.",
+            available as f64,
+        );
+    }
     e.single(
         "tribune_cpu_cores",
         Gauge,

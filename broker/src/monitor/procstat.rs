@@ -40,7 +40,23 @@ pub fn rss_bytes() -> u64 {
 }
 
 fn parse_vmrss(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    kib_field(text, "VmRSS:")
+}
+
+/// The host's memory and what is still available to new work
+/// (`MemTotal` and `MemAvailable` of `/proc/meminfo`), for alerts that
+/// compare the broker's size with the machine's.
+pub fn system_memory() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    Some((
+        kib_field(&text, "MemTotal:")?,
+        kib_field(&text, "MemAvailable:")?,
+    ))
+}
+
+/// The value of a `Name:   N kB` line, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -121,6 +137,16 @@ fn round_percent(p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn meminfo_fields_are_bytes() {
+        let text = "MemTotal:        8000000 kB\nMemFree:  1 kB\nMemAvailable:    2000000 kB\n";
+        assert_eq!(kib_field(text, "MemTotal:"), Some(8_192_000_000));
+        assert_eq!(kib_field(text, "MemAvailable:"), Some(2_048_000_000));
+        assert_eq!(kib_field(text, "SwapTotal:"), None);
+        let (total, available) = system_memory().expect("/proc/meminfo");
+        assert!(available <= total && total > 0);
+    }
+
     use super::*;
 
     #[test]
