@@ -1543,14 +1543,16 @@ impl Consumer {
             // Interest on the deliver subject is polled.
             consider(Instant::now() + Duration::from_millis(100));
         }
-        if st.dirty {
-            consider(st.last_save + SAVE_EVERY);
+        if let Some(t) = save_due(st.dirty, st.last_save, self.state_file.is_some()) {
+            consider(t);
         }
         at
     }
 
     fn maybe_save(&self, st: &mut CState, force: bool) {
         let Some(file) = &self.state_file else {
+            // Nothing to write it to (a memory consumer): nothing pending.
+            st.dirty = false;
             return;
         };
         if !st.dirty || (!force && st.last_save.elapsed() < SAVE_EVERY) {
@@ -1579,10 +1581,15 @@ impl Consumer {
                 st.dirty = false;
                 st.last_save = Instant::now();
             }
-            Err(e) => warn!(
-                "JetStream consumer {:?} > {:?}: saving state: {e}",
-                self.stream_name, self.name
-            ),
+            Err(e) => {
+                // Tried now: the next attempt waits its turn, rather than
+                // the consumer's task retrying (and logging) in a loop.
+                st.last_save = Instant::now();
+                warn!(
+                    "JetStream consumer {:?} > {:?}: saving state: {e}",
+                    self.stream_name, self.name
+                );
+            }
         }
     }
 
@@ -1833,9 +1840,25 @@ fn heartbeat(subject: &str, last: SequencePair, stalled: Option<&str>) -> Out {
     }
 }
 
+/// When a consumer's state is next due to be written: after [`SAVE_EVERY`]
+/// since the last write, while something changed, and never without a file
+/// to write it to. A memory consumer once woke its task at a deadline
+/// already past, forever: a busy loop per consumer.
+fn save_due(dirty: bool, last_save: Instant, has_file: bool) -> Option<Instant> {
+    (dirty && has_file).then(|| last_save + SAVE_EVERY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_consumer_with_a_file_is_due_to_save() {
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        assert_eq!(save_due(true, long_ago, false), None);
+        assert_eq!(save_due(false, long_ago, true), None);
+        assert_eq!(save_due(true, long_ago, true), Some(long_ago + SAVE_EVERY));
+    }
 
     #[test]
     fn ack_bodies() {
