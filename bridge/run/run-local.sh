@@ -4,8 +4,9 @@
 #   3 broker nodes (cluster + JetStream, R3 streams, WebSocket listeners),
 #   tribune-auth (auth callout for web users), the feed simulator with an
 #   embedded MQTT broker, three tribune-bridges (one per node, one active at a
-#   time: ha.mode single_active), and the live-scores page; prints the
-#   page's URL (with a development token) and tails sports.football.* live.
+#   time: ha.mode single_active), the live-scores page and, with prometheus
+#   installed, the dashboard and alerts of terraform/monitoring; prints the
+#   URLs (the page's with a development token) and tails sports.football.* live.
 #   Ctrl-C stops everything.
 #
 # Environment:
@@ -13,7 +14,10 @@
 #   TRIBUNE_BROKER_BIN / NATS_SERVER_BIN   binary paths (the Makefile exports them)
 #   RUN_PORT_OFFSET=N         add N to every port (default 0: 4222-4224, 6222-6224,
 #                             8222-8224, WebSocket 8081-8083, page 8080, MQTT 1883,
-#                             bridges 9465/9468/9469, auth 9464/9466/9467)
+#                             bridges 9465/9468/9469, auth 9464/9466/9467,
+#                             Prometheus 9090, dashboard 3000)
+#   PROMETHEUS_BIN=PATH       prometheus for the live dashboard and alerts (default: on PATH;
+#                             without one there is no dashboard)
 #   RUN_STATE_DIR=DIR         keys, configs, logs, JetStream data (default target/run-local)
 #   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
 #   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
@@ -322,6 +326,42 @@ start web "$PYTHON" -m http.server --bind 127.0.0.1 --directory "$WEB" "$WEB_POR
 wait_port "$WEB_PORT" web
 PAGE_URL="http://127.0.0.1:$WEB_PORT/#token=$(cat "$K/web.token")"
 printf '%s\n' "$PAGE_URL" > "$STATE/page.url"
+
+# The dashboard and alerts of terraform/monitoring, live: a Prometheus
+# scraping every /metrics with the alerting rules loaded, and the Grafana
+# dashboard drawn from it by terraform/monitoring/preview (no Grafana
+# here). Only where a prometheus binary is installed (Debian: prometheus).
+DASHBOARD_MSG="  dashboard:       install prometheus (apt-get install prometheus) for a live dashboard and alerts"
+PROM_BIN=${PROMETHEUS_BIN:-$(command -v prometheus || true)}
+if [ -n "$PROM_BIN" ]; then
+    PROM_PORT=$((9090 + OFF)); DASH_PORT=$((3000 + OFF))
+    MONITORING="$ROOT/terraform/monitoring"
+    targets() { local out=() p; for p in "$@"; do out+=("\"127.0.0.1:$p\""); done; local IFS=,; echo "${out[*]}"; }
+    cat > "$STATE/conf/prometheus.yml" <<PROM
+global: { scrape_interval: 5s, evaluation_interval: 5s }
+rule_files: [ "$MONITORING/prometheus/tribune-alerts.yml" ]
+scrape_configs:
+  - job_name: tribune-broker
+    static_configs: [ { targets: [ $(targets "${MON[@]}") ] } ]
+  - job_name: tribune-auth
+    static_configs: [ { targets: [ $(targets "${AUTH_HTTP[@]}") ] } ]
+  - job_name: tribune-bridge
+    static_configs: [ { targets: [ $(targets "${BRIDGE_HTTP[@]}") ] } ]
+PROM
+    echo "== prometheus on http://127.0.0.1:$PROM_PORT, dashboard on http://127.0.0.1:$DASH_PORT"
+    start prometheus "$PROM_BIN" --config.file="$STATE/conf/prometheus.yml" \
+        --storage.tsdb.path="$STATE/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
+    DASH="$STATE/dashboard"
+    mkdir -p "$DASH"
+    cp "$MONITORING/preview/index.html" "$MONITORING/preview/preview.js" "$MONITORING/grafana/tribune-cluster.json" "$DASH/"
+    start dashboard "$PYTHON" -m http.server --bind 127.0.0.1 --directory "$DASH" "$DASH_PORT"
+    wait_port "$PROM_PORT" prometheus
+    wait_port "$DASH_PORT" dashboard
+    DASHBOARD_URL="http://127.0.0.1:$DASH_PORT/?prometheus=http://127.0.0.1:$PROM_PORT"
+    printf '%s\n' "$DASHBOARD_URL" > "$STATE/dashboard.url"
+    DASHBOARD_MSG="  dashboard:       $DASHBOARD_URL
+  alerts:          http://127.0.0.1:$PROM_PORT/alerts"
+fi
 cat <<MSG
 
 Tribune is running (logs: $LOGS).
@@ -336,6 +376,7 @@ Watch live updates in the terminal:
     TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
   bridge health:   curl -s 127.0.0.1:${BRIDGE_HTTP[0]}/healthz   (role: active or standby; also :${BRIDGE_HTTP[1]}, :${BRIDGE_HTTP[2]})
   cluster:         curl -s 127.0.0.1:${MON[0]}/routez
+$DASHBOARD_MSG
 Ctrl-C stops everything.
 
 MSG

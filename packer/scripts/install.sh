@@ -36,8 +36,12 @@ install -o root -g root -m 0755 "$src/files/attach-data-volume" /usr/local/libex
 install -o root -g root -m 0644 "$src/files/tribune_boot.py" /usr/local/libexec/tribune/tribune_boot.py
 # The web applications' rules (render-config imports it; `make web-app` too).
 install -o root -g root -m 0644 "$src/files/tribune_webapps.py" /usr/local/libexec/tribune/tribune_webapps.py
+# What the CloudWatch alarms watch, published every minute.
+install -o root -g root -m 0755 "$src/files/tribune-cloudwatch-metrics" \
+    /usr/local/libexec/tribune/tribune-cloudwatch-metrics
 
-for unit in tribune-data-volume tribune-render-config tribune-broker tribune-auth tribune-bridge; do
+for unit in tribune-data-volume tribune-render-config tribune-broker tribune-auth tribune-bridge \
+    tribune-cloudwatch-metrics; do
     install -o root -g root -m 0644 "$src/files/systemd/$unit.service" "/etc/systemd/system/$unit.service"
 done
 # The broker never starts without its data volume mounted (AMI only).
@@ -60,4 +64,4 @@ systemctl daemon-reload
 # render-config wrote their configs (ConditionPathExists), i.e. once the
 # web-idp and provider secrets are filled in.
 systemctl enable tribune-data-volume.service tribune-render-config.service tribune-broker.service \
-    tribune-auth.service tribune-bridge.service
+    tribune-auth.service tribune-bridge.service tribune-cloudwatch-metrics.service

@@ -46,7 +46,10 @@ prop() { systemctl show -p "$2" --value "$1"; }
 [[ $(prop tribune-broker ProtectSystem) == strict ]] || fail "tribune-broker ProtectSystem"
 [[ $(prop tribune-broker User) == tribune ]] || fail "tribune-broker must not run as root"
 systemctl is-enabled tribune-data-volume.service tribune-render-config.service tribune-broker.service \
-    tribune-auth.service tribune-bridge.service >/dev/null || fail "units not enabled"
+    tribune-auth.service tribune-bridge.service tribune-cloudwatch-metrics.service >/dev/null \
+    || fail "units not enabled"
+python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' \
+    /usr/local/libexec/tribune/tribune-cloudwatch-metrics || fail "tribune-cloudwatch-metrics does not parse"
 [[ $(prop tribune-broker Requires) == *tribune-data-volume.service* ]] \
     || fail "tribune-broker must require its data volume (tribune-broker.service.d/data-volume.conf)"
 python3 -c 'import sys; sys.path.insert(0, "/usr/local/libexec/tribune"); import tribune_boot, tribune_webapps' \

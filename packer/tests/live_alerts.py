@@ -9,6 +9,8 @@ about the machine's own disk and memory, which say more about the test
 machine than about Tribune); then one broker is stopped and the node-down
 expression names it while the route and leadership expressions stay
 quiet: the other two nodes still route to each other and elect leaders.
+Before that, `check_preview` draws the dashboard as `make run` serves it
+(terraform/monitoring/preview) in headless Chromium from that Prometheus.
 """
 
 from __future__ import annotations
@@ -106,6 +108,52 @@ class Prometheus:
         pytest.fail(f"gave up waiting for {what}: {last}")
 
 
+PREVIEW = MONITORING / "preview"
+
+
+def check_preview(prometheus: str, work: Path) -> None:
+    """The dashboard as `make run` shows it (preview/, which draws the
+    Grafana JSON's panels from Prometheus), in headless Chromium: every
+    panel drawn from a query that answered, none with an error."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("TRIBUNE_REQUIRE_PROMETHEUS"):
+            pytest.fail("chromium not found (apt-get install chromium)")
+        print("live_alerts: no chromium; the dashboard preview was not drawn")
+        return
+    site = work / "dashboard"
+    site.mkdir()
+    for f in (PREVIEW / "index.html", PREVIEW / "preview.js", DASHBOARD):
+        shutil.copy(f, site / f.name)
+    port = _free_port()
+    server = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(site),
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                _get(f"http://127.0.0.1:{port}/index.html")
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/index.html?prometheus={prometheus}&minutes=5"
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1440,2200",
+                              "--virtual-time-budget=20000", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=120).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert 'data-ready="1"' in dom, dom[-2000:]
+    panels = [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"]
+    tags = re.findall(r'<div class="panel"[^>]*>', dom)
+    drawn = [t for t in tags if 'data-drawn="1"' in t]
+    errors = re.findall(r'<div class="error">([^<]*)</div>', dom)
+    assert not errors, errors
+    assert len(tags) == len(drawn) == len(panels), (len(tags), len(drawn), len(panels))
+
+
 def _prometheus_bin() -> str | None:
     path = shutil.which("prometheus")
     if path is None and os.environ.get("TRIBUNE_REQUIRE_PROMETHEUS"):
@@ -153,6 +201,8 @@ def check_alerts(targets: Targets, stop_broker: Callable[[str], None], work: Pat
     assert not firing, f"a healthy system matches alert expressions: {json.dumps(firing)[:3000]}"
     for name in HOST_ALERTS:
         prom.query(alerts[name])  # evaluates, whatever the machine's state
+
+    check_preview(prom.base, work)
 
     # One broker stopped: node down names it; the two left route to each
     # other and lead every stream.

@@ -51,6 +51,7 @@ AUTH = AUTH_BIN
 # A web application besides WEB, as `make web-app APP=partners
 # AUDIENCES=partners-web` puts it into the web-idp secret.
 PARTNERS = {"name": "partners", "account": "PARTNERS", "audiences": ["partners-web"]}
+AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 
 def _free_port() -> int:
@@ -152,7 +153,7 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
     sm = _localstack_sm()
     with bootstrapped(sm, cluster, LOCALSTACK, ["localhost"], web_idp={"apps": [PARTNERS]}) as material:
         nodes = []
-        for i, az in enumerate(("us-east-1a", "us-east-1b", "us-east-1c"), start=1):
+        for i, az in enumerate(AZS, start=1):
             _instance(data, cluster)
             data["meta-data/placement/availability-zone"] = az
             data["meta-data/local-ipv4"] = f"10.42.{i}.17"
@@ -211,6 +212,7 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
                 "tribune-bridge": [(f"node{n.i}", f"127.0.0.1:{n.bridge_http}") for n in nodes],
             }
             live_alerts.check_metrics(targets)
+            _check_cloudwatch_metrics(nodes, cluster)
 
             def stop_broker(instance: str) -> None:
                 brokers[instance].terminate()
@@ -224,6 +226,54 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
             tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}"
                                for log in sorted(logs.glob("*.log")))
             raise AssertionError(f"{e!r}\n{tails}") from e
+
+
+def _check_cloudwatch_metrics(nodes: list[Node], cluster: str) -> None:
+    """What each node's tribune-cloudwatch-metrics publishes from these
+    binaries, put into LocalStack's CloudWatch and read back: every
+    broker up with two routes, JetStream led, exactly one bridge
+    ingesting, every name one the alarms may read."""
+    import boto3
+    from test_cloudwatch_metrics import load
+
+    cw = load()
+    client = boto3.client("cloudwatch", endpoint_url=LOCALSTACK, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    published: dict[str, dict[str, float]] = {}
+    for n, az in zip(nodes, AZS):
+        endpoints = {
+            "Broker": (f"http://127.0.0.1:{n.mon}/metrics", None),
+            "Auth": (f"http://127.0.0.1:{n.auth_metrics}/metrics", "auth.toml"),
+            "Bridge": (f"http://127.0.0.1:{n.bridge_http}/metrics", "bridge.conf"),
+        }
+        before = cw.snapshot(cw.scrape_node(n.etc, endpoints))
+        time.sleep(2)
+        now = cw.snapshot(cw.scrape_node(n.etc, endpoints))
+        values = cw.datums(now, cw.increases(before, now))
+        cw.publish(client, cluster, az, values)
+        published[az] = values
+    for az, v in published.items():
+        assert set(v) <= cw.PUBLISHED, set(v) - cw.PUBLISHED
+        assert (v["BrokerUp"], v["AuthUp"], v["BridgeUp"], v["Routes"]) == (1, 1, 1, 2), (az, v)
+        assert (v["MetaLeaderless"], v["LeaderlessStreams"], v["ReplicasBehind"]) == (0, 0, 0), (az, v)
+        assert v["AuthNatsConnected"] == v["BridgeNatsConnected"] == v["BridgeConfigured"] == 1, (az, v)
+        assert 0 < v["StoreFreeRatio"] <= 1 and 0 < v["MemoryRatio"] < 1, (az, v)
+    assert sum(v["BridgeIngesting"] for v in published.values()) == 1, published
+    seen = set().union(*published.values())
+    # The feed runs at 20 updates a second: the lease holder saw some.
+    assert cw.PUBLISHED - seen == set(), cw.PUBLISHED - seen
+    # As stored: the alarms' view of each node.
+    end = time.time() + 60
+    for az in AZS:
+        while True:
+            stats = client.get_metric_statistics(
+                Namespace="Tribune", MetricName="BrokerUp", Statistics=["Minimum"], Period=60,
+                Dimensions=[{"Name": "Cluster", "Value": cluster}, {"Name": "Node", "Value": az}],
+                StartTime=time.time() - 600, EndTime=time.time() + 60)["Datapoints"]
+            if stats or time.time() > end:
+                break
+            time.sleep(1)
+        assert [d["Minimum"] for d in stats] == [1.0], (az, stats)
 
 
 def _connz_accounts(node: Node) -> dict[str, str]:

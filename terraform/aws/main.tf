@@ -71,6 +71,23 @@ module "cluster" {
   data_snapshot_retain         = var.data_snapshot_retain
   data_snapshot_interval_hours = var.data_snapshot_interval_hours
   nlb_deletion_protection      = var.nlb_deletion_protection
+  alarm_actions                = [aws_sns_topic.alarms.arn]
+}
+
+# Where the cluster's CloudWatch alarms go (modules/cluster/alarms.tf):
+# subscribe e-mail, a pager or a chat hook to it, and, with alarm_email,
+# Terraform subscribes that address (AWS mails a confirmation link first).
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.cluster_name}-alarms"
+  kms_master_key_id = "alias/aws/sns"
+  tags              = var.tags
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
 }
 
 module "endpoint" {

@@ -57,3 +57,8 @@ output "secret_arns" {
   description = "The cluster's secrets (made by `make secrets`), by kind: tls, ca, nkeys, callout, provider, web-idp."
   value       = { for k, s in data.aws_secretsmanager_secret.cluster : k => s.arn }
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic the cluster's CloudWatch alarms notify: subscribe to it."
+  value       = aws_sns_topic.alarms.arn
+}

@@ -133,6 +133,16 @@ variable "flow_log_retention_days" {
   default     = 365
 }
 
+variable "alarm_email" {
+  description = "An address the cluster's CloudWatch alarms are mailed to (SNS asks it to confirm first). null: subscribe to the alarm_topic_arn output yourself."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource (added through the provider's default_tags)."
   type        = map(string)

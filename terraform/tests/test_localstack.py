@@ -415,7 +415,9 @@ def test_iam_least_privilege(stack: Stack) -> None:
         doc = json.loads(doc)
     stmts = {s["Sid"]: s for s in doc["Statement"]}
     assert set(stmts) == {"DiscoverPeers", "ReadClusterSecrets", "DenyClusterCa",
-                          "DecryptClusterSecrets", "DenyDecryptClusterCa"}
+                          "DecryptClusterSecrets", "DenyDecryptClusterCa", "PublishAlarmMetrics"}
+    assert stmts["PublishAlarmMetrics"]["Action"] == "cloudwatch:PutMetricData"
+    assert stmts["PublishAlarmMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Tribune"}}
     assert stmts["DiscoverPeers"]["Action"] == "ec2:DescribeInstances"
     assert stmts["DiscoverPeers"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": REGION}}
     # The real ARNs of the secrets `make secrets` made: the nodes' five match
@@ -485,6 +487,29 @@ def test_flow_logs_encrypted(stack: Stack) -> None:
     assert [g["logGroupName"] for g in found] == [group]
     assert found[0].get("kmsKeyId", "").startswith("arn:aws:kms:")
     assert found[0]["retentionInDays"] == 365
+
+
+def test_cloudwatch_alarms(stack: Stack) -> None:
+    """The cluster's alarms as CloudWatch holds them: each node's, per
+    availability zone, on the Tribune namespace's Cluster/Node dimensions;
+    the split-cluster and feed alarms as metric math."""
+    cw = stack.client("cloudwatch")
+    alarms = [a for page in cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=f"{stack.name}-")
+              for a in page["MetricAlarms"]]
+    by_name = {a["AlarmName"]: a for a in alarms}
+    azs = sorted(stack.out["node_public_ips"])
+    assert len(azs) == 3, azs
+    for az in azs:
+        down = by_name[f"{stack.name}-{az}-broker-down"]
+        assert (down["Namespace"], down["MetricName"], down["TreatMissingData"]) == ("Tribune", "BrokerUp", "breaching")
+        assert {d["Name"]: d["Value"] for d in down["Dimensions"]} == {"Cluster": stack.name, "Node": az}
+        route = by_name[f"{stack.name}-{az}-route-missing"]
+        assert len(route["Metrics"]) == 1 + 1 + 3, route["Metrics"]
+        for kind in ("jetstream-stream-leaderless", "jetstream-replica-behind", "jetstream-disk-full",
+                     "bridge-dead-letters", "auth-rejections-high"):
+            assert f"{stack.name}-{az}-{kind}" in by_name, kind
+    assert f"{stack.name}-bridge-not-ingesting" in by_name
+    assert len(alarms) == 3 * 18 + 1, sorted(by_name)
 
 
 def test_secrets_from_the_bootstrap_stay_out_of_state(stack: Stack) -> None:

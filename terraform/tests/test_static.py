@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import re
+import sys
 import textwrap
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import pytest
@@ -146,7 +149,11 @@ def test_instance_role_reads_cluster_secrets_but_not_the_ca(terraform_bin: str, 
     assert len(policies) == 1
     stmts = {s["Sid"]: s for s in json.loads(policies[0])["Statement"]}
     assert set(stmts) == {"DiscoverPeers", "ReadClusterSecrets", "DenyClusterCa",
-                          "DecryptClusterSecrets", "DenyDecryptClusterCa"}
+                          "DecryptClusterSecrets", "DenyDecryptClusterCa", "PublishAlarmMetrics"}
+    publish = stmts["PublishAlarmMetrics"]
+    assert (publish["Effect"], publish["Action"], publish["Resource"]) == (
+        "Allow", "cloudwatch:PutMetricData", "*")
+    assert publish["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Tribune"}}
     prefix = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tribune/prod/"
     read = stmts["ReadClusterSecrets"]
     assert (read["Effect"], read["Action"], read["Resource"]) == (
@@ -170,6 +177,60 @@ def test_instance_role_reads_cluster_secrets_but_not_the_ca(terraform_bin: str, 
         arn = f"{prefix}{kind}-AbC123"
         assert re.match(fnmatch.translate(prefix + "*"), arn) and not ca_arn.match(arn), kind
     assert not re.match(fnmatch.translate(prefix + "*"), prefix.replace("/prod/", "/prod-eu/") + "tls-AbC123")
+
+
+def _metrics_publisher():
+    """packer/files/tribune-cloudwatch-metrics as a module (an extensionless
+    script; it imports tribune_boot from beside it)."""
+    files = TF_ROOT.parent / "packer" / "files"
+    if str(files) not in sys.path:
+        sys.path.insert(0, str(files))
+    loader = SourceFileLoader("tribune_cloudwatch_metrics", str(files / "tribune-cloudwatch-metrics"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+def test_alarms_watch_what_the_nodes_publish(terraform_bin: str, tmp_path: Path) -> None:
+    """The planned CloudWatch alarms: each node's conditions per availability
+    zone, the split-cluster, login-refusal and feed alarms as metric math,
+    all on metrics tribune-cloudwatch-metrics publishes, in the namespace
+    the instance role may write; only a node that is gone counts missing
+    data as breaching."""
+    publisher = _metrics_publisher()
+    shown = _offline_plan(terraform_bin, tmp_path, _module_call(tmp_path, alarm_actions='["arn:aws:sns:eu-west-1:123456789012:ops"]'))
+    alarms = [c["change"]["after"] for c in shown["resource_changes"] if c["type"] == "aws_cloudwatch_metric_alarm"]
+    by_name = {a["alarm_name"]: a for a in alarms}
+    assert len(by_name) == len(alarms)
+    read: set[str] = set()
+    for a in alarms:
+        assert a["alarm_actions"] == a["ok_actions"] == ["arn:aws:sns:eu-west-1:123456789012:ops"], a["alarm_name"]
+        assert a["alarm_description"].startswith("Tribune prod"), a["alarm_name"]
+        if a.get("metric_name"):
+            assert a["namespace"] == "Tribune"
+            read.add(a["metric_name"])
+            assert a["dimensions"]["Cluster"] == "prod" and a["dimensions"]["Node"] in ("a", "b", "c")
+            want = "breaching" if a["alarm_name"].endswith("-broker-down") else "notBreaching"
+            assert a["treat_missing_data"] == want, a["alarm_name"]
+        else:
+            assert a["treat_missing_data"] == "notBreaching", a["alarm_name"]
+            for q in a["metric_query"]:
+                for m in q["metric"]:
+                    assert m["namespace"] == "Tribune"
+                    read.add(m["metric_name"])
+    assert read <= publisher.PUBLISHED, read - publisher.PUBLISHED
+    for node in ("a", "b", "c"):
+        for kind in ("broker-down", "route-missing", "slow-consumers", "jetstream-meta-leaderless",
+                     "jetstream-stream-leaderless", "jetstream-replica-behind", "jetstream-disk-low",
+                     "jetstream-disk-full", "memory-high", "auth-failures", "auth-rejections-high",
+                     "bridge-lag", "bridge-dead-letters"):
+            assert f"prod-{node}-{kind}" in by_name, kind
+    assert "prod-bridge-not-ingesting" in by_name
+    route = by_name["prod-a-route-missing"]["metric_query"]
+    expr = next(q["expression"] for q in route if q["return_data"])
+    assert expr == "IF(routes < (FILL(up0, 0) + FILL(up1, 0) + FILL(up2, 0)) - 1, 1, 0)"
 
 
 def test_secrets_key_must_be_in_the_cluster_region(terraform_bin: str, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@
 # - SERVICES: EC2 is what discovery calls; sts/iam keep Terraform and the
 #   SDK's credential plumbing happy; secretsmanager, kms, logs and route53 are
 #   what terraform/examples/localstack creates besides (TLS secret, flow-log
-#   group and its key, the optional nats.<domain> records).
+#   group and its key, the optional nats.<domain> records); cloudwatch holds
+#   the cluster's alarms and what tribune-cloudwatch-metrics publishes.
 # - Every start is idempotent: if something already answers the health
 #   endpoint we leave it alone (and do not try to own it on `stop`).
 #
@@ -97,7 +98,7 @@ cmd_start() {
     # setsid: its own process group, so `stop` can end it and its children only.
     GATEWAY_SERVER=hypercorn \
     GATEWAY_LISTEN=127.0.0.1:$port \
-    SERVICES=ec2,sts,iam,secretsmanager,kms,logs,route53 \
+    SERVICES=ec2,sts,iam,secretsmanager,kms,logs,route53,cloudwatch \
     DISABLE_EVENTS=1 \
     DNS_ADDRESS=0 \
     SKIP_SSL_CERT_DOWNLOAD=1 \

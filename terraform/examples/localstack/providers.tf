@@ -15,6 +15,7 @@ provider "aws" {
 
   endpoints {
     autoscaling    = var.moto_endpoint
+    cloudwatch     = var.localstack_endpoint
     ec2            = var.moto_endpoint
     elbv2          = var.moto_endpoint
     iam            = var.localstack_endpoint

@@ -1,5 +1,5 @@
-# The brokers' instance role: discovery and the cluster's secrets (all but
-# the CA's key), nothing else.
+# The brokers' instance role: discovery, the cluster's secrets (all but the
+# CA's key) and the alarms' metrics, nothing else.
 
 locals {
   # The secrets `make secrets` creates, tribune/<name>/<kind>, live in the
@@ -83,6 +83,20 @@ data "aws_iam_policy_document" "node" {
       test     = "StringLike"
       variable = "kms:EncryptionContext:SecretARN"
       values   = ["${local.secret_arn_prefix}*"]
+    }
+  }
+
+  # What the CloudWatch alarms watch (tribune-cloudwatch-metrics): into
+  # the Tribune namespace only. PutMetricData supports no resource-level
+  # permissions; the namespace condition is how it is narrowed.
+  statement {
+    sid       = "PublishAlarmMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.metrics_namespace]
     }
   }
 

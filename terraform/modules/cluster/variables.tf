@@ -152,6 +152,12 @@ variable "attach_instance_profile" {
   default     = true
 }
 
+variable "alarm_actions" {
+  description = "ARNs notified when a CloudWatch alarm of the cluster changes state (alarms.tf), e.g. an SNS topic. Empty: the alarms only show in the console."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags added to every resource of this module."
   type        = map(string)
