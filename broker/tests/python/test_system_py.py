@@ -15,6 +15,8 @@ What the scenario gathers (`facts`), each as a value both servers must give:
   on another node;
 - one account's CONNZ, SUBSZ, INFO, JSZ and STATZ, `PING.STATZ`, ACCOUNTZ,
   and `/accountz` and `/accstatz` over HTTP;
+- a JetStream advisory (a consumer of an R3 stream paused through node-c),
+  heard by the account's subscriber on node-a;
 - `$SYS.SERVER.<id>.SHUTDOWN` from a node stopped with SIGTERM.
 
 A second test asks `$SYS.REQ.USER.INFO` as users with and without
@@ -30,6 +32,7 @@ Timeouts are guards against hanging, never assertions about speed.
 import asyncio
 import json
 import signal
+from datetime import datetime, timedelta, timezone
 
 import nats
 from nats_cluster import CLUSTER_NAME, Cluster, http_json, poll
@@ -62,6 +65,7 @@ INTENDED_MISSING = {
     # lists them; Tribune has no such imports yet.
     "account_info": {"imports"},
     "disconnect_event": set(),
+    "pause_advisory": set(),
     # The user JWT: a bearer JWT is a credential (system/client_events.rs).
     "connect_client": {"jwt"},
     "disconnect_client": {"jwt"},
@@ -284,6 +288,22 @@ async def scenario(cluster: Cluster):
             facts["account_conns_event"] = (ev["type"], ev["acc"], ev["total_conns"])
             keys["account_conns_event"] = set(ev)
 
+    # A JetStream advisory, sent where the consumer is led, reaches the
+    # account's subscriber on node-a: a consumer of an R3 stream is paused
+    # through node-c.
+    adv = await apps[0].subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.ADV.*")
+    await apps[0].flush()
+    js = apps[2].jetstream(timeout=WAIT)
+    await js.add_stream(name="ADV", subjects=["adv.>"], num_replicas=3)
+    await js.add_consumer("ADV", durable_name="worker", ack_policy="explicit")
+    until = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    paused = json.loads((await apps[2].request(
+        "$JS.API.CONSUMER.PAUSE.ADV.worker", json.dumps({"pause_until": until}).encode(), timeout=WAIT)).data)
+    assert paused.get("paused") is True, paused
+    ev = json.loads((await adv.next_msg(timeout=WAIT * 2)).data)
+    facts["pause_advisory"] = (ev["type"], ev["stream"], ev["consumer"], ev["paused"], ev["pause_until"] == until)
+    keys["pause_advisory"] = set(ev)
+
     # SIGTERM node-c: node-a hears its SHUTDOWN.
     await apps[2].close()
     c.server.proc.send_signal(signal.SIGTERM)
@@ -340,6 +360,7 @@ def expected_facts():
             "io.nats.server.advisory.v1.client_disconnect",
             "node-b", "APP", "app", "Client", "nats", "python3", True, "Client Closed", 1,
         ),
+        "pause_advisory": ("io.nats.jetstream.advisory.v1.consumer_pause", "ADV", "worker", True, True),
         "shutdown": ("node-c", True),
     }
 
