@@ -550,6 +550,15 @@ impl Server {
         tokio::spawn(route::solicit_forever(self.clone(), parsed, rx));
     }
 
+    /// Is a route to `host:port` configured (or discovered) and so kept
+    /// dialled with its own credentials? nats-server's
+    /// `hasThisRouteConfigured`: gossip about it is not dialled.
+    pub fn keeps_route_to(&self, host: &str, port: u16) -> bool {
+        self.route_keepers.lock().keys().any(|k| {
+            RouteUrl::parse(k).is_ok_and(|u| u.port == port && u.host.eq_ignore_ascii_case(host))
+        })
+    }
+
     /// Stop redialling `url` (e.g. discovery saw the instance go).
     pub fn drop_route(&self, url: &str) {
         if let Some(tx) = self.route_keepers.lock().remove(url) {

@@ -412,3 +412,66 @@ fn get_server_id(s: &Server) -> String {
     let v = rt.block_on(get_json(monitor_addr(s), "/varz")).unwrap();
     v["server_id"].as_str().expect("server_id").to_string()
 }
+
+/// Gossip about a peer this node already has a configured route to is not
+/// dialled (nats-server's `hasThisRouteConfigured`): the route's keeper
+/// dials it with the URL's own credentials. A gossiped dial carries this
+/// node's `cluster { authorization }` instead, which as a bcrypt hash can
+/// never log in: three nodes started together, each listing all three,
+/// logged `authentication error` on most starts and lost a working route
+/// to duplicate resolution. Here a member gossips L's address to D, which
+/// routes to L already; L must see no failed login. tribune-broker only:
+/// the raw member's INFO names a server id that is not L's, which
+/// nats-server's own check does not look at.
+#[test]
+fn gossip_about_a_configured_route_is_not_dialled() {
+    let hash = route_hash();
+    let auth = format!("user: {ROUTE_USER}, password: \"{hash}\"");
+    let l = start(
+        Flavor::Tribune,
+        &cluster_conf("127.0.0.1", Some(&auth), &[]),
+    );
+    let l_addr = cluster_addr(&l);
+    let url = format!("nats-route://{ROUTE_USER}:{ROUTE_PASS}@{l_addr}");
+    let d = ServerSpec::new(Flavor::Tribune.bin())
+        .args(["-m", "-1", "-D"])
+        .config(&cluster_conf("127.0.0.1", Some(&auth), &[url]))
+        .start()
+        .unwrap_or_else(|e| panic!("tribune-broker: {e}"));
+    let l_id = get_server_id(&l);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(wait_for_route(&d, &l_id, "D's configured route to L"));
+
+    // A member of D's cluster tells D about a server listening at L's
+    // address (as the third node does while the mesh forms).
+    let mut r = RawRoute::open(&cluster_addr(&d));
+    r.send_connect(ROUTE_USER, ROUTE_PASS);
+    write!(
+        r.w,
+        "INFO {{\"server_id\":\"NRAWROUTEPEER\",\"name\":\"raw\",\"host\":\"127.0.0.1\",\"port\":1,\"cluster\":\"{CLUSTER}\",\"headers\":true}}\r\n"
+    )
+    .unwrap();
+    r.ping_pong();
+    let (host, port) = l_addr.rsplit_once(':').unwrap();
+    write!(
+        r.w,
+        "INFO {{\"server_id\":\"NGOSSIPEDPEER\",\"name\":\"gossiped\",\"host\":\"{host}\",\"port\":{port},\"cluster\":\"{CLUSTER}\",\"auth_required\":true,\"headers\":true,\"ip\":\"nats-route://{l_addr}/\"}}\r\n"
+    )
+    .unwrap();
+    r.ping_pong();
+    wait_for_log(&d, "Learned of route");
+    // A dial would follow within milliseconds; watch L for a while.
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        let log = l.log_excerpt();
+        assert!(
+            !log.contains("authentication error"),
+            "D dialled gossip about its configured route with its bcrypt hash:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(wait_for_route(&d, &l_id, "D's route to L, still up"));
+}

@@ -513,6 +513,13 @@ pub fn dial_gossiped(server: &Arc<Server>, url: String, auth_required: bool) {
     if server.routes.is_self_url(&url) || !server.routes.claim_dial(&url) {
         return;
     }
+    // A configured (or discovered) route is dialled by its keeper, with the
+    // credentials in its URL: this node's own may be a bcrypt hash, which
+    // can never authenticate (nats-server: `hasThisRouteConfigured`).
+    if RouteUrl::parse(&url).is_ok_and(|u| server.keeps_route_to(&u.host, u.port)) {
+        server.routes.release_dial(&url);
+        return;
+    }
     let server = server.clone();
     tokio::spawn(async move {
         let parsed = match RouteUrl::parse(&url) {
