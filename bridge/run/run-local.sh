@@ -349,8 +349,11 @@ scrape_configs:
     static_configs: [ { targets: [ $(targets "${BRIDGE_HTTP[@]}") ] } ]
 PROM
     echo "== prometheus on http://127.0.0.1:$PROM_PORT, dashboard on http://127.0.0.1:$DASH_PORT"
+    # Its API answers cross-origin requests from the dashboard only (by
+    # default any page the browser has open could read it).
     start prometheus "$PROM_BIN" --config.file="$STATE/conf/prometheus.yml" \
-        --storage.tsdb.path="$STATE/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
+        --storage.tsdb.path="$STATE/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT" \
+        --web.cors.origin="http://(127\.0\.0\.1|localhost):$DASH_PORT"
     DASH="$STATE/dashboard"
     mkdir -p "$DASH"
     cp "$MONITORING/preview/index.html" "$MONITORING/preview/preview.js" "$MONITORING/grafana/tribune-cluster.json" "$DASH/"

@@ -435,7 +435,7 @@ fn gossip_about_a_configured_route_is_not_dialled() {
     let url = format!("nats-route://{ROUTE_USER}:{ROUTE_PASS}@{l_addr}");
     let d = ServerSpec::new(Flavor::Tribune.bin())
         .args(["-m", "-1", "-D"])
-        .config(&cluster_conf("127.0.0.1", Some(&auth), &[url]))
+        .config(cluster_conf("127.0.0.1", Some(&auth), &[url]))
         .start()
         .unwrap_or_else(|e| panic!("tribune-broker: {e}"));
     let l_id = get_server_id(&l);

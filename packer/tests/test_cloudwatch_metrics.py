@@ -114,6 +114,10 @@ def test_a_configured_service_that_does_not_answer_is_down(tmp_path: Path) -> No
     assert scrapes == {"Broker": None, "Bridge": None}  # no auth.toml: not meant to run
     g = cw.snapshot(scrapes).gauges
     assert g == {"BrokerUp": 0.0, "BridgeUp": 0.0, "BridgeConfigured": 1.0, "BridgeIngesting": 0.0}
+    # Without bridge.conf: no bridge here, said so for the cluster-wide alarm.
+    (tmp_path / "bridge.conf").unlink()
+    g = cw.snapshot(cw.scrape_node(tmp_path, endpoints)).gauges
+    assert g == {"BrokerUp": 0.0, "BridgeConfigured": 0.0, "BridgeIngesting": 0.0}
 
 
 def test_publish_batches_with_the_cluster_and_node(monkeypatch) -> None:
@@ -123,8 +127,23 @@ def test_publish_batches_with_the_cluster_and_node(monkeypatch) -> None:
         def put_metric_data(self, **kw):
             calls.append(kw)
 
-    cw.publish(Client(), "prod", "eu-west-1a", {f"M{i}": float(i) for i in range(700)})
-    assert [len(c["MetricData"]) for c in calls] == [500, 200]
+    values = {f"M{i}": float(i) for i in range(698)} | {"BridgeIngesting": 1.0, "BridgeConfigured": 1.0}
+    cw.publish(Client(), "prod", "eu-west-1a", values)
+    assert [len(c["MetricData"]) for c in calls] == [500, 202]
     d = calls[0]["MetricData"][0]
     assert calls[0]["Namespace"] == "Tribune"
     assert d["Dimensions"] == [{"Name": "Cluster", "Value": "prod"}, {"Name": "Node", "Value": "eu-west-1a"}]
+    # The cluster-wide inputs again, with the Cluster dimension alone.
+    wide = [x for x in calls[1]["MetricData"] if len(x["Dimensions"]) == 1]
+    assert sorted(x["MetricName"] for x in wide) == ["BridgeConfigured", "BridgeIngesting"]
+    assert wide[0]["Dimensions"] == [{"Name": "Cluster", "Value": "prod"}]
+
+
+def test_a_failed_scrape_keeps_the_counters_baseline() -> None:
+    first = cw.snapshot({"Broker": cw.parse(BROKER)})
+    down = cw.snapshot({"Broker": None})
+    base = cw.carry(first, down)
+    assert base.counters["SlowConsumers"] == 3 and base.gauges["BrokerUp"] == 0
+    back = cw.snapshot({"Broker": cw.parse(BROKER.replace("tribune_slow_consumers_total 3",
+                                                          "tribune_slow_consumers_total 8"))})
+    assert cw.datums(back, cw.increases(base, back))["SlowConsumers"] == 5

@@ -79,8 +79,45 @@ module "cluster" {
 # Terraform subscribes that address (AWS mails a confirmation link first).
 resource "aws_sns_topic" "alarms" {
   name              = "${var.cluster_name}-alarms"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = aws_kms_key.alarms.arn
   tags              = var.tags
+}
+
+# The topic's key: CloudWatch must be able to use it to publish, which the
+# AWS-managed alias/aws/sns key does not allow (its policy cannot be
+# changed), so alarms would never reach an encrypted topic with it.
+resource "aws_kms_key" "alarms" {
+  description         = "Tribune ${var.cluster_name}: the alarm topic's messages"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.alarms_key.json
+  tags                = var.tags
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+data "aws_iam_policy_document" "alarms_key" {
+  #checkov:skip=CKV_AWS_111:KMS key policy: resources "*" means this key only.
+  #checkov:skip=CKV_AWS_356:KMS key policy, where the only valid resource is "*" (the key the policy is attached to).
+  #checkov:skip=CKV_AWS_109:KMS key policy: kms:* for the account root is AWS's default statement; without it a wrong policy locks everyone out of the key.
+  statement {
+    sid       = "AccountAdministration"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
 }
 
 resource "aws_sns_topic_subscription" "alarm_email" {

@@ -217,20 +217,24 @@ def test_alarms_watch_what_the_nodes_publish(terraform_bin: str, tmp_path: Path)
         else:
             assert a["treat_missing_data"] == "notBreaching", a["alarm_name"]
             for q in a["metric_query"]:
+                assert "FILL" not in (q["expression"] or ""), a["alarm_name"]
                 for m in q["metric"]:
                     assert m["namespace"] == "Tribune"
                     read.add(m["metric_name"])
     assert read <= publisher.PUBLISHED, read - publisher.PUBLISHED
+    assert by_name["prod-a-route-missing"]["threshold"] == 2
     for node in ("a", "b", "c"):
         for kind in ("broker-down", "route-missing", "slow-consumers", "jetstream-meta-leaderless",
                      "jetstream-stream-leaderless", "jetstream-replica-behind", "jetstream-disk-low",
                      "jetstream-disk-full", "memory-high", "auth-failures", "auth-rejections-high",
                      "bridge-lag", "bridge-dead-letters"):
             assert f"prod-{node}-{kind}" in by_name, kind
-    assert "prod-bridge-not-ingesting" in by_name
-    route = by_name["prod-a-route-missing"]["metric_query"]
-    expr = next(q["expression"] for q in route if q["return_data"])
-    assert expr == "IF(routes < (FILL(up0, 0) + FILL(up1, 0) + FILL(up2, 0)) - 1, 1, 0)"
+    # The cluster-wide alarm reads series every live node feeds (Cluster
+    # dimension alone): none vanishes with a node.
+    bridge = by_name["prod-bridge-not-ingesting"]["metric_query"]
+    assert next(q["expression"] for q in bridge if q["return_data"]) == "IF(configured > 0 AND ingesting < 1, 1, 0)"
+    assert all(m["dimensions"] == {"Cluster": "prod"} for q in bridge for m in q["metric"])
+    assert {m["metric_name"] for q in bridge for m in q["metric"]} <= set(publisher.CLUSTER_WIDE)
 
 
 def test_secrets_key_must_be_in_the_cluster_region(terraform_bin: str, tmp_path: Path) -> None:

@@ -7,7 +7,9 @@
 #
 # A node that is gone publishes nothing: its broker-down alarm treats
 # missing data as down. Every other alarm treats missing data as fine (a
-# service not configured on a node publishes nothing about itself).
+# service not configured on a node publishes nothing about itself). No
+# alarm does metric math across nodes' own series: a series that vanishes
+# with its node would leave the expression without data.
 
 locals {
   metrics_namespace = "Tribune"
@@ -18,6 +20,12 @@ locals {
     broker-down = {
       metric = "BrokerUp", stat = "Minimum", op = "LessThanThreshold", threshold = 1, minutes = 2, missing = "breaching"
       about  = "tribune-broker does not answer, or the instance is gone. The cluster serves on two nodes; one more loss stops replicated JetStream."
+    }
+    # Each node of the full mesh routes to every other; a dead node is its
+    # own alarm (and shows here too, on the nodes left, until it is back).
+    route-missing = {
+      metric = "Routes", stat = "Minimum", op = "LessThanThreshold", threshold = length(local.azs) - 1, minutes = 5, missing = "notBreaching"
+      about  = "The node has fewer routes than the cluster has other nodes: messages published on one side of a gap do not reach subscribers on the other. Check broker-down of the other nodes, /routez and the security groups."
     }
     slow-consumers = {
       metric = "SlowConsumers", stat = "Sum", op = "GreaterThanThreshold", threshold = 0, minutes = 1, missing = "notBreaching"
@@ -107,53 +115,6 @@ resource "aws_cloudwatch_metric_alarm" "node" {
   tags                = var.tags
 }
 
-# A live node without a route to every other live node: the cluster is
-# split (a node that is down is its own alarm, not a missing route).
-resource "aws_cloudwatch_metric_alarm" "route_missing" {
-  for_each = toset(local.azs)
-
-  alarm_name          = "${var.name}-${each.key}-route-missing"
-  alarm_description   = "Tribune ${var.name}, node ${each.key}: fewer routes than other live nodes; messages published on one side of the gap do not reach subscribers on the other. Check /routez and the security groups."
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = 1
-  evaluation_periods  = 2
-  datapoints_to_alarm = 2
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
-
-  metric_query {
-    id          = "missing"
-    expression  = "IF(routes < (${join(" + ", [for i, az in local.azs : "FILL(up${i}, 0)"])}) - 1, 1, 0)"
-    label       = "Routes missing"
-    return_data = true
-  }
-  metric_query {
-    id = "routes"
-    metric {
-      namespace   = local.metrics_namespace
-      metric_name = "Routes"
-      dimensions  = { Cluster = var.name, Node = each.key }
-      stat        = "Minimum"
-      period      = 60
-    }
-  }
-  dynamic "metric_query" {
-    for_each = local.azs
-    content {
-      id = "up${metric_query.key}"
-      metric {
-        namespace   = local.metrics_namespace
-        metric_name = "BrokerUp"
-        dimensions  = { Cluster = var.name, Node = metric_query.value }
-        stat        = "Minimum"
-        period      = 60
-      }
-    }
-  }
-}
-
 # More than a fifth of a node's web logins refused, with real traffic
 # (over six a minute).
 resource "aws_cloudwatch_metric_alarm" "auth_rejections" {
@@ -192,7 +153,10 @@ resource "aws_cloudwatch_metric_alarm" "auth_rejections" {
 }
 
 # No bridge of the cluster holds the lease with a live MQTT connection,
-# where at least one node has the bridge configured.
+# where a bridge is configured. Every live node publishes both inputs with
+# the Cluster dimension alone (tribune-cloudwatch-metrics), so the alarm
+# reads two series all nodes feed: a node that is gone takes no series
+# with it. Two-minute periods hold a datum of every node.
 resource "aws_cloudwatch_metric_alarm" "bridge_not_ingesting" {
   alarm_name          = "${var.name}-bridge-not-ingesting"
   alarm_description   = "Tribune ${var.name}: no tribune-bridge ingests the provider's MQTT feed, so match updates are not reaching JetStream. Check the provider's endpoint and the bridges' /healthz."
@@ -207,20 +171,20 @@ resource "aws_cloudwatch_metric_alarm" "bridge_not_ingesting" {
 
   metric_query {
     id          = "none"
-    expression  = "IF((${join(" + ", [for i, az in local.azs : "FILL(configured${i}, 0)"])}) > 0 AND (${join(" + ", [for i, az in local.azs : "FILL(ingesting${i}, 0)"])}) < 1, 1, 0)"
+    expression  = "IF(configured > 0 AND ingesting < 1, 1, 0)"
     label       = "No bridge ingesting"
     return_data = true
   }
   dynamic "metric_query" {
-    for_each = { for pair in setproduct(["configured", "ingesting"], range(length(local.azs))) : "${pair[0]}${pair[1]}" => pair }
+    for_each = { configured = "BridgeConfigured", ingesting = "BridgeIngesting" }
     content {
       id = metric_query.key
       metric {
         namespace   = local.metrics_namespace
-        metric_name = metric_query.value[0] == "configured" ? "BridgeConfigured" : "BridgeIngesting"
-        dimensions  = { Cluster = var.name, Node = local.azs[metric_query.value[1]] }
+        metric_name = metric_query.value
+        dimensions  = { Cluster = var.name }
         stat        = "Maximum"
-        period      = 60
+        period      = 120
       }
     }
   }

@@ -34,7 +34,7 @@ struct StreamView {
     leads: bool,
     /// This node knows no leader for it that can make progress.
     leaderless: bool,
-    /// Its consumers' info (not the direct-get consumers).
+    /// Its durable consumers' info, where this node leads it.
     consumers: Vec<ConsumerInfo>,
 }
 
@@ -118,12 +118,18 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
                     .leader_with_quorum(&server.name, QUORUM_CONTACT),
                 None => info.cluster.leader.is_empty(),
             };
-            let consumers: Vec<_> = s.consumers.read().values().cloned().collect();
-            let consumers: Vec<_> = consumers
-                .iter()
-                .filter(|c| !c.is_direct())
-                .map(|c| c.info(server))
-                .collect();
+            // Durable consumers only, on their stream's leader: ephemeral
+            // ones (ordered consumers, KV watchers) come and go under new
+            // random names, a new series each time.
+            let consumers: Vec<_> = if leads {
+                let list: Vec<_> = s.consumers.read().values().cloned().collect();
+                list.iter()
+                    .filter(|c| c.is_durable() && !c.is_direct())
+                    .map(|c| c.info(server))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             streams.push(StreamView {
                 account: acc.name.clone(),
                 info,
@@ -282,7 +288,7 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
         &replicas(&|r| r.active as f64 / 1e9),
     );
 
-    // Consumers, on the node that leads their stream.
+    // Durable consumers, on the node that leads their stream.
     let consumers = |f: &dyn Fn(&ConsumerInfo) -> f64| {
         let mut rows: Rows = Vec::new();
         for v in streams.iter().filter(|v| v.leads) {
