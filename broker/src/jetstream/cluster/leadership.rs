@@ -30,6 +30,9 @@ pub struct Leadership {
     pub replicas: Vec<ReplicaStatus>,
     /// Voters in all.
     pub size: usize,
+    /// The group's Raft voters now (the replicas may list a learner still
+    /// catching up, or leave out a voter on its way out).
+    pub voters: BTreeSet<u64>,
 }
 
 impl Leadership {
@@ -45,9 +48,10 @@ impl Leadership {
                 let heard = self
                     .replicas
                     .iter()
+                    .filter(|r| self.voters.contains(&r.id))
                     .filter(|r| r.active.is_some_and(|a| a <= within))
                     .count();
-                heard + 1 > self.size / 2
+                heard + 1 > self.voters.len().max(1) / 2
             }
             Some(_) => true,
         }
@@ -200,6 +204,7 @@ pub fn leadership_of<C: GroupTypes>(
         leader_id,
         replicas,
         size: voters.len(),
+        voters: self::voters(raft),
     }
 }
 
@@ -207,9 +212,9 @@ pub fn leadership_of<C: GroupTypes>(
 mod tests {
     use super::*;
 
-    fn replica(name: &str, active: Option<u64>) -> ReplicaStatus {
+    fn replica(id: u64, name: &str, active: Option<u64>) -> ReplicaStatus {
         ReplicaStatus {
-            id: 0,
+            id,
             name: name.into(),
             current: true,
             lag: 0,
@@ -225,15 +230,19 @@ mod tests {
             leader_id: None,
             replicas,
             size: 3,
+            voters: BTreeSet::from([1, 2, 3]),
         };
         assert!(!view(None, vec![]).leader_with_quorum("a", within));
         // Another leader: this follower hears from it.
         assert!(view(Some("b"), vec![]).leader_with_quorum("a", within));
-        let both = vec![replica("b", Some(1)), replica("c", Some(2))];
+        let both = vec![replica(2, "b", Some(1)), replica(3, "c", Some(2))];
         assert!(view(Some("a"), both).leader_with_quorum("a", within));
-        let one = vec![replica("b", Some(1)), replica("c", Some(60))];
+        let one = vec![replica(2, "b", Some(1)), replica(3, "c", Some(60))];
         assert!(view(Some("a"), one).leader_with_quorum("a", within));
-        let none = vec![replica("b", Some(60)), replica("c", None)];
+        let none = vec![replica(2, "b", Some(60)), replica(3, "c", None)];
+        assert!(!view(Some("a"), none).leader_with_quorum("a", within));
+        // A learner catching up is no part of the quorum.
+        let none = vec![replica(2, "b", Some(60)), replica(4, "learner", Some(1))];
         assert!(!view(Some("a"), none).leader_with_quorum("a", within));
         // A single replica is its own quorum.
         let solo = Leadership {
@@ -241,6 +250,7 @@ mod tests {
             leader_id: None,
             replicas: vec![],
             size: 1,
+            voters: BTreeSet::from([1]),
         };
         assert!(solo.leader_with_quorum("a", within));
     }

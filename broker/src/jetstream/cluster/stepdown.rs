@@ -192,6 +192,7 @@ mod tests {
             leader_id: Some(1),
             replicas: vec![replica(2, "b", true), replica(3, "c", false)],
             size: 3,
+            voters: std::collections::BTreeSet::from([1, 2, 3]),
         }
     }
 
