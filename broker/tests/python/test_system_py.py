@@ -293,13 +293,32 @@ async def scenario(cluster: Cluster):
     # through node-c.
     adv = await apps[0].subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.ADV.*")
     await apps[0].flush()
+    # Each step is retried until it answers (a new R3 stream's group may
+    # still be electing; every step is idempotent).
     js = apps[2].jetstream(timeout=WAIT)
-    await js.add_stream(name="ADV", subjects=["adv.>"], num_replicas=3)
-    await js.add_consumer("ADV", durable_name="worker", ack_policy="explicit")
+
+    async def led_stream():
+        await js.add_stream(name="ADV", subjects=["adv.>"], num_replicas=3)
+        info = await js.stream_info("ADV")
+        return True if info.cluster and info.cluster.leader else None
+
+    await poll(cluster, "the ADV stream with a leader", led_stream)
+
+    async def consumer():
+        await js.add_consumer("ADV", durable_name="worker", ack_policy="explicit")
+        return True
+
+    await poll(cluster, "the ADV consumer", consumer)
     until = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    paused = json.loads((await apps[2].request(
-        "$JS.API.CONSUMER.PAUSE.ADV.worker", json.dumps({"pause_until": until}).encode(), timeout=WAIT)).data)
-    assert paused.get("paused") is True, paused
+
+    async def pause():
+        answer = await apps[2].request(
+            "$JS.API.CONSUMER.PAUSE.ADV.worker", json.dumps({"pause_until": until}).encode(), timeout=WAIT
+        )
+        paused = json.loads(answer.data)
+        return paused if paused.get("paused") is True else None
+
+    await poll(cluster, "the ADV consumer paused", pause)
     ev = json.loads((await adv.next_msg(timeout=WAIT * 2)).data)
     facts["pause_advisory"] = (ev["type"], ev["stream"], ev["consumer"], ev["paused"], ev["pause_until"] == until)
     keys["pause_advisory"] = set(ev)
