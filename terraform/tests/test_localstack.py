@@ -492,7 +492,7 @@ def test_flow_logs_encrypted(stack: Stack) -> None:
 def test_cloudwatch_alarms(stack: Stack) -> None:
     """The cluster's alarms as CloudWatch holds them: each node's, per
     availability zone, on the Tribune namespace's Cluster/Node dimensions;
-    the split-cluster and feed alarms as metric math."""
+    the login-refusal and feed alarms as metric math."""
     cw = stack.client("cloudwatch")
     alarms = [a for page in cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=f"{stack.name}-")
               for a in page["MetricAlarms"]]

@@ -195,7 +195,7 @@ def _metrics_publisher():
 
 def test_alarms_watch_what_the_nodes_publish(terraform_bin: str, tmp_path: Path) -> None:
     """The planned CloudWatch alarms: each node's conditions per availability
-    zone, the split-cluster, login-refusal and feed alarms as metric math,
+    zone, the login-refusal and feed alarms as metric math,
     all on metrics tribune-cloudwatch-metrics publishes, in the namespace
     the instance role may write; only a node that is gone counts missing
     data as breaching."""
