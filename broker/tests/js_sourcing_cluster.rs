@@ -20,7 +20,8 @@ use serde_json::json;
 
 use common::cluster::Flavor;
 use common::js_cluster::JsCluster;
-use common::js_publish::publish_sure;
+use common::js_cluster::JS_DEADLINE;
+use common::js_publish::{publish, publish_sure};
 use common::js_readback::assert_copies_identical;
 
 const HALF: u64 = 40;
@@ -65,8 +66,13 @@ async fn feeds_survive_a_leader_kill(flavor: Flavor) {
     }
     let old = jc.c.node(victim).name.clone();
     jc.kill(victim);
+    // The origin may be electing now: a publish it drops gets no ack, so
+    // each is sent again after a short wait, with a message id that makes
+    // the copies one (nats-server once left a publish unanswered for the
+    // whole patient deadline here).
+    let quick = jc.js(via);
     for i in HALF + 1..=2 * HALF {
-        publish_sure(&js, format!("o.{}", i % 4), format!("m{i}").into()).await;
+        publish_once(&quick, format!("o.{}", i % 4), format!("m{i}")).await;
     }
     jc.wait_stream_leader("M", Some(&old)).await;
     jc.restart(victim).await;
@@ -151,3 +157,20 @@ async fn each_origin_message_once(jc: &JsCluster, stream: &str, want: &[u64]) {
 }
 
 on_both_flavors!(feeds_survive_a_leader_kill => feeds_survive_a_leader_kill);
+
+/// Publish `body` on `subject` until acknowledged, with the body as its
+/// `Nats-Msg-Id`, so a copy of an unacknowledged publish that was stored
+/// after all is dropped as a duplicate.
+async fn publish_once(js: &async_nats::jetstream::Context, subject: String, body: String) {
+    let end = std::time::Instant::now() + JS_DEADLINE;
+    loop {
+        match publish(js, subject.clone(), Some(&body), body.clone().into()).await {
+            Ok(_) => return,
+            Err(e) if std::time::Instant::now() < end => {
+                eprintln!("{subject} {body}: {e}; again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("publish {body} on {subject}: {e}"),
+        }
+    }
+}
