@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import re
 import sys
 import textwrap
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import pytest
@@ -180,17 +178,14 @@ def test_instance_role_reads_cluster_secrets_but_not_the_ca(terraform_bin: str, 
 
 
 def _metrics_publisher():
-    """packer/files/tribune-cloudwatch-metrics as a module (an extensionless
-    script; it imports tribune_boot from beside it)."""
-    files = TF_ROOT.parent / "packer" / "files"
-    if str(files) not in sys.path:
-        sys.path.insert(0, str(files))
-    loader = SourceFileLoader("tribune_cloudwatch_metrics", str(files / "tribune-cloudwatch-metrics"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
+    """packer/files/tribune-cloudwatch-metrics as a module, loaded the way
+    its own tests load it (packer/tests/test_cloudwatch_metrics.load)."""
+    tests = TF_ROOT.parent / "packer" / "tests"
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))
+    from test_cloudwatch_metrics import load
+
+    return load()
 
 
 def test_alarms_watch_what_the_nodes_publish(terraform_bin: str, tmp_path: Path) -> None:
