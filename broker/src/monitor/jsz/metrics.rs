@@ -259,15 +259,13 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
 
     // The leader's view of each replica.
     let replicas = |f: &dyn Fn(&PeerInfo) -> f64| {
-        let mut rows: Rows = Vec::new();
-        for v in streams.iter().filter(|v| v.leads) {
-            for r in &v.info.cluster.replicas {
-                let mut labels = v.labels();
-                labels.push(("replica", r.name.as_str()));
-                rows.push((labels, f(r)));
-            }
-        }
-        rows
+        led_rows(
+            &streams,
+            "replica",
+            |v| &v.info.cluster.replicas,
+            |r| &r.name,
+            f,
+        )
     };
     e.labelled(
         "tribune_jetstream_stream_replica_lag",
@@ -290,15 +288,7 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
 
     // Durable consumers, on the node that leads their stream.
     let consumers = |f: &dyn Fn(&ConsumerInfo) -> f64| {
-        let mut rows: Rows = Vec::new();
-        for v in streams.iter().filter(|v| v.leads) {
-            for c in &v.consumers {
-                let mut labels = v.labels();
-                labels.push(("consumer", c.name.as_str()));
-                rows.push((labels, f(c)));
-            }
-        }
-        rows
+        led_rows(&streams, "consumer", |v| &v.consumers, |c| &c.name, f)
     };
     e.labelled(
         "tribune_jetstream_consumer_num_pending",
@@ -318,6 +308,26 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
         "Messages delivered more than once (on its stream's leader).",
         &consumers(&|c| c.num_redelivered as f64),
     );
+}
+
+/// One row per item (a replica, a consumer) of each stream this node
+/// leads, labelled with the stream and the item's `key`.
+fn led_rows<'a, T: 'a>(
+    streams: &'a [StreamView],
+    key: &'static str,
+    items: impl Fn(&'a StreamView) -> &'a [T],
+    name: impl Fn(&'a T) -> &'a str,
+    value: &dyn Fn(&T) -> f64,
+) -> Rows<'a> {
+    let mut rows: Rows = Vec::new();
+    for v in streams.iter().filter(|v| v.leads) {
+        for item in items(v) {
+            let mut labels = v.labels();
+            labels.push((key, name(item)));
+            rows.push((labels, value(item)));
+        }
+    }
+    rows
 }
 
 /// The size of the filesystem holding `dir` and the bytes an
