@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use tribune_broker::cli::Cli;
 use tribune_broker::logging::{self, LogHandle};
 use tribune_broker::options::Options;
-use tribune_broker::server::Server;
+use tribune_broker::server::{ConfigSource, Server};
 use tribune_broker::{config, signals, VERSION};
 
 /// mimalloc rather than glibc malloc: the message path allocates and frees
@@ -101,13 +101,36 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli, opts, log))
 }
 
+/// What a reload reads again: the `-c` file, then the flags, as at start.
+struct FileAndFlags {
+    cli: Cli,
+    log: LogHandle,
+}
+
+impl ConfigSource for FileAndFlags {
+    fn load(&self) -> Result<(Options, Vec<String>), String> {
+        load_options(&self.cli)
+    }
+
+    fn applied(&self, opts: &Options) {
+        self.log
+            .set_level(logging::level_for(opts.debug, opts.trace));
+    }
+}
+
 async fn run(cli: Cli, opts: Options, log: LogHandle) -> ExitCode {
     let server = Server::new(opts);
+    if cli.config.is_some() {
+        server.set_config_source(Box::new(FileAndFlags {
+            cli: cli.clone(),
+            log: log.clone(),
+        }));
+    }
     if let Err(e) = server.start().await {
         error!("{e:#}");
         return ExitCode::FAILURE;
     }
-    if let Err(e) = handle_signals(&server, &cli, &log).await {
+    if let Err(e) = handle_signals(&server).await {
         error!("signal handling failed: {e}");
         server.shutdown().await;
     }
@@ -116,7 +139,7 @@ async fn run(cli: Cli, opts: Options, log: LogHandle) -> ExitCode {
 }
 
 /// Wait for signals until the server has shut down.
-async fn handle_signals(server: &Arc<Server>, cli: &Cli, log: &LogHandle) -> std::io::Result<()> {
+async fn handle_signals(server: &Arc<Server>) -> std::io::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -139,16 +162,8 @@ async fn handle_signals(server: &Arc<Server>, cli: &Cli, log: &LogHandle) -> std
             }
             _ = sighup.recv() => {
                 info!("Trapped \"hangup\" signal");
-                match load_options(cli) {
-                    Ok((opts, warnings)) => {
-                        for w in &warnings {
-                            warn!("{w}");
-                        }
-                        log.set_level(logging::level_for(opts.debug, opts.trace));
-                        server.reload(opts);
-                    }
-                    Err(e) => error!("Failed to reload server configuration: {e}"),
-                }
+                // Logged inside, in nats-server's words, either way.
+                let _ = server.reload_config();
             }
             _ = sigusr1.recv() => {
                 info!("Trapped \"user defined signal 1\" signal; log files are opened in append mode, nothing to reopen");

@@ -21,8 +21,10 @@ use crate::protocol::{err_line, errors, Info, Parser};
 use crate::route::{self, Peer, RouteInfo, RouteUrl, Routes};
 use crate::subscription::Subscription;
 use crate::{ports, VERSION};
+pub use reload::{ConfigSource, NO_CONFIG_FILE};
 
 mod operator;
+mod reload;
 mod ws_listener;
 
 /// The nats-server release whose client protocol Tribune speaks. Clients
@@ -138,6 +140,10 @@ pub struct Server {
     /// Held while an account JWT change is applied, so that changes (a
     /// push, a merge, a fetch at login) apply one at a time.
     account_changes: Mutex<()>,
+    /// What a reload reads again; set by `main` (see [`reload`]).
+    config_source: std::sync::OnceLock<Box<dyn ConfigSource>>,
+    /// Held while a reload applies, so SIGHUP and `RELOAD` never interleave.
+    reloading: Mutex<()>,
     /// Counts relinks of operator-mode imports; a timer set by one acts
     /// only if no other came after it.
     relinks: AtomicU64,
@@ -210,6 +216,8 @@ impl Server {
             claims: std::sync::OnceLock::new(),
             system_events: std::sync::OnceLock::new(),
             account_changes: Mutex::new(()),
+            config_source: std::sync::OnceLock::new(),
+            reloading: Mutex::new(()),
             relinks: AtomicU64::new(0),
             relink_timer: Mutex::new(None),
             account_expiry: Mutex::new(HashMap::new()),
@@ -1053,64 +1061,6 @@ impl Server {
                 ),
             }
         }
-    }
-
-    /// Swap in new options (SIGHUP). Listeners and limits that need a restart
-    /// keep their old values; auth, logging and per-connection settings for
-    /// new connections take effect at once.
-    pub fn reload(&self, mut new_opts: Options) {
-        new_opts.resolve_defaults();
-        let old = self.opts();
-        // As in nats-server, the websocket block cannot change on reload
-        // (its certificates can), and the whole reload fails if it does.
-        let (mut ws_old, mut ws_new) = (old.websocket.clone(), new_opts.websocket.clone());
-        ws_old.tls = None;
-        ws_new.tls = None;
-        if ws_old != ws_new {
-            error!(
-                "Failed to reload server configuration: config reload not supported for websocket"
-            );
-            return;
-        }
-        if old.operator != new_opts.operator {
-            error!("Failed to reload server configuration: config reload not supported for operator mode");
-            return;
-        }
-        if old.host != new_opts.host || old.port != new_opts.port {
-            warn!(
-                "Reload: changing the client listen address requires a restart; keeping {}:{}",
-                old.host, old.port
-            );
-        }
-        if old.debug != new_opts.debug {
-            info!("Reloaded: debug = {}", new_opts.debug);
-        }
-        if old.trace != new_opts.trace {
-            info!("Reloaded: trace = {}", new_opts.trace);
-        }
-        if old.users != new_opts.users
-            || old.username != new_opts.username
-            || old.authorization != new_opts.authorization
-        {
-            info!("Reloaded: authorization users");
-        }
-        let mut new_opts = new_opts;
-        // Certificates are re-read on every reload (rotation keeps the paths).
-        // A bad TLS block keeps the running TLS setup, options included, so
-        // INFO and the handshake never disagree.
-        match crate::tls::TlsContexts::build(&new_opts) {
-            Ok(ctx) => *self.tls.write() = ctx,
-            Err(e) => {
-                error!("Reload: keeping the previous TLS configuration: {e:#}");
-                new_opts.tls = old.tls.clone();
-                new_opts.cluster.tls = old.cluster.tls.clone();
-                new_opts.websocket.tls = old.websocket.tls.clone();
-                new_opts.allow_non_tls = old.allow_non_tls;
-            }
-        }
-        *self.opts.write() = Arc::new(new_opts);
-        *self.config_load_time.write() = SystemTime::now();
-        info!("Reloaded server configuration");
     }
 
     /// Lame-duck mode: stop accepting, tell clients to go elsewhere, then

@@ -59,6 +59,9 @@ enum Kind {
     Empty(&'static str),
     /// A kind nats-server answers and Tribune has nothing for.
     Unsupported(&'static str),
+    /// `$SYS.REQ.SERVER.<id>.RELOAD`: read the configuration file again.
+    /// Only by id: no `PING` form reloads every server at once.
+    Reload,
 }
 
 const KINDS: &[(&str, Kind)] = &[
@@ -106,6 +109,12 @@ struct ErrorResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<()>,
     error: ApiError,
+}
+
+/// nats-server's answer to a successful `RELOAD`: the server block only.
+#[derive(Serialize)]
+struct Reloaded {
+    server: ServerInfo,
 }
 
 /// nats-server's `ServerStatsMsg`.
@@ -208,6 +217,11 @@ pub fn start(server: &Arc<Server>, monitor: Arc<Monitor>) -> Result<Events> {
     for name in ACCOUNT_KINDS {
         client.subscribe(server, &format!("$SYS.REQ.ACCOUNT.*.{name}"), None)?;
     }
+    client.subscribe(
+        server,
+        &format!("$SYS.REQ.SERVER.{}.RELOAD", server.id),
+        None,
+    )?;
     for (name, _) in KINDS {
         client.subscribe(server, &format!("{PING}.{name}"), None)?;
         client.subscribe(
@@ -256,6 +270,9 @@ fn kind_of(subject: &str, id: &str) -> Option<Kind> {
     let (target, name) = rest.split_once('.')?;
     if target != "PING" && target != id {
         return None;
+    }
+    if name == "RELOAD" {
+        return (target == id).then_some(Kind::Reload);
     }
     KINDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }
@@ -438,6 +455,31 @@ impl Service {
                     self.send_data(server, reply, &empty_data(server, name));
                 }
             }
+            Kind::Reload => {
+                // As nats-server: a request nobody waits on reloads nothing.
+                let Some(reply) = reply else { return };
+                if self
+                    .addressed(server, reply, filter_only(&msg.payload))
+                    .is_none()
+                {
+                    return;
+                }
+                let s = server.clone();
+                let reloaded = tokio::task::spawn_blocking(move || s.reload_config())
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload failed: {e}")));
+                match reloaded {
+                    // nats-server's answer has no `data` at all.
+                    Ok(()) => self.send(
+                        server,
+                        reply,
+                        &Reloaded {
+                            server: self.info(server),
+                        },
+                    ),
+                    Err(e) => self.send_error(server, reply, 500, e),
+                }
+            }
             Kind::Unsupported(name) => {
                 let Some(reply) = reply else { return };
                 let filter = options::filter(&msg.payload).unwrap_or_default();
@@ -598,6 +640,11 @@ mod tests {
             Some(Kind::Empty("LEAFZ"))
         );
         assert_eq!(kind_of("$SYS.REQ.SERVER.NOTME.VARZ", id), None);
+        assert_eq!(
+            kind_of("$SYS.REQ.SERVER.NABC.RELOAD", id),
+            Some(Kind::Reload)
+        );
+        assert_eq!(kind_of("$SYS.REQ.SERVER.PING.RELOAD", id), None);
         assert_eq!(kind_of("$SYS.REQ.SERVER.PING.NOPE", id), None);
         assert_eq!(kind_of("$SYS.REQ.ACCOUNT.PING.STATZ", id), None);
         assert_eq!(

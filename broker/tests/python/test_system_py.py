@@ -510,3 +510,105 @@ def test_user_info_agrees_with_nats_server(tmp_path):
     assert ref["mute"][0] == "TimeoutError", ref["mute"]
     got = asyncio.run(user_info_answers(tribune_bin(), tmp_path / "tribune"))
     assert got == ref
+
+
+RELOAD_CONFIG = """
+accounts {{
+  SYS {{ users [{{user: sys, password: sys}}] }}
+  APP {{ users [{{user: app, password: {password}}}] }}
+}}
+system_account: SYS
+max_payload: {max_payload}
+"""
+
+
+async def reload_outcomes(binary, workdir):
+    """`$SYS.REQ.SERVER.<id>.RELOAD` after the file changes, after it breaks,
+    and after it asks for what needs a restart; what each answer says and
+    what the server runs with afterwards."""
+    conf = workdir / "server.conf"
+    workdir.mkdir(parents=True)
+    conf.write_text(RELOAD_CONFIG.format(password="one", max_payload=4096))
+    server = Server(binary, workdir / "srv", args=("-c", str(conf)))
+    out = {}
+
+    async def app_login(password):
+        try:
+            nc = await nats.connect(
+                server.url, user="app", password=password, allow_reconnect=False,
+                max_reconnect_attempts=0, connect_timeout=WAIT / 4,
+            )
+        except Exception as e:  # noqa: BLE001 - any refusal is the outcome
+            return type(e).__name__
+        await nc.close()
+        return "ok"
+
+    try:
+        sys_nc = await nats.connect(server.url, user="sys", password="sys", allow_reconnect=False)
+        idz = json.loads((await sys_nc.request("$SYS.REQ.SERVER.PING.IDZ", b"", timeout=WAIT / 4)).data)
+        subject = f"$SYS.REQ.SERVER.{idz['id']}.RELOAD"
+
+        async def reload():
+            answer = json.loads((await sys_nc.request(subject, b"", timeout=WAIT / 2)).data)
+            varz = json.loads((await sys_nc.request(
+                f"$SYS.REQ.SERVER.{idz['id']}.VARZ", b"", timeout=WAIT / 4)).data)["data"]
+            return answer, varz
+
+        _, before = await reload()  # nothing changed: still a success
+        conf.write_text(RELOAD_CONFIG.format(password="two", max_payload=2048))
+        answer, varz = await reload()
+        out["changed"] = {
+            "keys": sorted(answer),
+            "server_id": answer["server"]["id"] == idz["id"],
+            "max_payload": varz["max_payload"],
+            "reloaded_at_moved": varz["config_load_time"] != before["config_load_time"],
+            "old_password": await app_login("one"),
+            "new_password": await app_login("two"),
+        }
+        conf.write_text("accounts { SYS { users [{user: sys\n")
+        answer, varz = await reload()
+        out["broken"] = {
+            "keys": sorted(answer),
+            "code": answer["error"]["code"],
+            "has_description": bool(answer["error"].get("description")),
+            "max_payload": varz["max_payload"],
+            "new_password": await app_login("two"),
+        }
+        conf.write_text(
+            RELOAD_CONFIG.format(password="three", max_payload=1024) + "cluster { port: 6299 }\n"
+        )
+        answer, varz = await reload()
+        out["needs_restart"] = {
+            "error": answer.get("error"),
+            "max_payload": varz["max_payload"],
+            "new_password": await app_login("three"),
+        }
+        # No PING form: a reload is asked of one server by its id.
+        try:
+            await sys_nc.request("$SYS.REQ.SERVER.PING.RELOAD", b"", timeout=WAIT / 4)
+            out["ping"] = "answered"
+        except nats.errors.NoRespondersError:
+            out["ping"] = "no responders"
+        await sys_nc.close()
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+    return out
+
+
+def test_reload_request_agrees_with_nats_server(tmp_path):
+    """`$SYS.REQ.SERVER.<id>.RELOAD` reads the file again as SIGHUP does: a
+    good file is applied (VARZ and logins show it) and answered with the
+    server block alone; a broken file, or one that changes what needs a
+    restart, is answered with nats-server's error object and changes
+    nothing."""
+    ref = asyncio.run(reload_outcomes(nats_server_bin(), tmp_path / "nats-server"))
+    assert ref["changed"] == {
+        "keys": ["server"], "server_id": True, "max_payload": 2048,
+        "reloaded_at_moved": True, "old_password": "Error", "new_password": "ok",
+    }, ref
+    assert ref["broken"]["code"] == 500 and ref["broken"]["max_payload"] == 2048, ref
+    assert ref["needs_restart"]["error"]["code"] == 500, ref
+    assert ref["needs_restart"]["new_password"] == "Error", ref
+    got = asyncio.run(reload_outcomes(tribune_bin(), tmp_path / "tribune"))
+    assert got == ref
