@@ -856,10 +856,83 @@ impl Server {
     /// connection's own task, so a burst of connections is accepted as fast
     /// as the accept loop can hand sockets off, and set up in parallel.
     async fn serve_client(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
-        if self.is_lame_duck() || self.shutting_down.load(Ordering::Relaxed) {
+        let _ = stream.set_nodelay(true);
+        let client = match self.admit_client(addr) {
+            Admission::Ignored => return,
+            Admission::Refused(bytes) => {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Admission::Admitted(c) => c,
+        };
+        if let Some(tls) = self.tls().client {
+            let allow_non_tls = self.opts().allow_non_tls;
+            // Boxed: the TLS stream lives inline in this future; unboxed,
+            // it would size the task of every plain connection as well.
+            Box::pin(crate::tls::serve_client(
+                self,
+                client.shared,
+                stream,
+                client.info,
+                client.cfg,
+                client.parser,
+                tls,
+                allow_non_tls,
+            ))
+            .await;
             return;
         }
-        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        self.run_admitted(client, rd, wr).await;
+    }
+
+    /// A client connection over any byte stream, without TLS: the same
+    /// admission and protocol as a TCP client's. The fuzz target that
+    /// drives the connection state machine in memory comes in here.
+    #[doc(hidden)]
+    pub async fn serve_stream<R, W>(self: Arc<Self>, rd: R, wr: W, addr: SocketAddr)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match self.admit_client(addr) {
+            Admission::Ignored => {}
+            Admission::Refused(bytes) => {
+                use tokio::io::AsyncWriteExt;
+                let mut wr = wr;
+                let _ = wr.write_all(&bytes).await;
+                let _ = wr.shutdown().await;
+            }
+            Admission::Admitted(c) => self.run_admitted(c, rd, wr).await,
+        }
+    }
+
+    async fn run_admitted<R, W>(self: Arc<Self>, client: NewClient, rd: R, wr: W)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let info = client.info.to_line();
+        run_client(
+            self,
+            client.shared,
+            (rd, crate::client::Plain(wr)),
+            info,
+            client.cfg,
+            client.parser,
+        )
+        .await;
+    }
+
+    /// The checks a new client passes before its protocol runs, its id,
+    /// nonce and INFO, and its registration.
+    fn admit_client(&self, addr: SocketAddr) -> Admission {
+        if self.is_lame_duck() || self.shutting_down.load(Ordering::Relaxed) {
+            return Admission::Ignored;
+        }
         let opts = self.opts();
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(ClientShared::new(cid, Some(addr), opts.max_pending));
@@ -869,17 +942,13 @@ impl Server {
         } else {
             String::new()
         };
-        let mut client_info = self.client_info(cid, &addr);
-        client_info.nonce = nonce.clone();
+        let mut info = self.client_info(cid, &addr);
+        info.nonce = nonce.clone();
         if !self.register_client(&shared, opts.max_connections) {
             error!("{} - {}", shared.tag(), errors::MAX_CONNECTIONS);
-            use tokio::io::AsyncWriteExt;
-            let mut stream = stream;
-            let mut bytes = client_info.to_line();
+            let mut bytes = info.to_line();
             bytes.extend_from_slice(&err_line(errors::MAX_CONNECTIONS));
-            let _ = stream.write_all(&bytes).await;
-            let _ = stream.shutdown().await;
-            return;
+            return Admission::Refused(bytes);
         }
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         debug!("{} - Client connection created", shared.tag());
@@ -897,34 +966,12 @@ impl Server {
             cookies: None,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
-        if let Some(tls) = self.tls().client {
-            let allow_non_tls = opts.allow_non_tls;
-            // Boxed: the TLS stream lives inline in this future; unboxed,
-            // it would size the task of every plain connection as well.
-            Box::pin(crate::tls::serve_client(
-                self,
-                shared,
-                stream,
-                client_info,
-                cfg,
-                parser,
-                tls,
-                allow_non_tls,
-            ))
-            .await;
-            return;
-        }
-        let info = client_info.to_line();
-        let (rd, wr) = stream.into_split();
-        run_client(
-            self,
+        Admission::Admitted(NewClient {
             shared,
-            (rd, crate::client::Plain(wr)),
-            info,
             cfg,
             parser,
-        )
-        .await;
+            info,
+        })
     }
 
     /// The answer to a client's `$SYS.REQ.USER.INFO`.
@@ -1187,4 +1234,22 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// What [`Server::admit_client`] decided.
+enum Admission {
+    /// Lame duck or shutting down: the connection is dropped unanswered.
+    Ignored,
+    /// Over `max_connections`: these bytes (INFO and the error) go out,
+    /// then the connection closes.
+    Refused(Vec<u8>),
+    Admitted(NewClient),
+}
+
+/// A registered client about to run its protocol.
+struct NewClient {
+    shared: Arc<ClientShared>,
+    cfg: ClientConfig,
+    parser: Parser,
+    info: Info,
 }
