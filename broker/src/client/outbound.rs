@@ -177,7 +177,15 @@ impl Outbound {
         if self.pending() + n > self.max_pending {
             return Queued::SlowConsumer;
         }
-        self.buf.reserve(n);
+        let need = self.buf.len() + n;
+        if need > self.buf.capacity() {
+            // Double as `Vec` does, but never past what the pending limit
+            // lets this buffer hold: a stalled consumer then costs at most
+            // `max_pending` of capacity, not the next power of two above it.
+            let room = self.max_pending.saturating_sub(self.inflight).max(need);
+            let target = self.buf.capacity().saturating_mul(2).max(need).min(room);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         let wake = !self.wake_pending;
         self.wake_pending = true;
         Queued::Ok { wake }
@@ -233,6 +241,22 @@ impl Outbound {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_full_buffer_holds_no_more_capacity_than_the_limit() {
+        let limit = 3 * 1024 * 1024 + 17;
+        let mut o = Outbound::new(limit);
+        let chunk = vec![b'x'; 1000];
+        while let Queued::Ok { .. } = o.reserve(chunk.len()) {
+            o.buf_mut().extend_from_slice(&chunk);
+        }
+        assert!(o.pending() > limit - chunk.len());
+        assert!(
+            o.buf.capacity() <= limit,
+            "capacity {} over {limit}",
+            o.buf.capacity()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -394,3 +394,16 @@ pub async fn wait_for_route(a: &async_nats::Client, b: &async_nats::Client) {
         );
     }
 }
+
+/// Poll `f` every 20 ms until it is true (true) or a generous guard of 30 s
+/// passes (false). The guard only keeps a broken run from hanging.
+pub fn eventually_true(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
