@@ -31,5 +31,5 @@ pub mod reload;
 pub mod service;
 #[cfg(feature = "service")]
 pub mod subjects;
-#[cfg(feature = "service")]
+#[cfg(feature = "web-token")]
 pub mod token;

@@ -8,6 +8,7 @@
 //! algorithm we know at all.
 
 use std::collections::HashSet;
+#[cfg(feature = "service")]
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,7 +20,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "service")]
 use crate::config::TokenConfig;
+#[cfg(feature = "service")]
 use crate::jwks::JwksCache;
 
 /// Why a token was refused. `code()` is a short, fixed label used in logs and
@@ -137,6 +140,7 @@ pub struct TokenValidator {
     /// Keys fixed at config load: the JWKS file and the HS256 secret.
     keys: Vec<PinnedKey>,
     /// Keys fetched from the IdP, when `jwks_url` / `oidc_issuer` is set.
+    #[cfg(feature = "service")]
     remote: Option<Arc<JwksCache>>,
     issuers: Vec<String>,
     audiences: Vec<String>,
@@ -192,6 +196,7 @@ fn pin_jwk_alg(alg: Option<KeyAlgorithm>, params: &AlgorithmParameters) -> Resul
 impl TokenValidator {
     /// A validator with only local keys, accepting `cfg.audiences`; refuses
     /// configs that need the IdP's JWKS.
+    #[cfg(feature = "service")]
     pub fn from_config(cfg: &TokenConfig) -> Result<Self> {
         Self::new(cfg, cfg.audiences.clone(), None)
     }
@@ -200,6 +205,7 @@ impl TokenValidator {
     /// callout then picks the one application a token names), not only
     /// `cfg.audiences`. `remote` must be given exactly when the config names a
     /// JWKS URL or OIDC issuer.
+    #[cfg(feature = "service")]
     pub fn new(
         cfg: &TokenConfig,
         audiences: Vec<String>,
@@ -212,21 +218,15 @@ impl TokenValidator {
         if wants_remote != remote.is_some() {
             bail!("token: a JWKS key cache is needed exactly when jwks_url or oidc_issuer is set");
         }
-        let mut keys = Vec::new();
-        if let Some(path) = &cfg.jwks_file {
-            keys.extend(load_jwks(path)?.keys);
-        }
-        if let Some(secret) = &cfg.hs256_secret {
-            let s = secret.load("token.hs256_secret")?;
-            if s.len() < 32 {
-                bail!("token.hs256_secret must be at least 32 bytes");
-            }
-            keys.push(PinnedKey {
-                kid: None,
-                alg: Algorithm::HS256,
-                key: DecodingKey::from_secret(s.as_bytes()),
-            });
-        }
+        let jwks = match &cfg.jwks_file {
+            Some(path) => Some(load_jwks(path)?),
+            None => None,
+        };
+        let secret = match &cfg.hs256_secret {
+            Some(secret) => Some(secret.load("token.hs256_secret")?),
+            None => None,
+        };
+        let keys = local_keys(jwks, secret.as_deref().map(str::as_bytes))?;
         if keys.is_empty() && remote.is_none() {
             bail!("token: no verification keys configured");
         }
@@ -240,6 +240,37 @@ impl TokenValidator {
         })
     }
 
+    /// A validator over fixed keys alone: those of `jwks` and the HS256
+    /// secret, if given (what [`TokenValidator::new`] loads from a config
+    /// without a JWKS URL), checking what `new` checks. Available without
+    /// the `service` feature (the fuzz targets in broker/fuzz use it).
+    pub fn with_keys(
+        jwks: Option<KeySet>,
+        hs256_secret: Option<&[u8]>,
+        issuers: Vec<String>,
+        audiences: Vec<String>,
+        leeway_secs: u64,
+        user_claim: String,
+    ) -> Result<Self> {
+        if audiences.is_empty() {
+            bail!("token: no accepted audience");
+        }
+        let keys = local_keys(jwks, hs256_secret)?;
+        if keys.is_empty() {
+            bail!("token: no verification keys configured");
+        }
+        Ok(TokenValidator {
+            keys,
+            #[cfg(feature = "service")]
+            remote: None,
+            issuers,
+            audiences,
+            leeway: leeway_secs,
+            user_claim,
+        })
+    }
+
+    #[cfg(feature = "service")]
     pub fn key_count(&self) -> usize {
         let remote = self
             .remote
@@ -250,6 +281,7 @@ impl TokenValidator {
     }
 
     /// The IdP key cache, if keys come from a JWKS URL.
+    #[cfg(feature = "service")]
     pub fn remote(&self) -> Option<&Arc<JwksCache>> {
         self.remote.as_ref()
     }
@@ -265,7 +297,10 @@ impl TokenValidator {
             .parse()
             .map_err(|_| TokenError::Algorithm(alg_name.clone()))?;
         // Held for this validation only; a refresh swaps in a new set meanwhile.
+        #[cfg(feature = "service")]
         let remote = self.remote.as_ref().map(|r| r.current());
+        #[cfg(not(feature = "service"))]
+        let remote: Option<Option<Arc<KeySet>>> = None;
         let remote_keys: &[PinnedKey] = match &remote {
             Some(Some(set)) => &set.keys,
             _ => &[],
@@ -367,12 +402,29 @@ fn peek_header(token: &str) -> Result<(String, Option<String>), TokenError> {
     Ok((alg, kid))
 }
 
+/// The keys of `jwks` and, if given, the HS256 secret (at least 32 bytes).
+fn local_keys(jwks: Option<KeySet>, hs256_secret: Option<&[u8]>) -> Result<Vec<PinnedKey>> {
+    let mut keys = jwks.map(|set| set.keys).unwrap_or_default();
+    if let Some(s) = hs256_secret {
+        if s.len() < 32 {
+            bail!("token.hs256_secret must be at least 32 bytes");
+        }
+        keys.push(PinnedKey {
+            kid: None,
+            alg: Algorithm::HS256,
+            key: DecodingKey::from_secret(s),
+        });
+    }
+    Ok(keys)
+}
+
+#[cfg(feature = "service")]
 fn load_jwks(path: &Path) -> Result<KeySet> {
     let text = std::fs::read(path).with_context(|| format!("reading JWKS {}", path.display()))?;
     KeySet::from_jwks_json(&text, &path.display().to_string())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "service"))]
 mod tests {
     use super::*;
     use crate::config::Secret;

@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 
+#[cfg(feature = "service")]
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "service")]
 use crate::config::Config;
 use crate::payload::normalise::Origin;
 use crate::payload::{normalise_match, split_payload, MatchUpdate, Sport};
@@ -36,6 +38,8 @@ pub const HDR_RECEIVED: &str = "Tribune-Received-Ms";
 pub struct Outgoing {
     pub subject: String,
     pub msg_id: String,
+    /// Without the `service` feature (no NATS client) there are none.
+    #[cfg(feature = "service")]
     pub headers: HeaderMap,
     pub payload: Bytes,
     /// Why it is a dead letter (also in [`HDR_ERROR`]).
@@ -79,29 +83,51 @@ pub struct Router {
 }
 
 impl Router {
+    #[cfg(feature = "service")]
     pub fn new(cfg: &Config) -> Router {
-        let mut router = Router {
-            prefix: cfg.jetstream.subject_prefix.clone(),
-            dead_letter_subject: cfg.jetstream.dead_letter_subject.clone(),
-            provider: cfg.bridge.provider.clone(),
-            sport_level: cfg.mqtt.sport_topic_level,
-            sport_by_topic: cfg
-                .mqtt
+        Router::from_parts(
+            &cfg.jetstream.subject_prefix,
+            &cfg.jetstream.dead_letter_subject,
+            &cfg.bridge.provider,
+            cfg.mqtt.sport_topic_level,
+            cfg.mqtt
                 .subscriptions
                 .iter()
-                .filter_map(|s| s.sport.clone().map(|sp| (s.topic.clone(), sp)))
+                .map(|s| (s.topic.as_str(), s.sport.as_deref())),
+        )
+    }
+
+    /// [`Router::new`] from the settings it reads: `jetstream.subject_prefix`
+    /// and `dead_letter_subject`, `bridge.provider`, `mqtt.sport_topic_level`
+    /// and each of `mqtt.subscriptions` as (topic, sport). Taken as given:
+    /// `Config::parse` is what validates them.
+    pub fn from_parts<'a>(
+        prefix: &str,
+        dead_letter_subject: &str,
+        provider: &str,
+        sport_level: usize,
+        subscriptions: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Router {
+        let subscriptions: Vec<(&str, Option<&str>)> = subscriptions.into_iter().collect();
+        let mut router = Router {
+            prefix: prefix.to_owned(),
+            dead_letter_subject: dead_letter_subject.to_owned(),
+            provider: provider.to_owned(),
+            sport_level,
+            sport_by_topic: subscriptions
+                .iter()
+                .filter_map(|(topic, sport)| sport.map(|sp| ((*topic).to_owned(), sp.to_owned())))
                 .collect(),
             known_sports: Vec::new(),
         };
-        for s in &cfg.mqtt.subscriptions {
-            let literal = s
-                .topic
+        for (topic, sport) in subscriptions {
+            let literal = topic
                 .split('/')
                 .nth(router.sport_level)
                 .is_some_and(|l| l != "+" && l != "#");
-            let sport = match &s.sport {
-                Some(sp) => Some(sp.clone()),
-                None if literal => router.sport_for(&s.topic),
+            let sport = match sport {
+                Some(sp) => Some(sp.to_owned()),
+                None if literal => router.sport_for(topic),
                 None => None,
             };
             if let Some(sp) = sport.filter(|sp| !router.known_sports.contains(sp)) {
@@ -252,23 +278,38 @@ impl Router {
         received_at_ms: u64,
         payload: Bytes,
     ) -> Outgoing {
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-        headers.insert(HDR_ERROR, header_safe(reason).as_str());
-        headers.insert(HDR_TOPIC, header_safe(topic).as_str());
-        if let Some(i) = entry {
-            headers.insert(HDR_ENTRY, i.to_string().as_str());
-        }
-        headers.insert(HDR_RECEIVED, received_at_ms.to_string().as_str());
+        #[cfg(not(feature = "service"))]
+        let _ = (topic, received_at_ms);
         Outgoing {
             subject: self.dead_letter_subject.clone(),
             msg_id: msg_id.to_owned(),
-            headers,
+            #[cfg(feature = "service")]
+            headers: dead_letter_headers(topic, msg_id, reason, entry, received_at_ms),
             payload,
             reason: reason.to_owned(),
             entry,
         }
     }
+}
+
+/// The NATS headers of a dead letter (see the `HDR_*` constants).
+#[cfg(feature = "service")]
+fn dead_letter_headers(
+    topic: &str,
+    msg_id: &str,
+    reason: &str,
+    entry: Option<usize>,
+    received_at_ms: u64,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    headers.insert(HDR_ERROR, header_safe(reason).as_str());
+    headers.insert(HDR_TOPIC, header_safe(topic).as_str());
+    if let Some(i) = entry {
+        headers.insert(HDR_ENTRY, i.to_string().as_str());
+    }
+    headers.insert(HDR_RECEIVED, received_at_ms.to_string().as_str());
+    headers
 }
 
 /// First 128 bits of SHA-256 over `topic \0 payload`, hex.
@@ -289,6 +330,7 @@ pub fn message_hash(topic: &str, payload: &[u8]) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Header values cannot hold CR/LF (or other controls); bound their length too.
+#[cfg(feature = "service")]
 fn header_safe(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -296,7 +338,7 @@ fn header_safe(s: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "service"))]
 mod tests {
     use super::*;
 

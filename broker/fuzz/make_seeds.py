@@ -274,6 +274,269 @@ def websocket_frames():
     write("websocket_frames", "bad-close", header(0, 0, [1, 2]) + ws_frame(0x88, b"\x03\xe7"))
 
 
+def ws_upgrade_request(path="/", extra="", method="GET", key="dGhlIHNhbXBsZSBub25jZQ=="):
+    """An upgrade request head as a browser or nats.ws sends it."""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\n"
+        f"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
+def websocket_handshake():
+    """Upgrade requests, accepted and refused in each of nats-server's ways.
+
+    The header is the protocol targets' (flag = the request came over TLS,
+    limits index = the target's option set) with a filler size in the
+    settings byte's high nibble (see the target's PADS).
+    """
+    def head(tls, opts, reads, pad=0):
+        return bytes([(pad << 4) | (opts << 1) | tls, len(reads)] + [r - 1 for r in reads])
+
+    write("websocket_handshake", "rfc-example", head(0, 0, [7, 64]) + ws_upgrade_request("/path?x=1"))
+    write("websocket_handshake", "rfc-example-bytewise", head(0, 0, []) + ws_upgrade_request())
+    write("websocket_handshake", "browser-compressed-cookies", head(0, 4, [100]) + ws_upgrade_request(extra=(
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        "Nats-No-Masking: true\r\nCookie: a=b; jwt=\"eyJ0eXAiOiJKV1QifQ\"; u=me\r\nCookie: tok=t0k\r\n"
+        "User-Agent: Mozilla/5.0 (Macintosh) Version/17 Safari/605\r\nX-Forwarded-For: 10.1.2.3\r\n")))
+    write("websocket_handshake", "same-origin-tls", head(1, 2, [30]) + ws_upgrade_request(
+        extra="Origin: https://LOCALHOST:8080\r\n"))
+    write("websocket_handshake", "origin-not-allowed", head(0, 3, [16]) + ws_upgrade_request(
+        extra="Origin: http://evil.example\r\nSec-WebSocket-Origin: https://good.example\r\n"))
+    write("websocket_handshake", "no-key-bad-version", head(0, 0, [64]) + ws_upgrade_request(key="c2hvcnQ=").replace(
+        b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"))
+    write("websocket_handshake", "post-mqtt", head(0, 1, [64]) + ws_upgrade_request("/mqtt", method="POST"))
+    write("websocket_handshake", "leafnode", head(0, 6, [5]) + ws_upgrade_request(
+        "ws://h:443/x/leafnode", extra="Cookie: jwt=abc\r\n"))
+    write("websocket_handshake", "early-data", head(0, 7, [200]) + ws_upgrade_request() + b"\x82\x80\x00\x00\x00\x00")
+    write("websocket_handshake", "near-limit", head(0, 0, [250, 250], pad=4) + ws_upgrade_request())
+    write("websocket_handshake", "over-limit", head(0, 0, [250], pad=10) + ws_upgrade_request())
+    write("websocket_handshake", "tls-client-hello", head(0, 0, [3]) + bytes.fromhex("16030100a5010000a10303") + b"\x00" * 32)
+    write("websocket_handshake", "incomplete", head(0, 5, [9]) + ws_upgrade_request()[:-2])
+    write("websocket_handshake", "bare-newlines", head(0, 1, [11]) + ws_upgrade_request(
+        extra="Sec-WebSocket-Extensions: x, PerMessage-Deflate\r\n").replace(b"\r\n", b"\n"))
+
+
+def js_request(kind, setting, tokens, body):
+    """A jetstream_api input: kind, context, subject tokens, 0xFF, body."""
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body, separators=(",", ":"))
+    if isinstance(body, str):
+        body = body.encode()
+    return bytes([kind, setting]) + tokens.encode() + b"\xff" + body
+
+
+def jetstream_api():
+    """JetStream API requests as nats.go / the nats CLI send them.
+
+    Kinds (byte 0) and context bits (byte 1) are the target's: kind 0
+    stream create, 1 update, 2 consumer create, 3 durable create, 4 msg
+    get, 5 direct get, 6 pull request, 7 purge, 8 msg delete, 9 pause,
+    10 ack; context bits 0-1 cluster size (none, 1, 3, 5), bit 2 a 60 s
+    duplicate window limit, bit 3 the account's streams, bits 4-5 the
+    workqueue stream's other consumers.
+    """
+    W = "jetstream_api"
+    write(W, "stream-create-full", js_request(0, 0x0a, "NEW", {
+        "name": "NEW", "description": "d", "subjects": ["new.>", "other.*"], "retention": "limits",
+        "max_consumers": -1, "max_msgs": 1000, "max_bytes": -1, "max_age": 86400000000000,
+        "max_msgs_per_subject": 10, "max_msg_size": 1048576, "discard": "new", "storage": "memory",
+        "num_replicas": 3, "duplicate_window": 120000000000, "allow_rollup_hdrs": True,
+        "discard_new_per_subject": True, "allow_direct": True, "subject_delete_marker_ttl": 5000000000,
+        "consumer_limits": {"inactive_threshold": 60000000000, "max_ack_pending": 50},
+        "subject_transform": {"src": "new.>", "dest": "stored.>"},
+        "republish": {"src": "new.>", "dest": "repub.>", "headers_only": True},
+        "compression": "s2", "metadata": {"owner": "team"}, "placement": {"tags": ["a"]}}))
+    write(W, "stream-create-mirror", js_request(0, 0x0a, "M2", {
+        "name": "M2", "mirror": {"name": "ORDERS", "opt_start_seq": 5, "filter_subject": "orders.eu.>"},
+        "sources": None, "consumer_limits": None}))
+    write(W, "stream-create-sources", js_request(0, 0x0e, "AGG", {
+        "name": "AGG", "subjects": ["agg2.>"], "sources": [
+            {"name": "ORDERS", "subject_transforms": [{"src": "orders.*.>", "dest": "agg2.{{wildcard(1)}}.>"}]},
+            {"name": "REMOTE", "external": {"api": "$JS.hub.API", "deliver": "deliver.hub"}},
+            {"name": "ORDERS", "consumer": {"name": "dur", "deliver_subject": "fc.in"}}]}))
+    write(W, "stream-update", js_request(1, 0x08, "ORDERS", {
+        "name": "ORDERS", "subjects": ["orders.>", "returns.>"], "max_age": 7200000000000,
+        "allow_direct": True, "allow_msg_ttl": True}))
+    write(W, "consumer-create-filtered", js_request(2, 0x00, "ORDERS.C1.orders.eu", {
+        "stream_name": "ORDERS", "action": "create", "config": {
+            "name": "C1", "filter_subject": "orders.eu", "ack_policy": "explicit", "ack_wait": 30000000000,
+            "deliver_policy": "by_start_sequence", "opt_start_seq": 5, "max_deliver": 5,
+            "backoff": [1000000000, 5000000000], "pause_until": "2030-01-02T05:04:05.12+02:00",
+            "metadata": {"k": "v"}}}))
+    write(W, "consumer-durable-push-fc", js_request(3, 0x00, "ORDERS.D1", {
+        "stream_name": "ORDERS", "config": {
+            "durable_name": "D1", "deliver_subject": "push.d1", "deliver_group": "g",
+            "ack_policy": "flow_control", "flow_control": True, "idle_heartbeat": 1000000000,
+            "filter_subjects": ["orders.eu", "orders.us.*"], "deliver_policy": "last_per_subject"}}))
+    write(W, "consumer-wq-pinned", js_request(2, 0x10, "WQ", {
+        "stream_name": "WQ", "config": {
+            "durable_name": None, "name": "w9", "filter_subject": "jobs.us", "ack_policy": "explicit",
+            "priority_policy": "pinned_client", "priority_groups": ["A", "jobs/B_1=-"],
+            "priority_timeout": -5, "num_replicas": 3, "max_ack_pending": 100}}))
+    write(W, "consumer-ephemeral-start-time", js_request(2, 0x00, "INT", {
+        "stream_name": "INT", "config": {
+            "deliver_policy": "by_start_time", "opt_start_time": "2024-06-01T12:00:00.5+02:00",
+            "ack_policy": "all", "replay_policy": "original", "max_waiting": 10, "max_batch": 5,
+            "max_expires": 30000000000, "headers_only": True, "inactive_threshold": 5000000000}}))
+    write(W, "msg-get", js_request(4, 0x00, "ORDERS", {"last_by_subj": "orders.eu"}))
+    write(W, "direct-get-multi", js_request(5, 0x00, "ORDERS", {
+        "multi_last": ["orders.*", None], "up_to_time": "2024-01-01T00:00:00Z", "batch": 10, "max_bytes": 1024,
+        "NO_HDR": True}))
+    write(W, "direct-get-subject", js_request(5, 0x00, "ORDERS.orders.eu", {"no_hdr": True}))
+    write(W, "pull-request", js_request(6, 0x00, "ORDERS.C1", {
+        "batch": 10, "expires": 5000000000, "idle_heartbeat": 1000000000, "max_bytes": 0,
+        "group": "A", "min_pending": None, "min_ack_pending": 5, "id": "pin", "priority": 3}))
+    write(W, "purge-and-delete", js_request(7, 0x00, "ORDERS", {"filter": "orders.eu", "keep": 5}))
+    write(W, "pause", js_request(9, 0x00, "ORDERS.C1", {"pause_until": "2030-01-01T00:00:00+02:00"}))
+    write(W, "ack-next-batch", js_request(10, 0x00, "ORDERS.C1", b'+NXT {"batch":5,"no_wait":true}'))
+
+
+def filestore_recovery():
+    """Seeds in the layout of fuzz_targets/filestore_recovery.rs: settings
+    (bit 0 crash, bits 1-2 block size), operation count, operations, then
+    corruptions (kind, file, arguments). Files are picked by index into the
+    store directory's sorted names (0000000001.blk, 0000000001.dlog,
+    0000000001.idx, 0000000002.blk, ...), modulo their number."""
+    def store(subject, payload, headers):
+        return bytes([subject | payload << 3 | headers << 6])
+
+    def remove(seq_byte):
+        return bytes([0xE0, seq_byte])
+
+    def seed(settings, ops, corruptions=b""):
+        return bytes([settings, len(ops)]) + b"".join(ops) + corruptions
+
+    def xor(f, off, mask):
+        return bytes([0, f]) + off.to_bytes(2, "little") + bytes([len(mask) - 1]) + mask
+
+    def truncate(f, to):
+        return bytes([1, f]) + to.to_bytes(2, "little")
+
+    sync = b"\xf0"
+    mixed = [store(i % 8, (i * 3) % 8, i % 3) for i in range(24)]
+    small = [store(i % 4, 4 + i % 3, 1) for i in range(16)]
+    name = "filestore_recovery"
+    write(name, "clean-no-damage", seed(0, mixed[:12] + [remove(3), remove(7), sync] + mixed[12:]))
+    write(name, "crash-after-sync",
+          seed(1 | 1 << 1, small[:8] + [sync, remove(2), sync] + small[8:] + [remove(10)]))
+    write(name, "torn-tail", seed(0, small, truncate(0xFF, 700)))
+    write(name, "xor-sealed-block", seed(0, mixed, xor(0, 40, b"\x01\x80\xff\x10")))
+    # zero: kind 4, file, offset, count - 1
+    write(name, "zeroed-range-crash", seed(1, small + [sync] + small[:4], b"\x04\x03\x64\x00\x3f"))
+    # append: kind 2, file, count - 1, bytes (XORed with the target's key stream)
+    write(name, "garbage-appended", seed(2 << 1, mixed, b"\x02\xff\x27" + bytes(range(40))))
+    # delete an index file (kind 5), then a file (kind 3)
+    write(name, "deleted-index-and-block", seed(0, small + small, b"\x05\x01\x03\x03"))
+    write(name, "damaged-delete-log",
+          seed(0, small + [remove(1), remove(2), remove(20), sync], xor(1, 10, b"\x04") + truncate(4, 30)))
+
+
+def bridge_payload():
+    """The bridge's provider fixtures (bridge/tests/fixtures/provider) on
+    their topics, plus the payload shapes and mistakes process.rs's tests
+    name. Layout (fuzz_targets/bridge_payload.rs): topic byte (index into
+    its TOPICS, or 0x80 + length + topic), receive-time byte (minutes after
+    the fixtures' kick-off), payload."""
+    fixtures = ROOT / "bridge" / "tests" / "fixtures" / "provider"
+    football, basketball, tennis, special, baseball = 0, 1, 2, 6, 3
+    for name, topic, minute in [
+        ("football-score", football, 5),
+        ("football-stats", football, 30),
+        ("football-incidents", football, 70),
+        ("basketball-score", basketball, 12),
+        ("basketball-overtime-detail", basketball, 100),
+        ("tennis-score", tennis, 40),
+        ("tennis-score-tiebreak", special, 41),
+    ]:
+        write("bridge_payload", name, bytes([topic, minute]) + (fixtures / f"{name}.json").read_bytes())
+    write("bridge_payload", "unsupported-sport",
+          bytes([baseball, 1]) + (fixtures / "football-score.json").read_bytes())
+    write("bridge_payload", "mixed-entries",
+          bytes([football, 2]) + b'[{"id":"ok"},{"id":"bad.id"},{"nope":1},{"id":7,"score":"1-0"},{"id":"x","tlive":[{"time":"3\'","data":"Kick-off"}]}]')
+    write("bridge_payload", "wrapped-and-keyed",
+          bytes([football, 3]) + b'{"results":[{"id":"a","stats":{"type":2,"home":"1","away":0.5}}],"code":0}')
+    write("bridge_payload", "keyed-by-id", bytes([basketball, 4]) + b'{"m1":{"score":["m1",9,0,[1,2,3,4,5],[5,4,3,2,1]]},"m2":{"id":"m2"}}')
+    write("bridge_payload", "not-json", bytes([football, 0xfe]) + b"{not json")
+    topic = b"thesports/FOOTBALL/match/v1"
+    write("bridge_payload", "own-topic", bytes([0x80, len(topic)]) + topic + bytes([0xff])
+          + b'{"id":"q4x7m2kd9wz1p0a","score":["q4x7m2kd9wz1p0a",2,[1,0,0,0,0,0,0],[0,0,0,0,0,0,0],1767293460,"note"]}')
+
+
+# web_token's HS256 secret (fuzz_targets/web_token.rs); the target's other
+# keys are tribune-auth's test keys (auth/tests/fixtures) and fixed Ed25519
+# seeds, which the seeds below have the target sign itself.
+WEB_HS_SECRET = b"tribune-fuzz-hs256-secret-0123456789"
+
+
+def hs256_token(header, claims, secret=WEB_HS_SECRET):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    text = b64(json.dumps(header, separators=(",", ":")).encode()) + "." + b64(
+        json.dumps(claims, separators=(",", ":")).encode())
+    sig = hmac.new(secret, text.encode(), hashlib.sha256).digest()
+    return text + "." + b64(sig)
+
+
+def web_token():
+    """Even first byte: a token as text (an HS256 one valid until 2100, and
+    a malformed one). Odd: bytes the target signs a token from (see its
+    header): signer (byte 0 >> 1), alg/kid, header extras, iss/aud/sub
+    selector, exp and nbf in minutes from now (0x80 absent), more claims."""
+    claims = {"iss": "https://idp.example", "aud": "tribune", "sub": "alice",
+              "exp": 4102444800, "email": "alice@example.com"}
+    write("web_token", "text-hs256-valid", b"\x00" + hs256_token({"alg": "HS256", "typ": "JWT"}, claims).encode())
+    write("web_token", "text-malformed", b"\x02" + b"eyJhbGciOiJIUzI1NiJ9.e30.c2ln.extra")
+
+    def signed(signer, algkid=0, extras=0, sel=0, exp=10, nbf=0x80, more=b""):
+        return bytes([signer << 1 | 1, algkid, extras, sel, exp & 0xff, nbf & 0xff]) + more
+
+    more = b'{"email":"alice@example.com","groups":["sports","admin"],"iat":1700000000}'
+    write("web_token", "sign-hs256", signed(0, more=more))
+    write("web_token", "sign-rs256", signed(1, sel=0x05, nbf=-1, more=more))
+    write("web_token", "sign-es256", signed(2, sel=0x01, extras=0x21))
+    write("web_token", "sign-eddsa-kid", signed(3, exp=120))
+    write("web_token", "sign-eddsa-no-kid", signed(4, algkid=0x10))
+    write("web_token", "sign-wrong-secret", signed(5))
+    write("web_token", "sign-unknown-key-embedded-jwk", signed(6, algkid=0x40, extras=3))
+    write("web_token", "sign-ps256-on-rs256-key", signed(7, algkid=0x20))
+    write("web_token", "sign-alg-confusion", signed(10, algkid=0x10))
+    write("web_token", "sign-alg-none", signed(11, algkid=0x10))
+    write("web_token", "sign-header-lies", signed(1, algkid=0x21))
+    write("web_token", "sign-expired", signed(0, exp=-10, nbf=-20))
+    # Bit 6 of the selector: the claims below override the chosen ones
+    # (aud "evil", exp in the past).
+    write("web_token", "sign-own-claims-override", signed(0, sel=0x48, exp=-10,
+                                                          more=b'{"aud":["web"],"exp":4102444800}'))
+
+
+def client_session():
+    """Sessions against client_session's servers: byte 0 picks the server
+    (0 open, 1 users with permissions, 2 accounts with no_auth_user, 3 NKEY
+    users), then a protocol header (settings 0; the read sizes) and the
+    stream."""
+    def seed(name, server, stream, reads=(255,)):
+        write("client_session", name, bytes([server, 0, len(reads), *reads]) + stream)
+
+    seed("open-pubsub", 0, b'CONNECT {"verbose":true,"headers":true}\r\nSUB a.> 1\r\n'
+         b"PUB a.b _INBOX.x 3\r\nabc\r\nHPUB a.c 12 14\r\nNATS/1.0\r\n\r\nhi\r\nUNSUB 1\r\nPING\r\n")
+    seed("users-good", 1, b'CONNECT {"verbose":true,"user":"alice","pass":"p4ss-alice"}\r\n'
+         b"SUB sports.x 1\r\nPUB sports.x 2\r\nok\r\nPUB sports.admin.y 1\r\nz\r\nSUB secret 2\r\nPING\r\n")
+    seed("users-bad", 1, b'CONNECT {"verbose":true,"user":"alice","pass":"wrong"}\r\nSUB sports.x 1\r\nPING\r\n')
+    seed("users-no-connect", 1, b"PING\r\nSUB sports.x 1\r\nPUB sports.x 1\r\na\r\n")
+    seed("accounts-noauth", 2, b"CONNECT {}\r\nSUB sports.> 1\r\nPUB sports.f.1 1\r\nx\r\nPING\r\n")
+    seed("accounts-a", 2, b'CONNECT {"user":"a","pass":"p4ss-a"}\r\nSUB sports.> 1\r\nPUB sports.f.1 1\r\nx\r\nPING\r\n')
+    seed("nkey-forged", 3, b'CONNECT {"nkey":"UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4","sig":"AAAA"}\r\nPING\r\n')
+    seed("byte-by-byte", 0, b"CONNECT {}\r\nSUB x 1\r\nPUB x 1\r\nx\r\nPING\r\n", reads=())
+    seed("split-reads", 1, b'CONNECT {"user":"alice","pass":"p4ss-alice"}\r\nSUB sports.y 9\r\n'
+         b"PUB sports.y 5\r\nhello\r\nPING\r\n", reads=(3, 7, 1))
+
+
 if __name__ == "__main__":
     client_protocol()
     route_protocol()
@@ -282,3 +545,9 @@ if __name__ == "__main__":
     config()
     auth_jwt()
     websocket_frames()
+    websocket_handshake()
+    jetstream_api()
+    filestore_recovery()
+    bridge_payload()
+    web_token()
+    client_session()

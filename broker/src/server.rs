@@ -910,7 +910,7 @@ impl Server {
         }
     }
 
-    async fn run_admitted<R, W>(self: Arc<Self>, client: NewClient, rd: R, wr: W)
+    async fn run_admitted<R, W>(self: Arc<Self>, client: Box<NewClient>, rd: R, wr: W)
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -966,12 +966,12 @@ impl Server {
             cookies: None,
         };
         let parser = Parser::new(opts.max_control_line, Some(opts.max_payload));
-        Admission::Admitted(NewClient {
+        Admission::Admitted(Box::new(NewClient {
             shared,
             cfg,
             parser,
             info,
-        })
+        }))
     }
 
     /// The answer to a client's `$SYS.REQ.USER.INFO`.
@@ -1243,7 +1243,8 @@ enum Admission {
     /// Over `max_connections`: these bytes (INFO and the error) go out,
     /// then the connection closes.
     Refused(Vec<u8>),
-    Admitted(NewClient),
+    /// Boxed: the INFO and config make it far larger than the others.
+    Admitted(Box<NewClient>),
 }
 
 /// A registered client about to run its protocol.

@@ -152,9 +152,22 @@ impl MatchState {
     }
 }
 
+/// Merges `new` into `held` by `type`; whether anything changed. A type the
+/// update lists more than once takes its last entry, at the place of its
+/// first, and is compared once: comparing each entry in turn would call
+/// every resend of such an update a change (each entry replacing the
+/// other), moving `rev` with nothing changed.
 fn merge_stats(held: &mut Vec<Stat>, new: &[Stat]) -> bool {
     let mut changed = false;
-    for stat in new {
+    for (i, first) in new.iter().enumerate() {
+        if new[..i].iter().any(|s| s.kind == first.kind) {
+            continue;
+        }
+        let stat = new[i..]
+            .iter()
+            .rev()
+            .find(|s| s.kind == first.kind)
+            .unwrap_or(first);
         match held.iter_mut().find(|s| s.kind == stat.kind) {
             Some(cur) if cur == stat => {}
             Some(cur) => {
@@ -259,6 +272,38 @@ mod tests {
             .map(|st| (st.kind, st.home.as_ref().and_then(|n| n.as_i64())))
             .collect();
         assert_eq!(got, [(2, Some(2)), (3, Some(4)), (9, Some(1))]);
+    }
+
+    /// A stats list naming one type twice (found by broker/fuzz's
+    /// bridge_payload, corpus crash-stat-type-twice): the last entry is the
+    /// value, at the first one's place, and a resend of the same update
+    /// changes nothing (it used to replace one entry by the other each time,
+    /// reporting `stats` changed and moving `rev`).
+    #[test]
+    fn stat_type_twice_merges_idempotently() {
+        let mut s = fresh();
+        let u = update(
+            json!({"id": "m1", "stats": [
+                {"type": 23, "home": 8, "away": 1}, {"type": 21, "home": 1, "away": 2},
+                {"type": 23, "home": 39, "away": 44}
+            ]}),
+            1,
+        );
+        let d = s.merge(&u, 0);
+        assert_eq!(
+            (d.changed.as_slice(), s.rev),
+            ([Section::Stats].as_slice(), 1)
+        );
+        let got: Vec<(i64, Option<i64>)> = s
+            .stats
+            .iter()
+            .map(|st| (st.kind, st.home.as_ref().and_then(|n| n.as_i64())))
+            .collect();
+        assert_eq!(got, [(23, Some(39)), (21, Some(1))]);
+        let held = s.clone();
+        let d = s.merge(&u, 0);
+        assert!(d.changed.is_empty(), "a resend changed {:?}", d.changed);
+        assert_eq!(s, held);
     }
 
     /// The provider's edits of its incident list (PROVIDER_FORMAT.md §10):

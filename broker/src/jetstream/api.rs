@@ -124,8 +124,10 @@ pub(crate) fn answer<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
 }
 
 /// An error answer; some kinds keep their zero fields after the error, as
-/// nats-server's response structs do.
-pub(crate) fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
+/// nats-server's response structs do. Public for the `jetstream_api` fuzz
+/// target.
+#[doc(hidden)]
+pub fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
     #[derive(Serialize)]
     struct Paged<'a, T: Serialize> {
         error: &'a ApiError,
@@ -162,11 +164,32 @@ pub(crate) fn error_answer(kind: &str, e: &ApiError) -> Vec<u8> {
     }
 }
 
-fn parse<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
+/// A request body: empty (or blank) is the default request, anything else
+/// must be JSON for `T`. Public for the `jetstream_api` fuzz target.
+#[doc(hidden)]
+pub fn parse<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(payload).map_err(errors::invalid_json)
+    let req = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    not_an_object(payload).map_or(Ok(req), Err)
+}
+
+/// nats-server decodes a request into a Go struct, which takes a JSON
+/// object (or `null`) and nothing else; serde would also fill a struct from
+/// an array, field by field (`[5]` as `{"seq":5}`), and a `Value` takes
+/// any JSON. The refusal for a body that is valid JSON of another kind.
+fn not_an_object(payload: &[u8]) -> Option<ApiError> {
+    let kind = match payload.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'{' | b'n' => return None,
+        b'[' => "array",
+        b'"' => "string",
+        b't' | b'f' => "bool",
+        _ => "number",
+    };
+    Some(errors::invalid_json(format!(
+        "json: cannot unmarshal {kind} into a request object"
+    )))
 }
 
 fn handle(acc: &Arc<JsAccount>, server: &Arc<Server>, api: &str, m: &OwnedMsg) {
@@ -558,9 +581,37 @@ pub(crate) fn cluster_info(server: &Server, s: &Stream) -> ClusterInfo {
 /// is not clustered (replicas beyond 1 are refused then).
 pub(crate) fn normalize_stream(
     acc: &JsAccount,
+    c: StreamConfig,
+    name: &str,
+    servers: Option<usize>,
+) -> Result<StreamConfig, ApiError> {
+    let streams: std::collections::BTreeMap<String, StreamConfig> = acc
+        .streams
+        .read()
+        .iter()
+        .map(|(n, s)| (n.clone(), s.config()))
+        .collect();
+    normalize_stream_config(
+        c,
+        name,
+        servers,
+        acc.server_limits.duplicate_window,
+        &streams,
+    )
+}
+
+/// [`normalize_stream`] without the account: `duplicate_window_limit` is
+/// the server's `limits { duplicate_window }` (zero: none) and `streams`
+/// the account's streams by name (the one being checked included when it
+/// exists). Public for the `jetstream_api` fuzz target, which checks
+/// configurations the way stream create and update do.
+#[doc(hidden)]
+pub fn normalize_stream_config(
     mut c: StreamConfig,
     name: &str,
     servers: Option<usize>,
+    duplicate_window_limit: std::time::Duration,
+    streams: &std::collections::BTreeMap<String, StreamConfig>,
 ) -> Result<StreamConfig, ApiError> {
     if c.name != name {
         return Err(errors::stream_mismatch());
@@ -643,7 +694,7 @@ pub(crate) fn normalize_stream(
     }
     // The server's `limits { duplicate_window }` lowers the default and
     // caps what a stream may ask for, as in nats-server.
-    let dw_limit = types::nanos(acc.server_limits.duplicate_window);
+    let dw_limit = types::nanos(duplicate_window_limit);
     if c.duplicate_window == 0 && c.mirror.is_none() && c.sources.is_empty() {
         let mut dw = types::nanos(DEFAULT_DUPLICATE_WINDOW);
         if dw_limit > 0 && dw > dw_limit {
@@ -713,11 +764,11 @@ pub(crate) fn normalize_stream(
             )));
         }
     }
-    for other in acc.streams.read().values() {
-        if other.name == c.name {
+    for (other, theirs) in streams {
+        if *other == c.name {
             continue;
         }
-        let theirs = other.config().subjects;
+        let theirs = &theirs.subjects;
         if c.subjects
             .iter()
             .any(|a| theirs.iter().any(|b| crate::permissions::overlaps(a, b)))
@@ -734,22 +785,23 @@ pub(crate) fn normalize_stream(
         &c.sources,
         &c.extra,
         &|n| {
-            acc.stream(n).map(|o| {
-                let oc = o.config();
-                super::sourcing::config::Origin {
-                    max_msg_size: oc.max_msg_size,
-                    subjects: oc.subjects,
-                    mirror: oc.mirror.filter(|m| m.external.is_none()).map(|m| m.name),
-                    sources: oc.sources,
-                }
+            streams.get(n).map(|oc| super::sourcing::config::Origin {
+                max_msg_size: oc.max_msg_size,
+                subjects: oc.subjects.clone(),
+                mirror: oc
+                    .mirror
+                    .as_ref()
+                    .filter(|m| m.external.is_none())
+                    .map(|m| m.name.clone()),
+                sources: oc.sources.clone(),
             })
         },
     )?;
     if let Some(m) = &c.mirror {
         // Direct gets of a mirror follow its origin's.
         if m.external.is_none() {
-            if let Some(o) = acc.stream(&m.name) {
-                c.mirror_direct = o.config().allow_direct;
+            if let Some(o) = streams.get(&m.name) {
+                c.mirror_direct = o.allow_direct;
             }
         }
     }
@@ -763,8 +815,10 @@ pub(crate) fn normalize_stream(
 }
 
 /// A stream configuration from a request body; an empty body is an
-/// unnamed configuration (which then does not match the subject).
-pub(crate) fn stream_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
+/// unnamed configuration (which then does not match the subject). Public
+/// for the `jetstream_api` fuzz target.
+#[doc(hidden)]
+pub fn stream_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_slice(b"{}").map_err(errors::invalid_json);
     }
@@ -804,8 +858,10 @@ fn stream_create(
 }
 
 /// What nats-server refuses of a stream create alone (not of an update):
-/// a sealed stream, and `mirror_direct` without a mirror.
-pub(crate) fn check_stream_create(cfg: &StreamConfig) -> Result<(), ApiError> {
+/// a sealed stream, and `mirror_direct` without a mirror. Public for the
+/// `jetstream_api` fuzz target.
+#[doc(hidden)]
+pub fn check_stream_create(cfg: &StreamConfig) -> Result<(), ApiError> {
     if cfg.sealed {
         return Err(errors::stream_invalid_config(
             "stream configuration for create can not be sealed",
@@ -849,8 +905,10 @@ fn stream_update(
     ))
 }
 
-/// What a stream update may not change.
-pub(crate) fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Result<(), ApiError> {
+/// What a stream update may not change. Public for the `jetstream_api`
+/// fuzz target.
+#[doc(hidden)]
+pub fn check_stream_update(old: &StreamConfig, cfg: &StreamConfig) -> Result<(), ApiError> {
     if old.storage != cfg.storage {
         return Err(errors::stream_invalid_config(
             "stream configuration update can not change storage type",
@@ -986,7 +1044,11 @@ pub(crate) fn msg_delete(acc: &JsAccount, name: &str, payload: &[u8]) -> Result<
     ))
 }
 
-fn next_request(payload: &[u8]) -> Result<NextRequest, String> {
+/// A `CONSUMER.MSG.NEXT` body (empty, a number, or JSON); the error is the
+/// description of the 400 status that answers it. Public for the
+/// `jetstream_api` fuzz target.
+#[doc(hidden)]
+pub fn next_request(payload: &[u8]) -> Result<NextRequest, String> {
     let text = std::str::from_utf8(payload).map_err(|_| "Bad Request".to_string())?;
     let t = text.trim();
     if t.is_empty() {
@@ -998,6 +1060,14 @@ fn next_request(payload: &[u8]) -> Result<NextRequest, String> {
     if let Ok(n) = t.parse::<i64>() {
         return Ok(NextRequest {
             batch: n.max(1),
+            ..Default::default()
+        });
+    }
+    // Neither a number nor a JSON object (an array, say): one message, as
+    // nats-server's `nextReqFromMsg` reads it.
+    if !t.starts_with('{') {
+        return Ok(NextRequest {
+            batch: 1,
             ..Default::default()
         });
     }
@@ -1019,14 +1089,17 @@ pub(crate) fn ephemeral_name() -> String {
         .collect()
 }
 
-#[derive(serde::Deserialize, Default)]
-struct CreateRequest {
+/// A `CONSUMER.CREATE` / `CONSUMER.DURABLE.CREATE` body. Public for the
+/// `jetstream_api` fuzz target.
+#[doc(hidden)]
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct CreateRequest {
     #[serde(default)]
-    stream_name: String,
+    pub stream_name: String,
     #[serde(default)]
-    config: ConsumerConfig,
+    pub config: ConsumerConfig,
     #[serde(default)]
-    action: String,
+    pub action: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1081,6 +1154,9 @@ fn consumer_unpin(
         group: String,
     }
     let req: UnpinRequest = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    if let Some(e) = not_an_object(payload) {
+        return Err(e);
+    }
     if req.group.is_empty() {
         return Err(errors::invalid_json("consumer group not specified"));
     }
@@ -1165,8 +1241,10 @@ pub(crate) fn consumer_reset(
 
 /// The deadline a `CONSUMER.PAUSE` body asks for (None: resume). A body
 /// that is not a JSON object or array is an empty request, as in
-/// nats-server; one that is must parse.
-fn pause_request(payload: &[u8]) -> Result<Option<std::time::SystemTime>, ApiError> {
+/// nats-server; one that is must parse. Public for the `jetstream_api`
+/// fuzz target.
+#[doc(hidden)]
+pub fn pause_request(payload: &[u8]) -> Result<Option<std::time::SystemTime>, ApiError> {
     #[derive(serde::Deserialize)]
     struct PauseRequest {
         #[serde(default)]
@@ -1180,6 +1258,9 @@ fn pause_request(payload: &[u8]) -> Result<Option<std::time::SystemTime>, ApiErr
         return Ok(None);
     }
     let req: PauseRequest = serde_json::from_slice(payload).map_err(errors::invalid_json)?;
+    if let Some(e) = not_an_object(payload) {
+        return Err(e);
+    }
     let until = types::parse_pause(req.pause_until.as_deref()).map_err(errors::invalid_json)?;
     Ok(until.map(std::time::SystemTime::from))
 }
@@ -1223,12 +1304,76 @@ fn consumer_create(
     payload: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let _admin = acc.admin.lock();
-    let req: CreateRequest = if payload.iter().all(u8::is_ascii_whitespace) {
-        CreateRequest::default()
-    } else {
-        serde_json::from_slice(payload).map_err(errors::invalid_json)?
-    };
+    let req: CreateRequest = parse(payload)?;
     let s = with_stream(acc, stream)?;
+    let (name, mut cfg) = consumer_request(
+        &req,
+        stream,
+        name_in_subject,
+        filter_in_subject,
+        durable_api,
+    )?;
+    let stream_cfg = s.config();
+    let asked = cfg.clone();
+    check_consumer(&s, &stream_cfg, &mut cfg, &name)?;
+    super::limits::check_consumer_limits(acc, &mut cfg, &asked, &stream_cfg.consumer_limits)?;
+    stream_cfg.consumer_limits.check(&cfg)?;
+    let existing = s.consumers.read().get(&name).cloned();
+    // The pause is set on create; later only `CONSUMER.PAUSE` changes it
+    // (an update keeps the current one, as nats-server does).
+    cfg.pause_until = match &existing {
+        Some(e) => e.config().pause_until,
+        None => types::parse_pause(cfg.pause_until.as_deref())
+            .map_err(errors::invalid_json)?
+            .map(|t| types::go_time(&t)),
+    };
+    // nats-server announces a pause after every create request that
+    // succeeds (new consumer, update, or the same config again).
+    let answered = |c: &consumer::Consumer| {
+        let body = answer("consumer_create_response", &c.info(server));
+        if c.is_paused() && !c.is_passive() {
+            c.announce_pause(server);
+        }
+        body
+    };
+    if let Some(existing) = existing {
+        let old = existing.config();
+        if same_ignoring_name(&old, &cfg) {
+            return Ok(answered(&existing));
+        }
+        // An updated config keeps its deadline in UTC.
+        cfg.pause_until = old.pause_deadline().map(|t| types::rfc3339(Some(t)));
+        if req.action == "create" {
+            return Err(errors::consumer_already_exists());
+        }
+        check_update(acc, &old, &cfg)?;
+        existing.update(cfg);
+        acc.save_consumer_meta(&s, &existing)?;
+        return Ok(answered(&existing));
+    }
+    if req.action == "update" {
+        return Err(errors::consumer_does_not_exist());
+    }
+    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, s.public_consumers())?;
+    let c = acc.create_consumer(server, &s, name, cfg)?;
+    Ok(answered(&c))
+}
+
+/// The consumer a create request names and its configuration as asked,
+/// checked as nats-server checks them once the stream is found and before
+/// the stream's rules ([`check_consumer_config`]): the stream name and
+/// action of the body, the durable or ephemeral name against the subject's
+/// (`name_in_subject`; `durable_api` for `CONSUMER.DURABLE.CREATE`), and
+/// the filter the subject names. Public for the `jetstream_api` fuzz
+/// target.
+#[doc(hidden)]
+pub fn consumer_request(
+    req: &CreateRequest,
+    stream: &str,
+    name_in_subject: Option<&str>,
+    filter_in_subject: Option<&str>,
+    durable_api: bool,
+) -> Result<(String, ConsumerConfig), ApiError> {
     if req.stream_name != stream {
         return Err(errors::stream_mismatch());
     }
@@ -1238,9 +1383,17 @@ fn consumer_create(
             req.action
         )));
     }
-    let mut cfg = req.config;
+    let mut cfg = req.config.clone();
     if cfg.description.as_deref() == Some("") {
         cfg.description = None;
+    }
+    // An empty name is no name, as Go's zero string is (nats-server makes
+    // up an ephemeral's name when `name` is "").
+    if cfg.name.as_deref() == Some("") {
+        cfg.name = None;
+    }
+    if cfg.durable_name.as_deref() == Some("") {
+        cfg.durable_name = None;
     }
     let name = match (name_in_subject, durable_api) {
         (Some(n), true) => {
@@ -1303,50 +1456,7 @@ fn consumer_create(
             return Err(errors::filter_mismatch());
         }
     }
-    let stream_cfg = s.config();
-    let asked = cfg.clone();
-    check_consumer(&s, &stream_cfg, &mut cfg, &name)?;
-    super::limits::check_consumer_limits(acc, &mut cfg, &asked, &stream_cfg.consumer_limits)?;
-    stream_cfg.consumer_limits.check(&cfg)?;
-    let existing = s.consumers.read().get(&name).cloned();
-    // The pause is set on create; later only `CONSUMER.PAUSE` changes it
-    // (an update keeps the current one, as nats-server does).
-    cfg.pause_until = match &existing {
-        Some(e) => e.config().pause_until,
-        None => types::parse_pause(cfg.pause_until.as_deref())
-            .map_err(errors::invalid_json)?
-            .map(|t| types::go_time(&t)),
-    };
-    // nats-server announces a pause after every create request that
-    // succeeds (new consumer, update, or the same config again).
-    let answered = |c: &consumer::Consumer| {
-        let body = answer("consumer_create_response", &c.info(server));
-        if c.is_paused() && !c.is_passive() {
-            c.announce_pause(server);
-        }
-        body
-    };
-    if let Some(existing) = existing {
-        let old = existing.config();
-        if same_ignoring_name(&old, &cfg) {
-            return Ok(answered(&existing));
-        }
-        // An updated config keeps its deadline in UTC.
-        cfg.pause_until = old.pause_deadline().map(|t| types::rfc3339(Some(t)));
-        if req.action == "create" {
-            return Err(errors::consumer_already_exists());
-        }
-        check_update(acc, &old, &cfg)?;
-        existing.update(cfg);
-        acc.save_consumer_meta(&s, &existing)?;
-        return Ok(answered(&existing));
-    }
-    if req.action == "update" {
-        return Err(errors::consumer_does_not_exist());
-    }
-    super::limits::check_consumer_create(acc, stream_cfg.max_consumers, s.public_consumers())?;
-    let c = acc.create_consumer(server, &s, name, cfg)?;
-    Ok(answered(&c))
+    Ok((name, cfg))
 }
 
 fn policy_words(p: DeliverPolicy) -> &'static str {
@@ -1455,6 +1565,25 @@ fn check_consumer(
     cfg: &mut ConsumerConfig,
     name: &str,
 ) -> Result<(), ApiError> {
+    check_consumer_config(stream_cfg, cfg, name, || {
+        s.consumers
+            .read()
+            .values()
+            .map(|c| (c.name.clone(), c.config().filters()))
+            .collect()
+    })
+}
+
+/// [`check_consumer`] without the stream: `consumers` lists the stream's
+/// consumers and their filters (asked for on a workqueue stream only).
+/// Public for the `jetstream_api` fuzz target.
+#[doc(hidden)]
+pub fn check_consumer_config(
+    stream_cfg: &StreamConfig,
+    cfg: &mut ConsumerConfig,
+    name: &str,
+    consumers: impl FnOnce() -> Vec<(String, Vec<String>)>,
+) -> Result<(), ApiError> {
     let pull = cfg.is_pull();
     if cfg.ack_policy == AckPolicy::FlowControl {
         check_flow_control_acks(cfg)?;
@@ -1550,6 +1679,11 @@ fn check_consumer(
             "consumer with flow control also needs heartbeats",
         ));
     }
+    if let (Some(d), Some(n)) = (cfg.durable_name.as_deref(), cfg.name.as_deref()) {
+        if d != n {
+            return Err(errors::durable_name_mismatch());
+        }
+    }
     if stream_cfg.retention == Retention::WorkQueue {
         if !matches!(cfg.ack_policy, AckPolicy::Explicit | AckPolicy::FlowControl) {
             return Err(if pull {
@@ -1565,11 +1699,10 @@ fn check_consumer(
         if cfg.deliver_policy != DeliverPolicy::All {
             return Err(errors::wq_not_deliver_all());
         }
-        for other in s.consumers.read().values() {
-            if other.name == name {
+        for (other, theirs) in consumers() {
+            if other == name {
                 continue;
             }
-            let theirs = other.config().filters();
             if filters.is_empty() {
                 return Err(errors::wq_multiple_unfiltered());
             }
@@ -1724,6 +1857,82 @@ mod tests {
         assert_eq!(code(&push), Some(10178));
         assert_eq!(code(&cfg(PriorityPolicy::PinnedClient, &["A"])), None);
         assert_eq!(code(&cfg(PriorityPolicy::Prioritized, &["A"])), None);
+    }
+
+    /// Found by the jetstream_api fuzz target (corpus crash-body-not-object,
+    /// crash-consumer-create-array): a body that is JSON but no object was
+    /// taken as a request (`"x"` or `5` as an empty msg delete, `[]` as a
+    /// consumer create, `[5]` as a pull of 5), where nats-server's Go
+    /// structs refuse it (or, for a pull request, read one message).
+    #[test]
+    fn request_bodies_must_be_objects() {
+        for body in [&b"\">\""[..], b"5", b" [] ", b"true", b"[5]"] {
+            let e = parse::<Value>(body).unwrap_err();
+            assert_eq!((e.code, e.err_code), (400, 10025), "{body:?}");
+            assert!(e
+                .description
+                .starts_with("invalid JSON: json: cannot unmarshal"));
+            let e = parse::<MsgGetRequest>(body).unwrap_err();
+            assert_eq!(e.err_code, 10025, "{body:?}");
+        }
+        assert!(parse::<CreateRequest>(b"[]").is_err());
+        assert!(parse::<Value>(b"null").is_ok());
+        assert_eq!(
+            parse::<MsgGetRequest>(br#"{"seq":5}"#).map(|r| r.seq),
+            Ok(5)
+        );
+        assert_eq!(parse::<MsgGetRequest>(b" ").map(|r| r.seq), Ok(0));
+        // Malformed JSON keeps serde's words.
+        assert!(parse::<Value>(b"[")
+            .unwrap_err()
+            .description
+            .starts_with("invalid JSON: EOF"));
+        let err = pause_request(br#"["2030-01-01T00:00:00Z"]"#).unwrap_err();
+        assert_eq!(err.err_code, 10025);
+        let r = next_request(b"[5]").expect("one message");
+        assert_eq!((r.batch, r.structured), (1, false));
+        let r = next_request(b"more").expect("one message");
+        assert_eq!((r.batch, r.structured), (1, false));
+        assert!(next_request(b"{bad").is_err());
+    }
+
+    /// Found by the jetstream_api fuzz target (corpus
+    /// crash-durable-name-mismatch, crash-empty-consumer-name): a durable
+    /// create whose body named the consumer otherwise was accepted (the
+    /// consumer `D1` with `"name":"X"` in its configuration), and an empty
+    /// `name` made a consumer called "" instead of a generated name.
+    #[test]
+    fn consumer_names_as_nats_server_reads_them() {
+        let stream: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","subjects":["s.>"]}"#).unwrap();
+        let req = |config: &str| -> CreateRequest {
+            serde_json::from_str(&format!(r#"{{"stream_name":"S","config":{config}}}"#)).unwrap()
+        };
+        let (name, mut cfg) = consumer_request(
+            &req(r#"{"durable_name":"D1","name":"X"}"#),
+            "S",
+            Some("D1"),
+            None,
+            true,
+        )
+        .unwrap();
+        let e = check_consumer_config(&stream, &mut cfg, &name, Vec::new).unwrap_err();
+        assert_eq!((e.code, e.err_code), (400, 10132));
+        assert_eq!(
+            e.description,
+            "Consumer Durable and Name have to be equal if both are provided"
+        );
+
+        let (name, cfg) = consumer_request(&req(r#"{"name":""}"#), "S", None, None, false).unwrap();
+        assert_eq!(name.len(), 8, "a generated name: {name:?}");
+        assert_eq!(cfg.name.as_deref(), Some(name.as_str()));
+        // An empty durable name is none, on either subject.
+        let (name, cfg) =
+            consumer_request(&req(r#"{"durable_name":""}"#), "S", Some("C"), None, false).unwrap();
+        assert_eq!((name.as_str(), cfg.durable_name), ("C", None));
+        let e = consumer_request(&req(r#"{"durable_name":""}"#), "S", Some("D"), None, true)
+            .unwrap_err();
+        assert_eq!(e.err_code, 10018);
     }
 
     #[test]

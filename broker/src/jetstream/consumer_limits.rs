@@ -38,7 +38,7 @@ impl ConsumerLimits {
     }
 
     /// Refuse a consumer configuration beyond the limits.
-    pub(crate) fn check(&self, cfg: &ConsumerConfig) -> Result<(), ApiError> {
+    pub fn check(&self, cfg: &ConsumerConfig) -> Result<(), ApiError> {
         if self.max_ack_pending > 0 && cfg.max_ack_pending > self.max_ack_pending {
             return Err(errors::max_ack_pending_excess(self.max_ack_pending));
         }

@@ -60,6 +60,7 @@ api_errors! {
     replicas_not_supported = (500, 10074, "replicas > 1 not supported in non-clustered mode");
     durable_not_in_subject = (400, 10016, "consumer expected to be durable but no durable name set in subject");
     durable_not_match_subject = (400, 10017, "consumer name in subject does not match durable name in request");
+    durable_name_mismatch = (400, 10132, "Consumer Durable and Name have to be equal if both are provided");
     push_max_waiting = (400, 10080, "consumer in push mode can not set max waiting");
     sealed = (400, 10109, "invalid operation on sealed stream");
     header_too_large = (400, 10097, "header size exceeds maximum allowed of 64k");

@@ -37,6 +37,11 @@ pub(crate) mod transform;
 pub(crate) mod ttl;
 pub mod types;
 
+/// A direct get's request decoder, public for the `jetstream_api` fuzz
+/// target.
+#[doc(hidden)]
+pub use direct_get::request::{Refusal as DirectGetRefusal, Request as DirectGetRequest};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

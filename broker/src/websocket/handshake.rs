@@ -69,9 +69,13 @@ impl Request {
                     .headers
                     .iter()
                     .map(|h| {
+                        // Spaces and tabs only (RFC 7230's OWS, Go's
+                        // textproto): `str::trim` would also drop Unicode
+                        // spaces, and take `websocket\u{a0}` for `websocket`.
+                        let value = String::from_utf8_lossy(h.value);
                         (
                             h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).trim().to_string(),
+                            value.trim_matches([' ', '\t']).to_string(),
                         )
                     })
                     .collect(),
@@ -153,6 +157,10 @@ pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Reques
         }
         buf.extend_from_slice(&chunk[..n]);
         match Request::parse(&buf) {
+            // A head that ends in the read that crossed the limit is over
+            // it all the same: the verdict must not depend on where the
+            // socket reads happened to split it.
+            Ok(Some((_, len))) if len > MAX_REQUEST_HEAD => return Err(ReadFailure::TooLarge),
             Ok(Some((req, len))) => {
                 return if len < buf.len() {
                     Err(ReadFailure::EarlyData)
@@ -511,6 +519,34 @@ mod tests {
         );
     }
 
+    /// Found by the websocket_handshake fuzz target (corpus
+    /// crash-unicode-space): header values were trimmed of Unicode spaces,
+    /// so `Upgrade: websocket` followed by a no-break space (or a version
+    /// of `\u{3000}13`) passed checks that nats-server, trimming spaces
+    /// and tabs only, fails.
+    #[test]
+    fn header_values_trimmed_of_spaces_and_tabs_only() {
+        let opts = WebsocketOptions::default();
+        let r = request("X-Tabbed: \t a b \t\r\n");
+        assert_eq!(r.header("x-tabbed"), Some("a b"));
+        let head = |upgrade: &str, version: &str| {
+            let text = format!(
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+            );
+            Request::parse(text.as_bytes()).unwrap().unwrap().0
+        };
+        assert_eq!(
+            refuse(&head("websocket\u{a0}", "13"), &opts),
+            (400, "invalid value for header 'Upgrade'".into())
+        );
+        assert_eq!(
+            refuse(&head("websocket", "\u{3000}13"), &opts),
+            (400, "invalid version".into())
+        );
+        let origins = OriginPolicy::default();
+        assert!(upgrade(&head("websocket \t", "\t13 "), &opts, &origins, false).is_ok());
+    }
+
     #[test]
     fn error_responses() {
         let text = String::from_utf8(Refusal::new(400, "invalid version").response()).unwrap();
@@ -550,6 +586,34 @@ mod tests {
         assert!(matches!(
             read_request(&mut rd).await,
             Err(ReadFailure::Closed)
+        ));
+    }
+
+    /// Found by the websocket_handshake fuzz target (corpus
+    /// crash-head-over-limit): a complete head a little over the limit was
+    /// accepted when it ended in the read that crossed the limit, and
+    /// refused (431) when the client paused inside it.
+    #[tokio::test]
+    async fn head_over_limit_refused_whatever_the_reads() {
+        let pad = "a".repeat(MAX_REQUEST_HEAD);
+        let text = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Pad: {pad}\r\n\r\n");
+        assert!(
+            text.len() < MAX_REQUEST_HEAD + 2048,
+            "ends in the read after the limit"
+        );
+        // Read 2 KiB at a time: the head completes in the read that crosses
+        // the limit.
+        let mut rd = text.as_bytes();
+        assert!(matches!(
+            read_request(&mut rd).await,
+            Err(ReadFailure::TooLarge)
+        ));
+        // The same head with a pause inside it.
+        let (a, b) = text.as_bytes().split_at(MAX_REQUEST_HEAD + 1);
+        let mut rd = tokio::io::AsyncReadExt::chain(a, b);
+        assert!(matches!(
+            read_request(&mut rd).await,
+            Err(ReadFailure::TooLarge)
         ));
     }
 }

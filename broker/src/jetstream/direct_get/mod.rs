@@ -21,7 +21,7 @@
 
 mod read;
 mod replies;
-mod request;
+pub(super) mod request;
 
 use tracing::debug;
 

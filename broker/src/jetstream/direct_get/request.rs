@@ -17,7 +17,7 @@ use serde::Deserialize;
 /// `JSApiMsgGetRequest`: which message(s) a direct get asks for. Empty
 /// strings and zeros mean "not set", as in nats-server.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Request {
+pub struct Request {
     /// A sequence: the message there, or the first of a batch.
     pub seq: u64,
     /// The last message on a subject (wildcards allowed).
@@ -45,7 +45,7 @@ pub(crate) struct Request {
 /// Why a request is refused before the stream is read: the description of
 /// nats-server's 408 status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     Empty,
     Malformed,
     Bad,
@@ -53,7 +53,7 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The status line's description, as nats-server words it.
-    pub(crate) fn description(self) -> &'static str {
+    pub fn description(self) -> &'static str {
         match self {
             Refusal::Empty => "Empty Request",
             Refusal::Malformed => "Malformed Request",
@@ -65,7 +65,7 @@ impl Refusal {
 impl Request {
     /// A `$JS.API.DIRECT.GET.<stream>` body: decoded and checked as
     /// nats-server's `processDirectGetRequest` does, in its order.
-    pub(crate) fn from_body(payload: &[u8]) -> Result<Request, Refusal> {
+    pub fn from_body(payload: &[u8]) -> Result<Request, Refusal> {
         if payload.is_empty() {
             return Err(Refusal::Empty);
         }
@@ -105,7 +105,7 @@ impl Request {
     /// A `$JS.API.DIRECT.GET.<stream>.<subject>` request: the last message
     /// on `subject`. A body is optional; only `no_hdr` and `max_bytes` may
     /// be set in it (nats-server's `processDirectGetLastBySubjectRequest`).
-    pub(crate) fn last_for(subject: &str, payload: &[u8]) -> Result<Request, Refusal> {
+    pub fn last_for(subject: &str, payload: &[u8]) -> Result<Request, Refusal> {
         let mut req = if payload.is_empty() {
             Request::default()
         } else {

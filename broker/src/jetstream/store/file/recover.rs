@@ -3,7 +3,9 @@
 //! Blocks are read in id order. The last block is always scanned record by
 //! record: the first record that is torn (short, garbage length), fails its
 //! checksum or breaks the sequence order ends the valid data, and the file
-//! is truncated there (that tail was never synced, so never acknowledged).
+//! is truncated there (that tail was never synced, so never acknowledged),
+//! and delete-log ranges past the cut are dropped (the next messages reuse
+//! those sequences in that block).
 //! Sealed blocks use their index file when it matches the block and the
 //! block has no deletes; otherwise they are scanned too and the index is
 //! rewritten. Delete logs and the floor are applied, blocks left without
@@ -19,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::active::ActiveBlock;
 use super::block::{block_path, dlog_path, index_path, Block, BloomKey, DeleteBits, BLOCK_MAGIC};
-use super::dlog::{read_dlog, read_floor, truncate_dlog};
+use super::dlog::{clip_dlog, read_dlog, read_floor, truncate_dlog};
 use super::index::{IndexData, SubjectSummary};
 use super::read::BlockCache;
 use super::record::{self, RecordHeader};
@@ -340,6 +342,15 @@ pub(super) fn open(dir: &Path, cfg: FileStoreConfig) -> Result<FileStore, StoreE
         }
         let first = index.first_seq;
         let last = first + index.offsets.len() as u64 - 1;
+        if is_last && removals.ranges.last().is_some_and(|r| r.1 > last) {
+            // The tail was cut (torn or damaged records): removals logged
+            // for the records that went would hit the new messages that
+            // reuse their sequences in this block. The directory is fsynced
+            // below.
+            tracing::warn!(path = %dpath.display(), last,
+                "dropping delete-log ranges above the last block's end");
+            clip_dlog(&dpath, last)?;
+        }
         let mut deleted = DeleteBits::default();
         for s in first..=last.min(floor_seq.saturating_sub(1)) {
             deleted.insert(s - first);

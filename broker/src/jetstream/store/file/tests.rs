@@ -425,3 +425,50 @@ fn bad_config_and_foreign_files_are_errors() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+/// Found by the `filestore_recovery` fuzz target: a damaged record cut the
+/// last block short, but its delete log still held removals of the lost
+/// sequences, so the new messages that reused them vanished at the next
+/// restart.
+#[test]
+fn cut_tail_drops_stale_delete_log_ranges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let mut s = open(p, 1 << 20);
+    for seq in 1..=6 {
+        s.store_msg("t.a", b"", &payload(seq), seq as i64)
+            .expect("store");
+    }
+    for seq in [1, 4, 5] {
+        assert!(s.remove(seq).expect("remove"));
+    }
+    drop(s);
+    // Damage record 3: recovery keeps 1..=2 of the only block.
+    let path = &block_files(p)[0];
+    let mut bytes = std::fs::read(path).expect("read");
+    let at = BLOCK_MAGIC_LEN
+        + (1..=2)
+            .map(|s| OVERHEAD + 3 + payload(s).len())
+            .sum::<usize>();
+    bytes[at + OVERHEAD] ^= 0x10;
+    std::fs::write(path, &bytes).expect("write");
+    let mut s = open(p, 1 << 20);
+    let st = s.state();
+    assert_eq!((st.msgs, st.first_seq, st.last_seq), (1, 2, 2));
+    for seq in 3..=6 {
+        let got = s
+            .store_msg("t.b", b"", b"new", 100 + seq as i64)
+            .expect("store");
+        assert_eq!(got, seq);
+    }
+    drop(s);
+    let s = open(p, 1 << 20);
+    let st = s.state();
+    assert_eq!((st.msgs, st.first_seq, st.last_seq), (5, 2, 6));
+    let new: Vec<u64> = dump(&s)
+        .values()
+        .filter(|m| m.subject == "t.b" && &m.payload[..] == b"new")
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(new, vec![3, 4, 5, 6], "new messages at reused sequences");
+}
