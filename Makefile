@@ -17,7 +17,7 @@ export TRIBUNE_BROKER_BIN NATS_SERVER_BIN
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help build run web test test-rust test-python test-node test-web venv localstack localstack-stop bench bench-js-cluster conformance conformance-py conformance-smoke bench-bridge fmt fmt-check lint clean distclean
-.PHONY: fuzz fuzz-smoke chaos abuse
+.PHONY: fuzz fuzz-smoke chaos abuse chaos-system chaos-system-smoke
 .PHONY: deploy-venv moto-venv test-deploy ami plan deploy upgrade destroy deploy-preflight tf-init
 .PHONY: secrets secrets-check rotate-tls web-app
 
@@ -31,6 +31,9 @@ help:
 	@echo "make fuzz         every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; needs nightly + cargo-fuzz"
 	@echo "make fuzz-smoke   every fuzz target for $(FUZZ_SMOKE_SECONDS) s (part of make test)"
 	@echo "make chaos        replicated JetStream chaos (kills, wipes, partitions), $(JS_CHAOS_ROUNDS) rounds, both servers"
+	@echo "make chaos-system the whole system (make run's) under load and random faults for CHAOS_SECONDS (default $(CHAOS_SECONDS)),"
+	@echo "                  CHAOS_SERVER=tribune|nats|both (default $(CHAOS_SERVER)), CHAOS_SEED=n replays; updates RELIABILITY.md"
+	@echo "make chaos-system-smoke  the same for $(CHAOS_SMOKE_SECONDS) s, tribune only, report only"
 	@echo "make abuse        100,000 idle connections, 1,000,000 subscriptions, a flood past a stalled subscriber; both servers"
 	@echo "make venv         create $(VENV) from requirements-test.txt"
 	@echo "make localstack   install (once) and start LocalStack on 127.0.0.1:4566 for the AWS tests"
@@ -177,6 +180,29 @@ ABUSE_CONNS ?= 100000
 ABUSE_SUBS  ?= 1000000
 abuse: venv
 	ABUSE_CONNS=$(ABUSE_CONNS) ABUSE_SUBS=$(ABUSE_SUBS) $(CARGO) test --workspace --test abuse -- --nocapture --test-threads=1
+
+# Chaos for the whole system (bridge/run/chaos.py, README "Tests"): make
+# run's system (3 brokers, tribune-auth, the simulator, 3 bridges) under
+# steady load while faults are injected one at a time from a seeded plan
+# (kill -9, SIGSTOP/SIGCONT, iptables partitions, a lame-duck rolling
+# restart, a stalled subscriber, bad logins); invariants checked throughout
+# and at the end. Reports in $(CARGO_TARGET_DIR)/chaos-system/<server>/;
+# `chaos-system` also rewrites its section of RELIABILITY.md.
+# CHAOS_SEED=<seed printed by an earlier run> replays its faults;
+# CHAOS_KINDS=kill_broker,partition,... limits the kinds. Partitions need
+# iptables and root; without them they are skipped, saying why.
+CHAOS_SECONDS       ?= 300
+CHAOS_SMOKE_SECONDS ?= 60
+CHAOS_SERVER        ?= both
+CHAOS_SEED          ?=
+CHAOS_KINDS         ?=
+CHAOS_ARGS           = $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(if $(CHAOS_KINDS),--kinds $(CHAOS_KINDS))
+chaos-system: venv build
+	$(VENV_PY) bridge/run/chaos.py --server $(CHAOS_SERVER) --seconds $(CHAOS_SECONDS) $(CHAOS_ARGS) \
+		--write-reliability RELIABILITY.md
+
+chaos-system-smoke: venv build
+	$(VENV_PY) bridge/run/chaos.py --server tribune --seconds $(CHAOS_SMOKE_SECONDS) $(CHAOS_ARGS)
 
 BENCH_ROUNDS ?= 3
 BENCH_MSGS   ?= 1000000

