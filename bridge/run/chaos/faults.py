@@ -521,13 +521,7 @@ class Faults:
     async def kill_broker(self, step: Step, healthy) -> Fault:
         i, label = await self._node(step)
         svc = self.system.broker(i)
-        f = self._fault("kill_broker", svc.name + label)
-        svc.kill9()
-        await asyncio.sleep(step.hold)
-        await self.system.restart(svc)
-        f.end = round(self.clock.now(), 1)
-        f.detail = {"down_s": round(step.hold, 1)}
-        return f
+        return await self._kill_and_restart("kill_broker", svc, svc.name + label, step.hold)
 
     async def _active_bridge(self) -> Optional[str]:
         for name, role in (await self.system.bridge_roles()).items():
@@ -541,22 +535,20 @@ class Faults:
             active = await self._active_bridge()
             name, label = (active, " (active)") if active else (name, "")
         svc = self.system.services[name]
-        f = self._fault("kill_bridge", name + label)
-        svc.kill9()
-        await asyncio.sleep(step.hold)
-        await self.system.restart(svc)
-        f.end = round(self.clock.now(), 1)
-        f.detail = {"down_s": round(step.hold, 1)}
-        return f
+        return await self._kill_and_restart("kill_bridge", svc, name + label, step.hold)
 
     async def kill_auth(self, step: Step, healthy) -> Fault:
         svc = self.system.services[f"auth{step.target + 1}"]
-        f = self._fault("kill_auth", svc.name)
+        return await self._kill_and_restart("kill_auth", svc, svc.name, step.hold)
+
+    async def _kill_and_restart(self, kind: str, svc, target: str, hold: float) -> Fault:
+        """kill -9 of `svc`, down for `hold` seconds, then started again."""
+        f = self._fault(kind, target)
         svc.kill9()
-        await asyncio.sleep(step.hold)
+        await asyncio.sleep(hold)
         await self.system.restart(svc)
         f.end = round(self.clock.now(), 1)
-        f.detail = {"down_s": round(step.hold, 1)}
+        f.detail = {"down_s": round(hold, 1)}
         return f
 
     async def stop_cont(self, step: Step, healthy) -> Fault:

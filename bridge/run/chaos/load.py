@@ -144,7 +144,26 @@ async def ensure_chaos_stream(nc, log: Log):
     raise RuntimeError(f"could not create stream {CHAOS_STREAM}")
 
 
-class JsPublisher:
+class Flow:
+    """What every flow of the load shares: its connection (`nc`), closed at
+    the end, and for those that loop, a task (`task`) that `stop` ends by
+    setting `stopping` and waiting for it."""
+
+    nc = None
+    task = None
+    stopping = False
+
+    async def stop(self):
+        self.stopping = True
+        if self.task:
+            await self.task
+
+    async def close(self):
+        if self.nc:
+            await self.nc.close()
+
+
+class JsPublisher(Flow):
     """Acknowledged publishes on chaos.js.p<i>.s<j>, one at a time.
 
     One at a time is what makes order checkable: message k+1 is sent only
@@ -235,17 +254,8 @@ class JsPublisher:
             self.probe.ok()
             return True
 
-    async def stop(self):
-        self.stopping = True
-        if self.task:
-            await self.task
 
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
-
-
-class DurableWorker:
+class DurableWorker(Flow):
     """A durable pull consumer of CHAOS, read through node `index` first,
     acking each message. Records every message id it was given."""
 
@@ -308,17 +318,8 @@ class DurableWorker:
                 except Exception:  # noqa: BLE001 - a lost ack is a redelivery later
                     self.errors += 1
 
-    async def stop(self):
-        self.stopping = True
-        if self.task:
-            await self.task
 
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
-
-
-class CoreSubscriber:
+class CoreSubscriber(Flow):
     """Plain subscriptions on node `index`: `sports.football.*` and `sports.>`."""
 
     SUBJECTS = ("sports.football.*", "sports.>")
@@ -339,10 +340,6 @@ class CoreSubscriber:
                 probe.ok()
 
             await self.nc.subscribe(s, cb=cb)
-
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
 
 
 def mint_token(system: System, subject: str, ttl: int, sports: str = "football,tennis", secret_file: str = None) -> str:
@@ -373,7 +370,7 @@ def inbox_id(issuer: str, subject: str) -> str:
     return hashlib.sha256(f"{issuer}\n{subject}".encode()).digest()[:16].hex()
 
 
-class WebUser:
+class WebUser(Flow):
     """A web user the way the live-scores page is one (bridge/web/app.js):
     ws:// to the nodes' WebSocket listeners, the token as the CONNECT token
     (the broker hands it to tribune-auth through the auth callout), the
@@ -430,17 +427,8 @@ class WebUser:
             except Exception:  # noqa: BLE001 - timeouts, no responders during faults
                 self.req_probe.fail()
 
-    async def stop(self):
-        self.stopping = True
-        if self.task:
-            await self.task
 
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
-
-
-class RpcResponder:
+class RpcResponder(Flow):
     """Answers chaos.rpc in the queue group `rpc` from node `index`."""
 
     def __init__(self, index: int, system: System):
@@ -459,12 +447,8 @@ class RpcResponder:
 
         await self.nc.subscribe(RPC_SUBJECT, queue="rpc", cb=cb)
 
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
 
-
-class RpcRequester:
+class RpcRequester(Flow):
     """A request on chaos.rpc twice a second from node `index`."""
 
     def __init__(self, index: int, system: System, clock: Clock):
@@ -494,15 +478,6 @@ class RpcRequester:
             except Exception:  # noqa: BLE001 - timeouts, no responders during faults
                 self.probe.fail()
             await asyncio.sleep(0.5)
-
-    async def stop(self):
-        self.stopping = True
-        if self.task:
-            await self.task
-
-    async def close(self):
-        if self.nc:
-            await self.nc.close()
 
 
 class Load:

@@ -215,6 +215,16 @@ mod tests {
     use crate::payload::{normalise_match, StateMessage};
     use serde_json::json;
 
+    /// The body the bridge publishes for `held` after `delta`.
+    fn published(held: &Held, delta: &Delta) -> Vec<u8> {
+        serde_json::to_vec(&StateMessage {
+            state: &held.state,
+            changed: &delta.changed,
+            added: delta.added,
+        })
+        .unwrap()
+    }
+
     fn update(v: Value) -> MatchUpdate {
         let origin = Origin {
             sport: "football",
@@ -245,12 +255,7 @@ mod tests {
             held.note_applied(&format!("h{i}:0"));
         }
         assert_eq!(held.applied.len(), APPLIED_IDS);
-        let body = serde_json::to_vec(&StateMessage {
-            state: &held.state,
-            changed: &delta.changed,
-            added: delta.added,
-        })
-        .unwrap();
+        let body = published(&held, &delta);
         let stored = StoredMsg {
             seq: 42,
             msg_id: Some(format!("h{}:0", APPLIED_IDS + 1)),
@@ -283,12 +288,7 @@ mod tests {
             "stats": [{"type": 2, "home": 2.7777777777777782e110, "away": 0.1}]}));
         let mut held = Held::new("football", "m1", "thesports");
         let delta = held.state.merge(&u, 0);
-        let body = serde_json::to_vec(&StateMessage {
-            state: &held.state,
-            changed: &delta.changed,
-            added: delta.added,
-        })
-        .unwrap();
+        let body = published(&held, &delta);
         let stored = StoredMsg {
             seq: 1,
             payload: body.into(),
