@@ -25,7 +25,7 @@ help:
 	@echo "make build        cargo build --workspace"
 	@echo "make run          whole system: 3-node cluster, tribune-auth, bridge, simulated feed, live-scores page"
 	@echo "make web          install the page's pinned npm packages and bundle @nats-io/nats-core for it"
-	@echo "make test         build, then Rust tests (incl. differential), nats-py, nats.js and deploy suites"
+	@echo "make test         build, then Rust tests (incl. differential), fuzz and chaos smokes, nats-py, nats.js, web and deploy suites"
 	@echo "make test-rust    only the Rust tests"
 	@echo "make test-python  only the nats-py suite (needs a build)"
 	@echo "make fuzz         every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; needs nightly + cargo-fuzz"
@@ -104,6 +104,7 @@ test: venv build localstack
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-web || status=1; \
+	$(MAKE) --no-print-directory chaos-system-smoke || status=1; \
 	$(MAKE) --no-print-directory test-deploy || status=1; \
 	exit $$status
 

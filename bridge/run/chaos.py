@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    # A TERM (make interrupted, a CI timeout) stops the system it started,
+    # as Ctrl-C does: the run's cleanup kills every process and heals every
+    # partition, instead of leaving brokers and iptables rules behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
     servers = ["tribune", "nats"] if a.server == "both" else [a.server]
     print(f"chaos-system: seed {seed} (--seed {seed} replays), servers {', '.join(servers)}, "

@@ -591,8 +591,10 @@ impl JsAccount {
             }
         };
         let stream = Stream::new(config, store, created, dir.clone(), self, self.sync);
-        // A follower until its Raft group makes it the leader.
+        // A follower until its Raft group makes it the leader; it expires
+        // only as its group's log says.
         stream.set_passive(true);
+        stream.set_replicated();
         // Durable consumers kept on disk: the Raft log is replayed only
         // from the last checkpoint, so those created before it come back
         // from their files (with their saved state, which the replay then

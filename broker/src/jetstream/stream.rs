@@ -37,6 +37,9 @@ use crate::server::Server;
 
 /// How many queued publishes one writer pass takes (one fsync each pass).
 const WRITE_BATCH: usize = 1024;
+/// How long the leader of a replicated stream waits for an expiry it
+/// asked its group to log before it asks again (nanoseconds).
+const EXPIRY_ASK_AGAIN: i64 = 1_000_000_000;
 
 pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
@@ -217,6 +220,17 @@ pub struct Stream {
     stopped: std::sync::atomic::AtomicBool,
     /// A replica that does not lead: its consumers deliver nothing.
     passive: std::sync::atomic::AtomicBool,
+    /// A replica of a replicated stream: it expires only at the times its
+    /// Raft log gives (see [`Stream::expire_replica`]), never by its own
+    /// clock, so every replica holds the same messages when it checks a
+    /// conditional publish.
+    replicated: std::sync::atomic::AtomicBool,
+    /// While this replica leads a replicated stream: asks its Raft group to
+    /// log an expiry (an entry of no messages at the leader's time).
+    expiry: Mutex<Option<mpsc::UnboundedSender<()>>>,
+    /// When the leader last asked for an expiry not yet applied (unix
+    /// nanos, 0: none), so a slow commit is not asked for again each tick.
+    expiry_asked: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Stream {
@@ -303,6 +317,9 @@ impl Stream {
             sync,
             stopped: Default::default(),
             passive: Default::default(),
+            replicated: Default::default(),
+            expiry: Mutex::new(None),
+            expiry_asked: Default::default(),
         })
     }
 
@@ -396,14 +413,16 @@ impl Stream {
         self.unsubscribe(server);
         self.feeds.lock().clear();
         self.ingest.lock().take();
+        self.expiry.lock().take();
         for c in self.consumers.read().values() {
             c.stop();
         }
     }
 
-    fn expire(&self) {
+    /// Drop what is past `max_age` (and past its TTL) at `now`.
+    fn expire_at(&self, now: i64) {
         if self.inner.lock().config.allow_msg_ttl {
-            self.expire_ttls();
+            self.expire_ttls(now);
             return;
         }
         let removed = {
@@ -411,12 +430,77 @@ impl Stream {
             if inner.config.max_age <= 0 {
                 return;
             }
-            if let Err(e) = inner.store.expire(now_nanos()) {
+            if let Err(e) = inner.store.expire(now) {
                 warn!("JetStream stream {:?}: expiring messages: {e}", self.name);
             }
             inner.store.take_removed()
         };
         self.forget(&removed);
+    }
+
+    /// Whether expiring at `now` would remove (or mark) anything: the
+    /// oldest message is past `max_age`, or a TTL is due. Cheap enough to
+    /// ask before every replicated batch.
+    fn expiry_due(&self, now: i64) -> bool {
+        let inner = self.inner.lock();
+        let cfg = &inner.config;
+        if cfg.allow_msg_ttl && inner.ttls.next_due().is_some_and(|at| at <= now) {
+            return true;
+        }
+        if cfg.max_age <= 0 {
+            return false;
+        }
+        let state = inner.store.state();
+        state.msgs > 0 && state.first_ts <= now.saturating_sub(cfg.max_age)
+    }
+
+    /// Expiry on a replica of a replicated stream, at `ts`, the leader's
+    /// time of the entry being applied: every replica applies the same
+    /// entries in the same order, so each removes the same messages
+    /// before it checks the entry's publishes. Published batches carry
+    /// the time; the leader logs an empty batch when something is due
+    /// and nothing is published ([`Stream::start_expiry`]).
+    pub(crate) fn expire_replica(&self, ts: i64) {
+        if self.expiry_due(ts) {
+            self.expire_at(ts);
+        }
+        self.expiry_asked
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Mark this stream as one replica of a replicated stream.
+    pub(crate) fn set_replicated(&self) {
+        self.replicated
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_replicated(&self) -> bool {
+        self.replicated.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// One expiry tick: a stream of this server's own expires now; the
+    /// leader of a replicated one asks its group to log an expiry when
+    /// something is due (again after [`EXPIRY_ASK_AGAIN`] if it has not
+    /// been applied); a follower waits for the log.
+    fn expiry_tick(&self) {
+        let now = now_nanos();
+        if !self.is_replicated() {
+            self.expire_at(now);
+            return;
+        }
+        if self.is_passive() || !self.expiry_due(now) {
+            return;
+        }
+        let asked = self.expiry_asked.load(std::sync::atomic::Ordering::Relaxed);
+        if asked != 0 && now.saturating_sub(asked) < EXPIRY_ASK_AGAIN {
+            return;
+        }
+        if let Some(tx) = self.expiry.lock().as_ref() {
+            if tx.send(()).is_ok() {
+                self.expiry_asked
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     /// Expiry of an `allow_msg_ttl` stream: messages past `max_age`
@@ -425,7 +509,7 @@ impl Stream {
     /// removed but replaced: the leader stores a marker that rolls the
     /// subject up (every replica applies it at the same sequence), and a
     /// follower leaves the message for that marker.
-    fn expire_ttls(&self) {
+    fn expire_ttls(&self, now: i64) {
         const MARKER_RETRY: i64 = 2_000_000_000;
         // Taken before the stream lock (lock order), and only by the
         // replica that leads: its write path accepts the markers.
@@ -434,7 +518,6 @@ impl Stream {
         } else {
             self.ingest.lock().clone()
         };
-        let now = now_nanos();
         let mut removed: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
         let mut markers: Vec<Ingest> = Vec::new();
         {
@@ -641,8 +724,12 @@ impl Stream {
         self: &Arc<Self>,
         server: &Arc<Server>,
         tx: mpsc::UnboundedSender<Ingest>,
+        expiry: mpsc::UnboundedSender<()>,
     ) -> Result<(), ApiError> {
         *self.ingest.lock() = Some(tx);
+        *self.expiry.lock() = Some(expiry);
+        self.expiry_asked
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.subscribe(server)?;
         self.set_passive(false);
         self.start_feeds(server);
@@ -700,6 +787,7 @@ impl Stream {
         self.unsubscribe(server);
         self.feeds.lock().clear();
         self.ingest.lock().take();
+        self.expiry.lock().take();
     }
 
     pub(crate) fn is_passive(&self) -> bool {
@@ -714,8 +802,8 @@ impl Stream {
         }
     }
 
-    /// Expire old messages (`max_age`) every 250 ms until the stream is
-    /// stopped: every replica expires its own copy, as in nats-server.
+    /// Expire old messages (`max_age`, TTLs) every 250 ms until the stream
+    /// is stopped ([`Stream::expiry_tick`]).
     pub(crate) fn start_expiry(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -727,7 +815,7 @@ impl Stream {
                 if s.stopped.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
-                s.expire();
+                s.expiry_tick();
             }
         });
     }

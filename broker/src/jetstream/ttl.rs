@@ -124,6 +124,11 @@ impl TtlIndex {
         self.due.insert((at, seq));
     }
 
+    /// When the next message is due, if any is tracked.
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
     /// The sequences whose time has come by `now`, taken out of the index.
     pub(crate) fn take_due(&mut self, now: i64) -> Vec<u64> {
         let rest = self.due.split_off(&(now.saturating_add(1), 0));
@@ -187,14 +192,17 @@ mod tests {
     #[test]
     fn due_entries_come_out_once_in_time_order() {
         let mut ix = TtlIndex::default();
+        assert_eq!(ix.next_due(), None);
         ix.track(3, 1_000_000_000, 2);
         ix.track(1, 1_000_000_000, 1);
         ix.track(2, 5_000_000_000, 1);
+        assert_eq!(ix.next_due(), Some(2_000_000_000));
         assert!(ix.take_due(1_999_999_999).is_empty());
         assert_eq!(ix.take_due(3_000_000_000), vec![1, 3]);
         assert!(ix.take_due(3_000_000_000).is_empty());
         ix.retry(1, 4_000_000_000);
         assert_eq!(ix.take_due(10_000_000_000), vec![1, 2]);
         assert!(ix.due.is_empty());
+        assert_eq!(ix.next_due(), None);
     }
 }

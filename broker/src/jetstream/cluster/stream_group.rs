@@ -350,13 +350,15 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
                 Ok(_) => {
                     if let Some(server) = g.server.upgrade() {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        match g.stream.lead(&server, tx) {
+                        let (expiry_tx, expiry_rx) = mpsc::unbounded_channel();
+                        match g.stream.lead(&server, tx, expiry_tx) {
                             Ok(()) => {
                                 info!(
                                     "JetStream cluster new stream leader for '{} > {}'",
                                     g.account, g.stream.name
                                 );
                                 tokio::spawn(propose(Arc::downgrade(&g), rx));
+                                tokio::spawn(propose_expiry(Arc::downgrade(&g), expiry_rx));
                                 tokio::spawn(replicate_consumers(Arc::downgrade(&g)));
                                 *g.leading_since.lock() = Some(SystemTime::now());
                                 leading = true;
@@ -379,6 +381,25 @@ async fn lead_while_leader(group: Weak<StreamGroup>) {
         }
         drop(g);
         if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Log an expiry each time the stream asks (something is past its age
+/// and nothing is being published to carry the time): an entry of no
+/// messages at this leader's time, which every replica applies alike.
+/// Ends when the stream stops leading here (its sender is dropped).
+async fn propose_expiry(group: Weak<StreamGroup>, mut rx: mpsc::UnboundedReceiver<()>) {
+    while rx.recv().await.is_some() {
+        let Some(g) = group.upgrade() else { return };
+        let entry = StreamEntry::Msgs {
+            ts: now_nanos(),
+            msgs: Vec::new(),
+        };
+        // Applied or not, nobody waits on it: the stream asks again.
+        if let Err(e) = g.raft.client_write_ff(entry).await {
+            warn!("stream group {}: Raft stopped: {e}", g.group);
             return;
         }
     }

@@ -63,7 +63,8 @@ pub struct ProposedMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamEntry {
     /// Messages published to the leader, in arrival order, at its time
-    /// (unix nanoseconds).
+    /// (unix nanoseconds). Every replica expires at that time before it
+    /// stores them; with no messages, the entry is the leader's expiry.
     Msgs { ts: i64, msgs: Vec<ProposedMsg> },
     /// `$JS.API.STREAM.PURGE` with this request body.
     Purge { request: bytes::Bytes },
@@ -590,6 +591,9 @@ impl RaftStateMachine<StreamTypes> for StreamStateMachine {
                     out.push(StreamResponse::default());
                 }
                 EntryPayload::Normal(StreamEntry::Msgs { ts, msgs }) => {
+                    // Expiry first, at the leader's time of the entry: every
+                    // replica checks the publishes against the same messages.
+                    self.stream.expire_replica(ts);
                     let published = msgs.iter().map(|m| Published {
                         subject: &m.subject,
                         headers: &m.headers,
