@@ -28,6 +28,8 @@ const CORE: &[&str] = &[
     "idle",
     "connect-burst",
     "cross-node",
+    "mass-fanout1k",
+    "mass-fanout1k-cluster",
 ];
 const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];
 

@@ -34,6 +34,11 @@ pub fn describe(o: &Outcome) -> String {
     if let Some(max) = o.latency_max_us {
         parts.push(format!("max {max:.1}us"));
     }
+    if let Some((p50, p99, max)) = o.last_delivery_us {
+        parts.push(format!(
+            "last sub p50 {p50:.1}us p99 {p99:.1}us max {max:.1}us"
+        ));
+    }
     if let Some(l) = o.logins {
         parts.push(format!(
             "refused {:.1} wrong logins/s ({:.1}/s Authentication Timeout), admitted {} of {} right ones",
@@ -143,12 +148,17 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 false,
             ),
         ],
-        Scenario::Idle => vec![row(
-            "server RSS (MiB)",
-            &|o| o.rss.map(|r| r as f64 / 1048576.0),
-            "<= 0.5x",
-            false,
-        )],
+        Scenario::Idle => vec![
+            row(
+                "server RSS (MiB)",
+                &|o| o.rss.map(|r| r as f64 / 1048576.0),
+                "<= 0.5x",
+                false,
+            ),
+            // One client connecting after another, each waiting for its
+            // PONG only at the end: the accept path's steady rate.
+            row("connections/s", &|o| o.rate, "-", true),
+        ],
         Scenario::AuthFlood => {
             let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
             vec![
@@ -276,6 +286,42 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 false,
             ),
         ],
+        Scenario::MassFanout1k
+        | Scenario::MassFanout10k
+        | Scenario::MassFanout50k
+        | Scenario::MassFanout1kCluster
+        | Scenario::MassFanout10kCluster
+        | Scenario::MassFanout50kCluster => {
+            let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
+            vec![
+                row(
+                    "last sub has it, p50 (ms)",
+                    &|o| ms(o.last_delivery_us.map(|l| l.0)),
+                    "-",
+                    false,
+                ),
+                row(
+                    "last sub has it, p99 (ms)",
+                    &|o| ms(o.last_delivery_us.map(|l| l.1)),
+                    "<= 0.5x",
+                    false,
+                ),
+                row(
+                    "last sub has it, max (ms)",
+                    &|o| ms(o.last_delivery_us.map(|l| l.2)),
+                    "-",
+                    false,
+                ),
+                row(
+                    "server CPU s / M deliveries",
+                    &|o| o.cpu_per_million,
+                    "<= 0.5x",
+                    false,
+                ),
+                row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+                row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
+            ]
+        }
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
@@ -349,6 +395,14 @@ fn render(
             p.ws_events,
         ));
     }
+    if list.iter().any(|s| s.mass_fanout().is_some()) {
+        out.push_str(&format!(
+            "- Mass fan-out rows: plain TCP clients (the same lean client as the WebSocket rows, one process, one thread), each CONNECT, `SUB {}`, PING and PONG; on one server, or spread in turn over the 3 nodes of a fresh cluster with the publisher on the first. After the same {} s pause, one warm-up then {} measured updates of ~300 B JSON on `sports.football.<id>`, each after every subscriber has the last and a pause. Per update, the time from the publish to the kernel's receive stamp on the last subscriber's socket; p50, p99 and max over the updates. Server CPU (summed over the nodes) per million deliveries over the measured updates, RSS (summed) with every client connected, and the bench's own CPU.\n",
+            crate::ws_bench::FANOUT_SUBJECT,
+            crate::ws_bench::SETTLE.as_secs(),
+            p.mass_events,
+        ));
+    }
     if list.iter().any(|s| s.js_cluster()) {
         out.push_str(&format!(
             "- JetStream R3 rows: a fresh 3-node cluster on 127.0.0.1-3 per measurement, JetStream on every node with its own store, a file stream with `num_replicas: 3`, 128 B payloads; nats-server once per sync setting named in the row. Publish: {} messages, {} in flight, the client on a node that does not lead the stream; CPU and peak RSS summed over the 3 processes. Failover: {} SIGKILLs of the stream leader per round, a client on another node publishing every {} ms, retrying after {} ms without an answer; time from the kill to the first ack of a publish sent after it.\n",
@@ -410,8 +464,11 @@ fn fmt_ratio(ratio: f64) -> String {
     }
 }
 
+/// A median; "failed" where no round of that server finished.
 fn fmt_num(v: f64) -> String {
-    if v >= 1000.0 {
+    if v.is_nan() {
+        "failed".into()
+    } else if v >= 1000.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -480,6 +537,11 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let mut cluster = Cluster::start(&c.bin, Some(extra))?;
         return js_cluster::run(s, &mut cluster, p);
     }
+    if let Some((_, true)) = s.mass_fanout() {
+        let cluster = Cluster::start(&c.bin, None)?;
+        let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
+        return scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids());
+    }
     if s.clustered() {
         let cluster = Cluster::start(&c.bin, None)?;
         return scenarios::run(s, cluster.addr(0), Some(cluster.addr(1)), cluster.pid(0), p);
@@ -522,26 +584,62 @@ pub fn compare(
     p: Params,
     write: Option<&Path>,
 ) -> io::Result<()> {
-    raise_fd_limit(p.idle_conns.max(p.burst_conns).max(p.ws_conns));
+    raise_fd_limit(p.most_conns(list));
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    let mut skipped = Vec::new();
     for &s in list {
+        if let Some(why) = s.cannot_run_here(&p) {
+            eprintln!("{}: not measured: {why}", s.title());
+            skipped.push((s.title(), why));
+            continue;
+        }
         // Made once, so both servers check the same hash.
-        let config = s.server_config()?;
+        let config = match s.server_config() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: no configuration: {e}", s.title());
+                failed.push(Failure {
+                    scenario: s.title().to_string(),
+                    who: "both".into(),
+                    round: 0,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
         let who = contenders(s, nats_bin, tri_bin);
         let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); who.len()];
         for round in 0..rounds {
             // Rotate who goes first so warm caches and thermal drift even out.
             for k in 0..who.len() {
                 let i = (k + round) % who.len();
-                let o = measure(s, &who[i], config.as_deref(), p)?;
-                eprintln!(
-                    "round {} {:<12} {:<32} {}",
-                    round + 1,
-                    who[i].label,
-                    s.title(),
-                    describe(&o)
-                );
-                results[i].push(o);
+                match measure_again_on_error(s, &who[i], config.as_deref(), p) {
+                    Ok(o) => {
+                        eprintln!(
+                            "round {} {:<12} {:<32} {}",
+                            round + 1,
+                            who[i].label,
+                            s.title(),
+                            describe(&o)
+                        );
+                        results[i].push(o);
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "round {} {:<12} {:<32} FAILED: {e}",
+                            round + 1,
+                            who[i].label,
+                            s.title()
+                        );
+                        failed.push(Failure {
+                            scenario: s.title().to_string(),
+                            who: who[i].label.clone(),
+                            round: round + 1,
+                            error: e.to_string(),
+                        });
+                    }
+                }
             }
         }
         let tri = who.len() - 1;
@@ -549,13 +647,68 @@ pub fn compare(
             rows.extend(rows_for(s, &row_title(s, c), nats, &results[tri]));
         }
     }
-    let report = render(&rows, rounds, p, list, nats_bin, tri_bin);
+    let mut report = render(&rows, rounds, p, list, nats_bin, tri_bin);
+    report.push_str(&render_failures(&failed));
+    for (i, (title, why)) in skipped.iter().enumerate() {
+        if i == 0 {
+            report.push_str("\nNot measured on this machine:\n\n");
+        }
+        report.push_str(&format!("- {title}: {why}\n"));
+    }
     println!("{report}");
     if let Some(path) = write {
         write_report(path, &report)?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} measurement(s) failed twice (the table was written without them)",
+            failed.len()
+        )))
+    }
+}
+
+/// A measurement that failed, and failed again when repeated.
+struct Failure {
+    scenario: String,
+    who: String,
+    round: usize,
+    error: String,
+}
+
+/// Measure on fresh servers; a failure (a port taken meanwhile, a socket
+/// timing out on a loaded machine) is reported and measured once more,
+/// again on fresh servers, before the round counts as failed.
+fn measure_again_on_error(
+    s: Scenario,
+    c: &Contender,
+    config: Option<&str>,
+    p: Params,
+) -> io::Result<Outcome> {
+    measure(s, c, config, p).or_else(|e| {
+        eprintln!("{} on {}: {e}; measuring again", s.title(), c.label);
+        measure(s, c, config, p)
+    })
+}
+
+/// The failed measurements, under the table: medians above are over the
+/// rounds that did finish.
+fn render_failures(failed: &[Failure]) -> String {
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nFailed measurements (each tried twice on fresh servers; the medians above leave them out):\n\n",
+    );
+    for f in failed {
+        out.push_str(&format!(
+            "- {}, {}, round {}: {}\n",
+            f.scenario, f.who, f.round, f.error
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -594,6 +747,18 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].nats, rows[0].tribune), (6000.0, 3600.0));
         assert_eq!((rows[1].nats, rows[1].tribune), (9000.0, 4000.0));
+    }
+
+    #[test]
+    fn failures_are_listed_under_the_table() {
+        assert_eq!(render_failures(&[]), "");
+        let text = render_failures(&[Failure {
+            scenario: "cross-node".into(),
+            who: "tribune".into(),
+            round: 3,
+            error: "Resource temporarily unavailable (os error 11)".into(),
+        }]);
+        assert!(text.contains("- cross-node, tribune, round 3: Resource temporarily unavailable"));
     }
 
     #[test]

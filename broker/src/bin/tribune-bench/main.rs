@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use scenarios::{Params, Scenario};
+use scenarios::{Params, Scenario, MASS_EVENTS};
 
 #[derive(Parser)]
 #[command(
@@ -87,6 +87,12 @@ enum Cmd {
         /// for the WebSocket scenarios.
         #[arg(long)]
         ws_addr: Option<SocketAddr>,
+        /// Measured updates per mass fan-out run (after one warm-up).
+        #[arg(long, default_value_t = MASS_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
+        mass_events: u64,
+        /// Subscribers in every mass fan-out, instead of its own count.
+        #[arg(long)]
+        mass_conns: Option<u64>,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -128,6 +134,12 @@ enum Cmd {
         /// Measured events per WebSocket fan-out run (after one warm-up).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         ws_events: u64,
+        /// Measured updates per mass fan-out run (after one warm-up).
+        #[arg(long, default_value_t = MASS_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
+        mass_events: u64,
+        /// Subscribers in every mass fan-out, instead of its own count.
+        #[arg(long)]
+        mass_conns: Option<u64>,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -172,6 +184,8 @@ fn main() -> ExitCode {
             ws_conns,
             ws_events,
             ws_addr,
+            mass_events,
+            mass_conns,
         } => {
             let p = Params {
                 msgs,
@@ -187,8 +201,10 @@ fn main() -> ExitCode {
                 ws_conns,
                 ws_events,
                 ws_addr,
+                mass_events,
+                mass_conns,
             };
-            compare::raise_fd_limit(idle_conns.max(burst_conns).max(ws_conns));
+            compare::raise_fd_limit(p.most_conns(&scenario));
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, peer, server_pid, p)?;
                 println!("{:<32} {}", s.title(), compare::describe(&o));
@@ -211,6 +227,8 @@ fn main() -> ExitCode {
             failovers,
             ws_conns,
             ws_events,
+            mass_events,
+            mass_conns,
             write,
         } => {
             let p = Params {
@@ -227,6 +245,8 @@ fn main() -> ExitCode {
                 ws_events,
                 // Each measurement starts its servers with a listener of its own.
                 ws_addr: None,
+                mass_events,
+                mass_conns,
             };
             compare::compare(
                 &nats_server,
@@ -258,6 +278,8 @@ fn main() -> ExitCode {
                 ws_conns: 20,
                 ws_events: 2,
                 ws_addr,
+                mass_events: 2,
+                mass_conns: Some(20),
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;

@@ -25,6 +25,9 @@ pub struct Outcome {
     pub latency_us: Option<(f64, f64, f64)>,
     /// The slowest of those, in microseconds.
     pub latency_max_us: Option<f64>,
+    /// Fan-outs: per update, the time until its last subscriber had it;
+    /// p50, p99 and max over the updates, in microseconds.
+    pub last_delivery_us: Option<(f64, f64, f64)>,
     /// Failover times in milliseconds, one per leader killed.
     pub failover_ms: Vec<f64>,
     /// How the server answered logins while the scenario ran (the auth flood).
@@ -101,13 +104,27 @@ pub enum Scenario {
     WsFanout,
     /// Many idle WebSocket connections with one subscription each.
     WsIdle,
+    /// A goal in a final: 1,000 TCP clients on one node follow
+    /// `sports.football.*`; one update, the time until the last has it.
+    MassFanout1k,
+    /// The same with 10,000 clients.
+    MassFanout10k,
+    /// The same with 50,000 clients (needs 51,000 open files per process).
+    MassFanout50k,
+    /// 1,000 TCP clients spread over the three nodes of a cluster, the
+    /// publisher on the first.
+    MassFanout1kCluster,
+    /// The same with 10,000 clients.
+    MassFanout10kCluster,
+    /// The same with 50,000 clients.
+    MassFanout50kCluster,
 }
 
 impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 21] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -123,16 +140,23 @@ impl Scenario {
         Scenario::JsR3Pub,
         Scenario::WsFanout,
         Scenario::WsIdle,
+        Scenario::MassFanout1k,
+        Scenario::MassFanout10k,
+        Scenario::MassFanout50k,
+        Scenario::MassFanout1kCluster,
+        Scenario::MassFanout10kCluster,
+        Scenario::MassFanout50kCluster,
     ];
 
     /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
-    /// clustered JetStream scenarios, which start their own clusters, and
-    /// the WebSocket ones, which need a `websocket {}` listener (name them
-    /// and pass `--ws-addr`).
+    /// clustered JetStream scenarios, which start their own clusters, the
+    /// WebSocket ones, which need a `websocket {}` listener (name them
+    /// and pass `--ws-addr`), and the mass fan-outs, which hold thousands
+    /// of connections (name them).
     pub fn on_running_server() -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| !s.js_cluster() && !s.websocket())
+            .filter(|s| !s.js_cluster() && !s.websocket() && s.mass_fanout().is_none())
             .collect()
     }
 
@@ -144,7 +168,38 @@ impl Scenario {
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
     pub fn clustered(self) -> bool {
-        self == Scenario::CrossNode || self.js_cluster()
+        self == Scenario::CrossNode
+            || self.js_cluster()
+            || matches!(self.mass_fanout(), Some((_, true)))
+    }
+
+    /// A mass fan-out: its subscribers, and whether they are spread over
+    /// a 3-node cluster (else all on one node).
+    pub fn mass_fanout(self) -> Option<(u64, bool)> {
+        match self {
+            Scenario::MassFanout1k => Some((1_000, false)),
+            Scenario::MassFanout10k => Some((10_000, false)),
+            Scenario::MassFanout50k => Some((50_000, false)),
+            Scenario::MassFanout1kCluster => Some((1_000, true)),
+            Scenario::MassFanout10kCluster => Some((10_000, true)),
+            Scenario::MassFanout50kCluster => Some((50_000, true)),
+            _ => None,
+        }
+    }
+
+    /// Why the scenario cannot run on this machine, if it cannot: every
+    /// subscriber's socket is in this process, so it needs that many open
+    /// files (and one node of a single server as many).
+    pub fn cannot_run_here(self, p: &Params) -> Option<String> {
+        let (n, _) = self.mass_fanout()?;
+        let n = p.mass_conns.unwrap_or(n);
+        let need = n + 1024;
+        let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(_, hard)| hard)
+            .unwrap_or(0);
+        (hard < need).then(|| {
+            format!("needs {need} open files per process; this machine allows {hard} (raise the hard RLIMIT_NOFILE)")
+        })
     }
 
     /// Whether the scenario needs a 3-node cluster with JetStream on every
@@ -188,6 +243,18 @@ impl Scenario {
             Scenario::JsR3Failover => "JetStream R3 leader SIGKILL -> next ack",
             Scenario::WsFanout => "WebSocket fan-out, 1 goal event (300 B) -> all subs",
             Scenario::WsIdle => "idle WebSocket connections, 1 sub each",
+            Scenario::MassFanout1k => "mass fan-out, 1 update (300 B) -> 1,000 TCP subs, 1 node",
+            Scenario::MassFanout10k => "mass fan-out, 1 update (300 B) -> 10,000 TCP subs, 1 node",
+            Scenario::MassFanout50k => "mass fan-out, 1 update (300 B) -> 50,000 TCP subs, 1 node",
+            Scenario::MassFanout1kCluster => {
+                "mass fan-out, 1 update (300 B) -> 1,000 TCP subs over 3 nodes"
+            }
+            Scenario::MassFanout10kCluster => {
+                "mass fan-out, 1 update (300 B) -> 10,000 TCP subs over 3 nodes"
+            }
+            Scenario::MassFanout50kCluster => {
+                "mass fan-out, 1 update (300 B) -> 50,000 TCP subs over 3 nodes"
+            }
         }
     }
 }
@@ -217,9 +284,34 @@ pub struct Params {
     pub ws_events: u64,
     /// The server's WebSocket listener, for the WebSocket scenarios.
     pub ws_addr: Option<SocketAddr>,
+    /// Measured updates per mass fan-out run (after one warm-up).
+    pub mass_events: u64,
+    /// Subscribers of every mass fan-out instead of the scenario's own
+    /// count (the smoke run's handful).
+    pub mass_conns: Option<u64>,
 }
 
 const BATCH: usize = 512;
+
+/// Updates timed per mass fan-out run, as the performance issue asks.
+pub const MASS_EVENTS: u64 = 100;
+
+impl Params {
+    /// The most connections any of `list` holds at once in this process,
+    /// for the open-files limit.
+    pub fn most_conns(&self, list: &[Scenario]) -> u64 {
+        let mass = list
+            .iter()
+            .filter_map(|s| s.mass_fanout())
+            .map(|(n, _)| self.mass_conns.unwrap_or(n))
+            .max()
+            .unwrap_or(0);
+        self.idle_conns
+            .max(self.burst_conns)
+            .max(self.ws_conns)
+            .max(mass)
+    }
+}
 
 /// Run one scenario. `peer` is a second node of the same cluster, for the
 /// clustered scenarios (without one, they run against `addr` alone).
@@ -251,6 +343,17 @@ pub fn run(
             crate::ws_bench::fanout(addr, ws_addr(s, p)?, p.ws_conns, p.ws_events, server_pid)?
         }
         Scenario::WsIdle => crate::ws_bench::idle(ws_addr(s, p)?, p.ws_conns, server_pid)?,
+        Scenario::MassFanout1k
+        | Scenario::MassFanout10k
+        | Scenario::MassFanout50k
+        | Scenario::MassFanout1kCluster
+        | Scenario::MassFanout10kCluster
+        | Scenario::MassFanout50kCluster => {
+            // Against a running server: its node, and the peer if given.
+            let nodes: Vec<SocketAddr> = std::iter::once(addr).chain(peer).collect();
+            let pids: Vec<u32> = server_pid.into_iter().collect();
+            mass_fanout(s, p, addr, &nodes, &pids)?
+        }
         Scenario::JsR3Pub | Scenario::JsR3Failover => {
             return Err(io::Error::other(format!(
                 "{} starts its own 3-node clusters: run it with `compare`",
@@ -267,6 +370,31 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// A mass fan-out: the publisher on `publisher`, the subscribers spread
+/// over `nodes` in turn, CPU and memory summed over `pids`.
+pub fn mass_fanout(
+    s: Scenario,
+    p: Params,
+    publisher: SocketAddr,
+    nodes: &[SocketAddr],
+    pids: &[u32],
+) -> io::Result<Outcome> {
+    let (n, _) = s
+        .mass_fanout()
+        .ok_or_else(|| io::Error::other(format!("{} is not a mass fan-out", s.title())))?;
+    if let Some(why) = s.cannot_run_here(&p) {
+        return Err(io::Error::other(why));
+    }
+    crate::ws_bench::run_fanout(crate::ws_bench::Fanout {
+        publisher,
+        subscribers: nodes,
+        transport: crate::ws_conn::Transport::Tcp,
+        n: p.mass_conns.unwrap_or(n),
+        events: p.mass_events.max(1) as usize,
+        pids,
+    })
 }
 
 /// The WebSocket listener a WebSocket scenario needs.
@@ -610,4 +738,65 @@ fn idle(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome
         rate: Some(n as f64 / elapsed.as_secs_f64()),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(mass_conns: Option<u64>) -> Params {
+        Params {
+            msgs: 1,
+            requests: 1,
+            idle_conns: 10,
+            burst_conns: 20,
+            js_msgs: 1,
+            flood_clients: 1,
+            flood_window: Duration::from_millis(1),
+            js_r3_msgs: 1,
+            failovers: 1,
+            ws_conns: 30,
+            ws_events: 1,
+            ws_addr: None,
+            mass_events: 1,
+            mass_conns,
+        }
+    }
+
+    #[test]
+    fn mass_fanouts_name_their_size_and_layout() {
+        let mass: Vec<_> = Scenario::ALL
+            .into_iter()
+            .filter_map(|s| s.mass_fanout())
+            .collect();
+        for n in [1_000, 10_000, 50_000] {
+            assert!(
+                mass.contains(&(n, false)) && mass.contains(&(n, true)),
+                "{n}"
+            );
+        }
+        assert!(Scenario::MassFanout10kCluster.clustered());
+        assert!(!Scenario::MassFanout10k.clustered());
+        assert!(Scenario::on_running_server()
+            .iter()
+            .all(|s| s.mass_fanout().is_none()));
+    }
+
+    #[test]
+    fn open_files_follow_the_largest_fleet() {
+        let list = [Scenario::MassFanout10k, Scenario::Pub16];
+        assert_eq!(params(None).most_conns(&list), 10_000);
+        assert_eq!(params(Some(5)).most_conns(&list), 30);
+        assert_eq!(params(None).most_conns(&[Scenario::Pub16]), 30);
+        // A handful always fits; a fleet past the hard limit is refused
+        // with the reason, not attempted.
+        assert_eq!(
+            Scenario::MassFanout50k.cannot_run_here(&params(Some(5))),
+            None
+        );
+        assert_eq!(Scenario::Pub16.cannot_run_here(&params(None)), None);
+        let huge = params(Some(u64::MAX / 2));
+        let why = Scenario::MassFanout1k.cannot_run_here(&huge);
+        assert!(why.is_some_and(|w| w.contains("open files")));
+    }
 }

@@ -41,6 +41,7 @@ use tokio::net::TcpStream;
 use crate::proc_stats;
 use crate::scenarios::{percentiles, Outcome};
 use crate::wire::pub_batch;
+use crate::ws_conn::Transport;
 use crate::ws_fleet::{self, Stamp, SETUP_DEADLINE};
 
 /// A guard against a server that stops delivering; not an expectation.
@@ -136,22 +137,75 @@ pub fn fanout(
     events: u64,
     server_pid: Option<u32>,
 ) -> io::Result<Outcome> {
-    let events = events.max(1) as usize;
-    runtime()?.block_on(fanout_async(addr, ws, n, events, server_pid))
+    let pids: Vec<u32> = server_pid.into_iter().collect();
+    runtime()?.block_on(fanout_async(Fanout {
+        publisher: addr,
+        subscribers: &[ws],
+        transport: Transport::WebSocket,
+        n,
+        events: events.max(1) as usize,
+        pids: &pids,
+    }))
 }
 
-async fn fanout_async(
-    addr: SocketAddr,
-    ws: SocketAddr,
-    n: u64,
-    events: usize,
-    server_pid: Option<u32>,
-) -> io::Result<Outcome> {
-    wait_listening(ws).await?;
-    let base = server_pid.and_then(proc_stats::proc_rss);
+/// A fan-out run: who publishes where, and where the subscribers are.
+pub struct Fanout<'a> {
+    /// The publisher's client port.
+    pub publisher: SocketAddr,
+    /// Subscriber `i` connects to `subscribers[i % len]` (one node, or
+    /// each node of a cluster in turn).
+    pub subscribers: &'a [SocketAddr],
+    pub transport: Transport,
+    /// Subscribers.
+    pub n: u64,
+    /// Measured events (after one warm-up).
+    pub events: usize,
+    /// The server processes: CPU and RSS are their sums.
+    pub pids: &'a [u32],
+}
+
+/// Run a fan-out on a runtime of its own (see [`Fanout`]).
+pub fn run_fanout(f: Fanout<'_>) -> io::Result<Outcome> {
+    runtime()?.block_on(fanout_async(f))
+}
+
+/// CPU seconds of every process in `pids`, summed; None if one is gone.
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    pids.iter()
+        .map(|p| proc_stats::proc_cpu(*p))
+        .sum::<Option<f64>>()
+        .filter(|_| !pids.is_empty())
+}
+
+/// Resident memory of every process in `pids`, summed.
+fn rss_of(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .map(|p| proc_stats::proc_rss(*p))
+        .sum::<Option<u64>>()
+        .filter(|_| !pids.is_empty())
+}
+
+async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
+    let Fanout {
+        publisher: addr,
+        subscribers,
+        transport,
+        n,
+        events,
+        pids,
+    } = f;
+    if subscribers.is_empty() {
+        return Err(io::Error::other(
+            "fan-out without a server for its subscribers",
+        ));
+    }
+    for a in subscribers {
+        wait_listening(*a).await?;
+    }
+    let base = rss_of(pids);
     let setup = Instant::now();
     let subject = |_| FANOUT_SUBJECT.to_string();
-    let (fleet, mut tasks) = ws_fleet::spawn(ws, n, 1 + events, subject);
+    let (fleet, mut tasks) = ws_fleet::spawn(subscribers, transport, n, 1 + events, subject);
     let mut done = Vec::with_capacity(n as usize);
     let tasks = &mut tasks;
     ws_fleet::wait_for(
@@ -172,7 +226,7 @@ async fn fanout_async(
     let mut measured = Instant::now();
     for e in 0..=events {
         if e == 1 {
-            cpu0 = server_pid.and_then(proc_stats::proc_cpu);
+            cpu0 = cpu_of(pids);
             bench_cpu0 = proc_stats::self_cpu();
             measured = Instant::now();
         }
@@ -198,11 +252,11 @@ async fn fanout_async(
     }
     let elapsed = measured.elapsed();
     let bench_cpu = proc_stats::self_cpu() - bench_cpu0;
-    let cpu = match (cpu0, server_pid.and_then(proc_stats::proc_cpu)) {
+    let cpu = match (cpu0, cpu_of(pids)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let rss = server_pid.and_then(proc_stats::proc_rss);
+    let rss = rss_of(pids);
     ws_fleet::join_all(tasks, &mut done).await?;
     let stats = Latencies::of(done.iter().map(|(_, s)| &s[..]), &sent);
     drop(done);
@@ -227,6 +281,7 @@ async fn fanout_async(
     Ok(Outcome {
         latency_us: Some(stats.kernel),
         latency_max_us: Some(stats.kernel_max),
+        last_delivery_us: Some(stats.last),
         server_cpu: cpu,
         cpu_per_million: cpu.map(|c| c / (deliveries / 1e6)),
         rss,
@@ -251,6 +306,9 @@ struct Latencies {
     kernel_max: f64,
     /// p50, p99 of the warm-up event.
     first: (f64, f64),
+    /// Per measured event, the latest of its subscribers' stamps; p50,
+    /// p99 and max over the events.
+    last: (f64, f64, f64),
     /// Stamps that belong to data read after the message (left out).
     shared: usize,
     /// Reads the kernel did not stamp (counted with the read time).
@@ -266,6 +324,7 @@ impl Latencies {
                 .map_or(0.0, |d| d.as_nanos() as f64 / 1000.0)
         };
         let (mut kernel, mut first) = (Vec::new(), Vec::new());
+        let mut last = vec![f64::NAN; sent.len()];
         let (mut shared, mut unstamped) = (0, 0);
         for stamps in clients {
             for (e, s) in stamps.iter().enumerate() {
@@ -280,9 +339,11 @@ impl Latencies {
                     first.push(k);
                 } else {
                     kernel.push(k);
+                    last[e] = last[e].max(k);
                 }
             }
         }
+        let mut last: Vec<f64> = last.into_iter().skip(1).filter(|v| !v.is_nan()).collect();
         let pct = |v: &mut Vec<f64>| {
             if v.is_empty() {
                 (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
@@ -292,10 +353,12 @@ impl Latencies {
         };
         let (k50, k99, k999, kmax) = pct(&mut kernel);
         let (f50, f99, _, _) = pct(&mut first);
+        let (l50, l99, _, lmax) = pct(&mut last);
         Latencies {
             kernel: (k50, k99, k999),
             kernel_max: kmax,
             first: (f50, f99),
+            last: (l50, l99, lmax),
             shared,
             unstamped,
         }
@@ -310,7 +373,7 @@ pub fn idle(ws: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outco
         let base = server_pid.and_then(proc_stats::proc_rss);
         let start = Instant::now();
         let subject = |i| format!("bench.idle.{i}");
-        let (_fleet, mut tasks) = ws_fleet::spawn(ws, n, 0, subject);
+        let (_fleet, mut tasks) = ws_fleet::spawn(&[ws], Transport::WebSocket, n, 0, subject);
         let mut conns = Vec::with_capacity(n as usize);
         ws_fleet::join_all(&mut tasks, &mut conns).await?;
         let elapsed = start.elapsed();
@@ -375,6 +438,8 @@ mod tests {
         assert_eq!(l.kernel.0, 4_000.0);
         assert_eq!(l.kernel_max, 600_000.0);
         assert_eq!(l.first, (9_000.0, 9_000.0));
+        // The one measured event's last subscriber: d's read, at 600 ms.
+        assert_eq!(l.last, (600_000.0, 600_000.0, 600_000.0));
         assert_eq!((l.shared, l.unstamped), (1, 1));
     }
 

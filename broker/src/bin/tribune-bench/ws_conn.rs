@@ -1,8 +1,9 @@
-//! One NATS client connection over WebSocket, lean enough to run 10,000
-//! of them in the load generator: one read buffer per connection, frames
-//! decoded in place ([`crate::ws_frame`]), the NATS protocol scanned from
-//! the frames' bytes without copying payloads out, and every read stamped
-//! by the kernel ([`crate::rx_stamp`]).
+//! One NATS client connection over WebSocket (or plain TCP, for the same
+//! fleets on the client port), lean enough to run 10,000 of them in the
+//! load generator: one read buffer per connection, frames decoded in place
+//! ([`crate::ws_frame`]), the NATS protocol scanned from the frames' bytes
+//! without copying payloads out, and every read stamped by the kernel
+//! ([`crate::rx_stamp`]).
 //!
 //! Reading ([`WsConn::next_op`]) never writes, so it can be abandoned at
 //! any await without cutting a frame in half; the answers to the server's
@@ -44,9 +45,19 @@ pub enum Op {
     Pong,
 }
 
-/// A client connection upgraded to WebSocket.
+/// How a fleet's clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The `websocket {}` listener: upgrade, then NATS in binary frames.
+    WebSocket,
+    /// The client port: NATS protocol bytes as they are.
+    Tcp,
+}
+
+/// A client connection: upgraded to WebSocket, or plain TCP.
 pub struct WsConn {
     stream: TcpStream,
+    transport: Transport,
     /// Raw bytes from the socket; `start..end` not decoded yet.
     buf: Vec<u8>,
     start: usize,
@@ -65,13 +76,15 @@ pub struct WsConn {
 }
 
 impl WsConn {
-    /// Connect to `addr`, upgrade, and check the server's answer.
-    pub async fn open(addr: SocketAddr) -> io::Result<WsConn> {
+    /// Connect to `addr` and, over WebSocket, upgrade and check the
+    /// server's answer.
+    pub async fn open(addr: SocketAddr, transport: Transport) -> io::Result<WsConn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         rx_stamp::enable(&stream)?;
         let mut c = WsConn {
             stream,
+            transport,
             buf: vec![0; READ_BUF],
             start: 0,
             end: 0,
@@ -83,6 +96,9 @@ impl WsConn {
             replies: Vec::new(),
             stamp: None,
         };
+        if transport == Transport::Tcp {
+            return Ok(c);
+        }
         let key = ws_frame::new_key();
         c.stream
             .write_all(ws_frame::upgrade_request(&addr.to_string(), &key).as_bytes())
@@ -104,8 +120,12 @@ impl WsConn {
         Ok(c)
     }
 
-    /// Send `bytes` of the NATS protocol as one masked binary frame.
+    /// Send `bytes` of the NATS protocol (over WebSocket as one masked
+    /// binary frame).
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.transport == Transport::Tcp {
+            return self.stream.write_all(bytes).await;
+        }
         self.out.clear();
         ws_frame::push_masked(&mut self.out, OP_BINARY, bytes);
         self.stream.write_all(&self.out).await
@@ -125,9 +145,12 @@ impl WsConn {
                             last: self.proto_at == self.proto.len() && self.start == self.end,
                         })
                     }
-                    Parsed::Ping => {
-                        ws_frame::push_masked(&mut self.replies, OP_BINARY, b"PONG\r\n")
-                    }
+                    Parsed::Ping => match self.transport {
+                        Transport::WebSocket => {
+                            ws_frame::push_masked(&mut self.replies, OP_BINARY, b"PONG\r\n")
+                        }
+                        Transport::Tcp => self.replies.extend_from_slice(b"PONG\r\n"),
+                    },
                     Parsed::Ignored => {}
                 }
             }
@@ -185,22 +208,20 @@ impl WsConn {
     }
 
     /// Decode every whole frame in the buffer: data to the protocol bytes,
-    /// pings into pongs (to be sent), a close into an error.
+    /// pings into pongs (to be sent), a close into an error. Over TCP all
+    /// of it is protocol bytes.
     fn decode(&mut self) -> io::Result<()> {
+        if self.transport == Transport::Tcp {
+            // No frames: what was read is protocol.
+            let (start, end) = (self.start, self.end);
+            self.take_proto(start..end);
+            self.start = end;
+            return Ok(());
+        }
         while let Some((frame, n)) = self.decoder.next(&self.buf[self.start..self.end])? {
             let at = self.start;
             match frame {
-                Frame::Data(r) => {
-                    if self.proto_at == self.proto.len() {
-                        self.proto.clear();
-                        self.proto_at = 0;
-                    } else if self.proto_at >= READ_BUF {
-                        self.proto.drain(..self.proto_at);
-                        self.proto_at = 0;
-                    }
-                    self.proto
-                        .extend_from_slice(&self.buf[at + r.start..at + r.end]);
-                }
+                Frame::Data(r) => self.take_proto(at + r.start..at + r.end),
                 Frame::Ping(r) => ws_frame::push_masked(
                     &mut self.replies,
                     OP_PONG,
@@ -220,6 +241,19 @@ impl WsConn {
     }
 
     /// The next whole NATS operation in the protocol bytes, if any.
+    /// Append `buf[range]` to the protocol bytes not parsed yet, dropping
+    /// the parsed ones first.
+    fn take_proto(&mut self, range: std::ops::Range<usize>) {
+        if self.proto_at == self.proto.len() {
+            self.proto.clear();
+            self.proto_at = 0;
+        } else if self.proto_at >= READ_BUF {
+            self.proto.drain(..self.proto_at);
+            self.proto_at = 0;
+        }
+        self.proto.extend_from_slice(&self.buf[range]);
+    }
+
     fn parse_op(&mut self) -> io::Result<Option<Parsed>> {
         let (parsed, used) = match parse(&self.proto[self.proto_at..])? {
             Some(p) => p,

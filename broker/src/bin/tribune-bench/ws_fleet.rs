@@ -1,4 +1,4 @@
-//! A fleet of WebSocket clients on one single-threaded tokio runtime (a
+//! A fleet of WebSocket (or plain TCP) clients on one single-threaded tokio runtime (a
 //! thread per client would cost more than the servers' own work), and what
 //! it tells the scenario conducting it: how many clients are subscribed,
 //! and how many messages they have.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::ws_conn::{Op, WsConn};
+use crate::ws_conn::{Op, Transport, WsConn};
 
 /// Upgrades under way at once: enough to keep both servers busy, few
 /// enough that neither's listen backlog overflows into SYN retries.
@@ -42,10 +42,12 @@ pub struct Fleet {
     pub delivered: AtomicU64,
 }
 
-/// Start `n` clients on `ws`, client `i` subscribed to `subject(i)`, each
-/// staying for `msgs` messages (none: done once subscribed).
+/// Start `n` clients, client `i` on `addrs[i % addrs.len()]` over
+/// `transport` and subscribed to `subject(i)`, each staying for `msgs`
+/// messages (none: done once subscribed).
 pub fn spawn(
-    ws: SocketAddr,
+    addrs: &[SocketAddr],
+    transport: Transport,
     n: u64,
     msgs: usize,
     subject: impl Fn(u64) -> String,
@@ -57,7 +59,8 @@ pub fn spawn(
     });
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        tasks.spawn(client(ws, subject(i), msgs, fleet.clone()));
+        let addr = addrs[i as usize % addrs.len()];
+        tasks.spawn(client(addr, transport, subject(i), msgs, fleet.clone()));
     }
     (fleet, tasks)
 }
@@ -66,7 +69,8 @@ pub fn spawn(
 /// PONG (the subscription is then registered); then `msgs` messages, read
 /// as they come, answering the server's pings on the way.
 async fn client(
-    ws: SocketAddr,
+    addr: SocketAddr,
+    transport: Transport,
     subject: String,
     msgs: usize,
     fleet: Arc<Fleet>,
@@ -77,7 +81,7 @@ async fn client(
             .acquire()
             .await
             .map_err(|_| io::Error::other("setup gate closed"))?;
-        let mut c = WsConn::open(ws).await?;
+        let mut c = WsConn::open(addr, transport).await?;
         while c.next_op().await?.op != Op::Info {}
         let hello = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\
@@ -90,7 +94,7 @@ async fn client(
     };
     let mut c = tokio::time::timeout(SETUP_DEADLINE, setup)
         .await
-        .map_err(|_| io::Error::other("websocket client setup timed out"))??;
+        .map_err(|_| io::Error::other(format!("{transport:?} client setup timed out")))??;
     fleet.ready.fetch_add(1, Ordering::Release);
     let mut stamps = Vec::with_capacity(msgs);
     while stamps.len() < msgs {
