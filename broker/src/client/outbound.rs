@@ -30,6 +30,8 @@ pub enum ClosedState {
     ServerShutdown,
     NoRespondersRequiresHeaders,
     DuplicateRoute,
+    /// A configuration reload removed the route.
+    RouteRemoved,
     TlsHandshakeError,
     /// The account's JWT revoked the user's credentials.
     Revocation,
@@ -60,6 +62,7 @@ impl fmt::Display for ClosedState {
             ClosedState::ServerShutdown => "Server Shutdown",
             ClosedState::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             ClosedState::DuplicateRoute => "Duplicate Route",
+            ClosedState::RouteRemoved => "Route Removed",
             ClosedState::TlsHandshakeError => "TLS Handshake Failure",
             ClosedState::Revocation => "Credentials Revoked",
             ClosedState::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",

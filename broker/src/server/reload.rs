@@ -10,11 +10,13 @@
 //! fail the whole reload with nats-server's error and keep every running
 //! setting.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing::{error, info, warn};
 
 use super::Server;
+use crate::client::ClosedState;
 use crate::options::Options;
 
 /// nats-server's answer when there is no file to read again.
@@ -44,7 +46,7 @@ impl Server {
     /// Read the configuration again and apply it, one reload at a time.
     /// Logs the outcome in nats-server's lines, and returns the error a
     /// `RELOAD` request answers with.
-    pub fn reload_config(&self) -> Result<(), String> {
+    pub fn reload_config(self: &Arc<Self>) -> Result<(), String> {
         let _one_at_a_time = self.reloading.lock();
         let result = match self.config_source.get() {
             None => Err(NO_CONFIG_FILE.to_string()),
@@ -64,9 +66,10 @@ impl Server {
     }
 
     /// Swap in new options. Users, logging, limits and certificates for new
-    /// connections take effect at once; a change that needs a restart is
-    /// refused, and then nothing changes.
-    pub fn reload(&self, mut new_opts: Options) -> Result<(), String> {
+    /// connections take effect at once, and routes added or removed are
+    /// dialled or closed; a change that needs a restart is refused, and
+    /// then nothing changes.
+    pub fn reload(self: &Arc<Self>, mut new_opts: Options) -> Result<(), String> {
         new_opts.resolve_defaults();
         let old = self.opts();
         if let Some(why) = refusal(&old, &new_opts) {
@@ -87,12 +90,46 @@ impl Server {
         {
             info!("Reloaded: authorization users");
         }
+        let (added, removed) = if new_opts.cluster.enabled() {
+            route_changes(&old.cluster.routes, &new_opts.cluster.routes)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         *self.tls.write() = tls;
-        *self.opts.write() = std::sync::Arc::new(new_opts);
+        *self.opts.write() = Arc::new(new_opts);
         *self.config_load_time.write() = SystemTime::now();
+        if !added.is_empty() || !removed.is_empty() {
+            self.apply_route_changes(&added, &removed);
+        }
         info!("Reloaded server configuration");
         Ok(())
     }
+
+    /// Routes a reload removed are no longer dialled and their connections
+    /// close; routes it added are dialled (after the new options are in
+    /// place, so the dial uses the new cluster settings).
+    fn apply_route_changes(self: &Arc<Self>, added: &[String], removed: &[String]) {
+        for url in removed {
+            self.drop_route(url);
+            for peer in self.routes.peers() {
+                if peer.solicited && peer.url == *url {
+                    peer.conn.close(ClosedState::RouteRemoved);
+                    info!("Removed route {}", crate::redact::url(url));
+                }
+            }
+        }
+        for url in added {
+            self.keep_route(url);
+        }
+        info!("Reloaded: cluster routes");
+    }
+}
+
+/// The route URLs `new` adds to `old`, and those it removes.
+fn route_changes(old: &[String], new: &[String]) -> (Vec<String>, Vec<String>) {
+    let added = new.iter().filter(|u| !old.contains(u)).cloned().collect();
+    let removed = old.iter().filter(|u| !new.contains(u)).cloned().collect();
+    (added, removed)
 }
 
 /// Why `new` cannot replace `old` in a running server: the options that
@@ -178,6 +215,18 @@ mod tests {
         let mut o = Options::default();
         o.resolve_defaults();
         o
+    }
+
+    #[test]
+    fn route_changes_are_what_was_added_and_removed() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let (added, removed) = route_changes(
+            &s(&["nats://a:6222", "nats://b:6222"]),
+            &s(&["nats://b:6222", "nats://c:6222"]),
+        );
+        assert_eq!(added, s(&["nats://c:6222"]));
+        assert_eq!(removed, s(&["nats://a:6222"]));
+        assert_eq!(route_changes(&s(&["x"]), &s(&["x"])), (vec![], vec![]));
     }
 
     #[test]

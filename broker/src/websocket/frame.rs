@@ -138,7 +138,9 @@ pub fn close_status_for(reason: ClosedState) -> u16 {
         ParseError | ProtocolViolation | BadClientProtocolVersion => status::PROTOCOL_ERROR,
         MaxPayloadExceeded => status::MESSAGE_TOO_BIG,
         WriteError | ReadError | StaleConnection | ServerShutdown => status::GOING_AWAY,
-        NoRespondersRequiresHeaders | DuplicateRoute => status::INTERNAL_SERVER_ERROR,
+        NoRespondersRequiresHeaders | DuplicateRoute | RouteRemoved => {
+            status::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -32,6 +32,8 @@ Timeouts are guards against hanging, never assertions about speed.
 import asyncio
 import json
 import signal
+import socket
+import time
 from datetime import datetime, timedelta, timezone
 
 import nats
@@ -612,3 +614,77 @@ def test_reload_request_agrees_with_nats_server(tmp_path):
     assert ref["needs_restart"]["new_password"] == "Error", ref
     got = asyncio.run(reload_outcomes(tribune_bin(), tmp_path / "tribune"))
     assert got == ref
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def route_reload_outcomes(binary, workdir):
+    """Two servers of one cluster, A first without routes: a reload that
+    adds B's route connects them, one that removes it closes the route (B
+    does not dial A back: it has no route to A configured). What each
+    server's /routez shows after each reload, and what A logs."""
+    workdir.mkdir(parents=True)
+    a_cluster, b_cluster, a_http, b_http = (free_port() for _ in range(4))
+    conf_a = workdir / "a.conf"
+
+    def write_a(routes: str):
+        conf_a.write_text(
+            f'server_name: A\nhttp: "127.0.0.1:{a_http}"\n'
+            f'cluster {{\n  name: RELOAD\n  listen: "127.0.0.1:{a_cluster}"\n  {routes}\n}}\n'
+        )
+
+    write_a("")
+    conf_b = workdir / "b.conf"
+    conf_b.write_text(
+        f'server_name: B\nhttp: "127.0.0.1:{b_http}"\n'
+        f'cluster {{ name: RELOAD, listen: "127.0.0.1:{b_cluster}" }}\n'
+    )
+    a = Server(binary, workdir / "a", args=("-c", str(conf_a)))
+    b = Server(binary, workdir / "b", args=("-c", str(conf_b)))
+
+    def routes_seen(want: bool):
+        """Whether each server has a route up (nats-server pools several
+        connections per peer, Tribune one), once both are as wanted."""
+        end = time.monotonic() + WAIT
+        while True:
+            seen = [http_json("127.0.0.1", p, "/routez")["num_routes"] > 0 for p in (a_http, b_http)]
+            if seen == [want, want] or time.monotonic() > end:
+                return seen
+            time.sleep(0.05)
+
+    out = {}
+    try:
+        out["before"] = routes_seen(False)
+        write_a(f"routes: [nats-route://127.0.0.1:{b_cluster}]")
+        a.proc.send_signal(signal.SIGHUP)
+        out["added"] = routes_seen(True)
+        write_a("")
+        a.proc.send_signal(signal.SIGHUP)
+        out["removed"] = routes_seen(False)
+        log = a.log()
+        out["logged"] = {
+            line: line in log for line in ("Reloaded: cluster routes", "Removed route")
+        }
+    finally:
+        for s in (a, b):
+            s.proc.kill()
+            s.proc.wait()
+    return out
+
+
+def test_reload_adds_and_removes_routes_like_nats_server(tmp_path):
+    """A route added by a reload is dialled, and one removed is closed and
+    not dialled again, on both servers (before, Tribune accepted the new
+    routes and never dialled them)."""
+    ref = route_reload_outcomes(nats_server_bin(), tmp_path / "nats-server")
+    assert ref == {
+        "before": [False, False], "added": [True, True], "removed": [False, False],
+        "logged": {"Reloaded: cluster routes": True, "Removed route": True},
+    }, ref
+    assert route_reload_outcomes(tribune_bin(), tmp_path / "tribune") == ref
