@@ -146,6 +146,10 @@ pub enum ReadFailure {
     EarlyData,
 }
 
+/// Up to this much of a head, every read is parsed; beyond it, only reads
+/// that end a line.
+const EAGER_PARSE: usize = 1024;
+
 /// Read one request head from `stream`.
 pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, ReadFailure> {
     let mut buf = Vec::with_capacity(1024);
@@ -156,6 +160,16 @@ pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Reques
             return Err(ReadFailure::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Parsed again only when a line has ended, or while the head is
+        // short enough that a parse is cheap (so what is not HTTP at all
+        // is refused at once): a client dribbling a long line a byte at a
+        // time must not make every byte cost a parse of all before it.
+        if buf.len() > EAGER_PARSE && memchr::memchr(b'\n', &chunk[..n]).is_none() {
+            if buf.len() > MAX_REQUEST_HEAD {
+                return Err(ReadFailure::TooLarge);
+            }
+            continue;
+        }
         match Request::parse(&buf) {
             // A head that ends in the read that crossed the limit is over
             // it all the same: the verdict must not depend on where the
@@ -517,6 +531,41 @@ mod tests {
             refuse(&request("Origin: http://evil.example\r\n"), &opts),
             (403, "origin not allowed: not in the allowed list".into())
         );
+    }
+
+    /// A long header line sent a byte per read is parsed once per line,
+    /// not once per byte; the verdict is the same as for one read.
+    #[tokio::test]
+    async fn dribbled_head_reads_as_a_whole_one() {
+        struct OneByte<'a>(&'a [u8]);
+        impl tokio::io::AsyncRead for OneByte<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                if let Some((first, rest)) = self.0.split_first() {
+                    buf.put_slice(&[*first]);
+                    self.0 = rest;
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let long = format!(
+            "GET /x HTTP/1.1\r\nHost: h\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST_HEAD / 2)
+        );
+        let r = read_request(&mut OneByte(long.as_bytes())).await.unwrap();
+        assert_eq!(r.path, "/x");
+        let over = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_REQUEST_HEAD));
+        assert!(matches!(
+            read_request(&mut OneByte(over.as_bytes())).await,
+            Err(ReadFailure::TooLarge)
+        ));
+        assert!(matches!(
+            read_request(&mut OneByte(b"\x16\x03\x01\x02\x00")).await,
+            Err(ReadFailure::Malformed(_))
+        ));
     }
 
     /// Found by the websocket_handshake fuzz target (corpus
