@@ -155,3 +155,44 @@ fn websocket_scenarios_run_against_both_servers() {
     // Every delivery had the kernel's receive stamp.
     assert!(!stderr.contains("without kernel stamp"), "{stderr}");
 }
+
+/// The match-night rows through `compare`: the NKEY storm (whose user only
+/// `compare` configures, the same for both servers) and the mass fan-outs
+/// on one server and on a 3-node cluster, each with a handful of clients.
+#[test]
+fn match_night_scenarios_run_against_both_servers() {
+    let nats = common::nats_server_bin();
+    let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
+    let out = Command::new(BENCH)
+        .arg("compare")
+        .arg("--nats-server")
+        .arg(&nats)
+        .arg("--tribune")
+        .arg(&tribune)
+        .args(["--rounds", "1", "--storm-conns", "40"])
+        .args(["--mass-conns", "30", "--mass-events", "3"])
+        .args([
+            "--scenario",
+            "storm-nkey",
+            "mass-fanout1k",
+            "mass-fanout1k-cluster",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for (metric, rows) in [
+        ("| time to all subscribed (ms) |", 1),
+        ("| failed attempts |", 1),
+        ("| last sub has it, p99 (ms) |", 2),
+    ] {
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains(metric)).count(),
+            rows,
+            "{stdout}\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("| failed |"), "{stdout}");
+    assert!(!stdout.contains("Failed measurements"), "{stdout}");
+}

@@ -322,6 +322,28 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
             ]
         }
+        Scenario::StormNkey => vec![
+            row(
+                "time to all subscribed (ms)",
+                &|o| Some(o.elapsed.as_secs_f64() * 1000.0),
+                "<= 0.5x",
+                false,
+            ),
+            row("connections/s", &|o| o.rate, "-", true),
+            row(
+                "failed attempts",
+                &|o| {
+                    o.notes
+                        .iter()
+                        .find(|(k, _)| *k == "failed attempts")
+                        .map(|(_, v)| *v)
+                },
+                "-",
+                false,
+            ),
+            row("server CPU s", &|o| o.server_cpu, "-", false),
+            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+        ],
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
@@ -401,6 +423,13 @@ fn render(
             crate::ws_bench::FANOUT_SUBJECT,
             crate::ws_bench::SETTLE.as_secs(),
             p.mass_events,
+        ));
+    }
+    if list.contains(&Scenario::StormNkey) {
+        out.push_str(&format!(
+            "- Connection storm: both servers with one NKEY user; {} clients connect at once (one task each on one thread), each reads INFO, signs its nonce, sends CONNECT, `SUB sports.football.*` and PING; time from the first connect to the last PONG, every connection held open until then. A refused or dropped login counts as a failed attempt and is tried again after {} ms.\n",
+            p.storm_conns,
+            crate::storm::RETRY_PAUSE_MS,
         ));
     }
     if list.iter().any(|s| s.js_cluster()) {

@@ -18,6 +18,7 @@ mod proc_stats;
 mod rx_stamp;
 mod scenarios;
 mod servers;
+mod storm;
 mod timed;
 mod wire;
 mod ws_bench;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use scenarios::{Params, Scenario, MASS_EVENTS};
+use scenarios::{Params, Scenario, MASS_EVENTS, STORM_CONNS};
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +94,9 @@ enum Cmd {
         /// Subscribers in every mass fan-out, instead of its own count.
         #[arg(long)]
         mass_conns: Option<u64>,
+        /// Clients in the connection storm.
+        #[arg(long, default_value_t = STORM_CONNS)]
+        storm_conns: u64,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -140,6 +144,9 @@ enum Cmd {
         /// Subscribers in every mass fan-out, instead of its own count.
         #[arg(long)]
         mass_conns: Option<u64>,
+        /// Clients in the connection storm.
+        #[arg(long, default_value_t = STORM_CONNS)]
+        storm_conns: u64,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -186,6 +193,7 @@ fn main() -> ExitCode {
             ws_addr,
             mass_events,
             mass_conns,
+            storm_conns,
         } => {
             let p = Params {
                 msgs,
@@ -203,6 +211,7 @@ fn main() -> ExitCode {
                 ws_addr,
                 mass_events,
                 mass_conns,
+                storm_conns,
             };
             compare::raise_fd_limit(p.most_conns(&scenario));
             scenario.iter().try_for_each(|&s| {
@@ -229,6 +238,7 @@ fn main() -> ExitCode {
             ws_events,
             mass_events,
             mass_conns,
+            storm_conns,
             write,
         } => {
             let p = Params {
@@ -247,6 +257,7 @@ fn main() -> ExitCode {
                 ws_addr: None,
                 mass_events,
                 mass_conns,
+                storm_conns,
             };
             compare::compare(
                 &nats_server,
@@ -280,6 +291,7 @@ fn main() -> ExitCode {
                 ws_addr,
                 mass_events: 2,
                 mass_conns: Some(20),
+                storm_conns: 20,
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;

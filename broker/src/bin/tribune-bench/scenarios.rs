@@ -118,13 +118,16 @@ pub enum Scenario {
     MassFanout10kCluster,
     /// The same with 50,000 clients.
     MassFanout50kCluster,
+    /// Half an audience reconnecting: thousands of clients connect at
+    /// once, each logging in with an NKEY and subscribing.
+    StormNkey,
 }
 
 impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 21] = [
+    pub const ALL: [Scenario; 22] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -146,17 +149,24 @@ impl Scenario {
         Scenario::MassFanout1kCluster,
         Scenario::MassFanout10kCluster,
         Scenario::MassFanout50kCluster,
+        Scenario::StormNkey,
     ];
 
     /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
     /// clustered JetStream scenarios, which start their own clusters, the
     /// WebSocket ones, which need a `websocket {}` listener (name them
-    /// and pass `--ws-addr`), and the mass fan-outs, which hold thousands
-    /// of connections (name them).
+    /// and pass `--ws-addr`), the mass fan-outs, which hold thousands of
+    /// connections (name them), and the NKEY storm, whose user only
+    /// `compare` configures.
     pub fn on_running_server() -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| !s.js_cluster() && !s.websocket() && s.mass_fanout().is_none())
+            .filter(|s| {
+                !s.js_cluster()
+                    && !s.websocket()
+                    && s.mass_fanout().is_none()
+                    && *s != Scenario::StormNkey
+            })
             .collect()
     }
 
@@ -191,8 +201,11 @@ impl Scenario {
     /// subscriber's socket is in this process, so it needs that many open
     /// files (and one node of a single server as many).
     pub fn cannot_run_here(self, p: &Params) -> Option<String> {
-        let (n, _) = self.mass_fanout()?;
-        let n = p.mass_conns.unwrap_or(n);
+        let n = match (self, self.mass_fanout()) {
+            (Scenario::StormNkey, _) => p.storm_conns,
+            (_, Some((n, _))) => p.mass_conns.unwrap_or(n),
+            _ => return None,
+        };
         let need = n + 1024;
         let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map(|(_, hard)| hard)
@@ -221,6 +234,7 @@ impl Scenario {
             Scenario::AuthFlood => {
                 crate::auth_flood::server_config(crate::auth_flood::BCRYPT_COST).map(Some)
             }
+            Scenario::StormNkey => Ok(Some(crate::storm::server_config())),
             _ => Ok(None),
         }
     }
@@ -255,6 +269,7 @@ impl Scenario {
             Scenario::MassFanout50kCluster => {
                 "mass fan-out, 1 update (300 B) -> 50,000 TCP subs over 3 nodes"
             }
+            Scenario::StormNkey => "connection storm, NKEY login + SUB + PING each",
         }
     }
 }
@@ -289,12 +304,16 @@ pub struct Params {
     /// Subscribers of every mass fan-out instead of the scenario's own
     /// count (the smoke run's handful).
     pub mass_conns: Option<u64>,
+    /// Clients in the connection storm.
+    pub storm_conns: u64,
 }
 
 const BATCH: usize = 512;
 
 /// Updates timed per mass fan-out run, as the performance issue asks.
 pub const MASS_EVENTS: u64 = 100;
+/// Clients in the connection storm, as the performance issue asks.
+pub const STORM_CONNS: u64 = 20_000;
 
 impl Params {
     /// The most connections any of `list` holds at once in this process,
@@ -306,10 +325,16 @@ impl Params {
             .map(|(n, _)| self.mass_conns.unwrap_or(n))
             .max()
             .unwrap_or(0);
+        let storm = if list.contains(&Scenario::StormNkey) {
+            self.storm_conns
+        } else {
+            0
+        };
         self.idle_conns
             .max(self.burst_conns)
             .max(self.ws_conns)
             .max(mass)
+            .max(storm)
     }
 }
 
@@ -353,6 +378,12 @@ pub fn run(
             let nodes: Vec<SocketAddr> = std::iter::once(addr).chain(peer).collect();
             let pids: Vec<u32> = server_pid.into_iter().collect();
             mass_fanout(s, p, addr, &nodes, &pids)?
+        }
+        Scenario::StormNkey => {
+            if let Some(why) = s.cannot_run_here(&p) {
+                return Err(io::Error::other(why));
+            }
+            crate::storm::run(addr, p.storm_conns, server_pid)?
         }
         Scenario::JsR3Pub | Scenario::JsR3Failover => {
             return Err(io::Error::other(format!(
@@ -760,6 +791,7 @@ mod tests {
             ws_addr: None,
             mass_events: 1,
             mass_conns,
+            storm_conns: 40,
         }
     }
 
