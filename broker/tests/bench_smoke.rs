@@ -30,6 +30,7 @@ const CORE: &[&str] = &[
     "cross-node",
     "mass-fanout1k",
     "mass-fanout1k-cluster",
+    "churn",
 ];
 const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];
 

@@ -322,6 +322,28 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
             ]
         }
+        Scenario::Churn => {
+            let note = |name: &'static str| {
+                move |o: &Outcome| o.notes.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+            };
+            vec![
+                row(
+                    "msgs/s without churn",
+                    &note("msgs/s without churn"),
+                    "-",
+                    true,
+                ),
+                row("msgs/s with churn", &|o| o.rate, "-", true),
+                row(
+                    "kept under churn (%)",
+                    &note("kept under churn %"),
+                    "-",
+                    true,
+                ),
+                row("churn SUB+UNSUB pairs/s", &note("churn pairs/s"), "-", true),
+                row("server CPU s (with churn)", &|o| o.server_cpu, "-", false),
+            ]
+        }
         Scenario::StormNkey => vec![
             row(
                 "time to all subscribed (ms)",

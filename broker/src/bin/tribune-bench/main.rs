@@ -9,6 +9,7 @@
 
 mod auth_flood;
 mod burst;
+mod churn;
 mod compare;
 mod js;
 mod js_cluster;

@@ -121,13 +121,16 @@ pub enum Scenario {
     /// Half an audience reconnecting: thousands of clients connect at
     /// once, each logging in with an NKEY and subscribing.
     StormNkey,
+    /// One publisher to a wildcard subscriber while other connections
+    /// subscribe and unsubscribe 100,000 times a second.
+    Churn,
 }
 
 impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 22] = [
+    pub const ALL: [Scenario; 23] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -150,6 +153,7 @@ impl Scenario {
         Scenario::MassFanout10kCluster,
         Scenario::MassFanout50kCluster,
         Scenario::StormNkey,
+        Scenario::Churn,
     ];
 
     /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
@@ -270,6 +274,7 @@ impl Scenario {
                 "mass fan-out, 1 update (300 B) -> 50,000 TCP subs over 3 nodes"
             }
             Scenario::StormNkey => "connection storm, NKEY login + SUB + PING each",
+            Scenario::Churn => "1 pub -> 1 wildcard sub, 128 B, during 100,000 SUB+UNSUB/s",
         }
     }
 }
@@ -379,6 +384,7 @@ pub fn run(
             let pids: Vec<u32> = server_pid.into_iter().collect();
             mass_fanout(s, p, addr, &nodes, &pids)?
         }
+        Scenario::Churn => crate::churn::run(addr, p.msgs, server_pid)?,
         Scenario::StormNkey => {
             if let Some(why) = s.cannot_run_here(&p) {
                 return Err(io::Error::other(why));
