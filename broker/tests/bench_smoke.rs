@@ -31,6 +31,8 @@ const CORE: &[&str] = &[
     "mass-fanout1k",
     "mass-fanout1k-cluster",
     "churn",
+    "cluster-fanout",
+    "cluster-queue",
 ];
 const JETSTREAM: &[&str] = &["js-pub", "js-fetch"];
 

@@ -322,6 +322,24 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
             ]
         }
+        Scenario::ClusterFanout | Scenario::ClusterQueue => vec![
+            row(
+                if s == Scenario::ClusterFanout {
+                    "deliveries/s"
+                } else {
+                    "msgs/s"
+                },
+                &|o| o.rate,
+                "-",
+                true,
+            ),
+            row(
+                "server CPU s / M deliveries, 3 nodes",
+                &|o| o.cpu_per_million,
+                "-",
+                false,
+            ),
+        ],
         Scenario::Churn => {
             let note = |name: &'static str| {
                 move |o: &Outcome| o.notes.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
@@ -587,6 +605,12 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let extra = c.sync.map_or("", NatsSync::config);
         let mut cluster = Cluster::start(&c.bin, Some(extra))?;
         return js_cluster::run(s, &mut cluster, p);
+    }
+    if matches!(s, Scenario::ClusterFanout | Scenario::ClusterQueue) {
+        let cluster = Cluster::start(&c.bin, None)?;
+        let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
+        let queue = s == Scenario::ClusterQueue;
+        return crate::cluster_rows::run(&nodes, queue, p.msgs, &cluster.pids());
     }
     if let Some((_, true)) = s.mass_fanout() {
         let cluster = Cluster::start(&c.bin, None)?;

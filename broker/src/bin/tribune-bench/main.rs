@@ -10,6 +10,7 @@
 mod auth_flood;
 mod burst;
 mod churn;
+mod cluster_rows;
 mod compare;
 mod js;
 mod js_cluster;

@@ -124,13 +124,18 @@ pub enum Scenario {
     /// One publisher to a wildcard subscriber while other connections
     /// subscribe and unsubscribe 100,000 times a second.
     Churn,
+    /// Publisher on one node of a 3-node cluster, ten subscribers on the
+    /// other two.
+    ClusterFanout,
+    /// Publisher on one node, a queue group of four on the other two.
+    ClusterQueue,
 }
 
 impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 23] = [
+    pub const ALL: [Scenario; 25] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -154,6 +159,8 @@ impl Scenario {
         Scenario::MassFanout50kCluster,
         Scenario::StormNkey,
         Scenario::Churn,
+        Scenario::ClusterFanout,
+        Scenario::ClusterQueue,
     ];
 
     /// What `run` and `smoke` run by default: [`Scenario::ALL`] but the
@@ -182,8 +189,10 @@ impl Scenario {
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
     pub fn clustered(self) -> bool {
-        self == Scenario::CrossNode
-            || self.js_cluster()
+        matches!(
+            self,
+            Scenario::CrossNode | Scenario::ClusterFanout | Scenario::ClusterQueue
+        ) || self.js_cluster()
             || matches!(self.mass_fanout(), Some((_, true)))
     }
 
@@ -275,6 +284,8 @@ impl Scenario {
             }
             Scenario::StormNkey => "connection storm, NKEY login + SUB + PING each",
             Scenario::Churn => "1 pub -> 1 wildcard sub, 128 B, during 100,000 SUB+UNSUB/s",
+            Scenario::ClusterFanout => "cluster: pub(A) -> 10 subs on B and C, 128 B",
+            Scenario::ClusterQueue => "cluster: pub(A) -> queue of 4 on B and C, 128 B",
         }
     }
 }
@@ -385,6 +396,16 @@ pub fn run(
             mass_fanout(s, p, addr, &nodes, &pids)?
         }
         Scenario::Churn => crate::churn::run(addr, p.msgs, server_pid)?,
+        Scenario::ClusterFanout | Scenario::ClusterQueue => {
+            // Against a running server: its node, and the peer if given
+            // (alone, it stands for every node).
+            let nodes: Vec<SocketAddr> = match peer {
+                Some(b) => vec![addr, b],
+                None => vec![addr, addr],
+            };
+            let pids: Vec<u32> = server_pid.into_iter().collect();
+            crate::cluster_rows::run(&nodes, s == Scenario::ClusterQueue, p.msgs, &pids)?
+        }
         Scenario::StormNkey => {
             if let Some(why) = s.cannot_run_here(&p) {
                 return Err(io::Error::other(why));

@@ -141,7 +141,21 @@ pub fn count_msgs(conn: &mut Conn, want: u64, mut on_msg: impl FnMut(&[u8])) -> 
     let mut line = Vec::with_capacity(256);
     while got < want {
         line.clear();
-        let n = conn.reader.read_until(b'\n', &mut line)?;
+        // A read timeout surfaces as EAGAIN ("Resource temporarily
+        // unavailable"); say what was missing instead.
+        let n = conn.reader.read_until(b'\n', &mut line).map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                io::Error::new(
+                    e.kind(),
+                    format!("no message within the read timeout after {got} of {want}"),
+                )
+            } else {
+                e
+            }
+        })?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
