@@ -111,6 +111,7 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 "<= 0.4x",
                 false,
             ),
+            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
         ],
         Scenario::ReqRep => vec![
             row(
@@ -128,6 +129,12 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
             row(
                 "p99.9 latency (us)",
                 &|o| o.latency_us.map(|l| l.2),
+                "-",
+                false,
+            ),
+            row(
+                "server CPU s / M msgs (requests and replies)",
+                &|o| o.cpu_per_million,
                 "-",
                 false,
             ),
@@ -387,7 +394,11 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
         }
-        _ => vec![row("msgs/s", &|o| o.rate, ">= 1.25x", true)],
+        _ => vec![
+            row("msgs/s", &|o| o.rate, ">= 1.25x", true),
+            row("server CPU s / M msgs", &|o| o.cpu_per_million, "-", false),
+            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+        ],
     }
 }
 

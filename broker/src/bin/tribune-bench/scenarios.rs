@@ -196,6 +196,19 @@ impl Scenario {
             || matches!(self.mass_fanout(), Some((_, true)))
     }
 
+    /// Messages the server handles in a single-server throughput scenario
+    /// (each delivery, or each publish where nobody subscribes), for its
+    /// CPU per million; None where the scenario counts otherwise.
+    pub fn deliveries(self, p: &Params) -> Option<u64> {
+        match self {
+            Scenario::Pub16 | Scenario::Pub128 | Scenario::PubSub | Scenario::Queue => Some(p.msgs),
+            Scenario::Fanout => Some(10 * p.msgs),
+            // A request and its reply.
+            Scenario::ReqRep => Some(2 * p.requests),
+            _ => None,
+        }
+    }
+
     /// A mass fan-out: its subscribers, and whether they are spread over
     /// a 3-node cluster (else all on one node).
     pub fn mass_fanout(self) -> Option<(u64, bool)> {
@@ -421,11 +434,16 @@ pub fn run(
     };
     out.bench_cpu = proc_stats::self_cpu() - cpu0;
     if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
-        match s {
-            Scenario::Fanout => out.cpu_per_million = Some((b - a) / (10.0 * p.msgs as f64 / 1e6)),
-            Scenario::ConnectBurst => out.server_cpu = Some(b - a),
-            _ => {}
+        if s == Scenario::ConnectBurst {
+            out.server_cpu = Some(b - a);
+        } else if let Some(d) = s.deliveries(&p) {
+            out.server_cpu.get_or_insert(b - a);
+            out.cpu_per_million
+                .get_or_insert((b - a) / (d as f64 / 1e6));
         }
+    }
+    if s.deliveries(&p).is_some() && out.rss.is_none() {
+        out.rss = server_pid.and_then(proc_stats::proc_rss);
     }
     Ok(out)
 }
