@@ -455,9 +455,18 @@ fn deliver_route(
             b.extend_from_slice(body);
             b.extend_from_slice(b"\r\n");
             out.count_out(body.len());
+            // A publisher outrunning the route pauses as for a slow
+            // client, rather than the route filling up.
+            let stall = out.should_stall();
+            if stall {
+                out.set_stalled();
+            }
             drop(out);
             if wake {
                 flush.add(route);
+            }
+            if stall && !flush.stalled.iter().any(|c| Arc::ptr_eq(c, route)) {
+                flush.stalled.push(route.clone());
             }
             Some(body.len())
         }

@@ -168,7 +168,11 @@ impl ClientShared {
             addr,
             forwarded_for: None,
             start: SystemTime::now(),
-            out: Mutex::new(Outbound::new(max_pending)),
+            out: Mutex::new(if kind == ConnKind::Route {
+                Outbound::for_route(max_pending)
+            } else {
+                Outbound::new(max_pending)
+            }),
             wake: Notify::new(),
             kill: Notify::new(),
             account_changed: Notify::new(),

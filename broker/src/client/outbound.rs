@@ -82,6 +82,9 @@ pub enum Queued {
     Closed,
 }
 
+/// A route is cut off as slow only past this many times `max_pending`.
+pub const ROUTE_CLOSE_FACTOR: usize = 16;
+
 /// Room for control replies beyond `max_pending`.
 const CONTROL_RESERVE: usize = 64 * 1024;
 
@@ -94,6 +97,10 @@ pub struct Outbound {
     /// against the pending limit, as in nats-server.
     inflight: usize,
     max_pending: usize,
+    /// Past this many pending bytes the consumer is cut off as slow:
+    /// `max_pending` for clients; more for routes (see
+    /// [`Outbound::for_route`]).
+    close_above: usize,
     closed: Option<ClosedState>,
     /// A producer has taken responsibility for waking the writer.
     wake_pending: bool,
@@ -111,11 +118,25 @@ impl Outbound {
             buf: Vec::new(),
             inflight: 0,
             max_pending,
+            close_above: max_pending,
             closed: None,
             wake_pending: false,
             out_msgs: 0,
             out_bytes: 0,
             stalled: false,
+        }
+    }
+
+    /// A route's buffer. nats-server never cuts a route off for pending
+    /// bytes (only for a write deadline): dropping a route loses every
+    /// message on its way and all interest until it reconnects. Producers
+    /// still stall at three quarters of `max_pending`, as for a client;
+    /// the route is cut off only past [`ROUTE_CLOSE_FACTOR`] times it, a
+    /// bound on the memory one stuck peer can hold.
+    pub fn for_route(max_pending: usize) -> Self {
+        Outbound {
+            close_above: max_pending.saturating_mul(ROUTE_CLOSE_FACTOR),
+            ..Outbound::new(max_pending)
         }
     }
 
@@ -177,7 +198,7 @@ impl Outbound {
         if self.closed.is_some() {
             return Queued::Closed;
         }
-        if self.pending() + n > self.max_pending {
+        if self.pending() + n > self.close_above {
             return Queued::SlowConsumer;
         }
         let need = self.buf.len() + n;
@@ -185,7 +206,7 @@ impl Outbound {
             // Double as `Vec` does, but never past what the pending limit
             // lets this buffer hold: a stalled consumer then costs at most
             // `max_pending` of capacity, not the next power of two above it.
-            let room = self.max_pending.saturating_sub(self.inflight).max(need);
+            let room = self.close_above.saturating_sub(self.inflight).max(need);
             let target = self.buf.capacity().saturating_mul(2).max(need).min(room);
             self.buf.reserve_exact(target - self.buf.len());
         }
@@ -208,7 +229,7 @@ impl Outbound {
         if self.closed.is_some() {
             return Queued::Closed;
         }
-        if self.pending() + bytes.len() > self.max_pending.saturating_add(CONTROL_RESERVE) {
+        if self.pending() + bytes.len() > self.close_above.saturating_add(CONTROL_RESERVE) {
             return Queued::SlowConsumer;
         }
         self.buf.extend_from_slice(bytes);
@@ -293,5 +314,20 @@ mod tests {
             Queued::SlowConsumer,
             "reserve exhausted"
         );
+    }
+
+    #[test]
+    fn a_route_stalls_its_producers_but_is_not_cut_off_at_max_pending() {
+        let mut o = Outbound::for_route(1000);
+        assert!(matches!(o.reserve(900), Queued::Ok { .. }));
+        o.buf_mut().extend_from_slice(&[0; 900]);
+        assert!(o.should_stall(), "over three quarters: producers pause");
+        // A client would be cut off here; a route takes more.
+        assert!(matches!(o.reserve(5000), Queued::Ok { .. }));
+        o.buf_mut().extend_from_slice(&[0; 5000]);
+        assert_eq!(o.reserve(1000 * ROUTE_CLOSE_FACTOR), Queued::SlowConsumer);
+        let mut client = Outbound::new(1000);
+        client.buf_mut().extend_from_slice(&[0; 900]);
+        assert_eq!(client.reserve(200), Queued::SlowConsumer);
     }
 }
