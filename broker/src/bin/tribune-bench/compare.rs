@@ -617,16 +617,20 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let mut cluster = Cluster::start(&c.bin, Some(extra))?;
         return js_cluster::run(s, &mut cluster, p);
     }
-    if matches!(s, Scenario::ClusterFanout | Scenario::ClusterQueue) {
+    if matches!(s, Scenario::ClusterFanout | Scenario::ClusterQueue)
+        || matches!(s.mass_fanout(), Some((_, true)))
+    {
         let cluster = Cluster::start(&c.bin, None)?;
         let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
-        let queue = s == Scenario::ClusterQueue;
-        return crate::cluster_rows::run(&nodes, queue, p.msgs, &cluster.pids());
-    }
-    if let Some((_, true)) = s.mass_fanout() {
-        let cluster = Cluster::start(&c.bin, None)?;
-        let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
-        return scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids());
+        let cpu0 = crate::proc_stats::self_cpu();
+        let mut o = if s.mass_fanout().is_some() {
+            scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids())?
+        } else {
+            let queue = s == Scenario::ClusterQueue;
+            crate::cluster_rows::run(&nodes, queue, p.msgs, &cluster.pids())?
+        };
+        o.bench_cpu = crate::proc_stats::self_cpu() - cpu0;
+        return Ok(o);
     }
     if s.clustered() {
         let cluster = Cluster::start(&c.bin, None)?;
