@@ -64,7 +64,16 @@ impl Conn {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = self.reader.read_until(b'\n', &mut line)?;
+            let n = self.reader.read_until(b'\n', &mut line).map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    io::Error::new(e.kind(), "no PONG within the read timeout")
+                } else {
+                    e
+                }
+            })?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
