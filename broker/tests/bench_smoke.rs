@@ -97,8 +97,11 @@ fn auth_flood_runs_against_both_servers() {
     }
 }
 
-#[test]
-fn js_cluster_scenarios_run_against_both_servers() {
+/// `tribune-bench compare` of both servers with `args`; its stdout and
+/// stderr once it has succeeded and every row has a figure for both
+/// servers (a server with no finished round shows "failed"; NaN was the
+/// renderer's word for it before).
+fn compare(args: &[&str]) -> (String, String) {
     let nats = common::nats_server_bin();
     let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
     let out = Command::new(BENCH)
@@ -107,54 +110,59 @@ fn js_cluster_scenarios_run_against_both_servers() {
         .arg(&nats)
         .arg("--tribune")
         .arg(&tribune)
-        .args(["--rounds", "1", "--js-r3-msgs", "500", "--failovers", "1"])
-        .args(["--scenario", "js-r3-pub", "js-r3-failover"])
+        .args(["--rounds", "1"])
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("| NaN |"), "{stdout}");
+    assert!(!stdout.contains("| failed |"), "{stdout}");
+    (stdout, stderr)
+}
+
+/// How many rows of the table name `metric` (as `| metric |`).
+fn rows_of(stdout: &str, metric: &str) -> usize {
+    stdout.lines().filter(|l| l.contains(metric)).count()
+}
+
+#[test]
+fn js_cluster_scenarios_run_against_both_servers() {
+    let (stdout, stderr) = compare(&[
+        "--js-r3-msgs",
+        "500",
+        "--failovers",
+        "1",
+        "--scenario",
+        "js-r3-pub",
+        "js-r3-failover",
+    ]);
     // Two nats-server settings for the publish row, one for the failover.
     for (metric, rows) in [("| msgs/s |", 2), ("| kill -> next ack, median (ms) |", 1)] {
-        assert_eq!(
-            stdout.lines().filter(|l| l.contains(metric)).count(),
-            rows,
-            "{stdout}\n{stderr}"
-        );
+        assert_eq!(rows_of(&stdout, metric), rows, "{stdout}\n{stderr}");
     }
-    assert!(!stdout.contains("| NaN |"), "{stdout}");
 }
 
 #[test]
 fn websocket_scenarios_run_against_both_servers() {
     // Through `compare`, which gives both servers the same websocket block.
-    let nats = common::nats_server_bin();
-    let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
-    let out = Command::new(BENCH)
-        .arg("compare")
-        .arg("--nats-server")
-        .arg(&nats)
-        .arg("--tribune")
-        .arg(&tribune)
-        .args(["--rounds", "1", "--ws-conns", "50", "--ws-events", "2"])
-        .args(["--scenario", "ws-fanout", "ws-idle"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = compare(&[
+        "--ws-conns",
+        "50",
+        "--ws-events",
+        "2",
+        "--scenario",
+        "ws-fanout",
+        "ws-idle",
+    ]);
     for metric in [
         "| delivery p99 (ms) |",
         "| server CPU s / M deliveries |",
         "| RSS above baseline per 10,000 (MiB) |",
     ] {
-        assert_eq!(
-            stdout.lines().filter(|l| l.contains(metric)).count(),
-            1,
-            "{metric}\n{stdout}\n{stderr}"
-        );
+        assert_eq!(rows_of(&stdout, metric), 1, "{metric}\n{stdout}\n{stderr}");
     }
-    assert!(!stdout.contains("| NaN |"), "{stdout}");
     // Every delivery had the kernel's receive stamp.
     assert!(!stderr.contains("without kernel stamp"), "{stderr}");
 }
@@ -164,38 +172,24 @@ fn websocket_scenarios_run_against_both_servers() {
 /// on one server and on a 3-node cluster, each with a handful of clients.
 #[test]
 fn match_night_scenarios_run_against_both_servers() {
-    let nats = common::nats_server_bin();
-    let tribune = common::tribune_bin(env!("CARGO_BIN_EXE_tribune-broker"));
-    let out = Command::new(BENCH)
-        .arg("compare")
-        .arg("--nats-server")
-        .arg(&nats)
-        .arg("--tribune")
-        .arg(&tribune)
-        .args(["--rounds", "1", "--storm-conns", "40"])
-        .args(["--mass-conns", "30", "--mass-events", "3"])
-        .args([
-            "--scenario",
-            "storm-nkey",
-            "mass-fanout1k",
-            "mass-fanout1k-cluster",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = compare(&[
+        "--storm-conns",
+        "40",
+        "--mass-conns",
+        "30",
+        "--mass-events",
+        "3",
+        "--scenario",
+        "storm-nkey",
+        "mass-fanout1k",
+        "mass-fanout1k-cluster",
+    ]);
     for (metric, rows) in [
         ("| time to all subscribed (ms) |", 1),
         ("| failed attempts |", 1),
         ("| last sub has it, p99 (ms) |", 2),
     ] {
-        assert_eq!(
-            stdout.lines().filter(|l| l.contains(metric)).count(),
-            rows,
-            "{stdout}\n{stderr}"
-        );
+        assert_eq!(rows_of(&stdout, metric), rows, "{stdout}\n{stderr}");
     }
-    assert!(!stdout.contains("| failed |"), "{stdout}");
     assert!(!stdout.contains("Failed measurements"), "{stdout}");
 }

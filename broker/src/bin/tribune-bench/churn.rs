@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::proc_stats;
-use crate::scenarios::Outcome;
-use crate::wire::{count_msgs, pub_batch, Conn};
+use crate::scenarios::{publish_all, Outcome};
+use crate::wire::{count_msgs, Conn};
 
 /// Connections subscribing and unsubscribing.
 pub const CHURNERS: usize = 8;
@@ -93,19 +93,8 @@ fn publish_phase(addr: SocketAddr, msgs: u64) -> io::Result<(f64, Duration)> {
     sub.ping()?;
     let reader = thread::spawn(move || count_msgs(&mut sub, msgs, |_| {}));
     let mut publisher = Conn::connect(addr, "bench-churn-pub")?;
-    let payload = [b'x'; 128];
-    let batch = pub_batch(PUBLISHED, None, &payload, 512);
     let start = Instant::now();
-    let mut left = msgs;
-    while left >= 512 {
-        publisher.writer.write_all(&batch)?;
-        left -= 512;
-    }
-    if left > 0 {
-        publisher
-            .writer
-            .write_all(&pub_batch(PUBLISHED, None, &payload, left as usize))?;
-    }
+    publish_all(&mut publisher, PUBLISHED, 128, msgs)?;
     reader
         .join()
         .map_err(|_| io::Error::other("subscriber panicked"))??;

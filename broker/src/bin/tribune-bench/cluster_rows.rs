@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::proc_stats;
-use crate::scenarios::Outcome;
+use crate::scenarios::{publish_all, Outcome};
 use crate::wire::{count_msgs, pub_batch, Conn};
 
 /// Subscribers of the cluster fan-out.
@@ -67,26 +67,10 @@ pub fn run(nodes: &[SocketAddr], queue: bool, msgs: u64, pids: &[u32]) -> io::Re
             })
         }));
     }
-    let cpu = || {
-        pids.iter()
-            .map(|p| proc_stats::proc_cpu(*p))
-            .sum::<Option<f64>>()
-    };
     ready.wait();
-    let cpu0 = cpu();
+    let cpu0 = proc_stats::cpu_sum(pids);
     let start = Instant::now();
-    let payload = [b'x'; 128];
-    let batch = pub_batch(SUBJECT, None, &payload, 512);
-    let mut left = msgs;
-    while left >= 512 {
-        publisher.writer.write_all(&batch)?;
-        left -= 512;
-    }
-    if left > 0 {
-        publisher
-            .writer
-            .write_all(&pub_batch(SUBJECT, None, &payload, left as usize))?;
-    }
+    publish_all(&mut publisher, SUBJECT, 128, msgs)?;
     if queue {
         // Members do not know their share: watch the shared count.
         let end = Instant::now() + DEADLINE;
@@ -107,7 +91,7 @@ pub fn run(nodes: &[SocketAddr], queue: bool, msgs: u64, pids: &[u32]) -> io::Re
         }
     }
     let elapsed = start.elapsed();
-    let server_cpu = match (cpu0, cpu()) {
+    let server_cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
@@ -128,8 +112,13 @@ pub fn run(nodes: &[SocketAddr], queue: bool, msgs: u64, pids: &[u32]) -> io::Re
 }
 
 /// Subscribe a probe on `node` (after that node's subscribers) and publish
-/// probes from the publisher's node until one arrives.
-fn wait_for_interest(publisher: &mut Conn, node: SocketAddr, k: usize) -> io::Result<()> {
+/// probes from the publisher's node until one arrives: every subscription
+/// made on `node` before is then known where the publisher is.
+pub(crate) fn wait_for_interest(
+    publisher: &mut Conn,
+    node: SocketAddr,
+    k: usize,
+) -> io::Result<()> {
     let subject = format!("bench.cluster.probe.{k}");
     let mut probe = Conn::connect(node, "bench-probe")?;
     probe.sub(&subject, None, 1)?;

@@ -293,12 +293,7 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 false,
             ),
         ],
-        Scenario::MassFanout1k
-        | Scenario::MassFanout10k
-        | Scenario::MassFanout50k
-        | Scenario::MassFanout1kCluster
-        | Scenario::MassFanout10kCluster
-        | Scenario::MassFanout50kCluster => {
+        s if s.mass_fanout().is_some() => {
             let ms = |us: Option<f64>| us.map(|us| us / 1000.0);
             vec![
                 row(

@@ -13,6 +13,23 @@ fn stat_cpu(text: &str) -> Option<f64> {
     Some((utime + stime) / TICKS)
 }
 
+/// CPU seconds of every process in `pids` (a cluster's nodes), summed;
+/// None if there are none or one is gone.
+pub fn cpu_sum(pids: &[u32]) -> Option<f64> {
+    pids.iter()
+        .map(|p| proc_cpu(*p))
+        .sum::<Option<f64>>()
+        .filter(|_| !pids.is_empty())
+}
+
+/// Resident memory of every process in `pids`, summed, as [`cpu_sum`].
+pub fn rss_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .map(|p| proc_rss(*p))
+        .sum::<Option<u64>>()
+        .filter(|_| !pids.is_empty())
+}
+
 /// CPU seconds (user + system) used so far by `pid`.
 pub fn proc_cpu(pid: u32) -> Option<f64> {
     stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

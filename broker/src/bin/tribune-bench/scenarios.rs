@@ -483,7 +483,14 @@ fn ws_addr(s: Scenario, p: Params) -> io::Result<SocketAddr> {
     })
 }
 
-fn publish_all(conn: &mut Conn, subject: &str, size: usize, msgs: u64) -> io::Result<()> {
+/// Publish `msgs` messages of `size` bytes on `subject`, in pre-rendered
+/// batches of [`BATCH`] (one write each).
+pub(crate) fn publish_all(
+    conn: &mut Conn,
+    subject: &str,
+    size: usize,
+    msgs: u64,
+) -> io::Result<()> {
     let payload = vec![b'x'; size];
     let batch = pub_batch(subject, None, &payload, BATCH);
     let mut left = msgs;
@@ -593,41 +600,9 @@ fn fan(
 fn cross_node(a: SocketAddr, b: SocketAddr, msgs: u64) -> io::Result<Outcome> {
     let mut sub = Conn::connect(b, "bench-sub")?;
     sub.sub("bench.cross", None, 1)?;
-    sub.sub("bench.probe", None, 2)?;
     sub.ping()?;
     let mut publisher = Conn::connect(a, "bench-pub")?;
-    sub.reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_millis(100)))?;
-    let probe = pub_batch("bench.probe", None, b"p", 1);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        publisher.writer.write_all(&probe)?;
-        match count_msgs(&mut sub, 1, |_| {}) {
-            Ok(_) => break,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) && Instant::now() < deadline =>
-            {
-                continue
-            }
-            Err(e) => {
-                return Err(io::Error::other(format!(
-                    "interest never crossed the route: {e}"
-                )))
-            }
-        }
-    }
-    sub.reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(60)))?;
-    // Every probe is through A once the publisher's PONG arrives; the
-    // subscriber's own PONG then comes after any probe B had queued.
-    publisher.ping()?;
-    sub.writer.write_all(b"UNSUB 2\r\n")?;
-    sub.ping()?;
+    crate::cluster_rows::wait_for_interest(&mut publisher, b, 0)?;
     let ready = Arc::new(Barrier::new(2));
     let r2 = ready.clone();
     let handle = thread::spawn(move || {

@@ -169,22 +169,6 @@ pub fn run_fanout(f: Fanout<'_>) -> io::Result<Outcome> {
     runtime()?.block_on(fanout_async(f))
 }
 
-/// CPU seconds of every process in `pids`, summed; None if one is gone.
-fn cpu_of(pids: &[u32]) -> Option<f64> {
-    pids.iter()
-        .map(|p| proc_stats::proc_cpu(*p))
-        .sum::<Option<f64>>()
-        .filter(|_| !pids.is_empty())
-}
-
-/// Resident memory of every process in `pids`, summed.
-fn rss_of(pids: &[u32]) -> Option<u64> {
-    pids.iter()
-        .map(|p| proc_stats::proc_rss(*p))
-        .sum::<Option<u64>>()
-        .filter(|_| !pids.is_empty())
-}
-
 async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     let Fanout {
         publisher: addr,
@@ -202,7 +186,7 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     for a in subscribers {
         wait_listening(*a).await?;
     }
-    let base = rss_of(pids);
+    let base = proc_stats::rss_sum(pids);
     let setup = Instant::now();
     let subject = |_| FANOUT_SUBJECT.to_string();
     let (fleet, mut tasks) = ws_fleet::spawn(subscribers, transport, n, 1 + events, subject);
@@ -226,7 +210,7 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     let mut measured = Instant::now();
     for e in 0..=events {
         if e == 1 {
-            cpu0 = cpu_of(pids);
+            cpu0 = proc_stats::cpu_sum(pids);
             bench_cpu0 = proc_stats::self_cpu();
             measured = Instant::now();
         }
@@ -252,11 +236,11 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     }
     let elapsed = measured.elapsed();
     let bench_cpu = proc_stats::self_cpu() - bench_cpu0;
-    let cpu = match (cpu0, cpu_of(pids)) {
+    let cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let rss = rss_of(pids);
+    let rss = proc_stats::rss_sum(pids);
     ws_fleet::join_all(tasks, &mut done).await?;
     let stats = Latencies::of(done.iter().map(|(_, s)| &s[..]), &sent);
     drop(done);
