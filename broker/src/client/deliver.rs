@@ -103,6 +103,14 @@ impl FlushSet {
         }
     }
 
+    /// Wait on `consumer` (once) before reading more: it fell behind.
+    #[inline]
+    fn stall_on(&mut self, consumer: &Arc<ClientShared>) {
+        if !self.stalled.iter().any(|c| Arc::ptr_eq(c, consumer)) {
+            self.stalled.push(consumer.clone());
+        }
+    }
+
     /// Consumers over three quarters of their pending limit, to wait on.
     pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
         std::mem::take(&mut self.stalled)
@@ -236,16 +244,13 @@ pub fn deliver_one(
             if let Some(reply) = msg.reply {
                 client.note_reply(reply);
             }
-            let stall = out.should_stall();
-            if stall {
-                out.set_stalled();
-            }
+            let stall = out.stall_if_behind();
             drop(out);
             if wake {
                 flush.add(client);
             }
-            if stall && !flush.stalled.iter().any(|c| Arc::ptr_eq(c, client)) {
-                flush.stalled.push(client.clone());
+            if stall {
+                flush.stall_on(client);
             }
             if verdict == Delivery::DeliverLast {
                 hooks.auto_unsubscribe(sub);
@@ -457,16 +462,13 @@ fn deliver_route(
             out.count_out(body.len());
             // A publisher outrunning the route pauses as for a slow
             // client, rather than the route filling up.
-            let stall = out.should_stall();
-            if stall {
-                out.set_stalled();
-            }
+            let stall = out.stall_if_behind();
             drop(out);
             if wake {
                 flush.add(route);
             }
-            if stall && !flush.stalled.iter().any(|c| Arc::ptr_eq(c, route)) {
-                flush.stalled.push(route.clone());
+            if stall {
+                flush.stall_on(route);
             }
             Some(body.len())
         }

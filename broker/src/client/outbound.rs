@@ -162,6 +162,17 @@ impl Outbound {
         self.stalled = true;
     }
 
+    /// After queuing: if this consumer is behind ([`Self::should_stall`]),
+    /// record that its producer will wait on it, and say so.
+    #[inline]
+    pub fn stall_if_behind(&mut self) -> bool {
+        let behind = self.should_stall();
+        if behind {
+            self.stalled = true;
+        }
+        behind
+    }
+
     /// The writer finished writing its batch. Returns whether stalled
     /// producers should be released.
     pub fn written(&mut self) -> bool {
