@@ -32,12 +32,11 @@ Timeouts are guards against hanging, never assertions about speed.
 import asyncio
 import json
 import signal
-import socket
 import time
 from datetime import datetime, timedelta, timezone
 
 import nats
-from nats_cluster import CLUSTER_NAME, Cluster, http_json, poll
+from nats_cluster import CLUSTER_NAME, Cluster, free_ports, http_json, poll
 from test_nats_py import WAIT, Server, nats_server_bin, tribune_bin
 
 # How long a request waits for answers from every node (a guard).
@@ -616,21 +615,13 @@ def test_reload_request_agrees_with_nats_server(tmp_path):
     assert got == ref
 
 
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def route_reload_outcomes(binary, workdir):
     """Two servers of one cluster, A first without routes: a reload that
     adds B's route connects them, one that removes it closes the route (B
     does not dial A back: it has no route to A configured). What each
     server's /routez shows after each reload, and what A logs."""
     workdir.mkdir(parents=True)
-    a_cluster, b_cluster, a_http, b_http = (free_port() for _ in range(4))
+    a_cluster, b_cluster, a_http, b_http = free_ports("127.0.0.1", 4)
     conf_a = workdir / "a.conf"
 
     def write_a(routes: str):
