@@ -191,14 +191,30 @@ def check_alerts(targets: Targets, stop_broker: Callable[[str], None], work: Pat
 
     prom.wait(f"{expected} targets up", all_up)
     doc = yaml.safe_load(RULES.read_text())
-    alerts = {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"]}
+    rules = [r for g in doc["groups"] for r in g["rules"]]
+    alerts = {r["alert"]: r["expr"] for r in rules}
+    pending = {r["alert"] for r in rules if r.get("for")}
 
     # Counters need two samples in their windows; then a healthy system
-    # matches no alert's expression.
+    # matches no alert's expression. An alert with a pending period may
+    # match for an instant (a replica a few entries behind under the
+    # feed's writes, on a loaded machine): it must clear within the
+    # deadline, far inside its period. One without must never match.
     time.sleep(3)
-    firing = {name: prom.query(expr) for name, expr in alerts.items() if name not in HOST_ALERTS}
-    firing = {k: v for k, v in firing.items() if v}
-    assert not firing, f"a healthy system matches alert expressions: {json.dumps(firing)[:3000]}"
+    checked = {name: expr for name, expr in alerts.items() if name not in HOST_ALERTS}
+    deadline = time.time() + DEADLINE
+    while True:
+        firing = {name: prom.query(expr) for name, expr in checked.items()}
+        firing = {k: v for k, v in firing.items() if v}
+        instant = {k: v for k, v in firing.items() if k not in pending}
+        assert not instant, f"a healthy system matches alert expressions: {json.dumps(instant)[:3000]}"
+        if not firing:
+            break
+        assert time.time() < deadline, \
+            f"a healthy system keeps matching alert expressions: {json.dumps(firing)[:3000]}"
+        # What cleared stays checked: the next round asks only the rest.
+        checked = {k: checked[k] for k in firing}
+        time.sleep(1)
     for name in HOST_ALERTS:
         prom.query(alerts[name])  # evaluates, whatever the machine's state
 

@@ -37,6 +37,7 @@ import ssl
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -223,9 +224,11 @@ def test_rendered_configs_run_the_mission_system(tmp_path: Path, imds, procs) ->
         except BaseException as e:
             # What each part of the system said, for a failure seen only on
             # a loaded CI machine.
+            # The failure goes last as well: a CI report keeps the tail.
             tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}"
                                for log in sorted(logs.glob("*.log")))
-            raise AssertionError(f"{e!r}\n{tails}") from e
+            where = "".join(traceback.format_exception(e)[-6:])
+            raise AssertionError(f"{e!r}\n{tails}\n--- the failure\n{where}") from e
 
 
 def _check_cloudwatch_metrics(nodes: list[Node], cluster: str) -> None:
