@@ -6,6 +6,12 @@
 //! is the publisher's throughput with churn against without: what the
 //! subscription index costs everyone else.
 //!
+//! Each phase publishes for a set time (`--churn-secs`), not a set count:
+//! a fast server finished a million messages in 0.3 s, too short for the
+//! churners to reach their pace and too noisy to judge a 10% goal, while
+//! a server slowed to a tenth by churn would take minutes over a count
+//! sized for the fast one.
+//!
 //! The churned subscriptions all go to `sports.football.hot`, a subject
 //! that [`HELD`] other subscriptions already hold (spread over a few
 //! connections): a server whose removal walked a subject's whole list
@@ -29,14 +35,16 @@ pub const TARGET_PAIRS: u64 = 100_000;
 /// Subscriptions held on the churned subject throughout.
 pub const HELD: u32 = 10_000;
 /// Connections holding them.
-const HOLDERS: usize = 10;
+pub const HOLDERS: usize = 10;
 /// Pairs per write: the pace is kept per batch.
 const BATCH: u64 = 250;
+/// Messages per publish step; the subscriber counts in the same steps.
+const CHUNK: u64 = 8_192;
 const HOT: &str = "sports.football.hot";
 const PUBLISHED: &str = "sports.football.1";
 
-/// Run both phases with `msgs` updates each.
-pub fn run(addr: SocketAddr, msgs: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
+/// Run both phases, each publishing for `phase`.
+pub fn run(addr: SocketAddr, phase: Duration, server_pid: Option<u32>) -> io::Result<Outcome> {
     let mut holders = Vec::with_capacity(HOLDERS);
     for h in 0..HOLDERS {
         let mut c = Conn::connect(addr, &format!("bench-churn-holder-{h}"))?;
@@ -49,7 +57,7 @@ pub fn run(addr: SocketAddr, msgs: u64, server_pid: Option<u32>) -> io::Result<O
         c.ping()?;
         holders.push(c);
     }
-    let (alone, _) = publish_phase(addr, msgs)?;
+    let (alone, _) = publish_phase(addr, phase)?;
     let stop = Arc::new(AtomicBool::new(false));
     let pairs = Arc::new(AtomicU64::new(0));
     let mut churners = Vec::with_capacity(CHURNERS);
@@ -60,7 +68,7 @@ pub fn run(addr: SocketAddr, msgs: u64, server_pid: Option<u32>) -> io::Result<O
     }
     let cpu0 = server_pid.and_then(proc_stats::proc_cpu);
     let pairs0 = pairs.load(Ordering::Relaxed);
-    let (with_churn, elapsed) = publish_phase(addr, msgs)?;
+    let (with_churn, elapsed) = publish_phase(addr, phase)?;
     let churned = pairs.load(Ordering::Relaxed) - pairs0;
     let server_cpu = match (cpu0, server_pid.and_then(proc_stats::proc_cpu)) {
         (Some(a), Some(b)) => Some(b - a),
@@ -85,21 +93,49 @@ pub fn run(addr: SocketAddr, msgs: u64, server_pid: Option<u32>) -> io::Result<O
     })
 }
 
-/// One publisher, one wildcard subscriber: delivered messages per second
-/// from the first publish to the last delivery, and that time.
-fn publish_phase(addr: SocketAddr, msgs: u64) -> io::Result<(f64, Duration)> {
+/// One publisher, one wildcard subscriber, publishing for `phase`:
+/// delivered messages per second from the first publish to the last
+/// delivery, and that time.
+fn publish_phase(addr: SocketAddr, phase: Duration) -> io::Result<(f64, Duration)> {
     let mut sub = Conn::connect(addr, "bench-churn-sub")?;
     sub.sub("sports.football.*", None, 1)?;
     sub.ping()?;
-    let reader = thread::spawn(move || count_msgs(&mut sub, msgs, |_| {}));
+    // The count published, once the publisher knows it (0 until then):
+    // set before the last chunk is written, so a reader that finished a
+    // chunk while it is 0 knows another is coming.
+    let total = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let total = total.clone();
+        thread::spawn(move || -> io::Result<()> {
+            let mut got = 0;
+            loop {
+                got += count_msgs(&mut sub, CHUNK, |_| {})?;
+                let t = total.load(Ordering::Acquire);
+                if t != 0 && got >= t {
+                    return Ok(());
+                }
+            }
+        })
+    };
     let mut publisher = Conn::connect(addr, "bench-churn-pub")?;
     let start = Instant::now();
-    publish_all(&mut publisher, PUBLISHED, 128, msgs)?;
+    let mut sent = 0;
+    loop {
+        sent += CHUNK;
+        let last = start.elapsed() >= phase;
+        if last {
+            total.store(sent, Ordering::Release);
+        }
+        publish_all(&mut publisher, PUBLISHED, 128, CHUNK)?;
+        if last {
+            break;
+        }
+    }
     reader
         .join()
         .map_err(|_| io::Error::other("subscriber panicked"))??;
     let elapsed = start.elapsed();
-    Ok((msgs as f64 / elapsed.as_secs_f64(), elapsed))
+    Ok((sent as f64 / elapsed.as_secs_f64(), elapsed))
 }
 
 /// Subscribe and unsubscribe at this churner's share of the target pace

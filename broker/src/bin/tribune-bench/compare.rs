@@ -364,7 +364,7 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row("server CPU s (with churn)", &|o| o.server_cpu, "-", false),
             ]
         }
-        Scenario::StormNkey => vec![
+        Scenario::StormNkey | Scenario::StormNkeyCluster => vec![
             row(
                 "time to all subscribed (ms)",
                 &|o| Some(o.elapsed.as_secs_f64() * 1000.0),
@@ -385,6 +385,7 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
             ),
             row("server CPU s", &|o| o.server_cpu, "-", false),
             row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+            row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
         ],
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
             vec![row("msgs/s", &|o| o.rate, "-", true)]
@@ -471,11 +472,23 @@ fn render(
             p.mass_events,
         ));
     }
-    if list.contains(&Scenario::StormNkey) {
+    if list.iter().any(|s| s.storm()) {
         out.push_str(&format!(
-            "- Connection storm: both servers with one NKEY user; {} clients connect at once (one task each on one thread), each reads INFO, signs its nonce, sends CONNECT, `SUB sports.football.*` and PING; time from the first connect to the last PONG, every connection held open until then. A refused or dropped login counts as a failed attempt and is tried again after {} ms.\n",
+            "- Connection storm rows: both servers with one NKEY user; {} clients from {} worker processes of the bench (one thread each), each worker with at most {} logins in flight; each client reads INFO, signs its nonce, sends CONNECT, `SUB sports.football.*` and PING; on one server, or client i on node i mod 3 of a fresh cluster. Time from the first connect to the last PONG, every connection held open until then; server CPU (summed over the nodes) over it, RSS (summed) with every client connected, and the workers' CPU. A refused or dropped login counts as a failed attempt and is tried again after {} ms.\n",
             p.storm_conns,
+            crate::storm::WORKERS,
+            crate::storm::WINDOW,
             crate::storm::RETRY_PAUSE_MS,
+        ));
+    }
+    if list.contains(&Scenario::Churn) {
+        out.push_str(&format!(
+            "- Churn: {} subscriptions held on `sports.football.hot` over {} connections; one publisher sends 128 B updates on `sports.football.1` to one `sports.football.*` subscriber for {:.1} s, once alone and once while {} more connections send `SUB sports.football.hot`/`UNSUB` pairs at {} pairs/s between them; delivered msgs/s from the first publish to the last delivery in each phase.\n",
+            crate::churn::HELD,
+            crate::churn::HOLDERS,
+            p.churn_phase.as_secs_f64(),
+            crate::churn::CHURNERS,
+            crate::churn::TARGET_PAIRS,
         ));
     }
     if list.iter().any(|s| s.js_cluster()) {
@@ -609,26 +622,31 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
     if s.js_cluster() {
         // nats-server's sync setting; Tribune's one mode needs none.
         let extra = c.sync.map_or("", NatsSync::config);
-        let mut cluster = Cluster::start(&c.bin, Some(extra))?;
+        let mut cluster = Cluster::start(&c.bin, Some(extra), None)?;
         return js_cluster::run(s, &mut cluster, p);
     }
-    if matches!(s, Scenario::ClusterFanout | Scenario::ClusterQueue)
-        || matches!(s.mass_fanout(), Some((_, true)))
+    if matches!(
+        s,
+        Scenario::ClusterFanout | Scenario::ClusterQueue | Scenario::StormNkeyCluster
+    ) || matches!(s.mass_fanout(), Some((_, true)))
     {
-        let cluster = Cluster::start(&c.bin, None)?;
+        let cluster = Cluster::start(&c.bin, None, config)?;
         let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
         let cpu0 = crate::proc_stats::self_cpu();
         let mut o = if s.mass_fanout().is_some() {
             scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids())?
+        } else if s.storm() {
+            // Its workers' CPU; this process's is added below.
+            crate::storm::run(&nodes, p.storm_conns, &cluster.pids())?
         } else {
             let queue = s == Scenario::ClusterQueue;
             crate::cluster_rows::run(&nodes, queue, p.msgs, &cluster.pids())?
         };
-        o.bench_cpu = crate::proc_stats::self_cpu() - cpu0;
+        o.bench_cpu += crate::proc_stats::self_cpu() - cpu0;
         return Ok(o);
     }
     if s.clustered() {
-        let cluster = Cluster::start(&c.bin, None)?;
+        let cluster = Cluster::start(&c.bin, None, None)?;
         return scenarios::run(s, cluster.addr(0), Some(cluster.addr(1)), cluster.pid(0), p);
     }
     if s.websocket() {

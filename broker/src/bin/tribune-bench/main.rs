@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use scenarios::{Params, Scenario, MASS_EVENTS, STORM_CONNS};
 
@@ -47,6 +47,72 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The size of each scenario's load, shared by `run` and `compare`.
+#[derive(Args, Clone, Copy)]
+struct Load {
+    #[arg(long, default_value_t = 1_000_000)]
+    msgs: u64,
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    #[arg(long, default_value_t = 10_000)]
+    idle_conns: u64,
+    /// Clients in the connect burst.
+    #[arg(long, default_value_t = 3_000)]
+    burst_conns: u64,
+    /// Messages per JetStream run.
+    #[arg(long, default_value_t = 20_000)]
+    js_msgs: u64,
+    /// Clients flooding the server with wrong passwords (auth flood).
+    #[arg(long, default_value_t = 64)]
+    flood_clients: u64,
+    /// Seconds of round trips measured during the auth flood.
+    #[arg(long, default_value_t = 10.0)]
+    flood_secs: f64,
+    /// WebSocket clients in the WebSocket scenarios.
+    #[arg(long, default_value_t = 10_000)]
+    ws_conns: u64,
+    /// Measured events per WebSocket fan-out run (after one warm-up).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    ws_events: u64,
+    /// Measured updates per mass fan-out run (after one warm-up).
+    #[arg(long, default_value_t = MASS_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
+    mass_events: u64,
+    /// Subscribers in every mass fan-out, instead of its own count.
+    #[arg(long)]
+    mass_conns: Option<u64>,
+    /// Clients in the connection storms.
+    #[arg(long, default_value_t = STORM_CONNS)]
+    storm_conns: u64,
+    /// Seconds each phase of the churn scenario publishes.
+    #[arg(long, default_value_t = 5.0)]
+    churn_secs: f64,
+}
+
+impl Load {
+    /// The scenarios' knobs; the clustered JetStream ones and the
+    /// WebSocket listener come from the subcommand.
+    fn params(self, js_r3_msgs: u64, failovers: u64, ws_addr: Option<SocketAddr>) -> Params {
+        Params {
+            msgs: self.msgs,
+            requests: self.requests,
+            idle_conns: self.idle_conns,
+            burst_conns: self.burst_conns,
+            js_msgs: self.js_msgs,
+            flood_clients: self.flood_clients,
+            flood_window: Duration::from_secs_f64(self.flood_secs),
+            js_r3_msgs,
+            failovers,
+            ws_conns: self.ws_conns,
+            ws_events: self.ws_events,
+            ws_addr,
+            mass_events: self.mass_events,
+            mass_conns: self.mass_conns,
+            storm_conns: self.storm_conns,
+            churn_phase: Duration::from_secs_f64(self.churn_secs),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run scenarios against a server that is already running.
@@ -57,48 +123,17 @@ enum Cmd {
         /// Pid of the server, to report its CPU and memory.
         #[arg(long)]
         server_pid: Option<u32>,
-        /// Another node of the same cluster, for the cross-node scenario.
+        /// Another node of the same cluster, for the clustered scenarios.
         #[arg(long)]
         peer: Option<SocketAddr>,
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::on_running_server())]
         scenario: Vec<Scenario>,
-        #[arg(long, default_value_t = 1_000_000)]
-        msgs: u64,
-        #[arg(long, default_value_t = 20_000)]
-        requests: u64,
-        #[arg(long, default_value_t = 10_000)]
-        idle_conns: u64,
-        /// Clients in the connect burst.
-        #[arg(long, default_value_t = 3_000)]
-        burst_conns: u64,
-        /// Messages per JetStream run.
-        #[arg(long, default_value_t = 20_000)]
-        js_msgs: u64,
-        /// Clients flooding the server with wrong passwords (auth flood).
-        #[arg(long, default_value_t = 64)]
-        flood_clients: u64,
-        /// Seconds of round trips measured during the auth flood.
-        #[arg(long, default_value_t = 10.0)]
-        flood_secs: f64,
-        /// WebSocket clients in the WebSocket scenarios.
-        #[arg(long, default_value_t = 10_000)]
-        ws_conns: u64,
-        /// Measured events per WebSocket fan-out run (after one warm-up).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-        ws_events: u64,
         /// The server's WebSocket listener (`websocket { no_tls: true }`),
         /// for the WebSocket scenarios.
         #[arg(long)]
         ws_addr: Option<SocketAddr>,
-        /// Measured updates per mass fan-out run (after one warm-up).
-        #[arg(long, default_value_t = MASS_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
-        mass_events: u64,
-        /// Subscribers in every mass fan-out, instead of its own count.
-        #[arg(long)]
-        mass_conns: Option<u64>,
-        /// Clients in the connection storm.
-        #[arg(long, default_value_t = STORM_CONNS)]
-        storm_conns: u64,
+        #[command(flatten)]
+        load: Load,
     },
     /// Start nats-server and tribune-broker and compare them.
     Compare {
@@ -110,45 +145,14 @@ enum Cmd {
         rounds: usize,
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
         scenario: Vec<Scenario>,
-        #[arg(long, default_value_t = 1_000_000)]
-        msgs: u64,
-        #[arg(long, default_value_t = 20_000)]
-        requests: u64,
-        #[arg(long, default_value_t = 10_000)]
-        idle_conns: u64,
-        /// Clients in the connect burst.
-        #[arg(long, default_value_t = 3_000)]
-        burst_conns: u64,
-        /// Messages per JetStream run.
-        #[arg(long, default_value_t = 20_000)]
-        js_msgs: u64,
-        /// Clients flooding the server with wrong passwords (auth flood).
-        #[arg(long, default_value_t = 64)]
-        flood_clients: u64,
-        /// Seconds of round trips measured during the auth flood.
-        #[arg(long, default_value_t = 10.0)]
-        flood_secs: f64,
         /// Messages per clustered (R3) JetStream publish run.
         #[arg(long, default_value_t = js_cluster::DEFAULT_R3_MSGS, value_parser = clap::value_parser!(u64).range(1..))]
         js_r3_msgs: u64,
         /// Stream leaders killed per clustered failover run.
         #[arg(long, default_value_t = js_cluster::DEFAULT_FAILOVERS, value_parser = clap::value_parser!(u64).range(1..))]
         failovers: u64,
-        /// WebSocket clients in the WebSocket scenarios.
-        #[arg(long, default_value_t = 10_000)]
-        ws_conns: u64,
-        /// Measured events per WebSocket fan-out run (after one warm-up).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-        ws_events: u64,
-        /// Measured updates per mass fan-out run (after one warm-up).
-        #[arg(long, default_value_t = MASS_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
-        mass_events: u64,
-        /// Subscribers in every mass fan-out, instead of its own count.
-        #[arg(long)]
-        mass_conns: Option<u64>,
-        /// Clients in the connection storm.
-        #[arg(long, default_value_t = STORM_CONNS)]
-        storm_conns: u64,
+        #[command(flatten)]
+        load: Load,
         /// Rewrite the generated part of this file with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -173,6 +177,17 @@ enum Cmd {
         #[arg(long)]
         ws_addr: Option<SocketAddr>,
     },
+    /// One of a connection storm's worker processes (started by the storm
+    /// itself; see `storm.rs`).
+    #[command(hide = true)]
+    StormWorker {
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<SocketAddr>,
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        count: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -183,38 +198,15 @@ fn main() -> ExitCode {
             server_pid,
             peer,
             scenario,
-            msgs,
-            requests,
-            idle_conns,
-            burst_conns,
-            js_msgs,
-            flood_clients,
-            flood_secs,
-            ws_conns,
-            ws_events,
             ws_addr,
-            mass_events,
-            mass_conns,
-            storm_conns,
+            load,
         } => {
-            let p = Params {
-                msgs,
-                requests,
-                idle_conns,
-                burst_conns,
-                js_msgs,
-                flood_clients,
-                flood_window: Duration::from_secs_f64(flood_secs),
-                // The clustered scenarios do not run against one server.
-                js_r3_msgs: js_cluster::DEFAULT_R3_MSGS,
-                failovers: js_cluster::DEFAULT_FAILOVERS,
-                ws_conns,
-                ws_events,
+            // The clustered JetStream scenarios do not run against one server.
+            let p = load.params(
+                js_cluster::DEFAULT_R3_MSGS,
+                js_cluster::DEFAULT_FAILOVERS,
                 ws_addr,
-                mass_events,
-                mass_conns,
-                storm_conns,
-            };
+            );
             compare::raise_fd_limit(p.most_conns(&scenario));
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, peer, server_pid, p)?;
@@ -227,40 +219,13 @@ fn main() -> ExitCode {
             tribune,
             rounds,
             scenario,
-            msgs,
-            requests,
-            idle_conns,
-            burst_conns,
-            js_msgs,
-            flood_clients,
-            flood_secs,
             js_r3_msgs,
             failovers,
-            ws_conns,
-            ws_events,
-            mass_events,
-            mass_conns,
-            storm_conns,
+            load,
             write,
         } => {
-            let p = Params {
-                msgs,
-                requests,
-                idle_conns,
-                burst_conns,
-                js_msgs,
-                flood_clients,
-                flood_window: Duration::from_secs_f64(flood_secs),
-                js_r3_msgs,
-                failovers,
-                ws_conns,
-                ws_events,
-                // Each measurement starts its servers with a listener of its own.
-                ws_addr: None,
-                mass_events,
-                mass_conns,
-                storm_conns,
-            };
+            // Each measurement starts its servers with a listener of its own.
+            let p = load.params(js_r3_msgs, failovers, None);
             compare::compare(
                 &nats_server,
                 &tribune,
@@ -294,6 +259,7 @@ fn main() -> ExitCode {
                 mass_events: 2,
                 mass_conns: Some(20),
                 storm_conns: 20,
+                churn_phase: Duration::from_millis(300),
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;
@@ -301,6 +267,11 @@ fn main() -> ExitCode {
                 Ok::<_, std::io::Error>(())
             })
         }
+        Cmd::StormWorker {
+            nodes,
+            first,
+            count,
+        } => storm::worker(&nodes, first, count),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,6 +121,8 @@ pub enum Scenario {
     /// Half an audience reconnecting: thousands of clients connect at
     /// once, each logging in with an NKEY and subscribing.
     StormNkey,
+    /// The same storm spread over the three nodes of a cluster.
+    StormNkeyCluster,
     /// One publisher to a wildcard subscriber while other connections
     /// subscribe and unsubscribe 100,000 times a second.
     Churn,
@@ -135,7 +137,7 @@ impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 25] = [
+    pub const ALL: [Scenario; 26] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -158,6 +160,7 @@ impl Scenario {
         Scenario::MassFanout10kCluster,
         Scenario::MassFanout50kCluster,
         Scenario::StormNkey,
+        Scenario::StormNkeyCluster,
         Scenario::Churn,
         Scenario::ClusterFanout,
         Scenario::ClusterQueue,
@@ -167,16 +170,13 @@ impl Scenario {
     /// clustered JetStream scenarios, which start their own clusters, the
     /// WebSocket ones, which need a `websocket {}` listener (name them
     /// and pass `--ws-addr`), the mass fan-outs, which hold thousands of
-    /// connections (name them), and the NKEY storm, whose user only
+    /// connections (name them), and the NKEY storms, whose user only
     /// `compare` configures.
     pub fn on_running_server() -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
             .filter(|s| {
-                !s.js_cluster()
-                    && !s.websocket()
-                    && s.mass_fanout().is_none()
-                    && *s != Scenario::StormNkey
+                !s.js_cluster() && !s.websocket() && s.mass_fanout().is_none() && !s.storm()
             })
             .collect()
     }
@@ -187,11 +187,19 @@ impl Scenario {
         matches!(self, Scenario::WsFanout | Scenario::WsIdle)
     }
 
+    /// Whether the scenario is a connection storm (on one node or three).
+    pub fn storm(self) -> bool {
+        matches!(self, Scenario::StormNkey | Scenario::StormNkeyCluster)
+    }
+
     /// Whether the scenario needs a 3-node cluster rather than one server.
     pub fn clustered(self) -> bool {
         matches!(
             self,
-            Scenario::CrossNode | Scenario::ClusterFanout | Scenario::ClusterQueue
+            Scenario::CrossNode
+                | Scenario::ClusterFanout
+                | Scenario::ClusterQueue
+                | Scenario::StormNkeyCluster
         ) || self.js_cluster()
             || matches!(self.mass_fanout(), Some((_, true)))
     }
@@ -223,16 +231,17 @@ impl Scenario {
         }
     }
 
-    /// Why the scenario cannot run on this machine, if it cannot: every
-    /// subscriber's socket is in this process, so it needs that many open
-    /// files (and one node of a single server as many).
+    /// Why the scenario cannot run on this machine, if it cannot: a mass
+    /// fan-out's subscriber sockets are all in this process, so it needs
+    /// that many open files (and one node of a single server as many); a
+    /// storm's are shared by its workers, and a node holds its share.
     pub fn cannot_run_here(self, p: &Params) -> Option<String> {
-        let n = match (self, self.mass_fanout()) {
-            (Scenario::StormNkey, _) => p.storm_conns,
-            (_, Some((n, _))) => p.mass_conns.unwrap_or(n),
+        let need = match (self, self.mass_fanout()) {
+            (Scenario::StormNkey, _) => crate::storm::files_needed(p.storm_conns, 1),
+            (Scenario::StormNkeyCluster, _) => crate::storm::files_needed(p.storm_conns, 3),
+            (_, Some((n, _))) => p.mass_conns.unwrap_or(n) + 1024,
             _ => return None,
         };
-        let need = n + 1024;
         let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map(|(_, hard)| hard)
             .unwrap_or(0);
@@ -260,7 +269,9 @@ impl Scenario {
             Scenario::AuthFlood => {
                 crate::auth_flood::server_config(crate::auth_flood::BCRYPT_COST).map(Some)
             }
-            Scenario::StormNkey => Ok(Some(crate::storm::server_config())),
+            Scenario::StormNkey | Scenario::StormNkeyCluster => {
+                Ok(Some(crate::storm::server_config()))
+            }
             _ => Ok(None),
         }
     }
@@ -296,6 +307,9 @@ impl Scenario {
                 "mass fan-out, 1 update (300 B) -> 50,000 TCP subs over 3 nodes"
             }
             Scenario::StormNkey => "connection storm, NKEY login + SUB + PING each",
+            Scenario::StormNkeyCluster => {
+                "connection storm over 3 nodes, NKEY login + SUB + PING each"
+            }
             Scenario::Churn => "1 pub -> 1 wildcard sub, 128 B, during 100,000 SUB+UNSUB/s",
             Scenario::ClusterFanout => "cluster: pub(A) -> 10 subs on B and C, 128 B",
             Scenario::ClusterQueue => "cluster: pub(A) -> queue of 4 on B and C, 128 B",
@@ -335,6 +349,8 @@ pub struct Params {
     pub mass_conns: Option<u64>,
     /// Clients in the connection storm.
     pub storm_conns: u64,
+    /// How long each phase of the churn scenario publishes.
+    pub churn_phase: Duration,
 }
 
 const BATCH: usize = 512;
@@ -354,7 +370,9 @@ impl Params {
             .map(|(n, _)| self.mass_conns.unwrap_or(n))
             .max()
             .unwrap_or(0);
-        let storm = if list.contains(&Scenario::StormNkey) {
+        // The storm's sockets are in its workers, but a server started
+        // from here inherits this process's limit and holds them all.
+        let storm = if list.iter().any(|s| s.storm()) {
             self.storm_conns
         } else {
             0
@@ -408,7 +426,7 @@ pub fn run(
             let pids: Vec<u32> = server_pid.into_iter().collect();
             mass_fanout(s, p, addr, &nodes, &pids)?
         }
-        Scenario::Churn => crate::churn::run(addr, p.msgs, server_pid)?,
+        Scenario::Churn => crate::churn::run(addr, p.churn_phase, server_pid)?,
         Scenario::ClusterFanout | Scenario::ClusterQueue => {
             // Against a running server: its node, and the peer if given
             // (alone, it stands for every node).
@@ -419,11 +437,14 @@ pub fn run(
             let pids: Vec<u32> = server_pid.into_iter().collect();
             crate::cluster_rows::run(&nodes, s == Scenario::ClusterQueue, p.msgs, &pids)?
         }
-        Scenario::StormNkey => {
+        Scenario::StormNkey | Scenario::StormNkeyCluster => {
             if let Some(why) = s.cannot_run_here(&p) {
                 return Err(io::Error::other(why));
             }
-            crate::storm::run(addr, p.storm_conns, server_pid)?
+            // Against a running server: its node, and the peer if given.
+            let nodes: Vec<SocketAddr> = std::iter::once(addr).chain(peer).collect();
+            let pids: Vec<u32> = server_pid.into_iter().collect();
+            crate::storm::run(&nodes, p.storm_conns, &pids)?
         }
         Scenario::JsR3Pub | Scenario::JsR3Failover => {
             return Err(io::Error::other(format!(
@@ -432,7 +453,8 @@ pub fn run(
             )))
         }
     };
-    out.bench_cpu = proc_stats::self_cpu() - cpu0;
+    // Plus what the scenario's own worker processes used, if any.
+    out.bench_cpu += proc_stats::self_cpu() - cpu0;
     if let (Some(a), Some(b)) = (srv0, server_pid.and_then(proc_stats::proc_cpu)) {
         if s == Scenario::ConnectBurst {
             out.server_cpu = Some(b - a);
@@ -812,6 +834,7 @@ mod tests {
             mass_events: 1,
             mass_conns,
             storm_conns: 40,
+            churn_phase: Duration::from_millis(100),
         }
     }
 

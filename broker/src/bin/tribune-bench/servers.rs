@@ -162,8 +162,9 @@ pub struct Cluster {
 impl Cluster {
     /// Start the cluster. With `jetstream`, every node runs JetStream on
     /// its own store with the given extra `jetstream` lines (empty: the
-    /// server's defaults).
-    pub fn start(bin: &Path, jetstream: Option<&str>) -> io::Result<Cluster> {
+    /// server's defaults); with `config`, every node's config file has
+    /// that text too (such as the storm's NKEY user).
+    pub fn start(bin: &Path, jetstream: Option<&str>, config: Option<&str>) -> io::Result<Cluster> {
         let mut plan = Vec::new();
         for i in 1..=3u8 {
             let ip = Ipv4Addr::new(127, 0, 0, i);
@@ -178,9 +179,9 @@ impl Cluster {
             .iter()
             .map(|(_, c)| format!("nats-route://{c}"))
             .collect();
-        let dir = match jetstream {
-            Some(_) => Some(scratch_dir(&format!("cluster-{}", plan[0].0.port()))?),
-            None => None,
+        let dir = match (jetstream, config) {
+            (None, None) => None,
+            _ => Some(scratch_dir(&format!("cluster-{}", plan[0].0.port()))?),
         };
         let mut c = Cluster {
             bin: bin.to_path_buf(),
@@ -199,9 +200,13 @@ impl Cluster {
                 "-n".to_string(),
                 name.clone(),
             ];
-            if let (Some(dir), Some(extra)) = (&c.dir, jetstream) {
+            if let Some(dir) = &c.dir {
+                let mut text = config.unwrap_or_default().to_string();
+                if let Some(extra) = jetstream {
+                    text.push_str(&jetstream_block(&dir.join(&name), extra));
+                }
                 let conf = dir.join(format!("{name}.conf"));
-                std::fs::write(&conf, jetstream_block(&dir.join(&name), extra))
+                std::fs::write(&conf, text)
                     .map_err(|e| io::Error::other(format!("writing {}: {e}", conf.display())))?;
                 args.extend(["-c".to_string(), conf.display().to_string()]);
             }

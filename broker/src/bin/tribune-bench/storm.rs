@@ -1,8 +1,20 @@
 //! The connection storm: half an audience reconnecting at once after a
-//! node went away. `n` clients connect together, each reads the server's
-//! INFO, signs its nonce with an NKEY (as Tribune's internal systems log
-//! in), and sends `CONNECT`, `SUB` and `PING`; the clock runs from the
-//! first connect to the last PONG.
+//! node went away. `n` clients log in, each reading the server's INFO,
+//! signing its nonce with an NKEY (as Tribune's internal systems log in),
+//! and sending `CONNECT`, `SUB` and `PING`; the clock runs from the first
+//! connect to the last PONG, and every connection stays open until then.
+//!
+//! The clients come from [`WORKERS`] worker processes (`tribune-bench
+//! storm-worker`), so that the load generator is not what sets the time:
+//! each process holds only its share of the sockets (the open-files limit
+//! is per process) and signs its share of the nonces on a core of its
+//! own. Each worker keeps at most [`WINDOW`] logins in flight: a burst of
+//! every client at once makes any server on a small machine time out the
+//! last logins it accepted (its 2 s auth timeout) before it reaches them,
+//! and what that measures is the bench's backlog, not the server. With
+//! the window, the time is what the server's login rate allows. Client
+//! i logs in to node `i % nodes`, so the same code storms one server or a
+//! cluster's three.
 //!
 //! A client the server refuses or drops (a full listen backlog, a reset,
 //! an `-ERR`) counts as a failed attempt and tries again after a short
@@ -14,8 +26,9 @@
 //! an ed25519 verification, a permission set) is the same as with one key
 //! each, and both servers get the same configuration.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -35,13 +48,27 @@ const ATTEMPTS: u32 = 5;
 /// figure should show the server, not the clients' patience).
 pub const RETRY_PAUSE_MS: u64 = 50;
 const RETRY_PAUSE: Duration = Duration::from_millis(RETRY_PAUSE_MS);
+/// Worker processes the clients are spread over.
+pub const WORKERS: u64 = 2;
+/// Logins in flight per worker (see the module's doc).
+pub const WINDOW: usize = 500;
 
 /// The clients' NKEY user, made once per process so that the servers'
-/// configuration and the clients agree.
+/// configuration and the clients agree. The workers get its seed from
+/// the parent ([`SEED_ENV`]).
 fn user() -> &'static nkeys::KeyPair {
     static USER: OnceLock<nkeys::KeyPair> = OnceLock::new();
-    USER.get_or_init(nkeys::KeyPair::new_user)
+    USER.get_or_init(|| {
+        std::env::var(SEED_ENV)
+            .ok()
+            .and_then(|seed| nkeys::KeyPair::from_seed(&seed).ok())
+            .unwrap_or_else(nkeys::KeyPair::new_user)
+    })
 }
+
+/// How a worker learns the parent's NKEY user (an environment variable,
+/// so the seed is on no command line).
+const SEED_ENV: &str = "TRIBUNE_BENCH_STORM_SEED";
 
 /// The `authorization` block both servers get: the one NKEY user, allowed
 /// everything.
@@ -52,49 +79,211 @@ pub fn server_config() -> String {
     )
 }
 
-/// Run the storm; `server_pid` (if known) gives the server's CPU over it
-/// and its memory with every client connected.
-pub fn run(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
+/// Open files the storm needs in one process: a worker's share of the
+/// sockets, or a server's (one node holds a `1 / nodes` share).
+pub fn files_needed(n: u64, nodes: u64) -> u64 {
+    (n.div_ceil(WORKERS) + 1024).max(n.div_ceil(nodes.max(1)) + 64)
+}
+
+/// Run the storm against `nodes` from [`WORKERS`] worker processes;
+/// `pids` (the servers', if known) give their CPU over it and their
+/// memory with every client connected.
+pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
+    let seed = user()
+        .seed()
+        .map_err(|e| io::Error::other(format!("the storm user's seed: {e}")))?;
+    let per = n.div_ceil(WORKERS);
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let first = w * per;
+        let count = per.min(n.saturating_sub(first));
+        if count > 0 {
+            workers.push(Worker::spawn(nodes, first, count, &seed)?);
+        }
+    }
+    for w in &mut workers {
+        w.expect_line("ready")?;
+    }
+    let cpu0 = proc_stats::cpu_sum(pids);
+    let start = Instant::now();
+    for w in &mut workers {
+        w.say("go")?;
+    }
+    let mut failed = 0.0;
+    let mut bench_cpu = 0.0;
+    for w in &mut workers {
+        let report: serde_json::Value = serde_json::from_str(&w.line()?)
+            .map_err(|e| io::Error::other(format!("storm worker report: {e}")))?;
+        failed += report["failed"].as_f64().unwrap_or(0.0);
+        bench_cpu += report["cpu_s"].as_f64().unwrap_or(0.0);
+    }
+    let elapsed = start.elapsed();
+    let server_cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let rss = proc_stats::rss_sum(pids);
+    // Dropping the workers closes their stdin: they let go of their
+    // connections and exit.
+    drop(workers);
+    Ok(Outcome {
+        rate: Some(n as f64 / elapsed.as_secs_f64()),
+        server_cpu,
+        rss,
+        notes: vec![("failed attempts", failed)],
+        elapsed,
+        bench_cpu,
+        ..Default::default()
+    })
+}
+
+/// A worker process and its pipes; killed on drop if still there.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn spawn(nodes: &[SocketAddr], first: u64, count: u64, seed: &str) -> io::Result<Worker> {
+        let exe = std::env::current_exe()?;
+        let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
+        let mut child = Command::new(exe)
+            .args(["storm-worker", "--nodes", &list.join(",")])
+            .args(["--first", &first.to_string(), "--count", &count.to_string()])
+            .env(SEED_ENV, seed)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::other(format!("starting a storm worker: {e}")))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err(io::Error::other("a storm worker without pipes"));
+        };
+        Ok(Worker {
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn say(&mut self, what: &str) -> io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("storm worker's stdin closed"))?;
+        writeln!(stdin, "{what}")?;
+        stdin.flush()
+    }
+
+    /// The worker's next line; its end (it failed, and said why on
+    /// stderr) is an error.
+    fn line(&mut self) -> io::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait()?;
+            return Err(io::Error::other(format!(
+                "a storm worker ended early ({status}); its error is above"
+            )));
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    fn expect_line(&mut self, want: &str) -> io::Result<()> {
+        let got = self.line()?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "a storm worker said {got:?}, not {want:?}"
+            )))
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // A worker told to stop exits at once; one stuck is killed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker's part (`tribune-bench storm-worker`): says `ready`, waits
+/// for `go` on stdin, logs in clients `first..first + count` (at most
+/// [`WINDOW`] at a time), prints its report as one JSON line, and holds
+/// every connection until stdin closes.
+pub fn worker(nodes: &[SocketAddr], first: u64, count: u64) -> io::Result<()> {
+    if nodes.is_empty() {
+        return Err(io::Error::other("storm worker: no nodes"));
+    }
+    crate::compare::raise_fd_limit(count);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(storm(addr, n, server_pid))
+    user();
+    let mut out = io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim_end() != "go" {
+        return Ok(());
+    }
+    let cpu0 = proc_stats::self_cpu();
+    let failed = Arc::new(AtomicU64::new(0));
+    let conns = rt.block_on(logins(nodes, first, count, &failed))?;
+    let report = serde_json::json!({
+        "failed": failed.load(Ordering::Relaxed),
+        "cpu_s": proc_stats::self_cpu() - cpu0,
+    });
+    writeln!(out, "{report}")?;
+    out.flush()?;
+    // Hold the connections until the parent has read the servers' memory.
+    loop {
+        line.clear();
+        if io::stdin().lock().read_line(&mut line)? == 0 {
+            break;
+        }
+    }
+    drop(conns);
+    Ok(())
 }
 
-async fn storm(addr: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outcome> {
-    let failed = Arc::new(AtomicU64::new(0));
-    let cpu0 = server_pid.and_then(proc_stats::proc_cpu);
-    let start = Instant::now();
+async fn logins(
+    nodes: &[SocketAddr],
+    first: u64,
+    count: u64,
+    failed: &Arc<AtomicU64>,
+) -> io::Result<Vec<TcpStream>> {
+    let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let failed = failed.clone();
+    for i in first..first + count {
+        let addr = nodes[(i % nodes.len() as u64) as usize];
+        let (failed, window) = (failed.clone(), window.clone());
         tasks.spawn(async move {
+            let _slot = window
+                .acquire_owned()
+                .await
+                .map_err(|e| io::Error::other(format!("client {i}: {e}")))?;
             tokio::time::timeout(DEADLINE, client(addr, i, &failed))
                 .await
                 .map_err(|_| io::Error::other(format!("client {i}: no PONG in time")))?
         });
     }
-    // Every connection stays open until the last PONG, so the server
-    // carries them all at once.
-    let mut conns = Vec::with_capacity(n as usize);
+    let mut conns = Vec::with_capacity(count as usize);
     while let Some(r) = tasks.join_next().await {
         conns.push(r.map_err(io::Error::other)??);
     }
-    let elapsed = start.elapsed();
-    let server_cpu = match (cpu0, server_pid.and_then(proc_stats::proc_cpu)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let rss = server_pid.and_then(proc_stats::proc_rss);
-    drop(conns);
-    Ok(Outcome {
-        rate: Some(n as f64 / elapsed.as_secs_f64()),
-        server_cpu,
-        rss,
-        notes: vec![("failed attempts", failed.load(Ordering::Relaxed) as f64)],
-        elapsed,
-        ..Default::default()
-    })
+    Ok(conns)
 }
 
 /// One client: log in until it works (counting the attempts that did not).
@@ -202,5 +391,13 @@ mod tests {
         let public = nkeys::KeyPair::from_public_key(&user().public_key()).unwrap();
         assert!(public.verify(nonce.as_bytes(), &sig).is_ok());
         assert!(server_config().contains(&user().public_key()));
+    }
+
+    #[test]
+    fn the_files_needed_are_the_larger_of_a_worker_and_a_node() {
+        // One node holds every client; a worker half of them.
+        assert_eq!(files_needed(20_000, 1), 20_064);
+        // Over 3 nodes, a worker's share is the larger.
+        assert_eq!(files_needed(20_000, 3), 10_000 + 1024);
     }
 }
