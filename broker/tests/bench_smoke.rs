@@ -196,3 +196,24 @@ fn match_night_scenarios_run_against_both_servers() {
     }
     assert!(!stdout.contains("Failed measurements"), "{stdout}");
 }
+
+/// The lame-duck row through `compare`: a handful of storm clients on a
+/// 3-node cluster of each server, then one node's lame duck (30 s, the
+/// shortest nats-server accepts) moves its clients to the other two.
+#[test]
+fn lame_duck_storm_runs_against_both_servers() {
+    let (stdout, stderr) = compare(&["--storm-conns", "30", "--scenario", "storm-lame-duck"]);
+    for metric in [
+        "| moved clients |",
+        "| re-login after close, p99 (ms) |",
+        "| failed attempts |",
+    ] {
+        assert_eq!(rows_of(&stdout, metric), 1, "{metric}\n{stdout}\n{stderr}");
+    }
+    // Every third client was on the node that went.
+    let moved = stdout
+        .lines()
+        .find(|l| l.contains("| moved clients |"))
+        .unwrap_or_default();
+    assert!(moved.contains("| 10.00 | 10.00 |"), "{moved}\n{stdout}");
+}

@@ -343,9 +343,6 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
             ),
         ],
         Scenario::Churn => {
-            let note = |name: &'static str| {
-                move |o: &Outcome| o.notes.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
-            };
             vec![
                 row(
                     "msgs/s without churn",
@@ -372,19 +369,45 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 false,
             ),
             row("connections/s", &|o| o.rate, "-", true),
+            row("failed attempts", &note("failed attempts"), "-", false),
+            row("server CPU s", &|o| o.server_cpu, "-", false),
+            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+            row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
+        ],
+        Scenario::StormLameDuck => vec![
             row(
-                "failed attempts",
-                &|o| {
-                    o.notes
-                        .iter()
-                        .find(|(k, _)| *k == "failed attempts")
-                        .map(|(_, v)| *v)
-                },
+                "time to all moved (s)",
+                &|o| Some(o.elapsed.as_secs_f64()),
                 "-",
                 false,
             ),
-            row("server CPU s", &|o| o.server_cpu, "-", false),
-            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+            row("moved clients", &note("moved clients"), "-", true),
+            row(
+                "re-login after close, p50 (ms)",
+                &note("re-login p50 ms"),
+                "-",
+                false,
+            ),
+            row(
+                "re-login after close, p99 (ms)",
+                &note("re-login p99 ms"),
+                "<= 0.5x",
+                false,
+            ),
+            row(
+                "re-login after close, max (ms)",
+                &note("re-login max ms"),
+                "-",
+                false,
+            ),
+            row("failed attempts", &note("failed attempts"), "-", false),
+            row("server CPU s (2 nodes left)", &|o| o.server_cpu, "-", false),
+            row(
+                "server RSS (MiB, 2 nodes left)",
+                &|o| mib(o.rss),
+                "-",
+                false,
+            ),
             row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
         ],
         Scenario::CrossNode | Scenario::JsPub | Scenario::JsFetch => {
@@ -396,6 +419,11 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
             row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
         ],
     }
+}
+
+/// A figure an outcome carries among its notes.
+fn note(name: &'static str) -> impl Fn(&Outcome) -> Option<f64> {
+    move |o: &Outcome| o.notes.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
 }
 
 fn mib(bytes: Option<u64>) -> Option<f64> {
@@ -479,6 +507,14 @@ fn render(
             crate::storm::WORKERS,
             crate::storm::WINDOW,
             crate::storm::RETRY_PAUSE_MS,
+        ));
+    }
+    if list.contains(&Scenario::StormLameDuck) {
+        out.push_str(&format!(
+            "- Lame duck: the storm over 3 nodes, all {} clients logged in; then the third node gets SIGUSR2 (lame-duck mode, both servers with `lame_duck_duration: \"{}s\"`, the shortest nats-server accepts, and `lame_duck_grace_period: \"{}s\"`). Each client it closes logs in to one of the other two (NKEY, SUB, PING). Time from the signal to the last moved client's PONG (the lame-duck schedule's); each moved client's re-login, from its close to its PONG; CPU of the two nodes left over the move, their RSS after it, and the workers' CPU.\n",
+            p.storm_conns,
+            crate::lame_duck::DURATION_SECS,
+            crate::lame_duck::GRACE_SECS,
         ));
     }
     if list.contains(&Scenario::Churn) {
@@ -627,7 +663,10 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
     }
     if matches!(
         s,
-        Scenario::ClusterFanout | Scenario::ClusterQueue | Scenario::StormNkeyCluster
+        Scenario::ClusterFanout
+            | Scenario::ClusterQueue
+            | Scenario::StormNkeyCluster
+            | Scenario::StormLameDuck
     ) || matches!(s.mass_fanout(), Some((_, true)))
     {
         let cluster = Cluster::start(&c.bin, None, config)?;
@@ -635,6 +674,9 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let cpu0 = crate::proc_stats::self_cpu();
         let mut o = if s.mass_fanout().is_some() {
             scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids())?
+        } else if s == Scenario::StormLameDuck {
+            // The last node goes; its workers' CPU, as below.
+            crate::lame_duck::run(&nodes, p.storm_conns, &cluster.pids(), nodes.len() - 1)?
         } else if s.storm() {
             // Its workers' CPU; this process's is added below.
             crate::storm::run(&nodes, p.storm_conns, &cluster.pids())?

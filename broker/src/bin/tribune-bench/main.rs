@@ -16,6 +16,7 @@ mod js;
 mod js_cluster;
 mod js_r3_failover;
 mod js_r3_pub;
+mod lame_duck;
 mod proc_stats;
 mod rx_stamp;
 mod scenarios;
@@ -187,6 +188,9 @@ enum Cmd {
         first: u64,
         #[arg(long)]
         count: u64,
+        /// The node (an index into `nodes`) that goes into lame-duck mode.
+        #[arg(long)]
+        lame: Option<usize>,
     },
 }
 
@@ -271,7 +275,8 @@ fn main() -> ExitCode {
             nodes,
             first,
             count,
-        } => storm::worker(&nodes, first, count),
+            lame,
+        } => storm::worker(&nodes, first, count, lame),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

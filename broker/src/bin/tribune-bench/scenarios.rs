@@ -123,6 +123,9 @@ pub enum Scenario {
     StormNkey,
     /// The same storm spread over the three nodes of a cluster.
     StormNkeyCluster,
+    /// That storm, then one node's lame-duck shutdown moves its clients
+    /// to the other two.
+    StormLameDuck,
     /// One publisher to a wildcard subscriber while other connections
     /// subscribe and unsubscribe 100,000 times a second.
     Churn,
@@ -137,7 +140,7 @@ impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 26] = [
+    pub const ALL: [Scenario; 27] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -161,6 +164,7 @@ impl Scenario {
         Scenario::MassFanout50kCluster,
         Scenario::StormNkey,
         Scenario::StormNkeyCluster,
+        Scenario::StormLameDuck,
         Scenario::Churn,
         Scenario::ClusterFanout,
         Scenario::ClusterQueue,
@@ -189,7 +193,10 @@ impl Scenario {
 
     /// Whether the scenario is a connection storm (on one node or three).
     pub fn storm(self) -> bool {
-        matches!(self, Scenario::StormNkey | Scenario::StormNkeyCluster)
+        matches!(
+            self,
+            Scenario::StormNkey | Scenario::StormNkeyCluster | Scenario::StormLameDuck
+        )
     }
 
     /// Whether the scenario needs a 3-node cluster rather than one server.
@@ -200,6 +207,7 @@ impl Scenario {
                 | Scenario::ClusterFanout
                 | Scenario::ClusterQueue
                 | Scenario::StormNkeyCluster
+                | Scenario::StormLameDuck
         ) || self.js_cluster()
             || matches!(self.mass_fanout(), Some((_, true)))
     }
@@ -239,6 +247,8 @@ impl Scenario {
         let need = match (self, self.mass_fanout()) {
             (Scenario::StormNkey, _) => crate::storm::files_needed(p.storm_conns, 1),
             (Scenario::StormNkeyCluster, _) => crate::storm::files_needed(p.storm_conns, 3),
+            // Two nodes hold every client once the third has gone.
+            (Scenario::StormLameDuck, _) => crate::storm::files_needed(p.storm_conns, 2),
             (_, Some((n, _))) => p.mass_conns.unwrap_or(n) + 1024,
             _ => return None,
         };
@@ -272,6 +282,7 @@ impl Scenario {
             Scenario::StormNkey | Scenario::StormNkeyCluster => {
                 Ok(Some(crate::storm::server_config()))
             }
+            Scenario::StormLameDuck => Ok(Some(crate::lame_duck::server_config())),
             _ => Ok(None),
         }
     }
@@ -309,6 +320,9 @@ impl Scenario {
             Scenario::StormNkey => "connection storm, NKEY login + SUB + PING each",
             Scenario::StormNkeyCluster => {
                 "connection storm over 3 nodes, NKEY login + SUB + PING each"
+            }
+            Scenario::StormLameDuck => {
+                "lame duck: 1 of 3 nodes moves its storm clients to the others"
             }
             Scenario::Churn => "1 pub -> 1 wildcard sub, 128 B, during 100,000 SUB+UNSUB/s",
             Scenario::ClusterFanout => "cluster: pub(A) -> 10 subs on B and C, 128 B",
@@ -446,7 +460,7 @@ pub fn run(
             let pids: Vec<u32> = server_pid.into_iter().collect();
             crate::storm::run(&nodes, p.storm_conns, &pids)?
         }
-        Scenario::JsR3Pub | Scenario::JsR3Failover => {
+        Scenario::JsR3Pub | Scenario::JsR3Failover | Scenario::StormLameDuck => {
             return Err(io::Error::other(format!(
                 "{} starts its own 3-node clusters: run it with `compare`",
                 s.title()

@@ -41,7 +41,7 @@ use crate::proc_stats;
 use crate::scenarios::Outcome;
 
 /// A guard against a server that never answers; not an expectation.
-const DEADLINE: Duration = Duration::from_secs(180);
+pub const DEADLINE: Duration = Duration::from_secs(180);
 /// Tries per client before the whole run fails.
 const ATTEMPTS: u32 = 5;
 /// Pause before trying again (client libraries wait longer; a storm's
@@ -89,34 +89,10 @@ pub fn files_needed(n: u64, nodes: u64) -> u64 {
 /// `pids` (the servers', if known) give their CPU over it and their
 /// memory with every client connected.
 pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
-    let seed = user()
-        .seed()
-        .map_err(|e| io::Error::other(format!("the storm user's seed: {e}")))?;
-    let per = n.div_ceil(WORKERS);
-    let mut workers = Vec::new();
-    for w in 0..WORKERS {
-        let first = w * per;
-        let count = per.min(n.saturating_sub(first));
-        if count > 0 {
-            workers.push(Worker::spawn(nodes, first, count, &seed)?);
-        }
-    }
-    for w in &mut workers {
-        w.expect_line("ready")?;
-    }
+    let mut storm = Storm::spawn(nodes, n, None)?;
     let cpu0 = proc_stats::cpu_sum(pids);
     let start = Instant::now();
-    for w in &mut workers {
-        w.say("go")?;
-    }
-    let mut failed = 0.0;
-    let mut bench_cpu = 0.0;
-    for w in &mut workers {
-        let report: serde_json::Value = serde_json::from_str(&w.line()?)
-            .map_err(|e| io::Error::other(format!("storm worker report: {e}")))?;
-        failed += report["failed"].as_f64().unwrap_or(0.0);
-        bench_cpu += report["cpu_s"].as_f64().unwrap_or(0.0);
-    }
+    let (failed, bench_cpu) = storm.go()?;
     let elapsed = start.elapsed();
     let server_cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
         (Some(a), Some(b)) => Some(b - a),
@@ -125,7 +101,7 @@ pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
     let rss = proc_stats::rss_sum(pids);
     // Dropping the workers closes their stdin: they let go of their
     // connections and exit.
-    drop(workers);
+    drop(storm);
     Ok(Outcome {
         rate: Some(n as f64 / elapsed.as_secs_f64()),
         server_cpu,
@@ -137,6 +113,60 @@ pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
     })
 }
 
+/// The worker processes of one storm, ready to start.
+pub struct Storm {
+    workers: Vec<Worker>,
+}
+
+impl Storm {
+    /// Start the workers for `n` clients and wait until each is ready.
+    /// With `lame`, each then follows the clients that node closes (see
+    /// `lame_duck.rs`).
+    pub fn spawn(nodes: &[SocketAddr], n: u64, lame: Option<usize>) -> io::Result<Storm> {
+        let seed = user()
+            .seed()
+            .map_err(|e| io::Error::other(format!("the storm user's seed: {e}")))?;
+        let per = n.div_ceil(WORKERS);
+        let mut workers = Vec::new();
+        for w in 0..WORKERS {
+            let first = w * per;
+            let count = per.min(n.saturating_sub(first));
+            if count > 0 {
+                workers.push(Worker::spawn(nodes, first, count, lame, &seed)?);
+            }
+        }
+        for w in &mut workers {
+            w.expect_line("ready")?;
+        }
+        Ok(Storm { workers })
+    }
+
+    /// Let the clients log in; returns once every one has its PONG, with
+    /// the failed attempts and the workers' CPU seconds.
+    pub fn go(&mut self) -> io::Result<(f64, f64)> {
+        for w in &mut self.workers {
+            w.say("go")?;
+        }
+        let (mut failed, mut cpu) = (0.0, 0.0);
+        for report in self.reports()? {
+            failed += report["failed"].as_f64().unwrap_or(0.0);
+            cpu += report["cpu_s"].as_f64().unwrap_or(0.0);
+        }
+        Ok((failed, cpu))
+    }
+
+    /// The next report line of every worker, as JSON.
+    pub fn reports(&mut self) -> io::Result<Vec<serde_json::Value>> {
+        self.workers
+            .iter_mut()
+            .map(|w| {
+                serde_json::from_str(&w.line()?)
+                    .map_err(|e| io::Error::other(format!("storm worker report: {e}")))
+            })
+            .collect()
+    }
+}
+
 /// A worker process and its pipes; killed on drop if still there.
 struct Worker {
     child: Child,
@@ -145,12 +175,22 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(nodes: &[SocketAddr], first: u64, count: u64, seed: &str) -> io::Result<Worker> {
+    fn spawn(
+        nodes: &[SocketAddr],
+        first: u64,
+        count: u64,
+        lame: Option<usize>,
+        seed: &str,
+    ) -> io::Result<Worker> {
         let exe = std::env::current_exe()?;
         let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
-        let mut child = Command::new(exe)
-            .args(["storm-worker", "--nodes", &list.join(",")])
-            .args(["--first", &first.to_string(), "--count", &count.to_string()])
+        let mut cmd = Command::new(exe);
+        cmd.args(["storm-worker", "--nodes", &list.join(",")])
+            .args(["--first", &first.to_string(), "--count", &count.to_string()]);
+        if let Some(lame) = lame {
+            cmd.args(["--lame", &lame.to_string()]);
+        }
+        let mut child = cmd
             .env(SEED_ENV, seed)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -220,10 +260,14 @@ impl Drop for Worker {
 /// A worker's part (`tribune-bench storm-worker`): says `ready`, waits
 /// for `go` on stdin, logs in clients `first..first + count` (at most
 /// [`WINDOW`] at a time), prints its report as one JSON line, and holds
-/// every connection until stdin closes.
-pub fn worker(nodes: &[SocketAddr], first: u64, count: u64) -> io::Result<()> {
-    if nodes.is_empty() {
-        return Err(io::Error::other("storm worker: no nodes"));
+/// every connection until stdin closes. With `lame`, between the two it
+/// follows the clients node `lame` closes to the other nodes and reports
+/// again (`lame_duck.rs`).
+pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>) -> io::Result<()> {
+    if nodes.is_empty() || lame.is_some_and(|l| l >= nodes.len() || nodes.len() < 2) {
+        return Err(io::Error::other(
+            "storm worker: no nodes, or a lame-duck node not among them with others to go to",
+        ));
     }
     crate::compare::raise_fd_limit(count);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -240,13 +284,30 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64) -> io::Result<()> {
     }
     let cpu0 = proc_stats::self_cpu();
     let failed = Arc::new(AtomicU64::new(0));
-    let conns = rt.block_on(logins(nodes, first, count, &failed))?;
+    let mut conns = rt.block_on(logins(nodes, first, count, &failed))?;
     let report = serde_json::json!({
         "failed": failed.load(Ordering::Relaxed),
         "cpu_s": proc_stats::self_cpu() - cpu0,
     });
     writeln!(out, "{report}")?;
     out.flush()?;
+    if let Some(lame) = lame {
+        let (watched, kept): (Vec<_>, Vec<_>) = conns
+            .into_iter()
+            .partition(|(i, _)| node_of(*i, nodes.len()) == lame);
+        let cpu0 = proc_stats::self_cpu();
+        let failed0 = failed.load(Ordering::Relaxed);
+        let (moved, relogin_ms) =
+            rt.block_on(crate::lame_duck::follow(watched, nodes, lame, &failed))?;
+        let report = serde_json::json!({
+            "failed": failed.load(Ordering::Relaxed) - failed0,
+            "cpu_s": proc_stats::self_cpu() - cpu0,
+            "relogin_ms": relogin_ms,
+        });
+        writeln!(out, "{report}")?;
+        out.flush()?;
+        conns = kept.into_iter().chain(moved).collect();
+    }
     // Hold the connections until the parent has read the servers' memory.
     loop {
         line.clear();
@@ -258,16 +319,21 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The node client `i` first logs in to.
+pub fn node_of(i: u64, nodes: usize) -> usize {
+    (i % nodes as u64) as usize
+}
+
 async fn logins(
     nodes: &[SocketAddr],
     first: u64,
     count: u64,
     failed: &Arc<AtomicU64>,
-) -> io::Result<Vec<TcpStream>> {
+) -> io::Result<Vec<(u64, TcpStream)>> {
     let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
     let mut tasks = tokio::task::JoinSet::new();
     for i in first..first + count {
-        let addr = nodes[(i % nodes.len() as u64) as usize];
+        let addr = nodes[node_of(i, nodes.len())];
         let (failed, window) = (failed.clone(), window.clone());
         tasks.spawn(async move {
             let _slot = window
@@ -277,6 +343,7 @@ async fn logins(
             tokio::time::timeout(DEADLINE, client(addr, i, &failed))
                 .await
                 .map_err(|_| io::Error::other(format!("client {i}: no PONG in time")))?
+                .map(|s| (i, s))
         });
     }
     let mut conns = Vec::with_capacity(count as usize);
@@ -287,7 +354,7 @@ async fn logins(
 }
 
 /// One client: log in until it works (counting the attempts that did not).
-async fn client(addr: SocketAddr, i: u64, failed: &AtomicU64) -> io::Result<TcpStream> {
+pub async fn client(addr: SocketAddr, i: u64, failed: &AtomicU64) -> io::Result<TcpStream> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         match login(addr, i).await {
