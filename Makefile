@@ -207,8 +207,13 @@ chaos-system-smoke: venv build
 
 BENCH_ROUNDS ?= 3
 BENCH_MSGS   ?= 1000000
+# One release build line for every target that measures, so that none
+# rebuilds the others' dependencies with other features. tribune-auth is
+# the auth-callout storm's service.
+RELEASE_BENCH_BUILD = $(CARGO) build --release -p tribune-broker -p tribune-auth \
+	--bin tribune-broker --bin tribune-bench --bin tribune-auth
 bench: venv
-	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
+	$(RELEASE_BENCH_BUILD)
 	$(CARGO_TARGET_DIR)/release/tribune-bench compare --nats-server $(NATS_SERVER_BIN) \
 		--tribune $(CARGO_TARGET_DIR)/release/tribune-broker --rounds $(BENCH_ROUNDS) --msgs $(BENCH_MSGS) \
 		--write BENCHMARKS.md
@@ -221,7 +226,7 @@ bench: venv
 # difference in target/conformance/summary.txt. CONFORMANCE_ARGS passes
 # nextest filters, e.g. CONFORMANCE_ARGS='-E "binary(kv_tests)"'.
 conformance: venv
-	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
+	$(RELEASE_BENCH_BUILD)
 	NATS_SERVER=$(abspath $(NATS_SERVER_BIN)) TRIBUNE_BROKER=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker \
 		broker/tests/conformance/run.sh $(CONFORMANCE_ARGS)
 
@@ -230,7 +235,7 @@ conformance: venv
 # counts and differences in target/conformance/nats-py/summary.txt. Needs
 # the network for the clone; not part of make test.
 conformance-py: venv
-	$(CARGO) build --release -p tribune-broker --bin tribune-broker
+	$(RELEASE_BENCH_BUILD)
 	NATS_SERVER=$(abspath $(NATS_SERVER_BIN)) TRIBUNE_BROKER=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker \
 		PYTHON=$(abspath $(VENV))/bin/python broker/tests/conformance/nats-py.sh $(CONFORMANCE_ARGS)
 
@@ -244,7 +249,7 @@ conformance-smoke: venv build
 		CONFORMANCE_STRICT=1 broker/tests/conformance/run.sh -E 'binary(client_tests) - test(=client::connect_domain)'
 
 bench-js-cluster: venv
-	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
+	$(RELEASE_BENCH_BUILD)
 	$(CARGO_TARGET_DIR)/release/tribune-bench compare --nats-server $(NATS_SERVER_BIN) \
 		--tribune $(CARGO_TARGET_DIR)/release/tribune-broker --rounds $(BENCH_ROUNDS) \
 		--scenario js-r3-pub js-r3-failover
@@ -254,7 +259,7 @@ bench-js-cluster: venv
 # 3-node cluster, unpaced and paced, on nats-server and tribune-broker
 # (bridge/tests/bench_transports.rs). Prints BENCHMARKS.md rows.
 bench-bridge: venv
-	$(CARGO) build --release -p tribune-broker --bin tribune-broker --bin tribune-bench
+	$(RELEASE_BENCH_BUILD)
 	for s in nats tribune; do \
 		BRIDGE_TEST_SERVER=$$s TRIBUNE_BROKER_BIN=$(abspath $(CARGO_TARGET_DIR))/release/tribune-broker \
 		NATS_SERVER_BIN=$(NATS_SERVER_BIN) $(CARGO) test --release -p tribune-bridge \

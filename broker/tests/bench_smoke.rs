@@ -217,3 +217,20 @@ fn lame_duck_storm_runs_against_both_servers() {
         .unwrap_or_default();
     assert!(moved.contains("| 10.00 | 10.00 |"), "{moved}\n{stdout}");
 }
+
+/// The auth-callout storm through `compare`: a handful of web users on a
+/// 3-node cluster of each server, each node with `auth_callout` and a
+/// tribune-auth beside it (the one cargo built next to tribune-broker:
+/// build the workspace first).
+#[test]
+fn callout_storm_runs_against_both_servers() {
+    let (stdout, stderr) = compare(&["--storm-conns", "30", "--scenario", "storm-callout"]);
+    for metric in [
+        "| time to all subscribed (ms) |",
+        "| failed attempts |",
+        "| tribune-auth CPU s (3) |",
+    ] {
+        assert_eq!(rows_of(&stdout, metric), 1, "{metric}\n{stdout}\n{stderr}");
+    }
+    assert!(!stdout.contains("Not measured"), "{stdout}");
+}

@@ -361,19 +361,26 @@ fn rows_for(s: Scenario, title: &str, nats: &[Outcome], tri: &[Outcome]) -> Vec<
                 row("server CPU s (with churn)", &|o| o.server_cpu, "-", false),
             ]
         }
-        Scenario::StormNkey | Scenario::StormNkeyCluster => vec![
-            row(
-                "time to all subscribed (ms)",
-                &|o| Some(o.elapsed.as_secs_f64() * 1000.0),
-                "<= 0.5x",
-                false,
-            ),
-            row("connections/s", &|o| o.rate, "-", true),
-            row("failed attempts", &note("failed attempts"), "-", false),
-            row("server CPU s", &|o| o.server_cpu, "-", false),
-            row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
-            row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
-        ],
+        Scenario::StormNkey | Scenario::StormNkeyCluster | Scenario::StormCallout => {
+            let mut rows = vec![
+                row(
+                    "time to all subscribed (ms)",
+                    &|o| Some(o.elapsed.as_secs_f64() * 1000.0),
+                    "<= 0.5x",
+                    false,
+                ),
+                row("connections/s", &|o| o.rate, "-", true),
+                row("failed attempts", &note("failed attempts"), "-", false),
+                row("server CPU s", &|o| o.server_cpu, "-", false),
+                row("server RSS (MiB)", &|o| mib(o.rss), "-", false),
+                row("bench CPU s", &|o| Some(o.bench_cpu), "-", false),
+            ];
+            if s == Scenario::StormCallout {
+                let auth = note("tribune-auth CPU s");
+                rows.push(row("tribune-auth CPU s (3)", &auth, "-", false));
+            }
+            rows
+        }
         Scenario::StormLameDuck => vec![
             row(
                 "time to all moved (s)",
@@ -509,6 +516,11 @@ fn render(
             crate::storm::RETRY_PAUSE_MS,
         ));
     }
+    if list.contains(&Scenario::StormCallout) {
+        out.push_str(
+            "- Auth-callout storm: the storm over 3 nodes, every node of both servers with `auth_callout` (xkey-encrypted) to an account served by one tribune-auth beside each node; each client sends an HS256 web token as `auth_token`, which tribune-auth checks before it signs the user's JWT. The tribune-auth CPU is its own row.\n",
+        );
+    }
     if list.contains(&Scenario::StormLameDuck) {
         out.push_str(&format!(
             "- Lame duck: the storm over 3 nodes, all {} clients logged in; then the third node gets SIGUSR2 (lame-duck mode, both servers with `lame_duck_duration: \"{}s\"`, the shortest nats-server accepts, and `lame_duck_grace_period: \"{}s\"`). Each client it closes logs in to one of the other two (NKEY, SUB, PING). Time from the signal to the last moved client's PONG (the lame-duck schedule's); each moved client's re-login, from its close to its PONG; CPU of the two nodes left over the move, their RSS after it, and the workers' CPU.\n",
@@ -622,19 +634,22 @@ fn write_report(path: &Path, body: &str) -> io::Result<()> {
 struct Contender {
     label: String,
     bin: PathBuf,
+    /// tribune-auth, beside either server in the auth-callout storm.
+    auth: PathBuf,
     /// The nats-server sync setting of a clustered JetStream row.
     sync: Option<NatsSync>,
 }
 
 /// Who runs scenario `s`: nats-server then tribune, with nats-server once
 /// per sync setting in the clustered JetStream rows. Tribune is last.
-fn contenders(s: Scenario, nats_bin: &Path, tri_bin: &Path) -> Vec<Contender> {
+fn contenders(s: Scenario, nats_bin: &Path, tri_bin: &Path, auth: &Path) -> Vec<Contender> {
     let mut out = Vec::new();
     if s.js_cluster() {
         for &sync in js_cluster::nats_syncs(s) {
             out.push(Contender {
                 label: format!("nats-server ({})", sync.label()),
                 bin: nats_bin.to_path_buf(),
+                auth: auth.to_path_buf(),
                 sync: Some(sync),
             });
         }
@@ -642,12 +657,14 @@ fn contenders(s: Scenario, nats_bin: &Path, tri_bin: &Path) -> Vec<Contender> {
         out.push(Contender {
             label: "nats-server".into(),
             bin: nats_bin.to_path_buf(),
+            auth: auth.to_path_buf(),
             sync: None,
         });
     }
     out.push(Contender {
         label: "tribune".into(),
         bin: tri_bin.to_path_buf(),
+        auth: auth.to_path_buf(),
         sync: None,
     });
     out
@@ -667,6 +684,7 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
             | Scenario::ClusterQueue
             | Scenario::StormNkeyCluster
             | Scenario::StormLameDuck
+            | Scenario::StormCallout
     ) || matches!(s.mass_fanout(), Some((_, true)))
     {
         let cluster = Cluster::start(&c.bin, None, config)?;
@@ -674,6 +692,9 @@ fn measure(s: Scenario, c: &Contender, config: Option<&str>, p: Params) -> io::R
         let cpu0 = crate::proc_stats::self_cpu();
         let mut o = if s.mass_fanout().is_some() {
             scenarios::mass_fanout(s, p, cluster.addr(0), &nodes, &cluster.pids())?
+        } else if s == Scenario::StormCallout {
+            let pids = cluster.pids();
+            crate::callout_storm::run(&c.auth, &nodes, p.storm_conns, &pids)?
         } else if s == Scenario::StormLameDuck {
             // The last node goes; its workers' CPU, as below.
             crate::lame_duck::run(&nodes, p.storm_conns, &cluster.pids(), nodes.len() - 1)?
@@ -724,6 +745,7 @@ fn row_title(s: Scenario, nats: &Contender) -> String {
 pub fn compare(
     nats_bin: &Path,
     tri_bin: &Path,
+    auth_bin: &Path,
     rounds: usize,
     list: &[Scenario],
     p: Params,
@@ -734,7 +756,13 @@ pub fn compare(
     let mut failed = Vec::new();
     let mut skipped = Vec::new();
     for &s in list {
-        if let Some(why) = s.cannot_run_here(&p) {
+        let missing_auth = (s == Scenario::StormCallout && !auth_bin.is_file()).then(|| {
+            format!(
+                "needs tribune-auth at {} (cargo build --release -p tribune-auth, or --auth)",
+                auth_bin.display()
+            )
+        });
+        if let Some(why) = s.cannot_run_here(&p).or(missing_auth) {
             eprintln!("{}: not measured: {why}", s.title());
             skipped.push((s.title(), why));
             continue;
@@ -753,7 +781,7 @@ pub fn compare(
                 continue;
             }
         };
-        let who = contenders(s, nats_bin, tri_bin);
+        let who = contenders(s, nats_bin, tri_bin, auth_bin);
         let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); who.len()];
         for round in 0..rounds {
             // Rotate who goes first so warm caches and thermal drift even out.
@@ -862,7 +890,12 @@ mod tests {
 
     #[test]
     fn clustered_publish_runs_nats_once_per_sync_setting() {
-        let who = contenders(Scenario::JsR3Pub, Path::new("n"), Path::new("t"));
+        let who = contenders(
+            Scenario::JsR3Pub,
+            Path::new("n"),
+            Path::new("t"),
+            Path::new("a"),
+        );
         let syncs: Vec<_> = who.iter().map(|c| c.sync).collect();
         assert_eq!(
             syncs,
@@ -872,7 +905,12 @@ mod tests {
         let title = row_title(Scenario::JsR3Pub, &who[1]);
         assert!(title.contains("sync_interval always"), "{title}");
         assert!(title.contains(js_cluster::TRIBUNE_SYNC), "{title}");
-        let plain = contenders(Scenario::Pub16, Path::new("n"), Path::new("t"));
+        let plain = contenders(
+            Scenario::Pub16,
+            Path::new("n"),
+            Path::new("t"),
+            Path::new("a"),
+        );
         assert_eq!(plain.len(), 2);
         assert_eq!(
             row_title(Scenario::Pub16, &plain[0]),

@@ -45,7 +45,7 @@ pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32], lame: usize) -> io::Resul
         .get(lame)
         .ok_or_else(|| io::Error::other("the lame-duck node's pid is unknown"))?;
     let survivors: Vec<u32> = pids.iter().copied().filter(|p| *p != lame_pid).collect();
-    let mut storm = Storm::spawn(nodes, n, Some(lame))?;
+    let mut storm = Storm::spawn(nodes, n, Some(lame), None)?;
     storm.go()?;
     let cpu0 = proc_stats::cpu_sum(&survivors);
     let start = Instant::now();
@@ -100,6 +100,7 @@ pub async fn follow(
     watched: Vec<(u64, TcpStream)>,
     nodes: &[SocketAddr],
     lame: usize,
+    token: Option<Arc<str>>,
     failed: &Arc<AtomicU64>,
 ) -> io::Result<(Vec<(u64, TcpStream)>, Vec<f64>)> {
     let others: Vec<SocketAddr> = nodes
@@ -111,7 +112,7 @@ pub async fn follow(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, s) in watched {
         let to = others[(i / nodes.len() as u64) as usize % others.len()];
-        let failed = failed.clone();
+        let (failed, token) = (failed.clone(), token.clone());
         tasks.spawn(async move {
             tokio::time::timeout(storm::DEADLINE, until_closed(s))
                 .await
@@ -119,11 +120,12 @@ pub async fn follow(
                     io::Error::other(format!("client {i}: never closed by the lame duck"))
                 })?;
             let closed = Instant::now();
-            let s = tokio::time::timeout(storm::DEADLINE, storm::client(to, i, &failed))
-                .await
-                .map_err(|_| {
-                    io::Error::other(format!("client {i}: no PONG from {to} in time"))
-                })??;
+            let s = tokio::time::timeout(
+                storm::DEADLINE,
+                storm::client(to, i, token.as_deref(), &failed),
+            )
+            .await
+            .map_err(|_| io::Error::other(format!("client {i}: no PONG from {to} in time")))??;
             Ok::<_, io::Error>((i, s, closed.elapsed().as_secs_f64() * 1000.0))
         });
     }

@@ -9,6 +9,7 @@
 
 mod auth_flood;
 mod burst;
+mod callout_storm;
 mod churn;
 mod cluster_rows;
 mod compare;
@@ -142,6 +143,10 @@ enum Cmd {
         nats_server: PathBuf,
         #[arg(long)]
         tribune: PathBuf,
+        /// tribune-auth, for the auth-callout storm (default: beside
+        /// `--tribune`).
+        #[arg(long)]
+        auth: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         #[arg(long, value_enum, num_args = 1.., default_values_t = Scenario::ALL)]
@@ -221,6 +226,7 @@ fn main() -> ExitCode {
         Cmd::Compare {
             nats_server,
             tribune,
+            auth,
             rounds,
             scenario,
             js_r3_msgs,
@@ -230,9 +236,11 @@ fn main() -> ExitCode {
         } => {
             // Each measurement starts its servers with a listener of its own.
             let p = load.params(js_r3_msgs, failovers, None);
+            let auth = auth.unwrap_or_else(|| tribune.with_file_name("tribune-auth"));
             compare::compare(
                 &nats_server,
                 &tribune,
+                &auth,
                 rounds,
                 &scenario,
                 p,

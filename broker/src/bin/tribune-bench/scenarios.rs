@@ -126,6 +126,9 @@ pub enum Scenario {
     /// That storm, then one node's lame-duck shutdown moves its clients
     /// to the other two.
     StormLameDuck,
+    /// The storm over 3 nodes with web users: each logs in with a web
+    /// token that tribune-auth checks through auth callout.
+    StormCallout,
     /// One publisher to a wildcard subscriber while other connections
     /// subscribe and unsubscribe 100,000 times a second.
     Churn,
@@ -140,7 +143,7 @@ impl Scenario {
     /// What `make bench` runs. The WebSocket pair adds about 40 s (3
     /// rounds, both servers): 10,000 upgrades per measurement, and a 3 s
     /// pause before the fan-out's first event.
-    pub const ALL: [Scenario; 27] = [
+    pub const ALL: [Scenario; 28] = [
         Scenario::Pub16,
         Scenario::Pub128,
         Scenario::PubSub,
@@ -165,6 +168,7 @@ impl Scenario {
         Scenario::StormNkey,
         Scenario::StormNkeyCluster,
         Scenario::StormLameDuck,
+        Scenario::StormCallout,
         Scenario::Churn,
         Scenario::ClusterFanout,
         Scenario::ClusterQueue,
@@ -195,7 +199,10 @@ impl Scenario {
     pub fn storm(self) -> bool {
         matches!(
             self,
-            Scenario::StormNkey | Scenario::StormNkeyCluster | Scenario::StormLameDuck
+            Scenario::StormNkey
+                | Scenario::StormNkeyCluster
+                | Scenario::StormLameDuck
+                | Scenario::StormCallout
         )
     }
 
@@ -208,6 +215,7 @@ impl Scenario {
                 | Scenario::ClusterQueue
                 | Scenario::StormNkeyCluster
                 | Scenario::StormLameDuck
+                | Scenario::StormCallout
         ) || self.js_cluster()
             || matches!(self.mass_fanout(), Some((_, true)))
     }
@@ -246,7 +254,9 @@ impl Scenario {
     pub fn cannot_run_here(self, p: &Params) -> Option<String> {
         let need = match (self, self.mass_fanout()) {
             (Scenario::StormNkey, _) => crate::storm::files_needed(p.storm_conns, 1),
-            (Scenario::StormNkeyCluster, _) => crate::storm::files_needed(p.storm_conns, 3),
+            (Scenario::StormNkeyCluster | Scenario::StormCallout, _) => {
+                crate::storm::files_needed(p.storm_conns, 3)
+            }
             // Two nodes hold every client once the third has gone.
             (Scenario::StormLameDuck, _) => crate::storm::files_needed(p.storm_conns, 2),
             (_, Some((n, _))) => p.mass_conns.unwrap_or(n) + 1024,
@@ -283,6 +293,7 @@ impl Scenario {
                 Ok(Some(crate::storm::server_config()))
             }
             Scenario::StormLameDuck => Ok(Some(crate::lame_duck::server_config())),
+            Scenario::StormCallout => Ok(Some(crate::callout_storm::server_config())),
             _ => Ok(None),
         }
     }
@@ -323,6 +334,9 @@ impl Scenario {
             }
             Scenario::StormLameDuck => {
                 "lame duck: 1 of 3 nodes moves its storm clients to the others"
+            }
+            Scenario::StormCallout => {
+                "connection storm over 3 nodes, web token checked by tribune-auth (auth callout) + SUB + PING each"
             }
             Scenario::Churn => "1 pub -> 1 wildcard sub, 128 B, during 100,000 SUB+UNSUB/s",
             Scenario::ClusterFanout => "cluster: pub(A) -> 10 subs on B and C, 128 B",
@@ -460,7 +474,10 @@ pub fn run(
             let pids: Vec<u32> = server_pid.into_iter().collect();
             crate::storm::run(&nodes, p.storm_conns, &pids)?
         }
-        Scenario::JsR3Pub | Scenario::JsR3Failover | Scenario::StormLameDuck => {
+        Scenario::JsR3Pub
+        | Scenario::JsR3Failover
+        | Scenario::StormLameDuck
+        | Scenario::StormCallout => {
             return Err(io::Error::other(format!(
                 "{} starts its own 3-node clusters: run it with `compare`",
                 s.title()

@@ -69,6 +69,9 @@ fn user() -> &'static nkeys::KeyPair {
 /// How a worker learns the parent's NKEY user (an environment variable,
 /// so the seed is on no command line).
 const SEED_ENV: &str = "TRIBUNE_BENCH_STORM_SEED";
+/// How a worker learns the web token its clients log in with instead
+/// (the auth-callout storm), likewise.
+const TOKEN_ENV: &str = "TRIBUNE_BENCH_STORM_TOKEN";
 
 /// The `authorization` block both servers get: the one NKEY user, allowed
 /// everything.
@@ -89,7 +92,7 @@ pub fn files_needed(n: u64, nodes: u64) -> u64 {
 /// `pids` (the servers', if known) give their CPU over it and their
 /// memory with every client connected.
 pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
-    let mut storm = Storm::spawn(nodes, n, None)?;
+    let mut storm = Storm::spawn(nodes, n, None, None)?;
     let cpu0 = proc_stats::cpu_sum(pids);
     let start = Instant::now();
     let (failed, bench_cpu) = storm.go()?;
@@ -121,8 +124,14 @@ pub struct Storm {
 impl Storm {
     /// Start the workers for `n` clients and wait until each is ready.
     /// With `lame`, each then follows the clients that node closes (see
-    /// `lame_duck.rs`).
-    pub fn spawn(nodes: &[SocketAddr], n: u64, lame: Option<usize>) -> io::Result<Storm> {
+    /// `lame_duck.rs`); with `token`, the clients log in with that web
+    /// token rather than the NKEY user (see `callout_storm.rs`).
+    pub fn spawn(
+        nodes: &[SocketAddr],
+        n: u64,
+        lame: Option<usize>,
+        token: Option<&str>,
+    ) -> io::Result<Storm> {
         let seed = user()
             .seed()
             .map_err(|e| io::Error::other(format!("the storm user's seed: {e}")))?;
@@ -132,7 +141,7 @@ impl Storm {
             let first = w * per;
             let count = per.min(n.saturating_sub(first));
             if count > 0 {
-                workers.push(Worker::spawn(nodes, first, count, lame, &seed)?);
+                workers.push(Worker::spawn(nodes, first, count, lame, token, &seed)?);
             }
         }
         for w in &mut workers {
@@ -180,6 +189,7 @@ impl Worker {
         first: u64,
         count: u64,
         lame: Option<usize>,
+        token: Option<&str>,
         seed: &str,
     ) -> io::Result<Worker> {
         let exe = std::env::current_exe()?;
@@ -189,6 +199,9 @@ impl Worker {
             .args(["--first", &first.to_string(), "--count", &count.to_string()]);
         if let Some(lame) = lame {
             cmd.args(["--lame", &lame.to_string()]);
+        }
+        if let Some(token) = token {
+            cmd.env(TOKEN_ENV, token);
         }
         let mut child = cmd
             .env(SEED_ENV, seed)
@@ -284,7 +297,8 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>)
     }
     let cpu0 = proc_stats::self_cpu();
     let failed = Arc::new(AtomicU64::new(0));
-    let mut conns = rt.block_on(logins(nodes, first, count, &failed))?;
+    let token: Option<Arc<str>> = std::env::var(TOKEN_ENV).ok().map(Arc::from);
+    let mut conns = rt.block_on(logins(nodes, first, count, token.clone(), &failed))?;
     let report = serde_json::json!({
         "failed": failed.load(Ordering::Relaxed),
         "cpu_s": proc_stats::self_cpu() - cpu0,
@@ -297,8 +311,9 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>)
             .partition(|(i, _)| node_of(*i, nodes.len()) == lame);
         let cpu0 = proc_stats::self_cpu();
         let failed0 = failed.load(Ordering::Relaxed);
-        let (moved, relogin_ms) =
-            rt.block_on(crate::lame_duck::follow(watched, nodes, lame, &failed))?;
+        let (moved, relogin_ms) = rt.block_on(crate::lame_duck::follow(
+            watched, nodes, lame, token, &failed,
+        ))?;
         let report = serde_json::json!({
             "failed": failed.load(Ordering::Relaxed) - failed0,
             "cpu_s": proc_stats::self_cpu() - cpu0,
@@ -328,19 +343,20 @@ async fn logins(
     nodes: &[SocketAddr],
     first: u64,
     count: u64,
+    token: Option<Arc<str>>,
     failed: &Arc<AtomicU64>,
 ) -> io::Result<Vec<(u64, TcpStream)>> {
     let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
     let mut tasks = tokio::task::JoinSet::new();
     for i in first..first + count {
         let addr = nodes[node_of(i, nodes.len())];
-        let (failed, window) = (failed.clone(), window.clone());
+        let (failed, window, token) = (failed.clone(), window.clone(), token.clone());
         tasks.spawn(async move {
             let _slot = window
                 .acquire_owned()
                 .await
                 .map_err(|e| io::Error::other(format!("client {i}: {e}")))?;
-            tokio::time::timeout(DEADLINE, client(addr, i, &failed))
+            tokio::time::timeout(DEADLINE, client(addr, i, token.as_deref(), &failed))
                 .await
                 .map_err(|_| io::Error::other(format!("client {i}: no PONG in time")))?
                 .map(|s| (i, s))
@@ -354,10 +370,15 @@ async fn logins(
 }
 
 /// One client: log in until it works (counting the attempts that did not).
-pub async fn client(addr: SocketAddr, i: u64, failed: &AtomicU64) -> io::Result<TcpStream> {
+pub async fn client(
+    addr: SocketAddr,
+    i: u64,
+    token: Option<&str>,
+    failed: &AtomicU64,
+) -> io::Result<TcpStream> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        match login(addr, i).await {
+        match login(addr, i, token).await {
             Ok(s) => return Ok(s),
             Err(e) => {
                 if failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -371,8 +392,9 @@ pub async fn client(addr: SocketAddr, i: u64, failed: &AtomicU64) -> io::Result<
     Err(last.unwrap_or_else(|| io::Error::other("no attempt made")))
 }
 
-/// Connect, sign the INFO's nonce, `CONNECT`+`SUB`+`PING`, read to the PONG.
-async fn login(addr: SocketAddr, i: u64) -> io::Result<TcpStream> {
+/// Connect, sign the INFO's nonce (or, with `token`, send that as the
+/// `auth_token` instead), `CONNECT`+`SUB`+`PING`, read to the PONG.
+pub async fn login(addr: SocketAddr, i: u64, token: Option<&str>) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     let mut seen = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
@@ -385,15 +407,20 @@ async fn login(addr: SocketAddr, i: u64) -> io::Result<TcpStream> {
         }
         read_some(&mut s, &mut buf, &mut seen, i).await?;
     };
-    let nonce = nonce_of(&info)?;
-    let sig = user()
-        .sign(nonce.as_bytes())
-        .map_err(|e| io::Error::other(format!("signing the nonce: {e}")))?;
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+    let credentials = match token {
+        Some(token) => format!("\"auth_token\":\"{token}\""),
+        None => {
+            let nonce = nonce_of(&info)?;
+            let sig = user()
+                .sign(nonce.as_bytes())
+                .map_err(|e| io::Error::other(format!("signing the nonce: {e}")))?;
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+            format!("\"nkey\":\"{}\",\"sig\":\"{sig}\"", user().public_key())
+        }
+    };
     let hello = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"nkey\":\"{}\",\"sig\":\"{sig}\"}}\r\n\
-         SUB sports.football.* {i}\r\nPING\r\n",
-        user().public_key()
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,{credentials}}}\r\n\
+         SUB sports.football.* {i}\r\nPING\r\n"
     );
     s.write_all(hello.as_bytes()).await?;
     loop {
