@@ -1150,11 +1150,14 @@ impl Server {
         if !clients.is_empty() {
             info!("Closing existing clients");
             let step = (spread / clients.len() as u32).min(Duration::from_secs(1));
-            for c in &clients {
+            let start = tokio::time::Instant::now();
+            for (k, c) in clients.iter().enumerate() {
+                // Client k closes at its own time from the start, not a
+                // step after the one before: each sleep overshoots (the
+                // timer's millisecond), and summed over thousands of
+                // clients that ran past the lame-duck duration.
+                tokio::time::sleep_until(start + step * k as u32).await;
                 c.close(ClosedState::ServerShutdown);
-                if !step.is_zero() {
-                    tokio::time::sleep(step).await;
-                }
             }
         }
         self.shutdown().await;
