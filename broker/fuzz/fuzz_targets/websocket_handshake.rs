@@ -354,6 +354,11 @@ fn check_read(stream: &[u8], whole: &Result<Option<(Request, usize)>, String>, r
 }
 
 fn check_upgrade(head: &[u8], req: &Request, opts: &WebsocketOptions, tls: bool) {
+    // Empty lines before the request line are skipped, as RFC 9112 2.2
+    // asks of a server (and httparse does): the checks below read what
+    // follows them.
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(head.len());
+    let head = &head[start..];
     let origins = OriginPolicy::new(opts.same_origin, &opts.allowed_origins);
     let h = header_lines(head);
     let result = upgrade(req, opts, &origins, tls);
