@@ -237,11 +237,8 @@ pub fn run(auth_bin: &Path, nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::R
     let start = Instant::now();
     let (failed, bench_cpu) = storm.go()?;
     let elapsed = start.elapsed();
-    let used = |before: Option<f64>, pids: &[u32]| match (before, proc_stats::cpu_sum(pids)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let (server_cpu, auth_cpu) = (used(cpu0, pids), used(auth0, &auth_pids));
+    let server_cpu = proc_stats::cpu_since(cpu0, pids);
+    let auth_cpu = proc_stats::cpu_since(auth0, &auth_pids);
     let rss = proc_stats::rss_sum(pids);
     drop(storm);
     drop(services);

@@ -91,10 +91,7 @@ pub fn run(nodes: &[SocketAddr], queue: bool, msgs: u64, pids: &[u32]) -> io::Re
         }
     }
     let elapsed = start.elapsed();
-    let server_cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let server_cpu = proc_stats::cpu_since(cpu0, pids);
     for s in &shutdowns {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }

@@ -62,10 +62,7 @@ pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32], lame: usize) -> io::Resul
         relogin.extend(ms.iter().filter_map(serde_json::Value::as_f64));
     }
     let elapsed = start.elapsed();
-    let server_cpu = match (cpu0, proc_stats::cpu_sum(&survivors)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let server_cpu = proc_stats::cpu_since(cpu0, &survivors);
     let rss = proc_stats::rss_sum(&survivors);
     drop(storm);
     if relogin.is_empty() {

@@ -22,6 +22,12 @@ pub fn cpu_sum(pids: &[u32]) -> Option<f64> {
         .filter(|_| !pids.is_empty())
 }
 
+/// CPU seconds `pids` used since [`cpu_sum`] read `before` for them;
+/// None if either reading failed.
+pub fn cpu_since(before: Option<f64>, pids: &[u32]) -> Option<f64> {
+    Some(cpu_sum(pids)? - before?)
+}
+
 /// Resident memory of every process in `pids`, summed, as [`cpu_sum`].
 pub fn rss_sum(pids: &[u32]) -> Option<u64> {
     pids.iter()

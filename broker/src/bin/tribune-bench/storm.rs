@@ -97,10 +97,7 @@ pub fn run(nodes: &[SocketAddr], n: u64, pids: &[u32]) -> io::Result<Outcome> {
     let start = Instant::now();
     let (failed, bench_cpu) = storm.go()?;
     let elapsed = start.elapsed();
-    let server_cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let server_cpu = proc_stats::cpu_since(cpu0, pids);
     let rss = proc_stats::rss_sum(pids);
     // Dropping the workers closes their stdin: they let go of their
     // connections and exit.

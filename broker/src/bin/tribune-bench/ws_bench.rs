@@ -236,10 +236,7 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     }
     let elapsed = measured.elapsed();
     let bench_cpu = proc_stats::self_cpu() - bench_cpu0;
-    let cpu = match (cpu0, proc_stats::cpu_sum(pids)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let cpu = proc_stats::cpu_since(cpu0, pids);
     let rss = proc_stats::rss_sum(pids);
     ws_fleet::join_all(tasks, &mut done).await?;
     let stats = Latencies::of(done.iter().map(|(_, s)| &s[..]), &sent);
