@@ -11,7 +11,9 @@
 //!
 //! Server: `BRIDGE_TEST_SERVER=nats|tribune` with `NATS_SERVER_BIN` /
 //! `TRIBUNE_BROKER_BIN` (a release build). `BENCH_MSGS` (default 200,000),
-//! `BENCH_LAT_MSGS` (20,000) at `BENCH_LAT_RATE` (5,000/s).
+//! `BENCH_LAT_MSGS` (20,000) at `BENCH_LAT_RATE` (5,000/s). To run part of
+//! it (while profiling one path, say): `BENCH_REPLICAS=3` (or `1`) and
+//! `BENCH_TRANSPORTS=wss` (a comma-separated list of `mqtt`, `mqtts`, `wss`).
 
 mod support;
 
@@ -69,8 +71,14 @@ async fn bridge_transports_and_replicas() {
     );
     let rate = env_u64("BENCH_LAT_RATE", 5_000) as f64;
 
+    let wanted = |var: &str, what: &str| {
+        std::env::var(var).map_or(true, |list| list.split(',').any(|w| w.trim() == what))
+    };
     let mut rows = Vec::new();
     for replicas in [1usize, 3] {
+        if !wanted("BENCH_REPLICAS", &replicas.to_string()) {
+            continue;
+        }
         let node_dir = dir.path().join(format!("r{replicas}"));
         std::fs::create_dir_all(&node_dir).unwrap();
         let nodes = if replicas == 1 {
@@ -83,6 +91,10 @@ async fn bridge_transports_and_replicas() {
             (&mqtt.mqtts_url, Some(mqtt.ca_file.clone())),
             (&mqtt.wss_url, Some(mqtt.ca_file.clone())),
         ] {
+            let scheme = url.split("://").next().unwrap_or_default();
+            if !wanted("BENCH_TRANSPORTS", scheme) {
+                continue;
+            }
             for (messages, rate) in [(msgs, 0.0), (lat_msgs, rate)] {
                 let opts = BenchOptions {
                     nats_url: nodes[0].url(),

@@ -170,7 +170,8 @@ fn websocket_scenarios_run_against_both_servers() {
 /// The match-night rows through `compare`: the NKEY storms (whose user
 /// only `compare` configures, the same for both servers; their clients
 /// come from worker processes) and the mass fan-outs, each on one server
-/// and on a 3-node cluster, with a handful of clients.
+/// and on a 3-node cluster, with a handful of clients, held by worker
+/// processes of 12 (as the 50,000-subscriber fan-out's are, of 15,000).
 #[test]
 fn match_night_scenarios_run_against_both_servers() {
     let (stdout, stderr) = compare(&[
@@ -180,6 +181,8 @@ fn match_night_scenarios_run_against_both_servers() {
         "30",
         "--mass-events",
         "3",
+        "--mass-per-process",
+        "12",
         "--scenario",
         "storm-nkey",
         "storm-nkey-cluster",

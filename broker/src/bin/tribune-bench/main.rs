@@ -13,6 +13,7 @@ mod callout_storm;
 mod churn;
 mod cluster_rows;
 mod compare;
+mod fanout_workers;
 mod js;
 mod js_cluster;
 mod js_r3_failover;
@@ -25,6 +26,7 @@ mod servers;
 mod storm;
 mod timed;
 mod wire;
+mod workers;
 mod ws_bench;
 mod ws_conn;
 mod ws_fleet;
@@ -82,6 +84,10 @@ struct Load {
     /// Subscribers in every mass fan-out, instead of its own count.
     #[arg(long)]
     mass_conns: Option<u64>,
+    /// Mass fan-out subscribers one bench process holds; a larger
+    /// fan-out's go to worker processes of this many each.
+    #[arg(long, default_value_t = fanout_workers::PER_PROCESS, value_parser = clap::value_parser!(u64).range(1..))]
+    mass_per_process: u64,
     /// Clients in the connection storms.
     #[arg(long, default_value_t = STORM_CONNS)]
     storm_conns: u64,
@@ -111,6 +117,7 @@ impl Load {
             mass_conns: self.mass_conns,
             storm_conns: self.storm_conns,
             churn_phase: Duration::from_secs_f64(self.churn_secs),
+            mass_per_process: self.mass_per_process,
         }
     }
 }
@@ -197,6 +204,23 @@ enum Cmd {
         #[arg(long)]
         lame: Option<usize>,
     },
+    /// One worker process of the largest fan-outs (started by the bench
+    /// itself; see `fanout_workers.rs`).
+    #[command(hide = true)]
+    FanoutWorker {
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<SocketAddr>,
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        count: u64,
+        /// Messages each client stays for (the warm-up included).
+        #[arg(long)]
+        msgs: usize,
+        /// Over the WebSocket listener rather than the client port.
+        #[arg(long)]
+        websocket: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -272,6 +296,8 @@ fn main() -> ExitCode {
                 mass_conns: Some(20),
                 storm_conns: 20,
                 churn_phase: Duration::from_millis(300),
+                // 20 subscribers in workers of 8: the worker path runs too.
+                mass_per_process: 8,
             };
             scenario.iter().try_for_each(|&s| {
                 let o = scenarios::run(s, addr, None, None, p)?;
@@ -285,6 +311,20 @@ fn main() -> ExitCode {
             count,
             lame,
         } => storm::worker(&nodes, first, count, lame),
+        Cmd::FanoutWorker {
+            nodes,
+            first,
+            count,
+            msgs,
+            websocket,
+        } => {
+            let transport = if websocket {
+                ws_conn::Transport::WebSocket
+            } else {
+                ws_conn::Transport::Tcp
+            };
+            fanout_workers::worker(&nodes, first, count, msgs, transport)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

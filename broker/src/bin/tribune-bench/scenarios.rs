@@ -247,10 +247,11 @@ impl Scenario {
         }
     }
 
-    /// Why the scenario cannot run on this machine, if it cannot: a mass
-    /// fan-out's subscriber sockets are all in this process, so it needs
-    /// that many open files (and one node of a single server as many); a
-    /// storm's are shared by its workers, and a node holds its share.
+    /// Why the scenario cannot run on this machine, if it cannot: the
+    /// process holding the most sockets needs that many open files. A
+    /// storm's clients are shared by its workers, and so are a mass
+    /// fan-out's past 15,000 (`fanout_workers`); a node holds its share,
+    /// a single server all of them.
     pub fn cannot_run_here(self, p: &Params) -> Option<String> {
         let need = match (self, self.mass_fanout()) {
             (Scenario::StormNkey, _) => crate::storm::files_needed(p.storm_conns, 1),
@@ -259,7 +260,14 @@ impl Scenario {
             }
             // Two nodes hold every client once the third has gone.
             (Scenario::StormLameDuck, _) => crate::storm::files_needed(p.storm_conns, 2),
-            (_, Some((n, _))) => p.mass_conns.unwrap_or(n) + 1024,
+            (_, Some((n, cluster))) => {
+                let n = p.mass_conns.unwrap_or(n);
+                crate::fanout_workers::files_needed(
+                    n,
+                    if cluster { 3 } else { 1 },
+                    p.mass_per_process,
+                )
+            }
             _ => return None,
         };
         let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -379,6 +387,10 @@ pub struct Params {
     pub storm_conns: u64,
     /// How long each phase of the churn scenario publishes.
     pub churn_phase: Duration,
+    /// Mass fan-out subscribers one process holds; more go to worker
+    /// processes (`fanout_workers`). The smoke run sets it low so that
+    /// the workers are exercised too.
+    pub mass_per_process: u64,
 }
 
 const BATCH: usize = 512;
@@ -522,6 +534,7 @@ pub fn mass_fanout(
         transport: crate::ws_conn::Transport::Tcp,
         n: p.mass_conns.unwrap_or(n),
         events: p.mass_events.max(1) as usize,
+        per_process: p.mass_per_process,
         pids,
     })
 }
@@ -866,6 +879,7 @@ mod tests {
             mass_conns,
             storm_conns: 40,
             churn_phase: Duration::from_millis(100),
+            mass_per_process: crate::fanout_workers::PER_PROCESS,
         }
     }
 

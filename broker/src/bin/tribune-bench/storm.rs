@@ -26,9 +26,8 @@
 //! an ed25519 verification, a permission set) is the same as with one key
 //! each, and both servers get the same configuration.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -39,6 +38,7 @@ use tokio::net::TcpStream;
 
 use crate::proc_stats;
 use crate::scenarios::Outcome;
+use crate::workers::{self, Worker};
 
 /// A guard against a server that never answers; not an expectation.
 pub const DEADLINE: Duration = Duration::from_secs(180);
@@ -138,7 +138,7 @@ impl Storm {
             let first = w * per;
             let count = per.min(n.saturating_sub(first));
             if count > 0 {
-                workers.push(Worker::spawn(nodes, first, count, lame, token, &seed)?);
+                workers.push(spawn_worker(nodes, first, count, lame, token, &seed)?);
             }
         }
         for w in &mut workers {
@@ -163,108 +163,34 @@ impl Storm {
 
     /// The next report line of every worker, as JSON.
     pub fn reports(&mut self) -> io::Result<Vec<serde_json::Value>> {
-        self.workers
-            .iter_mut()
-            .map(|w| {
-                serde_json::from_str(&w.line()?)
-                    .map_err(|e| io::Error::other(format!("storm worker report: {e}")))
-            })
-            .collect()
+        self.workers.iter_mut().map(Worker::json).collect()
     }
 }
 
-/// A worker process and its pipes; killed on drop if still there.
-struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Worker {
-    fn spawn(
-        nodes: &[SocketAddr],
-        first: u64,
-        count: u64,
-        lame: Option<usize>,
-        token: Option<&str>,
-        seed: &str,
-    ) -> io::Result<Worker> {
-        let exe = std::env::current_exe()?;
-        let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
-        let mut cmd = Command::new(exe);
-        cmd.args(["storm-worker", "--nodes", &list.join(",")])
-            .args(["--first", &first.to_string(), "--count", &count.to_string()]);
-        if let Some(lame) = lame {
-            cmd.args(["--lame", &lame.to_string()]);
-        }
-        if let Some(token) = token {
-            cmd.env(TOKEN_ENV, token);
-        }
-        let mut child = cmd
-            .env(SEED_ENV, seed)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::other(format!("starting a storm worker: {e}")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            return Err(io::Error::other("a storm worker without pipes"));
-        };
-        Ok(Worker {
-            child,
-            stdin: Some(stdin),
-            stdout: BufReader::new(stdout),
-        })
+/// Start the worker for clients `first..first + count`.
+fn spawn_worker(
+    nodes: &[SocketAddr],
+    first: u64,
+    count: u64,
+    lame: Option<usize>,
+    token: Option<&str>,
+    seed: &str,
+) -> io::Result<Worker> {
+    let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
+    let mut args: Vec<String> = ["storm-worker", "--nodes", &list.join(",")]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(["--first".into(), first.to_string()]);
+    args.extend(["--count".into(), count.to_string()]);
+    if let Some(lame) = lame {
+        args.extend(["--lame".into(), lame.to_string()]);
     }
-
-    fn say(&mut self, what: &str) -> io::Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| io::Error::other("storm worker's stdin closed"))?;
-        writeln!(stdin, "{what}")?;
-        stdin.flush()
+    let mut env = vec![(SEED_ENV, seed)];
+    if let Some(token) = token {
+        env.push((TOKEN_ENV, token));
     }
-
-    /// The worker's next line; its end (it failed, and said why on
-    /// stderr) is an error.
-    fn line(&mut self) -> io::Result<String> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            let status = self.child.wait()?;
-            return Err(io::Error::other(format!(
-                "a storm worker ended early ({status}); its error is above"
-            )));
-        }
-        Ok(line.trim_end().to_string())
-    }
-
-    fn expect_line(&mut self, want: &str) -> io::Result<()> {
-        let got = self.line()?;
-        if got == want {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "a storm worker said {got:?}, not {want:?}"
-            )))
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        // A worker told to stop exits at once; one stuck is killed.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Worker::spawn("storm worker", &args, &env)
 }
 
 /// A worker's part (`tribune-bench storm-worker`): says `ready`, waits
@@ -284,12 +210,8 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>)
         .enable_all()
         .build()?;
     user();
-    let mut out = io::stdout().lock();
-    writeln!(out, "ready")?;
-    out.flush()?;
-    let mut line = String::new();
-    io::stdin().lock().read_line(&mut line)?;
-    if line.trim_end() != "go" {
+    workers::tell("ready")?;
+    if workers::hear()?.as_deref() != Some("go") {
         return Ok(());
     }
     let cpu0 = proc_stats::self_cpu();
@@ -300,8 +222,7 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>)
         "failed": failed.load(Ordering::Relaxed),
         "cpu_s": proc_stats::self_cpu() - cpu0,
     });
-    writeln!(out, "{report}")?;
-    out.flush()?;
+    workers::tell(&report.to_string())?;
     if let Some(lame) = lame {
         let (watched, kept): (Vec<_>, Vec<_>) = conns
             .into_iter()
@@ -316,17 +237,11 @@ pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>)
             "cpu_s": proc_stats::self_cpu() - cpu0,
             "relogin_ms": relogin_ms,
         });
-        writeln!(out, "{report}")?;
-        out.flush()?;
+        workers::tell(&report.to_string())?;
         conns = kept.into_iter().chain(moved).collect();
     }
     // Hold the connections until the parent has read the servers' memory.
-    loop {
-        line.clear();
-        if io::stdin().lock().read_line(&mut line)? == 0 {
-            break;
-        }
-    }
+    workers::until_closed()?;
     drop(conns);
     Ok(())
 }
@@ -392,7 +307,7 @@ pub async fn client(
 /// Connect, sign the INFO's nonce (or, with `token`, send that as the
 /// `auth_token` instead), `CONNECT`+`SUB`+`PING`, read to the PONG.
 pub async fn login(addr: SocketAddr, i: u64, token: Option<&str>) -> io::Result<TcpStream> {
-    let mut s = connect(addr, i).await?;
+    let mut s = crate::ws_conn::connect_from_own_address(addr, i).await?;
     let mut seen = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     let info = loop {
@@ -432,24 +347,6 @@ pub async fn login(addr: SocketAddr, i: u64, token: Option<&str>) -> io::Result<
             )));
         }
         read_some(&mut s, &mut buf, &mut seen, i).await?;
-    }
-}
-
-/// Connect client `i` to `addr`. On loopback, from a source address of
-/// its own (127.1.x.y): thousands of connections from one address to one
-/// listener make the kernel search the ephemeral ports for a free
-/// 4-tuple on every connect, and that search (`__inet_hash_connect`,
-/// `__inet_check_established`) was a quarter of the bench's CPU in a
-/// 19,000-client storm on one node.
-async fn connect(addr: SocketAddr, i: u64) -> io::Result<TcpStream> {
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_loopback() => {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            let [_, _, hi, lo] = (i as u32).to_be_bytes();
-            socket.bind(SocketAddr::from(([127, 1, hi, lo], 0)))?;
-            socket.connect(addr).await
-        }
-        _ => TcpStream::connect(addr).await,
     }
 }
 

@@ -33,11 +33,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 
+use crate::fanout_workers::{self, Remote, WorkersCpu};
 use crate::proc_stats;
 use crate::scenarios::{percentiles, Outcome};
 use crate::wire::pub_batch;
@@ -145,6 +148,7 @@ pub fn fanout(
         n,
         events: events.max(1) as usize,
         pids: &pids,
+        per_process: fanout_workers::PER_PROCESS,
     }))
 }
 
@@ -162,6 +166,9 @@ pub struct Fanout<'a> {
     pub events: usize,
     /// The server processes: CPU and RSS are their sums.
     pub pids: &'a [u32],
+    /// Subscribers this process holds at most; past it, all are in
+    /// worker processes ([`fanout_workers`]).
+    pub per_process: u64,
 }
 
 /// Run a fan-out on a runtime of its own (see [`Fanout`]).
@@ -177,6 +184,7 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
         n,
         events,
         pids,
+        per_process,
     } = f;
     if subscribers.is_empty() {
         return Err(io::Error::other(
@@ -188,19 +196,7 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
     }
     let base = proc_stats::rss_sum(pids);
     let setup = Instant::now();
-    let subject = |_| FANOUT_SUBJECT.to_string();
-    let (fleet, mut tasks) = ws_fleet::spawn(subscribers, transport, n, 1 + events, subject);
-    let mut done = Vec::with_capacity(n as usize);
-    let tasks = &mut tasks;
-    ws_fleet::wait_for(
-        &fleet.ready,
-        n,
-        tasks,
-        &mut done,
-        SETUP_DEADLINE,
-        "subscribed",
-    )
-    .await?;
+    let mut subs = Subscribers::start(subscribers, transport, n, 1 + events, per_process).await?;
     let setup = setup.elapsed();
     tokio::time::sleep(SETTLE).await;
     let mut publisher = publisher(addr).await?;
@@ -219,28 +215,19 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
         let frame = pub_batch(&subject, None, &goal_event(id, e as u64), 1);
         sent.push(SystemTime::now());
         publisher.write_all(&frame).await?;
-        let want = n * (e as u64 + 1);
-        let deadline = DELIVERY_DEADLINE;
-        ws_fleet::wait_for(
-            &fleet.delivered,
-            want,
-            tasks,
-            &mut done,
-            deadline,
-            "delivered",
-        )
-        .await?;
+        subs.delivered(e, n).await?;
         if e < events {
             tokio::time::sleep(EVENT_GAP).await;
         }
     }
     let elapsed = measured.elapsed();
-    let bench_cpu = proc_stats::self_cpu() - bench_cpu0;
+    let mut bench_cpu = proc_stats::self_cpu() - bench_cpu0;
     let cpu = proc_stats::cpu_since(cpu0, pids);
     let rss = proc_stats::rss_sum(pids);
-    ws_fleet::join_all(tasks, &mut done).await?;
-    let stats = Latencies::of(done.iter().map(|(_, s)| &s[..]), &sent);
-    drop(done);
+    let (stamps, workers_cpu) = subs.stamps().await?;
+    bench_cpu += workers_cpu.events;
+    let stats = Latencies::of(stamps.iter().map(|s| &s[..]), &sent);
+    drop(stamps);
     let deliveries = n as f64 * events as f64;
     let mut notes = vec![
         ("first event p50 us", stats.first.0),
@@ -259,6 +246,10 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
         notes.push(("server cpu s", c));
     }
     notes.push(("bench cpu s over the events", bench_cpu));
+    if let Subscribers::Workers(w) = &subs {
+        notes.push(("bench worker processes", w.len() as f64));
+    }
+    drop(subs);
     Ok(Outcome {
         latency_us: Some(stats.kernel),
         latency_max_us: Some(stats.kernel_max),
@@ -269,8 +260,85 @@ async fn fanout_async(f: Fanout<'_>) -> io::Result<Outcome> {
         rss_per_10k: growth_per_10k(base, rss, n),
         notes,
         elapsed,
+        // The workers' CPU; the caller adds this process's own.
+        bench_cpu: workers_cpu.total,
         ..Default::default()
     })
+}
+
+/// Where a fan-out's subscribers are: on this process's runtime, or, past
+/// what one process may hold, in worker processes ([`fanout_workers`]).
+enum Subscribers {
+    Here {
+        fleet: Arc<ws_fleet::Fleet>,
+        tasks: JoinSet<io::Result<ws_fleet::Done>>,
+        done: Vec<ws_fleet::Done>,
+    },
+    Workers(Remote),
+}
+
+impl Subscribers {
+    /// `n` clients spread over `addrs`, each staying for `msgs` messages,
+    /// in worker processes if they are more than `per_process`; returns
+    /// once all are subscribed.
+    async fn start(
+        addrs: &[SocketAddr],
+        transport: Transport,
+        n: u64,
+        msgs: usize,
+        per_process: u64,
+    ) -> io::Result<Subscribers> {
+        if fanout_workers::workers_for(n, per_process) > 0 {
+            // Blocking on the workers' pipes here and below: with the
+            // clients elsewhere, nothing else runs on this runtime.
+            return Remote::spawn(addrs, transport, n, msgs, per_process).map(Subscribers::Workers);
+        }
+        let subject = |_| FANOUT_SUBJECT.to_string();
+        let (fleet, mut tasks) = ws_fleet::spawn(addrs, transport, 0, n, msgs, subject);
+        let mut done = Vec::with_capacity(n as usize);
+        ws_fleet::wait_for(
+            &fleet.ready,
+            n,
+            &mut tasks,
+            &mut done,
+            SETUP_DEADLINE,
+            "subscribed",
+        )
+        .await?;
+        Ok(Subscribers::Here { fleet, tasks, done })
+    }
+
+    /// Returns once every client has read event `e` (of `n` clients).
+    async fn delivered(&mut self, e: usize, n: u64) -> io::Result<()> {
+        match self {
+            Subscribers::Here { fleet, tasks, done } => {
+                let want = n * (e as u64 + 1);
+                ws_fleet::wait_for(
+                    &fleet.delivered,
+                    want,
+                    tasks,
+                    done,
+                    DELIVERY_DEADLINE,
+                    "delivered",
+                )
+                .await
+            }
+            Subscribers::Workers(w) => w.delivered(e),
+        }
+    }
+
+    /// Every client's stamps, and the CPU seconds of worker processes
+    /// (none here: this process counts itself).
+    async fn stamps(&mut self) -> io::Result<(Vec<Vec<Stamp>>, WorkersCpu)> {
+        match self {
+            Subscribers::Here { tasks, done, .. } => {
+                ws_fleet::join_all(tasks, done).await?;
+                let stamps = std::mem::take(done).into_iter().map(|(_, s)| s).collect();
+                Ok((stamps, WorkersCpu::default()))
+            }
+            Subscribers::Workers(w) => w.stamps(),
+        }
+    }
 }
 
 /// Server memory above `base` for `n` connections, scaled to 10,000.
@@ -354,7 +422,7 @@ pub fn idle(ws: SocketAddr, n: u64, server_pid: Option<u32>) -> io::Result<Outco
         let base = server_pid.and_then(proc_stats::proc_rss);
         let start = Instant::now();
         let subject = |i| format!("bench.idle.{i}");
-        let (_fleet, mut tasks) = ws_fleet::spawn(&[ws], Transport::WebSocket, n, 0, subject);
+        let (_fleet, mut tasks) = ws_fleet::spawn(&[ws], Transport::WebSocket, 0, n, 0, subject);
         let mut conns = Vec::with_capacity(n as usize);
         ws_fleet::join_all(&mut tasks, &mut conns).await?;
         let elapsed = start.elapsed();

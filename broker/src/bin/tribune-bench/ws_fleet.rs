@@ -42,12 +42,15 @@ pub struct Fleet {
     pub delivered: AtomicU64,
 }
 
-/// Start `n` clients, client `i` on `addrs[i % addrs.len()]` over
-/// `transport` and subscribed to `subject(i)`, each staying for `msgs`
-/// messages (none: done once subscribed).
+/// Start clients `first..first + n`, client `i` on
+/// `addrs[i % addrs.len()]` over `transport` and subscribed to
+/// `subject(i)`, each staying for `msgs` messages (none: done once
+/// subscribed). `first` lets several worker processes share one fleet's
+/// numbering (and so its nodes and source addresses).
 pub fn spawn(
     addrs: &[SocketAddr],
     transport: Transport,
+    first: u64,
     n: u64,
     msgs: usize,
     subject: impl Fn(u64) -> String,
@@ -58,9 +61,9 @@ pub fn spawn(
         delivered: AtomicU64::new(0),
     });
     let mut tasks = JoinSet::new();
-    for i in 0..n {
-        let addr = addrs[i as usize % addrs.len()];
-        tasks.spawn(client(addr, transport, subject(i), msgs, fleet.clone()));
+    for i in first..first + n {
+        let addr = addrs[(i % addrs.len() as u64) as usize];
+        tasks.spawn(client(addr, transport, i, subject(i), msgs, fleet.clone()));
     }
     (fleet, tasks)
 }
@@ -71,6 +74,7 @@ pub fn spawn(
 async fn client(
     addr: SocketAddr,
     transport: Transport,
+    i: u64,
     subject: String,
     msgs: usize,
     fleet: Arc<Fleet>,
@@ -81,7 +85,7 @@ async fn client(
             .acquire()
             .await
             .map_err(|_| io::Error::other("setup gate closed"))?;
-        let mut c = WsConn::open(addr, transport).await?;
+        let mut c = WsConn::open(addr, transport, i).await?;
         while c.next_op().await?.op != Op::Info {}
         let hello = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\
