@@ -171,7 +171,8 @@ fn websocket_scenarios_run_against_both_servers() {
 /// only `compare` configures, the same for both servers; their clients
 /// come from worker processes) and the mass fan-outs, each on one server
 /// and on a 3-node cluster, with a handful of clients, held by worker
-/// processes of 12 (as the 50,000-subscriber fan-out's are, of 15,000).
+/// processes of at most 12 (30 subscribers: 3 of 10), as the
+/// 50,000-subscriber fan-out's are by workers of at most 15,000.
 #[test]
 fn match_night_scenarios_run_against_both_servers() {
     let (stdout, stderr) = compare(&[

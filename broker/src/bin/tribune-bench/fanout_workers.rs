@@ -25,11 +25,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::proc_stats;
 use crate::workers::{self, Worker};
+use crate::ws_bench;
 use crate::ws_conn::Transport;
 use crate::ws_fleet::{self, Stamp, SETUP_DEADLINE};
 
 /// Subscribers one process holds at most by default (with room under a
-/// 20,000 open-files limit for the rest of the process).
+/// 20,000 open-files limit for the rest of the process). A larger
+/// fan-out is split evenly over as few workers as hold it at this many
+/// each at most.
 pub const PER_PROCESS: u64 = 15_000;
 /// Bytes per stamp on the pipe: kernel time (ns since the epoch, -1 for
 /// none), whether it is the message's own (1 byte), read time (ns).
@@ -184,15 +187,21 @@ pub fn worker(
         workers::tell("ready")?;
         let mut cpu0 = proc_stats::self_cpu();
         for e in 0..msgs {
-            // The conductor publishes when every worker is ready, after a
-            // pause: the setup deadline covers that wait too.
+            // The conductor publishes the warm-up once every worker is
+            // ready and a pause has passed, which may take as long as the
+            // slowest worker's setup; later events come at once.
+            let deadline = if e == 0 {
+                SETUP_DEADLINE + ws_bench::SETTLE
+            } else {
+                ws_bench::DELIVERY_DEADLINE
+            };
             let want = count * (e as u64 + 1);
             ws_fleet::wait_for(
                 &fleet.delivered,
                 want,
                 tasks,
                 &mut done,
-                SETUP_DEADLINE,
+                deadline,
                 "delivered",
             )
             .await?;
@@ -208,14 +217,7 @@ pub fn worker(
     if workers::hear()?.as_deref() != Some("stamps") {
         return Ok(());
     }
-    let head = serde_json::json!({
-        "clients": clients.len(),
-        "per": msgs,
-        "cpu_s": cpu,
-        "cpu_total_s": proc_stats::self_cpu(),
-    });
-    let mut out = Vec::with_capacity(clients.len() * msgs * STAMP_LEN + 64);
-    out.extend_from_slice(format!("{head}\n").as_bytes());
+    let mut out = Vec::with_capacity(clients.len() * msgs * STAMP_LEN);
     for (_, stamps) in &clients {
         if stamps.len() != msgs {
             return Err(io::Error::other(format!(
@@ -227,6 +229,15 @@ pub fn worker(
             encode(s, &mut out);
         }
     }
+    // The CPU after encoding, as a bench holding its clients in-process
+    // counts its own computing of the figures (but not closing them).
+    let head = serde_json::json!({
+        "clients": clients.len(),
+        "per": msgs,
+        "cpu_s": cpu,
+        "cpu_total_s": proc_stats::self_cpu(),
+    });
+    workers::tell(&head.to_string())?;
     {
         use std::io::Write;
         let mut stdout = io::stdout().lock();

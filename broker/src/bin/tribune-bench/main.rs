@@ -85,7 +85,8 @@ struct Load {
     #[arg(long)]
     mass_conns: Option<u64>,
     /// Mass fan-out subscribers one bench process holds; a larger
-    /// fan-out's go to worker processes of this many each.
+    /// fan-out's are split evenly over worker processes of at most this
+    /// many each.
     #[arg(long, default_value_t = fanout_workers::PER_PROCESS, value_parser = clap::value_parser!(u64).range(1..))]
     mass_per_process: u64,
     /// Clients in the connection storms.
@@ -296,7 +297,8 @@ fn main() -> ExitCode {
                 mass_conns: Some(20),
                 storm_conns: 20,
                 churn_phase: Duration::from_millis(300),
-                // 20 subscribers in workers of 8: the worker path runs too.
+                // 20 subscribers over workers of at most 8 (7, 7 and 6):
+                // the worker path runs too.
                 mass_per_process: 8,
             };
             scenario.iter().try_for_each(|&s| {

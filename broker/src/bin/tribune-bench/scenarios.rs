@@ -401,8 +401,10 @@ pub const MASS_EVENTS: u64 = 100;
 pub const STORM_CONNS: u64 = 20_000;
 
 impl Params {
-    /// The most connections any of `list` holds at once in this process,
-    /// for the open-files limit.
+    /// The most connections any of `list` holds at once, for this
+    /// process's open-files limit, which the servers it starts inherit
+    /// (a mass fan-out's or storm's clients may be in worker processes,
+    /// but a single server holds them all).
     pub fn most_conns(&self, list: &[Scenario]) -> u64 {
         let mass = list
             .iter()

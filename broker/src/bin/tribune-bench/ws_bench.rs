@@ -48,7 +48,7 @@ use crate::ws_conn::Transport;
 use crate::ws_fleet::{self, Stamp, SETUP_DEADLINE};
 
 /// A guard against a server that stops delivering; not an expectation.
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
 /// Pause after every subscriber has read an event, so the next one meets
 /// a server at rest, as goals do.
 const EVENT_GAP: Duration = Duration::from_millis(100);

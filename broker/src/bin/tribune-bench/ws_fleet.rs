@@ -14,8 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::ws_conn::{Op, Transport, WsConn};
 
-/// Upgrades under way at once: enough to keep both servers busy, few
-/// enough that neither's listen backlog overflows into SYN retries.
+/// Upgrades under way at once per process: enough to keep both servers
+/// busy, few enough that neither's listen backlog overflows into SYN
+/// retries. A fan-out in worker processes has this many per worker; its
+/// clients are spread over the nodes of a cluster, whose backlogs add up.
 const HANDSHAKES_IN_FLIGHT: usize = 256;
 /// A guard against a server that stops answering; not an expectation.
 pub const SETUP_DEADLINE: Duration = Duration::from_secs(180);
