@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::proc_stats;
-use crate::workers::{self, Worker};
+use crate::workers::{self, Share, Worker};
 use crate::ws_bench;
 use crate::ws_conn::Transport;
 use crate::ws_fleet::{self, Stamp, SETUP_DEADLINE};
@@ -75,27 +75,10 @@ impl Remote {
         msgs: usize,
         per_process: u64,
     ) -> io::Result<Remote> {
-        let k = workers_for(n, per_process).max(1);
-        let per = n.div_ceil(k);
-        let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
         let mut workers = Vec::new();
-        for w in 0..k {
-            let first = w * per;
-            let count = per.min(n.saturating_sub(first));
-            if count == 0 {
-                continue;
-            }
-            let mut args = vec![
-                "fanout-worker".to_string(),
-                "--nodes".into(),
-                list.join(","),
-                "--first".into(),
-                first.to_string(),
-                "--count".into(),
-                count.to_string(),
-                "--msgs".into(),
-                msgs.to_string(),
-            ];
+        for share in Share::split(nodes, n, workers_for(n, per_process)) {
+            let mut args = share.args("fanout-worker");
+            args.extend(["--msgs".into(), msgs.to_string()]);
             if transport == Transport::WebSocket {
                 args.push("--websocket".into());
             }
@@ -156,13 +139,8 @@ pub struct WorkersCpu {
 }
 
 /// A worker's part (`tribune-bench fanout-worker`; see the module doc).
-pub fn worker(
-    nodes: &[SocketAddr],
-    first: u64,
-    count: u64,
-    msgs: usize,
-    transport: Transport,
-) -> io::Result<()> {
+pub fn worker(share: &Share, msgs: usize, transport: Transport) -> io::Result<()> {
+    let (nodes, first, count) = (&share.nodes[..], share.first, share.count);
     if nodes.is_empty() || msgs == 0 {
         return Err(io::Error::other("fan-out worker: no nodes or no messages"));
     }

@@ -195,12 +195,8 @@ enum Cmd {
     /// itself; see `storm.rs`).
     #[command(hide = true)]
     StormWorker {
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<SocketAddr>,
-        #[arg(long)]
-        first: u64,
-        #[arg(long)]
-        count: u64,
+        #[command(flatten)]
+        share: workers::Share,
         /// The node (an index into `nodes`) that goes into lame-duck mode.
         #[arg(long)]
         lame: Option<usize>,
@@ -209,12 +205,8 @@ enum Cmd {
     /// itself; see `fanout_workers.rs`).
     #[command(hide = true)]
     FanoutWorker {
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<SocketAddr>,
-        #[arg(long)]
-        first: u64,
-        #[arg(long)]
-        count: u64,
+        #[command(flatten)]
+        share: workers::Share,
         /// Messages each client stays for (the warm-up included).
         #[arg(long)]
         msgs: usize,
@@ -307,16 +299,9 @@ fn main() -> ExitCode {
                 Ok::<_, std::io::Error>(())
             })
         }
-        Cmd::StormWorker {
-            nodes,
-            first,
-            count,
-            lame,
-        } => storm::worker(&nodes, first, count, lame),
+        Cmd::StormWorker { share, lame } => storm::worker(&share, lame),
         Cmd::FanoutWorker {
-            nodes,
-            first,
-            count,
+            share,
             msgs,
             websocket,
         } => {
@@ -325,7 +310,7 @@ fn main() -> ExitCode {
             } else {
                 ws_conn::Transport::Tcp
             };
-            fanout_workers::worker(&nodes, first, count, msgs, transport)
+            fanout_workers::worker(&share, msgs, transport)
         }
     };
     match result {

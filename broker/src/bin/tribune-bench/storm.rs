@@ -38,7 +38,7 @@ use tokio::net::TcpStream;
 
 use crate::proc_stats;
 use crate::scenarios::Outcome;
-use crate::workers::{self, Worker};
+use crate::workers::{self, Share, Worker};
 
 /// A guard against a server that never answers; not an expectation.
 pub const DEADLINE: Duration = Duration::from_secs(180);
@@ -132,14 +132,9 @@ impl Storm {
         let seed = user()
             .seed()
             .map_err(|e| io::Error::other(format!("the storm user's seed: {e}")))?;
-        let per = n.div_ceil(WORKERS);
         let mut workers = Vec::new();
-        for w in 0..WORKERS {
-            let first = w * per;
-            let count = per.min(n.saturating_sub(first));
-            if count > 0 {
-                workers.push(spawn_worker(nodes, first, count, lame, token, &seed)?);
-            }
+        for share in Share::split(nodes, n, WORKERS) {
+            workers.push(spawn_worker(&share, lame, token, &seed)?);
         }
         for w in &mut workers {
             w.expect_line("ready")?;
@@ -167,22 +162,14 @@ impl Storm {
     }
 }
 
-/// Start the worker for clients `first..first + count`.
+/// Start the worker for `share` of the clients.
 fn spawn_worker(
-    nodes: &[SocketAddr],
-    first: u64,
-    count: u64,
+    share: &Share,
     lame: Option<usize>,
     token: Option<&str>,
     seed: &str,
 ) -> io::Result<Worker> {
-    let list: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
-    let mut args: Vec<String> = ["storm-worker", "--nodes", &list.join(",")]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    args.extend(["--first".into(), first.to_string()]);
-    args.extend(["--count".into(), count.to_string()]);
+    let mut args = share.args("storm-worker");
     if let Some(lame) = lame {
         args.extend(["--lame".into(), lame.to_string()]);
     }
@@ -199,7 +186,8 @@ fn spawn_worker(
 /// every connection until stdin closes. With `lame`, between the two it
 /// follows the clients node `lame` closes to the other nodes and reports
 /// again (`lame_duck.rs`).
-pub fn worker(nodes: &[SocketAddr], first: u64, count: u64, lame: Option<usize>) -> io::Result<()> {
+pub fn worker(share: &Share, lame: Option<usize>) -> io::Result<()> {
+    let (nodes, first, count) = (&share.nodes[..], share.first, share.count);
     if nodes.is_empty() || lame.is_some_and(|l| l >= nodes.len() || nodes.len() < 2) {
         return Err(io::Error::other(
             "storm worker: no nodes, or a lame-duck node not among them with others to go to",

@@ -9,8 +9,53 @@
 //! exits when its stdin closes.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// One worker's part of a fleet of clients numbered from 0: clients
+/// `first..first + count`, client `i` on `nodes[i % nodes.len()]`. The
+/// same arguments on every worker subcommand.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub nodes: Vec<SocketAddr>,
+    #[arg(long)]
+    pub first: u64,
+    #[arg(long)]
+    pub count: u64,
+}
+
+impl Share {
+    /// `n` clients over at most `workers` shares of equal size (the last
+    /// one smaller), none empty.
+    pub fn split(nodes: &[SocketAddr], n: u64, workers: u64) -> Vec<Share> {
+        let per = n.div_ceil(workers.max(1));
+        (0..workers.max(1))
+            .map(|w| w * per)
+            .filter(|&first| first < n)
+            .map(|first| Share {
+                nodes: nodes.to_vec(),
+                first,
+                count: per.min(n - first),
+            })
+            .collect()
+    }
+
+    /// `subcommand` with this share's arguments, for [`Worker::spawn`].
+    pub fn args(&self, subcommand: &str) -> Vec<String> {
+        let list: Vec<String> = self.nodes.iter().map(SocketAddr::to_string).collect();
+        vec![
+            subcommand.to_string(),
+            "--nodes".into(),
+            list.join(","),
+            "--first".into(),
+            self.first.to_string(),
+            "--count".into(),
+            self.count.to_string(),
+        ]
+    }
+}
 
 /// A worker process and its pipes; killed on drop if still there.
 pub struct Worker {
@@ -138,4 +183,45 @@ pub fn hear() -> io::Result<Option<String>> {
 pub fn until_closed() -> io::Result<()> {
     while hear()?.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_client_once() {
+        let nodes: Vec<SocketAddr> = vec!["127.0.0.1:4222".parse().unwrap()];
+        let counts = |n, w| -> Vec<(u64, u64)> {
+            Share::split(&nodes, n, w)
+                .iter()
+                .map(|s| (s.first, s.count))
+                .collect()
+        };
+        assert_eq!(counts(20, 3), [(0, 7), (7, 7), (14, 6)]);
+        assert_eq!(
+            counts(50_000, 4),
+            [
+                (0, 12_500),
+                (12_500, 12_500),
+                (25_000, 12_500),
+                (37_500, 12_500)
+            ]
+        );
+        // More workers than clients: no empty share.
+        assert_eq!(counts(2, 4), [(0, 1), (1, 1)]);
+        let args = Share::split(&nodes, 10, 2)[1].args("x-worker");
+        assert_eq!(
+            args,
+            [
+                "x-worker",
+                "--nodes",
+                "127.0.0.1:4222",
+                "--first",
+                "5",
+                "--count",
+                "5"
+            ]
+        );
+    }
 }
