@@ -13,6 +13,9 @@
 //! stored only after it is fdatasynced, by a writer thread that exists while
 //! the store has work, so an idle store costs only its files and a busy one
 //! writes every waiting batch with one write and one fsync (group commit).
+//! The writer keeps zeros on disk ahead of the newest record
+//! ([`LogOptions::prealloc_bytes`]), so most of those fsyncs carry no
+//! metadata; reopening reads zeros after the last record as the end.
 //!
 //! Memory per store: the offset of every record (4 bytes an entry), the
 //! leader id of every term, and a bounded cache of the newest entries,
@@ -66,6 +69,15 @@ pub struct LogOptions {
     /// this often. It is only a hint for re-applying entries at startup, so
     /// a stale value is safe and a write per commit is not worth its fsyncs.
     pub committed_interval: Duration,
+    /// Zeros written ahead of the newest record, at most; 0 writes none.
+    /// An fdatasync of bytes that overwrite zeros already on disk has no
+    /// file size or block map to commit with them, so it skips the
+    /// filesystem journal: measured here, 17 KB appends synced in 190 us
+    /// and overwrites in 117 us, and three replicas on one disk no longer
+    /// queue behind each other's journal commits. The zeros are written
+    /// (and synced) along with the append that runs past them, in steps
+    /// that grow with the segment up to this size.
+    pub prealloc_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -75,6 +87,7 @@ impl Default for LogOptions {
             cache_bytes: 4 << 20,
             read_batch_bytes: 4 << 20,
             committed_interval: Duration::from_secs(1),
+            prealloc_bytes: 1 << 20,
         }
     }
 }

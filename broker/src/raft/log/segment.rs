@@ -105,7 +105,8 @@ pub(super) struct Scan {
     pub offsets: Vec<u32>,
     /// Leader ids of the records, run-length encoded: `(first index, id)`.
     pub leaders: Vec<(u64, CommittedLeaderId<u64>)>,
-    /// End of the last intact record.
+    /// End of the last intact record; zeros written ahead of the records
+    /// may follow it.
     pub end: u64,
     pub file_len: u64,
     /// Where and why reading stopped before the end of the file.
@@ -113,10 +114,12 @@ pub(super) struct Scan {
 }
 
 /// Reads every record of the segment at `path`, checking checksums and that
-/// the records hold consecutive indexes from `first`. A damaged record ends
-/// the scan (the caller decides whether that is a torn tail); a record that
-/// is intact but holds the wrong entry is an error. Only the log id at the
-/// front of each entry is decoded.
+/// the records hold consecutive indexes from `first`. Zeros from a record
+/// boundary to the end of the file end the scan cleanly (the writer puts
+/// them ahead of its appends). A damaged record ends the scan (the caller
+/// decides whether that is a torn tail); a record that is intact but holds
+/// the wrong entry is an error. Only the log id at the front of each entry
+/// is decoded.
 pub(super) fn scan(path: &Path, first: u64) -> anyhow::Result<Scan> {
     let ctx = || format!("reading Raft log segment {}", path.display());
     let file = OpenOptions::new()
@@ -139,10 +142,20 @@ pub(super) fn scan(path: &Path, first: u64) -> anyhow::Result<Scan> {
     while out.end < file_len {
         let left = file_len - out.end;
         if left < HEADER as u64 {
-            out.bad = Some((out.end, Bad::Short));
+            if !only_zeros(&mut rd, left).with_context(ctx)? {
+                out.bad = Some((out.end, Bad::Short));
+            }
             break;
         }
         rd.read_exact(&mut header).with_context(ctx)?;
+        if header == [0; HEADER] {
+            // No record has length 0: the zeros the writer puts ahead of
+            // its appends, or a torn record if anything but zeros follows.
+            if !only_zeros(&mut rd, left - HEADER as u64).with_context(ctx)? {
+                out.bad = Some((out.end, Bad::Checksum));
+            }
+            break;
+        }
         let len = record::payload_len(&header).unwrap_or(u32::MAX);
         if u64::from(len) > left - HEADER as u64 {
             out.bad = Some((out.end, Bad::Short));
@@ -186,6 +199,21 @@ pub(super) fn scan(path: &Path, first: u64) -> anyhow::Result<Scan> {
         out.end += HEADER as u64 + u64::from(len);
     }
     Ok(out)
+}
+
+/// Whether the next `n` bytes of `rd` are all zero.
+fn only_zeros(rd: &mut impl Read, n: u64) -> io::Result<bool> {
+    let mut buf = [0u8; 8192];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        rd.read_exact(&mut buf[..k])?;
+        if buf[..k].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        left -= k as u64;
+    }
+    Ok(true)
 }
 
 /// The log id of an encoded `openraft::Entry`: its first field, so the

@@ -1,7 +1,9 @@
 //! The writer: a thread per store that exists only while the store has
 //! file work. It drains the queue in order; consecutive append batches are
 //! written with one positioned write and one fdatasync per segment, and
-//! only then are their callbacks completed, in order. Truncations, purges
+//! only then are their callbacks completed, in order. An append that
+//! reaches the end of its file also writes zeros ahead of itself, in the
+//! same fdatasync, so the appends after it sync no file metadata. Truncations, purges
 //! and votes are done in queue order between them, so file I/O is
 //! serialized as openraft requires while the Raft core never waits for an
 //! append's fsync. Once the queue is empty the committed log id is written
@@ -24,6 +26,12 @@ use super::state::{Purge, Truncation};
 
 /// How long an idle writer waits for more work before its thread exits.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The first step of zeros written ahead of a segment's records.
+const ZERO_STEP_MIN: u64 = 64 << 10;
+
+/// What [`Shared::zero_ahead`] writes from, a piece at a time.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 impl<C> Shared<C>
 where
@@ -189,7 +197,7 @@ where
 
     fn write_group(
         &self,
-        (file, offset, _, created): (&Arc<File>, u64, u64, bool),
+        (file, offset, len, created): (&Arc<File>, u64, u64, bool),
         parts: &[&[u8]],
         scratch: &mut Vec<u8>,
     ) -> io::Result<()> {
@@ -202,11 +210,33 @@ where
             }
             file.write_all_at(scratch, offset)?;
         }
+        self.zero_ahead(file, offset + len)?;
         file.sync_data()?;
         #[cfg(test)]
         self.hooks.syncs.fetch_add(1, Ordering::Relaxed);
         if created {
             meta::sync_dir(&self.log_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Once an append reaches the end of the file, writes zeros after it
+    /// (synced with it), so the next appends overwrite blocks the file
+    /// already has (see [`super::LogOptions::prealloc_bytes`]). The step is
+    /// the segment's size so far, from 64 KiB up to `prealloc_bytes`, so a
+    /// quiet group's log stays small; never past `segment_bytes`.
+    fn zero_ahead(&self, file: &File, end: u64) -> io::Result<()> {
+        let most = self.opts.prealloc_bytes;
+        if most == 0 || file.metadata()?.len() > end {
+            return Ok(());
+        }
+        let step = end.clamp(ZERO_STEP_MIN.min(most), most);
+        let target = (end + step).min(self.opts.segment_bytes.max(end));
+        let mut at = end;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
         }
         Ok(())
     }

@@ -153,6 +153,7 @@ async fn many_batches_with_concurrent_readers_survive_reopen() {
         cache_bytes: 1024,
         read_batch_bytes: 512,
         committed_interval: Duration::from_millis(10),
+        prealloc_bytes: 1 << 20,
     };
     let term = |b: u64| 1 + b / 50;
     let s = Store::open_with(dir.path(), opts.clone()).expect("open");

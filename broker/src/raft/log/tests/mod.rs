@@ -31,6 +31,7 @@ fn tiny() -> LogOptions {
         cache_bytes: 0,
         read_batch_bytes: 64,
         committed_interval: Duration::from_millis(10),
+        prealloc_bytes: 1 << 20,
     }
 }
 

@@ -75,7 +75,7 @@ async fn torn_last_record_is_dropped() {
         append(&s, entries(1, 1..=5)).await;
     }
     let path = dir.path().join("log").join(seg_name(1));
-    let len = fs::metadata(&path).expect("meta").len();
+    let len = data_end(&path) as u64;
     let f = OpenOptions::new()
         .write(true)
         .open(&path)
@@ -103,14 +103,102 @@ async fn torn_header_is_dropped() {
     }
     let path = dir.path().join("log").join(seg_name(1));
     let mut bytes = fs::read(&path).expect("read");
-    bytes.extend_from_slice(&[0, 0, 0]);
+    let end = data_end(&path);
+    bytes.truncate(end);
+    bytes.extend_from_slice(&[7, 0, 0]);
     fs::write(&path, &bytes).expect("write");
     let mut s = Store::open(dir.path()).expect("reopen");
     assert_eq!(last(&mut s).await.1, Some(log_id(1, 3)));
-    assert_eq!(
-        fs::metadata(&path).expect("meta").len() as usize,
-        bytes.len() - 3
-    );
+    assert_eq!(fs::metadata(&path).expect("meta").len() as usize, end);
+}
+
+/// What the writer puts ahead of its appends is not damage: a clean
+/// reopen keeps it (no warning, no cut), and appends overwrite it.
+#[tokio::test]
+async fn zeros_ahead_of_the_records_are_kept_and_written_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log").join(seg_name(1));
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=5)).await;
+    }
+    let end = data_end(&path);
+    let bytes = fs::read(&path).expect("read");
+    assert!(bytes.len() >= end + (64 << 10), "{} bytes", bytes.len());
+    assert!(bytes[end..].iter().all(|b| *b == 0));
+
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(all(&mut s).await.len(), 5);
+    assert_eq!(fs::read(&path).expect("read").len(), bytes.len());
+    append(&s, entries(1, 6..=6)).await;
+    assert_eq!(record_span(&path, 5).0, end, "written where the records end");
+    drop(s);
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(all(&mut s).await.len(), 6);
+}
+
+/// With `prealloc_bytes: 0` a segment holds its records and nothing more.
+#[tokio::test]
+async fn no_zeros_ahead_when_turned_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log").join(seg_name(1));
+    let opts = LogOptions {
+        prealloc_bytes: 0,
+        ..LogOptions::default()
+    };
+    let s = Store::open_with(dir.path(), opts).expect("open");
+    append(&s, entries(1, 1..=5)).await;
+    assert_eq!(fs::read(&path).expect("read").len(), data_end(&path));
+}
+
+/// A record torn inside the zeros (its end never written) is a torn tail,
+/// and so is anything but zeros after a zero header.
+#[tokio::test]
+async fn damage_before_or_among_the_zeros_is_a_torn_tail() {
+    for (what, at_end) in [("torn record", false), ("garbage after zeros", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log").join(seg_name(1));
+        {
+            let s = Store::open(dir.path()).expect("open");
+            append(&s, entries(1, 1..=5)).await;
+        }
+        let end = data_end(&path);
+        let mut bytes = fs::read(&path).expect("read");
+        if at_end {
+            let n = bytes.len();
+            bytes[n - 1] = 1;
+        } else {
+            bytes[end - 3..end].fill(0);
+        }
+        fs::write(&path, &bytes).expect("write");
+
+        let mut s = Store::open(dir.path()).expect("reopen");
+        let kept = if at_end { 5 } else { 4 };
+        assert_eq!(all(&mut s).await.len(), kept, "{what}");
+        let cut = if at_end { end } else { record_span(&path, 4).0 };
+        assert_eq!(fs::read(&path).expect("read").len(), cut, "{what}");
+    }
+}
+
+/// Segments closed with zeros after their records (tiny segments get a
+/// few bytes of them, fewer than a header at times) reopen whole.
+#[tokio::test]
+async fn closed_segments_with_zeros_after_their_records_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        for i in 0..20 {
+            append(&s, entries(1, i + 1..=i + 1)).await;
+        }
+    }
+    let files = segment_files(dir.path());
+    let padded = files
+        .iter()
+        .filter(|f| fs::read(f).expect("read").len() > data_end(f))
+        .count();
+    assert!(padded > 1, "{padded} of {} segments have zeros", files.len());
+    let mut s = Store::open_with(dir.path(), tiny()).expect("reopen");
+    assert_eq!(all(&mut s).await.len(), 20);
 }
 
 #[tokio::test]
@@ -122,7 +210,7 @@ async fn flipped_byte_in_last_record_is_dropped() {
     }
     let path = dir.path().join("log").join(seg_name(1));
     let mut bytes = fs::read(&path).expect("read");
-    let n = bytes.len();
+    let n = data_end(&path);
     bytes[n - 2] ^= 0x40;
     fs::write(&path, &bytes).expect("write");
 
@@ -303,6 +391,17 @@ fn record_span(path: &Path, k: usize) -> (usize, usize) {
         Ok((_, n)) => (pos, n),
         Err(_) => (pos, bytes.len() - pos),
     }
+}
+
+/// Where the intact records of the segment file at `path` end (the zeros
+/// the writer puts ahead of them follow).
+fn data_end(path: &Path) -> usize {
+    let bytes = fs::read(path).expect("read");
+    let mut pos = 0;
+    while let Ok((_, n)) = crate::raft::log::record::parse(&bytes[pos..]) {
+        pos += n;
+    }
+    pos
 }
 
 /// `wait_closed` tells when a directory may be removed: not while a store
