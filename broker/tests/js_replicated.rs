@@ -658,6 +658,46 @@ async fn stepdown_placement(flavor: Flavor) {
 
 on_both_flavors!(stepdown_placement => stepdown_placement);
 
+/// R3 streams created one after another each answer their create with
+/// their leader named (nats-server answers a create from the new leader),
+/// and STREAM.INFO through every node answers with that leader at once:
+/// a client that creates a stream and asks for its info straight away, as
+/// the bridge does, is not left waiting for an election.
+async fn new_streams_are_led_when_created(flavor: Flavor) {
+    let jc = JsCluster::start(flavor).await;
+    for k in 0..3 {
+        let name = format!("NEW{k}");
+        let body = serde_json::json!({
+            "name": name,
+            "subjects": [format!("new.{k}.>")],
+            "storage": "file",
+            "num_replicas": 3,
+        });
+        let created = jc
+            .request_ok(
+                0,
+                &format!("$JS.API.STREAM.CREATE.{name}"),
+                &body.to_string(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        let leader = created["cluster"]["leader"].as_str().unwrap_or_default();
+        assert!(
+            !leader.is_empty(),
+            "the create of {name} names no leader: {created}"
+        );
+        for i in 0..3 {
+            let info = jc
+                .request_ok(i, &format!("$JS.API.STREAM.INFO.{name}"), "")
+                .await
+                .unwrap_or_else(|e| panic!("STREAM.INFO of {name} via node {i}: {e}"));
+            assert_eq!(info["cluster"]["leader"], leader, "{info}");
+        }
+    }
+}
+
+on_both_flavors!(new_streams_are_led_when_created => new_streams_are_led_when_created);
+
 // ---------------------------------------------------------------------------
 // 5. A minority refuses writes.
 // ---------------------------------------------------------------------------

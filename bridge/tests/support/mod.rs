@@ -196,7 +196,7 @@ impl NatsServer {
         let child = Command::new(server_bin())
             .args(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(server_log(&name))
             .spawn()
             .expect("spawning the NATS server");
         NatsServer {
@@ -224,7 +224,7 @@ impl NatsServer {
         let child = Command::new(server_bin())
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(server_log(&self.name))
             .spawn()
             .expect("spawning the NATS server");
         self.child = Some(child);
@@ -306,6 +306,19 @@ pub fn mosquitto_bin() -> Option<PathBuf> {
         eprintln!("SKIPPED: mosquitto not installed (apt-get install -y mosquitto); set TRIBUNE_REQUIRE_MOSQUITTO=1 to make this a failure");
     }
     found
+}
+
+/// Where a server's log goes: nowhere, or with `BRIDGE_TEST_SERVER_LOGS=<dir>`
+/// set, appended to `<dir>/<name>.log` (to see what a cluster did in a run).
+fn server_log(name: &str) -> Stdio {
+    let Some(dir) = std::env::var_os("BRIDGE_TEST_SERVER_LOGS") else {
+        return Stdio::null();
+    };
+    let path = PathBuf::from(dir).join(format!("{name}.log"));
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => Stdio::from(f),
+        Err(e) => panic!("opening {}: {e}", path.display()),
+    }
 }
 
 pub struct Mosquitto {
