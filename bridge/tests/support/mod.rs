@@ -315,7 +315,11 @@ fn server_log(name: &str) -> Stdio {
         return Stdio::null();
     };
     let path = PathBuf::from(dir).join(format!("{name}.log"));
-    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         Ok(f) => Stdio::from(f),
         Err(e) => panic!("opening {}: {e}", path.display()),
     }

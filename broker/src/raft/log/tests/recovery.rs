@@ -131,7 +131,11 @@ async fn zeros_ahead_of_the_records_are_kept_and_written_over() {
     assert_eq!(all(&mut s).await.len(), 5);
     assert_eq!(fs::read(&path).expect("read").len(), bytes.len());
     append(&s, entries(1, 6..=6)).await;
-    assert_eq!(record_span(&path, 5).0, end, "written where the records end");
+    assert_eq!(
+        record_span(&path, 5).0,
+        end,
+        "written where the records end"
+    );
     drop(s);
     let mut s = Store::open(dir.path()).expect("reopen");
     assert_eq!(all(&mut s).await.len(), 6);
@@ -196,7 +200,11 @@ async fn closed_segments_with_zeros_after_their_records_reopen() {
         .iter()
         .filter(|f| fs::read(f).expect("read").len() > data_end(f))
         .count();
-    assert!(padded > 1, "{padded} of {} segments have zeros", files.len());
+    assert!(
+        padded > 1,
+        "{padded} of {} segments have zeros",
+        files.len()
+    );
     let mut s = Store::open_with(dir.path(), tiny()).expect("reopen");
     assert_eq!(all(&mut s).await.len(), 20);
 }
