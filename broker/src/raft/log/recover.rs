@@ -2,7 +2,8 @@
 //!
 //! A crash can only damage the end of the newest segment that holds data
 //! (the writer fsyncs a segment before writing to the next one), plus leave
-//! an empty segment just created after it. So a damaged record there ends
+//! an empty segment just created after it, or one holding only the zeros
+//! the writer puts ahead of its records. So a damaged record there ends
 //! the log and is cut away with a warning: it was never reported stored.
 //! Damage anywhere else, a gap between segments, or an intact record
 //! holding the wrong index is not a crash artefact, and opening fails

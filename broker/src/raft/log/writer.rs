@@ -210,7 +210,13 @@ where
             }
             file.write_all_at(scratch, offset)?;
         }
-        self.zero_ahead(file, offset + len)?;
+        if let Err(e) = self.zero_ahead(file, offset + len) {
+            // Only an optimisation, and zeros cut short are still a clean
+            // end: the records were written, so they are synced and
+            // reported stored all the same (a full disk stops the log on
+            // its next record, not on its padding).
+            tracing::warn!(dir = %self.log_dir.display(), error = %e, "writing zeros ahead of the Raft log failed");
+        }
         file.sync_data()?;
         #[cfg(test)]
         self.hooks.syncs.fetch_add(1, Ordering::Relaxed);

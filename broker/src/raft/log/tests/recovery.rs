@@ -401,6 +401,71 @@ fn record_span(path: &Path, k: usize) -> (usize, usize) {
     }
 }
 
+/// A crash can leave the newest segment holding only zeros (written, but
+/// its first records not): it is removed like an empty one.
+#[tokio::test]
+async fn a_newest_segment_of_only_zeros_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=3)).await;
+    }
+    fs::write(dir.path().join("log").join(seg_name(4)), vec![0u8; 4096]).expect("write");
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(last(&mut s).await.1, Some(log_id(1, 3)));
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    append(&s, entries(1, 4..=4)).await;
+    drop(s);
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(all(&mut s).await.len(), 4);
+}
+
+/// Zeros where a record should be, with records after them, are not the
+/// zeros ahead: the newest segment is cut there.
+#[tokio::test]
+async fn a_hole_of_zeros_before_later_records_is_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log").join(seg_name(1));
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=5)).await;
+    }
+    let (at, size) = record_span(&path, 2);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[at..at + size].fill(0);
+    fs::write(&path, &bytes).expect("write");
+
+    let mut s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(all(&mut s).await.len(), 2);
+    assert_eq!(fs::read(&path).expect("read").len(), at);
+}
+
+/// Anything but zeros after the records of a segment that is not the
+/// newest is damage, not a crash's: opening refuses.
+#[tokio::test]
+async fn garbage_after_an_earlier_segments_records_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        for i in 0..20 {
+            append(&s, entries(1, i + 1..=i + 1)).await;
+        }
+    }
+    let files = segment_files(dir.path());
+    let padded = files[..files.len() - 1]
+        .iter()
+        .find(|f| fs::read(f).expect("read").len() > data_end(f))
+        .expect("an earlier segment with zeros after its records");
+    let mut bytes = fs::read(padded).expect("read");
+    let n = bytes.len();
+    bytes[n - 1] = 1;
+    fs::write(padded, &bytes).expect("write");
+    let err = Store::open_with(dir.path(), tiny())
+        .err()
+        .expect("must refuse");
+    assert!(format!("{err:#}").contains("refusing to open"), "{err:#}");
+}
+
 /// Where the intact records of the segment file at `path` end (the zeros
 /// the writer puts ahead of them follow).
 fn data_end(path: &Path) -> usize {
