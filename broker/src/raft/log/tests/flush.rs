@@ -12,14 +12,7 @@ use crate::raft::log::meta;
 /// How many whole records the file at `path` holds, read through a handle
 /// of its own.
 fn records_on_disk(path: &Path) -> usize {
-    let bytes = fs::read(path).unwrap_or_default();
-    let mut pos = 0;
-    let mut n = 0;
-    while let Ok((_, len)) = crate::raft::log::record::parse(&bytes[pos..]) {
-        pos += len;
-        n += 1;
-    }
-    n
+    records_in(&fs::read(path).unwrap_or_default()).0
 }
 
 #[tokio::test]

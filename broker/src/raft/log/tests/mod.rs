@@ -117,6 +117,16 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// How many whole records `bytes` starts with, and where they end.
+fn records_in(bytes: &[u8]) -> (usize, usize) {
+    let (mut n, mut end) = (0, 0);
+    while let Ok((_, len)) = super::record::parse(&bytes[end..]) {
+        end += len;
+        n += 1;
+    }
+    (n, end)
+}
+
 fn seg_name(first: u64) -> String {
     format!("{first:020}.seg")
 }

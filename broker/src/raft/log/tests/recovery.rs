@@ -69,12 +69,7 @@ async fn purge_past_the_end_then_append() {
 
 #[tokio::test]
 async fn torn_last_record_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=5)).await;
-    }
-    let path = dir.path().join("log").join(seg_name(1));
+    let (dir, path) = closed_log(5).await;
     let len = data_end(&path) as u64;
     let f = OpenOptions::new()
         .write(true)
@@ -96,12 +91,7 @@ async fn torn_last_record_is_dropped() {
 
 #[tokio::test]
 async fn torn_header_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=3)).await;
-    }
-    let path = dir.path().join("log").join(seg_name(1));
+    let (dir, path) = closed_log(3).await;
     let mut bytes = fs::read(&path).expect("read");
     let end = data_end(&path);
     bytes.truncate(end);
@@ -116,12 +106,7 @@ async fn torn_header_is_dropped() {
 /// reopen keeps it (no warning, no cut), and appends overwrite it.
 #[tokio::test]
 async fn zeros_ahead_of_the_records_are_kept_and_written_over() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("log").join(seg_name(1));
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=5)).await;
-    }
+    let (dir, path) = closed_log(5).await;
     let end = data_end(&path);
     let bytes = fs::read(&path).expect("read");
     assert!(bytes.len() >= end + (64 << 10), "{} bytes", bytes.len());
@@ -160,12 +145,7 @@ async fn no_zeros_ahead_when_turned_off() {
 #[tokio::test]
 async fn damage_before_or_among_the_zeros_is_a_torn_tail() {
     for (what, at_end) in [("torn record", false), ("garbage after zeros", true)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log").join(seg_name(1));
-        {
-            let s = Store::open(dir.path()).expect("open");
-            append(&s, entries(1, 1..=5)).await;
-        }
+        let (dir, path) = closed_log(5).await;
         let end = data_end(&path);
         let mut bytes = fs::read(&path).expect("read");
         if at_end {
@@ -188,13 +168,7 @@ async fn damage_before_or_among_the_zeros_is_a_torn_tail() {
 /// few bytes of them, fewer than a header at times) reopen whole.
 #[tokio::test]
 async fn closed_segments_with_zeros_after_their_records_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
-        for i in 0..20 {
-            append(&s, entries(1, i + 1..=i + 1)).await;
-        }
-    }
+    let dir = closed_tiny_log_one_by_one(20).await;
     let files = segment_files(dir.path());
     let padded = files
         .iter()
@@ -211,12 +185,7 @@ async fn closed_segments_with_zeros_after_their_records_reopen() {
 
 #[tokio::test]
 async fn flipped_byte_in_last_record_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=5)).await;
-    }
-    let path = dir.path().join("log").join(seg_name(1));
+    let (dir, path) = closed_log(5).await;
     let mut bytes = fs::read(&path).expect("read");
     let n = data_end(&path);
     bytes[n - 2] ^= 0x40;
@@ -312,11 +281,7 @@ async fn segments_roll_over_and_go_with_purge_and_truncate() {
 
 #[tokio::test]
 async fn empty_segment_left_by_a_crash_is_removed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=3)).await;
-    }
+    let (dir, _) = closed_log(3).await;
     // A segment created for index 4, or for the entry after a purge whose
     // deletions never ran.
     fs::write(dir.path().join("log").join(seg_name(4)), b"").expect("touch");
@@ -405,11 +370,7 @@ fn record_span(path: &Path, k: usize) -> (usize, usize) {
 /// its first records not): it is removed like an empty one.
 #[tokio::test]
 async fn a_newest_segment_of_only_zeros_is_removed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=3)).await;
-    }
+    let (dir, _) = closed_log(3).await;
     fs::write(dir.path().join("log").join(seg_name(4)), vec![0u8; 4096]).expect("write");
     let mut s = Store::open(dir.path()).expect("reopen");
     assert_eq!(last(&mut s).await.1, Some(log_id(1, 3)));
@@ -424,12 +385,7 @@ async fn a_newest_segment_of_only_zeros_is_removed() {
 /// zeros ahead: the newest segment is cut there.
 #[tokio::test]
 async fn a_hole_of_zeros_before_later_records_is_a_torn_tail() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("log").join(seg_name(1));
-    {
-        let s = Store::open(dir.path()).expect("open");
-        append(&s, entries(1, 1..=5)).await;
-    }
+    let (dir, path) = closed_log(5).await;
     let (at, size) = record_span(&path, 2);
     let mut bytes = fs::read(&path).expect("read");
     bytes[at..at + size].fill(0);
@@ -444,13 +400,7 @@ async fn a_hole_of_zeros_before_later_records_is_a_torn_tail() {
 /// newest is damage, not a crash's: opening refuses.
 #[tokio::test]
 async fn garbage_after_an_earlier_segments_records_refuses_to_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
-        for i in 0..20 {
-            append(&s, entries(1, i + 1..=i + 1)).await;
-        }
-    }
+    let dir = closed_tiny_log_one_by_one(20).await;
     let files = segment_files(dir.path());
     let padded = files[..files.len() - 1]
         .iter()
@@ -469,12 +419,32 @@ async fn garbage_after_an_earlier_segments_records_refuses_to_open() {
 /// Where the intact records of the segment file at `path` end (the zeros
 /// the writer puts ahead of them follow).
 fn data_end(path: &Path) -> usize {
-    let bytes = fs::read(path).expect("read");
-    let mut pos = 0;
-    while let Ok((_, n)) = crate::raft::log::record::parse(&bytes[pos..]) {
-        pos += n;
+    records_in(&fs::read(path).expect("read")).1
+}
+
+/// A log closed after entries 1..=`n` of term 1 went in as one batch
+/// (default options), and its first segment file.
+async fn closed_log(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        append(&s, entries(1, 1..=n)).await;
     }
-    pos
+    let path = dir.path().join("log").join(seg_name(1));
+    (dir, path)
+}
+
+/// A log of tiny segments closed after entries 1..=`n` went in one at a
+/// time, so appends reached the ends of segments and padded them.
+async fn closed_tiny_log_one_by_one(n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        for i in 1..=n {
+            append(&s, entries(1, i..=i)).await;
+        }
+    }
+    dir
 }
 
 /// `wait_closed` tells when a directory may be removed: not while a store
