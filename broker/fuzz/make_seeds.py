@@ -432,6 +432,55 @@ def filestore_recovery():
           seed(0, small + [remove(1), remove(2), remove(20), sync], xor(1, 10, b"\x04") + truncate(4, 30)))
 
 
+def raft_log_recovery():
+    """Seeds in the layout of fuzz_targets/raft_log_recovery.rs: settings
+    (bit 0 crash, bits 1-2 segment bytes 100/256/1024/64 MiB, bit 3 no
+    zeros ahead, bit 4 no cache), operation count, operations, then
+    corruptions (kind, file, arguments). Files are picked by index into the
+    directory's sorted relative paths (committed, log/<first>.seg, ...,
+    purged, vote), modulo their number."""
+    def append(count, size):
+        return bytes([(count - 1) | size << 3])
+
+    def truncate(x):
+        return bytes([0xA0, x])
+
+    def purge(x):
+        return bytes([0xC0, x])
+
+    def commit(x):
+        return bytes([0xE0, x])
+
+    vote = b"\xf0"
+
+    def seed(settings, ops, corruptions=b""):
+        return bytes([settings, len(ops)]) + b"".join(ops) + corruptions
+
+    def xor(f, off, mask):
+        return bytes([0, f]) + off.to_bytes(2, "little") + bytes([len(mask) - 1]) + mask
+
+    def trunc_file(f, to):
+        return bytes([1, f]) + to.to_bytes(2, "little")
+
+    history = ([vote] + [append(1 + i % 8, i % 4) for i in range(6)] + [commit(9), vote]
+               + [append(3, 1), truncate(2), vote, append(4, 2), commit(40), purge(5)]
+               + [append(8, 3), commit(3)])
+    name = "raft_log_recovery"
+    write(name, "clean-no-damage", seed(0, history))
+    write(name, "crash-tiny-segments", seed(1, history))
+    write(name, "crash-one-segment-no-zeros", seed(1 | 3 << 1 | 1 << 3, history))
+    write(name, "no-cache-1k-segments", seed(2 << 1 | 1 << 4, history))
+    # The newest segment sorts last among log/ but before purged and vote.
+    write(name, "torn-tail", seed(3 << 1, history, trunc_file(2, 600)))
+    write(name, "xor-earlier-segment", seed(0, history, xor(1, 12, b"\x01\x80\xff\x10")))
+    # zero: kind 4, file, offset, count - 1
+    write(name, "zeroed-range-crash", seed(1 | 1 << 1, history, b"\x04\x02\x20\x00\x3f"))
+    # append: kind 2, file, count - 1, bytes (XORed with the target's key stream)
+    write(name, "garbage-appended", seed(3 << 1 | 1 << 3, history, b"\x02\x01\x27" + bytes(range(40))))
+    # delete: kind 3, file (the last path: the vote)
+    write(name, "vote-deleted", seed(0, history, b"\x03\xff"))
+
+
 def bridge_payload():
     """The bridge's provider fixtures (bridge/tests/fixtures/provider) on
     their topics, plus the payload shapes and mistakes process.rs's tests
@@ -548,6 +597,7 @@ if __name__ == "__main__":
     websocket_handshake()
     jetstream_api()
     filestore_recovery()
+    raft_log_recovery()
     bridge_payload()
     web_token()
     client_session()

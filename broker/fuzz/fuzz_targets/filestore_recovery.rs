@@ -66,6 +66,7 @@ use libfuzzer_sys::fuzz_target;
 use tribune_broker::jetstream::store::{
     file_store_msg_size, FileStore, FileStoreConfig, MsgStore, StoreLimits, StoreState, StoredMsg,
 };
+use tribune_broker_fuzz::damage::{damage_file, Input};
 
 const SUBJECTS: [&str; 8] = [
     "a",
@@ -105,27 +106,6 @@ fn store_dir() -> &'static Path {
     D.get_or_init(|| {
         std::env::temp_dir().join(format!("tribune-fuzz-filestore-{}", std::process::id()))
     })
-}
-
-struct Input<'a>(&'a [u8]);
-
-impl<'a> Input<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes([self.byte()?, self.byte()?]))
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
 }
 
 /// What was written, and what the last `sync` made durable.
@@ -240,70 +220,9 @@ fn corrupt(dir: &Path, inp: &mut Input<'_>) -> bool {
         } else {
             Some(dir.join(names[usize::from(pick) % names.len()]))
         };
-        let data = path
-            .as_ref()
-            .map(|p| std::fs::read(p).expect("read store file"));
-        let ok = match kind {
-            0 => (|| {
-                let off = usize::from(inp.u16()?);
-                let n = 1 + usize::from(inp.byte()? % 16);
-                let mask = inp.take(n)?;
-                let (Some(p), Some(mut d)) = (&path, data) else {
-                    return Some(());
-                };
-                if !d.is_empty() {
-                    let off = off % d.len();
-                    for (b, m) in d[off..].iter_mut().zip(mask) {
-                        *b ^= m;
-                    }
-                    std::fs::write(p, d).expect("write store file");
-                }
-                Some(())
-            })(),
-            1 => (|| {
-                let to = usize::from(inp.u16()?);
-                let (Some(p), Some(d)) = (&path, data) else {
-                    return Some(());
-                };
-                std::fs::write(p, &d[..to % (d.len() + 1)]).expect("write store file");
-                Some(())
-            })(),
-            2 => (|| {
-                let n = 1 + usize::from(inp.byte()? % 64);
-                let bytes = inp.take(n)?;
-                let (Some(p), Some(mut d)) = (&path, data) else {
-                    return Some(());
-                };
-                d.extend(
-                    bytes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| b ^ (0xa5u8.wrapping_add((i as u8).wrapping_mul(61)))),
-                );
-                std::fs::write(p, d).expect("write store file");
-                Some(())
-            })(),
-            4 => (|| {
-                let off = usize::from(inp.u16()?);
-                let n = 1 + usize::from(inp.byte()?);
-                let (Some(p), Some(mut d)) = (&path, data) else {
-                    return Some(());
-                };
-                if !d.is_empty() {
-                    let off = off % d.len();
-                    let end = (off + n).min(d.len());
-                    d[off..end].fill(0);
-                    std::fs::write(p, d).expect("write store file");
-                }
-                Some(())
-            })(),
-            _ => {
-                if let Some(p) = &path {
-                    std::fs::remove_file(p).expect("delete store file");
-                }
-                Some(())
-            }
-        };
+        // Kind 5 deletes, among the index files.
+        let kind = if kind == 5 { 3 } else { kind };
+        let ok = damage_file(kind, path.as_deref(), inp);
         if ok.is_none() {
             break;
         }

@@ -16,6 +16,8 @@
 //! So the fuzzer chooses where the socket reads split the stream, the way
 //! it chooses the bytes. The seeds in `corpus/` start with such a header.
 
+pub mod damage;
+
 /// The decoded header of a protocol target's input.
 #[derive(Debug)]
 pub struct Framed<'a> {

@@ -172,6 +172,22 @@ where
         self.shared.inner.lock().log.bytes_after(index)
     }
 
+    /// Appends `entries` and blocks until they are on disk. openraft's
+    /// completion callback cannot be made outside openraft, so the recovery
+    /// fuzz target (`cargo fuzz` builds with `--cfg fuzzing`) appends
+    /// through this instead of [`RaftLogStorage::append`].
+    #[cfg(fuzzing)]
+    pub fn append_durably(&self, entries: Vec<Entry<C>>) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Done::Test(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        self.append_batch(entries, done)
+            .map_err(std::io::Error::other)?;
+        rx.recv()
+            .map_err(|_| std::io::Error::other("the Raft log writer went away"))?
+    }
+
     /// Queues a batch for the writer; it is readable on return.
     fn append_batch(
         &self,

@@ -5,9 +5,10 @@
 //! an empty segment just created after it, or one holding only the zeros
 //! the writer puts ahead of its records. So a damaged record there ends
 //! the log and is cut away with a warning: it was never reported stored.
-//! Damage anywhere else, a gap between segments, or an intact record
-//! holding the wrong index is not a crash artefact, and opening fails
-//! rather than silently losing entries a quorum may count on.
+//! Damage anywhere else, a gap between segments or before the first one,
+//! or an intact record holding the wrong index is not a crash artefact,
+//! and opening fails rather than silently losing entries a quorum may
+//! count on.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -109,6 +110,18 @@ where
         {
             leaders.pop_front();
         }
+    }
+    // The entries go on from the purged id (from index 0 if none): a log
+    // that starts later lost its first segments, and openraft would look
+    // for entries that are gone.
+    let start = purged.map_or(0, |p| p.index + 1);
+    if let Some(s) = segments.front() {
+        anyhow::ensure!(
+            s.first <= start,
+            "Raft log segment {} starts at index {}, but the log starts at index {start}: entries are missing, refusing to open a damaged log",
+            s.path.display(),
+            s.first
+        );
     }
     if removed {
         meta::sync_dir(log_dir).with_context(|| format!("syncing {}", log_dir.display()))?;

@@ -20,8 +20,9 @@ use super::LogOptions;
 /// Who to tell that an append batch is on disk.
 pub(super) enum Done<C: RaftTypeConfig> {
     Raft(LogFlushed<C>),
-    /// Lets tests look at the files at the moment of completion.
-    #[cfg(test)]
+    /// Lets tests look at the files at the moment of completion, and the
+    /// recovery fuzz target wait for it without a Raft.
+    #[cfg(any(test, fuzzing))]
     Test(Box<dyn FnOnce(io::Result<()>) + Send>),
 }
 
@@ -29,7 +30,7 @@ impl<C: RaftTypeConfig> Done<C> {
     pub fn complete(self, result: io::Result<()>) {
         match self {
             Done::Raft(cb) => cb.log_io_completed(result),
-            #[cfg(test)]
+            #[cfg(any(test, fuzzing))]
             Done::Test(f) => f(result),
         }
     }

@@ -101,9 +101,11 @@ where
                     // hundreds of times a second, and a thread per burst
                     // cost a fifth of the broker's CPU. The deadline is
                     // fixed from the moment the queue ran dry (a committed
-                    // id update also wakes the writer).
+                    // id update also wakes the writer). Once the last handle
+                    // is gone no more work can come: exit at once, so the
+                    // directory is free for the next open.
                     let deadline = *idle_until.get_or_insert_with(|| Instant::now() + LINGER);
-                    if Instant::now() < deadline {
+                    if Instant::now() < deadline && self.handles.load(Ordering::Acquire) > 0 {
                         self.wake.wait_until(&mut g, deadline);
                         continue;
                     }

@@ -83,7 +83,7 @@ async fn committed_is_written_lazily_by_a_timer_and_on_the_way_out() {
         }
     };
     {
-        let mut s = Store::open_with(dir.path(), opts.clone()).expect("open");
+        let mut s = fresh(dir.path(), opts.clone()).await;
         append(&s, entries(1, 1..=3)).await;
         s.save_committed(Some(log_id(1, 1)))
             .await
@@ -149,7 +149,7 @@ async fn many_batches_with_concurrent_readers_survive_reopen() {
         prealloc_bytes: 1 << 20,
     };
     let term = |b: u64| 1 + b / 50;
-    let s = Store::open_with(dir.path(), opts.clone()).expect("open");
+    let s = fresh(dir.path(), opts.clone()).await;
     let mut r = s.clone();
     let reader = tokio::spawn(async move {
         for _ in 0..300 {

@@ -72,6 +72,16 @@ fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry<TC>> 
     indexes.map(|i| entry(term, i)).collect()
 }
 
+/// Opens a new log that begins at index 1. openraft's logs begin at index
+/// 0 (its first entry is the initial membership) and a log whose first
+/// entries are missing is refused on reopening; these tests number entries
+/// from 1, so index 0 counts as purged, as after a snapshot at index 0.
+async fn fresh(dir: &Path, opts: LogOptions) -> Store {
+    let mut s = Store::open_with(dir, opts).expect("open");
+    s.purge(log_id(0, 0)).await.expect("purge index 0");
+    s
+}
+
 /// Appends and waits until the batch is reported stored.
 async fn append(store: &Store, batch: Vec<Entry<TC>>) {
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -200,7 +200,7 @@ async fn flipped_byte_in_last_record_is_dropped() {
 async fn flipped_byte_in_an_earlier_segment_refuses_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        let s = fresh(dir.path(), tiny()).await;
         append(&s, entries(1, 1..=10)).await;
     }
     let files = segment_files(dir.path());
@@ -233,7 +233,7 @@ async fn segments_roll_over_and_go_with_purge_and_truncate() {
             .collect()
     };
     {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        let s = fresh(dir.path(), tiny()).await;
         for i in 0..10 {
             append(&s, entries(1, i * 5 + 1..=i * 5 + 5)).await;
         }
@@ -296,7 +296,7 @@ async fn empty_segment_left_by_a_crash_is_removed() {
 async fn gap_between_segments_refuses_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        let s = fresh(dir.path(), tiny()).await;
         append(&s, entries(1, 1..=10)).await;
     }
     let files = segment_files(dir.path());
@@ -396,6 +396,23 @@ async fn a_hole_of_zeros_before_later_records_is_a_torn_tail() {
     assert_eq!(fs::read(&path).expect("read").len(), at);
 }
 
+/// A log that lost its first segment (the entries before its first one
+/// are neither there nor purged) refuses to open, as a gap between
+/// segments does: openraft would look for them.
+#[tokio::test]
+async fn a_lost_first_segment_refuses_to_open() {
+    let dir = closed_tiny_log_one_by_one(20).await;
+    let files = segment_files(dir.path());
+    fs::remove_file(&files[0]).expect("remove");
+    let err = Store::open_with(dir.path(), tiny())
+        .err()
+        .expect("must refuse");
+    assert!(
+        format!("{err:#}").contains("entries are missing"),
+        "{err:#}"
+    );
+}
+
 /// Anything but zeros after the records of a segment that is not the
 /// newest is damage, not a crash's: opening refuses.
 #[tokio::test]
@@ -427,7 +444,7 @@ fn data_end(path: &Path) -> usize {
 async fn closed_log(n: u64) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let s = Store::open(dir.path()).expect("open");
+        let s = fresh(dir.path(), LogOptions::default()).await;
         append(&s, entries(1, 1..=n)).await;
     }
     let path = dir.path().join("log").join(seg_name(1));
@@ -439,7 +456,7 @@ async fn closed_log(n: u64) -> (tempfile::TempDir, PathBuf) {
 async fn closed_tiny_log_one_by_one(n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let s = Store::open_with(dir.path(), tiny()).expect("open");
+        let s = fresh(dir.path(), tiny()).await;
         for i in 1..=n {
             append(&s, entries(1, i..=i)).await;
         }
