@@ -392,6 +392,16 @@ def jetstream_api():
     write(W, "ack-next-batch", js_request(10, 0x00, "ORDERS.C1", b'+NXT {"batch":5,"no_wait":true}'))
 
 
+def damage_xor(f, off, mask):
+    """A recovery target's xor damage (src/damage.rs, kind 0) on file `f`."""
+    return bytes([0, f]) + off.to_bytes(2, "little") + bytes([len(mask) - 1]) + mask
+
+
+def damage_truncate(f, to):
+    """A recovery target's truncate damage (src/damage.rs, kind 1) on file `f`."""
+    return bytes([1, f]) + to.to_bytes(2, "little")
+
+
 def filestore_recovery():
     """Seeds in the layout of fuzz_targets/filestore_recovery.rs: settings
     (bit 0 crash, bits 1-2 block size), operation count, operations, then
@@ -407,12 +417,6 @@ def filestore_recovery():
     def seed(settings, ops, corruptions=b""):
         return bytes([settings, len(ops)]) + b"".join(ops) + corruptions
 
-    def xor(f, off, mask):
-        return bytes([0, f]) + off.to_bytes(2, "little") + bytes([len(mask) - 1]) + mask
-
-    def truncate(f, to):
-        return bytes([1, f]) + to.to_bytes(2, "little")
-
     sync = b"\xf0"
     mixed = [store(i % 8, (i * 3) % 8, i % 3) for i in range(24)]
     small = [store(i % 4, 4 + i % 3, 1) for i in range(16)]
@@ -420,8 +424,8 @@ def filestore_recovery():
     write(name, "clean-no-damage", seed(0, mixed[:12] + [remove(3), remove(7), sync] + mixed[12:]))
     write(name, "crash-after-sync",
           seed(1 | 1 << 1, small[:8] + [sync, remove(2), sync] + small[8:] + [remove(10)]))
-    write(name, "torn-tail", seed(0, small, truncate(0xFF, 700)))
-    write(name, "xor-sealed-block", seed(0, mixed, xor(0, 40, b"\x01\x80\xff\x10")))
+    write(name, "torn-tail", seed(0, small, damage_truncate(0xFF, 700)))
+    write(name, "xor-sealed-block", seed(0, mixed, damage_xor(0, 40, b"\x01\x80\xff\x10")))
     # zero: kind 4, file, offset, count - 1
     write(name, "zeroed-range-crash", seed(1, small + [sync] + small[:4], b"\x04\x03\x64\x00\x3f"))
     # append: kind 2, file, count - 1, bytes (XORed with the target's key stream)
@@ -429,7 +433,7 @@ def filestore_recovery():
     # delete an index file (kind 5), then a file (kind 3)
     write(name, "deleted-index-and-block", seed(0, small + small, b"\x05\x01\x03\x03"))
     write(name, "damaged-delete-log",
-          seed(0, small + [remove(1), remove(2), remove(20), sync], xor(1, 10, b"\x04") + truncate(4, 30)))
+          seed(0, small + [remove(1), remove(2), remove(20), sync], damage_xor(1, 10, b"\x04") + damage_truncate(4, 30)))
 
 
 def raft_log_recovery():
@@ -456,12 +460,6 @@ def raft_log_recovery():
     def seed(settings, ops, corruptions=b""):
         return bytes([settings, len(ops)]) + b"".join(ops) + corruptions
 
-    def xor(f, off, mask):
-        return bytes([0, f]) + off.to_bytes(2, "little") + bytes([len(mask) - 1]) + mask
-
-    def trunc_file(f, to):
-        return bytes([1, f]) + to.to_bytes(2, "little")
-
     history = ([vote] + [append(1 + i % 8, i % 4) for i in range(6)] + [commit(9), vote]
                + [append(3, 1), truncate(2), vote, append(4, 2), commit(40), purge(5)]
                + [append(8, 3), commit(3)])
@@ -471,8 +469,8 @@ def raft_log_recovery():
     write(name, "crash-one-segment-no-zeros", seed(1 | 3 << 1 | 1 << 3, history))
     write(name, "no-cache-1k-segments", seed(2 << 1 | 1 << 4, history))
     # The newest segment sorts last among log/ but before purged and vote.
-    write(name, "torn-tail", seed(3 << 1, history, trunc_file(2, 600)))
-    write(name, "xor-earlier-segment", seed(0, history, xor(1, 12, b"\x01\x80\xff\x10")))
+    write(name, "torn-tail", seed(3 << 1, history, damage_truncate(2, 600)))
+    write(name, "xor-earlier-segment", seed(0, history, damage_xor(1, 12, b"\x01\x80\xff\x10")))
     # zero: kind 4, file, offset, count - 1
     write(name, "zeroed-range-crash", seed(1 | 1 << 1, history, b"\x04\x02\x20\x00\x3f"))
     # append: kind 2, file, count - 1, bytes (XORed with the target's key stream)

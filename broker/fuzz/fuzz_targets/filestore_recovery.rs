@@ -66,7 +66,7 @@ use libfuzzer_sys::fuzz_target;
 use tribune_broker::jetstream::store::{
     file_store_msg_size, FileStore, FileStoreConfig, MsgStore, StoreLimits, StoreState, StoredMsg,
 };
-use tribune_broker_fuzz::damage::{damage_file, Input};
+use tribune_broker_fuzz::damage::{any_file, damage_files, remove_dir, restore, snapshot, Input};
 
 const SUBJECTS: [&str; 8] = [
     "a",
@@ -116,34 +116,6 @@ struct Written {
     last: u64,
     synced_live: BTreeSet<u64>,
     synced_last: u64,
-}
-
-type Snapshot = BTreeMap<String, Vec<u8>>;
-
-fn snapshot(dir: &Path) -> Snapshot {
-    let mut out = Snapshot::new();
-    for e in std::fs::read_dir(dir).expect("list store directory") {
-        let e = e.expect("list store directory");
-        let name = e.file_name().to_string_lossy().into_owned();
-        out.insert(name, std::fs::read(e.path()).expect("read store file"));
-    }
-    out
-}
-
-fn reset_dir(dir: &Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("removing {}: {e}", dir.display()),
-    }
-}
-
-fn restore(dir: &Path, snap: &Snapshot) {
-    reset_dir(dir);
-    std::fs::create_dir_all(dir).expect("create store directory");
-    for (name, data) in snap {
-        std::fs::write(dir.join(name), data).expect("write store file");
-    }
 }
 
 fn open(dir: &Path, block_size: u64) -> Result<FileStore, String> {
@@ -203,31 +175,11 @@ fn write_phase(store: &mut FileStore, inp: &mut Input<'_>) -> Written {
 
 /// Applies the corruptions; returns whether any file changed.
 fn corrupt(dir: &Path, inp: &mut Input<'_>) -> bool {
-    let before = snapshot(dir);
-    for _ in 0..MAX_CORRUPTIONS {
-        let (Some(kind), Some(pick)) = (inp.byte(), inp.byte()) else {
-            break;
-        };
-        let kind = kind % 6;
-        let mut names: Vec<&String> = before.keys().collect();
-        if kind == 5 {
-            names.retain(|n| n.ends_with(".idx"));
-        }
-        // Files may have been deleted by an earlier corruption.
-        names.retain(|n| dir.join(n).exists());
-        let path = if names.is_empty() {
-            None
-        } else {
-            Some(dir.join(names[usize::from(pick) % names.len()]))
-        };
-        // Kind 5 deletes, among the index files.
-        let kind = if kind == 5 { 3 } else { kind };
-        let ok = damage_file(kind, path.as_deref(), inp);
-        if ok.is_none() {
-            break;
-        }
-    }
-    snapshot(dir) != before
+    damage_files(dir, inp, MAX_CORRUPTIONS, |kind| match kind % 6 {
+        // Deletes, among the index files.
+        5 => (3, |p| p.extension().is_some_and(|e| e == "idx")),
+        k => (k, any_file),
+    })
 }
 
 /// What a store answers to `load` for every sequence that could exist.
@@ -429,7 +381,7 @@ fuzz_target!(|input: &[u8]| {
     let crash = settings & 1 == 1;
     let block_size = BLOCK_SIZES[usize::from((settings >> 1) & 3)];
     let dir = store_dir();
-    reset_dir(dir);
+    remove_dir(dir);
 
     let mut store = open(dir, block_size).expect("open a fresh store");
     let w = write_phase(&mut store, &mut inp);
@@ -450,7 +402,7 @@ fuzz_target!(|input: &[u8]| {
                 e.contains(&dir.display().to_string()),
                 "recovery error without the path: {e}"
             );
-            reset_dir(dir);
+            remove_dir(dir);
             return;
         }
     };
@@ -499,5 +451,5 @@ fuzz_target!(|input: &[u8]| {
         "answers across a clean restart"
     );
     drop(store);
-    reset_dir(dir);
+    remove_dir(dir);
 });

@@ -56,7 +56,7 @@ use libfuzzer_sys::fuzz_target;
 use openraft::storage::{LogState, RaftLogReader, RaftLogStorage};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use tribune_broker::raft::log::{wait_closed, LogOptions, LogStore};
-use tribune_broker_fuzz::damage::{damage_file, Input};
+use tribune_broker_fuzz::damage::{any_file, damage_files, remove_dir, restore, snapshot, Input};
 
 openraft::declare_raft_types!(
     /// String commands, u64 node ids: all the log needs to know.
@@ -255,82 +255,9 @@ fn write_phase(store: &mut Store, inp: &mut Input<'_>) -> Model {
     m
 }
 
-type Snapshot = Vec<(PathBuf, Vec<u8>)>;
-
-/// Every file under `dir` (relative path, bytes), sorted by path.
-fn snapshot(dir: &Path) -> Snapshot {
-    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
-        let list = match std::fs::read_dir(dir) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => panic!("listing {}: {e}", dir.display()),
-        };
-        for e in list {
-            let e = e.expect("list the log directory");
-            let path = e.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-                continue;
-            }
-            match std::fs::read(&path) {
-                Ok(data) => {
-                    let rel = path
-                        .strip_prefix(root)
-                        .expect("under the root")
-                        .to_path_buf();
-                    out.push((rel, data));
-                }
-                // Replaced by a rename while listing.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => panic!("reading {}: {e}", path.display()),
-            }
-        }
-    }
-    let mut out = Snapshot::new();
-    walk(dir, dir, &mut out);
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn reset_dir(dir: &Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("removing {}: {e}", dir.display()),
-    }
-    std::fs::create_dir_all(dir).expect("create the log directory");
-}
-
-fn restore(dir: &Path, snap: &Snapshot) {
-    reset_dir(dir);
-    for (rel, data) in snap {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create a log subdirectory");
-        }
-        std::fs::write(path, data).expect("write a log file");
-    }
-}
-
 /// Applies the corruptions; returns whether any file changed.
 fn corrupt(dir: &Path, inp: &mut Input<'_>) -> bool {
-    let before = snapshot(dir);
-    for _ in 0..MAX_CORRUPTIONS {
-        let (Some(kind), Some(pick)) = (inp.byte(), inp.byte()) else {
-            break;
-        };
-        let names: Vec<&PathBuf> = before
-            .iter()
-            .map(|(p, _)| p)
-            .filter(|p| dir.join(p).exists())
-            .collect();
-        let path = (!names.is_empty()).then(|| dir.join(names[usize::from(pick) % names.len()]));
-        let ok = damage_file(kind % 5, path.as_deref(), inp);
-        if ok.is_none() {
-            break;
-        }
-    }
-    snapshot(dir) != before
+    damage_files(dir, inp, MAX_CORRUPTIONS, |kind| (kind % 5, any_file))
 }
 
 /// What a reopened log holds.
@@ -431,7 +358,7 @@ fuzz_target!(|input: &[u8]| {
     let crash = settings & 1 == 1;
     let opts = options(settings);
     let dir = log_dir();
-    reset_dir(dir);
+    remove_dir(dir);
 
     let mut store = open(dir, &opts).expect("open a fresh log");
     let mut m = write_phase(&mut store, &mut inp);
@@ -495,5 +422,5 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(again.vote, after.vote, "vote across a clean restart");
     drop(store);
     wait_closed(dir, Duration::from_secs(10)).expect("the dropped log closes");
-    reset_dir(dir);
+    remove_dir(dir);
 });

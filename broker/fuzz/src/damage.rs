@@ -1,8 +1,11 @@
 //! What the recovery targets (`filestore_recovery`, `raft_log_recovery`)
-//! share: reading their input a field at a time, and damaging one file the
+//! share: reading their input a field at a time, copying a directory's
+//! files (what a crash leaves) and putting them back, and damaging them the
 //! way a bad disk or a crash would.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 
 /// The rest of an input, read a field at a time; `None` once it runs out.
 pub struct Input<'a>(pub &'a [u8]);
@@ -28,6 +31,102 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Every file under a directory, by path relative to it (sorted: the
+/// targets' inputs pick files by their index in this order).
+pub type Files = BTreeMap<PathBuf, Vec<u8>>;
+
+/// The files under `dir`, subdirectories included. A file that goes while
+/// the directory is listed (replaced by a rename) is left out.
+///
+/// # Panics
+///
+/// On any other I/O error: the targets' directories are their own.
+pub fn snapshot(dir: &Path) -> Files {
+    fn walk(root: &Path, dir: &Path, out: &mut Files) {
+        let list = match std::fs::read_dir(dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return,
+            Err(e) => panic!("listing {}: {e}", dir.display()),
+        };
+        for e in list {
+            let path = e.expect("list a directory").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+                continue;
+            }
+            match std::fs::read(&path) {
+                Ok(data) => {
+                    let rel = path.strip_prefix(root).expect("under the root");
+                    out.insert(rel.to_path_buf(), data);
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => panic!("reading {}: {e}", path.display()),
+            }
+        }
+    }
+    let mut out = Files::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Removes `dir` and everything under it; one that is not there is fine.
+pub fn remove_dir(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => panic!("removing {}: {e}", dir.display()),
+    }
+}
+
+/// Makes `dir` hold exactly `files`.
+pub fn restore(dir: &Path, files: &Files) {
+    remove_dir(dir);
+    std::fs::create_dir_all(dir).expect("create a directory");
+    for (rel, data) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create a subdirectory");
+        }
+        std::fs::write(path, data).expect("write a file");
+    }
+}
+
+/// Applies up to `max` damages to the files under `dir`, read from `inp`
+/// until it runs out: each is a kind byte, a file byte, then the kind's
+/// arguments (see [`damage_file`]). `kind_of` maps the kind byte to a
+/// damage kind and the files it may hit; the file byte picks among those
+/// (in [`Files`] order, modulo their number) that are still there. Returns
+/// whether any file changed.
+pub fn damage_files(
+    dir: &Path,
+    inp: &mut Input<'_>,
+    max: usize,
+    kind_of: impl Fn(u8) -> (u8, fn(&Path) -> bool),
+) -> bool {
+    let before = snapshot(dir);
+    for _ in 0..max {
+        let (Some(kind), Some(pick)) = (inp.byte(), inp.byte()) else {
+            break;
+        };
+        let (kind, eligible) = kind_of(kind);
+        // Files may have been deleted by an earlier damage.
+        let names: Vec<&PathBuf> = before
+            .keys()
+            .filter(|p| eligible(p) && dir.join(p).exists())
+            .collect();
+        let path = (!names.is_empty()).then(|| dir.join(names[usize::from(pick) % names.len()]));
+        if damage_file(kind, path.as_deref(), inp).is_none() {
+            break;
+        }
+    }
+    snapshot(dir) != before
+}
+
+/// Any file.
+pub fn any_file(_: &Path) -> bool {
+    true
+}
+
 /// Damages the file at `path` (none picked: only the arguments are read)
 /// by `kind`, reading its arguments from `inp`:
 ///
@@ -50,7 +149,7 @@ impl<'a> Input<'a> {
 /// # Panics
 ///
 /// On an I/O error: the targets' directories are their own.
-pub fn damage_file(kind: u8, path: Option<&Path>, inp: &mut Input<'_>) -> Option<()> {
+fn damage_file(kind: u8, path: Option<&Path>, inp: &mut Input<'_>) -> Option<()> {
     let data = path.map(|p| std::fs::read(p).expect("read a file to damage"));
     let write = |d: &[u8]| {
         if let Some(p) = path {

@@ -198,11 +198,7 @@ async fn flipped_byte_in_last_record_is_dropped() {
 
 #[tokio::test]
 async fn flipped_byte_in_an_earlier_segment_refuses_to_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = fresh(dir.path(), tiny()).await;
-        append(&s, entries(1, 1..=10)).await;
-    }
+    let dir = closed_log_with(tiny(), 10).await;
     let files = segment_files(dir.path());
     assert!(files.len() >= 3, "{files:?}");
     let mut bytes = fs::read(&files[0]).expect("read");
@@ -294,11 +290,7 @@ async fn empty_segment_left_by_a_crash_is_removed() {
 
 #[tokio::test]
 async fn gap_between_segments_refuses_to_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = fresh(dir.path(), tiny()).await;
-        append(&s, entries(1, 1..=10)).await;
-    }
+    let dir = closed_log_with(tiny(), 10).await;
     let files = segment_files(dir.path());
     fs::remove_file(&files[1]).expect("remove");
     let err = Store::open_with(dir.path(), tiny())
@@ -442,13 +434,20 @@ fn data_end(path: &Path) -> usize {
 /// A log closed after entries 1..=`n` of term 1 went in as one batch
 /// (default options), and its first segment file.
 async fn closed_log(n: u64) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let s = fresh(dir.path(), LogOptions::default()).await;
-        append(&s, entries(1, 1..=n)).await;
-    }
+    let dir = closed_log_with(LogOptions::default(), n).await;
     let path = dir.path().join("log").join(seg_name(1));
     (dir, path)
+}
+
+/// A log with `opts` closed after entries 1..=`n` of term 1 went in as one
+/// batch.
+async fn closed_log_with(opts: LogOptions, n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = fresh(dir.path(), opts).await;
+        append(&s, entries(1, 1..=n)).await;
+    }
+    dir
 }
 
 /// A log of tiny segments closed after entries 1..=`n` went in one at a
