@@ -698,6 +698,94 @@ async fn new_streams_are_led_when_created(flavor: Flavor) {
 
 on_both_flavors!(new_streams_are_led_when_created => new_streams_are_led_when_created);
 
+/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) node `i`'s process.
+fn signal(jc: &JsCluster, i: usize, sig: nix::sys::signal::Signal) {
+    let pid = jc.c.node(i).pid().expect("node running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
+}
+
+/// How many times the nodes' logs say that `stream` got a new leader.
+fn leader_changes(jc: &JsCluster, stream: &str) -> usize {
+    let line = format!("new stream leader for 'APP > {stream}'");
+    (0..jc.c.len())
+        .map(|i| {
+            std::fs::read_to_string(jc.c.node(i).log_path())
+                .unwrap_or_default()
+                .matches(&line)
+                .count()
+        })
+        .sum()
+}
+
+/// A replica that learns of a new R3 stream late (its server was stopped
+/// while the stream was created) joins the group the others formed: the
+/// stream gets one leader, once, and keeps it. (Tribune's replicas each
+/// campaigned on creation, and a late one, standing in the same term, could
+/// depose the first leader and leave the stream leaderless until the next
+/// election, its STREAM.INFO unanswered meanwhile.)
+async fn a_late_replica_keeps_the_first_leader(flavor: Flavor) {
+    use nix::sys::signal::Signal;
+    let jc = JsCluster::start(flavor).await;
+    jc.wait_api_ready().await;
+    // Not the meta leader: the create needs it.
+    let meta = jc.wait_meta_leader().await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != meta).collect();
+    for (k, late) in others.iter().chain(others.iter()).copied().enumerate() {
+        let via = meta;
+        let name = format!("LATE{k}");
+        let body = serde_json::json!({
+            "name": name,
+            "subjects": [format!("late.{k}.>")],
+            "storage": "file",
+            "num_replicas": 3,
+        });
+        signal(&jc, late, Signal::SIGSTOP);
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let body = body.to_string();
+        let create = jc.request_within(via, &subject, &body, JS_DEADLINE);
+        let resume = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            signal(&jc, late, Signal::SIGCONT);
+        };
+        let (created, ()) = tokio::join!(create, resume);
+        let created = created.unwrap_or_else(|e| panic!("create {name}: {e}"));
+        assert!(created.get("error").is_none(), "{created}");
+        // Every replica current, as the leader sees them.
+        let leader = jc
+            .poll(&format!("{name}'s replicas all current"), || async {
+                let info = jc
+                    .request_ok(via, &format!("$JS.API.STREAM.INFO.{name}"), "")
+                    .await?;
+                let replicas = info["cluster"]["replicas"].as_array().cloned();
+                let replicas = replicas.unwrap_or_default();
+                let leader = info["cluster"]["leader"].as_str().unwrap_or_default();
+                if replicas.len() == 2
+                    && replicas.iter().all(|r| r["current"] == Value::Bool(true))
+                    && !leader.is_empty()
+                {
+                    Ok(leader.to_string())
+                } else {
+                    Err(format!("not yet: {}", info["cluster"]))
+                }
+            })
+            .await;
+        for i in 0..3 {
+            let info = jc
+                .request_ok(i, &format!("$JS.API.STREAM.INFO.{name}"), "")
+                .await
+                .unwrap_or_else(|e| panic!("STREAM.INFO of {name} via node {i}: {e}"));
+            assert_eq!(info["cluster"]["leader"], leader.as_str(), "{info}");
+        }
+        assert_eq!(
+            leader_changes(&jc, &name),
+            1,
+            "{name} (node {late} stopped while it was created) changed leaders"
+        );
+    }
+}
+
+on_both_flavors!(a_late_replica_keeps_the_first_leader => a_late_replica_keeps_the_first_leader);
+
 // ---------------------------------------------------------------------------
 // 5. A minority refuses writes.
 // ---------------------------------------------------------------------------

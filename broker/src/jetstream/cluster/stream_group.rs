@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use openraft::{BasicNode, Raft};
@@ -77,9 +77,11 @@ impl std::fmt::Debug for StreamGroup {
 impl StreamGroup {
     /// Start this server's replica of `sa`'s stream (`stream`, already
     /// opened on its store), with its Raft files in `dir`. A new group is
-    /// initialized by every peer with the assignment's peers (the same
-    /// membership everywhere, so whoever wins the first election, there is
-    /// one group). `bootstrap` is false once the group's peers changed
+    /// initialized with the assignment's peers (the same membership
+    /// everywhere, so whoever wins the first election, there is one group)
+    /// by its first peer at once and by the others only in turn, should no
+    /// leader have reached them ([`bootstrap_in_turn`]). `bootstrap` is
+    /// false once the group's peers changed
     /// since it was created: a replica without Raft state then waits to be
     /// added by the leader (as a learner, [`membership`]) rather than
     /// start a group of its own.
@@ -145,9 +147,21 @@ impl StreamGroup {
                     (*id, BasicNode::new(name))
                 })
                 .collect();
-            if let Err(e) = raft.initialize(members).await {
-                debug!("stream group {} initialize: {e}", sa.group);
-            }
+            let turn = sa
+                .peers
+                .iter()
+                .position(|id| *id == router.id())
+                .unwrap_or(0);
+            let age = crate::jetstream::types::parse_rfc3339(&sa.created)
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            tokio::spawn(bootstrap_in_turn(
+                raft.clone(),
+                members,
+                bootstrap_delay(turn, age),
+                sa.group.clone(),
+                closed.clone(),
+            ));
         }
         let (assigned, watching) = watch::channel(assigned_of(sa, names));
         let group = Arc::new(StreamGroup {
@@ -314,6 +328,60 @@ impl StreamGroup {
         if let Err(e) = self.raft.shutdown().await {
             warn!("stream group {} did not shut down cleanly: {e}", self.group);
         }
+    }
+}
+
+/// The time a new group's peers take turns in: longer than an election
+/// and the replication that tells the others a leader exists.
+const BOOTSTRAP_TURN: Duration = Duration::from_millis(2 * timing::ELECTION_MAX_MS);
+/// How late after the group's creation a peer may still take its turn.
+const BOOTSTRAP_SLACK: Duration = Duration::from_millis(timing::ELECTION_MIN_MS);
+
+/// How long the `turn`-th peer of a new group (0: the first) waits before
+/// it initializes the group itself, `age` after the meta leader created
+/// it: until its turn, or, if it arrives past its turn (it was slow or
+/// down), a whole turn from now, by which time a leader formed without it
+/// has reached it.
+fn bootstrap_delay(turn: usize, age: Duration) -> Duration {
+    let slot = BOOTSTRAP_TURN * turn as u32;
+    if age <= slot + BOOTSTRAP_SLACK {
+        slot.saturating_sub(age)
+    } else {
+        BOOTSTRAP_TURN
+    }
+}
+
+/// Initialize a new group on this peer after `delay`, unless a leader or a
+/// candidate reached it first (which gives it the membership or a vote)
+/// or the replica stopped.
+///
+/// openraft's `initialize` campaigns at once, and openraft orders two
+/// votes of one term by node id. When every peer initialized on creation,
+/// all stood in term 1 together, and a peer that registered the group a
+/// few milliseconds late, having voted for itself, deposed the leader just
+/// elected: the group was leaderless until an election timeout, and
+/// requests in between (a STREAM.INFO right after the create) went
+/// unanswered. Now the first peer, which placement chose as the least
+/// loaded, campaigns alone and the others vote for it from their empty
+/// logs, as Raft lets a new member do; each of the others takes a later
+/// turn in case it is down, and a peer that arrives late waits to be
+/// reached rather than campaign against a leader.
+async fn bootstrap_in_turn(
+    raft: Raft<StreamTypes>,
+    members: std::collections::BTreeMap<u64, BasicNode>,
+    delay: Duration,
+    group: String,
+    closed: Arc<AtomicBool>,
+) {
+    tokio::time::sleep(delay).await;
+    if closed.load(Ordering::Acquire) || raft.is_initialized().await.unwrap_or(true) {
+        return;
+    }
+    if !delay.is_zero() {
+        debug!("stream group {group}: no leader reached this peer; initializing it here");
+    }
+    if let Err(e) = raft.initialize(members).await {
+        debug!("stream group {group} initialize: {e}");
     }
 }
 
@@ -559,4 +627,29 @@ fn assigned_of(sa: &StreamAssignment, names: &std::collections::BTreeMap<u64, St
 
 fn msg_bytes(m: &OwnedMsg) -> usize {
     m.subject.len() + m.headers.len() + m.payload.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_first_peer_campaigns_at_once_the_others_in_turn() {
+        assert_eq!(bootstrap_delay(0, Duration::ZERO), Duration::ZERO);
+        assert_eq!(bootstrap_delay(0, S / 2), Duration::ZERO);
+        assert_eq!(bootstrap_delay(1, S / 2), BOOTSTRAP_TURN - S / 2);
+        assert_eq!(bootstrap_delay(2, Duration::ZERO), BOOTSTRAP_TURN * 2);
+        // Within the slack after its turn: now.
+        assert_eq!(bootstrap_delay(1, BOOTSTRAP_TURN + S / 2), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_peer_past_its_turn_waits_to_be_reached() {
+        assert_eq!(bootstrap_delay(0, 3 * S), BOOTSTRAP_TURN);
+        assert_eq!(bootstrap_delay(1, BOOTSTRAP_TURN * 3), BOOTSTRAP_TURN);
+        // A wiped replica of an old group.
+        assert_eq!(bootstrap_delay(0, 86_400 * S), BOOTSTRAP_TURN);
+    }
 }
