@@ -863,3 +863,98 @@ async fn minority_refuses_writes(flavor: Flavor) {
 }
 
 on_both_flavors!(minority_refuses_writes => minority_refuses_writes);
+
+/// With two of three nodes gone, the survivor's stream group and meta group
+/// have no leader. Once that has lasted nats-server's lost-quorum interval
+/// (10 s), the survivor answers `STREAM.INFO` from its own replica, naming
+/// no leader, and a request only a meta leader answers gets 10008 ("JetStream
+/// system temporarily unavailable") instead of no answer at all.
+async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
+    let mut jc = JsCluster::start(flavor).await;
+    create_scores(&jc, 0).await;
+    jc.wait_stream_leader(STREAM, None).await;
+    let stored = publish_acked(&jc, 0, 10, |k| format!("set {k}")).await;
+    jc.wait_every_node_holds(STREAM, &stored).await;
+    let (leader, _) = jc.wait_stream_leader(STREAM, None).await;
+    let survivor = (leader + 1) % 3;
+    jc.kill(leader);
+    jc.kill((leader + 2) % 3);
+
+    let ask = |subject: String, body: &'static str| {
+        let jc = &jc;
+        async move {
+            jc.request_within(survivor, &subject, body, Duration::from_secs(2))
+                .await
+        }
+    };
+    // Until the group itself is known leaderless, nats-server may answer
+    // 10008 (its meta group lost its leader first).
+    let info = jc
+        .poll("STREAM.INFO answered by the lone replica", || {
+            let answer = ask(format!("$JS.API.STREAM.INFO.{STREAM}"), "");
+            async move {
+                let v = answer.await?;
+                match v.get("error") {
+                    None => Ok(v),
+                    Some(_) => Err(format!("answered with an error: {v}")),
+                }
+            }
+        })
+        .await;
+    eprintln!("STREAM.INFO on the lone replica: {info}");
+    assert_eq!(
+        info["type"],
+        "io.nats.jetstream.api.v1.stream_info_response"
+    );
+    assert_eq!(info["config"]["name"], STREAM, "{info}");
+    assert_eq!(info["state"]["messages"], 10, "{info}");
+    assert_eq!(info["state"]["last_seq"], 10, "{info}");
+    assert!(
+        info["cluster"]["leader"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "a leader named while there is none: {info}"
+    );
+
+    // The meta leader may be the survivor: nats-server's steps down once it
+    // has heard from no quorum for as long, and answers until then.
+    for (subject, body, kind) in [
+        ("$JS.API.INFO".to_string(), "", "account_info_response"),
+        (
+            "$JS.API.STREAM.NAMES".to_string(),
+            "",
+            "stream_names_response",
+        ),
+        (
+            "$JS.API.STREAM.CREATE.LATE".to_string(),
+            r#"{"name":"LATE","subjects":["late.>"],"num_replicas":3}"#,
+            "stream_create_response",
+        ),
+    ] {
+        let v = jc
+            .poll(
+                &format!("10008 for {subject} without a meta leader"),
+                || {
+                    let answer = ask(subject.clone(), body);
+                    async move {
+                        let v = answer.await?;
+                        match v.get("error") {
+                            Some(_) => Ok(v),
+                            None => Err(format!("answered without an error: {v}")),
+                        }
+                    }
+                },
+            )
+            .await;
+        assert_eq!(v["type"], format!("io.nats.jetstream.api.v1.{kind}"), "{v}");
+        assert_eq!(v["error"]["code"], 503, "{v}");
+        assert_eq!(v["error"]["err_code"], 10008, "{v}");
+        assert_eq!(
+            v["error"]["description"], "JetStream system temporarily unavailable",
+            "{v}"
+        );
+    }
+}
+
+on_both_flavors!(a_lone_replica_answers_for_its_stream => a_lone_replica_answers_for_its_stream);

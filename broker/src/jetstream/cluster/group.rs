@@ -41,6 +41,8 @@ pub struct MetaGroup {
     router: Arc<Router>,
     /// The JetStream servers reachable now, for placement.
     peers: Arc<dyn PeerSource>,
+    /// When this replica started, for [`MetaGroup::leaderless`].
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for MetaGroup {
@@ -99,6 +101,7 @@ impl MetaGroup {
             cluster: cluster.to_string(),
             router,
             peers: peers.clone(),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(form(Arc::downgrade(&group), peers.clone()));
         tokio::spawn(log_leaders(Arc::downgrade(&group)));
@@ -127,6 +130,14 @@ impl MetaGroup {
     /// holds (see [`leadership::is_current_or_progressing`]).
     pub async fn is_current_within(&self, within: std::time::Duration) -> bool {
         leadership::is_current_or_progressing(&self.raft, within).await
+    }
+
+    /// No working meta leader for nats-server's lost-quorum interval (see
+    /// [`leadership::leaderless_since`]): requests only a meta leader
+    /// answers then get 10008 from every server instead of no answer.
+    pub fn leaderless(&self) -> bool {
+        let view = leadership::leadership(&self.raft, &self.router, META_GROUP);
+        leadership::leaderless_since(&view, &self.name, self.started)
     }
 
     pub fn leader(&self) -> Option<u64> {

@@ -20,6 +20,20 @@ pub fn cluster_not_available() -> ApiError {
     ApiError::new(503, 10008, "JetStream system temporarily unavailable")
 }
 
+/// How long a group may go without a leader that reaches a quorum before
+/// its members say so: nats-server's lost-quorum interval. A leader that
+/// heard from no quorum for this long counts as none (nats-server's steps
+/// down then; openraft's keeps its role).
+pub const LOST_QUORUM: Duration = Duration::from_secs(10);
+
+/// Whether a group running since `started`, seen as `view` on server `me`,
+/// has been without a working leader long enough to say so: past
+/// [`LOST_QUORUM`] since it started here (a group just started has had no
+/// chance to elect one), it knows no leader, or leads without a quorum.
+pub fn leaderless_since(view: &Leadership, me: &str, started: std::time::Instant) -> bool {
+    started.elapsed() > LOST_QUORUM && !view.leader_with_quorum(me, LOST_QUORUM)
+}
+
 /// Who leads and who follows.
 #[derive(Debug, Clone, Default)]
 pub struct Leadership {
@@ -253,5 +267,30 @@ mod tests {
             voters: BTreeSet::from([1]),
         };
         assert!(solo.leader_with_quorum("a", within));
+    }
+
+    #[test]
+    fn a_group_is_called_leaderless_only_after_the_lost_quorum_interval() {
+        let view = |leader: Option<&str>, replicas| Leadership {
+            leader: leader.map(str::to_string),
+            leader_id: None,
+            replicas,
+            size: 3,
+            voters: BTreeSet::from([1, 2, 3]),
+        };
+        let now = std::time::Instant::now();
+        let Some(long_ago) = now.checked_sub(LOST_QUORUM + Duration::from_secs(1)) else {
+            return; // a clock this young cannot say
+        };
+        // No leader, but only just started: it may still elect one.
+        assert!(!leaderless_since(&view(None, vec![]), "a", now));
+        assert!(leaderless_since(&view(None, vec![]), "a", long_ago));
+        // A leader elsewhere, or here with a quorum, is a leader.
+        assert!(!leaderless_since(&view(Some("b"), vec![]), "a", long_ago));
+        let heard = vec![replica(2, "b", Some(1)), replica(3, "c", None)];
+        assert!(!leaderless_since(&view(Some("a"), heard), "a", long_ago));
+        // Leading, but cut off from every other voter for too long.
+        let cut_off = vec![replica(2, "b", Some(60)), replica(3, "c", None)];
+        assert!(leaderless_since(&view(Some("a"), cut_off), "a", long_ago));
     }
 }

@@ -10,6 +10,15 @@
 //!   (its replica holds the current state);
 //! - nobody else. A request about a stream the meta group does not know
 //!   is answered by the meta leader ("stream not found").
+//!
+//! Without leaders, as nats-server does once its lost-quorum interval has
+//! passed ([`super::leadership::LOST_QUORUM`]): a replica of a leaderless
+//! stream answers `STREAM.INFO` from its own copy (naming no leader), and
+//! while the meta group has no working leader every server answers the
+//! requests a leader would have answered with 10008 ("JetStream system
+//! temporarily unavailable"), `STREAM.INFO` after a short delay that lets
+//! a stream leader answer first. A client then learns the cluster is down
+//! instead of waiting for its request to time out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +47,11 @@ pub(crate) enum Decision {
 /// before answering without one.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a server that does not lead a stream waits before it answers
+/// `STREAM.INFO` with 10008, so that the leader's answer comes first
+/// (nats-server's `errRespDelay`).
+const UNAVAILABLE_DELAY: Duration = Duration::from_millis(500);
+
 /// Decide who answers `api` (the subject after `$JS.API.`).
 pub(crate) fn dispatch(
     c: &Arc<JsCluster>,
@@ -59,10 +73,16 @@ pub(crate) fn dispatch(
         return Decision::Done;
     }
     let tokens: Vec<&str> = api.split('.').collect();
+    if let Some(kind) = unavailable_kind(&tokens) {
+        if c.meta.leaderless() {
+            return without_meta_leader(c, acc, server, &tokens, kind, m);
+        }
+    }
     let meta_leader = c.meta.is_leader();
     let stream_of = |name: &str| -> Decision {
         match c.stream_group(&acc.name, name) {
             Some(g) if g.is_leader() => Decision::Local,
+            Some(g) if tokens.starts_with(&["STREAM", "INFO"]) && g.leaderless() => Decision::Local,
             Some(_) => Decision::Done,
             None if meta_leader && !c.meta.knows(&acc.name, name) => Decision::Local,
             None => Decision::Done,
@@ -188,6 +208,77 @@ pub(crate) fn dispatch(
         _ if meta_leader => Decision::Local,
         _ => Decision::Done,
     }
+}
+
+/// While the meta group has no working leader, a request of `kind` (see
+/// [`unavailable_kind`]): a replica answers `STREAM.INFO` of its own
+/// stream while it leads or the stream has no leader either; otherwise
+/// this server answers 10008, `STREAM.INFO` after [`UNAVAILABLE_DELAY`].
+fn without_meta_leader(
+    c: &Arc<JsCluster>,
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    tokens: &[&str],
+    kind: &'static str,
+    m: &OwnedMsg,
+) -> Decision {
+    let delay = match tokens {
+        ["STREAM", "INFO", name] => match c.stream_group(&acc.name, name) {
+            Some(g) if g.is_leader() || g.leaderless() => return Decision::Local,
+            _ => Some(UNAVAILABLE_DELAY),
+        },
+        _ => None,
+    };
+    if let Some(reply) = m.reply.clone() {
+        let body =
+            crate::jetstream::api::error_answer(kind, &super::leadership::cluster_not_available());
+        let (acc, server) = (acc.clone(), Arc::downgrade(server));
+        let send = move || {
+            if let Some(s) = server.upgrade() {
+                acc.track_api(true);
+                acc.client.publish(&s, &reply, None, b"", &body);
+            }
+        };
+        match delay {
+            None => send(),
+            Some(d) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    send();
+                });
+            }
+        }
+    }
+    Decision::Done
+}
+
+/// The answer's type for the requests nats-server refuses with 10008
+/// while its meta group has no leader; `None` for the others (a pull
+/// request, a direct get), which are decided as usual.
+fn unavailable_kind(tokens: &[&str]) -> Option<&'static str> {
+    Some(match tokens {
+        ["INFO"] => "account_info_response",
+        ["STREAM", "CREATE", _] => "stream_create_response",
+        ["STREAM", "UPDATE", _] => "stream_update_response",
+        ["STREAM", "DELETE", _] => "stream_delete_response",
+        ["STREAM", "INFO", _] => "stream_info_response",
+        ["STREAM", "NAMES"] => "stream_names_response",
+        ["STREAM", "LIST"] => "stream_list_response",
+        ["STREAM", "PURGE", _] => "stream_purge_response",
+        ["STREAM", "MSG", "GET", _] => "stream_msg_get_response",
+        ["STREAM", "MSG", "DELETE", _] => "stream_msg_delete_response",
+        ["STREAM", "LEADER", "STEPDOWN", _] => "stream_leader_stepdown_response",
+        ["STREAM", "PEER", "REMOVE", _] => "stream_remove_peer_response",
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => {
+            "consumer_create_response"
+        }
+        ["CONSUMER", "DELETE", ..] => "consumer_delete_response",
+        ["CONSUMER", "NAMES", _] => "consumer_names_response",
+        ["CONSUMER", "LIST", _] => "consumer_list_response",
+        ["CONSUMER", "PAUSE", ..] => "consumer_pause_response",
+        ["CONSUMER", "LEADER", "STEPDOWN", ..] => "consumer_leader_stepdown_response",
+        _ => return None,
+    })
 }
 
 /// A consumer create request without a name: the leader names it.
@@ -563,4 +654,39 @@ pub(super) fn group_name(
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect();
     format!("{kind}-R{replicas}{s}-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_kind;
+
+    #[test]
+    fn requests_refused_without_a_meta_leader_get_their_answer_type() {
+        let kind = |api: &str| unavailable_kind(&api.split('.').collect::<Vec<_>>());
+        assert_eq!(kind("INFO"), Some("account_info_response"));
+        assert_eq!(kind("STREAM.INFO.S"), Some("stream_info_response"));
+        assert_eq!(kind("STREAM.NAMES"), Some("stream_names_response"));
+        assert_eq!(kind("STREAM.MSG.GET.S"), Some("stream_msg_get_response"));
+        assert_eq!(
+            kind("STREAM.PEER.REMOVE.S"),
+            Some("stream_remove_peer_response")
+        );
+        assert_eq!(
+            kind("CONSUMER.CREATE.S.C.f"),
+            Some("consumer_create_response")
+        );
+        assert_eq!(
+            kind("CONSUMER.DURABLE.CREATE.S.C"),
+            Some("consumer_create_response")
+        );
+        assert_eq!(
+            kind("CONSUMER.LEADER.STEPDOWN.S.C"),
+            Some("consumer_leader_stepdown_response")
+        );
+        // Decided as usual: a pull request, a direct get, a snapshot.
+        assert_eq!(kind("CONSUMER.MSG.NEXT.S.C"), None);
+        assert_eq!(kind("DIRECT.GET.S"), None);
+        assert_eq!(kind("STREAM.SNAPSHOT.S"), None);
+        assert_eq!(kind("STREAM.NAMES.EXTRA"), None);
+    }
 }

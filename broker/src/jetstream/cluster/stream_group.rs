@@ -63,6 +63,8 @@ pub struct StreamGroup {
     /// Set once this replica is being retired (no longer assigned here),
     /// so only one task waits for that.
     retiring: AtomicBool,
+    /// When this replica started, for [`StreamGroup::leaderless`].
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for StreamGroup {
@@ -176,6 +178,7 @@ impl StreamGroup {
             leading_since: parking_lot::Mutex::new(None),
             assigned,
             retiring: AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(lead_while_leader(Arc::downgrade(&group)));
         tokio::spawn(membership::follow(Arc::downgrade(&group), watching));
@@ -251,6 +254,13 @@ impl StreamGroup {
     /// holds (see [`leadership::is_current_or_progressing`]).
     pub async fn is_current_within(&self, within: std::time::Duration) -> bool {
         !self.catching_up.get() && leadership::is_current_or_progressing(&self.raft, within).await
+    }
+
+    /// No working leader for nats-server's lost-quorum interval (see
+    /// [`leadership::leaderless_since`]): this replica then answers
+    /// `STREAM.INFO` itself, as nats-server's members do.
+    pub fn leaderless(&self) -> bool {
+        leadership::leaderless_since(&self.leadership(), &self.my_name(), self.started)
     }
 
     /// Leadership, with the servers the stream is assigned to as its

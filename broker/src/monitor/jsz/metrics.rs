@@ -19,9 +19,8 @@ use super::{config, detail};
 use crate::jetstream::api::stream_info;
 use crate::jetstream::types::{ConsumerInfo, PeerInfo, StreamInfo};
 
-/// How recently a leader must have heard from a quorum to count as one:
-/// nats-server's leader steps down after this long without it.
-const QUORUM_CONTACT: Duration = Duration::from_secs(10);
+/// How recently a leader must have heard from a quorum to count as one.
+const QUORUM_CONTACT: Duration = crate::jetstream::cluster::leadership::LOST_QUORUM;
 
 /// Rows of one labelled family.
 type Rows<'a> = Vec<(Vec<(&'static str, &'a str)>, f64)>;
