@@ -916,6 +916,21 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
             .is_empty(),
         "a leader named while there is none: {info}"
     );
+    // Every replica listed, the one answering as the only current one.
+    let me = jc.c.node(survivor).name.clone();
+    let current: Vec<String> = info["cluster"]["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no replicas: {info}"))
+        .iter()
+        .filter(|r| r["current"] == true)
+        .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        info["cluster"]["replicas"].as_array().map(Vec::len),
+        Some(3),
+        "{info}"
+    );
+    assert_eq!(current, [me], "{info}");
 
     // The meta leader may be the survivor: nats-server's steps down once it
     // has heard from no quorum for as long, and answers until then.

@@ -188,7 +188,8 @@ pub fn leadership_of<C: GroupTypes>(
     let progress = metrics.replication.clone().unwrap_or_default();
     let voters = members.cloned().unwrap_or_else(|| voters(raft));
     // As nats-server lists them: every voter but this server (the leader
-    // itself, on the leader), or every voter while there is no leader.
+    // itself, on the leader), or every voter while there is no leader,
+    // this server then the one current (it holds all it knows of).
     let me = router.id();
     let replicas = voters
         .iter()
@@ -202,7 +203,7 @@ pub fn leadership_of<C: GroupTypes>(
                 current: if metrics.state == ServerState::Leader {
                     matched.is_some() && lag == 0
                 } else {
-                    Some(id) == leader_id
+                    Some(id) == leader_id || (leader_id.is_none() && id == me)
                 },
                 lag: if metrics.state == ServerState::Leader {
                     lag
