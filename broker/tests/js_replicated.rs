@@ -875,8 +875,42 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
     jc.wait_stream_leader(STREAM, None).await;
     let stored = publish_acked(&jc, 0, 10, |k| format!("set {k}")).await;
     jc.wait_every_node_holds(STREAM, &stored).await;
+    jc.request_ok(
+        0,
+        &format!("$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.READER"),
+        &serde_json::json!({
+            "stream_name": STREAM,
+            "config": { "durable_name": "READER", "ack_policy": "explicit" },
+        })
+        .to_string(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create READER: {e}"));
     let (leader, _) = jc.wait_stream_leader(STREAM, None).await;
     let survivor = (leader + 1) % 3;
+    // The consumer known on the survivor before its peers go.
+    jc.poll("READER on the survivor", || async {
+        let r = jc.c.node(survivor).name.clone();
+        let v = jc
+            .request(
+                leader,
+                &format!("$JS.API.CONSUMER.INFO.{STREAM}.READER"),
+                "",
+            )
+            .await?;
+        // It leads the consumer, or follows it caught up.
+        let leads = v["cluster"]["leader"] == r.as_str();
+        let current = v["cluster"]["replicas"].as_array().is_some_and(|rs| {
+            rs.iter()
+                .any(|x| x["name"] == r.as_str() && x["current"] == true)
+        });
+        if leads || current {
+            Ok(())
+        } else {
+            Err(format!("{r} not current: {v}"))
+        }
+    })
+    .await;
     jc.kill(leader);
     jc.kill((leader + 2) % 3);
 
@@ -931,6 +965,25 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
         "{info}"
     );
     assert_eq!(current, [me], "{info}");
+
+    // The consumer's group (the stream's, on Tribune) has no leader either.
+    let consumer = jc
+        .poll("10008 for CONSUMER.INFO of a leaderless consumer", || {
+            let answer = ask(format!("$JS.API.CONSUMER.INFO.{STREAM}.READER"), "");
+            async move {
+                let v = answer.await?;
+                match v.get("error") {
+                    Some(_) => Ok(v),
+                    None => Err(format!("answered without an error: {v}")),
+                }
+            }
+        })
+        .await;
+    assert_eq!(
+        consumer["type"], "io.nats.jetstream.api.v1.consumer_info_response",
+        "{consumer}"
+    );
+    assert_eq!(consumer["error"]["err_code"], 10008, "{consumer}");
 
     // The meta leader may be the survivor: nats-server's steps down once it
     // has heard from no quorum for as long, and answers until then.

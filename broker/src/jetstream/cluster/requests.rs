@@ -13,11 +13,12 @@
 //!
 //! Without leaders, as nats-server does once its lost-quorum interval has
 //! passed ([`super::leadership::LOST_QUORUM`]): a replica of a leaderless
-//! stream answers `STREAM.INFO` from its own copy (naming no leader), and
-//! while the meta group has no working leader every server answers the
-//! requests a leader would have answered with 10008 ("JetStream system
-//! temporarily unavailable"), `STREAM.INFO` after a short delay that lets
-//! a stream leader answer first. A client then learns the cluster is down
+//! stream answers `STREAM.INFO` from its own copy (naming no leader) and
+//! `CONSUMER.INFO` with 10008 ("JetStream system temporarily
+//! unavailable"), and while the meta group has no working leader every
+//! server answers the requests a leader would have answered with 10008,
+//! the two info requests after a short delay that lets a stream leader
+//! answer first. A client then learns the cluster is down
 //! instead of waiting for its request to time out.
 
 use std::sync::Arc;
@@ -76,6 +77,16 @@ pub(crate) fn dispatch(
     if let Some(kind) = unavailable_kind(&tokens) {
         if c.meta.leaderless() {
             return without_meta_leader(c, acc, server, &tokens, kind, m);
+        }
+    }
+    // A replica of a consumer's leaderless stream says so (nats-server's
+    // members of a leaderless consumer group do).
+    if let ["CONSUMER", "INFO", stream, _] = tokens.as_slice() {
+        if let Some(g) = c.stream_group(&acc.name, stream) {
+            if !g.is_leader() && g.leaderless() {
+                refuse(acc, server, m, "consumer_info_response", None);
+                return Decision::Done;
+            }
         }
     }
     let meta_leader = c.meta.is_leader();
@@ -212,8 +223,10 @@ pub(crate) fn dispatch(
 
 /// While the meta group has no working leader, a request of `kind` (see
 /// [`unavailable_kind`]): a replica answers `STREAM.INFO` of its own
-/// stream while it leads or the stream has no leader either; otherwise
-/// this server answers 10008, `STREAM.INFO` after [`UNAVAILABLE_DELAY`].
+/// stream while it leads or the stream has no leader either, and
+/// `CONSUMER.INFO` while it leads; otherwise this server answers 10008,
+/// the two info requests after [`UNAVAILABLE_DELAY`] unless it holds a
+/// leaderless replica of the stream.
 fn without_meta_leader(
     c: &Arc<JsCluster>,
     acc: &Arc<JsAccount>,
@@ -227,8 +240,25 @@ fn without_meta_leader(
             Some(g) if g.is_leader() || g.leaderless() => return Decision::Local,
             _ => Some(UNAVAILABLE_DELAY),
         },
+        ["CONSUMER", "INFO", stream, _] => match c.stream_group(&acc.name, stream) {
+            Some(g) if g.is_leader() => return Decision::Local,
+            Some(g) if g.leaderless() => None,
+            _ => Some(UNAVAILABLE_DELAY),
+        },
         _ => None,
     };
+    refuse(acc, server, m, kind, delay);
+    Decision::Done
+}
+
+/// Answers `m` with 10008 in an answer of `kind`, after `delay` if any.
+fn refuse(
+    acc: &Arc<JsAccount>,
+    server: &Arc<Server>,
+    m: &OwnedMsg,
+    kind: &'static str,
+    delay: Option<Duration>,
+) {
     if let Some(reply) = m.reply.clone() {
         let body =
             crate::jetstream::api::error_answer(kind, &super::leadership::cluster_not_available());
@@ -249,7 +279,6 @@ fn without_meta_leader(
             }
         }
     }
-    Decision::Done
 }
 
 /// The answer's type for the requests nats-server refuses with 10008
@@ -272,6 +301,7 @@ fn unavailable_kind(tokens: &[&str]) -> Option<&'static str> {
         ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => {
             "consumer_create_response"
         }
+        ["CONSUMER", "INFO", _, _] => "consumer_info_response",
         ["CONSUMER", "DELETE", ..] => "consumer_delete_response",
         ["CONSUMER", "NAMES", _] => "consumer_names_response",
         ["CONSUMER", "LIST", _] => "consumer_list_response",
@@ -667,6 +697,7 @@ mod tests {
         assert_eq!(kind("STREAM.INFO.S"), Some("stream_info_response"));
         assert_eq!(kind("STREAM.NAMES"), Some("stream_names_response"));
         assert_eq!(kind("STREAM.MSG.GET.S"), Some("stream_msg_get_response"));
+        assert_eq!(kind("CONSUMER.INFO.S.C"), Some("consumer_info_response"));
         assert_eq!(
             kind("STREAM.PEER.REMOVE.S"),
             Some("stream_remove_peer_response")
