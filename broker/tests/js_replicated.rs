@@ -914,27 +914,16 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
     jc.kill(leader);
     jc.kill((leader + 2) % 3);
 
-    let ask = |subject: String, body: &'static str| {
-        let jc = &jc;
-        async move {
-            jc.request_within(survivor, &subject, body, Duration::from_secs(2))
-                .await
-        }
-    };
     // Until the group itself is known leaderless, nats-server may answer
     // 10008 (its meta group lost its leader first).
-    let info = jc
-        .poll("STREAM.INFO answered by the lone replica", || {
-            let answer = ask(format!("$JS.API.STREAM.INFO.{STREAM}"), "");
-            async move {
-                let v = answer.await?;
-                match v.get("error") {
-                    None => Ok(v),
-                    Some(_) => Err(format!("answered with an error: {v}")),
-                }
-            }
-        })
-        .await;
+    let info = answered(
+        &jc,
+        survivor,
+        &format!("$JS.API.STREAM.INFO.{STREAM}"),
+        "",
+        false,
+    )
+    .await;
     eprintln!("STREAM.INFO on the lone replica: {info}");
     assert_eq!(
         info["type"],
@@ -967,27 +956,14 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
     assert_eq!(current, [me], "{info}");
 
     // The consumer's group (the stream's, on Tribune) has no leader either.
-    let consumer = jc
-        .poll("10008 for CONSUMER.INFO of a leaderless consumer", || {
-            let answer = ask(format!("$JS.API.CONSUMER.INFO.{STREAM}.READER"), "");
-            async move {
-                let v = answer.await?;
-                match v.get("error") {
-                    Some(_) => Ok(v),
-                    None => Err(format!("answered without an error: {v}")),
-                }
-            }
-        })
-        .await;
-    assert_eq!(
-        consumer["type"], "io.nats.jetstream.api.v1.consumer_info_response",
-        "{consumer}"
-    );
-    assert_eq!(consumer["error"]["err_code"], 10008, "{consumer}");
-
     // The meta leader may be the survivor: nats-server's steps down once it
     // has heard from no quorum for as long, and answers until then.
     for (subject, body, kind) in [
+        (
+            format!("$JS.API.CONSUMER.INFO.{STREAM}.READER"),
+            "",
+            "consumer_info_response",
+        ),
         ("$JS.API.INFO".to_string(), "", "account_info_response"),
         (
             "$JS.API.STREAM.NAMES".to_string(),
@@ -1000,21 +976,7 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
             "stream_create_response",
         ),
     ] {
-        let v = jc
-            .poll(
-                &format!("10008 for {subject} without a meta leader"),
-                || {
-                    let answer = ask(subject.clone(), body);
-                    async move {
-                        let v = answer.await?;
-                        match v.get("error") {
-                            Some(_) => Ok(v),
-                            None => Err(format!("answered without an error: {v}")),
-                        }
-                    }
-                },
-            )
-            .await;
+        let v = answered(&jc, survivor, &subject, body, true).await;
         assert_eq!(v["type"], format!("io.nats.jetstream.api.v1.{kind}"), "{v}");
         assert_eq!(v["error"]["code"], 503, "{v}");
         assert_eq!(v["error"]["err_code"], 10008, "{v}");
@@ -1023,6 +985,24 @@ async fn a_lone_replica_answers_for_its_stream(flavor: Flavor) {
             "{v}"
         );
     }
+}
+
+/// Ask node `via` until it answers with an error (`error`) or without one,
+/// each request waiting 2 s: the answer while a cluster loses its leaders
+/// changes as each group notices.
+async fn answered(jc: &JsCluster, via: usize, subject: &str, body: &str, error: bool) -> Value {
+    let want = if error { "an error" } else { "no error" };
+    jc.poll(&format!("{subject} answered with {want}"), || async {
+        let v = jc
+            .request_within(via, subject, body, Duration::from_secs(2))
+            .await?;
+        if v.get("error").is_some() == error {
+            Ok(v)
+        } else {
+            Err(format!("answered otherwise: {v}"))
+        }
+    })
+    .await
 }
 
 on_both_flavors!(a_lone_replica_answers_for_its_stream => a_lone_replica_answers_for_its_stream);

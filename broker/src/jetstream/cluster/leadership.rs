@@ -237,16 +237,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_leader_needs_a_quorum_it_heard_from_recently() {
-        let within = Duration::from_secs(10);
-        let view = |leader: Option<&str>, replicas| Leadership {
+    /// A group of voters 1-3 as server "a" sees it.
+    fn view(leader: Option<&str>, replicas: Vec<ReplicaStatus>) -> Leadership {
+        Leadership {
             leader: leader.map(str::to_string),
             leader_id: None,
             replicas,
             size: 3,
             voters: BTreeSet::from([1, 2, 3]),
-        };
+        }
+    }
+
+    #[test]
+    fn a_leader_needs_a_quorum_it_heard_from_recently() {
+        let within = Duration::from_secs(10);
         assert!(!view(None, vec![]).leader_with_quorum("a", within));
         // Another leader: this follower hears from it.
         assert!(view(Some("b"), vec![]).leader_with_quorum("a", within));
@@ -272,13 +276,6 @@ mod tests {
 
     #[test]
     fn a_group_is_called_leaderless_only_after_the_lost_quorum_interval() {
-        let view = |leader: Option<&str>, replicas| Leadership {
-            leader: leader.map(str::to_string),
-            leader_id: None,
-            replicas,
-            size: 3,
-            voters: BTreeSet::from([1, 2, 3]),
-        };
         let now = std::time::Instant::now();
         let Some(long_ago) = now.checked_sub(LOST_QUORUM + Duration::from_secs(1)) else {
             return; // a clock this young cannot say

@@ -79,21 +79,18 @@ pub(crate) fn dispatch(
             return without_meta_leader(c, acc, server, &tokens, kind, m);
         }
     }
-    // A replica of a consumer's leaderless stream says so (nats-server's
-    // members of a leaderless consumer group do).
-    if let ["CONSUMER", "INFO", stream, _] = tokens.as_slice() {
-        if let Some(g) = c.stream_group(&acc.name, stream) {
-            if !g.is_leader() && g.leaderless() {
-                refuse(acc, server, m, "consumer_info_response", None);
-                return Decision::Done;
-            }
-        }
-    }
     let meta_leader = c.meta.is_leader();
     let stream_of = |name: &str| -> Decision {
         match c.stream_group(&acc.name, name) {
             Some(g) if g.is_leader() => Decision::Local,
+            // A leaderless stream's replica answers its info itself, and
+            // says so for its consumers (nats-server's members of a
+            // leaderless consumer group do).
             Some(g) if tokens.starts_with(&["STREAM", "INFO"]) && g.leaderless() => Decision::Local,
+            Some(g) if tokens.starts_with(&["CONSUMER", "INFO"]) && g.leaderless() => {
+                refuse(acc, server, m, "consumer_info_response", None);
+                Decision::Done
+            }
             Some(_) => Decision::Done,
             None if meta_leader && !c.meta.knows(&acc.name, name) => Decision::Local,
             None => Decision::Done,

@@ -11,16 +11,13 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::super::metrics::{Exposition, Kind};
 use super::super::Monitor;
 use super::{config, detail};
 use crate::jetstream::api::stream_info;
+use crate::jetstream::cluster::leadership::LOST_QUORUM;
 use crate::jetstream::types::{ConsumerInfo, PeerInfo, StreamInfo};
-
-/// How recently a leader must have heard from a quorum to count as one.
-const QUORUM_CONTACT: Duration = crate::jetstream::cluster::leadership::LOST_QUORUM;
 
 /// Rows of one labelled family.
 type Rows<'a> = Vec<(Vec<(&'static str, &'a str)>, f64)>;
@@ -112,9 +109,7 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
                 .filter(|_| info.config.num_replicas > 1)
                 .and_then(|c| c.stream_group(&acc.name, &s.name));
             let leaderless = match group {
-                Some(g) => !g
-                    .leadership()
-                    .leader_with_quorum(&server.name, QUORUM_CONTACT),
+                Some(g) => !g.leadership().leader_with_quorum(&server.name, LOST_QUORUM),
                 None => info.cluster.leader.is_empty(),
             };
             // Durable consumers only, on their stream's leader: ephemeral
@@ -182,7 +177,7 @@ pub(in crate::monitor) fn metrics(m: &Monitor, e: &mut Exposition) {
             Gauge,
             "Whether this node knows no leader of the JetStream meta group that can make progress (none, or this node leads without a quorum).",
             f64::from(u8::from(
-                !lead.leader_with_quorum(&server.name, QUORUM_CONTACT),
+                !lead.leader_with_quorum(&server.name, LOST_QUORUM),
             )),
         );
         if c.meta.is_leader() {
