@@ -621,7 +621,10 @@ def route_reload_outcomes(binary, workdir):
     does not dial A back: it has no route to A configured). What each
     server's /routez shows after each reload, and what A logs."""
     workdir.mkdir(parents=True)
-    a_cluster, b_cluster, a_http, b_http = free_ports("127.0.0.1", 4)
+    # Every port, client ones too, from one batch: a server left to pick its
+    # own client port (-p -1) could be handed a cluster port released here
+    # before the other server binds it (CI saw B's cluster port taken).
+    a_client, b_client, a_cluster, b_cluster, a_http, b_http = free_ports("127.0.0.1", 6)
     conf_a = workdir / "a.conf"
 
     def write_a(routes: str):
@@ -636,8 +639,8 @@ def route_reload_outcomes(binary, workdir):
         f'server_name: B\nhttp: "127.0.0.1:{b_http}"\n'
         f'cluster {{ name: RELOAD, listen: "127.0.0.1:{b_cluster}" }}\n'
     )
-    a = Server(binary, workdir / "a", args=("-c", str(conf_a)))
-    b = Server(binary, workdir / "b", args=("-c", str(conf_b)))
+    a = Server(binary, workdir / "a", args=("-c", str(conf_a)), port=a_client)
+    b = Server(binary, workdir / "b", args=("-c", str(conf_b)), port=b_client)
 
     def routes_seen(want: bool):
         """Whether each server has a route up (nats-server pools several
