@@ -264,8 +264,13 @@ impl MetaGroup {
 
 /// Form the group the first time: once this server sees every server the
 /// configuration expects, and has heard from no existing group, the
-/// lowest node id initializes it with all of them. A server that restarts,
-/// or rejoins with an empty disk, is found by the leader and needs nothing.
+/// lowest node id initializes it with all of them. It asks each peer
+/// whether it already belongs to a group: if none does, it forms at once;
+/// if one does, it never forms (that group's leader adds it); if a peer
+/// cannot say (it runs an earlier Tribune, or did not answer), it forms
+/// once the set of peers has stayed the same for [`timing::FORM_SETTLE`]
+/// without a leader reaching it. A server that restarts, or rejoins with
+/// an empty disk, is found by the leader and needs nothing.
 async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
     let mut seen: BTreeSet<u64> = BTreeSet::new();
     let mut since = Instant::now();
@@ -294,8 +299,17 @@ async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
         if ids.len() < peers.expected() || ids.first() != Some(&g.me) {
             continue;
         }
-        if since.elapsed() < timing::FORM_SETTLE {
-            continue;
+        match joined(&g.router, &found).await {
+            Joined::Nobody => {}
+            Joined::Peer(name) => {
+                debug!("meta group not formed here: {name} already belongs to one");
+                continue;
+            }
+            Joined::Unknown => {
+                if since.elapsed() < timing::FORM_SETTLE {
+                    continue;
+                }
+            }
         }
         let mut members: BTreeMap<u64, BasicNode> = found
             .iter()
@@ -311,6 +325,53 @@ async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
             Err(e) => debug!("meta group initialize: {e}"),
         }
     }
+}
+
+/// What the peers said when asked whether they belong to a meta group.
+#[derive(Debug, PartialEq, Eq)]
+enum Joined {
+    /// Every peer answered, and none does.
+    Nobody,
+    /// This one does (the first found).
+    Peer(String),
+    /// Some peer did not answer, and none said yes.
+    Unknown,
+}
+
+/// Ask every peer, at once, whether its meta replica belongs to a group.
+async fn joined(router: &Arc<Router>, found: &[super::peers::JsPeer]) -> Joined {
+    let mut asks = tokio::task::JoinSet::new();
+    for p in found {
+        let (router, id, name) = (router.clone(), p.id, p.name.clone());
+        asks.spawn(async move {
+            let answer = router
+                .request_joined(id, META_GROUP, timing::FORM_ASK)
+                .await;
+            if let Err(e) = &answer {
+                debug!("meta group: {name} cannot say whether it is in a group: {e}");
+            }
+            (name, answer)
+        });
+    }
+    let mut answers = Vec::with_capacity(found.len());
+    while let Some(done) = asks.join_next().await {
+        answers.push(done.unwrap_or_else(|e| (String::new(), Err(e.to_string()))));
+    }
+    tally(answers)
+}
+
+/// The peers' answers, taken together: one "yes" decides, any silence
+/// leaves it open.
+fn tally(answers: Vec<(String, Result<bool, String>)>) -> Joined {
+    let mut out = Joined::Nobody;
+    for (name, answer) in answers {
+        match answer {
+            Ok(true) => return Joined::Peer(name),
+            Ok(false) => {}
+            Err(_) => out = Joined::Unknown,
+        }
+    }
+    out
 }
 
 /// Log leadership changes as nats-server does.
@@ -388,5 +449,39 @@ async fn grow(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
         if let Err(e) = g.raft.change_membership(ids, false).await {
             warn!("could not make {} a metadata voter: {e}", new.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(name: &str, a: Result<bool, &str>) -> (String, Result<bool, String>) {
+        (name.to_string(), a.map_err(str::to_string))
+    }
+
+    #[test]
+    fn one_member_of_a_group_stops_a_new_one() {
+        assert_eq!(tally(vec![]), Joined::Nobody);
+        assert_eq!(
+            tally(vec![answer("b", Ok(false)), answer("c", Ok(false))]),
+            Joined::Nobody
+        );
+        // Silence is not a "no": the settle decides.
+        assert_eq!(
+            tally(vec![
+                answer("b", Ok(false)),
+                answer("c", Err("no answer within 1s"))
+            ]),
+            Joined::Unknown
+        );
+        // A "yes" wins over silence, wherever it comes.
+        assert_eq!(
+            tally(vec![
+                answer("b", Err("no such Raft group")),
+                answer("c", Ok(true))
+            ]),
+            Joined::Peer("c".into())
+        );
     }
 }

@@ -33,10 +33,14 @@ pub fn stream_snapshot_every() -> u64 {
 
 /// How often a server not yet in a group checks whether to form it.
 pub const FORM_POLL: Duration = Duration::from_millis(250);
-/// How long the set of visible peers must stay the same before the group
-/// is formed with it (longer than an election timeout, so an existing
-/// leader has reached this server by then if there is one).
+/// When a peer cannot say whether it belongs to a meta group, how long
+/// the set of visible peers must stay the same before the group is formed
+/// with it (longer than an election timeout, so an existing leader has
+/// reached this server by then if there is one).
 pub const FORM_SETTLE: Duration = Duration::from_millis(2 * ELECTION_MAX_MS);
+/// How long a server about to form the meta group waits for a peer to say
+/// whether it already belongs to one.
+pub const FORM_ASK: Duration = Duration::from_secs(1);
 /// How often the meta leader looks for servers to add.
 pub const GROW_POLL: Duration = Duration::from_secs(1);
 /// How long a stepdown waits for another leader.

@@ -290,6 +290,29 @@ impl Router {
         .await
     }
 
+    /// Whether `target`'s replica of `group` already belongs to a group
+    /// (has a membership, or has been reached by a member): a server asks
+    /// before forming a new group, so that it never forms one beside an
+    /// existing group. An error when the peer does not answer, or does not
+    /// know the group (not yet started, or a version without this request).
+    pub async fn request_joined(
+        &self,
+        target: u64,
+        group: &str,
+        ttl: Duration,
+    ) -> Result<bool, String> {
+        let mut body = Vec::new();
+        super::wire::encode_into(&mut body, &()).map_err(|e| e.to_string())?;
+        self.request::<bool, openraft::error::Fatal<u64>>(
+            target,
+            group,
+            subject::Op::Joined,
+            &body,
+            ttl,
+        )
+        .await
+    }
+
     /// Ask `target`'s [`CatchupSource`] for `group` to answer `request`
     /// (opaque to this layer); its answer, or why there is none.
     pub async fn request_catchup(

@@ -107,6 +107,17 @@ where
                 Ok(()) => self.spawn(slot, reply, async move { raft.trigger().elect().await }),
                 Err(e) => self.refuse(op, reply, e),
             },
+            // In a group: it has a membership, or a candidate or leader
+            // has reached it (openraft never campaigns uninitialized, so a
+            // term means another member wrote to it).
+            Op::Joined => match wire::decode::<()>(payload) {
+                Ok(()) => self.spawn(slot, reply, async move {
+                    let initialized = raft.is_initialized().await?;
+                    let term = raft.metrics().borrow().current_term;
+                    Ok::<bool, openraft::error::Fatal<u64>>(initialized || term > 0)
+                }),
+                Err(e) => self.refuse(op, reply, e),
+            },
             // The router answers these itself (see `Router::serve_catchup`).
             Op::Catchup => fail(&*self.bus, reply, Failure::BadRequest),
         }

@@ -58,6 +58,9 @@ pub enum Op {
     /// A replica that installed a snapshot asks a peer for the data the
     /// snapshot describes (a stream's messages). Not an openraft RPC.
     Catchup,
+    /// Whether the peer's replica already belongs to a group: a server
+    /// about to form a new group asks first. Not an openraft RPC.
+    Joined,
 }
 
 impl Op {
@@ -71,6 +74,7 @@ impl Op {
             Op::Snapshot => "snapshot",
             Op::Elect => "elect",
             Op::Catchup => "catchup",
+            Op::Joined => "joined",
         }
     }
 
@@ -82,7 +86,7 @@ impl Op {
     fn parse(token: &str) -> Option<Op> {
         Op::ALL
             .into_iter()
-            .chain([Op::Elect, Op::Catchup])
+            .chain([Op::Elect, Op::Catchup, Op::Joined])
             .find(|op| op.as_str() == token)
     }
 
@@ -95,6 +99,7 @@ impl Op {
             // Reported as what it leads to.
             Op::Elect => RPCTypes::Vote,
             Op::Catchup => RPCTypes::InstallSnapshot,
+            Op::Joined => RPCTypes::Vote,
         }
     }
 }

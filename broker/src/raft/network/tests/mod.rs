@@ -38,6 +38,14 @@ fn raft_config() -> Config {
 
 /// Three nodes with real (hashed) node ids, initialised as one group.
 async fn cluster(config: Config, net: NetworkConfig) -> (Arc<Hub>, Vec<Node>) {
+    let (hub, nodes) = uninitialized(config, net).await;
+    let members: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
+    nodes[0].raft.initialize(members).await.expect("initialize");
+    (hub, nodes)
+}
+
+/// Three nodes registered for one group that none has formed yet.
+async fn uninitialized(config: Config, net: NetworkConfig) -> (Arc<Hub>, Vec<Node>) {
     let config = Arc::new(config.validate().expect("raft config"));
     let hub = Hub::new();
     let mut nodes = Vec::new();
@@ -57,8 +65,6 @@ async fn cluster(config: Config, net: NetworkConfig) -> (Arc<Hub>, Vec<Node>) {
             sm,
         });
     }
-    let members: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
-    nodes[0].raft.initialize(members).await.expect("initialize");
     (hub, nodes)
 }
 
@@ -125,6 +131,37 @@ async fn three_nodes_elect_and_replicate() {
     for n in &nodes {
         assert_eq!(n.sm.data(), data);
         assert_eq!(n.router.stats().failures, 0);
+    }
+    shutdown(nodes).await;
+}
+
+/// The question a server asks before forming a group: no peer belongs to
+/// one until it is formed, every peer does after, and a peer that does
+/// not serve the group is an error (not a "no").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_say_whether_they_joined_a_group() {
+    let (_hub, nodes) = uninitialized(raft_config(), NetworkConfig::default()).await;
+    let ttl = Duration::from_secs(5);
+    for n in &nodes[1..] {
+        let joined = nodes[0].router.request_joined(n.id, GROUP, ttl).await;
+        assert_eq!(joined, Ok(false));
+    }
+    assert!(nodes[0]
+        .router
+        .request_joined(nodes[1].id, "other", ttl)
+        .await
+        .is_err());
+    let members: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
+    nodes[0].raft.initialize(members).await.expect("initialize");
+    let l = leader(&nodes, &[0, 1, 2]).await;
+    for n in &nodes {
+        let asker = &nodes[(l + 1) % 3].router;
+        let joined = if n.id == asker.id() {
+            n.raft.is_initialized().await.map_err(|e| e.to_string())
+        } else {
+            asker.request_joined(n.id, GROUP, ttl).await
+        };
+        assert_eq!(joined, Ok(true));
     }
     shutdown(nodes).await;
 }
