@@ -292,9 +292,9 @@ async fn form(group: Weak<MetaGroup>, peers: Arc<dyn PeerSource>) {
         let mut ids: BTreeSet<u64> = found.iter().map(|p| p.id).collect();
         ids.insert(g.me);
         if ids != seen {
+            // The settle (for peers that cannot say) starts again.
             seen = ids.clone();
             since = Instant::now();
-            continue;
         }
         if ids.len() < peers.expected() || ids.first() != Some(&g.me) {
             continue;
