@@ -278,16 +278,7 @@ impl Router {
         group: &str,
         ttl: Duration,
     ) -> Result<(), String> {
-        let mut body = Vec::new();
-        super::wire::encode_into(&mut body, &()).map_err(|e| e.to_string())?;
-        self.request::<(), openraft::error::Fatal<u64>>(
-            target,
-            group,
-            subject::Op::Elect,
-            &body,
-            ttl,
-        )
-        .await
+        self.ask(target, group, subject::Op::Elect, ttl).await
     }
 
     /// Whether `target`'s replica of `group` already belongs to a group
@@ -301,16 +292,22 @@ impl Router {
         group: &str,
         ttl: Duration,
     ) -> Result<bool, String> {
+        self.ask(target, group, subject::Op::Joined, ttl).await
+    }
+
+    /// A request without arguments that `target`'s Raft node answers
+    /// itself (its errors are openraft's fatal ones).
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        target: u64,
+        group: &str,
+        op: subject::Op,
+        ttl: Duration,
+    ) -> Result<T, String> {
         let mut body = Vec::new();
         super::wire::encode_into(&mut body, &()).map_err(|e| e.to_string())?;
-        self.request::<bool, openraft::error::Fatal<u64>>(
-            target,
-            group,
-            subject::Op::Joined,
-            &body,
-            ttl,
-        )
-        .await
+        self.request::<T, openraft::error::Fatal<u64>>(target, group, op, &body, ttl)
+            .await
     }
 
     /// Ask `target`'s [`CatchupSource`] for `group` to answer `request`
