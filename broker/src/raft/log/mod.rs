@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Records are `[u32 len][u32 crc32][postcard Entry]`; a segment is closed
-//! at [`LogOptions::segment_bytes`]. An appended batch is readable at once
-//! (the leader replicates before its own flush) and openraft is told it is
+//! at [`LogOptions::segment_bytes`]. An appended batch is readable at once,
+//! and openraft is told it is
 //! stored only after it is fdatasynced, by a writer thread that exists while
 //! the store has work, so an idle store costs only its files and a busy one
 //! writes every waiting batch with one write and one fsync (group commit).

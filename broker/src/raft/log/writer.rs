@@ -5,8 +5,10 @@
 //! reaches the end of its file also writes zeros ahead of itself, in the
 //! same fdatasync, so the appends after it sync no file metadata. Truncations, purges
 //! and votes are done in queue order between them, so file I/O is
-//! serialized as openraft requires while the Raft core never waits for an
-//! append's fsync. Once the queue is empty the committed log id is written
+//! serialized as openraft requires. `append` itself returns at once, but
+//! openraft 0.9's core then waits for the callback before it replicates
+//! the entries or reads its next message (BENCHMARKS.md, clustered
+//! JetStream). Once the queue is empty the committed log id is written
 //! if it changed, and the thread exits after lingering briefly for more.
 
 use std::fs::{self, File};
