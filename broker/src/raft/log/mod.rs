@@ -9,10 +9,10 @@
 //!
 //! Records are `[u32 len][u32 crc32][postcard Entry]`; a segment is closed
 //! at [`LogOptions::segment_bytes`]. An appended batch is readable at once,
-//! and openraft is told it is
-//! stored only after it is fdatasynced, by a writer thread that exists while
-//! the store has work, so an idle store costs only its files and a busy one
-//! writes every waiting batch with one write and one fsync (group commit).
+//! and openraft is told it is stored only after it is fdatasynced, by a
+//! writer thread that exists while the store has work, so an idle store
+//! costs only its files and a busy one writes every waiting batch with one
+//! write and one fsync (group commit).
 //! The writer keeps zeros on disk ahead of the newest record
 //! ([`LogOptions::prealloc_bytes`]), so most of those fsyncs carry no
 //! metadata; reopening reads zeros after the last record as the end.
